@@ -1,0 +1,439 @@
+"""What every format reader shares: the field mapping, bad-record reports, input sources,
+vectorized line splitting, exact JSON, and building canonical record batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import InputError, UsageError
+from ..schema import OPS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+DEFAULT_MAX_LINE_BYTES = 64 << 20
+CHUNK_BYTES = 8 << 20
+BATCH_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How the fields of a generic record map to the event schema (the ingest options)."""
+
+    key_fields: tuple[str, ...] = ()
+    entity_field: str | None = None
+    entity: str | None = None
+    op_field: str | None = None
+    type_field: str | None = None
+    ts_field: str | None = None
+    ts_unit: str | None = None  # s|ms|us|ns, for epoch numbers
+    data_field: str | None = None
+    meta_fields: tuple[str, ...] = ()
+    offset_field: str | None = None
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+    def mapped_fields(self) -> list[str]:
+        """Fields that are taken out of the record (the default data is what is left)."""
+        names = [*self.key_fields, self.entity_field, self.op_field, self.type_field, self.ts_field]
+        names += [*self.meta_fields, self.offset_field]
+        return [n for n in dict.fromkeys(names) if n]
+
+    def default_entity(self, source: Source) -> str:
+        return self.entity or Path(source.name).name.split(".")[0] or "events"
+
+
+@dataclass
+class BadRecord:
+    """A record that could not be read: where it is, why, and its raw bytes (for quarantine)."""
+
+    file: str
+    line: int | None
+    reason: str
+    raw: bytes = b""
+
+
+Report = Callable[[BadRecord], None]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class Source:
+    """One input: a path (plain, .gz or .zst) or '-' for stdin. Hashes its bytes as they are read."""
+
+    def __init__(self, spec: str) -> None:
+        self.name = "<stdin>" if spec == "-" else spec
+        self.spec = spec
+        self._sha = hashlib.sha256()
+        self.bytes_read = 0
+        if spec != "-":
+            path = Path(spec)
+            if not path.exists():
+                raise InputError(spec, None, "no such file", "check the path, or quote a glob")
+            if path.is_dir():
+                raise InputError(spec, None, "is a directory, not a log file", "name the files in it")
+            self.size: int | None = path.stat().st_size
+        else:
+            self.size = None
+
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 of the (decompressed) bytes read so far."""
+        return self._sha.hexdigest()
+
+    def open(self) -> IO[bytes]:
+        """A binary stream of the decompressed content, hashed as it is read."""
+        raw: IO[bytes] = sys.stdin.buffer if self.spec == "-" else open(self.spec, "rb")  # noqa: SIM115
+        head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+        stream: IO[bytes]
+        if head[:2] == b"\x1f\x8b" or self.name.endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+        elif head == b"\x28\xb5\x2f\xfd" or self.name.endswith(".zst"):
+            import zstandard
+
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        else:
+            stream = raw
+        return _HashingReader(stream, self)
+
+    def head(self, n: int = 65536) -> bytes:
+        """The first n decompressed bytes, for sniffing (stdin is sniffed from the buffer)."""
+        with self.open() as f:
+            data = f.read(n)
+        self._sha = hashlib.sha256()
+        self.bytes_read = 0
+        return data
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, inner: IO[bytes], source: Source) -> None:
+        self._inner = inner
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._source._sha.update(data)
+        self._source.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._source.spec != "-":
+            self._inner.close()
+        super().close()
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def iter_line_chunks(
+    stream: IO[bytes], source: Source, report: Report, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, pa.Array]]:
+    """Split a byte stream into lines, vectorized: yields (first line number, StringArray).
+
+    Each element keeps its trailing newline; lines are numbered from 1. Invalid UTF-8 and
+    oversized lines are reported and replaced by an empty string (so numbering stays exact).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    carry = b""
+    line_no = 1
+    skipping = False  # inside an oversized line, dropping bytes up to its newline
+    while True:
+        block = stream.read(CHUNK_BYTES)
+        if not block:
+            if carry and not skipping:
+                if len(carry) > max_line_bytes:
+                    report(BadRecord(source.name, line_no, _oversized(len(carry), max_line_bytes), carry[:4096]))
+                    carry = b""
+                yield line_no, _decode(pa.array([carry], pa.binary()), line_no, source, report)
+            return
+        buf = carry + block if carry else block
+        newlines = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+        if skipping:
+            if len(newlines) == 0:
+                carry = b""
+                continue
+            buf = buf[int(newlines[0]) + 1 :]
+            newlines = newlines[1:] - (int(newlines[0]) + 1)
+            skipping = False
+            yield line_no, pa.array([""], pa.string())  # the oversized line, already reported
+            line_no += 1
+        if len(newlines) == 0:
+            carry = buf
+            if len(carry) > max_line_bytes:
+                report(BadRecord(source.name, line_no, _oversized(len(carry), max_line_bytes), carry[:4096]))
+                carry, skipping = b"", True
+            continue
+        end = int(newlines[-1]) + 1
+        offsets = np.concatenate([[0], newlines + 1]).astype(np.int64)
+        lengths = np.diff(offsets)
+        arr = pa.Array.from_buffers(
+            pa.large_binary(), len(newlines), [None, pa.py_buffer(offsets), pa.py_buffer(buf)]
+        )
+        if lengths.max() > max_line_bytes:
+            for i in np.flatnonzero(lengths > max_line_bytes):
+                report(BadRecord(source.name, line_no + int(i), _oversized(int(lengths[i]), max_line_bytes), b""))
+            keep = pa.array(lengths <= max_line_bytes)
+            arr = pa.compute.if_else(keep, arr, pa.scalar(b"", pa.large_binary()))
+        yield line_no, _decode(arr, line_no, source, report)
+        line_no += len(newlines)
+        carry = buf[end:]
+
+
+def _oversized(n: int, limit: int) -> str:
+    return f"line of {n} bytes is longer than the limit of {limit} bytes"
+
+
+def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Array:
+    import pyarrow as pa
+
+    try:
+        return arr.cast(pa.large_string()).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowCapacityError):
+        pass
+    out: list[str] = []
+    for i, raw in enumerate(arr.to_pylist()):
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            report(BadRecord(source.name, first + i, f"invalid UTF-8 at byte {e.start}", raw))
+            out.append("")
+    return pa.array(out, pa.large_string()).cast(pa.string())
+
+
+def iter_lines(stream: IO[bytes], source: Source, report: Report, max_line_bytes: int) -> Iterator[tuple[int, str]]:
+    """(line number, text without its newline) for every non-blank line: for per-record readers."""
+    for first, arr in iter_line_chunks(stream, source, report, max_line_bytes):
+        for i, text in enumerate(arr.to_pylist()):
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield first + i, text
+
+
+# --------------------------------------------------------------------------- exact JSON
+
+
+class RawNumber(str):
+    """A JSON number kept as its source text, so no value passes through float64."""
+
+    __slots__ = ()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_float=RawNumber, parse_constant=_no_constant)
+
+
+def loads_exact(text: str) -> Any:
+    """Parse JSON keeping every number exact (floats as RawNumber, integers as int)."""
+    return _DECODER.decode(text)
+
+
+def dumps_exact(value: Any) -> str:
+    """Serialize what loads_exact gave back, compactly, numbers as written, unicode unescaped."""
+    if isinstance(value, RawNumber):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + dumps_exact(v) for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_or_none(value: Any) -> str | None:
+    """JSON text of a value, or None for a missing/null value."""
+    return None if value is None else dumps_exact(value)
+
+
+def key_text(values: list[Any], names: tuple[str, ...] | list[str]) -> str:
+    """The canonical key: a single value as text (strings bare), several as a JSON object."""
+    if len(values) == 1:
+        v = values[0]
+        return v if isinstance(v, str) and not isinstance(v, RawNumber) else dumps_exact(v)
+    return dumps_exact(dict(zip(names, values, strict=True)))
+
+
+# --------------------------------------------------------------------------- values
+
+
+_OP_ALIASES = {
+    "c": "insert", "i": "insert", "create": "insert", "created": "insert", "insert": "insert", "add": "insert",
+    "u": "update", "update": "update", "updated": "update", "modify": "update",
+    "upsert": "upsert", "put": "upsert", "set": "upsert",
+    "patch": "patch", "merge": "patch",
+    "d": "delete", "delete": "delete", "deleted": "delete", "remove": "delete", "del": "delete",
+    "t": "truncate", "truncate": "truncate",
+    "r": "read", "read": "read", "snapshot": "read",
+    "event": "event",
+}  # fmt: skip
+assert set(_OP_ALIASES.values()) <= set(OPS)
+
+
+def op_aliases() -> dict[str, str]:
+    """Spellings of an op that generic logs use, lower-cased, mapped to the canonical op."""
+    return dict(_OP_ALIASES)
+
+
+def normalize_op(value: Any) -> str:
+    """Map an op as a log spells it to a canonical op, or raise ValueError."""
+    if not isinstance(value, str) or value.lower() not in _OP_ALIASES:
+        raise ValueError(f"unknown op {value!r} (expected one of {', '.join(OPS)})")
+    return _OP_ALIASES[value.lower()]
+
+
+TS_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def parse_ts(value: Any, unit: str | None = None) -> int:
+    """An event time as microseconds since the epoch (UTC).
+
+    ISO-8601 strings with any offset are instants (no offset means UTC); numbers are epoch
+    values in ``unit`` (default seconds). Raises ValueError if it cannot be read.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"unparseable timestamp {value!r}")
+    if isinstance(value, int | float | RawNumber) or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation as e:
+            raise ValueError(f"unparseable timestamp {value!r}") from e
+        u = unit or "s"
+        micros = number / 1000 if u == "ns" else number * TS_UNITS[u]
+        return int(micros)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "T", 1)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            stamp = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"unparseable timestamp {value!r}") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        delta = stamp - _EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise ValueError(f"unparseable timestamp {value!r}")
+
+
+_NUMERIC = re.compile(r"-?\d+(\.\d+)?")
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+_DIGITS = re.compile(r"\d+")
+
+
+def position_order(position: str | None) -> str | None:
+    """A string that sorts as the source orders its positions.
+
+    A PostgreSQL LSN ``X/Y`` is a 64-bit number in two hex halves, so it becomes 16 hex digits;
+    elsewhere every run of decimal digits is zero-padded (binlog ``file.000003:1234``, Kafka
+    ``partition/offset``, plain numbers).
+    """
+    if position is None:
+        return None
+    text = position.strip()
+    m = _LSN.fullmatch(text)
+    if m:
+        return f"{int(m.group(1), 16):08X}{int(m.group(2), 16):08X}"
+    return _DIGITS.sub(lambda d: d.group(0).lstrip("0").rjust(20, "0"), text)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Batcher:
+    """Collects events as Python values and yields canonical record batches of bounded size."""
+
+    rows: int = BATCH_ROWS
+    _cols: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from ..schema import input_schema
+
+        self._schema = input_schema()
+        self._cols = {name: [] for name in self._schema.names}
+
+    def add(
+        self,
+        *,
+        ts: int | None,
+        entity: str,
+        key: str | None,
+        op: str,
+        data: str | None,
+        source: dict[str, Any],
+        type: str | None = None,
+        before: str | None = None,
+        meta: str | None = None,
+        txn: dict[str, Any] | None = None,
+        prev_key: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        """Add one event; times are microseconds since the epoch; JSON columns are JSON text."""
+        c = self._cols
+        c["offset"].append(offset)
+        c["ts"].append(ts)
+        c["entity"].append(entity)
+        c["key"].append(key)
+        c["prev_key"].append(prev_key)
+        c["op"].append(op)
+        c["type"].append(type)
+        c["data"].append(data)
+        c["before"].append(before)
+        c["meta"].append(meta)
+        if txn is not None and "position_order" not in txn:
+            txn = {**txn, "position_order": position_order(txn.get("position"))}
+        c["txn"].append(txn)
+        if "position_order" not in source:
+            source = {**source, "position_order": position_order(source.get("position"))}
+        c["source"].append(source)
+
+    def __len__(self) -> int:
+        return len(self._cols["op"])
+
+    def full(self) -> bool:
+        return len(self) >= self.rows
+
+    def flush(self) -> pa.RecordBatch:
+        """The events collected so far as one batch; the batcher starts empty again."""
+        import pyarrow as pa
+
+        batch = pa.RecordBatch.from_pydict(self._cols, schema=self._schema)
+        self._cols = {name: [] for name in self._schema.names}
+        return batch
+
+
+def check_mapping_for(format_name: str, mapping: Mapping, allowed: set[str]) -> None:
+    """Refuse field-mapping options that a self-describing format does not take."""
+    given = {
+        "--key-field": bool(mapping.key_fields), "--entity-field": bool(mapping.entity_field),
+        "--op-field": bool(mapping.op_field), "--type-field": bool(mapping.type_field),
+        "--ts-field": bool(mapping.ts_field), "--data-field": bool(mapping.data_field),
+        "--meta-field": bool(mapping.meta_fields),
+    }  # fmt: skip
+    extra = [k for k, v in given.items() if v and k not in allowed]
+    if extra:
+        raise UsageError(
+            f"{', '.join(extra)} does not apply to {format_name}: its records say this themselves",
+            "drop the option, or pass --format jsonl to read the records as generic JSON lines",
+        )
