@@ -48,6 +48,17 @@ class Mapping:
         names += [*self.meta_fields, self.offset_field]
         return [n for n in dict.fromkeys(names) if n]
 
+    def keys_for(self, entity: str) -> tuple[str, ...]:
+        """Key fields for an entity: ``FIELD`` applies to every entity, ``ENTITY:FIELD`` to one
+        (named in full, ``public.customers``, or by its last part, ``customers``)."""
+        plain = tuple(k for k in self.key_fields if ":" not in k)
+        scoped = tuple(
+            k.split(":", 1)[1]
+            for k in self.key_fields
+            if ":" in k and k.split(":", 1)[0] in (entity, entity.rsplit(".", 1)[-1])
+        )
+        return scoped or plain
+
     def default_entity(self, source: Source) -> str:
         return self.entity or Path(source.name).name.split(".")[0] or "events"
 
