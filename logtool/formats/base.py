@@ -238,7 +238,13 @@ def iter_lines(stream: IO[bytes], source: Source, report: Report, max_line_bytes
 # --------------------------------------------------------------------------- exact JSON
 
 
-class RawNumber(str):
+class RawJSON(str):
+    """JSON text written out verbatim by dumps_exact (already-serialized values)."""
+
+    __slots__ = ()
+
+
+class RawNumber(RawJSON):
     """A JSON number kept as its source text, so no value passes through float64."""
 
     __slots__ = ()
@@ -258,7 +264,7 @@ def loads_exact(text: str) -> Any:
 
 def dumps_exact(value: Any) -> str:
     """Serialize what loads_exact gave back, compactly, numbers as written, unicode unescaped."""
-    if isinstance(value, RawNumber):
+    if isinstance(value, RawJSON):
         return str(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,140 @@
+"""What every command shares: the store argument, the --format option, and rendering results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .. import console
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def boundary(fn: Callable[..., None]) -> Callable[..., None]:
+    """The one place errors become exit codes: a LogtoolError is one line, a hint and its code;
+    anything unexpected is trouble (2), never diff's and verify's "different" (1)."""
+    from ..errors import EXIT_TROUBLE, LogtoolError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except LogtoolError as e:
+            console.fail(e.message, e.hint)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            console.fail("interrupted")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+        except Exception as e:
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            console.fail(f"internal error: {type(e).__name__}: {detail}", "rerun with --debug for a traceback, and report it")
+            raise typer.Exit(EXIT_TROUBLE) from None
+
+    return wrapper
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+StoreArg = Annotated[str, typer.Argument(help="The store directory.", metavar="STORE")]
+FormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option("--format", "-f", help="Output format; default: table on a terminal, jsonl when piped."),
+]
+
+
+def resolve(fmt: OutputFormat | None) -> OutputFormat:
+    """The output format: as asked, else a table for a terminal and JSON lines for a pipe."""
+    if fmt is not None:
+        return fmt
+    return OutputFormat.table if console.out.is_terminal else OutputFormat.jsonl
+
+
+def render(
+    batches: pa.Table | Iterable[pa.RecordBatch | pa.Table],
+    fmt: OutputFormat | None,
+    *,
+    title: str | None = None,
+    json_columns: Iterable[str] = ("data", "before", "meta", "state", "value", "left", "right"),
+) -> int:
+    """Write rows to stdout in the chosen format, batch by batch; returns the row count."""
+    import pyarrow as pa
+
+    from ..formats.base import dumps_exact
+    from ..formats.writers import rows, write_csv, write_jsonl
+
+    fmt = resolve(fmt)
+    parts = [batches] if isinstance(batches, pa.Table | pa.RecordBatch) else batches
+    json_cols = list(json_columns)
+    if fmt is OutputFormat.jsonl:
+        return write_jsonl(parts, sys.stdout, json_cols)
+    if fmt is OutputFormat.csv:
+        return write_csv(parts, sys.stdout, json_cols)
+    if fmt is OutputFormat.json:
+        n = 0
+        sys.stdout.write("[")
+        for part in parts:
+            for row in rows(part, json_cols):
+                sys.stdout.write(("," if n else "") + "\n  " + dumps_exact(row))
+                n += 1
+        sys.stdout.write("\n]\n" if n else "]\n")
+        return n
+    from rich.table import Table
+
+    table: Table | None = None
+    n = 0
+    for part in parts:
+        if table is None:
+            table = Table(title=title, show_lines=False, title_justify="left")
+            for name in part.schema.names:
+                table.add_column(name, overflow="fold")
+        for row in rows(part, json_cols):
+            table.add_row(*(_cell(v) for v in row.values()))
+            n += 1
+    if table is not None:
+        console.out.print(table)
+    return n
+
+
+def _cell(value: Any) -> str:
+    from rich.markup import escape
+
+    if value is None:
+        return "[dim]NULL[/dim]"
+    if isinstance(value, dict | list):
+        return escape(json.dumps(value, ensure_ascii=False))
+    return escape(str(value))
+
+
+def render_object(obj: dict[str, Any], fmt: OutputFormat | None) -> None:
+    """One result object: JSON for programs, key/value lines for people."""
+    from ..formats.base import dumps_exact
+    from ..formats.writers import plain
+
+    fmt = resolve(fmt)
+    if fmt is OutputFormat.table:
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for k, v in obj.items():
+            table.add_row(k, _cell(plain(v)))
+        console.out.print(table)
+    else:
+        sys.stdout.write(dumps_exact(plain(obj)) + "\n")

@@ -1,0 +1,102 @@
+"""Writers for the formats a user exports to: JSON lines and CSV (Parquet is pyarrow's own).
+
+JSON columns (text that already is JSON) are written as JSON values, verbatim, so exact
+numbers stay exact. CSV follows PostgreSQL's ``COPY ... CSV``: NULL is an empty unquoted field,
+the empty string is ``""``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING, Any
+
+from .base import RawJSON, dumps_exact
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def plain(value: Any) -> Any:
+    """A Python value from Arrow made JSON-serializable (times as ISO-8601, bytes as hex)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return RawJSON(str(value))
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)  # JSON has no NaN/Infinity: written as a string
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _json_columns(schema: pa.Schema, json_columns: Iterable[str]) -> set[str]:
+    import pyarrow as pa
+
+    wanted = set(json_columns)
+    textual = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    found = {f.name for f in schema if f.name in wanted and any(t(f.type) for t in textual)}
+    found |= {f.name for f in schema if (f.metadata or {}).get(b"logtool.json") == b"1"}
+    return found
+
+
+def rows(batch: pa.RecordBatch | pa.Table, json_columns: Iterable[str] = ()) -> Iterable[dict[str, Any]]:
+    """Rows as dicts ready for dumps_exact: JSON columns as RawJSON, other values made plain."""
+    raw = _json_columns(batch.schema, json_columns)
+    names = batch.schema.names
+    columns = [batch.column(n).to_pylist() for n in names]
+    for values in zip(*columns, strict=True):
+        yield {
+            n: (RawJSON(v) if n in raw and v is not None else plain(v))
+            for n, v in zip(names, values, strict=True)
+        }
+
+
+def write_jsonl(batches: Iterable[pa.RecordBatch | pa.Table], out: IO[str], json_columns: Iterable[str] = ()) -> int:
+    """One JSON object per row; returns the number of rows written."""
+    n = 0
+    for batch in batches:
+        for row in rows(batch, json_columns):
+            out.write(dumps_exact(row) + "\n")
+            n += 1
+    return n
+
+
+def csv_field(value: Any) -> str:
+    """One CSV field, PostgreSQL-style: None -> empty, '' -> \"\", quoted when needed."""
+    if value is None:
+        return ""
+    if isinstance(value, RawJSON):
+        text = str(value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, dict | list):
+        text = dumps_exact(value)
+    else:
+        text = str(value)
+    if text == "" or any(c in text for c in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_csv(
+    batches: Iterable[pa.RecordBatch | pa.Table], out: IO[str], json_columns: Iterable[str] = (), header: bool = True
+) -> int:
+    """CSV with a header row; returns the number of rows written."""
+    n = 0
+    wrote_header = not header
+    for batch in batches:
+        if not wrote_header:
+            out.write(",".join(csv_field(c) for c in batch.schema.names) + "\n")
+            wrote_header = True
+        for row in rows(batch, json_columns):
+            out.write(",".join(csv_field(v) for v in row.values()) + "\n")
+            n += 1
+    return n
