@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from . import console
-from .commands import info, ingest, log, sql, verify
 from .errors import EXIT_TROUBLE
 
 app = typer.Typer(
@@ -30,7 +29,9 @@ def root(
         str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. `2GB` (default 2GB).")
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads (default: all cores).")] = None,
-    temp_dir: Annotated[str | None, typer.Option("--temp-dir", help="Where DuckDB spills when memory is short.")] = None,
+    temp_dir: Annotated[
+        str | None, typer.Option("--temp-dir", help="Where DuckDB spills when memory is short.")
+    ] = None,
 ) -> None:
     """Global options, before the command: `logtool -q --memory-limit 1GB ingest ...`."""
     from . import engine
@@ -40,8 +41,19 @@ def root(
     engine.configure(memory_limit=memory_limit, threads=threads, temp_dir=temp_dir)
 
 
-for module in (ingest, info, log, verify, sql):
-    module.register(app)
+def _register_commands() -> None:
+    """Every module in commands/ with a ``register(app)`` adds its sub-commands."""
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{info.name}").register(app)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,9 @@ def ingest(
     result = IngestResult(str(store.path))
     with store.writer("ingest"):
         for source in sources:
-            result.files.append(_ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress))
+            result.files.append(
+                _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress)
+            )
     return result
 
 
@@ -122,7 +124,9 @@ def _ingest_one(
     def report(record: BadRecord) -> None:
         if on_error == "fail":
             raise InputError(
-                record.file, record.line, record.reason,
+                record.file,
+                record.line,
+                record.reason,
                 "fix the record, or pass --on-error quarantine (keep it aside) or --on-error skip",
             )
         bad.append(record)
@@ -132,8 +136,11 @@ def _ingest_one(
             progress(source.name, source.bytes_read, source.size)
 
     writer = SegmentWriter(
-        store, state.next_offset, segment_rows=segment_rows,
-        source_offsets=mapping.offset_field is not None, on_rows=on_rows,
+        store,
+        state.next_offset,
+        segment_rows=segment_rows,
+        source_offsets=mapping.offset_field is not None,
+        on_rows=on_rows,
     )
     try:
         for batch in fmt.read(source, mapping, report):

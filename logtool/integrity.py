@@ -115,7 +115,9 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
         elif raw != (canonical_json(body) + "\n").encode():
             report.problems.append(Problem(f"_log/{p.name}", "commit file bytes were changed"))
         if body.get("prev") != prev:
-            report.problems.append(Problem(f"_log/{p.name}", "commit chain broken: prev does not name the commit before"))
+            report.problems.append(
+                Problem(f"_log/{p.name}", "commit chain broken: prev does not name the commit before")
+            )
         prev = body.get("hash")
         commits.append(body)
     report.commits = len(commits)
@@ -127,7 +129,9 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
         if not f.exists():
             report.problems.append(Problem(entry["path"], "file named by a commit is missing", entry.get("min_offset")))
         elif file_sha256(f) != entry["sha256"]:
-            report.problems.append(Problem(entry["path"], "file content changed since its commit", entry.get("min_offset")))
+            report.problems.append(
+                Problem(entry["path"], "file content changed since its commit", entry.get("min_offset"))
+            )
 
     # every event digest, every segment digest
     segments = state.segments
@@ -150,7 +154,9 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
         try:
             seg_events = rel.to_arrow_table()
         except Exception as e:  # a damaged Parquet file: any reader error is the finding
-            report.problems.append(Problem(seg["path"], f"cannot be read ({str(e).splitlines()[0]})", seg["min_offset"]))
+            report.problems.append(
+                Problem(seg["path"], f"cannot be read ({str(e).splitlines()[0]})", seg["min_offset"])
+            )
             continue
         bad = con.execute('SELECT min("offset") FROM seg_events WHERE digest IS DISTINCT FROM recomputed').fetchall()[0]
         if bad and bad[0] is not None:
@@ -159,7 +165,11 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
             report.problems.append(Problem(seg["path"], "segment digest does not match its events", seg["min_offset"]))
         offsets = seg_events.column("offset")
         if seg_events.num_rows != seg["rows"]:
-            report.problems.append(Problem(seg["path"], f"holds {seg_events.num_rows} events, commit says {seg['rows']}", seg["min_offset"]))
+            report.problems.append(
+                Problem(
+                    seg["path"], f"holds {seg_events.num_rows} events, commit says {seg['rows']}", seg["min_offset"]
+                )
+            )
         if seg_events.num_rows:
             first, last = offsets[0].as_py(), offsets[-1].as_py()
             if (first, last) != (seg["min_offset"], seg["max_offset"]):
@@ -175,14 +185,22 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
                 if hi < lo:
                     report.problems.append(Problem(seg["path"], "offsets are not strictly increasing", lo))
                 elif not _explained(lo, hi, state.gaps):
-                    report.problems.append(Problem(seg["path"], f"offsets {lo}..{hi} are missing and no commit explains it", lo))
+                    report.problems.append(
+                        Problem(seg["path"], f"offsets {lo}..{hi} are missing and no commit explains it", lo)
+                    )
             last_offset = last
         done += seg["rows"]
         if progress:
             progress(done, total)
         report.events += seg_events.num_rows
     if state.next_offset > last_offset + 1 and not _explained(last_offset + 1, state.next_offset - 1, state.gaps):
-        report.problems.append(Problem("segments", f"offsets {last_offset + 1}..{state.next_offset - 1} are missing and no commit explains it", last_offset + 1))
+        report.problems.append(
+            Problem(
+                "segments",
+                f"offsets {last_offset + 1}..{state.next_offset - 1} are missing and no commit explains it",
+                last_offset + 1,
+            )
+        )
     report.leftovers = [store.rel(p) for p in store.leftovers(state)]
     return report
 

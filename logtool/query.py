@@ -41,7 +41,9 @@ def check_select(text: str, what: str = "query") -> None:
         raise UsageError(f"{what} must be one statement, found {len(statements)}", "remove the extra statements")
     kind = str(statements[0].type).rsplit(".", 1)[-1]
     if kind != "SELECT":
-        raise UsageError(f"{what} must be a read-only SELECT, not {kind}", "the store changes only through logtool's own commands")
+        raise UsageError(
+            f"{what} must be a read-only SELECT, not {kind}", "the store changes only through logtool's own commands"
+        )
 
 
 def sql(path: str | Path, query: str) -> pa.Table:
@@ -62,7 +64,9 @@ def _first_line(e: Exception) -> str:
 
 
 def _offset_hint(query: str, e: Exception) -> str | None:
-    if re.search(r"\boffset\b", query, re.IGNORECASE) and ("syntax error" in str(e).lower() or "offset" in str(e).lower()):
+    if re.search(r"\boffset\b", query, re.IGNORECASE) and (
+        "syntax error" in str(e).lower() or "offset" in str(e).lower()
+    ):
         return 'OFFSET is a reserved word in SQL: write the column as "offset" (in double quotes)'
     return "the view is `events`; see `logtool info STORE` for its columns"
 

@@ -131,7 +131,8 @@ class SegmentWriter:
             i = int(bad[0])
             src = batch.column("source")[i].as_py()
             raise InputError(
-                src["file"], src["line"],
+                src["file"],
+                src["line"],
                 f"offset {arr[i]} is not above the previous offset {prev[i]} (source offsets must strictly increase, "
                 "and start above the store's last offset)",
                 "ingest a single partition in order, or drop --offset-field to let the store assign offsets",

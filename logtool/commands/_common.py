@@ -38,7 +38,9 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(0) from None
         except Exception as e:
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            console.fail(f"internal error: {type(e).__name__}: {detail}", "rerun with --debug for a traceback, and report it")
+            console.fail(
+                f"internal error: {type(e).__name__}: {detail}", "rerun with --debug for a traceback, and report it"
+            )
             raise typer.Exit(EXIT_TROUBLE) from None
 
     return wrapper

@@ -12,20 +12,53 @@ from ._common import StoreArg, boundary
 
 def command(
     store: StoreArg,
-    files: Annotated[list[str], typer.Argument(help="Log files, globs, .gz/.zst, or `-` for stdin.", metavar="FILE...")],
-    format: Annotated[str | None, typer.Option("--format", help="Input format (default: detected from content; see `logtool formats`).")] = None,
-    key_field: Annotated[list[str] | None, typer.Option("--key-field", help="Key field; repeat for a composite key; `ENTITY:FIELD` for one entity.")] = None,
-    entity_field: Annotated[str | None, typer.Option("--entity-field", help="Field naming the entity (table, stream).")] = None,
-    entity: Annotated[str | None, typer.Option("--entity", help="Entity name for every record (default: the file name).")] = None,
-    op_field: Annotated[str | None, typer.Option("--op-field", help="Field holding the op (insert, update, patch, delete, c/u/d...).")] = None,
-    type_field: Annotated[str | None, typer.Option("--type-field", help="Field holding a domain event's type (event-sourced logs).")] = None,
-    ts_field: Annotated[str | None, typer.Option("--ts-field", help="Field holding the event time (ISO-8601 or epoch number).")] = None,
-    ts_unit: Annotated[str | None, typer.Option("--ts-unit", help="Unit of epoch numbers: s, ms, us or ns (default s).")] = None,
-    data_field: Annotated[str | None, typer.Option("--data-field", help="Field holding the payload (default: the record minus mapped fields; null = tombstone).")] = None,
-    meta_field: Annotated[list[str] | None, typer.Option("--meta-field", help="Field kept as metadata (actor, causation id...); repeatable.")] = None,
-    offset_field: Annotated[str | None, typer.Option("--offset-field", help="Take offsets from this field (e.g. a Kafka partition dump).")] = None,
+    files: Annotated[
+        list[str], typer.Argument(help="Log files, globs, .gz/.zst, or `-` for stdin.", metavar="FILE...")
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="Input format (default: detected from content; see `logtool formats`)."),
+    ] = None,
+    key_field: Annotated[
+        list[str] | None,
+        typer.Option("--key-field", help="Key field; repeat for a composite key; `ENTITY:FIELD` for one entity."),
+    ] = None,
+    entity_field: Annotated[
+        str | None, typer.Option("--entity-field", help="Field naming the entity (table, stream).")
+    ] = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", help="Entity name for every record (default: the file name).")
+    ] = None,
+    op_field: Annotated[
+        str | None, typer.Option("--op-field", help="Field holding the op (insert, update, patch, delete, c/u/d...).")
+    ] = None,
+    type_field: Annotated[
+        str | None, typer.Option("--type-field", help="Field holding a domain event's type (event-sourced logs).")
+    ] = None,
+    ts_field: Annotated[
+        str | None, typer.Option("--ts-field", help="Field holding the event time (ISO-8601 or epoch number).")
+    ] = None,
+    ts_unit: Annotated[
+        str | None, typer.Option("--ts-unit", help="Unit of epoch numbers: s, ms, us or ns (default s).")
+    ] = None,
+    data_field: Annotated[
+        str | None,
+        typer.Option(
+            "--data-field",
+            help="Field holding the payload (default: the record minus mapped fields; null = tombstone).",
+        ),
+    ] = None,
+    meta_field: Annotated[
+        list[str] | None,
+        typer.Option("--meta-field", help="Field kept as metadata (actor, causation id...); repeatable."),
+    ] = None,
+    offset_field: Annotated[
+        str | None, typer.Option("--offset-field", help="Take offsets from this field (e.g. a Kafka partition dump).")
+    ] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="On a bad record: fail, quarantine or skip.")] = "fail",
-    allow_duplicates: Annotated[bool, typer.Option("--allow-duplicates", help="Ingest a file even if the store already holds its content.")] = False,
+    allow_duplicates: Annotated[
+        bool, typer.Option("--allow-duplicates", help="Ingest a file even if the store already holds its content.")
+    ] = False,
     segment_rows: Annotated[int, typer.Option("--segment-rows", help="Events per segment file.", min=1)] = 1_000_000,
     max_line_bytes: Annotated[int, typer.Option("--max-line-bytes", help="Longest line accepted.", min=1)] = 64 << 20,
 ) -> None:
@@ -57,7 +90,9 @@ def command(
         )  # fmt: skip
     for f in result.files:
         if f.duplicate:
-            console.warn(f"{f.file}: already in the store (commit {f.commit}); not ingested again (--allow-duplicates to force)")
+            console.warn(
+                f"{f.file}: already in the store (commit {f.commit}); not ingested again (--allow-duplicates to force)"
+            )
             continue
         where = f"offsets {f.first_offset}..{f.last_offset}" if f.first_offset is not None else "no events"
         console.status(

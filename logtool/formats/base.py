@@ -87,6 +87,7 @@ class Source:
         self.spec = spec
         self._sha = hashlib.sha256()
         self.bytes_read = 0
+        self._stdin_head = b""
         if spec != "-":
             path = Path(spec)
             if not path.exists():
@@ -104,12 +105,17 @@ class Source:
 
     def open(self) -> IO[bytes]:
         """A binary stream of the decompressed content, hashed as it is read."""
-        raw: IO[bytes] = sys.stdin.buffer if self.spec == "-" else open(self.spec, "rb")  # noqa: SIM115
+        raw: IO[bytes]
+        if self.spec == "-":
+            # stdin can be read once: what head() took for sniffing is replayed first
+            raw = io.BufferedReader(_Chain(self._stdin_head, sys.stdin.buffer), 1 << 20)  # type: ignore[arg-type]
+        else:
+            raw = open(self.spec, "rb")  # noqa: SIM115
         head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
         stream: IO[bytes]
-        if head[:2] == b"\x1f\x8b" or self.name.endswith(".gz"):
+        if head[:2] == b"\x1f\x8b":
             stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
-        elif head == b"\x28\xb5\x2f\xfd" or self.name.endswith(".zst"):
+        elif head == b"\x28\xb5\x2f\xfd":
             import zstandard
 
             stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
@@ -118,12 +124,46 @@ class Source:
         return _HashingReader(stream, self)
 
     def head(self, n: int = 65536) -> bytes:
-        """The first n decompressed bytes, for sniffing (stdin is sniffed from the buffer)."""
+        """The first n decompressed bytes, for sniffing (stdin keeps them for open())."""
+        if self.spec == "-":
+            if not self._stdin_head:
+                self._stdin_head = sys.stdin.buffer.read(n)
+            raw = self._stdin_head
+            if raw[:2] == b"\x1f\x8b":
+                import zlib
+
+                return zlib.decompressobj(31).decompress(raw, n)
+            if raw[:4] == b"\x28\xb5\x2f\xfd":
+                import zstandard
+
+                return zstandard.ZstdDecompressor().decompressobj().decompress(raw)[:n]
+            return raw
         with self.open() as f:
             data = f.read(n)
         self._sha = hashlib.sha256()
         self.bytes_read = 0
         return data
+
+
+class _Chain(io.RawIOBase):
+    """Bytes already taken from a stream, then the rest of it."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        self._first = first
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._first:
+            n = min(len(buffer), len(self._first))
+            buffer[:n] = self._first[:n]
+            self._first = self._first[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _HashingReader(io.RawIOBase):
@@ -139,6 +179,11 @@ class _HashingReader(io.RawIOBase):
         self._source._sha.update(data)
         self._source.bytes_read += len(data)
         return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         if self._source.spec != "-":
@@ -192,9 +237,7 @@ def iter_line_chunks(
         end = int(newlines[-1]) + 1
         offsets = np.concatenate([[0], newlines + 1]).astype(np.int64)
         lengths = np.diff(offsets)
-        arr = pa.Array.from_buffers(
-            pa.large_binary(), len(newlines), [None, pa.py_buffer(offsets), pa.py_buffer(buf)]
-        )
+        arr = pa.Array.from_buffers(pa.large_binary(), len(newlines), [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
         if lengths.max() > max_line_bytes:
             for i in np.flatnonzero(lengths > max_line_bytes):
                 report(BadRecord(source.name, line_no + int(i), _oversized(int(lengths[i]), max_line_bytes), b""))
@@ -269,7 +312,11 @@ def dumps_exact(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
-        return "{" + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + dumps_exact(v) for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + dumps_exact(v) for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, list | tuple):
         return "[" + ",".join(dumps_exact(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)

@@ -100,7 +100,9 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         o = f(mapping.op_field)
         whens = " ".join(f"WHEN {sql_string(a)} THEN {sql_string(c)}" for a, c in op_aliases().items())
         op = f"(CASE lower({o} ->> '$') {whens} END)"
-        checks.append((f"{op} IS NULL", f"'unknown op ' || coalesce({o}::VARCHAR, 'null (missing op field {mapping.op_field})')"))
+        checks.append(
+            (f"{op} IS NULL", f"'unknown op ' || coalesce({o}::VARCHAR, 'null (missing op field {mapping.op_field})')")
+        )
     else:
         default = "'event'" if mapping.type_field else "'upsert'"
         op = f"(CASE WHEN {data} IS NULL THEN 'delete' ELSE {default} END)"
@@ -111,7 +113,9 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         key_fields = tuple(k.split(":", 1)[1] for k in key_fields)
     if key_fields:
         for k in key_fields:
-            checks.append((f"{op} IS DISTINCT FROM 'truncate' AND {_absent(f(k))}", sql_string(f"missing key field {k!r}")))
+            checks.append(
+                (f"{op} IS DISTINCT FROM 'truncate' AND {_absent(f(k))}", sql_string(f"missing key field {k!r}"))
+            )
         if len(key_fields) == 1:
             key = _scalar(f(key_fields[0]))
         else:
@@ -209,7 +213,9 @@ class RecordMapper:
         if reason.null_count < len(reason):
             bad = out.filter(pc.is_valid(reason))
             for n, why, raw in zip(
-                bad.column("line_no").to_pylist(), bad.column("reason").to_pylist(), bad.column("line").to_pylist(),
+                bad.column("line_no").to_pylist(),
+                bad.column("reason").to_pylist(),
+                bad.column("line").to_pylist(),
                 strict=True,
             ):
                 self.report(BadRecord(self.source.name, n, why, raw.encode()))

@@ -53,10 +53,7 @@ def rows(batch: pa.RecordBatch | pa.Table, json_columns: Iterable[str] = ()) -> 
     names = batch.schema.names
     columns = [batch.column(n).to_pylist() for n in names]
     for values in zip(*columns, strict=True):
-        yield {
-            n: (RawJSON(v) if n in raw and v is not None else plain(v))
-            for n, v in zip(names, values, strict=True)
-        }
+        yield {n: (RawJSON(v) if n in raw and v is not None else plain(v)) for n, v in zip(names, values, strict=True)}
 
 
 def write_jsonl(batches: Iterable[pa.RecordBatch | pa.Table], out: IO[str], json_columns: Iterable[str] = ()) -> int:

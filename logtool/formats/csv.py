@@ -1,0 +1,96 @@
+"""CSV logs with a header row, read through the same field mapping as JSON lines.
+
+Each row becomes a JSON object: a field that is a JSON number (no leading zeros) becomes that
+number, exactly; an empty field is null; anything else is a string. Quoted fields may hold
+commas and newlines; a record's line number is the line it starts on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from . import Format
+from .base import BATCH_ROWS, BadRecord, Mapping, Report, Source
+from .jsonl import RecordMapper
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def _value(text: str) -> str:
+    if text == "":
+        return "null"
+    if _NUMBER.fullmatch(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    """Read a CSV log (plain, .gz or .zst) through the field mapping."""
+    import pyarrow as pa
+
+    mapper = RecordMapper(source, mapping, report, "csv")
+    csv.field_size_limit(mapping.max_line_bytes)
+    with source.open() as raw:
+        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.reader(text)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        names = [json.dumps(h.strip(), ensure_ascii=False) + ":" for h in header]
+        numbers: list[int] = []
+        lines: list[str] = []
+        start = reader.line_num + 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                report(BadRecord(source.name, start, f"CSV error: {e}"))
+                start = reader.line_num + 1
+                continue
+            line_no, start = start, reader.line_num + 1
+            if not row or row == [""]:
+                continue
+            if len(row) != len(header):
+                raw_row = ",".join(row).encode("utf-8", "surrogateescape")
+                report(BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", raw_row))
+                continue
+            joined = "".join(row)
+            try:
+                joined.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raw_row = ",".join(row).encode("utf-8", "surrogateescape")
+                report(BadRecord(source.name, line_no, f"invalid UTF-8 at character {e.start}", raw_row))
+                continue
+            lines.append("{" + ",".join(n + _value(v) for n, v in zip(names, row, strict=True)) + "}")
+            numbers.append(line_no)
+            if len(lines) >= BATCH_ROWS:
+                batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()))
+                if batch is not None:
+                    yield batch
+                numbers, lines = [], []
+        if lines:
+            batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()))
+            if batch is not None:
+                yield batch
+
+
+def sniff(head: bytes) -> int:
+    """A first line of comma-separated names, not JSON."""
+    first = head.split(b"\n", 1)[0].strip()
+    if not first or first[:1] in (b"{", b"["):
+        return 0
+    return 8 if b"," in first else 0
+
+
+FORMAT = Format("csv", "CSV with a header row, read through the field mapping", sniff, read)
