@@ -55,6 +55,7 @@ def command(
     offset_field: Annotated[
         str | None, typer.Option("--offset-field", help="Take offsets from this field (e.g. a Kafka partition dump).")
     ] = None,
+    prev_key_field: Annotated[str | None, typer.Option("--prev-key-field", help="Field holding the key before this event, where the event changed the key.")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="On a bad record: fail, quarantine or skip.")] = "fail",
     allow_duplicates: Annotated[
         bool, typer.Option("--allow-duplicates", help="Ingest a file even if the store already holds its content.")
@@ -80,7 +81,7 @@ def command(
     mapping = Mapping(
         key_fields=tuple(key_field or ()), entity_field=entity_field, entity=entity, op_field=op_field,
         type_field=type_field, ts_field=ts_field, ts_unit=ts_unit, data_field=data_field,
-        meta_fields=tuple(meta_field or ()), offset_field=offset_field, max_line_bytes=max_line_bytes,
+        meta_fields=tuple(meta_field or ()), offset_field=offset_field, prev_key_field=prev_key_field, max_line_bytes=max_line_bytes,
     )  # fmt: skip
     with console.progress("ingest") as update:
         result = logtool.ingest(

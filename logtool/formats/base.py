@@ -40,12 +40,13 @@ class Mapping:
     data_field: str | None = None
     meta_fields: tuple[str, ...] = ()
     offset_field: str | None = None
+    prev_key_field: str | None = None  # the key before this event, where the event changed it
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
     def mapped_fields(self) -> list[str]:
         """Fields that are taken out of the record (the default data is what is left)."""
         names = [*self.key_fields, self.entity_field, self.op_field, self.type_field, self.ts_field]
-        names += [*self.meta_fields, self.offset_field]
+        names += [*self.meta_fields, self.offset_field, self.prev_key_field]
         return [n for n in dict.fromkeys(names) if n]
 
     def keys_for(self, entity: str) -> tuple[str, ...]:
@@ -493,7 +494,7 @@ def check_mapping_for(format_name: str, mapping: Mapping, allowed: set[str]) -> 
         "--key-field": bool(mapping.key_fields), "--entity-field": bool(mapping.entity_field),
         "--op-field": bool(mapping.op_field), "--type-field": bool(mapping.type_field),
         "--ts-field": bool(mapping.ts_field), "--data-field": bool(mapping.data_field),
-        "--meta-field": bool(mapping.meta_fields),
+        "--meta-field": bool(mapping.meta_fields), "--prev-key-field": bool(mapping.prev_key_field),
     }  # fmt: skip
     extra = [k for k, v in given.items() if v and k not in allowed]
     if extra:

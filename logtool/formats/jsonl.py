@@ -62,6 +62,12 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
 
     checks: list[tuple[str, str]] = []  # (condition that makes the record bad, reason SQL)
 
+    if mapping.prev_key_field:
+        pk = f(mapping.prev_key_field)
+        prev_key = f"(CASE WHEN {_absent(pk)} THEN NULL ELSE {_scalar(pk)} END)"
+    else:
+        prev_key = "NULL::VARCHAR"
+
     if mapping.entity_field:
         ent = f(mapping.entity_field)
         checks.append((_absent(ent), sql_string(f"missing entity field {mapping.entity_field!r}")))
@@ -160,7 +166,7 @@ SELECT
     CASE WHEN jtype = 'OBJECT' THEN {ts} END AS ts,
     CASE WHEN jtype = 'OBJECT' THEN {entity} END AS entity,
     CASE WHEN jtype = 'OBJECT' THEN {key} END AS key,
-    NULL::VARCHAR AS prev_key,
+    CASE WHEN jtype = 'OBJECT' THEN {prev_key} END AS prev_key,
     CASE WHEN jtype = 'OBJECT' THEN {op} END AS op,
     CASE WHEN jtype = 'OBJECT' THEN {typ} END AS type,
     CASE WHEN jtype = 'OBJECT' THEN {data} END AS data,

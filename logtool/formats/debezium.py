@@ -1,0 +1,506 @@
+"""Debezium change events, one JSON record a line.
+
+Takes Debezium's envelope with or without the JSON converter's ``schema``/``payload`` wrapper, and
+keyed dumps: a line per Kafka record, ``{"key": ..., "value": ...}`` (key and value as JSON or as
+JSON text), where a null value is a tombstone.
+
+How a change event becomes an event:
+
+- ``op``: ``c`` insert, ``r`` read (snapshot), ``u`` update, ``d`` delete, ``t`` truncate (key and
+  data null), ``m`` (a logical decoding message) an ``event`` of type ``message`` whose entity is
+  the message prefix and whose data is the message. A column holding Debezium's placeholder for a
+  value it did not receive (an unchanged TOASTed column) is left out of the image, so it keeps its
+  old value on replay, and the event becomes an ``update``.
+- ``ts``: the database's time, ``source.ts_us``/``ts_ns``/``ts_ms`` (the most precise given); the
+  connector's top-level time only where the source block has none.
+- ``entity``: ``source.schema``.``source.table`` (``source.db`` where there is no schema: MySQL).
+- ``key``: the record key in keyed dumps, else the ``--key-field`` columns of the after (or before)
+  image, else null. An update whose before image has another key sets ``prev_key``.
+- ``txn``: ``transaction.id``, else ``source.txId`` (PostgreSQL, Oracle) or ``source.gtid`` (MySQL);
+  its position is the commit position where the source writes one (SQL Server ``commit_lsn``,
+  Oracle ``commit_scn``), its time the event's ``ts``.
+- ``source.position``: PostgreSQL ``lsn`` written as PostgreSQL writes an LSN (``0/16B3748``; Debezium
+  gives it as a number), MySQL ``file:pos``, SQL Server ``change_lsn``, Oracle ``scn``.
+- ``meta``: the envelope without its images: ``source``, ``transaction``, the connector's ``ts_ms``.
+- With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
+  exact numbers; without one they stay the text Debezium wrote.
+- A tombstone takes its entity from the key schema's name (``server.inventory.customers.Key``), or
+  else from the delete of the same key shortly before it, as Debezium writes the two together.
+
+This module also holds the record loop and sniffing helper the other self-describing JSON formats share.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import Format
+from .base import (
+    BadRecord,
+    Batcher,
+    Mapping,
+    RawNumber,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    key_text,
+    loads_exact,
+    parse_ts,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAME = "debezium"
+
+#: Keyword arguments of ``Batcher.add`` for one event.
+Event = dict[str, Any]
+
+# --------------------------------------------------------------------------- shared by the JSON formats
+
+
+def read_records(
+    records: Iterable[tuple[int, str]],
+    source: Source,
+    report: Report,
+    format_name: str,
+    decode: Callable[[Any, dict[str, Any]], list[Event]],
+) -> Iterator[pa.RecordBatch]:
+    """Parse each (line, JSON text) exactly, turn it into events with ``decode(value, where)`` and
+    batch them. ``where`` is the event's ``source`` column, its position still None. A record that
+    does not parse, or that ``decode`` refuses with a ValueError, is reported and skipped."""
+    batcher = Batcher()
+    for line, text in records:
+        try:
+            value = loads_exact(text)
+        except RecursionError:
+            report(BadRecord(source.name, line, "invalid JSON: nested too deeply", text.encode()))
+            continue
+        except ValueError as e:
+            report(BadRecord(source.name, line, f"invalid JSON: {_json_error(e, line)}", text.encode()))
+            continue
+        where = {"format": format_name, "file": source.name, "line": line, "position": None}
+        try:
+            events = decode(value, where)
+        except RecursionError:
+            report(BadRecord(source.name, line, "nested too deeply", text.encode()))
+            continue
+        except ValueError as e:
+            report(BadRecord(source.name, line, str(e), text.encode()))
+            continue
+        for event in events:
+            batcher.add(**event)
+        if batcher.full():
+            yield batcher.flush()
+    yield batcher.flush()
+
+
+def _json_error(error: ValueError, line: int) -> str:
+    if not isinstance(error, json.JSONDecodeError):
+        return str(error)
+    if error.lineno == 1:
+        return f"{error.msg} at column {error.colno}"
+    return f"{error.msg} at line {line + error.lineno - 1} column {error.colno}"
+
+
+def sniff_lines(head: bytes, classify: Callable[[Any], bool | None], lines: int = 8) -> bool:
+    """Whether the first JSON lines of ``head`` are of one format: ``classify`` recognizes at least
+    one and rejects none (None: says nothing either way). A line that is not JSON, or is cut off at
+    the end of the head, says nothing."""
+    found = False
+    texts = [t for t in head.decode("utf-8", "replace").splitlines() if t.strip()][:lines]
+    for text in texts:
+        try:
+            value = loads_exact(text)
+        except (ValueError, RecursionError):
+            continue
+        verdict = classify(value)
+        if verdict is False:
+            return False
+        found = found or bool(verdict)
+    return found
+
+
+def row_key(row: dict[str, Any], names: tuple[str, ...], image: str = "row") -> str:
+    """The key of a row from its key columns, or a ValueError naming the missing column."""
+    missing = [n for n in names if n not in row]
+    if missing:
+        raise ValueError(f"key column {missing[0]!r} is not in the {image}")
+    return key_text([row[n] for n in names], names)
+
+
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for messages: 'an object', 'a list', 'a string'..."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str) and not isinstance(value, RawNumber):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
+
+
+# --------------------------------------------------------------------------- Debezium
+
+_OPS = {"c": "insert", "r": "read", "u": "update", "d": "delete", "t": "truncate", "m": "event"}
+_NOT_META = ("before", "after", "op", "message")
+PLACEHOLDER = "__debezium_unavailable_value"
+_PLACEHOLDER_BYTES = base64.b64encode(PLACEHOLDER.encode()).decode()
+_DECIMAL = "org.apache.kafka.connect.data.Decimal"
+_VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
+_RECENT_DELETES = 4096
+
+
+class _NoKey:
+    """The record came without a key (not a keyed dump), as opposed to a null key."""
+
+
+NO_KEY: Any = _NoKey()
+
+
+def unwrap(value: Any) -> tuple[Any, dict[str, Any] | None]:
+    """A converter record without its ``schema``/``payload`` wrapper, and the schema if it had one."""
+    if isinstance(value, dict) and len(value) == 2 and "schema" in value and "payload" in value:
+        schema = value["schema"]
+        return value["payload"], schema if isinstance(schema, dict) else None
+    return value, None
+
+
+def is_envelope(value: Any) -> bool:
+    """Whether a JSON value is a Debezium change event (wrapped or not)."""
+    envelope, _ = unwrap(value)
+    return (
+        isinstance(envelope, dict)
+        and isinstance(envelope.get("op"), str)
+        and envelope["op"] in _OPS
+        and isinstance(envelope.get("source"), dict)
+    )
+
+
+def key_entity(record_key: Any) -> str | None:
+    """The entity a Debezium record key names in its schema (``server.inventory.customers.Key``)."""
+    if isinstance(record_key, dict) and isinstance(record_key.get("schema"), dict):
+        name = record_key["schema"].get("name")
+        if isinstance(name, str) and name.endswith(".Key") and name.count(".") >= 3:
+            return ".".join(name[: -len(".Key")].split(".")[-2:])
+    return None
+
+
+def record_key(record_key: Any) -> tuple[str | None, tuple[str, ...]]:
+    """A Kafka record key as the event key, and its column names: a JSON object (possibly
+    wrapped with its schema) gives ``key_text`` of its columns; text is the key as it is."""
+    if record_key is NO_KEY or record_key is None:
+        return None, ()
+    if isinstance(record_key, str) and not isinstance(record_key, RawNumber):
+        return record_key, ()
+    fields, schema = unwrap(record_key)
+    if isinstance(fields, dict):
+        if not fields:
+            return None, ()
+        columns = _fields(schema)
+        row = {name: _decode_value(name, v, columns.get(name)) for name, v in fields.items()}
+        names = tuple(row)
+        return key_text(list(row.values()), names), names
+    if fields is None:
+        return None, ()
+    return key_text([fields], ("key",)), ()
+
+
+def decode_change(
+    value: Any,
+    key: Any,
+    where: dict[str, Any],
+    mapping: Mapping,
+    extra_meta: dict[str, Any] | None = None,
+) -> Event:
+    """One Debezium change event (with or without its schema wrapper) as an event.
+
+    ``key`` is the Kafka record's key (its JSON, or its text), or ``NO_KEY``; ``where`` is the
+    event's ``source`` column, whose position is filled from the event when still None;
+    ``extra_meta`` is merged into ``meta``. Raises ValueError for what is not a usable change.
+    """
+    envelope, schema = unwrap(value)
+    if not isinstance(envelope, dict):
+        raise ValueError(f"a Debezium event is a JSON object, not {kind_of(envelope)}")
+    code = envelope.get("op")
+    if code is None:
+        raise ValueError("not a Debezium change event: no 'op' (a schema change or heartbeat record?)")
+    if not isinstance(code, str) or code not in _OPS:
+        raise ValueError(f"unknown Debezium op {code!r} (expected one of {', '.join(_OPS)})")
+    src = envelope.get("source")
+    if not isinstance(src, dict):
+        raise ValueError("Debezium event without a 'source' block")
+    ts = _time(src, envelope)
+    meta = {k: v for k, v in envelope.items() if k not in _NOT_META}
+    meta.update(extra_meta or {})
+    event: Event = {
+        "ts": ts,
+        "op": _OPS[code],
+        "key": None,
+        "data": None,
+        "meta": dumps_exact(meta),
+        "txn": _txn(envelope, src, ts),
+        "source": {**where, "position": where["position"] or _position(src)},
+    }
+    if code == "m":
+        message = envelope.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("prefix"), str):
+            raise ValueError("logical decoding message without a 'message' block naming its prefix")
+        return {**event, "entity": message["prefix"], "type": "message", "data": dumps_exact(message)}
+    entity = _entity(src)
+    if code == "t":
+        return {**event, "entity": entity}
+    images = _image_fields(schema)
+    before, _ = _image(envelope, "before", images.get("before", {}))
+    after, partial = _image(envelope, "after", images.get("after", {}))
+    if code != "d" and after is None:
+        raise ValueError(f"op {code!r} without an 'after' image")
+    key_value, prev_key = _keys(key, before, after, mapping, entity)
+    if key_value is None and before is None and code in "ud":
+        raise ValueError(
+            f"op {code!r} of a row with no key and no before image: cannot tell which row changed"
+            " (pass --key-field, or set REPLICA IDENTITY FULL on the table)"
+        )
+    return {
+        **event,
+        "entity": entity,
+        "op": "update" if partial else event["op"],
+        "key": key_value,
+        "prev_key": prev_key,
+        "data": None if code == "d" else dumps_exact(after),
+        "before": None if before is None else dumps_exact(before),
+    }
+
+
+def _keys(
+    key: Any, before: dict[str, Any] | None, after: dict[str, Any] | None, mapping: Mapping, entity: str
+) -> tuple[str | None, str | None]:
+    text, names = record_key(key)
+    if text is None:
+        names = mapping.keys_for(entity)
+        if not names:
+            return None, None
+        text = row_key(after, names, "after image") if after is not None else None
+        if text is None and before is not None:
+            text = row_key(before, names, "before image")
+    if not names or before is None or after is None or any(n not in before for n in names):
+        return text, None
+    old = row_key(before, names)
+    return text, old if old != text else None
+
+
+def _time(src: dict[str, Any], envelope: dict[str, Any]) -> int | None:
+    for block, prefix in ((src, "source."), (envelope, "")):
+        for name, unit in (("ts_us", "us"), ("ts_ns", "ns"), ("ts_ms", "ms")):
+            if block.get(name) is not None:
+                try:
+                    return parse_ts(block[name], unit)
+                except ValueError as e:
+                    raise ValueError(f"{prefix}{name}: {e}") from None
+    return None
+
+
+def _txn(envelope: dict[str, Any], src: dict[str, Any], ts: int | None) -> dict[str, Any] | None:
+    block = envelope.get("transaction")
+    tid = block.get("id") if isinstance(block, dict) else None
+    for name in ("txId", "gtid"):
+        if tid is None:
+            tid = src.get(name)
+    if tid is None:
+        return None
+    commit = src.get("commit_lsn") if src.get("commit_lsn") is not None else src.get("commit_scn")
+    return {"id": _text(tid), "position": None if commit is None else _text(commit), "ts": ts, "aborted": None}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else dumps_exact(value)
+
+
+def _position(src: dict[str, Any]) -> str | None:
+    lsn = src.get("lsn")
+    if lsn is not None:
+        if isinstance(lsn, int) and not isinstance(lsn, bool) and lsn >= 0:
+            return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+        if isinstance(lsn, str):
+            return lsn
+        raise ValueError(f"source.lsn {lsn!r} is not an LSN")
+    if src.get("file") is not None and src.get("pos") is not None:
+        return f"{_text(src['file'])}:{_text(src['pos'])}"
+    for name in ("change_lsn", "scn"):
+        if src.get(name) is not None:
+            return _text(src[name])
+    return None
+
+
+def _entity(src: dict[str, Any]) -> str:
+    table = src.get("table") or src.get("collection")
+    space = src.get("schema") or src.get("db")
+    if not isinstance(table, str):
+        raise ValueError("the source block names no table")
+    return f"{space}.{table}" if isinstance(space, str) else table
+
+
+def _image(
+    envelope: dict[str, Any], name: str, columns: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any] | None, bool]:
+    """A row image without the values Debezium did not have, and whether it left any out."""
+    row = envelope.get(name)
+    if row is None:
+        return None, False
+    if not isinstance(row, dict):
+        raise ValueError(f"'{name}' is {kind_of(row)}, not a row")
+    out: dict[str, Any] = {}
+    for column, value in row.items():
+        if not _unavailable(value):
+            out[column] = _decode_value(column, value, columns.get(column))
+    return out, len(out) < len(row)
+
+
+def _unavailable(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in (PLACEHOLDER, _PLACEHOLDER_BYTES)
+    return isinstance(value, list) and bool(value) and all(v == PLACEHOLDER for v in value)
+
+
+def _fields(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The field schemas of a struct schema, by field name."""
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if not isinstance(fields, list):
+        return {}
+    return {f["field"]: f for f in fields if isinstance(f, dict) and isinstance(f.get("field"), str)}
+
+
+def _image_fields(schema: dict[str, Any] | None) -> dict[str, dict[str, dict[str, Any]]]:
+    return {name: _fields(field) for name, field in _fields(schema).items() if name in ("before", "after")}
+
+
+def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
+    """A column's value, with Kafka Connect decimals (base64 of the unscaled integer) made numbers."""
+    if field is None or value is None:
+        return value
+    name = field.get("name")
+    if name == _DECIMAL:
+        params = field.get("parameters")
+        return _decimal(column, value, params.get("scale") if isinstance(params, dict) else None)
+    if name == _VARIABLE_DECIMAL and isinstance(value, dict):
+        return _decimal(column, value.get("value"), value.get("scale"))
+    return value
+
+
+def _decimal(column: str, encoded: Any, scale: Any) -> int | RawNumber:
+    try:
+        unscaled = int.from_bytes(base64.b64decode(encoded, validate=True), "big", signed=True)
+        places = int(scale)
+    except (binascii.Error, TypeError, ValueError):
+        raise ValueError(f"column {column!r}: {encoded!r} with scale {scale!r} is not a Decimal") from None
+    if places <= 0:
+        return unscaled * 10**-places
+    digits = str(abs(unscaled)).rjust(places + 1, "0")
+    return RawNumber(f"{'-' if unscaled < 0 else ''}{digits[:-places]}.{digits[-places:]}")
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def _embedded(value: Any, member: str) -> Any:
+    """A keyed dump's key or value, which some tools write as JSON text rather than JSON."""
+    if not isinstance(value, str) or isinstance(value, RawNumber):
+        return value
+    try:
+        return loads_exact(value)
+    except (ValueError, RecursionError):
+        if member == "key":
+            return value  # a key that is plain text (a string converter) is the key as it is
+        raise ValueError(f"'{member}' is a string that is not JSON") from None
+
+
+def _is_keyed(record: dict[str, Any]) -> bool:
+    return "value" in record and "op" not in record and "payload" not in record
+
+
+class _RecentDeletes:
+    """Entity and time of the latest deletes by key: Debezium writes a tombstone right after the
+    delete of its key, and a tombstone without a key schema says nothing else of its table."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, int | None]] = {}
+
+    def remember(self, key: str, entity: str, ts: int | None) -> None:
+        self._seen.pop(key, None)
+        self._seen[key] = (entity, ts)
+        if len(self._seen) > _RECENT_DELETES:
+            del self._seen[next(iter(self._seen))]
+
+    def take(self, key: str) -> tuple[str, int | None] | None:
+        return self._seen.pop(key, None)
+
+
+def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Event:
+    text, _ = record_key(key)
+    if text is None:
+        raise ValueError("tombstone (null value) without a key")
+    entity, ts = key_entity(key), None
+    recent = deletes.take(text)
+    if recent is not None:
+        entity, ts = entity or recent[0], recent[1]
+    if entity is None:
+        raise ValueError(
+            f"tombstone for key {text}: no key schema names its table and no delete of that key comes before it"
+        )
+    return {"ts": ts, "entity": entity, "key": text, "op": "delete", "data": None, "source": where}
+
+
+def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    check_mapping_for(NAME, mapping, {"--key-field"})
+    deletes = _RecentDeletes()
+
+    def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        if not isinstance(record, dict):
+            raise ValueError(f"a Debezium record is a JSON object, not {kind_of(record)}")
+        if _is_keyed(record):
+            key = _embedded(record.get("key"), "key")
+            value = _embedded(record["value"], "value")
+            if unwrap(value)[0] is None:
+                return [_tombstone(key, where, deletes)]
+            event = decode_change(value, key, where, mapping)
+        else:
+            event = decode_change(record, NO_KEY, where, mapping)
+        if event["op"] == "delete" and event["key"] is not None:
+            deletes.remember(event["key"], event["entity"], event["ts"])
+        return [event]
+
+    with source.open() as stream:
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        yield from read_records(lines, source, report, NAME, decode)
+
+
+def _classify(value: Any) -> bool | None:
+    if is_envelope(value):
+        return True
+    if isinstance(value, dict) and _is_keyed(value):
+        try:
+            inner = _embedded(value["value"], "value")
+        except ValueError:
+            return False
+        return None if unwrap(inner)[0] is None else is_envelope(inner)
+    return False
+
+
+def _sniff(head: bytes) -> int:
+    return 90 if sniff_lines(head, _classify) else 0
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Debezium change events (JSON lines, with or without schema; keyed dumps with tombstones)",
+    sniff=_sniff,
+    read=_read,
+)
