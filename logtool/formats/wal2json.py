@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InputError
 from . import Format
 from .base import (
-    Batcher,
     BadRecord,
+    Batcher,
     Mapping,
     Report,
     Source,
@@ -254,7 +254,7 @@ class Decoder:
         elif ch.op == "delete" and old_cols is not None and ch.entity in self._columns:
             keyed = old_cols < self._columns[ch.entity]
         if keyed:
-            named = [n for n in ch.old] if ch.old is not None else []
+            named = list(ch.old) if ch.old is not None else []
             fields = " ".join(f"--key-field {ch.entity}:{n}" for n in named) or f"--key-field {ch.entity}:COLUMN"
             raise InputError(
                 self.source.name, ch.line,

@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-# the exact decoder of loads_exact, for its raw_decode (a value at an index)
 from .base import _DECODER, BadRecord, Mapping, Report, Source, check_mapping_for, iter_lines
 from .wal2json import (
     KEY_OPTIONS,
@@ -75,6 +74,7 @@ def _expect(text: str, i: int, char: str) -> None:
 
 
 def _value(text: str, i: int) -> tuple[Any, int]:
+    # the decoder of loads_exact (numbers stay exact), for a value at an index
     try:
         value, end = _DECODER.raw_decode(text, i)
     except ValueError as e:
