@@ -210,7 +210,9 @@ def store_facts(store: Path) -> StoreFacts:
         raise SystemExit(f"{store} has no segments")
     con = duckdb.connect()
     scan = f"read_parquet({lit_list(files)}, filename = true)"
-    per_file = con.execute(f'SELECT filename, min("offset"), max("offset"), count(*) FROM {scan} GROUP BY ALL').fetchall()
+    per_file = con.execute(
+        f'SELECT filename, min("offset"), max("offset"), count(*) FROM {scan} GROUP BY ALL'
+    ).fetchall()
     per_file.sort(key=lambda r: r[1])
     segments = [r[0] for r in per_file]
     lo, hi, n = per_file[0][1], max(r[2] for r in per_file), sum(r[3] for r in per_file)
@@ -242,7 +244,9 @@ class Measurement:
     error: str = ""
 
 
-def measure(argv: list[str], env: dict[str, str] | None, err_path: Path, stdout_path: Path | None = None) -> Measurement:
+def measure(
+    argv: list[str], env: dict[str, str] | None, err_path: Path, stdout_path: Path | None = None
+) -> Measurement:
     """Run ``argv`` to its end in a fresh process: wall seconds, its own peak RSS, exit code.
 
     The command is started by bench/_launch.py, which times it and reads its rusage; see there
@@ -277,7 +281,10 @@ def probe(command: str) -> tuple[bool, str]:
                 _probes[command] = (False, f"`logtool {command}`: No such command")
             else:
                 last = [ln for ln in text.splitlines() if ln.strip()]
-                _probes[command] = (False, f"`logtool {command} --help` fails: {last[-1].strip() if last else p.returncode}")
+                _probes[command] = (
+                    False,
+                    f"`logtool {command} --help` fails: {last[-1].strip() if last else p.returncode}",
+                )
     return _probes[command]
 
 
@@ -371,13 +378,15 @@ def _replay_anchor(mid: bool) -> Callable[[Ctx, Path], list[str]]:
     def build(ctx: Ctx, run: Path) -> list[str]:
         at = _at(mid)(ctx)
         where = f'WHERE "offset" <= {at}' if at is not None else ""
-        return [f"""
+        return [
+            f"""
             COPY (
               SELECT entity, key, data FROM (
                 SELECT entity, key, arg_max(data, "offset") AS data, arg_max(op, "offset") AS op
                 FROM {_segments(ctx)} {where} GROUP BY ALL)
               WHERE op <> 'delete'
-            ) TO {lit(run / "state.parquet")} {PARQUET}"""]
+            ) TO {lit(run / "state.parquet")} {PARQUET}"""
+        ]
 
     return build
 
@@ -388,7 +397,8 @@ def _replay_fold(mid: bool) -> Callable[[Ctx, Path], list[str]]:
     def build(ctx: Ctx, run: Path) -> list[str]:
         at = _at(mid)(ctx)
         where = f'WHERE "offset" <= {at}' if at is not None else ""
-        return [f"""
+        return [
+            f"""
             COPY (
               WITH ev AS (SELECT entity, key, "offset", op, data FROM {_segments(ctx)} {where}),
               base AS (
@@ -408,7 +418,8 @@ def _replay_fold(mid: bool) -> Callable[[Ctx, Path], list[str]]:
                 END AS data
               FROM base b LEFT JOIN patches p USING (entity, key)
               WHERE b.base_op IS NOT NULL AND b.base_op NOT IN ('delete', 'truncate')
-            ) TO {lit(run / "state.parquet")} {PARQUET}"""]
+            ) TO {lit(run / "state.parquet")} {PARQUET}"""
+        ]
 
     return build
 
@@ -456,11 +467,13 @@ def _history_sql(hot: bool, pruned: bool) -> Callable[[Ctx, Path], list[str]]:
     def build(ctx: Ctx, run: Path) -> list[str]:
         k = _pick(hot)(ctx)
         files = k.segments if pruned else None
-        return [f"""
+        return [
+            f"""
             COPY (
               SELECT "offset", ts, entity, key, op, data, before, meta FROM {_segments(ctx, files)}
               WHERE entity = {lit(k.entity)} AND key = {lit(k.key)} ORDER BY "offset"
-            ) TO {lit(run / "history.jsonl")} (FORMAT json)"""]
+            ) TO {lit(run / "history.jsonl")} (FORMAT json)"""
+        ]
 
     return build
 
@@ -488,13 +501,15 @@ def _history(hot: bool) -> Operation:
 def _diff_anchor(ctx: Ctx, run: Path) -> list[str]:
     left, right = ctx.states / "left.parquet", ctx.states / "right.parquet"
     changed = " OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in STATE_COLUMNS)
-    return [f"""
+    return [
+        f"""
         COPY (
           SELECT coalesce(l.id, r.id) AS id,
             CASE WHEN r.id IS NULL THEN 'left-only' WHEN l.id IS NULL THEN 'right-only' ELSE 'changed' END AS change
           FROM read_parquet({lit(left)}) l FULL OUTER JOIN read_parquet({lit(right)}) r ON l.id = r.id
           WHERE l.id IS NULL OR r.id IS NULL OR {changed}
-        ) TO {lit(run / "diff.parquet")} {PARQUET}"""]
+        ) TO {lit(run / "diff.parquet")} {PARQUET}"""
+    ]
 
 
 def _diff_logtool(ctx: Ctx, run: Path) -> list[str]:
@@ -506,12 +521,14 @@ def _diff_logtool(ctx: Ctx, run: Path) -> list[str]:
 
 
 def _compact_anchor(ctx: Ctx, run: Path) -> list[str]:
-    return [f"""
+    return [
+        f"""
         COPY (
           SELECT * FROM {_segments(ctx)}
           QUALIFY row_number() OVER (PARTITION BY entity, key ORDER BY "offset" DESC) = 1
           ORDER BY "offset"
-        ) TO {lit(run / "compacted.parquet")} {PARQUET}"""]
+        ) TO {lit(run / "compacted.parquet")} {PARQUET}"""
+    ]
 
 
 def _compact_logtool(ctx: Ctx, run: Path) -> list[str]:
@@ -520,10 +537,12 @@ def _compact_logtool(ctx: Ctx, run: Path) -> list[str]:
 
 def _purge_anchor(ctx: Ctx, run: Path) -> list[str]:
     k = ctx.facts.cold
-    return [f"""
+    return [
+        f"""
         COPY (
           SELECT * FROM {_segments(ctx)} WHERE NOT (entity = {lit(k.entity)} AND key IS NOT DISTINCT FROM {lit(k.key)})
-        ) TO {lit(run / "log.parquet")} {PARQUET}"""]
+        ) TO {lit(run / "log.parquet")} {PARQUET}"""
+    ]
 
 
 def _purge_logtool(ctx: Ctx, run: Path) -> list[str]:
