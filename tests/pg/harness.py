@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -49,8 +50,16 @@ SLOTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 TABLES = ("customers", "measures", "lines", "tally", "scratch", "scratch2")
 
-#: Order of each table's rows in a dump: the key, or every column for a table without one.
-ORDER_BY = {"customers": "id", "measures": "id", "lines": "order_id, line", "scratch": "id", "scratch2": "id"}
+#: Each table's primary key (tally has none: REPLICA IDENTITY FULL); its dump is sorted by it.
+KEYS = {
+    "customers": ("id",),
+    "measures": ("id",),
+    "lines": ("order_id", "line"),
+    "scratch": ("id",),
+    "scratch2": ("id",),
+}
+#: The keys as ``--key-field`` entries, for the outputs that do not name them.
+KEY_FIELDS = tuple(f"public.{table}:{col}" for table, cols in KEYS.items() for col in cols)
 
 SCHEMA_SQL = """
 CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, email text, balance numeric(40,10), doc text);
@@ -224,7 +233,7 @@ def _dump(conn: Any) -> dict[str, TableDump]:
         if not cols:
             continue
         quoted = [f'"{c}"' for c in cols]
-        order = ORDER_BY.get(table, ", ".join(quoted))
+        order = ", ".join(KEYS.get(table, quoted))
         select = ", ".join(f"{q}::text" for q in quoted)
         rows = [tuple(r) for r in conn.execute(f"SELECT {select} FROM {table} ORDER BY {order}")]
         tables[f"public.{table}"] = TableDump(cols, rows)
@@ -362,6 +371,31 @@ def _capture(dsn: str, out_dir: Path, endpos: str) -> dict[str, Path]:
     return {slot: path for slot, (_proc, path) in procs.items()}
 
 
+def save_checkpoints(checkpoints: list[Checkpoint], path: Path) -> None:
+    """Write checkpoints as JSON (read back by load_checkpoints)."""
+    with open(path, "w") as f:
+        json.dump(
+            [
+                {"name": c.name, "lsn": c.lsn, "last_xid": c.last_xid,
+                 "tables": {t: {"columns": d.columns, "rows": d.rows} for t, d in c.tables.items()}}
+                for c in checkpoints
+            ],
+            f, indent=1,
+        )  # fmt: skip
+
+
+def load_checkpoints(path: Path) -> list[Checkpoint]:
+    """Checkpoints saved by save_checkpoints."""
+    with open(path) as f:
+        return [
+            Checkpoint(
+                c["name"], c["lsn"], c["last_xid"],
+                {t: TableDump(d["columns"], [tuple(r) for r in d["rows"]]) for t, d in c["tables"].items()},
+            )
+            for c in json.load(f)
+        ]  # fmt: skip
+
+
 def run_capture(out_dir: Path) -> PgCapture:
     """Start a cluster, run the workload, capture every slot into out_dir, and stop the cluster.
 
@@ -388,20 +422,47 @@ def run_capture(out_dir: Path) -> PgCapture:
         final_lsn=final_lsn,
         facts=facts,
     )
-    with open(out_dir / "checkpoints.json", "w") as f:
-        json.dump(
-            [
-                {"name": c.name, "lsn": c.lsn, "last_xid": c.last_xid,
-                 "tables": {t: {"columns": d.columns, "rows": d.rows} for t, d in c.tables.items()}}
-                for c in checkpoints
-            ],
-            f, indent=1,
-        )  # fmt: skip
+    save_checkpoints(checkpoints, out_dir / "checkpoints.json")
     return capture
 
 
-if __name__ == "__main__":
-    import sys
+#: Where the trimmed samples of a capture are kept.
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs" / "postgres"
+#: sample file name -> PgCapture attribute
+SAMPLE_FILES = {
+    "wal2json.jsonl": "wal2json",
+    "wal2json_v1.json": "wal2json_v1",
+    "wal2json_v1_pretty.json": "wal2json_v1_pretty",
+    "test_decoding.txt": "test_decoding",
+}
+_DOC_RUN = re.compile(r"([0-9a-f]{32})[0-9a-f]{200,}")
 
-    result = run_capture(Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="logtool-capture-")))
-    print(result.wal2json.parent)
+
+def write_samples(capture: PgCapture, out_dir: Path) -> None:
+    """The captures and checkpoints as small samples: every 12 kB doc cut to its first 32 characters
+    (the same cut in captures and dumps, so they still agree)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, attr in SAMPLE_FILES.items():
+        text = getattr(capture, attr).read_text(encoding="utf-8")
+        (out_dir / name).write_text(_DOC_RUN.sub(r"\1", text), encoding="utf-8")
+    trimmed = [
+        Checkpoint(c.name, c.lsn, c.last_xid, {
+            t: TableDump(d.columns, [tuple(_DOC_RUN.sub(r"\1", v) if v else v for v in r) for r in d.rows])
+            for t, d in c.tables.items()
+        })
+        for c in capture.checkpoints
+    ]  # fmt: skip
+    save_checkpoints(trimmed, out_dir / "checkpoints.json")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Capture the workload's logical decoding output.")
+    parser.add_argument("out_dir", type=Path, help="where the captures and checkpoints.json go")
+    parser.add_argument("--samples", type=Path, help="also write trimmed samples here (sample_logs/postgres)")
+    args = parser.parse_args()
+    result = run_capture(args.out_dir)
+    if args.samples:
+        write_samples(result, args.samples)
+    print(args.out_dir)
