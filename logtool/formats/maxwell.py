@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import Mapping, Report, Source, check_mapping_for, dumps_exact, iter_lines, key_text, parse_ts
+from .base import Mapping, Report, Source, check_mapping_for, dumps_exact, iter_lines, json_or_none, key_text, parse_ts
 from .debezium import Event, kind_of, read_records, row_key, sniff_lines
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ _DDL = {"database-create", "database-alter", "database-drop", "table-create", "t
 _MARKERS = {"bootstrap-start", "bootstrap-complete"}
 _ROUTING = ("database", "table", "type", "ts", "xid", "position")
 _COLUMNS = (*_ROUTING, "data", "old")
+_DDL_CONTENT = ("sql", "def", "old")
 
 
 def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
@@ -70,10 +71,11 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
         "source": {**where, "position": None if position is None else str(position)},
     }
     if kind not in _ROW:
-        rest = dumps_exact({k: v for k, v in record.items() if k not in _ROUTING})
+        content = {k: record[k] for k in _DDL_CONTENT if k in record} if kind in _DDL else record.get("data")
+        meta = {k: v for k, v in record.items() if k not in (*_ROUTING, *_DDL_CONTENT, "data")}
         if kind == "table-drop":
-            return {**event, "op": "truncate", "type": kind, "meta": rest}
-        return {**event, "op": "event", "type": kind, "data": rest}
+            return {**event, "op": "truncate", "type": kind, "meta": dumps_exact({**meta, **(content or {})})}
+        return {**event, "op": "event", "type": kind, "data": json_or_none(content), "meta": json_or_none(meta or None)}
     row, old = record.get("data"), record.get("old") or {}
     if not isinstance(row, dict):
         raise ValueError(f"Maxwell {kind} record without a 'data' row")
@@ -91,7 +93,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
         "prev_key": prev_key,
         "data": None if kind == "delete" else dumps_exact(row),
         "before": None if before is None else dumps_exact(before),
-        "meta": dumps_exact(meta) if meta else None,
+        "meta": json_or_none(meta or None),
     }
 
 
