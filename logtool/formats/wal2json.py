@@ -33,6 +33,7 @@ What the plugin loses (wal2json 2.5), so no reader can give it back:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -353,20 +354,21 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
 
 
 _ACTIONS = {"B", "C", "I", "U", "D", "T", "M"}
+_CUT_RECORD = re.compile(rb'\{"action":"[BCIUDTM]",')
 
 
 def sniff(head: bytes) -> int:
     """Lines of JSON objects whose ``action`` is one of wal2json's."""
     lines = [ln for ln in head.split(b"\n")[:20] if ln.strip()]
-    if not lines:
-        return 0
     seen = 0
     for i, raw in enumerate(lines):
         try:
             rec = loads_exact(raw.decode("utf-8"))
         except ValueError:
-            if i == len(lines) - 1 and i > 0:
-                break  # the head cut the last line short
+            # only the last line may fail: where the head cut it short
+            if i == len(lines) - 1 and _CUT_RECORD.match(raw):
+                seen += 1
+                break
             return 0
         if not isinstance(rec, dict) or rec.get("action") not in _ACTIONS:
             return 0

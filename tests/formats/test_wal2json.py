@@ -1,0 +1,249 @@
+"""wal2json format-version 2 and 1 readers on the real samples in sample_logs/postgres/, whole and
+damaged. What the samples hold is in sample_logs/postgres/README.md; the readers' behaviour on the
+whole workload is checked in tests/pg/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from logtool.errors import InputError, UsageError
+from logtool.formats import all_formats, detect, get_format
+from logtool.formats.base import BadRecord, Mapping, Source, dumps_exact, loads_exact
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs" / "postgres"
+V2 = SAMPLES / "wal2json.jsonl"
+V1 = SAMPLES / "wal2json_v1.json"
+V1_PRETTY = SAMPLES / "wal2json_v1_pretty.json"
+TEST_DECODING = SAMPLES / "test_decoding.txt"
+KEYS = Mapping(
+    key_fields=(
+        "public.customers:id", "public.measures:id", "public.lines:order_id", "public.lines:line",
+        "public.scratch:id", "public.scratch2:id",
+    )
+)  # fmt: skip
+
+
+def read(fmt: str, path: Path, mapping: Mapping | None = None) -> tuple[list[dict[str, Any]], list[BadRecord]]:
+    bad: list[BadRecord] = []
+    batches = list(get_format(fmt).read(Source(str(path)), mapping or Mapping(), bad.append))
+    return pa.Table.from_batches(batches).to_pylist() if batches else [], bad
+
+
+def damaged(tmp_path: Path, sample: Path, edits: dict[int, str | None]) -> Path:
+    """A copy of a sample with lines (1-based) replaced, or removed where the edit is None."""
+    lines = sample.read_text(encoding="utf-8").split("\n")
+    out = [edits.get(i, line) for i, line in enumerate(lines, 1)]
+    path = tmp_path / sample.name
+    path.write_text("\n".join(line for line in out if line is not None), encoding="utf-8")
+    return path
+
+
+def line_of(sample: Path, needle: str, nth: int = 0) -> int:
+    return [i for i, line in enumerate(sample.read_text(encoding="utf-8").split("\n"), 1) if needle in line][nth]
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+@pytest.mark.parametrize(
+    ("sample", "fmt"),
+    [(V2, "wal2json"), (V1, "wal2json-v1"), (V1_PRETTY, "wal2json-v1"), (TEST_DECODING, "test_decoding")],
+)
+def test_sniffing_tells_the_postgres_outputs_apart(sample: Path, fmt: str) -> None:
+    assert detect(Source(str(sample))).name == fmt
+    head = sample.read_bytes()[:65536]
+    scores = {f.name: f.sniff(head) for f in all_formats().values()}
+    assert scores[fmt] > 10
+    assert [name for name in ("wal2json", "wal2json-v1", "test_decoding") if scores[name] and name != fmt] == []
+
+
+def test_sniffing_a_head_cut_inside_the_first_record() -> None:
+    first = V2.read_bytes().split(b"\n")[0]
+    assert get_format("wal2json").sniff(first[:40]) > 10
+    pretty = V1_PRETTY.read_bytes()
+    assert get_format("wal2json-v1").sniff(pretty[:120]) > 10
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'{"id": 1, "op": "insert", "name": "x"}\n{"id": 2, "op": "delete"}\n',
+        b'{"action": "login", "user": "ann"}\n',
+        b'{"xid": 5, "payload": [1, 2]}\n',
+        b"BEGINNING of a text file\n",
+        b"table of contents: INSERT here\n",
+    ],
+)
+def test_generic_json_lines_and_text_are_not_postgres(head: bytes) -> None:
+    for name in ("wal2json", "wal2json-v1", "test_decoding"):
+        assert get_format(name).sniff(head) == 0
+
+
+def test_generic_json_lines_still_go_to_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "generic.jsonl"
+    path.write_text('{"id": 1, "op": "insert", "name": "x"}\n')
+    assert detect(Source(str(path))).name not in ("wal2json", "wal2json-v1", "test_decoding")
+
+
+# --------------------------------------------------------------------------- format-version 2
+
+
+def test_v2_damaged_lines_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    events, bad = read("wal2json", V2)
+    truncated = line_of(V2, '"table":"lines"')  # first of three inserts into lines
+    garbage = line_of(V2, '"action":"B"', 3)  # a BEGIN: its transaction still commits
+    unknown = line_of(V2, '"action":"D"')  # the delete from tally
+    path = damaged(
+        tmp_path, V2, {truncated: '{"action":"I","xid":728,"sche', garbage: "garbage", unknown: '{"action":"X"}'}
+    )
+    got, bad = read("wal2json", path)
+    assert [(b.file, b.line) for b in bad] == [(str(path), truncated), (str(path), garbage), (str(path), unknown)]
+    assert "not a wal2json format-version 2 record" in bad[0].reason and bad[0].raw.startswith(b'{"action":"I"')
+    assert "unknown action 'X'" in bad[2].reason
+    assert len(got) == len(events) - 2
+    lines = [e for e in got if e["entity"] == "public.lines" and e["op"] == "insert"]
+    assert [e["key"] for e in lines] == ['{"order_id":1,"line":2}', '{"order_id":2,"line":1}']
+    assert not any(e["entity"] == "public.tally" and e["op"] == "delete" for e in got)
+
+
+def test_v2_transaction_cut_short_is_reported_not_half_ingested(tmp_path: Path) -> None:
+    last_begin = line_of(V2, '"action":"B"', -1)
+    lines = V2.read_text(encoding="utf-8").split("\n")
+    path = damaged(tmp_path, V2, dict.fromkeys(range(last_begin + 3, len(lines) + 1)))  # keep B, I, U
+    got, bad = read("wal2json", path)
+    assert [b.line for b in bad] == [last_begin + 1, last_begin + 2]
+    assert all("is not committed" in b.reason and "cut short" in b.reason for b in bad)
+    assert not any(e["key"] == "20" for e in got) and any(e["key"] == "21" for e in got)
+
+
+def test_v2_without_pk_takes_key_fields_and_stops_without_them(tmp_path: Path) -> None:
+    rows = [loads_exact(line) for line in V2.read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "nopk.jsonl"
+    path.write_text("".join(dumps_exact({k: v for k, v in r.items() if k != "pk"}) + "\n" for r in rows))
+    with_pk, _ = read("wal2json", V2)
+    named, bad = read("wal2json", path, KEYS)
+    assert bad == []
+    assert [(e["key"], e["prev_key"]) for e in named] == [(e["key"], e["prev_key"]) for e in with_pk]
+    with pytest.raises(InputError) as err:
+        read("wal2json", path)
+    first_update = line_of(V2, '"action":"U"')
+    assert err.value.line == first_update
+    assert "public.customers has a key" in err.value.message
+    assert "--key-field public.customers:id" in (err.value.hint or "") and "include-pk" in (err.value.hint or "")
+
+
+def test_v2_refuses_mapping_options_it_does_not_take() -> None:
+    with pytest.raises(UsageError, match="--ts-field"):
+        read("wal2json", V2, Mapping(ts_field="timestamp"))
+
+
+def test_v2_positions_and_times() -> None:
+    events, _ = read("wal2json", V2)
+    records = [json.loads(line) for line in V2.read_text(encoding="utf-8").splitlines()]
+    commits = {r["xid"]: r for r in records if r["action"] == "C"}
+    for e in events:
+        if e["txn"] is None:
+            continue
+        commit = commits[int(e["txn"]["id"])]
+        assert e["txn"]["position"] == commit["lsn"]
+        stamp = e["ts"].strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
+        assert commit["timestamp"] == stamp + "+00"
+
+
+def test_nan_and_infinity_are_lost_by_the_plugin() -> None:
+    """wal2json 2.5 writes NaN, Infinity and -Infinity as null (numeric, real and double precision):
+    a reader cannot tell them from NULL. test_decoding's text keeps them."""
+    w2j, _ = read("wal2json", V2)
+    text, _ = read("test_decoding", TEST_DECODING, KEYS)
+    for events, want in ((w2j, [None, None, None, None]), (text, ["NaN", "NaN", "Infinity", "-Infinity"])):
+        rows = {e["key"]: json.loads(e["data"]) for e in events if e["entity"] == "public.measures"}
+        assert [rows["2"]["big"], rows["2"]["r"], rows["2"]["d"], rows["3"]["d"]] == want
+
+
+# --------------------------------------------------------------------------- format-version 1
+
+
+def test_v1_reads_the_stray_comma_wal2json_writes_before_a_message() -> None:
+    line = line_of(V1, '{"change":[,')
+    events, bad = read("wal2json-v1", V1, KEYS)
+    assert bad == []
+    (ping,) = [e for e in events if e["source"]["line"] == line]
+    assert (ping["op"], json.loads(ping["data"]), ping["txn"]) == (
+        "event",
+        {"prefix": "audit", "content": "ping"},
+        None,
+    )
+
+
+def test_v1_pretty_printed_reads_as_compact() -> None:
+    compact, _ = read("wal2json-v1", V1, KEYS)
+    pretty, bad = read("wal2json-v1", V1_PRETTY)  # include-pk: no key fields needed
+    assert bad == []
+
+    def strip(e: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in e.items() if k != "source"}
+
+    assert [strip(e) for e in pretty] == [strip(e) for e in compact]
+    assert len({e["source"]["line"] for e in pretty}) == len(pretty)  # each change has its own line
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (('"kind":"insert","schema":"public","table":"lines"', '"kind" "insert","schema":"public","table":"lines"'),
+         "invalid JSON at line {line} column 96: Expecting ':' delimiter"),
+        (('"columnvalues":[1,2,7]', '"columnvalues":[1,2,7'), "JSON object does not close before the next one begins"),
+    ],
+)  # fmt: skip
+def test_v1_broken_transaction_costs_only_itself(tmp_path: Path, edit: tuple[str, str], reason: str) -> None:
+    events, _ = read("wal2json-v1", V1, KEYS)
+    broken = line_of(V1, '"table":"lines"')
+    text = V1.read_text(encoding="utf-8").split("\n")[broken - 1].replace(*edit)
+    path = damaged(tmp_path, V1, {broken: text})
+    got, bad = read("wal2json-v1", path, KEYS)
+    assert [(b.file, b.line, b.reason, b.raw) for b in bad] == [
+        (str(path), broken, reason.format(line=broken), text.encode())
+    ]
+    assert len(got) == len(events) - 3  # the three inserts into lines
+
+
+def test_v1_pretty_object_that_never_closes_costs_only_itself(tmp_path: Path) -> None:
+    lines = V1_PRETTY.read_text(encoding="utf-8").split("\n")
+    start = line_of(V1_PRETTY, '"xid": 728') - 1  # the "{" that opens the transaction with the lines
+    end = next(i for i in range(start, len(lines) + 1) if lines[i - 1] == "}")
+    path = damaged(tmp_path, V1_PRETTY, {end: None})
+    events, _ = read("wal2json-v1", V1_PRETTY)
+    got, bad = read("wal2json-v1", path)
+    assert [(b.line, b.reason) for b in bad] == [(start, "JSON object does not close before the next one begins")]
+    assert len(got) == len(events) - 3
+
+
+def test_v1_input_ending_inside_an_object_is_reported(tmp_path: Path) -> None:
+    lines = V1_PRETTY.read_text(encoding="utf-8").split("\n")
+    last_open = max(i for i, line in enumerate(lines, 1) if line == "{")
+    path = damaged(tmp_path, V1_PRETTY, dict.fromkeys(range(last_open + 10, len(lines) + 1)))
+    got, bad = read("wal2json-v1", path)
+    assert [(b.line, b.reason) for b in bad] == [(last_open, "the input ends inside a JSON object (cut short?)")]
+    assert not any(e["key"] == "20" for e in got)
+
+
+def test_v1_without_keys_stops_with_the_option_to_pass() -> None:
+    with pytest.raises(InputError) as err:
+        read("wal2json-v1", V1)
+    assert err.value.line == line_of(V1, '"kind":"update"')
+    assert "--key-field public.customers:id" in (err.value.hint or "")
+
+
+def test_v1_transaction_position_is_nextlsn() -> None:
+    events, _ = read("wal2json-v1", V1, KEYS)
+    nextlsn = {
+        str(t["xid"]): t["nextlsn"] for t in (json.loads(x) for x in V1.read_text().splitlines()[:3])
+    }  # first three transactions
+    for e in events:
+        if e["txn"] and e["txn"]["id"] in nextlsn:
+            assert e["txn"]["position"] == nextlsn[e["txn"]["id"]] and e["source"]["position"] is None
