@@ -1,0 +1,166 @@
+"""test_decoding reader on the real sample in sample_logs/postgres/ and on small hand-written cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from logtool.errors import InputError
+from logtool.formats import get_format
+from logtool.formats.base import BadRecord, Mapping, Source
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs" / "postgres" / "test_decoding.txt"
+KEYS = Mapping(
+    key_fields=(
+        "public.customers:id", "public.measures:id", "public.lines:order_id", "public.lines:line",
+        "public.scratch:id", "public.scratch2:id",
+    )
+)  # fmt: skip
+
+
+def read(path: Path, mapping: Mapping = KEYS) -> tuple[list[dict[str, Any]], list[BadRecord]]:
+    bad: list[BadRecord] = []
+    batches = list(get_format("test_decoding").read(Source(str(path)), mapping, bad.append))
+    return pa.Table.from_batches(batches).to_pylist() if batches else [], bad
+
+
+def text_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "decoded.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sample_lines() -> list[str]:
+    return SAMPLE.read_text(encoding="utf-8").split("\n")
+
+
+def line_of(needle: str, nth: int = 0) -> int:
+    return [i for i, line in enumerate(sample_lines(), 1) if needle in line][nth]
+
+
+def test_values_spanning_lines_keep_their_newlines_and_numbering() -> None:
+    events, bad = read(SAMPLE)
+    assert bad == []
+    multi = next(e for e in events if e["key"] == "3" and e["entity"] == "public.customers")
+    assert json.loads(multi["data"])["name"] == "Multi\nLine\n\nName"  # a blank line inside the value
+    assert multi["source"]["line"] == line_of("id[integer]:3 name[text]:'Multi")
+    after = next(e for e in events if e["entity"] == "public.measures")
+    assert after["source"]["line"] == line_of("id[bigint]:1 big")
+    message = next(e for e in events if e["op"] == "event")
+    assert json.loads(message["data"]) == {"prefix": "app", "content": "hello 'world'\nnext"}
+
+
+def test_values_are_typed_by_how_postgres_prints_them() -> None:
+    events, _ = read(SAMPLE)
+    rows = {e["key"]: e["data"] for e in events if e["entity"] == "public.measures" and e["op"] == "insert"}
+    assert rows["1"] == (
+        '{"id":1,"big":123456789012345678901234567890.123456789,"r":1.5,"d":0.1,'
+        '"j":"{\\"a\\": [1, 2.50, {\\"b\\": null}], \\"big\\": 12345678901234567890123}",'
+        '"tags":"{x,\\"y z\\",NULL}","at":"2026-03-05 12:34:56.789012+00","ok":true}'
+    )
+    assert json.loads(rows["2"]) == {
+        "id": 2, "big": "NaN", "r": "NaN", "d": "Infinity", "j": "null", "tags": "{}", "at": None, "ok": False,
+    }  # fmt: skip
+    ann = next(e for e in events if e["key"] == "1" and e["entity"] == "public.customers")
+    assert json.loads(ann["data"])["name"] == "Ann O'Brien"
+
+
+def test_quoted_identifiers_are_unquoted(tmp_path: Path) -> None:
+    path = text_file(
+        tmp_path,
+        "BEGIN 7\n"
+        'table public."My Table": INSERT: "Col ""x"""[text]:\'a b\' id[integer]:1 "it\'s"[bit]:B\'101\'\n'
+        'table "Odd.Schema"."t:1": DELETE: id[integer]:2\n'
+        "COMMIT 7\n",
+    )
+    events, bad = read(path, Mapping(key_fields=("id",)))
+    assert bad == []
+    assert [(e["entity"], e["key"], e["data"]) for e in events] == [
+        ("public.My Table", "1", '{"Col \\"x\\"":"a b","id":1,"it\'s":"101"}'),
+        ("Odd.Schema.t:1", "2", None),
+    ]
+    assert events[0]["txn"] == {"id": "7", "position": None, "position_order": None, "ts": None, "aborted": None}
+
+
+def test_damaged_records_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    events, _ = read(SAMPLE)
+    lines = sample_lines()
+    garbage = line_of("table public.lines: INSERT: order_id[integer]:1 line[smallint]:2")
+    no_colon = line_of("table public.lines: INSERT: order_id[integer]:2")
+    bad_size = line_of("message: transactional: 0")
+    lines[garbage - 1] = "PREPARE TRANSACTION 'x'"
+    lines[no_colon - 1] = "table public.lines INSERT: order_id[integer]:2 line[smallint]:1 qty[integer]:1"
+    lines[bad_size - 1] = "message: transactional: 0 prefix: audit, sz: 3 content:ping"
+    path = text_file(tmp_path, "\n".join(lines))
+    got, bad = read(path)
+    assert [(b.file, b.line) for b in bad] == [(str(path), garbage), (str(path), no_colon), (str(path), bad_size)]
+    assert bad[0].reason == "not a test_decoding record: expected BEGIN, COMMIT, 'table ...' or 'message: ...'"
+    assert bad[0].raw == b"PREPARE TRANSACTION 'x'"
+    assert "expected ': INSERT|UPDATE|DELETE|TRUNCATE: '" in bad[1].reason
+    assert bad[2].reason == "not a test_decoding record: the content is 4 bytes, sz says 3"
+    assert len(got) == len(events) - 3
+
+
+def test_input_ending_inside_a_quoted_value_is_reported(tmp_path: Path) -> None:
+    lines = sample_lines()
+    start = line_of("name[text]:'Multi")
+    path = text_file(tmp_path, "\n".join(lines[:start]))  # cut inside the multi-line name
+    got, bad = read(path)
+    assert [(b.line, b.reason) for b in bad] == [
+        (start, "the input ends inside a quoted value (cut short?)"),
+        (start - 2, "transaction 726 (begun at line 1) is not committed: the input ends before its commit record "
+                    "(was the capture cut short?)"),
+        (start - 1, "transaction 726 (begun at line 1) is not committed: the input ends before its commit record "
+                    "(was the capture cut short?)"),
+    ]  # fmt: skip
+    assert got == []
+
+
+def test_keyed_table_without_key_fields_stops_with_a_hint() -> None:
+    with pytest.raises(InputError) as err:
+        read(SAMPLE, Mapping())
+    assert err.value.line == line_of("table public.customers: UPDATE:")
+    assert err.value.message.endswith("public.customers has a key that the test_decoding output does not name")
+    assert "--key-field public.customers:COLUMN" in (err.value.hint or "")
+
+
+def test_old_key_narrower_than_the_row_shows_a_key(tmp_path: Path) -> None:
+    path = text_file(
+        tmp_path,
+        "BEGIN 9\ntable public.t: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 v[text]:'x'\nCOMMIT 9\n",
+    )
+    with pytest.raises(InputError) as err:
+        read(path, Mapping())
+    assert err.value.line == 2 and "--key-field public.t:id" in (err.value.hint or "")
+
+
+def test_delete_without_its_old_row_is_reported(tmp_path: Path) -> None:
+    path = text_file(tmp_path, "BEGIN 9\ntable public.t: DELETE: (no-tuple data)\nCOMMIT 9\n")
+    got, bad = read(path, Mapping(key_fields=("id",)))
+    assert got == [] and [(b.line, b.reason) for b in bad] == [
+        (2, "DELETE on public.t without its old row (is its REPLICA IDENTITY NOTHING?)")
+    ]
+
+
+def test_without_xids_and_times_there_is_no_transaction_to_name(tmp_path: Path) -> None:
+    path = text_file(
+        tmp_path,
+        "BEGIN\ntable public.t: INSERT: id[integer]:1\nCOMMIT\nmessage: transactional: 0 prefix: p, sz: 0 content:\n",
+    )
+    got, bad = read(path, Mapping(key_fields=("id",)))
+    assert bad == []
+    assert [(e["op"], e["txn"], e["ts"]) for e in got] == [("insert", None, None), ("event", None, None)]
+    assert json.loads(got[1]["data"]) == {"prefix": "p", "content": ""}
+
+
+def test_sniffing() -> None:
+    sniff = get_format("test_decoding").sniff
+    assert sniff(SAMPLE.read_bytes()[:65536]) > 10
+    assert sniff(b"table public.t: INSERT: id[integer]:1\n") > 10
+    assert sniff(b"COMMIT 12 (at 2026-01-01 00:00:00+00)\n") > 10
+    assert sniff(b"message: transactional: 0 prefix: p, sz: 1 content:x\n") > 10
+    assert sniff(b"BEGIN TRANSACTION;\nINSERT INTO t VALUES (1);\n") == 0
