@@ -150,17 +150,30 @@ class Ctx:
             self._states = out
         return self._states
 
+    @property
+    def cached_store(self) -> Path:
+        return DATA / f"store-{self.label}"
+
+    def keep_store(self, store: Path) -> None:
+        """Keep a store that a measured `logtool ingest` made, if the read benchmarks need one."""
+        if self.store_arg is None and (self.rebuild_store or not self.cached_store.exists()):
+            shutil.rmtree(self.cached_store, ignore_errors=True)
+            store.rename(self.cached_store)
+            self.rebuild_store = False
+
     def _ensure_store(self) -> tuple[Path, str]:
         if self.store_arg is not None:
             return self.store_arg, "given"
-        store = DATA / f"store-{self.label}"
+        store = self.cached_store
         if store.exists() and not self.rebuild_store and any((store / "segments").glob("*.parquet")):
             return store, "logtool ingest"
         ok, why = probe("ingest")
         if ok:
             shutil.rmtree(store, ignore_errors=True)
             print(f"building {store} with `logtool ingest` (untimed) ...", file=sys.stderr)
-            m = measure([str(LOGTOOL), "ingest", str(store), str(self.log), *MAPPING], self.env(), DATA / "ingest.err")
+            m = measure(
+                [str(LOGTOOL), "ingest", str(store), str(self.log), *MAPPING], self.env(), DATA / "run" / "ingest.err"
+            )
             if m.code == 0:
                 return store, "logtool ingest"
             why = f"`logtool ingest` failed: {m.error}"
@@ -319,6 +332,7 @@ class Operation:
     extras: tuple[Side, ...] = ()
     ok_codes: tuple[int, ...] = (0,)
     stdout: bool = False  # the logtool command writes its result to stdout (sent to a file)
+    makes_store: bool = False  # a logtool run leaves run/store: kept as the read benchmarks' store
 
     def sides(self) -> list[Side]:
         def anchor(ctx: Ctx, run: Path) -> dict[str, Any]:
@@ -559,6 +573,7 @@ OPERATIONS: list[Operation] = [
         anchor=_ingest_anchor,
         work=lambda ctx: ctx.events,
         extras=(_sql_side("plain COPY read_json -> Parquet, no offsets", _ingest_plain),),
+        makes_store=True,
     ),
     _replay(mid=False),
     _replay(mid=True),
@@ -653,6 +668,8 @@ def run_operation(ctx: Ctx, op: Operation, runs: int, anchors_anyway: bool) -> l
             run.mkdir(parents=True)
             try:
                 m = run_side(ctx, side, run)
+                if op.makes_store and side is sides[-1] and m.code == 0:
+                    ctx.keep_store(run / "store")
             finally:
                 shutil.rmtree(run, ignore_errors=True)
             print(f"  {op.name:<12} {side.label[:60]:<60} run {r + 1}: {m.seconds:8.2f} s  {m.rss_mb:7.0f} MB"
@@ -764,9 +781,8 @@ def main(argv: list[str] | None = None) -> None:
     for op in ops:
         print(f"== {op.name}", file=sys.stderr)
         rows += run_operation(ctx, op, a.runs, a.anchors_anyway)
-    shutil.rmtree(DATA / "run", ignore_errors=True)
-
     facts = machine_facts(ctx)
+    shutil.rmtree(DATA / "run", ignore_errors=True)
     notes = claims(rows) + ctx.notes
     report = "\n".join([*(f"- {f}" for f in facts), "", table(rows), "", *(f"- {n}" for n in notes)])
     print(report)
