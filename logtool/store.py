@@ -75,6 +75,7 @@ class State:
     gaps: list[list[int]] = field(default_factory=list)  # offset ranges [first, last] commits explain
     ingested: dict[str, int] = field(default_factory=dict)  # input content sha256 -> commit version
     head_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # settings made by `config` commits
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         entries = [e for e in self.files.values() if e["kind"] == kind]
@@ -251,6 +252,14 @@ class Store:
         return sorted(out)
 
 
+def configure_store(path: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:
+    """Record store settings (e.g. ``snapshot_every``) in a commit; returns the new config."""
+    store = Store.open(path)
+    with store.writer("config"):
+        store.commit("config", settings)
+    return store.state().config
+
+
 def commit_hash(body: dict[str, Any]) -> str:
     """SHA-256 of a commit's canonical JSON without its own hash."""
     return hashlib.sha256(canonical_json({k: v for k, v in body.items() if k != "hash"}).encode()).hexdigest()
@@ -271,6 +280,8 @@ def fold(commits: list[dict[str, Any]]) -> State:
         if c.get("operation") == "ingest" and source_sha:
             state.ingested.setdefault(source_sha, c["version"])
         state.next_offset = max(state.next_offset, c.get("info", {}).get("next_offset", 0))
+        if c.get("operation") == "config":
+            state.config.update(c.get("params", {}))
         state.version = c["version"]
         state.head_hash = c["hash"]
     return state

@@ -1,0 +1,833 @@
+"""Replay: the state of the log at any offset, moment or source position.
+
+The ``kv`` reducer (the default, for CDC) is DuckDB SQL over the segments: per key, the latest
+full image (insert, read, upsert) at or before the target, with the partial updates after it
+merged on top; a delete or a null payload removes the key; a truncate empties its entity.
+Keys whose history needs more than that — a key change (the row moves, carrying what the event did
+not send), a path patch (MongoDB's ``$set``/``$unset``), a keyless table (a multiset of rows), a
+number DuckDB would read through float64 — are folded in Python, event by event, exactly.
+
+A state row is ``(entity, key, state)``, ``state`` being the row as JSON text. Its canonical form
+is DuckDB's JSON rendering (compact, numbers in shortest form) except for rows holding a number
+of 16 or more significant digits, which keep the exact text. The state digest is SHA-256 over
+the rows sorted by entity, key and state, each written ``entity 0x1F key 0x1F state 0x1F 0x1E``
+(a null key written as 0x00): anyone can recompute it from the output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .engine import sql_string
+from .errors import NotFoundError, ReducerError, UsageError
+from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_order
+from .store import State, Store, file_sha256
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+KV_FINGERPRINT = "kv/1"
+# A number of 16+ significant digits: DuckDB's JSON functions would read it through float64.
+LONG_NUMBER = r"[0-9.]{17}"
+RESETS = ("insert", "read", "upsert", "delete")
+MERGES = ("update", "patch")
+Progress = Callable[[int, int | None], None]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ReplayResult:
+    """The state at a target: rows, digest, and what was known about how it was reached."""
+
+    state: pa.Table  # entity, key, state (JSON text), sorted
+    digest: str
+    offset: int | None  # the last offset the state includes (None: no event)
+    events: int  # events applied (after the snapshot, if one was used)
+    snapshot: int | None = None  # offset of the snapshot replay started from
+    reducer: str = KV_FINGERPRINT
+    warnings: list[str] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pa.Table]:
+        """One typed table per entity: the key, then the row's columns (types inferred)."""
+        return typed_tables(self.state)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "rows": self.state.num_rows,
+            "digest": self.digest,
+            "events_applied": self.events,
+            "snapshot": self.snapshot,
+            "reducer": self.reducer,
+        }
+
+
+# --------------------------------------------------------------------------- target
+
+
+@dataclass
+class _Target:
+    condition: str  # SQL predicate over events: which events the state includes
+    description: str
+    prefix_end: int | None  # all events <= this offset satisfy the condition (snapshots usable)
+    last: int | None  # the largest offset that satisfies the condition
+
+
+def _resolve_target(
+    con: duckdb.DuckDBPyConnection,
+    at_offset: int | None,
+    at_time: str | dt.datetime | None,
+    at_position: str | None,
+) -> _Target:
+    given = [x is not None for x in (at_offset, at_time, at_position)]
+    if sum(given) > 1:
+        raise UsageError("give at most one of --at-offset, --at-time, --at-position")
+    if at_offset is not None:
+        if at_offset < 0:
+            raise UsageError(f"--at-offset must be 0 or more, not {at_offset}")
+        cond, what = f'"offset" <= {int(at_offset)}', f"offset {at_offset}"
+    elif at_time is not None:
+        try:
+            micros = parse_ts(at_time.isoformat() if isinstance(at_time, dt.datetime) else at_time)
+        except ValueError:
+            raise UsageError(f"--at-time: cannot read {at_time!r} as a time", "write e.g. 2026-03-01T14:03:00Z") from None
+        # The longest prefix of the log whose events are all stamped at or before T.
+        first_after = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {micros}').fetchall()[0][0]
+        cond = "TRUE" if first_after is None else f'"offset" < {first_after}'
+        what = f"time {at_time}"
+    elif at_position is not None:
+        order = position_order(at_position)
+        has = con.execute(
+            "SELECT count(*) FROM events WHERE coalesce(txn.position_order, source.position_order) IS NOT NULL"
+        ).fetchall()[0][0]
+        if not has:
+            raise UsageError("this store's events carry no source positions", "use --at-offset or --at-time")
+        # A change is in the state when its transaction committed at or before the position.
+        cond = f"coalesce(txn.position_order, source.position_order) <= {sql_string(order or '')}"
+        what = f"position {at_position}"
+    else:
+        cond, what = "TRUE", "head"
+    last, first_excluded = con.execute(
+        f'SELECT max("offset") FILTER (WHERE {cond}), min("offset") FILTER (WHERE NOT ({cond})) FROM events'
+    ).fetchall()[0]
+    prefix_end = (first_excluded - 1) if first_excluded is not None else last
+    return _Target(cond, what, prefix_end, last)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def replay(
+    path: str | Path,
+    *,
+    at_offset: int | None = None,
+    at_time: str | dt.datetime | None = None,
+    at_position: str | None = None,
+    entity: str | None = None,
+    key: str | None = None,
+    reducer: str | None = None,
+    use_snapshots: bool = True,
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """The state of a store at a target (default: the head), optionally of one entity or key.
+
+    ``reducer`` names a Python module (file path or importable name) for an event-sourced log;
+    without it the ``kv`` reducer applies. Replay starts from the nearest valid snapshot at or
+    below the target.
+    """
+    from . import engine
+
+    store = Store.open(path)
+    st = store.state()
+    con = engine.connect()
+    store.events_view(con, files=store.segment_files(st))
+    target = _resolve_target(con, at_offset, at_time, at_position)
+    module = load_reducer(reducer) if reducer else None
+    fingerprint = module.fingerprint if module else KV_FINGERPRINT
+    warnings = _rewritten_warnings(store, target)
+    snap = _pick_snapshot(st, target, fingerprint, warnings) if use_snapshots else None
+    base_offset = snap["offset"] if snap else -1
+    if snap:
+        con.execute(f"CREATE TEMP VIEW snap AS SELECT * FROM read_parquet({sql_string(str(store.path / snap['path']))})")
+    else:
+        con.execute("CREATE TEMP VIEW snap AS SELECT NULL::VARCHAR AS entity, NULL::VARCHAR AS key, NULL::VARCHAR AS state WHERE FALSE")
+    filters = [f"({target.condition})", f'"offset" > {base_offset}']
+    snap_filters = ["TRUE"]
+    if entity is not None:
+        filters.append(f"entity = {sql_string(entity)}")
+        snap_filters.append(f"entity = {sql_string(entity)}")
+    if key is not None:
+        keys = "[" + ", ".join(sql_string(k) for k in sorted(_key_family(con, key, " AND ".join(filters)))) + "]"
+        filters.append(f"list_contains({keys}, key)")
+        snap_filters.append(f"list_contains({keys}, key)")
+    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM events WHERE {' AND '.join(filters)}")
+    con.execute(f"CREATE TEMP VIEW base AS SELECT entity, key, state FROM snap WHERE {' AND '.join(snap_filters)}")
+    applied = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    if module:
+        state = _replay_python(con, module, progress)
+    else:
+        state = _replay_kv(con, progress)
+    if key is not None and state.num_rows == 0:
+        raise NotFoundError(f"key {key!r} has no state at {target.description}", "check the key, or see `logtool history`")
+    return ReplayResult(
+        state=state,
+        digest=state_digest(state),
+        offset=target.last,
+        events=applied,
+        snapshot=snap["offset"] if snap else None,
+        reducer=fingerprint,
+        warnings=warnings,
+    )
+
+
+def _key_family(con: duckdb.DuckDBPyConnection, key: str, condition: str) -> set[str]:
+    """A key and every earlier key its row was moved from (a key change keeps the row)."""
+    family = {key}
+    moves = con.execute(
+        f"SELECT DISTINCT prev_key, key FROM events WHERE {condition} AND prev_key IS NOT NULL AND prev_key <> key"
+    ).fetchall()
+    grew = True
+    while grew:
+        grew = False
+        for old, new in moves:
+            if new in family and old not in family:
+                family.add(old)
+                grew = True
+    return family
+
+
+def _rewritten_warnings(store: Store, target: _Target) -> list[str]:
+    """Say where compaction or purge removed events the target would include."""
+    out = []
+    for c in store.commits():
+        if c["operation"] not in ("compact", "purge") or not c.get("gaps"):
+            continue
+        removed_upto = max(b for _a, b in c["gaps"])
+        if target.last is not None and min(a for a, _b in c["gaps"]) <= target.last:
+            if c["operation"] == "compact" and target.last >= removed_upto:
+                continue  # a compacted log replays exactly at and after its compaction point
+            out.append(
+                f"events up to offset {removed_upto} were removed by {c['operation']} (commit {c['version']}): "
+                f"the state at {target.description} cannot be known exactly"
+            )
+    return out
+
+
+def _pick_snapshot(st: State, target: _Target, fingerprint: str, warnings: list[str]) -> dict[str, Any] | None:
+    if target.prefix_end is None:
+        return None
+    best = None
+    for s in st.of_kind("snapshot"):
+        if s["offset"] > target.prefix_end:
+            continue
+        if s.get("reducer") != fingerprint:
+            warnings.append(f"snapshot at offset {s['offset']} was taken with another reducer ({s.get('reducer')}); ignored")
+            continue
+        if best is None or s["offset"] > best["offset"]:
+            best = s
+    return best
+
+
+# --------------------------------------------------------------------------- kv, vectorized
+
+
+def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None) -> pa.Table:
+    import pyarrow as pa
+
+    # Entities truncated in the window: their earlier events and snapshot rows do not count.
+    con.execute(
+        "CREATE TEMP TABLE trunc AS SELECT entity, max(\"offset\") AS t FROM ev WHERE op = 'truncate' GROUP BY entity"
+    )
+    con.execute(
+        """CREATE TEMP VIEW live AS
+           SELECT e.* FROM ev e LEFT JOIN trunc USING (entity)
+           WHERE e.op <> 'truncate' AND (trunc.t IS NULL OR e."offset" > trunc.t)"""
+    )
+    con.execute(
+        """CREATE TEMP VIEW base_live AS
+           SELECT b.* FROM base b WHERE b.entity NOT IN (SELECT entity FROM trunc)"""
+    )
+    # Rows that need the exact, ordered Python fold.
+    moved = con.execute(
+        "SELECT DISTINCT entity, prev_key, key FROM live WHERE prev_key IS NOT NULL AND prev_key <> key"
+    ).fetchall()
+    families = _families(moved)
+    con.execute("CREATE TEMP TABLE slow_keys (entity VARCHAR, key VARCHAR)")
+    if families:
+        con.executemany("INSERT INTO slow_keys VALUES (?, ?)", [(e, k) for (e, k) in families])
+    if progress:
+        progress(1, 4)
+    con.execute(
+        f"""CREATE TEMP TABLE agg AS
+            SELECT entity, key,
+                   max("offset") FILTER (WHERE is_reset) AS r,
+                   arg_max_null(CASE WHEN op = 'delete' THEN NULL ELSE data END, "offset") FILTER (WHERE is_reset) AS rdata,
+                   max("offset") AS last
+            FROM (SELECT "offset", entity, key, op, data,
+                         (op IN {RESETS} OR data IS NULL) AS is_reset
+                  FROM live WHERE key IS NOT NULL
+                  AND (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys))
+            GROUP BY entity, key"""
+    )
+    if progress:
+        progress(2, 4)
+    # Keys whose latest event is a partial update: merge the chain after the last full image.
+    con.execute(
+        """CREATE TEMP TABLE chains AS
+           SELECT a.entity, a.key, a.rdata, a.r,
+                  list(e.data ORDER BY e."offset") AS chain
+           FROM agg a JOIN live e ON e.entity = a.entity AND e.key = a.key AND e."offset" > coalesce(a.r, -1)
+           WHERE a.last IS DISTINCT FROM a.r
+           GROUP BY a.entity, a.key, a.rdata, a.r"""
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE chains2 AS
+            SELECT c.*, CASE WHEN c.r IS NULL THEN b.state END AS bstate,
+                   (list_bool_or(list_transform(c.chain, lambda d: d LIKE '{{"$set"%' OR d LIKE '{{"$unset"%'
+                                                                 OR regexp_matches(d, '{LONG_NUMBER}')))
+                    OR regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, ''), '{LONG_NUMBER}')) AS slow
+            FROM chains c LEFT JOIN base_live b ON b.entity = c.entity AND b.key = c.key"""
+    )
+    con.execute("INSERT INTO slow_keys SELECT entity, key FROM chains2 WHERE slow")
+    if progress:
+        progress(3, 4)
+    fast = con.sql(
+        """
+        WITH merged AS (
+            SELECT entity, key,
+                   to_json(list_reduce(
+                       list_prepend(json_transform(coalesce(rdata, bstate, '{}'), '"MAP(VARCHAR, JSON)"'),
+                                    list_transform(chain, lambda d: json_transform(d, '"MAP(VARCHAR, JSON)"'))),
+                       lambda x, y: map_concat(x, y)))::VARCHAR AS state
+            FROM chains2 WHERE NOT slow
+        ), whole AS (
+            SELECT entity, key, rdata AS state FROM agg WHERE last = r AND rdata IS NOT NULL
+        ), untouched AS (
+            SELECT b.entity, b.key, b.state FROM base_live b
+            WHERE b.key IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM agg a WHERE a.entity = b.entity AND a.key = b.key)
+              AND (b.entity, b.key) NOT IN (SELECT (entity, key) FROM slow_keys)
+        )
+        SELECT * FROM merged UNION ALL SELECT * FROM whole UNION ALL SELECT * FROM untouched
+        """
+    ).to_arrow_table()
+    slow = _fold_slow(con)
+    if progress:
+        progress(4, 4)
+    table = pa.concat_tables([fast.cast(_state_schema()), slow]) if slow.num_rows else fast.cast(_state_schema())
+    return canonical_state(con, table)
+
+
+def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
+    """Every (entity, key) connected to a key change."""
+    out: set[tuple[str, str]] = set()
+    for ent, old, new in moves:
+        out.add((ent, old))
+        out.add((ent, new))
+    return out
+
+
+def _fold_slow(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The exact Python fold for keys needing it, and for keyless entities."""
+    import pyarrow as pa
+
+    keyed = con.execute(
+        """SELECT entity, key, state FROM base_live
+           WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
+    ).fetchall()
+    events = con.sql(
+        """SELECT "offset", entity, key, prev_key, op, data, before, txn.id AS txid FROM live
+           WHERE (key IS NULL) OR (entity, key) IN (SELECT (entity, key) FROM slow_keys)
+              OR (entity, prev_key) IN (SELECT (entity, key) FROM slow_keys)
+           ORDER BY "offset" """
+    ).to_arrow_reader(65536)
+    keyless_base = con.execute("SELECT entity, state FROM base_live WHERE key IS NULL").fetchall()
+    fold = KvFold()
+    for ent, k, s in keyed:
+        fold.rows[(ent, k)] = loads_exact(s)
+    for ent, s in keyless_base:
+        fold.multisets.setdefault(ent, []).append(loads_exact(s))
+    for batch in events:
+        for ev in batch.to_pylist():
+            fold.apply(ev)
+    entities, keys, states = [], [], []
+    for (ent, k), row in fold.rows.items():
+        entities.append(ent)
+        keys.append(k)
+        states.append(dumps_exact(row))
+    for ent, rows in fold.multisets.items():
+        for row in rows:
+            entities.append(ent)
+            keys.append(None)
+            states.append(dumps_exact(row))
+    return pa.table({"entity": entities, "key": keys, "state": states}, schema=_state_schema())
+
+
+def _state_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("entity", pa.string()), ("key", pa.string()), ("state", pa.string())])
+
+
+def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """States in canonical form (see the module doc), sorted by entity, key, state."""
+    rows = table  # noqa: F841 - read by the query
+    return con.sql(
+        f"""SELECT entity, key,
+                   CASE WHEN regexp_matches(state, '{LONG_NUMBER}') THEN state ELSE json(state)::VARCHAR END AS state
+            FROM rows ORDER BY entity, key NULLS LAST, state"""
+    ).to_arrow_table().cast(_state_schema())
+
+
+def state_digest(table: pa.Table) -> str:
+    """SHA-256 over the sorted state rows (see the module doc)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    h = hashlib.sha256()
+    for batch in table.to_batches(65536):
+        keys = pc.fill_null(batch.column("key"), "\x00")
+        end = pa.array(["\x1e"] * batch.num_rows, pa.string())
+        joined = pc.binary_join_element_wise(batch.column("entity"), keys, batch.column("state"), end, "\x1f")
+        joined = joined.cast(pa.large_string())
+        offsets = joined.buffers()[1]
+        import numpy as np
+
+        o = np.frombuffer(offsets, dtype=np.int64)[joined.offset : joined.offset + len(joined) + 1]
+        h.update(memoryview(joined.buffers()[2])[o[0] : o[-1]])
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- kv, exact fold
+
+
+def _canon(value: Any) -> Any:
+    """A hashable form of a JSON value in which equal values are equal (1.10 == 1.1)."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, RawNumber | int):
+        return ("n", Decimal(str(value)))
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, dict):
+        return ("o", tuple(sorted((k, _canon(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("a", tuple(_canon(v) for v in value))
+    return ("?", repr(value))
+
+
+def _is_path_patch(data: Any) -> bool:
+    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset"}
+
+
+def _set_path(row: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node: Any = row
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list) and part.isdigit():
+            idx = int(part)
+            while len(node) <= idx:
+                node.append(None)
+            if not isinstance(node[idx], dict | list):
+                node[idx] = [] if nxt.isdigit() else {}
+            node = node[idx]
+        else:
+            if not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit():
+        idx = int(last)
+        while len(node) <= idx:
+            node.append(None)
+        node[idx] = value
+    else:
+        node[last] = value
+
+
+def _unset_path(row: dict[str, Any], path: str) -> None:
+    parts = path.split(".")
+    node: Any = row
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+    elif isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
+        node[int(parts[-1])] = None
+
+
+def merge_row(base: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
+    """A partial update applied to a row: the columns it carries are set (NULL is a value), the
+    others keep their value; a path patch sets and removes dotted paths."""
+    row = _copy(base or {})
+    if _is_path_patch(data):
+        for path, value in (data.get("$set") or {}).items():
+            _set_path(row, path, value)
+        for path in data.get("$unset") or []:
+            _unset_path(row, path)
+        return row
+    row.update(data)
+    return row
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+class KvFold:
+    """The kv reducer, event by event, exact: keyed rows, key changes, keyless multisets.
+
+    Key changes inside one transaction are applied as the database did: a row moved onto a key
+    that another row still holds displaces that row until it moves too (two rows swapping keys).
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Any] = {}
+        self.multisets: dict[str, list[Any]] = {}
+        self._displaced: dict[tuple[str, str], Any] = {}
+        self._txid: Any = object()
+        self.warnings: list[str] = []
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        if ev.get("txid") is None or ev["txid"] != self._txid:
+            self._displaced.clear()
+            self._txid = ev.get("txid")
+        op = ev["op"]
+        ent = ev["entity"]
+        if op == "truncate":
+            self.rows = {k: v for k, v in self.rows.items() if k[0] != ent}
+            self.multisets.pop(ent, None)
+            return
+        data = loads_exact(ev["data"]) if ev["data"] is not None else None
+        if ev["key"] is None:
+            self._apply_keyless(ev, op, data)
+            return
+        key = (ent, ev["key"])
+        prev = ev.get("prev_key")
+        if prev is not None and prev != ev["key"]:
+            old = (ent, prev)
+            base = self._displaced.pop(old) if old in self._displaced else self.rows.pop(old, None)
+            if key in self.rows:
+                self._displaced[key] = self.rows.pop(key)
+        else:
+            base = self.rows.get(key)
+        if op == "delete" or data is None:
+            self.rows.pop(key, None)
+        elif op in MERGES:
+            self.rows[key] = merge_row(base, data if isinstance(data, dict) else {})
+        else:
+            self.rows[key] = data
+
+    def _apply_keyless(self, ev: dict[str, Any], op: str, data: Any) -> None:
+        rows = self.multisets.setdefault(ev["entity"], [])
+        before = loads_exact(ev["before"]) if ev.get("before") else None
+        match = None
+        if before is not None:
+            want = _canon(before)
+            match = next((i for i, r in enumerate(rows) if _canon(r) == want), None)
+            if match is None and op in ("update", "patch", "delete"):
+                self.warnings.append(f"offset {ev['offset']}: no row of {ev['entity']} matches its before-image")
+        if op == "delete" or data is None:
+            if match is not None:
+                rows.pop(match)
+        elif op in MERGES and match is not None:
+            rows[match] = merge_row(rows[match], data)
+        elif op in MERGES and before is not None:
+            rows.append(merge_row(before, data))
+        else:
+            rows.append(data)
+
+
+# --------------------------------------------------------------------------- Python reducers
+
+
+@dataclass
+class ReducerModule:
+    """A user's reducer module: REDUCERS by event type, optional UPCASTERS by (type, version)."""
+
+    name: str
+    reducers: dict[str, Callable[[Any, dict[str, Any]], Any]]
+    upcasters: dict[tuple[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]
+    version_field: str
+    fingerprint: str
+
+
+def load_reducer(spec: str) -> ReducerModule:
+    """Load a reducer module from a file path or an importable name."""
+    path = Path(spec)
+    try:
+        if spec.endswith(".py") or path.exists():
+            if not path.exists():
+                raise UsageError(f"reducer module {spec}: no such file")
+            module_name = f"logtool_reducer_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+            loader_spec = importlib.util.spec_from_file_location(module_name, path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise UsageError(f"reducer module {spec}: cannot be loaded")
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[module_name] = module
+            loader_spec.loader.exec_module(module)
+            source = path.read_bytes()
+        else:
+            module = importlib.import_module(spec)
+            source = inspect.getsource(module).encode()
+    except UsageError:
+        raise
+    except Exception as e:
+        raise UsageError(f"reducer module {spec} failed to load: {type(e).__name__}: {e}") from None
+    reducers = getattr(module, "REDUCERS", None)
+    if not isinstance(reducers, dict) or not reducers:
+        raise UsageError(f"reducer module {spec} has no REDUCERS dict", "map event types to functions (state, event) -> state")
+    return ReducerModule(
+        name=spec,
+        reducers=reducers,
+        upcasters=dict(getattr(module, "UPCASTERS", {}) or {}),
+        version_field=str(getattr(module, "VERSION_FIELD", "version")),
+        fingerprint="py/" + hashlib.sha256(source).hexdigest(),
+    )
+
+
+def _decode(text: str | None) -> Any:
+    return None if text is None else json.loads(text, parse_float=Decimal)
+
+
+def _encode(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return RawJSON(str(v))
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dt.datetime | dt.date):
+            return v.isoformat()
+        return v
+
+    return dumps_exact(plain(value))
+
+
+def _replay_python(con: duckdb.DuckDBPyConnection, module: ReducerModule, progress: Progress | None) -> pa.Table:
+    """Run the user's reducers in offset order, key by key."""
+    import pyarrow as pa
+
+    states: dict[tuple[str, str | None], Any] = {}
+    for ent, k, s in con.execute("SELECT entity, key, state FROM base").fetchall():
+        states[(ent, k)] = _decode(s)
+    total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    done = 0
+    reader = con.sql(
+        'SELECT "offset", ts, entity, key, type, data, meta FROM ev ORDER BY entity, key, "offset"'
+    ).to_arrow_reader(65536)
+    for batch in reader:
+        for ev in batch.to_pylist():
+            _apply_reducer(module, states, ev)
+        done += batch.num_rows
+        if progress:
+            progress(done, total)
+    rows = [(e, k, _encode(s)) for (e, k), s in states.items() if s is not None]
+    table = pa.table(
+        {"entity": [r[0] for r in rows], "key": [r[1] for r in rows], "state": [r[2] for r in rows]},
+        schema=_state_schema(),
+    )
+    from . import engine
+
+    return canonical_state(engine.connect(), table)
+
+
+def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], Any], ev: dict[str, Any]) -> None:
+    event = {
+        "offset": ev["offset"],
+        "ts": ev["ts"],
+        "entity": ev["entity"],
+        "key": ev["key"],
+        "type": ev["type"],
+        "data": _decode(ev["data"]),
+        "meta": _decode(ev["meta"]) or {},
+    }
+    where = f"offset {ev['offset']} (key {ev['key']}, type {ev['type']})"
+    try:
+        for _ in range(100):
+            version = (event["data"] or {}).get(module.version_field) if isinstance(event["data"], dict) else None
+            up = module.upcasters.get((event["type"], version))
+            if up is None:
+                break
+            event = up(event)
+        fn = module.reducers.get(event["type"])
+        if fn is None:
+            raise ReducerError(
+                f"no reducer for event type {event['type']!r} at {where}",
+                f"add it to REDUCERS in {module.name}",
+            )
+        slot = (ev["entity"], ev["key"])
+        states[slot] = fn(states.get(slot), event)
+    except ReducerError:
+        raise
+    except Exception as e:
+        raise ReducerError(f"reducer failed at {where}: {type(e).__name__}: {e}", "fix the reducer or the event") from None
+
+
+# --------------------------------------------------------------------------- typed output
+
+
+def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
+    """Per entity, the rows as a typed table: ``key`` then the row's columns in first-seen order.
+
+    Integers become int64 (or decimal(38,0) beyond it), decimals decimal128 with the largest scale
+    seen, numbers written with an exponent float64, strings string, booleans bool, objects and
+    arrays JSON text (field metadata ``logtool.json``); a column of mixed types is JSON text. A
+    column absent from a row is null there.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out: dict[str, pa.Table] = {}
+    for ent in pc.unique(state.column("entity")).to_pylist():
+        part = state.filter(pc.equal(state.column("entity"), ent))
+        rows = [loads_exact(s) for s in part.column("state").to_pylist()]
+        columns: dict[str, list[Any]] = {}
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                row = {"value": row}
+            for name, value in row.items():
+                columns.setdefault(name, [None] * len(rows))[i] = value
+        fields = [pa.field("key", pa.string())]
+        arrays = [part.column("key").combine_chunks()]
+        for name, values in columns.items():
+            f, arr = _typed_column(name, values)
+            fields.append(f)
+            arrays.append(arr)
+        out[ent] = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return out
+
+
+_SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, RawNumber) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _is_special(v: Any) -> bool:
+    return isinstance(v, str) and not isinstance(v, RawNumber) and v in _SPECIAL_FLOATS
+
+
+def _typed_column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
+    import pyarrow as pa
+
+    present = [v for v in values if v is not None]
+    json_field = pa.field(name, pa.string(), metadata={"logtool.json": "1"})
+    if not present:
+        return pa.field(name, pa.string()), pa.nulls(len(values), pa.string())
+    if all(isinstance(v, bool) for v in present):
+        return pa.field(name, pa.bool_()), pa.array(values, pa.bool_())
+    if all(_is_number(v) or _is_special(v) for v in present) and any(_is_number(v) for v in present):
+        if any(_is_special(v) for v in present) or any("e" in str(v).lower() for v in present):
+            floats = [None if v is None else _SPECIAL_FLOATS[v] if _is_special(v) else float(str(v)) for v in values]
+            return pa.field(name, pa.float64()), pa.array(floats, pa.float64())
+        if all(isinstance(v, int) and -(2**63) <= v < 2**63 for v in present):
+            return pa.field(name, pa.int64()), pa.array(values, pa.int64())
+        decimals = [Decimal(str(v)) for v in present]
+        scale = max(max(-int(d.as_tuple().exponent), 0) for d in decimals)
+        digits = max(len(d.as_tuple().digits) - max(-int(d.as_tuple().exponent), 0) for d in decimals)
+        precision = max(digits, 1) + scale
+        if precision <= 38:
+            typ = pa.decimal128(precision, scale)
+            return pa.field(name, typ), pa.array([None if v is None else Decimal(str(v)) for v in values], typ)
+        return json_field, pa.array([None if v is None else str(v) for v in values], pa.string())
+    if all(isinstance(v, str) and not isinstance(v, RawNumber) for v in present):
+        return pa.field(name, pa.string()), pa.array(values, pa.string())
+    return json_field, pa.array([None if v is None else dumps_exact(v) for v in values], pa.string())
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def snapshot(
+    path: str | Path,
+    *,
+    at_offset: int | None = None,
+    reducer: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Store the state at an offset (default: the head) as a snapshot, in one commit."""
+    import pyarrow.parquet as pq
+
+    from .segments import write_parquet_options
+
+    store = Store.open(path)
+    result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
+    if result.offset is None:
+        raise UsageError("the store has no events to snapshot")
+    with store.writer("snapshot"):
+        target = store.new_file("snapshot", f"{result.offset:020d}")
+        options = write_parquet_options()
+        pq.write_table(result.state, target, **options)
+        entry = {
+            "kind": "snapshot",
+            "path": store.rel(target),
+            "offset": result.offset,
+            "rows": result.state.num_rows,
+            "digest": result.digest,
+            "reducer": result.reducer,
+            "sha256": file_sha256(target),
+            "bytes": target.stat().st_size,
+        }
+        store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
+    return entry
+
+
+def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+    """{"entity", "key", "state"} per live row, the state as a JSON value (for JSON lines)."""
+    for row in table.to_pylist():
+        yield {"entity": row["entity"], "key": row["key"], "state": RawJSON(row["state"])}
+
+
+def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[Path]:
+    """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files."""
+    import pyarrow.parquet as pq
+
+    from .formats.writers import write_csv
+
+    if fmt not in ("parquet", "csv"):
+        raise UsageError(f"cannot export state as {fmt!r}", "use parquet or csv")
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ent, table in result.tables().items():
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in ent) or "_"
+        target = out / f"{name}.{fmt}"
+        tmp = target.with_name(target.name + ".tmp")
+        if fmt == "parquet":
+            pq.write_table(table, tmp, compression="zstd")
+        else:
+            json_cols = [f.name for f in table.schema if (f.metadata or {}).get(b"logtool.json") == b"1"]
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                write_csv([table], f, json_cols)
+        tmp.replace(target)
+        written.append(target)
+    return written
