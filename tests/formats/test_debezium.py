@@ -1,0 +1,260 @@
+"""The Debezium reader: envelopes with and without schema, keyed dumps, tombstones, bad records."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from logtool.errors import UsageError
+from logtool.formats import detect
+from logtool.formats.base import Mapping, Source
+from logtool.formats.debezium import FORMAT
+
+PG_KEYS = Mapping(key_fields=("id", "orders:order_id", "accounts:account_no"))
+BIG38 = "12345678901234567890123456789012345678"
+BIG64 = "9223372036854775809"  # 2**63 + 1
+FRAC38 = "1234567890123456789012345678.0123456789"
+
+
+def summary(row: dict) -> tuple:
+    txn = row["txn"]["id"] if row["txn"] else None
+    return (row["source"]["line"], row["op"], row["entity"], row["key"], row["prev_key"], row["ts"],
+            row["source"]["position"], txn)  # fmt: skip
+
+
+def test_postgres_sample(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", PG_KEYS)
+    assert bad == []
+    assert [summary(r) for r in rows] == [
+        (1, "read", "public.customers", "1001", None, 1709631000000000, "0/16E9058", "767"),
+        (2, "read", "public.customers", "1002", None, 1709631000005000, "0/16E9058", "767"),
+        (3, "read", "public.accounts", "ACC-0001", None, 1709631000009000, "0/16E9058", "767"),
+        (4, "insert", "public.customers", "1003", None, 1709631061000000, "0/16F0A30", "771:24054320"),
+        (5, "insert", "public.orders", "5001", None, 1709631061000000, "0/16F0AD0", "771:24054320"),
+        (6, "update", "public.customers", "1003", None, 1709631125000000, "0/16F2448", "772:24061000"),
+        (7, "update", "public.orders", "5001", None, 1709631187000000, "0/16F47E0", "773:24070112"),
+        (8, "update", "public.accounts", "ACC-1001", "ACC-0001", 1709631250000000, "0/16F4EA0", "774:24071840"),
+        (9, "delete", "public.customers", "1002", None, 1709631312000000, "0/16F6E80", "775:24080000"),
+        (10, "event", "audit", None, None, 1709631340000000, "0/16F72D8", None),
+        (11, "update", "public.orders", "5001", None, 1709631400000000, "0/16F9590", "776"),
+        (12, "delete", "public.accounts", "ACC-1001", None, 1709631460000000, "0/16FA918", "777"),
+        (13, "truncate", "public.orders", None, None, 1709631520000000, "0/16FBCA0", "778"),
+        (14, "insert", "public.customers", "1004", None, 1709631580000000, "0/16FE3B0", "779"),
+    ]
+    by_line = {r["source"]["line"]: r for r in rows}
+    first = by_line[1]
+    assert first["data"] == (
+        '{"id":1001,"name":"Sally Thomas","email":"sally.thomas@acme.com","tier":"gold","notes":"prefers email"}'
+    )
+    assert first["before"] is None and first["type"] is None
+    assert first["source"] == {"format": "debezium", "file": str(cdc_samples / "debezium_pg.jsonl"), "line": 1,
+                               "position": "0/16E9058", "position_order": "00000000016E9058"}  # fmt: skip
+    meta = json.loads(by_line[4]["meta"])
+    assert meta["ts_ms"] == 1709631061137  # the connector's time stays in meta, not in ts
+    assert meta["transaction"] == {"id": "771:24054320", "total_order": 1, "data_collection_order": 1}
+    assert meta["source"]["snapshot"] == "false" and "after" not in meta
+    assert by_line[4]["txn"] == {"id": "771:24054320", "position": None, "position_order": None,
+                                 "ts": 1709631061000000, "aborted": None}  # fmt: skip
+    # the unchanged TOASTed column is left out, so it keeps its old value on replay
+    assert by_line[6]["data"] == '{"id":1003,"name":"Edward Walker","email":"edward.walker@walker.com","tier":"bronze"}'
+    # a key change on a table keyed by --key-field: the before image has the old key
+    assert json.loads(by_line[8]["before"])["account_no"] == "ACC-0001"
+    assert by_line[9]["data"] is None
+    assert by_line[9]["before"] == '{"id":1002,"name":null,"email":null,"tier":null,"notes":null}'
+    message = by_line[10]
+    assert message["type"] == "message"
+    assert json.loads(message["data"])["prefix"] == "audit"
+    assert by_line[13]["data"] is None and by_line[13]["before"] is None
+    # source positions sort as the LSNs do
+    orders = [r["source"]["position_order"] for r in rows]
+    assert orders == sorted(orders)
+
+
+def test_exact_numbers(read_events, cdc_samples) -> None:
+    rows, _ = read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", PG_KEYS)
+    assert rows[2]["data"] == (
+        f'{{"account_no":"ACC-0001","owner_id":1001,"balance":{BIG38},"ledger_seq":{BIG64},"rate":{FRAC38}}}'
+    )
+    assert f'"balance":{BIG38},"ledger_seq":{BIG64},"rate":{FRAC38}' in rows[7]["before"]
+
+
+def test_keyed_dump(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "debezium_keyed.jsonl")
+    assert bad == []
+    gtid = "3e11fa47-71ca-11e1-9e33-c80aa9429562:"
+    assert [summary(r) for r in rows] == [
+        (1, "read", "inventory.customers", "1001", None, 1709640000000000, "mysql-bin.000003:154", None),
+        (2, "read", "inventory.customers", "1002", None, 1709640000000000, "mysql-bin.000003:154", None),
+        (3, "insert", "inventory.customers", "1003", None, 1709640030000000, "mysql-bin.000003:1028", gtid + "23"),
+        (4, "update", "inventory.customers", "1003", None, 1709640045000000, "mysql-bin.000003:1342", gtid + "24"),
+        (5, "delete", "inventory.customers", "1002", None, 1709640060000000, "mysql-bin.000003:1690", gtid + "25"),
+        (6, "delete", "inventory.customers", "1002", None, 1709640060000000, None, None),
+        (7, "insert", "inventory.products", "101", None, 1709640070000000, "mysql-bin.000003:2001", gtid + "26"),
+        (8, "update", "inventory.products", "101", None, 1709640080000000, "mysql-bin.000003:2300", gtid + "27"),
+        (9, "delete", "inventory.products", "101", None, 1709640090000000, "mysql-bin.000003:2600", gtid + "28"),
+        (10, "delete", "inventory.products", "101", None, 1709640090000000, None, None),
+        (11, "insert", "inventory.customers", "1004", None, 1709640095000000, "mysql-bin.000003:2950", gtid + "29"),
+    ]
+    # snapshot as a boolean (older connectors) and as a string (newer ones)
+    assert json.loads(rows[0]["meta"])["source"]["snapshot"] is True
+    assert json.loads(rows[1]["meta"])["source"]["snapshot"] == "last"
+    # tombstones: a delete with null data and nothing else
+    assert all(rows[i][c] is None for i in (5, 9) for c in ("data", "before", "meta", "txn"))
+    # with the schema, Kafka Connect decimals (base64 bytes) become exact numbers
+    assert rows[6]["data"] == (
+        f'{{"id":101,"name":"scooter","price":3.14,"units_sold":{BIG38},"sku_hash":{BIG64}}}'
+    )
+    assert json.loads(rows[7]["data"], parse_float=str)["price"] == "-0.05"
+    assert rows[7]["before"] == f'{{"id":101,"name":"scooter","price":3.14,"units_sold":{BIG38},"sku_hash":{BIG64}}}'
+
+
+def envelope(op: str, before: dict | None, after: dict | None, **source: object) -> dict:
+    src = {"version": "2.5.4.Final", "connector": "postgresql", "name": "pg", "ts_ms": 1709631000000,
+           "snapshot": "false", "db": "shop", "schema": "public", "table": "customers", "txId": 900,
+           "lsn": 33554432} | source  # fmt: skip
+    return {"before": before, "after": after, "source": src, "op": op, "ts_ms": 1709631000500}
+
+
+def lines(*records: object) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -> None:
+    schema_change = {"source": envelope("c", None, {})["source"], "databaseName": "shop",
+                     "ddl": "ALTER TABLE customers ADD COLUMN vip boolean", "tableChanges": []}  # fmt: skip
+    no_source = envelope("c", None, {"id": 5})
+    del no_source["source"]
+    path = write_file(
+        "bad.jsonl",
+        lines(
+            envelope("c", None, {"id": 1, "name": "Ann"}),
+            '{"before":null,"after":{"id":2},"op":"c","source":',
+            [1, 2],
+            schema_change,
+            envelope("x", None, {"id": 3}),
+            no_source,
+            envelope("u", {"id": 6}, None),
+            envelope("c", None, {"id": 7}, ts_ms="yesterday"),
+            envelope("c", None, {"name": "no id"}),
+            envelope("u", None, {"id": 1, "name": "Anne"}),
+            envelope("c", None, {"id": 9}, lsn=-5),
+        ),
+    )
+    rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert [(r["source"]["line"], r["op"], r["key"]) for r in rows] == [(1, "insert", "1"), (10, "update", "1")]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "invalid JSON: Expecting value at column 51"),
+        (3, "a Debezium record is a JSON object, not a list"),
+        (4, "not a Debezium change event: no 'op' (a schema change or heartbeat record?)"),
+        (5, "unknown Debezium op 'x' (expected one of c, r, u, d, t, m)"),
+        (6, "Debezium event without a 'source' block"),
+        (7, "op 'u' without an 'after' image"),
+        (8, "source.ts_ms: unparseable timestamp 'yesterday'"),
+        (9, "key column 'id' is not in the after image"),
+        (11, "source.lsn -5 is not an LSN"),
+    ]
+    assert all(b.file == str(path) for b in bad)
+    assert bad[0].raw == b'{"before":null,"after":{"id":2},"op":"c","source":'
+    assert json.loads(bad[3].raw)["op"] == "x"
+
+
+def test_a_keyless_change_without_before_image_is_reported(read_events, write_file) -> None:
+    path = write_file(
+        "keyless.jsonl",
+        lines(
+            envelope("c", None, {"id": 1, "name": "Ann"}),
+            envelope("u", None, {"id": 1, "name": "Anne"}),
+            envelope("d", None, None),
+            envelope("u", {"id": 1, "name": "Anne"}, {"id": 1, "name": "Annie"}),
+        ),
+    )
+    rows, bad = read_events(FORMAT, path)
+    assert [(r["source"]["line"], r["op"], r["key"]) for r in rows] == [(1, "insert", None), (4, "update", None)]
+    assert rows[1]["before"] == '{"id":1,"name":"Anne"}'
+    assert [b.line for b in bad] == [2, 3]
+    assert bad[0].reason.startswith("op 'u' of a row with no key and no before image")
+
+
+def test_tombstones(read_events, write_file) -> None:
+    key_schema = {"type": "struct", "fields": [{"type": "int32", "optional": False, "field": "id"}],
+                  "optional": False, "name": "pg.public.customers.Key"}  # fmt: skip
+    path = write_file(
+        "tombstones.jsonl",
+        lines(
+            {"key": {"schema": key_schema, "payload": {"id": 4}}, "value": None},
+            {"key": {"id": 5}, "value": None},
+            {"key": json.dumps({"id": 6}), "value": json.dumps(envelope("d", {"id": 6}, None))},
+            {"key": json.dumps({"id": 6}), "value": None},
+            {"value": None},
+        ),
+    )
+    rows, bad = read_events(FORMAT, path)
+    assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
+        (1, "delete", "public.customers", "4", None),
+        (3, "delete", "public.customers", "6", 1709631000000000),
+        (4, "delete", "public.customers", "6", 1709631000000000),
+    ]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "tombstone for key 5: no key schema names its table and no delete of that key comes before it"),
+        (5, "tombstone (null value) without a key"),
+    ]
+
+
+def test_schema_wrapper_without_key_and_variable_scale_decimals(read_events, write_file) -> None:
+    def encoded(unscaled: int) -> str:
+        return base64.b64encode(unscaled.to_bytes(8, "big", signed=True)).decode()
+
+    fields = [{"type": "int32", "optional": False, "field": "id"},
+              {"type": "struct", "optional": True, "name": "io.debezium.data.VariableScaleDecimal",
+               "fields": [], "field": "amount"},
+              {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal",
+               "parameters": {"scale": "-2"}, "field": "rounded"}]  # fmt: skip
+    schema = {"type": "struct", "name": "pg.public.customers.Envelope",
+              "fields": [{"type": "struct", "fields": fields, "field": "before"},
+                         {"type": "struct", "fields": fields, "field": "after"}]}  # fmt: skip
+    row = {"id": 1, "amount": {"scale": 3, "value": encoded(-1234)}, "rounded": encoded(7)}
+    bad_row = {"id": 2, "amount": {"scale": 3, "value": "%%%"}, "rounded": None}
+    path = write_file(
+        "wrapped.jsonl",
+        lines(
+            {"schema": schema, "payload": envelope("c", None, row)},
+            {"schema": schema, "payload": envelope("c", None, bad_row)},
+        ),
+    )
+    rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert [(r["key"], r["data"]) for r in rows] == [("1", '{"id":1,"amount":-1.234,"rounded":700}')]
+    assert [(b.line, b.reason) for b in bad] == [(2, "column 'amount': '%%%' with scale 3 is not a Decimal")]
+
+
+def test_placeholder_in_an_insert_makes_it_an_update(read_events, write_file) -> None:
+    placeholder = "__debezium_unavailable_value"
+    after = {"id": 1, "bio": placeholder, "tags": [placeholder], "photo": base64.b64encode(placeholder.encode()).decode()}
+    rows, bad = read_events(FORMAT, write_file("toast.jsonl", lines(envelope("r", None, after))), Mapping(key_fields=("id",)))
+    assert bad == []
+    assert (rows[0]["op"], rows[0]["data"]) == ("update", '{"id":1}')
+
+
+def test_mapping_options(read_events, cdc_samples) -> None:
+    with pytest.raises(UsageError, match="--op-field does not apply to debezium"):
+        read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", Mapping(op_field="op"))
+    rows, bad = read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", Mapping(key_fields=("id",)))
+    # orders and accounts have no "id" column: the reader says so rather than guessing a key
+    assert [(b.line, b.reason) for b in bad] == [(n, "key column 'id' is not in the after image") for n in (3, 5, 7, 8, 11)] + [
+        (12, "key column 'id' is not in the before image")
+    ]
+    assert [r["source"]["line"] for r in rows] == [1, 2, 4, 6, 9, 10, 13, 14]
+
+
+def test_sniff(cdc_samples, generic_lines) -> None:
+    for name in ("debezium_pg.jsonl", "debezium_keyed.jsonl"):
+        assert FORMAT.sniff((cdc_samples / name).read_bytes()) == 90
+        assert detect(Source(str(cdc_samples / name))).name == "debezium"
+    assert FORMAT.sniff(generic_lines) == 0
+    for other in ("maxwell.jsonl", "kcat.jsonl", "cloudevents.json", "mongodb.jsonl"):
+        assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other
+    # a dump that starts with a tombstone is still recognized by the records after it
+    keyed = (cdc_samples / "debezium_keyed.jsonl").read_bytes().splitlines(keepends=True)
+    assert FORMAT.sniff(keyed[5] + keyed[6]) == 90
+    assert FORMAT.sniff(keyed[5]) == 0
