@@ -83,7 +83,7 @@ def read_records(
             report(BadRecord(source.name, line, "invalid JSON: nested too deeply", text.encode()))
             continue
         except ValueError as e:
-            report(BadRecord(source.name, line, f"invalid JSON: {_json_error(e, line)}", text.encode()))
+            report(BadRecord(source.name, line, f"invalid JSON: {json_error(e, line)}", text.encode()))
             continue
         where = {"format": format_name, "file": source.name, "line": line, "position": None}
         try:
@@ -101,7 +101,8 @@ def read_records(
     yield batcher.flush()
 
 
-def _json_error(error: ValueError, line: int) -> str:
+def json_error(error: ValueError, line: int = 1) -> str:
+    """Why JSON text did not parse, and where: lines counted from ``line``, the text's first."""
     if not isinstance(error, json.JSONDecodeError):
         return str(error)
     if error.lineno == 1:
@@ -175,14 +176,13 @@ def unwrap(value: Any) -> tuple[Any, dict[str, Any] | None]:
 
 
 def is_envelope(value: Any) -> bool:
-    """Whether a JSON value is a Debezium change event (wrapped or not)."""
+    """Whether a JSON value is a Debezium change event (wrapped or not): an ``op`` and a
+    ``source`` block, the op a Debezium op or the block naming its connector (then a bad op is
+    reported as such rather than taken for another format's record)."""
     envelope, _ = unwrap(value)
-    return (
-        isinstance(envelope, dict)
-        and isinstance(envelope.get("op"), str)
-        and envelope["op"] in _OPS
-        and isinstance(envelope.get("source"), dict)
-    )
+    if not isinstance(envelope, dict) or "op" not in envelope or not isinstance(envelope.get("source"), dict):
+        return False
+    return envelope["op"] in _OPS or "connector" in envelope["source"]
 
 
 def key_entity(record_key: Any) -> str | None:

@@ -26,6 +26,7 @@ from .debezium import (
     Event,
     decode_change,
     is_envelope,
+    json_error,
     key_entity,
     kind_of,
     read_records,
@@ -75,8 +76,10 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
     if isinstance(payload, str) and not isinstance(payload, RawNumber):
         try:
             value = loads_exact(payload)
-        except (ValueError, RecursionError) as e:
-            raise ValueError(f"payload is not JSON: {e}") from None
+        except RecursionError:
+            raise ValueError("payload is not JSON: nested too deeply") from None
+        except ValueError as e:
+            raise ValueError(f"payload is not JSON: {json_error(e)}") from None
     if is_envelope(value):
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):

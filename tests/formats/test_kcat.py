@@ -1,0 +1,160 @@
+"""The kcat -J reader: plain JSON payloads, Debezium payloads, tombstones, headers, bad records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logtool.errors import UsageError
+from logtool.formats import detect
+from logtool.formats.base import Mapping, Source
+from logtool.formats.kcat import FORMAT
+
+BIG64 = "9223372036854775809"  # 2**63 + 1
+FRAC38 = "1234567890123456789012345678.0123456789"
+
+
+def summary(row: dict) -> tuple:
+    txn = row["txn"]["id"] if row["txn"] else None
+    return (row["source"]["line"], row["op"], row["entity"], row["key"], row["ts"], row["source"]["position"], txn)
+
+
+def test_sample(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "kcat.jsonl")
+    assert bad == []
+    assert [summary(r) for r in rows] == [
+        (1, "upsert", "shop.orders.v1", "ord-1042", 1709660000000000, "0/41", None),
+        (2, "upsert", "shop.orders.v1", "ord-1043", 1709660000850000, "1/17", None),
+        (3, "upsert", "shop.orders.v1", "ord-1042", 1709660002100000, "0/42", None),
+        (4, "delete", "shop.orders.v1", "ord-1043", 1709660004000000, "1/18", None),
+        (5, "upsert", "shop.metrics", None, 1709660004100000, "0/9000", None),
+        # Debezium payloads: the database's time and entity, the Kafka position
+        (6, "update", "public.customers", "1001", 1709660004900000, "2/310", "801"),
+        (7, "delete", "public.customers", "1003", 1709660005950000, "2/311", "802"),
+        # the tombstone of a Debezium topic lands in the Debezium entity, keyed as Debezium keys
+        (8, "delete", "public.customers", "1003", 1709660006001000, "2/312", None),
+        (9, "upsert", "shop.orders.v1", "ord-1044", 1709660007000000, "0/43", None),
+        (10, "upsert", "shop.orders.v1", "ord-1045", None, "0/44", None),  # no timestamp (-1)
+    ]
+    first = rows[0]
+    assert first["data"] == f'{{"order_id":1042,"status":"new","amount":{FRAC38}}}'
+    assert json.loads(first["meta"]) == {"kafka": {"topic": "shop.orders.v1", "partition": 0, "offset": 41,
+                                                   "tstype": "create", "ts": 1709660000000, "broker": 1,
+                                                   "headers": [["trace-id", "7f3a9c"], ["retry", "0"]]}}  # fmt: skip
+    assert first["source"] == {"format": "kcat", "file": str(cdc_samples / "kcat.jsonl"), "line": 1,
+                               "position": "0/41", "position_order": position_order("0/41")}  # fmt: skip
+    # a header name may repeat: every pair is kept, in order
+    assert json.loads(rows[1]["meta"])["kafka"]["headers"] == [["trace-id", "7f3aa0"], ["hop", "gw-1"],
+                                                               ["hop", "svc-orders"]]  # fmt: skip
+    assert rows[3]["data"] is None and rows[3]["before"] is None
+    debezium = rows[5]
+    # the unchanged TOASTed column is left out, as the Debezium reader does
+    assert debezium["data"] == '{"id":1001,"name":"Sally Thomas","email":"sally@acme.com","tier":"platinum"}'
+    meta = json.loads(debezium["meta"])
+    assert meta["source"]["lsn"] == 25001000 and meta["kafka"]["offset"] == 310
+    assert meta["kafka"]["headers"] == [["__debezium.context.connectorName", "pgserver1"]]
+    assert rows[6]["before"] == '{"id":1003,"name":null,"email":null,"tier":null,"notes":null}'
+    assert rows[7]["data"] is None and rows[7]["txn"] is None
+
+
+def position_order(text: str) -> str:
+    from logtool.formats.base import position_order as order
+
+    result = order(text)
+    assert result is not None
+    return result
+
+
+def test_exact_numbers(read_events, cdc_samples) -> None:
+    rows, _ = read_events(FORMAT, cdc_samples / "kcat.jsonl")
+    assert rows[1]["data"] == f'{{"order_id":1043,"status":"new","amount":12.5,"ledger":{BIG64}}}'
+    assert f'"amount":{FRAC38}' in rows[0]["data"]
+
+
+def test_key_field_for_records_without_a_key(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "kcat.jsonl", Mapping(key_fields=("shop.metrics:host",)))
+    assert bad == []
+    assert rows[4]["key"] == "web-3"
+    assert rows[0]["key"] == "ord-1042"  # the Kafka key, where there is one
+
+
+def kafka(n: int, **members: object) -> dict:
+    return {"topic": "shop.orders.v1", "partition": 0, "offset": n, "tstype": "create",
+            "ts": 1709660000000 + n, "broker": 1, "key": f"ord-{n}",
+            "payload": json.dumps({"order_id": n})} | members  # fmt: skip
+
+
+def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -> None:
+    no_topic = kafka(3)
+    del no_topic["topic"]
+    no_payload = kafka(9)
+    del no_payload["payload"]
+    debezium = {"before": None, "after": {"id": 1}, "op": "z", "source": {"connector": "mysql", "ts_ms": 1, "db": "d", "table": "t"}}
+    records = [
+        kafka(1),
+        kafka(2, payload=None, payload_error="Avro deserialization failed: unknown magic byte"),
+        no_topic,
+        kafka(4, offset="4"),
+        kafka(5, payload='{"order_id": 5,'),
+        kafka(6, headers=["trace-id"]),
+        kafka(7, payload=json.dumps(debezium)),
+        kafka(8, ts="later"),
+        no_payload,
+        '{"topic":"shop.orders.v1","partition":0,',
+        kafka(11, payload=None),
+        kafka(12, key_error="Deserialization failed"),
+    ]
+    text = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+    rows, bad = read_events(FORMAT, write_file("bad.jsonl", text))
+    assert [(r["source"]["line"], r["op"], r["key"], r["data"]) for r in rows] == [
+        (1, "upsert", "ord-1", '{"order_id":1}'),
+        (11, "delete", "ord-11", None),
+    ]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "kcat could not deserialize the record: payload_error: Avro deserialization failed: unknown magic byte"),
+        (3, "kcat record without a 'topic'"),
+        (4, "kcat record without an integer 'offset'"),
+        (5, "payload is not JSON: Expecting property name enclosed in double quotes at column 16"),
+        (6, "headers is not a flat list of names and values"),
+        (7, "unknown Debezium op 'z' (expected one of c, r, u, d, t, m)"),
+        (8, "ts: unparseable timestamp 'later'"),
+        (9, "kcat record without a 'payload' (null for a tombstone)"),
+        (10, "invalid JSON: Expecting property name enclosed in double quotes at column 41"),
+        (12, "kcat could not deserialize the record: key_error: Deserialization failed"),
+    ]
+    assert json.loads(bad[0].raw)["offset"] == 2
+
+
+def test_debezium_payload_given_as_json_and_keyed_with_schema(read_events, write_file) -> None:
+    key = {"schema": {"type": "struct", "name": "pg.public.customers.Key",
+                      "fields": [{"type": "int32", "field": "id"}]}, "payload": {"id": 7}}  # fmt: skip
+    change = {"before": None, "after": {"id": 7, "name": "Ann"}, "op": "c", "ts_ms": 1709660000900,
+              "source": {"connector": "postgresql", "ts_ms": 1709660000800, "schema": "public",
+                         "table": "customers", "lsn": 100}}  # fmt: skip
+    records = [
+        {"topic": "pg.public.customers", "partition": 0, "offset": 1, "ts": 1709660001000, "key": json.dumps(key),
+         "payload": change},
+        # a tombstone on a topic not seen before: its key schema names the table
+        {"topic": "pg.public.accounts", "partition": 0, "offset": 5, "ts": 1709660002000,
+         "key": json.dumps(key | {"schema": key["schema"] | {"name": "pg.public.accounts.Key"}}), "payload": None},
+    ]  # fmt: skip
+    rows, bad = read_events(FORMAT, write_file("dbz.jsonl", "".join(json.dumps(r) + "\n" for r in records)))
+    assert bad == []
+    assert [(r["op"], r["entity"], r["key"], r["ts"], r["source"]["position"]) for r in rows] == [
+        ("insert", "public.customers", "7", 1709660000800000, "0/1"),
+        ("delete", "public.accounts", "7", 1709660002000000, "0/5"),
+    ]
+
+
+def test_mapping_options(read_events, cdc_samples) -> None:
+    with pytest.raises(UsageError, match="--entity-field does not apply to kcat"):
+        read_events(FORMAT, cdc_samples / "kcat.jsonl", Mapping(entity_field="topic"))
+
+
+def test_sniff(cdc_samples, generic_lines) -> None:
+    assert FORMAT.sniff((cdc_samples / "kcat.jsonl").read_bytes()) == 90
+    assert detect(Source(str(cdc_samples / "kcat.jsonl"))).name == "kcat"
+    assert FORMAT.sniff(generic_lines) == 0
+    for other in ("debezium_pg.jsonl", "debezium_keyed.jsonl", "maxwell.jsonl", "cloudevents.json", "mongodb.jsonl"):
+        assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other

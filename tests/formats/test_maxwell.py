@@ -1,0 +1,152 @@
+"""The Maxwell reader: rows, bootstrap, DDL, keys and key changes, bad records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logtool.errors import UsageError
+from logtool.formats import detect
+from logtool.formats.base import Mapping, Source
+from logtool.formats.maxwell import FORMAT
+
+BIG38 = "12345678901234567890123456789012345678"
+BIG64 = "9223372036854775809"  # 2**63 + 1
+FRAC38 = "1234567890123456789012345678.0123456789"
+
+
+def summary(row: dict) -> tuple:
+    txn = row["txn"]["id"] if row["txn"] else None
+    return (row["source"]["line"], row["op"], row["type"], row["entity"], row["key"], row["prev_key"], row["ts"],
+            row["source"]["position"], txn)  # fmt: skip
+
+
+def test_sample(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "maxwell.jsonl")
+    assert bad == []
+    items = '{"order_id":3,"sku":"SKU-9"}'
+    assert [summary(r) for r in rows] == [
+        (1, "event", "bootstrap-start", "shop.orders", None, None, 1709650000000000, None, None),
+        (2, "read", None, "shop.orders", "1", None, 1709650000000000, None, None),
+        (3, "read", None, "shop.orders", "2", None, 1709650000000000, None, None),
+        (4, "event", "bootstrap-complete", "shop.orders", None, None, 1709650001000000, None, None),
+        (5, "insert", None, "shop.orders", "3", None, 1709650040000000, "mysql-bin.000012:4521", "8812"),
+        (6, "insert", None, "shop.order_items", items, None, 1709650040000000, "mysql-bin.000012:4897", "8812"),
+        (7, "update", None, "shop.orders", "3", None, 1709650040000000, "mysql-bin.000012:5210", "8812"),
+        (8, "update", None, "shop.orders", "2", None, 1709650095000000, "mysql-bin.000012:6102", "8840"),
+        (9, "update", None, "shop.order_items", '{"order_id":3,"sku":"SKU-10"}', items, 1709650120000000,
+         "mysql-bin.000012:6644", "8851"),
+        # DDL times are in milliseconds
+        (10, "event", "table-alter", "shop.orders", None, None, 1709650150512000, "mysql-bin.000012:7001", None),
+        (11, "delete", None, "shop.orders", "1", None, 1709650180000000, "mysql-bin.000012:7420", "8870"),
+        (12, "event", "table-create", "shop.coupons", None, None, 1709650200003000, "mysql-bin.000012:7800", None),
+        (13, "insert", None, "shop.coupons", None, None, 1709650210000000, "mysql-bin.000012:8120", "8901"),
+        (14, "truncate", "table-drop", "shop.coupons", None, None, 1709650260077000, "mysql-bin.000012:8400", None),
+        (15, "event", "database-create", "archive", None, None, 1709650300000000, "mysql-bin.000012:8650", None),
+    ]  # fmt: skip
+    by_line = {r["source"]["line"]: r for r in rows}
+    assert by_line[1]["data"] == "{}"
+    assert by_line[7]["data"] == f'{{"id":3,"customer_id":7,"status":"paid","amount":42.5,"seq":{BIG38},"note":null}}'
+    assert by_line[7]["before"] == f'{{"id":3,"customer_id":7,"status":"new","amount":42.5,"seq":{BIG38},"note":null}}'
+    assert json.loads(by_line[7]["meta"]) == {"commit": True, "server_id": 1, "thread_id": 211, "primary_key": [3],
+                                              "primary_key_columns": ["id"]}  # fmt: skip
+    assert by_line[7]["txn"] == {"id": "8812", "position": None, "position_order": None,
+                                 "ts": 1709650040000000, "aborted": None}  # fmt: skip
+    # with output_nulls=false a column set to null is missing from data but named in old
+    assert by_line[8]["data"] == '{"id":2,"customer_id":9,"status":"paid","amount":19.99,"seq":2,"note":null}'
+    assert json.loads(by_line[8]["before"])["note"] == "gift"
+    assert by_line[9]["before"] == '{"order_id":3,"sku":"SKU-9","qty":2}'
+    assert json.loads(by_line[10]["data"])["sql"] == "ALTER TABLE orders ADD COLUMN channel varchar(16) NULL"
+    delete = by_line[11]
+    assert delete["data"] is None
+    assert delete["before"] == (
+        f'{{"id":1,"customer_id":7,"status":"shipped","amount":{FRAC38},"seq":{BIG64},"note":null,"channel":null}}'
+    )
+    assert json.loads(delete["meta"])["query"] == "DELETE FROM orders WHERE id = 1"
+    assert by_line[14]["data"] is None and json.loads(by_line[14]["meta"]) == {"sql": "DROP TABLE coupons"}
+    assert by_line[5]["source"] == {"format": "maxwell", "file": str(cdc_samples / "maxwell.jsonl"), "line": 5,
+                                    "position": "mysql-bin.000012:4521",
+                                    "position_order": "mysql-bin.00000000000000000012:00000000000000004521"}  # fmt: skip
+
+
+def test_exact_numbers(read_events, cdc_samples) -> None:
+    rows, _ = read_events(FORMAT, cdc_samples / "maxwell.jsonl")
+    assert rows[1]["data"] == (
+        f'{{"id":1,"customer_id":7,"status":"shipped","amount":{FRAC38},"seq":{BIG64},"note":null}}'
+    )
+    assert f'"seq":{BIG38}' in rows[4]["data"]
+
+
+def test_key_field_for_tables_without_primary_key_output(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "maxwell.jsonl", Mapping(key_fields=("coupons:code",)))
+    assert bad == []
+    assert [r["key"] for r in rows if r["entity"] == "shop.coupons" and r["op"] == "insert"] == ["SPRING24"]
+    # primary_key_columns, where Maxwell writes them, win over --key-field
+    assert rows[4]["key"] == "3"
+
+
+def record(**members: object) -> dict:
+    return {"database": "shop", "table": "orders", "type": "insert", "ts": 1709650040, "xid": 9001} | members
+
+
+def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -> None:
+    no_type = record(data={"id": 3})
+    del no_type["type"]
+    no_database = record(data={"id": 5})
+    del no_database["database"]
+    no_table = record(data={"id": 6})
+    del no_table["table"]
+    no_ts = record(data={"id": 11})
+    del no_ts["ts"]
+    records = [
+        record(data={"id": 1}, primary_key=[1], primary_key_columns=["id"]),
+        '{"database":"shop","table":"orders","type":"insert","ts":1709650040,"data":{"id":2',
+        no_type,
+        record(type="heartbeat", data={"id": 4}),
+        no_database,
+        no_table,
+        record(ts="soon", data={"id": 7}),
+        record(),
+        record(data={"order_id": 3, "sku": "A"}, primary_key=[3, "A"]),
+        record(type="update", data={"id": 1, "status": "paid"}, old={"status": "new"}, primary_key=[1],
+               primary_key_columns=["id"]),
+        no_ts,
+        record(type="update", data={"id": 12}, old=["status"]),
+    ]  # fmt: skip
+    path = write_file("bad.jsonl", "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    rows, bad = read_events(FORMAT, path)
+    assert [(r["source"]["line"], r["op"], r["key"]) for r in rows] == [(1, "insert", "1"), (10, "update", "1")]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "invalid JSON: Expecting ',' delimiter at column 83"),
+        (3, "Maxwell record without a 'type'"),
+        (4, "unknown Maxwell type 'heartbeat'"),
+        (5, "Maxwell record without a 'database'"),
+        (6, "Maxwell insert record without a 'table'"),
+        (7, "ts: unparseable timestamp 'soon'"),
+        (8, "Maxwell insert record without a 'data' row"),
+        (9, "primary_key has several values and no primary_key_columns: name them with --key-field"),
+        (11, "Maxwell record without a 'ts'"),
+        (12, "'old' is a list, not the previous values of a row"),
+    ]
+    assert json.loads(bad[2].raw)["type"] == "heartbeat"
+
+
+def test_key_field_missing_from_the_row_is_reported(read_events, write_file) -> None:
+    path = write_file("nokey.jsonl", json.dumps(record(data={"sku": "A"})) + "\n")
+    rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert rows == []
+    assert [(b.line, b.reason) for b in bad] == [(1, "key column 'id' is not in the row")]
+
+
+def test_mapping_options(read_events, cdc_samples) -> None:
+    with pytest.raises(UsageError, match="--ts-field does not apply to maxwell"):
+        read_events(FORMAT, cdc_samples / "maxwell.jsonl", Mapping(ts_field="ts"))
+
+
+def test_sniff(cdc_samples, generic_lines) -> None:
+    assert FORMAT.sniff((cdc_samples / "maxwell.jsonl").read_bytes()) == 90
+    assert detect(Source(str(cdc_samples / "maxwell.jsonl"))).name == "maxwell"
+    assert FORMAT.sniff(generic_lines) == 0
+    for other in ("debezium_pg.jsonl", "debezium_keyed.jsonl", "kcat.jsonl", "cloudevents.json", "mongodb.jsonl"):
+        assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other
