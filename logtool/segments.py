@@ -163,22 +163,14 @@ class SegmentWriter:
         if self._writer is None:
             return
         self._writer.close()
-        assert self._path is not None
+        assert self._path is not None and self._min is not None and self._max is not None
         stamps = [t for t in self._ts if t is not None]
         self.entries.append(
-            {
-                "kind": "segment",
-                "path": self.store.rel(self._path),
-                "min_offset": self._min,
-                "max_offset": self._max,
-                "rows": self._rows,
-                "digest": self._hash.hexdigest(),
-                "sha256": file_sha256(self._path),
-                "bytes": self._path.stat().st_size,
-                "min_ts": min(stamps).isoformat() if stamps else None,
-                "max_ts": max(stamps).isoformat() if stamps else None,
-            }
-        )
+            segment_entry(
+                self.store, self._path, self._min, self._max, self._rows, self._hash.hexdigest(),
+                min(stamps) if stamps else None, max(stamps) if stamps else None,
+            )
+        )  # fmt: skip
         self._writer = None
         self._path = None
 
@@ -198,3 +190,70 @@ class SegmentWriter:
         for p in paths:
             p.unlink(missing_ok=True)
         self.entries = []
+
+
+def segment_entry(
+    store: Store, path: Path, min_offset: int, max_offset: int, rows: int, digest: str, min_ts: Any, max_ts: Any
+) -> dict[str, Any]:
+    """The commit entry of a written segment file."""
+    return {
+        "kind": "segment",
+        "path": store.rel(path),
+        "min_offset": min_offset,
+        "max_offset": max_offset,
+        "rows": rows,
+        "digest": digest,
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+        "min_ts": min_ts.isoformat() if min_ts is not None else None,
+        "max_ts": max_ts.isoformat() if max_ts is not None else None,
+    }
+
+
+def reseal(table: pa.Table, rows: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """New salts and digests for the rows where ``rows`` is true (their content changed);
+    every other row keeps its salt and digest, so verify can prove it untouched."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from . import engine
+    from .schema import event_schema
+
+    n = table.num_rows
+    if n == 0 or not pc.any(rows).as_py():
+        return table
+    fresh = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]).cast(pa.binary())
+    salted = table.set_column(table.schema.get_field_index("salt"), "salt", pc.if_else(rows, fresh, table.column("salt")))
+    con = engine.connect()
+    recomputed = con.sql(f"SELECT {digest_sql()} AS digest FROM salted").to_arrow_table().column("digest")  # noqa: F841
+    digest = pc.if_else(rows, recomputed.cast(pa.binary()), salted.column("digest"))
+    return salted.set_column(salted.schema.get_field_index("digest"), "digest", digest).cast(event_schema())
+
+
+def write_segment(store: Store, table: pa.Table) -> dict[str, Any] | None:
+    """Write events (event schema, offset order, salts and digests set) as one new segment file;
+    returns its commit entry, or None for no rows."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if table.num_rows == 0:
+        return None
+    first, last = table.column("offset")[0].as_py(), table.column("offset")[-1].as_py()
+    path = store.new_file("segment", f"{first:020d}")
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **write_parquet_options())
+    mm = pc.min_max(table.column("ts"))
+    return segment_entry(
+        store, path, first, last, table.num_rows, digests_hash(table.column("digest")).hexdigest(),
+        mm["min"].as_py(), mm["max"].as_py(),
+    )  # fmt: skip
+
+
+def offset_ranges(offsets: list[int]) -> list[list[int]]:
+    """Sorted offsets as compact ``[first, last]`` ranges."""
+    out: list[list[int]] = []
+    for o in sorted(offsets):
+        if out and o == out[-1][1] + 1:
+            out[-1][1] = o
+        else:
+            out.append([o, o])
+    return out
