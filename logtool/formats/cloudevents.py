@@ -59,7 +59,7 @@ def _event(value: Any, where: dict[str, Any]) -> Event:
     for attribute in _REQUIRED:
         if not isinstance(value[attribute], str) or not value[attribute]:
             raise ValueError(f"{attribute} is {kind_of(value[attribute])}, not a non-empty string")
-    if "data" in value and "data_base64" in value:
+    if value.get("data") is not None and value.get("data_base64") is not None:
         raise ValueError("an event has data or data_base64, not both")
     ts = None
     if value.get("time") is not None:

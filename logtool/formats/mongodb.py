@@ -117,9 +117,9 @@ def _document_key(document_key: Any, kind: str) -> str:
 def _patch(description: Any) -> dict[str, Any]:
     if not isinstance(description, dict):
         raise ValueError("update without an updateDescription")
-    updated = description.get("updatedFields") or {}
-    removed = description.get("removedFields") or []
-    truncated = description.get("truncatedArrays") or []
+    updated = _member(description, "updatedFields", {})
+    removed = _member(description, "removedFields", [])
+    truncated = _member(description, "truncatedArrays", [])
     if not isinstance(updated, dict):
         raise ValueError("updateDescription.updatedFields is not an object")
     if not isinstance(removed, list):
@@ -136,6 +136,11 @@ def _patch(description: Any) -> dict[str, Any]:
     if truncated:
         patch["$truncate"] = {t["field"]: t["newSize"] for t in truncated}
     return patch
+
+
+def _member(block: dict[str, Any], name: str, default: Any) -> Any:
+    value = block.get(name)
+    return default if value is None else value
 
 
 def _cluster_time(value: Any) -> tuple[int, int] | None:

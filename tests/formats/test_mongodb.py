@@ -1,0 +1,156 @@
+"""The MongoDB change stream reader: documents, patches from updateDescription, DDL, bad records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logtool.errors import UsageError
+from logtool.formats import detect
+from logtool.formats.base import Mapping, Source
+from logtool.formats.mongodb import FORMAT
+
+BIG38 = "12345678901234567890123456789012345678"
+BIG64 = "9223372036854775809"  # 2**63 + 1
+FRAC38 = "1234567890123456789012345678.0123456789"
+OID = "65e70f70a1b2c3d4e5f6000"
+
+
+def summary(row: dict) -> tuple:
+    txn = row["txn"]["id"] if row["txn"] else None
+    return (row["source"]["line"], row["op"], row["type"], row["entity"], row["key"], row["ts"],
+            row["source"]["position"], txn)  # fmt: skip
+
+
+def test_sample(read_events, cdc_samples) -> None:
+    rows, bad = read_events(FORMAT, cdc_samples / "mongodb.jsonl")
+    assert bad == []
+    txn = "q6m+8KpnRMKWvDnN3Ed5SQ==:7"
+    assert [summary(r) for r in rows] == [
+        (1, "insert", None, "shop.orders", OID + "1", 1709670000011000, "1709670000:1", None),
+        (2, "patch", None, "shop.orders", OID + "1", 1709670030250000, "1709670030:4", None),
+        (3, "patch", None, "shop.orders", OID + "1", 1709670045005000, "1709670045:1", None),
+        (4, "insert", None, "shop.orders", OID + "2", 1709670060900000, "1709670060:2", txn),
+        (5, "patch", None, "shop.customers", "cust-9", 1709670060900000, "1709670060:2", txn),
+        (6, "upsert", None, "shop.customers", "cust-7", 1709670090040000, "1709670090:1", None),
+        (7, "delete", None, "shop.orders", OID + "2", 1709670120777000, "1709670120:3", None),
+        (8, "insert", None, "shop.counters", "42", 1709670150000000, "1709670150:1", None),
+        (9, "event", "createIndexes", "shop.orders", None, 1709670160001000, "1709670160:1", None),
+        (10, "truncate", "drop", "shop.counters", None, 1709670200002000, "1709670200:1", None),
+        (11, "truncate", "rename", "shop.customers", None, 1709670210003000, "1709670210:1", None),
+        (12, "insert", None, "shop.orders", OID + "3", 1709670240300000, "1709670240:1", None),
+    ]
+    by_line = {r["source"]["line"]: r for r in rows}
+    # extended JSON stays as it is
+    assert by_line[1]["data"] == (
+        f'{{"_id":{{"$oid":"{OID}1"}},"customer":"cust-7","status":"new","items":[{{"sku":"SKU-9","qty":2}}],'
+        '"total":{"$numberDecimal":"42.50"},"placedAt":{"$date":"2024-03-05T20:20:00.000Z"},'
+        f'"views":{{"$numberLong":"9223372036854775807"}},"ledger":{BIG64},"ratio":{FRAC38},"big":{BIG38},'
+        '"coupon":"SPRING24"}'
+    )
+    # an update is what updateDescription says, dotted paths as given
+    assert by_line[2]["data"] == (
+        '{"$set":{"status":"paid","items.0.qty":3,"paidAt":{"$date":"2024-03-05T20:20:30.250Z"}},"$unset":["coupon"]}'
+    )
+    # ... never fullDocument, which may show later changes
+    assert by_line[3]["data"] == '{"$set":{"items":[{"sku":"SKU-9","qty":3}]},"$truncate":{"tags":1}}'
+    assert "shipped" not in by_line[3]["data"] and "shipped" not in by_line[3]["meta"]
+    assert by_line[5]["data"] == '{"$set":{"orders":{"$numberInt":"4"}}}'
+    assert by_line[4]["txn"] == {"id": txn, "position": "1709670060:2", "position_order": "00000000001709670060:"
+                                 "00000000000000000002", "ts": 1709670060900000, "aborted": None}  # fmt: skip
+    assert by_line[6]["data"] == '{"_id":"cust-7","name":"Sally Thomas","email":"sally@acme.com","tier":"gold"}'
+    delete = by_line[7]
+    assert delete["data"] is None
+    assert delete["before"] == (
+        f'{{"_id":{{"$oid":"{OID}2"}},"customer":"cust-9","status":"new","total":{{"$numberDecimal":"19.99"}}}}'
+    )
+    meta = json.loads(delete["meta"])
+    assert meta["operationType"] == "delete" and meta["documentKey"] == {"_id": {"$oid": OID + "2"}}
+    assert meta["_id"]["_data"].startswith("8265E70F07")  # the resume token
+    assert "fullDocumentBeforeChange" not in meta and "ns" not in meta
+    assert json.loads(by_line[9]["data"]) == {"indexes": [{"v": 2, "key": {"customer": 1}, "name": "customer_1"}]}
+    assert by_line[10]["data"] is None and by_line[10]["key"] is None
+    assert json.loads(by_line[11]["meta"])["to"] == {"db": "shop", "coll": "customers_2023"}
+    assert by_line[1]["source"] == {"format": "mongodb", "file": str(cdc_samples / "mongodb.jsonl"), "line": 1,
+                                    "position": "1709670000:1",
+                                    "position_order": "00000000001709670000:00000000000000000001"}  # fmt: skip
+
+
+def test_exact_numbers(read_events, cdc_samples) -> None:
+    rows, _ = read_events(FORMAT, cdc_samples / "mongodb.jsonl")
+    assert f'"ledger":{BIG64},"ratio":{FRAC38},"big":{BIG38}' in rows[0]["data"]
+
+
+def change(n: int, kind: str = "insert", **members: object) -> dict:
+    doc = {"_id": {"$oid": f"{OID}{n}"}, "n": n}
+    return {"_id": {"_data": f"82{n:04d}"}, "operationType": kind,
+            "clusterTime": {"$timestamp": {"t": 1709670000 + n, "i": 1}},
+            "ns": {"db": "shop", "coll": "orders"}, "documentKey": {"_id": doc["_id"]}, "fullDocument": doc} | members  # fmt: skip
+
+
+def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -> None:
+    no_kind = change(3)
+    del no_kind["operationType"]
+    no_document = change(5)
+    del no_document["fullDocument"]
+    no_key = change(7, "delete")
+    del no_key["documentKey"]
+    no_ns = change(11)
+    del no_ns["ns"]
+    records = [
+        change(1),
+        '{"operationType":"insert","ns":{"db":"shop"',
+        no_kind,
+        {"_id": {"_data": "82"}, "operationType": "invalidate", "clusterTime": {"$timestamp": {"t": 1, "i": 1}}},
+        no_document,
+        change(6, "update"),
+        no_key,
+        change(8, clusterTime="yesterday"),
+        change(9, wallTime={"$date": "nope"}),
+        change(10, txnNumber="x", lsid={"id": {"$uuid": "0b5e7a4c-9d0e-4b41-a1ad-2d4f0b7c8d9e"}}),
+        no_ns,
+        change(12, "update", updateDescription={"updatedFields": [], "removedFields": []}),
+        change(13, "delete", wallTime={"$date": {"$numberLong": "1709670013250"}}),
+    ]
+    text = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+    rows, bad = read_events(FORMAT, write_file("bad.jsonl", text))
+    assert [(r["source"]["line"], r["op"], r["key"], r["ts"]) for r in rows] == [
+        (1, "insert", OID + "1", 1709670001000000),
+        (13, "delete", OID + "13", 1709670013250000),
+    ]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "invalid JSON: Expecting ',' delimiter at column 44"),
+        (3, "change event without an 'operationType'"),
+        (4, "invalidate: the change stream ended here (after a drop or rename); nothing to apply"),
+        (5, "insert without a fullDocument"),
+        (6, "update without an updateDescription"),
+        (7, "delete without a documentKey._id"),
+        (8, 'clusterTime "yesterday" is not a BSON timestamp'),
+        (9, "wallTime: unparseable timestamp 'nope'"),
+        (10, 'txnNumber "x" is not an integer'),
+        (11, "change event without 'ns.db'"),
+        (12, "updateDescription.updatedFields is not an object"),
+    ]
+    assert json.loads(bad[2].raw)["operationType"] == "invalidate"
+
+
+def test_keys_that_are_not_object_ids(read_events, write_file) -> None:
+    ids = [{"$numberLong": "7"}, {"region": "eu", "n": 1}, "plain", 3.5]
+    text = "".join(json.dumps(change(i + 1, documentKey={"_id": ident})) + "\n" for i, ident in enumerate(ids))
+    rows, bad = read_events(FORMAT, write_file("keys.jsonl", text))
+    assert bad == []
+    assert [r["key"] for r in rows] == ['{"$numberLong":"7"}', '{"region":"eu","n":1}', "plain", "3.5"]
+
+
+def test_mapping_options(read_events, cdc_samples) -> None:
+    with pytest.raises(UsageError, match="--key-field does not apply to mongodb"):
+        read_events(FORMAT, cdc_samples / "mongodb.jsonl", Mapping(key_fields=("_id",)))
+
+
+def test_sniff(cdc_samples, generic_lines) -> None:
+    assert FORMAT.sniff((cdc_samples / "mongodb.jsonl").read_bytes()) == 90
+    assert detect(Source(str(cdc_samples / "mongodb.jsonl"))).name == "mongodb"
+    assert FORMAT.sniff(generic_lines) == 0
+    for other in ("debezium_pg.jsonl", "debezium_keyed.jsonl", "maxwell.jsonl", "kcat.jsonl", "cloudevents.json"):
+        assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other
