@@ -402,7 +402,7 @@ def _decimal(column: str, encoded: Any, scale: Any) -> int | RawNumber:
     except (binascii.Error, TypeError, ValueError):
         raise ValueError(f"column {column!r}: {encoded!r} with scale {scale!r} is not a Decimal") from None
     if places <= 0:
-        return unscaled * 10**-places
+        return unscaled * int(10**-places)
     digits = str(abs(unscaled)).rjust(places + 1, "0")
     return RawNumber(f"{'-' if unscaled < 0 else ''}{digits[:-places]}.{digits[-places:]}")
 

@@ -100,7 +100,7 @@ def test_structured_mode_and_batches_on_a_line(read_events, write_file) -> None:
 
 
 def test_pretty_printed_batch_with_a_broken_event(read_events, write_file) -> None:
-    good = [event(1), event(2, data={"note": "braces } and ] in a \"string\" \\"}), event(3)]
+    good = [event(1), event(2, data={"note": 'braces } and ] in a "string" \\'}), event(3)]
     text = json.dumps(good, indent=2)
     # break the second event's time without unbalancing any bracket or quote
     text = text.replace('"time": "2024-03-05T10:00:02Z"', '"time": 2024-03-05')

@@ -103,9 +103,7 @@ def test_keyed_dump(read_events, cdc_samples) -> None:
     # tombstones: a delete with null data and nothing else
     assert all(rows[i][c] is None for i in (5, 9) for c in ("data", "before", "meta", "txn"))
     # with the schema, Kafka Connect decimals (base64 bytes) become exact numbers
-    assert rows[6]["data"] == (
-        f'{{"id":101,"name":"scooter","price":3.14,"units_sold":{BIG38},"sku_hash":{BIG64}}}'
-    )
+    assert rows[6]["data"] == (f'{{"id":101,"name":"scooter","price":3.14,"units_sold":{BIG38},"sku_hash":{BIG64}}}')
     assert json.loads(rows[7]["data"], parse_float=str)["price"] == "-0.05"
     assert rows[7]["before"] == f'{{"id":101,"name":"scooter","price":3.14,"units_sold":{BIG38},"sku_hash":{BIG64}}}'
 
@@ -230,8 +228,15 @@ def test_schema_wrapper_without_key_and_variable_scale_decimals(read_events, wri
 
 def test_placeholder_in_an_insert_makes_it_an_update(read_events, write_file) -> None:
     placeholder = "__debezium_unavailable_value"
-    after = {"id": 1, "bio": placeholder, "tags": [placeholder], "photo": base64.b64encode(placeholder.encode()).decode()}
-    rows, bad = read_events(FORMAT, write_file("toast.jsonl", lines(envelope("r", None, after))), Mapping(key_fields=("id",)))
+    after = {
+        "id": 1,
+        "bio": placeholder,
+        "tags": [placeholder],
+        "photo": base64.b64encode(placeholder.encode()).decode(),
+    }
+    rows, bad = read_events(
+        FORMAT, write_file("toast.jsonl", lines(envelope("r", None, after))), Mapping(key_fields=("id",))
+    )
     assert bad == []
     assert (rows[0]["op"], rows[0]["data"]) == ("update", '{"id":1}')
 
@@ -241,9 +246,9 @@ def test_mapping_options(read_events, cdc_samples) -> None:
         read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", Mapping(op_field="op"))
     rows, bad = read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", Mapping(key_fields=("id",)))
     # orders and accounts have no "id" column: the reader says so rather than guessing a key
-    assert [(b.line, b.reason) for b in bad] == [(n, "key column 'id' is not in the after image") for n in (3, 5, 7, 8, 11)] + [
-        (12, "key column 'id' is not in the before image")
-    ]
+    assert [(b.line, b.reason) for b in bad] == [
+        (n, "key column 'id' is not in the after image") for n in (3, 5, 7, 8, 11)
+    ] + [(12, "key column 'id' is not in the before image")]
     assert [r["source"]["line"] for r in rows] == [1, 2, 4, 6, 9, 10, 13, 14]
 
 

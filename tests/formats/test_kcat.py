@@ -90,7 +90,12 @@ def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -
     del no_topic["topic"]
     no_payload = kafka(9)
     del no_payload["payload"]
-    debezium = {"before": None, "after": {"id": 1}, "op": "z", "source": {"connector": "mysql", "ts_ms": 1, "db": "d", "table": "t"}}
+    debezium = {
+        "before": None,
+        "after": {"id": 1},
+        "op": "z",
+        "source": {"connector": "mysql", "ts_ms": 1, "db": "d", "table": "t"},
+    }
     records = [
         kafka(1),
         kafka(2, payload=None, payload_error="Avro deserialization failed: unknown magic byte"),
