@@ -49,6 +49,7 @@ from .base import (
     check_mapping_for,
     dumps_exact,
     iter_lines,
+    json_or_none,
     key_text,
     loads_exact,
     parse_ts,
@@ -276,7 +277,7 @@ def decode_change(
         "key": key_value,
         "prev_key": prev_key,
         "data": None if code == "d" else dumps_exact(after),
-        "before": None if before is None else dumps_exact(before),
+        "before": json_or_none(before),
     }
 
 

@@ -92,7 +92,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
         "key": key,
         "prev_key": prev_key,
         "data": None if kind == "delete" else dumps_exact(row),
-        "before": None if before is None else dumps_exact(before),
+        "before": json_or_none(before),
         "meta": json_or_none(meta or None),
     }
 
