@@ -20,6 +20,8 @@ _API = {
     "replay": "logtool.replay",
     "snapshot": "logtool.replay",
     "configure_store": "logtool.store",
+    "compact": "logtool.compact",
+    "compact_file": "logtool.compact",
     "Store": "logtool.store",
     "Mapping": "logtool.formats.base",
     "LogtoolError": "logtool.errors",

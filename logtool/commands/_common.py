@@ -140,3 +140,15 @@ def render_object(obj: dict[str, Any], fmt: OutputFormat | None) -> None:
         console.out.print(table)
     else:
         sys.stdout.write(dumps_exact(plain(obj)) + "\n")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive change: a prompt on a terminal; elsewhere refuse without --yes."""
+    from ..errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to change the store without confirmation", "pass --yes (or --dry-run to see what would change)")
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)

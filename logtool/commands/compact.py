@@ -1,0 +1,97 @@
+"""`logtool compact`: Kafka-semantics compaction of a store or a raw log file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import console
+from ._common import FormatOpt, boundary, confirm, render, render_object
+
+
+def command(
+    target: Annotated[str, typer.Argument(help="A store directory, or a JSON-lines/CSV log file.", metavar="STORE|FILE")],
+    tombstone_retention: Annotated[str, typer.Option("--tombstone-retention", help="Keep tombstones this long after their time (ms, s, m, h, d).")] = "1d",
+    min_lag: Annotated[str | None, typer.Option("--min-lag", help="Never compact records younger than this, nor anything after them.")] = None,
+    until_offset: Annotated[int | None, typer.Option("--until-offset", help="Never compact records at or after this offset.")] = None,
+    now: Annotated[str | None, typer.Option("--now", help="The instant retention is measured against (ISO-8601; default: the clock).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed and why; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout).")] = None,
+    input_format: Annotated[str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")] = None,
+    key_field: Annotated[list[str] | None, typer.Option("--key-field", help="Raw-file mode: key field (repeatable).")] = None,
+    entity_field: Annotated[str | None, typer.Option("--entity-field", help="Raw-file mode: entity field.")] = None,
+    op_field: Annotated[str | None, typer.Option("--op-field", help="Raw-file mode: op field.")] = None,
+    ts_field: Annotated[str | None, typer.Option("--ts-field", help="Raw-file mode: time field.")] = None,
+    ts_unit: Annotated[str | None, typer.Option("--ts-unit", help="Raw-file mode: unit of epoch times.")] = None,
+    data_field: Annotated[str | None, typer.Option("--data-field", help="Raw-file mode: payload field (null = tombstone).")] = None,
+    format: FormatOpt = None,
+) -> None:
+    """Keep the latest record per key (Kafka's log cleaner); tombstones expire after a retention.
+
+    A store is rewritten in one commit (only the segments that change); offsets never move. A raw
+    JSON-lines or CSV file is compacted into -o, streaming, surviving lines byte for byte.
+
+    Examples:
+
+        logtool compact shop.store --tombstone-retention 1d --min-lag 1h --dry-run
+
+        logtool compact shop.store --now 2026-03-02T00:00:00Z --yes
+
+        logtool compact events.jsonl -o compacted.jsonl --key-field id --op-field op --ts-field ts --data-field data
+    """
+    import logtool
+    from logtool.errors import UsageError
+    from logtool.formats.base import Mapping
+
+    if Path(target).is_file() or target == "-":
+        if not output:
+            raise UsageError("compacting a raw file needs -o OUTPUT", "or ingest it into a store first")
+        mapping = Mapping(
+            key_fields=tuple(key_field or ()), entity_field=entity_field, op_field=op_field, ts_field=ts_field,
+            ts_unit=ts_unit, data_field=data_field,
+        )  # fmt: skip
+        if output == "-":
+            counts = logtool.compact_file(target, sys.stdout.buffer, format=input_format, mapping=mapping,
+                                          tombstone_retention=tombstone_retention, now=now)  # fmt: skip
+        else:
+            tmp = Path(output + ".tmp")
+            with open(tmp, "wb") as out:
+                counts = logtool.compact_file(target, out, format=input_format, mapping=mapping,
+                                              tombstone_retention=tombstone_retention, now=now)  # fmt: skip
+            tmp.replace(output)
+        console.status(
+            f"{target}: {counts['records_kept']} of {counts['lines_in']} records kept, "
+            f"{counts['records_removed']} removed" + (f", {counts['unreadable']} unreadable (dropped)" if counts["unreadable"] else "")
+        )
+        return
+    if not dry_run:
+        preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
+                                  until_offset=until_offset, now=now, dry_run=True)  # fmt: skip
+        removed = sum(preview.removed.values())
+        if removed == 0 and preview.folded == 0:
+            console.status("nothing to compact")
+            return
+        confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes)
+    with console.progress("compact") as update:
+        result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
+                                 until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip
+    render_object(result.summary(), format)
+    if dry_run and result.examples:
+        import pyarrow as pa
+
+        console.status("first events that would be removed:")
+        render(pa.Table.from_pylist(result.examples), format)
+    saved = result.bytes_before - result.bytes_after
+    verb = "would remove" if dry_run else "removed"
+    console.status(
+        f"{verb} {sum(result.removed.values())} events ({', '.join(f'{k}: {v}' for k, v in result.removed.items()) or 'none'}); "
+        f"{result.tombstones_kept} tombstones kept; {saved} bytes {'would be ' if dry_run else ''}saved"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compact")(boundary(command))

@@ -1,0 +1,359 @@
+"""Compact: Kafka's log-cleaner semantics, for stores and for raw log files.
+
+- Per key, only the record with the highest offset survives; offsets are never rewritten, order
+  is kept, gaps are legal, the next offset does not move back. Latest wins by offset, not by time.
+- Where a key's latest record is partial (an update or patch that omits columns), the survivor
+  carries the key's full row as of its offset, folded from its history (op ``upsert``).
+- A tombstone (a delete or a null payload) removes every earlier record of its key; it is kept
+  while ``now < ts + retention`` and removed after. A truncate does the same for its entity. A key
+  change removes the records of the key the row moved from.
+- The protected head — records at or after ``--until-offset``, and the first record younger than
+  ``--min-lag`` and everything after it — is never compacted and supersedes nothing.
+- Keyless records outside the protected head are dropped (Kafka refuses them on compacted topics),
+  and so are records of aborted transactions.
+
+A compacted store replays to the same state as the original at its head and at every offset at
+or after the compaction point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import UsageError
+from .store import Store
+
+REASONS = ("superseded", "tombstone expired", "keyless", "aborted")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def parse_duration(text: str | int | None) -> int:
+    """A duration such as ``1d``, ``1h30m``, ``250ms`` (or plain seconds) in microseconds."""
+    if text is None or text == "":
+        return 0
+    if isinstance(text, int):
+        return text * 1_000_000
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().replace(" ", ""):
+        if text.strip().isdigit():
+            return int(text) * 1_000_000
+        raise UsageError(f"cannot read {text!r} as a duration", "write e.g. 1d, 12h, 30m, 45s, 500ms")
+    return int(sum(float(n) * _UNIT_US[u] for n, u in parts))
+
+
+def _now_us(now: str | dt.datetime | None) -> int:
+    from .formats.base import parse_ts
+
+    if now is None:
+        return int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+    try:
+        return parse_ts(now.isoformat() if isinstance(now, dt.datetime) else now)
+    except ValueError:
+        raise UsageError(f"--now: cannot read {now!r} as an instant", "write e.g. 2026-03-02T00:00:00Z") from None
+
+
+@dataclass
+class CompactResult:
+    """What a compaction removed (or would remove) and why."""
+
+    dry_run: bool
+    cleanable_before: int | None  # offsets below this were considered (the protected head starts here)
+    removed: dict[str, int] = field(default_factory=dict)  # reason -> count
+    folded: int = 0  # survivors rewritten with their full row
+    tombstones_kept: int = 0
+    earliest_tombstone_expiry: str | None = None
+    events_before: int = 0
+    events_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0  # estimated on a dry run
+    segments_rewritten: int = 0
+    commit: int | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)  # removed events (offset, key, reason)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "protected_from_offset": self.cleanable_before,
+            "events_before": self.events_before,
+            "events_after": self.events_after,
+            **{f"removed_{r.replace(' ', '_')}": self.removed.get(r, 0) for r in REASONS},
+            "folded_survivors": self.folded,
+            "tombstones_kept": self.tombstones_kept,
+            "earliest_tombstone_expiry": self.earliest_tombstone_expiry,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "bytes_saved": self.bytes_before - self.bytes_after,
+            "segments_rewritten": self.segments_rewritten,
+            "commit": self.commit,
+        }
+
+
+def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
+    """Per compactable event (offset below the horizon): why it goes (NULL: it stays), and
+    whether it survives as a partial record that must carry the full row."""
+    alive = "NOT coalesce(txn.aborted, FALSE)"
+    expired = f"epoch_us(ts) + {retention_us} <= {now_us}"
+    return f"""
+    WITH c AS (SELECT "offset", ts, entity, key, prev_key, op, data, txn FROM events WHERE "offset" < {horizon}),
+    touch AS (
+        SELECT entity, key, max("offset") AS l FROM (
+            SELECT entity, key, "offset" FROM c WHERE key IS NOT NULL AND op <> 'truncate' AND {alive}
+            UNION ALL
+            SELECT entity, prev_key, "offset" FROM c WHERE prev_key IS NOT NULL AND prev_key <> key AND {alive}
+        ) GROUP BY entity, key
+    ),
+    trunc AS (SELECT entity, max("offset") AS t FROM c WHERE op = 'truncate' AND {alive} GROUP BY entity)
+    SELECT c."offset", c.entity, c.key, c.op, epoch_us(c.ts) AS ts_us,
+        CASE
+            WHEN NOT {alive.replace('txn', 'c.txn')} THEN 'aborted'
+            WHEN c.op = 'truncate' THEN
+                CASE WHEN c."offset" < trunc.t THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
+            WHEN c.key IS NULL THEN 'keyless'
+            WHEN c."offset" < coalesce(trunc.t, -1) OR c."offset" < touch.l THEN 'superseded'
+            WHEN (c.op = 'delete' OR c.data IS NULL) AND {expired} THEN 'tombstone expired'
+        END AS reason
+    FROM c LEFT JOIN touch ON touch.entity = c.entity AND touch.key = c.key
+           LEFT JOIN trunc ON trunc.entity = c.entity
+    """
+
+
+def compact(
+    path: str | Path,
+    *,
+    tombstone_retention: str | int | None = "1d",
+    min_lag: str | int | None = None,
+    until_offset: int | None = None,
+    now: str | dt.datetime | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> CompactResult:
+    """Compact a store with Kafka's semantics (see the module doc), in one commit."""
+    import pyarrow.compute as pc
+
+    from . import engine
+    from .engine import sql_string
+    from .replay import replay
+    from .segments import offset_ranges, reseal, write_segment
+
+    store = Store.open(path)
+    retention_us = parse_duration(tombstone_retention)
+    lag_us = parse_duration(min_lag)
+    now_us = _now_us(now)
+    with store.writer("compact"):
+        st = store.state()
+        con = engine.connect()
+        store.events_view(con, files=store.segment_files(st))
+        if con.execute("SELECT count(*) FROM events WHERE op = 'event'").fetchall()[0][0]:
+            raise UsageError(
+                "this log holds domain events (an event-sourced log): compacting it would lose history its reducers need",
+                f"take a snapshot instead: `logtool snapshot {path}`",
+            )
+        horizon = st.next_offset if until_offset is None else min(until_offset, st.next_offset)
+        if lag_us:
+            young = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {now_us - lag_us}').fetchall()[0][0]
+            if young is not None:
+                horizon = min(horizon, young)
+        result = CompactResult(dry_run=dry_run, cleanable_before=horizon)
+        result.events_before = sum(s["rows"] for s in st.segments)
+        result.bytes_before = sum(s["bytes"] for s in st.segments)
+        con.execute(f"CREATE TEMP TABLE decisions AS {_decisions_sql(horizon, now_us, retention_us)}")
+        if progress:
+            progress(1, 3)
+        for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
+            result.removed[reason] = n
+        kept = con.execute(
+            f"""SELECT count(*), min(ts_us) FROM decisions
+                WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR "offset" IN
+                      (SELECT "offset" FROM events WHERE data IS NULL AND "offset" < {horizon}))"""
+        ).fetchall()[0]
+        result.tombstones_kept = kept[0]
+        if kept[1] is not None:
+            expiry = dt.datetime.fromtimestamp((kept[1] + retention_us) / 1e6, dt.UTC)
+            result.earliest_tombstone_expiry = expiry.isoformat().replace("+00:00", "Z")
+        fold_rows = con.execute(
+            "SELECT count(*) FROM decisions WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"
+        ).fetchall()[0][0]
+        result.folded = fold_rows
+        result.examples = [
+            {"offset": o, "entity": e, "key": k, "op": op, "reason": r}
+            for o, e, k, op, r in con.execute(
+                'SELECT "offset", entity, key, op, reason FROM decisions WHERE reason IS NOT NULL ORDER BY "offset" LIMIT 20'
+            ).fetchall()
+        ]
+        removed_total = sum(result.removed.values())
+        result.events_after = result.events_before - removed_total
+        affected = con.execute(
+            """SELECT DISTINCT "offset" FROM decisions
+               WHERE reason IS NOT NULL OR (op IN ('update', 'patch') AND key IS NOT NULL)"""
+        ).fetchall()
+        touched = {o for (o,) in affected}
+        segs = [s for s in st.segments if any(s["min_offset"] <= o <= s["max_offset"] for o in touched)] if touched else []
+        result.segments_rewritten = len(segs)
+        if dry_run or not segs:
+            share = result.events_after / result.events_before if result.events_before else 1.0
+            result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before
+            return result
+        # The full rows of survivors that are partial: the state at the compaction point.
+        folded: dict[tuple[str, str], str] = {}
+        if fold_rows:
+            state = replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
+            con.register("folded_state", state)
+            for e, k, s in con.execute(
+                """SELECT f.entity, f.key, f.state FROM folded_state f
+                   JOIN decisions d ON d.entity = f.entity AND d.key = f.key
+                   WHERE d.reason IS NULL AND d.op IN ('update', 'patch')"""
+            ).fetchall():
+                folded[(e, k)] = s
+        if progress:
+            progress(2, 3)
+        con.execute(
+            """CREATE TEMP TABLE fold_by_offset AS
+               SELECT d."offset", NULL::VARCHAR AS data FROM decisions d WHERE FALSE"""
+        )
+        if folded:
+            rows = con.execute(
+                "SELECT \"offset\", entity, key FROM decisions WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"
+            ).fetchall()
+            con.executemany(
+                "INSERT INTO fold_by_offset VALUES (?, ?)", [(o, folded[(e, k)]) for o, e, k in rows if (e, k) in folded]
+            )
+        adds, removes, gap_offsets = [], [], []
+        for seg in segs:
+            file = store.path / seg["path"]
+            table = con.sql(
+                f"""SELECT s.* REPLACE (
+                        CASE WHEN f."offset" IS NOT NULL THEN f.data ELSE s.data END AS data,
+                        CASE WHEN f."offset" IS NOT NULL THEN 'upsert' ELSE s.op END AS op),
+                        f."offset" IS NOT NULL AS _folded
+                    FROM read_parquet({sql_string(str(file))}) s
+                    LEFT JOIN decisions d ON d."offset" = s."offset"
+                    LEFT JOIN fold_by_offset f ON f."offset" = s."offset"
+                    WHERE d.reason IS NULL
+                    ORDER BY s."offset" """
+            ).to_arrow_table()
+            gone = con.execute(
+                f"""SELECT d."offset" FROM decisions d WHERE d.reason IS NOT NULL
+                    AND d."offset" BETWEEN {seg['min_offset']} AND {seg['max_offset']}"""
+            ).fetchall()
+            gap_offsets += [o for (o,) in gone]
+            mask = table.column("_folded")
+            table = reseal(table.drop_columns(["_folded"]), pc.fill_null(mask, False))
+            entry = write_segment(store, table)
+            removes.append(seg)
+            if entry:
+                adds.append(entry)
+        stale_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1]
+        result.bytes_after = result.bytes_before - sum(s["bytes"] for s in segs) + sum(e["bytes"] for e in adds)
+        params = {
+            "tombstone_retention_us": retention_us,
+            "min_lag_us": lag_us,
+            "until_offset": until_offset,
+            "now": dt.datetime.fromtimestamp(now_us / 1e6, dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit")}
+        commit = store.commit(
+            "compact", params, add=adds, remove=removes + stale_snapshots, gaps=offset_ranges(gap_offsets), info=info
+        )
+        result.commit = commit["version"]
+        for entry in removes + stale_snapshots:
+            (store.path / entry["path"]).unlink(missing_ok=True)
+        if progress:
+            progress(3, 3)
+    return result
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def compact_file(
+    path: str,
+    out: IO[bytes],
+    *,
+    format: str | None = None,
+    mapping: Any = None,
+    tombstone_retention: str | int | None = "1d",
+    now: str | dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Compact a raw JSON-lines or CSV log, streaming, keeping surviving lines byte for byte.
+
+    A raw line cannot be rewritten, so where a key's latest record is partial its survivors are
+    its latest full image and the partial records after it (nothing of the row is lost). Returns
+    counts of kept and removed lines by reason.
+    """
+    import pyarrow.compute as pc
+
+    from . import engine
+    from .formats import detect, get_format
+    from .formats.base import BadRecord, Mapping, Source
+
+    mapping = mapping or Mapping()
+    src = Source(path)
+    fmt = get_format(format) if format else detect(src)
+    if fmt.name not in ("jsonl", "csv"):
+        raise UsageError(f"raw-file compaction reads JSON lines or CSV, not {fmt.name}", "ingest it into a store and compact that")
+    bad: list[BadRecord] = []
+    con = engine.connect()
+    con.execute("CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, op VARCHAR, tomb BOOLEAN)")
+    for batch in fmt.read(src, mapping, bad.append):
+        b = batch  # noqa: F841 - read by the query
+        con.execute(
+            """INSERT INTO ev SELECT source.line, epoch_us(ts), entity, key, op, (op = 'delete' OR data IS NULL) FROM b"""
+        )
+    retention_us = parse_duration(tombstone_retention)
+    now_us = _now_us(now)
+    keep_lines = con.sql(
+        f"""WITH last_reset AS (
+                SELECT entity, key, max(line) FILTER (WHERE op IN ('insert', 'read', 'upsert', 'delete') OR tomb) AS r,
+                       max(line) AS l
+                FROM ev WHERE key IS NOT NULL AND op <> 'truncate' GROUP BY entity, key),
+            trunc AS (SELECT entity, max(line) AS t FROM ev WHERE op = 'truncate' GROUP BY entity)
+            SELECT e.line FROM ev e
+            LEFT JOIN last_reset k ON k.entity = e.entity AND k.key = e.key
+            LEFT JOIN trunc t ON t.entity = e.entity
+            WHERE CASE
+                WHEN e.op = 'truncate' THEN e.line = t.t AND e.ts_us + {retention_us} > {now_us}
+                WHEN e.key IS NULL THEN FALSE
+                WHEN e.line < coalesce(t.t, -1) THEN FALSE
+                WHEN e.tomb THEN e.line = k.l AND e.ts_us + {retention_us} > {now_us}
+                ELSE e.line >= coalesce(k.r, -1) END
+            ORDER BY e.line"""
+    ).to_arrow_table().column("line")
+    keep = pc.cast(keep_lines, "int64").to_pylist()
+    total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    # A record's lines run up to the next record (a CSV value may hold newlines); a JSON line is one.
+    record_starts = sorted([r[0] for r in con.execute("SELECT line FROM ev").fetchall()] + [b.line for b in bad if b.line])
+    copy: set[int] = set(keep)
+    tail_from: int | None = None  # the last record's lines run to the end of the file
+    if fmt.name == "csv":
+        import bisect
+
+        copy.add(1)  # the header
+        for line in keep:
+            i = bisect.bisect_right(record_starts, line)
+            if i < len(record_starts):
+                copy.update(range(line, record_starts[i]))
+            else:
+                tail_from = line
+    with src.open() as stream:
+        for n, raw in enumerate(stream_lines(stream), 1):
+            if n in copy or (tail_from is not None and n >= tail_from):
+                out.write(raw)
+    return {"lines_in": total, "records_kept": len(keep), "records_removed": total - len(keep), "unreadable": len(bad)}
+
+
+def stream_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Physical lines of a byte stream, with their line endings, in bounded memory."""
+    import io
+
+    buffered = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+    while True:
+        line = buffered.readline()
+        if not line:
+            return
+        yield line
