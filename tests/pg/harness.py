@@ -91,6 +91,7 @@ class TableDump:
     """Every row of one table at a checkpoint, each value as PostgreSQL's text output (None for NULL)."""
 
     columns: list[str]
+    types: list[str]  # format_type() of each column: "integer", "numeric(40,10)", "text[]", ...
     rows: list[tuple[str | None, ...]]
 
 
@@ -222,21 +223,21 @@ def _dump(conn: Any) -> dict[str, TableDump]:
     """Every workload table's rows, each value cast to text by the server (exact, NULL as None)."""
     tables: dict[str, TableDump] = {}
     for table in TABLES:
-        cols = [
-            r[0]
-            for r in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum",
-                (f"public.{table}",),
-            )
-        ]
+        cols, types = [], []
+        for name, typ in conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (f"public.{table}",),
+        ):
+            cols.append(name)
+            types.append(typ)
         if not cols:
             continue
         quoted = [f'"{c}"' for c in cols]
         order = ", ".join(KEYS.get(table, quoted))
         select = ", ".join(f"{q}::text" for q in quoted)
         rows = [tuple(r) for r in conn.execute(f"SELECT {select} FROM {table} ORDER BY {order}")]
-        tables[f"public.{table}"] = TableDump(cols, rows)
+        tables[f"public.{table}"] = TableDump(cols, types, rows)
     return tables
 
 
@@ -257,10 +258,14 @@ def workload(dsn: str) -> tuple[list[Checkpoint], dict[str, Any]]:
 
     facts: dict[str, Any] = {}
     checkpoints: list[Checkpoint] = []
-    with psycopg.connect(dsn, autocommit=True) as a, psycopg.connect(dsn, autocommit=True) as b:
+    with (
+        psycopg.connect(dsn, autocommit=True) as a,
+        psycopg.connect(dsn, autocommit=True) as b,
+        psycopg.connect(dsn, autocommit=True) as observer,  # sees only what is committed
+    ):
 
         def checkpoint(name: str, last_xid: str) -> None:
-            checkpoints.append(Checkpoint(name, _lsn_after_commit(a), last_xid, _dump(a)))
+            checkpoints.append(Checkpoint(name, _lsn_after_commit(observer), last_xid, _dump(observer)))
 
         with a.transaction():
             a.execute(
@@ -377,7 +382,7 @@ def save_checkpoints(checkpoints: list[Checkpoint], path: Path) -> None:
         json.dump(
             [
                 {"name": c.name, "lsn": c.lsn, "last_xid": c.last_xid,
-                 "tables": {t: {"columns": d.columns, "rows": d.rows} for t, d in c.tables.items()}}
+                 "tables": {t: {"columns": d.columns, "types": d.types, "rows": d.rows} for t, d in c.tables.items()}}
                 for c in checkpoints
             ],
             f, indent=1,
@@ -390,7 +395,7 @@ def load_checkpoints(path: Path) -> list[Checkpoint]:
         return [
             Checkpoint(
                 c["name"], c["lsn"], c["last_xid"],
-                {t: TableDump(d["columns"], [tuple(r) for r in d["rows"]]) for t, d in c["tables"].items()},
+                {t: TableDump(d["columns"], d["types"], [tuple(r) for r in d["rows"]]) for t, d in c["tables"].items()},
             )
             for c in json.load(f)
         ]  # fmt: skip
@@ -447,7 +452,7 @@ def write_samples(capture: PgCapture, out_dir: Path) -> None:
         (out_dir / name).write_text(_DOC_RUN.sub(r"\1", text), encoding="utf-8")
     trimmed = [
         Checkpoint(c.name, c.lsn, c.last_xid, {
-            t: TableDump(d.columns, [tuple(_DOC_RUN.sub(r"\1", v) if v else v for v in r) for r in d.rows])
+            t: TableDump(d.columns, d.types, [tuple(_DOC_RUN.sub(r"\1", v) if v else v for v in r) for r in d.rows])
             for t, d in c.tables.items()
         })
         for c in capture.checkpoints
