@@ -255,7 +255,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None) -> pa.
     con.execute(
         """CREATE TEMP VIEW live AS
            SELECT e.* FROM ev e LEFT JOIN trunc USING (entity)
-           WHERE e.op <> 'truncate' AND (trunc.t IS NULL OR e."offset" > trunc.t)"""
+           WHERE e.op NOT IN ('truncate', 'event') AND (trunc.t IS NULL OR e."offset" > trunc.t)"""
     )
     con.execute(
         """CREATE TEMP VIEW base_live AS
@@ -297,7 +297,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None) -> pa.
     con.execute(
         f"""CREATE TEMP TABLE chains2 AS
             SELECT c.*, CASE WHEN c.r IS NULL THEN b.state END AS bstate,
-                   (list_bool_or(list_transform(c.chain, lambda d: d LIKE '{{"$set"%' OR d LIKE '{{"$unset"%'
+                   (list_bool_or(list_transform(c.chain, lambda d: d LIKE '{{"$%'
                                                                  OR regexp_matches(d, '{LONG_NUMBER}')))
                     OR regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, ''), '{LONG_NUMBER}')) AS slow
             FROM chains c LEFT JOIN base_live b ON b.entity = c.entity AND b.key = c.key"""
@@ -349,13 +349,13 @@ def _fold_slow(con: duckdb.DuckDBPyConnection) -> pa.Table:
         """SELECT entity, key, state FROM base_live
            WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
     ).fetchall()
+    keyless_base = con.execute("SELECT entity, state FROM base_live WHERE key IS NULL").fetchall()
     events = con.sql(
         """SELECT "offset", entity, key, prev_key, op, data, before, txn.id AS txid FROM live
            WHERE (key IS NULL) OR (entity, key) IN (SELECT (entity, key) FROM slow_keys)
               OR (entity, prev_key) IN (SELECT (entity, key) FROM slow_keys)
            ORDER BY "offset" """
     ).to_arrow_reader(65536)
-    keyless_base = con.execute("SELECT entity, state FROM base_live WHERE key IS NULL").fetchall()
     fold = KvFold()
     for ent, k, s in keyed:
         fold.rows[(ent, k)] = loads_exact(s)
@@ -431,7 +431,7 @@ def _canon(value: Any) -> Any:
 
 
 def _is_path_patch(data: Any) -> bool:
-    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset"}
+    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset", "$truncate"}
 
 
 def _set_path(row: dict[str, Any], path: str, value: Any) -> None:
@@ -460,6 +460,19 @@ def _set_path(row: dict[str, Any], path: str, value: Any) -> None:
         node[last] = value
 
 
+def _truncate_path(row: dict[str, Any], path: str, size: int) -> None:
+    node: Any = row
+    for part in path.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return
+    if isinstance(node, list):
+        del node[size:]
+
+
 def _unset_path(row: dict[str, Any], path: str) -> None:
     parts = path.split(".")
     node: Any = row
@@ -481,6 +494,8 @@ def merge_row(base: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, An
     others keep their value; a path patch sets and removes dotted paths."""
     row = _copy(base or {})
     if _is_path_patch(data):
+        for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
+            _truncate_path(row, path, int(size))
         for path, value in (data.get("$set") or {}).items():
             _set_path(row, path, value)
         for path in data.get("$unset") or []:

@@ -406,17 +406,17 @@ _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _DIGITS = re.compile(r"\d+")
 
 
-def position_order(position: str | None) -> str | None:
+def position_order(position: str | None, lsn: bool = True) -> str | None:
     """A string that sorts as the source orders its positions.
 
     A PostgreSQL LSN ``X/Y`` is a 64-bit number in two hex halves, so it becomes 16 hex digits;
-    elsewhere every run of decimal digits is zero-padded (binlog ``file.000003:1234``, Kafka
-    ``partition/offset``, plain numbers).
+    elsewhere (and everywhere with ``lsn=False``, for sources whose positions are never LSNs,
+    such as Kafka's ``partition/offset``) every run of decimal digits is zero-padded.
     """
     if position is None:
         return None
     text = position.strip()
-    m = _LSN.fullmatch(text)
+    m = _LSN.fullmatch(text) if lsn else None
     if m:
         return f"{int(m.group(1), 16):08X}{int(m.group(2), 16):08X}"
     return _DIGITS.sub(lambda d: d.group(0).lstrip("0").rjust(20, "0"), text)

@@ -21,7 +21,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import Mapping, RawNumber, Report, Source, check_mapping_for, dumps_exact, iter_lines, loads_exact, parse_ts
+from .base import (
+    Mapping,
+    RawNumber,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    loads_exact,
+    parse_ts,
+    position_order,
+)
 from .debezium import (
     Event,
     decode_change,
@@ -55,7 +66,12 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
             raise ValueError(f"kcat could not deserialize the record: {name}: {record[name]}")
     if "payload" not in record:
         raise ValueError("kcat record without a 'payload' (null for a tombstone)")
-    where = {**where, "position": f"{partition}/{offset}"}
+    # a Kafka position is never an LSN, whatever its digits look like
+    where = {
+        **where,
+        "position": f"{partition}/{offset}",
+        "position_order": position_order(f"{partition}/{offset}", lsn=False),
+    }
     kafka = {k: _pairs(v) if k == "headers" else v for k, v in record.items() if k not in ("key", "payload")}
     raw_key = record.get("key")
     key = _parsed_key(raw_key)

@@ -43,7 +43,7 @@ def test_sample(read_events, cdc_samples) -> None:
                                                    "tstype": "create", "ts": 1709660000000, "broker": 1,
                                                    "headers": [["trace-id", "7f3a9c"], ["retry", "0"]]}}  # fmt: skip
     assert first["source"] == {"format": "kcat", "file": str(cdc_samples / "kcat.jsonl"), "line": 1,
-                               "position": "0/41", "position_order": position_order("0/41")}  # fmt: skip
+                               "position": "0/41", "position_order": position_order("0/41", lsn=False)}  # fmt: skip
     # a header name may repeat: every pair is kept, in order
     assert json.loads(rows[1]["meta"])["kafka"]["headers"] == [["trace-id", "7f3aa0"], ["hop", "gw-1"],
                                                                ["hop", "svc-orders"]]  # fmt: skip
