@@ -58,10 +58,10 @@ def test_sample(read_events, cdc_samples) -> None:
     assert rows[7]["data"] is None and rows[7]["txn"] is None
 
 
-def position_order(text: str) -> str:
+def position_order(text: str, lsn: bool = True) -> str:
     from logtool.formats.base import position_order as order
 
-    result = order(text)
+    result = order(text, lsn=lsn)
     assert result is not None
     return result
 
