@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-import harness
 import pytest
+
+from . import harness
 
 
 @pytest.fixture(scope="session")

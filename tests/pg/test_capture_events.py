@@ -8,12 +8,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import harness
 import pyarrow as pa
 import pytest
 
 from logtool.formats import get_format
 from logtool.formats.base import BadRecord, Mapping, Source, position_order
+
+from . import harness
 
 KEYED = Mapping(key_fields=harness.KEY_FIELDS)
 #: (format, capture attribute, mapping): v1 without include-pk and test_decoding need the keys named

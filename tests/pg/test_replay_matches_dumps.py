@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import harness
 import pyarrow as pa
 import pytest
 
 import logtool
 from logtool.formats.base import Mapping, parse_ts
+
+from . import harness
 
 pytestmark = pytest.mark.skipif(not hasattr(logtool, "replay"), reason="logtool.replay is not written yet")
 
