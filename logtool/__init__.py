@@ -17,6 +17,8 @@ _API = {
     "sql": "logtool.query",
     "info": "logtool.query",
     "log": "logtool.query",
+    "purge": "logtool.purge",
+    "redact": "logtool.purge",
     "replay": "logtool.replay",
     "snapshot": "logtool.replay",
     "configure_store": "logtool.store",

@@ -502,7 +502,7 @@ def _run(
         result = PurgeResult(str(store.path), operation, dry_run)
         plans, redactions = _plan_selection(con, state, sel, specs, result)
         first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
-        snapshots = [s for s in state.of_kind("snapshot") if first is not None and s.get("offset", first) >= first]
+        snapshots = _snapshots_holding(store, state, sel, first)
         quarantine = _plan_quarantine(store, state, sel, specs)
         predicate = _predicate(sel, specs, record_predicate)
         params = {k: v for k, v in predicate.items() if k not in ("salt", "key_sha256", "where_sha256", "where")}
@@ -553,6 +553,47 @@ def _plan_selection(
     return plans, redactions
 
 
+def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | None) -> list[dict[str, Any]]:
+    """Snapshots that may hold the selected data: every one at or after the first matched event
+    (its state was built from it), and any earlier one with a row the predicate matches when the
+    row is read as an event (``op`` read, ``data`` the row) — its state can come from events that
+    are gone already (an earlier head drop or compaction). Unreadable snapshots count as holding it."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .schema import input_schema
+
+    out = []
+    con: duckdb.DuckDBPyConnection | None = None
+    for snap in state.of_kind("snapshot"):
+        at = snap.get("offset")
+        if at is None or (first is not None and at >= first):
+            out.append(snap)
+            continue
+        try:
+            rows = pq.read_table(store.path / snap["path"], columns=["entity", "key", "state"])
+        except (OSError, KeyError, pa.ArrowException):
+            out.append(snap)
+            continue
+        n = rows.num_rows
+        columns = {name: pa.nulls(n, f.type) for name, f in zip(input_schema().names, input_schema(), strict=True)}
+        columns.update(
+            offset=pa.array([at] * n, pa.int64()), entity=rows.column("entity"), key=rows.column("key"),
+            op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
+        )  # fmt: skip
+        if con is None:
+            con = _sandbox()
+        _events_of(con, pa.table(columns, schema=input_schema()))
+        try:
+            held = con.execute(f"SELECT count(*) FROM events WHERE {sel.condition()}").fetchall()[0][0]
+        except duckdb.Error:
+            held = 1
+        if held:
+            out.append(snap)
+    return out
+
+
 def _purge_head(
     store: Store,
     before_offset: int | None,
@@ -586,7 +627,7 @@ def _purge_head(
                     store.path / seg["path"], columns=["offset", "digest"], filters=[("offset", "<", cut)]
                 )
                 plans += _group(state, part.sort_by("offset"))
-        result.events = sum(p.count for p in plans)
+        result.events = result.matched = sum(p.count for p in plans)
         result.offsets = _plan_ranges(plans)
         taken = [s for s in state.of_kind("snapshot") if s["path"] == result.snapshot_taken]
         keep_from = taken[0]["offset"] if taken else cut - 1
