@@ -24,7 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -42,10 +41,6 @@ class NumericReadAsFloat(AssertionError):
 
 #: replay bugs met by this test: the exception each raises here, and why
 REPLAY_BUGS: dict[str, tuple[type[BaseException], str]] = {
-    "fold": (
-        duckdb.ResourceInUseException,
-        "replay._fold_slow runs a query while another's arrow reader is open on the same connection",
-    ),
     "nan": (
         NumericReadAsFloat,
         "replay.typed_tables types a numeric column holding 'NaN' as float64 (test_decoding keeps NaN)",
@@ -62,12 +57,10 @@ def known_replay_bugs(*names: str) -> pytest.MarkDecorator:
 
 KEYED = Mapping(key_fields=harness.KEY_FIELDS)
 CASES = [
-    pytest.param("wal2json", "wal2json", Mapping(), id="wal2json", marks=known_replay_bugs("fold")),
-    pytest.param("wal2json-v1", "wal2json_v1", KEYED, id="wal2json_v1", marks=known_replay_bugs("fold")),
-    pytest.param(
-        "wal2json-v1", "wal2json_v1_pretty", Mapping(), id="wal2json_v1_pretty", marks=known_replay_bugs("fold")
-    ),
-    pytest.param("test_decoding", "test_decoding", KEYED, id="test_decoding", marks=known_replay_bugs("fold", "nan")),
+    pytest.param("wal2json", "wal2json", Mapping(), id="wal2json"),
+    pytest.param("wal2json-v1", "wal2json_v1", KEYED, id="wal2json_v1"),
+    pytest.param("wal2json-v1", "wal2json_v1_pretty", Mapping(), id="wal2json_v1_pretty"),
+    pytest.param("test_decoding", "test_decoding", KEYED, id="test_decoding", marks=known_replay_bugs("nan")),
 ]
 SPECIAL = ("NaN", "Infinity", "-Infinity")
 #: lost by wal2json-v1 (no TRUNCATE): these tables keep the rows of this checkpoint
