@@ -1,0 +1,884 @@
+"""Ingest: every mapping option, exact values, bad input under each --on-error, duplicates,
+an ingest killed midway, and a Hypothesis round trip of random records."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute  # noqa: F401 - see test_oversized_line_in_a_fresh_process for why this is imported here
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import logtool
+from logtool.formats.base import Mapping, RawNumber, dumps_exact, key_text, loads_exact, op_aliases, parse_ts
+from logtool.store import Store
+
+from conftest import Cli, write_lines
+
+Query = Callable[[Path, str], list[dict[str, Any]]]
+NewStore = Callable[[str], Path]
+
+
+def _rows(query: Query, store: Path, cols: str = '"offset", entity, key, op, type, data, meta, source.line AS line') -> list[dict[str, Any]]:
+    return query(store, f'SELECT {cols} FROM events ORDER BY "offset"')
+
+
+def _summary(ingested: int, quarantined: int, skipped: int) -> str:
+    return f"total: {ingested} ingested, {quarantined} quarantined, {skipped} skipped"
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_key_field_single_values_as_text(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "k.jsonl",
+        [
+            '{"id":"abc","v":1}',
+            '{"id":12345678901234567890123,"v":2}',
+            '{"id":-7,"v":3}',
+            '{"id":true,"v":4}',
+            '{"id":{"b":1,"a":[2]},"v":5}',
+            '{"id":"","v":6}',
+        ],
+    )
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 0, r.err
+    # strings bare, every other value as its exact JSON text
+    assert [e["key"] for e in _rows(query, store)] == [
+        "abc", "12345678901234567890123", "-7", "true", '{"b":1,"a":[2]}', "",
+    ]  # fmt: skip
+    assert _rows(query, store)[0]["data"] == '{"v":1}'  # the key field is taken out of the default data
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/jsonl.py RecordMapper._rebuild_exact rebuilds data and meta exactly but not key: "
+    "a decimal key goes through float64, so 0.100000000000000000000000000001 becomes the key 0.1 and merges with it",
+    strict=True,
+)
+def test_key_field_decimal_values_exact(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    lines = [
+        '{"id":0.100000000000000000000000000001,"v":1}',
+        '{"id":0.1,"v":2}',
+        '{"id":1.50,"v":3}',
+        '{"id":{"p":1.10},"v":4}',
+        '{"a":1,"b":0.100000000000000000000000000001,"v":5}',
+    ]
+    f = write_lines(tmp_path / "k.jsonl", lines[:4])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert [e["key"] for e in _rows(query, store)] == [
+        key_text([loads_exact(x)["id"]], ["id"]) for x in lines[:4]
+    ]
+    assert [e["key"] for e in _rows(query, store)] == [
+        "0.100000000000000000000000000001", "0.1", "1.50", '{"p":1.10}',
+    ]
+    g = write_lines(tmp_path / "c.jsonl", lines[4:])
+    assert cli("ingest", store, g, "--key-field", "a", "--key-field", "b").code == 0
+    assert _rows(query, store)[-1]["key"] == '{"a":1,"b":0.100000000000000000000000000001}'
+
+
+def test_key_field_composite_is_canonical_json_object(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "k.jsonl",
+        [
+            '{"region":"eu","id":7,"v":1}',
+            '{"id":12345678901234567890123,"region":"日本","v":2}',
+            '{"region":"us","id":"7","v":3}',
+        ],
+    )
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "region", "--key-field", "id")
+    assert r.code == 0, r.err
+    rows = _rows(query, store)
+    # members in the order the options name them, whatever the record's order; values exact
+    assert [e["key"] for e in rows] == [
+        '{"region":"eu","id":7}',
+        '{"region":"日本","id":12345678901234567890123}',
+        '{"region":"us","id":"7"}',
+    ]
+    assert [e["data"] for e in rows] == ['{"v":1}', '{"v":2}', '{"v":3}']
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/jsonl.py mapping_sql flattens ENTITY:FIELD key fields into one composite key for "
+    "every entity, so `--key-field orders:id --key-field customers:cid` requires both fields in every record",
+    strict=True,
+)
+def test_key_field_per_entity(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "k.jsonl", ['{"t":"orders","id":1,"v":1}', '{"t":"customers","cid":"c9","v":2}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--entity-field", "t", "--key-field", "orders:id", "--key-field", "customers:cid")
+    assert r.code == 0, r.err
+    assert [(e["entity"], e["key"]) for e in _rows(query, store)] == [("orders", "1"), ("customers", "c9")]
+
+
+# --------------------------------------------------------------------------- entity, op, type
+
+
+def test_entity_field_entity_option_and_default(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "shop.events.jsonl", ['{"table":"public.orders","id":1}', '{"table":"customers","id":2}'])
+    s1, s2, s3 = new_store("a"), new_store("b"), new_store("c")
+    assert cli("ingest", s1, f, "--key-field", "id", "--entity-field", "table").code == 0
+    assert [e["entity"] for e in _rows(query, s1)] == ["public.orders", "customers"]
+    assert [e["data"] for e in _rows(query, s1)] == ["{}", "{}"]  # the entity field is mapped, not data
+    assert cli("ingest", s2, f, "--key-field", "id", "--entity", "audit").code == 0
+    assert [e["entity"] for e in _rows(query, s2)] == ["audit", "audit"]
+    assert cli("ingest", s3, f, "--key-field", "id").code == 0
+    assert [e["entity"] for e in _rows(query, s3)] == ["shop", "shop"]  # the file name up to its first dot
+
+
+def test_entity_field_missing_is_a_bad_record(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "e.jsonl", ['{"table":"t","id":1}', '{"id":2}'])
+    r = cli("ingest", new_store("s"), f, "--key-field", "id", "--entity-field", "table")
+    assert r.code == 2
+    assert r.errors() == [f"error: {f}:2: missing entity field 'table'"]
+
+
+def test_op_field_aliases(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    aliases = op_aliases()
+    spellings = sorted(aliases) + ["C", "U", "D", "Delete"]
+    f = write_lines(tmp_path / "ops.jsonl", [json.dumps({"id": i, "op": s}) for i, s in enumerate(spellings)])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--op-field", "op")
+    assert r.code == 0, r.err
+    got = [e["op"] for e in _rows(query, store)]
+    assert got == [aliases[s.lower()] for s in spellings]
+    assert dict(zip(spellings, got, strict=True))["c"] == "insert"
+    assert dict(zip(spellings, got, strict=True))["u"] == "update"
+    assert dict(zip(spellings, got, strict=True))["d"] == "delete"
+    assert all(e["data"] == "{}" for e in _rows(query, store))  # op is mapped, not data
+
+
+def test_op_field_unknown_op(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "ops.jsonl", ['{"id":1,"op":"c"}', '{"id":2,"op":"explode"}', '{"id":3}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--op-field", "op", "--on-error", "skip")
+    assert r.code == 0, r.err
+    assert _summary(1, 0, 2) in r.err
+    assert f"{f}:2: unknown op" in r.err and f"{f}:3: unknown op" in r.err
+
+
+def test_default_op_is_upsert_and_event_with_type_field(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "bank.jsonl",
+        ['{"acct":1,"type":"Opened","amount":0}', '{"acct":1,"type":"Deposited","amount":12.50}'],
+    )
+    s1, s2 = new_store("a"), new_store("b")
+    assert cli("ingest", s1, f, "--key-field", "acct").code == 0
+    assert [(e["op"], e["type"]) for e in _rows(query, s1)] == [("upsert", None), ("upsert", None)]
+    assert cli("ingest", s2, f, "--key-field", "acct", "--type-field", "type").code == 0
+    rows = _rows(query, s2)
+    assert [(e["op"], e["type"], e["data"]) for e in rows] == [
+        ("event", "Opened", '{"amount":0}'), ("event", "Deposited", '{"amount":12.50}'),
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- time
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        ("2024-01-01T10:00:00+02:00", None, dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC)),
+        ("2024-01-01T10:00:00-05:30", None, dt.datetime(2024, 1, 1, 15, 30, tzinfo=dt.UTC)),
+        ("2024-01-01T10:00:00Z", None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
+        ("2024-01-01T10:00:00.123456+01:00", None, dt.datetime(2024, 1, 1, 9, 0, 0, 123456, tzinfo=dt.UTC)),
+        ("2024-01-01 10:00:00", None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),  # no offset: UTC
+        (1704103200, "s", dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
+        (1704103200, None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),  # seconds by default
+        (1704103200.25, "s", dt.datetime(2024, 1, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)),
+        ("1704103200", "s", dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
+        (1704103200123, "ms", dt.datetime(2024, 1, 1, 10, 0, 0, 123000, tzinfo=dt.UTC)),
+        (1704103200123456, "us", dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)),
+        (1704103200123456000, "ns", dt.datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=dt.UTC)),
+        (-1, "s", dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.UTC)),
+    ],
+)
+def test_ts_field_iso_and_epoch_units(
+    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, value: Any, unit: str | None, expected: dt.datetime
+) -> None:
+    f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": 1, "at": value, "v": 1})])
+    store = new_store("s")
+    args = ["--ts-unit", unit] if unit else []
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "at", *args)
+    assert r.code == 0, r.err
+    rows = query(store, "SELECT ts, data FROM events")
+    assert rows == [{"ts": expected, "data": '{"v":1}'}]
+    assert rows[0]["ts"] == dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=parse_ts(value, unit))
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/jsonl.py mapping_sql rounds sub-microsecond epoch values (CAST to BIGINT) while "
+    "formats/base.py parse_ts, used by the other readers, truncates: the same instant lands on different microseconds",
+    strict=True,
+)
+def test_ts_unit_ns_agrees_with_parse_ts(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    value = 1704103200123456789  # ...123456.789 microseconds
+    f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": 1, "at": value})])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id", "--ts-field", "at", "--ts-unit", "ns").code == 0
+    got = query(store, "SELECT epoch_us(ts) AS us FROM events")[0]["us"]
+    assert got == parse_ts(value, "ns") == 1704103200123456
+
+
+def test_without_ts_field_ts_is_ingest_time(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "t.jsonl", ['{"id":1}'])
+    store = new_store("s")
+    before = dt.datetime.now(dt.UTC)
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    after = dt.datetime.now(dt.UTC)
+    (ts,) = [e["ts"] for e in query(store, "SELECT ts FROM events")]
+    assert before - dt.timedelta(seconds=1) <= ts <= after + dt.timedelta(seconds=1)
+
+
+def test_ts_unit_must_be_known(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "t.jsonl", ['{"id":1,"at":1}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--ts-field", "at", "--ts-unit", "h")
+    assert r.code == 2
+    assert len(r.errors()) == 1 and "--ts-unit" in r.errors()[0]
+    assert not store.exists()
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def test_data_field_and_tombstones(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "d.jsonl",
+        [
+            '{"id":1,"after":{"name":"a","n":1.10},"junk":1}',
+            '{"id":1,"after":null}',
+            '{"id":2}',
+            '{"id":3,"after":[1,"x"]}',
+            '{"id":4,"after":"text"}',
+        ],
+    )
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--data-field", "after")
+    assert r.code == 0, r.err
+    assert [(e["op"], e["data"]) for e in _rows(query, store)] == [
+        ("upsert", '{"name":"a","n":1.10}'),
+        ("delete", None),  # a null payload is a tombstone
+        ("delete", None),  # so is an absent one
+        ("upsert", '[1,"x"]'),
+        ("upsert", '"text"'),
+    ]
+
+
+def test_data_field_null_with_op_field_keeps_the_op(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "d.jsonl", ['{"id":1,"op":"d","after":null}', '{"id":2,"op":"t","after":null}'])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id", "--op-field", "op", "--data-field", "after").code == 0
+    assert [(e["op"], e["data"]) for e in _rows(query, store)] == [("delete", None), ("truncate", None)]
+
+
+def test_default_data_is_record_minus_mapped_fields(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "d.jsonl",
+        ['{"zeta":1,"tbl":"t","id":5,"op":"u","at":0,"kind":"K","who":"al","off":3,"alpha":{"x":null},"é":"ü"}'],
+    )
+    store = new_store("s")
+    r = cli(
+        "ingest", store, f, "--key-field", "id", "--entity-field", "tbl", "--op-field", "op", "--ts-field", "at",
+        "--type-field", "kind", "--meta-field", "who", "--offset-field", "off",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    (row,) = _rows(query, store)
+    # what is left, in the record's own order, nulls inside kept
+    assert row["data"] == '{"zeta":1,"alpha":{"x":null},"é":"ü"}'
+    assert (row["offset"], row["entity"], row["key"], row["op"], row["type"], row["meta"]) == (
+        3, "t", "5", "update", "K", '{"who":"al"}',
+    )  # fmt: skip
+
+
+def test_meta_fields(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "m.jsonl",
+        [
+            '{"id":1,"actor":"al","cause":"e0","v":1}',
+            '{"id":2,"cause":{"id":12345678901234567890123,"w":1.10},"v":2}',
+            '{"id":3,"v":3}',
+            '{"id":4,"actor":null,"v":4}',
+        ],
+    )
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--meta-field", "actor", "--meta-field", "cause")
+    assert r.code == 0, r.err
+    assert [(e["meta"], e["data"]) for e in _rows(query, store)] == [
+        ('{"actor":"al","cause":"e0"}', '{"v":1}'),
+        ('{"cause":{"id":12345678901234567890123,"w":1.10}}', '{"v":2}'),
+        (None, '{"v":3}'),  # no metadata at all: null
+        (None, '{"v":4}'),
+    ]
+
+
+# --------------------------------------------------------------------------- offsets
+
+
+def test_offset_field_keeps_source_offsets(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "k.jsonl", ['{"off":100,"id":1}', '{"off":101,"id":2}', '{"off":105,"id":3}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--offset-field", "off")
+    assert r.code == 0, r.err
+    rows = query(store, 'SELECT "offset", key, data, source.position AS pos FROM events ORDER BY "offset"')
+    assert [(e["offset"], e["key"], e["data"], e["pos"]) for e in rows] == [
+        (100, "1", "{}", "100"), (101, "2", "{}", "101"), (105, "3", "{}", "105"),
+    ]  # fmt: skip
+    assert cli("verify", store).code == 0  # the gaps 0..99 and 102..104 are explained by the commit
+    # the next ingest without --offset-field continues after the last source offset
+    g = write_lines(tmp_path / "more.jsonl", ['{"id":4}'])
+    assert cli("ingest", store, g, "--key-field", "id").code == 0
+    assert query(store, 'SELECT max("offset") AS m FROM events') == [{"m": 106}]
+    assert cli("verify", store).code == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "bad_line", "offset", "previous"),
+    [
+        (['{"off":5,"id":1}', '{"off":5,"id":2}'], 2, 5, 5),
+        (['{"off":5,"id":1}', '{"off":7,"id":2}', '{"off":6,"id":3}'], 3, 6, 7),
+    ],
+)
+def test_offset_field_must_strictly_increase(
+    cli: Cli, new_store: NewStore, tmp_path: Path, lines: list[str], bad_line: int, offset: int, previous: int
+) -> None:
+    f = write_lines(tmp_path / "k.jsonl", lines)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--offset-field", "off", "--on-error", "quarantine")
+    assert r.code == 2  # not a bad record to set aside: the whole file is out of order
+    assert r.errors() == [f"error: {f}:{bad_line}: offset {offset} is not above the previous offset {previous} "
+                          "(source offsets must strictly increase, and start above the store's last offset)"]
+    assert "hint:" in r.err and "Traceback" not in r.err
+    assert Store.open(store).state().version == -1
+    assert list((store / "segments").iterdir()) == []
+
+
+def test_offset_field_must_start_above_the_store(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    store = new_store("s")
+    a = write_lines(tmp_path / "a.jsonl", ['{"off":10,"id":1}', '{"off":20,"id":2}'])
+    assert cli("ingest", store, a, "--key-field", "id", "--offset-field", "off").code == 0
+    for first in (20, 3):
+        b = write_lines(tmp_path / f"b{first}.jsonl", [f'{{"off":{first},"id":3}}', '{"off":30,"id":4}'])
+        r = cli("ingest", store, b, "--key-field", "id", "--offset-field", "off")
+        assert r.code == 2
+        assert r.errors() == [f"error: {b}:1: offset {first} is not above the previous offset 20 (source offsets must "
+                              "strictly increase, and start above the store's last offset)"]
+    assert Store.open(store).state().version == 0
+    assert query(store, 'SELECT count(*) AS n FROM events') == [{"n": 2}]
+
+
+def test_offset_field_not_an_integer(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "k.jsonl", ['{"off":1,"id":1}', '{"off":"x","id":2}'])
+    r = cli("ingest", new_store("s"), f, "--key-field", "id", "--offset-field", "off")
+    assert r.code == 2
+    assert r.errors() == [f"error: {f}:2: missing or non-integer offset field 'off'"]
+
+
+def test_offsets_contiguous_across_ingests(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    store = new_store("s")
+    for i in range(3):
+        f = write_lines(tmp_path / f"f{i}.jsonl", [json.dumps({"id": i * 10 + j}) for j in range(4)])
+        r = cli("ingest", store, f, "--key-field", "id", "--segment-rows", "3")
+        assert r.code == 0, r.err
+        assert f"offsets {i * 4}..{i * 4 + 3}; commit {i}" in r.err
+    assert [e["offset"] for e in _rows(query, store)] == list(range(12))
+
+
+# --------------------------------------------------------------------------- exact values
+
+EXACT_LINE = (
+    '{"id":12345678901234567890123,"big":9007199254740993,"neg":-123456789012345678901234567890,'
+    '"huge":123456789012345678901234567890123456789,"dec":0.123456789012345678901234567890,'
+    '"dec30":123456789012345678901234567890.5,"tens":1.10,"zero":0.0,"exp":1E400,"small":2.5e-3,'
+    '"nested":{"z":[1.10,{"y":100.000}],"a":"日本語 😀","é":null},"str":"1.10","esc":"a\\"b\\\\c\\n\\u0001"}'
+)
+EXACT_DATA = (
+    '{"big":9007199254740993,"neg":-123456789012345678901234567890,'
+    '"huge":123456789012345678901234567890123456789,"dec":0.123456789012345678901234567890,'
+    '"dec30":123456789012345678901234567890.5,"tens":1.10,"zero":0.0,"exp":1E400,"small":2.5e-3,'
+    '"nested":{"z":[1.10,{"y":100.000}],"a":"日本語 😀","é":null},"str":"1.10","esc":"a\\"b\\\\c\\n\\u0001"}'
+)
+
+
+@pytest.mark.parametrize("safe_line_first", [False, True])
+def test_exact_numbers_key_order_and_unicode(
+    cli: Cli, new_store: NewStore, tmp_path: Path, safe_line_first: bool
+) -> None:
+    # a chunk of lines may be mapped by SQL or by the exact Python path: both must be exact
+    plain = '{"id":1,"big":9007199254740993,"huge":123456789012345678901234567890123456789,"z":1,"a":"ü"}'
+    lines = [plain, EXACT_LINE] if safe_line_first else [EXACT_LINE, plain]
+    f = write_lines(tmp_path / "n.jsonl", lines)
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    expected = {
+        "12345678901234567890123": EXACT_DATA,
+        "1": '{"big":9007199254740993,"huge":123456789012345678901234567890123456789,"z":1,"a":"ü"}',
+    }
+    # via the CLI's JSON lines output: the text of data is written as it is stored
+    r = cli("sql", store, 'SELECT key, data FROM events ORDER BY "offset"', "--format", "jsonl")
+    assert r.code == 0, r.err
+    for line in r.lines():
+        key = loads_exact(line)["key"]
+        assert line == '{"key":' + json.dumps(key) + ',"data":' + expected[key] + "}"
+    # via pyarrow reading the segment file itself
+    (segment,) = (store / "segments").glob("*.parquet")
+    table = pq.read_table(segment, columns=["key", "data"])
+    assert dict(zip(table.column("key").to_pylist(), table.column("data").to_pylist(), strict=True)) == expected
+
+
+def test_exact_numbers_in_data_field_meta_and_composite_key(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    line = (
+        '{"a":12345678901234567890123,"b":"1.10","after":{"x":0.100000000000000000000000000001,"y":1.10},'
+        '"m":123456789012345678901234567890.000}'
+    )
+    f = write_lines(tmp_path / "n.jsonl", [line])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "a", "--key-field", "b", "--data-field", "after", "--meta-field", "m")
+    assert r.code == 0, r.err
+    (segment,) = (store / "segments").glob("*.parquet")
+    (row,) = pq.read_table(segment, columns=["key", "data", "meta"]).to_pylist()
+    assert row == {
+        "key": '{"a":12345678901234567890123,"b":"1.10"}',
+        "data": '{"x":0.100000000000000000000000000001,"y":1.10}',
+        "meta": '{"m":123456789012345678901234567890.000}',
+    }
+    r = cli("sql", store, "SELECT key, data, meta FROM events", "--format", "jsonl")
+    assert r.lines() == [
+        '{"key":"{\\"a\\":12345678901234567890123,\\"b\\":\\"1.10\\"}",'
+        '"data":{"x":0.100000000000000000000000000001,"y":1.10},"meta":{"m":123456789012345678901234567890.000}}'
+    ]
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/jsonl.py _UNSAFE_NUMBER misses decimals like 0.0000001 (7 fraction digits, 6 leading "
+    "zeros), so they take the DuckDB path, which prints them as 1e-7",
+    strict=True,
+)
+@pytest.mark.parametrize("number", ["0.0000001", "-0.0000005"])
+def test_exact_small_decimals(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, number: str) -> None:
+    f = write_lines(tmp_path / "n.jsonl", ['{"id":1,"x":' + number + "}"])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert query(store, "SELECT data FROM events") == [{"data": '{"x":' + number + "}"}]
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/jsonl.py maps lines without 'unsafe' numbers through DuckDB, which escapes control "
+    "characters with upper-case hex (\\u001B) where dumps_exact writes \\u001b: the stored text of the same value "
+    "depends on the other numbers in its line",
+    strict=True,
+)
+def test_control_characters_stored_one_way(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "c.jsonl", ['{"id":1,"msg":"\\u001b[31mred"}', '{"id":2,"msg":"\\u001b[31mred","n":1.10}'])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert [e["data"] for e in _rows(query, store)] == ['{"msg":"\\u001b[31mred"}', '{"msg":"\\u001b[31mred","n":1.10}']
+
+
+# --------------------------------------------------------------------------- bad input
+
+GOOD_1 = '{"id":1,"ts":"2024-01-01T00:00:00Z"}'
+GOOD_3 = '{"id":3,"ts":"2024-01-01T00:00:00Z"}'
+OVERSIZED = '{"id":2,"ts":"2024-01-01T00:00:00Z","pad":"' + "x" * 100 + '"}'
+
+# kind -> (file name, lines, extra options, line of the bad record, reason text, good lines)
+BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int]]] = {
+    "broken JSON": ("b.jsonl", [GOOD_1, '{"id":2,"ts":', GOOD_3], [], 2, "broken JSON", [1, 3]),
+    "invalid UTF-8": ("b.jsonl", [GOOD_1, b'{"id":2,"ts":"2024-01-01T00:00:00Z","n":"\xff\xfe"}', GOOD_3], [], 2,
+                      "invalid UTF-8", [1, 3]),
+    "not an object": ("b.jsonl", [GOOD_1, "[1,2,3]", GOOD_3], [], 2, "not a JSON object", [1, 3]),
+    "missing key field": ("b.jsonl", [GOOD_1, '{"ts":"2024-01-01T00:00:00Z"}', GOOD_3], [], 2,
+                          "missing key field 'id'", [1, 3]),
+    "unparseable timestamp": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"yesterday"}', GOOD_3], [], 2,
+                              "unparseable timestamp", [1, 3]),
+    "CSV field count": ("b.csv", ["id,ts,v", "1,2024-01-01T00:00:00Z,a", "2,2024-01-01T00:00:00Z",
+                                  "3,2024-01-01T00:00:00Z,c"], [], 3, "expected 3 fields, found 2", [2, 4]),
+    "oversized line": ("b.jsonl", [GOOD_1, OVERSIZED, GOOD_3], ["--max-line-bytes", "64"], 2,
+                       "longer than the limit of 64 bytes", [1, 3]),
+}  # fmt: skip
+
+
+def _bad_file(tmp_path: Path, kind: str) -> tuple[Path, list[str | bytes], list[str], int, str, list[int]]:
+    name, lines, extra, line, reason, good = BAD_KINDS[kind]
+    return write_lines(tmp_path / name, lines), lines, extra, line, reason, good
+
+
+@pytest.mark.parametrize("kind", list(BAD_KINDS))
+def test_bad_input_fail(cli: Cli, new_store: NewStore, tmp_path: Path, kind: str) -> None:
+    f, _, extra, line, reason, _ = _bad_file(tmp_path, kind)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--segment-rows", "1", *extra)
+    assert r.code == 2
+    assert r.out == ""
+    (error,) = r.errors()
+    assert error.startswith(f"error: {f}:{line}: ") and reason in error
+    assert "hint:" in r.err and "--on-error" in r.err
+    assert "Traceback" not in r.err
+    # nothing of that file is committed, and nothing is left behind
+    s = Store.open(store)
+    assert s.state().version == -1
+    assert s.leftovers() == []
+    assert list((store / "segments").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", list(BAD_KINDS))
+def test_bad_input_quarantine(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, kind: str) -> None:
+    f, lines, extra, line, reason, good = _bad_file(tmp_path, kind)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "quarantine", *extra)
+    assert r.code == 0, r.err
+    assert r.out == ""
+    assert _summary(2, 1, 0) in r.err
+    assert f"{f}:{line}: " in r.err
+    # good records all kept, with their own line numbers
+    assert [(e["key"], e["line"]) for e in _rows(query, store)] == [("1", good[0]), ("3", good[1])]
+    (qfile,) = (store / "quarantine").iterdir()
+    (entry,) = [json.loads(x) for x in qfile.read_text("utf-8").splitlines()]
+    assert entry["file"] == str(f) and entry["line"] == line and reason in entry["reason"]
+    raw = base64.b64decode(entry["raw_base64"]) if "raw_base64" in entry else entry["raw"].encode("utf-8")
+    bad = lines[line - 1]
+    bad_bytes = bad if isinstance(bad, bytes) else bad.encode("utf-8")
+    if kind == "oversized line":
+        assert raw == bad_bytes[: len(raw)]  # whether it is kept is test_oversized_line_raw_kept_in_quarantine
+    else:
+        assert raw.rstrip(b"\r\n") == bad_bytes
+    # the quarantine file is part of the commit: counted, and checked by verify
+    assert logtool.info(str(store))["quarantined"] == 1
+    assert cli("verify", store).code == 0
+
+
+@pytest.mark.parametrize("kind", list(BAD_KINDS))
+def test_bad_input_skip(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, kind: str) -> None:
+    f, _, extra, line, _, good = _bad_file(tmp_path, kind)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "skip", *extra)
+    assert r.code == 0, r.err
+    assert _summary(2, 0, 1) in r.err
+    assert f"{f}:{line}: " in r.err
+    assert [(e["key"], e["line"]) for e in _rows(query, store)] == [("1", good[0]), ("3", good[1])]
+    assert list((store / "quarantine").iterdir()) == []
+    assert Store.open(store).state().of_kind("quarantine") == []
+
+
+def test_every_kind_in_one_file_quarantined(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "mixed.jsonl",
+        [
+            GOOD_1,
+            '{"id":2,',
+            b'{"id":3,"n":"\xc3\x28"}',
+            '"just a string"',
+            '{"ts":"2024-01-01T00:00:00Z"}',
+            '{"id":6,"ts":"2024-13-45T99:00:00Z"}',
+            '{"id":7}',
+            OVERSIZED,
+            '{"id":9,"ts":1704067200}',
+        ],
+    )
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "quarantine",
+            "--max-line-bytes", "64")  # fmt: skip
+    assert r.code == 0, r.err
+    assert _summary(2, 7, 0) in r.err
+    assert [(e["key"], e["line"]) for e in _rows(query, store)] == [("1", 1), ("9", 9)]
+    (qfile,) = (store / "quarantine").iterdir()
+    entries = sorted((json.loads(x) for x in qfile.read_text("utf-8").splitlines()), key=lambda e: e["line"])
+    reasons = {e["line"]: e["reason"] for e in entries}
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8]
+    assert reasons[2] == "broken JSON"
+    assert reasons[3].startswith("invalid UTF-8")
+    assert reasons[4].startswith("not a JSON object")
+    assert reasons[5] == "missing key field 'id'"
+    assert reasons[6].startswith("unparseable timestamp")
+    assert reasons[7] == "missing timestamp field 'ts'"
+    assert "longer than the limit" in reasons[8]
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/base.py iter_line_chunks reports an oversized line inside a chunk with raw=b'', so "
+    "quarantine keeps nothing of the record (only a last line without newline keeps its bytes)",
+    strict=True,
+)
+def test_oversized_line_raw_kept_in_quarantine(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "o.jsonl", [GOOD_1, OVERSIZED, GOOD_3])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine", "--max-line-bytes", "64")
+    assert r.code == 0, r.err
+    (qfile,) = (store / "quarantine").iterdir()
+    (entry,) = [json.loads(x) for x in qfile.read_text("utf-8").splitlines()]
+    assert entry["raw"] and OVERSIZED.startswith(entry["raw"].rstrip("\n"))
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/base.py iter_line_chunks uses pa.compute.if_else without importing "
+    "pyarrow.compute: in a fresh process an oversized line under --on-error quarantine/skip is an internal error",
+    strict=True,
+)
+def test_oversized_line_in_a_fresh_process(new_store: NewStore, tmp_path: Path) -> None:
+    # this module imports pyarrow.compute, which hides the bug in-process: a new interpreter shows it
+    f = write_lines(tmp_path / "o.jsonl", [GOOD_1, OVERSIZED, GOOD_3])
+    store = new_store("s")
+    p = subprocess.run(
+        [sys.executable, "-m", "logtool.cli", "ingest", str(store), str(f), "--key-field", "id",
+         "--on-error", "skip", "--max-line-bytes", "64"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert _summary(2, 0, 1) in p.stderr
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/base.py iter_line_chunks reports invalid UTF-8 and oversized lines of a whole chunk "
+    "before the JSON of any line is checked, so --on-error fail names a later line instead of the first bad one",
+    strict=True,
+)
+def test_fail_names_the_first_bad_record(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "b.jsonl", [GOOD_1, '{"id":2,', GOOD_3, OVERSIZED])
+    r = cli("ingest", new_store("s"), f, "--key-field", "id", "--max-line-bytes", "64")
+    assert r.code == 2
+    assert r.errors() == [f"error: {f}:2: broken JSON"]
+
+
+def test_fail_keeps_earlier_files_committed(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    good = write_lines(tmp_path / "good.jsonl", ['{"id":1}', '{"id":2}'])
+    bad = write_lines(tmp_path / "bad.jsonl", ['{"id":3}', "{", '{"id":5}'])
+    store = new_store("s")
+    r = cli("ingest", store, good, bad, "--key-field", "id", "--segment-rows", "1")
+    assert r.code == 2
+    assert r.errors() == [f"error: {bad}:2: broken JSON"]
+    # one atomic commit per file: the good file is in, nothing of the bad one
+    assert Store.open(store).state().version == 0
+    assert [e["key"] for e in _rows(query, store)] == ["1", "2"]
+    assert Store.open(store).leftovers() == []
+
+
+def test_on_error_value_checked(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    r = cli("ingest", new_store("s"), f, "--on-error", "ignore")
+    assert r.code == 2 and len(r.errors()) == 1 and "--on-error" in r.errors()[0]
+
+
+@pytest.mark.parametrize("case", ["missing file", "empty file", "directory", "store is a file", "no glob match"])
+def test_unusable_inputs_one_line_exit_2(cli: Cli, new_store: NewStore, tmp_path: Path, case: str) -> None:
+    good = write_lines(tmp_path / "good.jsonl", ['{"id":1}'])
+    store = new_store("s")
+    if case == "missing file":
+        args, expected = [store, tmp_path / "nope.jsonl"], f"{tmp_path / 'nope.jsonl'}: no such file"
+    elif case == "empty file":
+        (tmp_path / "empty.jsonl").write_bytes(b"")
+        args, expected = [store, tmp_path / "empty.jsonl"], f"{tmp_path / 'empty.jsonl'}: file is empty"
+    elif case == "directory":
+        (tmp_path / "adir").mkdir()
+        args, expected = [store, tmp_path / "adir"], f"{tmp_path / 'adir'}: is a directory"
+    elif case == "store is a file":
+        store.write_text("not a store")
+        args, expected = [store, good], f"{store}: is a file, not a store directory"
+    else:
+        args, expected = [store, str(tmp_path / "*.nothing")], "no file matches this pattern"
+    r = cli("ingest", *args, "--key-field", "id")
+    assert r.code == 2
+    assert r.out == ""
+    (error,) = r.errors()
+    assert expected in error
+    assert "Traceback" not in r.err
+    assert [x for x in r.err.splitlines() if x.strip() and not x.startswith(("error:", "hint:"))] == []
+    if case == "store is a file":
+        assert store.read_text() == "not a store"
+
+
+def test_whitespace_only_file_is_empty(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = tmp_path / "blank.jsonl"
+    f.write_bytes(b"\n  \n\n")
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2
+    assert r.errors() == [f"error: {f}: file is empty"]
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def test_duplicate_ingest_refused(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    import gzip
+
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', '{"id":2}'])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    copy = tmp_path / "renamed.jsonl"
+    copy.write_bytes(f.read_bytes())
+    packed = tmp_path / "a.jsonl.gz"
+    packed.write_bytes(gzip.compress(f.read_bytes()))
+    for again in (f, copy, packed):  # the content decides, not the name or the compression
+        r = cli("ingest", store, again, "--key-field", "id")
+        assert r.out == ""
+        assert f"{again}: already in the store (commit 0)" in r.err
+        assert "--allow-duplicates" in r.err
+    r = cli("ingest", store, "-", "--key-field", "id", input=f.read_bytes())
+    assert "<stdin>: already in the store (commit 0)" in r.err
+    assert Store.open(store).state().version == 0
+    assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+    assert Store.open(store).leftovers() == []
+    r = cli("ingest", store, f, "--key-field", "id", "--allow-duplicates")
+    assert r.code == 0, r.err
+    assert [e["offset"] for e in _rows(query, store)] == [0, 1, 2, 3]
+    assert [e["key"] for e in _rows(query, store)] == ["1", "2", "1", "2"]
+
+
+def test_duplicate_within_one_invocation(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, f, "--key-field", "id")
+    assert f"{f}: already in the store (commit 0)" in r.err
+    assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 1}]
+
+
+def test_failed_file_is_not_a_duplicate(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', "{", '{"id":3}'])
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 2
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "skip")
+    assert r.code == 0 and "already in the store" not in r.err
+    assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+
+
+# --------------------------------------------------------------------------- killed midway
+
+_CHILD = """
+import sys, time
+from logtool.formats.base import Mapping
+from logtool.ingest import ingest
+from logtool.segments import SegmentWriter
+
+# a pause after each finished segment keeps the window between the first segment file and the
+# commit wide, so the kill lands mid-ingest however loaded the machine is
+_finish = SegmentWriter._finish
+def _slow_finish(self):
+    _finish(self)
+    time.sleep(0.05)
+SegmentWriter._finish = _slow_finish
+
+ingest(sys.argv[1], [sys.argv[2]], mapping=Mapping(key_fields=("id",)), segment_rows=20000)
+"""
+
+
+def test_ingest_killed_midway(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    store = new_store("s")
+    first = write_lines(tmp_path / "first.jsonl", ['{"id":"a"}', '{"id":"b"}'])
+    assert cli("ingest", store, first, "--key-field", "id").code == 0
+    n = 200_000
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(f'{{"id":{i}}}\n' for i in range(n)))
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(store), str(big)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not any((store / "segments").glob(f"{2:020d}-*.parquet")):  # the big file's first segment
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, "no segment appeared"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+    # the store opens and is as it was before: one commit, two events, a stale lock left behind
+    s = Store.open(store)
+    assert s.state().version == 0
+    assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+    assert (store / "_lock").exists()
+    leftovers = s.leftovers()
+    assert leftovers and all(p.parent.name == "segments" for p in leftovers)
+    # verify is green; the files the killed ingest wrote are reported as leftovers
+    r = cli("verify", store)
+    assert r.code == 0, r.out + r.err
+    for p in leftovers:
+        assert f"{s.rel(p)}: not named by any commit" in r.err
+
+    # the rerun takes over the dead writer's lock and completes, with no doubles
+    r = cli("ingest", store, big, "--key-field", "id", "--segment-rows", "20000")
+    assert r.code == 0, r.err
+    assert f"{n} ingested" in r.err
+    rows = query(store, "SELECT count(*) AS n, count(DISTINCT key) AS k, min(\"offset\") AS lo, max(\"offset\") AS hi "
+                        "FROM events WHERE entity = 'big'")  # fmt: skip
+    assert rows == [{"n": n, "k": n, "lo": 2, "hi": n + 1}]
+    assert not (store / "_lock").exists()
+    assert cli("verify", store).code == 0
+
+
+# --------------------------------------------------------------------------- property
+
+_decimal_text = st.from_regex(r"-?(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?", fullmatch=True)
+_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | _decimal_text.map(RawNumber)
+    | _text
+)
+_json = st.recursive(
+    _leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4), max_leaves=16
+)
+
+
+def _encode(value: Any, ascii_only: bool, spaced: bool) -> str:
+    """JSON text as a producer might write it: escaped or raw unicode, with or without spaces."""
+    comma, colon = (", ", ": ") if spaced else (",", ":")
+    if isinstance(value, RawNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + comma.join(json.dumps(k, ensure_ascii=ascii_only) + colon + _encode(v, ascii_only, spaced)
+                                for k, v in value.items()) + "}"  # fmt: skip
+    if isinstance(value, list):
+        return "[" + comma.join(_encode(v, ascii_only, spaced) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+@pytest.mark.xfail(
+    reason="bugs: logtool/formats/jsonl.py prints decimals like 0.0000001 as 1e-7 (test_exact_small_decimals) and "
+    "control characters as \\u001F (test_control_characters_stored_one_way); the examples below pin both",
+    strict=True,
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(st.tuples(_json, st.booleans(), st.booleans()), min_size=1, max_size=8),
+    data_field=st.booleans(),
+)
+@example(records=[({"x": RawNumber("0.0000001")}, False, False)], data_field=False)
+@example(records=[({"\x1f": None}, False, False)], data_field=False)
+def test_random_records_round_trip_exactly(records: list[tuple[Any, bool, bool]], data_field: bool) -> None:
+    lines: list[str] = []
+    expected: list[str | None] = []
+    for i, (value, ascii_only, spaced) in enumerate(records):
+        if data_field:
+            part = _encode(value, ascii_only, spaced)
+            lines.append('{"id":' + str(i) + ',"payload":' + part + "}")
+            expected.append(None if value is None else dumps_exact(loads_exact(part)))
+        else:
+            body = {k: v for k, v in value.items() if k != "id"} if isinstance(value, dict) else {"v": value}
+            part = _encode(body, ascii_only, spaced)
+            lines.append('{"id":' + str(i) + ("," + part[1:] if body else "}"))
+            expected.append(dumps_exact(loads_exact(part)))
+    with tempfile.TemporaryDirectory() as tmp:
+        f = write_lines(Path(tmp) / "r.jsonl", lines)
+        mapping = Mapping(key_fields=("id",), data_field="payload" if data_field else None)
+        logtool.ingest(os.path.join(tmp, "store"), [str(f)], mapping=mapping)
+        got = logtool.sql(os.path.join(tmp, "store"), 'SELECT key, data FROM events ORDER BY "offset"').to_pylist()
+    assert [g["key"] for g in got] == [str(i) for i in range(len(records))]
+    assert [g["data"] for g in got] == expected
