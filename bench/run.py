@@ -715,7 +715,11 @@ def claims(rows: list[Row]) -> list[str]:
     return lines
 
 
-def machine_facts(ctx: Ctx) -> list[str]:
+def _load(load: tuple[float, ...]) -> str:
+    return "/".join(f"{x:.1f}" for x in load)
+
+
+def machine_facts(ctx: Ctx, load_before: tuple[float, ...]) -> list[str]:
     """Date, CPU, cores, RAM, versions, settings and what a child process costs to start."""
     import duckdb
     import pyarrow
@@ -737,6 +741,8 @@ def machine_facts(ctx: Ctx) -> list[str]:
     facts = [
         f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; logtool commit {rev.stdout.strip() or '?'}",
         f"machine: {cpu}, {os.cpu_count()} cores, {ram} RAM; {platform.system()} {platform.release()}",
+        f"load average (1/5/15 min) before: {_load(load_before)}, after: {_load(os.getloadavg())} "
+        "(above the core count, other work shared the machine and the figures are noisier)",
         f"python {platform.python_version()}, duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}",
         f"log: {ctx.log.name} ({ctx.events:,} events, {ctx.log.stat().st_size / 1e6:,.0f} MB); "
         f"engine: memory limit {ctx.memory_limit}, threads {ctx.threads or 'all'} (both sides)",
@@ -777,11 +783,12 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"unknown operation(s): {', '.join(sorted(unknown))}")
     ops = [o for o in OPERATIONS if not wanted or o.name in wanted]
 
+    load_before = os.getloadavg()
     rows: list[Row] = []
     for op in ops:
         print(f"== {op.name}", file=sys.stderr)
         rows += run_operation(ctx, op, a.runs, a.anchors_anyway)
-    facts = machine_facts(ctx)
+    facts = machine_facts(ctx, load_before)
     shutil.rmtree(DATA / "run", ignore_errors=True)
     notes = claims(rows) + ctx.notes
     report = "\n".join([*(f"- {f}" for f in facts), "", table(rows), "", *(f"- {n}" for n in notes)])
