@@ -1,0 +1,234 @@
+"""verify: a clean store is green; every kind of tampering is found, named, and exits 1."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import logtool
+from logtool.formats.base import Mapping
+from logtool.store import Store, canonical_json, commit_hash
+
+from conftest import Cli, Run, write_lines
+
+# three ingests of three events, two events a segment: segments start at offsets 0,2,3,5,6,8
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    for i in range(3):
+        f = write_lines(tmp_path / f"f{i}.jsonl", [json.dumps({"id": i * 10 + j, "v": "x" * j}) for j in range(3)])
+        logtool.ingest(str(path), [str(f)], mapping=Mapping(key_fields=("id",)), segment_rows=2)
+    return path
+
+
+def _segments(store: Path) -> list[dict[str, Any]]:
+    return Store.open(store).state().segments
+
+
+def _problems(r: Run) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in r.lines()]
+
+
+def _flip(path: Path, pos: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[pos] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _footer_start(path: Path) -> int:
+    data = path.read_bytes()
+    (length,) = struct.unpack("<i", data[-8:-4])
+    return len(data) - 8 - length
+
+
+def _assert_found(r: Run, where: str, offset: int | None) -> list[dict[str, Any]]:
+    assert r.code == 1, r.out + r.err
+    problems = _problems(r)
+    assert problems, r.err
+    assert problems[0]["where"] == where
+    assert problems[0]["offset"] == offset
+    assert f"first: {where}: {problems[0]['problem']}" in r.err
+    assert "Traceback" not in r.err
+    return problems
+
+
+def test_clean_store_verifies(cli: Cli, store: Path) -> None:
+    r = cli("verify", store)
+    assert r.code == 0, r.out + r.err
+    assert r.out == ""
+    assert "ok: 3 commits, 6 segments, 9 events verified" in r.err
+    report = logtool.verify(str(store))
+    assert report.ok and (report.commits, report.segments, report.events) == (3, 6, 9)
+    assert report.leftovers == []
+
+
+@pytest.mark.parametrize("eighths", range(8))
+def test_flipped_byte_in_a_segment(cli: Cli, store: Path, eighths: int) -> None:
+    seg = _segments(store)[3]  # offsets 5..5
+    path = store / seg["path"]
+    # spread over everything before the footer (the leading magic, pages, page index, bloom filter)
+    _flip(path, _footer_start(path) * eighths // 8)
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 5)
+    assert problems[0]["problem"] == "file content changed since its commit"
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/integrity.py verify opens each segment with con.sql(read_parquet(...)) outside its try: a "
+    "damaged Parquet footer raises while binding, so verify stops with an internal error (exit 2) instead of exit 1",
+    strict=True,
+)
+@pytest.mark.parametrize("pos", [-1, -5])
+def test_flipped_byte_in_a_segment_footer(cli: Cli, store: Path, pos: int) -> None:
+    seg = _segments(store)[3]
+    _flip(store / seg["path"], pos)
+    _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 5)
+
+
+def _rewrite_commits(store: Path, change: Any) -> None:
+    """Apply change(commit) to each commit, then re-hash the chain as a forger would."""
+    prev = None
+    for p in Store.open(store).commit_paths():
+        body = json.loads(p.read_text())
+        change(body)
+        body["prev"] = prev
+        body["hash"] = commit_hash(body)
+        prev = body["hash"]
+        p.write_text(canonical_json(body) + "\n")
+
+
+def test_changed_event_with_forged_checksums(cli: Cli, store: Path) -> None:
+    """Even with the file checksum and the commit chain recomputed, a changed event is found by its digest."""
+    seg = _segments(store)[2]  # offsets 3..4
+    path = store / seg["path"]
+    table = pq.read_table(path)
+    data = table.column("data").to_pylist()
+    assert table.column("offset").to_pylist() == [3, 4]
+    data[1] = '{"v":"forged"}'
+    table = table.set_column(table.schema.get_field_index("data"), "data", pa.array(data, pa.string()))
+    pq.write_table(table, path, compression="zstd")
+    sha = logtool.store.file_sha256(path)
+
+    def fix(body: dict[str, Any]) -> None:
+        for entry in body["add"]:
+            if entry["path"] == seg["path"]:
+                entry["sha256"], entry["bytes"] = sha, path.stat().st_size
+
+    _rewrite_commits(store, fix)
+    r = cli("verify", store, "--format", "jsonl")
+    problems = _assert_found(r, seg["path"], 4)
+    assert problems == [{"where": seg["path"], "offset": 4, "problem": "event digest does not match its content"}]
+
+
+def test_edited_commit_count(cli: Cli, store: Path) -> None:
+    p = store / "_log" / "00000001.json"
+    body = json.loads(p.read_text())
+    body["add"][0]["rows"] += 1  # still valid JSON, still canonical
+    p.write_text(canonical_json(body) + "\n")
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+    assert "does not match its hash" in problems[0]["problem"]
+
+
+def test_edited_commit_bytes_only(cli: Cli, store: Path) -> None:
+    p = store / "_log" / "00000002.json"
+    p.write_text(json.dumps(json.loads(p.read_text()), indent=1))  # same content, other bytes
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000002.json", None)
+    assert problems[0]["problem"] == "commit file bytes were changed"
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/integrity.py verify folds the commits and reads entry['sha256'], seg['digest'] ... even after "
+    "a commit failed its hash check: a changed byte in a field name of a commit is an internal error (KeyError, "
+    "exit 2) instead of a finding (exit 1)",
+    strict=True,
+)
+@pytest.mark.parametrize("field", ["sha256", "digest", "rows", "path"])
+def test_edited_commit_field_name(cli: Cli, store: Path, field: str) -> None:
+    p = store / "_log" / "00000001.json"
+    text = p.read_text()
+    assert f'"{field}":' in text
+    p.write_text(text.replace(f'"{field}":', f'"{field}_":', 1))  # still valid JSON
+    _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+
+
+def test_damaged_commit_json(cli: Cli, store: Path) -> None:
+    p = store / "_log" / "00000001.json"
+    p.write_text(p.read_text()[:-10])
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+    assert problems[0]["problem"].startswith("not valid JSON")
+
+
+def test_deleted_segment(cli: Cli, store: Path) -> None:
+    seg = _segments(store)[3]
+    (store / seg["path"]).unlink()
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 5)
+    assert problems[0]["problem"] == "file named by a commit is missing"
+    assert any("5..5 are missing" in p["problem"] for p in problems)
+
+
+def test_commit_removed_from_the_middle(cli: Cli, store: Path) -> None:
+    (store / "_log" / "00000001.json").unlink()
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000002.json", None)
+    assert problems[0]["problem"] == "commit numbering broken: expected 00000001"
+    assert any("chain broken" in p["problem"] for p in problems)
+    # the events of the removed commit are gone, and nothing explains the hole
+    assert any(p["offset"] == 3 and "3..5 are missing" in p["problem"] for p in problems)
+
+
+def test_commits_swapped(cli: Cli, store: Path) -> None:
+    a, b = store / "_log" / "00000001.json", store / "_log" / "00000002.json"
+    ta, tb = a.read_bytes(), b.read_bytes()
+    a.write_bytes(tb)
+    b.write_bytes(ta)
+    _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+
+
+def test_table_and_json_output(cli: Cli, store: Path) -> None:
+    (store / _segments(store)[0]["path"]).unlink()
+    r = cli("verify", store, "--format", "json")
+    assert r.code == 1
+    problems = json.loads(r.out)
+    assert problems[0]["where"] == _segments(store)[0]["path"] and problems[0]["offset"] == 0
+
+
+def test_leftovers_reported_but_green(cli: Cli, store: Path) -> None:
+    (store / "segments" / "00000000000000000099-deadbeef.parquet").write_bytes(b"partial")
+    (store / "_log" / ".00000003.abcd.tmp").write_text("{")
+    r = cli("verify", store)
+    assert r.code == 0, r.out + r.err
+    assert r.out == ""
+    assert "segments/00000000000000000099-deadbeef.parquet: not named by any commit" in r.err
+    assert "_log/.00000003.abcd.tmp: not named by any commit" in r.err
+    assert sorted(logtool.verify(str(store)).leftovers) == [
+        "_log/.00000003.abcd.tmp", "segments/00000000000000000099-deadbeef.parquet",
+    ]  # fmt: skip
+
+
+def test_quarantine_file_changed(cli: Cli, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "q.jsonl", ['{"id":1}', "{", '{"id":3}'])
+    store = tmp_path / "s"
+    logtool.ingest(str(store), [str(f)], mapping=Mapping(key_fields=("id",)), on_error="quarantine")
+    (q,) = (store / "quarantine").iterdir()
+    q.write_text(q.read_text().replace("broken", "fixed"))
+    _assert_found(cli("verify", store, "--format", "jsonl"), f"quarantine/{q.name}", None)
+
+
+@pytest.mark.parametrize("case", ["missing", "a file", "not a store"])
+def test_verify_trouble_is_exit_2(cli: Cli, tmp_path: Path, case: str) -> None:
+    path = tmp_path / "x"
+    if case == "a file":
+        path.write_text("x")
+    elif case == "not a store":
+        path.mkdir()
+    r = cli("verify", path)
+    assert r.code == 2
+    assert r.out == ""
+    assert len(r.errors()) == 1 and str(path) in r.errors()[0]
+    assert "Traceback" not in r.err
