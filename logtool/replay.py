@@ -745,6 +745,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, RawNumber) or (isinstance(v, int) and not isinstance(v, bool))
 
 
+def _significant_digits(text: str) -> int:
+    mantissa = text.lower().split("e")[0].lstrip("-+").replace(".", "").lstrip("0")
+    return len(mantissa)
+
+
 def _is_special(v: Any) -> bool:
     return isinstance(v, str) and not isinstance(v, RawNumber) and v in _SPECIAL_FLOATS
 
@@ -760,6 +765,9 @@ def _typed_column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
         return pa.field(name, pa.bool_()), pa.array(values, pa.bool_())
     if all(_is_number(v) or _is_special(v) for v in present) and any(_is_number(v) for v in present):
         if any(_is_special(v) for v in present) or any("e" in str(v).lower() for v in present):
+            if any(_significant_digits(str(v)) > 15 for v in present if _is_number(v)):
+                # float64 would round these: keep the column as exact JSON text instead
+                return json_field, pa.array([None if v is None else dumps_exact(v) for v in values], pa.string())
             floats = [None if v is None else _SPECIAL_FLOATS[v] if _is_special(v) else float(str(v)) for v in values]
             return pa.field(name, pa.float64()), pa.array(floats, pa.float64())
         if all(isinstance(v, int) and -(2**63) <= v < 2**63 for v in present):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 DEFAULT_MAX_LINE_BYTES = 64 << 20
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 32 << 20
 BATCH_ROWS = 65536
 
 
@@ -304,6 +304,52 @@ _DECODER = json.JSONDecoder(parse_float=RawNumber, parse_constant=_no_constant)
 def loads_exact(text: str) -> Any:
     """Parse JSON keeping every number exact (floats as RawNumber, integers as int)."""
     return _DECODER.decode(text)
+
+
+def raw_decode_exact(text: str, index: int = 0) -> tuple[Any, int]:
+    """Parse one JSON value starting at ``index`` (numbers exact); returns it and where it ends."""
+    return _DECODER.raw_decode(text, index)
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def object_members(text: str) -> list[tuple[str, int, int, int]]:
+    """The top-level members of a JSON object as ``(name, name_start, value_start, value_end)``
+    offsets into ``text``, so a member's value can be cut out byte for byte. Raises ValueError
+    if ``text`` is not one JSON object."""
+    from json.decoder import scanstring
+
+    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text[pos : pos + 1] != "{":
+        raise ValueError("not a JSON object")
+    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    members: list[tuple[str, int, int, int]] = []
+    if text[pos : pos + 1] == "}":
+        end = pos + 1
+    else:
+        while True:
+            if text[pos : pos + 1] != '"':
+                raise ValueError(f"expected a member name at character {pos}")
+            name_start = pos
+            name, pos = scanstring(text, pos + 1)
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text[pos : pos + 1] != ":":
+                raise ValueError(f"expected ':' at character {pos}")
+            value_start = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            _value, value_end = _DECODER.raw_decode(text, value_start)
+            members.append((name, name_start, value_start, value_end))
+            pos = _WS.match(text, value_end).end()  # type: ignore[union-attr]
+            if text[pos : pos + 1] == ",":
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+                continue
+            if text[pos : pos + 1] != "}":
+                raise ValueError(f"expected ',' or '}}' at character {pos}")
+            end = pos + 1
+            break
+    if text[end:].strip():
+        raise ValueError(f"extra data after the object at character {end}")
+    return members
 
 
 def dumps_exact(value: Any) -> str:

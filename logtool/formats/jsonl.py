@@ -21,7 +21,7 @@ from .base import (
     Source,
     dumps_exact,
     iter_line_chunks,
-    loads_exact,
+    object_members,
     op_aliases,
 )
 
@@ -177,21 +177,29 @@ SELECT
       'position': CASE WHEN jtype = 'OBJECT' THEN {position} END,
       'position_order': CASE WHEN jtype = 'OBJECT' THEN lpad({position}, 20, '0') END}} AS source
 FROM j
-ORDER BY line_no
 """
 
 
 def _exact_payload(line: str, mapping: Mapping) -> tuple[str | None, str | None]:
-    """data and meta of one record, rebuilt without any number passing through float64."""
-    record = loads_exact(line)
+    """data and meta of one record, cut from the line itself: every value byte for byte."""
+    members = object_members(line)
+
+    def raw(start: int, end: int) -> str | None:
+        text = line[start:end]
+        return None if text == "null" else text
+
+    values = {name: (vs, ve) for name, _ns, vs, ve in members}
     if mapping.data_field:
-        value = record.get(mapping.data_field)
-        data = None if value is None else dumps_exact(value)
+        data = raw(*values[mapping.data_field]) if mapping.data_field in values else None
     else:
         drop = set(mapping.mapped_fields())
-        data = dumps_exact({k: v for k, v in record.items() if k not in drop})
-    meta_members: dict[str, Any] = {m: record[m] for m in mapping.meta_fields if record.get(m) is not None}
-    return data, (dumps_exact(meta_members) if meta_members else None)
+        data = "{" + ",".join(f"{dumps_exact(name)}:{line[vs:ve]}" for name, _ns, vs, ve in members if name not in drop) + "}"
+    meta = [
+        f"{dumps_exact(m)}:{line[values[m][0]:values[m][1]]}"
+        for m in mapping.meta_fields
+        if m in values and raw(*values[m]) is not None
+    ]
+    return data, ("{" + ",".join(meta) + "}") if meta else None
 
 
 class RecordMapper:

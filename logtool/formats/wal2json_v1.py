@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import _DECODER, BadRecord, Mapping, Report, Source, check_mapping_for, iter_lines
+from .base import raw_decode_exact, BadRecord, Mapping, Report, Source, check_mapping_for, iter_lines
 from .wal2json import (
     KEY_OPTIONS,
     Change,
@@ -76,7 +76,7 @@ def _expect(text: str, i: int, char: str) -> None:
 def _value(text: str, i: int) -> tuple[Any, int]:
     # the decoder of loads_exact (numbers stay exact), for a value at an index
     try:
-        value, end = _DECODER.raw_decode(text, i)
+        value, end = raw_decode_exact(text, i)
     except ValueError as e:
         raise _Malformed(getattr(e, "msg", str(e)), getattr(e, "pos", i)) from None
     return value, end
