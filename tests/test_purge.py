@@ -1,0 +1,634 @@
+"""Purge and redact: what goes, what stays byte for byte, the receipt, and that nothing is left."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logtool.formats.base import Mapping
+from logtool.ingest import ingest
+from logtool.integrity import verify
+from logtool.purge import purge, purge_file, receipt_matches, redact, redact_file
+from logtool.store import Store
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+MAPPING = Mapping(
+    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+    meta_fields=("actor",), prev_key_field="prev_id",
+)  # fmt: skip
+
+PERSON = {
+    "name": "Zed Quist",
+    "email": "zz.quist@example.org",  # the largest email
+    "phone": "+44 20 7946 0999",
+    "old_key": "a-007",  # the smallest key of its segment
+    "key": "a-008",  # the smallest key of its segment
+}
+
+
+def _ev(i: int, table: str, op: str, key: str, data: Any, **extra: Any) -> str:
+    record = {"ts": f"2026-03-01T10:{i:02d}:00.000Z", "table": table, "op": op, "id": key, **extra,
+              "data": data, "actor": "app"}  # fmt: skip
+    # numbers written "#1.10#" become the JSON number 1.10, trailing zero kept
+    return re.sub(r'"#([0-9.]+)#"', r"\1", json.dumps(record))
+
+
+# offsets 0..15, four segments of 4: the person (a-007, renamed a-008) is in segments 1 and 2 only
+EVENTS = [
+    _ev(0, "users", "insert", "b-100", {"id": "b-100", "name": "Bob Ray", "email": "bob@example.com", "score": "#1.50#"}),
+    _ev(1, "users", "insert", "c-200", {"id": "c-200", "name": "Cy Lee", "email": "cy@example.com", "score": 2.0}),
+    _ev(2, "orders", "insert", "o-1", {"id": "o-1", "customer": "c-200", "total": "#10.50#"}),
+    _ev(3, "users", "insert", "b-101", {"id": "b-101", "name": "Di Moe", "email": "di@example.com"}),
+    _ev(4, "users", "insert", "a-007", {"id": "a-007", "name": "Zed Quist", "email": "zz.quist@example.org",
+                                         "phone": "+44 20 7946 0999", "score": "#1.10#", "address": {"zip": "LS1 4AP"}}),
+    _ev(5, "orders", "insert", "o-2", {"id": "o-2", "customer": "a-007", "total": "#99.90#", "note": "for Zed Quist"}),
+    _ev(6, "users", "patch", "c-200", {"city": "Oslo"}),
+    _ev(7, "users", "patch", "a-007", {"phone": "+44 20 7946 0999"}),
+    _ev(8, "users", "update", "a-008", {"id": "a-008", "name": "Zed Quist", "email": "zz.quist@example.org",
+                                         "phone": "+44 20 7946 0999", "score": "#1.10#"}, prev_id="a-007"),
+    _ev(9, "orders", "patch", "o-1", {"status": "paid"}),
+    _ev(10, "users", "patch", "b-100", {"city": "Rome"}),
+    _ev(11, "users", "patch", "a-008", {"city": "Leeds"}),
+    _ev(12, "orders", "insert", "o-3", {"id": "o-3", "customer": "b-101", "total": "#12.00#"}),
+    _ev(13, "users", "patch", "b-101", {"city": "Bergen"}),
+    _ev(14, "users", "delete", "c-200", None),
+    _ev(15, "orders", "patch", "o-3", {"total": "#12.30#"}),
+]  # fmt: skip
+PERSON_OFFSETS = [4, 7, 8, 11]
+BROKEN = [
+    '{"ts": "2026-03-01T11:00:00Z", "table": "users", "op": "bogus", "id": "a-008", "data": {"email": "zz.quist@example.org"}}',
+    '{"id": "a-008", "note": broken json',
+    "not json at all, about nobody",
+]
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    path = tmp_path / "app.jsonl"
+    path.write_text("\n".join(EVENTS + BROKEN) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, log_file: Path) -> Path:
+    path = tmp_path / "store"
+    ingest(path, [str(log_file)], mapping=MAPPING, segment_rows=4, on_error="quarantine")
+    return path
+
+
+def files(store: Path) -> dict[str, bytes]:
+    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def segment_at(store: Path, offset: int) -> str:
+    state = Store.open(store).state()
+    return next(s["path"] for s in state.segments if s["min_offset"] <= offset <= s["max_offset"])
+
+
+def rows(store: Path, sql: str) -> list[dict[str, Any]]:
+    import logtool
+
+    return list(logtool.sql(str(store), sql).to_pylist())
+
+
+def assert_verified(store: Path, leftovers: bool = False) -> None:
+    report = verify(str(store))
+    assert report.ok, report.problems
+    assert bool(report.leftovers) == leftovers, report.leftovers
+
+
+# --------------------------------------------------------------------------- residue scanner
+
+
+def _zstd_frames(data: bytes) -> Iterator[bytes]:
+    import zstandard
+
+    start = data.find(b"\x28\xb5\x2f\xfd")
+    while start >= 0:
+        try:
+            yield zstandard.ZstdDecompressor().decompressobj().decompress(data[start:])
+        except zstandard.ZstdError:
+            pass
+        start = data.find(b"\x28\xb5\x2f\xfd", start + 1)
+
+
+def _parquet_texts(path: Path) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    for column in pf.read().columns:  # every value; dictionary pages are decoded with them
+        yield json.dumps(column.to_pylist(), default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
+    meta = pf.metadata
+    for rg in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            chunk = meta.row_group(rg).column(c)
+            stats = chunk.statistics
+            if stats is not None and stats.has_min_max:
+                yield f"{stats.min!r} {stats.max!r}"
+    yield repr(meta.metadata)
+
+
+def residue(store: Path, value: str) -> list[str]:
+    """Every place in the store's files where the value can be read: raw bytes (footers, page
+    indexes), every zstd frame decompressed (data and dictionary pages), every decoded Parquet
+    value and every column chunk's min/max statistics."""
+    needle = value.encode()
+    found = []
+    for path in sorted(p for p in store.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if needle in data:
+            found.append(f"{path.name}: bytes")
+        if any(needle in frame for frame in _zstd_frames(data)):
+            found.append(f"{path.name}: compressed page")
+        if path.suffix == ".parquet" and any(value in t for t in _parquet_texts(path)):
+            found.append(f"{path.name}: decoded")
+    return found
+
+
+def key_statistics(path: Path) -> list[tuple[Any, Any]]:
+    """min/max of the `key` column chunk of every row group (footer statistics)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    key = meta.schema.names.index("key")
+    return [(meta.row_group(i).column(key).statistics.min, meta.row_group(i).column(key).statistics.max)
+            for i in range(meta.num_row_groups)]  # fmt: skip
+
+
+def indexed(path: Path) -> bool:
+    """Written with the segment options: a page index on every column, a bloom filter on `key`."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    key = meta.schema.names.index("key")
+    chunks = [meta.row_group(i).column(c) for i in range(meta.num_row_groups) for c in range(meta.num_columns)]
+    blooms = [meta.row_group(i).column(key).bloom_filter_offset for i in range(meta.num_row_groups)]
+    return all(c.has_column_index for c in chunks) and all(b is not None for b in blooms)
+
+
+def bloom_excludes(store: Path, value: str) -> bool:
+    """Does every segment's bloom filter on `key` say the value is not there?"""
+    import duckdb
+
+    con = duckdb.connect()
+    for seg in Store.open(store).state().segments:
+        probe = con.execute(
+            "SELECT bloom_filter_excludes FROM parquet_bloom_probe($1, 'key', $2)", [str(store / seg["path"]), value]
+        ).fetchall()
+        if not all(r[0] for r in probe):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- purge
+
+
+def test_purge_by_key_takes_earlier_identities_and_rewrites_only_their_segments(store: Path) -> None:
+    before = files(store)
+    untouched = [segment_at(store, 0), segment_at(store, 12)]
+    survivors = rows(store, 'SELECT "offset", digest FROM events ORDER BY "offset"')
+
+    res = purge(store, key=PERSON["key"], reason="erasure request")
+
+    assert res.events == 4 and res.keys == 2
+    assert res.offsets == [[4, 4], [7, 8], [11, 11]]
+    assert sorted(res.segments_rewritten) == sorted([p for p in before if p.startswith("segments/")
+                                                     and p not in untouched])  # fmt: skip
+    after = files(store)
+    for path in untouched:
+        assert after[path] == before[path]
+    assert rows(store, "SELECT count(*) AS n FROM events WHERE key IN ('a-007', 'a-008') OR prev_key = 'a-007'") == [
+        {"n": 0}
+    ]
+    kept = rows(store, 'SELECT "offset", digest FROM events ORDER BY "offset"')
+    assert kept == [r for r in survivors if r["offset"] not in PERSON_OFFSETS]  # salts and digests copied
+    commit = Store.open(store).commits()[-1]
+    assert commit["operation"] == "purge" and commit["gaps"] == [[4, 4], [7, 8], [11, 11]]
+    assert_verified(store)
+
+
+def test_purge_by_old_key_alone_does_not_follow_the_row_forward(store: Path) -> None:
+    res = purge(store, key=PERSON["old_key"], dry_run=True)
+    # a-007's own events, and the event that moved it to a-008 (it names a-007 as prev_key)
+    assert res.offsets == [[4, 4], [7, 8]]
+
+
+def test_purge_entity_and_where_are_anded(store: Path) -> None:
+    res = purge(store, entity="orders", where="op = 'patch'")
+    assert res.offsets == [[9, 9], [15, 15]]
+    assert_verified(store)
+
+
+def test_a_segment_whose_events_all_go_is_removed_without_replacement(store: Path) -> None:
+    seg = segment_at(store, 12)
+    res = purge(store, where='"offset" BETWEEN 12 AND 15')
+    assert res.segments_removed == [seg] and res.segments_added == []
+    assert not (store / seg).exists()
+    assert Store.open(store).state().next_offset == 16
+    assert_verified(store)
+
+
+def test_a_second_identical_purge_changes_nothing(store: Path) -> None:
+    purge(store, key=PERSON["key"])
+    before = files(store)
+    res = purge(store, key=PERSON["key"])
+    assert res.events == 0 and res.commit is None
+    assert files(store) == before
+
+
+def test_dry_run_lists_what_would_go_and_changes_nothing(store: Path) -> None:
+    from logtool.replay import snapshot
+
+    snapshot(str(store), at_offset=13)
+    before = files(store)
+    res = purge(store, key=PERSON["key"], dry_run=True)
+    assert files(store) == before
+    assert res.dry_run and res.commit is None and res.receipt is None
+    assert res.events == 4 and res.keys == 2 and res.offsets == [[4, 4], [7, 8], [11, 11]]
+    assert len(res.segments_rewritten) == 2 and len(res.snapshots_removed) == 1
+    assert res.quarantine_records == 2
+    red = redact(store, ["email"], key=PERSON["key"], dry_run=True)
+    assert files(store) == before and red.offsets == [[4, 4], [8, 8]]
+
+
+# --------------------------------------------------------------------------- receipt
+
+
+def test_receipt_proves_that_nothing_else_changed(store: Path) -> None:
+    res = purge(store, key=PERSON["key"], reason="erasure request")
+    receipt = res.receipt
+    assert receipt is not None
+    assert receipt["reason"] == "erasure request" and receipt["counts"]["events"] == 4
+    assert receipt["offsets"] == [[4, 4], [7, 8], [11, 11]]
+    assert Store.open(store).commits()[-1]["info"]["receipt"] == receipt
+    for seg in receipt["segments"]:
+        new = seg["new"]
+        kept = rows(store, f"SELECT \"offset\", digest FROM read_parquet('{store / new['path']}') ORDER BY 1")
+        removed = [o for a, b in seg["offsets"] for o in range(a, b + 1)]
+        merged = sorted([(r["offset"], r["digest"]) for r in kept]
+                        + [(o, bytes.fromhex(d)) for o, d in zip(removed, seg["digests"], strict=True)])  # fmt: skip
+        assert hashlib.sha256(b"".join(d for _o, d in merged)).hexdigest() == seg["old"]["digest"]
+        assert new["digest"] == hashlib.sha256(b"".join(r["digest"] for r in kept)).hexdigest()
+    assert receipt_matches(receipt, key=PERSON["key"])
+    assert not receipt_matches(receipt, key="b-100")
+
+
+def test_receipt_and_commit_log_hold_no_personal_data(store: Path) -> None:
+    where = f"data->>'email' = '{PERSON['email']}'"
+    res = purge(store, where=where)
+    assert res.events == 2 and res.receipt is not None and "where" not in res.receipt["predicate"]
+    assert receipt_matches(res.receipt, where=where)
+    purge(store, key=PERSON["key"])
+    redact(store, ["customer", "note"], where="data->>'customer' = 'a-007'")
+    log = "".join(p.read_text() for p in (store / "_log").glob("*.json"))
+    for value in (PERSON["key"], PERSON["old_key"], PERSON["email"], PERSON["name"], PERSON["phone"], where):
+        assert value not in log
+    for c in Store.open(store).commits()[1:]:
+        assert set(c["params"]) <= {"by", "entity", "identities", "fields"}
+    recorded = purge(store, where="op = 'delete'", record_predicate=True)
+    assert recorded.receipt is not None and recorded.receipt["predicate"]["where"] == "op = 'delete'"
+    assert receipt_matches(recorded.receipt, where="op = 'delete'")
+
+
+# --------------------------------------------------------------------------- no residue
+
+
+def test_no_residue_anywhere_in_the_store(store: Path) -> None:
+    from logtool.replay import snapshot
+
+    snapshot(str(store), at_offset=2)
+    snapshot(str(store), at_offset=13)
+    values = [PERSON["key"], PERSON["old_key"], PERSON["email"], PERSON["phone"], PERSON["name"]]
+    for value in values:  # the scanner finds each value before: it can see them
+        assert residue(store, value), value
+    assert not bloom_excludes(store, PERSON["key"])
+    assert key_statistics(store / segment_at(store, 4))[0][0] == PERSON["old_key"]  # the column's min
+    assert key_statistics(store / segment_at(store, 8))[0][0] == PERSON["key"]
+
+    purge(store, key=PERSON["key"], reason="erasure")
+    redact(store, ["customer", "note"], where="data->>'customer' IN ('a-007', 'a-008')")
+
+    for value in values:
+        assert residue(store, value) == [], value
+    assert bloom_excludes(store, PERSON["key"]) and bloom_excludes(store, PERSON["old_key"])
+    state = Store.open(store).state()
+    assert all(indexed(store / s["path"]) for s in state.segments)
+    assert key_statistics(store / segment_at(store, 5)) == [("c-200", "o-2")]
+    assert residue(store, "bob@example.com")  # the others are still there
+    state = Store.open(store).state()
+    assert [s["offset"] for s in state.of_kind("snapshot")] == [2]
+    quarantined = (store / state.of_kind("quarantine")[0]["path"]).read_text()
+    assert "not json at all, about nobody" in quarantined and state.of_kind("quarantine")[0]["rows"] == 1
+    assert not list(store.rglob("*.tmp")) and not (store / "_lock").exists()
+    assert_verified(store)
+
+
+def test_no_residue_of_a_person_in_the_pii_sample(tmp_path: Path) -> None:
+    path = tmp_path / "people"
+    mapping = Mapping(key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+                      meta_fields=("actor",), prev_key_field="prev_id")  # fmt: skip
+    ingest(path, [str(SAMPLES / "people_pii.jsonl")], mapping=mapping, segment_rows=16)
+    values = ["mira.kovac@example.org", "+44 20 7946 0958", "Mira Kovac", "203.0.113.77"]
+    assert all(residue(path, v) for v in values)
+    gone = purge(path, key="10033", entity="public.users").events
+    gone += purge(path, key="508", entity="public.signups").events
+    gone += purge(path, key="519", entity="public.signups").events
+    assert gone == 8
+    assert redact(path, ["note"], where="data->>'note' LIKE '%Mira Kovac%'").events == 1
+    for value in values:
+        assert residue(path, value) == [], value
+    assert_verified(path)
+
+
+# --------------------------------------------------------------------------- redact
+
+
+def test_redact_blanks_fields_keeps_events_and_exact_numbers(store: Path) -> None:
+    untouched = {p: b for p, b in files(store).items() if p in (segment_at(store, 0), segment_at(store, 12))}
+    old = {r["offset"]: r for r in rows(store, 'SELECT "offset", digest, data FROM events')}
+
+    res = redact(store, ["email", "phone", "address.zip"], key=PERSON["key"])
+
+    assert res.operation == "redact" and res.matched == 4 and res.events == 3  # 11 holds none of them
+    assert res.offsets == [[4, 4], [7, 8]]
+    new = {r["offset"]: r for r in rows(store, 'SELECT "offset", digest, data FROM events')}
+    assert sorted(new) == sorted(old)
+    assert new[4]["data"] == ('{"id":"a-007","name":"Zed Quist","email":"[REDACTED]","phone":"[REDACTED]",'
+                              '"score":1.10,"address":{"zip":"[REDACTED]"}}')  # fmt: skip
+    assert new[7]["data"] == '{"phone":"[REDACTED]"}'
+    for off in new:
+        assert (new[off]["digest"] != old[off]["digest"]) == (off in (4, 7, 8))
+    after = files(store)
+    assert all(after[p] == b for p, b in untouched.items())
+    assert Store.open(store).commits()[-1]["gaps"] == []
+    assert_verified(store)
+
+
+def test_redact_reaches_meta_and_before(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps({"id": 1, "op": "insert", "data": {"v": 1}, "actor": "ann@example.org"}) + "\n")
+    dest = tmp_path / "s"
+    ingest(dest, [str(path)], mapping=Mapping(key_fields=("id",), op_field="op", data_field="data",
+                                              meta_fields=("actor",)))  # fmt: skip
+    assert redact(dest, ["actor"], key="1").events == 1
+    assert rows(dest, "SELECT meta FROM events") == [{"meta": '{"actor":"[REDACTED]"}'}]
+    assert residue(dest, "ann@example.org") == []
+
+
+# --------------------------------------------------------------------------- snapshots and head
+
+
+def test_snapshots_at_or_after_the_first_match_are_removed(store: Path) -> None:
+    from logtool.replay import snapshot
+
+    early = snapshot(str(store), at_offset=2)
+    late = snapshot(str(store), at_offset=13)
+    res = purge(store, key=PERSON["key"])
+    assert res.snapshots_removed == [late["path"]]
+    assert not (store / late["path"]).exists() and (store / early["path"]).exists()
+    assert_verified(store)
+
+
+def test_head_drop_keeps_a_snapshot_and_the_head_state(store: Path) -> None:
+    from logtool.replay import replay
+
+    head = replay(str(store)).digest
+    res = purge(store, before_offset=6)
+    assert res.offsets == [[0, 5]] and res.snapshot_taken is not None
+    state = Store.open(store).state()
+    assert [s["offset"] for s in state.of_kind("snapshot")] == [5]
+    assert state.segments[0]["min_offset"] == 6
+    assert replay(str(store)).digest == head
+    assert_verified(store)
+    res = purge(store, before_time="2026-03-01T10:09:00Z")
+    assert res.offsets == [[6, 8]]
+    assert [s["offset"] for s in Store.open(store).state().of_kind("snapshot")] == [8]
+    assert replay(str(store)).digest == head
+    assert_verified(store)
+
+
+def test_a_snapshot_built_from_dropped_events_goes_with_the_person(store: Path) -> None:
+    purge(store, before_offset=6)  # the snapshot at 5 holds a-007's row; its events are gone
+    res = purge(store, key=PERSON["key"])
+    assert len(res.snapshots_removed) == 1
+    assert residue(store, PERSON["email"]) == []
+
+
+def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logtool.errors import LogtoolError
+
+    monkeypatch.setitem(sys.modules, "logtool.replay", None)
+    before = files(store)
+    with pytest.raises(LogtoolError, match="needs snapshots"):
+        purge(store, before_offset=6)
+    assert files(store) == before
+
+
+# --------------------------------------------------------------------------- quarantine
+
+
+def test_quarantined_records_that_match_go(store: Path) -> None:
+    res = purge(store, key=PERSON["key"])
+    assert res.quarantine_records == 2
+    entry = Store.open(store).state().of_kind("quarantine")[0]
+    assert [json.loads(line)["raw"] for line in (store / entry["path"]).read_text().splitlines()] == [BROKEN[2]]
+
+
+def test_quarantine_where_is_evaluated_on_records_that_parse(store: Path) -> None:
+    res = purge(store, where=f"data->>'email' = '{PERSON['email']}'", dry_run=True)
+    assert res.offsets == [[4, 4], [8, 8]] and res.quarantine_records == 1  # not the broken JSON line
+
+
+def test_redact_rewrites_quarantined_records_that_parse(store: Path) -> None:
+    res = redact(store, ["email"], key=PERSON["key"])
+    assert res.quarantine_records == 2
+    entry = Store.open(store).state().of_kind("quarantine")[0]
+    raws = [json.loads(line)["raw"] for line in (store / entry["path"]).read_text().splitlines()]
+    assert raws == [raws[0], BROKEN[2]] and json.loads(raws[0])["data"] == {"email": "[REDACTED]"}
+
+
+# --------------------------------------------------------------------------- --where
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "1=1); DROP VIEW events; SELECT (1",
+        "true; COPY (SELECT 1) TO '/tmp/x.csv'",
+        "1=1) UNION ALL SELECT 1 FROM events WHERE (1=1",
+        "1=1) GROUP BY key HAVING (1=1",
+        "1=1) LIMIT (0",
+        "key IN (SELECT column0 FROM read_csv('/etc/passwd'))",
+        "EXISTS (SELECT * FROM read_text('/etc/hostname'))",
+        "key IN (SELECT key FROM read_parquet('segments/*.parquet'))",
+        "ATTACH 'x.db'",
+        "nosuch_column = 1",
+        "",
+        "true --",
+    ],
+)
+def test_where_is_one_expression_or_refused(store: Path, where: str) -> None:
+    from logtool.errors import UsageError
+
+    before = files(store)
+    if where == "true --":  # a trailing comment cannot swallow the closing parenthesis
+        assert purge(store, where=where, dry_run=True).events == 16
+        return
+    with pytest.raises(UsageError):
+        purge(store, where=where)
+    assert files(store) == before
+
+
+def test_where_may_use_subqueries_over_events(store: Path) -> None:
+    res = purge(store, where="key IN (SELECT key FROM events WHERE op = 'delete')", dry_run=True)
+    assert res.offsets == [[1, 1], [6, 6], [14, 14]]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(cli: Any, store: Path) -> None:
+    before = files(store)
+    run = cli("purge", store, "--key", PERSON["key"])
+    assert run.code == 2 and "--yes" in run.err and run.out == ""
+    assert files(store) == before
+
+
+def test_cli_prompts_on_a_terminal(cli: Any, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logtool.commands import purge as command
+
+    monkeypatch.setattr(command, "interactive", lambda: True)
+    before = files(store)
+    run = cli("purge", store, "--key", PERSON["key"], input="n\n")
+    assert run.code == 1 and "4 event(s) would be removed" in run.err
+    assert files(store) == before
+    run = cli("purge", store, "--key", PERSON["key"], "--format", "json", input="y\n")
+    assert run.code == 0, run.err
+    assert json.loads(run.lines()[-1])["events"] == 4  # (the runner echoes the typed answer to stdout)
+    assert_verified(store)
+
+
+def test_cli_yes_dry_run_and_log(cli: Any, store: Path) -> None:
+    before = files(store)
+    run = cli("redact", store, "--field", "email", "--key", PERSON["key"], "--dry-run", "--format", "json")
+    assert run.code == 0 and json.loads(run.out)["offsets"] == "4, 8"
+    assert files(store) == before
+    run = cli("purge", store, "--key", PERSON["key"], "--reason", "ticket 118", "--yes", "--format", "json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["commit"] == 1
+    log = cli("log", store, "--format", "jsonl")
+    receipt = json.loads(log.lines()[-1])["receipt"]
+    assert receipt["reason"] == "ticket 118" and receipt["offsets"] == [[4, 4], [7, 8], [11, 11]]
+    assert cli("verify", store).code == 0
+
+
+def test_cli_where_injection_is_a_usage_error(cli: Any, store: Path) -> None:
+    run = cli("purge", store, "--where", "1=1); DROP VIEW events; SELECT (1", "--yes")
+    assert run.code == 2 and run.errors() == ["error: --where must be one statement, found 3"]
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def test_raw_jsonl_purge_keeps_other_lines_byte_for_byte(tmp_path: Path, log_file: Path) -> None:
+    out = tmp_path / "clean.jsonl"
+    res = purge_file(log_file, out, key=PERSON["key"], mapping=MAPPING)
+    lines = log_file.read_bytes().splitlines(keepends=True)
+    gone = [*PERSON_OFFSETS, 16, 17]  # and the two unreadable lines that name the key
+    assert out.read_bytes() == b"".join(line for i, line in enumerate(lines) if i not in gone)
+    assert res.removed == 6 and res.records == 19 and res.unreadable == 3
+
+
+def test_raw_jsonl_redact_and_where(tmp_path: Path, log_file: Path) -> None:
+    out = tmp_path / "red.jsonl"
+    res = redact_file(log_file, out, ["customer", "note"], where="data->>'customer' = 'a-007'", mapping=MAPPING)
+    assert res.redacted == 1
+    lines = log_file.read_text().splitlines(keepends=True)
+    new = out.read_text().splitlines(keepends=True)
+    assert [i for i, (a, b) in enumerate(zip(lines, new, strict=True)) if a != b] == [5]
+    assert json.loads(new[5])["data"] == {"id": "o-2", "customer": "[REDACTED]", "total": 99.9, "note": "[REDACTED]"}
+    assert '"total":99.90' in new[5]  # exact, not through a float
+
+
+def test_raw_csv(tmp_path: Path) -> None:
+    src = tmp_path / "people.csv"
+    src.write_bytes(
+        b"id,name,email,note\r\n"
+        b'1,Ann,ann@example.org,"hello, world"\r\n'
+        b'2,Zed Quist,zz.quist@example.org,"two\nlines"\r\n'
+        b"3,Cy,cy@example.org,\r\n"
+    )
+    mapping = Mapping(key_fields=("id",))
+    out = tmp_path / "clean.csv"
+    res = purge_file(src, out, where="data->>'email' = 'zz.quist@example.org'", mapping=mapping)
+    assert res.removed == 1
+    assert out.read_bytes() == b'id,name,email,note\r\n1,Ann,ann@example.org,"hello, world"\r\n3,Cy,cy@example.org,\r\n'
+    res = redact_file(src, out, ["email", "id"], key="2", mapping=mapping)
+    assert res.redacted == 1
+    assert out.read_bytes() == (b'id,name,email,note\r\n1,Ann,ann@example.org,"hello, world"\r\n'
+                                b'2,Zed Quist,[REDACTED],"two\nlines"\r\n3,Cy,cy@example.org,\r\n')  # fmt: skip
+
+
+def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
+    out = tmp_path / "clean.jsonl"
+    run = cli("purge", log_file, "--key", PERSON["key"], "--key-field", "id", "--entity-field", "table",
+              "--op-field", "op", "--ts-field", "ts", "--data-field", "data", "--prev-key-field", "prev_id",
+              "-o", out)  # fmt: skip
+    assert run.code == 0, run.err
+    assert PERSON["email"].encode() not in out.read_bytes()
+    run = cli("purge", log_file, "--key", "b-100", "--key-field", "id", "--entity-field", "table")
+    assert run.code == 0 and len(run.out.splitlines()) == len(EVENTS) + len(BROKEN) - 2
+    assert cli("purge", log_file, "--key", "x", "-o", log_file).code == 2
+
+
+# --------------------------------------------------------------------------- crash safety
+
+_CHILD = """
+import sys, time
+import logtool.purge as p
+from logtool.store import Store
+
+def stop(*args, **kwargs):
+    print("READY", flush=True)
+    time.sleep(120)
+
+if sys.argv[2] == "before-commit":
+    Store.commit = stop
+else:
+    p.sweep = stop
+p.purge(sys.argv[1], key="a-008")
+"""
+
+
+@pytest.mark.parametrize("phase", ["before-commit", "after-commit"])
+def test_a_killed_purge_leaves_the_old_or_the_new_store_and_a_rerun_completes(store: Path, phase: str) -> None:
+    commits = len(Store.open(store).commits())
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(store), phase], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "LOGTOOL_THREADS": "1"})  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "READY"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    state = Store.open(store).state()
+    assert len(Store.open(store).commits()) == commits + (phase == "after-commit")
+    assert_verified(store, leftovers=True)  # new files not yet named, or old ones not yet deleted
+    if phase == "before-commit":
+        assert rows(store, "SELECT count(*) AS n FROM events") == [{"n": 16}]
+    else:
+        assert state.version == commits and rows(store, "SELECT count(*) AS n FROM events") == [{"n": 12}]
+
+    res = purge(store, key=PERSON["key"])  # the stale lock of the killed process is taken over
+    assert res.events == (4 if phase == "before-commit" else 0) and res.leftovers_removed
+    assert_verified(store)
+    assert residue(store, PERSON["email"]) == []
