@@ -1,0 +1,315 @@
+"""The store: opening and creating, atomic numbered commits in a hash chain, the writer lock,
+segment files, and the read-only views (info, log)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+import logtool
+from logtool.errors import LockedError, StoreError
+from logtool.formats.base import Mapping
+from logtool.schema import event_schema
+from logtool.store import Store, canonical_json, commit_hash, file_sha256
+
+from conftest import Cli, write_lines
+
+
+def _ingest(store: Path, f: Path, **kw: Any) -> Any:
+    return logtool.ingest(str(store), [str(f)], mapping=Mapping(key_fields=("id",), ts_field="ts"), **kw)
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    return write_lines(
+        tmp_path / "orders.jsonl",
+        [json.dumps({"id": i, "ts": f"2024-01-0{1 + i % 3}T00:00:00Z", "v": i}) for i in range(7)],
+    )
+
+
+# --------------------------------------------------------------------------- open / create
+
+
+def test_open_and_create_refuse_what_is_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such store"):
+        Store.open(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is a file, not a store directory"):
+        Store.open(tmp_path / "file")
+    with pytest.raises(StoreError, match="is a file, not a store directory"):
+        Store.create(tmp_path / "file")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a logtool store"):
+        Store.open(tmp_path / "other")
+    with pytest.raises(StoreError, match="exists and is not a logtool store"):
+        Store.create(tmp_path / "other")
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt"]  # left untouched
+
+
+def test_create_makes_the_layout(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for path in (tmp_path / "new", tmp_path / "empty"):
+        Store.create(path)
+        assert sorted(p.name for p in path.iterdir()) == ["_log", "quarantine", "segments", "snapshots"]
+        state = Store.open(path).state()
+        assert (state.version, state.next_offset, state.files, state.head_hash) == (-1, 0, {}, None)
+
+
+# --------------------------------------------------------------------------- commits
+
+
+def test_commit_needs_the_lock(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "s")
+    with pytest.raises(StoreError, match="without the writer lock"):
+        store.commit("test", {})
+    assert store.commit_paths() == []
+
+
+def test_commits_are_numbered_canonical_and_chained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGTOOL_ACTOR", "tester@lab")
+    store = Store.create(tmp_path / "s")
+    with store.writer("test"):
+        a = store.commit("one", {"x": 1}, info={"next_offset": 5})
+        b = store.commit("two", {"y": [1, 2]}, gaps=[[0, 4]])
+    assert [p.name for p in store.commit_paths()] == ["00000000.json", "00000001.json"]
+    assert [sorted(p.name for p in (tmp_path / "s" / "_log").iterdir())] == [["00000000.json", "00000001.json"]]
+    for p, body in zip(store.commit_paths(), (a, b), strict=True):
+        assert p.read_bytes() == (canonical_json(body) + "\n").encode()
+        assert body["hash"] == commit_hash(body)
+        assert body["actor"] == "tester@lab"
+    assert (a["version"], a["prev"], a["operation"], a["params"]) == (0, None, "one", {"x": 1})
+    assert (b["version"], b["prev"], b["operation"], b["gaps"]) == (1, a["hash"], "two", [[0, 4]])
+    state = store.state()
+    assert (state.version, state.head_hash, state.next_offset, state.gaps) == (1, b["hash"], 5, [[0, 4]])
+    assert store.commits() == [a, b]
+
+
+def test_commit_never_overwrites(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "s")
+    with store.writer("test"):
+        store.commit("one", {})
+        # another writer published number 1 behind our back
+        (store.log_dir / "00000001.json").write_text('{"theirs":true}\n')
+        store.state = lambda: logtool.store.fold(store.commits()[:1])  # type: ignore[method-assign]
+        with pytest.raises(StoreError, match="already exists"):
+            store.commit("two", {})
+    assert (store.log_dir / "00000001.json").read_text() == '{"theirs":true}\n'
+    assert list(store.log_dir.glob(".*.tmp")) == []
+
+
+def test_damaged_commit_is_a_store_error(tmp_path: Path, events_file: Path) -> None:
+    _ingest(tmp_path / "s", events_file)
+    (tmp_path / "s" / "_log" / "00000000.json").write_text("{")
+    with pytest.raises(StoreError, match="commit file is damaged"):
+        Store.open(tmp_path / "s").state()
+
+
+def test_ingest_commit_records_what_it_did(tmp_path: Path, events_file: Path) -> None:
+    store_path = tmp_path / "s"
+    result = _ingest(store_path, events_file, segment_rows=3)
+    (commit,) = Store.open(store_path).commits()
+    assert commit["operation"] == "ingest"
+    assert commit["params"]["file"] == str(events_file)
+    assert commit["params"]["format"] == "jsonl"
+    assert commit["params"]["sha256"] == file_sha256(events_file)
+    assert commit["params"]["mapping"] == {"key_fields": ["id"], "ts_field": "ts"}
+    assert commit["info"] == {"ingested": 7, "quarantined": 0, "skipped": 0, "next_offset": 7}
+    assert [(e["min_offset"], e["max_offset"], e["rows"]) for e in commit["add"]] == [(0, 2, 3), (3, 5, 3), (6, 6, 1)]
+    assert result.files[0].commit == 0 and (result.files[0].first_offset, result.files[0].last_offset) == (0, 6)
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def test_segment_files(tmp_path: Path, events_file: Path) -> None:
+    store_path = tmp_path / "s"
+    _ingest(store_path, events_file, segment_rows=3)
+    store = Store.open(store_path)
+    segments = store.state().segments
+    assert len(segments) == 3
+    for seg in segments:
+        path = store_path / seg["path"]
+        assert path.name.startswith(f"{seg['min_offset']:020d}-")  # named by base offset
+        assert seg["sha256"] == file_sha256(path) and seg["bytes"] == path.stat().st_size
+        meta = pq.ParquetFile(path).metadata
+        assert meta.num_rows == seg["rows"] <= 3
+        assert pq.read_schema(path).remove_metadata() == event_schema()
+        names = [meta.row_group(0).column(i).path_in_schema for i in range(meta.num_columns)]
+        for col in ("offset", "ts", "entity", "key"):
+            chunk = meta.row_group(0).column(names.index(col))
+            assert chunk.compression == "ZSTD"
+            assert chunk.statistics is not None and chunk.statistics.has_min_max, col
+        table = pq.read_table(path)
+        assert table.column("offset").to_pylist() == list(range(seg["min_offset"], seg["max_offset"] + 1))
+        assert all(len(s) == 16 for s in table.column("salt").to_pylist())
+        assert all(len(d) == 32 for d in table.column("digest").to_pylist())
+    salts = [s for seg in segments for s in pq.read_table(store_path / seg["path"]).column("salt").to_pylist()]
+    assert len(set(salts)) == len(salts)  # a salt per event
+    assert [(s["min_ts"], s["max_ts"]) for s in segments] == [
+        ("2024-01-01T00:00:00+00:00", "2024-01-03T00:00:00+00:00"),
+        ("2024-01-01T00:00:00+00:00", "2024-01-03T00:00:00+00:00"),
+        ("2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00+00:00"),
+    ]
+
+
+def test_events_view_hides_the_salt(tmp_path: Path, events_file: Path) -> None:
+    _ingest(tmp_path / "s", events_file)
+    names = logtool.sql(str(tmp_path / "s"), "SELECT * FROM events LIMIT 0").schema.names
+    assert "salt" not in names
+    assert names == [n for n in event_schema().names if n != "salt"]
+
+
+def test_empty_store_has_an_empty_events_view(tmp_path: Path) -> None:
+    Store.create(tmp_path / "s")
+    assert logtool.sql(str(tmp_path / "s"), "SELECT count(*) AS n FROM events").to_pylist() == [{"n": 0}]
+
+
+def test_leftovers_are_files_no_commit_names(tmp_path: Path, events_file: Path) -> None:
+    _ingest(tmp_path / "s", events_file)
+    store = Store.open(tmp_path / "s")
+    assert store.leftovers() == []
+    stray = tmp_path / "s" / "segments" / "00000000000000000007-0000.parquet"
+    stray.write_bytes(b"x")
+    tmp = tmp_path / "s" / "_log" / ".00000001.ab.tmp"
+    tmp.write_text("{")
+    assert store.leftovers() == sorted([stray, tmp])
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "s")
+    with store.writer("compact"):
+        with pytest.raises(LockedError) as e:
+            with Store(tmp_path / "s").writer("ingest"):
+                pass
+        assert f"locked by pid {os.getpid()} on {socket.gethostname()} (compact since" in e.value.message
+        assert e.value.hint and "_lock" in e.value.hint
+    assert not (tmp_path / "s" / "_lock").exists()
+    with store.writer("again"):  # released: free again
+        pass
+
+
+def test_lock_released_on_error(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "s")
+    with pytest.raises(RuntimeError), store.writer("x"):
+        raise RuntimeError("boom")
+    assert not (tmp_path / "s" / "_lock").exists()
+
+
+def test_ingest_while_lock_held_in_process(cli: Cli, tmp_path: Path, events_file: Path) -> None:
+    store = Store.create(tmp_path / "s")
+    with store.writer("x"):
+        r = cli("ingest", tmp_path / "s", events_file, "--key-field", "id")
+        assert r.code == 2
+        assert r.out == ""
+        (error,) = r.errors()
+        assert f"store is locked by pid {os.getpid()} on {socket.gethostname()} (x since" in error
+        assert "hint:" in r.err and "Traceback" not in r.err
+        # readers need no lock
+        assert cli("verify", tmp_path / "s").code == 0
+        assert cli("sql", tmp_path / "s", "SELECT count(*) AS n FROM events", "-f", "jsonl").out == '{"n":0}\n'
+    assert store.state().version == -1
+    assert list((tmp_path / "s" / "segments").iterdir()) == []
+
+
+_HOLDER = """
+import sys, time
+from logtool.store import Store
+with Store(sys.argv[1]).writer("compact"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_ingest_while_another_process_holds_the_lock(cli: Cli, tmp_path: Path, events_file: Path) -> None:
+    Store.create(tmp_path / "s")
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "s")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        r = cli("ingest", tmp_path / "s", events_file, "--key-field", "id")
+        assert r.code == 2
+        assert f"store is locked by pid {child.pid} on {socket.gethostname()} (compact since" in r.err
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        if child.stdout:
+            child.stdout.close()
+    # its holder is dead now: the lock is stale and the next writer takes it over
+    r = cli("ingest", tmp_path / "s", events_file, "--key-field", "id")
+    assert r.code == 0, r.err
+    assert not (tmp_path / "s" / "_lock").exists()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait(timeout=30)
+    return p.pid
+
+
+def test_stale_lock_from_dead_pid_taken_over(cli: Cli, tmp_path: Path, events_file: Path) -> None:
+    Store.create(tmp_path / "s")
+    lock = tmp_path / "s" / "_lock"
+    holder = {"pid": _dead_pid(), "host": socket.gethostname(), "operation": "ingest", "since": "2024-01-01T00:00:00Z"}
+    lock.write_text(json.dumps(holder))
+    r = cli("ingest", tmp_path / "s", events_file, "--key-field", "id")
+    assert r.code == 0, r.err
+    assert "7 ingested" in r.err
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize("content", ["other host", "garbage"])
+def test_lock_not_taken_over_when_its_holder_is_unknown(cli: Cli, tmp_path: Path, events_file: Path, content: str) -> None:
+    Store.create(tmp_path / "s")
+    lock = tmp_path / "s" / "_lock"
+    if content == "other host":
+        holder = {"pid": _dead_pid(), "host": "elsewhere.example", "operation": "purge", "since": "2024-01-01T00:00:00Z"}
+        lock.write_text(json.dumps(holder))
+        expected = f"locked by pid {holder['pid']} on elsewhere.example (purge since 2024-01-01T00:00:00Z)"
+    else:
+        lock.write_text("not json")
+        expected = "locked by another process"
+    r = cli("ingest", tmp_path / "s", events_file, "--key-field", "id")
+    assert r.code == 2
+    assert expected in r.err
+    assert lock.exists()
+
+
+# --------------------------------------------------------------------------- info and log
+
+
+def test_info(cli: Cli, tmp_path: Path, events_file: Path) -> None:
+    other = write_lines(tmp_path / "customers.jsonl", ['{"id":"c1"}', "{", '{"id":"c2"}'])
+    _ingest(tmp_path / "s", events_file, segment_rows=4)
+    logtool.ingest(str(tmp_path / "s"), [str(other)], mapping=Mapping(key_fields=("id",)), on_error="quarantine")
+    r = cli("info", tmp_path / "s", "--format", "json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert {k: info[k] for k in ("commits", "segments", "events", "first_offset", "last_offset", "next_offset",
+                                 "quarantined", "snapshots", "entities")} == {
+        "commits": 2, "segments": 3, "events": 9, "first_offset": 0, "last_offset": 8, "next_offset": 9,
+        "quarantined": 1, "snapshots": 0, "entities": {"customers": 2, "orders": 7},
+    }  # fmt: skip
+    assert info["first_ts"].startswith("2024-01-01") and info["bytes"] > 0
+    assert [c["version"] for c in info["last_commits"]] == [0, 1]
+
+
+def test_log(cli: Cli, tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGTOOL_ACTOR", "alice@example")
+    _ingest(tmp_path / "s", events_file, segment_rows=4)
+    r = cli("log", tmp_path / "s", "--format", "jsonl")
+    assert r.code == 0, r.err
+    (row,) = [json.loads(line) for line in r.lines()]
+    assert (row["version"], row["operation"], row["actor"]) == (0, "ingest", "alice@example")
+    assert (row["segments_added"], row["events_added"]) == (2, 7)
+    assert row["params"]["file"] == str(events_file)
