@@ -1,0 +1,1209 @@
+"""Replay (issue 3): every rule of the kv reducer on small hand-made logs, targets, filters, typed
+output, exact numbers, digests, snapshots, Python reducers and rewritten ranges.
+
+Stores are built directly from lists of events (``write_events``), in the canonical schema, so a
+test says exactly which offsets, transactions, positions and before-images its log holds. Tests
+marked ``xfail(strict=True)`` document a bug found in replay: each reason says input, expected, got.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+# Resolve the library verbs before any `from logtool.replay import ...`: see
+# test_library_verbs_survive_importing_their_modules for why the order matters.
+from logtool import replay, snapshot
+from logtool.errors import NotFoundError, ReducerError, UsageError
+from logtool.formats.base import Batcher, Mapping, dumps_exact, loads_exact, parse_ts
+from logtool.ingest import ingest
+from logtool.replay import ReplayResult, export_state, state_digest
+from logtool.segments import SegmentWriter
+from logtool.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_logs"
+BANK_REDUCERS = SAMPLES / "bank_reducers.py"
+T0 = parse_ts("2026-03-01T12:00:00Z")
+
+SHOP_MAPPING = Mapping(
+    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+    meta_fields=("actor", "txid"),
+)  # fmt: skip
+BANK_MAPPING = Mapping(
+    key_fields=("account_id",), entity_field="stream", type_field="type", ts_field="ts", data_field="body",
+    meta_fields=("actor", "event_id", "causation_id", "correlation_id"),
+)  # fmt: skip
+PEOPLE_MAPPING = Mapping(
+    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+    meta_fields=("actor",), prev_key_field="prev_id",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- building logs
+
+
+def _json_text(value: Any) -> str | None:
+    """A payload as JSON text: a str is taken as JSON text already (for exact numbers and odd
+    spacing), anything else is serialized compactly, as the readers store it."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _stamp(value: Any, offset: int) -> int:
+    if value is None:
+        return T0 + offset * 1_000_000  # one event a second unless the test says otherwise
+    if isinstance(value, int):
+        return value
+    return parse_ts(value)
+
+
+def write_events(path: Path, events: Iterable[dict[str, Any]], *, segment_rows: int = 1_000_000) -> Path:
+    """Append events to a store (created if absent) in one commit, as ingest does; returns the path.
+
+    An event is a dict: ``op`` (required), ``entity`` (default ``t``), ``key`` and ``prev_key``
+    (any value, stored as text; ``None`` for keyless), ``data``, ``before``, ``meta`` (Python
+    values, or a str of JSON text), ``type``, ``ts`` (ISO text or epoch microseconds; default
+    T0 + offset seconds), ``txn`` (a transaction id, or a dict with ``id``, ``position``, ``ts``,
+    ``aborted``) and ``position`` (the change's own source position).
+    """
+    store = Store.create(path)
+    with store.writer("ingest"):
+        first = store.state().next_offset
+        batcher = Batcher()
+        for i, ev in enumerate(events):
+            txn = ev.get("txn")
+            if txn is not None and not isinstance(txn, dict):
+                txn = {"id": str(txn)}
+            if txn is not None and isinstance(txn.get("ts"), str):
+                txn = {**txn, "ts": parse_ts(txn["ts"])}
+            key, prev = ev.get("key"), ev.get("prev_key")
+            batcher.add(
+                ts=_stamp(ev.get("ts"), first + i),
+                entity=ev.get("entity", "t"),
+                key=None if key is None else str(key),
+                prev_key=None if prev is None else str(prev),
+                op=ev["op"],
+                type=ev.get("type"),
+                data=_json_text(ev.get("data")),
+                before=_json_text(ev.get("before")),
+                meta=_json_text(ev.get("meta")),
+                txn=txn,
+                source={"format": "test", "file": "test.jsonl", "line": first + i + 1, "position": ev.get("position")},
+            )
+        writer = SegmentWriter(store, first, segment_rows=segment_rows)
+        try:
+            if len(batcher):
+                writer.write(batcher.flush())
+            entries = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        store.commit("ingest", {"file": "test.jsonl"}, add=entries, gaps=writer.gaps,
+                     info={"next_offset": writer.next_offset})  # fmt: skip
+    return Path(path)
+
+
+def decode(text: str) -> Any:
+    """State text as Python values, decimals exact."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def rows(result: ReplayResult, entity: str = "t") -> dict[str, Any]:
+    """The keyed rows of one entity: key -> state."""
+    return {r["key"]: decode(r["state"]) for r in result.state.to_pylist() if r["entity"] == entity and r["key"]}
+
+
+def multiset(values: Iterable[Any]) -> list[Any]:
+    """Values in a stable order, to compare multisets."""
+    return sorted(values, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+
+
+def keyless(result: ReplayResult, entity: str = "t") -> list[Any]:
+    """The keyless rows of one entity (a multiset), in a stable order."""
+    return multiset(decode(r["state"]) for r in result.state.to_pylist() if r["entity"] == entity and r["key"] is None)
+
+
+def texts(result: ReplayResult) -> dict[tuple[str, str | None], str]:
+    """(entity, key) -> canonical state text (keyed rows only)."""
+    return {(r["entity"], r["key"]): r["state"] for r in result.state.to_pylist() if r["key"] is not None}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def write_module(path: Path, source: str) -> Path:
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- row rules
+
+
+def test_insert_sets_the_row_and_a_second_insert_replaces_it(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"id": 1, "a": 1, "b": "x"}},
+        {"key": 2, "op": "insert", "data": {"id": 2, "a": 2}},
+        {"key": 1, "op": "insert", "data": {"id": 1, "c": True}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"id": 1, "c": True}, "2": {"id": 2, "a": 2}}
+
+
+@pytest.mark.parametrize("op", ["upsert", "read"])
+def test_upsert_and_read_replace_the_row(store: Path, op: str) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1, "b": 2}},
+        {"key": 1, "op": op, "data": {"a": 5}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"a": 5}}
+
+
+def test_update_merges_columns_the_source_did_not_send_keep_their_value(store: Path) -> None:
+    # PostgreSQL sends no unchanged TOASTed column in an update: it is absent, and keeps its value.
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"id": 1, "status": "new", "doc": "x" * 3000}},
+        {"key": 1, "op": "update", "data": {"id": 1, "status": "paid"}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"id": 1, "status": "paid", "doc": "x" * 3000}}
+
+
+def test_patch_sets_only_what_it_carries_and_null_is_a_value(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1, "b": 2, "c": {"d": 3}}},
+        {"key": 1, "op": "patch", "data": {"b": None}},
+        {"key": 1, "op": "patch", "data": {"e": [1, 2]}},
+    ])  # fmt: skip
+    state = rows(replay(store))["1"]
+    assert state == {"a": 1, "b": None, "c": {"d": 3}, "e": [1, 2]}
+    assert "b" in state  # NULL sets the column; RFC 7386 would have removed it
+
+
+def test_patch_of_a_key_without_state_starts_from_an_empty_row(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "patch", "data": {"a": 1}}, {"key": 1, "op": "patch", "data": {"b": 2}}])
+    assert rows(replay(store)) == {"1": {"a": 1, "b": 2}}
+
+
+def test_delete_and_tombstone_remove_the_row(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1}},
+        {"key": 2, "op": "insert", "data": {"a": 2}},
+        {"key": 3, "op": "insert", "data": {"a": 3}},
+        {"key": 1, "op": "delete", "data": None, "before": {"a": 1}},
+        {"key": 2, "op": "update", "data": None},  # a tombstone: null data
+        {"key": 3, "op": "delete", "data": {"a": 3}},  # a delete that carries the old row still deletes
+    ])  # fmt: skip
+    result = replay(store)
+    assert rows(result) == {}
+    assert result.state.num_rows == 0
+
+
+def test_a_deleted_row_does_not_come_back_through_a_later_update(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1, "b": 2}},
+        {"key": 1, "op": "delete", "data": None},
+        {"key": 1, "op": "update", "data": {"a": 9}},
+        {"key": 2, "op": "insert", "data": {"x": 1}},
+        {"key": 2, "op": "delete", "data": None},
+        {"key": 2, "op": "insert", "data": {"x": 2}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"a": 9}, "2": {"x": 2}}
+
+
+def test_truncate_empties_its_entity_and_only_it(store: Path) -> None:
+    write_events(store, [
+        {"entity": "orders", "key": 1, "op": "insert", "data": {"n": 1}},
+        {"entity": "orders", "key": 2, "op": "insert", "data": {"n": 2}},
+        {"entity": "orders", "key": None, "op": "insert", "data": {"n": "keyless"}},
+        {"entity": "customers", "key": 1, "op": "insert", "data": {"c": 1}},
+        {"entity": "orders", "key": 2, "op": "patch", "data": {"m": 1}},
+        {"entity": "orders", "key": None, "op": "truncate", "data": None},
+        {"entity": "orders", "key": 3, "op": "insert", "data": {"n": 3}},
+        {"entity": "orders", "key": 2, "op": "patch", "data": {"after": True}},
+    ])  # fmt: skip
+    result = replay(store)
+    assert rows(result, "orders") == {"3": {"n": 3}, "2": {"after": True}}
+    assert keyless(result, "orders") == []
+    assert rows(result, "customers") == {"1": {"c": 1}}
+    before = replay(store, at_offset=4)
+    assert rows(before, "orders") == {"1": {"n": 1}, "2": {"n": 2, "m": 1}}
+    assert keyless(before, "orders") == [{"n": "keyless"}]
+
+
+def test_domain_events_are_not_rows_under_the_kv_reducer(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1}},
+        {"key": 1, "op": "event", "type": "Touched", "data": {"b": 2}},
+        {"key": 2, "op": "event", "type": "Touched", "data": {"b": "12345678901234567890"}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"a": 1}}
+
+
+# --------------------------------------------------------------------------- key changes
+
+
+def test_key_change_moves_the_row_carrying_values_it_did_not_send(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"id": 1, "name": "Ada", "doc": "big"}},
+        {"key": 2, "op": "insert", "data": {"id": 2, "name": "Bo"}},
+        {"key": 10, "prev_key": 1, "op": "update", "data": {"id": 10, "name": "Ada L"}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"10": {"id": 10, "name": "Ada L", "doc": "big"}, "2": {"id": 2, "name": "Bo"}}
+    assert rows(replay(store, at_offset=1)) == {"1": {"id": 1, "name": "Ada", "doc": "big"}, "2": {"id": 2, "name": "Bo"}}
+
+
+def test_the_old_key_of_a_moved_row_can_be_used_again(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": "first"}},
+        {"key": 5, "prev_key": 1, "op": "update", "data": {"w": 1}},
+        {"key": 1, "op": "insert", "data": {"v": "second"}},
+        {"key": 5, "op": "patch", "data": {"w": 2}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"v": "second"}, "5": {"v": "first", "w": 2}}
+
+
+def test_key_change_that_deletes_moves_nothing(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}},
+        {"key": 2, "prev_key": 1, "op": "delete", "data": None},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {}
+
+
+def test_two_rows_swap_keys_inside_one_transaction(store: Path) -> None:
+    # UPDATE t SET id = 3 - id: the database moves row 1 onto key 2 while row 2 still holds it.
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"id": 1, "name": "one", "doc": "d1"}},
+        {"key": 2, "op": "insert", "data": {"id": 2, "name": "two", "doc": "d2"}},
+        {"key": 2, "prev_key": 1, "op": "update", "data": {"id": 2, "name": "one"}, "txn": "T9"},
+        {"key": 1, "prev_key": 2, "op": "update", "data": {"id": 1, "name": "two"}, "txn": "T9"},
+        {"key": 1, "op": "patch", "data": {"later": True}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {
+        "1": {"id": 1, "name": "two", "doc": "d2", "later": True},
+        "2": {"id": 2, "name": "one", "doc": "d1"},
+    }
+
+
+def test_three_rows_rotate_keys_inside_one_transaction(store: Path) -> None:
+    write_events(store, [
+        {"key": k, "op": "insert", "data": {"orig": k}} for k in (1, 2, 3)
+    ] + [
+        {"key": 2, "prev_key": 1, "op": "update", "data": {}, "txn": "R"},
+        {"key": 3, "prev_key": 2, "op": "update", "data": {}, "txn": "R"},
+        {"key": 1, "prev_key": 3, "op": "update", "data": {}, "txn": "R"},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"orig": 3}, "2": {"orig": 1}, "3": {"orig": 2}}
+
+
+def test_keys_swapped_through_a_spare_key_without_a_transaction(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"orig": 1}},
+        {"key": 2, "op": "insert", "data": {"orig": 2}},
+        {"key": 0, "prev_key": 1, "op": "update", "data": {}},
+        {"key": 1, "prev_key": 2, "op": "update", "data": {}},
+        {"key": 2, "prev_key": 0, "op": "update", "data": {}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"orig": 2}, "2": {"orig": 1}}
+
+
+def test_people_sample_key_change(tmp_path: Path) -> None:
+    store = tmp_path / "people"
+    ingest(store, [str(SAMPLES / "people_pii.jsonl")], mapping=PEOPLE_MAPPING)
+    result = replay(store)
+    users = rows(result, "public.users")
+    assert len(users) == 23 and len(rows(result, "public.signups")) == 18
+    assert "33" not in users
+    assert users["10033"] == {
+        "id": 10033, "name": "Mira Kovac", "email": "mira.kovac@example.org", "phone": "+44 20 7946 0958",
+        "ip": "203.0.113.80", "city": "Leeds",
+    }  # fmt: skip
+    assert rows(replay(store, entity="public.users", key="10033"), "public.users")["10033"]["city"] == "Leeds"
+
+
+# --------------------------------------------------------------------------- keyless entities
+
+
+def test_keyless_entity_is_a_multiset_and_changes_exactly_one_matching_row(store: Path) -> None:
+    row = {"sku": "A", "qty": 1}
+    write_events(store, [
+        {"key": None, "op": "insert", "data": row},
+        {"key": None, "op": "insert", "data": row},
+        {"key": None, "op": "insert", "data": row},
+        {"key": None, "op": "insert", "data": {"sku": "B", "qty": 2}},
+        {"key": None, "op": "update", "before": row, "data": {"sku": "A", "qty": 5}},
+        {"key": None, "op": "delete", "before": row, "data": None},
+        {"key": None, "op": "patch", "before": {"sku": "B", "qty": 2}, "data": {"qty": 3}},
+    ])  # fmt: skip
+    assert keyless(replay(store)) == multiset([{"sku": "A", "qty": 1}, {"sku": "A", "qty": 5}, {"sku": "B", "qty": 3}])
+    assert keyless(replay(store, at_offset=3)) == multiset([row, row, row, {"sku": "B", "qty": 2}])
+
+
+def test_keyless_before_image_matches_numbers_by_value(store: Path) -> None:
+    write_events(store, [
+        {"key": None, "op": "insert", "data": '{"price":1.10,"n":1}'},
+        {"key": None, "op": "delete", "before": '{"n":1,"price":1.1}', "data": None},
+    ])  # fmt: skip
+    assert keyless(replay(store)) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: KvFold records 'no row of t matches its before-image' in KvFold.warnings, but _fold_slow "
+    "drops the fold's warnings: a delete whose before-image matches no row changes nothing, silently "
+    "(expected a warning in ReplayResult.warnings, got [])",
+)
+def test_keyless_change_matching_no_row_is_reported(store: Path) -> None:
+    write_events(store, [
+        {"key": None, "op": "insert", "data": {"a": 1}},
+        {"key": None, "op": "delete", "before": {"a": 2}, "data": None},
+    ])  # fmt: skip
+    result = replay(store)
+    assert keyless(result) == [{"a": 1}]
+    assert any("before-image" in w for w in result.warnings)
+
+
+# --------------------------------------------------------------------------- path patches
+
+
+def test_path_patch_sets_and_unsets_dotted_paths(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": {"b": 1, "x": 0}, "c": 2, "tags": ["p", "q"], "k": 7}},
+        {"key": 1, "op": "patch", "data": {"$set": {"a.b": 5, "n.m.o": True, "tags.1": "Q"}, "$unset": ["c", "a.x"]}},
+        {"key": 1, "op": "patch", "data": {"k": None}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"a": {"b": 5}, "tags": ["p", "Q"], "k": None, "n": {"m": {"o": True}}}}
+
+
+def test_path_patch_truncates_arrays(store: Path) -> None:
+    # MongoDB's truncatedArrays: the array is cut to the new size, then $set applies.
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"tags": ["a", "b", "c", "d"]}},
+        {"key": 1, "op": "patch", "data": {"$truncate": {"tags": 2}, "$set": {"tags.1": "B"}}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"tags": ["a", "B"]}}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='bug: a path patch is recognised by its text starting with `{"$` (LIKE \'{"$%\'); the JSON text '
+    '`{ "$set": {"a.b": 2}}` (a space after the brace) takes the vectorized merge and the row gets a '
+    'column named "$set": expected {"a": {"b": 2}}, got {"a": {"b": 1}, "$set": {"a.b": 2}}',
+)
+def test_path_patch_is_recognised_whatever_its_spacing(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": {"b": 1}}},
+        {"key": 1, "op": "patch", "data": '{ "$set": {"a.b": 2}}'},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"a": {"b": 2}}}
+
+
+# --------------------------------------------------------------------------- transactions, positions
+
+
+def _two_transactions(store: Path, *, commit_order: bool) -> None:
+    """Transaction A changes key 1 at 0/100 and key 2 at 0/300 and commits at 0/400; transaction
+    B changes key 3 at 0/200 and commits at 0/250. Events carry txn.position = the commit LSN."""
+    a1 = {"key": 1, "op": "insert", "data": {"by": "A"}, "txn": {"id": "A", "position": "0/400"}, "position": "0/100"}
+    a2 = {"key": 2, "op": "insert", "data": {"by": "A"}, "txn": {"id": "A", "position": "0/400"}, "position": "0/300"}
+    b1 = {"key": 3, "op": "insert", "data": {"by": "B"}, "txn": {"id": "B", "position": "0/250"}, "position": "0/200"}
+    write_events(store, [b1, a1, a2] if commit_order else [a1, b1, a2])
+
+
+@pytest.mark.parametrize("commit_order", [True, False], ids=["commit-order", "change-order"])
+def test_position_inside_an_open_transaction_includes_exactly_the_committed_ones(store: Path, commit_order: bool) -> None:
+    _two_transactions(store, commit_order=commit_order)
+    assert rows(replay(store, at_position="0/300")) == {"3": {"by": "B"}}  # A is open at 0/300
+    assert rows(replay(store, at_position="0/250")) == {"3": {"by": "B"}}  # B's commit itself is included
+    assert rows(replay(store, at_position="0/100")) == {}  # A's first change is not a commit
+    assert rows(replay(store, at_position="0/400")) == {"1": {"by": "A"}, "2": {"by": "A"}, "3": {"by": "B"}}
+
+
+def test_positions_order_as_numbers_not_as_text(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "txn": {"id": "1", "position": "0/9F00000"}},
+        {"key": 1, "op": "update", "data": {"v": 2}, "txn": {"id": "2", "position": "0/10000000"}},
+    ])  # fmt: skip
+    assert rows(replay(store, at_position="0/9F00000")) == {"1": {"v": 1}}
+    assert rows(replay(store, at_position="0/A000000")) == {"1": {"v": 1}}
+    assert rows(replay(store, at_position="0/10000000")) == {"1": {"v": 2}}
+    assert rows(replay(store, at_position="1/0")) == {"1": {"v": 2}}
+
+
+def test_position_of_events_without_a_transaction_is_their_own(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "position": "0/16B3748"},
+        {"key": 1, "op": "update", "data": {"v": 2}, "position": "0/16B3800"},
+    ])  # fmt: skip
+    assert rows(replay(store, at_position="0/16B37FF")) == {"1": {"v": 1}}
+
+
+def test_position_on_a_store_without_positions_is_a_usage_error(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {}}])
+    with pytest.raises(UsageError, match="no source positions"):
+        replay(store, at_position="0/1")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: replay applies the changes of an aborted transaction (txn.aborted = true); compact drops "
+    "them as 'aborted', so a compacted store would replay differently. Expected {'1': {'v': 1}}, got "
+    "{'1': {'v': 2}}",
+)
+def test_an_aborted_transaction_is_not_applied(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "txn": {"id": "1", "position": "0/10"}},
+        {"key": 1, "op": "update", "data": {"v": 2}, "txn": {"id": "2", "position": "0/20", "aborted": True}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"v": 1}}
+
+
+def test_more_than_one_target_is_a_usage_error(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {}}])
+    with pytest.raises(UsageError, match="at most one"):
+        replay(store, at_offset=0, at_time="2026-03-01T12:00:00Z")
+
+
+# --------------------------------------------------------------------------- offsets and times
+
+
+def test_at_offset_is_inclusive(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {"v": i}} for i in range(5)])
+    result = replay(store, at_offset=2)
+    assert rows(result) == {"1": {"v": 2}} and result.offset == 2 and result.events == 3
+    head = replay(store, at_offset=99)
+    assert rows(head) == {"1": {"v": 4}} and head.offset == 4
+    with pytest.raises(UsageError):
+        replay(store, at_offset=-1)
+
+
+def test_at_time_includes_every_event_stamped_at_that_instant(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "ts": "2026-03-01T14:00:00Z"},
+        {"key": 1, "op": "patch", "data": {"v": 2}, "ts": "2026-03-01T14:03:00Z"},
+        {"key": 2, "op": "insert", "data": {"w": 1}, "ts": "2026-03-01T14:03:00Z"},
+        {"key": 1, "op": "patch", "data": {"v": 3}, "ts": "2026-03-01T14:03:00.000001Z"},
+    ])  # fmt: skip
+    result = replay(store, at_time="2026-03-01T14:03:00Z")
+    assert rows(result) == {"1": {"v": 2}, "2": {"w": 1}} and result.offset == 2
+    # the same instant written with another offset, and as a datetime
+    assert replay(store, at_time="2026-03-01T16:03:00+02:00").digest == result.digest
+    assert replay(store, at_time=dt.datetime(2026, 3, 1, 14, 3, tzinfo=dt.UTC)).digest == result.digest
+    assert rows(replay(store, at_time="2026-03-01T14:02:59.999999Z")) == {"1": {"v": 1}}
+
+
+def test_at_time_stops_at_the_first_event_stamped_later(store: Path) -> None:
+    # Out-of-order stamps: the state is the longest prefix whose events are all at or before T, so
+    # offset 2 (stamped 14:01) is not in the state at 14:01 because offset 1 (14:05) precedes it.
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "ts": "2026-03-01T14:00:00Z"},
+        {"key": 1, "op": "patch", "data": {"v": 2}, "ts": "2026-03-01T14:05:00Z"},
+        {"key": 1, "op": "patch", "data": {"v": 3}, "ts": "2026-03-01T14:01:00Z"},
+    ])  # fmt: skip
+    result = replay(store, at_time="2026-03-01T14:01:00Z")
+    assert rows(result) == {"1": {"v": 1}} and result.offset == 0
+    assert rows(replay(store, at_time="2026-03-01T14:05:00Z")) == {"1": {"v": 3}}
+
+
+def test_at_time_before_the_first_event_is_the_empty_state(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {}, "ts": "2026-03-01T14:00:00Z"}])
+    result = replay(store, at_time="2020-01-01T00:00:00Z")
+    assert result.state.num_rows == 0 and result.offset is None and result.events == 0
+    assert result.digest == hashlib.sha256(b"").hexdigest()
+
+
+def test_at_time_that_is_not_a_time_is_a_usage_error(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {}}])
+    with pytest.raises(UsageError, match="cannot read"):
+        replay(store, at_time="tea time")
+
+
+def test_empty_store_replays_to_the_empty_state(store: Path) -> None:
+    Store.create(store)
+    result = replay(store)
+    assert result.state.num_rows == 0 and result.offset is None
+    assert result.digest == hashlib.sha256(b"").hexdigest()
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def test_entity_filter(store: Path) -> None:
+    write_events(store, [
+        {"entity": "a", "key": 1, "op": "insert", "data": {"x": 1}},
+        {"entity": "b", "key": 1, "op": "insert", "data": {"y": 1}},
+    ])  # fmt: skip
+    result = replay(store, entity="b")
+    assert [(r["entity"], r["key"]) for r in result.state.to_pylist()] == [("b", "1")]
+
+
+def test_key_filter_follows_the_row_through_its_earlier_keys(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"id": 1, "doc": "kept"}},
+        {"key": 7, "op": "insert", "data": {"id": 7}},
+        {"key": 5, "prev_key": 1, "op": "update", "data": {"id": 5}},
+    ])  # fmt: skip
+    result = replay(store, key="5")
+    assert rows(result)["5"] == {"id": 5, "doc": "kept"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: --key K returns the state rows of every key in K's family, not only K: log insert 1 "
+    "{v: first}; update key 5 prev_key 1 {w: 1}; insert 1 {v: second}. replay(key='5') expected only "
+    "key 5, got keys 1 and 5 (the same with a swap: key='1' also returns key 2's row)",
+)
+def test_key_filter_returns_only_that_key(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": "first"}},
+        {"key": 5, "prev_key": 1, "op": "update", "data": {"w": 1}},
+        {"key": 1, "op": "insert", "data": {"v": "second"}},
+    ])  # fmt: skip
+    assert rows(replay(store, key="5")) == {"5": {"v": "first", "w": 1}}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the --key filter also filters out the entity's truncate events (their key is null), so a "
+    "truncated row comes back: log insert o/1; truncate o. replay(entity='o', key='1') expected "
+    "NotFoundError, got the row {'total': 1}",
+)
+def test_key_filter_keeps_the_truncate_of_its_entity(store: Path) -> None:
+    write_events(store, [
+        {"entity": "o", "key": 1, "op": "insert", "data": {"total": 1}},
+        {"entity": "o", "key": None, "op": "truncate"},
+    ])  # fmt: skip
+    assert rows(replay(store), "o") == {}
+    with pytest.raises(NotFoundError):
+        replay(store, entity="o", key="1")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a key's family is gathered across entities: with c/1 moved to c/4 and an unrelated row o/1, "
+    "replay(key='4') expected only c/4, got c/4 and o/1",
+)
+def test_key_family_stays_inside_its_entity(store: Path) -> None:
+    write_events(store, [
+        {"entity": "c", "key": 1, "op": "insert", "data": {"name": "a"}},
+        {"entity": "o", "key": 1, "op": "insert", "data": {"total": 1}},
+        {"entity": "c", "key": 4, "prev_key": 1, "op": "update", "data": {"name": "a4"}},
+    ])  # fmt: skip
+    result = replay(store, key="4")
+    assert [(r["entity"], r["key"]) for r in result.state.to_pylist()] == [("c", "4")]
+
+
+def test_unknown_key_is_not_found(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {}}, {"key": 2, "op": "delete", "data": None}])
+    with pytest.raises(NotFoundError):
+        replay(store, key="nope")
+    with pytest.raises(NotFoundError):
+        replay(store, key="2")  # deleted: no state
+    with pytest.raises(NotFoundError):
+        replay(store, key="1", entity="other")  # the key exists, in another entity
+
+
+# --------------------------------------------------------------------------- typed output
+
+
+def test_column_added_midway_is_null_before_it_exists(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"id": 1, "name": "a"}},
+        {"key": 2, "op": "insert", "data": {"id": 2, "name": "b", "email": "b@example.com"}},
+        {"key": 1, "op": "patch", "data": {"name": "a2"}},
+    ])  # fmt: skip
+    result = replay(store)
+    table = result.tables()["t"]
+    assert table.schema.names == ["key", "id", "name", "email"]
+    assert table.schema.field("id").type == pa.int64()
+    assert table.to_pylist() == [
+        {"key": "1", "id": 1, "name": "a2", "email": None},
+        {"key": "2", "id": 2, "name": "b", "email": "b@example.com"},
+    ]
+    (written,) = export_state(result, tmp_path / "pq", "parquet")
+    assert written.name == "t.parquet"
+    assert pq.read_table(written).to_pylist() == table.to_pylist()
+    (csv_file,) = export_state(result, tmp_path / "csv", "csv")
+    assert csv_file.read_text().splitlines() == ["key,id,name,email", "1,1,a2,", "2,2,b,b@example.com"]
+
+
+BIG = "12345678901234567890123456789012345678"  # 38 digits: PostgreSQL numeric(38,0) at its limit
+NUMERIC_38 = "1234567890123456789012345678.0123456789"  # numeric(38,10)
+INT64_MAX_PLUS_2 = str(2**63 + 1)
+DOUBLE_PLUS_1 = str(2**53 + 1)
+
+
+def _numbers_store(store: Path) -> Path:
+    return write_events(store, [
+        {"key": 1, "op": "insert", "data": f'{{"big":{BIG},"n38":{NUMERIC_38},"i":{INT64_MAX_PLUS_2},"d":1.10,"j":{DOUBLE_PLUS_1}}}'},
+        {"key": 2, "op": "insert", "data": '{"big":1,"n38":0.5,"i":-9223372036854775809,"d":20.00,"j":-1}'},
+    ])  # fmt: skip
+
+
+def test_exact_numbers_in_the_state(store: Path) -> None:
+    result = replay(_numbers_store(store))
+    one = texts(result)[("t", "1")]
+    for literal in (BIG, NUMERIC_38, INT64_MAX_PLUS_2, DOUBLE_PLUS_1):
+        assert literal in one
+    state = rows(result)
+    assert state["1"]["d"] == Decimal("1.10") and state["2"]["d"] == Decimal("20")
+    assert state["2"]["i"] == -(2**63) - 1
+
+
+def test_exact_numbers_in_typed_parquet_and_csv(store: Path, tmp_path: Path) -> None:
+    result = replay(_numbers_store(store))
+    (parquet,) = export_state(result, tmp_path / "pq", "parquet")
+    table = pq.read_table(parquet)
+    assert pa.types.is_decimal(table.schema.field("big").type)
+    assert pa.types.is_decimal(table.schema.field("i").type)
+    assert pa.types.is_decimal(table.schema.field("d").type)
+    assert table.schema.field("j").type == pa.int64()
+    got = {r["key"]: r for r in table.to_pylist()}
+    assert got["1"]["big"] == Decimal(BIG)
+    assert got["1"]["n38"] == Decimal(NUMERIC_38)
+    assert got["1"]["i"] == Decimal(INT64_MAX_PLUS_2) and got["2"]["i"] == Decimal(-(2**63) - 1)
+    assert got["1"]["d"] == Decimal("1.10") and got["2"]["d"] == Decimal("20")
+    assert got["1"]["j"] == 2**53 + 1
+    (csv_file,) = export_state(result, tmp_path / "csv", "csv")
+    lines = csv_file.read_text().splitlines()
+    assert lines[0] == "key,big,n38,i,d,j"
+    cells = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
+    assert Decimal(cells["big"]) == Decimal(BIG) and Decimal(cells["n38"]) == Decimal(NUMERIC_38)
+    assert cells["i"] == INT64_MAX_PLUS_2 and cells["j"] == DOUBLE_PLUS_1 and Decimal(cells["d"]) == Decimal("1.1")
+
+
+def test_exact_numbers_survive_patches_and_key_changes(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": f'{{"big":{BIG},"a":1}}'},
+        {"key": 1, "op": "patch", "data": '{"a":2}'},
+        {"key": 2, "op": "insert", "data": '{"a":1}'},
+        {"key": 2, "op": "patch", "data": f'{{"i":{INT64_MAX_PLUS_2}}}'},
+        {"key": 3, "op": "insert", "data": '{"a":1}'},
+        {"key": 4, "prev_key": 3, "op": "update", "data": f'{{"n":{NUMERIC_38}}}'},
+    ])  # fmt: skip
+    state = rows(replay(store))
+    assert state == {
+        "1": {"big": Decimal(BIG), "a": 2},
+        "2": {"a": 1, "i": 2**63 + 1},
+        "4": {"a": 1, "n": Decimal(NUMERIC_38)},
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a number of 16 significant digits written with an exponent and no point "
+    "(9007199254740993e0, 17 characters but only 16 of [0-9.]) escapes the LONG_NUMBER test and is read "
+    "through float64 by DuckDB's json(): expected 9007199254740993, got 9007199254740992.0",
+)
+def test_exponent_numbers_stay_exact(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": '{"n":9007199254740993e0}'}])
+    assert rows(replay(store))["1"]["n"] == 9007199254740993
+
+
+def test_nan_and_infinity_carried_as_strings_become_float64(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"x": 1.5, "label": "NaN"}},
+        {"key": 2, "op": "insert", "data": {"x": "NaN", "label": "x"}},
+        {"key": 3, "op": "insert", "data": {"x": "Infinity", "label": "y"}},
+        {"key": 4, "op": "insert", "data": {"x": "-Infinity", "label": "z"}},
+        {"key": 5, "op": "insert", "data": {"x": None, "label": None}},
+    ])  # fmt: skip
+    result = replay(store)
+    assert rows(result)["2"] == {"x": "NaN", "label": "x"}  # the state keeps what the source sent
+    (parquet,) = export_state(result, tmp_path / "pq", "parquet")
+    table = pq.read_table(parquet)
+    assert table.schema.field("x").type == pa.float64()
+    assert table.schema.field("label").type == pa.string()  # a string column that holds "NaN" stays text
+    x = table.column("x").to_pylist()
+    assert x[0] == 1.5 and x[1] != x[1] and x[2] == float("inf") and x[3] == float("-inf") and x[4] is None
+    assert table.column("label").to_pylist()[0] == "NaN"
+    (csv_file,) = export_state(result, tmp_path / "csv", "csv")
+    cells = [line.split(",")[1] for line in csv_file.read_text().splitlines()[1:]]
+    assert float(cells[1]) != float(cells[1])
+    assert float(cells[2]) == float("inf") and float(cells[3]) == float("-inf") and cells[4] == ""
+
+
+def test_json_documents_and_mixed_columns_stay_json(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"doc": {"a": [1, 2]}, "mixed": 1, "flag": True}},
+        {"key": 2, "op": "insert", "data": {"doc": [1, "x"], "mixed": "one", "flag": False}},
+    ])  # fmt: skip
+    result = replay(store)
+    table = result.tables()["t"]
+    assert table.schema.field("flag").type == pa.bool_()
+    for name in ("doc", "mixed"):
+        f = table.schema.field(name)
+        assert f.type == pa.string() and f.metadata == {b"logtool.json": b"1"}
+    assert [json.loads(v) for v in table.column("doc").to_pylist()] == [{"a": [1, 2]}, [1, "x"]]
+    assert [json.loads(v) for v in table.column("mixed").to_pylist()] == [1, "one"]
+    (csv_file,) = export_state(result, tmp_path / "csv", "csv")
+    assert csv_file.read_text().splitlines()[1] == '1,"{""a"":[1,2]}",1,true'
+
+
+def test_csv_export_writes_null_empty_and_the_empty_string_quoted(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"s": None, "t": "", "u": "a,b", "v": ' lead', "w": 'say "hi"'}},
+        {"key": 2, "op": "insert", "data": {"s": "x", "t": "y", "u": "line\nbreak", "v": "plain", "w": None}},
+    ])  # fmt: skip
+    (csv_file,) = export_state(replay(store), tmp_path / "csv", "csv")
+    assert csv_file.read_text() == (
+        "key,s,t,u,v,w\n"
+        '1,,"","a,b"," lead","say ""hi"""\n'
+        '2,x,y,"line\nbreak",plain,\n'
+    )
+
+
+def test_export_writes_one_file_per_entity(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"entity": "public.customers", "key": 1, "op": "insert", "data": {"a": 1}},
+        {"entity": "public.orders", "key": 1, "op": "insert", "data": {"b": 1}},
+        {"entity": "odd/name here", "key": 1, "op": "insert", "data": {"c": 1}},
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    written = export_state(replay(store), out, "parquet")
+    assert sorted(p.name for p in written) == ["odd_name_here.parquet", "public.customers.parquet", "public.orders.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)  # no temp files left
+    with pytest.raises(UsageError):
+        export_state(replay(store), tmp_path / "x", "jsonl")
+
+
+# --------------------------------------------------------------------------- canonical state, digest
+
+
+def test_digest_is_recomputable_from_the_rows(store: Path) -> None:
+    write_events(store, [
+        {"entity": "a", "key": 2, "op": "insert", "data": {"v": "é"}},
+        {"entity": "a", "key": 10, "op": "insert", "data": {"v": 1}},
+        {"entity": "b", "key": None, "op": "insert", "data": {"v": 3}},
+    ])  # fmt: skip
+    result = replay(store)
+    h = hashlib.sha256()
+    for r in result.state.to_pylist():
+        key = "\x00" if r["key"] is None else r["key"]
+        h.update(f"{r['entity']}\x1f{key}\x1f{r['state']}\x1f\x1e".encode())
+    assert result.digest == h.hexdigest() == state_digest(result.state)
+    order = [(r["entity"], r["key"]) for r in result.state.to_pylist()]
+    assert order == [("a", "10"), ("a", "2"), ("b", None)]  # by entity, then key as text
+
+
+def test_digest_does_not_depend_on_how_the_log_was_cut_into_segments_and_commits(tmp_path: Path) -> None:
+    events = [
+        {"key": i % 3, "op": ("insert", "patch", "update", "delete")[i % 4], "data": {"i": i, f"c{i % 2}": i}}
+        for i in range(20)
+    ]
+    one = write_events(tmp_path / "one", events)
+    many = tmp_path / "many"
+    for start in range(0, 20, 7):
+        write_events(many, events[start : start + 7], segment_rows=3)
+    assert replay(one).digest == replay(many).digest
+    assert replay(one, at_offset=11).digest == replay(many, at_offset=11).digest
+
+
+def test_replaying_twice_gives_the_same_state_and_digest(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1}},
+        {"key": 2, "prev_key": 1, "op": "update", "data": {"b": 2}},
+        {"key": None, "op": "insert", "data": {"c": 3}},
+        {"key": 3, "op": "patch", "data": {"$set": {"x.y": 1}}},
+    ])  # fmt: skip
+    first, second = replay(store), replay(store)
+    assert first.digest == second.digest
+    assert first.state.equals(second.state)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the canonical state text of a row holding a 16+-digit number is the event's raw JSON "
+    'text: insert {"a": 12345678901234567890, "s": "\\u00e9"} (spaces, an escape) replays as that exact '
+    'text, while the same row written compactly replays as {"a":12345678901234567890,"s":"é"}: equal '
+    "states, different state text and digest",
+)
+def test_canonical_state_does_not_depend_on_the_payload_spelling(tmp_path: Path) -> None:
+    spaced = write_events(tmp_path / "spaced", [{"key": 1, "op": "insert", "data": '{"a": 12345678901234567890, "s": "\\u00e9"}'}])
+    compact = write_events(tmp_path / "compact", [{"key": 1, "op": "insert", "data": '{"a":12345678901234567890,"s":"é"}'}])
+    assert replay(spaced).state.to_pylist() == replay(compact).state.to_pylist()
+
+
+def test_canonical_state_of_short_numbers_is_their_shortest_form(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": '{"a": 1.10, "b": 20.00, "s": "\\u00e9"}'}])
+    assert texts(replay(store)) == {("t", "1"): '{"a":1.1,"b":20.0,"s":"é"}'}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: an update whose payload is not an object (e.g. a Kafka value 6 after 5) leaves a state "
+    "row whose state is NULL: expected one row with state 6 (or an error), got "
+    "[{'entity': 't', 'key': '1', 'state': None}], and the digest skips that row (it equals the digest "
+    "of the empty state)",
+)
+def test_update_with_a_scalar_payload_leaves_no_null_state(store: Path) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": 5}, {"key": 1, "op": "update", "data": 6}])
+    result = replay(store)
+    assert None not in result.state.column("state").to_pylist()
+    assert result.digest != hashlib.sha256(b"").hexdigest()
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def _mixed_log() -> list[dict[str, Any]]:
+    return [
+        {"entity": "c", "key": 1, "op": "insert", "data": {"name": "a", "n": 1}},
+        {"entity": "c", "key": 2, "op": "insert", "data": {"name": "b", "n": 2}},
+        {"entity": "o", "key": 1, "op": "insert", "data": {"total": 1.5}},
+        {"entity": "c", "key": 1, "op": "patch", "data": {"n": 10}},
+        {"entity": "c", "key": None, "op": "insert", "data": {"free": 1}},
+        {"entity": "c", "key": 3, "op": "insert", "data": f'{{"big":{BIG}}}'},
+        {"entity": "c", "key": 2, "op": "delete", "data": None},
+        {"entity": "c", "key": 4, "prev_key": 1, "op": "update", "data": {"name": "a4"}},
+        {"entity": "o", "key": 2, "op": "insert", "data": {"total": 2}},
+        {"entity": "c", "key": 3, "op": "patch", "data": {"m": 1}},
+        {"entity": "o", "key": None, "op": "truncate"},
+        {"entity": "o", "key": 3, "op": "insert", "data": {"total": 3}},
+        {"entity": "c", "key": 5, "op": "patch", "data": {"$set": {"a.b": 1}}},
+        {"entity": "c", "key": 4, "op": "patch", "data": {"n": None}},
+    ]
+
+
+@pytest.mark.parametrize("snap_at", [0, 3, 6, 9, 12])
+def test_replay_from_a_snapshot_equals_replay_from_zero(store: Path, snap_at: int) -> None:
+    write_events(store, _mixed_log())
+    entry = snapshot(store, at_offset=snap_at)
+    assert entry["offset"] == snap_at and entry["reducer"] == "kv/1"
+    assert entry["digest"] == replay(store, at_offset=snap_at, use_snapshots=False).digest
+    for target in (snap_at, 13, None):
+        fresh = replay(store, at_offset=target, use_snapshots=False)
+        used = replay(store, at_offset=target)
+        assert used.snapshot == snap_at and fresh.snapshot is None
+        assert used.events == (13 if target is None else target) - snap_at < fresh.events
+        assert used.digest == fresh.digest and used.state.equals(fresh.state)
+    for ent in ("c", "o"):
+        assert replay(store, entity=ent).digest == replay(store, entity=ent, use_snapshots=False).digest
+    by_key = replay(store, entity="c", key="3")
+    assert by_key.digest == replay(store, entity="c", key="3", use_snapshots=False).digest
+
+
+def test_a_snapshot_after_the_target_is_not_used_and_the_nearest_below_is(store: Path) -> None:
+    write_events(store, _mixed_log())
+    for at in (2, 5, 11):
+        snapshot(store, at_offset=at)
+    assert replay(store, at_offset=4).snapshot == 2
+    assert replay(store, at_offset=10).snapshot == 5
+    assert replay(store).snapshot == 11
+    assert replay(store, at_offset=1).snapshot is None
+
+
+def test_a_snapshot_is_used_for_time_and_position_targets_only_below_the_prefix(store: Path) -> None:
+    _two_transactions(store, commit_order=False)  # A at offsets 0 and 2, B at offset 1
+    snapshot(store, at_offset=1)
+    partial = replay(store, at_position="0/300")  # offsets 0 and 2 excluded, so no prefix reaches 1
+    assert partial.snapshot is None and rows(partial) == {"3": {"by": "B"}}
+    full = replay(store, at_position="0/400")
+    assert full.snapshot == 1 and full.digest == replay(store, use_snapshots=False).digest
+
+
+def test_a_snapshot_taken_with_another_reducer_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    reducer = shutil.copy(BANK_REDUCERS, tmp_path / "bank_reducers.py")
+    snapshot(store, at_offset=40, reducer=str(reducer))
+    used = replay(store, reducer=str(reducer))
+    assert used.snapshot == 40 and used.events == 44 and not used.warnings
+    # The module changes: its fingerprint changes, and the old snapshot must not be trusted.
+    Path(reducer).write_text(Path(reducer).read_text() + "\n# balances reviewed\n")
+    changed = replay(store, reducer=str(reducer))
+    assert changed.snapshot is None and changed.events == 85
+    assert changed.digest == used.digest
+    assert any("snapshot at offset 40" in w and "another reducer" in w for w in changed.warnings)
+    kv = replay(store)  # the kv reducer ignores it too
+    assert kv.snapshot is None and any("another reducer" in w for w in kv.warnings)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a snapshot taken inside a transaction that swaps two keys loses the displaced row: log "
+    "insert 1 {n: one}; insert 2 {n: two}; txn T: update 2<-1, update 1<-2. snapshot(at_offset=2) stores "
+    "one row (the row displaced from key 2 lives only in KvFold._displaced); replay of the head from it "
+    "gives {'1': {n: one}} instead of {'1': {n: two}, '2': {n: one}}",
+)
+def test_a_snapshot_inside_a_key_swapping_transaction(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"n": "one"}},
+        {"key": 2, "op": "insert", "data": {"n": "two"}},
+        {"key": 2, "prev_key": 1, "op": "update", "data": {}, "txn": "T"},
+        {"key": 1, "prev_key": 2, "op": "update", "data": {}, "txn": "T"},
+    ])  # fmt: skip
+    snapshot(store, at_offset=2)
+    assert rows(replay(store)) == {"1": {"n": "two"}, "2": {"n": "one"}}
+
+
+def test_snapshot_of_an_empty_store_is_a_usage_error(store: Path) -> None:
+    Store.create(store)
+    with pytest.raises(UsageError):
+        snapshot(store)
+
+
+# --------------------------------------------------------------------------- Python reducers
+
+
+@pytest.fixture(scope="module")
+def bank_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("bank") / "store"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    return store
+
+
+BANK_HEAD = {
+    "acc-1001": {"owner": "Ada Lindqvist", "currency": "EUR", "balance": "2128.33", "status": "open"},
+    "acc-1002": {"owner": "Bruno Fabbri", "currency": "EUR", "balance": "2494.59", "status": "open"},
+    "acc-1003": {"owner": "Tomas Berg", "currency": "EUR", "balance": "-300.00", "status": "frozen"},
+    "acc-1004": {"owner": "Saga Nystrom", "currency": "SEK", "balance": "0.00", "status": "closed"},
+    "acc-1005": {"owner": "Leila Haddad", "currency": "EUR", "balance": "3142.94", "status": "open"},
+    "acc-1006": {"owner": "Leila Haddad", "currency": "EUR", "balance": "1627.94", "status": "open"},
+}
+
+
+def test_bank_reducers_give_the_documented_balances(bank_store: Path) -> None:
+    result = replay(bank_store, reducer=str(BANK_REDUCERS))
+    assert rows(result, "account") == BANK_HEAD
+    assert result.reducer.startswith("py/") and result.events == 85
+
+
+def test_bank_overdraft_at_an_offset(bank_store: Path) -> None:
+    before = rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=65), "account")
+    after = rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=66), "account")
+    assert before["acc-1003"]["balance"] == "40.00" and after["acc-1003"]["balance"] == "-300.00"
+    assert after["acc-1003"]["status"] == "open"
+    assert rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=68), "account")["acc-1003"]["status"] == "frozen"
+
+
+def test_bank_upcaster_turns_a_version_1_deposit_into_euros(bank_store: Path) -> None:
+    # index 6 is {"v": 1, "amount_cents": 1000} on acc-1001: ten euros.
+    at5 = rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=5, key="acc-1001"), "account")
+    at6 = rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=6, key="acc-1001"), "account")
+    assert Decimal(at6["acc-1001"]["balance"]) - Decimal(at5["acc-1001"]["balance"]) == Decimal("10.00")
+
+
+def test_python_reducer_from_a_snapshot_equals_from_zero(bank_store: Path, tmp_path: Path) -> None:
+    store = tmp_path / "bank"
+    shutil.copytree(bank_store, store)
+    snapshot(store, at_offset=50, reducer=str(BANK_REDUCERS))
+    fresh = replay(store, reducer=str(BANK_REDUCERS), use_snapshots=False)
+    used = replay(store, reducer=str(BANK_REDUCERS))
+    assert used.snapshot == 50 and used.events == 34
+    assert used.digest == fresh.digest
+
+
+def test_reducer_by_importable_name(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(tmp_path / "counting_reducers_for_test.py", """
+        def seen(state, event):
+            return {"n": (state or {"n": 0})["n"] + 1, "last": event["offset"]}
+        REDUCERS = {"Seen": seen}
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_events(store, [{"key": "a", "op": "event", "type": "Seen", "data": {}} for _ in range(3)])
+    result = replay(store, reducer="counting_reducers_for_test")
+    assert rows(result) == {"a": {"n": 3, "last": 2}}
+
+
+def test_reducer_that_raises_stops_with_the_offset(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "fragile.py", """
+        def step(state, event):
+            if event["data"].get("bad"):
+                raise ValueError("cannot apply a bad event")
+            return {"n": (state or {"n": 0})["n"] + 1}
+        REDUCERS = {"Step": step}
+    """)
+    write_events(store, [
+        {"key": "a", "op": "event", "type": "Step", "data": {}},
+        {"key": "b", "op": "event", "type": "Step", "data": {}},
+        {"key": "a", "op": "event", "type": "Step", "data": {"bad": True}},
+    ])  # fmt: skip
+    with pytest.raises(ReducerError) as info:
+        replay(store, reducer=str(module))
+    assert "offset 2" in info.value.message and "ValueError" in info.value.message
+    assert "cannot apply a bad event" in info.value.message
+    assert rows(replay(store, reducer=str(module), at_offset=1)) == {"a": {"n": 1}, "b": {"n": 1}}
+
+
+def test_bank_reducer_on_an_account_never_opened_names_the_offset(store: Path) -> None:
+    write_events(store, [{"entity": "account", "key": "acc-9", "op": "event", "type": "MoneyDeposited",
+                          "data": {"v": 2, "amount": "1.00", "currency": "EUR"}}])  # fmt: skip
+    with pytest.raises(ReducerError, match="offset 0"):
+        replay(store, reducer=str(BANK_REDUCERS))
+
+
+def test_reducer_without_a_function_for_a_type(store: Path) -> None:
+    write_events(store, [{"key": "a", "op": "event", "type": "Unknown", "data": {}}])
+    with pytest.raises(ReducerError, match="no reducer for event type 'Unknown'"):
+        replay(store, reducer=str(BANK_REDUCERS))
+
+
+def test_reducer_returning_none_removes_the_state(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "lifecycle.py", """
+        REDUCERS = {"Open": lambda state, event: {"open": True}, "Close": lambda state, event: None}
+    """)
+    write_events(store, [
+        {"key": "a", "op": "event", "type": "Open", "data": {}},
+        {"key": "b", "op": "event", "type": "Open", "data": {}},
+        {"key": "a", "op": "event", "type": "Close", "data": {}},
+    ])  # fmt: skip
+    assert rows(replay(store, reducer=str(module))) == {"b": {"open": True}}
+
+
+def test_reducer_upcasters_chain_until_none_applies(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "versions.py", """
+        VERSION_FIELD = "v"
+        UPCASTERS = {
+            ("Set", 1): lambda e: {**e, "data": {"v": 2, "value": e["data"]["old"]}},
+            ("Set", 2): lambda e: {**e, "data": {"v": 3, "val": e["data"]["value"]}},
+        }
+        REDUCERS = {"Set": lambda state, event: {"val": event["data"]["val"], "v": event["data"]["v"]}}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Set", "data": {"v": 1, "old": "x"}}])
+    assert rows(replay(store, reducer=str(module))) == {"a": {"val": "x", "v": 3}}
+
+
+def test_reducer_modules_that_cannot_be_used(store: Path, tmp_path: Path) -> None:
+    write_events(store, [{"key": "a", "op": "event", "type": "X", "data": {}}])
+    with pytest.raises(UsageError, match="no such file"):
+        replay(store, reducer=str(tmp_path / "missing.py"))
+    with pytest.raises(UsageError, match="REDUCERS"):
+        replay(store, reducer=str(write_module(tmp_path / "empty.py", "X = 1\n")))
+    with pytest.raises(UsageError, match="failed to load"):
+        replay(store, reducer=str(write_module(tmp_path / "broken.py", "raise RuntimeError('boom')\n")))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a snapshot hands a Python reducer its state back through json.loads(parse_float=Decimal), "
+    "so a reducer keeping a float (total + 0.5) works from zero ({'total': 1.5} after 3 events) but "
+    "fails from a snapshot at offset 1: ReducerError 'TypeError: unsupported operand type(s) for +: "
+    "decimal.Decimal and float'",
+)
+def test_python_reducer_with_float_state_replays_from_a_snapshot(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "floats.py", """
+        REDUCERS = {"Add": lambda state, event: {"total": (state or {}).get("total", 0.0) + 0.5}}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Add", "data": {}} for _ in range(3)])
+    fresh = replay(store, reducer=str(module))
+    snapshot(store, at_offset=1, reducer=str(module))
+    assert replay(store, reducer=str(module)).digest == fresh.digest
+
+
+# --------------------------------------------------------------------------- rewritten ranges
+
+
+def _rewrite_commit(store: Path, operation: str, gaps: list[list[int]]) -> None:
+    # Faked: a commit of the kind compact/purge write, naming the offsets it removed (the segments
+    # are left as they are, which is enough for the warning, which reads only the commit log).
+    s = Store.open(store)
+    with s.writer(operation):
+        s.commit(operation, {"test": True}, gaps=gaps)
+
+
+def test_a_target_inside_a_purged_range_is_answered_with_a_warning(store: Path) -> None:
+    write_events(store, [{"key": i, "op": "insert", "data": {"i": i}} for i in range(10)])
+    _rewrite_commit(store, "purge", [[3, 4]])
+    assert replay(store, at_offset=2).warnings == []
+    for target in (3, 7, None):
+        (warning,) = replay(store, at_offset=target).warnings
+        assert "purge" in warning and "offset 4" in warning and "cannot be known" in warning
+
+
+def test_a_target_before_the_compaction_point_is_answered_with_a_warning(store: Path) -> None:
+    write_events(store, [{"key": i % 2, "op": "insert", "data": {"i": i}} for i in range(10)])
+    _rewrite_commit(store, "compact", [[0, 5]])
+    assert replay(store, at_offset=5).warnings == [] and replay(store).warnings == []
+    (warning,) = replay(store, at_offset=3).warnings
+    assert "compact" in warning and "cannot be known" in warning
+
+
+# --------------------------------------------------------------------------- the shop sample
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("shop") / "store"
+    ingest(store, [str(SAMPLES / "shop_cdc.jsonl")], mapping=SHOP_MAPPING)
+    return store
+
+
+CUSTOMER_42 = {
+    "id": 42, "name": "Mateo Rojas", "email": "mateo.rojas@example.com", "tier": "gold",
+    "balance": Decimal("1181.77"), "address": {"city": "Malmo", "zip": "211 22"},
+    "tags": ["returns-risk", "vip"], "external_id": 5125315,
+}  # fmt: skip
+
+
+def test_shop_head_state(shop: Path) -> None:
+    result = replay(shop)
+    customers, orders = rows(result, "public.customers"), rows(result, "public.orders")
+    expected_ids = [*range(1, 13), *range(14, 19), *range(20, 27), 28, 29, 30, 42, 57, 77]
+    assert sorted(map(int, customers)) == expected_ids
+    assert sorted(orders) == ["1050", "1051", "1052", "1053"]
+    assert customers["42"] == CUSTOMER_42
+    assert customers["12"]["address"] is None and "name" in customers["12"]
+    assert customers["23"]["name"] == "Hana Sato" and customers["23"]["balance"] == 0
+    assert customers["77"]["balance"] == Decimal("123456789012345678901234567.891")
+    assert customers["7"]["external_id"] == 9007199254740993
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: ingest keeps each payload's text as cut from the line, and replay keeps the raw text of "
+    "any row holding a 16+-digit number: the shop head state of customer 77 is "
+    '\'{"id": 77, "name": "Treasury Clearing", ...}\' (with spaces) while every other row is compact',
+)
+def test_shop_state_text_is_canonical(shop: Path) -> None:
+    for state in replay(shop).state.column("state").to_pylist():
+        assert dumps_exact(loads_exact(state)) == state
+
+
+def test_shop_bad_deploy_window(shop: Path) -> None:
+    at_1403 = replay(shop, at_time="2026-03-01T14:03:00Z", entity="public.customers", key="42")
+    assert rows(at_1403, "public.customers") == {"42": CUSTOMER_42}
+    assert rows(replay(shop, at_offset=81), "public.customers")["42"]["balance"] == Decimal("-300.00")
+    assert rows(replay(shop, at_offset=106), "public.customers")["42"]["balance"] == Decimal("-300.00")
+    assert rows(replay(shop, at_offset=107), "public.customers")["42"] == CUSTOMER_42
+
+
+def test_shop_truncate(shop: Path) -> None:
+    assert len(rows(replay(shop, at_offset=168), "public.orders")) == 48
+    assert rows(replay(shop, at_offset=169), "public.orders") == {}
+
+
+# --------------------------------------------------------------------------- the public API
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (logtool/__init__.py): `from logtool.replay import X` before the first use of "
+    "logtool.replay binds the package attribute `replay` to the submodule, so logtool.replay(path) then "
+    "raises TypeError: 'module' object is not callable (the same for logtool.ingest)",
+)
+def test_library_verbs_survive_importing_their_modules(tmp_path: Path) -> None:
+    code = (
+        "import logtool\n"
+        "from logtool.replay import KvFold\n"
+        "from logtool.ingest import FileResult\n"
+        "assert callable(logtool.replay), type(logtool.replay)\n"
+        "assert callable(logtool.ingest), type(logtool.ingest)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
