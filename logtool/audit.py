@@ -151,14 +151,19 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> list[_Event]:
     return [_Event.from_row(r) for r in con.sql(sql).to_arrow_table().to_pylist()]
 
 
-def _scan(con: duckdb.DuckDBPyConnection, condition: str, order: str = '"offset"', limit: int | None = None) -> list[_Event]:
+def _scan(
+    con: duckdb.DuckDBPyConnection, condition: str, order: str = '"offset"', limit: int | None = None
+) -> list[_Event]:
     """The events matching a condition no statistic can prune (a search of ``meta``): the
     offsets first, reading only the columns the condition needs, then those events whole."""
     sql = f'SELECT "offset" FROM events WHERE {condition} ORDER BY {order}' + (f" LIMIT {limit}" if limit else "")
     offsets = [o for (o,) in con.execute(sql).fetchall()]
     if not offsets:
         return []
-    found = {ev.offset: ev for ev in _fetch(con, f'SELECT {_COLUMNS} FROM events WHERE "offset" IN ({", ".join(map(str, offsets))})')}
+    found = {
+        ev.offset: ev
+        for ev in _fetch(con, f'SELECT {_COLUMNS} FROM events WHERE "offset" IN ({", ".join(map(str, offsets))})')
+    }
     return [found[o] for o in offsets]
 
 
@@ -198,25 +203,28 @@ def _key_events(
     """
     files = store.segment_files()
     found: dict[int, _Event] = {}
+    truncates: list[_Event] = []
     family: set[tuple[str | None, str]] = {(entity, key)}
     pending = [key]
     seen_keys: set[str] = set()
-    # One prev_key query over all segments: row-group statistics skip every group without key
-    # changes (prev_key is null in almost every event).
-    everything = "events"
-    n = 0
     while pending:
         parts = []
         for k in pending:
             seen_keys.add(k)
-            view = _view(store, con, f"_audit_k{n}", _segments_holding(con, files, k))
-            n += 1
+            view = _view(store, con, f"_audit_k{len(seen_keys)}", _segments_holding(con, files, k))
             # Only `key = ?` alone lets DuckDB use the bloom filter; the entity is checked below.
             parts.append(f"SELECT {_COLUMNS} FROM {view} WHERE key = {sql_string(k)} AND ({condition})")
             if kv:
-                parts.append(f"SELECT {_COLUMNS} FROM {everything} WHERE prev_key = {sql_string(k)} AND ({condition})")
+                # Over every segment: row-group statistics skip the groups without key changes.
+                parts.append(f"SELECT {_COLUMNS} FROM events WHERE prev_key = {sql_string(k)} AND ({condition})")
+        if kv and len(seen_keys) == len(pending):
+            # Truncates have no key; statistics skip the row groups where every key is set.
+            parts.append(f"SELECT {_COLUMNS} FROM events WHERE key IS NULL AND op = 'truncate' AND ({condition})")
         pending = []
         for ev in _fetch(con, " UNION ALL ".join(parts)):
+            if ev.op == "truncate" and ev.key is None:
+                truncates.append(ev)
+                continue
             mine = _in(family, ev.entity, ev.key) or (ev.moved and _in(family, ev.entity, ev.prev_key))
             if not mine or ev.offset in found:
                 continue
@@ -226,14 +234,8 @@ def _key_events(
                 family.add((ev.entity, ev.prev_key))
                 if ev.prev_key not in seen_keys:
                     pending.append(ev.prev_key)
-    if kv and found:
-        entities = ", ".join(sql_string(e) for e in sorted({ev.entity for ev in found.values()}))
-        for ev in _fetch(
-            con,
-            f"SELECT {_COLUMNS} FROM {everything} WHERE key IS NULL AND op = 'truncate' "
-            f"AND entity IN ({entities}) AND ({condition})",
-        ):
-            found[ev.offset] = ev
+    entities = {ev.entity for ev in found.values()}
+    found.update({ev.offset: ev for ev in truncates if ev.entity in entities})
     return [found[o] for o in sorted(found)]
 
 
@@ -325,6 +327,8 @@ def _same(a: Any, b: Any) -> bool:
 
     if a is _ABSENT or b is _ABSENT:
         return a is b
+    if type(a) is type(b) and a == b:  # the same text is the same value; most fields compare so
+        return True
     return bool(_canon(a) == _canon(b))
 
 
@@ -371,16 +375,11 @@ def _load_reducer(reducer: str | None) -> ReducerModule | None:
     return load_reducer(reducer)
 
 
-def _entity_of(events: list[_Event], key: str, entity: str | None) -> str:
-    """The one entity holding the key (blame and why answer for one row)."""
+def _entity_of(events: list[_Event], key: str) -> str:
+    """The one entity holding the key (blame and why answer for one row); the events hold it."""
     entities = sorted({ev.entity for ev in events if ev.key == key})
-    if not entities:
-        where = f" in {entity}" if entity else ""
-        raise NotFoundError(f"key {key!r} not found{where}", "check the key (and --entity); `logtool stats` lists top keys")
     if len(entities) > 1:
-        raise UsageError(
-            f"key {key!r} is in {len(entities)} entities: {', '.join(entities)}", "pick one with --entity"
-        )
+        raise UsageError(f"key {key!r} is in {len(entities)} entities: {', '.join(entities)}", "pick one with --entity")
     return entities[0]
 
 
@@ -424,7 +423,7 @@ def _history_steps(
     events = _key_events(store, con, key, entity, condition, kv=module is None)
     if not any(ev.key == key for ev in events) and condition == "TRUE":
         where = f" in {entity}" if entity else ""
-        raise NotFoundError(f"key {key!r} not found{where}", "check the key (and --entity); `logtool stats` lists top keys")
+        raise NotFoundError(f"key {key!r} not found{where}")
     return con, events, _fold(events, module)
 
 
@@ -472,7 +471,20 @@ def history(
 
 
 HISTORY_FIELDS = ("offset", "ts", "entity", "key", "prev_key", "op", "type", "actor", "position", "changes")
-CHANGE_FIELDS = ("offset", "ts", "entity", "key", "prev_key", "op", "type", "actor", "position", "field", "before", "after")
+CHANGE_FIELDS = (
+    "offset",
+    "ts",
+    "entity",
+    "key",
+    "prev_key",
+    "op",
+    "type",
+    "actor",
+    "position",
+    "field",
+    "before",
+    "after",
+)
 
 
 def history_by_field(table: pa.Table) -> pa.Table:
@@ -530,7 +542,7 @@ def blame(
     _con, events, steps = _history_steps(st, key, entity, reducer, condition)
     if not any(ev.key == key for ev in events):
         raise NotFoundError(f"key {key!r} has no state at {where}", f"see `logtool history STORE {key}`")
-    slot = (_entity_of(events, key, entity), key)
+    slot = (_entity_of(events, key), key)
     lineage = _lineage(steps, slot)
     state = _as_object(lineage[0].after) if lineage else None
     if state is None:
@@ -650,7 +662,7 @@ def why(
     """
     st = _open(store)
     con, events, steps = _history_steps(st, key, entity, reducer)
-    slot = (_entity_of(events, key, entity), key)
+    slot = (_entity_of(events, key), key)
     lineage = _lineage(steps, slot)
     if value is _ABSENT:
         current = _as_object(lineage[0].after) if lineage else None
@@ -662,14 +674,16 @@ def why(
             raise NotFoundError(
                 f"key {key!r} has no field {field!r}; its fields: {', '.join(current)}",
                 "this is an event-sourced log: pass --reducer MODULE to audit the reduced state"
-                if domain else "a dotted name reaches into objects, e.g. address.city",
+                if domain
+                else "a dotted name reaches into objects, e.g. address.city",
             )
         answer = next(s for s in lineage if _changed(s, field))
     else:
         found = next((s for s in lineage if _changed(s, field) and _matches(_lookup(s.after, field), value)), None)
         if found is None:
             raise NotFoundError(
-                f"no event set {field!r} of key {key!r} to {dumps_exact(value)}", f"see `logtool history STORE {key} --field {field}`"
+                f"no event set {field!r} of key {key!r} to {dumps_exact(value)}",
+                f"see `logtool history STORE {key} --field {field}`",
             )
         answer = found
         value = _lookup(answer.after, field)
@@ -695,17 +709,22 @@ def _behind(
     """The causation chain (to the root), the correlated events, or the transaction's events."""
     cause, corr = ev.causation_id, ev.correlation_id
     if cause is None and corr is None:
-        note = (
+        lacking = (
             f"the event at offset {ev.offset} carries no causation or correlation id "
             f"(meta {CAUSATION_FIELDS[0]} / {CORRELATION_FIELDS[0]})"
         )
         if ev.txid is None:
-            return [], [], [], note + " and no transaction id: nothing links it to other events"
+            return [], [], [], lacking + " and no transaction id: nothing links it to other events"
         cond = f"(txn.id = {sql_string(ev.txid)} OR (txn.id IS NULL AND {_id_sql(TXID_FIELDS, ev.txid)}))"
         same = [e for e in _scan(con, cond) if e.offset != ev.offset]
         if not same:
-            return [], [], [], note + f"; its transaction {ev.txid} holds no other event"
-        return [], [], [e.row() for e in same], note + f"; the other events of its transaction {ev.txid} are shown instead"
+            return [], [], [], lacking + f"; its transaction {ev.txid} holds no other event"
+        return (
+            [],
+            [],
+            [e.row() for e in same],
+            lacking + f"; the other events of its transaction {ev.txid} are shown instead",
+        )
     known: dict[str, _Event] = {}
     correlated: list[_Event] = []
     if corr is not None:
@@ -713,7 +732,7 @@ def _behind(
         known.update({e.event_id: e for e in correlated if e.event_id is not None})
     chain: list[_Event] = []
     seen = {ev.offset}
-    missing = None
+    missing: str | None = None
     current = ev
     while current.causation_id is not None and len(chain) < MAX_CHAIN:
         wanted = current.causation_id
@@ -726,7 +745,7 @@ def _behind(
         seen.add(found.offset)
         chain.append(found)
         current = found
-    note = None
+    note: str | None = None
     if missing is not None:
         note = f"the cause {missing!r} is not in the store (purged, or in another log)"
     elif cause is None:
@@ -802,13 +821,15 @@ def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "ho
     )
     con.execute(
         f"""CREATE TEMP TABLE kc AS SELECT entity, key, count(*) AS events FROM events
-            {where + ' AND' if where else 'WHERE'} key IS NOT NULL GROUP BY ALL"""
+            {where + " AND" if where else "WHERE"} key IS NOT NULL GROUP BY ALL"""
     )
 
     def table(sql: str) -> pa.Table:
         return con.sql(sql).to_arrow_table()
 
-    events, t0, t1, o0, o1 = con.execute("SELECT sum(events)::BIGINT, min(t0), max(t1), min(o0), max(o1) FROM g").fetchall()[0]
+    events, t0, t1, o0, o1 = con.execute(
+        "SELECT sum(events)::BIGINT, min(t0), max(t1), min(o0), max(o1) FROM g"
+    ).fetchall()[0]
     span = con.execute(f"SELECT date_diff('{by}', min(bucket), max(bucket)) FROM g").fetchall()[0][0]
     timeline_src = (
         f"""SELECT s.bucket, coalesce(sum(g.events), 0)::BIGINT AS events
@@ -824,7 +845,9 @@ def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "ho
                       min(t0) AS first_ts, max(t1) AS last_ts
                FROM g GROUP BY entity ORDER BY entity"""
         ),
-        "ops": table("SELECT entity, op, sum(events)::BIGINT AS events FROM g GROUP BY ALL ORDER BY entity, events DESC, op"),
+        "ops": table(
+            "SELECT entity, op, sum(events)::BIGINT AS events FROM g GROUP BY ALL ORDER BY entity, events DESC, op"
+        ),
         "types": table(
             "SELECT entity, type, sum(events)::BIGINT AS events FROM g WHERE type IS NOT NULL GROUP BY ALL ORDER BY entity, events DESC, type"
         ),

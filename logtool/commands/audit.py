@@ -14,7 +14,9 @@ from .replay import AtOffset, AtPosition, AtTime, Reducer
 if TYPE_CHECKING:
     from ..audit import Stats, WhyResult
 
-KeyArg = Annotated[str, typer.Argument(help="The key, as stored: a single value as text, a composite key as its JSON.", metavar="KEY")]
+KeyArg = Annotated[
+    str, typer.Argument(help="The key, as stored: a single value as text, a composite key as its JSON.", metavar="KEY")
+]
 EntityOpt = Annotated[str | None, typer.Option("--entity", help="The entity (table, stream) the key belongs to.")]
 JSON_COLUMNS = ("changes", "before", "after", "value", "data")
 
@@ -29,7 +31,10 @@ def history(
     store: StoreArg,
     key: KeyArg,
     entity: EntityOpt = None,
-    field: Annotated[str | None, typer.Option("--field", help="Only the events that changed this field (`address.city` reaches inside).")] = None,
+    field: Annotated[
+        str | None,
+        typer.Option("--field", help="Only the events that changed this field (`address.city` reaches inside)."),
+    ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only events at or after this time (ISO-8601).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Only events at or before this time (ISO-8601).")] = None,
     reducer: Reducer = None,
@@ -69,7 +74,9 @@ def _one(table: Any, name: str) -> str | None:
     return str(values.pop()) if len(values) == 1 else None
 
 
-def _for_people(table: Any, *, empty: tuple[str, ...] = (), constant: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Any:
+def _for_people(
+    table: Any, *, empty: tuple[str, ...] = (), constant: tuple[str, ...] = (), drop: tuple[str, ...] = ()
+) -> Any:
     """A table narrowed for a terminal: without the columns of ``empty`` that hold only nulls, of
     ``constant`` that hold one value (the title names it), and of ``drop``."""
     gone = [n for n in empty if table.column(n).null_count == table.num_rows]
@@ -108,7 +115,10 @@ def why(
     store: StoreArg,
     key: KeyArg,
     field: Annotated[str, typer.Argument(help="The field (`address.city` reaches inside).", metavar="FIELD")],
-    value: Annotated[str | None, typer.Option("--value", help="The latest event that set FIELD to this JSON value (`-300` matches `-300.00`).")] = None,
+    value: Annotated[
+        str | None,
+        typer.Option("--value", help="The latest event that set FIELD to this JSON value (`-300` matches `-300.00`)."),
+    ] = None,
     entity: EntityOpt = None,
     reducer: Reducer = None,
     format: FormatOpt = None,
