@@ -352,13 +352,13 @@ def _segment_index(state: State, offsets: np.ndarray[Any, Any]) -> np.ndarray[An
     return np.searchsorted(mins, offsets, side="right") - 1
 
 
-def _group(state: State, matched: pa.Table, digest_column: str = "digest") -> list[_SegPlan]:
+def _group(state: State, matched: pa.Table) -> list[_SegPlan]:
     import numpy as np
 
     if matched.num_rows == 0:
         return []
     offsets = matched.column("offset").to_numpy()
-    digests = matched.column(digest_column).to_pylist()
+    digests = matched.column("digest").to_pylist()
     idx = _segment_index(state, offsets)
     plans = []
     for i in np.unique(idx):
@@ -494,6 +494,8 @@ def _run(
 ) -> PurgeResult:
     from .query import events_connection
 
+    if where is not None:
+        check_where(where)  # refused before even the lock is taken
     lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if dry_run else store.writer(operation)
     with lock:
         state = store.state()

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from logtool.formats.base import Mapping
 from logtool.ingest import ingest
@@ -632,3 +634,37 @@ def test_a_killed_purge_leaves_the_old_or_the_new_store_and_a_rerun_completes(st
     assert res.events == (4 if phase == "before-commit" else 0) and res.leftovers_removed
     assert_verified(store)
     assert residue(store, PERSON["email"]) == []
+
+
+# --------------------------------------------------------------------------- invariant
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keys=st.lists(st.sampled_from(["k0", "k1", "k2", "k3"]), min_size=1, max_size=12),
+    segment_rows=st.integers(1, 5),
+    victim=st.sampled_from(["k0", "k1", "k9"]),
+)
+def test_purge_leaves_every_other_event_untouched(
+    tmp_path_factory: pytest.TempPathFactory, keys: list[str], segment_rows: int, victim: str
+) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    src = base / "log.jsonl"
+    src.write_text("".join(json.dumps({"id": k, "op": "upsert", "data": {"v": i, "k": k}}) + "\n"
+                           for i, k in enumerate(keys)))  # fmt: skip
+    path = base / "s"
+    ingest(path, [str(src)], mapping=Mapping(key_fields=("id",), op_field="op", data_field="data"),
+           segment_rows=segment_rows)  # fmt: skip
+    before = rows(path, 'SELECT "offset", key, data, digest FROM events ORDER BY "offset"')
+    seg_bytes = {s["path"]: (path / s["path"]).read_bytes() for s in Store.open(path).state().segments}
+
+    res = purge(path, key=victim)
+
+    assert rows(path, 'SELECT "offset", key, data, digest FROM events ORDER BY "offset"') == [
+        r for r in before if r["key"] != victim
+    ]
+    assert res.events == keys.count(victim)
+    for seg in Store.open(path).state().segments:  # a segment without the key is the same file
+        if seg["path"] in seg_bytes:
+            assert (path / seg["path"]).read_bytes() == seg_bytes[seg["path"]]
+    assert_verified(path)

@@ -171,7 +171,7 @@ def redact_command(
 
         logtool redact people.store --field note --where "data->>'note' LIKE '%Mira Kovac%'" --yes
 
-        logtool redact orders.csv --field email --key 42 --key-field id -o orders.clean.csv
+        logtool redact customers.csv --field email --key 42 --key-field id -o customers.clean.csv
     """
     from ..purge import redact, redact_file
 
