@@ -821,7 +821,7 @@ def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "ho
     )
     con.execute(
         f"""CREATE TEMP TABLE kc AS SELECT entity, key, count(*) AS events FROM events
-            {where + " AND" if where else "WHERE"} key IS NOT NULL GROUP BY ALL"""
+            {where + " AND" if where else "WHERE"} key IS NOT NULL AND op <> 'truncate' GROUP BY ALL"""
     )
 
     def table(sql: str) -> pa.Table:
@@ -860,7 +860,7 @@ def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "ho
         "store": str(st.path),
         "entity": entity,
         "events": events or 0,
-        "entities": tables["entities"].num_rows,
+        "entity_count": tables["entities"].num_rows,
         "keys": con.execute("SELECT count(*) FROM kc").fetchall()[0][0],
         "first_offset": o0,
         "last_offset": o1,

@@ -1,0 +1,425 @@
+"""Audit (issue 5): history, blame, why and stats on the sample logs and on a small hand-made log.
+
+Golden files under ``tests/golden/audit_*`` hold the exact output; regenerate them with
+``LOGTOOL_REGEN_GOLDEN=1 pytest tests/test_audit.py`` and read the diff before committing.
+Sample logs are ingested from the repository root by relative path, so positions read
+``sample_logs/shop_cdc.jsonl:82`` wherever the repository lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import logtool
+
+# Resolve the verbs before `from logtool.ingest import ...` binds a submodule over its verb (the
+# known bug test_replay.py::test_library_verbs_survive_importing_their_modules documents).
+from logtool import console, replay
+from logtool.errors import NotFoundError, UsageError
+from logtool.formats.base import Mapping, loads_exact
+from logtool.ingest import ingest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+REGEN = os.environ.get("LOGTOOL_REGEN_GOLDEN") == "1"
+BANK_REDUCERS = "sample_logs/bank_reducers.py"
+
+SHOP = Mapping(
+    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+    meta_fields=("actor", "txid"),
+)  # fmt: skip
+BANK = Mapping(
+    key_fields=("account_id",), entity_field="stream", type_field="type", ts_field="ts", data_field="body",
+    meta_fields=("actor", "event_id", "causation_id", "correlation_id"),
+)  # fmt: skip
+PEOPLE = Mapping(
+    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+    meta_fields=("actor",), prev_key_field="prev_id",
+)  # fmt: skip
+WIDGETS = Mapping(
+    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
+    meta_fields=("actor", "user", "txid"), prev_key_field="prev_id",
+)  # fmt: skip
+
+# One key through every rule: a patch, an update re-sending unchanged values, a patch that changes
+# nothing (7 and 7.0 are one value), a key change (1 -> 100, carrying what the update did not
+# send), a delete, a re-create from nothing, a null set as a value, a truncate (no key), and an
+# insert after it. Key 2 lives in two entities. The actor of offset 3 is in meta `user`.
+WIDGET_LINES = [
+    '{"ts": "2026-01-01T10:00:00Z", "table": "widgets", "op": "insert", "id": 1, "data": {"id": 1, "name": "bolt", "qty": 5, "tags": ["a"]}, "actor": "alice", "txid": 1}',
+    '{"ts": "2026-01-01T10:00:01Z", "table": "widgets", "op": "insert", "id": 2, "data": {"id": 2, "name": "nut", "qty": 9}, "actor": "alice", "txid": 2}',
+    '{"ts": "2026-01-01T10:00:02Z", "table": "widgets", "op": "patch", "id": 1, "data": {"qty": 7}, "actor": "bob", "txid": 3}',
+    '{"ts": "2026-01-01T10:00:03Z", "table": "widgets", "op": "update", "id": 1, "data": {"id": 1, "name": "bolt", "qty": 7, "tags": ["a", "b"]}, "user": "carol", "txid": 4}',
+    '{"ts": "2026-01-01T10:00:04Z", "table": "widgets", "op": "patch", "id": 1, "data": {"qty": 7.0}, "actor": "bob", "txid": 5}',
+    '{"ts": "2026-01-01T10:00:05Z", "table": "widgets", "op": "update", "id": 100, "prev_id": 1, "data": {"id": 100, "name": "bolt"}, "actor": "merger", "txid": 6}',
+    '{"ts": "2026-01-01T10:00:06Z", "table": "widgets", "op": "delete", "id": 100, "data": null, "actor": "alice", "txid": 7}',
+    '{"ts": "2026-01-01T10:00:07Z", "table": "widgets", "op": "insert", "id": 100, "data": {"id": 100, "name": "washer", "qty": 1}, "actor": "dave", "txid": 8}',
+    '{"ts": "2026-01-01T10:00:08Z", "table": "widgets", "op": "patch", "id": 100, "data": {"qty": null}, "actor": "dave", "txid": 8}',
+    '{"ts": "2026-01-01T10:00:09Z", "table": "gadgets", "op": "insert", "id": 2, "data": {"id": 2}, "actor": "erin", "txid": 9}',
+    '{"ts": "2026-01-01T10:00:10Z", "table": "widgets", "op": "truncate", "actor": "dba", "txid": 10}',
+    '{"ts": "2026-01-01T10:00:11Z", "table": "widgets", "op": "insert", "id": 100, "data": {"id": 100, "name": "gear"}, "actor": "dave", "txid": 11}',
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The sample stores and the widgets store, ingested once for the module, each file named by a
+    path relative to where it lies (positions in the output do not depend on the machine)."""
+    base = tmp_path_factory.mktemp("audit")
+    (base / "widgets.jsonl").write_text("\n".join(WIDGET_LINES) + "\n", encoding="utf-8")
+    out = {}
+    for name, cwd, file, mapping in (
+        ("shop", ROOT, "sample_logs/shop_cdc.jsonl", SHOP),
+        ("bank", ROOT, "sample_logs/bank_events.jsonl", BANK),
+        ("people", ROOT, "sample_logs/people_pii.jsonl", PEOPLE),
+        ("widgets", base, "widgets.jsonl", WIDGETS),
+    ):
+        out[name] = base / name
+        with contextlib.chdir(cwd):
+            ingest(out[name], [file], mapping=mapping)
+    return out
+
+
+@pytest.fixture
+def at_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from the repository root (the reducer module is named by a relative path), and give the
+    terminal tables a fixed width."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(console.out, "width", 160)
+
+
+def golden(name: str, text: str) -> None:
+    """Compare with tests/golden/NAME, or write it under LOGTOOL_REGEN_GOLDEN=1."""
+    path = GOLDEN / name
+    if REGEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} is missing: run with LOGTOOL_REGEN_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def out_json(run: Any) -> Any:
+    assert run.code == 0, run.err
+    return loads_exact(run.out)
+
+
+def without_trailing_spaces(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def changes(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(row["changes"])
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_of_customer_42_shows_the_deploy_bot_patch(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("history", stores["shop"], "42", "--entity", "public.customers", "--format", "json")
+    golden("audit_history_shop_42.json", run.out)
+    events = out_json(run)
+    assert [e["offset"] for e in events] == [30, 76, 81, 107]
+    bad = events[2]
+    assert (bad["actor"], bad["ts"], bad["position"]) == (
+        "deploy-bot",
+        "2026-03-01T14:03:07.250000Z",
+        "sample_logs/shop_cdc.jsonl:82",
+    )
+    assert bad["changes"] == {"balance": {"before": loads_exact("1181.77"), "after": loads_exact("-300.00")}}
+    assert run.err.strip() == "4 events"
+
+
+def test_history_as_a_terminal_table(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("history", stores["shop"], "42", "--format", "table")
+    assert run.code == 0
+    golden("audit_history_shop_42.txt", without_trailing_spaces(run.out))
+    assert "history of public.customers 42" in run.out
+    assert "deploy-bot" in run.out and "-300.00" in run.out
+
+
+def test_history_as_csv_is_one_row_per_changed_field(cli: Any, stores: dict[str, Path]) -> None:
+    run = cli("history", stores["shop"], "42", "--field", "balance", "--format", "csv")
+    assert run.code == 0
+    lines = run.out.splitlines()
+    assert lines[0] == "offset,ts,entity,key,prev_key,op,type,actor,position,field,before,after"
+    # --field keeps the events that changed it, each with all its changes (the insert sets 8).
+    assert [line.split(",")[0] for line in lines[1:]] == ["30"] * 8 + ["76", "81", "107"]
+    assert lines[10].endswith(",deploy-bot,sample_logs/shop_cdc.jsonl:82,balance,1181.77,-300.00")
+
+
+def test_history_of_a_deleted_and_recreated_customer(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("history", stores["shop"], "23", "--format", "json")
+    golden("audit_history_shop_23.json", run.out)
+    events = out_json(run)
+    assert [(e["offset"], e["op"]) for e in events] == [(22, "insert"), (77, "patch"), (90, "delete"), (140, "insert")]
+    delete, again = events[2]["changes"], events[3]["changes"]
+    assert all("after" not in c for c in delete.values()) and len(delete) == 8
+    assert all("before" not in c for c in again.values()) and again["name"] == {"after": "Hana Sato"}
+
+
+def test_history_follows_a_key_change_backwards(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("history", stores["people"], "10033", "--format", "json")
+    golden("audit_history_people_10033.json", run.out)
+    events = out_json(run)
+    assert [(e["offset"], e["key"], e["prev_key"]) for e in events] == [
+        (22, "33", None), (51, "33", None), (54, "33", None), (63, "10033", "33"), (66, "10033", None),
+    ]  # fmt: skip
+    assert events[3]["changes"] == {"id": {"before": 33, "after": 10033}}
+
+
+def test_history_of_an_old_key_ends_with_the_key_change(stores: dict[str, Path]) -> None:
+    table = logtool.history(stores["people"], "33")
+    assert table.column("offset").to_pylist() == [22, 51, 54, 63]
+    assert table.column("key").to_pylist()[-1] == "10033"
+
+
+def test_history_of_a_key_through_every_rule(cli: Any, stores: dict[str, Path]) -> None:
+    run = cli("history", stores["widgets"], "100", "--entity", "widgets", "--format", "json")
+    golden("audit_history_widgets_100.json", run.out)
+    by_offset = {e["offset"]: e for e in out_json(run)}
+    assert list(by_offset) == [0, 2, 3, 4, 5, 6, 7, 8, 10, 11]
+    assert by_offset[2]["changes"] == {"qty": {"before": 5, "after": 7}}  # a patch keeps the rest
+    assert by_offset[3]["changes"] == {"tags": {"before": ["a"], "after": ["a", "b"]}}  # unchanged name, qty
+    assert by_offset[3]["actor"] == "carol"  # from meta `user`
+    assert by_offset[4]["changes"] == {}  # 7.0 is 7
+    assert by_offset[5]["changes"] == {"id": {"before": 1, "after": 100}}  # qty, tags carried
+    assert (by_offset[5]["key"], by_offset[5]["prev_key"]) == ("100", "1")
+    assert set(by_offset[6]["changes"]) == {"id", "name", "qty", "tags"}  # the delete removes all
+    assert by_offset[7]["changes"] == {"id": {"after": 100}, "name": {"after": "washer"}, "qty": {"after": 1}}
+    assert by_offset[8]["changes"] == {"qty": {"before": 1, "after": None}}  # null is a value
+    assert (by_offset[10]["op"], by_offset[10]["key"]) == ("truncate", "100")
+    assert by_offset[10]["changes"] == {"id": {"before": 100}, "name": {"before": "washer"}, "qty": {"before": None}}
+
+
+def test_history_filters_by_field_and_time(stores: dict[str, Path]) -> None:
+    qty = logtool.history(stores["widgets"], "100", field="qty")
+    assert qty.column("offset").to_pylist() == [0, 2, 6, 7, 8, 10]
+    window = logtool.history(stores["widgets"], "100", since="2026-01-01T10:00:03Z", until="2026-01-01T10:00:06Z")
+    assert window.column("offset").to_pylist() == [3, 4, 5, 6]
+    # A filtered history still folds from the start: the change shown is the change made.
+    assert changes(window.to_pylist()[0]) == {"tags": {"before": ["a"], "after": ["a", "b"]}}
+    with pytest.raises(UsageError):
+        logtool.history(stores["widgets"], "100", since="yesterday-ish")
+
+
+def test_history_of_a_key_in_two_entities_shows_both(stores: dict[str, Path]) -> None:
+    table = logtool.history(stores["widgets"], "2")
+    assert sorted(set(table.column("entity").to_pylist())) == ["gadgets", "widgets"]
+
+
+def test_event_sourced_history_with_a_reducer(stores: dict[str, Path], at_root: None) -> None:
+    table = logtool.history(stores["bank"], "acc-1003", reducer=BANK_REDUCERS)
+    rows = table.to_pylist()
+    assert [r["type"] for r in rows][-2:] == ["TransferSent", "AccountFrozen"]
+    assert changes(rows[-2]) == {"balance": {"before": "40.00", "after": "-300.00"}}
+    assert rows[-2]["actor"] == "sweep-bot"
+
+
+# --------------------------------------------------------------------------- blame
+
+
+def test_blame_of_customer_42(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("blame", stores["shop"], "42", "--format", "json")
+    golden("audit_blame_shop_42.json", run.out)
+    fields = {r["field"]: r for r in out_json(run)}
+    assert (fields["balance"]["offset"], fields["balance"]["actor"]) == (107, "support:j.okafor")
+    assert fields["name"]["offset"] == 30
+
+
+def test_blame_at_a_time_inside_the_bad_deploy(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("blame", stores["shop"], "42", "--at-time", "2026-03-01T14:03:10Z", "--format", "json")
+    golden("audit_blame_shop_42_at_time.json", run.out)
+    fields = {r["field"]: r for r in out_json(run)}
+    assert fields["balance"]["value"] == loads_exact("-300.00")
+    assert (fields["balance"]["offset"], fields["balance"]["actor"]) == (81, "deploy-bot")
+
+
+def test_blame_keeps_unchanged_fields_with_the_event_that_set_them(stores: dict[str, Path]) -> None:
+    at5 = {r["field"]: r for r in logtool.blame(stores["widgets"], "100", at_offset=5).to_pylist()}
+    assert {f: r["offset"] for f, r in at5.items()} == {"id": 5, "name": 0, "qty": 2, "tags": 3}
+    assert at5["qty"]["actor"] == "bob"
+    head = {r["field"]: r["offset"] for r in logtool.blame(stores["widgets"], "100").to_pylist()}
+    assert head == {"id": 11, "name": 11}
+
+
+def test_blame_says_why_a_key_has_no_state(stores: dict[str, Path]) -> None:
+    with pytest.raises(NotFoundError, match="deleted at offset 90"):
+        logtool.blame(stores["shop"], "23", at_offset=100)
+    with pytest.raises(NotFoundError, match="became key '10033' at offset 63"):
+        logtool.blame(stores["people"], "33")
+    with pytest.raises(NotFoundError, match="truncated at offset 10"):
+        logtool.blame(stores["widgets"], "100", at_offset=10)
+    with pytest.raises(NotFoundError, match="no state at offset 3"):
+        logtool.blame(stores["widgets"], "100", at_offset=3)
+
+
+def test_blame_agrees_with_replay(stores: dict[str, Path]) -> None:
+    state = replay(stores["shop"], entity="public.customers").state.to_pylist()
+    assert len(state) == 30
+    for row in state:
+        blamed = logtool.blame(stores["shop"], row["key"], entity="public.customers").to_pylist()
+        # As values: replay writes numbers in shortest form (818.5), the audit as sent (818.50).
+        as_value = functools.partial(json.loads, parse_float=Decimal)
+        assert {r["field"]: as_value(r["value"]) for r in blamed} == as_value(row["state"]), row["key"]
+
+
+def test_blame_of_a_key_in_two_entities_asks_for_one(cli: Any, stores: dict[str, Path]) -> None:
+    run = cli("blame", stores["widgets"], "2")
+    assert run.code == 2
+    assert run.errors() == ["error: key '2' is in 2 entities: gadgets, widgets"]
+    assert "--entity" in run.err
+    assert cli("blame", stores["widgets"], "2", "--entity", "gadgets", "-f", "jsonl").code == 0
+
+
+# --------------------------------------------------------------------------- why
+
+
+def test_why_customer_42_balance_is_minus_300(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("why", stores["shop"], "42", "balance", "--value", "-300", "--format", "json")
+    golden("audit_why_shop_42_balance.json", run.out)
+    result = out_json(run)
+    assert result["event"]["offset"] == 81 and result["event"]["actor"] == "deploy-bot"
+    assert result["value"] == loads_exact("-300.00")
+    # The shop log has no causation or correlation ids: it says so and falls back to the txid.
+    assert "no causation or correlation id" in result["note"] and "771565" in result["note"]
+    assert result["chain"] == [] and result["correlated"] == []
+    assert "note:" in run.err
+
+
+def test_why_without_ids_shows_the_other_events_of_the_transaction(
+    cli: Any, stores: dict[str, Path], at_root: None
+) -> None:
+    run = cli("why", stores["shop"], "1034", "customer_id", "--format", "json")
+    golden("audit_why_shop_1034_customer_id.json", run.out)
+    result = out_json(run)
+    assert result["event"]["offset"] == 75
+    assert [(e["offset"], e["entity"], e["key"]) for e in result["transaction"]] == [(76, "public.customers", "42")]
+
+
+def test_why_follows_the_causation_chain_across_accounts(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("why", stores["bank"], "acc-1003", "balance", "--reducer", BANK_REDUCERS, "--format", "json")
+    golden("audit_why_bank_acc-1003_balance.json", run.out)
+    result = out_json(run)
+    assert result["value"] == "-300.00"
+    assert (result["event"]["event_id"], result["event"]["actor"]) == ("evt-0067", "sweep-bot")
+    assert [(e["event_id"], e["key"]) for e in result["chain"]] == [("evt-0066", "acc-1005")]
+    assert [(e["event_id"], e["key"]) for e in result["correlated"]] == [
+        ("evt-0068", "acc-1006"),
+        ("evt-0069", "acc-1003"),
+    ]
+    assert result["note"] is None
+
+
+def test_why_as_a_terminal_table(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("why", stores["bank"], "acc-1003", "balance", "--reducer", BANK_REDUCERS, "--format", "table")
+    assert run.code == 0
+    golden("audit_why_bank_acc-1003_balance.txt", without_trailing_spaces(run.out))
+
+
+def test_why_value_compares_as_json_values(stores: dict[str, Path], at_root: None) -> None:
+    # A number matches a numeric string of the same value (the bank keeps money as strings).
+    assert logtool.why(stores["bank"], "acc-1003", "balance", value=-300, reducer=BANK_REDUCERS).event["offset"] == 66
+    assert logtool.why(stores["widgets"], "100", "qty", value=7).event["offset"] == 2
+    assert logtool.why(stores["shop"], "42", "address.city").event["offset"] == 30
+    with pytest.raises(NotFoundError, match="no event set 'balance'"):
+        logtool.why(stores["shop"], "42", "balance", value=12)
+
+
+def test_why_an_event_sourced_log_without_a_reducer_hints_at_one(cli: Any, stores: dict[str, Path]) -> None:
+    run = cli("why", stores["bank"], "acc-1003", "balance")
+    assert run.code == 1
+    assert run.errors() == ["error: key 'acc-1003' has no field 'balance'; its fields: v, reason"]
+    assert "--reducer" in run.err
+
+
+def test_why_rows_for_programs(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("why", stores["bank"], "acc-1003", "balance", "--reducer", BANK_REDUCERS, "--format", "csv")
+    assert run.code == 0
+    rows = run.out.splitlines()
+    assert rows[0].startswith("relation,depth,offset,ts,entity,key,op,type,actor,event_id,causation_id,correlation_id")
+    assert [r.split(",")[0] for r in rows[1:]] == ["answer", "cause", "correlated", "correlated"]
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def _stable(stats: dict[str, Any]) -> dict[str, Any]:
+    """The stats without what differs from run to run: the store's path, the commit times."""
+    return {**stats, "store": "STORE", "sources": [{**s, "time": "TIME"} for s in stats["sources"]]}
+
+
+def test_stats_of_the_shop(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("stats", stores["shop"], "--by", "minute", "--format", "json")
+    result = _stable(out_json(run))
+    golden("audit_stats_shop.json", json.dumps(result, indent=2, default=str) + "\n")
+    assert (result["events"], result["first_offset"], result["last_offset"]) == (174, 0, 173)
+    assert (result["first_ts"], result["last_ts"]) == ("2026-03-01T14:00:00.464000Z", "2026-03-01T14:09:55.640000Z")
+    ops = {(r["entity"], r["op"]): r["events"] for r in result["ops"]}
+    assert ops[("public.customers", "patch")] == 25 and ops[("public.orders", "truncate")] == 1
+    assert sum(r["events"] for r in result["timeline"]) == 174 and len(result["timeline"]) == 10
+    assert result["sources"][0]["file"] == "sample_logs/shop_cdc.jsonl"
+
+
+def test_stats_histogram_on_a_terminal(cli: Any, stores: dict[str, Path], at_root: None) -> None:
+    run = cli("stats", stores["shop"], "--by", "minute", "--format", "table")
+    assert run.code == 0
+    text = without_trailing_spaces(run.out.replace(str(stores["shop"]), "STORE"))
+    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z(?=\s*│ sample_logs)", "TIME" + " " * 23, text)
+    golden("audit_stats_shop.txt", text)
+    assert "events per minute" in run.out and "█" in run.out
+
+
+def test_stats_counts_quarantine_and_narrows_to_an_entity(stores: dict[str, Path], tmp_path: Path) -> None:
+    store = tmp_path / "broken"
+    with contextlib.chdir(ROOT):
+        ingest(store, ["sample_logs/broken.jsonl"], mapping=SHOP, on_error="quarantine")
+    result = logtool.stats(store)
+    assert (result.summary["events"], result.summary["quarantined"]) == (8, 5)
+    assert result.tables["quarantine"].to_pylist()[0]["records"] == 5
+    orders = logtool.stats(stores["shop"], entity="public.orders", by="day", top=3)
+    assert orders.summary["events"] == 100
+    assert orders.tables["timeline"].column("events").to_pylist() == [100]
+    assert orders.tables["top_keys"].num_rows == 3
+
+
+def test_stats_rows_for_programs(cli: Any, stores: dict[str, Path]) -> None:
+    run = cli("stats", stores["shop"], "--format", "jsonl")
+    assert run.code == 0
+    sections = [json.loads(line)["section"] for line in run.lines()]
+    assert sorted(set(sections)) == ["entities", "ops", "sources", "timeline", "top_keys"]
+
+
+# --------------------------------------------------------------------------- errors and the API
+
+
+@pytest.mark.parametrize("command", [["history"], ["blame"], ["why", "balance"]])
+def test_an_unknown_key_is_one_line_and_exit_1(cli: Any, stores: dict[str, Path], command: list[str]) -> None:
+    args = [command[0], stores["shop"], "4242", *command[1:]]
+    run = cli(*args)
+    assert run.code == 1
+    assert run.out == ""
+    assert run.err.splitlines() == ["error: key '4242' not found"]
+
+
+def test_a_missing_store_is_trouble(cli: Any, tmp_path: Path) -> None:
+    run = cli("history", tmp_path / "nowhere", "42")
+    assert run.code == 2 and run.errors() == [f"error: {tmp_path / 'nowhere'}: no such store"]
+
+
+def test_the_library_mirrors_the_commands() -> None:
+    for name in ("history", "blame", "why", "stats"):
+        assert name in logtool.__all__
+        assert getattr(logtool, name).__module__ == "logtool.audit"
