@@ -271,6 +271,7 @@ def canonical(domain: str, mode: str, text: str | None) -> str | None:
 
 def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
     """A connection with the comparison helpers: a number-text macro and the exact comparators."""
+    from duckdb.func import FunctionNullHandling
     from duckdb.sqltypes import BOOLEAN, VARCHAR
 
     from . import engine
@@ -288,8 +289,9 @@ def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
     def equal(domain: str, lmode: str, rmode: str, left: str | None, right: str | None) -> bool:
         return values_equal(domain, lmode, rmode, left, right, tolerance)
 
-    con.create_function("_lt_equal", equal, [VARCHAR] * 5, BOOLEAN, null_handling="special")
-    con.create_function("_lt_canon", canonical, [VARCHAR] * 3, VARCHAR, null_handling="special")
+    nulls = FunctionNullHandling.SPECIAL  # a NULL is a value to compare, not "skip the call"
+    con.create_function("_lt_equal", equal, [VARCHAR] * 5, BOOLEAN, null_handling=nulls)
+    con.create_function("_lt_canon", canonical, [VARCHAR] * 3, VARCHAR, null_handling=nulls)
     return con
 
 
@@ -860,11 +862,11 @@ class _LogCompare:
                      'ORDER BY "offset") AS _seq')  # fmt: skip
         for side, store, files in (("l", self.left, lfiles), ("r", self.right, rfiles)):
             store.events_view(self.con, f"_lt_{side}raw", files=files)
-            self.con.execute(f"CREATE OR REPLACE VIEW _lt_{side}e AS SELECT {self.cols}{align} FROM _lt_{side}raw {where}")
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW _lt_{side}e AS SELECT {self.cols}{align} FROM _lt_{side}raw {where}"
+            )
             if self.by == "position":
-                missing = self.con.execute(
-                    f"SELECT count(*) FROM _lt_{side}e WHERE _pos IS NULL"
-                ).fetchall()[0][0]
+                missing = self.con.execute(f"SELECT count(*) FROM _lt_{side}e WHERE _pos IS NULL").fetchall()[0][0]
                 if missing:
                     raise UsageError(
                         f"{store.path}: {missing} events have no source position to align by",
@@ -1088,7 +1090,9 @@ def _store_keys(store: Store, entity: str) -> tuple[str, ...]:
 def _store_entity(store: Store, entity: str | None) -> str:
     from .query import events_connection
 
-    entities = [r[0] for r in events_connection(store).execute("SELECT DISTINCT entity FROM events ORDER BY 1").fetchall()]
+    entities = [
+        r[0] for r in events_connection(store).execute("SELECT DISTINCT entity FROM events ORDER BY 1").fetchall()
+    ]
     if entity is None:
         if len(entities) == 1:
             return str(entities[0])
@@ -1148,11 +1152,16 @@ def _compare_states(
     tables = {}
     for side, state, label in (("l", lstate, labels[0]), ("r", rstate, labels[1])):
         con.register(f"_lt_{side}state", state)
-        for part, where, cols in (("k", "key IS NOT NULL", "entity, key, state"), ("n", "key IS NULL", "entity, state")):
+        for part, where, cols in (
+            ("k", "key IS NOT NULL", "entity, key, state"),
+            ("n", "key IS NULL", "entity, state"),
+        ):
             view = f"_lt_{side}s{part}"
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {cols} FROM _lt_{side}state WHERE {where}")
             tables[side, part] = _Table(label, view, _columns(con, view), row_json="state")
-    keyed = _TableCompare(con, tables["l", "k"], tables["r", "k"], ("entity", "key"), tolerance, "_lt_sk", "state").run()
+    keyed = _TableCompare(
+        con, tables["l", "k"], tables["r", "k"], ("entity", "key"), tolerance, "_lt_sk", "state"
+    ).run()
     keyless = _TableCompare(con, tables["l", "n"], tables["r", "n"], (), None, "_lt_sn", "state").run()
 
     def listing() -> Iterator[Difference]:

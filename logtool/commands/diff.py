@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
 
@@ -14,11 +14,12 @@ from .. import console
 from ..errors import EXIT_DIFFERENT
 from ._common import FormatOpt, OutputFormat, boundary, render, render_object, resolve
 
-if TYPE_CHECKING:
-    from ..diff import DiffResult
+# The result is a logtool.DiffResult; it is not imported here, so that ``logtool.diff`` stays the
+# function (importing the module first would shadow it on the package).
+DiffResult = Any
 
 
-class Align(str, Enum):
+class Align(StrEnum):
     offset = "offset"
     position = "position"
 
@@ -36,7 +37,9 @@ def command(
     key_column: Annotated[
         list[str] | None,
         typer.Option(
-            "--key-column", "--key", "-k",
+            "--key-column",
+            "--key",
+            "-k",
             help="Key column of a table dump; repeat for a composite key. Without one, rows are compared as multisets.",
         ),
     ] = None,  # fmt: skip

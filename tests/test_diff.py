@@ -1,0 +1,461 @@
+"""`diff`: logs (first divergent offset; missing, extra and changed events), states and table dumps
+(keys only on one side, changed fields), exact value rules, and the CLI's outputs and exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import logtool
+from logtool.formats.base import Mapping, RawNumber, dumps_exact
+
+from conftest import Cli, write_lines
+
+# Reached through the package first, so that `logtool.diff` stays the function.
+diff = logtool.diff
+D = sys.modules["logtool.diff"]
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+MAPPING = Mapping(key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data")
+JSON = {"logtool.json": "1"}
+
+
+def table(columns: dict[str, tuple[pa.DataType, list[Any]]], json_columns: tuple[str, ...] = ()) -> pa.Table:
+    """A small Arrow table; JSON columns carry the metadata replay gives them."""
+    fields = [pa.field(n, t, metadata=JSON if n in json_columns else None) for n, (t, _) in columns.items()]
+    return pa.Table.from_arrays([pa.array(v, t) for t, v in columns.values()], schema=pa.schema(fields))
+
+
+def as_json(value: Any) -> Any:
+    """A result's value as JSON reads it back (JSON payloads are inlined as RawJSON text)."""
+    from logtool.formats.writers import plain
+
+    return json.loads(dumps_exact(plain(value)))
+
+
+def counts(result: Any) -> tuple[bool, int, int, int]:
+    return result.same, result.only_left, result.only_right, result.changed
+
+
+# --------------------------------------------------------------------------- value rules
+
+
+def test_null_empty_and_the_text_null_are_three_values(tmp_path: Path) -> None:
+    ids = pa.int64(), [1, 2, 3]
+    left = table({"id": ids, "v": (pa.string(), [None, "", "<null>"])})
+    right = table({"id": ids, "v": (pa.string(), ["", "<null>", None])})
+    result = diff(left, right, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 3)
+    assert [e["fields"] for e in result.examples] == [
+        [{"field": "v", "left": None, "right": ""}],
+        [{"field": "v", "left": "", "right": "<null>"}],
+        [{"field": "v", "left": "<null>", "right": None}],
+    ]
+    # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" the empty string
+    csv = write_lines(tmp_path / "v.csv", ["id,v", "1,", '2,""', "3,<null>"])
+    assert diff(csv, left, key_columns=["id"]).same
+    permuted = write_lines(tmp_path / "w.csv", ["id,v", '1,""', "2,<null>", "3,"])
+    assert counts(diff(csv, permuted, key_columns=["id"])) == (False, 0, 0, 3)
+
+
+def test_composite_keys_never_collide_through_a_separator(tmp_path: Path) -> None:
+    left = table({"a": (pa.string(), ["a|b", "x"]), "b": (pa.string(), ["c", "y"]), "v": (pa.int64(), [1, 2])})
+    right = table({"a": (pa.string(), ["a", "x"]), "b": (pa.string(), ["b|c", "y"]), "v": (pa.int64(), [1, 3])})
+    result = diff(left, right, key_columns=["a", "b"])
+    assert counts(result) == (False, 1, 1, 1)
+    assert sorted((e["change"], json.dumps(e["key"])) for e in result.examples) == [
+        ("changed", '{"a": "x", "b": "y"}'),
+        ("only_left", '{"a": "a|b", "b": "c"}'),
+        ("only_right", '{"a": "a", "b": "b|c"}'),
+    ]
+
+
+def test_a_null_key_matches_a_null_key() -> None:
+    left = table({"id": (pa.int64(), [None, 1]), "v": (pa.string(), ["n", "one"])})
+    right = table({"id": (pa.int64(), [1, None]), "v": (pa.string(), ["one", "n"])})
+    assert diff(left, right, key_columns=["id"]).same
+
+
+def test_floats_are_exact_unless_a_tolerance_is_given() -> None:
+    ids = pa.int64(), [1, 2]
+    left = table({"id": ids, "x": (pa.float64(), [0.1 + 0.2, float("nan")])})
+    right = table({"id": ids, "x": (pa.float64(), [0.3, float("nan")])})
+    assert counts(diff(left, right, key_columns=["id"])) == (False, 0, 0, 1)  # NaN equals NaN
+    assert diff(left, right, key_columns=["id"], float_tolerance="1e-9").same
+    assert not diff(left, right, key_columns=["id"], float_tolerance=0).same
+
+
+def test_decimals_are_compared_exactly() -> None:
+    big = Decimal("123456789012345678901234567.891")
+    left = table({"id": (pa.int64(), [1, 2]), "d": (pa.decimal128(38, 3), [big, Decimal("1.100")])})
+    right = table({"id": (pa.int64(), [1, 2]), "d": (pa.decimal128(38, 3), [Decimal("123456789012345678901234567.892"), Decimal("1.1")])})
+    result = diff(left, right, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 1)  # float64 could not tell these two apart
+    assert json.dumps(result.examples[0]["fields"], default=str) == json.dumps(
+        [{"field": "d", "left": "123456789012345678901234567.891", "right": "123456789012345678901234567.892"}]
+    )
+    scales = table({"id": (pa.int64(), [1, 2]), "d": (pa.decimal128(38, 4), [big, Decimal("1.1")])})
+    assert diff(left, scales, key_columns=["id"]).same  # 1.100 and 1.1 are one number
+
+
+def test_csv_decimals_equal_as_numbers(tmp_path: Path) -> None:
+    a = write_lines(tmp_path / "a.csv", ["id,p", "1,1.10", "2,123456789012345678901234567.8910", "3,007"])
+    b = write_lines(tmp_path / "b.csv", ["id,p", "1,1.1", "2,123456789012345678901234567.891", "3,7"])
+    assert diff(a, b, key_columns=["id"]).same
+    c = write_lines(tmp_path / "c.csv", ["id,p", "1,1.1", "2,123456789012345678901234567.892", "3,7"])
+    assert counts(diff(a, c, key_columns=["id"])) == (False, 0, 0, 1)
+    typed = table({"id": (pa.int64(), [1, 2, 3]), "p": (pa.decimal128(38, 3), [Decimal("1.1"), Decimal("123456789012345678901234567.891"), Decimal(7)])})  # fmt: skip
+    assert diff(a, typed, key_columns=["id"]).same
+    assert D.values_equal("loose", "t", "t", "1.10", "1.1")
+    assert D.values_equal("number", "t", "n", "1e3", "1000")
+    assert not D.values_equal("loose", "t", "t", "1.10", "1.1x")
+    assert not D.values_equal("text", "t", "t", "1.10", "1.1")  # a typed text column is text
+
+
+def test_timestamps_are_compared_as_instants(tmp_path: Path) -> None:
+    utc = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    left = table({"id": (pa.int64(), [1]), "t": (pa.timestamp("us", tz="UTC"), [utc])})
+    berlin = table({"id": (pa.int64(), [1]), "t": (pa.timestamp("us", tz="Europe/Berlin"), [utc])})
+    assert diff(left, berlin, key_columns=["id"]).same
+    csv = write_lines(tmp_path / "t.csv", ["id,t", "1,2026-03-01T14:00:00+02:00"])
+    assert diff(csv, left, key_columns=["id"]).same
+    other = write_lines(tmp_path / "u.csv", ["id,t", "1,2026-03-01 12:00:00Z"])
+    assert diff(csv, other, key_columns=["id"]).same
+    later = write_lines(tmp_path / "v.csv", ["id,t", "1,2026-03-01T12:00:00.000001Z"])
+    assert counts(diff(csv, later, key_columns=["id"])) == (False, 0, 0, 1)
+    assert counts(diff(later, left, key_columns=["id"])) == (False, 0, 0, 1)
+
+
+def test_json_is_compared_as_values() -> None:
+    ids = pa.int64(), [1, 2, 3, 4]
+    left = ['{"a":1,"b":{"x":[1,2],"y":null}}', '{"n":1.10}', '{"s":"1"}', "[1,2]"]
+    right = ['{"b":{"y":null,"x":[1,2]},"a":1}', '{"n":1.1}', '{"s":1}', "[2,1]"]
+    result = diff(
+        table({"id": ids, "j": (pa.string(), left)}, ("j",)),
+        table({"id": ids, "j": (pa.string(), right)}, ("j",)),
+        key_columns=["id"],
+    )
+    assert counts(result) == (False, 0, 0, 2)
+    assert [e["key"]["id"] for e in result.examples] == [3, 4]
+    # without the JSON mark the column is text, compared as written
+    plain = diff(table({"id": ids, "j": (pa.string(), left)}), table({"id": ids, "j": (pa.string(), right)}), key_columns=["id"])  # fmt: skip
+    assert plain.changed == 4
+
+
+def test_json_numbers_keep_every_digit() -> None:
+    assert not D.values_equal("json", "j", "j", '{"a":9007199254740993}', '{"a":9007199254740992}')
+    assert not D.values_equal("json", "j", "j", '{"a":0.10000000000000001}', '{"a":0.1}')
+    assert D.values_equal("json", "j", "j", '{"a":1E+2}', '{"a":100}')
+    assert D.values_equal("json", "j", "j", '{"a":1.0000001}', '{"a":1}', Decimal("1e-6"))
+    assert not D.values_equal("json", "j", "j", '{"a":1}', '{"a":2}', Decimal("5"))  # integers stay exact
+
+
+def test_keyless_tables_are_multisets() -> None:
+    rows = pa.string(), ["x", "x", "y"]
+    left = table({"v": rows, "w": (pa.int64(), [1, 1, 2])})
+    right = table({"v": (pa.string(), ["y", "x", "y"]), "w": (pa.int64(), [2, 1, 2])})
+    result = diff(left, right)
+    assert counts(result) == (False, 1, 1, 0)
+    assert [(e["change"], e["count"], e["row"]) for e in result.examples] == [
+        ("only_left", 1, {"v": "x", "w": 1}),
+        ("only_right", 1, {"v": "y", "w": 2}),
+    ]
+    assert diff(left, table({"v": (pa.string(), ["y", "x", "x"]), "w": (pa.int64(), [2, 1, 1])})).same
+    twice = table({"v": (pa.string(), ["x"] * 5), "w": (pa.int64(), [1] * 5)})
+    assert [(e["change"], e["count"]) for e in diff(left, twice).examples] == [("only_left", 1), ("only_right", 3)]
+
+
+def test_keyless_json_rows_match_whatever_their_key_order() -> None:
+    left = table({"j": (pa.string(), ['{"a":1,"b":2}', '{"a":1,"b":2}'])}, ("j",))
+    right = table({"j": (pa.string(), ['{"b":2,"a":1}', '{"a":1.0,"b":2}'])}, ("j",))
+    assert diff(left, right).same
+    right3 = table({"j": (pa.string(), ['{"b":2,"a":1}'] * 3)}, ("j",))
+    assert counts(diff(left, right3)) == (False, 0, 1, 0)
+
+
+def test_columns_on_one_side_only_make_tables_different() -> None:
+    left = table({"id": (pa.int64(), [1]), "a": (pa.string(), ["x"]), "b": (pa.string(), ["y"])})
+    right = table({"id": (pa.int64(), [1]), "a": (pa.string(), ["x"])})
+    result = diff(left, right, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 0)
+    assert result.to_dict()["columns_only_left"] == ["b"]
+
+
+def test_a_key_that_is_not_unique_is_refused() -> None:
+    left = table({"id": (pa.int64(), [1, 1]), "v": (pa.string(), ["a", "a"])})
+    right = table({"id": (pa.int64(), [1, 2]), "v": (pa.string(), ["a", "a"])})
+    with pytest.raises(logtool.LogtoolError, match="occurs 2 times"):
+        diff(left, right, key_columns=["id"])
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _events(n: int = 40) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        key = i % 7
+        op = "insert" if i < 7 else "patch"
+        out.append({"ts": f"2026-03-01T10:00:{i:02d}.000Z", "table": "public.stock", "op": op, "id": key,
+                    "data": {"id": key, "qty": i} if op == "insert" else {"qty": i}})  # fmt: skip
+    return out
+
+
+def _store(tmp_path: Path, name: str, events: list[dict[str, Any]], segment_rows: int = 8) -> Path:
+    f = write_lines(tmp_path / f"{name}.jsonl", [dumps_exact(e) for e in events])
+    logtool.ingest(tmp_path / name, [str(f)], mapping=MAPPING, segment_rows=segment_rows)
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A log, an equal one ingested separately, and one that diverges at offset 17."""
+    tmp = tmp_path_factory.mktemp("logs")
+    a = _events()
+    b = [dict(e) for e in a]
+    b[17] = {**b[17], "data": {"qty": 999}}  # changed
+    extra = {"ts": "2026-03-01T10:00:30.500Z", "table": "public.stock", "op": "insert", "id": 50,
+             "data": {"id": 50, "qty": 1}}  # fmt: skip
+    b = b[:25] + b[26:31] + [extra] + b[31:]  # A's index 25 missing, an extra event after A's 30
+    reordered = [{**e, "data": dict(reversed(list(e["data"].items())))} for e in a]
+    reordered[3]["data"]["qty"] = RawNumber("3.0")
+    return {"a": _store(tmp, "a", a), "a2": _store(tmp, "a2", reordered, 5), "b": _store(tmp, "b", b)}
+
+
+def test_logs_diverge_at_the_first_different_event(logs: dict[str, Path]) -> None:
+    result = diff(logs["a"], logs["b"])
+    assert counts(result) == (False, 1, 1, 1)
+    assert result.first_divergent_offset == 17
+    info = as_json(result.to_dict())
+    assert (info["left_event"]["data"], info["right_event"]["data"]) == ({"qty": 17}, {"qty": 999})
+    assert [(e["change"], (e.get("event") or e["left"])["offset"]) for e in result.examples] == [
+        ("changed", 17), ("only_left", 25), ("only_right", 30),
+    ]  # fmt: skip
+    assert as_json(result.examples[0]["fields"]) == [{"field": "data", "left": {"qty": 17}, "right": {"qty": 999}}]
+    assert len(list(result.differences())) == 3 + result.state.only_left + result.state.only_right + result.state.changed
+
+
+def test_equal_logs_ingested_apart_are_the_same(logs: dict[str, Path]) -> None:
+    # other salts, other segment sizes, JSON keys in another order and 3.0 for 3: the same events
+    result = diff(logs["a"], logs["a2"])
+    assert counts(result) == (True, 0, 0, 0)
+    assert result.first_divergent_offset is None
+    assert result.to_dict()["segments"]["shared"] == 0
+
+
+def test_a_copied_store_is_decided_from_segment_digests(logs: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(logs["a"], copy)
+    result = diff(logs["a"], copy)
+    assert result.same
+    assert result.to_dict()["segments"] == {"left": 5, "right": 5, "shared": 5, "read_left": 0, "read_right": 0}
+    logtool.purge(copy, where='"offset" = 25', reason="test")
+    result = diff(logs["a"], copy)
+    assert counts(result) == (False, 1, 0, 0)
+    assert result.first_divergent_offset == 25
+    assert result.to_dict()["segments"] == {"left": 5, "right": 5, "shared": 4, "read_left": 1, "read_right": 1}
+
+
+def test_an_appended_log_diverges_where_the_shorter_ends(logs: dict[str, Path], tmp_path: Path) -> None:
+    longer = tmp_path / "longer"
+    shutil.copytree(logs["a"], longer)
+    more = [{**e, "ts": e["ts"].replace("10:00", "10:01")} for e in _events(3)]
+    logtool.ingest(longer, [str(write_lines(tmp_path / "more.jsonl", [json.dumps(e) for e in more]))], mapping=MAPPING)
+    result = diff(logs["a"], longer)
+    assert counts(result) == (False, 0, 3, 0)
+    assert (result.first_divergent_offset, result.to_dict()["left_event"]) == (40, None)
+    assert result.to_dict()["segments"]["read_left"] == 0
+
+
+def test_states_at_an_offset(logs: dict[str, Path]) -> None:
+    assert diff(logs["a"], logs["b"], at_offset=16).same
+    result = diff(logs["a"], logs["b"], at_offset=17)
+    assert counts(result) == (False, 0, 0, 1)
+    assert result.examples == [{"scope": "state", "change": "changed", "key": {"entity": "public.stock", "key": "3"},
+                                "fields": [{"field": "qty", "left": 17, "right": 999}]}]  # fmt: skip
+
+
+def _positioned(path: Path, rows: list[tuple[str, int, int]]) -> Path:
+    """An event-schema Parquet file: (entity, key, source position) per event."""
+    from logtool.schema import input_schema
+
+    events = [
+        {"ts": dt.datetime(2026, 3, 1, 10, 0, pos, tzinfo=dt.UTC), "entity": entity, "key": str(key), "op": "upsert",
+         "data": json.dumps({"id": key, "pos": pos}),
+         "source": {"format": "test", "file": path.name, "line": i + 1, "position": str(pos),
+                    "position_order": f"{pos:020d}"}}
+        for i, (entity, key, pos) in enumerate(rows)
+    ]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(events, schema=input_schema()), path)
+    return path
+
+
+def test_logs_captured_apart_align_by_source_position(tmp_path: Path) -> None:
+    stock = [("stock", i % 4, 10 + i) for i in range(12)]
+    changed = stock[:6] + [("stock", 9, 16)] + stock[7:]
+    a, b = tmp_path / "a", tmp_path / "b"
+    logtool.ingest(a, [str(_positioned(tmp_path / "other.parquet", [("other", 1, 1), ("other", 2, 2)]))])
+    logtool.ingest(a, [str(_positioned(tmp_path / "a.parquet", stock))])
+    logtool.ingest(b, [str(_positioned(tmp_path / "b.parquet", changed))])
+    by_position = diff(a, b, entity="stock", by="position")
+    assert by_position.first_divergent_offset == 8  # A's offset; B holds the position at offset 6
+    assert by_position.to_dict()["first_divergent_position"] == f"{16:020d}"
+    assert by_position.to_dict()["right_event"]["offset"] == 6
+    assert counts(by_position) == (False, 1, 1, 0)
+    assert diff(a, b, entity="stock").first_divergent_offset == 0  # by offset, everything moved
+
+
+# --------------------------------------------------------------------------- sample replicas
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if not (SAMPLES / "replica_a.jsonl").exists() or not (SAMPLES / "replica_b.jsonl").exists():
+        pytest.skip("sample_logs/replica_a.jsonl and replica_b.jsonl are not there")
+    tmp = tmp_path_factory.mktemp("replicas")
+    for name in ("a", "b"):
+        logtool.ingest(tmp / name, [str(SAMPLES / f"replica_{name}.jsonl")], mapping=MAPPING, segment_rows=32)
+    return tmp / "a", tmp / "b"
+
+
+def test_sample_replicas_diverge_at_their_known_offset(replicas: tuple[Path, Path]) -> None:
+    result = diff(*replicas)
+    # sample_logs/README.md: identical up to index 73; 1 changed, 1 missing, 1 extra
+    assert counts(result) == (False, 1, 1, 1)
+    assert result.first_divergent_offset == 73
+    assert [e["change"] for e in result.examples] == ["changed", "only_left", "only_right"]
+    assert (result.examples[1]["event"]["offset"], result.examples[2]["event"]["offset"]) == (108, 114)
+    # head states: key 99 only in B; keys 2 and 32 differ in qty
+    state = result.state
+    assert counts(state) == (False, 0, 1, 2)
+    assert [(e["key"]["key"], e.get("fields")) for e in state.examples] == [
+        ("2", [{"field": "qty", "left": 38, "right": 47}]),
+        ("32", [{"field": "qty", "left": 66, "right": 59}]),
+        ("99", None),
+    ]
+
+
+def test_a_replayed_state_against_table_dumps(replicas: tuple[Path, Path], tmp_path: Path) -> None:
+    from logtool.formats.writers import write_csv
+
+    a, b = replicas
+    dump = logtool.replay(str(a)).tables()["public.stock"].drop_columns(["key"])
+    pq.write_table(dump, tmp_path / "stock.parquet")
+    with open(tmp_path / "stock.csv", "w", encoding="utf-8") as f:
+        write_csv([dump], f)
+    for path in ("stock.parquet", "stock.csv"):
+        same = diff(a, tmp_path / path)  # one entity, and its key from the store's mapping
+        assert counts(same) == (True, 0, 0, 0), path
+        other = diff(b, tmp_path / path, entity="public.stock", key_columns=["id"])
+        assert counts(other) == (False, 1, 0, 2), path
+    assert diff(tmp_path / "stock.parquet", tmp_path / "stock.csv", key_columns=["id"]).same
+    early = diff(a, tmp_path / "stock.parquet", at_offset=10)
+    then = set(logtool.replay(str(a), at_offset=10).state.column("key").to_pylist())
+    head = {str(i) for i in dump.column("id").to_pylist()}
+    assert (early.only_left, early.only_right) == (len(then - head), len(head - then))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_exit_codes(cli: Cli, replicas: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = replicas
+    assert cli("diff", a, a, "--format", "json").code == 0
+    r = cli("diff", a, b, "--format", "json")
+    assert r.code == 1
+    assert "first divergent offset 73" in r.err
+    missing = cli("diff", a, tmp_path / "nope")
+    assert (missing.code, missing.out) == (2, "")
+    assert missing.errors() == [f"error: {tmp_path / 'nope'}: no such store or file"]
+    assert cli("diff", a, b, "--bogus").code == 2  # typer's own usage errors
+    assert cli("diff", a).code == 2
+    assert cli("diff", a, b, "--by", "position").code == 2  # no source positions in these logs
+    assert cli("diff", a, b, "--float-tolerance", "lots").code == 2
+
+
+def test_cli_a_crash_is_trouble_not_different(cli: Cli, replicas: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(logtool, "diff", crash)
+    r = cli("diff", *replicas)
+    assert r.code == 2
+    assert r.errors() == ["error: internal error: ZeroDivisionError: boom"]
+
+
+def test_cli_golden_json_for_two_dumps(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_lines(tmp_path / "left.csv", [
+        "region,id,name,balance,seen",
+        "eu,1,Ada,1.10,2026-03-01T14:00:00+02:00",
+        'eu,2,"",0.5,',
+        "us,1,Bo,7,2026-03-01T12:00:00Z",
+    ])  # fmt: skip
+    right = table({
+        "region": (pa.string(), ["eu", "eu", "us"]),
+        "id": (pa.int64(), [1, 2, 2]),
+        "name": (pa.string(), ["Ada", None, "Cy"]),
+        "balance": (pa.decimal128(5, 2), [Decimal("1.10"), Decimal("0.50"), Decimal("1.00")]),
+        "seen": (pa.timestamp("us", tz="UTC"), [dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC), None, None]),
+    })  # fmt: skip
+    pq.write_table(right, tmp_path / "right.parquet")
+    r = cli("diff", "left.csv", "right.parquet", "--key-column", "region", "-k", "id", "--format", "json")
+    assert r.code == 1
+    assert json.loads(r.out) == {
+        "same": False, "mode": "table", "left": "left.csv", "right": "right.parquet",
+        "first_divergent_offset": None, "only_left": 1, "only_right": 1, "changed": 1,
+        "key_columns": ["region", "id"], "columns_only_left": [], "columns_only_right": [],
+        "examples": [
+            {"scope": "table", "change": "changed", "key": {"region": "eu", "id": "2"},
+             "fields": [{"field": "name", "left": "", "right": None}]},
+            {"scope": "table", "change": "only_left", "key": {"region": "us", "id": "1"},
+             "row": {"region": "us", "id": "1", "name": "Bo", "balance": "7", "seen": "2026-03-01T12:00:00Z"}},
+            {"scope": "table", "change": "only_right", "key": {"region": "us", "id": 2},
+             "row": {"region": "us", "id": 2, "name": "Cy", "balance": 1.00, "seen": None}},
+        ],
+    }  # fmt: skip
+    assert r.out.count("\n") == 1  # one object
+    lines = cli("diff", "left.csv", "right.parquet", "-k", "region", "-k", "id", "--format", "jsonl").lines()
+    assert [json.loads(line)["change"] for line in lines] == ["changed", "only_left", "only_right"]
+    assert cli("diff", "left.csv", "left.csv", "-k", "region", "-k", "id", "-f", "json").code == 0
+
+
+def test_cli_golden_json_for_two_logs(cli: Cli, logs: dict[str, Path]) -> None:
+    r = cli("diff", logs["a"], logs["b"], "--limit", "1", "--format", "json")
+    assert r.code == 1
+    out = json.loads(r.out)
+    for side in ("left_event", "right_event"):
+        assert out[side].pop("source")["line"] == 18
+    assert out["examples"][0]["left"].pop("source")["file"].endswith("a.jsonl")
+    assert out["examples"][0]["right"].pop("source")["file"].endswith("b.jsonl")
+    event = {"offset": 17, "ts": "2026-03-01T10:00:17Z", "entity": "public.stock", "key": "3", "op": "patch"}
+    assert {k: v for k, v in out.items() if k != "state"} == {
+        "same": False, "mode": "log", "left": str(logs["a"]), "right": str(logs["b"]),
+        "first_divergent_offset": 17, "only_left": 1, "only_right": 1, "changed": 1, "by": "offset",
+        "segments": {"left": 5, "right": 5, "shared": 0, "read_left": 5, "read_right": 5},
+        "left_event": {**event, "data": {"qty": 17}}, "right_event": {**event, "data": {"qty": 999}},
+        "examples": [{"scope": "log", "change": "changed", "left": {**event, "data": {"qty": 17}},
+                      "right": {**event, "data": {"qty": 999}},
+                      "fields": [{"field": "data", "left": {"qty": 17}, "right": {"qty": 999}}]}],
+    }  # fmt: skip
+    assert {k: out["state"][k] for k in ("same", "mode", "only_left", "only_right", "changed")} == {
+        "same": False, "mode": "state", "only_left": 0, "only_right": 1, "changed": 0,
+    }  # fmt: skip  (the changed and the missing patch were overwritten later; key 50 stays extra)
+
+
+def test_cli_table_and_csv_outputs(cli: Cli, logs: dict[str, Path]) -> None:
+    r = cli("diff", logs["a"], logs["b"], "--format", "table")
+    assert r.code == 1
+    assert "first_divergent_offset" in r.out and "offset 17" in r.out
+    rows = cli("diff", logs["a"], logs["b"], "--format", "csv").lines()
+    assert rows[0] == "scope,change,where,field,left,right"
+    assert rows[1] == 'log,changed,offset 17,data,"{""qty"":17}","{""qty"":999}"'
