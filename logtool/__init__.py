@@ -1,45 +1,47 @@
 """logtool: ingest, replay, audit, diff, compact and purge event logs.
 
-The library mirrors the CLI: ``logtool.ingest(...)`` is ``logtool ingest``. Everything is
-imported on first use, so ``import logtool`` (and ``logtool --help``) stays fast.
+The library mirrors the CLI: ``logtool.ingest(...)`` is ``logtool ingest``. The modules import
+duckdb and pyarrow only inside their functions, so ``import logtool`` (and ``logtool --help``)
+stays fast. The functions are bound here explicitly: a module and its verb share a name
+(``logtool.replay`` the module, ``logtool.replay()`` the function), and this way the name is
+always the function.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .audit import blame, history, stats, why
+from .compact import compact, compact_file
+from .diff import diff
+from .errors import LogtoolError
+from .formats.base import Mapping
+from .ingest import ingest
+from .integrity import verify
+from .purge import purge, redact
+from .query import info, log, sql
+from .replay import replay, snapshot
+from .store import Store, configure_store
 
 __version__ = "0.1.0"
 
-_API = {
-    "ingest": "logtool.ingest",
-    "verify": "logtool.integrity",
-    "sql": "logtool.query",
-    "info": "logtool.query",
-    "log": "logtool.query",
-    "diff": "logtool.diff",
-    "purge": "logtool.purge",
-    "redact": "logtool.purge",
-    "replay": "logtool.replay",
-    "snapshot": "logtool.replay",
-    "history": "logtool.audit",
-    "blame": "logtool.audit",
-    "why": "logtool.audit",
-    "stats": "logtool.audit",
-    "configure_store": "logtool.store",
-    "compact": "logtool.compact",
-    "compact_file": "logtool.compact",
-    "Store": "logtool.store",
-    "Mapping": "logtool.formats.base",
-    "LogtoolError": "logtool.errors",
-}
-
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'logtool' has no attribute {name!r}")
+__all__ = [
+    "LogtoolError",
+    "Mapping",
+    "Store",
+    "blame",
+    "compact",
+    "compact_file",
+    "configure_store",
+    "diff",
+    "history",
+    "info",
+    "ingest",
+    "log",
+    "purge",
+    "redact",
+    "replay",
+    "snapshot",
+    "sql",
+    "stats",
+    "verify",
+    "why",
+]
