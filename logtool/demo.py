@@ -111,9 +111,34 @@ def steps(workdir: str | Path, samples: str | Path | None = None) -> Iterator[St
         },
     )
 
-    check = verify(str(shop))
+    from .purge import purge, redact
+
+    people = work / "people.store"
+    ingest(people, [str(src / "people_pii.jsonl")], mapping=PEOPLE, segment_rows=16)
+    mira = "mira.kovac@example.org"
+    before_hits = sql(people, f"SELECT count(*) AS n FROM events WHERE contains(data, '{mira}')").column("n")[0].as_py()
+    erased = purge(people, key="10033", entity="public.users", reason="erasure request #118")
+    signups = [purge(people, key=k, entity="public.signups", reason="erasure request #118") for k in ("508", "519")]
+    note = redact(people, ["note"], where="data->>'note' LIKE '%Mira Kovac%'", reason="erasure request #118")
+    after_hits = sql(people, f"SELECT count(*) AS n FROM events WHERE contains(data, '{mira}')").column("n")[0].as_py()
+    receipt = erased.receipt or {}
     yield Step(
-        "Verify the store: every digest, the commit chain, every offset gap",
-        "logtool verify shop.store",
-        {"ok": check.ok, "commits": check.commits, "segments": check.segments, "events": check.events},
+        "Erase a person (user 33, later 10033) from a PII log: purge, redact, and the receipt",
+        "logtool purge people.store --key 10033 --entity public.users --reason 'erasure request #118' --yes",
+        {
+            "events mentioning her email, before": before_hits,
+            "events purged": erased.events + sum(p.events for p in signups),
+            "notes redacted": note.events,
+            "events mentioning her email, after": after_hits,
+            "receipt (in the commit)": {k: v for k, v in receipt.items() if k != "segments"},
+            "segments in the receipt": len(receipt.get("segments", [])),
+        },
     )
+
+    for name, path in (("shop.store", shop), ("people.store", people)):
+        check = verify(str(path))
+        yield Step(
+            f"Verify {name}: every digest, the commit chain, every offset gap explained",
+            f"logtool verify {name}",
+            {"ok": check.ok, "commits": check.commits, "segments": check.segments, "events": check.events},
+        )
