@@ -158,8 +158,9 @@ def replay(
     target = _resolve_target(con, at_offset, at_time, at_position)
     module = load_reducer(reducer) if reducer else None
     fingerprint = module.fingerprint if module else KV_FINGERPRINT
-    warnings = _rewritten_warnings(store, target)
+    warnings: list[str] = []
     snap = _pick_snapshot(st, target, fingerprint, warnings) if use_snapshots else None
+    warnings += _rewritten_warnings(store, target, snap["offset"] if snap else None)
     base_offset = snap["offset"] if snap else -1
     if snap:
         con.execute(f"CREATE TEMP VIEW snap AS SELECT * FROM read_parquet({sql_string(str(store.path / snap['path']))})")
@@ -210,20 +211,25 @@ def _key_family(con: duckdb.DuckDBPyConnection, key: str, condition: str) -> set
     return family
 
 
-def _rewritten_warnings(store: Store, target: _Target) -> list[str]:
+def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | None) -> list[str]:
     """Say where compaction or purge removed events the target would include."""
     out = []
     for c in store.commits():
         if c["operation"] not in ("compact", "purge") or not c.get("gaps"):
             continue
+        first_removed = min(a for a, _b in c["gaps"])
         removed_upto = max(b for _a, b in c["gaps"])
-        if target.last is not None and min(a for a, _b in c["gaps"]) <= target.last:
-            if c["operation"] == "compact" and target.last >= removed_upto:
-                continue  # a compacted log replays exactly at and after its compaction point
-            out.append(
-                f"events up to offset {removed_upto} were removed by {c['operation']} (commit {c['version']}): "
-                f"the state at {target.description} cannot be known exactly"
-            )
+        if target.last is None or first_removed > target.last:
+            continue
+        if c["operation"] == "compact" and target.last >= removed_upto:
+            continue  # a compacted log replays exactly at and after its compaction point
+        cut = c.get("params", {}).get("before_offset")
+        if cut is not None and snapshot_offset is not None and snapshot_offset >= cut - 1:
+            continue  # a dropped head: the snapshot stored at the cut holds the state it built
+        out.append(
+            f"events up to offset {removed_upto} were removed by {c['operation']} (commit {c['version']}): "
+            f"the state at {target.description} cannot be known exactly"
+        )
     return out
 
 
