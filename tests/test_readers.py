@@ -14,12 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from conftest import Cli, write_lines
 
 import logtool
 from logtool.formats import all_formats, detect
 from logtool.formats.base import Mapping, Source
-
-from conftest import Cli, write_lines
 
 Query = Callable[[Path, str], list[dict[str, Any]]]
 
@@ -29,18 +28,23 @@ RECORDS = [
     '{"id":3,"op":"d"}',
 ]
 
-EVENT_COLUMNS = 'entity, key, op, type, data, meta, ts, source.line AS line'
+EVENT_COLUMNS = "entity, key, op, type, data, meta, ts, source.line AS line"
 
 
 def _events(query: Query, store: Path) -> list[dict[str, Any]]:
-    return query(store, f'SELECT "offset", {EVENT_COLUMNS}, source.format AS format, source.file AS file FROM events ORDER BY "offset"')
+    return query(
+        store,
+        f'SELECT "offset", {EVENT_COLUMNS}, source.format AS format, source.file AS file FROM events ORDER BY "offset"',
+    )
 
 
 # --------------------------------------------------------------------------- JSON lines
 
 
 @pytest.mark.parametrize("compression", ["plain", "gz", "zst"])
-def test_jsonl_plain_gz_zst(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, compression: str) -> None:
+def test_jsonl_plain_gz_zst(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, compression: str
+) -> None:
     text = ("\n".join(RECORDS) + "\n").encode()
     name = {"plain": "shop.jsonl", "gz": "shop.jsonl.gz", "zst": "shop.jsonl.zst"}[compression]
     payload = {
@@ -91,7 +95,9 @@ def test_jsonl_blank_lines_crlf_and_no_final_newline(
 # --------------------------------------------------------------------------- CSV
 
 
-def test_csv_quoted_commas_newlines_quotes(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path) -> None:
+def test_csv_quoted_commas_newlines_quotes(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
     f = tmp_path / "people.csv"
     f.write_bytes(
         b"id,name,note,amount,code\n"
@@ -115,9 +121,7 @@ def test_csv_quoted_commas_newlines_quotes(cli: Cli, new_store: Callable[[str], 
 def test_csv_crlf_and_mapping(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path) -> None:
     f = tmp_path / "c.csv"
     f.write_bytes(
-        b"table,id,op,ts,who\r\n"
-        b"orders,1,c,2024-01-01T10:00:00+02:00,al\r\n"
-        b"orders,1,d,2024-01-01T11:00:00+02:00,bo\r\n"
+        b"table,id,op,ts,who\r\norders,1,c,2024-01-01T10:00:00+02:00,al\r\norders,1,d,2024-01-01T11:00:00+02:00,bo\r\n"
     )
     store = new_store("s")
     r = cli(
@@ -160,7 +164,9 @@ def test_parquet_generic_table(cli: Cli, new_store: Callable[[str], Path], query
     ]  # fmt: skip
     assert [e["ts"] for e in rows] == [dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, tzinfo=dt.UTC)]
     assert rows[0]["data"] == '{"amount":1.100,"big":4611686018427387905,"name":"zoë","tags":[1,2]}'
-    assert rows[1]["data"] == '{"amount":123456789012345678901234567.890,"big":-4611686018427387904,"name":null,"tags":[]}'
+    assert (
+        rows[1]["data"] == '{"amount":123456789012345678901234567.890,"big":-4611686018427387904,"name":null,"tags":[]}'
+    )
 
 
 def _source_store(cli: Cli, store: Path, tmp_path: Path) -> None:
@@ -253,7 +259,9 @@ def test_stdin_larger_than_the_sniffed_head(cli: Cli, new_store: Callable[[str],
     store = new_store("s")
     r = cli("ingest", store, "-", "--key-field", "id", "--entity", "e", input="\n".join(lines) + "\n")
     assert r.code == 0, r.err
-    rows = query(store, 'SELECT count(*) AS n, count(DISTINCT key) AS k, min(key::INT) AS lo, max(key::INT) AS hi FROM events')
+    rows = query(
+        store, "SELECT count(*) AS n, count(DISTINCT key) AS k, min(key::INT) AS lo, max(key::INT) AS hi FROM events"
+    )
     assert rows == [{"n": 3000, "k": 3000, "lo": 0, "hi": 2999}]
 
 
@@ -289,7 +297,9 @@ def test_detect_parquet_by_magic(tmp_path: Path) -> None:
     assert detect(Source(str(f))).name == "parquet"
 
 
-def test_format_option_overrides_detection(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path) -> None:
+def test_format_option_overrides_detection(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
     # one column, no comma: nothing recognizes it until --format says what it is
     f = write_lines(tmp_path / "ids.txt", ["id", "1", "2"])
     r = cli("ingest", new_store("s"), f, "--key-field", "id")
@@ -301,7 +311,9 @@ def test_format_option_overrides_detection(cli: Cli, new_store: Callable[[str], 
     assert [(e["key"], e["format"]) for e in _events(query, store)] == [("1", "csv"), ("2", "csv")]
 
 
-def test_format_option_is_obeyed_against_content(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path) -> None:
+def test_format_option_is_obeyed_against_content(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "t.csv", ["id,name", "1,a"])  # CSV by content
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--format", "jsonl")

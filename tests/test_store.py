@@ -13,14 +13,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import Cli, write_lines
 
 import logtool
 from logtool.errors import LockedError, StoreError
 from logtool.formats.base import Mapping
 from logtool.schema import event_schema
 from logtool.store import Store, canonical_json, commit_hash, file_sha256
-
-from conftest import Cli, write_lines
 
 
 def _ingest(store: Path, f: Path, **kw: Any) -> Any:
@@ -269,11 +268,18 @@ def test_stale_lock_from_dead_pid_taken_over(cli: Cli, tmp_path: Path, events_fi
 
 
 @pytest.mark.parametrize("content", ["other host", "garbage"])
-def test_lock_not_taken_over_when_its_holder_is_unknown(cli: Cli, tmp_path: Path, events_file: Path, content: str) -> None:
+def test_lock_not_taken_over_when_its_holder_is_unknown(
+    cli: Cli, tmp_path: Path, events_file: Path, content: str
+) -> None:
     Store.create(tmp_path / "s")
     lock = tmp_path / "s" / "_lock"
     if content == "other host":
-        holder = {"pid": _dead_pid(), "host": "elsewhere.example", "operation": "purge", "since": "2024-01-01T00:00:00Z"}
+        holder = {
+            "pid": _dead_pid(),
+            "host": "elsewhere.example",
+            "operation": "purge",
+            "since": "2024-01-01T00:00:00Z",
+        }
         lock.write_text(json.dumps(holder))
         expected = f"locked by pid {holder['pid']} on elsewhere.example (purge since 2024-01-01T00:00:00Z)"
     else:

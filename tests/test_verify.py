@@ -10,12 +10,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import Cli, Run, write_lines
 
 import logtool
 from logtool.formats.base import Mapping
 from logtool.store import Store, canonical_json, commit_hash
-
-from conftest import Cli, Run, write_lines
 
 # three ingests of three events, two events a segment: segments start at offsets 0,2,3,5,6,8
 

@@ -1,0 +1,300 @@
+"""CLI contracts: stdout carries data only, exit codes, `sql` refuses all but one SELECT, every
+command documented with an example, and the installed `logtool` entry point run for real."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Cli, write_lines
+from typer.main import get_command
+
+from logtool.cli import app
+
+
+@pytest.fixture
+def store(cli: Cli, tmp_path: Path) -> Path:
+    f = write_lines(
+        tmp_path / "shop.jsonl",
+        [
+            '{"id":1,"op":"c","n":12345678901234567890123,"p":1.10}',
+            '{"id":2,"op":"u","n":2,"p":0.5}',
+            '{"id":1,"op":"d"}',
+        ],
+    )
+    path = tmp_path / "store"
+    r = cli("ingest", path, f, "--key-field", "id", "--op-field", "op")
+    assert r.code == 0, r.err
+    return path
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_ingest_writes_nothing_to_stdout(cli: Cli, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', "{", '{"id":3}'])
+    r = cli("ingest", tmp_path / "s", f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0
+    assert r.out == ""
+    assert f"{f} (jsonl): 2 ingested, 1 quarantined, 0 skipped; offsets 0..1; commit 0" in r.err
+    assert "total: 2 ingested, 1 quarantined, 0 skipped" in r.err
+
+
+def test_quiet_silences_status_but_not_warnings(cli: Cli, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    r = cli("-q", "ingest", tmp_path / "s", f, "--key-field", "id")
+    assert (r.code, r.out, r.err) == (0, "", "")
+    r = cli("-q", "ingest", tmp_path / "s", f, "--key-field", "id")
+    assert r.out == "" and "already in the store" in r.err  # a refusal is said even under -q
+    r = cli("-q", "verify", tmp_path / "s")
+    assert (r.code, r.out, r.err) == (0, "", "")
+
+
+def test_sql_jsonl_prints_only_json_lines(cli: Cli, store: Path) -> None:
+    r = cli("sql", store, 'SELECT "offset", key, op, data FROM events ORDER BY "offset"', "--format", "jsonl")
+    assert r.code == 0, r.err
+    assert r.err == ""
+    assert r.out.endswith("\n")
+    assert r.out.splitlines() == [
+        '{"offset":0,"key":"1","op":"insert","data":{"n":12345678901234567890123,"p":1.10}}',
+        '{"offset":1,"key":"2","op":"update","data":{"n":2,"p":0.5}}',
+        '{"offset":2,"key":"1","op":"delete","data":{}}',
+    ]
+
+
+def test_sql_default_format_off_a_terminal_is_jsonl(cli: Cli, store: Path) -> None:
+    r = cli("sql", store, "SELECT count(*) AS n FROM events")
+    assert (r.code, r.out) == (0, '{"n":3}\n')
+
+
+def test_sql_csv_and_json(cli: Cli, store: Path) -> None:
+    r = cli("sql", store, 'SELECT key, data FROM events ORDER BY "offset"', "--format", "csv")
+    assert r.code == 0
+    rows = list(csv.reader(io.StringIO(r.out)))
+    assert rows == [["key", "data"], ["1", '{"n":12345678901234567890123,"p":1.10}'], ["2", '{"n":2,"p":0.5}'],
+                    ["1", "{}"]]  # fmt: skip
+    r = cli("sql", store, 'SELECT key FROM events ORDER BY "offset"', "--format", "json")
+    assert r.code == 0
+    assert json.loads(r.out) == [{"key": "1"}, {"key": "2"}, {"key": "1"}]
+
+
+def test_sql_empty_result(cli: Cli, store: Path) -> None:
+    for fmt, expected in (("jsonl", ""), ("json", "[]\n")):
+        r = cli("sql", store, "SELECT key FROM events WHERE false", "--format", fmt)
+        assert (r.code, r.out) == (0, expected)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("DELETE FROM events", "query must be a read-only SELECT, not DELETE"),
+        ("COPY (SELECT 1) TO 'out.csv'", "query must be a read-only SELECT, not COPY"),
+        ("SELECT 1; SELECT 2", "query must be one statement, found 2"),
+        ("SELECT 1; DROP VIEW events", "query must be one statement, found 2"),
+        ("INSERT INTO events SELECT * FROM events", "query must be a read-only SELECT, not INSERT"),
+        ("CREATE TABLE t AS SELECT 1", "query must be a read-only SELECT, not CREATE"),
+        ("ATTACH 'other.duckdb'", "query must be a read-only SELECT, not ATTACH"),
+        ("PRAGMA version", "query must be a read-only SELECT, not PRAGMA"),
+    ],
+)
+def test_sql_refuses_anything_but_one_select(cli: Cli, store: Path, tmp_path: Path, query: str, message: str) -> None:
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    r = cli("sql", store, query)
+    assert r.code == 2
+    assert r.out == ""
+    assert r.errors() == [f"error: {message}"]
+    assert "hint:" in r.err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+    assert not (tmp_path / "out.csv").exists() and not Path("out.csv").exists()
+
+
+def test_sql_cannot_read_outside_the_store(cli: Cli, store: Path, tmp_path: Path) -> None:
+    secret = write_lines(tmp_path / "secret.csv", ["a,b", "1,2"])
+    r = cli("sql", store, f"SELECT * FROM read_csv('{secret}')")
+    assert r.code == 2
+    assert r.out == ""
+    assert len(r.errors()) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["SELECT offset FROM events", "SELECT key FROM events ORDER BY offset", "SELECT max(offset) FROM events"],
+)
+def test_sql_bare_offset_gets_a_hint(cli: Cli, store: Path, query: str) -> None:
+    r = cli("sql", store, query)
+    assert r.code == 2
+    assert r.out == ""
+    assert len(r.errors()) == 1
+    assert 'hint: OFFSET is a reserved word in SQL: write the column as "offset" (in double quotes)' in r.err
+
+
+def test_sql_other_errors_point_to_the_view(cli: Cli, store: Path) -> None:
+    r = cli("sql", store, "SELECT nosuch FROM events")
+    assert r.code == 2
+    assert len(r.errors()) == 1 and r.errors()[0].startswith("error: query failed:")
+    assert "events" in r.err.split("hint:", 1)[1]
+
+
+@pytest.mark.parametrize("command", ["info", "log", "sql", "verify"])
+def test_read_commands_on_a_missing_store(cli: Cli, tmp_path: Path, command: str) -> None:
+    args = [command, tmp_path / "nope"] + (["SELECT 1"] if command == "sql" else [])
+    r = cli(*args)
+    assert r.code == 2
+    assert r.out == ""
+    assert r.errors() == [f"error: {tmp_path / 'nope'}: no such store"]
+
+
+def test_read_commands_do_not_create_a_store(cli: Cli, tmp_path: Path) -> None:
+    cli("info", tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_usage_errors_exit_2(cli: Cli, store: Path) -> None:
+    assert cli("nosuch").code == 2
+    assert cli("ingest").code == 2  # STORE and FILE missing
+    assert cli("sql", store, "SELECT 1", "--format", "xml").code == 2
+    assert cli("ingest", store, "x.jsonl", "--segment-rows", "0").code == 2
+
+
+# --------------------------------------------------------------------------- help
+
+
+def test_root_help(cli: Cli) -> None:
+    for flag in ("--help", "-h"):
+        r = cli(flag)
+        assert r.code == 0
+        for name in ("ingest", "info", "log", "verify", "sql"):
+            assert name in r.out
+
+
+def _commands() -> list[str]:
+    return sorted(get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_issue_commands_exist() -> None:
+    assert {"ingest", "info", "log", "verify", "sql"} <= set(_commands())
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_every_command_has_help_with_an_example(cli: Cli, name: str) -> None:
+    command = get_command(app).commands[name]  # type: ignore[attr-defined]
+    assert command.help and command.help.strip(), f"{name} has no help text"
+    r = cli(name, "--help")
+    assert r.code == 0
+    assert "Example" in r.out
+    assert f"logtool {name}" in r.out  # the example runs this very command
+    assert r.err == ""
+
+
+# --------------------------------------------------------------------------- the installed entry point
+
+
+def _logtool() -> str:
+    beside = Path(sys.executable).parent / "logtool"
+    found = str(beside) if beside.exists() else shutil.which("logtool")
+    assert found, "the logtool console script is not installed"
+    return found
+
+
+def _run(*args: str | Path, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    return subprocess.run([_logtool(), *map(str, args)], input=input, capture_output=True, timeout=120, env=env)
+
+
+def test_entry_point_help() -> None:
+    p = _run("--help")
+    assert p.returncode == 0
+    assert b"ingest" in p.stdout and b"verify" in p.stdout
+    assert p.stderr == b""
+
+
+def test_entry_point_exit_codes_and_streams(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    # trouble: one error line, a hint, no traceback, nothing on stdout
+    p = _run("ingest", store, tmp_path / "missing.jsonl", "--key-field", "id")
+    assert p.returncode == 2
+    assert p.stdout == b""
+    err = p.stderr.decode()
+    assert [x for x in err.splitlines() if x.startswith("error:")] == [
+        f"error: {tmp_path / 'missing.jsonl'}: no such file"
+    ]
+    assert "Traceback" not in err
+    # ingest from stdin: summary on stderr only
+    p = _run("ingest", store, "-", "--key-field", "id", "--entity", "e", input=b'{"id":1,"v":1.10}\n{"id":2}\n')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b""
+    assert b"total: 2 ingested, 0 quarantined, 0 skipped" in p.stderr
+    # piped output defaults to JSON lines, exact
+    p = _run("sql", store, 'SELECT key, data FROM events ORDER BY "offset"')
+    assert p.returncode == 0
+    assert p.stdout == b'{"key":"1","data":{"v":1.10}}\n{"key":"2","data":{}}\n'
+    # a refused statement
+    p = _run("sql", store, "DELETE FROM events")
+    assert p.returncode == 2 and p.stdout == b"" and b"not DELETE" in p.stderr
+    # verify: clean 0, tampered 1
+    p = _run("verify", store)
+    assert p.returncode == 0 and p.stdout == b""
+    (segment,) = (store / "segments").iterdir()
+    segment.unlink()
+    p = _run("verify", store, "--format", "jsonl")
+    assert p.returncode == 1
+    assert json.loads(p.stdout.splitlines()[0])["where"] == f"segments/{segment.name}"
+    assert b"Traceback" not in p.stderr
+
+
+def test_entry_point_locked_store(tmp_path: Path) -> None:
+    from logtool.store import Store
+
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    store = Store.create(tmp_path / "store")
+    with store.writer("x"):
+        p = _run("ingest", tmp_path / "store", f, "--key-field", "id")
+    assert p.returncode == 2
+    assert f"store is locked by pid {os.getpid()}".encode() in p.stderr
+    assert b"Traceback" not in p.stderr
+
+
+def test_library_does_not_import_the_cli_stack() -> None:
+    code = (
+        "import sys, logtool, tempfile, os\n"
+        "d = tempfile.mkdtemp(); p = os.path.join(d, 'a.jsonl'); open(p, 'w').write('{\"id\":1}\\n')\n"
+        "logtool.ingest(os.path.join(d, 's'), [p], mapping=logtool.Mapping(key_fields=('id',)))\n"
+        "assert logtool.verify(os.path.join(d, 's')).ok\n"
+        "print(sorted(m for m in ('typer', 'rich', 'click') if m in sys.modules))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+def test_help_does_not_import_the_engines() -> None:
+    code = (
+        "import sys\n"
+        "from logtool.cli import main\n"
+        "main(['--help'])\n"
+        "print(sorted(m for m in ('duckdb', 'pyarrow') if m in sys.modules), file=sys.stderr)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_ingest_api_survives_importing_its_module(tmp_path: Path) -> None:
+    """`logtool.ingest` stays the function even when the submodule of that name was imported first."""
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    code = (
+        "import sys\n"
+        "from logtool.ingest import IngestResult\n"
+        "from logtool.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, "ingest", str(tmp_path / "s"), str(f), "--key-field", "id"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert p.returncode == 0, p.stderr
