@@ -596,9 +596,10 @@ def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
 # --------------------------------------------------------------------------- crash safety
 
 _CHILD = """
-import sys, time
-import logtool.purge as p
+import importlib, sys, time
 from logtool.store import Store
+
+p = importlib.import_module("logtool.purge")  # the module (logtool.purge is the function)
 
 def stop(*args, **kwargs):
     print("READY", flush=True)
