@@ -22,7 +22,7 @@ Names looked up in an event's ``meta``, first present wins:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -167,20 +167,68 @@ def _scan(
     return [found[o] for o in offsets]
 
 
-def _segments_holding(con: duckdb.DuckDBPyConnection, files: list[str], key: str) -> list[str]:
-    """The segments whose bloom filter on ``key`` does not exclude the key (a row group without a
-    filter never excludes it)."""
-    if not files:
-        return []
-    listing = "[" + ", ".join(sql_string(f) for f in files) + "]"
-    maybe = {
-        f
-        for f, excluded in con.execute(
-            f"SELECT file_name, bloom_filter_excludes FROM parquet_bloom_probe({listing}, 'key', {sql_string(key)})"
-        ).fetchall()
-        if not excluded
-    }
-    return [f for f in files if f in maybe]
+@dataclass
+class _Group:
+    """The Parquet statistics of one column in one row group."""
+
+    file: str
+    rows: int
+    nulls: int | None  # None: unknown
+    lo: str | None
+    hi: str | None
+
+    def may_hold(self, value: str) -> bool:
+        if self.nulls is not None and self.nulls >= self.rows:
+            return False
+        return (self.lo is None or self.lo <= value) and (self.hi is None or value <= self.hi)
+
+
+class _Segments:
+    """The live segments, with the row-group statistics of ``key`` and ``prev_key`` (read once from
+    the footers): which segments can hold a key, a key change away from it, or a truncate."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
+        self.con = con
+        self.files = files
+        self.groups: dict[str, list[_Group]] = {"key": [], "prev_key": []}
+        if files:
+            for f, column, rows, nulls, lo, hi in con.execute(
+                f"""SELECT file_name, path_in_schema, row_group_num_rows, stats_null_count,
+                           stats_min_value, stats_max_value
+                    FROM parquet_metadata({self._listing(files)}) WHERE path_in_schema IN ('key', 'prev_key')"""
+            ).fetchall():
+                self.groups[column].append(_Group(f, rows, nulls, lo, hi))
+
+    @staticmethod
+    def _listing(files: list[str]) -> str:
+        return "[" + ", ".join(sql_string(f) for f in files) + "]"
+
+    def _where(self, column: str, test: Callable[[_Group], bool]) -> list[str]:
+        hits = {g.file for g in self.groups[column] if test(g)}
+        return [f for f in self.files if f in hits]
+
+    def holding(self, key: str) -> list[str]:
+        """Segments whose statistics and bloom filter on ``key`` do not exclude the key (a row
+        group without a filter never excludes it)."""
+        candidates = self._where("key", lambda g: g.may_hold(key))
+        if not candidates:
+            return []
+        maybe = {
+            f
+            for f, excluded in self.con.execute(
+                f"SELECT file_name, bloom_filter_excludes FROM parquet_bloom_probe({self._listing(candidates)}, 'key', {sql_string(key)})"
+            ).fetchall()
+            if not excluded
+        }
+        return [f for f in candidates if f in maybe]
+
+    def moved_from(self, key: str) -> list[str]:
+        """Segments that can hold an event whose ``prev_key`` is the key."""
+        return self._where("prev_key", lambda g: g.may_hold(key))
+
+    def keyless(self) -> list[str]:
+        """Segments that can hold an event without a key (a truncate)."""
+        return self._where("key", lambda g: g.nulls is None or g.nulls > 0)
 
 
 def _view(store: Store, con: duckdb.DuckDBPyConnection, name: str, files: list[str]) -> str:
@@ -201,25 +249,36 @@ def _key_events(
     With the kv reducer also the events that moved the key away (``prev_key`` = key) and the
     truncates of its entities. ``condition`` (SQL over events) bounds them, e.g. to a target.
     """
-    files = store.segment_files()
+    segments = _Segments(con, store.segment_files())
     found: dict[int, _Event] = {}
     truncates: list[_Event] = []
     family: set[tuple[str | None, str]] = {(entity, key)}
     pending = [key]
     seen_keys: set[str] = set()
+    views = 0
+
+    def select(files: list[str], where: str) -> list[str]:
+        nonlocal views
+        if not files:
+            return []
+        views += 1
+        view = _view(store, con, f"_audit_{views}", files)
+        return [f"SELECT {_COLUMNS} FROM {view} WHERE {where} AND ({condition})"]
+
+    first_round = True
     while pending:
         parts = []
         for k in pending:
             seen_keys.add(k)
-            view = _view(store, con, f"_audit_k{len(seen_keys)}", _segments_holding(con, files, k))
             # Only `key = ?` alone lets DuckDB use the bloom filter; the entity is checked below.
-            parts.append(f"SELECT {_COLUMNS} FROM {view} WHERE key = {sql_string(k)} AND ({condition})")
+            parts += select(segments.holding(k), f"key = {sql_string(k)}")
             if kv:
-                # Over every segment: row-group statistics skip the groups without key changes.
-                parts.append(f"SELECT {_COLUMNS} FROM events WHERE prev_key = {sql_string(k)} AND ({condition})")
-        if kv and len(seen_keys) == len(pending):
-            # Truncates have no key; statistics skip the row groups where every key is set.
-            parts.append(f"SELECT {_COLUMNS} FROM events WHERE key IS NULL AND op = 'truncate' AND ({condition})")
+                parts += select(segments.moved_from(k), f"prev_key = {sql_string(k)}")
+        if kv and first_round:
+            parts += select(segments.keyless(), "key IS NULL AND op = 'truncate'")
+            first_round = False
+        if not parts:
+            break
         pending = []
         for ev in _fetch(con, " UNION ALL ".join(parts)):
             if ev.op == "truncate" and ev.key is None:

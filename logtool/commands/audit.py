@@ -108,7 +108,13 @@ def blame(
     table = logtool.blame(
         store, key, entity=entity, at_offset=at_offset, at_time=at_time, at_position=at_position, reducer=reducer
     )
-    render(table, format, title=f"blame of {key}", json_columns=JSON_COLUMNS)
+    fmt = resolve(format)
+    if fmt is OutputFormat.table:
+        title = f"blame of {_one(table, 'entity')} {key}"
+        table = _for_people(table, empty=("type",), constant=("entity", "key"))
+        render(table, fmt, title=title, json_columns=JSON_COLUMNS)
+        return
+    render(table, fmt, json_columns=JSON_COLUMNS)
 
 
 def why(
