@@ -31,6 +31,9 @@ from states import COLUMNS as STATE_COLUMNS  # noqa: E402
 from states import generate_states  # noqa: E402
 
 DATA = BENCH / "data"
+#: This runner's scratch space: outputs, stderr, DuckDB spill files. Per process, because others
+#: may run the benchmarks on the same machine at the same time.
+SCRATCH = DATA / "run" / str(os.getpid())
 CHILD = BENCH / "_child.py"
 LAUNCH = BENCH / "_launch.py"
 #: The console script of the interpreter running this file, so the CLI's start-up is measured.
@@ -108,7 +111,7 @@ class Ctx:
 
     @property
     def spill(self) -> Path:
-        path = DATA / "spill"
+        path = SCRATCH / "spill"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -158,7 +161,10 @@ class Ctx:
         """Keep a store that a measured `logtool ingest` made, if the read benchmarks need one."""
         if self.store_arg is None and (self.rebuild_store or not self.cached_store.exists()):
             shutil.rmtree(self.cached_store, ignore_errors=True)
-            store.rename(self.cached_store)
+            try:
+                store.rename(self.cached_store)
+            except OSError:  # another runner kept its store there meanwhile
+                return
             self.rebuild_store = False
 
     def _ensure_store(self) -> tuple[Path, str]:
@@ -172,7 +178,7 @@ class Ctx:
             shutil.rmtree(store, ignore_errors=True)
             print(f"building {store} with `logtool ingest` (untimed) ...", file=sys.stderr)
             m = measure(
-                [str(LOGTOOL), "ingest", str(store), str(self.log), *MAPPING], self.env(), DATA / "run" / "ingest.err"
+                [str(LOGTOOL), "ingest", str(store), str(self.log), *MAPPING], self.env(), SCRATCH / "ingest.err"
             )
             if m.code == 0:
                 return store, "logtool ingest"
@@ -663,7 +669,7 @@ def run_operation(ctx: Ctx, op: Operation, runs: int, anchors_anyway: bool) -> l
         for side, row in zip(sides, rows, strict=True):
             if row.skipped:
                 continue
-            run = DATA / "run" / f"{op.name}-{r}"
+            run = SCRATCH / f"{op.name}-{r}"
             shutil.rmtree(run, ignore_errors=True)
             run.mkdir(parents=True)
             try:
@@ -736,7 +742,7 @@ def machine_facts(ctx: Ctx, load_before: tuple[float, ...]) -> list[str]:
     except OSError:
         ram = "?"
     rev = subprocess.run(["git", "-C", str(BENCH), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    startup = [measure([sys.executable, "-c", "import duckdb"], None, DATA / "run" / "startup.err").seconds
+    startup = [measure([sys.executable, "-c", "import duckdb"], None, SCRATCH / "startup.err").seconds
                for _ in range(3)]  # fmt: skip
     facts = [
         f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; logtool commit {rev.stdout.strip() or '?'}",
@@ -789,7 +795,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"== {op.name}", file=sys.stderr)
         rows += run_operation(ctx, op, a.runs, a.anchors_anyway)
     facts = machine_facts(ctx, load_before)
-    shutil.rmtree(DATA / "run", ignore_errors=True)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
     notes = claims(rows) + ctx.notes
     report = "\n".join([*(f"- {f}" for f in facts), "", table(rows), "", *(f"- {n}" for n in notes)])
     print(report)
