@@ -24,8 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-# Resolve the library verbs before any `from logtool.replay import ...`: see
-# test_library_verbs_survive_importing_their_modules for why the order matters.
 from logtool import replay, snapshot
 from logtool.errors import NotFoundError, ReducerError, UsageError
 from logtool.formats.base import Batcher, Mapping, dumps_exact, loads_exact, parse_ts
@@ -264,7 +262,10 @@ def test_key_change_moves_the_row_carrying_values_it_did_not_send(store: Path) -
         {"key": 10, "prev_key": 1, "op": "update", "data": {"id": 10, "name": "Ada L"}},
     ])  # fmt: skip
     assert rows(replay(store)) == {"10": {"id": 10, "name": "Ada L", "doc": "big"}, "2": {"id": 2, "name": "Bo"}}
-    assert rows(replay(store, at_offset=1)) == {"1": {"id": 1, "name": "Ada", "doc": "big"}, "2": {"id": 2, "name": "Bo"}}
+    assert rows(replay(store, at_offset=1)) == {
+        "1": {"id": 1, "name": "Ada", "doc": "big"},
+        "2": {"id": 2, "name": "Bo"},
+    }
 
 
 def test_the_old_key_of_a_moved_row_can_be_used_again(store: Path) -> None:
@@ -401,7 +402,7 @@ def test_path_patch_truncates_arrays(store: Path) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason='bug: a path patch is recognised by its text starting with `{"$` (LIKE \'{"$%\'); the JSON text '
+    reason="bug: a path patch is recognised by its text starting with `{\"$` (LIKE '{\"$%'); the JSON text "
     '`{ "$set": {"a.b": 2}}` (a space after the brace) takes the vectorized merge and the row gets a '
     'column named "$set": expected {"a": {"b": 2}}, got {"a": {"b": 1}, "$set": {"a.b": 2}}',
 )
@@ -426,7 +427,9 @@ def _two_transactions(store: Path, *, commit_order: bool) -> None:
 
 
 @pytest.mark.parametrize("commit_order", [True, False], ids=["commit-order", "change-order"])
-def test_position_inside_an_open_transaction_includes_exactly_the_committed_ones(store: Path, commit_order: bool) -> None:
+def test_position_inside_an_open_transaction_includes_exactly_the_committed_ones(
+    store: Path, commit_order: bool
+) -> None:
     _two_transactions(store, commit_order=commit_order)
     assert rows(replay(store, at_position="0/300")) == {"3": {"by": "B"}}  # A is open at 0/300
     assert rows(replay(store, at_position="0/250")) == {"3": {"by": "B"}}  # B's commit itself is included
@@ -761,11 +764,7 @@ def test_csv_export_writes_null_empty_and_the_empty_string_quoted(store: Path, t
         {"key": 2, "op": "insert", "data": {"s": "x", "t": "y", "u": "line\nbreak", "v": "plain", "w": None}},
     ])  # fmt: skip
     (csv_file,) = export_state(replay(store), tmp_path / "csv", "csv")
-    assert csv_file.read_text() == (
-        "key,s,t,u,v,w\n"
-        '1,,"","a,b"," lead","say ""hi"""\n'
-        '2,x,y,"line\nbreak",plain,\n'
-    )
+    assert csv_file.read_text() == ('key,s,t,u,v,w\n1,,"","a,b"," lead","say ""hi"""\n2,x,y,"line\nbreak",plain,\n')
 
 
 def test_export_writes_one_file_per_entity(store: Path, tmp_path: Path) -> None:
@@ -776,7 +775,11 @@ def test_export_writes_one_file_per_entity(store: Path, tmp_path: Path) -> None:
     ])  # fmt: skip
     out = tmp_path / "out"
     written = export_state(replay(store), out, "parquet")
-    assert sorted(p.name for p in written) == ["odd_name_here.parquet", "public.customers.parquet", "public.orders.parquet"]
+    assert sorted(p.name for p in written) == [
+        "odd_name_here.parquet",
+        "public.customers.parquet",
+        "public.orders.parquet",
+    ]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)  # no temp files left
     with pytest.raises(UsageError):
         export_state(replay(store), tmp_path / "x", "jsonl")
@@ -834,8 +837,12 @@ def test_replaying_twice_gives_the_same_state_and_digest(store: Path) -> None:
     "states, different state text and digest",
 )
 def test_canonical_state_does_not_depend_on_the_payload_spelling(tmp_path: Path) -> None:
-    spaced = write_events(tmp_path / "spaced", [{"key": 1, "op": "insert", "data": '{"a": 12345678901234567890, "s": "\\u00e9"}'}])
-    compact = write_events(tmp_path / "compact", [{"key": 1, "op": "insert", "data": '{"a":12345678901234567890,"s":"é"}'}])
+    spaced = write_events(
+        tmp_path / "spaced", [{"key": 1, "op": "insert", "data": '{"a": 12345678901234567890, "s": "\\u00e9"}'}]
+    )
+    compact = write_events(
+        tmp_path / "compact", [{"key": 1, "op": "insert", "data": '{"a":12345678901234567890,"s":"é"}'}]
+    )
     assert replay(spaced).state.to_pylist() == replay(compact).state.to_pylist()
 
 
@@ -989,7 +996,9 @@ def test_bank_overdraft_at_an_offset(bank_store: Path) -> None:
     after = rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=66), "account")
     assert before["acc-1003"]["balance"] == "40.00" and after["acc-1003"]["balance"] == "-300.00"
     assert after["acc-1003"]["status"] == "open"
-    assert rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=68), "account")["acc-1003"]["status"] == "frozen"
+    assert (
+        rows(replay(bank_store, reducer=str(BANK_REDUCERS), at_offset=68), "account")["acc-1003"]["status"] == "frozen"
+    )
 
 
 def test_bank_upcaster_turns_a_version_1_deposit_into_euros(bank_store: Path) -> None:
@@ -1010,11 +1019,14 @@ def test_python_reducer_from_a_snapshot_equals_from_zero(bank_store: Path, tmp_p
 
 
 def test_reducer_by_importable_name(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_module(tmp_path / "counting_reducers_for_test.py", """
+    write_module(
+        tmp_path / "counting_reducers_for_test.py",
+        """
         def seen(state, event):
             return {"n": (state or {"n": 0})["n"] + 1, "last": event["offset"]}
         REDUCERS = {"Seen": seen}
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     write_events(store, [{"key": "a", "op": "event", "type": "Seen", "data": {}} for _ in range(3)])
     result = replay(store, reducer="counting_reducers_for_test")
@@ -1022,13 +1034,16 @@ def test_reducer_by_importable_name(store: Path, tmp_path: Path, monkeypatch: py
 
 
 def test_reducer_that_raises_stops_with_the_offset(store: Path, tmp_path: Path) -> None:
-    module = write_module(tmp_path / "fragile.py", """
+    module = write_module(
+        tmp_path / "fragile.py",
+        """
         def step(state, event):
             if event["data"].get("bad"):
                 raise ValueError("cannot apply a bad event")
             return {"n": (state or {"n": 0})["n"] + 1}
         REDUCERS = {"Step": step}
-    """)
+    """,
+    )
     write_events(store, [
         {"key": "a", "op": "event", "type": "Step", "data": {}},
         {"key": "b", "op": "event", "type": "Step", "data": {}},
@@ -1055,9 +1070,12 @@ def test_reducer_without_a_function_for_a_type(store: Path) -> None:
 
 
 def test_reducer_returning_none_removes_the_state(store: Path, tmp_path: Path) -> None:
-    module = write_module(tmp_path / "lifecycle.py", """
+    module = write_module(
+        tmp_path / "lifecycle.py",
+        """
         REDUCERS = {"Open": lambda state, event: {"open": True}, "Close": lambda state, event: None}
-    """)
+    """,
+    )
     write_events(store, [
         {"key": "a", "op": "event", "type": "Open", "data": {}},
         {"key": "b", "op": "event", "type": "Open", "data": {}},
@@ -1067,14 +1085,17 @@ def test_reducer_returning_none_removes_the_state(store: Path, tmp_path: Path) -
 
 
 def test_reducer_upcasters_chain_until_none_applies(store: Path, tmp_path: Path) -> None:
-    module = write_module(tmp_path / "versions.py", """
+    module = write_module(
+        tmp_path / "versions.py",
+        """
         VERSION_FIELD = "v"
         UPCASTERS = {
             ("Set", 1): lambda e: {**e, "data": {"v": 2, "value": e["data"]["old"]}},
             ("Set", 2): lambda e: {**e, "data": {"v": 3, "val": e["data"]["value"]}},
         }
         REDUCERS = {"Set": lambda state, event: {"val": event["data"]["val"], "v": event["data"]["v"]}}
-    """)
+    """,
+    )
     write_events(store, [{"key": "a", "op": "event", "type": "Set", "data": {"v": 1, "old": "x"}}])
     assert rows(replay(store, reducer=str(module))) == {"a": {"val": "x", "v": 3}}
 
@@ -1097,9 +1118,12 @@ def test_reducer_modules_that_cannot_be_used(store: Path, tmp_path: Path) -> Non
     "decimal.Decimal and float'",
 )
 def test_python_reducer_with_float_state_replays_from_a_snapshot(store: Path, tmp_path: Path) -> None:
-    module = write_module(tmp_path / "floats.py", """
+    module = write_module(
+        tmp_path / "floats.py",
+        """
         REDUCERS = {"Add": lambda state, event: {"total": (state or {}).get("total", 0.0) + 0.5}}
-    """)
+    """,
+    )
     write_events(store, [{"key": "a", "op": "event", "type": "Add", "data": {}} for _ in range(3)])
     fresh = replay(store, reducer=str(module))
     snapshot(store, at_offset=1, reducer=str(module))
@@ -1191,13 +1215,9 @@ def test_shop_truncate(shop: Path) -> None:
 # --------------------------------------------------------------------------- the public API
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (logtool/__init__.py): `from logtool.replay import X` before the first use of "
-    "logtool.replay binds the package attribute `replay` to the submodule, so logtool.replay(path) then "
-    "raises TypeError: 'module' object is not callable (the same for logtool.ingest)",
-)
 def test_library_verbs_survive_importing_their_modules(tmp_path: Path) -> None:
+    # `from logtool.replay import X` binds the package attribute `replay` to the submodule unless
+    # the package binds its verbs itself: logtool.replay(path) must stay the function.
     code = (
         "import logtool\n"
         "from logtool.replay import KvFold\n"

@@ -16,12 +16,12 @@ from typing import Any
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_replay import T0, write_events
 
 from logtool import replay, snapshot
 from logtool.engine import connect
 from logtool.formats.base import RawNumber, dumps_exact
 from logtool.replay import KvFold, canonical_state, state_digest
-from test_replay import T0, write_events
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -81,8 +81,22 @@ def kv_events(draw: st.DrawFn, *, exact_fold_cases: bool) -> dict[str, Any] | li
         other = draw(st.sampled_from([k for k in KEYS if k != key]))
         txn = f"swap-{draw(st.integers(0, 10**6))}"
         return [
-            {"entity": entity, "key": other, "prev_key": key, "op": "update", "data": draw(rows_of(values)), "txn": txn},
-            {"entity": entity, "key": key, "prev_key": other, "op": "update", "data": draw(rows_of(values)), "txn": txn},
+            {
+                "entity": entity,
+                "key": other,
+                "prev_key": key,
+                "op": "update",
+                "data": draw(rows_of(values)),
+                "txn": txn,
+            },
+            {
+                "entity": entity,
+                "key": key,
+                "prev_key": other,
+                "op": "update",
+                "data": draw(rows_of(values)),
+                "txn": txn,
+            },
         ]
     if kind == "path":
         sets = draw(st.dictionaries(st.sampled_from(["a", "a.b", "b.c.d", "c"]), values, max_size=2))
