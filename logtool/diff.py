@@ -452,7 +452,7 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
     if lc in _TEXTUAL or rc in _TEXTUAL:
         other = rc if lc in _TEXTUAL else lc
         if other in _NUMERIC or other == "float":
-            text_form, typed_form, domain = "_lt_num({x})", "_lt_num({x}::VARCHAR)", "number"
+            text_form, typed_form = "_lt_num({x})", "_lt_num({x}::VARCHAR)"
             domain = "float" if other == "float" else "number"
         elif other == "time":
             text_form = "CASE WHEN {x} IS NULL THEN NULL ELSE coalesce(epoch_us(TRY_CAST({x} AS TIMESTAMPTZ))::VARCHAR, '~' || {x}) END"  # noqa: E501
@@ -563,23 +563,24 @@ class _TableCompare:
             f"coalesce({p.left(f'l.{sql_ident(p.name)}')}, {p.right(f'r.{sql_ident(p.name)}')}) AS k{i}"
             for i, p in enumerate(self.key_plans)
         ]
-        flags = [
-            f"{p.differs(f'l.{sql_ident(p.name)}', f'r.{sql_ident(p.name)}', self.tolerance)} AS d{i}"
-            for i, p in enumerate(self.value_plans)
+        differs = [
+            p.differs(f"l.{sql_ident(p.name)}", f"r.{sql_ident(p.name)}", self.tolerance) for p in self.value_plans
         ]
+        flags = [f"{d} AS d{i}" for i, d in enumerate(differs)]
         on = " AND ".join(
             f"{p.left(f'l.{sql_ident(p.name)}')} IS NOT DISTINCT FROM {p.right(f'r.{sql_ident(p.name)}')}"
             for p in self.key_plans
         )
         changed = " OR ".join(f"d{i}" for i in range(len(self.value_plans))) or "false"
+        # The filter repeats the comparisons so that the columns are projected for differing rows only.
         self.con.execute(f"""
-            CREATE OR REPLACE TABLE {self.p}_d AS SELECT * FROM (
-              SELECT CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left'
-                     ELSE 'changed' END AS _s,
-                     {", ".join(sort + lcols + rcols + flags)}
-              FROM (SELECT *, true AS {present} FROM {self.left.view}) l
-              FULL OUTER JOIN (SELECT *, true AS {present} FROM {self.right.view}) r ON {on}
-            ) WHERE _s <> 'changed' OR {changed}""")
+            CREATE OR REPLACE TABLE {self.p}_d AS
+            SELECT CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left'
+                   ELSE 'changed' END AS _s,
+                   {", ".join(sort + lcols + rcols + flags)}
+            FROM (SELECT *, true AS {present} FROM {self.left.view}) l
+            FULL OUTER JOIN (SELECT *, true AS {present} FROM {self.right.view}) r ON {on}
+            WHERE l.{present} IS NULL OR r.{present} IS NULL OR {" OR ".join(differs) or "false"}""")
         # Forms that differ where the comparison is not exact in SQL are confirmed in Python,
         # for those rows only.
         for i, p in enumerate(self.value_plans):
@@ -745,22 +746,19 @@ _EXACT_EVENT = ("ts", "entity", "key", "prev_key", "op", "type", "txn")
 _JSON_EVENT = ("data", "before", "meta")
 
 
-def _content_text(canonical_json: bool = False) -> str:
-    """SQL: an event's compared content as one unambiguous text (every value length-prefixed, as
-    the integrity digest encodes it), without offset, source, salt and digest."""
-    import pyarrow as pa
-
-    from .integrity import _leaf_columns
-
-    parts = []
-    for col, typ in _leaf_columns():
-        if col == '"offset"' or col.startswith('"source"'):
-            continue
-        text = f"epoch_us({col})::VARCHAR" if pa.types.is_timestamp(typ) else f"{col}::VARCHAR"
-        if canonical_json and col.strip('"') in _JSON_EVENT:
-            text = f"_lt_canon('json', 'j', {col})"
-        parts.append(f"coalesce(length({text})::VARCHAR || ':' || {text}, '-')")
-    return " || '|' || ".join(parts)
+def _content_hash(canonical_json: bool = False, offset: bool = False) -> str:
+    """SQL: a 128-bit hash of an event's compared content (every column but offset, source, salt
+    and digest), from DuckDB's hash of the typed values (no text is built, so it runs at scan
+    speed); the two halves combine the columns in opposite orders. ``offset`` binds the hash to
+    the event's place; ``canonical_json`` hashes the payloads' canonical JSON (for the few events
+    whose text differs)."""
+    cols = [
+        f"_lt_canon('json', 'j', {sql_ident(c)})" if canonical_json and c in _JSON_EVENT else sql_ident(c)
+        for c in _EXACT_EVENT + _JSON_EVENT
+    ]
+    if offset:
+        cols.insert(0, sql_ident("offset"))
+    return f"((hash({', '.join(cols)})::UHUGEINT << 64) | hash({', '.join(reversed(cols))}))"
 
 
 def _event(names: Sequence[str], values: Sequence[Any]) -> dict[str, Any] | None:
@@ -876,11 +874,10 @@ class _LogCompare:
     def _first_by_offset(self) -> tuple[Any, ...] | None:
         """Compare windows of offsets by an order-bound hash of their events; search only the
         windows whose hashes differ, in order, until a real difference is found."""
-        text = _content_text()
+        placed = _content_hash(offset=True)
 
         def windows(view: str) -> str:
-            return (f'SELECT "offset" // {WINDOW} AS w, count(*) AS n, '
-                    f"bit_xor(md5_number(\"offset\"::VARCHAR || '#' || {text})) AS x FROM {view} GROUP BY w")  # fmt: skip
+            return f'SELECT "offset" // {WINDOW} AS w, count(*) AS n, bit_xor({placed}) AS x FROM {view} GROUP BY w'
 
         differing = self.con.execute(
             f"SELECT coalesce(a.w, b.w) AS w FROM ({windows('_lt_le')}) a FULL OUTER JOIN ({windows('_lt_re')}) b "
@@ -922,22 +919,22 @@ class _LogCompare:
         """From the divergence on: match events by content (as multisets, so a missing or an extra
         event does not shift everything after it); the unmatched ones of one entity, key and time
         on both sides are changed events, the others missing (left only) or extra (right only)."""
-        text = _content_text()
+        content = _content_hash()
         for side in "lr":
             self.con.execute(
-                f'CREATE OR REPLACE TABLE _lt_{side}h AS SELECT "offset", md5_number({text}) AS _h '
+                f'CREATE OR REPLACE TABLE _lt_{side}h AS SELECT "offset", {content} AS _h '
                 f"FROM _lt_{side}e WHERE {where}"
             )
         self.con.execute(
             "CREATE OR REPLACE TABLE _lt_net AS SELECT _h, sum(s) AS net FROM "
             "(SELECT _h, 1 AS s FROM _lt_lh UNION ALL SELECT _h, -1 AS s FROM _lt_rh) GROUP BY _h HAVING sum(s) <> 0"
         )
-        canon = _content_text(canonical_json=True)
+        canon = _content_hash(canonical_json=True)
         for side, sign in (("l", 1), ("r", -1)):
             # The unmatched copies of a content are its last ones on the side that has more.
             self.con.execute(f"""
                 CREATE OR REPLACE TABLE _lt_{side}u AS
-                SELECT {self.cols}, md5_number({canon}) AS _c FROM _lt_{side}e WHERE "offset" IN (
+                SELECT {self.cols}, {canon} AS _c FROM _lt_{side}e WHERE "offset" IN (
                   SELECT "offset" FROM (
                     SELECT h."offset", {sign} * n.net AS k,
                            row_number() OVER (PARTITION BY h._h ORDER BY h."offset" DESC) AS rn

@@ -14,11 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import Cli, write_lines
 
 import logtool
 from logtool.formats.base import Mapping, RawNumber, dumps_exact
-
-from conftest import Cli, write_lines
 
 # Reached through the package first, so that `logtool.diff` stays the function.
 diff = logtool.diff
@@ -97,7 +96,12 @@ def test_floats_are_exact_unless_a_tolerance_is_given() -> None:
 def test_decimals_are_compared_exactly() -> None:
     big = Decimal("123456789012345678901234567.891")
     left = table({"id": (pa.int64(), [1, 2]), "d": (pa.decimal128(38, 3), [big, Decimal("1.100")])})
-    right = table({"id": (pa.int64(), [1, 2]), "d": (pa.decimal128(38, 3), [Decimal("123456789012345678901234567.892"), Decimal("1.1")])})
+    right = table(
+        {
+            "id": (pa.int64(), [1, 2]),
+            "d": (pa.decimal128(38, 3), [Decimal("123456789012345678901234567.892"), Decimal("1.1")]),
+        }
+    )
     result = diff(left, right, key_columns=["id"])
     assert counts(result) == (False, 0, 0, 1)  # float64 could not tell these two apart
     assert json.dumps(result.examples[0]["fields"], default=str) == json.dumps(
@@ -241,7 +245,9 @@ def test_logs_diverge_at_the_first_different_event(logs: dict[str, Path]) -> Non
         ("changed", 17), ("only_left", 25), ("only_right", 30),
     ]  # fmt: skip
     assert as_json(result.examples[0]["fields"]) == [{"field": "data", "left": {"qty": 17}, "right": {"qty": 999}}]
-    assert len(list(result.differences())) == 3 + result.state.only_left + result.state.only_right + result.state.changed
+    assert (
+        len(list(result.differences())) == 3 + result.state.only_left + result.state.only_right + result.state.changed
+    )
 
 
 def test_equal_logs_ingested_apart_are_the_same(logs: dict[str, Path]) -> None:
@@ -382,7 +388,9 @@ def test_cli_exit_codes(cli: Cli, replicas: tuple[Path, Path], tmp_path: Path) -
     assert cli("diff", a, b, "--float-tolerance", "lots").code == 2
 
 
-def test_cli_a_crash_is_trouble_not_different(cli: Cli, replicas: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_a_crash_is_trouble_not_different(
+    cli: Cli, replicas: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def crash(*args: Any, **kwargs: Any) -> None:
         raise ZeroDivisionError("boom")
 
@@ -447,9 +455,10 @@ def test_cli_golden_json_for_two_logs(cli: Cli, logs: dict[str, Path]) -> None:
                       "right": {**event, "data": {"qty": 999}},
                       "fields": [{"field": "data", "left": {"qty": 17}, "right": {"qty": 999}}]}],
     }  # fmt: skip
+    # at the head the changed and the missing patch were overwritten by later ones; key 50 stays extra
     assert {k: out["state"][k] for k in ("same", "mode", "only_left", "only_right", "changed")} == {
         "same": False, "mode": "state", "only_left": 0, "only_right": 1, "changed": 0,
-    }  # fmt: skip  (the changed and the missing patch were overwritten later; key 50 stays extra)
+    }  # fmt: skip
 
 
 def test_cli_table_and_csv_outputs(cli: Cli, logs: dict[str, Path]) -> None:

@@ -59,7 +59,7 @@ def command(
     are compared table to table. Tables are joined on `--key-column` (keys only on one side,
     changed keys with each differing field); without one, as multisets of rows.
 
-    Values are compared exactly: NULL, '' and '<null>' differ; decimals as decimals; timestamps
+    Values are compared exactly: NULL, `''` and `<null>` differ; decimals as decimals; timestamps
     as instants; JSON as values. `--format json` prints one summary object, `--format jsonl`
     every difference.
 
