@@ -241,6 +241,21 @@ def test_snapshot_every_is_a_store_setting(cli: Any, tmp_path: Path) -> None:
     assert Store.open(store).state().of_kind("snapshot") == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: `snapshot --every N` records snapshot_every in the store's config, but nothing reads it: "
+    "after `snapshot STORE --every 5` and an ingest of 12 events the store has no snapshot (expected "
+    "snapshots at offsets 4 and 9, or at least one)",
+)
+def test_snapshot_every_takes_snapshots_after_ingests(cli: Any, tmp_path: Path) -> None:
+    store = write_events(tmp_path / "s", [{"key": 1, "op": "insert", "data": {}}])
+    assert cli("snapshot", store, "--every", "5").code == 0
+    log = tmp_path / "more.jsonl"
+    log.write_text("".join(json.dumps({"id": i, "op": "insert", "data": {"i": i}}) + "\n" for i in range(12)))
+    assert cli("ingest", store, log, "--key-field", "id", "--op-field", "op", "--data-field", "data").code == 0
+    assert Store.open(store).state().of_kind("snapshot") != []
+
+
 def test_a_stale_snapshot_is_a_warning_on_stderr(cli: Any, bank: Path, tmp_path: Path) -> None:
     store = tmp_path / "bank"
     shutil.copytree(bank, store)
