@@ -5,9 +5,10 @@ reducer's ``KvFold``, or a user's Python reducer), so patches, values a source d
 changes and a delete followed by a re-create give the same rows replay gives; each event's change
 is the difference between the row before and after it, field by field.
 
-They read only the segments that can hold the key: each segment's Parquet bloom filter on ``key``
-is probed first, and the key's events are read from the segments it does not exclude (DuckDB then
-skips their row groups by statistics and bloom filter as well). Key changes are followed through
+They read only the segments that can hold the key: the ``key`` statistics of every row group are
+read once from the Parquet footers, the bloom filters of the segments whose key range covers the
+key are probed, and the key's events are read from the segments they do not exclude (DuckDB then
+skips row groups inside them the same way). Key changes are followed through
 ``prev_key`` (backwards: a key shows the history of the keys it had before; an old key also shows
 the event that moved it away); ``prev_key`` and truncates are found through row-group statistics.
 
@@ -711,8 +712,9 @@ def why(
     entity: str | None = None,
     reducer: str | None = None,
 ) -> WhyResult:
-    """The event that gave ``field`` of ``key`` its current value (with ``value``: the latest event
-    that set it to that value, compared as JSON values), then the events behind it.
+    """The event that gave ``field`` of ``key`` its current value (with ``value``, any JSON value,
+    ``None`` being JSON null: the latest event that set it to that value, compared as JSON values),
+    then the events behind it.
 
     Its causation id names its cause (the event whose event id it is), and so on to the root; the
     events sharing its correlation id are listed too, across entities. Where the event carries
