@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -509,6 +510,22 @@ def test_control_characters_stored_one_way(cli: Cli, new_store: NewStore, query:
     assert [e["data"] for e in _rows(query, store)] == ['{"msg":"\\u001b[31mred"}', '{"msg":"\\u001b[31mred","n":1.10}']
 
 
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/jsonl.py _exact_payload cuts values from the line as written (spaces, \\u escapes) "
+    "while the DuckDB path stores them compact and unescaped: the same payload is stored as different text depending "
+    "on whether its line holds a number like 1.10",
+    strict=True,
+)
+def test_payload_text_does_not_depend_on_the_path(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    f = write_lines(
+        tmp_path / "p.jsonl",
+        ['{"id":1, "a": [1, 2], "s": "\\u00fc"}', '{"id":2, "a": [1, 2], "s": "\\u00fc", "n": 1.10}'],
+    )
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert [e["data"] for e in _rows(query, store)] == ['{"a":[1,2],"s":"ü"}', '{"a":[1,2],"s":"ü","n":1.10}']
+
+
 # --------------------------------------------------------------------------- bad input
 
 GOOD_1 = '{"id":1,"ts":"2024-01-01T00:00:00Z"}'
@@ -671,6 +688,23 @@ def test_fail_names_the_first_bad_record(cli: Cli, new_store: NewStore, tmp_path
     r = cli("ingest", new_store("s"), f, "--key-field", "id", "--max-line-bytes", "64")
     assert r.code == 2
     assert r.errors() == [f"error: {f}:2: broken JSON"]
+
+
+@pytest.mark.xfail(
+    reason="bug: logtool/formats/csv.py read rebuilds a bad row's raw bytes as ','.join(fields), dropping quotes, so "
+    'the quarantined record `2,"p, q"` reads back as `2,p, q` (three fields) instead of as written',
+    strict=True,
+)
+def test_csv_bad_row_quarantined_as_written(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    f = tmp_path / "q.csv"
+    f.write_bytes(b'id,a,b\n1,x,y\n2,"p, q"\n3,x,y\n')
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0, r.err
+    (qfile,) = (store / "quarantine").iterdir()
+    (entry,) = [json.loads(x) for x in qfile.read_text("utf-8").splitlines()]
+    assert entry["line"] == 3
+    assert entry["raw"].rstrip("\r\n") == '2,"p, q"'
 
 
 def test_fail_keeps_earlier_files_committed(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
@@ -840,7 +874,10 @@ def test_ingest_killed_midway(cli: Cli, new_store: NewStore, query: Query, tmp_p
 
 # --------------------------------------------------------------------------- property
 
-_decimal_text = st.from_regex(r"-?(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?", fullmatch=True)
+# numbers with a fraction or an exponent, as text (integers come from st.integers)
+_decimal_text = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,29})(\.[0-9]{1,30}([eE][-+]?[0-9]{1,3})?|[eE][-+]?[0-9]{1,3})", fullmatch=True
+)
 _text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 _leaves = (
     st.none()
@@ -868,8 +905,9 @@ def _encode(value: Any, ascii_only: bool, spaced: bool) -> str:
 
 
 @pytest.mark.xfail(
-    reason="bugs: logtool/formats/jsonl.py prints decimals like 0.0000001 as 1e-7 (test_exact_small_decimals) and "
-    "control characters as \\u001F (test_control_characters_stored_one_way); the examples below pin both",
+    reason="bugs: logtool/formats/jsonl.py prints decimals like 0.0000001 as 1e-7 (test_exact_small_decimals), "
+    "control characters as \\u001F (test_control_characters_stored_one_way), and keeps spaces and escapes of lines "
+    "it maps in Python (test_payload_text_does_not_depend_on_the_path); the examples below pin all three",
     strict=True,
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -879,7 +917,38 @@ def _encode(value: Any, ascii_only: bool, spaced: bool) -> str:
 )
 @example(records=[({"x": RawNumber("0.0000001")}, False, False)], data_field=False)
 @example(records=[({"\x1f": None}, False, False)], data_field=False)
+@example(records=[({"a": [1, "ü"], "n": RawNumber("1.10")}, True, True)], data_field=False)
 def test_random_records_round_trip_exactly(records: list[tuple[Any, bool, bool]], data_field: bool) -> None:
+    _round_trip(records, data_field)
+
+
+def _known_bug_free(value: Any) -> bool:
+    """No value that test_exact_small_decimals or test_control_characters_stored_one_way fails on."""
+    if isinstance(value, RawNumber):
+        return re.fullmatch(r"-?0\.000000[1-9]", value) is None
+    if isinstance(value, str):
+        return not any(ord(c) < 0x20 for c in value)
+    if isinstance(value, dict):
+        return all(_known_bug_free(k) and _known_bug_free(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_known_bug_free(v) for v in value)
+    return True
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(
+    # compact and unescaped, as test_payload_text_does_not_depend_on_the_path fails otherwise
+    records=st.lists(st.tuples(_json.filter(_known_bug_free), st.just(False), st.just(False)), min_size=1, max_size=8),
+    data_field=st.booleans(),
+)
+def test_random_records_round_trip_exactly_apart_from_known_bugs(
+    records: list[tuple[Any, bool, bool]], data_field: bool
+) -> None:
+    """The same property, run now over the inputs the xfailed one does not fail on (drop it once that one passes)."""
+    _round_trip(records, data_field)
+
+
+def _round_trip(records: list[tuple[Any, bool, bool]], data_field: bool) -> None:
     lines: list[str] = []
     expected: list[str | None] = []
     for i, (value, ascii_only, spaced) in enumerate(records):
