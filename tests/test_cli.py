@@ -10,17 +10,21 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Cli, write_lines
 from typer.main import get_command
 
 from logtool.cli import app
 
+Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
+WriteLines = Callable[[Path, Iterable[str | bytes]], Path]  # the `write_lines` fixture
+
 
 @pytest.fixture
-def store(cli: Cli, tmp_path: Path) -> Path:
+def store(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> Path:
     f = write_lines(
         tmp_path / "shop.jsonl",
         [
@@ -38,7 +42,7 @@ def store(cli: Cli, tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- streams
 
 
-def test_ingest_writes_nothing_to_stdout(cli: Cli, tmp_path: Path) -> None:
+def test_ingest_writes_nothing_to_stdout(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', "{", '{"id":3}'])
     r = cli("ingest", tmp_path / "s", f, "--key-field", "id", "--on-error", "quarantine")
     assert r.code == 0
@@ -47,7 +51,7 @@ def test_ingest_writes_nothing_to_stdout(cli: Cli, tmp_path: Path) -> None:
     assert "total: 2 ingested, 1 quarantined, 0 skipped" in r.err
 
 
-def test_quiet_silences_status_but_not_warnings(cli: Cli, tmp_path: Path) -> None:
+def test_quiet_silences_status_but_not_warnings(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     r = cli("-q", "ingest", tmp_path / "s", f, "--key-field", "id")
     assert (r.code, r.out, r.err) == (0, "", "")
@@ -115,7 +119,7 @@ def test_sql_refuses_anything_but_one_select(cli: Cli, store: Path, tmp_path: Pa
     assert not (tmp_path / "out.csv").exists() and not Path("out.csv").exists()
 
 
-def test_sql_cannot_read_outside_the_store(cli: Cli, store: Path, tmp_path: Path) -> None:
+def test_sql_cannot_read_outside_the_store(write_lines: WriteLines, cli: Cli, store: Path, tmp_path: Path) -> None:
     secret = write_lines(tmp_path / "secret.csv", ["a,b", "1,2"])
     r = cli("sql", store, f"SELECT * FROM read_csv('{secret}')")
     assert r.code == 2
@@ -249,7 +253,7 @@ def test_entry_point_exit_codes_and_streams(tmp_path: Path) -> None:
     assert b"Traceback" not in p.stderr
 
 
-def test_entry_point_locked_store(tmp_path: Path) -> None:
+def test_entry_point_locked_store(write_lines: WriteLines, tmp_path: Path) -> None:
     from logtool.store import Store
 
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
@@ -286,7 +290,7 @@ def test_help_does_not_import_the_engines() -> None:
     assert p.stderr.strip().splitlines()[-1] == "[]"
 
 
-def test_ingest_api_survives_importing_its_module(tmp_path: Path) -> None:
+def test_ingest_api_survives_importing_its_module(write_lines: WriteLines, tmp_path: Path) -> None:
     """`logtool.ingest` stays the function even when the submodule of that name was imported first."""
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     code = (

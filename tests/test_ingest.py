@@ -13,20 +13,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.compute  # noqa: F401 - see test_oversized_line_in_a_fresh_process for why this is imported here
 import pyarrow.parquet as pq
 import pytest
-from conftest import Cli, write_lines
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import logtool
 from logtool.formats.base import Mapping, RawNumber, dumps_exact, key_text, loads_exact, op_aliases, parse_ts
 from logtool.store import Store
+
+Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
+WriteLines = Callable[[Path, Iterable[str | bytes]], Path]  # the `write_lines` fixture
 
 Query = Callable[[Path, str], list[dict[str, Any]]]
 NewStore = Callable[[str], Path]
@@ -45,7 +47,9 @@ def _summary(ingested: int, quarantined: int, skipped: int) -> str:
 # --------------------------------------------------------------------------- keys
 
 
-def test_key_field_single_values_as_text(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_key_field_single_values_as_text(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(
         tmp_path / "k.jsonl",
         [
@@ -72,7 +76,9 @@ def test_key_field_single_values_as_text(cli: Cli, new_store: NewStore, query: Q
     "a decimal key goes through float64, so 0.100000000000000000000000000001 becomes the key 0.1 and merges with it",
     strict=True,
 )
-def test_key_field_decimal_values_exact(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_key_field_decimal_values_exact(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     lines = [
         '{"id":0.100000000000000000000000000001,"v":1}',
         '{"id":0.1,"v":2}',
@@ -96,7 +102,7 @@ def test_key_field_decimal_values_exact(cli: Cli, new_store: NewStore, query: Qu
 
 
 def test_key_field_composite_is_canonical_json_object(
-    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
     f = write_lines(
         tmp_path / "k.jsonl",
@@ -124,7 +130,9 @@ def test_key_field_composite_is_canonical_json_object(
     "every entity, so `--key-field orders:id --key-field customers:cid` requires both fields in every record",
     strict=True,
 )
-def test_key_field_per_entity(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_key_field_per_entity(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "k.jsonl", ['{"t":"orders","id":1,"v":1}', '{"t":"customers","cid":"c9","v":2}'])
     store = new_store("s")
     r = cli("ingest", store, f, "--entity-field", "t", "--key-field", "orders:id", "--key-field", "customers:cid")
@@ -135,7 +143,9 @@ def test_key_field_per_entity(cli: Cli, new_store: NewStore, query: Query, tmp_p
 # --------------------------------------------------------------------------- entity, op, type
 
 
-def test_entity_field_entity_option_and_default(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_entity_field_entity_option_and_default(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(
         tmp_path / "shop.events.jsonl", ['{"table":"public.orders","id":1}', '{"table":"customers","id":2}']
     )
@@ -149,14 +159,16 @@ def test_entity_field_entity_option_and_default(cli: Cli, new_store: NewStore, q
     assert [e["entity"] for e in _rows(query, s3)] == ["shop", "shop"]  # the file name up to its first dot
 
 
-def test_entity_field_missing_is_a_bad_record(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_entity_field_missing_is_a_bad_record(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "e.jsonl", ['{"table":"t","id":1}', '{"id":2}'])
     r = cli("ingest", new_store("s"), f, "--key-field", "id", "--entity-field", "table")
     assert r.code == 2
     assert r.errors() == [f"error: {f}:2: missing entity field 'table'"]
 
 
-def test_op_field_aliases(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_op_field_aliases(write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
     aliases = op_aliases()
     spellings = sorted(aliases) + ["C", "U", "D", "Delete"]
     f = write_lines(tmp_path / "ops.jsonl", [json.dumps({"id": i, "op": s}) for i, s in enumerate(spellings)])
@@ -171,7 +183,9 @@ def test_op_field_aliases(cli: Cli, new_store: NewStore, query: Query, tmp_path:
     assert all(e["data"] == "{}" for e in _rows(query, store))  # op is mapped, not data
 
 
-def test_op_field_unknown_op(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_op_field_unknown_op(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "ops.jsonl", ['{"id":1,"op":"c"}', '{"id":2,"op":"explode"}', '{"id":3}'])
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--op-field", "op", "--on-error", "skip")
@@ -181,7 +195,7 @@ def test_op_field_unknown_op(cli: Cli, new_store: NewStore, query: Query, tmp_pa
 
 
 def test_default_op_is_upsert_and_event_with_type_field(
-    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
     f = write_lines(
         tmp_path / "bank.jsonl",
@@ -219,7 +233,14 @@ def test_default_op_is_upsert_and_event_with_type_field(
     ],
 )
 def test_ts_field_iso_and_epoch_units(
-    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, value: Any, unit: str | None, expected: dt.datetime
+    write_lines: WriteLines,
+    cli: Cli,
+    new_store: NewStore,
+    query: Query,
+    tmp_path: Path,
+    value: Any,
+    unit: str | None,
+    expected: dt.datetime,
 ) -> None:
     f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": 1, "at": value, "v": 1})])
     store = new_store("s")
@@ -236,7 +257,9 @@ def test_ts_field_iso_and_epoch_units(
     "formats/base.py parse_ts, used by the other readers, truncates: the same instant lands on different microseconds",
     strict=True,
 )
-def test_ts_unit_ns_agrees_with_parse_ts(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_ts_unit_ns_agrees_with_parse_ts(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     value = 1704103200123456789  # ...123456.789 microseconds
     f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": 1, "at": value})])
     store = new_store("s")
@@ -245,7 +268,9 @@ def test_ts_unit_ns_agrees_with_parse_ts(cli: Cli, new_store: NewStore, query: Q
     assert got == parse_ts(value, "ns") == 1704103200123456
 
 
-def test_without_ts_field_ts_is_ingest_time(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_without_ts_field_ts_is_ingest_time(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "t.jsonl", ['{"id":1}'])
     store = new_store("s")
     before = dt.datetime.now(dt.UTC)
@@ -255,7 +280,7 @@ def test_without_ts_field_ts_is_ingest_time(cli: Cli, new_store: NewStore, query
     assert before - dt.timedelta(seconds=1) <= ts <= after + dt.timedelta(seconds=1)
 
 
-def test_ts_unit_must_be_known(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_ts_unit_must_be_known(write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "t.jsonl", ['{"id":1,"at":1}'])
     store = new_store("s")
     r = cli("ingest", store, f, "--ts-field", "at", "--ts-unit", "h")
@@ -267,7 +292,9 @@ def test_ts_unit_must_be_known(cli: Cli, new_store: NewStore, tmp_path: Path) ->
 # --------------------------------------------------------------------------- payloads
 
 
-def test_data_field_and_tombstones(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_data_field_and_tombstones(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(
         tmp_path / "d.jsonl",
         [
@@ -291,7 +318,7 @@ def test_data_field_and_tombstones(cli: Cli, new_store: NewStore, query: Query, 
 
 
 def test_data_field_null_with_op_field_keeps_the_op(
-    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
     f = write_lines(tmp_path / "d.jsonl", ['{"id":1,"op":"d","after":null}', '{"id":2,"op":"t","after":null}'])
     store = new_store("s")
@@ -300,7 +327,7 @@ def test_data_field_null_with_op_field_keeps_the_op(
 
 
 def test_default_data_is_record_minus_mapped_fields(
-    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
     f = write_lines(
         tmp_path / "d.jsonl",
@@ -320,7 +347,7 @@ def test_default_data_is_record_minus_mapped_fields(
     )  # fmt: skip
 
 
-def test_meta_fields(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_meta_fields(write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
     f = write_lines(
         tmp_path / "m.jsonl",
         [
@@ -344,7 +371,9 @@ def test_meta_fields(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 # --------------------------------------------------------------------------- offsets
 
 
-def test_offset_field_keeps_source_offsets(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_offset_field_keeps_source_offsets(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "k.jsonl", ['{"off":100,"id":1}', '{"off":101,"id":2}', '{"off":105,"id":3}'])
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--offset-field", "off")
@@ -369,7 +398,14 @@ def test_offset_field_keeps_source_offsets(cli: Cli, new_store: NewStore, query:
     ],
 )
 def test_offset_field_must_strictly_increase(
-    cli: Cli, new_store: NewStore, tmp_path: Path, lines: list[str], bad_line: int, offset: int, previous: int
+    write_lines: WriteLines,
+    cli: Cli,
+    new_store: NewStore,
+    tmp_path: Path,
+    lines: list[str],
+    bad_line: int,
+    offset: int,
+    previous: int,
 ) -> None:
     f = write_lines(tmp_path / "k.jsonl", lines)
     store = new_store("s")
@@ -384,7 +420,9 @@ def test_offset_field_must_strictly_increase(
     assert list((store / "segments").iterdir()) == []
 
 
-def test_offset_field_must_start_above_the_store(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_offset_field_must_start_above_the_store(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     store = new_store("s")
     a = write_lines(tmp_path / "a.jsonl", ['{"off":10,"id":1}', '{"off":20,"id":2}'])
     assert cli("ingest", store, a, "--key-field", "id", "--offset-field", "off").code == 0
@@ -400,14 +438,16 @@ def test_offset_field_must_start_above_the_store(cli: Cli, new_store: NewStore, 
     assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 2}]
 
 
-def test_offset_field_not_an_integer(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_offset_field_not_an_integer(write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "k.jsonl", ['{"off":1,"id":1}', '{"off":"x","id":2}'])
     r = cli("ingest", new_store("s"), f, "--key-field", "id", "--offset-field", "off")
     assert r.code == 2
     assert r.errors() == [f"error: {f}:2: missing or non-integer offset field 'off'"]
 
 
-def test_offsets_contiguous_across_ingests(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_offsets_contiguous_across_ingests(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     store = new_store("s")
     for i in range(3):
         f = write_lines(tmp_path / f"f{i}.jsonl", [json.dumps({"id": i * 10 + j}) for j in range(4)])
@@ -435,7 +475,7 @@ EXACT_DATA = (
 
 @pytest.mark.parametrize("safe_line_first", [False, True])
 def test_exact_numbers_key_order_and_unicode(
-    cli: Cli, new_store: NewStore, tmp_path: Path, safe_line_first: bool
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path, safe_line_first: bool
 ) -> None:
     # a chunk of lines may be mapped by SQL or by the exact Python path: both must be exact
     plain = '{"id":1,"big":9007199254740993,"huge":123456789012345678901234567890123456789,"z":1,"a":"ü"}'
@@ -459,7 +499,9 @@ def test_exact_numbers_key_order_and_unicode(
     assert dict(zip(table.column("key").to_pylist(), table.column("data").to_pylist(), strict=True)) == expected
 
 
-def test_exact_numbers_in_data_field_meta_and_composite_key(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_exact_numbers_in_data_field_meta_and_composite_key(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
     line = (
         '{"a":12345678901234567890123,"b":"1.10","after":{"x":0.100000000000000000000000000001,"y":1.10},'
         '"m":123456789012345678901234567890.000}'
@@ -488,7 +530,9 @@ def test_exact_numbers_in_data_field_meta_and_composite_key(cli: Cli, new_store:
     strict=True,
 )
 @pytest.mark.parametrize("number", ["0.0000001", "-0.0000005"])
-def test_exact_small_decimals(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, number: str) -> None:
+def test_exact_small_decimals(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, number: str
+) -> None:
     f = write_lines(tmp_path / "n.jsonl", ['{"id":1,"x":' + number + "}"])
     store = new_store("s")
     assert cli("ingest", store, f, "--key-field", "id").code == 0
@@ -501,7 +545,9 @@ def test_exact_small_decimals(cli: Cli, new_store: NewStore, query: Query, tmp_p
     "depends on the other numbers in its line",
     strict=True,
 )
-def test_control_characters_stored_one_way(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_control_characters_stored_one_way(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(
         tmp_path / "c.jsonl", ['{"id":1,"msg":"\\u001b[31mred"}', '{"id":2,"msg":"\\u001b[31mred","n":1.10}']
     )
@@ -516,7 +562,9 @@ def test_control_characters_stored_one_way(cli: Cli, new_store: NewStore, query:
     "on whether its line holds a number like 1.10",
     strict=True,
 )
-def test_payload_text_does_not_depend_on_the_path(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_payload_text_does_not_depend_on_the_path(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(
         tmp_path / "p.jsonl",
         ['{"id":1, "a": [1, 2], "s": "\\u00fc"}', '{"id":2, "a": [1, 2], "s": "\\u00fc", "n": 1.10}'],
@@ -549,14 +597,16 @@ BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int
 }  # fmt: skip
 
 
-def _bad_file(tmp_path: Path, kind: str) -> tuple[Path, list[str | bytes], list[str], int, str, list[int]]:
+def _bad_file(
+    write_lines: WriteLines, tmp_path: Path, kind: str
+) -> tuple[Path, list[str | bytes], list[str], int, str, list[int]]:
     name, lines, extra, line, reason, good = BAD_KINDS[kind]
     return write_lines(tmp_path / name, lines), lines, extra, line, reason, good
 
 
 @pytest.mark.parametrize("kind", list(BAD_KINDS))
-def test_bad_input_fail(cli: Cli, new_store: NewStore, tmp_path: Path, kind: str) -> None:
-    f, _, extra, line, reason, _ = _bad_file(tmp_path, kind)
+def test_bad_input_fail(write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path, kind: str) -> None:
+    f, _, extra, line, reason, _ = _bad_file(write_lines, tmp_path, kind)
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--segment-rows", "1", *extra)
     assert r.code == 2
@@ -573,8 +623,10 @@ def test_bad_input_fail(cli: Cli, new_store: NewStore, tmp_path: Path, kind: str
 
 
 @pytest.mark.parametrize("kind", list(BAD_KINDS))
-def test_bad_input_quarantine(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, kind: str) -> None:
-    f, lines, extra, line, reason, good = _bad_file(tmp_path, kind)
+def test_bad_input_quarantine(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, kind: str
+) -> None:
+    f, lines, extra, line, reason, good = _bad_file(write_lines, tmp_path, kind)
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "quarantine", *extra)
     assert r.code == 0, r.err
@@ -599,8 +651,10 @@ def test_bad_input_quarantine(cli: Cli, new_store: NewStore, query: Query, tmp_p
 
 
 @pytest.mark.parametrize("kind", list(BAD_KINDS))
-def test_bad_input_skip(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, kind: str) -> None:
-    f, _, extra, line, _, good = _bad_file(tmp_path, kind)
+def test_bad_input_skip(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, kind: str
+) -> None:
+    f, _, extra, line, _, good = _bad_file(write_lines, tmp_path, kind)
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "skip", *extra)
     assert r.code == 0, r.err
@@ -611,7 +665,9 @@ def test_bad_input_skip(cli: Cli, new_store: NewStore, query: Query, tmp_path: P
     assert Store.open(store).state().of_kind("quarantine") == []
 
 
-def test_every_kind_in_one_file_quarantined(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_every_kind_in_one_file_quarantined(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(
         tmp_path / "mixed.jsonl",
         [
@@ -650,7 +706,9 @@ def test_every_kind_in_one_file_quarantined(cli: Cli, new_store: NewStore, query
     "quarantine keeps nothing of the record (only a last line without newline keeps its bytes)",
     strict=True,
 )
-def test_oversized_line_raw_kept_in_quarantine(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_oversized_line_raw_kept_in_quarantine(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "o.jsonl", [GOOD_1, OVERSIZED, GOOD_3])
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine", "--max-line-bytes", "64")
@@ -665,7 +723,7 @@ def test_oversized_line_raw_kept_in_quarantine(cli: Cli, new_store: NewStore, tm
     "pyarrow.compute: in a fresh process an oversized line under --on-error quarantine/skip is an internal error",
     strict=True,
 )
-def test_oversized_line_in_a_fresh_process(new_store: NewStore, tmp_path: Path) -> None:
+def test_oversized_line_in_a_fresh_process(write_lines: WriteLines, new_store: NewStore, tmp_path: Path) -> None:
     # this module imports pyarrow.compute, which hides the bug in-process: a new interpreter shows it
     f = write_lines(tmp_path / "o.jsonl", [GOOD_1, OVERSIZED, GOOD_3])
     store = new_store("s")
@@ -683,7 +741,9 @@ def test_oversized_line_in_a_fresh_process(new_store: NewStore, tmp_path: Path) 
     "before the JSON of any line is checked, so --on-error fail names a later line instead of the first bad one",
     strict=True,
 )
-def test_fail_names_the_first_bad_record(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_fail_names_the_first_bad_record(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "b.jsonl", [GOOD_1, '{"id":2,', GOOD_3, OVERSIZED])
     r = cli("ingest", new_store("s"), f, "--key-field", "id", "--max-line-bytes", "64")
     assert r.code == 2
@@ -707,7 +767,9 @@ def test_csv_bad_row_quarantined_as_written(cli: Cli, new_store: NewStore, tmp_p
     assert entry["raw"].rstrip("\r\n") == '2,"p, q"'
 
 
-def test_fail_keeps_earlier_files_committed(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_fail_keeps_earlier_files_committed(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     good = write_lines(tmp_path / "good.jsonl", ['{"id":1}', '{"id":2}'])
     bad = write_lines(tmp_path / "bad.jsonl", ['{"id":3}', "{", '{"id":5}'])
     store = new_store("s")
@@ -720,14 +782,16 @@ def test_fail_keeps_earlier_files_committed(cli: Cli, new_store: NewStore, query
     assert Store.open(store).leftovers() == []
 
 
-def test_on_error_value_checked(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+def test_on_error_value_checked(write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     r = cli("ingest", new_store("s"), f, "--on-error", "ignore")
     assert r.code == 2 and len(r.errors()) == 1 and "--on-error" in r.errors()[0]
 
 
 @pytest.mark.parametrize("case", ["missing file", "empty file", "directory", "store is a file", "no glob match"])
-def test_unusable_inputs_one_line_exit_2(cli: Cli, new_store: NewStore, tmp_path: Path, case: str) -> None:
+def test_unusable_inputs_one_line_exit_2(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path, case: str
+) -> None:
     good = write_lines(tmp_path / "good.jsonl", ['{"id":1}'])
     store = new_store("s")
     if case == "missing file":
@@ -765,7 +829,9 @@ def test_whitespace_only_file_is_empty(cli: Cli, new_store: NewStore, tmp_path: 
 # --------------------------------------------------------------------------- duplicates
 
 
-def test_duplicate_ingest_refused(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_duplicate_ingest_refused(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     import gzip
 
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', '{"id":2}'])
@@ -791,7 +857,9 @@ def test_duplicate_ingest_refused(cli: Cli, new_store: NewStore, query: Query, t
     assert [e["key"] for e in _rows(query, store)] == ["1", "2", "1", "2"]
 
 
-def test_duplicate_within_one_invocation(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_duplicate_within_one_invocation(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     store = new_store("s")
     r = cli("ingest", store, f, f, "--key-field", "id")
@@ -799,7 +867,9 @@ def test_duplicate_within_one_invocation(cli: Cli, new_store: NewStore, query: Q
     assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 1}]
 
 
-def test_failed_file_is_not_a_duplicate(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_failed_file_is_not_a_duplicate(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', "{", '{"id":3}'])
     store = new_store("s")
     assert cli("ingest", store, f, "--key-field", "id").code == 2
@@ -828,7 +898,9 @@ ingest(sys.argv[1], [sys.argv[2]], mapping=Mapping(key_fields=("id",)), segment_
 """
 
 
-def test_ingest_killed_midway(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+def test_ingest_killed_midway(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
     store = new_store("s")
     first = write_lines(tmp_path / "first.jsonl", ['{"id":"a"}', '{"id":"b"}'])
     assert cli("ingest", store, first, "--key-field", "id").code == 0
@@ -962,7 +1034,8 @@ def _round_trip(records: list[tuple[Any, bool, bool]], data_field: bool) -> None
             lines.append('{"id":' + str(i) + ("," + part[1:] if body else "}"))
             expected.append(dumps_exact(loads_exact(part)))
     with tempfile.TemporaryDirectory() as tmp:
-        f = write_lines(Path(tmp) / "r.jsonl", lines)
+        f = Path(tmp) / "r.jsonl"
+        f.write_text("".join(line + "\n" for line in lines), "utf-8")
         mapping = Mapping(key_fields=("id",), data_field="payload" if data_field else None)
         logtool.ingest(os.path.join(tmp, "store"), [str(f)], mapping=mapping)
         got = logtool.sql(os.path.join(tmp, "store"), 'SELECT key, data FROM events ORDER BY "offset"').to_pylist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from conftest import Cli, write_lines
 
 import logtool
 from logtool.formats import all_formats, detect
 from logtool.formats.base import Mapping, Source
+
+Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
+WriteLines = Callable[[Path, Iterable[str | bytes]], Path]  # the `write_lines` fixture
 
 Query = Callable[[Path, str], list[dict[str, Any]]]
 
@@ -169,7 +171,7 @@ def test_parquet_generic_table(cli: Cli, new_store: Callable[[str], Path], query
     )
 
 
-def _source_store(cli: Cli, store: Path, tmp_path: Path) -> None:
+def _source_store(write_lines: WriteLines, cli: Cli, store: Path, tmp_path: Path) -> None:
     f = write_lines(
         tmp_path / "src.jsonl",
         [
@@ -186,10 +188,10 @@ def _source_store(cli: Cli, store: Path, tmp_path: Path) -> None:
 
 
 def test_parquet_event_schema_segment_reingest(
-    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:
     a = new_store("a")
-    _source_store(cli, a, tmp_path)
+    _source_store(write_lines, cli, a, tmp_path)
     segment = next((a / "segments").glob("*.parquet"))
     copy = tmp_path / "export.parquet"
     copy.write_bytes(segment.read_bytes())
@@ -204,10 +206,10 @@ def test_parquet_event_schema_segment_reingest(
 
 
 def test_parquet_event_schema_export_keeps_offsets_with_offset_field(
-    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:
     a = new_store("a")
-    _source_store(cli, a, tmp_path)
+    _source_store(write_lines, cli, a, tmp_path)
     export = tmp_path / "export.parquet"
     table = logtool.sql(str(a), 'SELECT * FROM events WHERE "offset" > 0 ORDER BY "offset"')
     pq.write_table(table, export)
@@ -298,7 +300,7 @@ def test_detect_parquet_by_magic(tmp_path: Path) -> None:
 
 
 def test_format_option_overrides_detection(
-    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:
     # one column, no comma: nothing recognizes it until --format says what it is
     f = write_lines(tmp_path / "ids.txt", ["id", "1", "2"])
@@ -312,7 +314,7 @@ def test_format_option_overrides_detection(
 
 
 def test_format_option_is_obeyed_against_content(
-    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+    write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:
     f = write_lines(tmp_path / "t.csv", ["id,name", "1,a"])  # CSV by content
     store = new_store("s")
@@ -330,7 +332,7 @@ def test_every_format_module_is_discovered() -> None:
         assert formats[name].description
 
 
-def test_library_reader_reports_and_goes_on(tmp_path: Path) -> None:
+def test_library_reader_reports_and_goes_on(write_lines: WriteLines, tmp_path: Path) -> None:
     """The reader contract: bad records are reported, good ones still come out."""
     f = write_lines(tmp_path / "t.jsonl", ['{"id":1}', "{oops", '{"id":3}'])
     bad: list[Any] = []

@@ -8,12 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import Cli, write_lines
 
 import logtool
 from logtool.errors import LockedError, StoreError
@@ -21,13 +21,16 @@ from logtool.formats.base import Mapping
 from logtool.schema import event_schema
 from logtool.store import Store, canonical_json, commit_hash, file_sha256
 
+Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
+WriteLines = Callable[[Path, Iterable[str | bytes]], Path]  # the `write_lines` fixture
+
 
 def _ingest(store: Path, f: Path, **kw: Any) -> Any:
     return logtool.ingest(str(store), [str(f)], mapping=Mapping(key_fields=("id",), ts_field="ts"), **kw)
 
 
 @pytest.fixture
-def events_file(tmp_path: Path) -> Path:
+def events_file(write_lines: WriteLines, tmp_path: Path) -> Path:
     return write_lines(
         tmp_path / "orders.jsonl",
         [json.dumps({"id": i, "ts": f"2024-01-0{1 + i % 3}T00:00:00Z", "v": i}) for i in range(7)],
@@ -294,7 +297,7 @@ def test_lock_not_taken_over_when_its_holder_is_unknown(
 # --------------------------------------------------------------------------- info and log
 
 
-def test_info(cli: Cli, tmp_path: Path, events_file: Path) -> None:
+def test_info(write_lines: WriteLines, cli: Cli, tmp_path: Path, events_file: Path) -> None:
     other = write_lines(tmp_path / "customers.jsonl", ['{"id":"c1"}', "{", '{"id":"c2"}'])
     _ingest(tmp_path / "s", events_file, segment_rows=4)
     logtool.ingest(str(tmp_path / "s"), [str(other)], mapping=Mapping(key_fields=("id",)), on_error="quarantine")

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Cli, Run, write_lines
 
 import logtool
 from logtool.formats.base import Mapping
 from logtool.store import Store, canonical_json, commit_hash
 
+Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
+Run = Any  # what `cli` returns: code, out, err, lines(), errors()
+WriteLines = Callable[[Path, Iterable[str | bytes]], Path]  # the `write_lines` fixture
+
 # three ingests of three events, two events a segment: segments start at offsets 0,2,3,5,6,8
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
+def store(write_lines: WriteLines, tmp_path: Path) -> Path:
     path = tmp_path / "store"
     for i in range(3):
         f = write_lines(tmp_path / f"f{i}.jsonl", [json.dumps({"id": i * 10 + j, "v": "x" * j}) for j in range(3)])
@@ -210,7 +214,7 @@ def test_leftovers_reported_but_green(cli: Cli, store: Path) -> None:
     ]  # fmt: skip
 
 
-def test_quarantine_file_changed(cli: Cli, tmp_path: Path) -> None:
+def test_quarantine_file_changed(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "q.jsonl", ['{"id":1}', "{", '{"id":3}'])
     store = tmp_path / "s"
     logtool.ingest(str(store), [str(f)], mapping=Mapping(key_fields=("id",)), on_error="quarantine")
