@@ -302,7 +302,8 @@ def test_why_customer_42_balance_is_minus_300(cli: Any, stores: dict[str, Path],
 def test_why_without_ids_shows_the_other_events_of_the_transaction(
     cli: Any, stores: dict[str, Path], at_root: None
 ) -> None:
-    run = cli("why", stores["shop"], "1034", "customer_id", "--format", "json")
+    # order 1034 was emptied by the truncate at offset 169, so ask for the value it had
+    run = cli("why", stores["shop"], "1034", "customer_id", "--value", "42", "--format", "json")
     golden("audit_why_shop_1034_customer_id.json", run.out)
     result = out_json(run)
     assert result["event"]["offset"] == 75
