@@ -14,14 +14,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Cli, write_lines
 
 import logtool
 from logtool.formats.base import Mapping, RawNumber, dumps_exact
 
-# Reached through the package first, so that `logtool.diff` stays the function.
+# The `cli` fixture (tests/conftest.py): runs `logtool ARGS...`, returns code, out, err.
+Cli = Any
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
 diff = logtool.diff
-D = sys.modules["logtool.diff"]
+D = sys.modules["logtool.diff"]  # the module, for its value helpers
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 MAPPING = Mapping(key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data")

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,9 +14,8 @@ from .. import console
 from ..errors import EXIT_DIFFERENT
 from ._common import FormatOpt, OutputFormat, boundary, render, render_object, resolve
 
-# The result is a logtool.DiffResult; it is not imported here, so that ``logtool.diff`` stays the
-# function (importing the module first would shadow it on the package).
-DiffResult = Any
+if TYPE_CHECKING:
+    from ..diff import DiffResult
 
 
 class Align(StrEnum):
