@@ -101,7 +101,21 @@ def ingest(
             result.files.append(
                 _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress)
             )
+    _auto_snapshot(store)
     return result
+
+
+def _auto_snapshot(store: Store) -> None:
+    """Take the snapshot the store's ``snapshot_every`` setting asks for, when one is due."""
+    state = store.state()
+    every = int(state.config.get("snapshot_every") or 0)
+    if not every or not state.segments:
+        return
+    last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == "kv/1"), default=-1)
+    if state.next_offset - 1 - last >= every:
+        from .replay import snapshot
+
+        snapshot(store.path)
 
 
 def _ingest_one(

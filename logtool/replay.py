@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 KV_FINGERPRINT = "kv/1"
 # A number of 16+ significant digits: DuckDB's JSON functions would read it through float64.
-LONG_NUMBER = r"[0-9.]{17}"
+LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}"
 RESETS = ("insert", "read", "upsert", "delete")
 MERGES = ("update", "patch")
 Progress = Callable[[int, int | None], None]
@@ -60,6 +60,7 @@ class ReplayResult:
     snapshot: int | None = None  # offset of the snapshot replay started from
     reducer: str = KV_FINGERPRINT
     warnings: list[str] = field(default_factory=list)
+    typed_states: pa.Table | None = None  # Python reducers: states in the encoding snapshots keep
 
     def tables(self) -> dict[str, pa.Table]:
         """One typed table per entity: the key, then the row's columns (types inferred)."""
@@ -149,6 +150,8 @@ def replay(
     without it the ``kv`` reducer applies. Replay starts from the nearest valid snapshot at or
     below the target.
     """
+    import pyarrow as pa
+
     from . import engine
 
     store = Store.open(path)
@@ -172,16 +175,27 @@ def replay(
         filters.append(f"entity = {sql_string(entity)}")
         snap_filters.append(f"entity = {sql_string(entity)}")
     if key is not None:
-        keys = "[" + ", ".join(sql_string(k) for k in sorted(_key_family(con, key, " AND ".join(filters)))) + "]"
-        filters.append(f"list_contains({keys}, key)")
-        snap_filters.append(f"list_contains({keys}, key)")
+        # the whole prefix, not only the events after the snapshot: the row may sit in the snapshot
+        pairs = _key_family(con, key, " AND ".join(f for f in filters if not f.startswith('"offset" >')))
+        listing = "[" + ", ".join(f"{{'e': {sql_string(e)}, 'k': {sql_string(k)}}}" for e, k in sorted(pairs)) + "]"
+        # the row's earlier keys, the events that moved it away, and its entity's truncates
+        filters.append(
+            f"(list_contains({listing}, {{'e': entity, 'k': key}}) OR list_contains({listing}, {{'e': entity, 'k': prev_key}})"
+            f" OR (op = 'truncate' AND list_contains({listing}.list_transform(lambda p: p.e), entity)))"
+        )
+        snap_filters.append(f"list_contains({listing}, {{'e': entity, 'k': key}})")
     con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM events WHERE {' AND '.join(filters)}")
-    con.execute(f"CREATE TEMP VIEW base AS SELECT entity, key, state FROM snap WHERE {' AND '.join(snap_filters)}")
+    con.execute(f"CREATE TEMP VIEW base AS SELECT * FROM snap WHERE {' AND '.join(snap_filters)}")
     applied = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    typed_states = None
     if module:
-        state = _replay_python(con, module, progress)
+        state, typed_states = _replay_python(con, module, progress)
     else:
-        state = _replay_kv(con, progress)
+        state = _replay_kv(con, progress, warnings)
+    if key is not None:
+        import pyarrow.compute as pc
+
+        state = state.filter(pc.equal(state.column("key"), pa.scalar(key, pa.string())))
     if key is not None and state.num_rows == 0:
         raise NotFoundError(f"key {key!r} has no state at {target.description}", "check the key, or see `logtool history`")
     return ReplayResult(
@@ -192,21 +206,24 @@ def replay(
         snapshot=snap["offset"] if snap else None,
         reducer=fingerprint,
         warnings=warnings,
+        typed_states=typed_states,
     )
 
 
-def _key_family(con: duckdb.DuckDBPyConnection, key: str, condition: str) -> set[str]:
-    """A key and every earlier key its row was moved from (a key change keeps the row)."""
-    family = {key}
+def _key_family(con: duckdb.DuckDBPyConnection, key: str, condition: str) -> set[tuple[str, str]]:
+    """(entity, key) of a key and of every earlier key its row was moved from, entity by entity."""
+    family = {(e,) + (key,) for (e,) in con.execute(
+        f"SELECT DISTINCT entity FROM events WHERE {condition} AND (key = {sql_string(key)} OR prev_key = {sql_string(key)})"
+    ).fetchall()}
     moves = con.execute(
-        f"SELECT DISTINCT prev_key, key FROM events WHERE {condition} AND prev_key IS NOT NULL AND prev_key <> key"
+        f"SELECT DISTINCT entity, prev_key, key FROM events WHERE {condition} AND prev_key IS NOT NULL AND prev_key <> key"
     ).fetchall()
     grew = True
     while grew:
         grew = False
-        for old, new in moves:
-            if new in family and old not in family:
-                family.add(old)
+        for ent, old, new in moves:
+            if (ent, new) in family and (ent, old) not in family:
+                family.add((ent, old))
                 grew = True
     return family
 
@@ -251,17 +268,19 @@ def _pick_snapshot(st: State, target: _Target, fingerprint: str, warnings: list[
 # --------------------------------------------------------------------------- kv, vectorized
 
 
-def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None) -> pa.Table:
+def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnings: list[str]) -> pa.Table:
     import pyarrow as pa
 
     # Entities truncated in the window: their earlier events and snapshot rows do not count.
     con.execute(
-        "CREATE TEMP TABLE trunc AS SELECT entity, max(\"offset\") AS t FROM ev WHERE op = 'truncate' GROUP BY entity"
+        "CREATE TEMP TABLE trunc AS SELECT entity, max(\"offset\") AS t FROM ev "
+        "WHERE op = 'truncate' AND NOT coalesce(txn.aborted, FALSE) GROUP BY entity"
     )
     con.execute(
         """CREATE TEMP VIEW live AS
            SELECT e.* FROM ev e LEFT JOIN trunc USING (entity)
-           WHERE e.op NOT IN ('truncate', 'event') AND (trunc.t IS NULL OR e."offset" > trunc.t)"""
+           WHERE e.op NOT IN ('truncate', 'event') AND NOT coalesce(e.txn.aborted, FALSE)
+             AND (trunc.t IS NULL OR e."offset" > trunc.t)"""
     )
     con.execute(
         """CREATE TEMP VIEW base_live AS
@@ -303,9 +322,11 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None) -> pa.
     con.execute(
         f"""CREATE TEMP TABLE chains2 AS
             SELECT c.*, CASE WHEN c.r IS NULL THEN b.state END AS bstate,
-                   (list_bool_or(list_transform(c.chain, lambda d: d LIKE '{{"$%'
+                   (list_bool_or(list_transform(c.chain, lambda d: NOT regexp_matches(d, '^\\s*\\{{')
+                                                                 OR regexp_matches(d, '^\\s*\\{{\\s*"\\$')
                                                                  OR regexp_matches(d, '{LONG_NUMBER}')))
-                    OR regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, ''), '{LONG_NUMBER}')) AS slow
+                    OR regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, ''), '{LONG_NUMBER}')
+                    OR NOT regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, '{{}}'), '^\\s*\\{{')) AS slow
             FROM chains c LEFT JOIN base_live b ON b.entity = c.entity AND b.key = c.key"""
     )
     con.execute("INSERT INTO slow_keys SELECT entity, key FROM chains2 WHERE slow")
@@ -331,7 +352,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None) -> pa.
         SELECT * FROM merged UNION ALL SELECT * FROM whole UNION ALL SELECT * FROM untouched
         """
     ).to_arrow_table()
-    slow = _fold_slow(con)
+    slow = _fold_slow(con, warnings)
     if progress:
         progress(4, 4)
     table = pa.concat_tables([fast.cast(_state_schema()), slow]) if slow.num_rows else fast.cast(_state_schema())
@@ -347,7 +368,7 @@ def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
     return out
 
 
-def _fold_slow(con: duckdb.DuckDBPyConnection) -> pa.Table:
+def _fold_slow(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> pa.Table:
     """The exact Python fold for keys needing it, and for keyless entities."""
     import pyarrow as pa
 
@@ -370,6 +391,7 @@ def _fold_slow(con: duckdb.DuckDBPyConnection) -> pa.Table:
     for batch in events:
         for ev in batch.to_pylist():
             fold.apply(ev)
+    warnings += fold.warnings
     entities, keys, states = [], [], []
     for (ent, k), row in fold.rows.items():
         entities.append(ent)
@@ -391,11 +413,19 @@ def _state_schema() -> pa.Schema:
 
 def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
     """States in canonical form (see the module doc), sorted by entity, key, state."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    long_rows = pc.match_substring_regex(table.column("state"), LONG_NUMBER)
+    if pc.any(long_rows).as_py():
+        exact = [dumps_exact(loads_exact(s)) if flag else s for s, flag in zip(
+            table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]
+        table = table.set_column(2, "state", pa.array(exact, pa.string()))
     rows = table  # noqa: F841 - read by the query
     return con.sql(
         f"""SELECT entity, key,
                    CASE WHEN regexp_matches(state, '{LONG_NUMBER}') THEN state ELSE json(state)::VARCHAR END AS state
-            FROM rows ORDER BY entity, key NULLS LAST, state"""
+            FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
     ).to_arrow_table().cast(_state_schema())
 
 
@@ -495,9 +525,11 @@ def _unset_path(row: dict[str, Any], path: str) -> None:
         node[int(parts[-1])] = None
 
 
-def merge_row(base: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
+def merge_row(base: Any, data: Any) -> Any:
     """A partial update applied to a row: the columns it carries are set (NULL is a value), the
     others keep their value; a path patch sets and removes dotted paths."""
+    if not isinstance(data, dict) or not isinstance(base, dict | None):
+        return _copy(data)  # not a row of columns: the payload is the value
     row = _copy(base or {})
     if _is_path_patch(data):
         for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
@@ -559,7 +591,7 @@ class KvFold:
         if op == "delete" or data is None:
             self.rows.pop(key, None)
         elif op in MERGES:
-            self.rows[key] = merge_row(base, data if isinstance(data, dict) else {})
+            self.rows[key] = merge_row(base, data)
         else:
             self.rows[key] = data
 
@@ -650,13 +682,51 @@ def _encode(value: Any) -> str:
     return dumps_exact(plain(value))
 
 
-def _replay_python(con: duckdb.DuckDBPyConnection, module: ReducerModule, progress: Progress | None) -> pa.Table:
-    """Run the user's reducers in offset order, key by key."""
+def _typed_dumps(value: Any) -> str:
+    """A reducer's state as JSON that keeps Python types (Decimal, float, datetime) apart."""
+
+    def tag(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return {"$decimal": str(v)}
+        if isinstance(v, dt.datetime):
+            return {"$datetime": v.isoformat()}
+        if isinstance(v, dt.date):
+            return {"$date": v.isoformat()}
+        if isinstance(v, dict):
+            return {str(k): tag(x) for k, x in v.items()}
+        if isinstance(v, list | tuple | set | frozenset):
+            return [tag(x) for x in v]
+        return v
+
+    return json.dumps(tag(value), ensure_ascii=False, allow_nan=True)
+
+
+def _typed_loads(text: str) -> Any:
+    def untag(d: dict[str, Any]) -> Any:
+        if len(d) == 1:
+            (k, v), = d.items()
+            if k == "$decimal":
+                return Decimal(v)
+            if k == "$datetime":
+                return dt.datetime.fromisoformat(v)
+            if k == "$date":
+                return dt.date.fromisoformat(v)
+        return d
+
+    return json.loads(text, object_hook=untag)
+
+
+def _replay_python(
+    con: duckdb.DuckDBPyConnection, module: ReducerModule, progress: Progress | None
+) -> tuple[pa.Table, pa.Table]:
+    """Run the user's reducers in offset order, key by key: the canonical state, and the states
+    in the typed encoding a snapshot keeps (so a replay from it sees the same Python values)."""
     import pyarrow as pa
 
     states: dict[tuple[str, str | None], Any] = {}
-    for ent, k, s in con.execute("SELECT entity, key, state FROM base").fetchall():
-        states[(ent, k)] = _decode(s)
+    typed = "typed" in con.sql("SELECT * FROM base LIMIT 0").columns
+    for ent, k, s in con.execute(f"SELECT entity, key, {'typed' if typed else 'state'} FROM base").fetchall():
+        states[(ent, k)] = _typed_loads(s) if typed else _decode(s)
     total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
     done = 0
     reader = con.sql(
@@ -668,14 +738,17 @@ def _replay_python(con: duckdb.DuckDBPyConnection, module: ReducerModule, progre
         done += batch.num_rows
         if progress:
             progress(done, total)
-    rows = [(e, k, _encode(s)) for (e, k), s in states.items() if s is not None]
+    live = [(e, k, s) for (e, k), s in states.items() if s is not None]
     table = pa.table(
-        {"entity": [r[0] for r in rows], "key": [r[1] for r in rows], "state": [r[2] for r in rows]},
+        {"entity": [r[0] for r in live], "key": [r[1] for r in live], "state": [_encode(r[2]) for r in live]},
         schema=_state_schema(),
+    )
+    typed_table = pa.table(
+        {"entity": [r[0] for r in live], "key": [r[1] for r in live], "typed": [_typed_dumps(r[2]) for r in live]}
     )
     from . import engine
 
-    return canonical_state(engine.connect(), table)
+    return canonical_state(engine.connect(), table), typed_table
 
 
 def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], Any], ev: dict[str, Any]) -> None:
@@ -807,13 +880,25 @@ def snapshot(
     from .segments import write_parquet_options
 
     store = Store.open(path)
+    at_offset = _transaction_boundary(store, at_offset)
     result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
     if result.offset is None:
         raise UsageError("the store has no events to snapshot")
+    table = result.state
+    if result.typed_states is not None:
+        from . import engine
+
+        con = engine.connect()
+        typed = result.typed_states  # noqa: F841 - read by the query
+        state = result.state  # noqa: F841 - read by the query
+        table = con.sql(
+            "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
+            "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
+        ).to_arrow_table()
     with store.writer("snapshot"):
         target = store.new_file("snapshot", f"{result.offset:020d}")
         options = write_parquet_options()
-        pq.write_table(result.state, target, **options)
+        pq.write_table(table, target, **options)
         entry = {
             "kind": "snapshot",
             "path": store.rel(target),
@@ -826,6 +911,27 @@ def snapshot(
         }
         store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
     return entry
+
+
+def _transaction_boundary(store: Store, at_offset: int | None) -> int | None:
+    """The offset to snapshot at: ``at_offset``, or the end of the last transaction that is
+    complete there (a snapshot inside a transaction would miss a row displaced by a key swap)."""
+    from . import engine
+
+    if at_offset is None:
+        return None
+    con = engine.connect()
+    store.events_view(con)
+    first = con.execute(
+        f"""WITH t AS (SELECT txn.id AS id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)}))
+            SELECT min(e."offset") FROM events e, t WHERE t.id IS NOT NULL AND e.txn.id = t.id
+            AND EXISTS (SELECT 1 FROM events x WHERE x.txn.id = t.id AND x."offset" > {int(at_offset)})"""
+    ).fetchall()[0][0]
+    if first is None:
+        return at_offset
+    if first == 0:
+        raise UsageError(f"offset {at_offset} is inside the log's first transaction", "snapshot at a later offset")
+    return int(first) - 1
 
 
 def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
@@ -846,9 +952,11 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file, not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
     for ent, table in result.tables().items():
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in ent) or "_"
+        if any(p.name == f"{name}.{fmt}" for p in written):
+            name = f"{name}-{hashlib.sha256(ent.encode()).hexdigest()[:8]}"  # distinct, stable
         target = out / f"{name}.{fmt}"
         tmp = target.with_name(target.name + ".tmp")
         if fmt == "parquet":

@@ -385,12 +385,6 @@ def test_keyless_before_image_matches_numbers_by_value(store: Path) -> None:
     assert keyless(replay(store)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: KvFold records 'no row of t matches its before-image' in KvFold.warnings, but _fold_slow "
-    "drops the fold's warnings: a delete whose before-image matches no row changes nothing, silently "
-    "(expected a warning in ReplayResult.warnings, got [])",
-)
 def test_keyless_change_matching_no_row_is_reported(store: Path) -> None:
     write_events(store, [
         {"key": None, "op": "insert", "data": {"a": 1}},
@@ -422,12 +416,6 @@ def test_path_patch_truncates_arrays(store: Path) -> None:
     assert rows(replay(store)) == {"1": {"tags": ["a", "B"]}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a path patch is recognised by its text starting with `{\"$` (LIKE '{\"$%'); the JSON text "
-    '`{ "$set": {"a.b": 2}}` (a space after the brace) takes the vectorized merge and the row gets a '
-    'column named "$set": expected {"a": {"b": 2}}, got {"a": {"b": 1}, "$set": {"a.b": 2}}',
-)
 def test_path_patch_is_recognised_whatever_its_spacing(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"a": {"b": 1}}},
@@ -484,12 +472,6 @@ def test_position_on_a_store_without_positions_is_a_usage_error(store: Path) -> 
         replay(store, at_position="0/1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: replay applies the changes of an aborted transaction (txn.aborted = true); compact drops "
-    "them as 'aborted', so a compacted store would replay differently. Expected {'1': {'v': 1}}, got "
-    "{'1': {'v': 2}}",
-)
 def test_an_aborted_transaction_is_not_applied(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"v": 1}, "txn": {"id": "1", "position": "0/10"}},
@@ -587,12 +569,6 @@ def test_key_filter_follows_the_row_through_its_earlier_keys(store: Path) -> Non
     assert rows(result)["5"] == {"id": 5, "doc": "kept"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --key K returns the state rows of every key in K's family, not only K: log insert 1 "
-    "{v: first}; update key 5 prev_key 1 {w: 1}; insert 1 {v: second}. replay(key='5') expected only "
-    "key 5, got keys 1 and 5 (the same with a swap: key='1' also returns key 2's row)",
-)
 def test_key_filter_returns_only_that_key(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"v": "first"}},
@@ -602,12 +578,6 @@ def test_key_filter_returns_only_that_key(store: Path) -> None:
     assert rows(replay(store, key="5")) == {"5": {"v": "first", "w": 1}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the --key filter also filters out the entity's truncate events (their key is null), so a "
-    "truncated row comes back: log insert o/1; truncate o. replay(entity='o', key='1') expected "
-    "NotFoundError, got the row {'total': 1}",
-)
 def test_key_filter_keeps_the_truncate_of_its_entity(store: Path) -> None:
     write_events(store, [
         {"entity": "o", "key": 1, "op": "insert", "data": {"total": 1}},
@@ -618,11 +588,6 @@ def test_key_filter_keeps_the_truncate_of_its_entity(store: Path) -> None:
         replay(store, entity="o", key="1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a key's family is gathered across entities: with c/1 moved to c/4 and an unrelated row o/1, "
-    "replay(key='4') expected only c/4, got c/4 and o/1",
-)
 def test_key_family_stays_inside_its_entity(store: Path) -> None:
     write_events(store, [
         {"entity": "c", "key": 1, "op": "insert", "data": {"name": "a"}},
@@ -729,12 +694,6 @@ def test_exact_numbers_survive_patches_and_key_changes(store: Path) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a number of 16 significant digits written with an exponent and no point "
-    "(9007199254740993e0, 17 characters but only 16 of [0-9.]) escapes the LONG_NUMBER test and is read "
-    "through float64 by DuckDB's json(): expected 9007199254740993, got 9007199254740992.0",
-)
 def test_exponent_numbers_stay_exact(store: Path) -> None:
     write_events(store, [{"key": 1, "op": "insert", "data": '{"n":9007199254740993e0}'}])
     assert rows(replay(store))["1"]["n"] == 9007199254740993
@@ -818,12 +777,6 @@ def test_export_writes_one_file_per_entity(store: Path, tmp_path: Path) -> None:
         export_state(replay(store), tmp_path / "x", "jsonl")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: export_state maps entity names to file names without checking for collisions: entities "
-    "'a/b' and 'a_b' both become a_b.parquet, the second overwrites the first, and the returned list names "
-    "a_b.parquet twice (expected two files or an error)",
-)
 def test_export_never_writes_two_entities_to_one_file(store: Path, tmp_path: Path) -> None:
     write_events(store, [
         {"entity": "a/b", "key": 1, "op": "insert", "data": {"x": 1}},
@@ -877,13 +830,6 @@ def test_replaying_twice_gives_the_same_state_and_digest(store: Path) -> None:
     assert first.state.equals(second.state)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the canonical state text of a row holding a 16+-digit number is the event's raw JSON "
-    'text: insert {"a": 12345678901234567890, "s": "\\u00e9"} (spaces, an escape) replays as that exact '
-    'text, while the same row written compactly replays as {"a":12345678901234567890,"s":"é"}: equal '
-    "states, different state text and digest",
-)
 def test_canonical_state_does_not_depend_on_the_payload_spelling(tmp_path: Path) -> None:
     spaced = write_events(
         tmp_path / "spaced", [{"key": 1, "op": "insert", "data": '{"a": 12345678901234567890, "s": "\\u00e9"}'}]
@@ -899,13 +845,6 @@ def test_canonical_state_of_short_numbers_is_their_shortest_form(store: Path) ->
     assert texts(replay(store)) == {("t", "1"): '{"a":1.1,"b":20.0,"s":"é"}'}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an update whose payload is not an object (e.g. a Kafka value 6 after 5) leaves a state "
-    "row whose state is NULL: expected one row with state 6 (or an error), got "
-    "[{'entity': 't', 'key': '1', 'state': None}], and the digest skips that row (it equals the digest "
-    "of the empty state)",
-)
 def test_update_with_a_scalar_payload_leaves_no_null_state(store: Path) -> None:
     write_events(store, [{"key": 1, "op": "insert", "data": 5}, {"key": 1, "op": "update", "data": 6}])
     result = replay(store)
@@ -989,13 +928,6 @@ def test_a_snapshot_taken_with_another_reducer_is_ignored_with_a_warning(tmp_pat
     assert kv.snapshot is None and any("another reducer" in w for w in kv.warnings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a snapshot taken inside a transaction that swaps two keys loses the displaced row: log "
-    "insert 1 {n: one}; insert 2 {n: two}; txn T: update 2<-1, update 1<-2. snapshot(at_offset=2) stores "
-    "one row (the row displaced from key 2 lives only in KvFold._displaced); replay of the head from it "
-    "gives {'1': {n: one}} instead of {'1': {n: two}, '2': {n: one}}",
-)
 def test_a_snapshot_inside_a_key_swapping_transaction(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"n": "one"}},
@@ -1158,13 +1090,6 @@ def test_reducer_modules_that_cannot_be_used(store: Path, tmp_path: Path) -> Non
         replay(store, reducer=str(write_module(tmp_path / "broken.py", "raise RuntimeError('boom')\n")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a snapshot hands a Python reducer its state back through json.loads(parse_float=Decimal), "
-    "so a reducer keeping a float (total + 0.5) works from zero ({'total': 1.5} after 3 events) but "
-    "fails from a snapshot at offset 1: ReducerError 'TypeError: unsupported operand type(s) for +: "
-    "decimal.Decimal and float'",
-)
 def test_python_reducer_with_float_state_replays_from_a_snapshot(store: Path, tmp_path: Path) -> None:
     module = write_module(
         tmp_path / "floats.py",
@@ -1236,12 +1161,6 @@ def test_shop_head_state(shop: Path) -> None:
     assert customers["7"]["external_id"] == 9007199254740993
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ingest keeps each payload's text as cut from the line, and replay keeps the raw text of "
-    "any row holding a 16+-digit number: the shop head state of customer 77 is "
-    '\'{"id": 77, "name": "Treasury Clearing", ...}\' (with spaces) while every other row is compact',
-)
 def test_shop_state_text_is_canonical(shop: Path) -> None:
     for state in replay(shop).state.column("state").to_pylist():
         assert dumps_exact(loads_exact(state)) == state

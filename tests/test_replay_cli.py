@@ -241,12 +241,6 @@ def test_snapshot_every_is_a_store_setting(cli: Any, tmp_path: Path) -> None:
     assert Store.open(store).state().of_kind("snapshot") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `snapshot --every N` records snapshot_every in the store's config, but nothing reads it: "
-    "after `snapshot STORE --every 5` and an ingest of 12 events the store has no snapshot (expected "
-    "snapshots at offsets 4 and 9, or at least one)",
-)
 def test_snapshot_every_takes_snapshots_after_ingests(cli: Any, tmp_path: Path) -> None:
     store = write_events(tmp_path / "s", [{"key": 1, "op": "insert", "data": {}}])
     assert cli("snapshot", store, "--every", "5").code == 0
@@ -288,12 +282,6 @@ def test_the_installed_entry_point(shop: Path) -> None:
 # --------------------------------------------------------------------------- golden outputs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: customer 77 (a 30-digit balance) replays as its raw payload text with spaces, not in "
-    "canonical form (see test_replay.py::test_shop_state_text_is_canonical); the golden file holds the "
-    "canonical line",
-)
 def test_golden_shop_head(cli: Any, shop: Path) -> None:
     golden("replay_shop_head.jsonl", cli("replay", shop, "--format", "jsonl").out)
 
