@@ -1,0 +1,1235 @@
+"""Compaction (issue 7): each rule of Kafka's log cleaner as its own small case, on stores built
+event by event, on the sample logs, through the CLI, killed midway, and on raw files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import logtool
+from logtool.cli import app
+from logtool.compact import compact, compact_file, parse_duration
+from logtool.errors import UsageError
+from logtool.formats.base import Batcher, Mapping, RawNumber, dumps_exact, parse_ts
+from logtool.integrity import verify
+from logtool.replay import replay
+from logtool.segments import SegmentWriter
+from logtool.store import Store
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
+SHOP = SAMPLES / "shop_cdc.jsonl"
+ORDERS = SAMPLES / "orders.csv"
+SHOP_MAPPING = Mapping(
+    key_fields=("id",),
+    entity_field="table",
+    op_field="op",
+    ts_field="ts",
+    data_field="data",
+    meta_fields=("actor", "txid"),
+)
+ORDERS_MAPPING = Mapping(key_fields=("id",), entity_field="table", op_field="op", ts_field="ts")
+BANK_MAPPING = Mapping(
+    key_fields=("account_id",), entity_field="stream", type_field="type", ts_field="ts", data_field="body"
+)
+
+T0 = parse_ts("2026-03-01T00:00:00Z")
+SECOND = 1_000_000
+HOUR = 3600 * SECOND
+DAY = 24 * HOUR
+LATER = "2026-03-10T00:00:00Z"  # every tombstone of T0's day has expired under a 1d retention
+
+
+def iso(micros: int) -> str:
+    """An instant as compact writes it: ISO-8601 UTC with a Z."""
+    instant = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- building stores
+
+_MISSING: Any = object()
+
+
+def ev(
+    op: str,
+    key: str | None,
+    data: Any = _MISSING,
+    *,
+    t: float = 0,
+    entity: str = "e",
+    prev_key: str | None = None,
+    aborted: bool | None = None,
+) -> dict[str, Any]:
+    """One event for `make_store`: ``t`` in seconds after T0; ``data`` a Python value (None: a
+    null payload); deletes and truncates carry no data unless one is given."""
+    if data is _MISSING:
+        data = None if op in ("delete", "truncate") else {"v": 1}
+    return {
+        "ts": T0 + int(t * SECOND),
+        "entity": entity,
+        "key": key,
+        "op": op,
+        "data": None if data is None else dumps_exact(data),
+        "prev_key": prev_key,
+        "txn": None if aborted is None else {"id": f"tx-{t}", "position": None, "ts": None, "aborted": aborted},
+    }
+
+
+def make_store(path: Path, events: Iterable[dict[str, Any]], segment_rows: int = 1_000) -> Path:
+    """A store holding exactly these events at offsets 0.., written as ingest writes (one commit)."""
+    store = Store.create(path)
+    with store.writer("ingest"):
+        writer = SegmentWriter(store, store.state().next_offset, segment_rows=segment_rows)
+        batcher = Batcher()
+        for line, event in enumerate(events, 1):
+            batcher.add(source={"format": "test", "file": "events", "line": line, "position": None}, **event)
+        writer.write(batcher.flush())
+        entries = writer.close()
+        store.commit(
+            "ingest", {"file": "events"}, add=entries, gaps=writer.gaps, info={"next_offset": writer.next_offset}
+        )
+    return path
+
+
+def records(store: Path) -> list[tuple[int, str, str | None, str, Any]]:
+    """(offset, entity, key, op, data) of every stored event, data parsed."""
+    rows = logtool.sql(str(store), 'SELECT "offset", entity, key, op, data FROM events ORDER BY "offset"').to_pylist()
+    return [
+        (r["offset"], r["entity"], r["key"], r["op"], None if r["data"] is None else json.loads(r["data"]))
+        for r in rows
+    ]
+
+
+def offsets(store: Path) -> list[int]:
+    return [r[0] for r in records(store)]
+
+
+def state(store: Path, at_offset: int | None = None) -> dict[tuple[str, str | None], Any]:
+    """The replayed state as {(entity, key): row}."""
+    table = replay(store, at_offset=at_offset, use_snapshots=False).state
+    return {(r["entity"], r["key"]): json.loads(r["state"]) for r in table.to_pylist()}
+
+
+def digest(store: Path, at_offset: int | None = None) -> str:
+    return replay(store, at_offset=at_offset).digest
+
+
+def copy(store: Path, name: str) -> Path:
+    target = store.parent / name
+    shutil.copytree(store, target)
+    return target
+
+
+def assert_same_from(original: Path, compacted: Path, point: int, at: Iterable[int] | None = None) -> None:
+    """The compacted store replays like the original at its head and at every offset >= point
+    (or at the offsets ``at``, for a longer log)."""
+    assert digest(compacted) == digest(original)
+    last = Store.open(original).state().next_offset - 1
+    for o in range(max(point, 0), last + 1) if at is None else at:
+        assert digest(compacted, o) == digest(original, o), f"state differs at offset {o}"
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under a directory with its bytes."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def ingest_sample(path: Path, sample: Path, mapping: Mapping, fmt: str | None = None) -> Path:
+    logtool.ingest(path, [str(sample)], format=fmt, mapping=mapping)
+    return path
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str | Path, input: str | None = None) -> Run:
+    """`logtool ARGS...` in-process, stdout and stderr apart; stdin is not a terminal."""
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- latest per key
+
+
+def test_latest_record_per_key_survives(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path / "s",
+        [
+            ev("insert", "k1", {"v": 1}, t=1),
+            ev("insert", "k2", {"v": 1}, t=2),
+            ev("upsert", "k1", {"v": 2}, t=3),
+            ev("upsert", "k1", {"v": 3}, t=4),
+            ev("insert", "k3", {"v": 1}, t=5),
+        ],
+    )
+    before = state(store)
+    result = compact(store, now=LATER)
+    assert records(store) == [
+        (1, "e", "k2", "insert", {"v": 1}),
+        (3, "e", "k1", "upsert", {"v": 3}),
+        (4, "e", "k3", "insert", {"v": 1}),
+    ]
+    assert result.removed == {"superseded": 2}
+    assert (result.events_before, result.events_after) == (5, 3)
+    assert state(store) == before
+
+
+def test_latest_wins_by_offset_not_by_timestamp(tmp_path: Path) -> None:
+    # The second record is older than the first, the third as old as the second: order is by offset.
+    store = make_store(
+        tmp_path / "s",
+        [ev("insert", "k", {"v": 1}, t=100), ev("upsert", "k", {"v": 2}, t=50), ev("upsert", "k", {"v": 3}, t=50)],
+    )
+    compact(store, now=LATER)
+    assert records(store) == [(2, "e", "k", "upsert", {"v": 3})]
+    assert state(store) == {("e", "k"): {"v": 3}}
+
+
+def test_equal_timestamps_change_nothing(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("upsert", "k", {"v": n}, t=7) for n in range(4)])
+    compact(store, now=LATER)
+    assert records(store) == [(3, "e", "k", "upsert", {"v": 3})]
+
+
+def test_identical_values_are_still_superseded(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("upsert", "k", {"v": 1}, t=n) for n in range(3)])
+    result = compact(store, now=LATER)
+    assert offsets(store) == [2]
+    assert result.removed == {"superseded": 2}
+
+
+def test_an_empty_string_is_a_value_not_a_tombstone(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}, t=0), ev("upsert", "k", "", t=1)])
+    result = compact(store, now=LATER)
+    assert records(store) == [(1, "e", "k", "upsert", "")]
+    assert result.removed == {"superseded": 1}
+    assert result.tombstones_kept == 0
+    assert state(store) == {("e", "k"): ""}
+
+
+def test_an_empty_key_is_a_key_not_keyless(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "", {"v": 1}), ev("upsert", "", {"v": 2}, t=1)])
+    result = compact(store, now=LATER)
+    assert records(store) == [(1, "e", "", "upsert", {"v": 2})]
+    assert result.removed == {"superseded": 1}
+
+
+def test_keys_compare_as_exact_utf8_bytes(tmp_path: Path) -> None:
+    composed, decomposed = "\u00e9", "e\u0301"  # "é" both ways: equal to a reader, different bytes
+    store = make_store(
+        tmp_path / "s",
+        [
+            ev("insert", composed, {"v": 1}),
+            ev("insert", decomposed, {"v": 1}),
+            ev("insert", "a", {"v": 1}),
+            ev("insert", "A", {"v": 1}),
+            ev("insert", "a ", {"v": 1}),
+            ev("upsert", composed, {"v": 2}),
+            ev("upsert", "a", {"v": 2}),
+        ],
+    )
+    compact(store, now=LATER)
+    assert [(o, k) for o, _e, k, _op, _d in records(store)] == [
+        (1, decomposed),
+        (3, "A"),
+        (4, "a "),
+        (5, composed),
+        (6, "a"),
+    ]
+
+
+# --------------------------------------------------------------------------- offsets, order, next offset
+
+
+def test_offsets_never_rewritten_and_order_kept(tmp_path: Path) -> None:
+    events = [ev("upsert", f"k{n % 4}", {"n": n}, t=n) for n in range(20)]
+    store = make_store(tmp_path / "s", events, segment_rows=6)
+    original = {o: (e, k, op, d) for o, e, k, op, d in records(store)}
+    compact(store, now=LATER)
+    after = records(store)
+    assert [r[0] for r in after] == [16, 17, 18, 19]
+    for o, e, k, op, d in after:
+        assert (e, k, op, d) == original[o]
+
+
+def test_next_offset_does_not_move_back(tmp_path: Path) -> None:
+    # The last two records go (an expired tombstone and what it deleted): the log's end stays.
+    store = make_store(
+        tmp_path / "s", [ev("insert", "j", {"v": 1}), ev("insert", "k", {"v": 1}, t=1), ev("delete", "k", t=2)]
+    )
+    compact(store, now=LATER)
+    assert offsets(store) == [0]
+    assert Store.open(store).state().next_offset == 3
+    assert logtool.info(str(store))["next_offset"] == 3
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"ts": "2026-03-11T00:00:00Z", "op": "insert", "id": "m", "data": {"v": 9}}\n')
+    result = logtool.ingest(
+        store, [str(more)], mapping=Mapping(key_fields=("id",), op_field="op", ts_field="ts", data_field="data")
+    )
+    assert result.files[0].first_offset == 3
+    assert offsets(store) == [0, 3]
+    assert verify(str(store)).ok
+
+
+# --------------------------------------------------------------------------- partial records
+
+
+@pytest.mark.parametrize(
+    ("history", "full"),
+    [
+        pytest.param(
+            [ev("insert", "k", {"a": 1, "b": 2, "c": 3}), ev("patch", "k", {"b": 20}, t=1)],
+            {"a": 1, "b": 20, "c": 3},
+            id="patch",
+        ),
+        pytest.param(
+            [
+                ev("insert", "k", {"a": 1, "b": 2, "c": 3}),
+                ev("patch", "k", {"b": 20}, t=1),
+                ev("update", "k", {"c": 30}, t=2),
+            ],
+            {"a": 1, "b": 20, "c": 30},
+            id="update-omitting-a-column",
+        ),
+        pytest.param(
+            [ev("patch", "k", {"a": 1}), ev("patch", "k", {"b": 2}, t=1)],
+            {"a": 1, "b": 2},
+            id="patches-only",
+        ),
+        pytest.param(
+            [ev("insert", "k", {"a": 1, "b": 2}), ev("patch", "k", {"a": None}, t=1)],
+            {"a": None, "b": 2},
+            id="null-is-a-value",
+        ),
+    ],
+)
+def test_a_partial_last_record_survives_as_the_full_row(
+    tmp_path: Path, history: list[dict[str, Any]], full: dict[str, Any]
+) -> None:
+    store = make_store(tmp_path / "s", [*history, ev("insert", "other", {"v": 1}, t=9)])
+    last = len(history) - 1
+    before = state(store)
+    assert before[("e", "k")] == full
+    result = compact(store, now=LATER)
+    assert records(store) == [(last, "e", "k", "upsert", full), (last + 1, "e", "other", "insert", {"v": 1})]
+    assert result.folded == 1
+    assert state(store) == before
+
+
+@pytest.mark.xfail(
+    reason="bug: a folded survivor is rebuilt from replay's canonical state, whose numbers are DuckDB's shortest "
+    'form: insert {a: 818.50, b: 1} then patch {b: 2} compacts to data {"a":818.5,"b":2}, losing the exact '
+    "text 818.50 (the shop sample's customer 17 balance is rewritten so)",
+    strict=True,
+)
+def test_a_folded_survivor_keeps_numbers_exactly(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path / "s", [ev("insert", "k", {"a": RawNumber("818.50"), "b": 1}), ev("patch", "k", {"b": 2}, t=1)]
+    )
+    compact(store, now=LATER)
+    [data] = logtool.sql(str(store), "SELECT data FROM events").column("data").to_pylist()
+    assert "818.50" in data
+
+
+def test_folded_survivors_are_resealed_and_verify(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"a": 1, "b": 2}), ev("patch", "k", {"b": 3}, t=1)])
+    compact(store, now=LATER)
+    report = verify(str(store))
+    assert report.ok, report.problems
+
+
+# --------------------------------------------------------------------------- tombstones
+
+
+TOMBSTONES = [
+    pytest.param(lambda t: ev("delete", "k", t=t), id="delete"),
+    pytest.param(lambda t: ev("upsert", "k", None, t=t), id="null-payload"),
+]
+
+
+@pytest.mark.parametrize("tombstone", TOMBSTONES)
+def test_a_tombstone_removes_earlier_records_and_is_kept_within_retention(tmp_path: Path, tombstone: Any) -> None:
+    store = make_store(
+        tmp_path / "s",
+        [ev("insert", "k", {"v": 1}), ev("insert", "j", {"v": 1}, t=1), ev("patch", "k", {"v": 2}, t=2), tombstone(10)],
+    )
+    deleted_at = T0 + 10 * SECOND
+    result = compact(store, tombstone_retention="1d", now=iso(deleted_at + DAY - 1))
+    assert offsets(store) == [1, 3]
+    assert result.removed == {"superseded": 2}
+    assert result.tombstones_kept == 1
+    assert result.earliest_tombstone_expiry == iso(deleted_at + DAY)
+    assert state(store) == {("e", "j"): {"v": 1}}
+
+
+@pytest.mark.parametrize("tombstone", TOMBSTONES)
+def test_a_tombstone_is_removed_once_its_retention_is_over(tmp_path: Path, tombstone: Any) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("insert", "j", {"v": 1}, t=1), tombstone(10)])
+    result = compact(store, tombstone_retention="1h", now=iso(T0 + 10 * SECOND + HOUR))  # now == ts + retention
+    assert offsets(store) == [1]
+    assert result.removed == {"superseded": 1, "tombstone expired": 1}
+    assert result.tombstones_kept == 0
+    assert result.earliest_tombstone_expiry is None
+    assert state(store) == {("e", "j"): {"v": 1}}
+
+
+def test_a_tombstone_superseded_by_a_later_value_is_removed(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("delete", "k", t=1), ev("insert", "k", {"v": 2}, t=2)]
+    )
+    result = compact(store, now=iso(T0 + 3 * SECOND))  # the tombstone is young: it goes only because a value followed
+    assert records(store) == [(2, "e", "k", "insert", {"v": 2})]
+    assert result.removed == {"superseded": 2}
+    assert result.tombstones_kept == 0
+
+
+def test_zero_retention_removes_every_tombstone(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("delete", "k", t=1)])
+    result = compact(store, tombstone_retention="0s", now=iso(T0 + SECOND))
+    assert offsets(store) == []
+    assert result.removed == {"superseded": 1, "tombstone expired": 1}
+    assert Store.open(store).state().next_offset == 2
+    assert verify(str(store)).ok
+
+
+# --------------------------------------------------------------------------- truncate
+
+
+def test_a_truncate_is_a_tombstone_for_its_entity(tmp_path: Path) -> None:
+    events = [
+        ev("insert", "a1", {"v": 1}, entity="A"),
+        ev("insert", "b1", {"v": 1}, entity="B", t=1),
+        ev("insert", "a2", {"v": 1}, entity="A", t=2),
+        ev("truncate", None, entity="A", t=3),
+        ev("insert", "a3", {"v": 1}, entity="A", t=4),
+    ]
+    kept = make_store(tmp_path / "kept", events)
+    expected = state(kept)
+    result = compact(kept, tombstone_retention="1d", now=iso(T0 + HOUR))
+    assert [(o, e, k, op) for o, e, k, op, _d in records(kept)] == [
+        (1, "B", "b1", "insert"),
+        (3, "A", None, "truncate"),
+        (4, "A", "a3", "insert"),
+    ]
+    assert result.removed == {"superseded": 2}
+    assert result.tombstones_kept == 1
+    assert result.earliest_tombstone_expiry == iso(T0 + 3 * SECOND + DAY)
+    assert state(kept) == expected
+
+    expired = make_store(tmp_path / "expired", events)
+    result = compact(expired, tombstone_retention="1d", now=LATER)
+    assert offsets(expired) == [1, 4]
+    assert result.removed == {"superseded": 2, "tombstone expired": 1}
+    assert state(expired) == expected
+
+
+def test_an_earlier_truncate_is_superseded_by_a_later_one(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path / "s",
+        [
+            ev("truncate", None),
+            ev("insert", "k", {"v": 1}, t=1),
+            ev("truncate", None, t=2),
+            ev("insert", "j", {"v": 1}, t=3),
+        ],
+    )
+    result = compact(store, now=iso(T0 + HOUR))
+    assert offsets(store) == [2, 3]
+    assert result.removed == {"superseded": 2}
+
+
+# --------------------------------------------------------------------------- protected head
+
+
+def test_until_offset_protects_the_head(tmp_path: Path) -> None:
+    events = [
+        ev("insert", "k", {"v": 1}),
+        ev("upsert", "k", {"v": 2}, t=1),  # its only newer record is in the head: it stays
+        ev("insert", "j", {"v": 1}, t=2),
+        ev("upsert", "k", {"v": 3}, t=3),  # head from here on: untouched, supersedes nothing
+        ev("delete", "j", t=4),
+        ev("insert", None, {"row": 1}, t=5),  # keyless, but in the head
+        ev("upsert", "x", {"v": 1}, t=6, aborted=True),  # aborted, but in the head
+        ev("upsert", "k", {"v": 4}, t=7),
+    ]
+    store = make_store(tmp_path / "s", events)
+    original = copy(store, "original")
+    result = compact(store, until_offset=3, now=LATER)
+    assert result.cleanable_before == 3
+    assert offsets(store) == [1, 2, 3, 4, 5, 6, 7]
+    assert result.removed == {"superseded": 1}
+    assert_same_from(original, store, 2)
+
+
+def test_until_offset_beyond_the_end_is_the_whole_log(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("upsert", "k", {"v": 2}, t=1)])
+    result = compact(store, until_offset=99, now=LATER)
+    assert result.cleanable_before == 2
+    assert offsets(store) == [1]
+
+
+def test_until_offset_zero_compacts_nothing(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("upsert", "k", {"v": 2}, t=1)])
+    before = tree(store)
+    result = compact(store, until_offset=0, now=LATER)
+    assert result.removed == {}
+    assert result.commit is None
+    assert tree(store) == before
+
+
+def test_min_lag_protects_the_first_young_record_and_everything_after(tmp_path: Path) -> None:
+    now = T0 + 10 * DAY
+    events = [
+        ev("insert", "k", {"v": 1}, t=0),
+        ev("upsert", "k", {"v": 2}, t=(now - 2 * HOUR - T0) / SECOND),  # old enough, but its successor is young
+        ev("insert", "j", {"v": 1}, t=(now - 3 * HOUR - T0) / SECOND),  # old, superseded by an old record
+        ev("upsert", "j", {"v": 2}, t=(now - 3 * HOUR - T0) / SECOND),
+        ev("upsert", "k", {"v": 3}, t=(now - 30 * 60 * SECOND - T0) / SECOND),  # the first young record
+        ev("insert", "m", {"v": 1}, t=0),  # old time, but after the first young record
+        ev("upsert", "m", {"v": 2}, t=0),
+    ]
+    store = make_store(tmp_path / "s", events)
+    original = copy(store, "original")
+    result = compact(store, min_lag="1h", now=iso(now))
+    assert result.cleanable_before == 4
+    assert offsets(store) == [1, 3, 4, 5, 6]
+    assert result.removed == {"superseded": 2}
+    assert_same_from(original, store, 3)
+
+
+def test_min_lag_boundary_a_record_exactly_min_lag_old_is_compactable(tmp_path: Path) -> None:
+    now = T0 + DAY
+    store = make_store(
+        tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("upsert", "k", {"v": 2}, t=(now - HOUR - T0) / SECOND)]
+    )
+    assert compact(store, min_lag="1h", now=iso(now), dry_run=True).cleanable_before == 2
+    assert compact(store, min_lag="1h", now=iso(now - 1), dry_run=True).cleanable_before == 1
+
+
+def test_min_lag_and_until_offset_take_the_earlier_horizon(tmp_path: Path) -> None:
+    now = T0 + DAY
+    events = [ev("upsert", "k", {"v": n}, t=n) for n in range(4)] + [ev("upsert", "k", {"v": 9}, t=(now - T0) / SECOND)]
+    store = make_store(tmp_path / "s", events)
+    assert compact(store, min_lag="1h", until_offset=2, now=iso(now), dry_run=True).cleanable_before == 2
+    assert compact(store, min_lag="1h", until_offset=10, now=iso(now), dry_run=True).cleanable_before == 4
+
+
+# --------------------------------------------------------------------------- keyless and aborted
+
+
+def test_keyless_records_are_dropped_outside_the_head(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path / "s",
+        [
+            ev("insert", None, {"row": 1}),
+            ev("insert", "k", {"v": 1}, t=1),
+            ev("insert", None, {"row": 2}, t=2),
+            ev("insert", None, {"row": 3}, t=3),
+        ],
+    )
+    result = compact(store, until_offset=3, now=LATER)
+    assert offsets(store) == [1, 3]
+    assert result.removed == {"keyless": 2}
+    assert state(store) == {("e", "k"): {"v": 1}, ("e", None): {"row": 3}}
+
+
+def test_aborted_transaction_records_are_removed_and_supersede_nothing(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path / "s",
+        [
+            ev("insert", "k", {"v": 1}, aborted=False),
+            ev("upsert", "k", {"v": 2}, t=1, aborted=True),  # rolled back: k keeps v=1
+            ev("insert", "j", {"v": 1}, t=2, aborted=True),
+            ev("delete", "m", t=3, aborted=True),
+            ev("insert", "n", {"v": 1}, t=4),
+        ],
+    )
+    result = compact(store, now=LATER)
+    assert records(store) == [(0, "e", "k", "insert", {"v": 1}), (4, "e", "n", "insert", {"v": 1})]
+    assert result.removed == {"aborted": 3}
+    assert verify(str(store)).ok
+
+
+def test_aborted_records_are_not_state_so_removing_them_keeps_the_head(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("upsert", "k", {"v": 2}, t=1, aborted=True)])
+    original = copy(store, "original")
+    compact(store, now=LATER)
+    assert state(store) == {("e", "k"): {"v": 1}}
+    assert digest(store) == digest(original)
+
+
+# --------------------------------------------------------------------------- key changes
+
+
+def test_a_key_change_compacts_right(tmp_path: Path) -> None:
+    log = tmp_path / "moves.jsonl"
+    lines = [
+        {"op": "insert", "id": 1, "data": {"id": 1, "name": "x", "city": "P"}},
+        {"op": "update", "id": 2, "prev": 1, "data": {"id": 2, "name": "y"}},  # moves 1 -> 2, city not sent
+        {"op": "patch", "id": 2, "data": {"city": "Q"}},
+        {"op": "insert", "id": 1, "data": {"id": 1, "name": "z", "city": "R"}},  # key 1 used again
+        {"op": "insert", "id": 3, "data": {"id": 3, "name": "w", "city": "S"}},
+        {"op": "update", "id": 4, "prev": 3, "data": {"id": 4}},  # the move is key 4's last record
+        {"op": "insert", "id": 5, "data": {"id": 5, "name": "v", "city": "T"}},
+        {"op": "update", "id": 6, "prev": 5, "data": {"id": 6}},  # a move inside the protected head
+    ]
+    log.write_text(
+        "".join(json.dumps({"ts": f"2026-03-01T00:00:0{n}Z", **line}) + "\n" for n, line in enumerate(lines))
+    )
+    mapping = Mapping(
+        key_fields=("id",), op_field="op", ts_field="ts", data_field="data", prev_key_field="prev", entity="users"
+    )
+    store = ingest_sample(tmp_path / "s", log, mapping)
+    original = copy(store, "original")
+    assert state(original) == {
+        ("users", "1"): {"id": 1, "name": "z", "city": "R"},
+        ("users", "2"): {"id": 2, "name": "y", "city": "Q"},
+        ("users", "4"): {"id": 4, "name": "w", "city": "S"},
+        ("users", "6"): {"id": 6, "name": "v", "city": "T"},
+    }
+    result = compact(store, until_offset=7, now=LATER)
+    assert [(o, k, op) for o, _e, k, op, _d in records(store)] == [
+        (2, "2", "upsert"),
+        (3, "1", "insert"),
+        (5, "4", "upsert"),
+        (6, "5", "insert"),
+        (7, "6", "update"),
+    ]
+    assert result.removed == {"superseded": 3}
+    assert_same_from(original, store, 6)
+    assert verify(str(store)).ok
+
+
+# --------------------------------------------------------------------------- dry run, commit, CLI
+
+
+def _mixed_store(path: Path) -> tuple[Path, int]:
+    """A store with one record of each fate; returns it and the `now` to compact it at."""
+    now = T0 + 2 * DAY
+
+    def since(micros: int) -> float:
+        return (micros - T0) / SECOND
+
+    make_store(
+        path,
+        [
+            ev("insert", "k1", {"v": 1}),  # 0 superseded
+            ev("upsert", "k1", {"v": 2}, t=1),  # 1 survives
+            ev("insert", "k2", {"v": 1}, t=2),  # 2 superseded
+            ev("delete", "k2", t=3),  # 3 tombstone expired
+            ev("insert", "k3", {"v": 1}, t=4),  # 4 superseded
+            ev("delete", "k3", t=since(now - HOUR)),  # 5 tombstone kept until now + 23h
+            ev("insert", None, {"row": 1}, t=6),  # 6 keyless
+            ev("upsert", "k4", {"v": 9}, t=7, aborted=True),  # 7 aborted
+            ev("insert", "k5", {"v": 1}, t=8),  # 8 superseded
+            ev("delete", "k5", t=since(now - 30 * 60 * SECOND)),  # 9 tombstone kept until now + 23h30m
+            ev("patch", "k6", {"v": 1}, t=10),  # 10 survives (folded)
+        ],
+    )
+    return path, now
+
+
+MIXED_REMOVED = {
+    0: "superseded",
+    2: "superseded",
+    3: "tombstone expired",
+    4: "superseded",
+    6: "keyless",
+    7: "aborted",
+    8: "superseded",
+}
+
+
+def test_dry_run_shows_what_and_why_and_changes_nothing(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    before = tree(store)
+    r = cli("compact", store, "--dry-run", "--now", iso(now), "--format", "jsonl")
+    assert r.code == 0, r.err
+    summary, *removed = json_lines(r.out)
+    assert summary["dry_run"] is True
+    assert (summary["events_before"], summary["events_after"]) == (11, 4)
+    assert (summary["removed_superseded"], summary["removed_tombstone_expired"]) == (4, 1)
+    assert (summary["removed_keyless"], summary["removed_aborted"]) == (1, 1)
+    assert summary["tombstones_kept"] == 2
+    assert summary["earliest_tombstone_expiry"] == iso(now - HOUR + DAY)
+    assert summary["bytes_before"] == sum(len(b) for p, b in before.items() if p.startswith("segments/"))
+    assert summary["bytes_saved"] > 0
+    assert summary["commit"] is None
+    assert {row["offset"]: row["reason"] for row in removed} == MIXED_REMOVED
+    assert "would remove 7 events (" in r.err
+    for part in ("superseded: 4", "tombstone expired: 1", "keyless: 1", "aborted: 1"):
+        assert part in r.err
+    assert "2 tombstones kept" in r.err
+    assert "bytes would be saved" in r.err
+    assert tree(store) == before
+
+
+@pytest.mark.xfail(
+    reason="bug: --dry-run reports only the earliest expiry of the kept tombstones (earliest_tombstone_expiry), "
+    "not each kept tombstone with its expiry as the issue asks",
+    strict=True,
+)
+def test_dry_run_lists_each_kept_tombstone_with_its_expiry(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    r = cli("compact", store, "--dry-run", "--now", iso(now), "--format", "jsonl")
+    assert r.code == 0, r.err
+    for expiry in (now - HOUR + DAY, now - 30 * 60 * SECOND + DAY):
+        assert iso(expiry) in r.out
+
+
+def test_the_commit_records_what_the_dry_run_showed(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    preview = compact(store, now=iso(now), dry_run=True).summary()
+    r = cli("compact", store, "--yes", "--now", iso(now), "--format", "json")
+    assert r.code == 0, r.err
+    done = json.loads(r.out)
+    assert done["commit"] == 1
+    commit = Store.open(store).commits()[-1]
+    assert commit["operation"] == "compact"
+    assert commit["params"] == {"tombstone_retention_us": DAY, "min_lag_us": 0, "until_offset": None, "now": iso(now)}
+    for name in ("events_before", "events_after", "removed_superseded", "removed_tombstone_expired", "removed_keyless",
+                 "removed_aborted", "folded_survivors", "tombstones_kept", "earliest_tombstone_expiry", "bytes_before"):  # fmt: skip
+        assert commit["info"][name] == preview[name] == done[name], name
+    assert commit["info"]["bytes_saved"] == done["bytes_saved"] == done["bytes_before"] - done["bytes_after"]
+    assert commit["gaps"] == [[0, 0], [2, 4], [6, 8]]
+    log = json_lines(cli("log", store, "--format", "jsonl").out)
+    assert log[-1]["operation"] == "compact"
+    assert "removed_superseded=4" in log[-1]["summary"] and "tombstones_kept=2" in log[-1]["summary"]
+    assert log[-1]["params"]["now"] == iso(now)
+
+
+def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    before = tree(store)
+    r = cli("compact", store, "--now", iso(now))
+    assert r.code == 2
+    assert r.out == ""
+    assert "error: refusing to change the store without confirmation" in r.err
+    assert "--yes" in r.err
+    assert tree(store) == before
+
+
+def test_cli_yes_compacts(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    r = cli("compact", store, "--yes", "--now", iso(now), "--tombstone-retention", "1d")
+    assert r.code == 0, r.err
+    assert "removed 7 events" in r.err
+    assert offsets(store) == [1, 5, 9, 10]
+    assert records(store)[-1] == (10, "e", "k6", "upsert", {"v": 1})
+    assert cli("verify", store).code == 0
+    assert state(store) == {("e", "k1"): {"v": 2}, ("e", "k6"): {"v": 1}}
+
+
+def test_cli_json_output_is_the_summary(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    r = cli("compact", store, "-y", "--now", iso(now), "-f", "json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert summary["dry_run"] is False
+    assert summary["removed_superseded"] == 4
+    assert summary["segments_rewritten"] == 1
+
+
+@pytest.mark.xfail(
+    reason="bug: `compact --dry-run --format json` writes two JSON documents to stdout (the summary object, then "
+    "an array of the removed events), so stdout is not one JSON value a program can parse",
+    strict=True,
+)
+def test_cli_dry_run_json_output_is_one_json_document(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    r = cli("compact", store, "--dry-run", "--now", iso(now), "--format", "json")
+    assert r.code == 0, r.err
+    json.loads(r.out)
+
+
+def test_cli_nothing_to_compact_makes_no_commit(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("insert", "j", {"v": 1})])
+    before = tree(store)
+    r = cli("compact", store, "--now", LATER)  # nothing to do: no confirmation needed
+    assert r.code == 0, r.err
+    assert "nothing to compact" in r.err
+    assert tree(store) == before
+
+
+def test_compacting_twice_changes_nothing_the_second_time(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    compact(store, now=iso(now))
+    after = tree(store)
+    again = compact(store, now=iso(now))
+    assert again.removed == {} and again.commit is None
+    assert tree(store) == after
+
+
+def test_cli_refuses_in_a_real_process_without_a_terminal(tmp_path: Path) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    exe = Path(sys.executable).with_name("logtool")
+    proc = subprocess.run(
+        [str(exe), "compact", str(store), "--now", iso(now)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: refusing to change the store without confirmation")
+
+
+# --------------------------------------------------------------------------- event-sourced logs
+
+
+def test_an_event_sourced_log_is_refused_with_a_hint_to_snapshot(tmp_path: Path) -> None:
+    store = ingest_sample(tmp_path / "bank", SAMPLES / "bank_events.jsonl", BANK_MAPPING)
+    before = tree(store)
+    for args in (["--yes"], ["--dry-run"]):
+        r = cli("compact", store, *args)
+        assert r.code == 2
+        assert r.out == ""
+        assert "error: this log holds domain events (an event-sourced log)" in r.err
+        assert f"logtool snapshot {store}" in r.err
+    with pytest.raises(UsageError, match="event-sourced"):
+        compact(store)
+    assert tree(store) == before
+
+
+# --------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [
+        ("250ms", 250_000),
+        ("45s", 45 * SECOND),
+        ("30m", 30 * 60 * SECOND),
+        ("12h", 12 * HOUR),
+        ("1d", DAY),
+        ("7d", 7 * DAY),
+        ("1h30m", HOUR + 30 * 60 * SECOND),
+        ("1d12h", DAY + 12 * HOUR),
+        ("0s", 0),
+        ("1.5h", HOUR + 30 * 60 * SECOND),
+        ("90", 90 * SECOND),  # plain seconds
+        (15, 15 * SECOND),
+        (None, 0),
+    ],
+)
+def test_durations_parse(text: str | int | None, micros: int) -> None:
+    assert parse_duration(text) == micros
+
+
+@pytest.mark.xfail(
+    reason="bug: decimal durations go through float and are truncated: parse_duration('2.01s') gives 2009999 µs "
+    "(expected 2010000), '1.15h' gives 4139999999 (expected 4140000000)",
+    strict=True,
+)
+@pytest.mark.parametrize(("text", "micros"), [("2.01s", 2_010_000), ("1.15h", 4_140_000_000)])
+def test_decimal_durations_are_exact(text: str, micros: int) -> None:
+    assert parse_duration(text) == micros
+
+
+@pytest.mark.parametrize("text", ["1x", "h", "ms", "-1h", "1d2", "1 hour", "1e3s", "1.5.3h", "1hh", "soon"])
+def test_bad_durations_give_a_clear_error(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_duration(text)
+    assert caught.value.message == f"cannot read {text!r} as a duration"
+    assert caught.value.hint and "1d" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--tombstone-retention", "1x", "error: cannot read '1x' as a duration"),
+        ("--min-lag", "5y", "error: cannot read '5y' as a duration"),
+        ("--now", "yesterday", "error: --now: cannot read 'yesterday' as an instant"),
+    ],
+)
+def test_cli_bad_durations_and_instants_exit_2(tmp_path: Path, option: str, value: str, message: str) -> None:
+    store, now = _mixed_store(tmp_path / "s")
+    args = ["--now", iso(now)] if option != "--now" else []
+    r = cli("compact", store, "--dry-run", option, value, *args)
+    assert r.code == 2
+    assert r.out == ""
+    assert r.err.startswith(message)
+    assert "hint:" in r.err
+
+
+# --------------------------------------------------------------------------- verify, gaps, snapshots
+
+
+def test_verify_is_green_after_compaction_and_explains_each_gap(tmp_path: Path) -> None:
+    events = [ev("upsert", f"k{n % 3}", {"n": n}, t=n) for n in range(12)] + [ev("delete", "k0", t=20)]
+    store = make_store(tmp_path / "s", events, segment_rows=5)
+    compact(store, now=LATER)
+    assert offsets(store) == [10, 11]
+    report = verify(str(store))
+    assert report.ok, report.problems
+    assert report.leftovers == []
+    assert Store.open(store).commits()[-1]["gaps"] == [[0, 9], [12, 12]]
+    r = cli("verify", store)
+    assert r.code == 0 and "ok" in r.err
+
+
+def _below_point_store(path: Path) -> Path:
+    store = make_store(
+        path,
+        [ev("upsert", "k", {"n": 0}), ev("insert", "j", {"v": 1}, t=1)]
+        + [ev("upsert", "k", {"n": n}, t=n) for n in (2, 3, 4)],
+    )
+    compact(store, now=LATER)
+    assert offsets(store) == [1, 4]
+    return store
+
+
+def test_replay_below_the_compaction_point_says_it_cannot_be_exact(tmp_path: Path) -> None:
+    store = _below_point_store(tmp_path / "s")
+    assert replay(store).warnings == []
+    assert replay(store, at_offset=4).warnings == []
+    warned = replay(store, at_offset=2).warnings
+    assert len(warned) == 1 and "removed by compact" in warned[0]
+
+
+@pytest.mark.xfail(
+    reason="bug in replay: below the compaction point, at an offset where no event is left (here 0, after offset 0 "
+    "was removed), replay gives an empty state with no warning instead of saying it cannot be known exactly",
+    strict=True,
+)
+def test_replay_before_every_surviving_event_says_it_cannot_be_exact(tmp_path: Path) -> None:
+    store = _below_point_store(tmp_path / "s")
+    result = replay(store, at_offset=0)
+    assert any("removed by compact" in w for w in result.warnings)
+
+
+def test_snapshots_below_the_compaction_point_are_not_reused(tmp_path: Path) -> None:
+    events = [ev("insert", "a", {"v": 1}), ev("insert", "b", {"v": 1}, t=1), ev("insert", "c", {"v": 1}, t=2)]
+    events += [ev("delete", "a", t=3), ev("upsert", "b", {"v": 2}, t=4), ev("insert", "d", {"v": 1}, t=5)]
+    store = make_store(tmp_path / "s", events)
+    logtool.snapshot(str(store), at_offset=2)
+    original = copy(store, "original")
+    compact(store, now=LATER)
+    assert Store.open(store).state().of_kind("snapshot") == []
+    assert_same_from(original, store, 5)
+    assert verify(str(store)).ok
+
+
+# --------------------------------------------------------------------------- killed compaction
+
+_CHILD = r"""
+import os, pathlib, signal, sys
+import logtool.replay, logtool.segments, logtool.store
+from logtool.compact import compact
+
+store, point = sys.argv[1], sys.argv[2]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def after(module, name, nth):
+    real = getattr(module, name)
+    calls = [0]
+    def hook(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls[0] += out is not None  # a segment whose every event went writes no file
+        if calls[0] == nth:
+            die()
+        return out
+    setattr(module, name, hook)
+
+kind, _, n = point.partition(":")
+if kind == "segment":
+    after(logtool.segments, "write_segment", int(n))
+elif kind == "commit":
+    after(logtool.store.Store, "commit", 1)
+elif kind == "link":
+    real_link = os.link
+    os.link = lambda *a, **k: die()
+elif kind == "unlink":
+    real_unlink = pathlib.Path.unlink
+    seen = [0]
+    def unlink(self, missing_ok=False):
+        real_unlink(self, missing_ok=missing_ok)
+        if self.parent.name == "segments":
+            seen[0] += 1
+            if seen[0] == int(n):
+                die()
+    pathlib.Path.unlink = unlink
+print("ready", flush=True)
+if kind == "wait":
+    sys.stdin.readline()
+compact(store, now=sys.argv[3])
+print("done", flush=True)
+"""
+
+
+def _kill_store(path: Path) -> Path:
+    """40 events in segments of 6, with survivors (some folded) in most segments."""
+    events = []
+    for n in range(40):
+        key = f"a{n // 4}" if n < 24 else f"b{n % 4}"
+        events.append(
+            ev("delete", key, t=n)
+            if n % 11 == 10
+            else ev("patch" if n % 3 else "insert", key, {"n": n, f"c{n % 4}": n}, t=n)
+        )
+    return make_store(path, events, segment_rows=6)
+
+
+def _spawn(store: Path, point: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(store), point, LATER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _check_after_kill(store: Path, reference: Path, original_digest: str) -> None:
+    """After a kill: the store opens, verifies (leftovers aside), replays as before, and a rerun
+    completes to the same log as an uninterrupted compaction."""
+    opened = Store.open(store).state()
+    assert opened.version in (0, 1)
+    report = verify(str(store))
+    assert report.ok, report.problems
+    assert digest(store) == original_digest
+    assert replay(store).offset == 39
+    compact(store, now=LATER)
+    assert records(store) == records(reference)
+    again = verify(str(store))
+    assert again.ok, again.problems
+    assert digest(store) == original_digest
+
+
+@pytest.fixture(scope="module")
+def kill_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A multi-segment store, the same store compacted without interruption, and its head digest."""
+    base = tmp_path_factory.mktemp("kill")
+    template = _kill_store(base / "template")
+    reference = copy(template, "reference")
+    compact(reference, now=LATER)
+    return template, reference, digest(template)
+
+
+@pytest.mark.parametrize("point", ["segment:1", "segment:3", "link", "commit", "unlink:2"])
+def test_a_compaction_killed_at_each_step_leaves_the_old_store_or_the_new(
+    tmp_path: Path, kill_template: tuple[Path, Path, str], point: str
+) -> None:
+    template, reference, original_digest = kill_template
+    store = tmp_path / "s"
+    shutil.copytree(template, store)
+    proc = _spawn(store, point)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert "done" not in out
+    committed = Store.open(store).state().version == 1
+    assert committed == (point in ("commit", "unlink:2"))
+    # Before the commit, the new segments are files no commit names; after it, the old ones are.
+    assert verify(str(store)).leftovers
+    _check_after_kill(store, reference, original_digest)
+
+
+def test_a_compaction_killed_at_random_moments(tmp_path: Path, kill_template: tuple[Path, Path, str]) -> None:
+    template, reference, original_digest = kill_template
+    rng = random.Random(7)
+    # How long a compaction takes here, so the kills land inside it.
+    timing = tmp_path / "timing"
+    shutil.copytree(template, timing)
+    proc = _spawn(timing, "wait")
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready"
+    start = time.monotonic()
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "done"
+    took = time.monotonic() - start
+    proc.communicate(timeout=60)
+    for trial in range(3):
+        store = tmp_path / f"s{trial}"
+        shutil.copytree(template, store)
+        names = set(os.listdir(store / "segments"))
+        proc = _spawn(store, "wait")
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        if trial == 0:
+            # Kill the moment the first new segment file appears.
+            deadline = time.monotonic() + 60
+            while set(os.listdir(store / "segments")) == names and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.0005)
+        else:
+            time.sleep(rng.uniform(0, took))
+        proc.kill()
+        proc.communicate(timeout=60)  # reaped: a dead holder's lock is stale only once it is gone
+        _check_after_kill(store, reference, original_digest)
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def _is_subsequence(part: list[bytes], whole: list[bytes]) -> bool:
+    it = iter(whole)
+    return all(any(line == w for w in it) for line in part)
+
+
+def _raw_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+SHOP_RAW = Mapping(key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data")
+
+
+@pytest.mark.parametrize("now", ["2026-03-01T15:00:00Z", LATER], ids=["tombstones-kept", "tombstones-expired"])
+def test_raw_jsonl_keeps_surviving_lines_byte_for_byte(tmp_path: Path, now: str) -> None:
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as f:
+        counts = compact_file(str(SHOP), f, mapping=SHOP_RAW, now=now)
+    kept = _raw_lines(out)
+    assert counts["lines_in"] == 174
+    assert counts["records_kept"] == len(kept) < 174
+    assert counts["records_removed"] == 174 - len(kept)
+    assert _is_subsequence(kept, _raw_lines(SHOP))
+    original = ingest_sample(tmp_path / "original", SHOP, SHOP_MAPPING)
+    compacted = ingest_sample(tmp_path / "compacted", out, SHOP_MAPPING)
+    assert digest(compacted) == digest(original)
+    truncate = b'"op": "truncate"'
+    assert any(truncate in line for line in kept) == (now != LATER)
+
+
+def test_raw_csv_sample_keeps_surviving_lines_byte_for_byte(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    with open(out, "wb") as f:
+        counts = compact_file(str(ORDERS), f, format="csv", mapping=ORDERS_MAPPING, now=LATER)
+    kept, original_lines = _raw_lines(out), _raw_lines(ORDERS)
+    assert kept[0] == original_lines[0]  # the header
+    assert _is_subsequence(kept, original_lines)
+    assert counts["lines_in"] == 30
+    assert counts["records_removed"] > 0
+    assert not any(b",delete," in line for line in kept)  # both deletes expired, with what they deleted
+    original = ingest_sample(tmp_path / "original", ORDERS, ORDERS_MAPPING, "csv")
+    compacted = ingest_sample(tmp_path / "compacted", out, ORDERS_MAPPING, "csv")
+    assert digest(compacted) == digest(original)
+
+
+def test_raw_csv_keeps_a_record_with_a_newline_inside_quotes_whole(tmp_path: Path) -> None:
+    src = tmp_path / "notes.csv"
+    src.write_bytes(
+        b"ts,table,op,id,note\r\n"
+        b'2026-03-01T00:00:00Z,t,upsert,1,"first\r\nversion"\r\n'  # superseded
+        b'2026-03-01T00:00:01Z,t,upsert,2,"kept, with\nits newline"\r\n'
+        b"2026-03-01T00:00:02Z,t,upsert,1,plain\r\n"
+        b'2026-03-01T00:00:03Z,t,upsert,3,"last record\nof the file"\r\n'
+    )
+    out = tmp_path / "out.csv"
+    with open(out, "wb") as f:
+        counts = compact_file(str(src), f, format="csv", mapping=ORDERS_MAPPING, now=LATER)
+    assert counts == {"lines_in": 4, "records_kept": 3, "records_removed": 1, "unreadable": 0}
+    assert out.read_bytes() == (
+        b"ts,table,op,id,note\r\n"
+        b'2026-03-01T00:00:01Z,t,upsert,2,"kept, with\nits newline"\r\n'
+        b"2026-03-01T00:00:02Z,t,upsert,1,plain\r\n"
+        b'2026-03-01T00:00:03Z,t,upsert,3,"last record\nof the file"\r\n'
+    )
+    compacted = ingest_sample(tmp_path / "compacted", out, ORDERS_MAPPING, "csv")
+    original = ingest_sample(tmp_path / "original", src, ORDERS_MAPPING, "csv")
+    assert digest(compacted) == digest(original)
+
+
+def test_raw_file_keeps_a_partial_last_record_with_its_full_image(tmp_path: Path) -> None:
+    src = tmp_path / "p.jsonl"
+    lines = [
+        '{"ts":"2026-03-01T00:00:00Z","op":"insert","id":1,"data":{"a":1,"b":2}}',
+        '{"ts":"2026-03-01T00:00:01Z","op":"insert","id":1,"data":{"a":5,"b":6}}',
+        '{"ts":"2026-03-01T00:00:02Z","op":"patch","id":1,"data":{"b":7}}',
+        '{"ts":"2026-03-01T00:00:03Z", "op":"update","id":1,"data":{"a":8}}',
+    ]
+    src.write_text("\n".join(lines) + "\n")
+    mapping = Mapping(key_fields=("id",), op_field="op", ts_field="ts", data_field="data", entity="p")
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as f:
+        compact_file(str(src), f, mapping=mapping, now=LATER)
+    assert out.read_text() == "\n".join(lines[1:]) + "\n"
+    assert state(ingest_sample(tmp_path / "c", out, mapping)) == {("p", "1"): {"a": 8, "b": 7}}
+
+
+def test_cli_raw_file_mode(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    r = cli(
+        "compact", SHOP, "-o", out, "--key-field", "id", "--entity-field", "table", "--op-field", "op",
+        "--ts-field", "ts", "--data-field", "data", "--now", LATER,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert r.out == ""
+    kept = _raw_lines(out)
+    assert f"{SHOP}: {len(kept)} of 174 records kept, {174 - len(kept)} removed" in r.err.replace("\n", " ")
+    assert not out.with_name(out.name + ".tmp").exists()
+    to_stdout = cli(
+        "compact", SHOP, "-o", "-", "--key-field", "id", "--entity-field", "table", "--op-field", "op",
+        "--ts-field", "ts", "--data-field", "data", "--now", LATER,
+    )  # fmt: skip
+    assert to_stdout.code == 0, to_stdout.err
+    assert to_stdout.out.encode() == out.read_bytes()
+
+
+def test_cli_raw_file_mode_needs_an_output(tmp_path: Path) -> None:
+    r = cli("compact", SHOP, "--key-field", "id")
+    assert r.code == 2
+    assert "error: compacting a raw file needs -o OUTPUT" in r.err
+
+
+# --------------------------------------------------------------------------- the CDC sample
+
+
+def test_the_cdc_sample_compacts_to_its_head_state(tmp_path: Path) -> None:
+    store = ingest_sample(tmp_path / "shop", SHOP, SHOP_MAPPING)
+    original = copy(store, "original")
+    dry = cli("compact", store, "--dry-run", "--now", "2026-03-05T00:00:00Z", "-f", "jsonl")
+    assert dry.code == 0, dry.err
+    summary = json_lines(dry.out)[0]
+    assert (summary["events_before"], summary["events_after"]) == (174, 34)  # 30 customers and 4 orders live
+    assert summary["removed_tombstone_expired"] == 4  # customers 13, 19, 27 and the truncate
+    r = cli("compact", store, "--yes", "--now", "2026-03-05T00:00:00Z", "-f", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["bytes_saved"] > 0
+    assert digest(store) == digest(original)
+    head = state(store)
+    assert head[("public.customers", "42")]["balance"] == 1181.77
+    assert head[("public.customers", "12")]["address"] is None
+    assert cli("verify", store).code == 0
+    assert Store.open(store).state().next_offset == 174
+
+
+def test_the_cdc_sample_with_tombstones_kept_and_a_protected_head(tmp_path: Path) -> None:
+    store = ingest_sample(tmp_path / "shop", SHOP, SHOP_MAPPING)
+    original = copy(store, "original")
+    result = compact(store, now="2026-03-01T14:10:00Z", until_offset=120)
+    assert result.cleanable_before == 120
+    assert result.removed.get("tombstone expired", 0) == 0
+    # Customer 23's delete (index 90) is kept: its re-insert (index 140) is in the head, which supersedes nothing.
+    assert result.tombstones_kept == 1
+    assert 90 in offsets(store)
+    assert offsets(store)[-54:] == list(range(120, 174))
+    assert_same_from(original, store, 119, at=[119, 140, 169])
