@@ -101,6 +101,7 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
     report = VerifyReport()
     commits = []
     prev = None
+    untrusted = False  # a commit whose content fails its hash: nothing folded from the log is sure
     for i, p in enumerate(store.commit_paths()):
         raw = p.read_bytes()
         try:
@@ -112,6 +113,7 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
             report.problems.append(Problem(f"_log/{p.name}", f"commit numbering broken: expected {i:08d}"))
         if body.get("hash") != commit_hash(body):
             report.problems.append(Problem(f"_log/{p.name}", "commit content does not match its hash (edited?)"))
+            untrusted = True
         elif raw != (canonical_json(body) + "\n").encode():
             report.problems.append(Problem(f"_log/{p.name}", "commit file bytes were changed"))
         if body.get("prev") != prev:
@@ -121,6 +123,8 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
         prev = body.get("hash")
         commits.append(body)
     report.commits = len(commits)
+    if untrusted:
+        return report  # the commit log cannot be trusted: nothing folded from it would be either
     state = fold(commits)
 
     # every file a commit names: present and byte-identical
@@ -147,12 +151,11 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
         f = store.path / seg["path"]
         if not f.exists():
             continue
-        rel = con.sql(
-            f"""SELECT "offset", digest, {expected_digest} AS recomputed
-                FROM read_parquet({sql_string(str(f))}) ORDER BY "offset" """
-        )
         try:
-            seg_events = rel.to_arrow_table()
+            seg_events = con.sql(
+                f"""SELECT "offset", digest, {expected_digest} AS recomputed
+                    FROM read_parquet({sql_string(str(f))}) ORDER BY "offset" """
+            ).to_arrow_table()
         except Exception as e:  # a damaged Parquet file: any reader error is the finding
             report.problems.append(
                 Problem(seg["path"], f"cannot be read ({str(e).splitlines()[0]})", seg["min_offset"])

@@ -83,11 +83,6 @@ def test_flipped_byte_in_a_segment(cli: Cli, store: Path, eighths: int) -> None:
     assert problems[0]["problem"] == "file content changed since its commit"
 
 
-@pytest.mark.xfail(
-    reason="bug: logtool/integrity.py verify opens each segment with con.sql(read_parquet(...)) outside its try: a "
-    "damaged Parquet footer raises while binding, so verify stops with an internal error (exit 2) instead of exit 1",
-    strict=True,
-)
 @pytest.mark.parametrize("pos", [-1, -5])
 def test_flipped_byte_in_a_segment_footer(cli: Cli, store: Path, pos: int) -> None:
     seg = _segments(store)[3]
@@ -146,12 +141,6 @@ def test_edited_commit_bytes_only(cli: Cli, store: Path) -> None:
     assert problems[0]["problem"] == "commit file bytes were changed"
 
 
-@pytest.mark.xfail(
-    reason="bug: logtool/integrity.py verify folds the commits and reads entry['sha256'], seg['digest'] ... even after "
-    "a commit failed its hash check: a changed byte in a field name of a commit is an internal error (KeyError, "
-    "exit 2) instead of a finding (exit 1)",
-    strict=True,
-)
 @pytest.mark.parametrize("field", ["sha256", "digest", "rows", "path"])
 def test_edited_commit_field_name(cli: Cli, store: Path, field: str) -> None:
     p = store / "_log" / "00000001.json"

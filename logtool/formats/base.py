@@ -240,10 +240,14 @@ def iter_line_chunks(
         lengths = np.diff(offsets)
         arr = pa.Array.from_buffers(pa.large_binary(), len(newlines), [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
         if lengths.max() > max_line_bytes:
+            import pyarrow.compute as pc
+
             for i in np.flatnonzero(lengths > max_line_bytes):
-                report(BadRecord(source.name, line_no + int(i), _oversized(int(lengths[i]), max_line_bytes), b""))
+                start, stop = int(offsets[i]), int(offsets[i + 1])
+                raw = buf[start:stop].rstrip(b"\r\n")
+                report(BadRecord(source.name, line_no + int(i), _oversized(stop - start, max_line_bytes), raw))
             keep = pa.array(lengths <= max_line_bytes)
-            arr = pa.compute.if_else(keep, arr, pa.scalar(b"", pa.large_binary()))
+            arr = pc.if_else(keep, arr, pa.scalar(b"", pa.large_binary()))
         yield line_no, _decode(arr, line_no, source, report)
         line_no += len(newlines)
         carry = buf[end:]
@@ -357,16 +361,28 @@ def dumps_exact(value: Any) -> str:
     if isinstance(value, RawJSON):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _string(value)
     if isinstance(value, dict):
         return (
             "{"
-            + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + dumps_exact(v) for k, v in value.items())
+            + ",".join(_string(str(k)) + ":" + dumps_exact(v) for k, v in value.items())
             + "}"
         )
     if isinstance(value, list | tuple):
         return "[" + ",".join(dumps_exact(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_LOWER_HEX = re.compile(r"\\u00([0-9a-f]{2})")
+
+
+def _string(text: str) -> str:
+    """A JSON string as DuckDB writes one: UTF-8 as is, control characters as upper-case \\u00XX."""
+    out = json.dumps(text, ensure_ascii=False)
+    if _CONTROL.search(text):
+        out = _LOWER_HEX.sub(lambda m: "\\u00" + m.group(1).upper(), out)
+    return out
 
 
 def json_or_none(value: Any) -> str | None:

@@ -32,6 +32,11 @@ def _value(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _raw(lines: list[str]) -> bytes:
+    """A record's bytes as they were in the file (without its final line break)."""
+    return "".join(lines).rstrip("\r\n").encode("utf-8", "surrogateescape")
+
+
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read a CSV log (plain, .gz or .zst) through the field mapping."""
     import pyarrow as pa
@@ -40,7 +45,14 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     csv.field_size_limit(mapping.max_line_bytes)
     with source.open() as raw:
         text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")
-        reader = csv.reader(text)
+        consumed: list[str] = []  # the physical lines of the record being read, for quarantine
+
+        def physical_lines() -> Iterator[str]:
+            for line in text:
+                consumed.append(line)
+                yield line
+
+        reader = csv.reader(physical_lines())
         try:
             header = next(reader)
         except StopIteration:
@@ -50,27 +62,26 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         lines: list[str] = []
         start = reader.line_num + 1
         while True:
+            consumed.clear()
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as e:
-                report(BadRecord(source.name, start, f"CSV error: {e}"))
+                report(BadRecord(source.name, start, f"CSV error: {e}", _raw(consumed)))
                 start = reader.line_num + 1
                 continue
             line_no, start = start, reader.line_num + 1
             if not row or row == [""]:
                 continue
             if len(row) != len(header):
-                raw_row = ",".join(row).encode("utf-8", "surrogateescape")
-                report(BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", raw_row))
+                report(BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed)))
                 continue
             joined = "".join(row)
             try:
                 joined.encode("utf-8")
             except UnicodeEncodeError as e:
-                raw_row = ",".join(row).encode("utf-8", "surrogateescape")
-                report(BadRecord(source.name, line_no, f"invalid UTF-8 at character {e.start}", raw_row))
+                report(BadRecord(source.name, line_no, f"invalid UTF-8 at character {e.start}", _raw(consumed)))
                 continue
             lines.append("{" + ",".join(n + _value(v) for n, v in zip(names, row, strict=True)) + "}")
             numbers.append(line_no)

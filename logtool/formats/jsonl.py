@@ -8,8 +8,9 @@ exact Python path instead: every value survives byte for byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..engine import sql_string
 from . import Format
@@ -21,6 +22,7 @@ from .base import (
     Source,
     dumps_exact,
     iter_line_chunks,
+    loads_exact,
     object_members,
     op_aliases,
 )
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 # A number DuckDB might print differently: an exponent, a fraction ending in 0, a long decimal,
 # negative zero. Matches inside strings too; that only costs speed.
-_UNSAFE_NUMBER = r"[0-9][eE][-+0-9]|\.[0-9]*0([^0-9]|$)|[0-9]{8}\.|\.[0-9]{8}|-0([^.0-9]|$)"
+_UNSAFE_NUMBER = r"[0-9][eE][-+0-9]|\.[0-9]*0([^0-9]|$)|\.0{5}|[0-9]{8}\.|\.[0-9]{8}|-0([^.0-9]|$)"
 
 
 def _path(name: str) -> str:
@@ -81,7 +83,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         scale = "0.001" if unit == "ns" else str(TS_UNITS[unit])
         numeric = f"(json_type({t}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') OR regexp_full_match({t} ->> '$', '-?[0-9]+(\\.[0-9]+)?'))"
         ts = (
-            f"(CASE WHEN {numeric} THEN make_timestamp(TRY_CAST(TRY_CAST({t} ->> '$' AS DECIMAL(38, 9)) * {scale} AS BIGINT))::TIMESTAMPTZ "
+            f"(CASE WHEN {numeric} THEN make_timestamp(TRY_CAST(trunc(TRY_CAST({t} ->> '$' AS DECIMAL(38, 9)) * {scale}) AS BIGINT))::TIMESTAMPTZ "
             f"ELSE TRY_CAST({t} ->> '$' AS TIMESTAMPTZ) END)"
         )
         checks.append((_absent(t), sql_string(f"missing timestamp field {mapping.ts_field!r}")))
@@ -113,21 +115,33 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         default = "'event'" if mapping.type_field else "'upsert'"
         op = f"(CASE WHEN {data} IS NULL THEN 'delete' ELSE {default} END)"
 
-    key_fields = mapping.key_fields
-    if any(":" in k for k in key_fields):
-        # per-entity keys need the entity first; generic lines take one key list for all
-        key_fields = tuple(k.split(":", 1)[1] for k in key_fields)
-    if key_fields:
-        for k in key_fields:
+    plain = tuple(k for k in mapping.key_fields if ":" not in k)
+    scoped: dict[str, list[str]] = {}
+    for spec in mapping.key_fields:
+        if ":" in spec:
+            ent_name, field_name = spec.split(":", 1)
+            scoped.setdefault(ent_name, []).append(field_name)
+
+    def key_of(names: tuple[str, ...] | list[str]) -> str:
+        if len(names) == 1:
+            return f"(CASE WHEN {_absent(f(names[0]))} THEN NULL ELSE {_scalar(f(names[0]))} END)"
+        return "json_object(" + ", ".join(f"{sql_string(k)}, {f(k)}" for k in names) + ")::VARCHAR"
+
+    # `ENTITY:FIELD` keys apply to the entity named in full or by its last part (as Mapping.keys_for)
+    matches = {e: f"({entity} = {sql_string(e)} OR regexp_extract({entity}, '[^.]*$') = {sql_string(e)})" for e in scoped}
+    not_truncate = f"{op} IS DISTINCT FROM 'truncate'"
+    for ent_name, names in scoped.items():
+        for k in names:
             checks.append(
-                (f"{op} IS DISTINCT FROM 'truncate' AND {_absent(f(k))}", sql_string(f"missing key field {k!r}"))
-            )
-        if len(key_fields) == 1:
-            key = _scalar(f(key_fields[0]))
-        else:
-            key = "json_object(" + ", ".join(f"{sql_string(k)}, {f(k)}" for k in key_fields) + ")::VARCHAR"
-    else:
-        key = "NULL::VARCHAR"
+                (f"{matches[ent_name]} AND {not_truncate} AND {_absent(f(k))}",
+                 sql_string(f"missing key field {k!r} (the key of {ent_name})"))
+            )  # fmt: skip
+    other = " AND ".join(f"NOT {m}" for m in matches.values()) or "TRUE"
+    for k in plain:
+        checks.append((f"{other} AND {not_truncate} AND {_absent(f(k))}", sql_string(f"missing key field {k!r}")))
+    branches = " ".join(f"WHEN {matches[e]} THEN {key_of(names)}" for e, names in scoped.items())
+    fallback = key_of(plain) if plain else "NULL::VARCHAR"
+    key = f"(CASE WHEN {op} = 'truncate' THEN NULL {branches} ELSE {fallback} END)"  # a truncate has no key
 
     if mapping.meta_fields:
         members = ", ".join(f"{sql_string(m)}, {f(m)}" for m in mapping.meta_fields)
@@ -180,26 +194,41 @@ FROM j
 """
 
 
-def _exact_payload(line: str, mapping: Mapping) -> tuple[str | None, str | None]:
-    """data and meta of one record, cut from the line itself: every value byte for byte."""
+_STRING = re.compile(r'"[^"\\]*"')
+_SPACE = re.compile(r"\s")
+
+
+def _compact(raw: str) -> str:
+    """A JSON value's text as DuckDB renders it (compact, unescaped), its numbers as written."""
+    if "\\" not in raw and not _SPACE.search(_STRING.sub("", raw)):
+        return raw  # already compact, nothing escaped: cut as it is
+    return dumps_exact(loads_exact(raw))
+
+
+def _exact_fields(line: str, mapping: Mapping, entity: str | None) -> tuple[str | None, str | None, str | None]:
+    """key, data and meta of one record, cut from the line: every number as written."""
     members = object_members(line)
+    values = {name: _compact(line[vs:ve]) for name, _ns, vs, ve in members}
 
-    def raw(start: int, end: int) -> str | None:
-        text = line[start:end]
-        return None if text == "null" else text
+    def value(name: str) -> str | None:
+        text = values.get(name)
+        return None if text is None or text == "null" else text
 
-    values = {name: (vs, ve) for name, _ns, vs, ve in members}
     if mapping.data_field:
-        data = raw(*values[mapping.data_field]) if mapping.data_field in values else None
+        data = value(mapping.data_field)
     else:
         drop = set(mapping.mapped_fields())
-        data = "{" + ",".join(f"{dumps_exact(name)}:{line[vs:ve]}" for name, _ns, vs, ve in members if name not in drop) + "}"
-    meta = [
-        f"{dumps_exact(m)}:{line[values[m][0]:values[m][1]]}"
-        for m in mapping.meta_fields
-        if m in values and raw(*values[m]) is not None
-    ]
-    return data, ("{" + ",".join(meta) + "}") if meta else None
+        data = "{" + ",".join(f"{dumps_exact(n)}:{v}" for n, v in values.items() if n not in drop) + "}"
+    meta = [f"{dumps_exact(m)}:{value(m)}" for m in mapping.meta_fields if value(m) is not None]
+    names = mapping.keys_for(entity or "")
+    key = None
+    if names and all(value(n) is not None for n in names):
+        if len(names) == 1:
+            text = values[names[0]]
+            key = loads_exact(text) if text.startswith('"') else text
+        else:
+            key = "{" + ",".join(f"{dumps_exact(n)}:{values[n]}" for n in names) + "}"
+    return key, data, ("{" + ",".join(meta) + "}") if meta else None
 
 
 class RecordMapper:
@@ -246,19 +275,25 @@ class RecordMapper:
         import pyarrow.compute as pc
 
         rows = pc.indices_nonzero(out.column("unsafe")).to_pylist()
-        lines = out.column("line").take(pa.array(rows)).to_pylist()
-        line_nos = out.column("line_no").take(pa.array(rows)).to_pylist()
+        taken = out.take(pa.array(rows))
+        keys = out.column("key").to_pylist()
         data = out.column("data").to_pylist()
         meta = out.column("meta").to_pylist()
         keep = [True] * out.num_rows
-        for i, line, n in zip(rows, lines, line_nos, strict=True):
+        for i, line, n, ent, op in zip(
+            rows, taken.column("line").to_pylist(), taken.column("line_no").to_pylist(),
+            taken.column("entity").to_pylist(), taken.column("op").to_pylist(), strict=True,
+        ):  # fmt: skip
             try:
-                data[i], meta[i] = _exact_payload(line, self.mapping)
+                key, data[i], meta[i] = _exact_fields(line, self.mapping, ent)
             except ValueError as e:
                 self.report(BadRecord(self.source.name, n, f"invalid JSON: {e}", line.encode()))
                 keep[i] = False
-        out = out.set_column(out.schema.get_field_index("data"), "data", pa.array(data, pa.string()))
-        out = out.set_column(out.schema.get_field_index("meta"), "meta", pa.array(meta, pa.string()))
+                continue
+            if keys[i] is not None and op != "truncate":
+                keys[i] = key
+        for name, values in (("key", keys), ("data", data), ("meta", meta)):
+            out = out.set_column(out.schema.get_field_index(name), name, pa.array(values, pa.string()))
         return out if all(keep) else out.filter(pa.array(keep))
 
 
@@ -267,13 +302,19 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     import numpy as np
     import pyarrow as pa
 
-    mapper = RecordMapper(source, mapping, report, "jsonl")
+    pending: list[BadRecord] = []  # a chunk's bad records, reported in line order
+    mapper = RecordMapper(source, mapping, pending.append, "jsonl")
     with source.open() as stream:
-        for first, lines in iter_line_chunks(stream, source, report, mapping.max_line_bytes):
+        for first, lines in iter_line_chunks(stream, source, pending.append, mapping.max_line_bytes):
             numbers = pa.array(np.arange(first, first + len(lines), dtype=np.int64))
             batch = mapper.map(numbers, lines)
+            for bad in sorted(pending, key=lambda b: b.line or 0):
+                report(bad)
+            pending.clear()
             if batch is not None:
                 yield batch
+    for bad in pending:
+        report(bad)
 
 
 def sniff(head: bytes) -> int:
