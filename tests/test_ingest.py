@@ -7,7 +7,6 @@ import base64
 import datetime as dt
 import json
 import os
-import re
 import signal
 import subprocess
 import sys

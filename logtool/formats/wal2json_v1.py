@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import raw_decode_exact, BadRecord, Mapping, Report, Source, check_mapping_for, iter_lines
+from .base import BadRecord, Mapping, Report, Source, check_mapping_for, iter_lines, raw_decode_exact
 from .wal2json import (
     KEY_OPTIONS,
     Change,
