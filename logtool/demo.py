@@ -81,6 +81,18 @@ def steps(workdir: str | Path, samples: str | Path | None = None) -> Iterator[St
         "logtool replay shop.store --at-time 2026-03-01T14:03:00Z --entity public.customers --key 42",
         {"14:03:00": before.state.column("state")[0].as_py(), "14:03:10": during.state.column("state")[0].as_py()},
     )
+    from .audit import why
+
+    blamed = why(shop, "42", "balance", value=-300, entity="public.customers")
+    yield Step(
+        "Why was customer 42's balance -300? The event, its actor, and what else its transaction did",
+        "logtool why shop.store 42 balance --value -300 --entity public.customers",
+        {
+            "event": {k: blamed.event.get(k) for k in ("offset", "ts", "op", "actor", "txid", "data")},
+            "same transaction": [(e.get("offset"), e.get("entity"), e.get("key")) for e in blamed.transaction],
+            "note": blamed.note,
+        },
+    )
     head = replay(shop)
     yield Step(
         "The whole state at the head, with its digest",
@@ -94,6 +106,34 @@ def steps(workdir: str | Path, samples: str | Path | None = None) -> Iterator[St
         "Replay an event-sourced bank log through its Python reducers",
         "logtool replay bank.store --reducer sample_logs/bank_reducers.py",
         accounts.state,
+    )
+    reducers = str(src / "bank_reducers.py")
+    overdraft = why(bank, "acc-1003", "balance", reducer=reducers)
+    yield Step(
+        "Why is account acc-1003 at -300.00? Its causation chain crosses accounts",
+        "logtool why bank.store acc-1003 balance --reducer sample_logs/bank_reducers.py",
+        {
+            "event": {k: overdraft.event.get(k) for k in ("offset", "type", "actor", "event_id", "causation_id")},
+            "caused by": [(e.get("event_id"), e.get("key"), e.get("type")) for e in overdraft.chain],
+            "correlated": [(e.get("event_id"), e.get("key"), e.get("type")) for e in overdraft.correlated],
+        },
+    )
+
+    from .diff import diff
+
+    replica_a, replica_b = work / "replica_a.store", work / "replica_b.store"
+    ingest(replica_a, [str(src / "replica_a.jsonl")], mapping=REPLICA)
+    ingest(replica_b, [str(src / "replica_b.jsonl")], mapping=REPLICA)
+    compared = diff(replica_a, replica_b)
+    yield Step(
+        "Where did two replicas diverge?",
+        "logtool diff replica_a.store replica_b.store --format json",
+        {
+            "same": compared.same,
+            "first divergent offset": compared.first_divergent_offset,
+            "events missing / extra / changed": (compared.only_left, compared.only_right, compared.changed),
+            "head states": (compared.to_dict().get("state") or {}).get("examples"),
+        },
     )
 
     from .compact import compact

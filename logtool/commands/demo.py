@@ -41,6 +41,8 @@ def _show(i: int, title: str, command: str, result: Any) -> None:
     from rich.pretty import Pretty
     from rich.table import Table
 
+    from logtool.formats.writers import plain
+
     console.out.print()
     console.out.rule(f"[bold]{i}. {escape(title)}[/bold]", align="left")
     console.out.print(f"[dim]$ {escape(command)}[/dim]", soft_wrap=True)
@@ -56,7 +58,7 @@ def _show(i: int, title: str, command: str, result: Any) -> None:
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
         for k, v in result.items():
-            table.add_row(escape(str(k)), escape(v if isinstance(v, str) else repr(v)))
+            table.add_row(escape(str(k)), escape(v if isinstance(v, str) else repr(plain(v))))
         console.out.print(Panel(table, expand=False))
     else:
         console.out.print(Panel(Pretty(result), expand=False))
