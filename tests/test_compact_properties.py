@@ -1,8 +1,9 @@
-"""The compaction invariant as a Hypothesis property: for random keyed logs, a compacted store
-replays to exactly the same state (digest) as the original at its head and at every offset at or
-after the compaction point. Alongside it, the records that survive are those Kafka's cleaner keeps,
-rule by rule (the state alone cannot tell a kept tombstone from an expired one), offsets are
-never rewritten and the protected head is untouched."""
+"""The compaction invariant as a Hypothesis property: for random keyed logs (aborted transactions
+included, over one or several segments), a compacted store replays to exactly the same state
+(digest) as the original at its head and at every offset at or after the compaction point.
+Alongside it, the records that survive are those Kafka's cleaner keeps, rule by rule (the state
+alone cannot tell a kept tombstone from an expired one), offsets are never rewritten and the
+protected head is untouched."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_compact import DAY, SECOND, T0, compact, digest, ev, iso, make_store, parse_duration, records
+from test_compact import DAY, SECOND, T0, digest, ev, iso, make_store, records
 
+from logtool.compact import compact, parse_duration
 from logtool.formats.base import RawNumber, parse_ts
+from logtool.integrity import verify
 from logtool.store import Store
 
 ENTITIES = ("e1", "e2")
@@ -45,7 +48,7 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
         key = draw(st.sampled_from(KEYS))
         kind = draw(
             st.sampled_from(
-                ["insert", "upsert", "update", "update-partial", "patch", "delete", "tombstone", "truncate"]
+                ["insert", "upsert", "update", "update-partial", "patch", "delete", "tombstone", "truncate", "aborted"]
             )
         )
         if kind in ("insert", "upsert", "update"):
@@ -58,6 +61,10 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
             out.append(ev("delete", key, t=t, entity=entity))
         elif kind == "tombstone":
             out.append(ev(draw(st.sampled_from(["upsert", "update", "patch"])), key, None, t=t, entity=entity))
+        elif kind == "aborted":
+            out.append(
+                ev(draw(st.sampled_from(["upsert", "delete"])), key, draw(full_rows), t=t, entity=entity, aborted=True)
+            )
         else:
             out.append(ev("truncate", None, t=t, entity=entity))
     return out
@@ -74,6 +81,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         "tombstone_retention": draw(st.sampled_from(["0s", "1s", "1h", "1d"])),
         "min_lag": draw(st.sampled_from([None, None, None, "1s", "1h"])),
         "now": iso(draw(st.integers(first - SECOND, last + 2 * DAY))),
+        "segment_rows": draw(st.sampled_from([2, 3, 1_000])),
     }
 
 
@@ -91,7 +99,12 @@ SAMPLE = {
     "tombstone_retention": "1h",
     "min_lag": None,
     "now": iso(T0 + 30 * 60 * SECOND),
+    "segment_rows": 3,
 }
+
+
+def aborted(event: dict[str, Any]) -> bool:
+    return bool((event["txn"] or {}).get("aborted"))
 
 
 def cleaner(case: dict[str, Any]) -> tuple[int, list[int]]:
@@ -106,7 +119,12 @@ def cleaner(case: dict[str, Any]) -> tuple[int, list[int]]:
     retention = parse_duration(case["tombstone_retention"])
     keep = []
     for o, e in enumerate(log):
-        later = log[o + 1 : point]
+        if o >= point:
+            keep.append(o)
+            continue
+        if aborted(e):
+            continue
+        later = [x for x in log[o + 1 : point] if not aborted(x)]
         if e["op"] == "truncate":
             superseded = any(x["op"] == "truncate" and x["entity"] == e["entity"] for x in later)
         else:
@@ -115,7 +133,7 @@ def cleaner(case: dict[str, Any]) -> tuple[int, list[int]]:
             )
         tombstone = e["op"] in ("delete", "truncate") or e["data"] is None
         expired = tombstone and e["ts"] + retention <= now
-        if o >= point or not (superseded or expired):
+        if not (superseded or expired):
             keep.append(o)
     return point, keep
 
@@ -125,7 +143,7 @@ def cleaner(case: dict[str, Any]) -> tuple[int, list[int]]:
 @given(cases())
 def test_a_compacted_store_replays_like_the_original(case: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        original = make_store(Path(tmp) / "original", case["events"])
+        original = make_store(Path(tmp) / "original", case["events"], segment_rows=case["segment_rows"])
         compacted = Path(tmp) / "compacted"
         shutil.copytree(original, compacted)
         result = compact(
@@ -147,6 +165,8 @@ def test_a_compacted_store_replays_like_the_original(case: dict[str, Any]) -> No
             assert (op, data) == originals[o][3:] or (op == "upsert" and originals[o][3] in ("update", "patch"))
         assert [r for r in after if r[0] >= point] == [r for r in before if r[0] >= point]
         assert Store.open(compacted).state().next_offset == len(before)
+        report = verify(str(compacted))
+        assert report.ok, report.problems
 
         # The invariant: the same state at the head and at every offset at or after the compaction point.
         assert digest(compacted) == digest(original)
