@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 KV_FINGERPRINT = "kv/1"
 # A number of 16+ significant digits: DuckDB's JSON functions would read it through float64.
-LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}"
+from .typed import LONG_NUMBER  # noqa: E402
+
 RESETS = ("insert", "read", "upsert", "delete")
 MERGES = ("update", "patch")
 Progress = Callable[[int, int | None], None]
@@ -64,6 +65,8 @@ class ReplayResult:
 
     def tables(self) -> dict[str, pa.Table]:
         """One typed table per entity: the key, then the row's columns (types inferred)."""
+        from .typed import typed_tables
+
         return typed_tables(self.state)
 
     def summary(self) -> dict[str, Any]:
@@ -784,84 +787,6 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
 
 
 # --------------------------------------------------------------------------- typed output
-
-
-def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
-    """Per entity, the rows as a typed table: ``key`` then the row's columns in first-seen order.
-
-    Integers become int64 (or decimal(38,0) beyond it), decimals decimal128 with the largest scale
-    seen, numbers written with an exponent float64, strings string, booleans bool, objects and
-    arrays JSON text (field metadata ``logtool.json``); a column of mixed types is JSON text. A
-    column absent from a row is null there.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    out: dict[str, pa.Table] = {}
-    for ent in pc.unique(state.column("entity")).to_pylist():
-        part = state.filter(pc.equal(state.column("entity"), ent))
-        rows = [loads_exact(s) for s in part.column("state").to_pylist()]
-        columns: dict[str, list[Any]] = {}
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict):
-                row = {"value": row}
-            for name, value in row.items():
-                columns.setdefault(name, [None] * len(rows))[i] = value
-        fields = [pa.field("key", pa.string())]
-        arrays = [part.column("key").combine_chunks()]
-        for name, values in columns.items():
-            f, arr = _typed_column(name, values)
-            fields.append(f)
-            arrays.append(arr)
-        out[ent] = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    return out
-
-
-_SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, RawNumber) or (isinstance(v, int) and not isinstance(v, bool))
-
-
-def _significant_digits(text: str) -> int:
-    mantissa = text.lower().split("e")[0].lstrip("-+").replace(".", "").lstrip("0")
-    return len(mantissa)
-
-
-def _is_special(v: Any) -> bool:
-    return isinstance(v, str) and not isinstance(v, RawNumber) and v in _SPECIAL_FLOATS
-
-
-def _typed_column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
-    import pyarrow as pa
-
-    present = [v for v in values if v is not None]
-    json_field = pa.field(name, pa.string(), metadata={"logtool.json": "1"})
-    if not present:
-        return pa.field(name, pa.string()), pa.nulls(len(values), pa.string())
-    if all(isinstance(v, bool) for v in present):
-        return pa.field(name, pa.bool_()), pa.array(values, pa.bool_())
-    if all(_is_number(v) or _is_special(v) for v in present) and any(_is_number(v) for v in present):
-        if any(_is_special(v) for v in present) or any("e" in str(v).lower() for v in present):
-            if any(_significant_digits(str(v)) > 15 for v in present if _is_number(v)):
-                # float64 would round these: keep the column as exact JSON text instead
-                return json_field, pa.array([None if v is None else dumps_exact(v) for v in values], pa.string())
-            floats = [None if v is None else _SPECIAL_FLOATS[v] if _is_special(v) else float(str(v)) for v in values]
-            return pa.field(name, pa.float64()), pa.array(floats, pa.float64())
-        if all(isinstance(v, int) and -(2**63) <= v < 2**63 for v in present):
-            return pa.field(name, pa.int64()), pa.array(values, pa.int64())
-        decimals = [Decimal(str(v)) for v in present]
-        scale = max(max(-int(d.as_tuple().exponent), 0) for d in decimals)
-        digits = max(len(d.as_tuple().digits) - max(-int(d.as_tuple().exponent), 0) for d in decimals)
-        precision = max(digits, 1) + scale
-        if precision <= 38:
-            typ = pa.decimal128(precision, scale)
-            return pa.field(name, typ), pa.array([None if v is None else Decimal(str(v)) for v in values], typ)
-        return json_field, pa.array([None if v is None else str(v) for v in values], pa.string())
-    if all(isinstance(v, str) and not isinstance(v, RawNumber) for v in present):
-        return pa.field(name, pa.string()), pa.array(values, pa.string())
-    return json_field, pa.array([None if v is None else dumps_exact(v) for v in values], pa.string())
 
 
 # --------------------------------------------------------------------------- snapshots

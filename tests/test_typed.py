@@ -1,0 +1,56 @@
+"""Typed output: the vectorized DuckDB path and the exact Python path give the same tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logtool import engine
+from logtool.formats.base import dumps_exact, loads_exact
+from logtool.typed import _typed_in_duckdb, _typed_in_python, typed_tables
+
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.decimals(min_value=-(10**6), max_value=10**6, places=2, allow_nan=False).map(lambda d: loads_exact(str(d))),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "", "x", "é ü", "a\"b"]),
+)
+_value = st.one_of(_scalar, st.lists(_scalar, max_size=3), st.dictionaries(st.sampled_from("pq"), _scalar, max_size=2))
+_row = st.dictionaries(st.sampled_from(["a", "b", "c", "d e", 'q"t']), _value, max_size=4)
+
+
+def _state(rows: list[dict[str, Any]]) -> pa.Table:
+    con = engine.connect()
+    texts = [dumps_exact(r) for r in rows]
+    canonical = [con.execute("SELECT json(?)::VARCHAR", [t]).fetchall()[0][0] for t in texts]
+    return pa.table({"entity": ["t"] * len(rows), "key": [str(i) for i in range(len(rows))], "state": canonical})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_row, min_size=1, max_size=6))
+def test_duckdb_and_python_paths_agree(rows: list[dict[str, Any]]) -> None:
+    part = _state(rows)
+    fast = _typed_in_duckdb(engine.connect(), part)
+    exact = _typed_in_python(part)
+    assert fast.schema == exact.schema
+    assert fast.to_pylist() == exact.to_pylist() or _same_with_nans(fast, exact)
+
+
+def _same_with_nans(a: pa.Table, b: pa.Table) -> bool:
+    def norm(v: Any) -> Any:
+        return "nan" if isinstance(v, float) and v != v else v
+
+    return [{k: norm(v) for k, v in r.items()} for r in a.to_pylist()] == [
+        {k: norm(v) for k, v in r.items()} for r in b.to_pylist()
+    ]
+
+
+def test_long_numbers_are_typed_exactly() -> None:
+    state = pa.table({"entity": ["t", "t"], "key": ["1", "2"], "state": ['{"n":123456789012345678901234567.891}', '{"n":1.5}']})
+    (table,) = typed_tables(state).values()
+    assert str(table.schema.field("n").type) == "decimal128(30, 3)"
+    assert str(table.column("n")[0].as_py()) == "123456789012345678901234567.891"
