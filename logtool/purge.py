@@ -1052,7 +1052,7 @@ def lenient_event(
 ) -> dict[str, Any] | None:
     """An event from a raw JSON record that the reader refused, as far as it can be read: fields
     that are missing or unreadable are null. None if the text is not a JSON object."""
-    from .formats.jsonl import _exact_payload
+    from .formats.jsonl import exact_fields
 
     try:
         record = loads_exact(text)
@@ -1073,7 +1073,7 @@ def lenient_event(
     except ValueError:
         ts = None
     try:
-        data, meta = _exact_payload(text, mapping)
+        _key, data, meta = exact_fields(text, mapping, entity)
     except (ValueError, AttributeError):
         data, meta = None, None
     return {

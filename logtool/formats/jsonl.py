@@ -205,7 +205,7 @@ def _compact(raw: str) -> str:
     return dumps_exact(loads_exact(raw))
 
 
-def _exact_fields(line: str, mapping: Mapping, entity: str | None) -> tuple[str | None, str | None, str | None]:
+def exact_fields(line: str, mapping: Mapping, entity: str | None) -> tuple[str | None, str | None, str | None]:
     """key, data and meta of one record, cut from the line: every number as written."""
     members = object_members(line)
     values = {name: _compact(line[vs:ve]) for name, _ns, vs, ve in members}
@@ -285,7 +285,7 @@ class RecordMapper:
             taken.column("entity").to_pylist(), taken.column("op").to_pylist(), strict=True,
         ):  # fmt: skip
             try:
-                key, data[i], meta[i] = _exact_fields(line, self.mapping, ent)
+                key, data[i], meta[i] = exact_fields(line, self.mapping, ent)
             except ValueError as e:
                 self.report(BadRecord(self.source.name, n, f"invalid JSON: {e}", line.encode()))
                 keep[i] = False
