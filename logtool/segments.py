@@ -107,7 +107,9 @@ class SegmentWriter:
             pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]
         ).cast(pa.binary())
         columns["digest"] = pa.nulls(n, pa.binary())
-        incoming = pa.Table.from_pydict(columns, schema=self.schema)  # noqa: F841 - read by the query
+        incoming = pa.Table.from_batches(  # noqa: F841 - read by the query, batch by batch on every core
+            pa.Table.from_pydict(columns, schema=self.schema).to_batches(max_chunksize=32768)
+        )
         table = self.con.sql(self._sql).to_arrow_table().cast(self.schema)
         start = 0
         while start < n:

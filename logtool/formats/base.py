@@ -318,36 +318,49 @@ def raw_decode_exact(text: str, index: int = 0) -> tuple[Any, int]:
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-def object_members(text: str) -> list[tuple[str, int, int, int]]:
+def object_members(text: str, wanted: set[str] | None = None) -> list[tuple[str, int, int, int]]:
     """The top-level members of a JSON object as ``(name, name_start, value_start, value_end)``
-    offsets into ``text``, so a member's value can be cut out byte for byte. Raises ValueError
-    if ``text`` is not one JSON object."""
+    offsets into ``text``, so a member's value can be cut out byte for byte. With ``wanted``,
+    stops once those members are found. Raises ValueError if ``text`` is not one JSON object."""
     from json.decoder import scanstring
 
-    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
-    if text[pos : pos + 1] != "{":
+    n = len(text)
+    space = " \t\n\r"
+
+    def skip(pos: int) -> int:
+        while pos < n and text[pos] in space:
+            pos += 1
+        return pos
+
+    pos = skip(0)
+    if pos >= n or text[pos] != "{":
         raise ValueError("not a JSON object")
-    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    pos = skip(pos + 1)
     members: list[tuple[str, int, int, int]] = []
-    if text[pos : pos + 1] == "}":
+    missing = set(wanted) if wanted is not None else None
+    if pos < n and text[pos] == "}":
         end = pos + 1
     else:
         while True:
-            if text[pos : pos + 1] != '"':
+            if pos >= n or text[pos] != '"':
                 raise ValueError(f"expected a member name at character {pos}")
             name_start = pos
             name, pos = scanstring(text, pos + 1)
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            if text[pos : pos + 1] != ":":
+            pos = skip(pos)
+            if pos >= n or text[pos] != ":":
                 raise ValueError(f"expected ':' at character {pos}")
-            value_start = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            value_start = skip(pos + 1)
             _value, value_end = _DECODER.raw_decode(text, value_start)
             members.append((name, name_start, value_start, value_end))
-            pos = _WS.match(text, value_end).end()  # type: ignore[union-attr]
-            if text[pos : pos + 1] == ",":
-                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if missing is not None:
+                missing.discard(name)
+                if not missing:
+                    return members
+            pos = skip(value_end)
+            if pos < n and text[pos] == ",":
+                pos = skip(pos + 1)
                 continue
-            if text[pos : pos + 1] != "}":
+            if pos >= n or text[pos] != "}":
                 raise ValueError(f"expected ',' or '}}' at character {pos}")
             end = pos + 1
             break

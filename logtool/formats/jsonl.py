@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 _UNSAFE_NUMBER = r"[0-9][eE][-+0-9]|\.[0-9]*0([^0-9]|$)|\.0{5}|[0-9]{8}\.|\.[0-9]{8}|-0([^.0-9]|$)"
 
 
+PARALLEL_ROWS = 32768
+
+
 def _path(name: str) -> str:
     return sql_string('$."' + name.replace('"', '\\"') + '"')
 
@@ -73,31 +76,33 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     if mapping.entity_field:
         ent = f(mapping.entity_field)
         checks.append((_absent(ent), sql_string(f"missing entity field {mapping.entity_field!r}")))
-        entity = _scalar(ent)
+        entity_expr = _scalar(ent)
     else:
-        entity = sql_string(mapping.entity or entity_default)
+        entity_expr = sql_string(mapping.entity or entity_default)
+    entity = "v_entity"  # computed once, in its own step of the query
 
     if mapping.ts_field:
         t = f(mapping.ts_field)
         unit = mapping.ts_unit or "s"
         scale = "0.001" if unit == "ns" else str(TS_UNITS[unit])
         numeric = f"(json_type({t}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') OR regexp_full_match({t} ->> '$', '-?[0-9]+(\\.[0-9]+)?'))"
-        ts = (
+        ts_expr = (
             f"(CASE WHEN {numeric} THEN make_timestamp(TRY_CAST(trunc(TRY_CAST({t} ->> '$' AS DECIMAL(38, 9)) * {scale}) AS BIGINT))::TIMESTAMPTZ "
             f"ELSE TRY_CAST({t} ->> '$' AS TIMESTAMPTZ) END)"
         )
         checks.append((_absent(t), sql_string(f"missing timestamp field {mapping.ts_field!r}")))
-        checks.append((f"{ts} IS NULL", f"'unparseable timestamp ' || {t}::VARCHAR"))
+        checks.append(("v_ts IS NULL", f"'unparseable timestamp ' || {t}::VARCHAR"))
     else:
-        ts = "NULL::TIMESTAMPTZ"
+        ts_expr = "NULL::TIMESTAMPTZ"
+
 
     if mapping.data_field:
         d = f(mapping.data_field)
-        data = f"(CASE WHEN {_absent(d)} THEN NULL ELSE {d}::VARCHAR END)"
+        data_expr = f"(CASE WHEN {_absent(d)} THEN NULL ELSE {d}::VARCHAR END)"
     else:
         drop = mapping.mapped_fields()
         patch = "{" + ",".join('"' + n.replace('"', '\\"') + '":null' for n in drop) + "}"
-        data = f"json_merge_patch(line, {sql_string(patch)})::VARCHAR" if drop else "json(line)::VARCHAR"
+        data_expr = f"json_merge_patch(line, {sql_string(patch)})::VARCHAR" if drop else "json(line)::VARCHAR"
 
     if mapping.type_field:
         typ = f"(CASE WHEN {_absent(f(mapping.type_field))} THEN NULL ELSE {_scalar(f(mapping.type_field))} END)"
@@ -107,13 +112,14 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     if mapping.op_field:
         o = f(mapping.op_field)
         whens = " ".join(f"WHEN {sql_string(a)} THEN {sql_string(c)}" for a, c in op_aliases().items())
-        op = f"(CASE lower({o} ->> '$') {whens} END)"
+        op_expr = f"(CASE lower({o} ->> '$') {whens} END)"
         checks.append(
-            (f"{op} IS NULL", f"'unknown op ' || coalesce({o}::VARCHAR, 'null (missing op field {mapping.op_field})')")
+            ("v_op IS NULL", f"'unknown op ' || coalesce({o}::VARCHAR, 'null (missing op field {mapping.op_field})')")
         )
     else:
         default = "'event'" if mapping.type_field else "'upsert'"
-        op = f"(CASE WHEN {data} IS NULL THEN 'delete' ELSE {default} END)"
+        op_expr = f"(CASE WHEN {data_expr} IS NULL THEN 'delete' ELSE {default} END)"
+    op = "v_op"
 
     plain = tuple(k for k in mapping.key_fields if ":" not in k)
     scoped: dict[str, list[str]] = {}
@@ -168,6 +174,14 @@ WITH lines AS (
     SELECT *, CASE WHEN valid THEN json_type(line) END AS jtype FROM parsed
 ), j AS (
     SELECT *, CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f FROM typed
+), step1 AS (
+    SELECT *,
+        CASE WHEN jtype = 'OBJECT' THEN {entity_expr} END AS v_entity,
+        CASE WHEN jtype = 'OBJECT' THEN {ts_expr} END AS v_ts,
+        CASE WHEN jtype = 'OBJECT' THEN {data_expr} END AS v_data
+    FROM j
+), step2 AS (
+    SELECT *, CASE WHEN jtype = 'OBJECT' THEN {op_expr} END AS v_op FROM step1
 )
 SELECT
     line_no,
@@ -177,20 +191,20 @@ SELECT
     regexp_matches(line, {sql_string(_UNSAFE_NUMBER)}) AS unsafe,
     line,
     CASE WHEN jtype = 'OBJECT' THEN {off} END AS "offset",
-    CASE WHEN jtype = 'OBJECT' THEN {ts} END AS ts,
-    CASE WHEN jtype = 'OBJECT' THEN {entity} END AS entity,
+    v_ts AS ts,
+    v_entity AS entity,
     CASE WHEN jtype = 'OBJECT' THEN {key} END AS key,
     CASE WHEN jtype = 'OBJECT' THEN {prev_key} END AS prev_key,
-    CASE WHEN jtype = 'OBJECT' THEN {op} END AS op,
+    v_op AS op,
     CASE WHEN jtype = 'OBJECT' THEN {typ} END AS type,
-    CASE WHEN jtype = 'OBJECT' THEN {data} END AS data,
+    v_data AS data,
     NULL::VARCHAR AS before,
     CASE WHEN jtype = 'OBJECT' THEN {meta} END AS meta,
     NULL::STRUCT(id VARCHAR, position VARCHAR, position_order VARCHAR, ts TIMESTAMPTZ, aborted BOOLEAN) AS txn,
     {{'format': {sql_string(format_name)}, 'file': {sql_string(file)}, 'line': line_no::BIGINT,
       'position': CASE WHEN jtype = 'OBJECT' THEN {position} END,
       'position_order': CASE WHEN jtype = 'OBJECT' THEN lpad({position}, 20, '0') END}} AS source
-FROM j
+FROM step2
 """
 
 
@@ -205,14 +219,28 @@ def _compact(raw: str) -> str:
     return dumps_exact(loads_exact(raw))
 
 
-def exact_fields(line: str, mapping: Mapping, entity: str | None) -> tuple[str | None, str | None, str | None]:
-    """key, data and meta of one record, cut from the line: every number as written."""
-    members = object_members(line)
-    values = {name: _compact(line[vs:ve]) for name, _ns, vs, ve in members}
+def exact_fields(
+    line: str, mapping: Mapping, entity: str | None, with_key: bool = True
+) -> tuple[str | None, str | None, str | None]:
+    """key (None unless ``with_key``), data and meta of one record, cut from the line: every
+    number as written."""
+    names = mapping.keys_for(entity or "") if with_key else ()
+    wanted = {mapping.data_field, *mapping.meta_fields, *names} if mapping.data_field else None
+    spans = {name: (vs, ve) for name, _ns, vs, ve in object_members(line, wanted)}
+    cut: dict[str, str] = {}
+
+    def text_of(name: str) -> str:
+        if name not in cut:  # only the members asked for are compacted
+            cut[name] = _compact(line[slice(*spans[name])])
+        return cut[name]
 
     def value(name: str) -> str | None:
-        text = values.get(name)
-        return None if text is None or text == "null" else text
+        if name not in spans:
+            return None
+        text = text_of(name)
+        return None if text == "null" else text
+
+    values = {name: text_of(name) for name in spans} if not mapping.data_field else cut
 
     if mapping.data_field:
         data = value(mapping.data_field)
@@ -220,14 +248,13 @@ def exact_fields(line: str, mapping: Mapping, entity: str | None) -> tuple[str |
         drop = set(mapping.mapped_fields())
         data = "{" + ",".join(f"{dumps_exact(n)}:{v}" for n, v in values.items() if n not in drop) + "}"
     meta = [f"{dumps_exact(m)}:{value(m)}" for m in mapping.meta_fields if value(m) is not None]
-    names = mapping.keys_for(entity or "")
     key = None
     if names and all(value(n) is not None for n in names):
         if len(names) == 1:
-            text = values[names[0]]
+            text = text_of(names[0])
             key = loads_exact(text) if text.startswith('"') else text
         else:
-            key = "{" + ",".join(f"{dumps_exact(n)}:{values[n]}" for n in names) + "}"
+            key = "{" + ",".join(f"{dumps_exact(n)}:{text_of(n)}" for n in names) + "}"
     return key, data, ("{" + ",".join(meta) + "}") if meta else None
 
 
@@ -242,13 +269,17 @@ class RecordMapper:
         self.schema = input_schema()
         self.con: duckdb.DuckDBPyConnection = engine.connect()
         self.sql = mapping_sql(mapping, format_name, source.name, mapping.default_entity(source))
+        self._reprinted_key = re.compile(r"\{|-?[0-9]+(\.[0-9]*)?[eE.]")
 
     def map(self, line_no: pa.Array, lines: pa.Array) -> pa.RecordBatch | None:
         """Map one chunk; bad records go to ``report``; returns None when nothing is left."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        chunk = pa.table({"line_no": line_no, "line": lines})  # noqa: F841 - read by the query
+        # several record batches, so DuckDB maps them on every core (it keeps their order)
+        chunk = pa.Table.from_batches(  # noqa: F841 - read by the query
+            pa.table({"line_no": line_no, "line": lines}).to_batches(max_chunksize=PARALLEL_ROWS)
+        )
         self.con.register("chunk", chunk)
         out = self.con.sql(self.sql).to_arrow_table()
         self.con.unregister("chunk")
@@ -284,13 +315,16 @@ class RecordMapper:
             rows, taken.column("line").to_pylist(), taken.column("line_no").to_pylist(),
             taken.column("entity").to_pylist(), taken.column("op").to_pylist(), strict=True,
         ):  # fmt: skip
+            # the key is cut again only where DuckDB may have re-printed a number in it: a
+            # composite key, or a number that is not an integer (strings and integers are exact)
+            with_key = keys[i] is not None and self._reprinted_key.match(keys[i]) is not None
             try:
-                key, data[i], meta[i] = exact_fields(line, self.mapping, ent)
+                key, data[i], meta[i] = exact_fields(line, self.mapping, ent, with_key)
             except ValueError as e:
                 self.report(BadRecord(self.source.name, n, f"invalid JSON: {e}", line.encode()))
                 keep[i] = False
                 continue
-            if keys[i] is not None and op != "truncate":
+            if with_key and op != "truncate":
                 keys[i] = key
         for name, values in (("key", keys), ("data", data), ("meta", meta)):
             out = out.set_column(out.schema.get_field_index(name), name, pa.array(values, pa.string()))
