@@ -313,37 +313,44 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     )
     if progress:
         progress(2, 4)
-    # Keys whose latest event is a partial update: merge the chain after the last full image.
+    # Keys whose latest event is a partial update: their base (the last full image, or the
+    # snapshot's row) and every update after it, one JSON document a row.
     con.execute(
-        """CREATE TEMP TABLE chains AS
-           SELECT a.entity, a.key, a.rdata, a.r,
-                  list(e.data ORDER BY e."offset") AS chain
-           FROM agg a JOIN live e ON e.entity = a.entity AND e.key = a.key AND e."offset" > coalesce(a.r, -1)
+        """CREATE TEMP TABLE docs AS
+           SELECT a.entity, a.key, -1::BIGINT AS o,
+                  coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{}') AS d
+           FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
            WHERE a.last IS DISTINCT FROM a.r
-           GROUP BY a.entity, a.key, a.rdata, a.r"""
+           UNION ALL
+           SELECT e.entity, e.key, e."offset", e.data
+           FROM agg a JOIN live e ON e.entity = a.entity AND e.key = a.key AND e."offset" > coalesce(a.r, -1)
+           WHERE a.last IS DISTINCT FROM a.r"""
     )
     con.execute(
-        f"""CREATE TEMP TABLE chains2 AS
-            SELECT c.*, CASE WHEN c.r IS NULL THEN b.state END AS bstate,
-                   (list_bool_or(list_transform(c.chain, lambda d: NOT regexp_matches(d, '^\\s*\\{{')
-                                                                 OR regexp_matches(d, '^\\s*\\{{\\s*"\\$')
-                                                                 OR regexp_matches(d, '{LONG_NUMBER}')))
-                    OR regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, ''), '{LONG_NUMBER}')
-                    OR NOT regexp_matches(coalesce(c.rdata, CASE WHEN c.r IS NULL THEN b.state END, '{{}}'), '^\\s*\\{{')) AS slow
-            FROM chains c LEFT JOIN base_live b ON b.entity = c.entity AND b.key = c.key"""
+        f"""INSERT INTO slow_keys SELECT DISTINCT entity, key FROM docs
+            WHERE NOT regexp_matches(d, '^\\s*\\{{') OR regexp_matches(d, '^\\s*\\{{\\s*"\\$')
+               OR regexp_matches(d, '{LONG_NUMBER}')"""
     )
-    con.execute("INSERT INTO slow_keys SELECT entity, key FROM chains2 WHERE slow")
     if progress:
         progress(3, 4)
+    # The merge, column by column: each column takes its value from the latest document that
+    # carries it (NULL is a value); columns keep the order they first appeared in.
     fast = con.sql(
         """
-        WITH merged AS (
-            SELECT entity, key,
-                   to_json(list_reduce(
-                       list_prepend(json_transform(coalesce(rdata, bstate, '{}'), '"MAP(VARCHAR, JSON)"'),
-                                    list_transform(chain, lambda d: json_transform(d, '"MAP(VARCHAR, JSON)"'))),
-                       lambda x, y: map_concat(x, y)))::VARCHAR AS state
-            FROM chains2 WHERE NOT slow
+        WITH todo AS (
+            SELECT DISTINCT entity, key FROM docs WHERE (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
+        ), members AS (
+            SELECT d.entity, d.key, d.o, j.key AS f, j.id AS pos, j.value AS v
+            FROM docs d SEMI JOIN todo t ON t.entity = d.entity AND t.key = d.key, json_each(d.d) j
+        ), latest AS (
+            SELECT entity, key, f, arg_max(v, o) AS v, min({'o': o, 'p': pos}) AS first
+            FROM members GROUP BY entity, key, f
+        ), merged AS (
+            SELECT t.entity, t.key,
+                   coalesce(to_json(map_from_entries(list({'key': l.f, 'value': l.v} ORDER BY l.first)
+                                                     FILTER (WHERE l.f IS NOT NULL)))::VARCHAR, '{}') AS state
+            FROM todo t LEFT JOIN latest l ON l.entity = t.entity AND l.key = t.key
+            GROUP BY t.entity, t.key
         ), whole AS (
             SELECT entity, key, rdata AS state FROM agg WHERE last = r AND rdata IS NOT NULL
         ), untouched AS (
