@@ -44,7 +44,9 @@ def parse_duration(text: str | int | None) -> int:
         if text.strip().isdigit():
             return int(text) * 1_000_000
         raise UsageError(f"cannot read {text!r} as a duration", "write e.g. 1d, 12h, 30m, 45s, 500ms")
-    return int(sum(float(n) * _UNIT_US[u] for n, u in parts))
+    from decimal import Decimal
+
+    return int(sum(Decimal(n) * _UNIT_US[u] for n, u in parts))
 
 
 def _now_us(now: str | dt.datetime | None) -> int:
@@ -68,6 +70,7 @@ class CompactResult:
     folded: int = 0  # survivors rewritten with their full row
     tombstones_kept: int = 0
     earliest_tombstone_expiry: str | None = None
+    tombstones: list[dict[str, Any]] = field(default_factory=list)  # kept ones with their expiry (first 100)
     events_before: int = 0
     events_after: int = 0
     bytes_before: int = 0
@@ -139,7 +142,7 @@ def compact(
     from . import engine
     from .engine import sql_string
     from .replay import replay
-    from .segments import offset_ranges, reseal, write_segment
+    from .segments import reseal, write_segment
 
     store = Store.open(path)
     retention_us = parse_duration(tombstone_retention)
@@ -167,11 +170,17 @@ def compact(
             progress(1, 3)
         for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
             result.removed[reason] = n
-        kept = con.execute(
-            f"""SELECT count(*), min(ts_us) FROM decisions
+        con.execute(
+            f"""CREATE TEMP TABLE kept_tombstones AS SELECT "offset", entity, key, op, ts_us FROM decisions
                 WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR "offset" IN
                       (SELECT "offset" FROM events WHERE data IS NULL AND "offset" < {horizon}))"""
-        ).fetchall()[0]
+        )
+        kept = con.execute("SELECT count(*), min(ts_us) FROM kept_tombstones").fetchall()[0]
+        result.tombstones = [
+            {"offset": o, "entity": e, "key": k, "op": op,
+             "expires": dt.datetime.fromtimestamp((t + retention_us) / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")}
+            for o, e, k, op, t in con.execute('SELECT * FROM kept_tombstones ORDER BY "offset" LIMIT 100').fetchall()
+        ]  # fmt: skip
         result.tombstones_kept = kept[0]
         if kept[1] is not None:
             expiry = dt.datetime.fromtimestamp((kept[1] + retention_us) / 1e6, dt.UTC)
@@ -188,42 +197,43 @@ def compact(
         ]
         removed_total = sum(result.removed.values())
         result.events_after = result.events_before - removed_total
-        affected = con.execute(
-            """SELECT DISTINCT "offset" FROM decisions
-               WHERE reason IS NOT NULL OR (op IN ('update', 'patch') AND key IS NOT NULL)"""
-        ).fetchall()
-        touched = {o for (o,) in affected}
-        segs = [s for s in st.segments if any(s["min_offset"] <= o <= s["max_offset"] for o in touched)] if touched else []
+        # The segments holding an event that goes or is folded: only they are rewritten.
+        import pyarrow as pa
+
+        ranges = pa.table({  # noqa: F841 - read by the query
+            "path": [x["path"] for x in st.segments],
+            "lo": [x["min_offset"] for x in st.segments],
+            "hi": [x["max_offset"] for x in st.segments],
+        })
+        hit = {
+            path
+            for (path,) in con.execute(
+                """SELECT DISTINCT r.path FROM ranges r JOIN decisions d ON d."offset" BETWEEN r.lo AND r.hi
+                   WHERE d.reason IS NOT NULL OR (d.op IN ('update', 'patch') AND d.key IS NOT NULL)"""
+            ).fetchall()
+        }
+        segs = [x for x in st.segments if x["path"] in hit]
         result.segments_rewritten = len(segs)
         if dry_run or not segs:
             share = result.events_after / result.events_before if result.events_before else 1.0
             result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before
             return result
-        # The full rows of survivors that are partial: the state at the compaction point.
-        folded: dict[tuple[str, str], str] = {}
-        if fold_rows:
-            state = replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
-            con.register("folded_state", state)
-            for e, k, s in con.execute(
-                """SELECT f.entity, f.key, f.state FROM folded_state f
-                   JOIN decisions d ON d.entity = f.entity AND d.key = f.key
-                   WHERE d.reason IS NULL AND d.op IN ('update', 'patch')"""
-            ).fetchall():
-                folded[(e, k)] = s
-        if progress:
-            progress(2, 3)
+        # The full rows of survivors that are partial: their state at the compaction point.
+        folded_state = (  # noqa: F841 - read by the query
+            replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
+            if fold_rows
+            else pa.table({"entity": pa.array([], pa.string()), "key": pa.array([], pa.string()),
+                           "state": pa.array([], pa.string())})
+        )  # fmt: skip
         con.execute(
             """CREATE TEMP TABLE fold_by_offset AS
-               SELECT d."offset", NULL::VARCHAR AS data FROM decisions d WHERE FALSE"""
+               SELECT d."offset", f.state AS data FROM decisions d
+               JOIN folded_state f ON f.entity = d.entity AND f.key = d.key
+               WHERE d.reason IS NULL AND d.op IN ('update', 'patch') AND d.key IS NOT NULL"""
         )
-        if folded:
-            rows = con.execute(
-                "SELECT \"offset\", entity, key FROM decisions WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"
-            ).fetchall()
-            con.executemany(
-                "INSERT INTO fold_by_offset VALUES (?, ?)", [(o, folded[(e, k)]) for o, e, k in rows if (e, k) in folded]
-            )
-        adds, removes, gap_offsets = [], [], []
+        if progress:
+            progress(2, 3)
+        adds, removes = [], []
         for seg in segs:
             file = store.path / seg["path"]
             table = con.sql(
@@ -237,17 +247,21 @@ def compact(
                     WHERE d.reason IS NULL
                     ORDER BY s."offset" """
             ).to_arrow_table()
-            gone = con.execute(
-                f"""SELECT d."offset" FROM decisions d WHERE d.reason IS NOT NULL
-                    AND d."offset" BETWEEN {seg['min_offset']} AND {seg['max_offset']}"""
-            ).fetchall()
-            gap_offsets += [o for (o,) in gone]
             mask = table.column("_folded")
             table = reseal(table.drop_columns(["_folded"]), pc.fill_null(mask, False))
             entry = write_segment(store, table)
             removes.append(seg)
             if entry:
                 adds.append(entry)
+        gaps = [  # the removed offsets, as ranges (gaps and islands)
+            [lo, hi]
+            for lo, hi in con.execute(
+                """SELECT min("offset"), max("offset") FROM (
+                       SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS island
+                       FROM decisions WHERE reason IS NOT NULL)
+                   GROUP BY island ORDER BY 1"""
+            ).fetchall()
+        ]
         stale_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1]
         result.bytes_after = result.bytes_before - sum(s["bytes"] for s in segs) + sum(e["bytes"] for e in adds)
         params = {
@@ -258,7 +272,7 @@ def compact(
         }
         info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit")}
         commit = store.commit(
-            "compact", params, add=adds, remove=removes + stale_snapshots, gaps=offset_ranges(gap_offsets), info=info
+            "compact", params, add=adds, remove=removes + stale_snapshots, gaps=gaps, info=info
         )
         result.commit = commit["version"]
         for entry in removes + stale_snapshots:

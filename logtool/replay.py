@@ -89,6 +89,7 @@ class _Target:
     description: str
     prefix_end: int | None  # all events <= this offset satisfy the condition (snapshots usable)
     last: int | None  # the largest offset that satisfies the condition
+    upto: int | None = None  # the offset asked for (--at-offset), else ``last``
 
 
 def _resolve_target(
@@ -129,7 +130,7 @@ def _resolve_target(
         f'SELECT max("offset") FILTER (WHERE {cond}), min("offset") FILTER (WHERE NOT ({cond})) FROM events'
     ).fetchall()[0]
     prefix_end = (first_excluded - 1) if first_excluded is not None else last
-    return _Target(cond, what, prefix_end, last)
+    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -239,9 +240,9 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             continue
         first_removed = min(a for a, _b in c["gaps"])
         removed_upto = max(b for _a, b in c["gaps"])
-        if target.last is None or first_removed > target.last:
+        if target.upto is None or first_removed > target.upto:
             continue
-        if c["operation"] == "compact" and target.last >= removed_upto:
+        if c["operation"] == "compact" and target.upto >= removed_upto:
             continue  # a compacted log replays exactly at and after its compaction point
         cut = c.get("params", {}).get("before_offset")
         if cut is not None and snapshot_offset is not None and snapshot_offset >= cut - 1:

@@ -248,14 +248,3 @@ def write_segment(store: Store, table: pa.Table) -> dict[str, Any] | None:
         store, path, first, last, table.num_rows, digests_hash(table.column("digest")).hexdigest(),
         mm["min"].as_py(), mm["max"].as_py(),
     )  # fmt: skip
-
-
-def offset_ranges(offsets: list[int]) -> list[list[int]]:
-    """Sorted offsets as compact ``[first, last]`` ranges."""
-    out: list[list[int]] = []
-    for o in sorted(offsets):
-        if out and o == out[-1][1] + 1:
-            out[-1][1] = o
-        else:
-            out.append([o, o])
-    return out

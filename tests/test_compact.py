@@ -688,11 +688,6 @@ def test_dry_run_shows_what_and_why_and_changes_nothing(tmp_path: Path) -> None:
     assert tree(store) == before
 
 
-@pytest.mark.xfail(
-    reason="bug: --dry-run reports only the earliest expiry of the kept tombstones (earliest_tombstone_expiry), "
-    "not each kept tombstone with its expiry as the issue asks",
-    strict=True,
-)
 def test_dry_run_lists_each_kept_tombstone_with_its_expiry(tmp_path: Path) -> None:
     store, now = _mixed_store(tmp_path / "s")
     r = cli("compact", store, "--dry-run", "--now", iso(now), "--format", "jsonl")
@@ -754,11 +749,6 @@ def test_cli_json_output_is_the_summary(tmp_path: Path) -> None:
     assert summary["segments_rewritten"] == 1
 
 
-@pytest.mark.xfail(
-    reason="bug: `compact --dry-run --format json` writes two JSON documents to stdout (the summary object, then "
-    "an array of the removed events), so stdout is not one JSON value a program can parse",
-    strict=True,
-)
 def test_cli_dry_run_json_output_is_one_json_document(tmp_path: Path) -> None:
     store, now = _mixed_store(tmp_path / "s")
     r = cli("compact", store, "--dry-run", "--now", iso(now), "--format", "json")
@@ -841,11 +831,6 @@ def test_durations_parse(text: str | int | None, micros: int) -> None:
     assert parse_duration(text) == micros
 
 
-@pytest.mark.xfail(
-    reason="bug: decimal durations go through float and are truncated: parse_duration('2.01s') gives 2009999 µs "
-    "(expected 2010000), '1.15h' gives 4139999999 (expected 4140000000)",
-    strict=True,
-)
 @pytest.mark.parametrize(("text", "micros"), [("2.01s", 2_010_000), ("1.15h", 4_140_000_000)])
 def test_decimal_durations_are_exact(text: str, micros: int) -> None:
     assert parse_duration(text) == micros
@@ -912,11 +897,6 @@ def test_replay_below_the_compaction_point_says_it_cannot_be_exact(tmp_path: Pat
     assert len(warned) == 1 and "removed by compact" in warned[0]
 
 
-@pytest.mark.xfail(
-    reason="bug in replay: below the compaction point, at an offset where no event is left (here 0, after offset 0 "
-    "was removed), replay gives an empty state with no warning instead of saying it cannot be known exactly",
-    strict=True,
-)
 def test_replay_before_every_surviving_event_says_it_cannot_be_exact(tmp_path: Path) -> None:
     store = _below_point_store(tmp_path / "s")
     result = replay(store, at_offset=0)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import console
-from ._common import FormatOpt, boundary, confirm, render, render_object
+from ._common import FormatOpt, OutputFormat, boundary, confirm, render, render_object, resolve
 
 
 def command(
@@ -68,7 +68,7 @@ def command(
             f"{counts['records_removed']} removed" + (f", {counts['unreadable']} unreadable (dropped)" if counts["unreadable"] else "")
         )
         return
-    if not dry_run:
+    if not dry_run and not yes:
         preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                   until_offset=until_offset, now=now, dry_run=True)  # fmt: skip
         removed = sum(preview.removed.values())
@@ -79,12 +79,29 @@ def command(
     with console.progress("compact") as update:
         result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                  until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip
-    render_object(result.summary(), format)
-    if dry_run and result.examples:
-        import pyarrow as pa
+    if resolve(format) is OutputFormat.table:
+        render_object(result.summary(), format)
+        if dry_run and result.examples:
+            import pyarrow as pa
 
-        console.status("first events that would be removed:")
-        render(pa.Table.from_pylist(result.examples), format)
+            console.status("first events that would be removed:")
+            render(pa.Table.from_pylist(result.examples), format)
+        if dry_run and result.tombstones:
+            import pyarrow as pa
+
+            console.status("tombstones kept, with their expiry:")
+            render(pa.Table.from_pylist(result.tombstones), format)
+    elif resolve(format) is OutputFormat.json:
+        # one document: the summary, the first removed events, the tombstones kept
+        extra = {"removed_examples": result.examples, "tombstones": result.tombstones} if dry_run else {}
+        render_object({**result.summary(), **extra}, format)
+    else:
+        # a stream: the summary (with the tombstones kept), then one line per removed event
+        render_object({**result.summary(), **({"tombstones": result.tombstones} if dry_run else {})}, format)
+        if dry_run and result.examples:
+            import pyarrow as pa
+
+            render(pa.Table.from_pylist(result.examples), format)
     saved = result.bytes_before - result.bytes_after
     verb = "would remove" if dry_run else "removed"
     console.status(
