@@ -49,6 +49,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     config["temp_directory"] = settings.temp_dir or os.path.join(tempfile.gettempdir(), "logtool-spill")
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # logtool draws its own, on stderr, when it should
     return con
 
 

@@ -355,19 +355,21 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
         ), whole AS (
             SELECT entity, key, rdata AS state FROM agg WHERE last = r AND rdata IS NOT NULL
         ), untouched AS (
-            SELECT b.entity, b.key, b.state FROM base_live b
+            SELECT b.entity, b.key, b.state, TRUE AS canonical FROM base_live b
             WHERE b.key IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM agg a WHERE a.entity = b.entity AND a.key = b.key)
               AND (b.entity, b.key) NOT IN (SELECT (entity, key) FROM slow_keys)
         )
-        SELECT * FROM merged UNION ALL SELECT * FROM whole UNION ALL SELECT * FROM untouched
+        SELECT *, FALSE AS canonical FROM merged UNION ALL SELECT *, FALSE FROM whole UNION ALL SELECT * FROM untouched
         """
     ).to_arrow_table()
     slow = _fold_slow(con, warnings)
     if progress:
         progress(4, 4)
-    table = pa.concat_tables([fast.cast(_state_schema()), slow]) if slow.num_rows else fast.cast(_state_schema())
-    return canonical_state(con, table)
+    if slow.num_rows:
+        slow = slow.append_column("canonical", pa.array([False] * slow.num_rows))
+        fast = pa.concat_tables([fast, slow.cast(fast.schema)])
+    return canonical_state(con, fast)
 
 
 def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
@@ -423,11 +425,14 @@ def _state_schema() -> pa.Schema:
 
 
 def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
-    """States in canonical form (see the module doc), sorted by entity, key, state."""
+    """States in canonical form (see the module doc), sorted by entity, key, state. Rows flagged
+    ``canonical`` (a snapshot's, already in that form) are taken as they are."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    long_rows = pc.match_substring_regex(table.column("state"), LONG_NUMBER)
+    if "canonical" not in table.column_names:
+        table = table.append_column("canonical", pa.array([False] * table.num_rows))
+    long_rows = pc.and_(pc.match_substring_regex(table.column("state"), LONG_NUMBER), pc.invert(table.column("canonical")))
     if pc.any(long_rows).as_py():
         exact = [dumps_exact(loads_exact(s)) if flag else s for s, flag in zip(
             table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]
@@ -435,7 +440,8 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
     rows = table  # noqa: F841 - read by the query
     return con.sql(
         f"""SELECT entity, key,
-                   CASE WHEN regexp_matches(state, '{LONG_NUMBER}') THEN state ELSE json(state)::VARCHAR END AS state
+                   CASE WHEN canonical OR regexp_matches(state, '{LONG_NUMBER}') THEN state
+                        ELSE json(state)::VARCHAR END AS state
             FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
     ).to_arrow_table().cast(_state_schema())
 
