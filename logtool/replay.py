@@ -432,6 +432,8 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
 
     if "canonical" not in table.column_names:
         table = table.append_column("canonical", pa.array([False] * table.num_rows))
+    table = table.set_column(table.schema.get_field_index("canonical"), "canonical",
+                             pc.fill_null(table.column("canonical").cast(pa.bool_()), False))  # fmt: skip
     long_rows = pc.and_(pc.match_substring_regex(table.column("state"), LONG_NUMBER), pc.invert(table.column("canonical")))
     if pc.any(long_rows).as_py():
         exact = [dumps_exact(loads_exact(s)) if flag else s for s, flag in zip(
