@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from .engine import sql_string
 from .errors import LogtoolError, UsageError
 from .formats.base import BadRecord, Mapping, Source, dumps_exact, key_text, loads_exact, normalize_op, parse_ts
-from .store import State, Store, actor, file_sha256, now_iso
+from .store import State, Store, actor, file_sha256, fsync_path, now_iso
 
 if TYPE_CHECKING:
     import duckdb
@@ -725,7 +725,7 @@ def _execute(
             seg_receipts, added = _rewrite_segments(store, operation, plans, redactions, new_files, progress)
             q_receipts, q_added = _rewrite_quarantine(store, quarantine, new_files)
             for f in new_files:
-                _fsync(f)
+                fsync_path(f)
             removed = [p.entry for p in plans] + snapshots + [q.entry for q in quarantine]
             receipt = {
                 "operation": operation,
@@ -774,14 +774,6 @@ def sweep(store: Store) -> list[str]:
         p.unlink(missing_ok=True)
         gone.append(store.rel(p))
     return gone
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _rewrite_segments(

@@ -180,7 +180,7 @@ class Store:
             raise StoreError(f"commit {final.name} already exists", "another writer got in: retry") from None
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(self.log_dir)
+        fsync_path(self.log_dir)
         return body
 
     # ------------------------------------------------------------------ lock
@@ -287,7 +287,8 @@ def fold(commits: list[dict[str, Any]]) -> State:
     return state
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory entry to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
