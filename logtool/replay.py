@@ -43,6 +43,7 @@ KV_FINGERPRINT = "kv/1"
 from .typed import LONG_NUMBER  # noqa: E402
 
 RESETS = ("insert", "read", "upsert", "delete")
+MERGE_PARTITION_EVENTS = 2_000_000  # events per merge pass: bounds the memory a replay needs
 MERGES = ("update", "patch")
 Progress = Callable[[int, int | None], None]
 
@@ -317,7 +318,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     # Keys whose latest event is a partial update: their base (the last full image, or the
     # snapshot's row) and every update after it, one JSON document a row.
     con.execute(
-        """CREATE TEMP TABLE docs AS
+        """CREATE TEMP VIEW docs AS
            SELECT a.entity, a.key, -1::BIGINT AS o,
                   coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{}') AS d
            FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
@@ -335,24 +336,36 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     if progress:
         progress(3, 4)
     # The merge, column by column: each column takes its value from the latest document that
-    # carries it (NULL is a value); columns keep the order they first appeared in.
-    fast = con.sql(
-        """
-        WITH todo AS (
-            SELECT DISTINCT entity, key FROM docs WHERE (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
-        ), members AS (
-            SELECT d.entity, d.key, d.o, j.key AS f, j.id AS pos, j.value AS v
-            FROM docs d SEMI JOIN todo t ON t.entity = d.entity AND t.key = d.key, json_each(d.d) j
-        ), latest AS (
-            SELECT entity, key, f, arg_max(v, o) AS v, min({'o': o, 'p': pos}) AS first
-            FROM members GROUP BY entity, key, f
-        ), merged AS (
+    # carries it (NULL is a value); columns keep the order they first appeared in. Keys are
+    # merged in partitions sized to the log, so memory stays bounded on any log.
+    events_total = con.execute("SELECT count(*) FROM live").fetchall()[0][0]
+    parts = max(1, -(-events_total // MERGE_PARTITION_EVENTS))
+    merged_parts = [
+        con.sql(
+            f"""
+            WITH todo AS (
+                SELECT DISTINCT entity, key FROM docs
+                WHERE hash(entity, key) % {parts} = {part}
+                  AND (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
+            ), members AS (
+                SELECT d.entity, d.key, d.o, j.key AS f, j.id AS pos, j.value AS v
+                FROM docs d SEMI JOIN todo t ON t.entity = d.entity AND t.key = d.key, json_each(d.d) j
+            ), latest AS (
+                SELECT entity, key, f, arg_max(v, o) AS v, min({{'o': o, 'p': pos}}) AS first
+                FROM members GROUP BY entity, key, f
+            )
             SELECT t.entity, t.key,
-                   coalesce(to_json(map_from_entries(list({'key': l.f, 'value': l.v} ORDER BY l.first)
-                                                     FILTER (WHERE l.f IS NOT NULL)))::VARCHAR, '{}') AS state
+                   coalesce(to_json(map_from_entries(list({{'key': l.f, 'value': l.v}} ORDER BY l.first)
+                                                     FILTER (WHERE l.f IS NOT NULL)))::VARCHAR, '{{}}') AS state,
+                   FALSE AS canonical
             FROM todo t LEFT JOIN latest l ON l.entity = t.entity AND l.key = t.key
-            GROUP BY t.entity, t.key
-        ), whole AS (
+            GROUP BY t.entity, t.key"""
+        ).to_arrow_table()
+        for part in range(parts)
+    ]
+    rest = con.sql(
+        """
+        WITH whole AS (
             SELECT entity, key, rdata AS state FROM agg WHERE last = r AND rdata IS NOT NULL
         ), untouched AS (
             SELECT b.entity, b.key, b.state, TRUE AS canonical FROM base_live b
@@ -360,9 +373,10 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
               AND NOT EXISTS (SELECT 1 FROM agg a WHERE a.entity = b.entity AND a.key = b.key)
               AND (b.entity, b.key) NOT IN (SELECT (entity, key) FROM slow_keys)
         )
-        SELECT *, FALSE AS canonical FROM merged UNION ALL SELECT *, FALSE FROM whole UNION ALL SELECT * FROM untouched
+        SELECT *, FALSE AS canonical FROM whole UNION ALL SELECT * FROM untouched
         """
     ).to_arrow_table()
+    fast = pa.concat_tables([rest, *(m.cast(rest.schema) for m in merged_parts)])
     slow = _fold_slow(con, warnings)
     if progress:
         progress(4, 4)

@@ -37,6 +37,15 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
         except BrokenPipeError:
             raise typer.Exit(0) from None
         except Exception as e:
+            if type(e).__name__ == "OutOfMemoryException":  # DuckDB ran out of its memory limit
+                from .. import engine
+
+                console.fail(
+                    f"out of memory: the work needed more than the engine's limit ({engine.settings.memory_limit})",
+                    "raise it with `logtool --memory-limit 8GB ...`, point --temp-dir at a disk with room to spill, "
+                    "or use --threads 1",
+                )
+                raise typer.Exit(EXIT_TROUBLE) from None
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
             console.fail(
                 f"internal error: {type(e).__name__}: {detail}", "rerun with --debug for a traceback, and report it"
