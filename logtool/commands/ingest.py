@@ -60,7 +60,7 @@ def command(
     allow_duplicates: Annotated[
         bool, typer.Option("--allow-duplicates", help="Ingest a file even if the store already holds its content.")
     ] = False,
-    segment_rows: Annotated[int, typer.Option("--segment-rows", help="Events per segment file.", min=1)] = 1_000_000,
+    segment_rows: Annotated[int, typer.Option("--segment-rows", help="Events per segment file (default 262144).", min=1)] = 262_144,
     max_line_bytes: Annotated[int, typer.Option("--max-line-bytes", help="Longest line accepted.", min=1)] = 64 << 20,
 ) -> None:
     """Append log files to STORE (created if absent), one atomic commit per file.
