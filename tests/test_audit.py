@@ -24,6 +24,7 @@ import logtool
 # Resolve the verbs before `from logtool.ingest import ...` binds a submodule over its verb (the
 # known bug test_replay.py::test_library_verbs_survive_importing_their_modules documents).
 from logtool import console, replay
+from logtool.demo import BANK, PEOPLE, SHOP
 from logtool.errors import NotFoundError, UsageError
 from logtool.formats.base import Mapping, loads_exact
 from logtool.ingest import ingest
@@ -33,18 +34,6 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 REGEN = os.environ.get("LOGTOOL_REGEN_GOLDEN") == "1"
 BANK_REDUCERS = "sample_logs/bank_reducers.py"
 
-SHOP = Mapping(
-    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
-    meta_fields=("actor", "txid"),
-)  # fmt: skip
-BANK = Mapping(
-    key_fields=("account_id",), entity_field="stream", type_field="type", ts_field="ts", data_field="body",
-    meta_fields=("actor", "event_id", "causation_id", "correlation_id"),
-)  # fmt: skip
-PEOPLE = Mapping(
-    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
-    meta_fields=("actor",), prev_key_field="prev_id",
-)  # fmt: skip
 WIDGETS = Mapping(
     key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
     meta_fields=("actor", "user", "txid"), prev_key_field="prev_id",

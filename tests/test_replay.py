@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from logtool import replay, snapshot
+from logtool.demo import BANK, PEOPLE, SHOP
 from logtool.errors import NotFoundError, ReducerError, UsageError
 from logtool.formats.base import Batcher, Mapping, dumps_exact, loads_exact, parse_ts
 from logtool.ingest import ingest
@@ -37,18 +38,8 @@ SAMPLES = ROOT / "sample_logs"
 BANK_REDUCERS = SAMPLES / "bank_reducers.py"
 T0 = parse_ts("2026-03-01T12:00:00Z")
 
-SHOP_MAPPING = Mapping(
-    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
-    meta_fields=("actor", "txid"),
-)  # fmt: skip
-BANK_MAPPING = Mapping(
-    key_fields=("account_id",), entity_field="stream", type_field="type", ts_field="ts", data_field="body",
-    meta_fields=("actor", "event_id", "causation_id", "correlation_id"),
-)  # fmt: skip
-PEOPLE_MAPPING = Mapping(
-    key_fields=("id",), entity_field="table", op_field="op", ts_field="ts", data_field="data",
-    meta_fields=("actor",), prev_key_field="prev_id",
-)  # fmt: skip
+# the sample logs are read as the demo reads them
+SHOP_MAPPING, BANK_MAPPING, PEOPLE_MAPPING = SHOP, BANK, PEOPLE
 
 
 # --------------------------------------------------------------------------- building logs

@@ -16,6 +16,8 @@ from .. import console
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ..formats.base import Mapping
+
 
 def boundary(fn: Callable[..., None]) -> Callable[..., None]:
     """The one place errors become exit codes: a LogtoolError is one line, a hint and its code;
@@ -53,6 +55,60 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(EXIT_TROUBLE) from None
 
     return wrapper
+
+
+# The field mapping, shared by every command that reads raw logs (ingest; compact, purge and
+# redact in raw-file mode).
+KeyFieldOpt = Annotated[
+    list[str] | None,
+    typer.Option("--key-field", help="Key field; repeat for a composite key; `ENTITY:FIELD` for one entity."),
+]
+EntityFieldOpt = Annotated[str | None, typer.Option("--entity-field", help="Field naming the entity (table, stream).")]
+OpFieldOpt = Annotated[
+    str | None, typer.Option("--op-field", help="Field holding the op (insert, update, patch, delete, c/u/d...).")
+]
+TypeFieldOpt = Annotated[str | None, typer.Option("--type-field", help="Field holding a domain event's type.")]
+TsFieldOpt = Annotated[
+    str | None, typer.Option("--ts-field", help="Field holding the event time (ISO-8601 or epoch number).")
+]
+TsUnitOpt = Annotated[str | None, typer.Option("--ts-unit", help="Unit of epoch numbers: s, ms, us or ns (default s).")]
+DataFieldOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-field", help="Field holding the payload (default: the record minus mapped fields; null = tombstone)."
+    ),
+]
+MetaFieldOpt = Annotated[
+    list[str] | None, typer.Option("--meta-field", help="Field kept as metadata (actor, causation id...); repeatable.")
+]
+PrevKeyFieldOpt = Annotated[
+    str | None, typer.Option("--prev-key-field", help="Field holding the key before this event, where it changed.")
+]
+
+
+def build_mapping(
+    key_field: list[str] | None = None,
+    entity_field: str | None = None,
+    op_field: str | None = None,
+    type_field: str | None = None,
+    ts_field: str | None = None,
+    ts_unit: str | None = None,
+    data_field: str | None = None,
+    meta_field: list[str] | None = None,
+    prev_key_field: str | None = None,
+    **more: Any,
+) -> Mapping:
+    """The field mapping the options describe (``more``: other Mapping fields, e.g. entity)."""
+    from ..errors import UsageError
+    from ..formats.base import TS_UNITS, Mapping
+
+    if ts_unit is not None and ts_unit not in TS_UNITS:
+        raise UsageError(f"--ts-unit must be one of {', '.join(TS_UNITS)}, not {ts_unit!r}")
+    return Mapping(
+        key_fields=tuple(key_field or ()), entity_field=entity_field, op_field=op_field, type_field=type_field,
+        ts_field=ts_field, ts_unit=ts_unit, data_field=data_field, meta_fields=tuple(meta_field or ()),
+        prev_key_field=prev_key_field, **more,
+    )  # fmt: skip
 
 
 class OutputFormat(str, Enum):
@@ -158,6 +214,8 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError("refusing to change the store without confirmation", "pass --yes (or --dry-run to see what would change)")
+        raise UsageError(
+            "refusing to change the store without confirmation", "pass --yes (or --dry-run to see what would change)"
+        )
     if not typer.confirm(question, default=False, err=True):
         raise typer.Exit(1)

@@ -9,25 +9,58 @@ from typing import Annotated
 import typer
 
 from .. import console
-from ._common import FormatOpt, OutputFormat, boundary, confirm, render, render_object, resolve
+from ._common import (
+    DataFieldOpt,
+    EntityFieldOpt,
+    FormatOpt,
+    KeyFieldOpt,
+    OpFieldOpt,
+    OutputFormat,
+    TsFieldOpt,
+    TsUnitOpt,
+    boundary,
+    build_mapping,
+    confirm,
+    render,
+    render_object,
+    resolve,
+)
 
 
 def command(
-    target: Annotated[str, typer.Argument(help="A store directory, or a JSON-lines/CSV log file.", metavar="STORE|FILE")],
-    tombstone_retention: Annotated[str, typer.Option("--tombstone-retention", help="Keep tombstones this long after their time (ms, s, m, h, d).")] = "1d",
-    min_lag: Annotated[str | None, typer.Option("--min-lag", help="Never compact records younger than this, nor anything after them.")] = None,
-    until_offset: Annotated[int | None, typer.Option("--until-offset", help="Never compact records at or after this offset.")] = None,
-    now: Annotated[str | None, typer.Option("--now", help="The instant retention is measured against (ISO-8601; default: the clock).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed and why; change nothing.")] = False,
+    target: Annotated[
+        str, typer.Argument(help="A store directory, or a JSON-lines/CSV log file.", metavar="STORE|FILE")
+    ],
+    tombstone_retention: Annotated[
+        str, typer.Option("--tombstone-retention", help="Keep tombstones this long after their time (ms, s, m, h, d).")
+    ] = "1d",
+    min_lag: Annotated[
+        str | None, typer.Option("--min-lag", help="Never compact records younger than this, nor anything after them.")
+    ] = None,
+    until_offset: Annotated[
+        int | None, typer.Option("--until-offset", help="Never compact records at or after this offset.")
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="The instant retention is measured against (ISO-8601; default: the clock)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed and why; change nothing.")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout).")] = None,
-    input_format: Annotated[str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")] = None,
-    key_field: Annotated[list[str] | None, typer.Option("--key-field", help="Raw-file mode: key field (repeatable).")] = None,
-    entity_field: Annotated[str | None, typer.Option("--entity-field", help="Raw-file mode: entity field.")] = None,
-    op_field: Annotated[str | None, typer.Option("--op-field", help="Raw-file mode: op field.")] = None,
-    ts_field: Annotated[str | None, typer.Option("--ts-field", help="Raw-file mode: time field.")] = None,
-    ts_unit: Annotated[str | None, typer.Option("--ts-unit", help="Raw-file mode: unit of epoch times.")] = None,
-    data_field: Annotated[str | None, typer.Option("--data-field", help="Raw-file mode: payload field (null = tombstone).")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout)."),
+    ] = None,
+    input_format: Annotated[
+        str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
+    ] = None,
+    key_field: KeyFieldOpt = None,
+    entity_field: EntityFieldOpt = None,
+    op_field: OpFieldOpt = None,
+    ts_field: TsFieldOpt = None,
+    ts_unit: TsUnitOpt = None,
+    data_field: DataFieldOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Keep the latest record per key (Kafka's log cleaner); tombstones expire after a retention.
@@ -45,15 +78,13 @@ def command(
     """
     import logtool
     from logtool.errors import UsageError
-    from logtool.formats.base import Mapping
 
     if Path(target).is_file() or target == "-":
         if not output:
             raise UsageError("compacting a raw file needs -o OUTPUT", "or ingest it into a store first")
-        mapping = Mapping(
-            key_fields=tuple(key_field or ()), entity_field=entity_field, op_field=op_field, ts_field=ts_field,
-            ts_unit=ts_unit, data_field=data_field,
-        )  # fmt: skip
+        mapping = build_mapping(
+            key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit, data_field=data_field
+        )
         if output == "-":
             counts = logtool.compact_file(target, sys.stdout.buffer, format=input_format, mapping=mapping,
                                           tombstone_retention=tombstone_retention, now=now)  # fmt: skip
@@ -65,7 +96,8 @@ def command(
             tmp.replace(output)
         console.status(
             f"{target}: {counts['records_kept']} of {counts['lines_in']} records kept, "
-            f"{counts['records_removed']} removed" + (f", {counts['unreadable']} unreadable (dropped)" if counts["unreadable"] else "")
+            f"{counts['records_removed']} removed"
+            + (f", {counts['unreadable']} unreadable (dropped)" if counts["unreadable"] else "")
         )
         return
     if not dry_run and not yes:

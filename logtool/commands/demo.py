@@ -11,8 +11,12 @@ from ._common import boundary
 
 
 def command(
-    keep: Annotated[str | None, typer.Option("--keep", help="Keep the stores in this directory instead of a temporary one.")] = None,
-    samples: Annotated[str | None, typer.Option("--samples", help="Directory of the sample logs (default: the bundled sample_logs/).")] = None,
+    keep: Annotated[
+        str | None, typer.Option("--keep", help="Keep the stores in this directory instead of a temporary one.")
+    ] = None,
+    samples: Annotated[
+        str | None, typer.Option("--samples", help="Directory of the sample logs (default: the bundled sample_logs/).")
+    ] = None,
 ) -> None:
     """Run logtool's main job on the bundled sample logs and show each step's result.
 

@@ -7,7 +7,20 @@ from typing import Annotated
 import typer
 
 from .. import console
-from ._common import StoreArg, boundary
+from ._common import (
+    DataFieldOpt,
+    EntityFieldOpt,
+    KeyFieldOpt,
+    MetaFieldOpt,
+    OpFieldOpt,
+    PrevKeyFieldOpt,
+    StoreArg,
+    TsFieldOpt,
+    TsUnitOpt,
+    TypeFieldOpt,
+    boundary,
+    build_mapping,
+)
 
 
 def command(
@@ -19,48 +32,28 @@ def command(
         str | None,
         typer.Option("--format", help="Input format (default: detected from content; see `logtool formats`)."),
     ] = None,
-    key_field: Annotated[
-        list[str] | None,
-        typer.Option("--key-field", help="Key field; repeat for a composite key; `ENTITY:FIELD` for one entity."),
-    ] = None,
-    entity_field: Annotated[
-        str | None, typer.Option("--entity-field", help="Field naming the entity (table, stream).")
-    ] = None,
+    key_field: KeyFieldOpt = None,
+    entity_field: EntityFieldOpt = None,
     entity: Annotated[
         str | None, typer.Option("--entity", help="Entity name for every record (default: the file name).")
     ] = None,
-    op_field: Annotated[
-        str | None, typer.Option("--op-field", help="Field holding the op (insert, update, patch, delete, c/u/d...).")
-    ] = None,
-    type_field: Annotated[
-        str | None, typer.Option("--type-field", help="Field holding a domain event's type (event-sourced logs).")
-    ] = None,
-    ts_field: Annotated[
-        str | None, typer.Option("--ts-field", help="Field holding the event time (ISO-8601 or epoch number).")
-    ] = None,
-    ts_unit: Annotated[
-        str | None, typer.Option("--ts-unit", help="Unit of epoch numbers: s, ms, us or ns (default s).")
-    ] = None,
-    data_field: Annotated[
-        str | None,
-        typer.Option(
-            "--data-field",
-            help="Field holding the payload (default: the record minus mapped fields; null = tombstone).",
-        ),
-    ] = None,
-    meta_field: Annotated[
-        list[str] | None,
-        typer.Option("--meta-field", help="Field kept as metadata (actor, causation id...); repeatable."),
-    ] = None,
+    op_field: OpFieldOpt = None,
+    type_field: TypeFieldOpt = None,
+    ts_field: TsFieldOpt = None,
+    ts_unit: TsUnitOpt = None,
+    data_field: DataFieldOpt = None,
+    meta_field: MetaFieldOpt = None,
     offset_field: Annotated[
         str | None, typer.Option("--offset-field", help="Take offsets from this field (e.g. a Kafka partition dump).")
     ] = None,
-    prev_key_field: Annotated[str | None, typer.Option("--prev-key-field", help="Field holding the key before this event, where the event changed the key.")] = None,
+    prev_key_field: PrevKeyFieldOpt = None,
     on_error: Annotated[str, typer.Option("--on-error", help="On a bad record: fail, quarantine or skip.")] = "fail",
     allow_duplicates: Annotated[
         bool, typer.Option("--allow-duplicates", help="Ingest a file even if the store already holds its content.")
     ] = False,
-    segment_rows: Annotated[int, typer.Option("--segment-rows", help="Events per segment file (default 262144).", min=1)] = 262_144,
+    segment_rows: Annotated[
+        int, typer.Option("--segment-rows", help="Events per segment file (default 262144).", min=1)
+    ] = 262_144,
     max_line_bytes: Annotated[int, typer.Option("--max-line-bytes", help="Longest line accepted.", min=1)] = 64 << 20,
 ) -> None:
     """Append log files to STORE (created if absent), one atomic commit per file.
@@ -72,16 +65,10 @@ def command(
         zcat dump.jsonl.gz | logtool ingest shop.store - --format debezium
     """
     import logtool
-    from logtool.formats.base import TS_UNITS, Mapping
 
-    from ..errors import UsageError
-
-    if ts_unit is not None and ts_unit not in TS_UNITS:
-        raise UsageError(f"--ts-unit must be one of {', '.join(TS_UNITS)}, not {ts_unit!r}")
-    mapping = Mapping(
-        key_fields=tuple(key_field or ()), entity_field=entity_field, entity=entity, op_field=op_field,
-        type_field=type_field, ts_field=ts_field, ts_unit=ts_unit, data_field=data_field,
-        meta_fields=tuple(meta_field or ()), offset_field=offset_field, prev_key_field=prev_key_field, max_line_bytes=max_line_bytes,
+    mapping = build_mapping(
+        key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field, prev_key_field,
+        entity=entity, offset_field=offset_field, max_line_bytes=max_line_bytes,
     )  # fmt: skip
     with console.progress("ingest") as update:
         result = logtool.ingest(

@@ -10,10 +10,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .. import console
-from ._common import FormatOpt, boundary, render_object
+from ._common import (
+    DataFieldOpt,
+    EntityFieldOpt,
+    FormatOpt,
+    KeyFieldOpt,
+    MetaFieldOpt,
+    OpFieldOpt,
+    PrevKeyFieldOpt,
+    TsFieldOpt,
+    TsUnitOpt,
+    TypeFieldOpt,
+    boundary,
+    build_mapping,
+    render_object,
+)
 
 if TYPE_CHECKING:
-    from ..formats.base import Mapping
     from ..purge import FileResult, PurgeResult
 
 TargetArg = Annotated[
@@ -44,21 +57,6 @@ OutputOpt = Annotated[
 ]
 InputFormatOpt = Annotated[
     str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
-]
-KeyFieldOpt = Annotated[
-    list[str] | None, typer.Option("--key-field", help="Raw-file mode: key field (as for ingest); repeatable.")
-]
-EntityFieldOpt = Annotated[str | None, typer.Option("--entity-field", help="Raw-file mode: field naming the entity.")]
-OpFieldOpt = Annotated[str | None, typer.Option("--op-field", help="Raw-file mode: field holding the op.")]
-TypeFieldOpt = Annotated[str | None, typer.Option("--type-field", help="Raw-file mode: field holding the event type.")]
-TsFieldOpt = Annotated[str | None, typer.Option("--ts-field", help="Raw-file mode: field holding the event time.")]
-TsUnitOpt = Annotated[str | None, typer.Option("--ts-unit", help="Raw-file mode: unit of epoch times (s, ms, us, ns).")]
-DataFieldOpt = Annotated[str | None, typer.Option("--data-field", help="Raw-file mode: field holding the payload.")]
-MetaFieldOpt = Annotated[
-    list[str] | None, typer.Option("--meta-field", help="Raw-file mode: field kept as metadata; repeatable.")
-]
-PrevKeyFieldOpt = Annotated[
-    str | None, typer.Option("--prev-key-field", help="Raw-file mode: field holding the key before a key change.")
 ]
 
 
@@ -113,7 +111,7 @@ def purge_command(
     if Path(target).is_file():
         if before_offset is not None or before_time is not None:
             raise UsageError("--before-offset/--before-time apply to a store, not a raw file")
-        mapping = _mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
+        mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
         sink: Any = _Discard() if dry_run else output
         res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format)
@@ -176,7 +174,7 @@ def redact_command(
     from ..purge import redact, redact_file
 
     if Path(target).is_file():
-        mapping = _mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
+        mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
         sink: Any = _Discard() if dry_run else output
         res = redact_file(
@@ -263,29 +261,6 @@ def _describe(plan: PurgeResult) -> list[str]:
     if plan.quarantine_records:
         lines.append(f"  quarantined records {done}: {plan.quarantine_records}")
     return lines
-
-
-def _mapping(
-    key_field: list[str] | None,
-    entity_field: str | None,
-    op_field: str | None,
-    type_field: str | None,
-    ts_field: str | None,
-    ts_unit: str | None,
-    data_field: str | None,
-    meta_field: list[str] | None,
-    prev_key_field: str | None,
-) -> Mapping:
-    from ..errors import UsageError
-    from ..formats.base import TS_UNITS, Mapping
-
-    if ts_unit is not None and ts_unit not in TS_UNITS:
-        raise UsageError(f"--ts-unit must be one of {', '.join(TS_UNITS)}, not {ts_unit!r}")
-    return Mapping(
-        key_fields=tuple(key_field or ()), entity_field=entity_field, op_field=op_field, type_field=type_field,
-        ts_field=ts_field, ts_unit=ts_unit, data_field=data_field, meta_fields=tuple(meta_field or ()),
-        prev_key_field=prev_key_field,
-    )  # fmt: skip
 
 
 class _Discard:

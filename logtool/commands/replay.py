@@ -21,8 +21,12 @@ class StateFormat(StrEnum):
 
 AtOffset = Annotated[int | None, typer.Option("--at-offset", help="State after this offset (inclusive).")]
 AtTime = Annotated[str | None, typer.Option("--at-time", help="State at this instant (ISO-8601), by event time.")]
-AtPosition = Annotated[str | None, typer.Option("--at-position", help="State at a source position, e.g. an LSN `0/1B4F678`.")]
-Reducer = Annotated[str | None, typer.Option("--reducer", help="Python reducer module (file or import name) for event-sourced logs.")]
+AtPosition = Annotated[
+    str | None, typer.Option("--at-position", help="State at a source position, e.g. an LSN `0/1B4F678`.")
+]
+Reducer = Annotated[
+    str | None, typer.Option("--reducer", help="Python reducer module (file or import name) for event-sourced logs.")
+]
 
 
 def command(
@@ -33,9 +37,15 @@ def command(
     entity: Annotated[str | None, typer.Option("--entity", help="Only this entity.")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Only this key (and the keys it had before).")] = None,
     reducer: Reducer = None,
-    format: Annotated[StateFormat | None, typer.Option("--format", "-f", help="table, json, jsonl, csv, or parquet (needs -o).")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Directory for one file per entity (csv, parquet).")] = None,
-    no_snapshots: Annotated[bool, typer.Option("--no-snapshots", help="Replay from offset 0 even if a snapshot helps.")] = False,
+    format: Annotated[
+        StateFormat | None, typer.Option("--format", "-f", help="table, json, jsonl, csv, or parquet (needs -o).")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Directory for one file per entity (csv, parquet).")
+    ] = None,
+    no_snapshots: Annotated[
+        bool, typer.Option("--no-snapshots", help="Replay from offset 0 even if a snapshot helps.")
+    ] = False,
 ) -> None:
     """The state of STORE at the head, or at an offset, a time or a source position.
 
@@ -88,7 +98,12 @@ def snapshot(
     store: StoreArg,
     at_offset: AtOffset = None,
     reducer: Reducer = None,
-    every: Annotated[int | None, typer.Option("--every", help="Also take a snapshot automatically after ingests, every N events (0: off).", min=0)] = None,
+    every: Annotated[
+        int | None,
+        typer.Option(
+            "--every", help="Also take a snapshot automatically after ingests, every N events (0: off).", min=0
+        ),
+    ] = None,
 ) -> None:
     """Store the state at an offset (default: the head) so later replays start from it.
 
