@@ -10,7 +10,7 @@ import io
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -376,11 +376,7 @@ def dumps_exact(value: Any) -> str:
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, dict):
-        return (
-            "{"
-            + ",".join(_string(str(k)) + ":" + dumps_exact(v) for k, v in value.items())
-            + "}"
-        )
+        return "{" + ",".join(_string(str(k)) + ":" + dumps_exact(v) for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(dumps_exact(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
@@ -577,3 +573,93 @@ def check_mapping_for(format_name: str, mapping: Mapping, allowed: set[str]) -> 
             f"{', '.join(extra)} does not apply to {format_name}: its records say this themselves",
             "drop the option, or pass --format jsonl to read the records as generic JSON lines",
         )
+
+
+# --------------------------------------------------------------------------- records of the JSON formats
+
+#: Keyword arguments of ``Batcher.add`` for one event.
+Event = dict[str, Any]
+
+
+def read_records(
+    records: Iterable[tuple[int, str]],
+    source: Source,
+    report: Report,
+    format_name: str,
+    decode: Callable[[Any, dict[str, Any]], list[Event]],
+) -> Iterator[pa.RecordBatch]:
+    """Parse each (line, JSON text) exactly, turn it into events with ``decode(value, where)`` and
+    batch them. ``where`` is the event's ``source`` column, its position still None. A record that
+    does not parse, or that ``decode`` refuses with a ValueError, is reported and skipped."""
+    batcher = Batcher()
+    for line, text in records:
+        try:
+            value = loads_exact(text)
+        except RecursionError:
+            report(BadRecord(source.name, line, "invalid JSON: nested too deeply", text.encode()))
+            continue
+        except ValueError as e:
+            report(BadRecord(source.name, line, f"invalid JSON: {json_error(e, line)}", text.encode()))
+            continue
+        where = {"format": format_name, "file": source.name, "line": line, "position": None}
+        try:
+            events = decode(value, where)
+        except RecursionError:
+            report(BadRecord(source.name, line, "nested too deeply", text.encode()))
+            continue
+        except ValueError as e:
+            report(BadRecord(source.name, line, str(e), text.encode()))
+            continue
+        for event in events:
+            batcher.add(**event)
+        if batcher.full():
+            yield batcher.flush()
+    yield batcher.flush()
+
+
+def json_error(error: ValueError, line: int = 1) -> str:
+    """Why JSON text did not parse, and where: lines counted from ``line``, the text's first."""
+    if not isinstance(error, json.JSONDecodeError):
+        return str(error)
+    if error.lineno == 1:
+        return f"{error.msg} at column {error.colno}"
+    return f"{error.msg} at line {line + error.lineno - 1} column {error.colno}"
+
+
+def sniff_lines(head: bytes, classify: Callable[[Any], bool | None], lines: int = 8) -> bool:
+    """Whether the first JSON lines of ``head`` are of one format: ``classify`` recognizes at least
+    one and rejects none (None: says nothing either way). A line that is not JSON, or is cut off at
+    the end of the head, says nothing."""
+    found = False
+    texts = [t for t in head.decode("utf-8", "replace").splitlines() if t.strip()][:lines]
+    for text in texts:
+        try:
+            value = loads_exact(text)
+        except (ValueError, RecursionError):
+            continue
+        verdict = classify(value)
+        if verdict is False:
+            return False
+        found = found or bool(verdict)
+    return found
+
+
+def row_key(row: dict[str, Any], names: tuple[str, ...], image: str = "row") -> str:
+    """The key of a row from its key columns, or a ValueError naming the missing column."""
+    missing = [n for n in names if n not in row]
+    if missing:
+        raise ValueError(f"key column {missing[0]!r} is not in the {image}")
+    return key_text([row[n] for n in names], names)
+
+
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for messages: 'an object', 'a list', 'a string'..."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str) and not isinstance(value, RawNumber):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"

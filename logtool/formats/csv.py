@@ -75,7 +75,9 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             if not row or row == [""]:
                 continue
             if len(row) != len(header):
-                report(BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed)))
+                report(
+                    BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed))
+                )
                 continue
             joined = "".join(row)
             try:

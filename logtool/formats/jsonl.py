@@ -95,7 +95,6 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     else:
         ts_expr = "NULL::TIMESTAMPTZ"
 
-
     if mapping.data_field:
         d = f(mapping.data_field)
         data_expr = f"(CASE WHEN {_absent(d)} THEN NULL ELSE {d}::VARCHAR END)"
@@ -134,7 +133,9 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         return "json_object(" + ", ".join(f"{sql_string(k)}, {f(k)}" for k in names) + ")::VARCHAR"
 
     # `ENTITY:FIELD` keys apply to the entity named in full or by its last part (as Mapping.keys_for)
-    matches = {e: f"({entity} = {sql_string(e)} OR regexp_extract({entity}, '[^.]*$') = {sql_string(e)})" for e in scoped}
+    matches = {
+        e: f"({entity} = {sql_string(e)} OR regexp_extract({entity}, '[^.]*$') = {sql_string(e)})" for e in scoped
+    }
     not_truncate = f"{op} IS DISTINCT FROM 'truncate'"
     for ent_name, names in scoped.items():
         for k in names:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import Format
 from .base import (
+    Event,
     Mapping,
     RawNumber,
     Report,
@@ -29,22 +30,16 @@ from .base import (
     check_mapping_for,
     dumps_exact,
     iter_lines,
+    json_error,
+    kind_of,
     loads_exact,
     parse_ts,
     position_order,
-)
-from .debezium import (
-    Event,
-    decode_change,
-    is_envelope,
-    json_error,
-    key_entity,
-    kind_of,
     read_records,
-    record_key,
     row_key,
     sniff_lines,
 )
+from .debezium import decode_change, is_envelope, key_entity, record_key
 
 if TYPE_CHECKING:
     import pyarrow as pa

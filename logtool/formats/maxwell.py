@@ -25,8 +25,22 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import Mapping, Report, Source, check_mapping_for, dumps_exact, iter_lines, json_or_none, key_text, parse_ts
-from .debezium import Event, kind_of, read_records, row_key, sniff_lines
+from .base import (
+    Event,
+    Mapping,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    json_or_none,
+    key_text,
+    kind_of,
+    parse_ts,
+    read_records,
+    row_key,
+    sniff_lines,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa

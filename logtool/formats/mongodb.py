@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import Format
 from .base import (
+    Event,
     Mapping,
     Report,
     Source,
@@ -40,9 +41,11 @@ from .base import (
     iter_lines,
     json_or_none,
     key_text,
+    kind_of,
     parse_ts,
+    read_records,
+    sniff_lines,
 )
-from .debezium import Event, kind_of, read_records, sniff_lines
 
 if TYPE_CHECKING:
     import pyarrow as pa
