@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -269,11 +270,12 @@ def canonical(domain: str, mode: str, text: str | None) -> str | None:
 # --------------------------------------------------------------------------- engine
 
 
-def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
-    """A connection with the comparison helpers: a number-text macro and the exact comparators."""
-    from duckdb.func import FunctionNullHandling
-    from duckdb.sqltypes import BOOLEAN, VARCHAR
+#: Connections whose Python comparators are not registered yet, with the tolerance they will use.
+_PENDING: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Decimal | None] = weakref.WeakKeyDictionary()
 
+
+def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
+    """A connection with a number-text macro; the exact comparators come with ``_comparators``."""
     from . import engine
 
     con = engine.connect()
@@ -285,6 +287,20 @@ def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
               || coalesce('.' || nullif(rtrim(split_part(ltrim(x, '+-'), '.', 2), '0'), ''), '')
             ELSE x END"""
     )
+    _PENDING[con] = tolerance
+    return con
+
+
+def _comparators(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the exact comparators ``_lt_equal`` and ``_lt_canon`` (Python functions) on first use.
+
+    Registering a Python function loads numpy, which costs more than a 1M-row join on a small
+    machine, and a comparison whose columns SQL compares exactly never calls them."""
+    if con not in _PENDING:
+        return
+    tolerance = _PENDING.pop(con)
+    from duckdb.func import FunctionNullHandling
+    from duckdb.sqltypes import BOOLEAN, VARCHAR
 
     def equal(domain: str, lmode: str, rmode: str, left: str | None, right: str | None) -> bool:
         return values_equal(domain, lmode, rmode, left, right, tolerance)
@@ -292,7 +308,6 @@ def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
     nulls = FunctionNullHandling.SPECIAL  # a NULL is a value to compare, not "skip the call"
     con.create_function("_lt_equal", equal, [VARCHAR] * 5, BOOLEAN, null_handling=nulls)
     con.create_function("_lt_canon", canonical, [VARCHAR] * 3, VARCHAR, null_handling=nulls)
-    return con
 
 
 def _first_line(e: Exception) -> str:
@@ -527,12 +542,14 @@ class _TableCompare:
         self.value_plans = [_plan(c, left, right) for c in common if c not in self.keys]
         self.only_left = self.only_right = self.changed = 0
 
+    #: Differing rows gathered in memory by the pass that also checks the keys; a comparison
+    #: with more runs its join again into a table.
+    GATHER = 1 << 16
+
     # ------------------------------------------------------------------ running
 
     def run(self) -> _TableCompare:
         if self.keys:
-            self._check_unique(self.left, "l", self.key_plans)
-            self._check_unique(self.right, "r", self.key_plans)
             self._keyed()
         else:
             if self.tolerance is not None:
@@ -572,17 +589,51 @@ class _TableCompare:
             for p in self.key_plans
         )
         changed = " OR ".join(f"d{i}" for i in range(len(self.value_plans))) or "false"
-        # The filter repeats the comparisons so that the columns are projected for differing rows only.
+        status = (f"CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left' "
+                  "ELSE 'changed' END AS _s")  # fmt: skip
+        columns = [status, *sort, *lcols, *rcols, *flags]
+        names = ["_s", *(f"k{i}" for i in range(len(sort))), *(f"l{i}" for i in range(len(lcols))),
+                 *(f"r{i}" for i in range(len(rcols))), *(f"d{i}" for i in range(len(flags)))]  # fmt: skip
+        join = (f"FROM (SELECT *, true AS {present} FROM {self.left.view}) l "
+                f"FULL OUTER JOIN (SELECT *, true AS {present} FROM {self.right.view}) r ON {on}")  # fmt: skip
+        differing = f"l.{present} IS NULL OR r.{present} IS NULL OR {' OR '.join(differs) or 'false'}"
+        # One pass over the join both gathers the differing rows (up to GATHER of them) and proves
+        # the keys unique: a key repeated on one side and present on the other yields more rows
+        # carrying a side than that side has; one repeated on one side only is among the
+        # gathered rows.
         self.con.execute(f"""
-            CREATE OR REPLACE TABLE {self.p}_d AS
-            SELECT CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left'
-                   ELSE 'changed' END AS _s,
-                   {", ".join(sort + lcols + rcols + flags)}
-            FROM (SELECT *, true AS {present} FROM {self.left.view}) l
-            FULL OUTER JOIN (SELECT *, true AS {present} FROM {self.right.view}) r ON {on}
-            WHERE l.{present} IS NULL OR r.{present} IS NULL OR {" OR ".join(differs) or "false"}""")
+            CREATE OR REPLACE TABLE {self.p}_a AS
+            SELECT count(_lp) AS lrows, count(_rp) AS rrows, count(*) FILTER (WHERE _x) AS n,
+                   arg_min(j, 0, {self.GATHER}) FILTER (WHERE _x) AS rows
+            FROM (SELECT l.{present} AS _lp, r.{present} AS _rp, {differing} AS _x, {", ".join(columns)} {join}) j""")
+        ((lrows, rrows, n),) = self.con.execute(f"SELECT lrows, rrows, n FROM {self.p}_a").fetchall()
+        if n <= self.GATHER:
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(f'u.{c}' for c in names)} "
+                f"FROM (SELECT unnest(rows) AS u FROM {self.p}_a)"
+            )
+        else:
+            # Too many to gather in memory: the join again, into a table that can spill.
+            # The filter repeats the comparisons so that the columns are projected for differing rows only.
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(columns)} {join} WHERE {differing}"
+            )
+        self.con.execute(f"DROP TABLE {self.p}_a")
+        sizes = self.con.execute(
+            f"SELECT (SELECT count(*) FROM {self.left.view}), (SELECT count(*) FROM {self.right.view})"
+        ).fetchall()[0]
+        keys = ", ".join(names[1 : 1 + len(sort)])
+        repeated = self.con.execute(
+            f"SELECT 1 FROM {self.p}_d WHERE _s <> 'changed' GROUP BY _s, {keys} HAVING count(*) > 1 LIMIT 1"
+        ).fetchall()
+        if (lrows, rrows) != sizes or repeated:
+            # Which key, and how often: the same words whichever way it was found.
+            self._check_unique(self.left, "l", self.key_plans)
+            self._check_unique(self.right, "r", self.key_plans)
         # Forms that differ where the comparison is not exact in SQL are confirmed in Python,
         # for those rows only.
+        if any(not p.exact for p in self.value_plans):
+            _comparators(self.con)
         for i, p in enumerate(self.value_plans):
             if not p.exact:
                 li, ri = self.lnames.index(p.name), self.rnames.index(p.name)
@@ -614,6 +665,7 @@ class _TableCompare:
         if any(not p.exact for p in plans):
             # Rows whose forms differ only where SQL is not exact (JSON key order, say) are
             # grouped again by their canonical texts, computed for these rows only.
+            _comparators(self.con)
             canon = []
             for i, p in enumerate(plans):
                 if p.exact:
@@ -826,6 +878,7 @@ class _LogCompare:
         result.info["left_event"] = result.info["right_event"] = None
         if not lfiles and not rfiles:
             return result
+        _comparators(self.con)
         self._views(lfiles, rfiles)
         first = self._first_by_offset() if self.by == "offset" else self._search("true", "true")
         if first is None:

@@ -208,6 +208,92 @@ def test_a_key_that_is_not_unique_is_refused() -> None:
         diff(left, right, key_columns=["id"])
 
 
+@pytest.mark.parametrize("gather", [1, 1 << 16])  # the differing rows re-joined into a table, or gathered
+@pytest.mark.parametrize(
+    ("left_ids", "right_ids", "message"),
+    [
+        ([1, 2], [1, 1, 2], r"<table>: key \(id=1\) occurs 2 times"),  # on the right, where the left has it
+        ([1, 3, 3], [1, 2], r"key \(id=3\) occurs 2 times"),  # on one side only
+        ([2, 2, 2], [1], r"key \(id=2\) occurs 3 times"),  # nothing in common
+        ([None, None], [None], r"key \(id=None\) occurs 2 times"),  # a null key repeated
+        ([5, 5], [5, 5], r"key \(id=5\) occurs 2 times"),  # equal rows, repeated on both sides
+    ],
+)
+def test_a_repeated_key_is_refused_wherever_it_is(
+    left_ids: list[int | None], right_ids: list[int | None], message: str, gather: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(D._TableCompare, "GATHER", gather)
+    left = table({"id": (pa.int64(), left_ids), "v": (pa.string(), ["a"] * len(left_ids))})
+    right = table({"id": (pa.int64(), right_ids), "v": (pa.string(), ["a"] * len(right_ids))})
+    with pytest.raises(logtool.LogtoolError, match=message):
+        diff(left, right, key_columns=["id"])
+
+
+def test_a_repeated_composite_key_is_refused() -> None:
+    left = table({"a": (pa.string(), ["x", "x", None]), "b": (pa.int64(), [1, 2, 2]), "v": (pa.int64(), [1, 2, 3])})
+    right = table({"a": (pa.string(), ["x", None, None]), "b": (pa.int64(), [1, 2, 2]), "v": (pa.int64(), [1, 3, 4])})
+    assert counts(diff(left, left, key_columns=["a", "b"])) == (True, 0, 0, 0)
+    with pytest.raises(logtool.LogtoolError, match=r"key \(a=None, b=2\) occurs 2 times"):
+        diff(left, right, key_columns=["a", "b"])
+
+
+def test_many_differing_rows_give_what_few_give(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Differing rows past what one pass gathers in memory are joined again into a table: the
+    same counts, examples and listing, for every type a column can have."""
+    utc = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    ids = pa.int64(), [1, 2, 3, 4, 5]
+    left = table(
+        {
+            "id": ids,
+            "s": (pa.string(), ["a", None, "", "<null>", "e"]),
+            "d": (pa.decimal128(20, 3), [Decimal("1.100"), None, Decimal("2"), Decimal("3"), Decimal("4")]),
+            "f": (pa.float64(), [0.1, float("nan"), None, 1.5, 2.0]),
+            "t": (pa.timestamp("us", tz="UTC"), [utc, None, utc, utc, utc]),
+            "l": (pa.list_(pa.string()), [["x"], [], None, ["y", "z"], ["w"]]),
+            "st": (
+                pa.struct([("p", pa.int64()), ("q", pa.string())]),
+                [{"p": 1, "q": "a"}, None, {"p": None, "q": None}, {"p": 2, "q": "b"}, {"p": 3, "q": "c"}],
+            ),
+            "m": (pa.map_(pa.string(), pa.int64()), [[("k", 1)], None, [], [("a", 1), ("b", 2)], [("c", 3)]]),
+            "j": (pa.string(), ['{"a":1,"b":2}', None, "[1,2]", '{"x":null}', "1.50"]),
+            "b": (pa.bool_(), [True, None, False, True, False]),
+        },
+        ("j",),
+    )
+    right = table(
+        {
+            "id": (pa.int64(), [1, 2, 3, 4, 6]),
+            "s": (pa.string(), ["a", "", None, "<null>", "f"]),
+            "d": (pa.decimal128(20, 2), [Decimal("1.1"), Decimal("0"), Decimal("2"), Decimal("3.01"), None]),
+            "f": (pa.float64(), [0.1, float("nan"), 0.0, 1.5000001, 2.0]),
+            "t": (pa.timestamp("us", tz="Europe/Berlin"), [utc, None, utc, utc + dt.timedelta(microseconds=1), utc]),
+            "l": (pa.list_(pa.string()), [["x"], None, None, ["z", "y"], []]),
+            "st": (
+                pa.struct([("p", pa.int64()), ("q", pa.string())]),
+                [{"p": 1, "q": "a"}, None, {"p": None, "q": ""}, {"p": 2, "q": "b"}, None],
+            ),
+            "m": (pa.map_(pa.string(), pa.int64()), [[("k", 1)], None, [], [("b", 2), ("a", 1)], None]),
+            "j": (pa.string(), ['{"b":2,"a":1}', None, "[2,1]", '{"x":null}', None]),
+            "b": (pa.bool_(), [True, None, False, False, None]),
+        },
+        ("j",),
+    )
+    csv = write_lines(
+        tmp_path / "r.csv", ["id,s,d,j", '1,a,1.10,"{""b"":2,""a"":1}"', '2,"",0,', '3,,2,"[2,1]"', "6,f,,"]
+    )
+    parquet = tmp_path / "l.parquet"
+    pq.write_table(left, parquet)
+    cases = [(left, right, ["id"]), (parquet, csv, ["id"]), (left, right, ["id", "s"])]
+    gathered = [diff(a, b, key_columns=k, limit=100) for a, b, k in cases]
+    assert counts(gathered[0]) == (False, 1, 1, 3)
+    monkeypatch.setattr(D._TableCompare, "GATHER", 1)
+    joined = [diff(a, b, key_columns=k, limit=100) for a, b, k in cases]
+    for g, j in zip(gathered, joined, strict=True):
+        assert counts(g) == counts(j)
+        assert as_json(g.to_dict()) == as_json(j.to_dict())
+        assert [as_json(x) for x in g.differences()] == [as_json(x) for x in j.differences()]
+
+
 # --------------------------------------------------------------------------- logs
 
 
