@@ -40,10 +40,11 @@ if TYPE_CHECKING:
 
 KV_FINGERPRINT = "kv/1"
 # A number of 16+ significant digits: DuckDB's JSON functions would read it through float64.
-from .typed import LONG_NUMBER  # noqa: E402
+from .typed import LONG_NUMBER, json_path  # noqa: E402
 
 RESETS = ("insert", "read", "upsert", "delete")
-MERGE_PARTITION_EVENTS = 2_000_000  # events per merge pass: bounds the memory a replay needs
+MERGE_PARTITION_DOCS = 1_000_000  # documents per merge pass: bounds the memory a replay needs
+MERGE_MAX_COLUMNS = 1_000  # distinct columns one SQL merge takes; wider entities are folded in Python
 MERGES = ("update", "patch")
 Progress = Callable[[int, int | None], None]
 
@@ -315,58 +316,76 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     )
     if progress:
         progress(2, 4)
-    # Keys whose latest event is a partial update: their base (the last full image, or the
-    # snapshot's row) and every update after it, one JSON document a row.
+    # Keys whose latest event is a partial update start from a base: their last full image, the
+    # snapshot's row, or nothing. A document the SQL merge cannot take sends its key to the fold.
     con.execute(
-        """CREATE TEMP VIEW docs AS
-           SELECT a.entity, a.key, -1::BIGINT AS o,
-                  coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{}') AS d
-           FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
-           WHERE a.last IS DISTINCT FROM a.r
-           UNION ALL
-           SELECT e.entity, e.key, e."offset", e.data
-           FROM agg a JOIN live e ON e.entity = a.entity AND e.key = a.key AND e."offset" > coalesce(a.r, -1)
-           WHERE a.last IS DISTINCT FROM a.r"""
+        f"""CREATE TEMP TABLE bases AS
+            SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} AS slow
+            FROM (SELECT a.entity, a.key, a.r, d, CASE WHEN regexp_matches(d, '^\\s*\\{{') THEN json_keys(d) END AS cols
+                  FROM (SELECT a.*, coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{{}}') AS d
+                        FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
+                        WHERE a.last IS DISTINCT FROM a.r) a)"""
+    )
+    # An update carrying exactly the base's columns, in the base's order, replaces the whole row
+    # when no update before it added a column: the merge can start there.
+    con.execute(
+        f"""CREATE TEMP TABLE updates AS
+            SELECT entity, key, o, d, cols, {_unmergeable("d", "cols")} AS slow,
+                   cols = base_cols AS whole, NOT list_has_all(base_cols, cols) AS widens
+            FROM (SELECT e.entity, e.key, e."offset" AS o, e.data AS d, b.cols AS base_cols,
+                         CASE WHEN regexp_matches(e.data, '^\\s*\\{{') THEN json_keys(e.data) END AS cols
+                  FROM bases b JOIN live e ON e.entity = b.entity AND e.key = b.key AND e."offset" > coalesce(b.r, -1))"""
     )
     con.execute(
-        f"""INSERT INTO slow_keys SELECT DISTINCT entity, key FROM docs
-            WHERE NOT regexp_matches(d, '^\\s*\\{{') OR regexp_matches(d, '^\\s*\\{{\\s*"\\$')
-               OR regexp_matches(d, '{LONG_NUMBER}')"""
+        """INSERT INTO slow_keys SELECT entity, key FROM bases WHERE slow
+           UNION SELECT entity, key FROM updates WHERE slow"""
+    )
+    con.execute(
+        """CREATE TEMP TABLE starts AS
+           SELECT entity, key, max(o) AS last,
+                  CASE WHEN max(o) FILTER (WHERE whole) < coalesce(min(o) FILTER (WHERE widens), 9223372036854775807)
+                       THEN max(o) FILTER (WHERE whole) ELSE -1 END AS start
+           FROM updates WHERE (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
+           GROUP BY entity, key"""
+    )
+    con.execute(
+        """CREATE TEMP VIEW docs AS
+           SELECT b.entity, b.key, -1::BIGINT AS o, b.d, b.cols FROM bases b JOIN starts s USING (entity, key)
+           WHERE s.start = -1
+           UNION ALL
+           SELECT u.entity, u.key, u.o, u.d, u.cols FROM updates u JOIN starts s USING (entity, key)
+           WHERE u.o >= s.start AND s.start < s.last"""
+    )
+    # A merged row's columns in the order they first appeared: the base's, then those updates added.
+    con.execute(
+        """CREATE TEMP TABLE orders AS
+           SELECT entity, key, CASE WHEN added IS NULL THEN cols
+                                    ELSE list_filter(cols || added, lambda c, i: list_position(cols || added, c) = i) END AS names
+           FROM (SELECT b.entity, b.key, b.cols, w.added
+                 FROM bases b JOIN starts s USING (entity, key)
+                 LEFT JOIN (SELECT entity, key, flatten(list(cols ORDER BY o)) AS added FROM updates
+                            WHERE widens GROUP BY entity, key) w USING (entity, key)
+                 WHERE s.start < s.last)"""
+    )
+    # A number DuckDB would read through float64, in a document the merge reads: the key is folded.
+    con.execute(
+        f"""INSERT INTO slow_keys SELECT DISTINCT entity, key FROM docs WHERE regexp_matches(d, '{LONG_NUMBER}');
+            DELETE FROM orders WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
     )
     if progress:
         progress(3, 4)
-    # The merge, column by column: each column takes its value from the latest document that
-    # carries it (NULL is a value); columns keep the order they first appeared in. Keys are
-    # merged in partitions sized to the log, so memory stays bounded on any log.
-    events_total = con.execute("SELECT count(*) FROM live").fetchall()[0][0]
-    parts = max(1, -(-events_total // MERGE_PARTITION_EVENTS))
-    merged_parts = [
-        con.sql(
-            f"""
-            WITH todo AS (
-                SELECT DISTINCT entity, key FROM docs
-                WHERE hash(entity, key) % {parts} = {part}
-                  AND (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
-            ), members AS (
-                SELECT d.entity, d.key, d.o, j.key AS f, j.id AS pos, j.value AS v
-                FROM docs d SEMI JOIN todo t ON t.entity = d.entity AND t.key = d.key, json_each(d.d) j
-            ), latest AS (
-                SELECT entity, key, f, arg_max(v, o) AS v, min({{'o': o, 'p': pos}}) AS first
-                FROM members GROUP BY entity, key, f
-            )
-            SELECT t.entity, t.key,
-                   coalesce(to_json(map_from_entries(list({{'key': l.f, 'value': l.v}} ORDER BY l.first)
-                                                     FILTER (WHERE l.f IS NOT NULL)))::VARCHAR, '{{}}') AS state,
-                   FALSE AS canonical
-            FROM todo t LEFT JOIN latest l ON l.entity = t.entity AND l.key = t.key
-            GROUP BY t.entity, t.key"""
-        ).to_arrow_table()
-        for part in range(parts)
-    ]
+    entities = con.execute(
+        """SELECT entity, sum(n)::BIGINT, list_sort(list_distinct(flatten(list(cols))))
+           FROM (SELECT entity, cols, count(*) AS n FROM docs GROUP BY entity, cols) GROUP BY entity ORDER BY entity"""
+    ).fetchall()
+    merged_parts = [_merge_entity(con, ent, names, docs) for ent, docs, names in entities]
     rest = con.sql(
         """
         WITH whole AS (
             SELECT entity, key, rdata AS state FROM agg WHERE last = r AND rdata IS NOT NULL
+            UNION ALL
+            SELECT u.entity, u.key, u.d FROM updates u JOIN starts s USING (entity, key)
+            WHERE s.start = s.last AND u.o = s.last
         ), untouched AS (
             SELECT b.entity, b.key, b.state, TRUE AS canonical FROM base_live b
             WHERE b.key IS NOT NULL
@@ -384,6 +403,51 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
         slow = slow.append_column("canonical", pa.array([False] * slow.num_rows))
         fast = pa.concat_tables([fast, slow.cast(fast.schema)])
     return canonical_state(con, fast)
+
+
+def _merge_entity(con: duckdb.DuckDBPyConnection, entity: str, names: list[str], docs: int) -> pa.Table:
+    """The merged rows of one entity's keys in ``orders``, from their documents in ``docs``.
+
+    Column by column: each column takes its value from the latest document that carries it (a
+    JSON null is a value); one parse of each document extracts every column. Keys are merged in
+    partitions sized to their documents, so memory stays bounded on any log. An entity with more
+    distinct columns than one aggregation should carry is left to the exact fold.
+    """
+    import pyarrow as pa
+
+    ent = sql_string(entity)
+    if len(names) > MERGE_MAX_COLUMNS:
+        con.execute(f"INSERT INTO slow_keys SELECT entity, key FROM orders WHERE entity = {ent}")
+        return pa.table({"entity": [], "key": [], "state": [], "canonical": []},
+                        schema=_state_schema().append(pa.field("canonical", pa.bool_())))  # fmt: skip
+    columns = "[" + ", ".join(sql_string(n) for n in names) + "]"
+    paths = "[" + ", ".join(json_path(n) for n in names) + "]"
+    latest = ", ".join(f"arg_max(vs[{i}], o) FILTER (WHERE vs[{i}] IS NOT NULL)" for i in range(1, len(names) + 1))
+    parts = max(1, -(-docs // MERGE_PARTITION_DOCS)) if names else 1
+    tables = []
+    for part in range(parts):
+        values = (
+            f"""SELECT key, [{latest}] AS vals FROM (
+                    SELECT key, o, json_extract(d, {paths}) AS vs FROM docs
+                    WHERE entity = {ent} AND hash(key) % {parts} = {part})
+                GROUP BY key"""
+            if names
+            else f"SELECT key, []::JSON[] AS vals FROM orders WHERE entity = {ent}"
+        )
+        tables.append(con.sql(
+            f"""SELECT o.entity, o.key,
+                       coalesce(to_json(map_from_entries(list_transform(o.names,
+                           lambda c: {{'key': c, 'value': v.vals[list_position({columns}, c)]}})))::VARCHAR, '{{}}') AS state,
+                       FALSE AS canonical
+                FROM ({values}) v JOIN orders o ON o.entity = {ent} AND o.key = v.key"""
+        ).to_arrow_table())
+    return pa.concat_tables(tables)
+
+
+def _unmergeable(doc: str, cols: str) -> str:
+    """SQL: the JSON document is not an object, is a path patch, or repeats a member."""
+    return (f"(NOT regexp_matches({doc}, '^\\s*\\{{') OR coalesce(starts_with({cols}[1], '$'), FALSE)"
+            f" OR len({cols}) <> len(list_distinct({cols})))")
 
 
 def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:

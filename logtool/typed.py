@@ -87,7 +87,8 @@ def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
 # --------------------------------------------------------------------------- DuckDB
 
 
-def _path(name: str) -> str:
+def json_path(name: str) -> str:
+    """A SQL string literal: the JSON path of a top-level member, quoted whatever its name."""
     return sql_string('$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
@@ -95,27 +96,38 @@ def _typed_in_duckdb(con: Any, part: pa.Table) -> pa.Table:
     import pyarrow as pa
 
     rows = part  # noqa: F841 - read by the queries
+    # Columns in the order they first appear: rows share few shapes, so the order is read from
+    # the shapes, in the order of their first row.
+    names: dict[str, None] = {}
+    for (cols,) in con.execute(
+        """SELECT cols FROM (SELECT row_number() OVER () AS rn, json_keys(state) AS cols FROM rows)
+           GROUP BY cols ORDER BY min(rn)"""
+    ).fetchall():
+        names.update(dict.fromkeys(cols))
+    if not names:
+        return pa.table({"key": part.column("key")})
+    # One parse of each row extracts every column; the values are then measured column by column.
+    extract = f"SELECT key, json_extract(state, [{', '.join(json_path(n) for n in names)}]) AS vs FROM rows"
     specials = "(" + ", ".join(sql_string(s) for s in SPECIAL_FLOATS) + ")"
-    stats = con.execute(
-        f"""WITH m AS (
-                SELECT r.rn, e.key AS k, e.id AS pos, e.type AS t, e.value::VARCHAR AS v, e.value ->> '$' AS a
-                FROM (SELECT row_number() OVER () AS rn, state FROM rows) r, json_each(r.state) e)
-            SELECT k, min(rn * 1000000 + pos) AS first, list(DISTINCT t) AS types,
-                   bool_or(t = 'VARCHAR' AND a IN {specials}) AS special,
-                   bool_or(t = 'VARCHAR' AND a NOT IN {specials}) AS plain,
-                   bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')) AS exponent,
-                   bool_or(t = 'UBIGINT' AND TRY_CAST(v AS BIGINT) IS NULL) AS out_of_range,
-                   max(CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT')
-                            THEN length(split_part(ltrim(v, '-'), '.', 1)) END) AS int_digits,
-                   max(CASE WHEN t = 'DOUBLE' AND contains(v, '.') THEN length(split_part(v, '.', 2)) ELSE 0 END) AS scale
-            FROM m GROUP BY k ORDER BY first"""
+    found = con.execute(
+        f"""WITH m AS (SELECT unnest(range(1, {len(names) + 1})) AS i, unnest(vs) AS j FROM ({extract})),
+                 d AS (SELECT i, json_type(j) AS t, j::VARCHAR AS v, j ->> '$' AS a FROM m WHERE j IS NOT NULL)
+            SELECT i, list(DISTINCT t), bool_or(t = 'VARCHAR' AND a IN {specials}),
+                   bool_or(t = 'VARCHAR' AND a NOT IN {specials}),
+                   bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')),
+                   bool_or(t = 'UBIGINT' AND TRY_CAST(v AS BIGINT) IS NULL),
+                   max(CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN length(split_part(ltrim(v, '-'), '.', 1)) END),
+                   max(CASE WHEN t = 'DOUBLE' AND contains(v, '.') THEN length(split_part(v, '.', 2)) ELSE 0 END)
+            FROM d GROUP BY i"""
     ).fetchall()
+    measured = {i: rest for i, *rest in found}
     fields = [pa.field("key", pa.string())]
     columns = ["key"]
-    for k, _first, types, special, plain, exponent, out_of_range, int_digits, scale in stats:
+    for i, k in enumerate(names):
+        types, special, plain, exponent, out_of_range, int_digits, scale = measured[i + 1]
         s = FieldStats(exponent=bool(exponent), out_of_range=bool(out_of_range), int_digits=int_digits or 1,
                        scale=scale or 0)  # fmt: skip
-        for t in types:
+        for t in types or []:
             if t == "BOOLEAN":
                 s.kinds.add("bool")
             elif t in ("UBIGINT", "BIGINT"):
@@ -130,13 +142,15 @@ def _typed_in_duckdb(con: Any, part: pa.Table) -> pa.Table:
             s.kinds.add("string")
         kind = decide(s)
         fields.append(arrow_field(k, kind))
-        columns.append(f"{_value_sql(_path(k), kind)} AS c{len(columns)}")
-    table = con.sql(f"SELECT {', '.join(columns)} FROM rows").to_arrow_table()
+        columns.append(f"{_value_sql(f'vs[{i + 1}]', kind)} AS c{len(columns)}")
+    # MATERIALIZED: each row is parsed once, not once for each column
+    table = con.sql(f"WITH v AS MATERIALIZED ({extract}) SELECT {', '.join(columns)} FROM v").to_arrow_table()
     return pa.Table.from_arrays([table.column(i) for i in range(table.num_columns)], schema=pa.schema(fields))
 
 
-def _value_sql(path: str, kind: tuple[str, int, int]) -> str:
-    text = f"json_extract_string(state, {path})"
+def _value_sql(value: str, kind: tuple[str, int, int]) -> str:
+    """SQL: a column's typed value from its JSON value (NULL where the row lacks the column)."""
+    text = f"({value} ->> '$')"
     if kind[0] == "bool":
         return f"TRY_CAST({text} AS BOOLEAN)"
     if kind[0] == "string":
@@ -147,7 +161,7 @@ def _value_sql(path: str, kind: tuple[str, int, int]) -> str:
         return f"CAST({text} AS DECIMAL({kind[1]}, {kind[2]}))"
     if kind[0] == "float64":
         return f"CAST({text} AS DOUBLE)"  # DuckDB reads 'NaN', 'Infinity' and '-Infinity' as such
-    return f"CASE WHEN coalesce(json_type(state, {path}), 'NULL') = 'NULL' THEN NULL ELSE json_extract(state, {path})::VARCHAR END"
+    return f"CASE WHEN coalesce(json_type({value}), 'NULL') = 'NULL' THEN NULL ELSE {value}::VARCHAR END"
 
 
 # --------------------------------------------------------------------------- Python

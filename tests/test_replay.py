@@ -188,6 +188,51 @@ def test_patch_of_a_key_without_state_starts_from_an_empty_row(store: Path) -> N
     assert rows(replay(store)) == {"1": {"a": 1, "b": 2}}
 
 
+def test_a_full_update_replaces_the_row_and_later_patches_merge_on_it(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1, "b": 2}},
+        {"key": 1, "op": "patch", "data": {"b": 3}},
+        {"key": 1, "op": "update", "data": {"a": 4, "b": 5}},
+        {"key": 1, "op": "patch", "data": {"a": None}},
+    ])  # fmt: skip
+    assert texts(replay(store)) == {("t", "1"): '{"a":null,"b":5}'}
+
+
+def test_columns_keep_the_order_they_first_appeared_in(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1, "b": 2}},
+        {"key": 1, "op": "update", "data": {"b": 3, "a": 4}},  # same columns, another order
+        {"key": 2, "op": "insert", "data": {"a": 1, "b": 2}},
+        {"key": 2, "op": "patch", "data": {"z": 0, "c": 9}},  # adds columns
+        {"key": 2, "op": "update", "data": {"a": 5, "b": 6}},  # the base's columns, not the added ones
+        {"key": 2, "op": "patch", "data": {"c": 8}},
+    ])  # fmt: skip
+    assert texts(replay(store)) == {("t", "1"): '{"a":4,"b":3}', ("t", "2"): '{"a":5,"b":6,"z":0,"c":8}'}
+
+
+def test_an_entity_too_wide_for_one_merge_is_folded_exactly(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = [
+        {"key": 1, "op": "insert", "data": {"a": 1, "b": 2, "c": 3}},
+        {"key": 1, "op": "patch", "data": {"d": 4, "b": None}},
+        {"key": 2, "op": "insert", "data": {"a": 1}},
+        {"key": 2, "op": "update", "data": {"a": 2}},
+    ]
+    write_events(store, events)
+    merged = replay(store, use_snapshots=False)
+    monkeypatch.setattr(sys.modules["logtool.replay"], "MERGE_MAX_COLUMNS", 2)
+    folded = replay(store, use_snapshots=False)
+    assert texts(folded) == texts(merged) == {("t", "1"): '{"a":1,"b":null,"c":3,"d":4}', ("t", "2"): '{"a":2}'}
+    assert folded.digest == merged.digest
+
+
+def test_a_payload_repeating_a_member_is_folded_exactly(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1}},
+        {"key": 1, "op": "patch", "data": '{"a":2,"a":3}'},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"a": 3}}
+
+
 def test_delete_and_tombstone_remove_the_row(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"a": 1}},
