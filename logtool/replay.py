@@ -44,7 +44,7 @@ from .typed import LONG_NUMBER, json_path  # noqa: E402
 
 RESETS = ("insert", "read", "upsert", "delete")
 MERGE_PARTITION_DOCS = 1_000_000  # documents per merge pass: bounds the memory a replay needs
-MERGE_MAX_COLUMNS = 1_000  # distinct columns one SQL merge takes; wider entities are folded in Python
+MERGE_MAX_COLUMNS = 500  # distinct columns one SQL merge pass takes; a wider entity is folded in Python
 MERGES = ("update", "patch")
 Progress = Callable[[int, int | None], None]
 
@@ -320,7 +320,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     # snapshot's row, or nothing. A document the SQL merge cannot take sends its key to the fold.
     con.execute(
         f"""CREATE TEMP TABLE bases AS
-            SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} AS slow
+            SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} OR len(cols) <> len(list_distinct(cols)) AS slow
             FROM (SELECT a.entity, a.key, a.r, d, CASE WHEN regexp_matches(d, '^\\s*\\{{') THEN json_keys(d) END AS cols
                   FROM (SELECT a.*, coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{{}}') AS d
                         FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
@@ -330,8 +330,8 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     # when no update before it added a column: the merge can start there.
     con.execute(
         f"""CREATE TEMP TABLE updates AS
-            SELECT entity, key, o, d, cols, {_unmergeable("d", "cols")} AS slow,
-                   cols = base_cols AS whole, NOT list_has_all(base_cols, cols) AS widens
+            SELECT entity, key, o, d, cols, {_unmergeable("d", "cols")} AS slow, cols = base_cols AS whole,
+                   CASE WHEN cols = base_cols THEN FALSE ELSE NOT list_has_all(base_cols, cols) END AS widens
             FROM (SELECT e.entity, e.key, e."offset" AS o, e.data AS d, b.cols AS base_cols,
                          CASE WHEN regexp_matches(e.data, '^\\s*\\{{') THEN json_keys(e.data) END AS cols
                   FROM bases b JOIN live e ON e.entity = b.entity AND e.key = b.key AND e."offset" > coalesce(b.r, -1))"""
@@ -367,9 +367,11 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
                             WHERE widens GROUP BY entity, key) w USING (entity, key)
                  WHERE s.start < s.last)"""
     )
-    # A number DuckDB would read through float64, in a document the merge reads: the key is folded.
+    # A number DuckDB would read through float64, or a member repeated, in a document the merge
+    # reads: the key is folded.
     con.execute(
-        f"""INSERT INTO slow_keys SELECT DISTINCT entity, key FROM docs WHERE regexp_matches(d, '{LONG_NUMBER}');
+        f"""INSERT INTO slow_keys SELECT DISTINCT entity, key FROM docs
+            WHERE regexp_matches(d, '{LONG_NUMBER}') OR len(cols) <> len(list_distinct(cols));
             DELETE FROM orders WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
     )
     if progress:
@@ -378,7 +380,12 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
         """SELECT entity, sum(n)::BIGINT, list_sort(list_distinct(flatten(list(cols))))
            FROM (SELECT entity, cols, count(*) AS n FROM docs GROUP BY entity, cols) GROUP BY entity ORDER BY entity"""
     ).fetchall()
-    merged_parts = [_merge_entity(con, ent, names, docs) for ent, docs, names in entities]
+    # An entity with more distinct columns than one aggregation should carry is left to the fold.
+    for ent, _docs, names in entities:
+        if len(names) > MERGE_MAX_COLUMNS:
+            con.execute(f"INSERT INTO slow_keys SELECT entity, key FROM orders WHERE entity = {sql_string(ent)}")
+    narrow = [e for e in entities if len(e[2]) <= MERGE_MAX_COLUMNS]
+    merged_parts = [_merge(con, group, names, docs) for group, names, docs in _merge_groups(narrow)]
     rest = con.sql(
         """
         WITH whole AS (
@@ -405,49 +412,62 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     return canonical_state(con, fast)
 
 
-def _merge_entity(con: duckdb.DuckDBPyConnection, entity: str, names: list[str], docs: int) -> pa.Table:
-    """The merged rows of one entity's keys in ``orders``, from their documents in ``docs``.
+def _merge(con: duckdb.DuckDBPyConnection, entities: list[str], names: list[str], docs: int) -> pa.Table:
+    """The merged rows of the keys in ``orders`` of some entities, from their documents in ``docs``.
 
     Column by column: each column takes its value from the latest document that carries it (a
     JSON null is a value); one parse of each document extracts every column. Keys are merged in
-    partitions sized to their documents, so memory stays bounded on any log. An entity with more
-    distinct columns than one aggregation should carry is left to the exact fold.
+    partitions sized to their documents, so memory stays bounded on any log.
     """
     import pyarrow as pa
 
-    ent = sql_string(entity)
-    if len(names) > MERGE_MAX_COLUMNS:
-        con.execute(f"INSERT INTO slow_keys SELECT entity, key FROM orders WHERE entity = {ent}")
-        return pa.table({"entity": [], "key": [], "state": [], "canonical": []},
-                        schema=_state_schema().append(pa.field("canonical", pa.bool_())))  # fmt: skip
+    which = "(" + ", ".join(sql_string(e) for e in entities) + ")"
+    if not names:
+        return con.sql(
+            f"SELECT entity, key, '{{}}' AS state, FALSE AS canonical FROM orders WHERE entity IN {which}"
+        ).to_arrow_table()
     columns = "[" + ", ".join(sql_string(n) for n in names) + "]"
     paths = "[" + ", ".join(json_path(n) for n in names) + "]"
     latest = ", ".join(f"arg_max(vs[{i}], o) FILTER (WHERE vs[{i}] IS NOT NULL)" for i in range(1, len(names) + 1))
-    parts = max(1, -(-docs // MERGE_PARTITION_DOCS)) if names else 1
+    parts = max(1, -(-docs // MERGE_PARTITION_DOCS))
     tables = []
     for part in range(parts):
-        values = (
-            f"""SELECT key, [{latest}] AS vals FROM (
-                    SELECT key, o, json_extract(d, {paths}) AS vs FROM docs
-                    WHERE entity = {ent} AND hash(key) % {parts} = {part})
-                GROUP BY key"""
-            if names
-            else f"SELECT key, []::JSON[] AS vals FROM orders WHERE entity = {ent}"
-        )
+        # MATERIALIZED: each document is parsed once, not once for each use of its values
         tables.append(con.sql(
-            f"""SELECT o.entity, o.key,
+            f"""WITH x AS MATERIALIZED (
+                    SELECT entity, key, o, json_extract(d, {paths}) AS vs FROM docs
+                    WHERE entity IN {which} AND hash(entity, key) % {parts} = {part}
+                ), v AS (SELECT entity, key, [{latest}] AS vals FROM x GROUP BY entity, key)
+                SELECT o.entity, o.key,
                        coalesce(to_json(map_from_entries(list_transform(o.names,
                            lambda c: {{'key': c, 'value': v.vals[list_position({columns}, c)]}})))::VARCHAR, '{{}}') AS state,
                        FALSE AS canonical
-                FROM ({values}) v JOIN orders o ON o.entity = {ent} AND o.key = v.key"""
+                FROM v JOIN orders o ON o.entity = v.entity AND o.key = v.key"""
         ).to_arrow_table())
     return pa.concat_tables(tables)
 
 
+def _merge_groups(entities: list[tuple[str, int, list[str]]]) -> Iterator[tuple[list[str], list[str], int]]:
+    """Entities (name, documents, columns) packed into merge groups of at most MERGE_MAX_COLUMNS
+    columns in all: entities sharing columns share a pass."""
+    group: list[str] = []
+    names: dict[str, None] = {}
+    docs = 0
+    for entity, count, cols in sorted(entities, key=lambda e: e[2]):
+        wider = names | dict.fromkeys(cols)
+        if group and len(wider) > MERGE_MAX_COLUMNS:
+            yield group, list(names), docs
+            group, names, docs, wider = [], {}, 0, dict.fromkeys(cols)
+        group.append(entity)
+        names = wider
+        docs += count
+    if group:
+        yield group, list(names), docs
+
+
 def _unmergeable(doc: str, cols: str) -> str:
-    """SQL: the JSON document is not an object, is a path patch, or repeats a member."""
-    return (f"(NOT regexp_matches({doc}, '^\\s*\\{{') OR coalesce(starts_with({cols}[1], '$'), FALSE)"
-            f" OR len({cols}) <> len(list_distinct({cols})))")
+    """SQL: the JSON document is not an object or is a path patch."""
+    return f"(NOT regexp_matches({doc}, '^\\s*\\{{') OR coalesce(starts_with({cols}[1], '$'), FALSE))"
 
 
 def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
