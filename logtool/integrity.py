@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,15 +34,28 @@ def _leaf_columns() -> list[tuple[str, Any]]:
     return leaves
 
 
-def digest_sql() -> str:
-    """The SQL expression (over a table with the event columns) that gives each event's digest."""
+def digest_sql(null_columns: Collection[str] = ()) -> str:
+    """The SQL expression (over a table with the event columns) that gives each event's digest.
+
+    ``null_columns`` names leaf columns (``"txn"."id"`` as ``txn.id``) known to be NULL in every
+    row of the table the expression runs on: their part is the constant ``|-``.
+    """
     import pyarrow as pa
 
-    parts = ["hex(salt)"]
+    # one concat() per event: chained || builds every intermediate string and costs twice as much
+    parts = []
     for col, typ in _leaf_columns():
+        if col.replace('"', "") in null_columns:
+            parts.append("'|-'")
+            continue
         text = f"epoch_us({col})::VARCHAR" if pa.types.is_timestamp(typ) else f"{col}::VARCHAR"
-        parts.append(f"coalesce(length({text})::VARCHAR || ':' || {text}, '-')")
-    return "unhex(sha256(" + " || '|' || ".join(parts) + "))"
+        parts.append(f"CASE WHEN {col} IS NULL THEN '|-' ELSE concat('|', length({text}), ':', {text}) END")
+    return "unhex(sha256(hex(salt) || concat(" + ", ".join(parts) + ")))"
+
+
+def leaf_names() -> list[str]:
+    """The leaf columns a digest covers, as ``name`` or ``struct.member``."""
+    return [col.replace('"', "") for col, _typ in _leaf_columns()]
 
 
 def digests_hash(digests: pa.Array | pa.ChunkedArray, h: Any | None = None) -> Any:

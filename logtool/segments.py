@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ class SegmentWriter:
         self._min: int | None = None
         self._max: int | None = None
         self._ts: list[Any] = []
-        self._sql = f"SELECT * EXCLUDE (digest), {digest_sql()} AS digest FROM incoming"
+        self._digest_sqls: dict[frozenset[str], str] = {}
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append a batch (input schema) to the log."""
@@ -107,10 +107,12 @@ class SegmentWriter:
             pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]
         ).cast(pa.binary())
         columns["digest"] = pa.nulls(n, pa.binary())
+        table = pa.Table.from_pydict(columns, schema=self.schema)
         incoming = pa.Table.from_batches(  # noqa: F841 - read by the query, batch by batch on every core
-            pa.Table.from_pydict(columns, schema=self.schema).to_batches(max_chunksize=32768)
+            table.to_batches(max_chunksize=32768)
         )
-        table = self.con.sql(self._sql).to_arrow_table().cast(self.schema)
+        digest = self.con.sql(f"SELECT {self._digest_sql(table)} AS digest FROM incoming").to_arrow_table().column(0)
+        table = table.set_column(self.schema.get_field_index("digest"), "digest", digest.cast(pa.binary()))
         start = 0
         while start < n:
             if self._writer is None:
@@ -122,6 +124,13 @@ class SegmentWriter:
                 self._finish()
         if self.on_rows:
             self.on_rows(n)
+
+    def _digest_sql(self, table: pa.Table) -> str:
+        """The digest expression for this table: columns NULL in every row cost nothing."""
+        nulls = frozenset(name for name, column in _leaves(table) if column.null_count == len(column))
+        if nulls not in self._digest_sqls:
+            self._digest_sqls[nulls] = digest_sql(nulls)
+        return self._digest_sqls[nulls]
 
     def _check_source_offsets(self, batch: pa.RecordBatch, offsets: pa.Array) -> None:
         import numpy as np
@@ -192,6 +201,21 @@ class SegmentWriter:
         for p in paths:
             p.unlink(missing_ok=True)
         self.entries = []
+
+
+def _leaves(table: pa.Table) -> Iterator[tuple[str, pa.ChunkedArray]]:
+    """Every leaf column of a table, as ``name`` or ``struct.member``, a member NULL where its
+    struct is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for field in table.schema:
+        column = table.column(field.name)
+        if pa.types.is_struct(field.type):
+            for child in field.type:
+                yield f"{field.name}.{child.name}", pc.struct_field(column, child.name)
+        else:
+            yield field.name, column
 
 
 def segment_entry(

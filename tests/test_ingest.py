@@ -542,6 +542,34 @@ def test_payload_text_does_not_depend_on_the_path(
     assert [e["data"] for e in _rows(query, store)] == ['{"a":[1,2],"s":"ü"}', '{"a":[1,2],"s":"ü","n":1.10}']
 
 
+def test_exact_numbers_in_every_payload_column_whatever_the_line_looks_like(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    lines = [
+        # spaced, numbers that look alike inside strings
+        '{"id": -0, "prev": 1.50, "d": {"a": [-0, 1.10], "s": "x 1.50", "t": "-0"}, "m": 2.50}',
+        # escaped strings around the numbers, a quote before a number inside a string
+        '{"id":1.50,"prev":-0,"d":{"a":"\\u00fc","n":-0,"e":1E+05,"q":"\\"1.0"},"m":"\\"q\\" 1.0"}',
+        # a line that holds the mark the SQL path uses for numbers: cut by Python, same text
+        '{"id":"\\u0001","prev":1e5,"d":[1.10,"\\u00011.5",-0],"m":{"k":-0,"s":" 2.0"}}',
+        # a key that is an object, a number that is an integer
+        '{"id":{"k":[1.0,-0]},"prev":7,"d":null,"m":null}',
+    ]
+    f = write_lines(tmp_path / "n.jsonl", lines)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--prev-key-field", "prev", "--data-field", "d",
+            "--meta-field", "m")  # fmt: skip
+    assert r.code == 0, r.err
+    rows = _rows(query, store, "key, prev_key, data, meta")
+    assert rows == [
+        {"key": "-0", "prev_key": "1.50", "data": '{"a":[-0,1.10],"s":"x 1.50","t":"-0"}', "meta": '{"m":2.50}'},
+        {"key": "1.50", "prev_key": "-0", "data": '{"a":"ü","n":-0,"e":1E+05,"q":"\\"1.0"}',
+         "meta": '{"m":"\\"q\\" 1.0"}'},
+        {"key": "\x01", "prev_key": "1e5", "data": '[1.10,"\\u00011.5",-0]', "meta": '{"m":{"k":-0,"s":" 2.0"}}'},
+        {"key": '{"k":[1.0,-0]}', "prev_key": "7", "data": None, "meta": None},
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------- bad input
 
 GOOD_1 = '{"id":1,"ts":"2024-01-01T00:00:00Z"}'

@@ -1,15 +1,17 @@
 """Generic JSON lines with a field mapping (``--key-field``, ``--ts-field``, ...).
 
 The mapping runs as one DuckDB query per chunk of lines, so ingest is vectorized. DuckDB
-re-reads JSON numbers through float64 where they are decimals, so a line whose numbers could
-change that way (exponents, trailing zeros, long decimals) has its payload columns rebuilt by the
-exact Python path instead: every value survives byte for byte.
+re-reads JSON numbers through float64 where they are decimals, so in a line whose numbers could
+change that way (exponents, trailing zeros, long decimals, -0) the query first turns every number
+into a marked string, and takes the marks off again in the payload text: every value survives
+byte for byte. The rare line that already holds the mark has its payload cut by Python instead.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..engine import sql_string
@@ -19,6 +21,7 @@ from .base import (
     BadRecord,
     Mapping,
     Report,
+    RawNumber,
     Source,
     dumps_exact,
     iter_line_chunks,
@@ -34,7 +37,15 @@ if TYPE_CHECKING:
 # A number DuckDB might print differently: an exponent, a fraction ending in 0, a long decimal,
 # negative zero. Matches inside strings too; that only costs speed.
 _UNSAFE_NUMBER = r"[0-9][eE][-+0-9]|\.[0-9]*0([^0-9]|$)|\.0{5}|[0-9]{8}\.|\.[0-9]{8}|-0([^.0-9]|$)"
-
+# Turns every number outside strings into the string "\u0001<number as written>", so DuckDB carries
+# it through unchanged; the marker is taken off again in the payload text (_UNMARK). Strings are
+# skipped whole (escapes included), and the final `$` alternative ends each replacement pass at the
+# end of the line, so no match ever starts inside a string (it appends one "\u0001", cut off after).
+_MARK = r'((?:"(?:[^"\\]|\\.)*"|[^"0-9])*?)(-?[0-9][-+.0-9eE]*|$)'
+_MARK_AS = '\\1"\\\\u0001\\2"'
+_UNMARK = r'"\\u0001([^"]*)"'
+# A line that already holds the marker (escaped, or raw) cannot be marked: Python rebuilds it.
+_HOLDS_MARK = "(contains(line, chr(1)) OR contains(line, '\\u0001'))"
 
 PARALLEL_ROWS = 32768
 
@@ -45,31 +56,55 @@ def _path(name: str) -> str:
 
 def _scalar(expr: str) -> str:
     """JSON value -> text: strings bare, everything else as its JSON text."""
-    return f"(CASE WHEN json_type({expr}) = 'VARCHAR' THEN {expr} ->> '$' ELSE {expr}::VARCHAR END)"
+    return f"(CASE WHEN starts_with({expr}, '\"') THEN {expr} ->> '$' ELSE {expr}::VARCHAR END)"
 
 
 def _absent(expr: str) -> str:
-    return f"({expr} IS NULL OR json_type({expr}) = 'NULL')"
+    return f"({expr} IS NULL OR {expr}::VARCHAR = 'null')"
+
+
+def _number(expr: str) -> str:
+    """Is this JSON text a number? (It starts with '-' or a digit: between '-' and ':' in ASCII.)"""
+    return f"({expr}::VARCHAR >= '-' AND {expr}::VARCHAR < ':')"
 
 
 def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: str) -> str:
-    """The query that maps a ``chunk(line_no, line)`` table of JSON object lines to events.
+    """The query that maps a ``chunk(idx, line_no, line)`` table of JSON object lines to events.
 
-    Every row comes out with a ``reason`` (null when the record is good) and ``unsafe`` (the
-    payload must be rebuilt exactly).
+    Every row comes out with its ``idx``, a ``reason`` (null when the record is good, '' for a
+    blank line) and ``rebuild`` (the payload must be rebuilt exactly in Python). Payload columns
+    (key, prev_key, data, meta) keep every number as written: where a line holds a number DuckDB
+    would re-print, they are taken from the line with its numbers marked as strings.
     """
     fields: list[str] = []
+    payload: list[str] = []  # fields whose JSON text goes into a payload column
 
-    def f(name: str) -> str:
+    def f(name: str, into_payload: bool = False) -> str:
         if name not in fields:
             fields.append(name)
+        if into_payload and name not in payload:
+            payload.append(name)
         return f"f[{fields.index(name) + 1}]"
+
+    def p(name: str, marked: bool) -> str:
+        """A payload field's JSON text, from the marked line or not."""
+        f(name, True)
+        return f"fm[{payload.index(name) + 1}]" if marked else f(name)
 
     checks: list[tuple[str, str]] = []  # (condition that makes the record bad, reason SQL)
 
+    def exact(build: Callable[[bool], str], unmark: str) -> str:
+        """A payload expression built from the plain fields, or from the marked ones (unmarked by
+        the ``unmark`` SQL template) where the line was marked."""
+        return f"(CASE WHEN marked IS NULL THEN {build(False)} ELSE {unmark.format(build(True))} END)"
+
+    unmark_json = f"regexp_replace({{}}, {sql_string(_UNMARK)}, '\\1', 'g')"
+    # key text: a number is the marked string itself; an object or list is JSON text
+    unmark_key = f"replace({unmark_json}, chr(1), '')"
+
     if mapping.prev_key_field:
-        pk = f(mapping.prev_key_field)
-        prev_key = f"(CASE WHEN {_absent(pk)} THEN NULL ELSE {_scalar(pk)} END)"
+        name = mapping.prev_key_field
+        prev_key = exact(lambda m: f"(CASE WHEN {_absent(p(name, m))} THEN NULL ELSE {_scalar(p(name, m))} END)", unmark_key)
     else:
         prev_key = "NULL::VARCHAR"
 
@@ -85,10 +120,17 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         t = f(mapping.ts_field)
         unit = mapping.ts_unit or "s"
         scale = "0.001" if unit == "ns" else str(TS_UNITS[unit])
-        numeric = f"(json_type({t}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') OR regexp_full_match({t} ->> '$', '-?[0-9]+(\\.[0-9]+)?'))"
+
+        text = f"({t} ->> '$')"
+
+        def epoch(number: str) -> str:
+            return f"make_timestamp(TRY_CAST(trunc(TRY_CAST({number} AS DECIMAL(38, 9)) * {scale}) AS BIGINT))::TIMESTAMPTZ"
+
+        # a string of digits is an epoch number too; no such string casts to a timestamp, so the
+        # pattern is only tried where the cast failed
         ts_expr = (
-            f"(CASE WHEN {numeric} THEN make_timestamp(TRY_CAST(trunc(TRY_CAST({t} ->> '$' AS DECIMAL(38, 9)) * {scale}) AS BIGINT))::TIMESTAMPTZ "
-            f"ELSE TRY_CAST({t} ->> '$' AS TIMESTAMPTZ) END)"
+            f"(CASE WHEN {_number(t)} THEN {epoch(f'{t}::VARCHAR')} ELSE coalesce(TRY_CAST({text} AS TIMESTAMPTZ), "
+            f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.[0-9]+)?') THEN {epoch(text)} END) END)"
         )
         checks.append((_absent(t), sql_string(f"missing timestamp field {mapping.ts_field!r}")))
         checks.append(("v_ts IS NULL", f"'unparseable timestamp ' || {t}::VARCHAR"))
@@ -96,12 +138,18 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         ts_expr = "NULL::TIMESTAMPTZ"
 
     if mapping.data_field:
-        d = f(mapping.data_field)
-        data_expr = f"(CASE WHEN {_absent(d)} THEN NULL ELSE {d}::VARCHAR END)"
+        name = mapping.data_field
+        data_expr = exact(lambda m: f"nullif({p(name, m)}::VARCHAR, 'null')", unmark_json)
+        data_present = f"NOT {_absent(f(name))}"
     else:
         drop = mapping.mapped_fields()
         patch = "{" + ",".join('"' + n.replace('"', '\\"') + '":null' for n in drop) + "}"
-        data_expr = f"json_merge_patch(line, {sql_string(patch)})::VARCHAR" if drop else "json(line)::VARCHAR"
+        data_expr = exact(
+            lambda m: (f"json_merge_patch({'marked' if m else 'line'}, {sql_string(patch)})::VARCHAR" if drop
+                       else f"json({'marked' if m else 'line'})::VARCHAR"),
+            unmark_json,
+        )  # fmt: skip
+        data_present = "TRUE"
 
     if mapping.type_field:
         typ = f"(CASE WHEN {_absent(f(mapping.type_field))} THEN NULL ELSE {_scalar(f(mapping.type_field))} END)"
@@ -117,7 +165,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         )
     else:
         default = "'event'" if mapping.type_field else "'upsert'"
-        op_expr = f"(CASE WHEN {data_expr} IS NULL THEN 'delete' ELSE {default} END)"
+        op_expr = f"(CASE WHEN {data_present} THEN {default} ELSE 'delete' END)"
     op = "v_op"
 
     plain = tuple(k for k in mapping.key_fields if ":" not in k)
@@ -127,10 +175,11 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
             ent_name, field_name = spec.split(":", 1)
             scoped.setdefault(ent_name, []).append(field_name)
 
-    def key_of(names: tuple[str, ...] | list[str]) -> str:
+    def key_of(names: tuple[str, ...] | list[str], m: bool) -> str:
         if len(names) == 1:
-            return f"(CASE WHEN {_absent(f(names[0]))} THEN NULL ELSE {_scalar(f(names[0]))} END)"
-        return "json_object(" + ", ".join(f"{sql_string(k)}, {f(k)}" for k in names) + ")::VARCHAR"
+            return f"(CASE WHEN {_absent(p(names[0], m))} THEN NULL ELSE {_scalar(p(names[0], m))} END)"
+        members = [f"{sql_string(dumps_exact(k) + ':')}, coalesce({p(k, m)}::VARCHAR, 'null')" for k in names]
+        return "concat('{', " + ", ',', ".join(members) + ", '}')"
 
     # `ENTITY:FIELD` keys apply to the entity named in full or by its last part (as Mapping.keys_for)
     matches = {
@@ -146,13 +195,25 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     other = " AND ".join(f"NOT {m}" for m in matches.values()) or "TRUE"
     for k in plain:
         checks.append((f"{other} AND {not_truncate} AND {_absent(f(k))}", sql_string(f"missing key field {k!r}")))
-    branches = " ".join(f"WHEN {matches[e]} THEN {key_of(names)}" for e, names in scoped.items())
-    fallback = key_of(plain) if plain else "NULL::VARCHAR"
-    key = f"(CASE WHEN {op} = 'truncate' THEN NULL {branches} ELSE {fallback} END)"  # a truncate has no key
+
+    def key_expr(m: bool) -> str:
+        branches = " ".join(f"WHEN {matches[e]} THEN {key_of(names, m)}" for e, names in scoped.items())
+        fallback = key_of(plain, m) if plain else "NULL::VARCHAR"
+        return f"(CASE WHEN {op} = 'truncate' THEN NULL {branches} ELSE {fallback} END)"  # a truncate has no key
+
+    # a single key is text, a number in it marked as a string; a composite one is JSON text
+    key = exact(key_expr, unmark_key) if mapping.key_fields else "NULL::VARCHAR"
 
     if mapping.meta_fields:
-        members = ", ".join(f"{sql_string(m)}, {f(m)}" for m in mapping.meta_fields)
-        meta = f"nullif(json_merge_patch('{{}}', json_object({members}))::VARCHAR, '{{}}')"
+
+        def meta_of(m: bool) -> str:
+            members = [
+                f"CASE WHEN NOT {_absent(p(name, m))} THEN {sql_string(dumps_exact(name) + ':')} || {p(name, m)}::VARCHAR END"
+                for name in mapping.meta_fields
+            ]
+            return f"nullif(concat('{{', concat_ws(',', {', '.join(members)}), '}}'), '{{}}')"
+
+        meta = exact(meta_of, unmark_json)
     else:
         meta = "NULL::VARCHAR"
 
@@ -166,31 +227,38 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
 
     reasons = " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in checks)
     paths = "[" + ", ".join(_path(n) for n in fields) + "]" if fields else "['$.__none__']"
+    fm = f"json_extract(marked, [{', '.join(_path(n) for n in payload)}])" if payload else "NULL::JSON[]"
     return f"""
-WITH lines AS (
-    SELECT line_no, rtrim(line, chr(13) || chr(10)) AS line FROM chunk
-), parsed AS (
-    SELECT line_no, line, json_valid(line) AS valid FROM lines WHERE trim(line) <> ''
-), typed AS (
-    SELECT *, CASE WHEN valid THEN json_type(line) END AS jtype FROM parsed
+WITH parsed AS (
+    SELECT idx, line_no, line,
+        CASE WHEN NOT json_valid(line) THEN NULL WHEN starts_with(line, '{{') THEN 'OBJECT' ELSE json_type(line) END AS jtype
+    FROM chunk
 ), j AS (
-    SELECT *, CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f FROM typed
+    SELECT idx, line_no, line, jtype,
+        CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f,
+        CASE WHEN jtype = 'OBJECT' AND regexp_matches(line, {sql_string(_UNSAFE_NUMBER)}) THEN
+            CASE WHEN {_HOLDS_MARK} THEN 'python' ELSE 'mark' END END AS exactness
+    FROM parsed
+), marked AS (
+    SELECT *, CASE WHEN exactness = 'mark' THEN left(regexp_replace(line, {sql_string(_MARK)}, {sql_string(_MARK_AS)}, 'g'), -8) END AS marked
+    FROM j
+), fields AS (
+    SELECT *, CASE WHEN marked IS NOT NULL THEN {fm} END AS fm FROM marked
 ), step1 AS (
     SELECT *,
         CASE WHEN jtype = 'OBJECT' THEN {entity_expr} END AS v_entity,
         CASE WHEN jtype = 'OBJECT' THEN {ts_expr} END AS v_ts,
         CASE WHEN jtype = 'OBJECT' THEN {data_expr} END AS v_data
-    FROM j
+    FROM fields
 ), step2 AS (
     SELECT *, CASE WHEN jtype = 'OBJECT' THEN {op_expr} END AS v_op FROM step1
 )
 SELECT
-    line_no,
-    CASE WHEN NOT valid THEN 'broken JSON'
+    idx,
+    CASE WHEN jtype IS NULL THEN (CASE WHEN trim(rtrim(line, chr(13) || chr(10))) = '' THEN '' ELSE 'broken JSON' END)
          WHEN jtype <> 'OBJECT' THEN 'not a JSON object (found ' || lower(jtype) || ')'
          {reasons} END AS reason,
-    regexp_matches(line, {sql_string(_UNSAFE_NUMBER)}) AS unsafe,
-    line,
+    exactness = 'python' AS rebuild,
     CASE WHEN jtype = 'OBJECT' THEN {off} END AS "offset",
     v_ts AS ts,
     v_entity AS entity,
@@ -211,13 +279,28 @@ FROM step2
 
 _STRING = re.compile(r'"[^"\\]*"')
 _SPACE = re.compile(r"\s")
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# as loads_exact, and -0 stays -0 (an int would print it as 0)
+_DECODER = json.JSONDecoder(
+    parse_float=RawNumber,
+    parse_int=lambda text: RawNumber(text) if text == "-0" else int(text),
+    parse_constant=_no_constant,
+)
 
 
 def _compact(raw: str) -> str:
     """A JSON value's text as DuckDB renders it (compact, unescaped), its numbers as written."""
     if "\\" not in raw and not _SPACE.search(_STRING.sub("", raw)):
         return raw  # already compact, nothing escaped: cut as it is
-    return dumps_exact(loads_exact(raw))
+    return dumps_exact(_DECODER.decode(raw))
+
+
+def _scalar_text(text: str) -> str:
+    """A compact JSON value as a key: a string bare, anything else as its JSON text."""
+    return str(loads_exact(text)) if text.startswith('"') else text
 
 
 def exact_fields(
@@ -252,11 +335,18 @@ def exact_fields(
     key = None
     if names and all(value(n) is not None for n in names):
         if len(names) == 1:
-            text = text_of(names[0])
-            key = loads_exact(text) if text.startswith('"') else text
+            key = _scalar_text(text_of(names[0]))
         else:
             key = "{" + ",".join(f"{dumps_exact(n)}:{text_of(n)}" for n in names) + "}"
     return key, data, ("{" + ",".join(meta) + "}") if meta else None
+
+
+def _exact_scalar(line: str, name: str) -> str | None:
+    """One member of the record as a key (see ``_scalar_text``), cut from the line; None if it
+    is absent or null."""
+    spans = [(vs, ve) for n, _ns, vs, ve in object_members(line, {name}) if n == name]
+    text = _compact(line[slice(*spans[0])]) if spans else "null"
+    return None if text == "null" else _scalar_text(text)
 
 
 class RecordMapper:
@@ -270,16 +360,24 @@ class RecordMapper:
         self.schema = input_schema()
         self.con: duckdb.DuckDBPyConnection = engine.connect()
         self.sql = mapping_sql(mapping, format_name, source.name, mapping.default_entity(source))
-        self._reprinted_key = re.compile(r"\{|-?[0-9]+(\.[0-9]*)?[eE.]")
 
     def map(self, line_no: pa.Array, lines: pa.Array) -> pa.RecordBatch | None:
         """Map one chunk; bad records go to ``report``; returns None when nothing is left."""
+        mapped = self.map_table(line_no, lines)
+        return None if mapped is None else mapped.combine_chunks().to_batches()[0]
+
+    def map_table(self, line_no: pa.Array, lines: pa.Array) -> pa.Table | None:
+        """Map one chunk into a table of several batches (not copied into one); bad records go
+        to ``report``; returns None when nothing is left."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
         # several record batches, so DuckDB maps them on every core (it keeps their order)
         chunk = pa.Table.from_batches(  # noqa: F841 - read by the query
-            pa.table({"line_no": line_no, "line": lines}).to_batches(max_chunksize=PARALLEL_ROWS)
+            pa.table(
+                {"idx": pa.array(np.arange(len(lines), dtype=np.int64)), "line_no": line_no, "line": lines}
+            ).to_batches(max_chunksize=PARALLEL_ROWS)
         )
         self.con.register("chunk", chunk)
         out = self.con.sql(self.sql).to_arrow_table()
@@ -287,47 +385,43 @@ class RecordMapper:
         reason = out.column("reason")
         if reason.null_count < len(reason):
             bad = out.filter(pc.is_valid(reason))
-            for n, why, raw in zip(
-                bad.column("line_no").to_pylist(),
-                bad.column("reason").to_pylist(),
-                bad.column("line").to_pylist(),
-                strict=True,
-            ):
-                self.report(BadRecord(self.source.name, n, why, raw.encode()))
+            for i, why in zip(bad.column("idx").to_pylist(), bad.column("reason").to_pylist(), strict=True):
+                if why:  # '' is a blank line: nothing to report
+                    raw = lines[i].as_py().rstrip("\r\n")
+                    self.report(BadRecord(self.source.name, line_no[i].as_py(), why, raw.encode()))
             out = out.filter(pc.is_null(reason))
         if out.num_rows == 0:
             return None
-        unsafe = out.column("unsafe")
-        if pc.any(unsafe).as_py():
-            out = self._rebuild_exact(out)
-        return out.select(self.schema.names).cast(self.schema).combine_chunks().to_batches()[0]
+        if pc.any(out.column("rebuild")).as_py():
+            out = self._rebuild_exact(out, line_no, lines)
+        return out.select(self.schema.names).cast(self.schema)
 
-    def _rebuild_exact(self, out: pa.Table) -> pa.Table:
+    def _rebuild_exact(self, out: pa.Table, line_no: pa.Array, lines: pa.Array) -> pa.Table:
+        """Payload columns cut from the line in Python, where the line could not be marked."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        rows = pc.indices_nonzero(out.column("unsafe")).to_pylist()
+        rows = pc.indices_nonzero(out.column("rebuild")).to_pylist()
         taken = out.take(pa.array(rows))
-        keys = out.column("key").to_pylist()
-        data = out.column("data").to_pylist()
-        meta = out.column("meta").to_pylist()
+        columns = {name: out.column(name).to_pylist() for name in ("key", "prev_key", "data", "meta")}
+        keys, prev_keys, data, meta = columns.values()
         keep = [True] * out.num_rows
-        for i, line, n, ent, op in zip(
-            rows, taken.column("line").to_pylist(), taken.column("line_no").to_pylist(),
-            taken.column("entity").to_pylist(), taken.column("op").to_pylist(), strict=True,
+        for i, at, ent, op in zip(
+            rows, taken.column("idx").to_pylist(), taken.column("entity").to_pylist(), taken.column("op").to_pylist(),
+            strict=True,
         ):  # fmt: skip
-            # the key is cut again only where DuckDB may have re-printed a number in it: a
-            # composite key, or a number that is not an integer (strings and integers are exact)
-            with_key = keys[i] is not None and self._reprinted_key.match(keys[i]) is not None
+            line = lines[at].as_py().rstrip("\r\n")
             try:
-                key, data[i], meta[i] = exact_fields(line, self.mapping, ent, with_key)
+                key, data[i], meta[i] = exact_fields(line, self.mapping, ent)
+                if self.mapping.prev_key_field:
+                    prev_keys[i] = _exact_scalar(line, self.mapping.prev_key_field)
             except ValueError as e:
-                self.report(BadRecord(self.source.name, n, f"invalid JSON: {e}", line.encode()))
+                self.report(BadRecord(self.source.name, line_no[at].as_py(), f"invalid JSON: {e}", line.encode()))
                 keep[i] = False
                 continue
-            if with_key and op != "truncate":
+            if op != "truncate":  # a truncate has no key
                 keys[i] = key
-        for name, values in (("key", keys), ("data", data), ("meta", meta)):
+        for name, values in columns.items():
             out = out.set_column(out.schema.get_field_index(name), name, pa.array(values, pa.string()))
         return out if all(keep) else out.filter(pa.array(keep))
 
