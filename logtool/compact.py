@@ -112,7 +112,7 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
         ) GROUP BY entity, key
     ),
     trunc AS (SELECT entity, max("offset") AS t FROM c WHERE op = 'truncate' AND {alive} GROUP BY entity)
-    SELECT c."offset", c.entity, c.key, c.op, epoch_us(c.ts) AS ts_us,
+    SELECT c."offset", c.entity, c.key, c.op, epoch_us(c.ts) AS ts_us, c.data IS NULL AS no_data,
         CASE
             WHEN NOT {alive.replace('txn', 'c.txn')} THEN 'aborted'
             WHEN c.op = 'truncate' THEN
@@ -172,8 +172,7 @@ def compact(
             result.removed[reason] = n
         con.execute(
             f"""CREATE TEMP TABLE kept_tombstones AS SELECT "offset", entity, key, op, ts_us FROM decisions
-                WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR "offset" IN
-                      (SELECT "offset" FROM events WHERE data IS NULL AND "offset" < {horizon}))"""
+                WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR no_data)"""
         )
         kept = con.execute("SELECT count(*), min(ts_us) FROM kept_tombstones").fetchall()[0]
         result.tombstones = [
@@ -242,9 +241,8 @@ def compact(
                         CASE WHEN f."offset" IS NOT NULL THEN 'upsert' ELSE s.op END AS op),
                         f."offset" IS NOT NULL AS _folded
                     FROM read_parquet({sql_string(str(file))}) s
-                    LEFT JOIN decisions d ON d."offset" = s."offset"
                     LEFT JOIN fold_by_offset f ON f."offset" = s."offset"
-                    WHERE d.reason IS NULL
+                    WHERE s."offset" >= {horizon} OR s."offset" IN (SELECT "offset" FROM decisions WHERE reason IS NULL)
                     ORDER BY s."offset" """
             ).to_arrow_table()
             mask = table.column("_folded")
