@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from .engine import sql_string
 from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
+from .replay import _canon
 from .store import Store
 
 if TYPE_CHECKING:
@@ -51,8 +53,20 @@ MAX_CHAIN = 1000
 # Most buckets a timeline is filled with empty ones for; a longer one lists only non-empty buckets.
 MAX_FILLED_BUCKETS = 10_000
 
-_COLUMNS = '"offset", ts, entity, key, prev_key, op, type, data, meta, txn, source'
+# Computed here rather than in Python: the time as epoch microseconds (made a datetime several
+# times faster than pyarrow converts a timestamp), the transaction id and the source position (a
+# transaction position, else the source's, an empty one falling through only from txn, else
+# file:line, else the file).
+_COLUMNS = (
+    '"offset", epoch_us(ts) AS ts_us, entity, key, prev_key, op, type, data, meta, '
+    "struct_extract(txn, 'id') AS txn_id, "
+    "coalesce(CASE WHEN struct_extract(txn, 'position') <> '' THEN struct_extract(txn, 'position') "
+    "ELSE struct_extract(source, 'position') END, "
+    "struct_extract(source, 'file') || ':' || struct_extract(source, 'line'), struct_extract(source, 'file')) AS position"
+)
 _ABSENT = object()
+# The zone pyarrow gives a UTC timestamp, so events carry the same datetimes as a table's rows.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
 
 Slot = tuple[str, str]
 
@@ -82,6 +96,8 @@ def _text(value: Any) -> str | None:
     """An id as text: strings bare, numbers and other JSON values as JSON."""
     if value is None:
         return None
+    if type(value) is int:  # most ids: an integer's JSON is its decimal text
+        return str(value)
     return value if isinstance(value, str) and not isinstance(value, RawNumber) else dumps_exact(value)
 
 
@@ -90,6 +106,7 @@ class _Event:
     """One stored event, with what the audit reads from its meta."""
 
     offset: int
+    micros: int  # ts as epoch microseconds
     ts: dt.datetime
     entity: str
     key: str | None
@@ -103,20 +120,17 @@ class _Event:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> _Event:
-        meta = loads_exact(row["meta"]) if row["meta"] else {}
+    def from_values(
+        cls, offset: int, micros: int, entity: str, key: str | None, prev_key: str | None, op: str,
+        type: str | None, data: str | None, meta_text: str | None, txn_id: str | None, position: str | None,
+    ) -> _Event:  # fmt: skip
+        """An event from the columns of _COLUMNS, in their order."""
+        meta = loads_exact(meta_text) if meta_text else {}
         if not isinstance(meta, dict):
             meta = {"value": meta}
-        txn, src = row["txn"] or {}, row["source"] or {}
-        txid = txn.get("id") or _text(_first(meta, TXID_FIELDS))
-        position = txn.get("position") or src.get("position")
-        if position is None and src.get("file") is not None:
-            position = f"{src['file']}:{src['line']}" if src.get("line") is not None else src["file"]
-        return cls(
-            offset=row["offset"], ts=row["ts"], entity=row["entity"], key=row["key"], prev_key=row["prev_key"],
-            op=row["op"], type=row["type"], data=row["data"], meta_text=row["meta"], txid=txid,
-            position=position, meta=meta,
-        )  # fmt: skip
+        txid = txn_id or _text(_first(meta, TXID_FIELDS))
+        ts = _EPOCH + dt.timedelta(microseconds=micros)
+        return cls(offset, micros, ts, entity, key, prev_key, op, type, data, meta_text, txid, position, meta)
 
     @property
     def actor(self) -> str | None:
@@ -149,7 +163,9 @@ class _Event:
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> list[_Event]:
-    return [_Event.from_row(r) for r in con.sql(sql).to_arrow_table().to_pylist()]
+    table = con.sql(sql).to_arrow_table()
+    # Column by column: far fewer Python objects than a dict per row.
+    return list(map(_Event.from_values, *(column.to_pylist() for column in table.columns)))
 
 
 def _scan(
@@ -370,28 +386,73 @@ def _lookup(row: Any, name: str) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
-    from .replay import _canon
-
     if a is _ABSENT or b is _ABSENT:
         return a is b
     if type(a) is type(b) and a == b:  # the same text is the same value; most fields compare so
         return True
+    return _equal(a, b)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``_canon(a) == _canon(b)``, without building the canonical forms where the types decide:
+    strings, integers, booleans and null equal only themselves, objects and arrays member by
+    member (a changed field's value is most often one of these)."""
+    kind = type(a)
+    if kind is type(b):
+        if kind is str or kind is int or kind is bool or a is None:
+            return bool(a == b)
+        if kind is dict:
+            return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
+        if kind is list:
+            return len(a) == len(b) and all(map(_equal, a, b))
     return bool(_canon(a) == _canon(b))
 
 
-def _changes(before: Any, after: Any) -> dict[str, dict[str, Any]]:
-    """Field by field: {"field": {"before": v, "after": w}}; a side is missing where the field was."""
+class _Texts:
+    """JSON text of values (dumps_exact), remembered: the value an event sets is, as the same
+    object, the value a later event replaces, and most strings recur (names, states, actors)."""
+
+    LIMIT = 100_000  # values remembered before starting over, to bound the memory
+
+    def __init__(self) -> None:
+        self.objects: dict[int, tuple[Any, str]] = {}  # id -> (the value, kept alive, its text)
+        self.strings: dict[str, str] = {}  # plain strings only: a RawNumber equal to one writes bare
+
+    def __call__(self, value: Any) -> str:
+        if type(value) is str:
+            text = self.strings.get(value)
+            if text is None:
+                if len(self.strings) >= self.LIMIT:
+                    self.strings.clear()
+                text = self.strings[value] = dumps_exact(value)
+            return text
+        hit = self.objects.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        if len(self.objects) >= self.LIMIT:
+            self.objects.clear()
+        text = dumps_exact(value)
+        self.objects[id(value)] = (value, text)
+        return text
+
+
+def _changes(before: Any, after: Any, text: _Texts) -> str:
+    """Field by field, as JSON text: {"field": {"before": v, "after": w}}; a side is missing
+    where the field was (dumps_exact's text of that object, written piece by piece)."""
     b, a = _as_object(before) or {}, _as_object(after) or {}
-    out: dict[str, dict[str, Any]] = {}
+    out = []
     for name in [*b, *(n for n in a if n not in b)]:
         old, new = b.get(name, _ABSENT), a.get(name, _ABSENT)
-        if old is _ABSENT and name in b:
-            old = None
-        if new is _ABSENT and name in a:
-            new = None
-        if not _same(old, new):
-            out[name] = {side: v for side, v in (("before", old), ("after", new)) if v is not _ABSENT}
-    return out
+        if _same(old, new):
+            continue
+        if old is _ABSENT:
+            change = '{"after":' + text(new) + "}"
+        elif new is _ABSENT:
+            change = '{"before":' + text(old) + "}"
+        else:
+            change = '{"before":' + text(old) + ',"after":' + text(new) + "}"
+        out.append(text(name) + ":" + change)
+    return "{" + ",".join(out) + "}"
 
 
 def _changed(step: _Step, name: str) -> bool:
@@ -458,10 +519,6 @@ def _since_until(value: str | dt.datetime | None, option: str) -> int | None:
         raise UsageError(f"{option}: cannot read {value!r} as a time", "write e.g. 2026-03-01T14:03:00Z") from None
 
 
-def _micros(ts: dt.datetime) -> int:
-    return parse_ts(ts.isoformat())
-
-
 def _history_steps(
     store: Store, key: str, entity: str | None, reducer: str | None, condition: str = "TRUE"
 ) -> tuple[duckdb.DuckDBPyConnection, list[_Event], list[_Step]]:
@@ -503,16 +560,17 @@ def history(
     if field is not None:
         steps = [s for s in steps if _changed(s, field)]
     if lo is not None:
-        steps = [s for s in steps if _micros(s.event.ts) >= lo]
+        steps = [s for s in steps if s.event.micros >= lo]
     if hi is not None:
-        steps = [s for s in steps if _micros(s.event.ts) <= hi]
+        steps = [s for s in steps if s.event.micros <= hi]
     rows = []
+    text = _Texts()
     for s in steps:
         ev = s.event
         rows.append({
             "offset": ev.offset, "ts": ev.ts, "entity": ev.entity, "key": s.target[1],
             "prev_key": s.source[1] if s.source != s.target else None, "op": ev.op, "type": ev.type,
-            "actor": ev.actor, "position": ev.position, "changes": dumps_exact(_changes(s.before, s.after)),
+            "actor": ev.actor, "position": ev.position, "changes": _changes(s.before, s.after, text),
         })  # fmt: skip
     return _table(rows, HISTORY_FIELDS)
 
