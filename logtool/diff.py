@@ -417,7 +417,8 @@ class _Column:
     def differs(self, lexpr: str, rexpr: str, tolerance: Decimal | None) -> str:
         a, b = self.left(lexpr), self.right(rexpr)
         if self.float_tolerance and tolerance is not None:
-            return f"NOT ({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance})"
+            # abs() of a NULL is NULL: a NULL against a number differs, whatever the tolerance
+            return f"NOT coalesce({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance}, false)"
         return f"NOT ({a} IS NOT DISTINCT FROM {b})"
 
     def check_sql(self, lexpr: str, rexpr: str) -> str:
@@ -574,38 +575,40 @@ class _TableCompare:
 
     def _keyed(self) -> None:
         present = sql_ident("__logtool_present__")
-        lcols = [f"l.{sql_ident(c)} AS l{i}" for i, c in enumerate(self.lnames)]
-        rcols = [f"r.{sql_ident(c)} AS r{i}" for i, c in enumerate(self.rnames)]
         sort = [
-            f"coalesce({p.left(f'l.{sql_ident(p.name)}')}, {p.right(f'r.{sql_ident(p.name)}')}) AS k{i}"
-            for i, p in enumerate(self.key_plans)
+            f"coalesce({p.left(f'l.{sql_ident(p.name)}')}, {p.right(f'r.{sql_ident(p.name)}')})" for p in self.key_plans
         ]
         differs = [
             p.differs(f"l.{sql_ident(p.name)}", f"r.{sql_ident(p.name)}", self.tolerance) for p in self.value_plans
         ]
-        flags = [f"{d} AS d{i}" for i, d in enumerate(differs)]
         on = " AND ".join(
             f"{p.left(f'l.{sql_ident(p.name)}')} IS NOT DISTINCT FROM {p.right(f'r.{sql_ident(p.name)}')}"
             for p in self.key_plans
         )
         changed = " OR ".join(f"d{i}" for i in range(len(self.value_plans))) or "false"
         status = (f"CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left' "
-                  "ELSE 'changed' END AS _s")  # fmt: skip
-        columns = [status, *sort, *lcols, *rcols, *flags]
-        names = ["_s", *(f"k{i}" for i in range(len(sort))), *(f"l{i}" for i in range(len(lcols))),
-                 *(f"r{i}" for i in range(len(rcols))), *(f"d{i}" for i in range(len(flags)))]  # fmt: skip
+                  "ELSE 'changed' END")  # fmt: skip
+        fields = [
+            ("_s", status),
+            *((f"k{i}", e) for i, e in enumerate(sort)),
+            *((f"l{i}", f"l.{sql_ident(c)}") for i, c in enumerate(self.lnames)),
+            *((f"r{i}", f"r.{sql_ident(c)}") for i, c in enumerate(self.rnames)),
+            *((f"d{i}", e) for i, e in enumerate(differs)),
+        ]
+        names = [n for n, _ in fields]
         join = (f"FROM (SELECT *, true AS {present} FROM {self.left.view}) l "
                 f"FULL OUTER JOIN (SELECT *, true AS {present} FROM {self.right.view}) r ON {on}")  # fmt: skip
         differing = f"l.{present} IS NULL OR r.{present} IS NULL OR {' OR '.join(differs) or 'false'}"
         # One pass over the join both gathers the differing rows (up to GATHER of them) and proves
         # the keys unique: a key repeated on one side and present on the other yields more rows
         # carrying a side than that side has; one repeated on one side only is among the
-        # gathered rows.
+        # gathered rows. The CASE builds a row for the differing rows only.
+        row = f"struct_pack({', '.join(f'{n} := {e}' for n, e in fields)})"
         self.con.execute(f"""
             CREATE OR REPLACE TABLE {self.p}_a AS
-            SELECT count(_lp) AS lrows, count(_rp) AS rrows, count(*) FILTER (WHERE _x) AS n,
-                   arg_min(j, 0, {self.GATHER}) FILTER (WHERE _x) AS rows
-            FROM (SELECT l.{present} AS _lp, r.{present} AS _rp, {differing} AS _x, {", ".join(columns)} {join}) j""")
+            SELECT count(l.{present}) AS lrows, count(r.{present}) AS rrows, count(*) FILTER (WHERE {differing}) AS n,
+                   arg_min(CASE WHEN {differing} THEN {row} END, 0, {self.GATHER}) FILTER (WHERE {differing}) AS rows
+            {join}""")
         ((lrows, rrows, n),) = self.con.execute(f"SELECT lrows, rrows, n FROM {self.p}_a").fetchall()
         if n <= self.GATHER:
             self.con.execute(
@@ -616,13 +619,14 @@ class _TableCompare:
             # Too many to gather in memory: the join again, into a table that can spill.
             # The filter repeats the comparisons so that the columns are projected for differing rows only.
             self.con.execute(
-                f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(columns)} {join} WHERE {differing}"
+                f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(f'{e} AS {n}' for n, e in fields)} {join} "
+                f"WHERE {differing}"
             )
         self.con.execute(f"DROP TABLE {self.p}_a")
         sizes = self.con.execute(
             f"SELECT (SELECT count(*) FROM {self.left.view}), (SELECT count(*) FROM {self.right.view})"
         ).fetchall()[0]
-        keys = ", ".join(names[1 : 1 + len(sort)])
+        keys = ", ".join(f"k{i}" for i in range(len(sort)))
         repeated = self.con.execute(
             f"SELECT 1 FROM {self.p}_d WHERE _s <> 'changed' GROUP BY _s, {keys} HAVING count(*) > 1 LIMIT 1"
         ).fetchall()

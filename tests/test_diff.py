@@ -100,6 +100,18 @@ def test_floats_are_exact_unless_a_tolerance_is_given() -> None:
     assert not diff(left, right, key_columns=["id"], float_tolerance=0).same
 
 
+def test_a_null_is_no_number_whatever_the_tolerance() -> None:
+    ids = pa.int64(), [1, 2, 3]
+    left = table({"id": ids, "x": (pa.float64(), [None, 1.0, None])})
+    right = table({"id": ids, "x": (pa.float64(), [1.0, None, None])})
+    result = diff(left, right, key_columns=["id"], float_tolerance="10")
+    assert counts(result) == (False, 0, 0, 2)
+    assert [e["fields"] for e in result.examples] == [
+        [{"field": "x", "left": None, "right": 1.0}],
+        [{"field": "x", "left": 1.0, "right": None}],
+    ]
+
+
 def test_decimals_are_compared_exactly() -> None:
     big = Decimal("123456789012345678901234567.891")
     left = table({"id": (pa.int64(), [1, 2]), "d": (pa.decimal128(38, 3), [big, Decimal("1.100")])})
