@@ -102,17 +102,18 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
     whether it survives as a partial record that must carry the full row."""
     alive = "NOT coalesce(txn.aborted, FALSE)"
     expired = f"epoch_us(ts) + {retention_us} <= {now_us}"
+    # Each part reads the events itself: a shared CTE would be materialized, payloads and all.
+    below = f'"offset" < {horizon}'
     return f"""
-    WITH c AS (SELECT "offset", ts, entity, key, prev_key, op, data, txn FROM events WHERE "offset" < {horizon}),
-    touch AS (
+    WITH touch AS (
         SELECT entity, key, max("offset") AS l FROM (
-            SELECT entity, key, "offset" FROM c WHERE key IS NOT NULL AND op <> 'truncate' AND {alive}
+            SELECT entity, key, "offset" FROM events WHERE {below} AND key IS NOT NULL AND op <> 'truncate' AND {alive}
             UNION ALL
-            SELECT entity, prev_key, "offset" FROM c WHERE prev_key IS NOT NULL AND prev_key <> key AND {alive}
+            SELECT entity, prev_key, "offset" FROM events WHERE {below} AND prev_key IS NOT NULL AND prev_key <> key AND {alive}
         ) GROUP BY entity, key
     ),
-    trunc AS (SELECT entity, max("offset") AS t FROM c WHERE op = 'truncate' AND {alive} GROUP BY entity)
-    SELECT c."offset", c.entity, c.key, c.op, epoch_us(c.ts) AS ts_us, c.data IS NULL AS no_data,
+    trunc AS (SELECT entity, max("offset") AS t FROM events WHERE {below} AND op = 'truncate' AND {alive} GROUP BY entity)
+    SELECT c."offset", c.op, epoch_us(c.ts) AS ts_us, c.data IS NULL AS no_data,
         CASE
             WHEN NOT {alive.replace('txn', 'c.txn')} THEN 'aborted'
             WHEN c.op = 'truncate' THEN
@@ -120,8 +121,11 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
             WHEN c.key IS NULL THEN 'keyless'
             WHEN c."offset" < coalesce(trunc.t, -1) OR c."offset" < touch.l THEN 'superseded'
             WHEN (c.op = 'delete' OR c.data IS NULL) AND {expired} THEN 'tombstone expired'
-        END AS reason
-    FROM c LEFT JOIN touch ON touch.entity = c.entity AND touch.key = c.key
+        END AS reason,
+        -- a survivor's key (only survivors': the table stays small on a large log)
+        CASE WHEN reason IS NULL THEN c.entity END AS entity, CASE WHEN reason IS NULL THEN c.key END AS key
+    FROM (SELECT "offset", ts, entity, key, op, data, txn FROM events WHERE {below}) c
+           LEFT JOIN touch ON touch.entity = c.entity AND touch.key = c.key
            LEFT JOIN trunc ON trunc.entity = c.entity
     """
 
@@ -191,7 +195,9 @@ def compact(
         result.examples = [
             {"offset": o, "entity": e, "key": k, "op": op, "reason": r}
             for o, e, k, op, r in con.execute(
-                'SELECT "offset", entity, key, op, reason FROM decisions WHERE reason IS NOT NULL ORDER BY "offset" LIMIT 20'
+                """SELECT d."offset", e.entity, e.key, d.op, d.reason
+                   FROM (SELECT "offset", op, reason FROM decisions WHERE reason IS NOT NULL ORDER BY "offset" LIMIT 20) d
+                   JOIN events e USING ("offset") ORDER BY d."offset" """
             ).fetchall()
         ]
         removed_total = sum(result.removed.values())
