@@ -342,7 +342,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     )
     con.execute(
         """CREATE TEMP TABLE starts AS
-           SELECT entity, key, max(o) AS last,
+           SELECT entity, key, max(o) AS last, count(*) AS n,
                   CASE WHEN max(o) FILTER (WHERE whole) < coalesce(min(o) FILTER (WHERE widens), 9223372036854775807)
                        THEN max(o) FILTER (WHERE whole) ELSE -1 END AS start
            FROM updates WHERE (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
@@ -376,9 +376,12 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     )
     if progress:
         progress(3, 4)
+    # Per entity, its merged keys' columns, and how many documents they have at most (to size passes).
     entities = con.execute(
-        """SELECT entity, sum(n)::BIGINT, list_sort(list_distinct(flatten(list(cols))))
-           FROM (SELECT entity, cols, count(*) AS n FROM docs GROUP BY entity, cols) GROUP BY entity ORDER BY entity"""
+        """SELECT entity, sum(n)::BIGINT, list_sort(list_distinct(flatten(list(names))))
+           FROM (SELECT o.entity, o.names, sum(s.n + 1) AS n FROM orders o JOIN starts s USING (entity, key)
+                 GROUP BY o.entity, o.names)
+           GROUP BY entity ORDER BY entity"""
     ).fetchall()
     # An entity with more distinct columns than one aggregation should carry is left to the fold.
     for ent, _docs, names in entities:
