@@ -26,15 +26,32 @@ DEFAULT_SEGMENT_ROWS = 262_144  # 2 row groups: purge and history touch little, 
 ROW_GROUP_ROWS = 128 * 1024
 
 
-def write_parquet_options() -> dict[str, Any]:
-    """Options every segment and snapshot is written with."""
-    return {
+# Columns whose values repeat: a dictionary makes them small. The others (offsets, times, payloads,
+# salts, digests) are nearly all distinct: trying a dictionary first only costs time.
+_DICTIONARY_COLUMNS = (
+    "entity", "key", "prev_key", "op", "type", "before", "meta", "txn.id", "txn.position",
+    "txn.position_order", "txn.ts", "txn.aborted", "source.format", "source.file", "source.position",
+    "source.position_order",
+)  # fmt: skip
+
+
+def write_parquet_options(schema: pa.Schema | None = None) -> dict[str, Any]:
+    """Options every segment and snapshot is written with; given the schema, dictionary encoding
+    is tried only on the event columns whose values repeat."""
+    options: dict[str, Any] = {
         "compression": "zstd",
         "compression_level": 3,
         "write_statistics": True,
         "write_page_index": True,
         "bloom_filter_options": {"key": {"ndv": 200_000, "fpp": 0.01}},
     }
+    if schema is not None:
+        import pyarrow as pa
+
+        leaves = {f.name for f in schema}
+        leaves |= {f"{f.name}.{c.name}" for f in schema if pa.types.is_struct(f.type) for c in f.type}
+        options["use_dictionary"] = [c for c in _DICTIONARY_COLUMNS if c in leaves]
+    return options
 
 
 class SegmentWriter:
@@ -71,7 +88,7 @@ class SegmentWriter:
         self._min: int | None = None
         self._max: int | None = None
         self._ts: list[Any] = []
-        self._digest_sqls: dict[frozenset[str], str] = {}
+        self._digest_sqls: dict[tuple[frozenset[str], frozenset[str]], str] = {}
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append a batch (input schema) to the log."""
@@ -127,10 +144,12 @@ class SegmentWriter:
 
     def _digest_sql(self, table: pa.Table) -> str:
         """The digest expression for this table: columns NULL in every row cost nothing."""
-        nulls = frozenset(name for name, column in _leaves(table) if column.null_count == len(column))
-        if nulls not in self._digest_sqls:
-            self._digest_sqls[nulls] = digest_sql(nulls)
-        return self._digest_sqls[nulls]
+        counts = {name: column.null_count for name, column in _leaves(table)}
+        nulls = frozenset(name for name, count in counts.items() if count == table.num_rows)
+        full = frozenset(name for name, count in counts.items() if count == 0)
+        if (nulls, full) not in self._digest_sqls:
+            self._digest_sqls[nulls, full] = digest_sql(nulls, full)
+        return self._digest_sqls[nulls, full]
 
     def _check_source_offsets(self, batch: pa.RecordBatch, offsets: pa.Array) -> None:
         import numpy as np
@@ -153,7 +172,7 @@ class SegmentWriter:
         import pyarrow.parquet as pq
 
         self._path = self.store.new_file("segment", f"{base_offset:020d}")
-        self._writer = pq.ParquetWriter(self._path, self.schema, **write_parquet_options())
+        self._writer = pq.ParquetWriter(self._path, self.schema, **write_parquet_options(self.schema))
         self._rows = 0
         self._hash = hashlib.sha256()
         self._min = base_offset
@@ -266,7 +285,7 @@ def write_segment(store: Store, table: pa.Table) -> dict[str, Any] | None:
         return None
     first, last = table.column("offset")[0].as_py(), table.column("offset")[-1].as_py()
     path = store.new_file("segment", f"{first:020d}")
-    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **write_parquet_options())
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **write_parquet_options(table.schema))
     mm = pc.min_max(table.column("ts"))
     return segment_entry(
         store, path, first, last, table.num_rows, digests_hash(table.column("digest")).hexdigest(),

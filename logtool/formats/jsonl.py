@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 # negative zero. Matches inside strings too; that only costs speed.
 _UNSAFE_NUMBER = r"[0-9][eE][-+0-9]|\.[0-9]*0([^0-9]|$)|\.0{5}|[0-9]{8}\.|\.[0-9]{8}|-0([^.0-9]|$)"
 # Turns every number outside strings into the string "\u0001<number as written>", so DuckDB carries
-# it through unchanged; the marker is taken off again in the payload text (_UNMARK). Strings are
-# skipped whole (escapes included), and the final `$` alternative ends each replacement pass at the
-# end of the line, so no match ever starts inside a string (it appends one "\u0001", cut off after).
-_MARK = r'((?:"(?:[^"\\]|\\.)*"|[^"0-9])*?)(-?[0-9][-+.0-9eE]*|$)'
+# it through unchanged; the mark is taken off again in the payload text (_UNMARK). A string is
+# matched whole (escapes included), so no match starts inside one; a string match gets an empty
+# mark after it (the rewrite cannot depend on which group matched), taken out again right away.
+_MARK = r'("(?:[^"\\]|\\.)*")|(-?[0-9][-+.0-9eE]*)'
 _MARK_AS = '\\1"\\\\u0001\\2"'
+_EMPTY_MARK = '"\\u0001"'
 _UNMARK = r'"\\u0001([^"]*)"'
 # A line that already holds the marker (escaped, or raw) cannot be marked: Python rebuilds it.
 _HOLDS_MARK = "(contains(line, chr(1)) OR contains(line, '\\u0001'))"
@@ -84,12 +85,12 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
             fields.append(name)
         if into_payload and name not in payload:
             payload.append(name)
-        return f"f[{fields.index(name) + 1}]"
+        return f"f{fields.index(name) + 1}"
 
     def p(name: str, marked: bool) -> str:
         """A payload field's JSON text, from the marked line or not."""
         f(name, True)
-        return f"fm[{payload.index(name) + 1}]" if marked else f(name)
+        return f"m{payload.index(name) + 1}" if marked else f(name)
 
     checks: list[tuple[str, str]] = []  # (condition that makes the record bad, reason SQL)
 
@@ -159,11 +160,13 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     if mapping.op_field:
         o = f(mapping.op_field)
         whens = " ".join(f"WHEN {sql_string(a)} THEN {sql_string(c)}" for a, c in op_aliases().items())
-        op_expr = f"(CASE lower({o} ->> '$') {whens} END)"
+        op_text = f"lower({o} ->> '$')"
+        op_expr = f"(CASE op_text {whens} END)"  # op_text is computed once: CASE x WHEN repeats x
         checks.append(
             ("v_op IS NULL", f"'unknown op ' || coalesce({o}::VARCHAR, 'null (missing op field {mapping.op_field})')")
         )
     else:
+        op_text = "NULL"
         default = "'event'" if mapping.type_field else "'upsert'"
         op_expr = f"(CASE WHEN {data_present} THEN {default} ELSE 'delete' END)"
     op = "v_op"
@@ -228,51 +231,61 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     reasons = " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in checks)
     paths = "[" + ", ".join(_path(n) for n in fields) + "]" if fields else "['$.__none__']"
     fm = f"json_extract(marked, [{', '.join(_path(n) for n in payload)}])" if payload else "NULL::JSON[]"
+    columns = "".join(f", f[{i + 1}] AS f{i + 1}" for i in range(len(fields)))
+    columns += "".join(f", fm[{i + 1}] AS m{i + 1}" for i in range(len(payload)))
     return f"""
 WITH parsed AS (
-    SELECT idx, line_no, line,
-        CASE WHEN NOT json_valid(line) THEN NULL WHEN starts_with(line, '{{') THEN 'OBJECT' ELSE json_type(line) END AS jtype
-    FROM chunk
-), j AS (
-    SELECT idx, line_no, line, jtype,
-        CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f,
-        CASE WHEN jtype = 'OBJECT' AND regexp_matches(line, {sql_string(_UNSAFE_NUMBER)}) THEN
-            CASE WHEN {_HOLDS_MARK} THEN 'python' ELSE 'mark' END END AS exactness
+    -- DuckDB's own rendering of the line: NULL where it is not JSON; where it is the line itself
+    -- (but for trailing blanks), every number is written as DuckDB would print it
+    SELECT idx, line_no, line, TRY(json(line))::VARCHAR AS rendered FROM chunk
+), typed AS (
+    SELECT *, CASE WHEN rendered IS NULL THEN NULL WHEN starts_with(rendered, '{{') THEN 'OBJECT'
+                   ELSE json_type(rendered) END AS jtype
     FROM parsed
+), j AS (
+    SELECT idx, line_no, line, jtype, jtype = 'OBJECT' AS obj,
+        CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f,
+        CASE WHEN jtype = 'OBJECT' AND NOT starts_with(line, rendered)
+                  AND regexp_matches(line, {sql_string(_UNSAFE_NUMBER)})
+             THEN CASE WHEN {_HOLDS_MARK} THEN 'python' ELSE 'mark' END END AS exactness
+    FROM typed
 ), marked AS (
-    SELECT *, CASE WHEN exactness = 'mark' THEN left(regexp_replace(line, {sql_string(_MARK)}, {sql_string(_MARK_AS)}, 'g'), -8) END AS marked
+    SELECT *, CASE WHEN exactness = 'mark' THEN
+        replace(regexp_replace(line, {sql_string(_MARK)}, {sql_string(_MARK_AS)}, 'g'), {sql_string(_EMPTY_MARK)}, '')
+        END AS marked
     FROM j
 ), fields AS (
-    SELECT *, CASE WHEN marked IS NOT NULL THEN {fm} END AS fm FROM marked
+    SELECT * EXCLUDE (f, fm){columns} FROM (SELECT *, CASE WHEN marked IS NOT NULL THEN {fm} END AS fm FROM marked)
 ), step1 AS (
     SELECT *,
-        CASE WHEN jtype = 'OBJECT' THEN {entity_expr} END AS v_entity,
-        CASE WHEN jtype = 'OBJECT' THEN {ts_expr} END AS v_ts,
-        CASE WHEN jtype = 'OBJECT' THEN {data_expr} END AS v_data
+        CASE WHEN obj THEN {entity_expr} END AS v_entity,
+        CASE WHEN obj THEN {ts_expr} END AS v_ts,
+        CASE WHEN obj THEN {data_expr} END AS v_data,
+        CASE WHEN obj THEN {op_text} END AS op_text
     FROM fields
 ), step2 AS (
-    SELECT *, CASE WHEN jtype = 'OBJECT' THEN {op_expr} END AS v_op FROM step1
+    SELECT *, CASE WHEN obj THEN {op_expr} END AS v_op FROM step1
 )
 SELECT
     idx,
     CASE WHEN jtype IS NULL THEN (CASE WHEN trim(rtrim(line, chr(13) || chr(10))) = '' THEN '' ELSE 'broken JSON' END)
-         WHEN jtype <> 'OBJECT' THEN 'not a JSON object (found ' || lower(jtype) || ')'
+         WHEN NOT obj THEN 'not a JSON object (found ' || lower(jtype) || ')'
          {reasons} END AS reason,
     exactness = 'python' AS rebuild,
-    CASE WHEN jtype = 'OBJECT' THEN {off} END AS "offset",
+    CASE WHEN obj THEN {off} END AS "offset",
     v_ts AS ts,
     v_entity AS entity,
-    CASE WHEN jtype = 'OBJECT' THEN {key} END AS key,
-    CASE WHEN jtype = 'OBJECT' THEN {prev_key} END AS prev_key,
+    CASE WHEN obj THEN {key} END AS key,
+    CASE WHEN obj THEN {prev_key} END AS prev_key,
     v_op AS op,
-    CASE WHEN jtype = 'OBJECT' THEN {typ} END AS type,
+    CASE WHEN obj THEN {typ} END AS type,
     v_data AS data,
     NULL::VARCHAR AS before,
-    CASE WHEN jtype = 'OBJECT' THEN {meta} END AS meta,
+    CASE WHEN obj THEN {meta} END AS meta,
     NULL::STRUCT(id VARCHAR, position VARCHAR, position_order VARCHAR, ts TIMESTAMPTZ, aborted BOOLEAN) AS txn,
     {{'format': {sql_string(format_name)}, 'file': {sql_string(file)}, 'line': line_no::BIGINT,
-      'position': CASE WHEN jtype = 'OBJECT' THEN {position} END,
-      'position_order': CASE WHEN jtype = 'OBJECT' THEN lpad({position}, 20, '0') END}} AS source
+      'position': CASE WHEN obj THEN {position} END,
+      'position_order': CASE WHEN obj THEN lpad({position}, 20, '0') END}} AS source
 FROM step2
 """
 
@@ -413,8 +426,8 @@ class RecordMapper:
             line = lines[at].as_py().rstrip("\r\n")
             try:
                 key, data[i], meta[i] = exact_fields(line, self.mapping, ent)
-                if self.mapping.prev_key_field:
-                    prev_keys[i] = _exact_scalar(line, self.mapping.prev_key_field)
+                if prev_keys[i] is not None:  # (so a line without one is not read to its end)
+                    prev_keys[i] = _exact_scalar(line, self.mapping.prev_key_field or "")
             except ValueError as e:
                 self.report(BadRecord(self.source.name, line_no[at].as_py(), f"invalid JSON: {e}", line.encode()))
                 keep[i] = False
