@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_ident, sql_string
 from .errors import InputError, UsageError
 from .formats.base import RawJSON, RawNumber, loads_exact, parse_ts
-from .store import Store
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+    from .store import Store
 
 #: One difference, as `--format jsonl` prints it.
 Difference = dict[str, Any]
@@ -601,15 +602,17 @@ class _TableCompare:
         differing = f"l.{present} IS NULL OR r.{present} IS NULL OR {' OR '.join(differs) or 'false'}"
         # One pass over the join both gathers the differing rows (up to GATHER of them) and proves
         # the keys unique: a key repeated on one side and present on the other yields more rows
-        # carrying a side than that side has; one repeated on one side only is among the
-        # gathered rows. The CASE builds a row for the differing rows only.
+        # carrying a side than that side has (``matched_once`` is false); one repeated on one
+        # side only is among the gathered rows. The CASE builds a row for the differing rows only.
         row = f"struct_pack({', '.join(f'{n} := {e}' for n, e in fields)})"
         self.con.execute(f"""
             CREATE OR REPLACE TABLE {self.p}_a AS
-            SELECT count(l.{present}) AS lrows, count(r.{present}) AS rrows, count(*) FILTER (WHERE {differing}) AS n,
+            SELECT count(l.{present}) = (SELECT count(*) FROM {self.left.view})
+                     AND count(r.{present}) = (SELECT count(*) FROM {self.right.view}) AS matched_once,
+                   count(*) FILTER (WHERE {differing}) AS n,
                    arg_min(CASE WHEN {differing} THEN {row} END, 0, {self.GATHER}) FILTER (WHERE {differing}) AS rows
             {join}""")
-        ((lrows, rrows, n),) = self.con.execute(f"SELECT lrows, rrows, n FROM {self.p}_a").fetchall()
+        ((matched_once, n),) = self.con.execute(f"SELECT matched_once, n FROM {self.p}_a").fetchall()
         if n <= self.GATHER:
             self.con.execute(
                 f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(f'u.{c}' for c in names)} "
@@ -623,14 +626,11 @@ class _TableCompare:
                 f"WHERE {differing}"
             )
         self.con.execute(f"DROP TABLE {self.p}_a")
-        sizes = self.con.execute(
-            f"SELECT (SELECT count(*) FROM {self.left.view}), (SELECT count(*) FROM {self.right.view})"
-        ).fetchall()[0]
         keys = ", ".join(f"k{i}" for i in range(len(sort)))
         repeated = self.con.execute(
             f"SELECT 1 FROM {self.p}_d WHERE _s <> 'changed' GROUP BY _s, {keys} HAVING count(*) > 1 LIMIT 1"
         ).fetchall()
-        if (lrows, rrows) != sizes or repeated:
+        if not matched_once or repeated:
             # Which key, and how often: the same words whichever way it was found.
             self._check_unique(self.left, "l", self.key_plans)
             self._check_unique(self.right, "r", self.key_plans)
@@ -1092,6 +1092,8 @@ def _kind(spec: Any) -> str:
         raise UsageError(f"cannot compare a {type(spec).__name__}", "give a store, a Parquet or CSV file, or a Table")
     path = Path(spec)
     if path.is_dir():
+        from .store import Store
+
         Store.open(path)  # says what the directory is, if not a store
         return "store"
     if not path.exists():
@@ -1293,6 +1295,8 @@ def diff(
     con = _connect(tolerance)
     try:
         if kinds == ("store", "store"):
+            from .store import Store
+
             return _two_stores(con, Store.open(left), Store.open(right), at_offset, entity, key_columns, tolerance,
                                limit, by)  # fmt: skip
         if by != "offset":
@@ -1348,6 +1352,8 @@ def _two_tables(
         lt = _open_table(con, specs[0], kinds[0], "_lt_lt")
         rt = _open_table(con, specs[1], kinds[1], "_lt_rt")
         return _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit, {})
+    from .store import Store
+
     store_side = 0 if kinds[0] == "store" else 1
     store = Store.open(specs[store_side])
     dump_side = 1 - store_side
