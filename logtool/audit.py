@@ -410,21 +410,23 @@ def _equal(a: Any, b: Any) -> bool:
 
 class _Texts:
     """JSON text of values (dumps_exact), remembered: the value an event sets is, as the same
-    object, the value a later event replaces, and most strings recur (names, states, actors)."""
+    object, the value a later event replaces, and most strings and small arrays and objects of
+    strings recur (names, states, tags, addresses)."""
 
     LIMIT = 100_000  # values remembered before starting over, to bound the memory
 
     def __init__(self) -> None:
         self.objects: dict[int, tuple[Any, str]] = {}  # id -> (the value, kept alive, its text)
-        self.strings: dict[str, str] = {}  # plain strings only: a RawNumber equal to one writes bare
+        self.contents: dict[Any, str] = {}  # by _content
 
     def __call__(self, value: Any) -> str:
-        if type(value) is str:
-            text = self.strings.get(value)
+        content = _content(value)
+        if content is not None:
+            text = self.contents.get(content)
             if text is None:
-                if len(self.strings) >= self.LIMIT:
-                    self.strings.clear()
-                text = self.strings[value] = dumps_exact(value)
+                if len(self.contents) >= self.LIMIT:
+                    self.contents.clear()
+                text = self.contents[content] = dumps_exact(value)
             return text
         hit = self.objects.get(id(value))
         if hit is not None and hit[0] is value:
@@ -434,6 +436,22 @@ class _Texts:
         text = dumps_exact(value)
         self.objects[id(value)] = (value, text)
         return text
+
+
+def _content(value: Any) -> Any:
+    """A hashable stand-in for a plain string, or an array or object of plain strings, equal
+    only for values written alike; None for other values. (Only plain ``str``: a RawNumber or a
+    boolean compares equal to values written otherwise.)"""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is list:
+        if all(type(v) is str for v in value):
+            return ("a", *value)
+    elif kind is dict:
+        if all(type(v) is str for v in value.values()):
+            return ("o", *value.items())
+    return None
 
 
 def _changes(before: Any, after: Any, text: _Texts) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import json
 import os
 import re
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import logtool
 
@@ -26,7 +29,7 @@ import logtool
 from logtool import console, replay
 from logtool.demo import BANK, PEOPLE, SHOP
 from logtool.errors import NotFoundError, UsageError
-from logtool.formats.base import Mapping, loads_exact
+from logtool.formats.base import Mapping, RawNumber, dumps_exact, loads_exact
 from logtool.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,3 +416,44 @@ def test_the_library_mirrors_the_commands() -> None:
     for name in ("history", "blame", "why", "stats"):
         assert name in logtool.__all__
         assert getattr(logtool, name).__module__ == "logtool.audit"
+
+
+# Field comparison and change text: the fast paths agree with the canonical forms and dumps_exact.
+# The modules, not the verbs the package binds over some of their names.
+audit = importlib.import_module("logtool.audit")
+canon = importlib.import_module("logtool.replay")._canon
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["1", "1.10", "a", "é\u0001"]),
+    st.sampled_from(["1", "1.0", "1.10", "1.1", "-0", "2e0"]).map(RawNumber),
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["x", "y", "z"]), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, _VALUES)
+def test_field_values_compare_as_their_canonical_forms(a: Any, b: Any) -> None:
+    assert audit._equal(a, b) == (canon(a) == canon(b))
+    assert audit._equal(a, a)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_VALUES, max_size=6))
+def test_remembered_value_texts_are_dumps_exact(values: list[Any]) -> None:
+    text = audit._Texts()
+    for v in [*values, *values]:  # the second time from memory
+        assert text(v) == dumps_exact(v)
+
+
+def test_a_string_and_a_number_written_alike_keep_their_own_texts() -> None:
+    text = audit._Texts()
+    assert [text(v) for v in ("1", RawNumber("1"), ["1"], [RawNumber("1")], {"x": "1"}, {"x": RawNumber("1")})] == [
+        '"1"', "1", '["1"]', "[1]", '{"x":"1"}', '{"x":1}',
+    ]  # fmt: skip
+    before = {"n": RawNumber("1.10"), "o": {"p": [RawNumber("2"), "s"]}, "t": True}
+    after = {"n": RawNumber("1.1"), "o": {"p": [2, "s"]}, "t": 1}
+    assert audit._changes(before, after, text) == '{"t":{"before":true,"after":1}}'
