@@ -210,14 +210,23 @@ def compact(
             "lo": [x["min_offset"] for x in st.segments],
             "hi": [x["max_offset"] for x in st.segments],
         })
-        hit = {
-            path
-            for (path,) in con.execute(
-                """SELECT DISTINCT r.path FROM ranges r JOIN decisions d ON d."offset" BETWEEN r.lo AND r.hi
-                   WHERE d.reason IS NOT NULL OR (d.op IN ('update', 'patch') AND d.key IS NOT NULL)"""
-            ).fetchall()
-        }
-        segs = [x for x in st.segments if x["path"] in hit]
+        # A segment is untouched when every event of it below the horizon stays as it is; survivors
+        # are few, so they are the side matched against the segments' ranges.
+        untouched = dict(con.execute(
+            """SELECT r.path, count(*) FROM ranges r JOIN decisions d ON d."offset" BETWEEN r.lo AND r.hi
+               WHERE d.reason IS NULL AND NOT (d.op IN ('update', 'patch') AND d.key IS NOT NULL) GROUP BY r.path"""
+        ).fetchall())  # fmt: skip
+
+        def below_horizon(seg: dict[str, Any]) -> int:
+            if seg["max_offset"] < horizon:
+                return seg["rows"]
+            if seg["min_offset"] >= horizon:
+                return 0
+            return con.execute(
+                f'SELECT count(*) FROM decisions WHERE "offset" BETWEEN {seg["min_offset"]} AND {seg["max_offset"]}'
+            ).fetchall()[0][0]
+
+        segs = [x for x in st.segments if below_horizon(x) > untouched.get(x["path"], 0)]
         result.segments_rewritten = len(segs)
         if dry_run or not segs:
             share = result.events_after / result.events_before if result.events_before else 1.0

@@ -1213,3 +1213,19 @@ def test_the_cdc_sample_with_tombstones_kept_and_a_protected_head(tmp_path: Path
     assert 90 in offsets(store)
     assert offsets(store)[-54:] == list(range(120, 174))
     assert_same_from(original, store, 119, at=[119, 140, 169])
+
+
+def test_only_segments_holding_a_change_are_rewritten(tmp_path: Path) -> None:
+    # segments of 2 events: [k1 k2] [k1 k3] [k4 k5] [k6 k4]; --until-offset 7 cuts the last one
+    store = make_store(tmp_path / "s", [
+        ev("insert", "k1"), ev("insert", "k2"), ev("insert", "k1", {"v": 2}), ev("insert", "k3"),
+        ev("insert", "k4"), ev("insert", "k5"), ev("insert", "k6"), ev("insert", "k4", {"v": 3}),
+    ], segment_rows=2)  # fmt: skip
+    before = {s["path"] for s in Store.open(store).state().segments}
+    result = compact(store, until_offset=7, now=LATER)
+    after = {s["path"] for s in Store.open(store).state().segments}
+    # only offset 0 (k1, superseded by offset 2) goes; k4 at 4 is in front of the protected head
+    assert result.removed == {"superseded": 1}
+    assert result.segments_rewritten == 1
+    assert len(before - after) == 1 and len(after - before) == 1
+    assert offsets(store) == [1, 2, 3, 4, 5, 6, 7]
