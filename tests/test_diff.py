@@ -14,6 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import logtool
 from logtool.formats.base import Mapping, RawNumber, dumps_exact
@@ -239,6 +241,33 @@ def test_a_repeated_key_is_refused_wherever_it_is(
     right = table({"id": (pa.int64(), right_ids), "v": (pa.string(), ["a"] * len(right_ids))})
     with pytest.raises(logtool.LogtoolError, match=message):
         diff(left, right, key_columns=["id"])
+
+
+_ROWS = st.lists(st.tuples(st.sampled_from([None, 1, 2, 3]), st.sampled_from([None, "", "a"])), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ROWS, _ROWS, st.sampled_from([1, 1 << 16]))
+def test_keyed_counts_and_refusals_match_a_plain_reading(
+    lrows: list[tuple[int | None, str | None]], rrows: list[tuple[int | None, str | None]], gather: int
+) -> None:
+    """Refused exactly when a key repeats on a side; otherwise the keys and values compared one by one."""
+    D._TableCompare.GATHER, saved = gather, D._TableCompare.GATHER
+    try:
+        left = table({"id": (pa.int64(), [k for k, _ in lrows]), "v": (pa.string(), [v for _, v in lrows])})
+        right = table({"id": (pa.int64(), [k for k, _ in rrows]), "v": (pa.string(), [v for _, v in rrows])})
+        lkeys, rkeys = [k for k, _ in lrows], [k for k, _ in rrows]
+        if len(set(lkeys)) < len(lkeys) or len(set(rkeys)) < len(rkeys):
+            with pytest.raises(logtool.LogtoolError, match="occurs [0-9]+ times"):
+                diff(left, right, key_columns=["id"])
+            return
+        lmap, rmap = dict(lrows), dict(rrows)
+        only_left, only_right = len(lmap.keys() - rmap.keys()), len(rmap.keys() - lmap.keys())
+        changed = sum(1 for k in lmap.keys() & rmap.keys() if lmap[k] != rmap[k])
+        result = diff(left, right, key_columns=["id"])
+        assert (result.only_left, result.only_right, result.changed) == (only_left, only_right, changed)
+    finally:
+        D._TableCompare.GATHER = saved
 
 
 def test_a_repeated_composite_key_is_refused() -> None:
