@@ -444,7 +444,7 @@ def _merge(con: duckdb.DuckDBPyConnection, entities: list[str], names: list[str]
                 SELECT o.entity, o.key,
                        coalesce(to_json(map_from_entries(list_transform(o.names,
                            lambda c: {{'key': c, 'value': v.vals[list_position({columns}, c)]}})))::VARCHAR, '{{}}') AS state,
-                       FALSE AS canonical
+                       TRUE AS canonical  -- rendered by DuckDB from parsed values: canonical already
                 FROM v JOIN orders o ON o.entity = v.entity AND o.key = v.key"""
         ).to_arrow_table())
     return pa.concat_tables(tables)
