@@ -491,6 +491,10 @@ def _fold_slow(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> pa.Table:
            WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
     ).fetchall()
     keyless_base = con.execute("SELECT entity, state FROM base_live WHERE key IS NULL").fetchall()
+    if not keyed and not keyless_base and not con.execute(
+        """SELECT EXISTS (SELECT 1 FROM slow_keys) OR EXISTS (SELECT 1 FROM live WHERE key IS NULL)"""
+    ).fetchall()[0][0]:
+        return pa.table({"entity": [], "key": [], "state": []}, schema=_state_schema())  # nothing to fold
     events = con.sql(
         """SELECT "offset", entity, key, prev_key, op, data, before, txn.id AS txid FROM live
            WHERE (key IS NULL) OR (entity, key) IN (SELECT (entity, key) FROM slow_keys)
