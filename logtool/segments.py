@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +91,10 @@ class SegmentWriter:
         self._max: int | None = None
         self._ts: list[Any] = []
         self._digest_sqls: dict[tuple[frozenset[str], frozenset[str]], str] = {}
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._stopping = False
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append a batch (input schema) to the log."""
@@ -125,11 +131,48 @@ class SegmentWriter:
         ).cast(pa.binary())
         columns["digest"] = pa.nulls(n, pa.binary())
         table = pa.Table.from_pydict(columns, schema=self.schema)
+        self._hand_over(table)
+        if self.on_rows:
+            self.on_rows(n)
+
+    def _hand_over(self, table: pa.Table) -> None:
+        """Queue a table for the writer thread, which digests and writes it while the caller reads
+        the next batch; the queue holds one table, so memory stays bounded."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="logtool-segment-writer", daemon=True)
+            self._thread.start()
+        self._raise_failure()
+        self._queue.put(table)
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._failure is not None or self._stopping:
+                continue  # drained, so a producer blocked on the queue goes on
+            try:
+                self._write_table(table)
+            except BaseException as e:  # handed to the caller's thread by _raise_failure
+                self._failure = e
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _write_table(self, table: pa.Table) -> None:
+        """Digest a table (event schema, digest still null) and write it into segments."""
+        import pyarrow as pa
+
         incoming = pa.Table.from_batches(  # noqa: F841 - read by the query, batch by batch on every core
             table.to_batches(max_chunksize=32768)
         )
         digest = self.con.sql(f"SELECT {self._digest_sql(table)} AS digest FROM incoming").to_arrow_table().column(0)
         table = table.set_column(self.schema.get_field_index("digest"), "digest", digest.cast(pa.binary()))
+        n = table.num_rows
         start = 0
         while start < n:
             if self._writer is None:
@@ -139,8 +182,6 @@ class SegmentWriter:
             start += take
             if self._rows >= self.segment_rows:
                 self._finish()
-        if self.on_rows:
-            self.on_rows(n)
 
     def _digest_sql(self, table: pa.Table) -> str:
         """The digest expression for this table: columns NULL in every row cost nothing."""
@@ -206,11 +247,15 @@ class SegmentWriter:
 
     def close(self) -> list[dict[str, Any]]:
         """Finish the open segment; the commit entries of everything written."""
+        self._join()
+        self._raise_failure()
         self._finish()
         return self.entries
 
     def abort(self) -> None:
         """Delete every file written (nothing was committed)."""
+        self._stopping = True
+        self._join()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
