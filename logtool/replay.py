@@ -564,11 +564,10 @@ def state_digest(table: pa.Table) -> str:
         end = pa.array(["\x1e"] * batch.num_rows, pa.string())
         joined = pc.binary_join_element_wise(batch.column("entity"), keys, batch.column("state"), end, "\x1f")
         joined = joined.cast(pa.large_string())
-        offsets = joined.buffers()[1]
-        import numpy as np
-
-        o = np.frombuffer(offsets, dtype=np.int64)[joined.offset : joined.offset + len(joined) + 1]
-        h.update(memoryview(joined.buffers()[2])[o[0] : o[-1]])
+        if len(joined):  # the rows' bytes are contiguous in the data buffer, between two int64 offsets
+            offsets = memoryview(joined.buffers()[1])
+            first, last = (int.from_bytes(offsets[8 * i : 8 * i + 8], "little") for i in (joined.offset, joined.offset + len(joined)))
+            h.update(memoryview(joined.buffers()[2])[first:last])
     return h.hexdigest()
 
 
