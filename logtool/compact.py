@@ -245,6 +245,7 @@ def compact(
                JOIN folded_state f ON f.entity = d.entity AND f.key = d.key
                WHERE d.reason IS NULL AND d.op IN ('update', 'patch') AND d.key IS NOT NULL"""
         )
+        con.execute('CREATE TEMP TABLE kept AS SELECT "offset" FROM decisions WHERE reason IS NULL ORDER BY "offset"')
         if progress:
             progress(2, 3)
         adds, removes = [], []
@@ -257,7 +258,8 @@ def compact(
                         f."offset" IS NOT NULL AS _folded
                     FROM read_parquet({sql_string(str(file))}) s
                     LEFT JOIN fold_by_offset f ON f."offset" = s."offset"
-                    WHERE s."offset" >= {horizon} OR s."offset" IN (SELECT "offset" FROM decisions WHERE reason IS NULL)
+                    WHERE s."offset" >= {horizon} OR s."offset" IN (
+                        SELECT "offset" FROM kept WHERE "offset" BETWEEN {seg["min_offset"]} AND {seg["max_offset"]})
                     ORDER BY s."offset" """
             ).to_arrow_table()
             mask = table.column("_folded")
