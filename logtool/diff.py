@@ -545,8 +545,9 @@ class _TableCompare:
         self.only_left = self.only_right = self.changed = 0
 
     #: Differing rows gathered in memory by the pass that also checks the keys; a comparison
-    #: with more runs its join again into a table.
-    GATHER = 1 << 16
+    #: with more runs its join again into a table (which can spill). Each DuckDB thread may hold
+    #: this many rows before they are combined, so it stays small.
+    GATHER = 4096
 
     # ------------------------------------------------------------------ running
 
