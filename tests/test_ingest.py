@@ -697,6 +697,33 @@ def test_every_kind_in_one_file_quarantined(
     assert "longer than the limit" in reasons[8]
 
 
+def test_bad_records_in_line_order_across_chunks(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # chunks of a few lines: lines are split one chunk ahead of the mapping, and what each step
+    # finds wrong must still be reported in file order (the first one is what --on-error fail names)
+    import logtool.formats.base
+
+    monkeypatch.setattr(logtool.formats.base, "CHUNK_BYTES", 100)
+    lines: list[str | bytes] = [f'{{"id":{i},"ts":"2024-01-01T00:00:00Z"}}' for i in range(1, 41)]
+    lines[9] = '{"id":10,'  # broken JSON, found by the mapping
+    lines[10] = b'{"id":11,"n":"\xc3\x28"}'  # invalid UTF-8, found by the splitting
+    lines[24] = OVERSIZED  # found by the splitting
+    lines[25] = '{"id":26,"ts":"never"}'  # found by the mapping
+    f = write_lines(tmp_path / "chunks.jsonl", lines)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "quarantine",
+            "--max-line-bytes", "64")  # fmt: skip
+    assert r.code == 0, r.err
+    assert _summary(36, 4, 0) in r.err
+    assert [e["line"] for e in _rows(query, store)] == [n for n in range(1, 41) if n not in (10, 11, 25, 26)]
+    (qfile,) = (store / "quarantine").iterdir()
+    assert [json.loads(x)["line"] for x in qfile.read_text("utf-8").splitlines()] == [10, 11, 25, 26]
+    r = cli("ingest", new_store("f"), f, "--key-field", "id", "--ts-field", "ts", "--max-line-bytes", "64")
+    assert r.code == 2 and f"{f}:10: broken JSON" in r.err, r.err
+
+
 def test_oversized_line_raw_kept_in_quarantine(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
 ) -> None:

@@ -10,9 +10,11 @@ byte for byte. The rare line that already holds the mark has its payload cut by 
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from ..engine import sql_string
 from . import Format
@@ -439,6 +441,63 @@ class RecordMapper:
         return out if all(keep) else out.filter(pa.array(keep))
 
 
+class _ReadAhead:
+    """Splits a stream into line chunks in a thread of its own, one chunk ahead of the caller, so
+    reading, hashing and splitting overlap the mapping of the chunk before. Each chunk comes with
+    the bad records found while splitting it (the last item may carry only those)."""
+
+    _END = object()
+
+    def __init__(self, stream: IO[bytes], source: Source, max_line_bytes: int) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(stream, source, max_line_bytes), name="logtool-line-reader", daemon=True
+        )
+
+    def __enter__(self) -> _ReadAhead:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # the stream closes after this: the thread must be done with it
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)  # frees a reader waiting on the full queue
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[tuple[int, pa.Array | None, list[BadRecord]]]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self, stream: IO[bytes], source: Source, max_line_bytes: int) -> None:
+        bad: list[BadRecord] = []  # a new list for each chunk: the report below reads the name
+        try:
+            for first, lines in iter_line_chunks(stream, source, lambda r: bad.append(r), max_line_bytes):
+                if not self._put((first, lines, bad)):
+                    return
+                bad = []
+            if bad:
+                self._put((0, None, bad))
+            self._put(self._END)
+        except BaseException as e:  # raised again in the caller's thread
+            self._put(e)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read JSON lines (plain, .gz or .zst) through the field mapping."""
     import numpy as np
@@ -446,17 +505,17 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
 
     pending: list[BadRecord] = []  # a chunk's bad records, reported in line order
     mapper = RecordMapper(source, mapping, pending.append, "jsonl")
-    with source.open() as stream:
-        for first, lines in iter_line_chunks(stream, source, pending.append, mapping.max_line_bytes):
-            numbers = pa.array(np.arange(first, first + len(lines), dtype=np.int64))
-            batch = mapper.map(numbers, lines)
+    with source.open() as stream, _ReadAhead(stream, source, mapping.max_line_bytes) as chunks:
+        for first, lines, split_bad in chunks:
+            pending += split_bad
+            batch = None
+            if lines is not None:
+                batch = mapper.map(pa.array(np.arange(first, first + len(lines), dtype=np.int64)), lines)
             for bad in sorted(pending, key=lambda b: b.line or 0):
                 report(bad)
             pending.clear()
             if batch is not None:
                 yield batch
-    for bad in pending:
-        report(bad)
 
 
 def sniff(head: bytes) -> int:
