@@ -653,16 +653,16 @@ def merge_row(base: Any, data: Any) -> Any:
     others keep their value; a path patch sets and removes dotted paths."""
     if not isinstance(data, dict) or not isinstance(base, dict | None):
         return _copy(data)  # not a row of columns: the payload is the value
-    row = _copy(base or {})
-    if _is_path_patch(data):
-        for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
-            _truncate_path(row, path, int(size))
-        for path, value in (data.get("$set") or {}).items():
-            _set_path(row, path, value)
-        for path in data.get("$unset") or []:
-            _unset_path(row, path)
-        return row
-    row.update(data)
+    if not _is_path_patch(data):
+        # values are replaced whole, never changed in place: the row's values can be shared
+        return {**(base or {}), **data}
+    row = _copy(base or {})  # a path patch changes nested values in place: on a copy of its own
+    for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
+        _truncate_path(row, path, int(size))
+    for path, value in (data.get("$set") or {}).items():
+        _set_path(row, path, value)
+    for path in data.get("$unset") or []:
+        _unset_path(row, path)
     return row
 
 
