@@ -388,7 +388,7 @@ _LOWER_HEX = re.compile(r"\\u00([0-9a-f]{2})")
 
 def _string(text: str) -> str:
     """A JSON string as DuckDB writes one: UTF-8 as is, control characters as upper-case \\u00XX."""
-    out = json.dumps(text, ensure_ascii=False)
+    out = json.encoder.encode_basestring(text)  # what json.dumps(text, ensure_ascii=False) returns, without its set-up
     if _CONTROL.search(text):
         out = _LOWER_HEX.sub(lambda m: "\\u00" + m.group(1).upper(), out)
     return out
