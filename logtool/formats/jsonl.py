@@ -22,8 +22,8 @@ from .base import (
     TS_UNITS,
     BadRecord,
     Mapping,
-    Report,
     RawNumber,
+    Report,
     Source,
     dumps_exact,
     iter_line_chunks,
@@ -107,7 +107,9 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
 
     if mapping.prev_key_field:
         name = mapping.prev_key_field
-        prev_key = exact(lambda m: f"(CASE WHEN {_absent(p(name, m))} THEN NULL ELSE {_scalar(p(name, m))} END)", unmark_key)
+        prev_key = exact(
+            lambda m: f"(CASE WHEN {_absent(p(name, m))} THEN NULL ELSE {_scalar(p(name, m))} END)", unmark_key
+        )
     else:
         prev_key = "NULL::VARCHAR"
 
@@ -294,6 +296,8 @@ FROM step2
 
 _STRING = re.compile(r'"[^"\\]*"')
 _SPACE = re.compile(r"\s")
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -476,14 +480,15 @@ class _ReadAhead:
             yield item
 
     def _run(self, stream: IO[bytes], source: Source, max_line_bytes: int) -> None:
-        bad: list[BadRecord] = []  # a new list for each chunk: the report below reads the name
+        found: list[BadRecord] = []
         try:
-            for first, lines in iter_line_chunks(stream, source, lambda r: bad.append(r), max_line_bytes):
+            for first, lines in iter_line_chunks(stream, source, found.append, max_line_bytes):
+                bad = found.copy()  # the chunk's own: found goes on collecting for the next one
+                found.clear()
                 if not self._put((first, lines, bad)):
                     return
-                bad = []
-            if bad:
-                self._put((0, None, bad))
+            if found:
+                self._put((0, None, found))
             self._put(self._END)
         except BaseException as e:  # raised again in the caller's thread
             self._put(e)
