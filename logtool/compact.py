@@ -232,6 +232,23 @@ def compact(
             share = result.events_after / result.events_before if result.events_before else 1.0
             result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before
             return result
+        # What the rewrite needs from the decisions; they are dropped before the replay below, so
+        # the two never hold memory at once.
+        con.execute('CREATE TEMP TABLE kept AS SELECT "offset" FROM decisions WHERE reason IS NULL ORDER BY "offset"')
+        con.execute(
+            """CREATE TEMP TABLE partial_survivors AS SELECT "offset", entity, key FROM decisions
+               WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"""
+        )
+        gaps = [  # the removed offsets, as ranges (gaps and islands)
+            [lo, hi]
+            for lo, hi in con.execute(
+                """SELECT min("offset"), max("offset") FROM (
+                       SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS island
+                       FROM decisions WHERE reason IS NOT NULL)
+                   GROUP BY island ORDER BY 1"""
+            ).fetchall()
+        ]
+        con.execute("DROP TABLE decisions; DROP TABLE kept_tombstones")
         # The full rows of survivors that are partial: their state at the compaction point.
         folded_state = (  # noqa: F841 - read by the query
             replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
@@ -241,11 +258,10 @@ def compact(
         )  # fmt: skip
         con.execute(
             """CREATE TEMP TABLE fold_by_offset AS
-               SELECT d."offset", f.state AS data FROM decisions d
-               JOIN folded_state f ON f.entity = d.entity AND f.key = d.key
-               WHERE d.reason IS NULL AND d.op IN ('update', 'patch') AND d.key IS NOT NULL"""
+               SELECT p."offset", f.state AS data FROM partial_survivors p
+               JOIN folded_state f ON f.entity = p.entity AND f.key = p.key"""
         )
-        con.execute('CREATE TEMP TABLE kept AS SELECT "offset" FROM decisions WHERE reason IS NULL ORDER BY "offset"')
+        del folded_state
         if progress:
             progress(2, 3)
         adds, removes = [], []
@@ -268,15 +284,6 @@ def compact(
             removes.append(seg)
             if entry:
                 adds.append(entry)
-        gaps = [  # the removed offsets, as ranges (gaps and islands)
-            [lo, hi]
-            for lo, hi in con.execute(
-                """SELECT min("offset"), max("offset") FROM (
-                       SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS island
-                       FROM decisions WHERE reason IS NOT NULL)
-                   GROUP BY island ORDER BY 1"""
-            ).fetchall()
-        ]
         stale_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1]
         result.bytes_after = result.bytes_before - sum(s["bytes"] for s in segs) + sum(e["bytes"] for e in adds)
         params = {
