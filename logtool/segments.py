@@ -53,6 +53,9 @@ def write_parquet_options(schema: pa.Schema | None = None) -> dict[str, Any]:
         leaves = {f.name for f in schema}
         leaves |= {f"{f.name}.{c.name}" for f in schema if pa.types.is_struct(f.type) for c in f.type}
         options["use_dictionary"] = [c for c in _DICTIONARY_COLUMNS if c in leaves]
+        # salts and digests are random bytes of one length: without the length before each value
+        # (which plain encoding writes) zstd sees nothing to compress and gives up at once
+        options["column_encoding"] = {c: "DELTA_LENGTH_BYTE_ARRAY" for c in ("salt", "digest") if c in leaves}
     return options
 
 
