@@ -175,7 +175,7 @@ def compact(
         for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
             result.removed[reason] = n
         con.execute(
-            f"""CREATE TEMP TABLE kept_tombstones AS SELECT "offset", entity, key, op, ts_us FROM decisions
+            """CREATE TEMP TABLE kept_tombstones AS SELECT "offset", entity, key, op, ts_us FROM decisions
                 WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR no_data)"""
         )
         kept = con.execute("SELECT count(*), min(ts_us) FROM kept_tombstones").fetchall()[0]

@@ -579,6 +579,12 @@ OVERSIZED = '{"id":2,"ts":"2024-01-01T00:00:00Z","pad":"' + "x" * 100 + '"}'
 # kind -> (file name, lines, extra options, line of the bad record, reason text, good lines)
 BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int]]] = {
     "broken JSON": ("b.jsonl", [GOOD_1, '{"id":2,"ts":', GOOD_3], [], 2, "broken JSON", [1, 3]),
+    "trailing comma": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"2024-01-01T00:00:00Z","v":[1,2,],}', GOOD_3], [], 2,
+                       "broken JSON: a trailing comma", [1, 3]),
+    "NaN": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"2024-01-01T00:00:00Z","v":NaN}', GOOD_3], [], 2,
+            "broken JSON: NaN and Infinity are not JSON numbers", [1, 3]),
+    "Infinity": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"2024-01-01T00:00:00Z","v":-Infinity}', GOOD_3], [], 2,
+                 "broken JSON: NaN and Infinity are not JSON numbers", [1, 3]),
     "invalid UTF-8": ("b.jsonl", [GOOD_1, b'{"id":2,"ts":"2024-01-01T00:00:00Z","n":"\xff\xfe"}', GOOD_3], [], 2,
                       "invalid UTF-8", [1, 3]),
     "not an object": ("b.jsonl", [GOOD_1, "[1,2,3]", GOOD_3], [], 2, "not a JSON object", [1, 3]),
@@ -1012,3 +1018,13 @@ def _round_trip(records: list[tuple[Any, bool, bool]], data_field: bool) -> None
         got = logtool.sql(os.path.join(tmp, "store"), 'SELECT key, data FROM events ORDER BY "offset"').to_pylist()
     assert [g["key"] for g in got] == [str(i) for i in range(len(records))]
     assert [g["data"] for g in got] == expected
+
+
+def test_strings_that_look_like_lenient_json_are_values(write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    line = r'{"id":1,"ts":"2024-01-01T00:00:00Z","a":"NaN","b":"x,}","c":"Infinity, ]","d":"\",]"}'
+    f = write_lines(tmp_path / "ok.jsonl", [line])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts")
+    assert r.code == 0, r.err
+    (data,) = [row["data"] for row in query(store, "SELECT data FROM events")]
+    assert json.loads(data) == {"a": "NaN", "b": "x,}", "c": "Infinity, ]", "d": '",]'}

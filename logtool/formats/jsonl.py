@@ -51,6 +51,12 @@ _UNMARK = r'"\\u0001([^"]*)"'
 _HOLDS_MARK = "(contains(line, chr(1)) OR contains(line, '\\u0001'))"
 
 PARALLEL_ROWS = 32768
+# What DuckDB's JSON reader accepts but JSON does not: a trailing comma, NaN and infinities. Looked
+# for outside strings only (strings are blanked first), on the few lines that might hold them.
+_MAYBE_LENIENT = r",\s*[\]}]|[nN][aA][nN]|[iI][nN][fF]"
+_STRINGS = r'"(?:[^"\\]|\\.)*"'
+_LENIENT_COMMA = r",\s*[\]}]"
+_LENIENT_NUMBER = r"(?i)nan|inf"
 
 
 def _path(name: str) -> str:
@@ -242,12 +248,20 @@ WITH parsed AS (
     -- DuckDB's own rendering of the line: NULL where it is not JSON; where it is the line itself
     -- (but for trailing blanks), every number is written as DuckDB would print it
     SELECT idx, line_no, line, TRY(json(line))::VARCHAR AS rendered FROM chunk
+), checked AS (
+    SELECT * REPLACE (CASE WHEN lenient IS NULL THEN rendered END AS rendered) FROM (
+        SELECT *, CASE WHEN rendered IS NOT NULL AND regexp_matches(line, {sql_string(_MAYBE_LENIENT)}) THEN
+                  CASE WHEN regexp_matches(regexp_replace(line, {sql_string(_STRINGS)}, '""', 'g'), {sql_string(_LENIENT_COMMA)})
+                       THEN 'broken JSON: a trailing comma'
+                       WHEN regexp_matches(regexp_replace(line, {sql_string(_STRINGS)}, '""', 'g'), {sql_string(_LENIENT_NUMBER)})
+                       THEN 'broken JSON: NaN and Infinity are not JSON numbers' END END AS lenient
+        FROM parsed)
 ), typed AS (
     SELECT *, CASE WHEN rendered IS NULL THEN NULL WHEN starts_with(rendered, '{{') THEN 'OBJECT'
                    ELSE json_type(rendered) END AS jtype
-    FROM parsed
+    FROM checked
 ), j AS (
-    SELECT idx, line_no, line, jtype, jtype = 'OBJECT' AS obj,
+    SELECT idx, line_no, line, lenient, jtype, jtype = 'OBJECT' AS obj,
         CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f,
         CASE WHEN jtype = 'OBJECT' AND NOT starts_with(line, rendered)
                   AND regexp_matches(line, {sql_string(_UNSAFE_NUMBER)})
@@ -272,7 +286,8 @@ WITH parsed AS (
 )
 SELECT
     idx,
-    CASE WHEN jtype IS NULL THEN (CASE WHEN trim(rtrim(line, chr(13) || chr(10))) = '' THEN '' ELSE 'broken JSON' END)
+    CASE WHEN lenient IS NOT NULL THEN lenient
+         WHEN jtype IS NULL THEN (CASE WHEN trim(rtrim(line, chr(13) || chr(10))) = '' THEN '' ELSE 'broken JSON' END)
          WHEN NOT obj THEN 'not a JSON object (found ' || lower(jtype) || ')'
          {reasons} END AS reason,
     exactness = 'python' AS rebuild,
