@@ -73,15 +73,17 @@ def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
     from . import engine
 
     con = engine.connect()
-    out: dict[str, pa.Table] = {}
-    for ent in pc.unique(state.column("entity")).to_pylist():
-        part = state.filter(pc.equal(state.column("entity"), ent))
-        objects = pc.all(pc.starts_with(part.column("state"), "{")).as_py()
-        if objects and not pc.any(pc.match_substring_regex(part.column("state"), LONG_NUMBER)).as_py():
-            out[ent] = _typed_in_duckdb(con, part)
-        else:
-            out[ent] = _typed_in_python(part)
-    return out
+    rows = state  # noqa: F841 - read by the query
+    entities = con.execute(
+        f"""SELECT entity, bool_and(starts_with(state, '{{')) AND NOT bool_or(regexp_matches(state, '{LONG_NUMBER}'))
+            FROM rows GROUP BY entity"""
+    ).fetchall()
+    in_duckdb = [e for e, plain in entities if plain]
+    out = _typed_in_duckdb(con, state.filter(pc.is_in(state.column("entity"), pc.cast(in_duckdb, "string")))) if in_duckdb else {}
+    for ent, plain in entities:
+        if not plain:
+            out[ent] = _typed_in_python(state.filter(pc.equal(state.column("entity"), ent)))
+    return {ent: out[ent] for ent in pc.unique(state.column("entity")).to_pylist()}
 
 
 # --------------------------------------------------------------------------- DuckDB
@@ -92,60 +94,83 @@ def json_path(name: str) -> str:
     return sql_string('$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
-def _typed_in_duckdb(con: Any, part: pa.Table) -> pa.Table:
+def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
+    """Every entity of ``rows`` typed in DuckDB; entities with the same columns (as CDC tables of
+    one shape often have) are measured and extracted in one pass."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    rows = part  # noqa: F841 - read by the queries
     # Columns in the order they first appear: rows share few shapes, so the order is read from
     # the shapes, in the order of their first row.
-    names: dict[str, None] = {}
-    for (cols,) in con.execute(
-        """SELECT cols FROM (SELECT row_number() OVER () AS rn, json_keys(state) AS cols FROM rows)
-           GROUP BY cols ORDER BY min(rn)"""
+    names: dict[str, dict[str, None]] = {}
+    for ent, cols in con.execute(
+        """SELECT entity, cols FROM (SELECT row_number() OVER () AS rn, entity, json_keys(state) AS cols FROM rows)
+           GROUP BY entity, cols ORDER BY min(rn)"""
     ).fetchall():
-        names.update(dict.fromkeys(cols))
-    if not names:
-        return pa.table({"key": part.column("key")})
-    # One parse of each row extracts every column; the values are then measured column by column.
-    extract = f"SELECT key, json_extract(state, [{', '.join(json_path(n) for n in names)}]) AS vs FROM rows"
+        names.setdefault(ent, {}).update(dict.fromkeys(cols))
+    by_columns: dict[tuple[str, ...], list[str]] = {}
+    for ent, cols in names.items():
+        by_columns.setdefault(tuple(cols), []).append(ent)
+    out: dict[str, pa.Table] = {}
     specials = "(" + ", ".join(sql_string(s) for s in SPECIAL_FLOATS) + ")"
-    found = con.execute(
-        f"""WITH m AS (SELECT unnest(range(1, {len(names) + 1})) AS i, unnest(vs) AS j FROM ({extract})),
-                 d AS (SELECT i, json_type(j) AS t, j::VARCHAR AS v, j ->> '$' AS a FROM m WHERE j IS NOT NULL)
-            SELECT i, list(DISTINCT t), bool_or(t = 'VARCHAR' AND a IN {specials}),
-                   bool_or(t = 'VARCHAR' AND a NOT IN {specials}),
-                   bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')),
-                   bool_or(t = 'UBIGINT' AND TRY_CAST(v AS BIGINT) IS NULL),
-                   max(CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN length(split_part(ltrim(v, '-'), '.', 1)) END),
-                   max(CASE WHEN t = 'DOUBLE' AND contains(v, '.') THEN length(split_part(v, '.', 2)) ELSE 0 END)
-            FROM d GROUP BY i"""
-    ).fetchall()
-    measured = {i: rest for i, *rest in found}
-    fields = [pa.field("key", pa.string())]
-    columns = ["key"]
-    for i, k in enumerate(names):
-        types, special, plain, exponent, out_of_range, int_digits, scale = measured[i + 1]
-        s = FieldStats(exponent=bool(exponent), out_of_range=bool(out_of_range), int_digits=int_digits or 1,
-                       scale=scale or 0)  # fmt: skip
-        for t in types or []:
-            if t == "BOOLEAN":
-                s.kinds.add("bool")
-            elif t in ("UBIGINT", "BIGINT"):
-                s.kinds.add("int")
-            elif t == "DOUBLE":
-                s.kinds.add("number")
-            elif t in ("OBJECT", "ARRAY"):
-                s.kinds.add("json")
-        if special:
-            s.kinds.add("special")
-        if plain:
-            s.kinds.add("string")
-        kind = decide(s)
-        fields.append(arrow_field(k, kind))
-        columns.append(f"{_value_sql(f'vs[{i + 1}]', kind)} AS c{len(columns)}")
-    # MATERIALIZED: each row is parsed once, not once for each column
-    table = con.sql(f"WITH v AS MATERIALIZED ({extract}) SELECT {', '.join(columns)} FROM v").to_arrow_table()
-    return pa.Table.from_arrays([table.column(i) for i in range(table.num_columns)], schema=pa.schema(fields))
+    for cols, ents in by_columns.items():
+        which = "(" + ", ".join(sql_string(e) for e in ents) + ")"
+        if not cols:
+            for ent in ents:
+                out[ent] = pa.table({"key": rows.filter(pc.equal(rows.column("entity"), ent)).column("key")})
+            continue
+        # One parse of each row extracts every column; the values are then measured column by column.
+        extract = f"""SELECT entity, key, json_extract(state, [{', '.join(json_path(n) for n in cols)}]) AS vs
+                      FROM rows WHERE entity IN {which}"""
+        found = con.execute(
+            f"""WITH m AS (SELECT entity, unnest(range(1, {len(cols) + 1})) AS i, unnest(vs) AS j FROM ({extract})),
+                     d AS (SELECT entity, i, json_type(j) AS t, j::VARCHAR AS v, j ->> '$' AS a FROM m WHERE j IS NOT NULL)
+                SELECT entity, i, list(DISTINCT t), bool_or(t = 'VARCHAR' AND a IN {specials}),
+                       bool_or(t = 'VARCHAR' AND a NOT IN {specials}),
+                       bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')),
+                       bool_or(t = 'UBIGINT' AND TRY_CAST(v AS BIGINT) IS NULL),
+                       max(CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN length(split_part(ltrim(v, '-'), '.', 1)) END),
+                       max(CASE WHEN t = 'DOUBLE' AND contains(v, '.') THEN length(split_part(v, '.', 2)) ELSE 0 END)
+                FROM d GROUP BY entity, i"""
+        ).fetchall()
+        measured = {(ent, i): rest for ent, i, *rest in found}
+        # Entities whose columns also came out the same types share the extraction.
+        by_kinds: dict[tuple[tuple[str, int, int], ...], list[str]] = {}
+        for ent in ents:
+            kinds = tuple(_decide_column(measured.get((ent, i + 1))) for i in range(len(cols)))
+            by_kinds.setdefault(kinds, []).append(ent)
+        for kinds, same in by_kinds.items():
+            fields = [pa.field("key", pa.string())] + [arrow_field(n, k) for n, k in zip(cols, kinds, strict=True)]
+            values = ", ".join(f"{_value_sql(f'vs[{i + 1}]', k)} AS c{i + 1}" for i, k in enumerate(kinds))
+            listed = "(" + ", ".join(sql_string(e) for e in same) + ")"
+            # MATERIALIZED: each row is parsed once, not once for each column
+            table = con.sql(
+                f"WITH v AS MATERIALIZED ({extract} AND entity IN {listed}) SELECT entity, key, {values} FROM v"
+            ).to_arrow_table()
+            for ent in same:
+                part = table.filter(pc.equal(table.column("entity"), ent)).drop_columns(["entity"])
+                out[ent] = pa.Table.from_arrays(part.columns, schema=pa.schema(fields))
+    return out
+
+
+def _decide_column(measures: list[Any] | None) -> tuple[str, int, int]:
+    """A column's type from what DuckDB measured of its values (None: it holds no value)."""
+    types, special, plain, exponent, out_of_range, int_digits, scale = measures or ([], False, False, False, False, None, 0)
+    s = FieldStats(exponent=bool(exponent), out_of_range=bool(out_of_range), int_digits=int_digits or 1, scale=scale or 0)
+    for t in types or []:
+        if t == "BOOLEAN":
+            s.kinds.add("bool")
+        elif t in ("UBIGINT", "BIGINT"):
+            s.kinds.add("int")
+        elif t == "DOUBLE":
+            s.kinds.add("number")
+        elif t in ("OBJECT", "ARRAY"):
+            s.kinds.add("json")
+    if special:
+        s.kinds.add("special")
+    if plain:
+        s.kinds.add("string")
+    return decide(s)
 
 
 def _value_sql(value: str, kind: tuple[str, int, int]) -> str:

@@ -34,10 +34,21 @@ def _state(rows: list[dict[str, Any]]) -> pa.Table:
 @given(st.lists(_row, min_size=1, max_size=6))
 def test_duckdb_and_python_paths_agree(rows: list[dict[str, Any]]) -> None:
     part = _state(rows)
-    fast = _typed_in_duckdb(engine.connect(), part)
+    fast = _typed_in_duckdb(engine.connect(), part)["t"]
     exact = _typed_in_python(part)
     assert fast.schema == exact.schema
     assert fast.to_pylist() == exact.to_pylist() or _same_with_nans(fast, exact)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_row, min_size=1, max_size=4), st.lists(_row, min_size=1, max_size=4))
+def test_entities_typed_together_are_typed_as_alone(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> None:
+    a, b = _state(first), _state(second)
+    both = pa.concat_tables([a, b.set_column(0, "entity", pa.array(["u"] * b.num_rows))])
+    together = _typed_in_duckdb(engine.connect(), both)
+    for name, alone in (("t", _typed_in_duckdb(engine.connect(), a)["t"]), ("u", _typed_in_duckdb(engine.connect(), b)["t"])):
+        assert together[name].schema == alone.schema
+        assert together[name].to_pylist() == alone.to_pylist() or _same_with_nans(together[name], alone)
 
 
 def _same_with_nans(a: pa.Table, b: pa.Table) -> bool:
