@@ -439,6 +439,13 @@ _VALUES = st.recursive(
 def test_field_values_compare_as_their_canonical_forms(a: Any, b: Any) -> None:
     assert audit._equal(a, b) == (canon(a) == canon(b))
     assert audit._equal(a, a)
+    assert audit._same(a, b) == (canon(a) == canon(b))
+
+
+def test_a_nested_boolean_replacing_a_number_is_a_change() -> None:
+    assert not audit._same({"x": 1}, {"x": True})
+    assert not audit._same([RawNumber("1.5")], ["1.5"])
+    assert audit._same({"x": RawNumber("1.10")}, {"x": RawNumber("1.1")})
 
 
 @settings(max_examples=300, deadline=None)
