@@ -232,11 +232,12 @@ def _python_stats(values: list[Any]) -> FieldStats:
             s.kinds.add("bool")
         elif _is_number(v):
             text = str(v)
-            s.kinds.add("int" if isinstance(v, int) else "number")
+            integer = isinstance(v, int) or text == "-0"  # -0 is read as an integer, as DuckDB reads it
+            s.kinds.add("int" if integer else "number")
             s.exponent |= "e" in text.lower()
             s.long |= _significant_digits(text) > 15
-            if isinstance(v, int):
-                s.out_of_range |= not -(2**63) <= v < 2**63
+            if integer:
+                s.out_of_range |= not -(2**63) <= int(text) < 2**63
             if "e" not in text.lower():
                 whole, _, frac = text.lstrip("-").partition(".")
                 s.int_digits = max(s.int_digits, len(whole))
@@ -253,8 +254,10 @@ def _python_stats(values: list[Any]) -> FieldStats:
 def _python_array(kind: tuple[str, int, int], values: list[Any], typ: pa.DataType) -> pa.Array:
     import pyarrow as pa
 
-    if kind[0] in ("bool", "string", "int64"):
+    if kind[0] in ("bool", "string"):
         return pa.array(values, typ)
+    if kind[0] == "int64":
+        return pa.array([None if v is None else int(v) for v in values], typ)  # -0 is a RawNumber
     if kind[0] == "float64":
         return pa.array([None if v is None else SPECIAL_FLOATS.get(v) if _is_special(v) else float(str(v)) for v in values], typ)
     if kind[0] == "decimal":

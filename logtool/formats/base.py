@@ -302,11 +302,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_float=RawNumber, parse_constant=_no_constant)
+# -0 stays RawNumber: as an int it would be written back as 0
+_DECODER = json.JSONDecoder(
+    parse_float=RawNumber,
+    parse_int=lambda text: RawNumber(text) if text == "-0" else int(text),
+    parse_constant=_no_constant,
+)
 
 
 def loads_exact(text: str) -> Any:
-    """Parse JSON keeping every number exact (floats as RawNumber, integers as int)."""
+    """Parse JSON keeping every number exact (integers as int, other numbers and -0 as RawNumber)."""
     return _DECODER.decode(text)
 
 

@@ -9,7 +9,6 @@ byte for byte. The rare line that already holds the mark has its payload cut by 
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
@@ -22,7 +21,6 @@ from .base import (
     TS_UNITS,
     BadRecord,
     Mapping,
-    RawNumber,
     Report,
     Source,
     dumps_exact,
@@ -313,23 +311,11 @@ _STRING = re.compile(r'"[^"\\]*"')
 _SPACE = re.compile(r"\s")
 
 
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# as loads_exact, and -0 stays -0 (an int would print it as 0)
-_DECODER = json.JSONDecoder(
-    parse_float=RawNumber,
-    parse_int=lambda text: RawNumber(text) if text == "-0" else int(text),
-    parse_constant=_no_constant,
-)
-
-
 def _compact(raw: str) -> str:
     """A JSON value's text as DuckDB renders it (compact, unescaped), its numbers as written."""
     if "\\" not in raw and not _SPACE.search(_STRING.sub("", raw)):
         return raw  # already compact, nothing escaped: cut as it is
-    return dumps_exact(_DECODER.decode(raw))
+    return dumps_exact(loads_exact(raw))
 
 
 def _scalar_text(text: str) -> str:

@@ -150,3 +150,10 @@ def test_sniff(cdc_samples, generic_lines) -> None:
     assert FORMAT.sniff(generic_lines) == 0
     for other in ("debezium_pg.jsonl", "debezium_keyed.jsonl", "kcat.jsonl", "cloudevents.json", "mongodb.jsonl"):
         assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other
+
+
+def test_negative_zero_is_kept_as_written(read_events, write_file) -> None:
+    line = '{"database":"shop","table":"orders","type":"insert","ts":1709650040,"xid":1,"data":{"id":-0,"d":-0}}\n'
+    rows, bad = read_events(FORMAT, write_file("z.jsonl", line))
+    assert bad == []
+    assert rows[0]["data"] == '{"id":-0,"d":-0}'
