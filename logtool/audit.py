@@ -410,55 +410,10 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(_canon(a) == _canon(b))
 
 
-class _Texts:
-    """JSON text of values (dumps_exact), remembered: the value an event sets is, as the same
-    object, the value a later event replaces, and most strings and small arrays and objects of
-    strings recur (names, states, tags, addresses)."""
-
-    LIMIT = 100_000  # values remembered before starting over, to bound the memory
-
-    def __init__(self) -> None:
-        self.objects: dict[int, tuple[Any, str]] = {}  # id -> (the value, kept alive, its text)
-        self.contents: dict[Any, str] = {}  # by _content
-
-    def __call__(self, value: Any) -> str:
-        content = _content(value)
-        if content is not None:
-            text = self.contents.get(content)
-            if text is None:
-                if len(self.contents) >= self.LIMIT:
-                    self.contents.clear()
-                text = self.contents[content] = dumps_exact(value)
-            return text
-        hit = self.objects.get(id(value))
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        if len(self.objects) >= self.LIMIT:
-            self.objects.clear()
-        text = dumps_exact(value)
-        self.objects[id(value)] = (value, text)
-        return text
-
-
-def _content(value: Any) -> Any:
-    """A hashable stand-in for a plain string, or an array or object of plain strings, equal
-    only for values written alike; None for other values. (Only plain ``str``: a RawNumber or a
-    boolean compares equal to values written otherwise.)"""
-    kind = type(value)
-    if kind is str:
-        return value
-    if kind is list:
-        if all(type(v) is str for v in value):
-            return ("a", *value)
-    elif kind is dict:
-        if all(type(v) is str for v in value.values()):
-            return ("o", *value.items())
-    return None
-
-
-def _changes(before: Any, after: Any, text: _Texts) -> str:
+def _changes(before: Any, after: Any) -> str:
     """Field by field, as JSON text: {"field": {"before": v, "after": w}}; a side is missing
     where the field was (dumps_exact's text of that object, written piece by piece)."""
+    text = dumps_exact
     b, a = _as_object(before) or {}, _as_object(after) or {}
     out = []
     for name in [*b, *(n for n in a if n not in b)]:
@@ -583,7 +538,6 @@ def history(
         steps = [s for s in steps if s.event.micros >= lo]
     if hi is not None:
         steps = [s for s in steps if s.event.micros <= hi]
-    text = _Texts()
     events = [s.event for s in steps]
     # Column by column, the time as epoch microseconds: no datetime per row on the way to Arrow.
     return _column_table({
@@ -591,7 +545,7 @@ def history(
         "entity": [ev.entity for ev in events], "key": [s.target[1] for s in steps],
         "prev_key": [s.source[1] if s.source != s.target else None for s in steps],
         "op": [ev.op for ev in events], "type": [ev.type for ev in events], "actor": [ev.actor for ev in events],
-        "position": [ev.position for ev in events], "changes": [_changes(s.before, s.after, text) for s in steps],
+        "position": [ev.position for ev in events], "changes": [_changes(s.before, s.after) for s in steps],
     })  # fmt: skip
 
 

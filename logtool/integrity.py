@@ -63,11 +63,6 @@ def digest_sql(null_columns: Collection[str] = (), full_columns: Collection[str]
     return "unhex(sha256(hex(salt) || concat(" + ", ".join(parts) + ")))"
 
 
-def leaf_names() -> list[str]:
-    """The leaf columns a digest covers, as ``name`` or ``struct.member``."""
-    return [col.replace('"', "") for col, _typ in _leaf_columns()]
-
-
 def digests_hash(digests: pa.Array | pa.ChunkedArray, h: Any | None = None) -> Any:
     """Feed event digests (a binary column) into a SHA-256, in order; returns the hash object."""
     import pyarrow as pa
