@@ -28,6 +28,7 @@ import duckdb
 from logtool.audit import history
 from logtool.diff import diff
 from logtool.store import Store
+from run import lit, lit_list  # bench/run.py, beside this script
 
 
 def median_time(fn: Callable[[], object], runs: int) -> float:
@@ -39,14 +40,10 @@ def median_time(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
-def listing(files: list[str]) -> str:
-    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-
-
 def sql_runner(files: list[str], sql: str) -> Callable[[], object]:
     def run() -> object:
         con = duckdb.connect()
-        return con.execute(sql.replace("SEGMENTS", f"read_parquet({listing(files)})")).fetchall()
+        return con.execute(sql.replace("SEGMENTS", f"read_parquet({lit_list(files)})")).fetchall()
 
     return run
 
@@ -60,20 +57,19 @@ def main() -> None:
     entity, key = args.key.rsplit("/", 1)
     store = Store.open(args.store)
     files = [str(f) for f in store.segment_files(store.state())]
-    quoted = key.replace("'", "''")
     holding = [f for (f,) in duckdb.connect().execute(
-        f"SELECT DISTINCT filename FROM read_parquet({listing(files)}, filename = true) WHERE key = '{quoted}'"
+        f"SELECT DISTINCT filename FROM read_parquet({lit_list(files)}, filename = true) WHERE key = {lit(key)}"
     ).fetchall()]  # fmt: skip
     print(f"store {args.store}: {len(files)} segments, key {args.key} in {len(holding)}; {os.cpu_count()} cores; "
           f"load {os.getloadavg()[0]:.1f}; medians of {args.runs} runs")  # fmt: skip
 
     rows = [("history of one key, in-process", median_time(lambda: history(store.path, key, entity=entity), args.runs))]
     rows.append(("  WHERE key || '' = ? (no statistics used)",
-                 median_time(sql_runner(files, f"SELECT * FROM SEGMENTS WHERE key || '' = '{quoted}'"), args.runs)))
+                 median_time(sql_runner(files, f"SELECT * FROM SEGMENTS WHERE key || '' = {lit(key)}"), args.runs)))
     rows.append(("  every column of every event read",
                  median_time(sql_runner(files, "SELECT count(*), sum(hash(COLUMNS(*))) FROM SEGMENTS"), args.runs)))
     rows.append(("  WHERE key = ? over the segments holding it",
-                 median_time(sql_runner(holding, f"SELECT * FROM SEGMENTS WHERE key = '{quoted}'"), args.runs)))
+                 median_time(sql_runner(holding, f"SELECT * FROM SEGMENTS WHERE key = {lit(key)}"), args.runs)))
 
     with tempfile.TemporaryDirectory(dir=Path(args.store).parent) as tmp:
         copy = Path(tmp) / "copy"
