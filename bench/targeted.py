@@ -24,11 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+from run import lit, lit_list  # bench/run.py, beside this script
 
 from logtool.audit import history
 from logtool.diff import diff
 from logtool.store import Store
-from run import lit, lit_list  # bench/run.py, beside this script
 
 
 def median_time(fn: Callable[[], object], runs: int) -> float:

@@ -321,7 +321,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     con.execute(
         f"""CREATE TEMP TABLE bases AS
             SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} OR len(cols) <> len(list_distinct(cols)) AS slow
-            FROM (SELECT a.entity, a.key, a.r, d, CASE WHEN regexp_matches(d, '^\\s*\\{{') THEN json_keys(d) END AS cols
+            FROM (SELECT a.entity, a.key, a.r, d, {_members("d")} AS cols
                   FROM (SELECT a.*, coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{{}}') AS d
                         FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
                         WHERE a.last IS DISTINCT FROM a.r) a)"""
@@ -333,7 +333,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
             SELECT entity, key, o, d, cols, {_unmergeable("d", "cols")} AS slow, cols = base_cols AS whole,
                    CASE WHEN cols = base_cols THEN FALSE ELSE NOT list_has_all(base_cols, cols) END AS widens
             FROM (SELECT e.entity, e.key, e."offset" AS o, e.data AS d, b.cols AS base_cols,
-                         CASE WHEN regexp_matches(e.data, '^\\s*\\{{') THEN json_keys(e.data) END AS cols
+                         {_members("e.data")} AS cols
                   FROM bases b JOIN live e ON e.entity = b.entity AND e.key = b.key AND e."offset" > coalesce(b.r, -1))"""
     )
     con.execute(
@@ -468,9 +468,18 @@ def _merge_groups(entities: list[tuple[str, int, list[str]]]) -> Iterator[tuple[
         yield group, list(names), docs
 
 
+def _is_object(doc: str) -> str:
+    return f"regexp_matches({doc}, '^\\s*\\{{')"
+
+
+def _members(doc: str) -> str:
+    """SQL: the member names of a JSON object document, in order (NULL if it is not an object)."""
+    return f"CASE WHEN {_is_object(doc)} THEN json_keys({doc}) END"
+
+
 def _unmergeable(doc: str, cols: str) -> str:
     """SQL: the JSON document is not an object or is a path patch."""
-    return f"(NOT regexp_matches({doc}, '^\\s*\\{{') OR coalesce(starts_with({cols}[1], '$'), FALSE))"
+    return f"(NOT {_is_object(doc)} OR coalesce(starts_with({cols}[1], '$'), FALSE))"
 
 
 def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
