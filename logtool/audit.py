@@ -23,7 +23,7 @@ Names looked up in an event's ``meta``, first present wins:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from .engine import sql_string
 from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
+from .keyindex import SegmentIndex
 from .replay import _canon
 from .store import Store
 
@@ -184,65 +185,6 @@ def _scan(
     return [found[o] for o in offsets]
 
 
-@dataclass
-class _Group:
-    """The Parquet statistics of one column in one row group."""
-
-    file: str
-    rows: int
-    nulls: int | None  # None: unknown
-    lo: str | None
-    hi: str | None
-
-    def may_hold(self, value: str) -> bool:
-        if self.nulls is not None and self.nulls >= self.rows:
-            return False
-        return (self.lo is None or self.lo <= value) and (self.hi is None or value <= self.hi)
-
-
-class _Segments:
-    """The live segments, with the row-group statistics of ``key`` and ``prev_key`` (read once from
-    the footers): which segments can hold a key, a key change away from it, or a truncate."""
-
-    def __init__(self, files: list[str]) -> None:
-        self.files = files
-        self.groups: dict[str, list[_Group]] = {"key": [], "prev_key": []}
-        if not files:
-            return
-        # pyarrow reads the footers several times faster than DuckDB's parquet_metadata().
-        import pyarrow.parquet as pq
-
-        for f in files:
-            meta = pq.read_metadata(f)
-            columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-            for g in range(meta.num_row_groups):
-                group = meta.row_group(g)
-                for name, found in self.groups.items():
-                    stats = group.column(columns[name]).statistics
-                    nulls = stats.null_count if stats is not None and stats.has_null_count else None
-                    bounds = stats is not None and stats.has_min_max
-                    found.append(_Group(f, group.num_rows, nulls, stats.min if bounds else None,
-                                        stats.max if bounds else None))  # fmt: skip
-
-    def _where(self, column: str, test: Callable[[_Group], bool]) -> list[str]:
-        hits = {g.file for g in self.groups[column] if test(g)}
-        return [f for f in self.files if f in hits]
-
-    def holding(self, key: str) -> list[str]:
-        """Segments whose ``key`` statistics do not exclude the key. DuckDB probes their bloom
-        filters itself while it reads them (for ``key = ?`` alone), skipping the row groups they
-        exclude: probing them first would only read the filters twice."""
-        return self._where("key", lambda g: g.may_hold(key))
-
-    def moved_from(self, key: str) -> list[str]:
-        """Segments that can hold an event whose ``prev_key`` is the key."""
-        return self._where("prev_key", lambda g: g.may_hold(key))
-
-    def keyless(self) -> list[str]:
-        """Segments that can hold an event without a key (a truncate)."""
-        return self._where("key", lambda g: g.nulls is None or g.nulls > 0)
-
-
 def _key_events(
     store: Store,
     con: duckdb.DuckDBPyConnection,
@@ -256,7 +198,7 @@ def _key_events(
     With the kv reducer also the events that moved the key away (``prev_key`` = key) and the
     truncates of its entities. ``condition`` (SQL over events) bounds them, e.g. to a target.
     """
-    segments = _Segments(store.segment_files())
+    segments = SegmentIndex(store.path, store.state().segments)
     found: dict[int, _Event] = {}
     truncates: list[_Event] = []
     family: set[tuple[str | None, str]] = {(entity, key)}
@@ -277,7 +219,7 @@ def _key_events(
             # Only `key = ?` alone lets DuckDB use the bloom filter; the entity is checked below.
             parts += select(segments.holding(k), f"key = {sql_string(k)}")
             if kv:
-                parts += select(segments.moved_from(k), f"prev_key = {sql_string(k)}")
+                parts += select(segments.key_changes(), f"prev_key = {sql_string(k)}")
         if kv and first_round:
             parts += select(segments.keyless(), "key IS NULL AND op = 'truncate'")
             first_round = False

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_string
+from .keyindex import describe
 from .store import Store, canonical_json, commit_hash, file_sha256
 
 if TYPE_CHECKING:
@@ -153,6 +154,10 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
         elif file_sha256(f) != entry["sha256"]:
             report.problems.append(
                 Problem(entry["path"], "file content changed since its commit", entry.get("min_offset"))
+            )
+        elif "row_groups" in entry and describe(f) != entry["row_groups"]:
+            report.problems.append(
+                Problem(entry["path"], "key index in the commit does not match the file", entry.get("min_offset"))
             )
 
     # every event digest, every segment digest

@@ -828,7 +828,7 @@ def _rewrite_one(
 
     from .integrity import digests_hash
     from .schema import event_schema
-    from .segments import ROW_GROUP_ROWS, write_parquet_options
+    from .segments import ROW_GROUP_ROWS, segment_entry, write_parquet_options
 
     schema = event_schema()
     assert plan.offsets is not None
@@ -867,18 +867,9 @@ def _rewrite_one(
     if path is None:
         return None
     stamps = [t for t in stamps if t is not None]
-    return {
-        "kind": "segment",
-        "path": store.rel(path),
-        "min_offset": lo,
-        "max_offset": hi,
-        "rows": rows,
-        "digest": h.hexdigest(),
-        "sha256": file_sha256(path),
-        "bytes": path.stat().st_size,
-        "min_ts": min(stamps).isoformat() if stamps else None,
-        "max_ts": max(stamps).isoformat() if stamps else None,
-    }
+    return segment_entry(
+        store, path, lo, hi, rows, h.hexdigest(), min(stamps) if stamps else None, max(stamps) if stamps else None
+    )
 
 
 def _apply_redactions(

@@ -94,7 +94,7 @@ def info(path: str | Path) -> dict[str, Any]:
     if segments:
         con = events_connection(store)
         rows = con.execute("SELECT entity, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()
-        result["entities"] = {e: n for e, n in rows}
+        result["entities"] = dict(rows)
     result["last_commits"] = [_commit_line(c) for c in store.commits()[-5:]]
     return result
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .integrity import digest_sql, digests_hash
+from .keyindex import describe
 from .store import Store, file_sha256
 
 if TYPE_CHECKING:
@@ -300,6 +301,7 @@ def segment_entry(
         "bytes": path.stat().st_size,
         "min_ts": min_ts.isoformat() if min_ts is not None else None,
         "max_ts": max_ts.isoformat() if max_ts is not None else None,
+        "row_groups": describe(path),
     }
 
 
@@ -315,8 +317,12 @@ def reseal(table: pa.Table, rows: pa.Array | pa.ChunkedArray) -> pa.Table:
     n = table.num_rows
     if n == 0 or not pc.any(rows).as_py():
         return table
-    fresh = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]).cast(pa.binary())
-    salted = table.set_column(table.schema.get_field_index("salt"), "salt", pc.if_else(rows, fresh, table.column("salt")))
+    fresh = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]).cast(
+        pa.binary()
+    )
+    salted = table.set_column(
+        table.schema.get_field_index("salt"), "salt", pc.if_else(rows, fresh, table.column("salt"))
+    )
     con = engine.connect()
     recomputed = con.sql(f"SELECT {digest_sql()} AS digest FROM salted").to_arrow_table().column("digest")  # noqa: F841
     digest = pc.if_else(rows, recomputed.cast(pa.binary()), salted.column("digest"))

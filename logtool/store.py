@@ -248,7 +248,7 @@ class Store:
             for p in (self.path / folder).glob("*"):
                 if p.is_file() and p not in named:
                     out.append(p)
-        out += [p for p in self.log_dir.glob(".*.tmp")]
+        out += list(self.log_dir.glob(".*.tmp"))
         return sorted(out)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import logtool
 from logtool.formats.base import Mapping
+from logtool.keyindex import describe
 from logtool.store import Store, canonical_json, commit_hash
 
 Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
@@ -118,11 +119,26 @@ def test_changed_event_with_forged_checksums(cli: Cli, store: Path) -> None:
         for entry in body["add"]:
             if entry["path"] == seg["path"]:
                 entry["sha256"], entry["bytes"] = sha, path.stat().st_size
+                entry["row_groups"] = describe(path)
 
     _rewrite_commits(store, fix)
     r = cli("verify", store, "--format", "jsonl")
     problems = _assert_found(r, seg["path"], 4)
     assert problems == [{"where": seg["path"], "offset": 4, "problem": "event digest does not match its content"}]
+
+
+def test_key_index_that_does_not_match_its_file(cli: Cli, store: Path) -> None:
+    """The commit's description of a segment's row groups (what key lookups trust) is checked."""
+    seg = _segments(store)[2]
+
+    def fix(body: dict[str, Any]) -> None:
+        for entry in body["add"]:
+            if entry["path"] == seg["path"]:
+                entry["row_groups"][0]["key_bloom"] = None
+
+    _rewrite_commits(store, fix)
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 3)
+    assert problems[0]["problem"] == "key index in the commit does not match the file"
 
 
 def test_edited_commit_count(cli: Cli, store: Path) -> None:
