@@ -153,7 +153,7 @@ class SegmentIndex:
                 continue
             with open(path, "rb") as f:
                 fd = f.fileno()
-                if any(_may_contain(fd, *g["key_bloom"], h) for g in candidates):
+                if any(_may_contain(fd, g["key_bloom"][0], g["key_bloom"][1], h) for g in candidates):
                     out.append(path)
         return out
 

@@ -866,6 +866,7 @@ def _rewrite_one(
             writer.close()
     if path is None:
         return None
+    assert lo is not None and hi is not None
     stamps = [t for t in stamps if t is not None]
     return segment_entry(
         store, path, lo, hi, rows, h.hexdigest(), min(stamps) if stamps else None, max(stamps) if stamps else None
