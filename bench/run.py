@@ -10,6 +10,7 @@ and imports count on both sides) with its own peak RSS read from ``wait4``. Each
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -537,6 +538,25 @@ def _diff_logtool(ctx: Ctx, run: Path) -> list[str]:
             "--format", "jsonl"]  # fmt: skip
 
 
+def _reladiff(algorithm: str, reladiff: Path) -> Side:
+    """reladiff (a separate install: ``pip install reladiff`` in its own venv) comparing the same
+    two Parquet files, through views in a DuckDB database file made untimed in the run dir."""
+
+    def build(ctx: Ctx, run: Path) -> dict[str, Any]:
+        import duckdb
+
+        db = run / "views.duckdb"
+        con = duckdb.connect(str(db))
+        for name in ("left", "right"):
+            source = lit(ctx.states / f"{name}.parquet")
+            con.execute(f"CREATE VIEW {name}_state AS SELECT * FROM read_parquet({source})")
+        con.close()
+        return {"mode": "command", "argv": [str(reladiff), f"duckdb://{db}", "left_state", "right_state",
+                                            "-k", "id", "-c", "%", "-a", algorithm]}  # fmt: skip
+
+    return Side(f"reladiff {algorithm} (views over the same Parquet files)", "reladiff CLI", build)
+
+
 # compact and purge -----------------------------------------------------------------
 
 
@@ -646,6 +666,8 @@ def run_side(ctx: Ctx, side: Side, run: Path) -> Measurement:
     if job["mode"] == "logtool":
         out = run / "stdout" if job.get("stdout") else None
         return measure([str(LOGTOOL), *job["args"]], ctx.env(), run / "stderr", out)
+    if job["mode"] == "command":
+        return measure(job["argv"], None, run / "stderr", run / "stdout")
     job_path = run / "job.json"
     job_path.write_text(json.dumps(job))
     return measure([sys.executable, str(CHILD), job["mode"], str(job_path)], None, run / "stderr")
@@ -776,6 +798,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, help="DuckDB threads for both sides (default: all cores)")
     p.add_argument("--store", type=Path, help="read benchmarks use this store instead of data/store-SIZE")
     p.add_argument("--rebuild-store", action="store_true", help="re-ingest data/store-SIZE before the read benchmarks")
+    p.add_argument("--reladiff", type=Path, help="a reladiff executable: the diff benchmark also times it "
+                   "(joindiff and hashdiff) on the same two states")  # fmt: skip
     p.add_argument("--anchors-anyway", action="store_true",
                    help="measure the anchors of an operation whose logtool command does not exist yet")  # fmt: skip
     a = p.parse_args(argv)
@@ -788,6 +812,9 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown operation(s): {', '.join(sorted(unknown))}")
     ops = [o for o in OPERATIONS if not wanted or o.name in wanted]
+    if a.reladiff:
+        extra = tuple(_reladiff(algorithm, a.reladiff.absolute()) for algorithm in ("joindiff", "hashdiff"))
+        ops = [dataclasses.replace(o, extras=o.extras + extra) if o.name == "diff" else o for o in ops]
 
     load_before = os.getloadavg()
     rows: list[Row] = []
