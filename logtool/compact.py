@@ -279,7 +279,7 @@ def compact(
                     ORDER BY s."offset" """
             ).to_arrow_table()
             mask = table.column("_folded")
-            table = reseal(table.drop_columns(["_folded"]), pc.fill_null(mask, False))
+            table = reseal(table.drop_columns(["_folded"]), pc.fill_null(mask, False), con)
             entry = write_segment(store, table)
             removes.append(seg)
             if entry:

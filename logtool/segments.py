@@ -22,6 +22,7 @@ from .keyindex import describe
 from .store import Store, file_sha256
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -305,9 +306,10 @@ def segment_entry(
     }
 
 
-def reseal(table: pa.Table, rows: pa.Array | pa.ChunkedArray) -> pa.Table:
+def reseal(table: pa.Table, rows: pa.Array | pa.ChunkedArray, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """New salts and digests for the rows where ``rows`` is true (their content changed);
-    every other row keeps its salt and digest, so verify can prove it untouched."""
+    every other row keeps its salt and digest, so verify can prove it untouched. ``con``: a
+    connection to compute them on (default: a new one)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -323,7 +325,7 @@ def reseal(table: pa.Table, rows: pa.Array | pa.ChunkedArray) -> pa.Table:
     salted = table.set_column(
         table.schema.get_field_index("salt"), "salt", pc.if_else(rows, fresh, table.column("salt"))
     )
-    con = engine.connect()
+    con = con or engine.connect()
     recomputed = con.sql(f"SELECT {digest_sql()} AS digest FROM salted").to_arrow_table().column("digest")  # noqa: F841
     digest = pc.if_else(rows, recomputed.cast(pa.binary()), salted.column("digest"))
     return salted.set_column(salted.schema.get_field_index("digest"), "digest", digest).cast(event_schema())
