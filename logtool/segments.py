@@ -95,6 +95,8 @@ class SegmentWriter:
         self._min: int | None = None
         self._max: int | None = None
         self._ts: list[Any] = []
+        self._pending: list[pa.Table] = []  # rows waiting for a whole row group
+        self._pending_rows = 0
         self._digest_sqls: dict[tuple[frozenset[str], frozenset[str]], str] = {}
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
@@ -228,16 +230,35 @@ class SegmentWriter:
         import pyarrow.compute as pc
 
         assert self._writer is not None
-        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        # Row groups of ROW_GROUP_ROWS whatever the size of the incoming tables (each write is a
+        # row group of its own): rows wait until a whole one is there, or the segment ends.
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(whole_groups_only=True)
         digests_hash(table.column("digest"), self._hash)
         self._rows += table.num_rows
         self._max = table.column("offset")[-1].as_py()
         mm = pc.min_max(table.column("ts"))
         self._ts += [mm["min"].as_py(), mm["max"].as_py()]
 
+    def _flush(self, whole_groups_only: bool = False) -> None:
+        import pyarrow as pa
+
+        assert self._writer is not None
+        if not self._pending:
+            return
+        rows = pa.concat_tables(self._pending)
+        cut = rows.num_rows - rows.num_rows % ROW_GROUP_ROWS if whole_groups_only else rows.num_rows
+        if cut:
+            self._writer.write_table(rows.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        self._pending = [rows.slice(cut)] if cut < rows.num_rows else []
+        self._pending_rows = rows.num_rows - cut
+
     def _finish(self) -> None:
         if self._writer is None:
             return
+        self._flush()
         self._writer.close()
         assert self._path is not None and self._min is not None and self._max is not None
         stamps = [t for t in self._ts if t is not None]
@@ -261,6 +282,7 @@ class SegmentWriter:
         """Delete every file written (nothing was committed)."""
         self._stopping = True
         self._join()
+        self._pending, self._pending_rows = [], 0
         if self._writer is not None:
             self._writer.close()
             self._writer = None
