@@ -10,14 +10,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import logtool
 from logtool.formats import all_formats, detect
-from logtool.formats.base import Mapping, Source
+from logtool.formats.base import Mapping, Source, dumps_exact, loads_exact
 
 Cli = Callable[..., Any]  # the `cli` fixture of conftest.py
 WriteLines = Callable[[Path, Iterable[str | bytes]], Path]  # the `write_lines` fixture
@@ -341,3 +344,15 @@ def test_library_reader_reports_and_goes_on(write_lines: WriteLines, tmp_path: P
     keys = [k for b in batches for k in b.column("key").to_pylist()]
     assert keys == ["1", "3"]
     assert [(b.file, b.line, b.reason) for b in bad] == [(str(f), 2, "broken JSON")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(['a', 'é', '"', "\\", "u", "0", "b", "\n", "\t", "\x01", "\x1f", "\x7f"]),
+               max_size=12))  # fmt: skip
+@example("a\x01\\u00ab")
+def test_strings_are_written_as_duckdb_writes_them(text: str) -> None:
+    """Escapes as DuckDB's to_json writes them, and the text read back unchanged (a control
+    character beside a literal backslash-u sequence included)."""
+    written = dumps_exact(text)
+    assert written == duckdb.sql("SELECT to_json(?::VARCHAR)", params=[text]).fetchall()[0][0]
+    assert loads_exact(written) == text

@@ -388,15 +388,19 @@ def dumps_exact(value: Any) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-_LOWER_HEX = re.compile(r"\\u00([0-9a-f]{2})")
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+# Every character a JSON string escapes, as DuckDB escapes it: short forms, else upper-case \u00XX.
+_ESCAPES = str.maketrans(
+    {chr(i): _SHORT_ESCAPES.get(chr(i), f"\\u{i:04X}") for i in range(32)}
+    | {'"': _SHORT_ESCAPES['"'], "\\": _SHORT_ESCAPES["\\"]}
+)
 
 
 def _string(text: str) -> str:
     """A JSON string as DuckDB writes one: UTF-8 as is, control characters as upper-case \\u00XX."""
-    out = json.encoder.encode_basestring(text)  # what json.dumps(text, ensure_ascii=False) returns, without its set-up
-    if _CONTROL.search(text):
-        out = _LOWER_HEX.sub(lambda m: "\\u00" + m.group(1).upper(), out)
-    return out
+    if _CONTROL.search(text) is None:
+        return json.encoder.encode_basestring(text)  # json.dumps(text, ensure_ascii=False), without its set-up
+    return '"' + text.translate(_ESCAPES) + '"'
 
 
 def json_or_none(value: Any) -> str | None:
