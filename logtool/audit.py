@@ -328,8 +328,10 @@ def _lookup(row: Any, name: str) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if a is b:  # a value a patch did not touch is the very same object before and after
+        return True
     if a is _ABSENT or b is _ABSENT:
-        return a is b
+        return False
     # Equal scalars of one type are the same value, and most fields compare so. (Not objects or
     # arrays: Python's == takes a nested true for 1, and the text "1.5" for the number 1.5.)
     if type(a) is type(b) and type(a) is not dict and type(a) is not list and a == b:

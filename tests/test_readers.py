@@ -356,3 +356,26 @@ def test_strings_are_written_as_duckdb_writes_them(text: str) -> None:
     written = dumps_exact(text)
     assert written == duckdb.sql("SELECT to_json(?::VARCHAR)", params=[text]).fetchall()[0][0]
     assert loads_exact(written) == text
+
+
+def test_json_lines_writer_writes_what_dumps_exact_writes_row_by_row() -> None:
+    import io
+
+    from logtool.formats.writers import rows, write_jsonl
+
+    table = pa.table({
+        "i": pa.array([1, None, -(2**63)], pa.int64()),
+        "s": pa.array(["a\"b", None, "\x01\\u00ab é"]),
+        "j": pa.array(['{"x":1.10}', None, "[1,2]"]),
+        "b": pa.array([True, None, False]),
+        "f": pa.array([1.5, float("nan"), None]),
+        "t": pa.array([dt.datetime(2026, 3, 1, tzinfo=dt.UTC), None, None], pa.timestamp("us", tz="UTC")),
+        "d": pa.array([Decimal("1.10"), None, Decimal("-0.000000000000000000001")], pa.decimal128(38, 21)),
+        "l": pa.array([[1, 2], None, []], pa.list_(pa.int64())),
+        "n\"ame": pa.array(["x", "y", "z"]),
+    })  # fmt: skip
+    out = io.StringIO()
+    assert write_jsonl([table], out, json_columns=["j"]) == 3
+    expected = "".join(dumps_exact(row) + "\n" for row in rows(table, ["j"]))
+    assert out.getvalue() == expected
+    assert json.loads(out.getvalue().splitlines()[0])["j"] == {"x": 1.1}

@@ -376,18 +376,24 @@ def object_members(text: str, wanted: set[str] | None = None) -> list[tuple[str,
 
 def dumps_exact(value: Any) -> str:
     """Serialize what loads_exact gave back, compactly, numbers as written, unicode unescaped."""
+    kind = type(value)  # the commonest first, by exact type
+    if kind is str:
+        return json_string(value)
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
     if isinstance(value, RawJSON):
         return str(value)
     if isinstance(value, str):
-        return _string(value)
+        return json_string(value)
     if isinstance(value, dict):
-        return "{" + ",".join(_string(str(k)) + ":" + dumps_exact(v) for k, v in value.items()) + "}"
+        return "{" + ",".join(json_string(str(k)) + ":" + dumps_exact(v) for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
+        return "[" + ",".join(map(dumps_exact, value)) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f]")
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 # Every character a JSON string escapes, as DuckDB escapes it: short forms, else upper-case \u00XX.
 _ESCAPES = str.maketrans(
@@ -396,11 +402,11 @@ _ESCAPES = str.maketrans(
 )
 
 
-def _string(text: str) -> str:
+def json_string(text: str) -> str:
     """A JSON string as DuckDB writes one: UTF-8 as is, control characters as upper-case \\u00XX."""
-    if _CONTROL.search(text) is None:
-        return json.encoder.encode_basestring(text)  # json.dumps(text, ensure_ascii=False), without its set-up
-    return '"' + text.translate(_ESCAPES) + '"'
+    out: str = json.encoder.encode_basestring(text)  # json.dumps(text, ensure_ascii=False), without its set-up
+    # It writes \u00xx in lower case; "\u" is in its text only for those (or a literal backslash-u).
+    return out if "\\u" not in out else '"' + text.translate(_ESCAPES) + '"'
 
 
 def json_or_none(value: Any) -> str | None:
