@@ -550,15 +550,17 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
                              pc.fill_null(table.column("canonical").cast(pa.bool_()), False))  # fmt: skip
     long_rows = pc.and_(pc.match_substring_regex(table.column("state"), LONG_NUMBER), pc.invert(table.column("canonical")))
     if pc.any(long_rows).as_py():
+        # DuckDB would read these numbers through float64: written exactly here, in canonical form
         exact = [dumps_exact(loads_exact(s)) if flag else s for s, flag in zip(
             table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]
-        table = table.set_column(2, "state", pa.array(exact, pa.string()))
+        table = table.set_column(table.schema.get_field_index("state"), "state", pa.array(exact, pa.string()))
+        table = table.set_column(
+            table.schema.get_field_index("canonical"), "canonical", pc.or_(table.column("canonical"), long_rows)
+        )
     rows = table  # noqa: F841 - read by the query
     return con.sql(
-        f"""SELECT entity, key,
-                   CASE WHEN canonical OR regexp_matches(state, '{LONG_NUMBER}') THEN state
-                        ELSE json(state)::VARCHAR END AS state
-            FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
+        """SELECT entity, key, CASE WHEN canonical THEN state ELSE json(state)::VARCHAR END AS state
+           FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
     ).to_arrow_table().cast(_state_schema())
 
 
