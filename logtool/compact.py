@@ -219,12 +219,12 @@ def compact(
 
         def below_horizon(seg: dict[str, Any]) -> int:
             if seg["max_offset"] < horizon:
-                return seg["rows"]
+                return int(seg["rows"])
             if seg["min_offset"] >= horizon:
                 return 0
-            return con.execute(
+            return int(con.execute(
                 f'SELECT count(*) FROM decisions WHERE "offset" BETWEEN {seg["min_offset"]} AND {seg["max_offset"]}'
-            ).fetchall()[0][0]
+            ).fetchall()[0][0])
 
         segs = [x for x in st.segments if below_horizon(x) > untouched.get(x["path"], 0)]
         result.segments_rewritten = len(segs)
@@ -387,7 +387,7 @@ def stream_lines(stream: IO[bytes]) -> Iterator[bytes]:
     """Physical lines of a byte stream, with their line endings, in bounded memory."""
     import io
 
-    buffered = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(stream, 1 << 20)  # type: ignore[type-var]
     while True:
         line = buffered.readline()
         if not line:

@@ -519,7 +519,9 @@ def _fold_slow(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> pa.Table:
         for ev in batch.to_pylist():
             fold.apply(ev)
     warnings += fold.warnings
-    entities, keys, states = [], [], []
+    entities: list[str] = []
+    keys: list[str | None] = []
+    states: list[str] = []
     for (ent, k), row in fold.rows.items():
         entities.append(ent)
         keys.append(k)

@@ -70,7 +70,7 @@ def command(
     """
     import logtool
 
-    result = logtool.diff(
+    result = logtool.diff(  # type: ignore[operator]  # the function, not the module of that name
         left, right, at_offset=at_offset, entity=entity, key_columns=tuple(key_column or ()),
         float_tolerance=float_tolerance, limit=limit, by=by.value,
     )  # fmt: skip

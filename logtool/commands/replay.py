@@ -66,7 +66,7 @@ def command(
     if fmt == "parquet" and not output:
         raise UsageError("--format parquet writes files", "add -o DIR (one <entity>.parquet per entity)")
     with console.progress("replay") as update:
-        result = logtool.replay(
+        result = logtool.replay(  # type: ignore[operator]  # the function, not the module of that name
             store, at_offset=at_offset, at_time=at_time, at_position=at_position, entity=entity, key=key,
             reducer=reducer, use_snapshots=not no_snapshots, progress=update,
         )  # fmt: skip

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..errors import InputError, UsageError
 from ..schema import OPS
@@ -109,7 +109,7 @@ class Source:
         raw: IO[bytes]
         if self.spec == "-":
             # stdin can be read once: what head() took for sniffing is replayed first
-            raw = io.BufferedReader(_Chain(self._stdin_head, sys.stdin.buffer), 1 << 20)  # type: ignore[arg-type]
+            raw = io.BufferedReader(_Chain(self._stdin_head, sys.stdin.buffer), 1 << 20)
         else:
             raw = open(self.spec, "rb")  # noqa: SIM115
         head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
@@ -122,7 +122,7 @@ class Source:
             stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         else:
             stream = raw
-        return _HashingReader(stream, self)
+        return cast(IO[bytes], _HashingReader(stream, self))
 
     def head(self, n: int = 65536) -> bytes:
         """The first n decompressed bytes, for sniffing (stdin keeps them for open())."""
@@ -327,7 +327,7 @@ def object_members(text: str, wanted: set[str] | None = None) -> list[tuple[str,
     """The top-level members of a JSON object as ``(name, name_start, value_start, value_end)``
     offsets into ``text``, so a member's value can be cut out byte for byte. With ``wanted``,
     stops once those members are found. Raises ValueError if ``text`` is not one JSON object."""
-    from json.decoder import scanstring
+    from json.decoder import scanstring  # type: ignore[attr-defined]
 
     n = len(text)
     space = " \t\n\r"

@@ -44,7 +44,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     mapper = RecordMapper(source, mapping, report, "csv")
     csv.field_size_limit(mapping.max_line_bytes)
     with source.open() as raw:
-        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")
+        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")  # type: ignore[type-var]
         consumed: list[str] = []  # the physical lines of the record being read, for quarantine
 
         def physical_lines() -> Iterator[str]:
