@@ -35,7 +35,7 @@ from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
 from .keyindex import SegmentIndex
 from .replay import _canon
-from .store import Store
+from .store import Store, reads_latest
 
 if TYPE_CHECKING:
     import duckdb
@@ -450,6 +450,7 @@ def _history_steps(
     return con, events, _fold(events, module)
 
 
+@reads_latest
 def history(
     store: str | Path | Store,
     key: str,
@@ -551,6 +552,7 @@ def _column_table(columns: dict[str, list[Any]]) -> pa.Table:
 BLAME_FIELDS = ("entity", "key", "field", "value", "offset", "ts", "op", "type", "actor", "position")
 
 
+@reads_latest
 def blame(
     store: str | Path | Store,
     key: str,
@@ -678,6 +680,7 @@ def _matches(value: Any, wanted: Any) -> bool:
     return a is not None and b is not None and a == b
 
 
+@reads_latest
 def why(
     store: str | Path | Store,
     key: str,
@@ -837,6 +840,7 @@ class Stats:
         return pa.concat_tables(parts, promote_options="default")
 
 
+@reads_latest
 def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "hour", top: int = 10) -> Stats:
     """Counts by entity, op and event type; events per ``by`` (minute, hour or day); the ``top``
     keys by event count; the time and offset range; ingest sources and quarantined records.

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_ident, sql_string
 from .errors import InputError, UsageError
 from .formats.base import RawJSON, RawNumber, loads_exact, parse_ts
+from .store import reads_latest
 
 if TYPE_CHECKING:
     import duckdb
@@ -1264,6 +1265,7 @@ def _tolerance(value: float | str | Decimal | None) -> Decimal | None:
 # --------------------------------------------------------------------------- the verb
 
 
+@reads_latest
 def diff(
     left: str | Path | pa.Table,
     right: str | Path | pa.Table,

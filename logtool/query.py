@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .store import Store
+from .store import Store, reads_latest
 
 if TYPE_CHECKING:
     import duckdb
@@ -46,6 +46,7 @@ def check_select(text: str, what: str = "query") -> None:
         )
 
 
+@reads_latest
 def sql(path: str | Path, query: str) -> pa.Table:
     """Run one read-only SELECT over the ``events`` view of a store."""
     import duckdb
@@ -71,6 +72,7 @@ def _offset_hint(query: str, e: Exception) -> str | None:
     return "the view is `events`; see `logtool info STORE` for its columns"
 
 
+@reads_latest
 def info(path: str | Path) -> dict[str, Any]:
     """Segments, offset and time ranges, entities with counts, sizes and the last commits."""
     store = Store.open(path)

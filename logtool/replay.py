@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_string
 from .errors import NotFoundError, ReducerError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_order
-from .store import State, Store, file_sha256
+from .store import State, Store, file_sha256, reads_latest
 
 if TYPE_CHECKING:
     import duckdb
@@ -138,6 +138,7 @@ def _resolve_target(
 # --------------------------------------------------------------------------- entry point
 
 
+@reads_latest
 def replay(
     path: str | Path,
     *,

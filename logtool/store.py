@@ -17,21 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import getpass
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import LockedError, StoreError
 
 if TYPE_CHECKING:
     import duckdb
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 FORMAT_VERSION = 1
 KINDS = ("segment", "snapshot", "quarantine")
@@ -250,6 +255,38 @@ class Store:
                     out.append(p)
         out += list(self.log_dir.glob(".*.tmp"))
         return sorted(out)
+
+
+READ_ATTEMPTS = 3
+_SEGMENT_PATH = re.compile(r"""[^"'\s]*segments/[^"'\s]+\.parquet""")
+
+
+def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
+    """For a read (readers take no lock): where a segment it was about to open has been removed
+    meanwhile by a commit (a compaction or a purge), the read runs again, on the new state."""
+
+    @functools.wraps(read)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return read(*args, **kwargs)
+            except Exception as e:
+                if attempt == READ_ATTEMPTS or not _lost_segment(e):
+                    raise
+        raise AssertionError("unreachable")
+
+    return run
+
+
+def _lost_segment(error: BaseException) -> bool:
+    """Whether an error (or the one it was raised from) names a segment file that is gone."""
+    seen: BaseException | None = error
+    while seen is not None:
+        names = [str(getattr(seen, "filename", None) or ""), *_SEGMENT_PATH.findall(str(seen))]
+        if any(_SEGMENT_PATH.fullmatch(n) and not os.path.exists(n) for n in names):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def configure_store(path: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:

@@ -322,3 +322,57 @@ def test_log(cli: Cli, tmp_path: Path, events_file: Path, monkeypatch: pytest.Mo
     assert (row["version"], row["operation"], row["actor"]) == (0, "ingest", "alice@example")
     assert (row["segments_added"], row["events_added"]) == (2, 7)
     assert row["params"]["file"] == str(events_file)
+
+
+def _busy_log(tmp_path: Path) -> Path:
+    """A store of 400 events on 40 keys, in segments of 50: a compaction rewrites every segment."""
+    log = tmp_path / "busy.jsonl"
+    log.write_text("".join(
+        json.dumps({"id": i % 40, "op": "upsert" if i < 40 else "patch", "ts": f"2026-03-01T00:00:{i % 60:02d}Z",
+                    "v": i}) + "\n"
+        for i in range(400)
+    ))  # fmt: skip
+    store = tmp_path / "busy.store"
+    logtool.ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), entity="t", op_field="op", ts_field="ts"),
+                   segment_rows=50)  # fmt: skip
+    return store
+
+
+def test_a_read_outlives_a_compaction_committed_meanwhile(tmp_path: Path) -> None:
+    """Readers take no lock: segments a compaction removes under a running replay are read again
+    from the new state, and the answer is the head state either way."""
+    store = _busy_log(tmp_path)
+    before = logtool.replay(store)
+    compacted: list[Any] = []
+
+    def compact_now(done: int, total: int | None) -> None:
+        if not compacted:  # once, while the replay has its list of segments and has read none
+            compacted.append(logtool.compact(store, tombstone_retention="0s"))
+
+    old_segments = Store.open(store).segment_files()
+    after = logtool.replay(store, progress=compact_now)
+    assert compacted[0].segments_rewritten > 0 and not any(Path(f).exists() for f in old_segments)
+    assert after.digest == before.digest and after.state == before.state
+    assert logtool.history(store, "7", entity="t").num_rows == 1  # the compacted history: one survivor
+
+
+def test_a_read_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
+    from logtool.store import reads_latest
+
+    calls: list[int] = []
+
+    @reads_latest
+    def broken() -> None:
+        calls.append(1)
+        raise OSError(2, "No such file", str(tmp_path / "elsewhere.parquet"))
+
+    @reads_latest
+    def lost() -> None:
+        calls.append(2)
+        raise OSError(2, "No such file", str(tmp_path / "segments" / "gone.parquet"))
+
+    with pytest.raises(OSError):
+        broken()
+    with pytest.raises(OSError):
+        lost()
+    assert calls == [1, 2, 2, 2]  # only a lost segment is tried again, up to three times in all
