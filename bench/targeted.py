@@ -7,7 +7,9 @@
   event, and against the hand-written ``WHERE key = ?`` over only the segments that hold the key;
 - diff of the store against a copy of itself (decided from digests) against a content hash of
   every event column of both stores;
-- purge of one key (dry run: the plan, the segments to rewrite found) against rewriting the whole log.
+- purge of one key (dry run: the plan, the segments to rewrite found) against rewriting the whole log;
+- with ``--states DIR`` (``bench/states.py``'s two states), ``logtool.diff`` of them against the
+  anchor of ``run.py``'s diff benchmark (FULL OUTER JOIN, differing rows to Parquet), alternating.
 
 Each figure is the median of ``--runs`` runs; the store is only read.
 """
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-from run import lit, lit_list  # bench/run.py, beside this script
+from run import STATE_COLUMNS, lit, lit_list  # bench/run.py, beside this script
 
 from logtool.audit import history
 from logtool.diff import diff
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--key", required=True, help="ENTITY/KEY of a cold key, e.g. public.customers/418178")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--states", type=Path, help="a directory with left.parquet and right.parquet keyed by id")
     args = parser.parse_args()
     entity, key = args.key.rsplit("/", 1)
     store = Store.open(args.store)
@@ -80,9 +83,35 @@ def main() -> None:
         rows.append(("  content hash of every event column of both",
                      median_time(sql_runner(files + copy_files, "SELECT sum(hash(COLUMNS(*))) FROM SEGMENTS"), args.runs)))
 
+    if args.states:
+        rows += diff_states(args.states, args.runs)
+
     width = max(len(name) for name, _ in rows)
     for name, seconds in rows:
         print(f"{name:<{width}}  {seconds:8.3f} s")
+
+
+def diff_states(states: Path, runs: int) -> list[tuple[str, float]]:
+    """logtool.diff of two states against the FULL OUTER JOIN anchor, runs alternating."""
+    left, right = states / "left.parquet", states / "right.parquet"
+    changed = " OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in STATE_COLUMNS)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "diff.parquet"
+        anchor = f"""COPY (
+            SELECT coalesce(l.id, r.id) AS id,
+              CASE WHEN r.id IS NULL THEN 'left-only' WHEN l.id IS NULL THEN 'right-only' ELSE 'changed' END AS change
+            FROM read_parquet({lit(left)}) l FULL OUTER JOIN read_parquet({lit(right)}) r ON l.id = r.id
+            WHERE l.id IS NULL OR r.id IS NULL OR {changed}) TO {lit(out)} (FORMAT parquet, COMPRESSION zstd)"""
+        sides = {"anchor": lambda: duckdb.connect().execute(anchor), "logtool": lambda: diff(left, right, key_columns=["id"])}
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(runs + 1):  # the first round warms the caches and is not counted
+            for name, fn in sides.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    logtool, anchor_s = statistics.median(times["logtool"][1:]), statistics.median(times["anchor"][1:])
+    return [(f"diff of two states ({states.name}), in-process", logtool),
+            (f"  anchor: FULL OUTER JOIN, differing rows to Parquet ({logtool / anchor_s:.2f}x)", anchor_s)]  # fmt: skip
 
 
 if __name__ == "__main__":
