@@ -519,18 +519,22 @@ def _history(hot: bool) -> Operation:
 # diff -----------------------------------------------------------------------------
 
 
-def _diff_anchor(ctx: Ctx, run: Path) -> list[str]:
-    left, right = ctx.states / "left.parquet", ctx.states / "right.parquet"
+def diff_anchor_sql(states: Path, out: Path) -> str:
+    """The diff anchor: states/left.parquet FULL OUTER JOIN states/right.parquet on ``id``, every
+    column compared with IS DISTINCT FROM, the differing rows written to ``out``."""
+    left, right = states / "left.parquet", states / "right.parquet"
     changed = " OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in STATE_COLUMNS)
-    return [
-        f"""
+    return f"""
         COPY (
           SELECT coalesce(l.id, r.id) AS id,
             CASE WHEN r.id IS NULL THEN 'left-only' WHEN l.id IS NULL THEN 'right-only' ELSE 'changed' END AS change
           FROM read_parquet({lit(left)}) l FULL OUTER JOIN read_parquet({lit(right)}) r ON l.id = r.id
           WHERE l.id IS NULL OR r.id IS NULL OR {changed}
-        ) TO {lit(run / "diff.parquet")} {PARQUET}"""
-    ]
+        ) TO {lit(out)} {PARQUET}"""
+
+
+def _diff_anchor(ctx: Ctx, run: Path) -> list[str]:
+    return [diff_anchor_sql(ctx.states, run / "diff.parquet")]
 
 
 def _diff_logtool(ctx: Ctx, run: Path) -> list[str]:
@@ -812,6 +816,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown operation(s): {', '.join(sorted(unknown))}")
     ops = [o for o in OPERATIONS if not wanted or o.name in wanted]
+    if a.reladiff and not (a.reladiff.is_file() and os.access(a.reladiff, os.X_OK)):
+        p.error(f"--reladiff {a.reladiff}: not an executable file (install reladiff in a venv of its own, see README)")
     if a.reladiff:
         extra = tuple(_reladiff(algorithm, a.reladiff.absolute()) for algorithm in ("joindiff", "hashdiff"))
         ops = [dataclasses.replace(o, extras=o.extras + extra) if o.name == "diff" else o for o in ops]

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-from run import STATE_COLUMNS, lit, lit_list  # bench/run.py, beside this script
+from run import diff_anchor_sql, lit, lit_list  # bench/run.py, beside this script
 
 from logtool.audit import history
 from logtool.diff import diff
@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--states", type=Path, help="a directory with left.parquet and right.parquet keyed by id")
     args = parser.parse_args()
+    if args.states and not all((args.states / f"{side}.parquet").is_file() for side in ("left", "right")):
+        parser.error(f"--states {args.states}: needs left.parquet and right.parquet (make them with bench/states.py)")
     entity, key = args.key.rsplit("/", 1)
     store = Store.open(args.store)
     files = [str(f) for f in store.segment_files(store.state())]
@@ -94,14 +96,8 @@ def main() -> None:
 def diff_states(states: Path, runs: int) -> list[tuple[str, float]]:
     """logtool.diff of two states against the FULL OUTER JOIN anchor, runs alternating."""
     left, right = states / "left.parquet", states / "right.parquet"
-    changed = " OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in STATE_COLUMNS)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "diff.parquet"
-        anchor = f"""COPY (
-            SELECT coalesce(l.id, r.id) AS id,
-              CASE WHEN r.id IS NULL THEN 'left-only' WHEN l.id IS NULL THEN 'right-only' ELSE 'changed' END AS change
-            FROM read_parquet({lit(left)}) l FULL OUTER JOIN read_parquet({lit(right)}) r ON l.id = r.id
-            WHERE l.id IS NULL OR r.id IS NULL OR {changed}) TO {lit(out)} (FORMAT parquet, COMPRESSION zstd)"""
+        anchor = diff_anchor_sql(states, Path(tmp) / "diff.parquet")
         sides = {"anchor": lambda: duckdb.connect().execute(anchor), "logtool": lambda: diff(left, right, key_columns=["id"])}
         times: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(runs + 1):  # the first round warms the caches and is not counted
