@@ -211,6 +211,11 @@ def test_default_op_is_upsert_and_event_with_type_field(
         ("2024-01-01T10:00:00Z", None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
         ("2024-01-01T10:00:00.123456+01:00", None, dt.datetime(2024, 1, 1, 9, 0, 0, 123456, tzinfo=dt.UTC)),
         ("2024-01-01 10:00:00", None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),  # no offset: UTC
+        ("2024-01-01 10:00:00.5+00", None, dt.datetime(2024, 1, 1, 10, 0, 0, 500000, tzinfo=dt.UTC)),  # PostgreSQL's
+        # ISO-8601 forms DuckDB's cast does not take: the basic form, a decimal comma
+        ("20240101T100000Z", None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
+        ("20240101T120000+0200", None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
+        ("2024-01-01T10:00:00,25Z", None, dt.datetime(2024, 1, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)),
         (1704103200, "s", dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),
         (1704103200, None, dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)),  # seconds by default
         (1704103200.25, "s", dt.datetime(2024, 1, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)),
@@ -250,6 +255,13 @@ def test_ts_unit_ns_agrees_with_parse_ts(
     assert cli("ingest", store, f, "--key-field", "id", "--ts-field", "at", "--ts-unit", "ns").code == 0
     got = query(store, "SELECT epoch_us(ts) AS us FROM events")[0]["us"]
     assert got == parse_ts(value, "ns") == 1704103200123456
+
+
+@pytest.mark.parametrize(("value", "unit"), [(253402300800, "s"), (-62135596801, "s"), (10**20, "ms"), (10**22, "ns")])
+def test_parse_ts_refuses_instants_beyond_years_1_to_9999(value: int, unit: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_ts(value, unit)
+    assert parse_ts(253402300799, "s") == 253402300799_000_000  # the last second of 9999 is fine
 
 
 def test_without_ts_field_ts_is_ingest_time(
@@ -592,6 +604,10 @@ BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int
                           "missing key field 'id'", [1, 3]),
     "unparseable timestamp": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"yesterday"}', GOOD_3], [], 2,
                               "unparseable timestamp", [1, 3]),
+    "timestamp out of range": ("b.jsonl", [GOOD_1, '{"id":2,"ts":1704067200000}', GOOD_3], [], 2,
+                               "1704067200000 read as seconds since the epoch is out of range", [1, 3]),
+    "CSV unparseable timestamp": ("b.csv", ["id,ts,v", "1,2024-01-01T00:00:00Z,a", "2,yesterday,b",
+                                            "3,2024-01-01T00:00:00Z,c"], [], 3, "unparseable timestamp", [2, 4]),
     "CSV field count": ("b.csv", ["id,ts,v", "1,2024-01-01T00:00:00Z,a", "2,2024-01-01T00:00:00Z",
                                   "3,2024-01-01T00:00:00Z,c"], [], 3, "expected 3 fields, found 2", [2, 4]),
     "oversized line": ("b.jsonl", [GOOD_1, OVERSIZED, GOOD_3], ["--max-line-bytes", "64"], 2,

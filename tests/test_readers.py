@@ -142,6 +142,58 @@ def test_csv_crlf_and_mapping(cli: Cli, new_store: Callable[[str], Path], query:
     assert rows[0]["ts"] == dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC)
 
 
+# --------------------------------------------------------------------------- byte order mark
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("how", ["plain", "gz", "zst", "stdin"])
+def test_jsonl_with_a_byte_order_mark(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, how: str
+) -> None:
+    """Windows tools start UTF-8 text with a byte order mark: it is no part of the first record."""
+    import gzip
+
+    import zstandard
+
+    content = BOM + b'{"id":1,"v":"\xc3\xa9"}\n{"id":2,"v":2}\n'
+    packed = {"plain": content, "gz": gzip.compress(content), "zst": zstandard.compress(content)}
+    f = tmp_path / {"plain": "a.jsonl", "gz": "a.jsonl.gz", "zst": "a.jsonl.zst", "stdin": "unused"}[how]
+    store = new_store("s")
+    if how == "stdin":
+        r = cli("ingest", store, "-", "--key-field", "id", input=content)
+    else:
+        f.write_bytes(packed[how])
+        r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 0, r.err
+    assert "(jsonl)" in r.err
+    rows = _events(query, store)
+    assert [(e["key"], e["line"], e["data"]) for e in rows] == [("1", 1, '{"v":"é"}'), ("2", 2, '{"v":2}')]
+    # the content hash is of the bytes as they are, mark included: the same file is a duplicate
+    if how == "plain":
+        again = cli("ingest", store, f, "--key-field", "id")
+        assert again.code == 0 and "already" in again.err
+        assert len(_events(query, store)) == 2
+
+
+def test_csv_with_a_byte_order_mark(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path) -> None:
+    f = tmp_path / "c.csv"
+    f.write_bytes(BOM + b"id,name\r\n1,Ana\r\n2,Bo\r\n")
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 0, r.err
+    assert [(e["key"], e["data"]) for e in _events(query, store)] == [("1", '{"name":"Ana"}'), ("2", '{"name":"Bo"}')]
+
+
+def test_a_file_holding_only_a_byte_order_mark_is_empty(
+    cli: Cli, new_store: Callable[[str], Path], tmp_path: Path
+) -> None:
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(BOM)
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2 and "empty" in r.err
+
+
 # --------------------------------------------------------------------------- Parquet
 
 

@@ -21,6 +21,7 @@ from ..schema import OPS
 if TYPE_CHECKING:
     import pyarrow as pa
 
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
 DEFAULT_MAX_LINE_BYTES = 64 << 20
 CHUNK_BYTES = 32 << 20
 BATCH_ROWS = 65536
@@ -133,12 +134,12 @@ class Source:
             if raw[:2] == b"\x1f\x8b":
                 import zlib
 
-                return zlib.decompressobj(31).decompress(raw, n)
+                return zlib.decompressobj(31).decompress(raw, n).removeprefix(BOM)
             if raw[:4] == b"\x28\xb5\x2f\xfd":
                 import zstandard
 
-                return zstandard.ZstdDecompressor().decompressobj().decompress(raw)[:n]
-            return raw
+                return zstandard.ZstdDecompressor().decompressobj().decompress(raw)[:n].removeprefix(BOM)
+            return raw.removeprefix(BOM)
         with self.open() as f:
             data = f.read(n)
         self._sha = hashlib.sha256()
@@ -168,17 +169,32 @@ class _Chain(io.RawIOBase):
 
 
 class _HashingReader(io.RawIOBase):
+    """The decompressed content, hashed as it is read; a UTF-8 byte order mark at its start
+    (as some Windows tools write) is hashed but not passed on: it is no part of the first record."""
+
     def __init__(self, inner: IO[bytes], source: Source) -> None:
         self._inner = inner
         self._source = source
+        self._at_start = True
 
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:
+    def _read(self, n: int) -> bytes:
         data = self._inner.read(n)
         self._source._sha.update(data)
         self._source.bytes_read += len(data)
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._read(n)
+        if self._at_start and data:
+            self._at_start = False
+            while len(data) < len(BOM) and BOM.startswith(data) and (more := self._read(n)):
+                data += more
+            data = data.removeprefix(BOM)
+            if not data:  # nothing but the mark so far: the caller must not take that for the end
+                return self.read(n)
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -451,7 +467,12 @@ def normalize_op(value: Any) -> str:
 
 
 TS_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0}
+TS_UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# The instants an event time may be: years 1 to 9999, as microseconds since the epoch (what
+# Python's datetime, and so every reader of the store, can hold).
+TS_MIN_MICROS = -62_135_596_800_000_000
+TS_MAX_MICROS = 253_402_300_799_999_999
 
 
 def parse_ts(value: Any, unit: str | None = None) -> int:
@@ -470,8 +491,12 @@ def parse_ts(value: Any, unit: str | None = None) -> int:
         except InvalidOperation as e:
             raise ValueError(f"unparseable timestamp {value!r}") from e
         u = unit or "s"
-        micros = number / 1000 if u == "ns" else number * TS_UNITS[u]
-        return int(micros)
+        micros = int(number / 1000 if u == "ns" else number * TS_UNITS[u])
+        if not TS_MIN_MICROS <= micros <= TS_MAX_MICROS:
+            raise ValueError(
+                f"timestamp {value!r} read as {TS_UNIT_WORDS[u]} since the epoch is out of range (years 1 to 9999)"
+            )
+        return micros
     if isinstance(value, str):
         text = value.strip().replace(" ", "T", 1)
         if text.endswith(("Z", "z")):

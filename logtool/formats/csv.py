@@ -60,6 +60,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         names = [json.dumps(h.strip(), ensure_ascii=False) + ":" for h in header]
         numbers: list[int] = []
         lines: list[str] = []
+        raws: list[bytes] = []  # each record as it was in the file, for a bad record's report
         start = reader.line_num + 1
         while True:
             consumed.clear()
@@ -87,13 +88,14 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                 continue
             lines.append("{" + ",".join(n + _value(v) for n, v in zip(names, row, strict=True)) + "}")
             numbers.append(line_no)
+            raws.append(_raw(consumed))
             if len(lines) >= BATCH_ROWS:
-                batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()))
+                batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws)
                 if batch is not None:
                     yield batch
-                numbers, lines = [], []
+                numbers, lines, raws = [], [], []
         if lines:
-            batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()))
+            batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws)
             if batch is not None:
                 yield batch
 

@@ -18,6 +18,9 @@ from typing import IO, TYPE_CHECKING, Any
 from ..engine import sql_string
 from . import Format
 from .base import (
+    TS_MAX_MICROS,
+    TS_MIN_MICROS,
+    TS_UNIT_WORDS,
     TS_UNITS,
     BadRecord,
     Mapping,
@@ -28,6 +31,7 @@ from .base import (
     loads_exact,
     object_members,
     op_aliases,
+    parse_ts,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +66,9 @@ _MAYBE_LENIENT_SQL = (
 _STRINGS = r'"(?:[^"\\]|\\.)*"'
 _LENIENT_COMMA = r",\s*[\]}]"
 _LENIENT_NUMBER = r"(?i)nan|inf"
+
+
+PARSE_TS = "logtool_parse_ts"  # parse_ts as a SQL function of RecordMapper's connection
 
 
 def _path(name: str) -> str:
@@ -143,13 +150,21 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
             return f"make_timestamp(TRY_CAST(trunc(TRY_CAST({number} AS DECIMAL(38, 9)) * {scale}) AS BIGINT))::TIMESTAMPTZ"
 
         # a string of digits is an epoch number too; no such string casts to a timestamp, so the
-        # pattern is only tried where the cast failed
+        # pattern is only tried where the cast failed. What DuckDB cannot read (ISO-8601's basic
+        # form, a decimal comma) is read by parse_ts, the one definition of an event time.
         ts_expr = (
             f"(CASE WHEN {_number(t)} THEN {epoch(f'{t}::VARCHAR')} ELSE coalesce(TRY_CAST({text} AS TIMESTAMPTZ), "
-            f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.[0-9]+)?') THEN {epoch(text)} END) END)"
+            f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.[0-9]+)?') THEN {epoch(text)} END, "
+            f"make_timestamp({PARSE_TS}({text}))::TIMESTAMPTZ) END)"
         )
         checks.append((_absent(t), sql_string(f"missing timestamp field {mapping.ts_field!r}")))
         checks.append(("v_ts IS NULL", f"'unparseable timestamp ' || {t}::VARCHAR"))
+        read_as = sql_string(f" read as {TS_UNIT_WORDS[unit]} since the epoch")
+        checks.append(
+            (f"epoch_us(v_ts) NOT BETWEEN {TS_MIN_MICROS} AND {TS_MAX_MICROS}",
+             f"'timestamp ' || {t}::VARCHAR || (CASE WHEN {_number(t)} THEN {read_as} ELSE '' END) "
+             "|| ' is out of range (years 1 to 9999)'")
+        )  # fmt: skip
     else:
         ts_expr = "NULL::TIMESTAMPTZ"
 
@@ -387,13 +402,26 @@ class RecordMapper:
         self.schema = input_schema()
         self.con: duckdb.DuckDBPyConnection = engine.connect()
         self.sql = mapping_sql(mapping, format_name, source.name, mapping.default_entity(source))
+        unit = mapping.ts_unit
 
-    def map(self, line_no: pa.Array, lines: pa.Array) -> pa.RecordBatch | None:
-        """Map one chunk; bad records go to ``report``; returns None when nothing is left."""
-        mapped = self.map_table(line_no, lines)
+        def micros(text: str | None) -> int | None:
+            try:
+                return None if text is None else parse_ts(text, unit)
+            except ValueError:
+                return None
+
+        from duckdb.func import FunctionNullHandling
+
+        self.con.create_function(PARSE_TS, micros, ["VARCHAR"], "BIGINT", null_handling=FunctionNullHandling.SPECIAL)
+
+    def map(self, line_no: pa.Array, lines: pa.Array, raw: list[bytes] | None = None) -> pa.RecordBatch | None:
+        """Map one chunk; bad records go to ``report`` (with ``raw[i]`` as the record's bytes
+        where the lines were built from another text, else the line); returns None when nothing
+        is left."""
+        mapped = self.map_table(line_no, lines, raw)
         return None if mapped is None else mapped.combine_chunks().to_batches()[0]
 
-    def map_table(self, line_no: pa.Array, lines: pa.Array) -> pa.Table | None:
+    def map_table(self, line_no: pa.Array, lines: pa.Array, raw: list[bytes] | None = None) -> pa.Table | None:
         """Map one chunk into a table of several batches (not copied into one); bad records go
         to ``report``; returns None when nothing is left."""
         import numpy as np
@@ -414,8 +442,8 @@ class RecordMapper:
             bad = out.filter(pc.is_valid(reason))
             for i, why in zip(bad.column("idx").to_pylist(), bad.column("reason").to_pylist(), strict=True):
                 if why:  # '' is a blank line: nothing to report
-                    raw = lines[i].as_py().rstrip("\r\n")
-                    self.report(BadRecord(self.source.name, line_no[i].as_py(), why, raw.encode()))
+                    record = raw[i] if raw is not None else lines[i].as_py().rstrip("\r\n").encode()
+                    self.report(BadRecord(self.source.name, line_no[i].as_py(), why, record))
             out = out.filter(pc.is_null(reason))
         if out.num_rows == 0:
             return None
