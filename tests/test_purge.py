@@ -506,6 +506,15 @@ def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(cli: Any, store: P
     assert files(store) == before
 
 
+def test_cli_without_yes_checks_the_selection_first_and_shows_what_is_at_stake(cli: Any, store: Path) -> None:
+    before = files(store)
+    nothing = cli("purge", store)
+    assert nothing.code == 2 and nothing.errors() == ["error: say what to purge"]
+    refused = cli("purge", store, "--key", PERSON["key"])
+    assert refused.code == 2 and "4 event(s) would be removed" in refused.err and "--yes" in refused.err
+    assert files(store) == before
+
+
 def test_cli_prompts_on_a_terminal(cli: Any, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from logtool.commands import purge as command
 

@@ -215,17 +215,17 @@ def _store_run(
             console.status(line)
         return
     if not yes:
-        if not interactive():
-            raise UsageError(
-                f"refusing to {verb} without --yes: stdin is not a terminal, so nobody can confirm",
-                f"look first with `logtool {verb} {target} ... --dry-run`, then pass --yes",
-            )
-        plan = call(True)
+        plan = call(True)  # checks the selection first, and shows what is at stake
         if not plan.changed and not plan.leftovers_removed:
             console.status("nothing matches: nothing to do")
             return
         for line in _describe(plan):
             console.err.print(line, highlight=False)
+        if not interactive():
+            raise UsageError(
+                f"refusing to {verb} without --yes: stdin is not a terminal, so nobody can confirm",
+                f"look first with `logtool {verb} {target} ... --dry-run`, then pass --yes",
+            )
         typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
     with console.progress(verb) as update:
         result = call(False, update)
