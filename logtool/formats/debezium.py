@@ -25,7 +25,9 @@ How a change event becomes an event:
 - With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
   exact numbers; without one they stay the text Debezium wrote.
 - A tombstone takes its entity from the key schema's name (``server.inventory.customers.Key``), or
-  else from the delete of the same key shortly before it, as Debezium writes the two together.
+  else from the delete of the same key shortly before it, as Debezium writes the two together. A
+  bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
+  no key and says nothing its delete did not: it is read and skipped.
 
 This module also holds the record loop and sniffing helper the other self-describing JSON formats share.
 """
@@ -376,6 +378,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     deletes = _RecentDeletes()
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        if record is None:
+            return []  # a tombstone in a dump of values alone: its key is not there, its delete was
         if not isinstance(record, dict):
             raise ValueError(f"a Debezium record is a JSON object, not {kind_of(record)}")
         if _is_keyed(record):
@@ -396,6 +400,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
 
 
 def _classify(value: Any) -> bool | None:
+    if value is None:
+        return None  # a tombstone in a dump of values alone: any Kafka topic may hold one
     if is_envelope(value):
         return True
     if isinstance(value, dict) and _is_keyed(value):

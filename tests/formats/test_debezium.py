@@ -252,6 +252,20 @@ def test_mapping_options(read_events, cdc_samples) -> None:
     assert [r["source"]["line"] for r in rows] == [1, 2, 4, 6, 9, 10, 13, 14]
 
 
+def test_a_dump_of_values_alone_with_bare_null_tombstones(read_events, write_file) -> None:
+    """A console consumer printing values writes a tombstone as a bare `null`: it names no key and
+    follows its delete, so it is skipped, and it does not stop the format from being recognized."""
+    path = write_file(
+        "values.jsonl",
+        lines(envelope("c", None, {"id": 6}), envelope("d", {"id": 6}, None), None, envelope("c", None, {"id": 7})),
+    )
+    assert detect(Source(str(path))).name == "debezium"
+    rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert [(r["source"]["line"], r["op"], r["key"]) for r in rows] == [(1, "insert", "6"), (2, "delete", "6"),
+                                                                       (4, "insert", "7")]  # fmt: skip
+    assert bad == []
+
+
 def test_sniff(cdc_samples, generic_lines) -> None:
     for name in ("debezium_pg.jsonl", "debezium_keyed.jsonl"):
         assert FORMAT.sniff((cdc_samples / name).read_bytes()) == 90
