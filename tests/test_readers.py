@@ -242,6 +242,26 @@ def _source_store(write_lines: WriteLines, cli: Cli, store: Path, tmp_path: Path
     assert r.code == 0, r.err
 
 
+def test_parquet_float_nan_and_infinities_are_values(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """JSON has no number for them: they are written as the other readers write them, and the typed
+    export gives the floats back."""
+    f = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "x": [float("nan"), float("inf"), float("-inf"), 0.5],
+                             "n": pa.array([1.5, None, 2.0, 3.25], pa.float32())}), f)  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 0, r.err
+    assert [e["data"] for e in _events(query, store)] == [
+        '{"x":"NaN","n":1.5}', '{"x":"Infinity","n":null}', '{"x":"-Infinity","n":2.0}', '{"x":0.5,"n":3.25}',
+    ]  # fmt: skip
+    out = tmp_path / "state"
+    assert cli("replay", store, "--format", "parquet", "-o", out).code == 0
+    x = pq.read_table(out / "m.parquet").column("x").to_pylist()
+    assert x[0] != x[0] and x[1:] == [float("inf"), float("-inf"), 0.5]
+
+
 def test_parquet_event_schema_segment_reingest(
     write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:

@@ -48,14 +48,30 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         return
     con = engine.connect()
     mapper = RecordMapper(source, mapping, report, "parquet")
+    columns = ", ".join(_as_json_value(f) for f in pq.read_schema(source.spec))
     reader = con.sql(
         f"SELECT (row_number() OVER ())::BIGINT AS line_no, to_json(t)::VARCHAR AS line "
-        f"FROM read_parquet({sql_string(source.spec)}) t"
+        f"FROM (SELECT {columns} FROM read_parquet({sql_string(source.spec)})) t"
     ).to_arrow_reader(BATCH_ROWS)
     for chunk in reader:
         batch = mapper.map(chunk.column("line_no"), chunk.column("line"))
         if batch is not None:
             yield batch
+
+
+def _as_json_value(field: pa.Field) -> str:
+    """A column as it goes into the row's JSON object. A float column's NaN and infinities, which
+    JSON has no numbers for, become the strings "NaN", "Infinity" and "-Infinity", as every other
+    reader writes them (the typed export reads them back as floats)."""
+    import pyarrow as pa
+
+    name = '"' + field.name.replace('"', '""') + '"'
+    if not pa.types.is_floating(field.type):
+        return name
+    return (
+        f"CASE WHEN isnan({name}) THEN '\"NaN\"'::JSON WHEN isinf({name}) AND {name} > 0 THEN '\"Infinity\"'::JSON "
+        f"WHEN isinf({name}) THEN '\"-Infinity\"'::JSON ELSE to_json({name}) END AS {name}"
+    )
 
 
 def sniff(head: bytes) -> int:
