@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from .engine import sql_string
+from .engine import json_path, sql_string
 from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
 from .keyindex import SegmentIndex
@@ -733,7 +733,7 @@ def why(
 
 def _id_sql(names: Iterable[str], wanted: str) -> str:
     """SQL: the first of these meta members present equals the id."""
-    member = "coalesce(" + ", ".join(f"meta->>{sql_string('$.' + n)}" for n in names) + ")"
+    member = "coalesce(" + ", ".join(f"meta->>{json_path(n)}" for n in names) + ")"
     test = f"{member} = {sql_string(wanted)}"
     if '"' in wanted or "\\" in wanted:
         return test

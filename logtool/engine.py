@@ -58,6 +58,12 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def json_path(name: str) -> str:
+    """A SQL string literal: the path of a JSON object's top-level member, whatever its name (the
+    empty name, quotes, dots and slashes included), as a JSON pointer."""
+    return sql_string("/" + name.replace("~", "~0").replace("/", "~1"))
+
+
 def sql_ident(name: str) -> str:
     """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'

@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engine import sql_string
+from .engine import json_path, sql_string
 from .errors import NotFoundError, ReducerError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_order
 from .store import State, Store, file_sha256, reads_latest
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 KV_FINGERPRINT = "kv/1"
 # A number of 16+ significant digits: DuckDB's JSON functions would read it through float64.
-from .typed import LONG_NUMBER, json_path  # noqa: E402
+from .typed import LONG_NUMBER  # noqa: E402
 
 RESETS = ("insert", "read", "upsert", "delete")
 MERGE_PARTITION_DOCS = 1_000_000  # documents per merge pass: bounds the memory a replay needs

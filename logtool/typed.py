@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .engine import sql_string
+from .engine import json_path, sql_string
 from .formats.base import RawNumber, dumps_exact, loads_exact
 
 if TYPE_CHECKING:
@@ -87,11 +87,6 @@ def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
 
 
 # --------------------------------------------------------------------------- DuckDB
-
-
-def json_path(name: str) -> str:
-    """A SQL string literal: the JSON path of a top-level member, quoted whatever its name."""
-    return sql_string('$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
 def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:

@@ -142,6 +142,30 @@ def test_csv_crlf_and_mapping(cli: Cli, new_store: Callable[[str], Path], query:
     assert rows[0]["ts"] == dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC)
 
 
+def test_csv_columns_without_a_name_or_with_odd_ones(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """pandas writes its index column with an empty name: it is a column like any other, through
+    replay and the typed export."""
+    f = tmp_path / "p.csv"
+    f.write_bytes(b',id,a/b,m~n,x.y\n0,1,p,q,r\n1,2,s,t,u\n')
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert _events(query, store)[0]["data"] == '{"":0,"a/b":"p","m~n":"q","x.y":"r"}'
+    out = tmp_path / "state"
+    assert cli("replay", store, "--format", "parquet", "-o", out).code == 0
+    assert pq.read_table(out / "p.parquet").to_pylist() == [
+        {"key": "1", "": 0, "a/b": "p", "m~n": "q", "x.y": "r"}, {"key": "2", "": 1, "a/b": "s", "m~n": "t", "x.y": "u"},
+    ]  # fmt: skip
+
+
+def test_csv_header_naming_a_column_twice_is_refused(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
+    f = tmp_path / "d.csv"
+    f.write_bytes(b"id,name,name\n1,a,b\n")
+    r = cli("ingest", new_store("s"), f, "--key-field", "id", "--on-error", "skip")
+    assert r.code == 2 and r.errors() == [f"error: {f}:1: the header names column 'name' more than once"]
+
+
 # --------------------------------------------------------------------------- byte order mark
 
 BOM = b"\xef\xbb\xbf"

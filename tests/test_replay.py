@@ -183,6 +183,16 @@ def test_patch_sets_only_what_it_carries_and_null_is_a_value(store: Path) -> Non
     assert "b" in state  # NULL sets the column; RFC 7386 would have removed it
 
 
+def test_columns_with_names_no_path_syntax_likes_are_merged(store: Path) -> None:
+    """The empty name (pandas' index column), slashes, tildes, dots and quotes are names like any."""
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"": 1, "a/b": 2, "m~n": 3, "p.q": 4, 'q"t': 5}},
+        {"key": 1, "op": "patch", "data": {"a/b": 6, "m~n": 7}},
+        {"key": 1, "op": "update", "data": {"": 8, "p.q": 9}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"": 8, "a/b": 6, "m~n": 7, "p.q": 9, 'q"t': 5}}
+
+
 def test_patch_of_a_key_without_state_starts_from_an_empty_row(store: Path) -> None:
     write_events(store, [{"key": 1, "op": "patch", "data": {"a": 1}}, {"key": 1, "op": "patch", "data": {"b": 2}}])
     assert rows(replay(store)) == {"1": {"a": 1, "b": 2}}

@@ -20,7 +20,8 @@ _scalar = st.one_of(
     st.sampled_from(["NaN", "Infinity", "-Infinity", "", "x", "é ü", "a\"b"]),
 )
 _value = st.one_of(_scalar, st.lists(_scalar, max_size=3), st.dictionaries(st.sampled_from("pq"), _scalar, max_size=2))
-_row = st.dictionaries(st.sampled_from(["a", "b", "c", "d e", 'q"t']), _value, max_size=4)
+# member names any path syntax must take: spaces, quotes, the empty name, slashes, tildes, dots, backslashes
+_row = st.dictionaries(st.sampled_from(["a", "b", "c", "d e", 'q"t', "", "x/y", "m~n", "p.q", "b\\s"]), _value, max_size=4)
 
 
 def _state(rows: list[dict[str, Any]]) -> pa.Table:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..errors import InputError
 from . import Format
 from .base import BATCH_ROWS, BadRecord, Mapping, Report, Source
 from .jsonl import RecordMapper
@@ -57,7 +58,14 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             header = next(reader)
         except StopIteration:
             return
-        names = [json.dumps(h.strip(), ensure_ascii=False) + ":" for h in header]
+        stripped = [h.strip() for h in header]
+        repeated = sorted({h for h in stripped if stripped.count(h) > 1})
+        if repeated:
+            raise InputError(
+                source.name, 1, f"the header names column {repeated[0]!r} more than once",
+                "give every column its own name: a record cannot hold two values under one name",
+            )  # fmt: skip
+        names = [json.dumps(h, ensure_ascii=False) + ":" for h in stripped]
         numbers: list[int] = []
         lines: list[str] = []
         raws: list[bytes] = []  # each record as it was in the file, for a bad record's report

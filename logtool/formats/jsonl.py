@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from ..engine import sql_string
+from ..engine import json_path, sql_string
 from . import Format
 from .base import (
     TS_MAX_MICROS,
@@ -69,10 +69,6 @@ _LENIENT_NUMBER = r"(?i)nan|inf"
 
 
 PARSE_TS = "logtool_parse_ts"  # parse_ts as a SQL function of RecordMapper's connection
-
-
-def _path(name: str) -> str:
-    return sql_string('$."' + name.replace('"', '\\"') + '"')
 
 
 def _scalar(expr: str) -> str:
@@ -259,8 +255,8 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         position = "NULL::VARCHAR"
 
     reasons = " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in checks)
-    paths = "[" + ", ".join(_path(n) for n in fields) + "]" if fields else "['$.__none__']"
-    fm = f"json_extract(marked, [{', '.join(_path(n) for n in payload)}])" if payload else "NULL::JSON[]"
+    paths = "[" + ", ".join(json_path(n) for n in fields) + "]" if fields else "['$.__none__']"
+    fm = f"json_extract(marked, [{', '.join(json_path(n) for n in payload)}])" if payload else "NULL::JSON[]"
     columns = "".join(f", f[{i + 1}] AS f{i + 1}" for i in range(len(fields)))
     columns += "".join(f", fm[{i + 1}] AS m{i + 1}" for i in range(len(payload)))
     return f"""

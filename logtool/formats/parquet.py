@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..engine import sql_string
+from ..engine import sql_ident, sql_string
 from ..errors import InputError
 from . import Format
 from .base import BATCH_ROWS, Mapping, Report, Source
@@ -48,10 +48,10 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         return
     con = engine.connect()
     mapper = RecordMapper(source, mapping, report, "parquet")
-    columns = ", ".join(_as_json_value(f) for f in pq.read_schema(source.spec))
+    values = ", ".join(_as_json_value(f) for f in pq.read_schema(source.spec))
     reader = con.sql(
         f"SELECT (row_number() OVER ())::BIGINT AS line_no, to_json(t)::VARCHAR AS line "
-        f"FROM (SELECT {columns} FROM read_parquet({sql_string(source.spec)})) t"
+        f"FROM (SELECT {values} FROM read_parquet({sql_string(source.spec)})) t"
     ).to_arrow_reader(BATCH_ROWS)
     for chunk in reader:
         batch = mapper.map(chunk.column("line_no"), chunk.column("line"))
@@ -65,7 +65,7 @@ def _as_json_value(field: pa.Field) -> str:
     reader writes them (the typed export reads them back as floats)."""
     import pyarrow as pa
 
-    name = '"' + field.name.replace('"', '""') + '"'
+    name = sql_ident(field.name)
     if not pa.types.is_floating(field.type):
         return name
     return (
