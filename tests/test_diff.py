@@ -523,6 +523,14 @@ def test_cli_exit_codes(cli: Cli, replicas: tuple[Path, Path], tmp_path: Path) -
     assert cli("diff", a, b, "--float-tolerance", "lots").code == 2
 
 
+def test_cli_verdict_names_columns_on_one_side_only(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_text("id,a,b\n1,x,1\n")
+    (tmp_path / "r.csv").write_text("id,a\n1,x\n")
+    r = cli("diff", tmp_path / "l.csv", tmp_path / "r.csv", "--key-column", "id", "--format", "jsonl")
+    assert r.code == 1 and r.out == ""
+    assert "different: 0 only left, 0 only right, 0 changed; columns only left: b" in r.err
+
+
 def test_cli_a_crash_is_trouble_not_different(
     cli: Cli, replicas: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -101,6 +101,9 @@ def _verdict(result: DiffResult) -> str:
     if result.first_divergent_offset is not None:
         parts.append(f"first divergent offset {result.first_divergent_offset}")
     parts.append(f"{result.only_left} only left, {result.only_right} only right, {result.changed} changed")
+    for side in ("left", "right"):
+        if columns := result.info.get(f"columns_only_{side}"):
+            parts.append(f"columns only {side}: {', '.join(columns)}")
     if result.state is not None and not result.state.same:
         s = result.state
         parts.append(f"head state: {s.only_left} only left, {s.only_right} only right, {s.changed} changed")
