@@ -334,15 +334,18 @@ def compact_file(
     if fmt.name not in ("jsonl", "csv"):
         raise UsageError(f"raw-file compaction reads JSON lines or CSV, not {fmt.name}", "ingest it into a store and compact that")
     bad: list[BadRecord] = []
+    retention_us = parse_duration(tombstone_retention)
+    now_us = _now_us(now)
     con = engine.connect()
     con.execute("CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, op VARCHAR, tomb BOOLEAN)")
     for batch in fmt.read(src, mapping, bad.append):
         b = batch  # noqa: F841 - read by the query
         con.execute(
-            """INSERT INTO ev SELECT source.line, epoch_us(ts), entity, key, op, (op = 'delete' OR data IS NULL) FROM b"""
+            # a record without a time is stamped now, as ingest stamps it: a tombstone is kept
+            # for the retention (and goes at once with a retention of 0)
+            f"""INSERT INTO ev SELECT source.line, coalesce(epoch_us(ts), {now_us}), entity, key, op,
+                       (op = 'delete' OR data IS NULL) FROM b"""
         )
-    retention_us = parse_duration(tombstone_retention)
-    now_us = _now_us(now)
     keep_lines = con.sql(
         f"""WITH last_reset AS (
                 SELECT entity, key, max(line) FILTER (WHERE op IN ('insert', 'read', 'upsert', 'delete') OR tomb) AS r,

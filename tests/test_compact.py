@@ -1155,6 +1155,19 @@ def test_raw_file_keeps_a_partial_last_record_with_its_full_image(tmp_path: Path
     assert state(ingest_sample(tmp_path / "c", out, mapping)) == {("p", "1"): {"a": 8, "b": 7}}
 
 
+@pytest.mark.parametrize(("retention", "kept"), [("1d", True), ("0s", False)])
+def test_raw_file_without_times_stamps_records_now(tmp_path: Path, retention: str, kept: bool) -> None:
+    """A tombstone without a time is as young as the compaction (ingest stamps it so too): kept
+    for the retention, removed at once with a retention of 0."""
+    src = tmp_path / "t.jsonl"
+    lines = ['{"id":1,"op":"insert","v":1}', '{"id":2,"op":"insert","v":2}', '{"id":2,"op":"delete"}']
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as f:
+        compact_file(str(src), f, mapping=Mapping(key_fields=("id",), op_field="op"), tombstone_retention=retention)
+    assert out.read_text() == "\n".join([lines[0], lines[2]] if kept else [lines[0]]) + "\n"
+
+
 def test_cli_raw_file_mode(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     r = cli(
