@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .errors import LockedError, StoreError
+from .errors import LockedError, LogtoolError, StoreError
 
 if TYPE_CHECKING:
     import duckdb
@@ -270,23 +270,47 @@ def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
                 return read(*args, **kwargs)
+            except LogtoolError:
+                raise
             except Exception as e:
-                if attempt == READ_ATTEMPTS or not _lost_segment(e):
-                    raise
+                gone, there = _segments_named(e)
+                if gone and attempt < READ_ATTEMPTS:
+                    continue
+                # still gone on the latest state, or there but unreadable: the store is damaged
+                if gone or there:
+                    segment = (gone or there)[0]
+                    what = "is missing" if gone else f"cannot be read ({str(e).strip().splitlines()[0]})"
+                    raise StoreError(
+                        f"{segment}: a segment the commit log names {what}",
+                        f"the store is damaged: `logtool verify {Path(segment).parent.parent}` lists what is wrong",
+                    ) from e
+                raise
         raise AssertionError("unreachable")
 
     return run
 
 
-def _lost_segment(error: BaseException) -> bool:
-    """Whether an error (or the one it was raised from) names a segment file that is gone."""
+# Errors of reading a file (DuckDB's, pyarrow's, the OS's): where one names a segment that is
+# there, that segment's bytes are what failed
+_READ_ERRORS = {"IOException", "InvalidInputException", "ArrowInvalid", "ArrowIOError", "OSError"}
+
+
+def _segments_named(error: BaseException) -> tuple[list[str], list[str]]:
+    """The segment files an error (or the ones it was raised from) names: those gone, and those
+    there that an error of reading names."""
+    gone: list[str] = []
+    there: list[str] = []
     seen: BaseException | None = error
     while seen is not None:
-        names = [str(getattr(seen, "filename", None) or ""), *_SEGMENT_PATH.findall(str(seen))]
-        if any(_SEGMENT_PATH.fullmatch(n) and not os.path.exists(n) for n in names):
-            return True
+        for name in [str(getattr(seen, "filename", None) or ""), *_SEGMENT_PATH.findall(str(seen))]:
+            if not _SEGMENT_PATH.fullmatch(name) or name in gone + there:
+                continue
+            if not os.path.exists(name):
+                gone.append(name)
+            elif type(seen).__name__ in _READ_ERRORS:
+                there.append(name)
         seen = seen.__cause__ or seen.__context__
-    return False
+    return gone, there
 
 
 def configure_store(path: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:

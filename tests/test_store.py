@@ -373,6 +373,25 @@ def test_a_read_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
 
     with pytest.raises(OSError):
         broken()
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match="gone.parquet: a segment the commit log names is missing"):
         lost()
     assert calls == [1, 2, 2, 2]  # only a lost segment is tried again, up to three times in all
+
+
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_a_damaged_store_is_named_as_such_by_every_reader(tmp_path: Path, cli: Any, damage: str) -> None:
+    """A segment the commit log names that is gone, or cannot be read: one line naming it, and
+    where to look next; never an internal error."""
+    store = _busy_log(tmp_path)
+    segment = Store.open(store).segment_files()[0]
+    if damage == "removed":
+        Path(segment).unlink()
+    else:
+        Path(segment).write_bytes(Path(segment).read_bytes()[:100])
+    for args in (["replay", store], ["history", store, "7"], ["info", store], ["sql", store, "SELECT count(*) FROM events"]):
+        r = cli(*args)
+        assert r.code == 2, args
+        (error,) = r.errors()
+        assert error.startswith(f"error: {segment}: a segment the commit log names ") and "internal" not in error, args
+        assert f"logtool verify {store}" in r.err
+    assert cli("verify", store).code == 1
