@@ -1306,6 +1306,10 @@ def diff(
             raise UsageError("--by aligns two logs: it needs two stores")
         return _two_tables(con, (left, right), kinds, at_offset, entity, key_columns, tolerance, limit)
     except duckdb.Error as e:
+        from .store import damaged_store
+
+        if (damage := damaged_store(e)) is not None:
+            raise damage from e
         raise UsageError(f"comparison failed: {_first_line(e)}", "check that both sides are readable") from None
 
 
@@ -1320,6 +1324,8 @@ def _two_stores(
     limit: int,
     by: str,
 ) -> DiffResult:
+    for store in (left, right):
+        store.check_segments_present()  # equal digests prove equal logs only where the files are there
     if key_columns:
         raise UsageError(
             "--key-column is for table dumps: two stores are compared on their own keys",

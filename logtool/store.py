@@ -231,6 +231,13 @@ class Store:
         state = state or self.state()
         return [str(self.path / s["path"]) for s in state.segments]
 
+    def check_segments_present(self, state: State | None = None) -> None:
+        """A StoreError for the first live segment whose file is gone (for work that would
+        otherwise trust the commit log's digests without opening the files)."""
+        for path in self.segment_files(state):
+            if not os.path.exists(path):
+                raise segment_damage(path)
+
     def events_view(self, con: duckdb.DuckDBPyConnection, name: str = "events", files: list[str] | None = None) -> None:
         """Create a view of the live events (without the salt) on a DuckDB connection."""
         from .engine import sql_string
@@ -273,21 +280,34 @@ def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
             except LogtoolError:
                 raise
             except Exception as e:
-                gone, there = _segments_named(e)
-                if gone and attempt < READ_ATTEMPTS:
+                if _segments_named(e)[0] and attempt < READ_ATTEMPTS:
                     continue
                 # still gone on the latest state, or there but unreadable: the store is damaged
-                if gone or there:
-                    segment = (gone or there)[0]
-                    what = "is missing" if gone else f"cannot be read ({str(e).strip().splitlines()[0]})"
-                    raise StoreError(
-                        f"{segment}: a segment the commit log names {what}",
-                        f"the store is damaged: `logtool verify {Path(segment).parent.parent}` lists what is wrong",
-                    ) from e
+                damage = damaged_store(e)
+                if damage is not None:
+                    raise damage from e
                 raise
         raise AssertionError("unreachable")
 
     return run
+
+
+def damaged_store(error: BaseException) -> StoreError | None:
+    """The error to give where ``error`` (or one it was raised from) is a segment file that is
+    missing, or that is there but cannot be read; None where it is something else."""
+    gone, there = _segments_named(error)
+    if not gone and not there:
+        return None
+    return segment_damage((gone or there)[0], None if gone else str(error).strip().splitlines()[0])
+
+
+def segment_damage(segment: str, reading: str | None = None) -> StoreError:
+    """A segment the commit log names is missing (``reading`` None) or cannot be read (why)."""
+    what = "is missing" if reading is None else f"cannot be read ({reading})"
+    return StoreError(
+        f"{segment}: a segment the commit log names {what}",
+        f"the store is damaged: `logtool verify {Path(segment).parent.parent}` lists what is wrong",
+    )
 
 
 # Errors of reading a file (DuckDB's, pyarrow's, the OS's): where one names a segment that is

@@ -379,16 +379,19 @@ def test_a_read_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["removed", "truncated"])
-def test_a_damaged_store_is_named_as_such_by_every_reader(tmp_path: Path, cli: Any, damage: str) -> None:
+def test_a_damaged_store_is_named_as_such_by_every_command(tmp_path: Path, cli: Any, damage: str) -> None:
     """A segment the commit log names that is gone, or cannot be read: one line naming it, and
-    where to look next; never an internal error."""
+    where to look next; never an internal error, and never "same" from digests alone."""
     store = _busy_log(tmp_path)
     segment = Store.open(store).segment_files()[0]
     if damage == "removed":
         Path(segment).unlink()
     else:
         Path(segment).write_bytes(Path(segment).read_bytes()[:100])
-    for args in (["replay", store], ["history", store, "7"], ["info", store], ["sql", store, "SELECT count(*) FROM events"]):
+    (tmp_path / "other").mkdir()
+    other = _busy_log(tmp_path / "other")
+    for args in (["replay", store], ["history", store, "7"], ["info", store], ["sql", store, "SELECT count(*) FROM events"],
+                 ["compact", store, "--dry-run"], ["purge", store, "--key", "7", "--yes"], ["diff", store, other]):
         r = cli(*args)
         assert r.code == 2, args
         (error,) = r.errors()

@@ -48,6 +48,11 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
                     "or use --threads 1",
                 )
                 raise typer.Exit(EXIT_TROUBLE) from None
+            from ..store import damaged_store
+
+            if (damage := damaged_store(e)) is not None:  # a writer (compact, purge...) met it
+                console.fail(damage.message, damage.hint)
+                raise typer.Exit(EXIT_TROUBLE) from None
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
             console.fail(
                 f"internal error: {type(e).__name__}: {detail}", "rerun with --debug for a traceback, and report it"
