@@ -78,8 +78,11 @@ def command(
     if output:
         from logtool.replay import export_state
 
-        for path in export_state(result, output, fmt or "parquet"):
+        written = export_state(result, output, fmt or "parquet")
+        for path in written:
             console.status(f"wrote {path}")
+        if not written:
+            console.status("the state holds no rows: no file written")
         return
     out_fmt = resolve(OutputFormat(fmt) if fmt else None)
     if out_fmt is OutputFormat.json:
