@@ -711,7 +711,7 @@ def why(
         if value is _ABSENT:
             domain = any(s.event.op == "event" for s in lineage) and reducer is None
             raise NotFoundError(
-                f"key {key!r} has no field {field!r}; its fields: {', '.join(current)}",
+                f"key {key!r} has no field {field!r}; its fields: {', '.join(map(repr, current))}",
                 "this is an event-sourced log: pass --reducer MODULE to audit the reduced state"
                 if domain
                 else "a dotted name reaches into objects, e.g. address.city",

@@ -334,7 +334,7 @@ def test_why_value_compares_as_json_values(stores: dict[str, Path], at_root: Non
 def test_why_an_event_sourced_log_without_a_reducer_hints_at_one(cli: Any, stores: dict[str, Path]) -> None:
     run = cli("why", stores["bank"], "acc-1003", "balance")
     assert run.code == 1
-    assert run.errors() == ["error: key 'acc-1003' has no field 'balance'; its fields: v, reason"]
+    assert run.errors() == ["error: key 'acc-1003' has no field 'balance'; its fields: 'v', 'reason'"]
     assert "--reducer" in run.err
 
 
