@@ -264,6 +264,24 @@ def test_parse_ts_refuses_instants_beyond_years_1_to_9999(value: int, unit: str)
     assert parse_ts(253402300799, "s") == 253402300799_000_000  # the last second of 9999 is fine
 
 
+def test_deeply_nested_records_never_crash_a_reader(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """Nesting deeper than Python's parser can follow: DuckDB takes the line as it is; where the
+    exact path needs Python it is a bad record with its reason; auto-detection is not thrown."""
+    deep = "[" * 5000 + "]" * 5000
+    f = write_lines(tmp_path / "deep.jsonl", [
+        '{"id":1,"v":' + deep + "}",
+        '{"id":2,"v":' + deep + ',"w":"\\u0001","n":1.50}',  # holds the mark: cut in Python
+        '{"id":3,"v":1}',
+    ])  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "skip")
+    assert r.code == 0, r.err
+    assert f"{f}:2: cannot be read exactly: nested deeper than Python can follow" in r.err
+    assert [(e["key"], len(e["data"])) for e in _rows(query, store)] == [("1", 10006), ("3", 7)]
+
+
 def test_without_ts_field_ts_is_ingest_time(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

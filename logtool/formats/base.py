@@ -327,13 +327,21 @@ _DECODER = json.JSONDecoder(
 
 
 def loads_exact(text: str) -> Any:
-    """Parse JSON keeping every number exact (integers as int, other numbers and -0 as RawNumber)."""
-    return _DECODER.decode(text)
+    """Parse JSON keeping every number exact (integers as int, other numbers and -0 as RawNumber).
+    Raises ValueError where the text is not JSON, or nests deeper than Python can follow."""
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nested deeper than Python can follow") from None
 
 
 def raw_decode_exact(text: str, index: int = 0) -> tuple[Any, int]:
-    """Parse one JSON value starting at ``index`` (numbers exact); returns it and where it ends."""
-    return _DECODER.raw_decode(text, index)
+    """Parse one JSON value starting at ``index`` (numbers exact); returns it and where it ends.
+    Raises ValueError as ``loads_exact`` does."""
+    try:
+        return _DECODER.raw_decode(text, index)  # type: ignore[no-any-return]
+    except RecursionError:
+        raise ValueError("nested deeper than Python can follow") from None
 
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -371,7 +379,7 @@ def object_members(text: str, wanted: set[str] | None = None) -> list[tuple[str,
             if pos >= n or text[pos] != ":":
                 raise ValueError(f"expected ':' at character {pos}")
             value_start = skip(pos + 1)
-            _value, value_end = _DECODER.raw_decode(text, value_start)
+            _value, value_end = raw_decode_exact(text, value_start)
             members.append((name, name_start, value_start, value_end))
             if missing is not None:
                 missing.discard(name)
@@ -635,9 +643,6 @@ def read_records(
     for line, text in records:
         try:
             value = loads_exact(text)
-        except RecursionError:
-            report(BadRecord(source.name, line, "invalid JSON: nested too deeply", text.encode()))
-            continue
         except ValueError as e:
             report(BadRecord(source.name, line, f"invalid JSON: {json_error(e, line)}", text.encode()))
             continue

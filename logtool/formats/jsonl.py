@@ -467,7 +467,7 @@ class RecordMapper:
                 if prev_keys[i] is not None:  # (so a line without one is not read to its end)
                     prev_keys[i] = _exact_scalar(line, self.mapping.prev_key_field or "")
             except ValueError as e:
-                self.report(BadRecord(self.source.name, line_no[at].as_py(), f"invalid JSON: {e}", line.encode()))
+                self.report(BadRecord(self.source.name, line_no[at].as_py(), f"cannot be read exactly: {e}", line.encode()))
                 keep[i] = False
                 continue
             if op != "truncate":  # a truncate has no key
