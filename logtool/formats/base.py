@@ -339,7 +339,7 @@ def raw_decode_exact(text: str, index: int = 0) -> tuple[Any, int]:
     """Parse one JSON value starting at ``index`` (numbers exact); returns it and where it ends.
     Raises ValueError as ``loads_exact`` does."""
     try:
-        return _DECODER.raw_decode(text, index)  # type: ignore[no-any-return]
+        return _DECODER.raw_decode(text, index)
     except RecursionError:
         raise ValueError("nested deeper than Python can follow") from None
 
