@@ -159,6 +159,22 @@ def test_csv_columns_without_a_name_or_with_odd_ones(
     ]  # fmt: skip
 
 
+def test_csv_header_with_invalid_utf8_is_refused_with_its_line(
+    cli: Cli, new_store: Callable[[str], Path], tmp_path: Path
+) -> None:
+    f = tmp_path / "latin1.csv"
+    f.write_bytes(b"id,caf\xe9\n1,2\n")
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2 and r.errors() == [f"error: {f}:1: invalid UTF-8 in the header at character 5"]
+
+
+def test_a_json_array_of_records_gets_a_hint(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
+    f = tmp_path / "records.json"
+    f.write_text('[{"id": 1, "v": "a"},\n {"id": 2, "v": "b"}]\n')
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2 and "a JSON array, not JSON lines" in r.err and "jq -c '.[]'" in r.err
+
+
 def test_csv_header_naming_a_column_twice_is_refused(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
     f = tmp_path / "d.csv"
     f.write_bytes(b"id,name,name\n1,a,b\n")

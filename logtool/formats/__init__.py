@@ -63,6 +63,11 @@ def detect(source: Source) -> Format:
     scores = sorted(((f.sniff(head), f.name) for f in all_formats().values()), reverse=True)
     best_score, best = scores[0]
     if best_score <= 0:
+        if head.lstrip().startswith(b"["):
+            raise InputError(
+                source.name, 1, "a JSON array, not JSON lines: one record per line is what logtool reads",
+                f"write it one record a line, e.g. `jq -c '.[]' {source.name} > records.jsonl`",
+            )  # fmt: skip
         raise InputError(
             source.name, 1, "could not recognize the format", "name it with --format (see `logtool formats`)"
         )
