@@ -59,11 +59,12 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         except StopIteration:
             return
         stripped = [h.strip() for h in header]
-        try:
-            "".join(stripped).encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise InputError(source.name, 1, f"invalid UTF-8 in the header at character {e.start}",
-                             "the file must be UTF-8: convert it, e.g. with iconv") from None  # fmt: skip
+        for column, name in enumerate(stripped, 1):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(source.name, 1, f"invalid UTF-8 in the name of column {column}",
+                                 "the file must be UTF-8: convert it, e.g. with iconv") from None  # fmt: skip
         repeated = sorted({h for h in stripped if stripped.count(h) > 1})
         if repeated:
             raise InputError(
