@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import json_path, sql_string
 from .errors import NotFoundError, ReducerError, UsageError
-from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_order
+from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_kind, position_order
 from .store import State, Store, file_sha256, reads_latest
 
 if TYPE_CHECKING:
@@ -117,14 +117,9 @@ def _resolve_target(
         cond = "TRUE" if first_after is None else f'"offset" < {first_after}'
         what = f"time {at_time}"
     elif at_position is not None:
-        order = position_order(at_position)
-        has = con.execute(
-            "SELECT count(*) FROM events WHERE coalesce(txn.position_order, source.position_order) IS NOT NULL"
-        ).fetchall()[0][0]
-        if not has:
-            raise UsageError("this store's events carry no source positions", "use --at-offset or --at-time")
+        order = _position_order_like_the_store(con, at_position)
         # A change is in the state when its transaction committed at or before the position.
-        cond = f"coalesce(txn.position_order, source.position_order) <= {sql_string(order or '')}"
+        cond = f"coalesce(txn.position_order, source.position_order) <= {sql_string(order)}"
         what = f"position {at_position}"
     else:
         cond, what = "TRUE", "head"
@@ -133,6 +128,33 @@ def _resolve_target(
     ).fetchall()[0]
     prefix_end = (first_excluded - 1) if first_excluded is not None else last
     return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last)
+
+
+def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str) -> str:
+    """The sort key of a position given by a user, computed as the store's positions of its kind
+    were: an LSN's two hex halves, or zero-padded numbers (Kafka's ``0/5`` reads like an LSN but is
+    not one). A position of no kind the store holds is refused rather than compared."""
+    positions = "coalesce(txn.position, source.position)"
+    orders = "coalesce(txn.position_order, source.position_order)"
+    sample = con.execute(f"SELECT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL LIMIT 1").fetchall()
+    if not sample:
+        raise UsageError("this store's events carry no source positions", "use --at-offset or --at-time")
+    # what the text can be: an LSN (if it reads as one), and a position of its digits' shape
+    readings = {position_kind(position, lsn): position_order(position, lsn) for lsn in (True, False)}
+
+    def kind(stored: str, order: str) -> str:  # an LSN only where it was stored as one
+        return position_kind(stored, lsn=order == position_order(stored))
+
+    kinds = {kind(*sample[0])}
+    if not readings.keys() & kinds:  # a store may hold several kinds (several formats ingested)
+        query = f"SELECT DISTINCT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL"
+        kinds = {kind(p, o) for p, o in con.execute(query).fetchall()}
+    found = next((k for k in readings if k in kinds), None)
+    if found is None:
+        raise UsageError(
+            f"--at-position: {position!r} is not a position of the kind this store holds", f"write one like {sample[0][0]!r}"
+        )
+    return readings[found] or ""
 
 
 # --------------------------------------------------------------------------- entry point

@@ -512,6 +512,13 @@ def test_position_of_events_without_a_transaction_is_their_own(store: Path) -> N
     assert rows(replay(store, at_position="0/16B37FF")) == {"1": {"v": 1}}
 
 
+@pytest.mark.parametrize("position", ["0/ZZ", "16B37FF", "", "master.000001:4"])
+def test_a_position_of_another_kind_than_the_stores_is_refused(store: Path, position: str) -> None:
+    write_events(store, [{"key": 1, "op": "insert", "data": {"v": 1}, "position": "0/16B3748"}])
+    with pytest.raises(UsageError, match="not a position of the kind this store holds"):
+        replay(store, at_position=position)
+
+
 def test_position_on_a_store_without_positions_is_a_usage_error(store: Path) -> None:
     write_events(store, [{"key": 1, "op": "insert", "data": {}}])
     with pytest.raises(UsageError, match="no source positions"):

@@ -541,6 +541,14 @@ def position_order(position: str | None, lsn: bool = True) -> str | None:
     return _DIGITS.sub(lambda d: d.group(0).lstrip("0").rjust(20, "0"), text)
 
 
+def position_kind(position: str, lsn: bool = True) -> str:
+    """What kind of position a text is, to tell a user's position from the store's: ``lsn`` for
+    a PostgreSQL LSN (unless ``lsn`` is false, as ``position_order``'s), else the text with each
+    run of digits written ``0`` (``mysql-bin.0:0``, Kafka's ``0/0``)."""
+    text = position.strip()
+    return "lsn" if lsn and _LSN.fullmatch(text) else _DIGITS.sub("0", text)
+
+
 # --------------------------------------------------------------------------- batches
 
 

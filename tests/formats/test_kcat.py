@@ -163,3 +163,21 @@ def test_sniff(cdc_samples, generic_lines) -> None:
     assert FORMAT.sniff(generic_lines) == 0
     for other in ("debezium_pg.jsonl", "debezium_keyed.jsonl", "maxwell.jsonl", "cloudevents.json", "mongodb.jsonl"):
         assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other
+
+
+def test_replay_at_a_kafka_position(write_file, tmp_path) -> None:
+    """``0/5`` is partition 0, offset 5 here, not an LSN: it orders as Kafka's numbers do, and a
+    position of another kind is refused rather than compared."""
+    import logtool
+
+    def record(offset: int, payload: str | None) -> str:
+        return json.dumps({"topic": "users", "partition": 0, "offset": offset, "tstype": "create",
+                           "ts": 1704103200000 + offset, "key": "k1", "payload": payload})  # fmt: skip
+
+    path = write_file("dump.jsonl", "\n".join([record(5, '{"a":1}'), record(12, '{"a":2}'), record(40, None)]) + "\n")
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(path)])
+    state = {at: logtool.replay(store, at_position=at).state.column("state").to_pylist() for at in ("0/5", "0/9", "0/12", "0/40")}
+    assert state == {"0/5": ['{"a":1}'], "0/9": ['{"a":1}'], "0/12": ['{"a":2}'], "0/40": []}
+    with pytest.raises(UsageError, match="not a position of the kind this store holds"):
+        logtool.replay(store, at_position="mysql-bin.000003:4")
