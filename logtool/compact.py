@@ -148,6 +148,8 @@ def compact(
     from .replay import replay
     from .segments import reseal, write_segment
 
+    if until_offset is not None and until_offset < 0:
+        raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
     store = Store.open(path)
     retention_us = parse_duration(tombstone_retention)
     lag_us = parse_duration(min_lag)

@@ -1242,3 +1242,8 @@ def test_only_segments_holding_a_change_are_rewritten(tmp_path: Path) -> None:
     assert result.segments_rewritten == 1
     assert len(before - after) == 1 and len(after - before) == 1
     assert offsets(store) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_negative_until_offset_is_a_usage_error(tmp_path: Path) -> None:
+    r = cli("compact", str(tmp_path / "nowhere"), "--until-offset", "-1", "--dry-run")
+    assert r.code == 2 and "--until-offset must be 0 or more, not -1" in r.err
