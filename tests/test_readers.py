@@ -168,6 +168,18 @@ def test_csv_header_with_invalid_utf8_is_refused_with_its_line(
     assert r.code == 2 and r.errors() == [f"error: {f}:1: invalid UTF-8 in the name of column 2"]
 
 
+def test_a_compression_ingest_does_not_read_is_named(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
+    import bz2
+    import lzma
+
+    for name, packed, kind in (("a.jsonl.bz2", bz2.compress(b'{"id":1}\n'), "bzip2"),
+                               ("a.jsonl.xz", lzma.compress(b'{"id":1}\n'), "xz")):  # fmt: skip
+        f = tmp_path / name
+        f.write_bytes(packed)
+        r = cli("ingest", new_store("s"), f, "--key-field", "id")
+        assert r.code == 2 and r.errors() == [f"error: {f}: compressed with {kind}: logtool reads plain, gzip and zstd files"]
+
+
 def test_a_json_array_of_records_gets_a_hint(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
     f = tmp_path / "records.json"
     f.write_text('[{"id": 1, "v": "a"},\n {"id": 2, "v": "b"}]\n')

@@ -55,6 +55,11 @@ def get_format(name: str) -> Format:
     return formats[name]
 
 
+# Compressions ingest does not read, by their magic bytes, and how to decompress each to stdout
+_OTHER_COMPRESSIONS = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip", b"\x04\x22\x4d\x18": "lz4"}
+_DECOMPRESS = {"bzip2": "bzip2 -dc", "xz": "xz -dc", "zip": "unzip -p", "lz4": "lz4 -dc"}
+
+
 def detect(source: Source) -> Format:
     """Sniff the first bytes of a source and pick the format that recognizes them best."""
     head = source.head()
@@ -63,6 +68,13 @@ def detect(source: Source) -> Format:
     scores = sorted(((f.sniff(head), f.name) for f in all_formats().values()), reverse=True)
     best_score, best = scores[0]
     if best_score <= 0:
+        for magic, kind in _OTHER_COMPRESSIONS.items():
+            if head.startswith(magic):
+                raise InputError(
+                    source.name, None, f"compressed with {kind}: logtool reads plain, gzip and zstd files",
+                    f"decompress it first, or recompress it with gzip or zstd: `{_DECOMPRESS[kind]} {source.name} | "
+                    "logtool ingest STORE - ...`",
+                )  # fmt: skip
         if head.lstrip().startswith(b"["):
             raise InputError(
                 source.name, 1, "a JSON array, not JSON lines: one record per line is what logtool reads",
