@@ -82,6 +82,11 @@ class State:
     head_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # settings made by `config` commits
 
+    def copy(self) -> State:
+        """A copy to fold more commits onto (the entries themselves are shared: never changed)."""
+        return State(self.version, dict(self.files), self.next_offset, list(self.gaps), dict(self.ingested),
+                     self.head_hash, dict(self.config))  # fmt: skip
+
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         entries = [e for e in self.files.values() if e["kind"] == kind]
         return sorted(entries, key=lambda e: (e.get("min_offset", 0), e["path"]))
@@ -98,6 +103,10 @@ class Store:
         self.path = Path(path)
         self.log_dir = self.path / "_log"
         self._lock_held = False
+        # Commits read so far, by file name, and the last state folded from them: an ingest of
+        # many files reads each commit once, not once a file.
+        self._read: dict[str, dict[str, Any]] = {}
+        self._folded: tuple[list[dict[str, Any]], State] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -129,21 +138,39 @@ class Store:
     # ------------------------------------------------------------------ commits
 
     def commit_paths(self) -> list[Path]:
-        return sorted(p for p in self.log_dir.glob("*.json") if p.stem.isdigit())
+        return [self.log_dir / n for n in self._commit_names()]
+
+    def _commit_names(self) -> list[str]:
+        """The commit files' names, in order (zero-padded numbers: text order is number order)."""
+        return sorted(n for n in os.listdir(self.log_dir) if n.endswith(".json") and n[:-5].isdigit())
 
     def commits(self) -> list[dict[str, Any]]:
-        """Every commit, oldest first."""
+        """Every commit, oldest first. A commit file is published once and never rewritten, so
+        each is read once by this object (``verify`` reads the bytes themselves)."""
         out = []
-        for p in self.commit_paths():
-            try:
-                out.append(json.loads(p.read_text("utf-8")))
-            except (ValueError, UnicodeDecodeError) as e:
-                raise StoreError(f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`") from None
+        for name in self._commit_names():
+            if name not in self._read:
+                p = self.log_dir / name
+                try:
+                    self._read[name] = json.loads(p.read_text("utf-8"))
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise StoreError(f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`") from None
+            out.append(self._read[name])
         return out
 
     def state(self) -> State:
-        """Fold the commits into the current state."""
-        return fold(self.commits())
+        """Fold the commits into the current state (read-only: callers must not change it). Only
+        commits published since the last call are folded, onto a copy of the state then."""
+        commits = self.commits()
+        if self._folded is not None:
+            before, state = self._folded
+            if len(before) <= len(commits) and all(a is b for a, b in zip(before, commits, strict=False)):
+                state = fold(commits[len(before) :], state.copy()) if len(before) < len(commits) else state
+                self._folded = (commits, state)
+                return state
+        state = fold(commits)
+        self._folded = (commits, state)
+        return state
 
     def commit(
         self,
@@ -346,9 +373,9 @@ def commit_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({k: v for k, v in body.items() if k != "hash"}).encode()).hexdigest()
 
 
-def fold(commits: list[dict[str, Any]]) -> State:
-    """The state a sequence of commits leaves."""
-    state = State()
+def fold(commits: list[dict[str, Any]], state: State | None = None) -> State:
+    """The state a sequence of commits leaves (applied onto ``state``, changed in place, if given)."""
+    state = state if state is not None else State()
     for c in commits:
         for entry in c.get("remove", []):
             state.files.pop(entry["path"], None)

@@ -398,3 +398,22 @@ def test_a_damaged_store_is_named_as_such_by_every_command(tmp_path: Path, cli: 
         assert error.startswith(f"error: {segment}: a segment the commit log names ") and "internal" not in error, args
         assert f"logtool verify {store}" in r.err
     assert cli("verify", store).code == 1
+
+
+def test_an_ingest_of_many_files_reads_each_commit_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One commit a file: folding the whole log again for each file would make an ingest of
+    thousands of rotated files quadratic."""
+    for i in range(30):
+        (tmp_path / f"part-{i:03d}.jsonl").write_text(json.dumps({"id": i, "v": i}) + "\n")
+    reads: list[str] = []
+    read_text = Path.read_text
+
+    def counting(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self.parent.name == "_log":
+            reads.append(self.name)
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    result = logtool.ingest(tmp_path / "s", [str(tmp_path / "part-*.jsonl")], mapping=Mapping(key_fields=("id",)))
+    assert result.ingested == 30
+    assert sorted(reads) == [f"{i:08d}.json" for i in range(30)]  # each once
