@@ -8,13 +8,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import engine
 from .errors import InputError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
 from .store import Store, file_sha256
+
+if TYPE_CHECKING:
+    import duckdb
 
 ON_ERROR = ("fail", "quarantine", "skip")
 
@@ -96,10 +100,11 @@ def ingest(
     sources = [Source(spec) for spec in inputs]  # fails early on a missing file or a directory
     store = Store.create(store_path)
     result = IngestResult(str(store.path))
+    con = engine.connect()  # the digests' connection, one for every file
     with store.writer("ingest"):
         for source in sources:
             result.files.append(
-                _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress)
+                _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con)
             )
     _auto_snapshot(store)
     return result
@@ -127,6 +132,7 @@ def _ingest_one(
     allow_duplicates: bool,
     segment_rows: int,
     progress: Callable[[str, int, int | None], None] | None,
+    con: duckdb.DuckDBPyConnection,
 ) -> FileResult:
     if source.size == 0:
         raise InputError(source.name, None, "file is empty", "nothing to ingest")
@@ -155,6 +161,7 @@ def _ingest_one(
         segment_rows=segment_rows,
         source_offsets=mapping.offset_field is not None,
         on_rows=on_rows,
+        con=con,
     )
     try:
         for batch in fmt.read(source, mapping, report):

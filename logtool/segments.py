@@ -74,7 +74,10 @@ class SegmentWriter:
         segment_rows: int = DEFAULT_SEGMENT_ROWS,
         source_offsets: bool = False,
         on_rows: Callable[[int], None] | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
+        """``con``: a connection for the digests (one writer after another may share it: opening
+        one costs about 10 ms, which an ingest of many small files pays per file)."""
         from . import engine
         from .schema import event_schema
 
@@ -84,7 +87,7 @@ class SegmentWriter:
         self.source_offsets = source_offsets
         self.on_rows = on_rows
         self.schema = event_schema()
-        self.con = engine.connect()
+        self.con = con or engine.connect()
         self.ingest_time = dt.datetime.now(dt.UTC)
         self.entries: list[dict[str, Any]] = []
         self.gaps: list[list[int]] = []
