@@ -180,6 +180,25 @@ def test_a_compression_ingest_does_not_read_is_named(cli: Cli, new_store: Callab
         assert r.code == 2 and r.errors() == [f"error: {f}: compressed with {kind}: logtool reads plain, gzip and zstd files"]
 
 
+@pytest.mark.parametrize("damage", ["gzip cut short", "gzip garbage", "zstd garbage"])
+def test_damaged_compressed_input_is_an_input_error(
+    cli: Cli, new_store: Callable[[str], Path], tmp_path: Path, damage: str
+) -> None:
+    data = b"".join(b'{"id":%d}\n' % i for i in range(5000))
+    packed = {
+        "gzip cut short": gzip.compress(data)[:4000],
+        "gzip garbage": b"\x1f\x8b" + b"garbage" * 50,
+        "zstd garbage": b"\x28\xb5\x2f\xfd" + b"garbage" * 50,
+    }[damage]
+    f = tmp_path / ("a.jsonl.zst" if "zstd" in damage else "a.jsonl.gz")
+    f.write_bytes(packed)
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "skip")
+    assert r.code == 2 and r.errors()[0].startswith(f"error: {f}: the compressed data is damaged or cut short (")
+    assert ("zstdcat" if "zstd" in damage else "zcat") in r.err
+    assert not list((store / "segments").iterdir())  # nothing of it committed
+
+
 def test_a_json_array_of_records_gets_a_hint(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
     f = tmp_path / "records.json"
     f.write_text('[{"id": 1, "v": "a"},\n {"id": 2, "v": "b"}]\n')

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +182,19 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def _read(self, n: int) -> bytes:
-        data = self._inner.read(n)
+        try:
+            data = self._inner.read(n)
+        except Exception as e:
+            zstd = type(e).__name__ == "ZstdError"
+            if not (zstd or isinstance(e, (EOFError, gzip.BadGzipFile, zlib.error))):
+                raise
+            # the decompressor's own words name the damage; the bytes before it can still be had
+            name = self._source.name
+            raise InputError(
+                name, None, f"the compressed data is damaged or cut short ({e})",
+                f"the records before the damage can be read with `{'zstdcat' if zstd else 'zcat'} {name} | "
+                "logtool ingest STORE - ...`",
+            ) from None  # fmt: skip
         self._source._sha.update(data)
         self._source.bytes_read += len(data)
         return data
