@@ -180,7 +180,7 @@ def test_a_compression_ingest_does_not_read_is_named(cli: Cli, new_store: Callab
         assert r.code == 2 and r.errors() == [f"error: {f}: compressed with {kind}: logtool reads plain, gzip and zstd files"]
 
 
-@pytest.mark.parametrize("damage", ["gzip cut short", "gzip garbage", "zstd garbage"])
+@pytest.mark.parametrize("damage", ["gzip cut short", "gzip garbage", "zstd cut short", "zstd cut at a line end", "zstd garbage"])
 def test_damaged_compressed_input_is_an_input_error(
     cli: Cli, new_store: Callable[[str], Path], tmp_path: Path, damage: str
 ) -> None:
@@ -188,6 +188,9 @@ def test_damaged_compressed_input_is_an_input_error(
     packed = {
         "gzip cut short": gzip.compress(data)[:4000],
         "gzip garbage": b"\x1f\x8b" + b"garbage" * 50,
+        "zstd cut short": zstandard.compress(data)[:1000],
+        # a whole first frame, then a second one cut short: read to its last whole line, it still says so
+        "zstd cut at a line end": zstandard.compress(data) + zstandard.compress(data)[:-9],
         "zstd garbage": b"\x28\xb5\x2f\xfd" + b"garbage" * 50,
     }[damage]
     f = tmp_path / ("a.jsonl.zst" if "zstd" in damage else "a.jsonl.gz")

@@ -116,15 +116,14 @@ class Source:
             raw = open(self.spec, "rb")  # noqa: SIM115
         head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
         stream: IO[bytes]
+        cat = None  # the tool that decompresses it to stdout
         if head[:2] == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+            stream, cat = gzip.GzipFile(fileobj=raw), "zcat"  # type: ignore[assignment]
         elif head == b"\x28\xb5\x2f\xfd":
-            import zstandard
-
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            stream, cat = _ZstdFrames(raw), "zstdcat"  # type: ignore[assignment]
         else:
             stream = raw
-        return cast(IO[bytes], _HashingReader(stream, self))
+        return cast(IO[bytes], _HashingReader(stream, self, cat))
 
     def head(self, n: int = 65536) -> bytes:
         """The first n decompressed bytes, for sniffing (stdin keeps them for open())."""
@@ -169,13 +168,55 @@ class _Chain(io.RawIOBase):
         return len(data)
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The content of zstd frames written one after another (as ``cat a.zst b.zst`` leaves
+    them). Input that ends inside a frame is an error: a file cut short must not read as whole."""
+
+    _CHUNK = 1 << 16  # compressed bytes taken at a time: what one read can expand to stays bounded
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import zstandard
+
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._frame: Any = None  # the frame being decompressed (None before the first)
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            data = self._raw.read(self._CHUNK)
+            if not data:
+                if self._frame is not None and not self._frame.eof:
+                    raise EOFError("the zstd data ends inside a frame")
+                return 0
+            parts = []
+            while data:
+                if self._frame is None or self._frame.eof:
+                    self._frame = self._new()
+                parts.append(self._frame.decompress(data))
+                data = self._frame.unused_data if self._frame.eof else b""
+            self._out = b"".join(parts)
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 class _HashingReader(io.RawIOBase):
     """The decompressed content, hashed as it is read; a UTF-8 byte order mark at its start
     (as some Windows tools write) is hashed but not passed on: it is no part of the first record."""
 
-    def __init__(self, inner: IO[bytes], source: Source) -> None:
+    def __init__(self, inner: IO[bytes], source: Source, cat: str | None = None) -> None:
         self._inner = inner
         self._source = source
+        self._cat = cat  # for compressed content: the tool that decompresses it, for a hint
         self._at_start = True
 
     def readable(self) -> bool:
@@ -185,15 +226,14 @@ class _HashingReader(io.RawIOBase):
         try:
             data = self._inner.read(n)
         except Exception as e:
-            zstd = type(e).__name__ == "ZstdError"
-            if not (zstd or isinstance(e, (EOFError, gzip.BadGzipFile, zlib.error))):
+            damaged = type(e).__name__ == "ZstdError" or isinstance(e, (EOFError, gzip.BadGzipFile, zlib.error))
+            if self._cat is None or not damaged:
                 raise
             # the decompressor's own words name the damage; the bytes before it can still be had
             name = self._source.name
             raise InputError(
                 name, None, f"the compressed data is damaged or cut short ({e})",
-                f"the records before the damage can be read with `{'zstdcat' if zstd else 'zcat'} {name} | "
-                "logtool ingest STORE - ...`",
+                f"the records before the damage can be read with `{self._cat} {name} | logtool ingest STORE - ...`",
             ) from None  # fmt: skip
         self._source._sha.update(data)
         self._source.bytes_read += len(data)
