@@ -323,7 +323,7 @@ def iter_line_chunks(
 
 
 def _oversized(n: int, limit: int) -> str:
-    return f"line of {n} bytes is longer than the limit of {limit} bytes"
+    return f"line of {n} bytes is longer than the limit of {limit} bytes (raise it with --max-line-bytes)"
 
 
 def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Array:
