@@ -809,7 +809,11 @@ def load_reducer(spec: str) -> ReducerModule:
     except UsageError:
         raise
     except Exception as e:
-        raise UsageError(f"reducer module {spec} failed to load: {type(e).__name__}: {e}") from None
+        hint = (
+            "name a .py file, or a module importable from here (its directory on PYTHONPATH)"
+            if isinstance(e, ImportError) else "fix the module: loading it ran its top level"
+        )  # fmt: skip
+        raise UsageError(f"reducer module {spec} failed to load: {type(e).__name__}: {e}", hint) from None
     reducers = getattr(module, "REDUCERS", None)
     if not isinstance(reducers, dict) or not reducers:
         raise UsageError(f"reducer module {spec} has no REDUCERS dict", "map event types to functions (state, event) -> state")
