@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import UsageError
-from .store import Store
+from .store import Store, iso_utc
 
 REASONS = ("superseded", "tombstone expired", "keyless", "aborted")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -183,13 +183,13 @@ def compact(
         kept = con.execute("SELECT count(*), min(ts_us) FROM kept_tombstones").fetchall()[0]
         result.tombstones = [
             {"offset": o, "entity": e, "key": k, "op": op,
-             "expires": dt.datetime.fromtimestamp((t + retention_us) / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")}
+             "expires": iso_utc(dt.datetime.fromtimestamp((t + retention_us) / 1e6, dt.UTC))}
             for o, e, k, op, t in con.execute('SELECT * FROM kept_tombstones ORDER BY "offset" LIMIT 100').fetchall()
         ]  # fmt: skip
         result.tombstones_kept = kept[0]
         if kept[1] is not None:
             expiry = dt.datetime.fromtimestamp((kept[1] + retention_us) / 1e6, dt.UTC)
-            result.earliest_tombstone_expiry = expiry.isoformat().replace("+00:00", "Z")
+            result.earliest_tombstone_expiry = iso_utc(expiry)
         fold_rows = con.execute(
             "SELECT count(*) FROM decisions WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"
         ).fetchall()[0][0]
@@ -292,7 +292,7 @@ def compact(
             "tombstone_retention_us": retention_us,
             "min_lag_us": lag_us,
             "until_offset": until_offset,
-            "now": dt.datetime.fromtimestamp(now_us / 1e6, dt.UTC).isoformat().replace("+00:00", "Z"),
+            "now": iso_utc(dt.datetime.fromtimestamp(now_us / 1e6, dt.UTC)),
         }
         info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit")}
         commit = store.commit(

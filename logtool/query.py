@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .store import Store, reads_latest
+from .store import Store, iso_utc, reads_latest
 
 if TYPE_CHECKING:
     import duckdb
@@ -86,8 +88,8 @@ def info(path: str | Path) -> dict[str, Any]:
         "first_offset": segments[0]["min_offset"] if segments else None,
         "last_offset": segments[-1]["max_offset"] if segments else None,
         "next_offset": state.next_offset,
-        "first_ts": min((s["min_ts"] for s in segments if s.get("min_ts")), default=None),
-        "last_ts": max((s["max_ts"] for s in segments if s.get("max_ts")), default=None),
+        "first_ts": _instant(min, [s.get("min_ts") for s in segments]),
+        "last_ts": _instant(max, [s.get("max_ts") for s in segments]),
         "bytes": sum(e.get("bytes", 0) for e in state.files.values()),
         "snapshots": len(state.of_kind("snapshot")),
         "quarantined": sum(e.get("rows", 0) for e in state.of_kind("quarantine")),
@@ -124,3 +126,9 @@ def _commit_line(c: dict[str, Any]) -> dict[str, Any]:
         "events_removed": sum(e["rows"] for e in removed),
         "receipt": c.get("info", {}).get("receipt"),
     }
+
+
+def _instant(pick: Callable[[list[dt.datetime]], dt.datetime], texts: list[str | None]) -> str | None:
+    """The earliest or latest of the instants segment entries record, as logtool writes instants."""
+    moments = [dt.datetime.fromisoformat(t) for t in texts if t]
+    return iso_utc(pick(moments)) if moments else None

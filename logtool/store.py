@@ -66,7 +66,13 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def iso_utc(moment: dt.datetime) -> str:
+    """An instant as logtool prints it: UTC with ``Z``, microseconds where there are any."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def now_iso() -> str:
+    """Now, for a commit: always with microseconds, so commit times have one width."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
