@@ -309,8 +309,14 @@ def test_info(write_lines: WriteLines, cli: Cli, tmp_path: Path, events_file: Pa
         "commits": 2, "segments": 3, "events": 9, "first_offset": 0, "last_offset": 8, "next_offset": 9,
         "quarantined": 1, "snapshots": 0, "entities": {"customers": 2, "orders": 7},
     }  # fmt: skip
-    assert info["first_ts"].startswith("2024-01-01") and info["bytes"] > 0
+    assert info["first_ts"].startswith("2024-01-01") and info["first_ts"].endswith("Z") and info["bytes"] > 0
     assert [c["version"] for c in info["last_commits"]] == [0, 1]
+    # as CSV: a header and one row, nested values as JSON
+    import csv
+    import io
+
+    (row,) = csv.DictReader(io.StringIO(cli("info", tmp_path / "s", "--format", "csv").out))
+    assert row["events"] == "9" and json.loads(row["entities"]) == {"customers": 2, "orders": 7}
 
 
 def test_log(cli: Cli, tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -194,12 +194,16 @@ def _cell(value: Any) -> str:
 
 
 def render_object(obj: dict[str, Any], fmt: OutputFormat | None) -> None:
-    """One result object: JSON for programs, key/value lines for people."""
+    """One result object: JSON for programs, a header and one row for CSV (nested values as
+    JSON), key/value lines for people."""
     from ..formats.base import dumps_exact
-    from ..formats.writers import plain
+    from ..formats.writers import csv_field, plain
 
     fmt = resolve(fmt)
-    if fmt is OutputFormat.table:
+    if fmt is OutputFormat.csv:
+        sys.stdout.write(",".join(csv_field(k) for k in obj) + "\n")
+        sys.stdout.write(",".join(csv_field(plain(v)) for v in obj.values()) + "\n")
+    elif fmt is OutputFormat.table:
         from rich.table import Table
 
         table = Table(show_header=False, box=None)
