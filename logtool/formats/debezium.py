@@ -29,6 +29,14 @@ How a change event becomes an event:
   bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
   no key and says nothing its delete did not: it is read and skipped.
 
+The MongoDB connector's events hold documents as extended JSON text, kept as they are (as the
+change-stream reader keeps them): ``c``/``r`` insert or read ``after``; ``u`` is a patch built from
+``updateDescription`` (or the older capture mode's ``patch``, or an upsert where that is a whole
+document), and ``after``, the document looked up later, is used only where nothing says what
+changed; the key is the document's ``_id`` (the record key's ``id``, else a document's ``_id``, else
+the oplog ``filter``), an ObjectId as its hex string; the position is the oplog time's
+``seconds:ord``.
+
 This module also holds the record loop and sniffing helper the other self-describing JSON formats share.
 """
 
@@ -58,6 +66,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
+from .mongodb import document_id, update_patch
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,7 +76,7 @@ NAME = "debezium"
 # --------------------------------------------------------------------------- Debezium
 
 _OPS = {"c": "insert", "r": "read", "u": "update", "d": "delete", "t": "truncate", "m": "event"}
-_NOT_META = ("before", "after", "op", "message")
+_NOT_META = ("before", "after", "op", "message", "patch", "filter", "updateDescription")
 PLACEHOLDER = "__debezium_unavailable_value"
 _PLACEHOLDER_BYTES = base64.b64encode(PLACEHOLDER.encode()).decode()
 _DECIMAL = "org.apache.kafka.connect.data.Decimal"
@@ -173,6 +182,8 @@ def decode_change(
     entity = _entity(src)
     if code == "t":
         return {**event, "entity": entity}
+    if src.get("connector") == "mongodb":
+        return {**event, "entity": entity, **_mongodb_change(envelope, code, key)}
     images = _image_fields(schema)
     before, _ = _image(envelope, "before", images.get("before", {}))
     after, partial = _image(envelope, "after", images.get("after", {}))
@@ -193,6 +204,85 @@ def decode_change(
         "data": None if code == "d" else dumps_exact(after),
         "before": json_or_none(before),
     }
+
+
+def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, Any]:
+    """What a change event of Debezium's MongoDB connector says: its documents are extended JSON
+    text; an update carries what changed (``updateDescription``; ``patch``, the oplog's entry, in
+    the older capture mode) or, only in the full-document modes, the document as it was looked up
+    later (used where nothing says what changed)."""
+    after = _document(envelope, "after")
+    before = _document(envelope, "before")
+    ident = _mongodb_id(key, after, before, envelope)
+    changed: dict[str, Any] = {"op": _OPS[code], "key": ident, "before": json_or_none(before)}
+    if code in "cr":
+        if after is None:
+            raise ValueError(f"op {code!r} without an 'after' document")
+        return {**changed, "data": dumps_exact(after)}
+    if code == "d":
+        return changed
+    description, patch = envelope.get("updateDescription"), _document(envelope, "patch")
+    if description is not None:
+        if not isinstance(description, dict):
+            raise ValueError(f"updateDescription is {kind_of(description)}, not an object")
+        updated = description.get("updatedFields")
+        truncated = description.get("truncatedArrays") or []
+        if not isinstance(truncated, list) or not all(isinstance(t, dict) for t in truncated):
+            raise ValueError("updateDescription.truncatedArrays is not a list of {field, size}")
+        return {**changed, "op": "patch", "data": dumps_exact(update_patch({
+            "updatedFields": _embedded(updated, "updatedFields") if isinstance(updated, str) else updated,
+            "removedFields": description.get("removedFields"),
+            "truncatedArrays": [{"field": t.get("field"), "newSize": t.get("size")} for t in truncated],
+        }))}  # fmt: skip
+    if patch is not None:
+        operators = {k: v for k, v in patch.items() if k.startswith("$") and k != "$v"}
+        if not operators:  # a whole new document
+            return {**changed, "op": "upsert", "data": dumps_exact({k: v for k, v in patch.items() if k != "$v"})}
+        unset = operators.get("$unset") or {}
+        return {**changed, "op": "patch", "data": dumps_exact(update_patch({
+            "updatedFields": operators.get("$set") or {},
+            "removedFields": list(unset) if isinstance(unset, dict) else unset,
+        }))}  # fmt: skip
+    if after is not None:
+        return {**changed, "op": "upsert", "data": dumps_exact(after)}
+    raise ValueError("MongoDB update without an updateDescription, a patch or an 'after' document")
+
+
+def _document(envelope: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A MongoDB document of the envelope: extended JSON text (or already an object)."""
+    value = envelope.get(name)
+    if value is None:
+        return None
+    document = _embedded(value, name) if isinstance(value, str) and not isinstance(value, RawNumber) else value
+    if not isinstance(document, dict):
+        raise ValueError(f"'{name}' is {kind_of(document)}, not a document")
+    return document
+
+
+def _mongodb_id(key: Any, after: dict[str, Any] | None, before: dict[str, Any] | None,
+                envelope: dict[str, Any]) -> str:  # fmt: skip
+    """The document's key: from the record key (``{"id": <_id as extended JSON text>}``), else
+    the ``_id`` of a document the event carries, else the oplog filter's."""
+    from_key = _mongodb_record_id(key)
+    if from_key is not None:
+        return from_key
+    for document in (after, before, _document(envelope, "filter")):
+        if document is not None and "_id" in document:
+            return document_id(document["_id"])
+    raise ValueError("MongoDB change without a document id: no record key, and no _id in a document it carries")
+
+
+def _mongodb_record_id(key: Any) -> str | None:
+    """The document key a record key of the MongoDB connector gives (``{"id": "<_id as extended
+    JSON>"}``), or None where the key is not of that shape."""
+    fields, _ = unwrap(key) if key is not NO_KEY else (None, None)
+    if not isinstance(fields, dict) or list(fields) != ["id"] or not isinstance(fields["id"], str):
+        return None
+    text = str(fields["id"])
+    try:
+        return document_id(loads_exact(text))
+    except ValueError:
+        return text
 
 
 def _keys(
@@ -252,6 +342,9 @@ def _position(src: dict[str, Any]) -> str | None:
     for name in ("change_lsn", "scn"):
         if src.get(name) is not None:
             return _text(src[name])
+    if src.get("connector") == "mongodb" and src.get("ord") is not None and src.get("ts_ms") is not None:
+        # the oplog time's seconds and increment, as the change-stream reader writes clusterTime
+        return f"{_text(src['ts_ms'])[:-3] or '0'}:{_text(src['ord'])}"
     return None
 
 
@@ -364,6 +457,9 @@ def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Even
         raise ValueError("tombstone (null value) without a key")
     entity, ts = key_entity(key), None
     recent = deletes.take(text)
+    mongodb = _mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
+    if recent is None and mongodb is not None and (recent := deletes.take(mongodb)) is not None:
+        text = mongodb
     if recent is not None:
         entity, ts = entity or recent[0], recent[1]
     if entity is None:

@@ -90,7 +90,7 @@ def _decode(record: Any, where: dict[str, Any]) -> Event:
     if kind == "delete":
         return event
     if kind == "update":
-        return {**event, "data": dumps_exact(_patch(record.get("updateDescription")))}
+        return {**event, "data": dumps_exact(update_patch(record.get("updateDescription")))}
     document = record.get("fullDocument")
     if not isinstance(document, dict):
         raise ValueError(f"{kind} without a fullDocument")
@@ -111,13 +111,20 @@ def _namespace(ns: Any, needs_collection: bool) -> str:
 def _document_key(document_key: Any, kind: str) -> str:
     if not isinstance(document_key, dict) or "_id" not in document_key:
         raise ValueError(f"{kind} without a documentKey._id")
-    ident = document_key["_id"]
+    return document_id(document_key["_id"])
+
+
+def document_id(ident: Any) -> str:
+    """A document's ``_id`` as its key: an ObjectId as its hex string, anything else through
+    ``key_text`` (shared with Debezium's MongoDB connector, so both give a document one key)."""
     if isinstance(ident, dict) and list(ident) == ["$oid"] and isinstance(ident["$oid"], str):
         return ident["$oid"]
     return key_text([ident], ("_id",))
 
 
-def _patch(description: Any) -> dict[str, Any]:
+def update_patch(description: Any) -> dict[str, Any]:
+    """An update description (``updatedFields``, ``removedFields``, ``truncatedArrays`` of
+    ``{field, newSize}``) as the patch replay applies: ``$set``, ``$unset``, ``$truncate``."""
     if not isinstance(description, dict):
         raise ValueError("update without an updateDescription")
     updated = _member(description, "updatedFields", {})

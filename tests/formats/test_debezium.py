@@ -277,3 +277,83 @@ def test_sniff(cdc_samples, generic_lines) -> None:
     keyed = (cdc_samples / "debezium_keyed.jsonl").read_bytes().splitlines(keepends=True)
     assert FORMAT.sniff(keyed[5] + keyed[6]) == 90
     assert FORMAT.sniff(keyed[5]) == 0
+
+
+# --------------------------------------------------------------------------- the MongoDB connector
+
+
+OID = "596e275826f08b2730779e1f"
+
+
+def mongo(op: str, ord_: int, **fields: object) -> dict:
+    """A value of Debezium's MongoDB connector: documents as extended JSON text."""
+    src = {"version": "2.5.4.Final", "connector": "mongodb", "name": "fulfillment", "ts_ms": 1709631000000 + ord_ * 1000,
+           "snapshot": "false", "db": "inventory", "rs": "rs0", "collection": "customers", "ord": ord_}  # fmt: skip
+    value = {"after": None, "before": None, "updateDescription": None, "source": src, "op": op, "ts_ms": 1}
+    return value | {k: json.dumps(v) if k in ("after", "before", "patch", "filter") else v for k, v in fields.items()}
+
+
+def test_mongodb_connector_keyed_dump(read_events, write_file) -> None:
+    """Documents are extended JSON text; an update applies what changed (updateDescription, or the
+    oplog's patch), never the document looked up later; the key is the document's _id, as the
+    MongoDB change-stream reader gives it; a tombstone follows its delete."""
+    key = {"id": json.dumps({"$oid": OID})}
+    doc = {"_id": {"$oid": OID}, "name": "Anne", "tags": ["a", "b", "c"], "n": {"$numberLong": "5"}}
+    described = {"updatedFields": json.dumps({"name": "Anne Marie", "tags.0": "z"}), "removedFields": ["n"],
+                 "truncatedArrays": [{"field": "tags", "size": 2}]}  # fmt: skip
+    path = write_file("mongo.jsonl", lines(
+        {"key": key, "value": mongo("c", 1, after=doc)},
+        {"key": key, "value": mongo("u", 2, updateDescription=described, after=doc | {"name": "later"})},
+        {"key": key, "value": mongo("u", 3, patch={"$v": 1, "$set": {"city": "Oslo"}, "$unset": {"tags": True}})},
+        {"key": json.dumps({"id": "1004"}), "value": mongo("u", 4, patch={"_id": 1004, "name": "whole"})},
+        {"key": key, "value": mongo("d", 5)},
+        {"key": key, "value": None},
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["op"], r["source"]["position"]) for r in rows] == [
+        ("inventory.customers", OID, "insert", "1709631001:1"),
+        ("inventory.customers", OID, "patch", "1709631002:2"),
+        ("inventory.customers", OID, "patch", "1709631003:3"),
+        ("inventory.customers", "1004", "upsert", "1709631004:4"),
+        ("inventory.customers", OID, "delete", "1709631005:5"),
+        ("inventory.customers", OID, "delete", None),  # the tombstone
+    ]
+    assert json.loads(rows[0]["data"]) == doc
+    assert json.loads(rows[1]["data"]) == {"$set": {"name": "Anne Marie", "tags.0": "z"}, "$unset": ["n"],
+                                           "$truncate": {"tags": 2}}  # fmt: skip
+    assert json.loads(rows[2]["data"]) == {"$set": {"city": "Oslo"}, "$unset": ["tags"]}
+    assert json.loads(rows[3]["data"]) == {"_id": 1004, "name": "whole"}
+
+
+def test_mongodb_connector_replays_like_the_change_stream_reader(write_file, tmp_path) -> None:
+    import logtool
+
+    key = {"id": json.dumps({"$oid": OID})}
+    doc = {"_id": {"$oid": OID}, "name": "Anne", "tags": ["a", "b", "c"], "n": 5}
+    described = {"updatedFields": json.dumps({"tags.0": "z"}), "removedFields": ["n"],
+                 "truncatedArrays": [{"field": "tags", "size": 2}]}  # fmt: skip
+    path = write_file("mongo.jsonl", lines(
+        {"key": key, "value": mongo("c", 1, after=doc)},
+        {"key": key, "value": mongo("u", 2, updateDescription=described)},
+    ))  # fmt: skip
+    logtool.ingest(tmp_path / "s", [str(path)])
+    state = logtool.replay(tmp_path / "s").state.to_pylist()
+    assert [(r["key"], json.loads(r["state"])) for r in state] == [(OID, {"_id": {"$oid": OID}, "name": "Anne",
+                                                                          "tags": ["z", "b"]})]  # fmt: skip
+
+
+def test_mongodb_connector_values_alone(read_events, write_file) -> None:
+    """Without record keys an insert still has its _id; an update of the newer capture modes
+    carries none, and says so."""
+    path = write_file("values.jsonl", lines(
+        mongo("c", 1, after={"_id": 7, "v": 1}),
+        mongo("u", 2, updateDescription={"updatedFields": json.dumps({"v": 2}), "removedFields": None}),
+        mongo("u", 3, patch={"$set": {"v": 3}}, filter={"_id": 7}),  # the older capture mode names it
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert [(r["key"], r["op"], r["data"]) for r in rows] == [("7", "insert", '{"_id":7,"v":1}'),
+                                                              ("7", "patch", '{"$set":{"v":3}}')]  # fmt: skip
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "MongoDB change without a document id: no record key, and no _id in a document it carries")
+    ]
