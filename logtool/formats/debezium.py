@@ -263,7 +263,7 @@ def _mongodb_id(key: Any, after: dict[str, Any] | None, before: dict[str, Any] |
                 envelope: dict[str, Any]) -> str:  # fmt: skip
     """The document's key: from the record key (``{"id": <_id as extended JSON text>}``), else
     the ``_id`` of a document the event carries, else the oplog filter's."""
-    from_key = _mongodb_record_id(key)
+    from_key = mongodb_record_id(key)
     if from_key is not None:
         return from_key
     for document in (after, before, _document(envelope, "filter")):
@@ -272,7 +272,7 @@ def _mongodb_id(key: Any, after: dict[str, Any] | None, before: dict[str, Any] |
     raise ValueError("MongoDB change without a document id: no record key, and no _id in a document it carries")
 
 
-def _mongodb_record_id(key: Any) -> str | None:
+def mongodb_record_id(key: Any) -> str | None:
     """The document key a record key of the MongoDB connector gives (``{"id": "<_id as extended
     JSON>"}``), or None where the key is not of that shape."""
     fields, _ = unwrap(key) if key is not NO_KEY else (None, None)
@@ -457,7 +457,7 @@ def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Even
         raise ValueError("tombstone (null value) without a key")
     entity, ts = key_entity(key), None
     recent = deletes.take(text)
-    mongodb = _mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
+    mongodb = mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
     if recent is None and mongodb is not None and (recent := deletes.take(mongodb)) is not None:
         text = mongodb
     if recent is not None:

@@ -39,7 +39,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .debezium import decode_change, is_envelope, key_entity, record_key
+from .debezium import decode_change, is_envelope, key_entity, mongodb_record_id, record_key, unwrap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 NAME = "kcat"
 
 
-def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[str, str]) -> Event:
+def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[str, tuple[str, bool]]) -> Event:
     if not isinstance(record, dict):
         raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
     topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
@@ -72,8 +72,11 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
     key = _parsed_key(raw_key)
     payload = record["payload"]
     if payload is None:
-        entity = key_entity(key) or topics.get(topic)
+        seen, mongodb = topics.get(topic, (None, False))
+        entity = key_entity(key) or seen
         text = record_key(key)[0] if entity is not None else _key_text(raw_key)
+        if mongodb:  # the MongoDB connector's key names the document as its events' keys do
+            text = mongodb_record_id(key) or text
         return {
             "ts": _kafka_time(record),
             "entity": entity or topic,
@@ -92,7 +95,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
     if is_envelope(value):
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
-            topics[topic] = event["entity"]
+            topics[topic] = (event["entity"], unwrap(value)[0]["source"].get("connector") == "mongodb")
         return event
     text = _key_text(raw_key)
     if text is None:
@@ -149,7 +152,8 @@ def _pairs(headers: Any) -> list[list[Any]] | None:
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     check_mapping_for(NAME, mapping, {"--key-field"})
-    topics: dict[str, str] = {}  # topics that carried Debezium events -> their entity
+    topics: dict[str, tuple[str, bool]] = {}  # topics that carried Debezium events -> their entity, and
+    # whether they came from the MongoDB connector
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
         return [_decode(record, where, mapping, topics)]

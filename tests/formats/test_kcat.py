@@ -181,3 +181,25 @@ def test_replay_at_a_kafka_position(write_file, tmp_path) -> None:
     assert state == {"0/5": ['{"a":1}'], "0/9": ['{"a":1}'], "0/12": ['{"a":2}'], "0/40": []}
     with pytest.raises(UsageError, match="not a position of the kind this store holds"):
         logtool.replay(store, at_position="mysql-bin.000003:4")
+
+
+def test_a_tombstone_of_the_mongodb_connector_names_the_document(read_events, write_file) -> None:
+    oid = "596e275826f08b2730779e1f"
+    src = {"connector": "mongodb", "name": "f", "ts_ms": 1709631000000, "db": "inventory",
+           "collection": "customers", "ord": 1}  # fmt: skip
+    key = json.dumps({"id": json.dumps({"$oid": oid})})
+
+    def record(offset: int, payload: object) -> str:
+        return json.dumps({"topic": "f.inventory.customers", "partition": 0, "offset": offset, "ts": 1709631000000,
+                           "key": key, "payload": None if payload is None else json.dumps(payload)})  # fmt: skip
+
+    path = write_file("mongo.jsonl", "\n".join([
+        record(0, {"after": json.dumps({"_id": {"$oid": oid}, "v": 1}), "source": src, "op": "c"}),
+        record(1, {"after": None, "source": src, "op": "d"}),
+        record(2, None),
+    ]) + "\n")  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["op"]) for r in rows] == [("inventory.customers", oid, "insert"),
+                                                              ("inventory.customers", oid, "delete"),
+                                                              ("inventory.customers", oid, "delete")]  # fmt: skip
