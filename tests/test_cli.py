@@ -89,6 +89,19 @@ def test_sql_csv_and_json(cli: Cli, store: Path) -> None:
     assert json.loads(r.out) == [{"key": "1"}, {"key": "2"}, {"key": "1"}]
 
 
+def test_sql_intervals_and_special_floats_are_written_readably(cli: Cli, store: Path) -> None:
+    """`max(ts) - min(ts)` is an interval: written as DuckDB writes one; NaN and the infinities
+    as the strings every reader writes them as."""
+    query = ("SELECT interval '14 months 3 days 1 hour 2 minutes 3.5 seconds' AS i, interval '-1 day' AS d, "
+             "interval '0 seconds' AS z, 'nan'::DOUBLE AS n, '-inf'::DOUBLE AS m FROM events LIMIT 1")  # fmt: skip
+    r = cli("sql", store, query, "--format", "jsonl")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"i": "1 year 2 months 3 days 01:02:03.5", "d": "-1 day", "z": "00:00:00",
+                                 "n": "NaN", "m": "-Infinity"}  # fmt: skip
+    rows = list(csv.reader(io.StringIO(cli("sql", store, query, "--format", "csv").out)))
+    assert rows[1] == ["1 year 2 months 3 days 01:02:03.5", "-1 day", "00:00:00", "NaN", "-Infinity"]
+
+
 def test_sql_empty_result(cli: Cli, store: Path) -> None:
     for fmt, expected in (("jsonl", ""), ("json", "[]\n")):
         r = cli("sql", store, "SELECT key FROM events WHERE false", "--format", fmt)

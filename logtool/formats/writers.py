@@ -27,14 +27,32 @@ def plain(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return RawJSON(str(value))
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)  # JSON has no NaN/Infinity: written as a string
+        # JSON has no NaN/Infinity: written as the strings every reader writes them as
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, bytes):
         return value.hex()
+    if type(value).__name__ == "MonthDayNano":  # an interval (e.g. max(ts) - min(ts) in sql)
+        return _interval(value.months, value.days, value.nanoseconds)
+    if isinstance(value, dt.timedelta):
+        return _interval(0, value.days, (value.seconds * 1_000_000 + value.microseconds) * 1000)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def _interval(months: int, days: int, nanoseconds: int) -> str:
+    """An interval as DuckDB writes one: ``1 year 2 months 3 days 04:05:06.5``."""
+    years, months = divmod(months, 12) if months >= 0 else (-divmod(-months, 12)[0], -divmod(-months, 12)[1])
+    parts = [f"{n} {unit}{'' if abs(n) == 1 else 's'}" for n, unit in ((years, "year"), (months, "month"), (days, "day")) if n]
+    if nanoseconds or not parts:
+        sign = "-" if nanoseconds < 0 else ""
+        micros = abs(nanoseconds) // 1000
+        seconds, fraction = divmod(micros, 1_000_000)
+        clock = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        parts.append(clock + (f".{fraction:06d}".rstrip("0") if fraction else ""))
+    return " ".join(parts)
 
 
 def _json_columns(schema: pa.Schema, json_columns: Iterable[str]) -> set[str]:
