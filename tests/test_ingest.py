@@ -246,6 +246,27 @@ def test_ts_field_iso_and_epoch_units(
     assert rows[0]["ts"] == dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=parse_ts(value, unit))
 
 
+TIME_TEXTS = [
+    "2024-01-01 10:00:00+0530", "2024-01-01T10:00:00.123456789Z", "2024-01-01T10:00:00z", "2024-01-01 10:00:00 UTC",
+    "2024-01-01T10:00:00+05", "2024-01-01T24:00:00Z", "2024-01-01 24:00", "2024-01-01 10:00:00 America/New_York",
+    "2024-07-01 10:00:00 Europe/Lisbon", "2024-01-01 10:00:00 +01:00", "2024-W01-1", "20240101T100000Z",
+    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z",
+]  # fmt: skip
+
+
+def test_every_time_text_reads_alike_in_sql_and_in_python(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """JSON lines read times in DuckDB first and parse_ts where DuckDB cannot; the CDC readers
+    and --at-time use parse_ts: a text must mean one instant whichever reads it."""
+    f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": i, "at": t}) for i, t in enumerate(TIME_TEXTS)])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "at")
+    assert r.code == 0, r.err
+    got = [row["us"] for row in query(store, 'SELECT epoch_us(ts) AS us FROM events ORDER BY "offset"')]
+    assert got == [parse_ts(t) for t in TIME_TEXTS]
+
+
 def test_ts_unit_ns_agrees_with_parse_ts(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

@@ -560,17 +560,38 @@ def parse_ts(value: Any, unit: str | None = None) -> int:
         return micros
     if isinstance(value, str):
         text = value.strip().replace(" ", "T", 1)
+        text, _, zone = text.partition(" ")  # a zone named after the time: UTC, Europe/Lisbon
+        if zone[:1] in ("+", "-"):  # or an offset written apart
+            text, zone = text + zone, ""
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
+        # 24:00 is the end of a day: the next day's 00:00
+        text, end_of_day = _END_OF_DAY.subn("T00:00:00", text)
         try:
-            stamp = dt.datetime.fromisoformat(text)
-        except ValueError:
+            stamp = dt.datetime.fromisoformat(text) + dt.timedelta(days=end_of_day)
+            if zone:
+                if stamp.tzinfo is not None:
+                    raise ValueError("an offset and a zone")
+                stamp = stamp.replace(tzinfo=dt.UTC if zone.upper() in ("UTC", "GMT") else _zone(zone))
+        except (ValueError, OverflowError):
             raise ValueError(f"unparseable timestamp {value!r}") from None
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=dt.UTC)
         delta = stamp - _EPOCH
         return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
     raise ValueError(f"unparseable timestamp {value!r}")
+
+
+_END_OF_DAY = re.compile(r"T24:00(:00(\.0+)?)?(?=$|[+-])")
+
+
+def _zone(name: str) -> dt.tzinfo:
+    import zoneinfo
+
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
 
 
 _NUMERIC = re.compile(r"-?\d+(\.\d+)?")
