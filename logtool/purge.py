@@ -24,6 +24,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from .engine import sql_string
 from .errors import LogtoolError, UsageError
 from .formats.base import BadRecord, Mapping, Source, dumps_exact, key_text, loads_exact, normalize_op, parse_ts
+from .formats.csv import delimiter
 from .store import State, Store, actor, file_sha256, fsync_path, now_iso
 
 if TYPE_CHECKING:
@@ -1129,6 +1131,7 @@ class _Rec:
     start: int  # the line the record starts on (1-based)
     raw: bytes
     row: list[str] | None = None  # CSV fields
+    delimiter: str = ","  # CSV: what separates them
 
 
 def _json_records(stream: IO[bytes]) -> Iterator[_Rec]:
@@ -1146,7 +1149,12 @@ def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
             yield raw.decode("utf-8", "surrogateescape")
 
     csv.field_size_limit(max_field)
-    reader = csv.reader(lines())
+    read = lines()
+    first = next(read, None)
+    if first is None:
+        return
+    sep = delimiter(first)
+    reader = csv.reader(itertools.chain([first], read), delimiter=sep)
     while True:
         start = reader.line_num + 1
         try:
@@ -1155,10 +1163,10 @@ def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
             break
         except csv.Error:
             row = None
-        yield _Rec(start, b"".join(taken), row)
+        yield _Rec(start, b"".join(taken), row, sep)
         taken.clear()
     if taken:
-        yield _Rec(reader.line_num + 1, b"".join(taken))
+        yield _Rec(reader.line_num + 1, b"".join(taken), None, sep)
 
 
 # --------------------------------------------------------------------------- raw files
@@ -1413,5 +1421,5 @@ def _redact_csv(rec: _Rec, header: list[str], specs: tuple[str, ...], mapping: M
         return None
     ending = "\r\n" if rec.raw.endswith(b"\r\n") else "\n" if rec.raw.endswith(b"\n") else ""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator=ending).writerow(row)
+    csv.writer(buf, delimiter=rec.delimiter, lineterminator=ending).writerow(row)
     return buf.getvalue().encode("utf-8", "surrogateescape")

@@ -123,6 +123,23 @@ def test_csv_quoted_commas_newlines_quotes(
     assert {e["entity"] for e in rows} == {"people"}
 
 
+@pytest.mark.parametrize(("name", "sep"), [("semi.csv", ";"), ("tabs.tsv", "\t"), ("pipes.csv", "|")])
+def test_csv_with_another_delimiter(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, name: str, sep: str
+) -> None:
+    """Spreadsheets in many locales separate fields with semicolons; tab-separated files are
+    common: a header without a comma says which delimiter the file uses."""
+    f = tmp_path / name
+    f.write_text(sep.join(["id", "name", "note"]) + "\n" + sep.join(["1", "Ana", f'"a{sep}b, c"']) + "\n")
+    assert detect(Source(str(f))).name == "csv"
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert [(e["key"], json.loads(e["data"])) for e in _events(query, store)] == [("1", {"name": "Ana", "note": f"a{sep}b, c"})]
+    out = tmp_path / "redacted.csv"
+    assert cli("redact", f, "--field", "name", "--key", "1", "--key-field", "id", "-o", out).code == 0
+    assert out.read_text().splitlines()[1] == sep.join(["1", "[REDACTED]", f'"a{sep}b, c"'])
+
+
 def test_csv_crlf_and_mapping(cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path) -> None:
     f = tmp_path / "c.csv"
     f.write_bytes(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -38,6 +39,19 @@ def _raw(lines: list[str]) -> bytes:
     return "".join(lines).rstrip("\r\n").encode("utf-8", "surrogateescape")
 
 
+# What separates fields: a comma, else (a header without one) the most frequent of the others,
+# as spreadsheets in many locales write semicolons, and tab-separated files are common.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def delimiter(header: str) -> str:
+    """The field delimiter of a CSV file, read from its header line."""
+    if "," in header:
+        return ","
+    best = max(DELIMITERS[1:], key=header.count)
+    return best if best in header else ","
+
+
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read a CSV log (plain, .gz or .zst) through the field mapping."""
     import pyarrow as pa
@@ -47,13 +61,14 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     with source.open() as raw:
         text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")  # type: ignore[type-var]
         consumed: list[str] = []  # the physical lines of the record being read, for quarantine
+        first = text.readline()
 
         def physical_lines() -> Iterator[str]:
-            for line in text:
+            for line in itertools.chain([first] if first else [], text):
                 consumed.append(line)
                 yield line
 
-        reader = csv.reader(physical_lines())
+        reader = csv.reader(physical_lines(), delimiter=delimiter(first))
         try:
             header = next(reader)
         except StopIteration:
@@ -115,11 +130,11 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
 
 
 def sniff(head: bytes) -> int:
-    """A first line of comma-separated names, not JSON."""
+    """A first line of names separated by a delimiter, not JSON."""
     first = head.split(b"\n", 1)[0].strip()
     if not first or first[:1] in (b"{", b"["):
         return 0
-    return 8 if b"," in first else 0
+    return 8 if any(d.encode() in first for d in DELIMITERS) else 0
 
 
 FORMAT = Format("csv", "CSV with a header row, read through the field mapping", sniff, read)
