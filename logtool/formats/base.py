@@ -758,7 +758,9 @@ def sniff_lines(head: bytes, classify: Callable[[Any], bool | None], lines: int 
     one and rejects none (None: says nothing either way). A line that is not JSON, or is cut off at
     the end of the head, says nothing."""
     found = False
-    texts = [t for t in head.decode("utf-8", "replace").splitlines() if t.strip()][:lines]
+    # lines end at \n only: str.splitlines would also cut at U+2028, U+0085 and others, which JSON
+    # strings may hold as they are
+    texts = [t for t in (b.decode("utf-8", "replace") for b in head.split(b"\n")) if t.strip()][:lines]
     for text in texts:
         try:
             value = loads_exact(text)

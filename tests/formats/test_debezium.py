@@ -266,6 +266,13 @@ def test_a_dump_of_values_alone_with_bare_null_tombstones(read_events, write_fil
     assert bad == []
 
 
+def test_sniff_keeps_a_line_whole_whatever_its_strings_hold(write_file) -> None:
+    """U+2028, U+0085 and U+001C may stand in a JSON string as they are; a line ends at \\n only."""
+    record = envelope("c", None, {"id": 1, "note": "a\u2028b\u0085c\x1cd"})
+    path = write_file("ls.jsonl", (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+    assert detect(Source(str(path))).name == "debezium"
+
+
 def test_sniff(cdc_samples, generic_lines) -> None:
     for name in ("debezium_pg.jsonl", "debezium_keyed.jsonl"):
         assert FORMAT.sniff((cdc_samples / name).read_bytes()) == 90
