@@ -33,7 +33,7 @@ def root(
         str | None, typer.Option("--temp-dir", help="Where DuckDB spills when memory is short.")
     ] = None,
 ) -> None:
-    """Global options, before the command: `logtool -q --memory-limit 1GB ingest ...`."""
+    """Global options, before or after the command: `logtool -q --memory-limit 1GB ingest ...`."""
     from . import engine
 
     console.quiet = quiet
@@ -56,10 +56,42 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# The root's options: a flag, or an option that takes a value
+_GLOBAL_FLAGS = {"-q", "--quiet", "--debug"}
+_GLOBAL_VALUED = {"--memory-limit", "--threads", "--temp-dir"}
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """The arguments with the root's options moved before the command, so they may also follow
+    it (`logtool replay STORE -q`), as people write them; everything after `--` stays."""
+    moved: list[str] = []
+    kept: list[str] = []
+    command_seen = False
+    command_at = len(args)  # where the command is in ``kept``: what moves goes just before it
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            kept += args[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if command_seen and (arg in _GLOBAL_FLAGS or name in _GLOBAL_VALUED):
+            takes_value = arg in _GLOBAL_VALUED and i + 1 < len(args)
+            moved += args[i : i + 2] if takes_value else [arg]
+            i += 2 if takes_value else 1
+            continue
+        if not command_seen and not arg.startswith("-") and not (kept and kept[-1] in _GLOBAL_VALUED):
+            command_seen, command_at = True, len(kept)
+        kept.append(arg)
+        i += 1
+    return kept[:command_at] + moved + kept[command_at:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script. Each command's errors are mapped by `commands._common.boundary`."""
     try:
-        app(args=argv, prog_name="logtool", standalone_mode=True)
+        args = global_options_first(sys.argv[1:] if argv is None else argv)
+        app(args=args, prog_name="logtool", standalone_mode=True)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_TROUBLE)
     return 0

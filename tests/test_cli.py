@@ -61,6 +61,28 @@ def test_quiet_silences_status_but_not_warnings(write_lines: WriteLines, cli: Cl
     assert (r.code, r.out, r.err) == (0, "", "")
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["replay", "s", "-q"], ["-q", "replay", "s"]),
+        (["ingest", "s", "f", "--threads", "1", "--key-field", "id"], ["--threads", "1", "ingest", "s", "f", "--key-field", "id"]),
+        (["--memory-limit", "1GB", "replay", "s", "--memory-limit=2GB"], ["--memory-limit", "1GB", "--memory-limit=2GB", "replay", "s"]),
+        (["sql", "s", "SELECT 1", "--", "-q"], ["sql", "s", "SELECT 1", "--", "-q"]),
+    ],
+)  # fmt: skip
+def test_global_options_may_follow_the_command(args: list[str], expected: list[str]) -> None:
+    from logtool.cli import global_options_first
+
+    assert global_options_first(args) == expected
+
+
+def test_quiet_after_the_command_from_the_console_script(write_lines: WriteLines, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    run = subprocess.run([sys.executable, "-m", "logtool.cli", "ingest", str(tmp_path / "s"), str(f), "--key-field",
+                          "id", "-q"], capture_output=True, text=True)  # fmt: skip
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+
+
 def test_sql_jsonl_prints_only_json_lines(cli: Cli, store: Path) -> None:
     r = cli("sql", store, 'SELECT "offset", key, op, data FROM events ORDER BY "offset"', "--format", "jsonl")
     assert r.code == 0, r.err
