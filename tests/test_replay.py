@@ -504,6 +504,16 @@ def test_positions_order_as_numbers_not_as_text(store: Path) -> None:
     assert rows(replay(store, at_position="1/0")) == {"1": {"v": 2}}
 
 
+def test_sql_server_lsns_order_as_hex(store: Path) -> None:
+    """Debezium's SQL Server positions: fixed-width hex groups, where 000000a1 comes after 00000099."""
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "txn": {"id": "1", "position": "00000099:ffffffff:ffff"}},
+        {"key": 1, "op": "update", "data": {"v": 2}, "txn": {"id": "2", "position": "000000a1:00000000:0001"}},
+    ])  # fmt: skip
+    assert rows(replay(store, at_position="0000009a:00000000:0000")) == {"1": {"v": 1}}
+    assert rows(replay(store, at_position="000000A1:00000000:0001")) == {"1": {"v": 2}}
+
+
 def test_position_of_events_without_a_transaction_is_their_own(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"v": 1}, "position": "0/16B3748"},

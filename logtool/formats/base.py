@@ -603,8 +603,9 @@ def position_order(position: str | None, lsn: bool = True) -> str | None:
     """A string that sorts as the source orders its positions.
 
     A PostgreSQL LSN ``X/Y`` is a 64-bit number in two hex halves, so it becomes 16 hex digits;
-    elsewhere (and everywhere with ``lsn=False``, for sources whose positions are never LSNs,
-    such as Kafka's ``partition/offset``) every run of decimal digits is zero-padded.
+    a SQL Server LSN (``0000002b:00000d98:0002``, hex of fixed widths) sorts as its upper-case
+    text; elsewhere (and everywhere with ``lsn=False``, for sources whose positions are never
+    LSNs, such as Kafka's ``partition/offset``) every run of decimal digits is zero-padded.
     """
     if position is None:
         return None
@@ -612,15 +613,23 @@ def position_order(position: str | None, lsn: bool = True) -> str | None:
     m = _LSN.fullmatch(text) if lsn else None
     if m:
         return f"{int(m.group(1), 16):08X}{int(m.group(2), 16):08X}"
+    if _SQLSERVER_LSN.fullmatch(text):
+        return text.upper()
     return _DIGITS.sub(lambda d: d.group(0).lstrip("0").rjust(20, "0"), text)
+
+
+_SQLSERVER_LSN = re.compile(r"[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{4}")
 
 
 def position_kind(position: str, lsn: bool = True) -> str:
     """What kind of position a text is, to tell a user's position from the store's: ``lsn`` for
     a PostgreSQL LSN (unless ``lsn`` is false, as ``position_order``'s), else the text with each
-    run of digits written ``0`` (``mysql-bin.0:0``, Kafka's ``0/0``)."""
+    run of (hex) digits written ``0``: ``mysql-bin.0:0``, Kafka's ``0/0``, SQL Server's ``0:0:0``."""
     text = position.strip()
-    return "lsn" if lsn and _LSN.fullmatch(text) else _DIGITS.sub("0", text)
+    return "lsn" if lsn and _LSN.fullmatch(text) else _NUMBER_RUN.sub("0", text)
+
+
+_NUMBER_RUN = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")  # a word like "bin" has no digit: not one
 
 
 # --------------------------------------------------------------------------- batches
