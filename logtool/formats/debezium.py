@@ -498,6 +498,9 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
 def _classify(value: Any) -> bool | None:
     if value is None:
         return None  # a tombstone in a dump of values alone: any Kafka topic may hold one
+    inner, _ = unwrap(value)
+    if isinstance(inner, dict) and ("ddl" in inner and isinstance(inner.get("source"), dict) or list(inner) == ["ts_ms"]):
+        return None  # a schema change or a heartbeat: Debezium's, reported when read, but no change event
     if is_envelope(value):
         return True
     if isinstance(value, dict) and _is_keyed(value):

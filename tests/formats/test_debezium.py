@@ -266,6 +266,13 @@ def test_a_dump_of_values_alone_with_bare_null_tombstones(read_events, write_fil
     assert bad == []
 
 
+def test_sniff_is_not_thrown_by_a_schema_change_or_a_heartbeat_first(write_file) -> None:
+    schema_change = {"source": envelope("c", None, {})["source"], "databaseName": "shop",
+                     "ddl": "ALTER TABLE customers ADD COLUMN vip boolean", "tableChanges": []}  # fmt: skip
+    path = write_file("mixed.jsonl", lines(schema_change, {"ts_ms": 1709631000000}, envelope("c", None, {"id": 1})))
+    assert detect(Source(str(path))).name == "debezium"
+
+
 def test_sniff_keeps_a_line_whole_whatever_its_strings_hold(write_file) -> None:
     """U+2028, U+0085 and U+001C may stand in a JSON string as they are; a line ends at \\n only."""
     record = envelope("c", None, {"id": 1, "note": "a\u2028b\u0085c\x1cd"})
