@@ -201,6 +201,13 @@ def replay(
     filters = [f"({target.condition})", f'"offset" > {base_offset}']
     snap_filters = ["TRUE"]
     if entity is not None:
+        named = f"entity = {sql_string(entity)}"
+        if not con.execute(f"SELECT 1 FROM events WHERE {named} UNION ALL SELECT 1 FROM snap WHERE {named} LIMIT 1").fetchall():
+            known = [e for (e,) in con.execute("SELECT DISTINCT entity FROM events ORDER BY 1 LIMIT 21").fetchall()]
+            raise NotFoundError(
+                f"entity {entity!r} has no events in this store",
+                f"its entities: {', '.join(map(repr, known[:20]))}{', ...' if len(known) > 20 else ''}",
+            )
         filters.append(f"entity = {sql_string(entity)}")
         snap_filters.append(f"entity = {sql_string(entity)}")
     if key is not None:

@@ -620,6 +620,10 @@ def test_entity_filter(store: Path) -> None:
     ])  # fmt: skip
     result = replay(store, entity="b")
     assert [(r["entity"], r["key"]) for r in result.state.to_pylist()] == [("b", "1")]
+    # a name the store never saw is said to be one, not answered with an empty state
+    with pytest.raises(NotFoundError, match="entity 'c' has no events in this store") as e:
+        replay(store, entity="c")
+    assert e.value.hint == "its entities: 'a', 'b'"
 
 
 def test_key_filter_follows_the_row_through_its_earlier_keys(store: Path) -> None:
