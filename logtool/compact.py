@@ -78,6 +78,7 @@ class CompactResult:
     segments_rewritten: int = 0
     commit: int | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)  # removed events (offset, key, reason)
+    keyless_entities: dict[str, int] = field(default_factory=dict)  # entities with no key at all -> events dropped
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -176,6 +177,13 @@ def compact(
             progress(1, 3)
         for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
             result.removed[reason] = n
+        if result.removed.get("keyless"):
+            # an entity none of whose events has a key loses every row: worth saying before it goes
+            result.keyless_entities = dict(con.execute(
+                f"""SELECT entity, count(*) FILTER (WHERE op <> 'truncate') FROM events WHERE "offset" < {horizon}
+                    GROUP BY entity HAVING count(key) = 0 AND count(*) FILTER (WHERE op <> 'truncate') > 0
+                    ORDER BY entity"""
+            ).fetchall())  # fmt: skip
         con.execute(
             """CREATE TEMP TABLE kept_tombstones AS SELECT "offset", entity, key, op, ts_us FROM decisions
                 WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR no_data)"""

@@ -557,6 +557,24 @@ def test_keyless_records_are_dropped_outside_the_head(tmp_path: Path) -> None:
     assert state(store) == {("e", "k"): {"v": 1}, ("e", None): {"row": 3}}
 
 
+def test_an_entity_without_any_key_is_named_before_its_rows_go(tmp_path: Path) -> None:
+    """Keyless records go (Kafka's rule); an entity none of whose events has a key loses every
+    row, as when its key was simply not mapped: the dry run and the run say so on stderr."""
+    store = make_store(tmp_path / "s", [
+        ev("insert", None, {"row": 1}, entity="nokey"),
+        ev("insert", "k", {"v": 1}, t=1),
+        ev("insert", None, {"row": 2}, t=2),  # keyless, in an entity that has keys: not named
+        ev("insert", None, {"row": 3}, t=3, entity="nokey"),
+    ])  # fmt: skip
+    assert compact(store, now=LATER, dry_run=True).keyless_entities == {"nokey": 2}
+    r = cli("compact", store, "--now", LATER, "--dry-run")
+    assert r.code == 0
+    assert "warning: entity 'nokey' has no key: all 2 of its events would be dropped" in r.err
+    assert "'e'" not in r.err
+    r = cli("compact", store, "--now", LATER, "--yes")
+    assert r.code == 0 and "warning: entity 'nokey' has no key: all 2 of its events are dropped" in r.err
+
+
 def test_aborted_transaction_records_are_removed_and_supersede_nothing(tmp_path: Path) -> None:
     store = make_store(
         tmp_path / "s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -107,10 +107,13 @@ def command(
         if removed == 0 and preview.folded == 0:
             console.status("nothing to compact")
             return
+        _warn_keyless(preview)
         confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes)
     with console.progress("compact") as update:
         result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                  until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip
+    if dry_run or yes:
+        _warn_keyless(result)
     if resolve(format) is OutputFormat.table:
         render_object(result.summary(), format)
         if dry_run and result.examples:
@@ -144,3 +147,14 @@ def command(
 
 def register(app: typer.Typer) -> None:
     app.command("compact")(boundary(command))
+
+
+def _warn_keyless(result: Any) -> None:  # a logtool.compact.CompactResult
+    """An entity without any key loses all its rows to compaction (Kafka drops keyless records):
+    said on stderr, in case its key was simply not mapped."""
+    went = "would be dropped" if result.dry_run else "are dropped"
+    for entity, n in result.keyless_entities.items():
+        console.warn(
+            f"entity {entity!r} has no key: all {n} of its events {went}, as compaction keeps no keyless record; "
+            "if its rows matter, ingest it with --key-field"
+        )
