@@ -338,7 +338,8 @@ def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Arr
         try:
             out.append(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
-            report(BadRecord(source.name, first + i, f"invalid UTF-8 at byte {e.start}", raw))
+            reason = f"invalid UTF-8 at byte {e.start} (a file in another encoding can be converted with iconv)"
+            report(BadRecord(source.name, first + i, reason, raw))
             out.append("")
     return pa.array(out, pa.large_string()).cast(pa.string())
 

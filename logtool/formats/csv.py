@@ -113,7 +113,8 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             try:
                 joined.encode("utf-8")
             except UnicodeEncodeError as e:
-                report(BadRecord(source.name, line_no, f"invalid UTF-8 at character {e.start}", _raw(consumed)))
+                reason = f"invalid UTF-8 at character {e.start} (a file in another encoding can be converted with iconv)"
+                report(BadRecord(source.name, line_no, reason, _raw(consumed)))
                 continue
             lines.append("{" + ",".join(n + _value(v) for n, v in zip(names, row, strict=True)) + "}")
             numbers.append(line_no)
