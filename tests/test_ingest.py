@@ -324,6 +324,24 @@ def test_ts_unit_must_be_known(write_lines: WriteLines, cli: Cli, new_store: New
     assert not store.exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--entity", "a", "--entity-field", "table"], "give --entity NAME or --entity-field FIELD, not both"),
+        (["--key-field", "id", "--key-field", "id"], "--key-field id is given twice"),
+        (["--ts-unit", "ms"], "--ts-unit reads the numbers of --ts-field: name the field too"),
+    ],
+)
+def test_options_that_contradict_or_would_be_ignored_are_refused(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path, options: list[str], message: str
+) -> None:
+    f = write_lines(tmp_path / "t.jsonl", ['{"id":1,"table":"t","at":1}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, *options)
+    assert r.code == 2 and r.errors() == [f"error: {message}"]
+    assert not store.exists()
+
+
 # --------------------------------------------------------------------------- payloads
 
 

@@ -45,6 +45,16 @@ class Mapping:
     prev_key_field: str | None = None  # the key before this event, where the event changed it
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
+    def __post_init__(self) -> None:
+        """Options that contradict each other, or would be silently ignored, are usage errors."""
+        if self.entity is not None and self.entity_field is not None:
+            raise UsageError("give --entity NAME or --entity-field FIELD, not both")
+        repeated = [k for k in dict.fromkeys(self.key_fields) if self.key_fields.count(k) > 1]
+        if repeated:
+            raise UsageError(f"--key-field {repeated[0]} is given twice")
+        if self.ts_unit is not None and self.ts_field is None:
+            raise UsageError("--ts-unit reads the numbers of --ts-field: name the field too")
+
     def mapped_fields(self) -> list[str]:
         """Fields that are taken out of the record (the default data is what is left)."""
         names = [*self.key_fields, self.entity_field, self.op_field, self.type_field, self.ts_field]
