@@ -474,6 +474,8 @@ def history(
     Raises NotFoundError for a key no event holds.
     """
     lo, hi = _since_until(since, "--since"), _since_until(until, "--until")
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"--since {since} is after --until {until}", "swap them")
     _con, _events, steps = _history_steps(_open(store), key, entity, reducer)
     if entity is not None:
         steps = [s for s in steps if s.target[0] == entity]

@@ -205,6 +205,8 @@ def test_history_filters_by_field_and_time(stores: dict[str, Path]) -> None:
     assert changes(window.to_pylist()[0]) == {"tags": {"before": ["a"], "after": ["a", "b"]}}
     with pytest.raises(UsageError):
         logtool.history(stores["widgets"], "100", since="yesterday-ish")
+    with pytest.raises(UsageError, match="--since .* is after --until"):
+        logtool.history(stores["widgets"], "100", since="2026-01-01T10:00:06Z", until="2026-01-01T10:00:03Z")
 
 
 def test_history_of_a_key_in_two_entities_shows_both(stores: dict[str, Path]) -> None:
