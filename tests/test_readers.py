@@ -219,6 +219,13 @@ def test_damaged_compressed_input_is_an_input_error(
     assert not list((store / "segments").iterdir())  # nothing of it committed
 
 
+def test_a_binary_file_is_not_taken_for_csv(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
+    f = tmp_path / "image.bin"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR,;\x00\x01" * 20)
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2 and r.errors() == [f"error: {f}:1: could not recognize the format"]
+
+
 def test_a_json_array_of_records_gets_a_hint(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
     f = tmp_path / "records.json"
     f.write_text('[{"id": 1, "v": "a"},\n {"id": 2, "v": "b"}]\n')

@@ -131,9 +131,10 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
 
 
 def sniff(head: bytes) -> int:
-    """A first line of names separated by a delimiter, not JSON."""
+    """A first line of names separated by a delimiter: text (no control bytes, as a binary file
+    has), not JSON. Text in another encoding is taken, to be told so with its line."""
     first = head.split(b"\n", 1)[0].strip()
-    if not first or first[:1] in (b"{", b"["):
+    if not first or first[:1] in (b"{", b"[") or any(b < 32 and b not in (9, 13) for b in first):
         return 0
     return 8 if any(d.encode() in first for d in DELIMITERS) else 0
 
