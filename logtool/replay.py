@@ -208,8 +208,8 @@ def replay(
                 f"entity {entity!r} has no events in this store",
                 f"its entities: {', '.join(map(repr, known[:20]))}{', ...' if len(known) > 20 else ''}",
             )
-        filters.append(f"entity = {sql_string(entity)}")
-        snap_filters.append(f"entity = {sql_string(entity)}")
+        filters.append(named)
+        snap_filters.append(named)
     if key is not None:
         # the whole prefix, not only the events after the snapshot: the row may sit in the snapshot
         pairs = _key_family(con, key, " AND ".join(f for f in filters if not f.startswith('"offset" >')))

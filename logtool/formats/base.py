@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
+_TOO_DEEP = "nested deeper than Python can follow"
 DEFAULT_MAX_LINE_BYTES = 64 << 20
 CHUNK_BYTES = 32 << 20
 BATCH_ROWS = 65536
@@ -142,13 +143,11 @@ class Source:
                 self._stdin_head = sys.stdin.buffer.read(n)
             raw = self._stdin_head
             if raw[:2] == b"\x1f\x8b":
-                import zlib
-
-                return zlib.decompressobj(31).decompress(raw, n).removeprefix(BOM)
-            if raw[:4] == b"\x28\xb5\x2f\xfd":
+                raw = zlib.decompressobj(31).decompress(raw, n)
+            elif raw[:4] == b"\x28\xb5\x2f\xfd":
                 import zstandard
 
-                return zstandard.ZstdDecompressor().decompressobj().decompress(raw)[:n].removeprefix(BOM)
+                raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)[:n]
             return raw.removeprefix(BOM)
         with self.open() as f:
             data = f.read(n)
@@ -336,6 +335,11 @@ def _oversized(n: int, limit: int) -> str:
     return f"line of {n} bytes is longer than the limit of {limit} bytes (raise it with --max-line-bytes)"
 
 
+def not_utf8(where: str) -> str:
+    """Why a record is bad when it is not UTF-8 (``where``: "at byte 7"), and what to do."""
+    return f"invalid UTF-8 {where} (a file in another encoding can be converted with iconv)"
+
+
 def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Array:
     import pyarrow as pa
 
@@ -348,8 +352,7 @@ def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Arr
         try:
             out.append(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
-            reason = f"invalid UTF-8 at byte {e.start} (a file in another encoding can be converted with iconv)"
-            report(BadRecord(source.name, first + i, reason, raw))
+            report(BadRecord(source.name, first + i, not_utf8(f"at byte {e.start}"), raw))
             out.append("")
     return pa.array(out, pa.large_string()).cast(pa.string())
 
@@ -396,7 +399,7 @@ def loads_exact(text: str) -> Any:
     try:
         return _DECODER.decode(text)
     except RecursionError:
-        raise ValueError("nested deeper than Python can follow") from None
+        raise ValueError(_TOO_DEEP) from None
 
 
 def raw_decode_exact(text: str, index: int = 0) -> tuple[Any, int]:
@@ -405,7 +408,7 @@ def raw_decode_exact(text: str, index: int = 0) -> tuple[Any, int]:
     try:
         return _DECODER.raw_decode(text, index)
     except RecursionError:
-        raise ValueError("nested deeper than Python can follow") from None
+        raise ValueError(_TOO_DEEP) from None
 
 
 _WS = re.compile(r"[ \t\n\r]*")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from . import Format
-from .base import BATCH_ROWS, BadRecord, Mapping, Report, Source
+from .base import BATCH_ROWS, BadRecord, Mapping, Report, Source, not_utf8
 from .jsonl import RecordMapper
 
 if TYPE_CHECKING:
@@ -113,8 +113,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             try:
                 joined.encode("utf-8")
             except UnicodeEncodeError as e:
-                reason = f"invalid UTF-8 at character {e.start} (a file in another encoding can be converted with iconv)"
-                report(BadRecord(source.name, line_no, reason, _raw(consumed)))
+                report(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
                 continue
             lines.append("{" + ",".join(n + _value(v) for n, v in zip(names, row, strict=True)) + "}")
             numbers.append(line_no)

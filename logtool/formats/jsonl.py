@@ -45,7 +45,8 @@ _UNSAFE_NUMBER = r"[0-9][eE][-+0-9]|\.[0-9]*0([^0-9]|$)|\.0{5}|[0-9]{8}\.|\.[0-9
 # it through unchanged; the mark is taken off again in the payload text (_UNMARK). A string is
 # matched whole (escapes included), so no match starts inside one; a string match gets an empty
 # mark after it (the rewrite cannot depend on which group matched), taken out again right away.
-_MARK = r'("(?:[^"\\]|\\.)*")|(-?[0-9][-+.0-9eE]*)'
+_STRINGS = r'"(?:[^"\\]|\\.)*"'  # a JSON string, escapes included
+_MARK = f"({_STRINGS})|(-?[0-9][-+.0-9eE]*)"
 _MARK_AS = '\\1"\\\\u0001\\2"'
 _EMPTY_MARK = '"\\u0001"'
 _UNMARK = r'"\\u0001([^"]*)"'
@@ -63,7 +64,6 @@ _MAYBE_LENIENT_SQL = (
     "(CASE WHEN starts_with(line, rendered) THEN contains(lower(line), 'nan') OR contains(lower(line), 'inf') "
     f"ELSE regexp_matches(line, {sql_string(_MAYBE_LENIENT)}) END)"
 )
-_STRINGS = r'"(?:[^"\\]|\\.)*"'
 _LENIENT_COMMA = r",\s*[\]}]"
 _LENIENT_NUMBER = r"(?i)nan|inf"
 

@@ -44,7 +44,8 @@ def plain(value: Any) -> Any:
 
 def _interval(months: int, days: int, nanoseconds: int) -> str:
     """An interval as DuckDB writes one: ``1 year 2 months 3 days 04:05:06.5``."""
-    years, months = divmod(months, 12) if months >= 0 else (-divmod(-months, 12)[0], -divmod(-months, 12)[1])
+    direction = -1 if months < 0 else 1
+    years, months = (direction * n for n in divmod(abs(months), 12))
     parts = [f"{n} {unit}{'' if abs(n) == 1 else 's'}" for n, unit in ((years, "year"), (months, "month"), (days, "day")) if n]
     if nanoseconds or not parts:
         sign = "-" if nanoseconds < 0 else ""
