@@ -182,7 +182,7 @@ def decode_change(
     entity = _entity(src)
     if code == "t":
         return {**event, "entity": entity}
-    if src.get("connector") == "mongodb":
+    if _from_mongodb(src):
         return {**event, "entity": entity, **_mongodb_change(envelope, code, key)}
     images = _image_fields(schema)
     before, _ = _image(envelope, "before", images.get("before", {}))
@@ -204,6 +204,16 @@ def decode_change(
         "data": None if code == "d" else dumps_exact(after),
         "before": json_or_none(before),
     }
+
+
+def from_mongodb(value: Any) -> bool:
+    """Whether a Debezium change event (wrapped or not) comes from the MongoDB connector."""
+    envelope, _ = unwrap(value)
+    return isinstance(envelope, dict) and isinstance(envelope.get("source"), dict) and _from_mongodb(envelope["source"])
+
+
+def _from_mongodb(src: dict[str, Any]) -> bool:
+    return src.get("connector") == "mongodb"
 
 
 def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, Any]:
@@ -342,7 +352,7 @@ def _position(src: dict[str, Any]) -> str | None:
     for name in ("change_lsn", "scn"):
         if src.get(name) is not None:
             return _text(src[name])
-    if src.get("connector") == "mongodb" and src.get("ord") is not None and src.get("ts_ms") is not None:
+    if _from_mongodb(src) and src.get("ord") is not None and src.get("ts_ms") is not None:
         # the oplog time's seconds and increment, as the change-stream reader writes clusterTime
         return f"{_text(src['ts_ms'])[:-3] or '0'}:{_text(src['ord'])}"
     return None

@@ -39,7 +39,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .debezium import decode_change, is_envelope, key_entity, mongodb_record_id, record_key, unwrap
+from .debezium import decode_change, from_mongodb, is_envelope, key_entity, mongodb_record_id, record_key
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -95,7 +95,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
     if is_envelope(value):
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
-            topics[topic] = (event["entity"], unwrap(value)[0]["source"].get("connector") == "mongodb")
+            topics[topic] = (event["entity"], from_mongodb(value))
         return event
     text = _key_text(raw_key)
     if text is None:
