@@ -325,6 +325,26 @@ def test_help_does_not_import_the_engines() -> None:
     assert p.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_help_does_not_import_pydantic() -> None:
+    """typer 0.29 and later parse options through pydantic, whose import slows every command."""
+    code = (
+        "import sys\n"
+        "from logtool.cli import main\n"
+        "main(['sql', '--help'])\n"
+        "print('pydantic' in sys.modules, file=sys.stderr)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "logtool", "info", str(tmp_path / "absent")],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert "absent" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_ingest_api_survives_importing_its_module(write_lines: WriteLines, tmp_path: Path) -> None:
     """`logtool.ingest` stays the function even when the submodule of that name was imported first."""
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
