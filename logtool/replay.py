@@ -213,6 +213,10 @@ def replay(
     if key is not None:
         # the whole prefix, not only the events after the snapshot: the row may sit in the snapshot
         pairs = _key_family(con, key, " AND ".join(f for f in filters if not f.startswith('"offset" >')))
+        # a row whose events a head-dropping purge removed lives on in the snapshot taken there
+        pairs |= {(e, key) for (e,) in con.execute(
+            f"SELECT DISTINCT entity FROM snap WHERE {' AND '.join(snap_filters)} AND key = {sql_string(key)}"
+        ).fetchall()}  # fmt: skip
         listing = "[" + ", ".join(f"{{'e': {sql_string(e)}, 'k': {sql_string(k)}}}" for e, k in sorted(pairs)) + "]"
         # the row's earlier keys, the events that moved it away, and its entity's truncates
         filters.append(

@@ -419,6 +419,16 @@ def test_head_drop_keeps_a_snapshot_and_the_head_state(store: Path) -> None:
     assert_verified(store)
 
 
+def test_a_key_whose_events_were_dropped_replays_from_the_snapshot(store: Path) -> None:
+    from logtool.replay import replay
+
+    before = replay(str(store), entity="orders", key="o-2").state.to_pylist()
+    purge(store, before_offset=6)  # o-2's only event (offset 5) goes; the snapshot at 5 holds its row
+    after = replay(str(store), entity="orders", key="o-2")
+    assert after.state.to_pylist() == before and after.snapshot == 5
+    assert replay(str(store), key="o-2").state.to_pylist() == before
+
+
 def test_a_snapshot_built_from_dropped_events_goes_with_the_person(store: Path) -> None:
     purge(store, before_offset=6)  # the snapshot at 5 holds a-007's row; its events are gone
     res = purge(store, key=PERSON["key"])
