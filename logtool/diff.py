@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import sql_ident, sql_string
 from .errors import InputError, UsageError
-from .formats.base import RawJSON, RawNumber, loads_exact, parse_ts
+from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
 from .store import reads_latest
 
 if TYPE_CHECKING:
@@ -364,12 +364,13 @@ class _Table:
     untyped: bool = False  # CSV: every value is text without a type
     json_columns: frozenset[str] = frozenset()
     row_json: str | None = None  # the column holding each row as a JSON object (a replayed state)
+    untyped_columns: frozenset[str] = frozenset()  # text without a type in an otherwise typed table
 
     def type_class(self, name: str) -> str:
         if name in self.json_columns or name == self.row_json:
             return "json"
         cls = _type_class(dict(self.columns)[name])
-        return "untyped" if self.untyped and cls == "text" else cls
+        return "untyped" if (self.untyped or name in self.untyped_columns) and cls == "text" else cls
 
     def sql_type(self, name: str) -> str:
         return dict(self.columns)[name]
@@ -1174,12 +1175,33 @@ def _store_table(
     if table is None:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {other.view} LIMIT 0")
         return _Table(label, view, _columns(con, view), other.untyped, other.json_columns)
+    # The key fields an ingest took out of the rows (the default mapping) come back from the
+    # store's key: its text carries no type, so it is read as the dump's column type, as CSV is.
+    derived = [k for k in _store_keys(store, entity) if k not in table.column_names]
+    if derived:
+        import pyarrow as pa
+
+        if len(_store_keys(store, entity)) == 1:
+            table = table.append_column(derived[0], table.column("key"))
+        else:
+            keys = table.column("key").to_pylist()
+            for name in derived:
+                table = table.append_column(name, pa.array([_key_member(k, name) for k in keys], pa.string()))
     if "key" not in {c for c, _ in other.columns}:
         # replay puts the store's canonical key first; the dump has the key columns themselves
         table = table.drop_columns(["key"])
     found = _open_table(con, table, "arrow", view)
     found.label = label
+    found.untyped_columns = frozenset(derived)
     return found
+
+
+def _key_member(key: str | None, name: str) -> str | None:
+    """One field of a composite key's text (a JSON object), as text: strings bare."""
+    if key is None:
+        return None
+    value = loads_exact(key).get(name)
+    return None if value is None else value if isinstance(value, str) else dumps_exact(value)
 
 
 def _table_result(cmp: _TableCompare, mode: str, limit: int, info: dict[str, Any]) -> DiffResult:

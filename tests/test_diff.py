@@ -505,6 +505,35 @@ def test_a_replayed_state_against_table_dumps(replicas: tuple[Path, Path], tmp_p
     assert (early.only_left, early.only_right) == (len(then - head), len(head - then))
 
 
+def test_a_store_whose_rows_lack_their_key_against_a_dump(tmp_path: Path) -> None:
+    """Without --data-field the key field leaves the row: it comes back from the store's key."""
+    (tmp_path / "in.jsonl").write_text('{"id":1,"v":"x"}\n{"id":2,"v":"x"}\n')
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(tmp_path / "in.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+    (tmp_path / "other.csv").write_text("id,v\n1,x\n3,x\n")
+    result = diff(store, tmp_path / "other.csv")
+    assert counts(result) == (False, 1, 1, 0) and result.info["key_columns"] == ["id"]
+    pq.write_table(pa.table({"id": [1, 2], "v": ["x", "x"]}), tmp_path / "same.parquet")
+    assert counts(diff(store, tmp_path / "same.parquet", key_columns=["id"])) == (True, 0, 0, 0)
+    (tmp_path / "two.jsonl").write_text('{"a":1,"b":"x","v":1}\n')
+    pair = tmp_path / "pair"
+    logtool.ingest(pair, [str(tmp_path / "two.jsonl")], mapping=Mapping(key_fields=("a", "b"), entity="t"))
+    pq.write_table(pa.table({"a": [1], "b": ["x"], "v": [1]}), tmp_path / "pair.parquet")
+    assert counts(diff(pair, tmp_path / "pair.parquet")) == (True, 0, 0, 0)
+    pq.write_table(pa.table({"a": [1], "b": ["y"], "v": [1]}), tmp_path / "moved.parquet")
+    assert counts(diff(pair, tmp_path / "moved.parquet")) == (False, 1, 1, 0)
+
+
+def test_a_keyless_entity_of_a_store_against_its_dump(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"a":1}\n{"a":1}\n{"a":2}\n')
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(tmp_path / "in.jsonl")], mapping=Mapping(entity="t"))
+    pq.write_table(logtool.replay(str(store)).tables()["t"], tmp_path / "t.parquet")
+    assert counts(diff(store, tmp_path / "t.parquet", entity="t")) == (True, 0, 0, 0)
+    pq.write_table(pa.table({"key": pa.array([None, None], pa.string()), "a": [1, 2]}), tmp_path / "less.parquet")
+    assert counts(diff(store, tmp_path / "less.parquet", entity="t")) == (False, 1, 0, 0)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
