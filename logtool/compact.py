@@ -6,9 +6,12 @@
   carries the key's full row as of its offset, folded from its history (op ``upsert``).
 - A tombstone (a delete or a null payload) removes every earlier record of its key; it is kept
   while ``now < ts + retention`` and removed after. A truncate does the same for its entity. A key
-  change removes the records of the key the row moved from.
+  a row moved away from keeps no record unless the state at the compaction point has a row there
+  (two rows may swap keys in one transaction); a survivor that moved its row carries the full row
+  and no key change.
 - The protected head — records at or after ``--until-offset``, and the first record younger than
-  ``--min-lag`` and everything after it — is never compacted and supersedes nothing.
+  ``--min-lag`` and everything after it — is never compacted and supersedes nothing. It starts at
+  a transaction's first event, never inside one.
 - Keyless records outside the protected head are dropped (Kafka refuses them on compacted topics),
   and so are records of aborted transactions.
 
@@ -98,6 +101,24 @@ class CompactResult:
         }
 
 
+# A survivor rewritten with its key's full row at the compaction point (op upsert, no key change):
+# a partial record, or one that moved its row from another key.
+_FOLDED = "key IS NOT NULL AND (op IN ('update', 'patch') OR moves) AND NOT (op = 'delete' OR no_data)"
+
+
+def _transaction_start(store: Store, horizon: int, next_offset: int) -> int:
+    """The horizon moved down to the first event of a transaction it would cut: a transaction is
+    compacted whole or not at all."""
+    from .replay import _transaction_boundary
+
+    if horizon <= 0 or horizon >= next_offset:
+        return horizon
+    try:
+        return _transaction_boundary(store, horizon - 1) + 1
+    except UsageError:  # inside the log's first transaction
+        return 0
+
+
 def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
     """Per compactable event (offset below the horizon): why it goes (NULL: it stays), and
     whether it survives as a partial record that must carry the full row."""
@@ -107,14 +128,12 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
     below = f'"offset" < {horizon}'
     return f"""
     WITH touch AS (
-        SELECT entity, key, max("offset") AS l FROM (
-            SELECT entity, key, "offset" FROM events WHERE {below} AND key IS NOT NULL AND op <> 'truncate' AND {alive}
-            UNION ALL
-            SELECT entity, prev_key, "offset" FROM events WHERE {below} AND prev_key IS NOT NULL AND prev_key <> key AND {alive}
-        ) GROUP BY entity, key
+        SELECT entity, key, max("offset") AS l FROM events
+        WHERE {below} AND key IS NOT NULL AND op <> 'truncate' AND {alive} GROUP BY entity, key
     ),
     trunc AS (SELECT entity, max("offset") AS t FROM events WHERE {below} AND op = 'truncate' AND {alive} GROUP BY entity)
     SELECT c."offset", c.op, epoch_us(c.ts) AS ts_us, c.data IS NULL AS no_data,
+        coalesce(c.prev_key <> c.key, FALSE) AS moves,
         CASE
             WHEN NOT {alive.replace('txn', 'c.txn')} THEN 'aborted'
             WHEN c.op = 'truncate' THEN
@@ -125,7 +144,7 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
         END AS reason,
         -- a survivor's key (only survivors': the table stays small on a large log)
         CASE WHEN reason IS NULL THEN c.entity END AS entity, CASE WHEN reason IS NULL THEN c.key END AS key
-    FROM (SELECT "offset", ts, entity, key, op, data, txn FROM events WHERE {below}) c
+    FROM (SELECT "offset", ts, entity, key, prev_key, op, data, txn FROM events WHERE {below}) c
            LEFT JOIN touch ON touch.entity = c.entity AND touch.key = c.key
            LEFT JOIN trunc ON trunc.entity = c.entity
     """
@@ -169,10 +188,25 @@ def compact(
             young = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {now_us - lag_us}').fetchall()[0][0]
             if young is not None:
                 horizon = min(horizon, young)
+        horizon = _transaction_start(store, horizon, st.next_offset)
         result = CompactResult(dry_run=dry_run, cleanable_before=horizon)
         result.events_before = sum(s["rows"] for s in st.segments)
         result.bytes_before = sum(s["bytes"] for s in st.segments)
         con.execute(f"CREATE TEMP TABLE decisions AS {_decisions_sql(horizon, now_us, retention_us)}")
+        # A key a row moved away from holds no row unless one came back: which, only the fold knows
+        # (two rows can swap keys in one transaction). Its latest record goes where the state at the
+        # compaction point has no row for it.
+        state_at_point = None
+        if con.execute(f'SELECT 1 FROM decisions WHERE moves AND "offset" < {horizon} LIMIT 1').fetchall():
+            state_at_point = replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
+            con.register("_state_at_point", state_at_point)
+            con.execute(
+                f"""UPDATE decisions SET reason = 'superseded', entity = NULL, key = NULL
+                    WHERE reason IS NULL AND key IS NOT NULL AND NOT (op = 'delete' OR no_data)
+                      AND (entity, key) IN (SELECT (entity, prev_key) FROM events
+                                            WHERE "offset" < {horizon} AND prev_key IS NOT NULL AND prev_key <> key)
+                      AND (entity, key) NOT IN (SELECT (entity, key) FROM _state_at_point WHERE key IS NOT NULL)"""
+            )
         if progress:
             progress(1, 3)
         for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
@@ -198,9 +232,7 @@ def compact(
         if kept[1] is not None:
             expiry = dt.datetime.fromtimestamp((kept[1] + retention_us) / 1e6, dt.UTC)
             result.earliest_tombstone_expiry = iso_utc(expiry)
-        fold_rows = con.execute(
-            "SELECT count(*) FROM decisions WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"
-        ).fetchall()[0][0]
+        fold_rows = con.execute(f"SELECT count(*) FROM decisions WHERE reason IS NULL AND {_FOLDED}").fetchall()[0][0]
         result.folded = fold_rows
         result.examples = [
             {"offset": o, "entity": e, "key": k, "op": op, "reason": r}
@@ -223,8 +255,8 @@ def compact(
         # A segment is untouched when every event of it below the horizon stays as it is; survivors
         # are few, so they are the side matched against the segments' ranges.
         untouched = dict(con.execute(
-            """SELECT r.path, count(*) FROM ranges r JOIN decisions d ON d."offset" BETWEEN r.lo AND r.hi
-               WHERE d.reason IS NULL AND NOT (d.op IN ('update', 'patch') AND d.key IS NOT NULL) GROUP BY r.path"""
+            f"""SELECT r.path, count(*) FROM ranges r JOIN decisions d ON d."offset" BETWEEN r.lo AND r.hi
+               WHERE d.reason IS NULL AND NOT ({_FOLDED}) GROUP BY r.path"""
         ).fetchall())  # fmt: skip
 
         def below_horizon(seg: dict[str, Any]) -> int:
@@ -246,8 +278,8 @@ def compact(
         # the two never hold memory at once.
         con.execute('CREATE TEMP TABLE kept AS SELECT "offset" FROM decisions WHERE reason IS NULL ORDER BY "offset"')
         con.execute(
-            """CREATE TEMP TABLE partial_survivors AS SELECT "offset", entity, key FROM decisions
-               WHERE reason IS NULL AND op IN ('update', 'patch') AND key IS NOT NULL"""
+            f"""CREATE TEMP TABLE partial_survivors AS SELECT "offset", entity, key FROM decisions
+                WHERE reason IS NULL AND {_FOLDED}"""
         )
         gaps = [  # the removed offsets, as ranges (gaps and islands)
             [lo, hi]
@@ -261,8 +293,8 @@ def compact(
         con.execute("DROP TABLE decisions; DROP TABLE kept_tombstones")
         # The full rows of survivors that are partial: their state at the compaction point.
         folded_state = (  # noqa: F841 - read by the query
-            replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
-            if fold_rows
+            state_at_point if state_at_point is not None
+            else replay(store.path, at_offset=horizon - 1, use_snapshots=True).state if fold_rows
             else pa.table({"entity": pa.array([], pa.string()), "key": pa.array([], pa.string()),
                            "state": pa.array([], pa.string())})
         )  # fmt: skip
@@ -271,7 +303,9 @@ def compact(
                SELECT p."offset", f.state AS data FROM partial_survivors p
                JOIN folded_state f ON f.entity = p.entity AND f.key = p.key"""
         )
-        del folded_state
+        del folded_state, state_at_point
+        if "_state_at_point" in {n for (n,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+            con.unregister("_state_at_point")
         if progress:
             progress(2, 3)
         adds, removes = [], []
@@ -280,7 +314,9 @@ def compact(
             table = con.sql(
                 f"""SELECT s.* REPLACE (
                         CASE WHEN f."offset" IS NOT NULL THEN f.data ELSE s.data END AS data,
-                        CASE WHEN f."offset" IS NOT NULL THEN 'upsert' ELSE s.op END AS op),
+                        CASE WHEN f."offset" IS NOT NULL THEN 'upsert' ELSE s.op END AS op,
+                        -- a full row moves nothing: the key it came from holds what survives of it
+                        CASE WHEN f."offset" IS NOT NULL THEN NULL ELSE s.prev_key END AS prev_key),
                         f."offset" IS NOT NULL AS _folded
                     FROM read_parquet({sql_string(str(file))}) s
                     LEFT JOIN fold_by_offset f ON f."offset" = s."offset"
@@ -319,25 +355,32 @@ def compact(
 
 def compact_file(
     path: str,
-    out: IO[bytes],
+    out: IO[bytes] | None,
     *,
     format: str | None = None,
     mapping: Any = None,
     tombstone_retention: str | int | None = "1d",
+    min_lag: str | int | None = None,
+    until_offset: int | None = None,
     now: str | dt.datetime | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Compact a raw JSON-lines or CSV log, streaming, keeping surviving lines byte for byte.
 
-    A raw line cannot be rewritten, so where a key's latest record is partial its survivors are
-    its latest full image and the partial records after it (nothing of the row is lost). Returns
-    counts of kept and removed lines by reason.
+    Records are numbered from 0 in file order, as ingest would number them: ``until_offset``
+    and ``min_lag`` protect the head as in a store. A raw line cannot be rewritten, so where a
+    key's latest record is partial its survivors are its latest full image and the partial records
+    after it (nothing of the row is lost); the records of keys a row moved between are all kept. A
+    record that cannot be read is kept as it is. With ``dry_run`` (or ``out`` None) nothing is
+    written. Returns what was kept and removed, by reason.
     """
-    import pyarrow.compute as pc
-
     from . import engine
+    from .errors import InputError
     from .formats import detect, get_format
     from .formats.base import BadRecord, Mapping, Source
 
+    if until_offset is not None and until_offset < 0:
+        raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
     mapping = mapping or Mapping()
     src = Source(path)
     fmt = get_format(format) if format else detect(src)
@@ -345,55 +388,102 @@ def compact_file(
         raise UsageError(f"raw-file compaction reads JSON lines or CSV, not {fmt.name}", "ingest it into a store and compact that")
     bad: list[BadRecord] = []
     retention_us = parse_duration(tombstone_retention)
+    lag_us = parse_duration(min_lag)
     now_us = _now_us(now)
     con = engine.connect()
-    con.execute("CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, op VARCHAR, tomb BOOLEAN)")
+    con.execute(
+        "CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, prev_key VARCHAR, op VARCHAR, tomb BOOLEAN)"
+    )
     for batch in fmt.read(src, mapping, bad.append):
         b = batch  # noqa: F841 - read by the query
         con.execute(
             # a record without a time is stamped now, as ingest stamps it: a tombstone is kept
             # for the retention (and goes at once with a retention of 0)
-            f"""INSERT INTO ev SELECT source.line, coalesce(epoch_us(ts), {now_us}), entity, key, op,
+            f"""INSERT INTO ev SELECT source.line, coalesce(epoch_us(ts), {now_us}), entity, key, prev_key, op,
                        (op = 'delete' OR data IS NULL) FROM b"""
         )
-    keep_lines = con.sql(
-        f"""WITH last_reset AS (
+    total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    if bad and not total:
+        first = bad[0]
+        raise InputError(first.file, first.line, f"{first.reason} (and every other record: none could be read)",
+                         "check the field mapping (--key-field, --ts-field, ...) against the file")  # fmt: skip
+    horizon = total if until_offset is None else min(until_offset, total)
+    con.execute('CREATE TEMP TABLE recs AS SELECT *, row_number() OVER (ORDER BY line) - 1 AS "offset" FROM ev')
+    if lag_us:
+        young = con.execute(f'SELECT min("offset") FROM recs WHERE ts_us > {now_us - lag_us}').fetchall()[0][0]
+        horizon = horizon if young is None else min(horizon, young)
+    expired = f"e.ts_us + {retention_us} <= {now_us}"
+    con.execute(
+        f"""CREATE TEMP TABLE decided AS
+            WITH below AS (SELECT * FROM recs WHERE "offset" < {horizon}),
+            last_reset AS (
                 SELECT entity, key, max(line) FILTER (WHERE op IN ('insert', 'read', 'upsert', 'delete') OR tomb) AS r,
                        max(line) AS l
-                FROM ev WHERE key IS NOT NULL AND op <> 'truncate' GROUP BY entity, key),
-            trunc AS (SELECT entity, max(line) AS t FROM ev WHERE op = 'truncate' GROUP BY entity)
-            SELECT e.line FROM ev e
+                FROM below WHERE key IS NOT NULL AND op <> 'truncate' GROUP BY entity, key),
+            trunc AS (SELECT entity, max(line) AS t FROM below WHERE op = 'truncate' GROUP BY entity),
+            moved AS (SELECT entity, key FROM below WHERE prev_key <> key
+                      UNION SELECT entity, prev_key FROM below WHERE prev_key <> key)
+            SELECT e.line, e."offset", e.entity, e.key, e.op, CASE
+                WHEN e."offset" >= {horizon} THEN NULL
+                WHEN e.op = 'truncate' THEN
+                    CASE WHEN e.line < t.t THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
+                WHEN e.key IS NULL THEN 'keyless'
+                WHEN e.line < coalesce(t.t, -1) THEN 'superseded'
+                WHEN (e.entity, e.key) IN (SELECT (entity, key) FROM moved) THEN NULL
+                WHEN e.tomb THEN CASE WHEN e.line < k.l THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
+                WHEN e.line < coalesce(k.r, -1) THEN 'superseded'
+            END AS reason
+            FROM recs e
             LEFT JOIN last_reset k ON k.entity = e.entity AND k.key = e.key
-            LEFT JOIN trunc t ON t.entity = e.entity
-            WHERE CASE
-                WHEN e.op = 'truncate' THEN e.line = t.t AND e.ts_us + {retention_us} > {now_us}
-                WHEN e.key IS NULL THEN FALSE
-                WHEN e.line < coalesce(t.t, -1) THEN FALSE
-                WHEN e.tomb THEN e.line = k.l AND e.ts_us + {retention_us} > {now_us}
-                ELSE e.line >= coalesce(k.r, -1) END
-            ORDER BY e.line"""
-    ).to_arrow_table().column("line")
-    keep = pc.cast(keep_lines, "int64").to_pylist()
-    total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+            LEFT JOIN trunc t ON t.entity = e.entity"""
+    )
+    removed = dict(con.execute(
+        "SELECT reason, count(*) FROM decided WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ).fetchall())  # fmt: skip
+    result: dict[str, Any] = {
+        "dry_run": dry_run or out is None,
+        "protected_from_offset": horizon,
+        "records_in": total,
+        "records_kept": total - sum(removed.values()),
+        "records_removed": sum(removed.values()),
+        **{f"removed_{r.replace(' ', '_')}": removed.get(r, 0) for r in REASONS if r != "aborted"},
+        "kept_for_key_changes": con.execute(
+            f"""SELECT count(*) FROM decided d WHERE d."offset" < {horizon} AND d.reason IS NULL AND d.key IS NOT NULL
+                AND (d.entity, d.key) IN (SELECT (entity, key) FROM recs WHERE "offset" < {horizon} AND prev_key <> key
+                                          UNION SELECT (entity, prev_key) FROM recs WHERE "offset" < {horizon} AND prev_key <> key)"""
+        ).fetchall()[0][0],
+        "unreadable_kept": len(bad),
+        "first_unreadable": f"{bad[0].file}:{bad[0].line}: {bad[0].reason}" if bad else None,
+        "keyless_entities": dict(con.execute(
+            f"""SELECT entity, count(*) FROM recs WHERE "offset" < {horizon} AND op <> 'truncate'
+                GROUP BY entity HAVING count(key) = 0 ORDER BY entity"""
+        ).fetchall()),
+        "examples": [
+            {"line": line, "offset": o, "entity": e, "key": k, "op": op, "reason": r}
+            for line, o, e, k, op, r in con.execute(
+                'SELECT line, "offset", entity, key, op, reason FROM decided WHERE reason IS NOT NULL ORDER BY line LIMIT 20'
+            ).fetchall()
+        ],
+    }  # fmt: skip
+    if result["dry_run"]:
+        return result
+    assert out is not None
+    removed_lines = {r[0] for r in con.execute("SELECT line FROM decided WHERE reason IS NOT NULL").fetchall()}
     # A record's lines run up to the next record (a CSV value may hold newlines); a JSON line is one.
-    record_starts = sorted([r[0] for r in con.execute("SELECT line FROM ev").fetchall()] + [b.line for b in bad if b.line])
-    copy: set[int] = set(keep)
-    tail_from: int | None = None  # the last record's lines run to the end of the file
-    if fmt.name == "csv":
-        import bisect
+    starts = sorted([r[0] for r in con.execute("SELECT line FROM ev").fetchall()] + [b.line for b in bad if b.line])
+    drop: set[int] = set()
+    import bisect
 
-        copy.add(1)  # the header
-        for line in keep:
-            i = bisect.bisect_right(record_starts, line)
-            if i < len(record_starts):
-                copy.update(range(line, record_starts[i]))
-            else:
-                tail_from = line
+    for line in removed_lines:
+        i = bisect.bisect_right(starts, line)
+        drop.update(range(line, starts[i]) if i < len(starts) else [line])
+    drop_tail = fmt.name == "csv" and starts and starts[-1] in removed_lines
     with src.open() as stream:
         for n, raw in enumerate(stream_lines(stream), 1):
-            if n in copy or (tail_from is not None and n >= tail_from):
-                out.write(raw)
-    return {"lines_in": total, "records_kept": len(keep), "records_removed": total - len(keep), "unreadable": len(bad)}
+            if n in drop or (drop_tail and n >= starts[-1]):
+                continue
+            out.write(raw)
+    return result
 
 
 def stream_lines(stream: IO[bytes]) -> Iterator[bytes]:

@@ -278,8 +278,12 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
         removed_upto = max(b for _a, b in c["gaps"])
         if target.upto is None or first_removed > target.upto:
             continue
-        if c["operation"] == "compact" and target.upto >= removed_upto:
-            continue  # a compacted log replays exactly at and after its compaction point
+        if c["operation"] == "compact":
+            # a compacted log replays exactly at and after its compaction point (the last offset
+            # it could clean), whatever it removed below
+            point = c.get("info", {}).get("protected_from_offset")
+            if target.upto >= (removed_upto if point is None else point - 1):
+                continue
         cut = c.get("params", {}).get("before_offset")
         if cut is not None and snapshot_offset is not None and snapshot_offset >= cut - 1:
             continue  # a dropped head: the snapshot stored at the cut holds the state it built

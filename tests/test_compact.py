@@ -642,6 +642,70 @@ def test_a_key_change_compacts_right(tmp_path: Path) -> None:
     assert verify(str(store)).ok
 
 
+def _in_txn(event: dict[str, Any], txid: str) -> dict[str, Any]:
+    return {**event, "txn": {"id": txid, "position": None, "ts": None, "aborted": False}}
+
+
+def test_two_rows_swapping_keys_in_one_transaction_compact_right(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [
+        _in_txn(ev("insert", "1", {"id": 1, "v": "one", "w": "w1"}), "t1"),
+        _in_txn(ev("insert", "2", {"id": 2, "v": "two", "w": "w2"}), "t1"),
+        _in_txn(ev("update", "2", {"id": 2, "v": "one"}, t=1, prev_key="1"), "t2"),  # displaces row 2
+        _in_txn(ev("update", "1", {"id": 1, "v": "two"}, t=1, prev_key="2"), "t2"),  # takes the displaced row
+    ])  # fmt: skip
+    original = copy(store, "original")
+    assert state(original) == {("e", "1"): {"id": 1, "v": "two", "w": "w2"}, ("e", "2"): {"id": 2, "v": "one", "w": "w1"}}
+    result = compact(store, now=LATER)
+    assert result.removed == {"superseded": 2} and result.folded == 2
+    assert state(store) == state(original)
+    assert [(o, k, op) for o, _e, k, op, _d in records(store)] == [(2, "2", "upsert"), (3, "1", "upsert")]
+    assert verify(str(store)).ok
+
+
+def test_a_horizon_inside_a_transaction_moves_to_its_start(tmp_path: Path) -> None:
+    events = [
+        _in_txn(ev("insert", "1", {"id": 1, "v": "one", "w": "w1"}), "t1"),
+        _in_txn(ev("insert", "2", {"id": 2, "v": "two", "w": "w2"}), "t1"),
+        _in_txn(ev("update", "2", {"id": 2, "v": "one"}, t=1, prev_key="1"), "t2"),
+        _in_txn(ev("update", "1", {"id": 1, "v": "two"}, t=1, prev_key="2"), "t2"),
+        ev("upsert", "3", {"id": 3}, t=2),
+    ]
+    store = make_store(tmp_path / "s", events)
+    original = copy(store, "original")
+    result = compact(store, until_offset=3, now=LATER)  # offset 2 and 3 are one transaction
+    assert result.cleanable_before == 2 and sum(result.removed.values()) == 0
+    assert_same_from(original, store, 1)
+    lagged = make_store(tmp_path / "lag", [*events[:3], {**events[3], "ts": T0 + 3 * DAY}, events[4]])
+    assert compact(lagged, min_lag="1h", now=iso(T0 + 3 * DAY)).cleanable_before == 2
+
+
+def test_a_move_then_the_old_key_used_again_in_one_transaction(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [
+        ev("insert", "a", {"id": "a", "x": 1, "y": 2}),
+        _in_txn(ev("update", "b", {"id": "b", "x": 5}, t=1, prev_key="a"), "t"),  # y carried over
+        _in_txn(ev("insert", "a", {"id": "a", "x": 9}, t=1), "t"),
+        ev("insert", "c", {"id": "c", "z": 0}, t=2),
+        ev("update", "d", {"id": "d"}, t=3, prev_key="c"),
+        ev("delete", "d", t=4),
+    ])  # fmt: skip
+    original = copy(store, "original")
+    compact(store, now=LATER)
+    assert state(store) == state(original) == {
+        ("e", "a"): {"id": "a", "x": 9}, ("e", "b"): {"id": "b", "x": 5, "y": 2},
+    }  # fmt: skip
+    assert verify(str(store)).ok
+
+
+def test_replay_below_the_compaction_point_warns_past_the_last_removed_offset(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [
+        ev("insert", "K", {"v": 0}), ev("insert", "L", {"v": 1}, t=1), ev("insert", "M", {"v": 2}, t=2),
+        ev("insert", "L", {"v": 3}, t=3), ev("insert", "K", {"v": 4}, t=4),
+    ])  # fmt: skip
+    compact(store, now=LATER)  # removes offsets 0 and 1; exact only from offset 4
+    assert any("cannot be known exactly" in w for w in replay(store, at_offset=3).warnings)
+    assert replay(store, at_offset=4).warnings == []
+
+
 # --------------------------------------------------------------------------- dry run, commit, CLI
 
 
@@ -1106,7 +1170,7 @@ def test_raw_jsonl_keeps_surviving_lines_byte_for_byte(tmp_path: Path, now: str)
     with open(out, "wb") as f:
         counts = compact_file(str(SHOP), f, mapping=SHOP_RAW, now=now)
     kept = _raw_lines(out)
-    assert counts["lines_in"] == 174
+    assert counts["records_in"] == 174
     assert counts["records_kept"] == len(kept) < 174
     assert counts["records_removed"] == 174 - len(kept)
     assert _is_subsequence(kept, _raw_lines(SHOP))
@@ -1124,7 +1188,7 @@ def test_raw_csv_sample_keeps_surviving_lines_byte_for_byte(tmp_path: Path) -> N
     kept, original_lines = _raw_lines(out), _raw_lines(ORDERS)
     assert kept[0] == original_lines[0]  # the header
     assert _is_subsequence(kept, original_lines)
-    assert counts["lines_in"] == 30
+    assert counts["records_in"] == 30
     assert counts["records_removed"] > 0
     assert not any(b",delete," in line for line in kept)  # both deletes expired, with what they deleted
     original = ingest_sample(tmp_path / "original", ORDERS, ORDERS_MAPPING, "csv")
@@ -1144,7 +1208,7 @@ def test_raw_csv_keeps_a_record_with_a_newline_inside_quotes_whole(tmp_path: Pat
     out = tmp_path / "out.csv"
     with open(out, "wb") as f:
         counts = compact_file(str(src), f, format="csv", mapping=ORDERS_MAPPING, now=LATER)
-    assert counts == {"lines_in": 4, "records_kept": 3, "records_removed": 1, "unreadable": 0}
+    assert (counts["records_in"], counts["records_kept"], counts["records_removed"], counts["unreadable_kept"]) == (4, 3, 1, 0)
     assert out.read_bytes() == (
         b"ts,table,op,id,note\r\n"
         b'2026-03-01T00:00:01Z,t,upsert,2,"kept, with\nits newline"\r\n'
@@ -1195,7 +1259,7 @@ def test_cli_raw_file_mode(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert r.out == ""
     kept = _raw_lines(out)
-    assert f"{SHOP}: {len(kept)} of 174 records kept, {174 - len(kept)} removed" in r.err.replace("\n", " ")
+    assert f"{SHOP}: {len(kept)} of 174 records kept; removed {174 - len(kept)} (superseded: " in r.err.replace("\n", " ")
     assert not out.with_name(out.name + ".tmp").exists()
     to_stdout = cli(
         "compact", SHOP, "-o", "-", "--key-field", "id", "--entity-field", "table", "--op-field", "op",
@@ -1209,6 +1273,86 @@ def test_cli_raw_file_mode_needs_an_output(tmp_path: Path) -> None:
     r = cli("compact", SHOP, "--key-field", "id")
     assert r.code == 2
     assert "error: compacting a raw file needs -o OUTPUT" in r.err
+
+
+RAW = ("--key-field", "id", "--op-field", "op", "--ts-field", "ts", "--data-field", "data")
+RAW_MAPPING = Mapping(key_fields=("id",), op_field="op", ts_field="ts", data_field="data", prev_key_field="prev")
+
+
+def _raw_log(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_raw_file_protects_its_head(tmp_path: Path) -> None:
+    src = _raw_log(tmp_path / "in.jsonl", [
+        {"id": "a", "op": "insert", "ts": "2024-01-01T00:00:00Z", "data": {"v": 1}},
+        {"id": "a", "op": "insert", "ts": "2024-01-01T11:30:00Z", "data": {"v": 2}},
+        {"id": "a", "op": "insert", "ts": "2024-01-01T11:40:00Z", "data": {"v": 3}},
+    ])  # fmt: skip
+    lines = src.read_text().splitlines(keepends=True)
+    for options in ({"min_lag": "1h", "now": "2024-01-01T12:00:00Z"}, {"until_offset": 1}):
+        out = tmp_path / "out.jsonl"
+        with open(out, "wb") as f:
+            result = compact_file(str(src), f, mapping=RAW_MAPPING, **options)  # type: ignore[arg-type]
+        assert result["protected_from_offset"] == 1 and result["records_removed"] == 0, options
+        assert out.read_text().splitlines(keepends=True) == lines
+    with open(tmp_path / "all.jsonl", "wb") as f:
+        assert compact_file(str(src), f, mapping=RAW_MAPPING, until_offset=2)["removed_superseded"] == 1
+
+
+def test_raw_file_dry_run_writes_nothing(tmp_path: Path) -> None:
+    src = _raw_log(tmp_path / "in.jsonl", [
+        {"id": "a", "op": "insert", "ts": "2024-01-01T00:00:00Z", "data": {"v": 1}},
+        {"id": "a", "op": "insert", "ts": "2024-01-01T00:00:01Z", "data": {"v": 2}},
+    ])  # fmt: skip
+    r = cli("compact", src, "-o", tmp_path / "out.jsonl", "--dry-run", *RAW, "--format", "json")
+    assert r.code == 0, r.err
+    assert not (tmp_path / "out.jsonl").exists()
+    shown = json.loads(r.out)
+    assert shown["dry_run"] and shown["removed_superseded"] == 1
+    assert shown["removed_examples"] == [{"line": 1, "offset": 0, "entity": "in", "key": "a", "op": "insert", "reason": "superseded"}]
+    assert "would remove 1 (superseded: 1)" in r.err
+
+
+def test_raw_file_keeps_what_it_cannot_read_and_says_so(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id":"a","op":"insert","ts":"2024-01-01T00:00:00Z","data":{"v":1},}\n'
+        '{"id":"b","op":"insert","ts":"2024-01-01T00:00:00Z","data":{"v":2}}\n'
+    )
+    r = cli("-q", "compact", src, "-o", tmp_path / "out.jsonl", *RAW)
+    assert r.code == 0
+    assert (tmp_path / "out.jsonl").read_text() == src.read_text()
+    assert f"1 record(s) could not be read and are kept as they are (first: {src}:1: broken JSON" in r.err
+    wrong = cli("compact", src, "-o", tmp_path / "none.jsonl", "--key-field", "ID")
+    assert wrong.code == 2 and not (tmp_path / "none.jsonl").exists()
+    assert f"error: {src}:1: broken JSON: a trailing comma (and every other record: none could be read)" in wrong.err
+
+
+def test_raw_file_keeps_every_record_of_keys_a_row_moved_between(tmp_path: Path) -> None:
+    src = _raw_log(tmp_path / "kc.jsonl", [
+        {"id": "A", "op": "insert", "ts": "2024-01-01T00:00:00Z", "data": {"x": 1, "y": 2}},
+        {"id": "B", "prev": "A", "op": "update", "ts": "2024-01-01T00:00:01Z", "data": {"x": 5}},
+        {"id": "A", "op": "insert", "ts": "2024-01-01T00:00:02Z", "data": {"x": 9}},
+        {"id": "C", "op": "insert", "ts": "2024-01-01T00:00:03Z", "data": {"c": 1}},
+        {"id": "C", "op": "insert", "ts": "2024-01-01T00:00:04Z", "data": {"c": 2}},
+    ])  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    r = cli("compact", src, "-o", out, *RAW, "--prev-key-field", "prev", "--now", LATER)
+    assert r.code == 0, r.err
+    assert out.read_text().splitlines() == src.read_text().splitlines()[:3] + src.read_text().splitlines()[4:]
+    original, compacted = tmp_path / "o", tmp_path / "c"
+    as_kc = Mapping(key_fields=("id",), op_field="op", ts_field="ts", data_field="data", prev_key_field="prev", entity="kc")
+    logtool.ingest(original, [str(src)], mapping=as_kc)
+    logtool.ingest(compacted, [str(out)], mapping=as_kc)
+    assert state(compacted) == state(original)
+
+
+def test_cli_raw_file_that_is_missing_is_named_as_a_file(tmp_path: Path) -> None:
+    r = cli("compact", tmp_path / "missing.jsonl", "-o", tmp_path / "out.jsonl", "--key-field", "id")
+    assert r.code == 2
+    assert f"error: {tmp_path / 'missing.jsonl'}: no such file" in r.err
 
 
 # --------------------------------------------------------------------------- the CDC sample

@@ -16,6 +16,7 @@ from ._common import (
     KeyFieldOpt,
     OpFieldOpt,
     OutputFormat,
+    PrevKeyFieldOpt,
     TsFieldOpt,
     TsUnitOpt,
     boundary,
@@ -61,12 +62,14 @@ def command(
     ts_field: TsFieldOpt = None,
     ts_unit: TsUnitOpt = None,
     data_field: DataFieldOpt = None,
+    prev_key_field: PrevKeyFieldOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Keep the latest record per key (Kafka's log cleaner); tombstones expire after a retention.
 
     A store is rewritten in one commit (only the segments that change); offsets never move. A raw
-    JSON-lines or CSV file is compacted into -o, streaming, surviving lines byte for byte.
+    JSON-lines or CSV file is compacted into -o, streaming, surviving lines byte for byte; its
+    records are numbered from 0 (for --until-offset), and a record that cannot be read is kept.
 
     Examples:
 
@@ -75,31 +78,21 @@ def command(
         logtool compact shop.store --now 2026-03-02T00:00:00Z --yes
 
         logtool compact events.jsonl -o compacted.jsonl --key-field id --op-field op --ts-field ts --data-field data
+
+        logtool compact events.jsonl --dry-run --key-field id --op-field op --ts-field ts --min-lag 1h
     """
     import logtool
     from logtool.errors import UsageError
 
-    if Path(target).is_file() or target == "-":
-        if not output:
-            raise UsageError("compacting a raw file needs -o OUTPUT", "or ingest it into a store first")
-        mapping = build_mapping(
-            key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit, data_field=data_field
-        )
-        if output == "-":
-            counts = logtool.compact_file(target, sys.stdout.buffer, format=input_format, mapping=mapping,
-                                          tombstone_retention=tombstone_retention, now=now)  # fmt: skip
-        else:
-            tmp = Path(output + ".tmp")
-            with open(tmp, "wb") as out:
-                counts = logtool.compact_file(target, out, format=input_format, mapping=mapping,
-                                              tombstone_retention=tombstone_retention, now=now)  # fmt: skip
-            tmp.replace(output)
-        console.status(
-            f"{target}: {counts['records_kept']} of {counts['lines_in']} records kept, "
-            f"{counts['records_removed']} removed"
-            + (f", {counts['unreadable']} unreadable (dropped)" if counts["unreadable"] else "")
-        )
+    if Path(target).is_file() or target == "-" or (output and not Path(target).is_dir()):
+        _compact_raw_file(target, output, input_format, format, dry_run, dict(
+            mapping=build_mapping(key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit,
+                                  data_field=data_field, prev_key_field=prev_key_field),
+            tombstone_retention=tombstone_retention, min_lag=min_lag, until_offset=until_offset, now=now,
+        ))  # fmt: skip
         return
+    if prev_key_field:
+        raise UsageError("--prev-key-field is for raw files: a store holds its key changes already")
     if not dry_run and not yes:
         preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                   until_offset=until_offset, now=now, dry_run=True)  # fmt: skip
@@ -142,6 +135,55 @@ def command(
     console.status(
         f"{verb} {sum(result.removed.values())} events ({', '.join(f'{k}: {v}' for k, v in result.removed.items()) or 'none'}); "
         f"{result.tombstones_kept} tombstones kept; {saved} bytes {'would be ' if dry_run else ''}saved"
+    )
+
+
+def _compact_raw_file(target: str, output: str | None, input_format: str | None, format: str | None,
+                      dry_run: bool, options: dict[str, Any]) -> None:  # fmt: skip
+    import logtool
+    from logtool.errors import UsageError
+
+    if not output and not dry_run:
+        raise UsageError("compacting a raw file needs -o OUTPUT", "or --dry-run to see what would go, or ingest it into a store first")
+    if dry_run:
+        result = logtool.compact_file(target, None, format=input_format, dry_run=True, **options)
+    elif output == "-":
+        result = logtool.compact_file(target, sys.stdout.buffer, format=input_format, **options)
+    else:
+        assert output is not None
+        tmp = Path(output + ".tmp")
+        try:
+            with open(tmp, "wb") as out:
+                result = logtool.compact_file(target, out, format=input_format, **options)
+            tmp.replace(output)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if result["unreadable_kept"]:
+        console.warn(
+            f"{result['unreadable_kept']} record(s) could not be read and are kept as they are "
+            f"(first: {result['first_unreadable']})"
+        )
+    for entity, n in result["keyless_entities"].items():
+        went = "would be dropped" if dry_run else "are dropped"
+        console.warn(f"entity {entity!r} has no key: all {n} of its records {went}; if they matter, pass --key-field")
+    examples = result.pop("examples")
+    if dry_run:
+        if resolve(format) is OutputFormat.json:
+            render_object({**result, "removed_examples": examples}, format)
+        else:
+            render_object(result, format)
+            if examples:
+                import pyarrow as pa
+
+                if resolve(format) is OutputFormat.table:
+                    console.status("first records that would be removed:")
+                render(pa.Table.from_pylist(examples), format)
+    verb = "would remove" if dry_run else "removed"
+    reasons = ", ".join(f"{k[len('removed_'):].replace('_', ' ')}: {v}" for k, v in result.items()
+                        if k.startswith("removed_") and v)  # fmt: skip
+    console.status(
+        f"{target}: {result['records_kept']} of {result['records_in']} records kept; "
+        f"{verb} {result['records_removed']} ({reasons or 'none'})"
     )
 
 
