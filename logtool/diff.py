@@ -1177,19 +1177,20 @@ def _store_table(
         return _Table(label, view, _columns(con, view), other.untyped, other.json_columns)
     # The key fields an ingest took out of the rows (the default mapping) come back from the
     # store's key: its text carries no type, so it is read as the dump's column type, as CSV is.
+    key = table.column_names[0]  # the store's key (`key`, or `_key` where a row has a `key` column)
     derived = [k for k in _store_keys(store, entity) if k not in table.column_names]
     if derived:
         import pyarrow as pa
 
         if len(_store_keys(store, entity)) == 1:
-            table = table.append_column(derived[0], table.column("key"))
+            table = table.append_column(derived[0], table.column(key))
         else:
-            keys = table.column("key").to_pylist()
+            keys = table.column(key).to_pylist()
             for name in derived:
                 table = table.append_column(name, pa.array([_key_member(k, name) for k in keys], pa.string()))
-    if "key" not in {c for c, _ in other.columns}:
+    if key not in {c for c, _ in other.columns}:
         # replay puts the store's canonical key first; the dump has the key columns themselves
-        table = table.drop_columns(["key"])
+        table = table.drop_columns([key])
     found = _open_table(con, table, "arrow", view)
     found.label = label
     found.untyped_columns = frozenset(derived)

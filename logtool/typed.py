@@ -11,6 +11,7 @@ exactly. Both read the same canonical state text, and the same rule decides.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,19 @@ def arrow_field(name: str, kind: tuple[str, int, int]) -> pa.Field:
     return pa.field(name, types[kind[0]])
 
 
+KEY = "key"
+
+
+def key_column(columns: Iterable[str]) -> str:
+    """The name of a typed table's first column, the store's key: ``key``, or ``_key`` (``__key``,
+    ...) where the row has a column of that name."""
+    taken = set(columns)
+    name = KEY
+    while name in taken:
+        name = "_" + name
+    return name
+
+
 def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
     """Per entity (state rows ``entity, key, state``), the rows as a typed table."""
     import pyarrow.compute as pc
@@ -112,7 +126,7 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
         which = "(" + ", ".join(sql_string(e) for e in ents) + ")"
         if not cols:
             for ent in ents:
-                out[ent] = pa.table({"key": rows.filter(pc.equal(rows.column("entity"), ent)).column("key")})
+                out[ent] = pa.table({KEY: rows.filter(pc.equal(rows.column("entity"), ent)).column("key")})
             continue
         # One parse of each row extracts every column; the values are then measured column by column.
         extract = f"""SELECT entity, key, json_extract(state, [{', '.join(json_path(n) for n in cols)}]) AS vs
@@ -135,7 +149,7 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
             kinds = tuple(_decide_column(measured.get((ent, i + 1))) for i in range(len(cols)))
             by_kinds.setdefault(kinds, []).append(ent)
         for kinds, same in by_kinds.items():
-            fields = [pa.field("key", pa.string())] + [arrow_field(n, k) for n, k in zip(cols, kinds, strict=True)]
+            fields = [pa.field(key_column(cols), pa.string())] + [arrow_field(n, k) for n, k in zip(cols, kinds, strict=True)]
             values = ", ".join(f"{_value_sql(f'vs[{i + 1}]', k)} AS c{i + 1}" for i, k in enumerate(kinds))
             listed = "(" + ", ".join(sql_string(e) for e in same) + ")"
             # MATERIALIZED: each row is parsed once, not once for each column
@@ -197,7 +211,7 @@ def _typed_in_python(part: pa.Table) -> pa.Table:
             row = {"value": row}
         for name, value in row.items():
             columns.setdefault(name, [None] * len(rows))[i] = value
-    fields = [pa.field("key", pa.string())]
+    fields = [pa.field(key_column(columns), pa.string())]
     arrays = [part.column("key").combine_chunks()]
     for name, values in columns.items():
         kind = decide(_python_stats(values))

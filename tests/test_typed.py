@@ -21,7 +21,7 @@ _scalar = st.one_of(
 )
 _value = st.one_of(_scalar, st.lists(_scalar, max_size=3), st.dictionaries(st.sampled_from("pq"), _scalar, max_size=2))
 # member names any path syntax must take: spaces, quotes, the empty name, slashes, tildes, dots, backslashes
-_row = st.dictionaries(st.sampled_from(["a", "b", "c", "d e", 'q"t', "", "x/y", "m~n", "p.q", "b\\s"]), _value, max_size=4)
+_row = st.dictionaries(st.sampled_from(["a", "b", "c", "d e", 'q"t', "", "x/y", "m~n", "p.q", "b\\s", "key", "_key"]), _value, max_size=4)
 
 
 def _state(rows: list[dict[str, Any]]) -> pa.Table:
@@ -66,3 +66,12 @@ def test_long_numbers_are_typed_exactly() -> None:
     (table,) = typed_tables(state).values()
     assert str(table.schema.field("n").type) == "decimal128(30, 3)"
     assert str(table.column("n")[0].as_py()) == "123456789012345678901234567.891"
+
+
+def test_a_row_column_named_key_keeps_the_store_key_apart() -> None:
+    state = pa.table({"entity": ["t", "t"], "key": ["1", "2"], "state": ['{"key":"inner","v":1}', '{"_key":"x","v":2}']})
+    (table,) = typed_tables(state).values()
+    assert table.column_names == ["__key", "key", "v", "_key"]
+    assert table.to_pylist()[0] == {"__key": "1", "key": "inner", "v": 1, "_key": None}
+    (python,) = [_typed_in_python(state)]
+    assert python.column_names == table.column_names
