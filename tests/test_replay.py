@@ -534,6 +534,19 @@ def test_position_of_events_without_a_transaction_is_their_own(store: Path) -> N
     assert rows(replay(store, at_position="0/16B37FF")) == {"1": {"v": 1}}
 
 
+def test_a_transaction_without_a_commit_position_is_in_only_whole(store: Path) -> None:
+    """Debezium's PostgreSQL events name their txId but not its commit; Maxwell's its xid."""
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": 1}, "position": "0/100", "txn": {"id": "5", "position": None}},
+        {"key": 2, "op": "insert", "data": {"v": 2}, "position": "0/200", "txn": {"id": "5", "position": None}},
+        {"key": 3, "op": "insert", "data": {"v": 3}, "position": "0/300", "txn": {"id": "6", "position": None}},
+    ])  # fmt: skip
+    assert rows(replay(store, at_position="0/180")) == {}
+    assert rows(replay(store, at_position="0/200")) == {"1": {"v": 1}, "2": {"v": 2}}
+    assert rows(replay(store, at_position="0/2FF")) == {"1": {"v": 1}, "2": {"v": 2}}
+    assert len(rows(replay(store, at_position="0/300"))) == 3
+
+
 @pytest.mark.parametrize("position", ["0/ZZ", "16B37FF", "", "master.000001:4"])
 def test_a_position_of_another_kind_than_the_stores_is_refused(store: Path, position: str) -> None:
     write_events(store, [{"key": 1, "op": "insert", "data": {"v": 1}, "position": "0/16B3748"}])

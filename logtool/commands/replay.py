@@ -72,7 +72,9 @@ def command(
         )  # fmt: skip
     for w in result.warnings:
         console.warn(w)
-    where = f"offset {result.offset}" if result.offset is not None else "an empty log"
+    target = ("time " + at_time if at_time is not None else "position " + at_position if at_position is not None
+              else f"offset {at_offset}" if at_offset is not None else "the head")  # fmt: skip
+    where = f"offset {result.offset}" if result.offset is not None else f"{target}, before any event"
     snap = f", from the snapshot at offset {result.snapshot}" if result.snapshot is not None else ""
     console.status(f"state at {where}: {result.state.num_rows} rows{snap}; digest {result.digest}")
     if output:
