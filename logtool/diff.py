@@ -1121,8 +1121,22 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {view}_arrow")
         return _Table("<table>", view, _columns(con, view), json_columns=_json_fields(spec))
     path = sql_string(str(spec))
+    wide: list[str] = []
     if kind == "parquet":
         source = f"read_parquet({path})"
+        try:
+            wide = [n for (n,) in con.execute(f"SELECT name FROM parquet_schema({path}) WHERE precision > 38").fetchall()]
+        except duckdb.Error:
+            wide = []  # not readable: said below
+        if wide:
+            # DuckDB reads a decimal wider than 38 digits through float64: pyarrow gives its exact
+            # text, compared as a number without a type (as a CSV field is)
+            from .formats.parquet import decimals_as_text
+
+            con.register(f"{view}_wide", decimals_as_text(str(spec)))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_rows AS SELECT * FROM {view}_wide")
+            con.unregister(f"{view}_wide")
+            source = f"{view}_rows"
     else:
         # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string.
         source = (f"read_csv({path}, header = true, all_varchar = true, allow_quoted_nulls = false, "
@@ -1132,7 +1146,7 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
         columns = _columns(con, view)
     except duckdb.Error as e:
         raise InputError(str(spec), None, f"cannot be read as {kind}: {_first_line(e)}") from None
-    return _Table(str(spec), view, columns, untyped=kind == "csv")
+    return _Table(str(spec), view, columns, untyped=kind == "csv", untyped_columns=frozenset(wide))
 
 
 def _store_keys(store: Store, entity: str) -> tuple[str, ...]:

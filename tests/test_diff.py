@@ -534,6 +534,22 @@ def test_a_keyless_entity_of_a_store_against_its_dump(tmp_path: Path) -> None:
     assert counts(diff(store, tmp_path / "less.parquet", entity="t")) == (False, 1, 0, 0)
 
 
+def test_parquet_decimals_wider_than_38_digits_compare_exactly(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    def dump(name: str, value: str, kind: pa.DataType) -> Path:
+        pq.write_table(pa.table({"id": [1], "d": pa.array([Decimal(value)], kind)}), tmp_path / name)
+        return tmp_path / name
+
+    a = dump("a.parquet", "1" * 50, pa.decimal256(60, 0))
+    assert counts(diff(a, dump("b.parquet", "1" * 49 + "2", pa.decimal256(60, 0)), key_columns=["id"])) == (False, 0, 0, 1)
+    assert counts(diff(a, dump("c.parquet", "1" * 50 + ".0", pa.decimal256(62, 1)), key_columns=["id"])) == (True, 0, 0, 0)
+    small = dump("s.parquet", "0." + "1" * 39, pa.decimal256(40, 39))
+    assert not diff(small, dump("t.parquet", "0." + "1" * 38 + "2", pa.decimal256(40, 39)), key_columns=["id"]).same
+    (tmp_path / "a.csv").write_text("id,d\n1," + "1" * 50 + "\n")
+    assert diff(a, tmp_path / "a.csv", key_columns=["id"]).same
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -123,6 +123,33 @@ def test_csv_quoted_commas_newlines_quotes(
     assert {e["entity"] for e in rows} == {"people"}
 
 
+def test_csv_quoted_empty_field_is_the_empty_string(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """PostgreSQL's COPY ... CSV convention, which replay's CSV output writes: NULL unquoted, '' quoted."""
+    f = tmp_path / "t.csv"
+    f.write_bytes(b'id,v,w\n1,"",\n2,,""\n3,"a""b",""""\n4,"x\ny",""\n5;x,"",""\n'.replace(b"5;x", b"5"))
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert [e["data"] for e in _events(query, store)] == [
+        '{"v":"","w":null}', '{"v":null,"w":""}', '{"v":"a\\"b","w":"\\""}', '{"v":"x\\ny","w":""}', '{"v":"","w":""}',
+    ]  # fmt: skip
+
+
+def test_csv_quote_the_file_ends_inside_is_a_bad_record(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    f = tmp_path / "t.csv"
+    f.write_bytes(b'id,v\n0,fine\n1,"unterminated\n2,b\n')
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0, r.err
+    assert [e["key"] for e in _events(query, store)] == ["0"]
+    assert f"{f}:3: a quoted field has no closing quote (the file ends inside it)" in r.err
+    failed = cli("ingest", new_store("t"), f, "--key-field", "id")
+    assert failed.code == 2 and f"{f}:3: a quoted field has no closing quote" in failed.err
+
+
 @pytest.mark.parametrize(("name", "sep"), [("semi.csv", ";"), ("tabs.tsv", "\t"), ("pipes.csv", "|")])
 def test_csv_with_another_delimiter(
     cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, name: str, sep: str
@@ -358,6 +385,27 @@ def test_parquet_float_nan_and_infinities_are_values(
     assert cli("replay", store, "--format", "parquet", "-o", out).code == 0
     x = pq.read_table(out / "m.parquet").column("x").to_pylist()
     assert x[0] != x[0] and x[1:] == [float("inf"), float("-inf"), 0.5]
+
+
+def test_parquet_decimals_wider_than_38_digits_are_exact(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """DuckDB reads them through float64: two different 50-digit values became one float."""
+    from decimal import Decimal
+
+    f = tmp_path / "w.parquet"
+    pq.write_table(pa.table({
+        "id": [1, 2, 3],
+        "d": pa.array([Decimal("1" * 50), Decimal("-" + "1" * 49 + "2"), None], pa.decimal256(60, 0)),
+        "f": pa.array([Decimal("0." + "1" * 39), Decimal("1.5"), Decimal(0)], pa.decimal256(40, 39)),
+    }), f)  # fmt: skip
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    assert [e["data"] for e in _events(query, store)] == [
+        '{"d":' + "1" * 50 + ',"f":0.' + "1" * 39 + "}",
+        '{"d":-' + "1" * 49 + '2,"f":1.5' + "0" * 38 + "}",
+        '{"d":null,"f":0.' + "0" * 39 + "}",
+    ]
 
 
 def test_parquet_event_schema_segment_reingest(

@@ -1,8 +1,10 @@
 """CSV logs with a header row, read through the same field mapping as JSON lines.
 
 Each row becomes a JSON object: a field that is a JSON number (no leading zeros) becomes that
-number, exactly; an empty field is null; anything else is a string. Quoted fields may hold
-commas and newlines; a record's line number is the line it starts on.
+number, exactly; an empty field is null and a quoted empty field (``""``) the empty string, as
+PostgreSQL's ``COPY ... CSV`` reads them; anything else is a string. Quoted fields may hold
+commas and newlines; a record's line number is the line it starts on. A quote that the file ends
+inside is a bad record, not the rest of the file taken in as one value.
 """
 
 from __future__ import annotations
@@ -32,6 +34,29 @@ def _value(text: str) -> str:
     if _NUMBER.fullmatch(text):
         return text
     return json.dumps(text, ensure_ascii=False)
+
+
+def _scan(record: str, delim: str) -> tuple[set[int], bool]:
+    """Of one record's text: which fields are a quoted empty string (``""``), and whether a quoted
+    field runs to the end without its closing quote."""
+    empty: set[int] = set()
+    i, n, field = 0, len(record), 0
+    while True:
+        if i < n and record[i] == '"':
+            j = i + 1
+            while j < n and not (record[j] == '"' and record[j + 1 : j + 2] != '"'):
+                j += 2 if record[j] == '"' else 1
+            if j >= n:
+                return empty, True
+            if j == i + 1:
+                empty.add(field)
+            i = j + 1
+        while i < n and record[i] != delim and record[i] not in "\r\n":
+            i += 1
+        if i < n and record[i] == delim:
+            i, field = i + 1, field + 1
+            continue
+        return empty, False
 
 
 def _raw(lines: list[str]) -> bytes:
@@ -68,7 +93,8 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                 consumed.append(line)
                 yield line
 
-        reader = csv.reader(physical_lines(), delimiter=delimiter(first))
+        delim = delimiter(first)
+        reader = csv.reader(physical_lines(), delimiter=delim)
         try:
             header = next(reader)
         except StopIteration:
@@ -115,7 +141,15 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             except UnicodeEncodeError as e:
                 report(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
                 continue
-            lines.append("{" + ",".join(n + _value(v) for n, v in zip(names, row, strict=True)) + "}")
+            quoted: set[int] = set()
+            if len(consumed) > 1 or ("" in row and '""' in consumed[0]):
+                quoted, open_quote = _scan("".join(consumed), delim)
+                if open_quote:
+                    report(BadRecord(source.name, line_no, "a quoted field has no closing quote (the file ends inside it)",
+                                     _raw(consumed)))  # fmt: skip
+                    continue
+            lines.append("{" + ",".join(n + ('""' if i in quoted else _value(v))
+                                         for i, (n, v) in enumerate(zip(names, row, strict=True))) + "}")  # fmt: skip
             numbers.append(line_no)
             raws.append(_raw(consumed))
             if len(lines) >= BATCH_ROWS:
