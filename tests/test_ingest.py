@@ -267,6 +267,27 @@ def test_every_time_text_reads_alike_in_sql_and_in_python(
     assert got == [parse_ts(t) for t in TIME_TEXTS]
 
 
+BAD_OFFSETS = ["2024-07-01T14:03:00+25:00", "2024-07-01T14:03:00+24:00", "2024-07-01T14:03:00+23:60",
+               "2024-07-01T14:03:00-99:00", "2024-07-01 14:03:00.5-24", "20240701T140300+2500"]  # fmt: skip
+
+
+def test_a_utc_offset_no_zone_has_is_unparseable_in_sql_as_in_python(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """DuckDB alone takes +25:00 and moves the instant by it."""
+    good = ["2024-07-01T14:03:00+23:59", "2024-07-01T14:03:00-0130", "2024-07-25"]
+    f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": i, "at": t}) for i, t in enumerate(BAD_OFFSETS + good)])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "at", "--on-error", "skip")
+    assert r.code == 0, r.err
+    assert [row["us"] for row in query(store, 'SELECT epoch_us(ts) AS us FROM events ORDER BY "offset"')] == [
+        parse_ts(t) for t in good
+    ]
+    for t in BAD_OFFSETS:
+        with pytest.raises(ValueError):
+            parse_ts(t)
+
+
 def test_ts_unit_ns_agrees_with_parse_ts(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

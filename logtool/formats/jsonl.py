@@ -50,6 +50,8 @@ _MARK = f"({_STRINGS})|(-?[0-9][-+.0-9eE]*)"
 _MARK_AS = '\\1"\\\\u0001\\2"'
 _EMPTY_MARK = '"\\u0001"'
 _UNMARK = r'"\\u0001([^"]*)"'
+# A UTC offset no zone has: 24 hours or more, or 60 minutes or more, after a time of day.
+_BAD_OFFSET = r"[0-9]([.,][0-9]+)?[+-]((2[4-9]|[3-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
 # A line that already holds the marker (escaped, or raw) cannot be marked: Python rebuilds it.
 _HOLDS_MARK = "(contains(line, chr(1)) OR contains(line, '\\u0001'))"
 
@@ -148,8 +150,11 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         # a string of digits is an epoch number too; no such string casts to a timestamp, so the
         # pattern is only tried where the cast failed. What DuckDB cannot read (ISO-8601's basic
         # form, a decimal comma) is read by parse_ts, the one definition of an event time.
+        # DuckDB takes a UTC offset of 24 hours or more, or of 60 minutes, and moves the instant by
+        # it: such a text goes to parse_ts, which refuses it, as every other reader does
         ts_expr = (
-            f"(CASE WHEN {_number(t)} THEN {epoch(f'{t}::VARCHAR')} ELSE coalesce(TRY_CAST({text} AS TIMESTAMPTZ), "
+            f"(CASE WHEN {_number(t)} THEN {epoch(f'{t}::VARCHAR')} ELSE coalesce("
+            f"CASE WHEN NOT regexp_matches({text}, {sql_string(_BAD_OFFSET)}) THEN TRY_CAST({text} AS TIMESTAMPTZ) END, "
             f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.[0-9]+)?') THEN {epoch(text)} END, "
             f"make_timestamp({PARSE_TS}({text}))::TIMESTAMPTZ) END)"
         )
