@@ -468,6 +468,9 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
         return _Column(name, lc, rc, "{x}", "{x}", False, "loose")
     if lc in _TEXTUAL and rc in _TEXTUAL:
         return exact()
+    if pair & {"text"} and pair & {*_NUMERIC, "float", "bool"}:
+        # a typed text column is text: against a number, its text must be the number's own
+        return _Column(name, lc, rc, "{x}::VARCHAR", "{x}::VARCHAR", True)
     if lc in _TEXTUAL or rc in _TEXTUAL:
         other = rc if lc in _TEXTUAL else lc
         if other in _NUMERIC or other == "float":

@@ -550,6 +550,16 @@ def test_parquet_decimals_wider_than_38_digits_compare_exactly(tmp_path: Path) -
     assert diff(a, tmp_path / "a.csv", key_columns=["id"]).same
 
 
+def test_a_typed_text_column_is_text_against_a_number(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": [1, 2, 3], "v": [1, 10, 7]}), tmp_path / "n.parquet")
+    pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["1", "1e1", "007"]}), tmp_path / "t.parquet")
+    pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["1", "10", "7"]}), tmp_path / "same.parquet")
+    assert counts(diff(tmp_path / "n.parquet", tmp_path / "t.parquet", key_columns=["id"])) == (False, 0, 0, 2)
+    assert counts(diff(tmp_path / "n.parquet", tmp_path / "same.parquet", key_columns=["id"])) == (True, 0, 0, 0)
+    (tmp_path / "c.csv").write_text("id,v\n1,1\n2,1e1\n3,007\n")  # CSV has no types: read as numbers
+    assert counts(diff(tmp_path / "n.parquet", tmp_path / "c.csv", key_columns=["id"])) == (True, 0, 0, 0)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
