@@ -998,7 +998,7 @@ def snapshot(
     from .segments import write_parquet_options
 
     store = Store.open(path)
-    at_offset = _transaction_boundary(store, at_offset)
+    at_offset = transaction_boundary(store, at_offset)
     result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
     if result.offset is None:
         raise UsageError("the store has no events to snapshot")
@@ -1031,7 +1031,7 @@ def snapshot(
     return entry
 
 
-def _transaction_boundary(store: Store, at_offset: int | None) -> int | None:
+def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     """The offset to snapshot at: ``at_offset``, or the end of the last transaction that is
     complete there (a snapshot inside a transaction would miss a row displaced by a key swap)."""
     from . import engine

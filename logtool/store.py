@@ -265,11 +265,18 @@ class Store:
         return [str(self.path / s["path"]) for s in state.segments]
 
     def check_segments_present(self, state: State | None = None) -> None:
-        """A StoreError for the first live segment whose file is gone (for work that would
-        otherwise trust the commit log's digests without opening the files)."""
-        for path in self.segment_files(state):
-            if not os.path.exists(path):
-                raise segment_damage(path)
+        """A StoreError for the first live segment whose file is gone or is not the size its commit
+        recorded (for work that would otherwise trust the commit log's digests without opening
+        the files). A change that keeps the size is for `verify` to find."""
+        state = state or self.state()
+        for seg in state.segments:
+            path = str(self.path / seg["path"])
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                raise segment_damage(path) from None
+            if seg.get("bytes") is not None and size != seg["bytes"]:
+                raise segment_damage(path, f"{size} bytes where its commit recorded {seg['bytes']}")
 
     def events_view(self, con: duckdb.DuckDBPyConnection, name: str = "events", files: list[str] | None = None) -> None:
         """Create a view of the live events (without the salt) on a DuckDB connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -390,6 +391,8 @@ def test_a_damaged_store_is_named_as_such_by_every_command(tmp_path: Path, cli: 
     where to look next; never an internal error, and never "same" from digests alone."""
     store = _busy_log(tmp_path)
     segment = Store.open(store).segment_files()[0]
+    intact = tmp_path / "intact"
+    shutil.copytree(store, intact)  # the same commits and segments: a diff would trust the digests
     if damage == "removed":
         Path(segment).unlink()
     else:
@@ -397,7 +400,8 @@ def test_a_damaged_store_is_named_as_such_by_every_command(tmp_path: Path, cli: 
     (tmp_path / "other").mkdir()
     other = _busy_log(tmp_path / "other")
     for args in (["replay", store], ["history", store, "7"], ["info", store], ["sql", store, "SELECT count(*) FROM events"],
-                 ["compact", store, "--dry-run"], ["purge", store, "--key", "7", "--yes"], ["diff", store, other]):
+                 ["compact", store, "--dry-run"], ["purge", store, "--key", "7", "--yes"], ["diff", store, other],
+                 ["diff", intact, store]):
         r = cli(*args)
         assert r.code == 2, args
         (error,) = r.errors()

@@ -85,11 +85,11 @@ def command(
     from logtool.errors import UsageError
 
     if Path(target).is_file() or target == "-" or (output and not Path(target).is_dir()):
-        _compact_raw_file(target, output, input_format, format, dry_run, dict(
-            mapping=build_mapping(key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit,
-                                  data_field=data_field, prev_key_field=prev_key_field),
-            tombstone_retention=tombstone_retention, min_lag=min_lag, until_offset=until_offset, now=now,
-        ))  # fmt: skip
+        mapping = build_mapping(key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit,
+                                data_field=data_field, prev_key_field=prev_key_field)  # fmt: skip
+        options = {"mapping": mapping, "tombstone_retention": tombstone_retention, "min_lag": min_lag,
+                   "until_offset": until_offset, "now": now}  # fmt: skip
+        _compact_raw_file(target, output, input_format, format, dry_run, options)
         return
     if prev_key_field:
         raise UsageError("--prev-key-field is for raw files: a store holds its key changes already")
@@ -138,7 +138,7 @@ def command(
     )
 
 
-def _compact_raw_file(target: str, output: str | None, input_format: str | None, format: str | None,
+def _compact_raw_file(target: str, output: str | None, input_format: str | None, format: OutputFormat | None,
                       dry_run: bool, options: dict[str, Any]) -> None:  # fmt: skip
     import logtool
     from logtool.errors import UsageError
