@@ -1108,10 +1108,10 @@ def _kind(spec: Any) -> str:
         head = f.read(4)
     if head == b"PAR1":
         return "parquet"
-    if re.search(r"\.csv(\.gz|\.zst)?$", path.name, re.IGNORECASE):
+    if re.search(r"\.(csv|tsv)(\.gz|\.zst)?$", path.name, re.IGNORECASE):
         return "csv"
     raise InputError(
-        str(path), None, "is neither a store, a Parquet file nor a .csv file", "name a store directory or a table dump"
+        str(path), None, "is neither a store, a Parquet file nor a .csv/.tsv file", "name a store directory or a table dump"
     )
 
 
@@ -1141,15 +1141,43 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
             con.unregister(f"{view}_wide")
             source = f"{view}_rows"
     else:
+        delim = _csv_delimiter(spec)
         # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string.
         source = (f"read_csv({path}, header = true, all_varchar = true, allow_quoted_nulls = false, "
-                  "delim = ',', quote = '\"', escape = '\"')")  # fmt: skip
+                  f"delim = {sql_string(delim)}, quote = '\"', escape = '\"')")  # fmt: skip
     con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
     try:
         columns = _columns(con, view)
     except duckdb.Error as e:
         raise InputError(str(spec), None, f"cannot be read as {kind}: {_first_line(e)}") from None
     return _Table(str(spec), view, columns, untyped=kind == "csv", untyped_columns=frozenset(wide))
+
+
+def _csv_delimiter(spec: Any) -> str:
+    """A CSV dump's delimiter, read from its header as ingest reads it (a comma, else semicolons,
+    tabs or pipes). A header naming a column twice is refused, as ingest refuses it: DuckDB would
+    rename one, to a column that is not in the file."""
+    import csv
+
+    from .formats.csv import delimiter
+
+    import gzip
+
+    if str(spec).lower().endswith(".zst"):
+        return ","  # DuckDB reads it; its header is not looked at here
+    opener = gzip.open if str(spec).lower().endswith(".gz") else open
+    try:
+        with opener(spec, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+            first = f.readline()
+    except OSError:
+        return ","  # not readable: said where it is read
+    delim = delimiter(first)
+    names = [h.strip() for h in next(csv.reader([first], delimiter=delim), [])]
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise InputError(str(spec), 1, f"the header names column {repeated[0]!r} more than once",
+                         "give every column its own name")  # fmt: skip
+    return delim
 
 
 def _store_keys(store: Store, entity: str) -> tuple[str, ...]:

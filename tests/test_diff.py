@@ -560,6 +560,19 @@ def test_a_typed_text_column_is_text_against_a_number(tmp_path: Path) -> None:
     assert counts(diff(tmp_path / "n.parquet", tmp_path / "c.csv", key_columns=["id"])) == (True, 0, 0, 0)
 
 
+def test_csv_dumps_with_other_delimiters_and_a_repeated_column(tmp_path: Path) -> None:
+    from logtool.errors import InputError
+
+    (tmp_path / "semi.csv").write_text("id;v\n1;2\n")
+    (tmp_path / "tabs.tsv").write_text("id\tv\n1\t3\n")
+    (tmp_path / "comma.csv").write_text("id,v\n1,2\n")
+    assert diff(tmp_path / "semi.csv", tmp_path / "comma.csv", key_columns=["id"]).same
+    assert counts(diff(tmp_path / "tabs.tsv", tmp_path / "comma.csv", key_columns=["id"])) == (False, 0, 0, 1)
+    (tmp_path / "dup.csv").write_text("id,v,v\n1,2,3\n")
+    with pytest.raises(InputError, match="the header names column 'v' more than once"):
+        diff(tmp_path / "dup.csv", tmp_path / "comma.csv", key_columns=["id"])
+
+
 # --------------------------------------------------------------------------- CLI
 
 
