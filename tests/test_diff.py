@@ -573,6 +573,14 @@ def test_csv_dumps_with_other_delimiters_and_a_repeated_column(tmp_path: Path) -
         diff(tmp_path / "dup.csv", tmp_path / "comma.csv", key_columns=["id"])
 
 
+def test_csv_keys_join_on_their_text_values_compare_as_numbers(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,v\n007,1.10\n")
+    (tmp_path / "b.csv").write_text("id,v\n7,1.1\n")
+    (tmp_path / "c.csv").write_text("id,v\n007,1.1\n")
+    assert counts(diff(tmp_path / "a.csv", tmp_path / "b.csv", key_columns=["id"])) == (False, 1, 1, 0)
+    assert counts(diff(tmp_path / "a.csv", tmp_path / "c.csv", key_columns=["id"])) == (True, 0, 0, 0)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
