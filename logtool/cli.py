@@ -21,6 +21,14 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"logtool {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status lines on stderr.")] = False,
@@ -32,6 +40,9 @@ def root(
     temp_dir: Annotated[
         str | None, typer.Option("--temp-dir", help="Where DuckDB spills when memory is short.")
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print logtool's version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     """Global options, before or after the command: `logtool -q --memory-limit 1GB ingest ...`."""
     from . import engine
@@ -57,7 +68,7 @@ _register_commands()
 
 
 # The root's options: a flag, or an option that takes a value
-_GLOBAL_FLAGS = {"-q", "--quiet", "--debug"}
+_GLOBAL_FLAGS = {"-q", "--quiet", "--debug", "--version"}
 _GLOBAL_VALUED = {"--memory-limit", "--threads", "--temp-dir"}
 
 

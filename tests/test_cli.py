@@ -338,6 +338,13 @@ def test_help_does_not_import_pydantic() -> None:
     assert p.stderr.strip().splitlines()[-1] == "False"
 
 
+def test_version_is_printed_on_stdout() -> None:
+    import logtool
+
+    p = subprocess.run([sys.executable, "-m", "logtool", "--version"], capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (0, f"logtool {logtool.__version__}\n", "")
+
+
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "logtool", "info", str(tmp_path / "absent")],
                        capture_output=True, text=True, timeout=120)  # fmt: skip

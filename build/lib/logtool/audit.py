@@ -1,0 +1,942 @@
+"""Audit: what each event did to a key, who sent it, why a field holds its value, and log statistics.
+
+``history``, ``blame`` and ``why`` fold the key's own events exactly as replay does (the ``kv``
+reducer's ``KvFold``, or a user's Python reducer), so patches, values a source did not send, key
+changes and a delete followed by a re-create give the same rows replay gives; each event's change
+is the difference between the row before and after it, field by field.
+
+They read only the segments that can hold the key: the ``key`` statistics of every row group are
+read once from the Parquet footers, and the key's events are read from the segments whose key
+range covers the key (DuckDB skips the row groups inside them whose statistics or bloom filter
+exclude it). Key changes are followed through
+``prev_key`` (backwards: a key shows the history of the keys it had before; an old key also shows
+the event that moved it away); ``prev_key`` and truncates are found through row-group statistics.
+
+Names looked up in an event's ``meta``, first present wins:
+
+- actor: ``actor``, ``user``, ``user_id``, ``userId``, ``username``, ``principal``;
+- event id: ``event_id``, ``eventId``, ``id``; causation id: ``causation_id``, ``causationId``;
+  correlation id: ``correlation_id``, ``correlationId``;
+- transaction: the event's ``txn.id``, else meta ``txid``, ``transaction_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from .engine import json_path, sql_string
+from .errors import NotFoundError, UsageError
+from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
+from .keyindex import SegmentIndex
+from .replay import _canon
+from .store import Store, reads_latest
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from .replay import ReducerModule
+
+ACTOR_FIELDS = ("actor", "user", "user_id", "userId", "username", "principal")
+EVENT_ID_FIELDS = ("event_id", "eventId", "id")
+CAUSATION_FIELDS = ("causation_id", "causationId")
+CORRELATION_FIELDS = ("correlation_id", "correlationId")
+TXID_FIELDS = ("txid", "transaction_id")
+BUCKETS = ("minute", "hour", "day")
+# Longest causation chain followed: a guard against ids that loop.
+MAX_CHAIN = 1000
+# Most buckets a timeline is filled with empty ones for; a longer one lists only non-empty buckets.
+MAX_FILLED_BUCKETS = 10_000
+
+# Computed here rather than in Python: the time as epoch microseconds (made a datetime several
+# times faster than pyarrow converts a timestamp), the transaction id and the source position (a
+# transaction position, else the source's, an empty one falling through only from txn, else
+# file:line, else the file).
+_COLUMNS = (
+    '"offset", epoch_us(ts) AS ts_us, entity, key, prev_key, op, type, data, meta, '
+    "struct_extract(txn, 'id') AS txn_id, "
+    "coalesce(CASE WHEN struct_extract(txn, 'position') <> '' THEN struct_extract(txn, 'position') "
+    "ELSE struct_extract(source, 'position') END, "
+    "struct_extract(source, 'file') || ':' || struct_extract(source, 'line'), struct_extract(source, 'file')) AS position"
+)
+_ABSENT = object()
+# The zone pyarrow gives a UTC timestamp, so events carry the same datetimes as a table's rows.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+Slot = tuple[str, str]
+
+
+# --------------------------------------------------------------------------- reading one key
+
+
+def _open(store: str | Path | Store) -> Store:
+    return store if isinstance(store, Store) else Store.open(store)
+
+
+def _connect(store: Store) -> duckdb.DuckDBPyConnection:
+    from .query import events_connection
+
+    return events_connection(store, files=store.segment_files())
+
+
+def _first(meta: dict[str, Any], names: Iterable[str]) -> Any:
+    for name in names:
+        value = meta.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """An id as text: strings bare, numbers and other JSON values as JSON."""
+    if value is None:
+        return None
+    if type(value) is int:  # most ids: an integer's JSON is its decimal text
+        return str(value)
+    return value if isinstance(value, str) and not isinstance(value, RawNumber) else dumps_exact(value)
+
+
+@dataclass
+class _Event:
+    """One stored event, with what the audit reads from its meta."""
+
+    offset: int
+    micros: int  # ts as epoch microseconds
+    ts: dt.datetime
+    entity: str
+    key: str | None
+    prev_key: str | None
+    op: str
+    type: str | None
+    data: str | None
+    meta_text: str | None
+    txid: str | None
+    position: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_values(
+        cls, offset: int, micros: int, entity: str, key: str | None, prev_key: str | None, op: str,
+        type: str | None, data: str | None, meta_text: str | None, txn_id: str | None, position: str | None,
+    ) -> _Event:  # fmt: skip
+        """An event from the columns of _COLUMNS, in their order."""
+        meta = loads_exact(meta_text) if meta_text else {}
+        if not isinstance(meta, dict):
+            meta = {"value": meta}
+        txid = txn_id or _text(_first(meta, TXID_FIELDS))
+        ts = _EPOCH + dt.timedelta(microseconds=micros)
+        return cls(offset, micros, ts, entity, key, prev_key, op, type, data, meta_text, txid, position, meta)
+
+    @property
+    def actor(self) -> str | None:
+        return _text(_first(self.meta, ACTOR_FIELDS))
+
+    @property
+    def event_id(self) -> str | None:
+        return _text(_first(self.meta, EVENT_ID_FIELDS))
+
+    @property
+    def causation_id(self) -> str | None:
+        return _text(_first(self.meta, CAUSATION_FIELDS))
+
+    @property
+    def correlation_id(self) -> str | None:
+        return _text(_first(self.meta, CORRELATION_FIELDS))
+
+    @property
+    def moved(self) -> bool:
+        return self.prev_key is not None and self.prev_key != self.key
+
+    def row(self) -> dict[str, Any]:
+        """The event as an output row (data as JSON text)."""
+        return {
+            "offset": self.offset, "ts": self.ts, "entity": self.entity, "key": self.key, "op": self.op,
+            "type": self.type, "actor": self.actor, "event_id": self.event_id,
+            "causation_id": self.causation_id, "correlation_id": self.correlation_id, "txid": self.txid,
+            "position": self.position, "data": self.data,
+        }  # fmt: skip
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> list[_Event]:
+    table = con.sql(sql).to_arrow_table()
+    # Column by column: far fewer Python objects than a dict per row.
+    return list(map(_Event.from_values, *(column.to_pylist() for column in table.columns)))
+
+
+def _scan(
+    con: duckdb.DuckDBPyConnection, condition: str, order: str = '"offset"', limit: int | None = None
+) -> list[_Event]:
+    """The events matching a condition no statistic can prune (a search of ``meta``): the
+    offsets first, reading only the columns the condition needs, then those events whole."""
+    sql = f'SELECT "offset" FROM events WHERE {condition} ORDER BY {order}' + (f" LIMIT {limit}" if limit else "")
+    offsets = [o for (o,) in con.execute(sql).fetchall()]
+    if not offsets:
+        return []
+    found = {
+        ev.offset: ev
+        for ev in _fetch(con, f'SELECT {_COLUMNS} FROM events WHERE "offset" IN ({", ".join(map(str, offsets))})')
+    }
+    return [found[o] for o in offsets]
+
+
+def _key_events(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    entity: str | None,
+    condition: str = "TRUE",
+    kv: bool = True,
+) -> list[_Event]:
+    """Every event of the key and of the keys it had before, in offset order.
+
+    With the kv reducer also the events that moved the key away (``prev_key`` = key) and the
+    truncates of its entities. ``condition`` (SQL over events) bounds them, e.g. to a target.
+    """
+    segments = SegmentIndex(store.path, store.state().segments)
+    found: dict[int, _Event] = {}
+    truncates: list[_Event] = []
+    family: set[tuple[str | None, str]] = {(entity, key)}
+    pending = [key]
+    seen_keys: set[str] = set()
+
+    def select(files: list[str], where: str) -> list[str]:
+        if not files:
+            return []
+        listing = "[" + ", ".join(sql_string(f) for f in files) + "]"
+        return [f"SELECT {_COLUMNS} FROM read_parquet({listing}) WHERE {where} AND ({condition})"]
+
+    first_round = True
+    while pending:
+        parts = []
+        for k in pending:
+            seen_keys.add(k)
+            # Only `key = ?` alone lets DuckDB use the bloom filter; the entity is checked below.
+            parts += select(segments.holding(k), f"key = {sql_string(k)}")
+            if kv:
+                parts += select(segments.key_changes(), f"prev_key = {sql_string(k)}")
+        if kv and first_round:
+            parts += select(segments.keyless(), "key IS NULL AND op = 'truncate'")
+            first_round = False
+        if not parts:
+            break
+        pending = []
+        for ev in _fetch(con, " UNION ALL ".join(parts)):
+            if ev.op == "truncate" and ev.key is None:
+                truncates.append(ev)
+                continue
+            mine = _in(family, ev.entity, ev.key) or (ev.moved and _in(family, ev.entity, ev.prev_key))
+            if not mine or ev.offset in found:
+                continue
+            found[ev.offset] = ev
+            if ev.moved and _in(family, ev.entity, ev.key) and not _in(family, ev.entity, ev.prev_key):
+                assert ev.prev_key is not None
+                family.add((ev.entity, ev.prev_key))
+                if ev.prev_key not in seen_keys:
+                    pending.append(ev.prev_key)
+    entities = {ev.entity for ev in found.values()}
+    found.update({ev.offset: ev for ev in truncates if ev.entity in entities})
+    return [found[o] for o in sorted(found)]
+
+
+def _in(family: set[tuple[str | None, str]], entity: str, key: str | None) -> bool:
+    return key is not None and ((entity, key) in family or (None, key) in family)
+
+
+# --------------------------------------------------------------------------- folding
+
+
+@dataclass
+class _Step:
+    """What one event did to one row: the row (entity, key) it acted on, before and after."""
+
+    event: _Event
+    source: Slot  # the row before the event (differs from target for a key change)
+    target: Slot
+    before: Any  # the row as a JSON value, or None where there was none
+    after: Any
+
+
+def _as_object(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return row if isinstance(row, dict) else {"value": row}
+
+
+def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
+    """Apply the events in order, as replay does, recording each row before and after."""
+    from .replay import KvFold, _apply_reducer, _encode
+
+    steps: list[_Step] = []
+    if module is not None:
+        states: dict[tuple[str, str | None], Any] = {}
+        plain: dict[Slot, Any] = {}
+        for ev in events:
+            assert ev.key is not None
+            slot = (ev.entity, ev.key)
+            _apply_reducer(module, states, {
+                "offset": ev.offset, "ts": ev.ts, "entity": ev.entity, "key": ev.key, "type": ev.type,
+                "data": ev.data, "meta": ev.meta_text,
+            })  # fmt: skip
+            # A reducer may change its state in place: keep a JSON copy of each state.
+            after = None if states.get(slot) is None else loads_exact(_encode(states[slot]))
+            steps.append(_Step(ev, slot, slot, plain.get(slot), after))
+            plain[slot] = after
+        return steps
+    fold = KvFold()
+    for ev in events:
+        record = {
+            "offset": ev.offset, "entity": ev.entity, "key": ev.key, "prev_key": ev.prev_key, "op": ev.op,
+            "data": ev.data, "before": None, "txid": ev.txid,
+        }  # fmt: skip
+        if ev.op == "truncate":
+            live = [(slot, row) for slot, row in fold.rows.items() if slot[0] == ev.entity]
+            fold.apply(record)
+            steps += [_Step(ev, slot, slot, row, None) for slot, row in live]
+            continue
+        assert ev.key is not None
+        target: Slot = (ev.entity, ev.key)
+        source: Slot = (ev.entity, ev.prev_key) if ev.moved else target  # type: ignore[assignment]
+        # KvFold moves a row displaced by a key change inside a transaction aside until it moves.
+        before = fold._displaced.get(source, fold.rows.get(source)) if ev.moved else fold.rows.get(source)
+        fold.apply(record)
+        steps.append(_Step(ev, source, target, before, fold.rows.get(target)))
+    return steps
+
+
+def _lookup(row: Any, name: str) -> Any:
+    """A field's value (a dotted name reaches into objects and arrays), or _ABSENT."""
+    row = _as_object(row)
+    if row is None:
+        return _ABSENT
+    if name in row:
+        return row[name]
+    node: Any = row
+    for part in name.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _ABSENT
+    return node
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:  # a value a patch did not touch is the very same object before and after
+        return True
+    if a is _ABSENT or b is _ABSENT:
+        return False
+    # Equal scalars of one type are the same value, and most fields compare so. (Not objects or
+    # arrays: Python's == takes a nested true for 1, and the text "1.5" for the number 1.5.)
+    if type(a) is type(b) and type(a) is not dict and type(a) is not list and a == b:
+        return True
+    return _equal(a, b)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``_canon(a) == _canon(b)``, without building the canonical forms where the types decide:
+    strings, integers, booleans and null equal only themselves, objects and arrays member by
+    member (a changed field's value is most often one of these)."""
+    kind = type(a)
+    if kind is type(b):
+        if kind is str or kind is int or kind is bool or a is None:
+            return bool(a == b)
+        if kind is dict:
+            return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
+        if kind is list:
+            return len(a) == len(b) and all(map(_equal, a, b))
+    return bool(_canon(a) == _canon(b))
+
+
+def _changes(before: Any, after: Any) -> str:
+    """Field by field, as JSON text: {"field": {"before": v, "after": w}}; a side is missing
+    where the field was (dumps_exact's text of that object, written piece by piece)."""
+    text = dumps_exact
+    b, a = _as_object(before) or {}, _as_object(after) or {}
+    out = []
+    for name in [*b, *(n for n in a if n not in b)]:
+        old, new = b.get(name, _ABSENT), a.get(name, _ABSENT)
+        if _same(old, new):
+            continue
+        if old is _ABSENT:
+            change = '{"after":' + text(new) + "}"
+        elif new is _ABSENT:
+            change = '{"before":' + text(old) + "}"
+        else:
+            change = '{"before":' + text(old) + ',"after":' + text(new) + "}"
+        out.append(text(name) + ":" + change)
+    return "{" + ",".join(out) + "}"
+
+
+def _changed(step: _Step, name: str) -> bool:
+    return not _same(_lookup(step.before, name), _lookup(step.after, name))
+
+
+def _lineage(steps: list[_Step], slot: Slot) -> list[_Step]:
+    """The steps that made the row now at ``slot``, newest first, back through key changes.
+
+    It ends where a key change moved an earlier row away from the slot: what happened before
+    belongs to that row, now under another key (empty: the row at ``slot`` moved away)."""
+    out = []
+    current = slot
+    for step in reversed(steps):
+        if step.target == current:
+            out.append(step)
+            current = step.source
+        elif step.source == current:
+            break
+    return out
+
+
+def _load_reducer(reducer: str | None) -> ReducerModule | None:
+    if reducer is None:
+        return None
+    from .replay import load_reducer
+
+    return load_reducer(reducer)
+
+
+def _entity_of(events: list[_Event], key: str) -> str:
+    """The one entity holding the key (blame and why answer for one row); the events hold it."""
+    entities = sorted({ev.entity for ev in events if ev.key == key})
+    if len(entities) > 1:
+        raise UsageError(f"key {key!r} is in {len(entities)} entities: {', '.join(entities)}", "pick one with --entity")
+    return entities[0]
+
+
+def _gone(steps: list[_Step], slot: Slot, where: str) -> NotFoundError:
+    """Why a key has no row: deleted, moved to another key, truncated, or never written."""
+    last = next((s for s in reversed(steps) if slot in (s.target, s.source)), None)
+    what = f"key {slot[1]!r} has no state at {where}"
+    if last is None:
+        return NotFoundError(what, "see `logtool history`")
+    ev = last.event
+    if ev.op == "truncate":
+        reason = f"{slot[0]} was truncated at offset {ev.offset}"
+    elif last.source == slot and last.target != slot:
+        reason = f"it became key {ev.key!r} at offset {ev.offset}"
+    else:
+        reason = f"deleted at offset {ev.offset}"
+    return NotFoundError(f"{what}: {reason}", f"see `logtool history STORE {slot[1]}`")
+
+
+# --------------------------------------------------------------------------- history
+
+
+def _since_until(value: str | dt.datetime | None, option: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_ts(value.isoformat() if isinstance(value, dt.datetime) else value)
+    except ValueError:
+        raise UsageError(f"{option}: cannot read {value!r} as a time", "write e.g. 2026-03-01T14:03:00Z") from None
+
+
+def _history_steps(
+    store: Store, key: str, entity: str | None, reducer: str | None, condition: str = "TRUE"
+) -> tuple[duckdb.DuckDBPyConnection, list[_Event], list[_Step]]:
+    module = _load_reducer(reducer)
+    con = _connect(store)
+    events = _key_events(store, con, key, entity, condition, kv=module is None)
+    if not any(ev.key == key for ev in events) and condition == "TRUE":
+        where = f" in {entity}" if entity else ""
+        raise NotFoundError(f"key {key!r} not found{where}")
+    return con, events, _fold(events, module)
+
+
+@reads_latest
+def history(
+    store: str | Path | Store,
+    key: str,
+    *,
+    entity: str | None = None,
+    field: str | None = None,
+    since: str | dt.datetime | None = None,
+    until: str | dt.datetime | None = None,
+    reducer: str | None = None,
+) -> pa.Table:
+    """Every event that touched a key, in offset order, each with its field-level change.
+
+    One row per event and row it changed: ``offset, ts, entity, key, prev_key, op, type, actor,
+    position, changes``. ``changes`` is JSON text ``{"field": {"before": v, "after": w}}`` of
+    the fields whose value changed (``before`` missing: the field was added; ``after`` missing:
+    removed, as a delete removes every field). ``position`` is the source position (LSN,
+    partition/offset) or ``file:line``. The history of the keys this key had before
+    (``prev_key``) comes first. ``field`` keeps the events that changed it (a dotted name reaches
+    into objects); ``since``/``until`` (ISO-8601, inclusive) bound the events shown, not the fold.
+    ``reducer`` names a Python reducer module for an event-sourced log.
+    Raises NotFoundError for a key no event holds.
+    """
+    lo, hi = _since_until(since, "--since"), _since_until(until, "--until")
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"--since {since} is after --until {until}", "swap them")
+    _con, _events, steps = _history_steps(_open(store), key, entity, reducer)
+    if entity is not None:
+        steps = [s for s in steps if s.target[0] == entity]
+    if field is not None:
+        steps = [s for s in steps if _changed(s, field)]
+    if lo is not None:
+        steps = [s for s in steps if s.event.micros >= lo]
+    if hi is not None:
+        steps = [s for s in steps if s.event.micros <= hi]
+    events = [s.event for s in steps]
+    # Column by column, the time as epoch microseconds: no datetime per row on the way to Arrow.
+    return _column_table({
+        "offset": [ev.offset for ev in events], "ts": [ev.micros for ev in events],
+        "entity": [ev.entity for ev in events], "key": [s.target[1] for s in steps],
+        "prev_key": [s.source[1] if s.source != s.target else None for s in steps],
+        "op": [ev.op for ev in events], "type": [ev.type for ev in events], "actor": [ev.actor for ev in events],
+        "position": [ev.position for ev in events], "changes": [_changes(s.before, s.after) for s in steps],
+    })  # fmt: skip
+
+
+HISTORY_FIELDS = ("offset", "ts", "entity", "key", "prev_key", "op", "type", "actor", "position", "changes")
+CHANGE_FIELDS = (
+    "offset",
+    "ts",
+    "entity",
+    "key",
+    "prev_key",
+    "op",
+    "type",
+    "actor",
+    "position",
+    "field",
+    "before",
+    "after",
+)
+
+
+def history_by_field(table: pa.Table) -> pa.Table:
+    """A history with one row per changed field (``field, before, after`` as JSON text, null where
+    the field was absent); an event that changed nothing keeps one row with a null field."""
+    rows = []
+    for row in table.to_pylist():
+        changes = loads_exact(row.pop("changes"))
+        for name, change in changes.items() or [(None, {})]:
+            rows.append({
+                **row, "field": name,
+                "before": dumps_exact(change["before"]) if "before" in change else None,
+                "after": dumps_exact(change["after"]) if "after" in change else None,
+            })  # fmt: skip
+    return _table(rows, CHANGE_FIELDS)
+
+
+def _schema(names: Iterable[str]) -> pa.Schema:
+    import pyarrow as pa
+
+    types = {"offset": pa.int64(), "ts": pa.timestamp("us", tz="UTC"), "depth": pa.int64()}
+    return pa.schema([(n, types.get(n, pa.string())) for n in names])
+
+
+def _table(rows: list[dict[str, Any]], names: Iterable[str]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=_schema(names))
+
+
+def _column_table(columns: dict[str, list[Any]]) -> pa.Table:
+    """A table from lists of values by column (``ts`` as datetimes or epoch microseconds)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pydict(columns, schema=_schema(columns))
+
+
+# --------------------------------------------------------------------------- blame
+
+
+BLAME_FIELDS = ("entity", "key", "field", "value", "offset", "ts", "op", "type", "actor", "position")
+
+
+@reads_latest
+def blame(
+    store: str | Path | Store,
+    key: str,
+    *,
+    entity: str | None = None,
+    at_offset: int | None = None,
+    at_time: str | dt.datetime | None = None,
+    at_position: str | None = None,
+    reducer: str | None = None,
+) -> pa.Table:
+    """The key's state at a target (default: the head), each field with the event that last
+    changed it: ``entity, key, field, value, offset, ts, op, type, actor, position``.
+
+    The targets are replay's; a field an update re-sent unchanged keeps its earlier event.
+    Raises NotFoundError when the key has no state at the target.
+    """
+    from .replay import _resolve_target
+
+    st = _open(store)
+    where, condition = "the head", "TRUE"
+    if (at_offset, at_time, at_position) != (None, None, None):
+        target = _resolve_target(_connect(st), at_offset, at_time, at_position)
+        where, condition = target.description, target.condition
+    _con, events, steps = _history_steps(st, key, entity, reducer, condition)
+    if not any(ev.key == key for ev in events):
+        raise NotFoundError(f"key {key!r} has no state at {where}", f"see `logtool history STORE {key}`")
+    slot = (_entity_of(events, key), key)
+    lineage = _lineage(steps, slot)
+    state = _as_object(lineage[0].after) if lineage else None
+    if state is None:
+        raise _gone(steps, slot, where)
+    rows = []
+    for name, value in state.items():
+        step = next(s for s in lineage if _changed(s, name))
+        ev = step.event
+        rows.append({
+            "entity": slot[0], "key": key, "field": name, "value": dumps_exact(value), "offset": ev.offset,
+            "ts": ev.ts, "op": ev.op, "type": ev.type, "actor": ev.actor, "position": ev.position,
+        })  # fmt: skip
+    return _table(rows, BLAME_FIELDS)
+
+
+# --------------------------------------------------------------------------- why
+
+
+EVENT_FIELDS = (
+    "offset", "ts", "entity", "key", "op", "type", "actor", "event_id", "causation_id", "correlation_id", "txid",
+    "position", "data",
+)  # fmt: skip
+WHY_FIELDS = ("relation", "depth", *EVENT_FIELDS)
+
+
+@dataclass
+class WhyResult:
+    """Why a field holds a value: the event that set it and the events behind it.
+
+    ``chain`` runs from the event's cause to the root cause (causation ids); ``correlated`` are
+    the other events sharing its correlation id, any entity; ``transaction`` (only when the event
+    carries neither id) the other events of its transaction. ``note`` says which of these the
+    log could give.
+    """
+
+    entity: str
+    key: str
+    field: str
+    value: Any  # a JSON value
+    event: dict[str, Any]
+    chain: list[dict[str, Any]]
+    correlated: list[dict[str, Any]]
+    transaction: list[dict[str, Any]]
+    note: str | None = None
+
+    def table(self) -> pa.Table:
+        """The events as rows: ``relation`` is ``answer``, ``cause`` (``depth`` 1 = the direct
+        cause), ``correlated`` or ``transaction``."""
+        rows = [{"relation": "answer", "depth": 0, **self.event}]
+        rows += [{"relation": "cause", "depth": i, **ev} for i, ev in enumerate(self.chain, 1)]
+        rows += [{"relation": "correlated", "depth": None, **ev} for ev in self.correlated]
+        rows += [{"relation": "transaction", "depth": None, **ev} for ev in self.transaction]
+        return _table(rows, WHY_FIELDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON-ready object (``data`` as JSON values)."""
+        from .formats.writers import plain
+
+        def event(ev: dict[str, Any]) -> dict[str, Any]:
+            return {k: RawJSON(v) if k == "data" and v is not None else plain(v) for k, v in ev.items()}
+
+        return {
+            "entity": self.entity, "key": self.key, "field": self.field, "value": self.value,
+            "event": event(self.event), "chain": [event(e) for e in self.chain],
+            "correlated": [event(e) for e in self.correlated], "transaction": [event(e) for e in self.transaction],
+            "note": self.note,
+        }  # fmt: skip
+
+
+def parse_value(text: str) -> Any:
+    """A --value as a JSON value (``-300``, ``"gold"``, ``null``); text that is not JSON is a string."""
+    try:
+        return loads_exact(text)
+    except ValueError:
+        return text
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | RawNumber | str):
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    return None
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """Equal as JSON values; a number also matches a numeric string of the same value
+    (event-sourced states often keep money as strings: ``-300`` matches ``"-300.00"``)."""
+    if value is _ABSENT:
+        return False
+    if _same(value, wanted):
+        return True
+    a, b = _number(value), _number(wanted)
+    return a is not None and b is not None and a == b
+
+
+@reads_latest
+def why(
+    store: str | Path | Store,
+    key: str,
+    field: str,
+    *,
+    value: Any = _ABSENT,
+    entity: str | None = None,
+    reducer: str | None = None,
+) -> WhyResult:
+    """The event that gave ``field`` of ``key`` its current value (with ``value``, any JSON value,
+    ``None`` being JSON null: the latest event that set it to that value, compared as JSON values),
+    then the events behind it.
+
+    Its causation id names its cause (the event whose event id it is), and so on to the root; the
+    events sharing its correlation id are listed too, across entities. Where the event carries
+    neither id, the events of its transaction are given instead, and ``note`` says so.
+    Raises NotFoundError when no event gave the field that value.
+    """
+    st = _open(store)
+    con, events, steps = _history_steps(st, key, entity, reducer)
+    slot = (_entity_of(events, key), key)
+    lineage = _lineage(steps, slot)
+    if value is _ABSENT:
+        current = _as_object(lineage[0].after) if lineage else None
+        if current is None:
+            raise _gone(steps, slot, "the head")
+        value = _lookup(current, field)
+        if value is _ABSENT:
+            domain = any(s.event.op == "event" for s in lineage) and reducer is None
+            raise NotFoundError(
+                f"key {key!r} has no field {field!r}; its fields: {', '.join(map(repr, current))}",
+                "this is an event-sourced log: pass --reducer MODULE to audit the reduced state"
+                if domain
+                else "a dotted name reaches into objects, e.g. address.city",
+            )
+        answer = next(s for s in lineage if _changed(s, field))
+    else:
+        found = next((s for s in lineage if _changed(s, field) and _matches(_lookup(s.after, field), value)), None)
+        if found is None:
+            raise NotFoundError(
+                f"no event set {field!r} of key {key!r} to {dumps_exact(value)}",
+                f"see `logtool history STORE {key} --field {field}`",
+            )
+        answer = found
+        value = _lookup(answer.after, field)
+    ev = answer.event
+    chain, correlated, transaction, note = _behind(con, ev)
+    return WhyResult(slot[0], key, field, value, ev.row(), chain, correlated, transaction, note)
+
+
+def _id_sql(names: Iterable[str], wanted: str) -> str:
+    """SQL: the first of these meta members present equals the id."""
+    member = "coalesce(" + ", ".join(f"meta->>{json_path(n)}" for n in names) + ")"
+    test = f"{member} = {sql_string(wanted)}"
+    if '"' in wanted or "\\" in wanted:
+        return test
+    # The id's text appears in the meta text: a cheap test that spares parsing most metas.
+    pattern = "%" + "".join("\\" + c if c in "%_\\" else c for c in wanted) + "%"
+    return f"meta LIKE {sql_string(pattern)} ESCAPE '\\' AND {test}"
+
+
+def _behind(
+    con: duckdb.DuckDBPyConnection, ev: _Event
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """The causation chain (to the root), the correlated events, or the transaction's events."""
+    cause, corr = ev.causation_id, ev.correlation_id
+    if cause is None and corr is None:
+        lacking = (
+            f"the event at offset {ev.offset} carries no causation or correlation id "
+            f"(meta {CAUSATION_FIELDS[0]} / {CORRELATION_FIELDS[0]})"
+        )
+        if ev.txid is None:
+            return [], [], [], lacking + " and no transaction id: nothing links it to other events"
+        cond = f"(txn.id = {sql_string(ev.txid)} OR (txn.id IS NULL AND {_id_sql(TXID_FIELDS, ev.txid)}))"
+        same = [e for e in _scan(con, cond) if e.offset != ev.offset]
+        if not same:
+            return [], [], [], lacking + f"; its transaction {ev.txid} holds no other event"
+        return (
+            [],
+            [],
+            [e.row() for e in same],
+            lacking + f"; the other events of its transaction {ev.txid} are shown instead",
+        )
+    known: dict[str, _Event] = {}
+    correlated: list[_Event] = []
+    if corr is not None:
+        correlated = _scan(con, _id_sql(CORRELATION_FIELDS, corr))
+        known.update({e.event_id: e for e in correlated if e.event_id is not None})
+    chain: list[_Event] = []
+    seen = {ev.offset}
+    missing: str | None = None
+    current = ev
+    while current.causation_id is not None and len(chain) < MAX_CHAIN:
+        wanted = current.causation_id
+        found = known.get(wanted) or _find_event(con, wanted, current.offset)
+        if found is None:
+            missing = wanted
+            break
+        if found.offset in seen:
+            break
+        seen.add(found.offset)
+        chain.append(found)
+        current = found
+    note: str | None = None
+    if missing is not None:
+        note = f"the cause {missing!r} is not in the store (purged, or in another log)"
+    elif cause is None:
+        note = "the event has no causation id: it is the root of its chain"
+    rest = [e.row() for e in correlated if e.offset not in seen]
+    return [e.row() for e in chain], rest, [], note
+
+
+def _find_event(con: duckdb.DuckDBPyConnection, event_id: str, before: int) -> _Event | None:
+    """The event with this event id, looked for first among the events before ``before`` (a
+    cause comes before its effect), then in the whole log."""
+    for bound in (f'"offset" < {before}', "TRUE"):
+        rows = _scan(con, f"{bound} AND {_id_sql(EVENT_ID_FIELDS, event_id)}", order='"offset" DESC', limit=1)
+        if rows:
+            return rows[0]
+    return None
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass
+class Stats:
+    """A store's statistics: ``summary`` values and named tables.
+
+    Tables: ``entities`` (events and distinct keys per entity), ``ops`` (per entity and op),
+    ``types`` (per entity and event type), ``timeline`` (events per time bucket, empty buckets
+    included up to MAX_FILLED_BUCKETS), ``top_keys``, ``sources`` (one row per ingest commit:
+    file, format, counts) and ``quarantine`` (records set aside, per input file).
+    """
+
+    summary: dict[str, Any]
+    tables: dict[str, pa.Table]
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON-ready object: the summary, then each table as a list of rows."""
+        from .formats.writers import plain
+
+        return {**{k: plain(v) for k, v in self.summary.items()},
+                **{name: [plain(r) for r in t.to_pylist()] for name, t in self.tables.items()}}  # fmt: skip
+
+    def rows(self) -> pa.Table:
+        """Every table's rows in one table, a ``section`` column first (the union of the columns)."""
+        import pyarrow as pa
+
+        parts = [
+            t.add_column(0, "section", pa.array([name] * t.num_rows, pa.string()))
+            for name, t in self.tables.items()
+            if t.num_rows
+        ]
+        if not parts:
+            return pa.table({"section": pa.array([], pa.string())})
+        return pa.concat_tables(parts, promote_options="default")
+
+
+@reads_latest
+def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "hour", top: int = 10) -> Stats:
+    """Counts by entity, op and event type; events per ``by`` (minute, hour or day); the ``top``
+    keys by event count; the time and offset range; ingest sources and quarantined records.
+    ``entity`` narrows the event counts to one entity."""
+    if by not in BUCKETS:
+        raise UsageError(f"--by must be one of {', '.join(BUCKETS)}, not {by!r}")
+    if top < 0:
+        raise UsageError(f"--top must be 0 or more, not {top}")
+    st = _open(store)
+    state = st.state()
+    con = _connect(st)
+    where = f"WHERE entity = {sql_string(entity)}" if entity is not None else ""
+    con.execute(
+        f"""CREATE TEMP TABLE g AS
+            SELECT entity, op, type, date_trunc('{by}', ts) AS bucket, count(*) AS events,
+                   min(ts) AS t0, max(ts) AS t1, min("offset") AS o0, max("offset") AS o1
+            FROM events {where} GROUP BY ALL"""
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE kc AS SELECT entity, key, count(*) AS events FROM events
+            {where + " AND" if where else "WHERE"} key IS NOT NULL AND op <> 'truncate' GROUP BY ALL"""
+    )
+
+    def table(sql: str) -> pa.Table:
+        return con.sql(sql).to_arrow_table()
+
+    events, t0, t1, o0, o1 = con.execute(
+        "SELECT sum(events)::BIGINT, min(t0), max(t1), min(o0), max(o1) FROM g"
+    ).fetchall()[0]
+    span = con.execute(f"SELECT date_diff('{by}', min(bucket), max(bucket)) FROM g").fetchall()[0][0]
+    timeline_src = (
+        f"""SELECT s.bucket, coalesce(sum(g.events), 0)::BIGINT AS events
+            FROM (SELECT unnest(generate_series(min(bucket), max(bucket), INTERVAL 1 {by})) AS bucket FROM g) s
+            LEFT JOIN g USING (bucket) GROUP BY s.bucket ORDER BY s.bucket"""
+        if span is not None and span < MAX_FILLED_BUCKETS
+        else "SELECT bucket, sum(events)::BIGINT AS events FROM g GROUP BY bucket ORDER BY bucket"
+    )
+    tables = {
+        "entities": table(
+            """SELECT entity, sum(events)::BIGINT AS events,
+                      (SELECT count(*) FROM kc WHERE kc.entity = g.entity) AS keys,
+                      min(t0) AS first_ts, max(t1) AS last_ts
+               FROM g GROUP BY entity ORDER BY entity"""
+        ),
+        "ops": table(
+            "SELECT entity, op, sum(events)::BIGINT AS events FROM g GROUP BY ALL ORDER BY entity, events DESC, op"
+        ),
+        "types": table(
+            "SELECT entity, type, sum(events)::BIGINT AS events FROM g WHERE type IS NOT NULL GROUP BY ALL ORDER BY entity, events DESC, type"
+        ),
+        "timeline": table(timeline_src),
+        "top_keys": table(f"SELECT entity, key, events FROM kc ORDER BY events DESC, entity, key LIMIT {int(top)}"),
+        "sources": _sources(st),
+        "quarantine": _quarantine(state.of_kind("quarantine")),
+    }
+    summary = {
+        "store": str(st.path),
+        "entity": entity,
+        "events": events or 0,
+        "entity_count": tables["entities"].num_rows,
+        "keys": con.execute("SELECT count(*) FROM kc").fetchall()[0][0],
+        "first_offset": o0,
+        "last_offset": o1,
+        "first_ts": t0,
+        "last_ts": t1,
+        "by": by,
+        "quarantined": sum(e.get("rows", 0) for e in state.of_kind("quarantine")),
+    }
+    return Stats(summary, tables)
+
+
+def _sources(store: Store) -> pa.Table:
+    rows = []
+    for c in store.commits():
+        if c["operation"] != "ingest":
+            continue
+        segs = [e for e in c.get("add", []) if e["kind"] == "segment" and e.get("rows")]
+        info, params = c.get("info", {}), c.get("params", {})
+        rows.append({
+            "commit": str(c["version"]), "time": c["time"], "file": params.get("file"), "format": params.get("format"),
+            "ingested": info.get("ingested"), "quarantined": info.get("quarantined"), "skipped": info.get("skipped"),
+            "first_offset": segs[0]["min_offset"] if segs else None, "last_offset": segs[-1]["max_offset"] if segs else None,
+        })  # fmt: skip
+    import pyarrow as pa
+
+    ints = ("ingested", "quarantined", "skipped", "first_offset", "last_offset")
+    schema = pa.schema([(n, pa.int64() if n in ints else pa.string()) for n in (
+        "commit", "time", "file", "format", *ints)])  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _quarantine(entries: list[dict[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    rows = [{"file": e.get("file"), "records": e.get("rows", 0), "path": e["path"]} for e in entries]
+    schema = pa.schema([("file", pa.string()), ("records", pa.int64()), ("path", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)

@@ -1,0 +1,202 @@
+"""`logtool compact`: Kafka-semantics compaction of a store or a raw log file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import console
+from ._common import (
+    DataFieldOpt,
+    EntityFieldOpt,
+    FormatOpt,
+    KeyFieldOpt,
+    OpFieldOpt,
+    OutputFormat,
+    PrevKeyFieldOpt,
+    TsFieldOpt,
+    TsUnitOpt,
+    boundary,
+    build_mapping,
+    confirm,
+    render,
+    render_object,
+    resolve,
+)
+
+
+def command(
+    target: Annotated[
+        str, typer.Argument(help="A store directory, or a JSON-lines/CSV log file.", metavar="STORE|FILE")
+    ],
+    tombstone_retention: Annotated[
+        str, typer.Option("--tombstone-retention", help="Keep tombstones this long after their time (ms, s, m, h, d).")
+    ] = "1d",
+    min_lag: Annotated[
+        str | None, typer.Option("--min-lag", help="Never compact records younger than this, nor anything after them.")
+    ] = None,
+    until_offset: Annotated[
+        int | None, typer.Option("--until-offset", help="Never compact records at or after this offset.")
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="The instant retention is measured against (ISO-8601; default: the clock)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed and why; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout)."),
+    ] = None,
+    input_format: Annotated[
+        str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
+    ] = None,
+    key_field: KeyFieldOpt = None,
+    entity_field: EntityFieldOpt = None,
+    op_field: OpFieldOpt = None,
+    ts_field: TsFieldOpt = None,
+    ts_unit: TsUnitOpt = None,
+    data_field: DataFieldOpt = None,
+    prev_key_field: PrevKeyFieldOpt = None,
+    format: FormatOpt = None,
+) -> None:
+    """Keep the latest record per key (Kafka's log cleaner); tombstones expire after a retention.
+
+    A store is rewritten in one commit (only the segments that change); offsets never move. A raw
+    JSON-lines or CSV file is compacted into -o, streaming, surviving lines byte for byte; its
+    records are numbered from 0 (for --until-offset), and a record that cannot be read is kept.
+
+    Examples:
+
+        logtool compact shop.store --tombstone-retention 1d --min-lag 1h --dry-run
+
+        logtool compact shop.store --now 2026-03-02T00:00:00Z --yes
+
+        logtool compact events.jsonl -o compacted.jsonl --key-field id --op-field op --ts-field ts --data-field data
+
+        logtool compact events.jsonl --dry-run --key-field id --op-field op --ts-field ts --min-lag 1h
+    """
+    import logtool
+    from logtool.errors import UsageError
+
+    if Path(target).is_file() or target == "-" or (output and not Path(target).is_dir()):
+        mapping = build_mapping(key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit,
+                                data_field=data_field, prev_key_field=prev_key_field)  # fmt: skip
+        options = {"mapping": mapping, "tombstone_retention": tombstone_retention, "min_lag": min_lag,
+                   "until_offset": until_offset, "now": now}  # fmt: skip
+        _compact_raw_file(target, output, input_format, format, dry_run, options)
+        return
+    if prev_key_field:
+        raise UsageError("--prev-key-field is for raw files: a store holds its key changes already")
+    if not dry_run and not yes:
+        preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
+                                  until_offset=until_offset, now=now, dry_run=True)  # fmt: skip
+        removed = sum(preview.removed.values())
+        if removed == 0 and preview.folded == 0:
+            console.status("nothing to compact")
+            return
+        _warn_keyless(preview)
+        confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes)
+    with console.progress("compact") as update:
+        result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
+                                 until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip
+    if dry_run or yes:
+        _warn_keyless(result)
+    if resolve(format) is OutputFormat.table:
+        render_object(result.summary(), format)
+        if dry_run and result.examples:
+            import pyarrow as pa
+
+            console.status("first events that would be removed:")
+            render(pa.Table.from_pylist(result.examples), format)
+        if dry_run and result.tombstones:
+            import pyarrow as pa
+
+            console.status("tombstones kept, with their expiry:")
+            render(pa.Table.from_pylist(result.tombstones), format)
+    elif resolve(format) is OutputFormat.json:
+        # one document: the summary, the first removed events, the tombstones kept
+        extra = {"removed_examples": result.examples, "tombstones": result.tombstones} if dry_run else {}
+        render_object({**result.summary(), **extra}, format)
+    else:
+        # a stream: the summary (with the tombstones kept), then one line per removed event
+        render_object({**result.summary(), **({"tombstones": result.tombstones} if dry_run else {})}, format)
+        if dry_run and result.examples:
+            import pyarrow as pa
+
+            render(pa.Table.from_pylist(result.examples), format)
+    saved = result.bytes_before - result.bytes_after
+    verb = "would remove" if dry_run else "removed"
+    console.status(
+        f"{verb} {sum(result.removed.values())} events ({', '.join(f'{k}: {v}' for k, v in result.removed.items()) or 'none'}); "
+        f"{result.tombstones_kept} tombstones kept; {saved} bytes {'would be ' if dry_run else ''}saved"
+    )
+
+
+def _compact_raw_file(target: str, output: str | None, input_format: str | None, format: OutputFormat | None,
+                      dry_run: bool, options: dict[str, Any]) -> None:  # fmt: skip
+    import logtool
+    from logtool.errors import UsageError
+
+    if not output and not dry_run:
+        raise UsageError("compacting a raw file needs -o OUTPUT", "or --dry-run to see what would go, or ingest it into a store first")
+    if dry_run:
+        result = logtool.compact_file(target, None, format=input_format, dry_run=True, **options)
+    elif output == "-":
+        result = logtool.compact_file(target, sys.stdout.buffer, format=input_format, **options)
+    else:
+        assert output is not None
+        tmp = Path(output + ".tmp")
+        try:
+            with open(tmp, "wb") as out:
+                result = logtool.compact_file(target, out, format=input_format, **options)
+            tmp.replace(output)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if result["unreadable_kept"]:
+        console.warn(
+            f"{result['unreadable_kept']} record(s) could not be read and are kept as they are "
+            f"(first: {result['first_unreadable']})"
+        )
+    for entity, n in result["keyless_entities"].items():
+        went = "would be dropped" if dry_run else "are dropped"
+        console.warn(f"entity {entity!r} has no key: all {n} of its records {went}; if they matter, pass --key-field")
+    examples = result.pop("examples")
+    if dry_run:
+        if resolve(format) is OutputFormat.json:
+            render_object({**result, "removed_examples": examples}, format)
+        else:
+            render_object(result, format)
+            if examples:
+                import pyarrow as pa
+
+                if resolve(format) is OutputFormat.table:
+                    console.status("first records that would be removed:")
+                render(pa.Table.from_pylist(examples), format)
+    verb = "would remove" if dry_run else "removed"
+    reasons = ", ".join(f"{k[len('removed_'):].replace('_', ' ')}: {v}" for k, v in result.items()
+                        if k.startswith("removed_") and v)  # fmt: skip
+    console.status(
+        f"{target}: {result['records_kept']} of {result['records_in']} records kept; "
+        f"{verb} {result['records_removed']} ({reasons or 'none'})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compact")(boundary(command))
+
+
+def _warn_keyless(result: Any) -> None:  # a logtool.compact.CompactResult
+    """An entity without any key loses all its rows to compaction (Kafka drops keyless records):
+    said on stderr, in case its key was simply not mapped."""
+    went = "would be dropped" if result.dry_run else "are dropped"
+    for entity, n in result.keyless_entities.items():
+        console.warn(
+            f"entity {entity!r} has no key: all {n} of its events {went}, as compaction keeps no keyless record; "
+            "if its rows matter, ingest it with --key-field"
+        )

@@ -1,0 +1,31 @@
+"""`logtool log`: the store's commit history."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import FormatOpt, StoreArg, boundary, render
+
+
+def command(store: StoreArg, format: FormatOpt = None) -> None:
+    """What was done to STORE, when and by whom: one row per commit, oldest first.
+
+    Example:
+
+        logtool log shop.store --format json
+    """
+    import pyarrow as pa
+
+    import logtool
+
+    from ..formats.base import dumps_exact
+
+    rows = logtool.log(store)
+    for r in rows:
+        r["params"] = dumps_exact(r["params"])
+        r["receipt"] = None if r["receipt"] is None else dumps_exact(r["receipt"])
+    render(pa.Table.from_pylist(rows), format, json_columns=("params", "receipt"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("log")(boundary(command))

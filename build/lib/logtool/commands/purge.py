@@ -1,0 +1,291 @@
+"""`logtool purge` and `logtool redact`: administrative deletion, in a store or a raw log file."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .. import console
+from ._common import (
+    DataFieldOpt,
+    EntityFieldOpt,
+    FormatOpt,
+    KeyFieldOpt,
+    MetaFieldOpt,
+    OpFieldOpt,
+    PrevKeyFieldOpt,
+    TsFieldOpt,
+    TsUnitOpt,
+    TypeFieldOpt,
+    boundary,
+    build_mapping,
+    render_object,
+)
+
+if TYPE_CHECKING:
+    from ..purge import FileResult, PurgeResult
+
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        help="The store directory, or a JSON-lines/CSV log file to copy without the data.", metavar="TARGET"
+    ),
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--key", help="The key; earlier keys of the same row (key changes) are included.")
+]
+EntityOpt = Annotated[str | None, typer.Option("--entity", help="Only this entity (table, stream).")]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option("--where", help="One boolean SQL expression over the `events` view (as in `logtool sql`)."),
+]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why, for the receipt (do not name the person).")]
+RecordOpt = Annotated[
+    bool,
+    typer.Option(
+        "--record-predicate", help="Write the --where text into the receipt (default: only its salted digest)."
+    ),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
+OutputOpt = Annotated[
+    str, typer.Option("--output", "-o", help="Raw-file mode: where to write the cleaned log (`-`: stdout).")
+]
+InputFormatOpt = Annotated[
+    str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
+]
+
+
+def purge_command(
+    target: TargetArg,
+    key: KeyOpt = None,
+    entity: EntityOpt = None,
+    where: WhereOpt = None,
+    before_offset: Annotated[
+        int | None, typer.Option("--before-offset", help="Drop every event below this offset (a snapshot is kept).")
+    ] = None,
+    before_time: Annotated[
+        str | None,
+        typer.Option("--before-time", help="Drop the head of the log up to the first event at or after this time."),
+    ] = None,
+    reason: ReasonOpt = None,
+    record_predicate: RecordOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    format: FormatOpt = None,
+    output: OutputOpt = "-",
+    input_format: InputFormatOpt = None,
+    key_field: KeyFieldOpt = None,
+    entity_field: EntityFieldOpt = None,
+    op_field: OpFieldOpt = None,
+    type_field: TypeFieldOpt = None,
+    ts_field: TsFieldOpt = None,
+    ts_unit: TsUnitOpt = None,
+    data_field: DataFieldOpt = None,
+    meta_field: MetaFieldOpt = None,
+    prev_key_field: PrevKeyFieldOpt = None,
+) -> None:
+    """Remove events as if they had never been written, and leave a receipt in the commit log.
+
+    Select by --key (with the row's earlier keys), --entity, --where (ANDed), or drop the head
+    of the log with --before-offset / --before-time. Only segments holding matching events are
+    rewritten, in one commit; snapshots and quarantined records that may hold the data go too.
+    Without --yes a terminal is asked first; anything else is refused.
+
+    Given a JSON-lines or CSV file instead of a store, writes a copy without the matching records
+    (every other line byte for byte), reading it through the ingest field options.
+
+    Example:
+
+        logtool purge people.store --key 10033 --entity public.users --reason "erasure request #118" --dry-run
+
+        logtool purge events.jsonl --where "data->>'email' = 'ann@example.org'" --key-field id -o clean.jsonl
+    """
+    from ..errors import UsageError
+    from ..purge import purge, purge_file
+
+    if Path(target).is_file():
+        if before_offset is not None or before_time is not None:
+            raise UsageError("--before-offset/--before-time apply to a store, not a raw file")
+        mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
+                           prev_key_field)  # fmt: skip
+        sink: Any = _Discard() if dry_run else output
+        res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format)
+        _file_report(res, dry_run)
+        return
+
+    def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
+        return purge(
+            target, key=key, entity=entity, where=where, before_offset=before_offset, before_time=before_time,
+            reason=reason, record_predicate=record_predicate, dry_run=dry, progress=progress,
+        )  # fmt: skip
+
+    _store_run(target, "purge", call, yes=yes, dry_run=dry_run, format=format)
+
+
+def redact_command(
+    target: TargetArg,
+    field: Annotated[
+        list[str],
+        typer.Option(
+            "--field", help="Field to blank in data, before and meta (`address.zip` for a nested one); repeatable."
+        ),
+    ],
+    key: KeyOpt = None,
+    entity: EntityOpt = None,
+    where: WhereOpt = None,
+    reason: ReasonOpt = None,
+    record_predicate: RecordOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    format: FormatOpt = None,
+    output: OutputOpt = "-",
+    input_format: InputFormatOpt = None,
+    key_field: KeyFieldOpt = None,
+    entity_field: EntityFieldOpt = None,
+    op_field: OpFieldOpt = None,
+    type_field: TypeFieldOpt = None,
+    ts_field: TsFieldOpt = None,
+    ts_unit: TsUnitOpt = None,
+    data_field: DataFieldOpt = None,
+    meta_field: MetaFieldOpt = None,
+    prev_key_field: PrevKeyFieldOpt = None,
+) -> None:
+    """Replace named fields of the selected events with "[REDACTED]" and keep the events.
+
+    Select by --key (with the row's earlier keys), --entity, --where (ANDed). Only events that
+    hold a named field change (a new salt and digest); segments without them are not touched.
+    Snapshots that may hold the values go; quarantined records are redacted or removed.
+    Without --yes a terminal is asked first; anything else is refused.
+
+    Given a JSON-lines or CSV file instead of a store, writes a redacted copy (every other line
+    byte for byte), reading it through the ingest field options.
+
+    Example:
+
+        logtool redact people.store --field note --where "data->>'note' LIKE '%Mira Kovac%'" --yes
+
+        logtool redact customers.csv --field email --key 42 --key-field id -o customers.clean.csv
+    """
+    from ..purge import redact, redact_file
+
+    if Path(target).is_file():
+        mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
+                           prev_key_field)  # fmt: skip
+        sink: Any = _Discard() if dry_run else output
+        res = redact_file(
+            target, sink, field, key=key, entity=entity, where=where, mapping=mapping, format=input_format
+        )
+        _file_report(res, dry_run)
+        return
+
+    def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
+        return redact(
+            target, field, key=key, entity=entity, where=where, reason=reason,
+            record_predicate=record_predicate, dry_run=dry, progress=progress,
+        )  # fmt: skip
+
+    _store_run(target, "redact", call, yes=yes, dry_run=dry_run, format=format)
+
+
+def interactive() -> bool:
+    """Is a person at the keyboard (stdin a terminal)?"""
+    return sys.stdin.isatty()
+
+
+def _store_run(
+    target: str,
+    verb: str,
+    call: Callable[..., PurgeResult],
+    *,
+    yes: bool,
+    dry_run: bool,
+    format: FormatOpt,
+) -> None:
+    from ..errors import UsageError
+
+    if dry_run:
+        plan = call(True)
+        render_object(plan.summary(), format)
+        for line in _describe(plan):
+            console.status(line)
+        return
+    if not yes:
+        plan = call(True)  # checks the selection first, and shows what is at stake
+        if not plan.changed and not plan.leftovers_removed:
+            console.status("nothing matches: nothing to do")
+            return
+        for line in _describe(plan):
+            console.err.print(line, highlight=False)
+        if not interactive():
+            raise UsageError(
+                f"refusing to {verb} without --yes: stdin is not a terminal, so nobody can confirm",
+                f"look first with `logtool {verb} {target} ... --dry-run`, then pass --yes",
+            )
+        typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
+    with console.progress(verb) as update:
+        result = call(False, update)
+    render_object(result.summary(), format)
+    if result.commit is None:
+        console.status(
+            "nothing matched: the store is unchanged"
+            + (" (leftover files deleted)" if result.leftovers_removed else "")
+        )
+    else:
+        console.status(
+            f"[green]{verb}[/green]: {result.events} event(s) in commit {result.commit}; "
+            f"the receipt is in `logtool log {target}`; check with `logtool verify {target}`"
+        )
+
+
+def _describe(plan: PurgeResult) -> list[str]:
+    from ..purge import format_ranges
+
+    done = "removed" if plan.operation == "purge" else "redacted"
+    lines = [f"{plan.events} event(s) would be {done}" + (f" ({plan.keys} key(s))" if plan.keys is not None else "")]
+    if plan.offsets:
+        lines.append(f"  offsets: {format_ranges(plan.offsets)}")
+    for title, items in (
+        ("segments rewritten", plan.segments_rewritten),
+        ("segments removed", plan.segments_removed),
+        ("snapshots removed", plan.snapshots_removed),
+        ("quarantine files rewritten", plan.quarantine_files),
+        ("leftover files deleted", plan.leftovers_removed),
+    ):
+        if items:
+            lines.append(f"  {title}: {', '.join(items)}")
+    if plan.quarantine_records:
+        lines.append(f"  quarantined records {done}: {plan.quarantine_records}")
+    return lines
+
+
+class _Discard:
+    """A sink that keeps nothing (raw-file dry run)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+
+def _file_report(res: FileResult, dry_run: bool) -> None:
+    done = res.removed if res.operation == "purge" else res.redacted
+    verb = "removed" if res.operation == "purge" else "redacted"
+    where = "" if dry_run else f" -> {res.output}"
+    console.status(
+        f"{res.file} ({res.format}){where}: {res.records} record(s), {done} {'would be ' if dry_run else ''}{verb}"
+    )
+    if res.unreadable:
+        console.warn(f"{res.unreadable} record(s) could not be read and were judged on their raw text")
+    if res.unreadable_kept:
+        console.warn(f"{res.unreadable_kept} unreadable record(s) mention the key and were kept as they are")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("purge")(boundary(purge_command))
+    app.command("redact")(boundary(redact_command))

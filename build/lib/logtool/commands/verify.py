@@ -1,0 +1,45 @@
+"""`logtool verify`: recompute every digest and the commit chain."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import console
+from ..errors import EXIT_DIFFERENT
+from ._common import FormatOpt, StoreArg, boundary, render
+
+
+def command(store: StoreArg, format: FormatOpt = None) -> None:
+    """Check STORE's integrity: exit 0 clean, 1 a problem found, 2 trouble.
+
+    Recomputes each event's salted digest, each segment's digest and file checksum, and the
+    commit chain, and explains every offset gap by a commit. Problems are printed (data on
+    stdout), the first one first.
+
+    Example:
+
+        logtool verify shop.store && echo clean
+    """
+    import pyarrow as pa
+
+    import logtool
+
+    with console.progress("verify") as update:
+        report = logtool.verify(store, progress=update)
+    if report.problems:
+        render(
+            pa.Table.from_pylist([{"where": p.where, "offset": p.offset, "problem": p.what} for p in report.problems]),
+            format,
+        )
+        first = report.problems[0]
+        console.err.print(f"[red]verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}[/red]")
+        raise typer.Exit(EXIT_DIFFERENT)
+    for path in report.leftovers:
+        console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
+    console.status(
+        f"[green]ok[/green]: {report.commits} commits, {report.segments} segments, {report.events} events verified"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(boundary(command))

@@ -1,0 +1,499 @@
+"""Compact: Kafka's log-cleaner semantics, for stores and for raw log files.
+
+- Per key, only the record with the highest offset survives; offsets are never rewritten, order
+  is kept, gaps are legal, the next offset does not move back. Latest wins by offset, not by time.
+- Where a key's latest record is partial (an update or patch that omits columns), the survivor
+  carries the key's full row as of its offset, folded from its history (op ``upsert``).
+- A tombstone (a delete or a null payload) removes every earlier record of its key; it is kept
+  while ``now < ts + retention`` and removed after. A truncate does the same for its entity. A key
+  a row moved away from keeps no record unless the state at the compaction point has a row there
+  (two rows may swap keys in one transaction); a survivor that moved its row carries the full row
+  and no key change.
+- The protected head — records at or after ``--until-offset``, and the first record younger than
+  ``--min-lag`` and everything after it — is never compacted and supersedes nothing. It starts at
+  a transaction's first event, never inside one.
+- Keyless records outside the protected head are dropped (Kafka refuses them on compacted topics),
+  and so are records of aborted transactions.
+
+A compacted store replays to the same state as the original at its head and at every offset at
+or after the compaction point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import UsageError
+from .store import Store, iso_utc
+
+REASONS = ("superseded", "tombstone expired", "keyless", "aborted")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def parse_duration(text: str | int | None) -> int:
+    """A duration such as ``1d``, ``1h30m``, ``250ms`` (or plain seconds) in microseconds."""
+    if text is None or text == "":
+        return 0
+    if isinstance(text, int):
+        return text * 1_000_000
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().replace(" ", ""):
+        if text.strip().isdigit():
+            return int(text) * 1_000_000
+        raise UsageError(f"cannot read {text!r} as a duration", "write e.g. 1d, 12h, 30m, 45s, 500ms")
+    from decimal import Decimal
+
+    return int(sum(Decimal(n) * _UNIT_US[u] for n, u in parts))
+
+
+def _now_us(now: str | dt.datetime | None) -> int:
+    from .formats.base import parse_ts
+
+    if now is None:
+        return int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+    try:
+        return parse_ts(now.isoformat() if isinstance(now, dt.datetime) else now)
+    except ValueError:
+        raise UsageError(f"--now: cannot read {now!r} as an instant", "write e.g. 2026-03-02T00:00:00Z") from None
+
+
+@dataclass
+class CompactResult:
+    """What a compaction removed (or would remove) and why."""
+
+    dry_run: bool
+    cleanable_before: int | None  # offsets below this were considered (the protected head starts here)
+    removed: dict[str, int] = field(default_factory=dict)  # reason -> count
+    folded: int = 0  # survivors rewritten with their full row
+    tombstones_kept: int = 0
+    earliest_tombstone_expiry: str | None = None
+    tombstones: list[dict[str, Any]] = field(default_factory=list)  # kept ones with their expiry (first 100)
+    events_before: int = 0
+    events_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0  # estimated on a dry run
+    segments_rewritten: int = 0
+    commit: int | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)  # removed events (offset, key, reason)
+    keyless_entities: dict[str, int] = field(default_factory=dict)  # entities with no key at all -> events dropped
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "protected_from_offset": self.cleanable_before,
+            "events_before": self.events_before,
+            "events_after": self.events_after,
+            **{f"removed_{r.replace(' ', '_')}": self.removed.get(r, 0) for r in REASONS},
+            "folded_survivors": self.folded,
+            "tombstones_kept": self.tombstones_kept,
+            "earliest_tombstone_expiry": self.earliest_tombstone_expiry,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "bytes_saved": self.bytes_before - self.bytes_after,
+            "segments_rewritten": self.segments_rewritten,
+            "commit": self.commit,
+        }
+
+
+# A survivor rewritten with its key's full row at the compaction point (op upsert, no key change):
+# a partial record, or one that moved its row from another key.
+_FOLDED = "key IS NOT NULL AND (op IN ('update', 'patch') OR moves) AND NOT (op = 'delete' OR no_data)"
+
+
+def _transaction_start(store: Store, horizon: int, next_offset: int) -> int:
+    """The horizon moved down to the first event of a transaction it would cut: a transaction is
+    compacted whole or not at all."""
+    from .replay import transaction_boundary
+
+    if horizon <= 0 or horizon >= next_offset:
+        return horizon
+    try:
+        boundary = transaction_boundary(store, horizon - 1)
+    except UsageError:  # inside the log's first transaction
+        return 0
+    return horizon if boundary is None else boundary + 1
+
+
+def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
+    """Per compactable event (offset below the horizon): why it goes (NULL: it stays), and
+    whether it survives as a partial record that must carry the full row."""
+    alive = "NOT coalesce(txn.aborted, FALSE)"
+    expired = f"epoch_us(ts) + {retention_us} <= {now_us}"
+    # Each part reads the events itself: a shared CTE would be materialized, payloads and all.
+    below = f'"offset" < {horizon}'
+    return f"""
+    WITH touch AS (
+        SELECT entity, key, max("offset") AS l FROM events
+        WHERE {below} AND key IS NOT NULL AND op <> 'truncate' AND {alive} GROUP BY entity, key
+    ),
+    trunc AS (SELECT entity, max("offset") AS t FROM events WHERE {below} AND op = 'truncate' AND {alive} GROUP BY entity)
+    SELECT c."offset", c.op, epoch_us(c.ts) AS ts_us, c.data IS NULL AS no_data,
+        coalesce(c.prev_key <> c.key, FALSE) AS moves,
+        CASE
+            WHEN NOT {alive.replace('txn', 'c.txn')} THEN 'aborted'
+            WHEN c.op = 'truncate' THEN
+                CASE WHEN c."offset" < trunc.t THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
+            WHEN c.key IS NULL THEN 'keyless'
+            WHEN c."offset" < coalesce(trunc.t, -1) OR c."offset" < touch.l THEN 'superseded'
+            WHEN (c.op = 'delete' OR c.data IS NULL) AND {expired} THEN 'tombstone expired'
+        END AS reason,
+        -- a survivor's key (only survivors': the table stays small on a large log)
+        CASE WHEN reason IS NULL THEN c.entity END AS entity, CASE WHEN reason IS NULL THEN c.key END AS key
+    FROM (SELECT "offset", ts, entity, key, prev_key, op, data, txn FROM events WHERE {below}) c
+           LEFT JOIN touch ON touch.entity = c.entity AND touch.key = c.key
+           LEFT JOIN trunc ON trunc.entity = c.entity
+    """
+
+
+def compact(
+    path: str | Path,
+    *,
+    tombstone_retention: str | int | None = "1d",
+    min_lag: str | int | None = None,
+    until_offset: int | None = None,
+    now: str | dt.datetime | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> CompactResult:
+    """Compact a store with Kafka's semantics (see the module doc), in one commit."""
+    import pyarrow.compute as pc
+
+    from . import engine
+    from .engine import sql_string
+    from .replay import replay
+    from .segments import reseal, write_segment
+
+    if until_offset is not None and until_offset < 0:
+        raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
+    store = Store.open(path)
+    retention_us = parse_duration(tombstone_retention)
+    lag_us = parse_duration(min_lag)
+    now_us = _now_us(now)
+    with store.writer("compact"):
+        st = store.state()
+        con = engine.connect()
+        store.events_view(con, files=store.segment_files(st))
+        if con.execute("SELECT count(*) FROM events WHERE op = 'event'").fetchall()[0][0]:
+            raise UsageError(
+                "this log holds domain events (an event-sourced log): compacting it would lose history its reducers need",
+                f"take a snapshot instead: `logtool snapshot {path}`",
+            )
+        horizon = st.next_offset if until_offset is None else min(until_offset, st.next_offset)
+        if lag_us:
+            young = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {now_us - lag_us}').fetchall()[0][0]
+            if young is not None:
+                horizon = min(horizon, young)
+        horizon = _transaction_start(store, horizon, st.next_offset)
+        result = CompactResult(dry_run=dry_run, cleanable_before=horizon)
+        result.events_before = sum(s["rows"] for s in st.segments)
+        result.bytes_before = sum(s["bytes"] for s in st.segments)
+        con.execute(f"CREATE TEMP TABLE decisions AS {_decisions_sql(horizon, now_us, retention_us)}")
+        # A key a row moved away from holds no row unless one came back: which, only the fold knows
+        # (two rows can swap keys in one transaction). Its latest record goes where the state at the
+        # compaction point has no row for it.
+        state_at_point = None
+        if con.execute(f'SELECT 1 FROM decisions WHERE moves AND "offset" < {horizon} LIMIT 1').fetchall():
+            state_at_point = replay(store.path, at_offset=horizon - 1, use_snapshots=True).state
+            con.register("_state_at_point", state_at_point)
+            con.execute(
+                f"""UPDATE decisions SET reason = 'superseded', entity = NULL, key = NULL
+                    WHERE reason IS NULL AND key IS NOT NULL AND NOT (op = 'delete' OR no_data)
+                      AND (entity, key) IN (SELECT (entity, prev_key) FROM events
+                                            WHERE "offset" < {horizon} AND prev_key IS NOT NULL AND prev_key <> key)
+                      AND (entity, key) NOT IN (SELECT (entity, key) FROM _state_at_point WHERE key IS NOT NULL)"""
+            )
+        if progress:
+            progress(1, 3)
+        for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
+            result.removed[reason] = n
+        if result.removed.get("keyless"):
+            # an entity none of whose events has a key loses every row: worth saying before it goes
+            result.keyless_entities = dict(con.execute(
+                f"""SELECT entity, count(*) FILTER (WHERE op <> 'truncate') FROM events WHERE "offset" < {horizon}
+                    GROUP BY entity HAVING count(key) = 0 AND count(*) FILTER (WHERE op <> 'truncate') > 0
+                    ORDER BY entity"""
+            ).fetchall())  # fmt: skip
+        con.execute(
+            """CREATE TEMP TABLE kept_tombstones AS SELECT "offset", entity, key, op, ts_us FROM decisions
+                WHERE reason IS NULL AND (op IN ('delete', 'truncate') OR no_data)"""
+        )
+        kept = con.execute("SELECT count(*), min(ts_us) FROM kept_tombstones").fetchall()[0]
+        result.tombstones = [
+            {"offset": o, "entity": e, "key": k, "op": op,
+             "expires": iso_utc(dt.datetime.fromtimestamp((t + retention_us) / 1e6, dt.UTC))}
+            for o, e, k, op, t in con.execute('SELECT * FROM kept_tombstones ORDER BY "offset" LIMIT 100').fetchall()
+        ]  # fmt: skip
+        result.tombstones_kept = kept[0]
+        if kept[1] is not None:
+            expiry = dt.datetime.fromtimestamp((kept[1] + retention_us) / 1e6, dt.UTC)
+            result.earliest_tombstone_expiry = iso_utc(expiry)
+        fold_rows = con.execute(f"SELECT count(*) FROM decisions WHERE reason IS NULL AND {_FOLDED}").fetchall()[0][0]
+        result.folded = fold_rows
+        result.examples = [
+            {"offset": o, "entity": e, "key": k, "op": op, "reason": r}
+            for o, e, k, op, r in con.execute(
+                """SELECT d."offset", e.entity, e.key, d.op, d.reason
+                   FROM (SELECT "offset", op, reason FROM decisions WHERE reason IS NOT NULL ORDER BY "offset" LIMIT 20) d
+                   JOIN events e USING ("offset") ORDER BY d."offset" """
+            ).fetchall()
+        ]
+        removed_total = sum(result.removed.values())
+        result.events_after = result.events_before - removed_total
+        # The segments holding an event that goes or is folded: only they are rewritten.
+        import pyarrow as pa
+
+        ranges = pa.table({  # noqa: F841 - read by the query
+            "path": [x["path"] for x in st.segments],
+            "lo": [x["min_offset"] for x in st.segments],
+            "hi": [x["max_offset"] for x in st.segments],
+        })
+        # A segment is untouched when every event of it below the horizon stays as it is; survivors
+        # are few, so they are the side matched against the segments' ranges.
+        untouched = dict(con.execute(
+            f"""SELECT r.path, count(*) FROM ranges r JOIN decisions d ON d."offset" BETWEEN r.lo AND r.hi
+               WHERE d.reason IS NULL AND NOT ({_FOLDED}) GROUP BY r.path"""
+        ).fetchall())  # fmt: skip
+
+        def below_horizon(seg: dict[str, Any]) -> int:
+            if seg["max_offset"] < horizon:
+                return int(seg["rows"])
+            if seg["min_offset"] >= horizon:
+                return 0
+            return int(con.execute(
+                f'SELECT count(*) FROM decisions WHERE "offset" BETWEEN {seg["min_offset"]} AND {seg["max_offset"]}'
+            ).fetchall()[0][0])
+
+        segs = [x for x in st.segments if below_horizon(x) > untouched.get(x["path"], 0)]
+        result.segments_rewritten = len(segs)
+        if dry_run or not segs:
+            share = result.events_after / result.events_before if result.events_before else 1.0
+            result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before
+            return result
+        # What the rewrite needs from the decisions; they are dropped before the replay below, so
+        # the two never hold memory at once.
+        con.execute('CREATE TEMP TABLE kept AS SELECT "offset" FROM decisions WHERE reason IS NULL ORDER BY "offset"')
+        con.execute(
+            f"""CREATE TEMP TABLE partial_survivors AS SELECT "offset", entity, key FROM decisions
+                WHERE reason IS NULL AND {_FOLDED}"""
+        )
+        gaps = [  # the removed offsets, as ranges (gaps and islands)
+            [lo, hi]
+            for lo, hi in con.execute(
+                """SELECT min("offset"), max("offset") FROM (
+                       SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS island
+                       FROM decisions WHERE reason IS NOT NULL)
+                   GROUP BY island ORDER BY 1"""
+            ).fetchall()
+        ]
+        con.execute("DROP TABLE decisions; DROP TABLE kept_tombstones")
+        # The full rows of survivors that are partial: their state at the compaction point.
+        folded_state = (  # noqa: F841 - read by the query
+            state_at_point if state_at_point is not None
+            else replay(store.path, at_offset=horizon - 1, use_snapshots=True).state if fold_rows
+            else pa.table({"entity": pa.array([], pa.string()), "key": pa.array([], pa.string()),
+                           "state": pa.array([], pa.string())})
+        )  # fmt: skip
+        con.execute(
+            """CREATE TEMP TABLE fold_by_offset AS
+               SELECT p."offset", f.state AS data FROM partial_survivors p
+               JOIN folded_state f ON f.entity = p.entity AND f.key = p.key"""
+        )
+        del folded_state, state_at_point
+        if "_state_at_point" in {n for (n,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+            con.unregister("_state_at_point")
+        if progress:
+            progress(2, 3)
+        adds, removes = [], []
+        for seg in segs:
+            file = store.path / seg["path"]
+            table = con.sql(
+                f"""SELECT s.* REPLACE (
+                        CASE WHEN f."offset" IS NOT NULL THEN f.data ELSE s.data END AS data,
+                        CASE WHEN f."offset" IS NOT NULL THEN 'upsert' ELSE s.op END AS op,
+                        -- a full row moves nothing: the key it came from holds what survives of it
+                        CASE WHEN f."offset" IS NOT NULL THEN NULL ELSE s.prev_key END AS prev_key),
+                        f."offset" IS NOT NULL AS _folded
+                    FROM read_parquet({sql_string(str(file))}) s
+                    LEFT JOIN fold_by_offset f ON f."offset" = s."offset"
+                    WHERE s."offset" >= {horizon} OR s."offset" IN (
+                        SELECT "offset" FROM kept WHERE "offset" BETWEEN {seg["min_offset"]} AND {seg["max_offset"]})
+                    ORDER BY s."offset" """
+            ).to_arrow_table()
+            mask = table.column("_folded")
+            table = reseal(table.drop_columns(["_folded"]), pc.fill_null(mask, False), con)
+            entry = write_segment(store, table)
+            removes.append(seg)
+            if entry:
+                adds.append(entry)
+        stale_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1]
+        result.bytes_after = result.bytes_before - sum(s["bytes"] for s in segs) + sum(e["bytes"] for e in adds)
+        params = {
+            "tombstone_retention_us": retention_us,
+            "min_lag_us": lag_us,
+            "until_offset": until_offset,
+            "now": iso_utc(dt.datetime.fromtimestamp(now_us / 1e6, dt.UTC)),
+        }
+        info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit")}
+        commit = store.commit(
+            "compact", params, add=adds, remove=removes + stale_snapshots, gaps=gaps, info=info
+        )
+        result.commit = commit["version"]
+        for entry in removes + stale_snapshots:
+            (store.path / entry["path"]).unlink(missing_ok=True)
+        if progress:
+            progress(3, 3)
+    return result
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def compact_file(
+    path: str,
+    out: IO[bytes] | None,
+    *,
+    format: str | None = None,
+    mapping: Any = None,
+    tombstone_retention: str | int | None = "1d",
+    min_lag: str | int | None = None,
+    until_offset: int | None = None,
+    now: str | dt.datetime | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Compact a raw JSON-lines or CSV log, streaming, keeping surviving lines byte for byte.
+
+    Records are numbered from 0 in file order, as ingest would number them: ``until_offset``
+    and ``min_lag`` protect the head as in a store. A raw line cannot be rewritten, so where a
+    key's latest record is partial its survivors are its latest full image and the partial records
+    after it (nothing of the row is lost); the records of keys a row moved between are all kept. A
+    record that cannot be read is kept as it is. With ``dry_run`` (or ``out`` None) nothing is
+    written. Returns what was kept and removed, by reason.
+    """
+    from . import engine
+    from .errors import InputError
+    from .formats import detect, get_format
+    from .formats.base import BadRecord, Mapping, Source
+
+    if until_offset is not None and until_offset < 0:
+        raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
+    mapping = mapping or Mapping()
+    src = Source(path)
+    fmt = get_format(format) if format else detect(src)
+    if fmt.name not in ("jsonl", "csv"):
+        raise UsageError(f"raw-file compaction reads JSON lines or CSV, not {fmt.name}", "ingest it into a store and compact that")
+    bad: list[BadRecord] = []
+    retention_us = parse_duration(tombstone_retention)
+    lag_us = parse_duration(min_lag)
+    now_us = _now_us(now)
+    con = engine.connect()
+    con.execute(
+        "CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, prev_key VARCHAR, op VARCHAR, tomb BOOLEAN)"
+    )
+    for batch in fmt.read(src, mapping, bad.append):
+        b = batch  # noqa: F841 - read by the query
+        con.execute(
+            # a record without a time is stamped now, as ingest stamps it: a tombstone is kept
+            # for the retention (and goes at once with a retention of 0)
+            f"""INSERT INTO ev SELECT source.line, coalesce(epoch_us(ts), {now_us}), entity, key, prev_key, op,
+                       (op = 'delete' OR data IS NULL) FROM b"""
+        )
+    total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    if bad and not total:
+        first = bad[0]
+        raise InputError(first.file, first.line, f"{first.reason} (and every other record: none could be read)",
+                         "check the field mapping (--key-field, --ts-field, ...) against the file")  # fmt: skip
+    horizon = total if until_offset is None else min(until_offset, total)
+    con.execute('CREATE TEMP TABLE recs AS SELECT *, row_number() OVER (ORDER BY line) - 1 AS "offset" FROM ev')
+    if lag_us:
+        young = con.execute(f'SELECT min("offset") FROM recs WHERE ts_us > {now_us - lag_us}').fetchall()[0][0]
+        horizon = horizon if young is None else min(horizon, young)
+    expired = f"e.ts_us + {retention_us} <= {now_us}"
+    con.execute(
+        f"""CREATE TEMP TABLE decided AS
+            WITH below AS (SELECT * FROM recs WHERE "offset" < {horizon}),
+            last_reset AS (
+                SELECT entity, key, max(line) FILTER (WHERE op IN ('insert', 'read', 'upsert', 'delete') OR tomb) AS r,
+                       max(line) AS l
+                FROM below WHERE key IS NOT NULL AND op <> 'truncate' GROUP BY entity, key),
+            trunc AS (SELECT entity, max(line) AS t FROM below WHERE op = 'truncate' GROUP BY entity),
+            moved AS (SELECT entity, key FROM below WHERE prev_key <> key
+                      UNION SELECT entity, prev_key FROM below WHERE prev_key <> key)
+            SELECT e.line, e."offset", e.entity, e.key, e.op, CASE
+                WHEN e."offset" >= {horizon} THEN NULL
+                WHEN e.op = 'truncate' THEN
+                    CASE WHEN e.line < t.t THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
+                WHEN e.key IS NULL THEN 'keyless'
+                WHEN e.line < coalesce(t.t, -1) THEN 'superseded'
+                WHEN (e.entity, e.key) IN (SELECT (entity, key) FROM moved) THEN NULL
+                WHEN e.tomb THEN CASE WHEN e.line < k.l THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
+                WHEN e.line < coalesce(k.r, -1) THEN 'superseded'
+            END AS reason
+            FROM recs e
+            LEFT JOIN last_reset k ON k.entity = e.entity AND k.key = e.key
+            LEFT JOIN trunc t ON t.entity = e.entity"""
+    )
+    removed = dict(con.execute(
+        "SELECT reason, count(*) FROM decided WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ).fetchall())  # fmt: skip
+    result: dict[str, Any] = {
+        "dry_run": dry_run or out is None,
+        "protected_from_offset": horizon,
+        "records_in": total,
+        "records_kept": total - sum(removed.values()),
+        "records_removed": sum(removed.values()),
+        **{f"removed_{r.replace(' ', '_')}": removed.get(r, 0) for r in REASONS if r != "aborted"},
+        "kept_for_key_changes": con.execute(
+            f"""SELECT count(*) FROM decided d WHERE d."offset" < {horizon} AND d.reason IS NULL AND d.key IS NOT NULL
+                AND (d.entity, d.key) IN (SELECT (entity, key) FROM recs WHERE "offset" < {horizon} AND prev_key <> key
+                                          UNION SELECT (entity, prev_key) FROM recs WHERE "offset" < {horizon} AND prev_key <> key)"""
+        ).fetchall()[0][0],
+        "unreadable_kept": len(bad),
+        "first_unreadable": f"{bad[0].file}:{bad[0].line}: {bad[0].reason}" if bad else None,
+        "keyless_entities": dict(con.execute(
+            f"""SELECT entity, count(*) FROM recs WHERE "offset" < {horizon} AND op <> 'truncate'
+                GROUP BY entity HAVING count(key) = 0 ORDER BY entity"""
+        ).fetchall()),
+        "examples": [
+            {"line": line, "offset": o, "entity": e, "key": k, "op": op, "reason": r}
+            for line, o, e, k, op, r in con.execute(
+                'SELECT line, "offset", entity, key, op, reason FROM decided WHERE reason IS NOT NULL ORDER BY line LIMIT 20'
+            ).fetchall()
+        ],
+    }  # fmt: skip
+    if result["dry_run"]:
+        return result
+    assert out is not None
+    removed_lines = {r[0] for r in con.execute("SELECT line FROM decided WHERE reason IS NOT NULL").fetchall()}
+    # A record's lines run up to the next record (a CSV value may hold newlines); a JSON line is one.
+    starts = sorted([r[0] for r in con.execute("SELECT line FROM ev").fetchall()] + [b.line for b in bad if b.line])
+    drop: set[int] = set()
+    import bisect
+
+    for line in removed_lines:
+        i = bisect.bisect_right(starts, line)
+        drop.update(range(line, starts[i]) if i < len(starts) else [line])
+    drop_tail = fmt.name == "csv" and starts and starts[-1] in removed_lines
+    with src.open() as stream:
+        for n, raw in enumerate(stream_lines(stream), 1):
+            if n in drop or (drop_tail and n >= starts[-1]):
+                continue
+            out.write(raw)
+    return result
+
+
+def stream_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Physical lines of a byte stream, with their line endings, in bounded memory."""
+    import io
+
+    buffered = io.BufferedReader(stream, 1 << 20)  # type: ignore[type-var]
+    while True:
+        line = buffered.readline()
+        if not line:
+            return
+        yield line

@@ -1,0 +1,1451 @@
+"""Diff: where two replicas differ, and how.
+
+What is compared depends on what LEFT and RIGHT are:
+
+- **Two stores** are two logs: events aligned by offset (or by source position), the **first
+  divergent offset** with the two events there, then the events after it that are only on the left
+  (missing from the right), only on the right (extra) and changed. Then, when replay is available,
+  the two states at the head. ``at_offset`` compares the two states at that offset instead.
+- **A store and a table dump** (Parquet or CSV): the store's entity, replayed, against the dump.
+- **Two dumps**: table against table.
+
+Tables are compared on key columns (keys only on the left, only on the right, and changed, with
+each differing field and both values) in one DuckDB FULL OUTER JOIN; without key columns they are
+compared as multisets of rows.
+
+Values are compared exactly: NULL, the empty string and the text ``<null>`` are three values;
+composite keys are joined column by column (never concatenated); decimals are compared as decimals
+(``1.10`` equals ``1.1``, nothing passes through float64); floats are equal only when equal, unless
+a tolerance is given; timestamps are compared as instants; JSON is compared as values (key order
+ignored, numbers by value). A CSV field has no type: it is read as text and compared as the other
+side's type (a number, an instant, a boolean, JSON); against another CSV field it is equal when
+the texts are equal, or both are numbers of equal value, or both are dates/times of the same
+instant, or both are equal JSON objects or arrays.
+
+Two events are the same when their content is: every column but ``offset`` (the alignment),
+``source`` (where each replica read it) and the integrity columns (salts are per event and per
+store). A log comparison is therefore decided without reading any segment whose digest both stores
+share (one is a copy of the other); the rest is compared with an unsalted content hash computed in
+DuckDB, and only the first window of offsets whose hashes differ is compared row by row.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .engine import sql_ident, sql_string
+from .errors import InputError, UsageError
+from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
+from .store import reads_latest
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from .store import Store
+
+#: One difference, as `--format jsonl` prints it.
+Difference = dict[str, Any]
+
+#: Offsets per window of the log comparison: the unit that is compared row by row.
+WINDOW = 1 << 16
+BY = ("offset", "position")
+
+
+@dataclass
+class DiffResult:
+    """What differs between LEFT and RIGHT.
+
+    ``mode`` is ``log`` (two stores), ``state`` (two replayed states) or ``table`` (a store's
+    entity or a dump against a dump). For a log, ``only_left`` counts the events missing from the
+    right, ``only_right`` the extra ones and ``changed`` the events present on both sides with
+    other content; for a state or table they count keys (rows, for a keyless table).
+    ``examples`` holds the first ``limit`` differences; ``differences()`` yields them all.
+    """
+
+    left: str
+    right: str
+    mode: str
+    same: bool = True
+    first_divergent_offset: int | None = None
+    only_left: int = 0
+    only_right: int = 0
+    changed: int = 0
+    examples: list[Difference] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    state: DiffResult | None = None  # two stores: the states at the head
+    notes: list[str] = field(default_factory=list)
+    _listing: Callable[[], Iterator[Difference]] | None = field(default=None, repr=False)
+
+    def differences(self) -> Iterator[Difference]:
+        """Every difference, in order (a log's events first, then the head state's keys)."""
+        if self._listing is not None:
+            yield from self._listing()
+        if self.state is not None:
+            yield from self.state.differences()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as one JSON-ready object (what `--format json` prints)."""
+        out: dict[str, Any] = {
+            "same": self.same,
+            "mode": self.mode,
+            "left": self.left,
+            "right": self.right,
+            "first_divergent_offset": self.first_divergent_offset,
+            "only_left": self.only_left,
+            "only_right": self.only_right,
+            "changed": self.changed,
+            **self.info,
+            "examples": self.examples,
+        }
+        if self.mode == "log":
+            out["state"] = self.state.to_dict() if self.state is not None else None
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+# --------------------------------------------------------------------------- values
+#
+# A value is normalized into a small tagged tuple, so that equal values have equal tuples and
+# a tuple's repr() is a canonical text: ("z",) null, ("s", text), ("n", "<digits>e<exp>") an exact
+# number with trailing zeros stripped, ("f", repr) a float, ("t", epoch µs) an instant,
+# ("b", bool), ("l", items), ("o", sorted (key, value) pairs).
+#
+# A side's value reaches Python as text, with a mode saying what the text is: "j" JSON text,
+# "n" an integer or decimal, "f" a float, "d" an instant, "b" a boolean, "t" text without a type
+# (read as the comparison's domain says: a number, an instant, JSON...).
+
+Norm = tuple[Any, ...]
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?)?")
+_TRUE = frozenset({"t", "true", "1"})
+_FALSE = frozenset({"f", "false", "0"})
+
+
+def _number(text: str) -> Norm | None:
+    if not _NUMBER.fullmatch(text):
+        return None
+    sign, digits, exponent = Decimal(text).as_tuple()
+    assert isinstance(exponent, int)
+    kept = list(digits)
+    while len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    if kept == [0]:
+        return ("n", "0e0")
+    return ("n", f"{'-' if sign else ''}{''.join(map(str, kept))}e{exponent}")
+
+
+def _float(text: str) -> Norm | None:
+    word = text.strip().lower().lstrip("+")
+    if word in ("nan", "-nan"):
+        return ("f", "nan")
+    if word in ("inf", "infinity", "-inf", "-infinity"):
+        return ("f", "-inf" if word.startswith("-") else "inf")
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return ("f", repr(value if value != 0 else 0.0))
+
+
+def _instant(text: str) -> Norm | None:
+    if not _DATETIME.fullmatch(text.strip()):
+        return None
+    try:
+        return ("t", parse_ts(text))
+    except ValueError:
+        return None
+
+
+def _boolean(text: str) -> Norm | None:
+    word = text.strip().lower()
+    return ("b", True) if word in _TRUE else ("b", False) if word in _FALSE else None
+
+
+def _json(value: Any) -> Norm:
+    if value is None:
+        return ("z",)
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, RawNumber):
+        return _number(str(value)) or ("s", str(value))
+    if isinstance(value, int):
+        return _number(str(value)) or ("s", str(value))
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", tuple(_json(v) for v in value))
+    if isinstance(value, dict):
+        return ("o", tuple(sorted((str(k), _json(v)) for k, v in value.items())))
+    return ("s", str(value))
+
+
+def _parsed_json(text: str) -> Norm | None:
+    try:
+        return _json(loads_exact(text))
+    except ValueError:
+        return None
+
+
+def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
+    """A value (as text, with its mode) in the canonical form of a comparison domain."""
+    if text is None:
+        return None
+    typed = {"j": _parsed_json, "n": _number, "f": _float, "d": _instant, "b": _boolean}
+    if mode in typed:
+        return typed[mode](text) or ("s", text)
+    if domain == "json":
+        return _parsed_json(text) or ("s", text)
+    if domain == "number":
+        return _number(text) or ("s", text)
+    if domain == "float":
+        return _float(text) or ("s", text)
+    if domain == "time":
+        return _instant(text) or ("s", text)
+    if domain == "bool":
+        return _boolean(text) or ("s", text)
+    if domain == "loose":
+        if text[:1] in ("{", "["):
+            return _parsed_json(text) or ("s", text)
+        return _number(text) or _instant(text) or ("s", text)
+    return ("s", text)
+
+
+def _decimal(value: Norm) -> Decimal | None:
+    try:
+        d = Decimal(value[1])
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def _integral(value: Norm) -> bool:
+    return value[0] == "n" and int(value[1].rsplit("e", 1)[1]) >= 0
+
+
+def close(a: Norm | None, b: Norm | None, tolerance: Decimal | None) -> bool:
+    """Equal values; with a tolerance, numbers that are not both integers may differ by that much."""
+    if a is None or b is None:
+        return a is None and b is None
+    if a == b:
+        return True
+    if tolerance is None:
+        return False
+    if a[0] in ("n", "f") and b[0] in ("n", "f"):
+        if _integral(a) and _integral(b):
+            return False
+        x, y = _decimal(a), _decimal(b)
+        return x is not None and y is not None and abs(x - y) <= tolerance
+    if a[0] == b[0] == "l":
+        return len(a[1]) == len(b[1]) and all(close(x, y, tolerance) for x, y in zip(a[1], b[1], strict=True))
+    if a[0] == b[0] == "o":
+        return [k for k, _ in a[1]] == [k for k, _ in b[1]] and all(
+            close(x, y, tolerance) for (_, x), (_, y) in zip(a[1], b[1], strict=True)
+        )
+    return False
+
+
+def values_equal(
+    domain: str, lmode: str, rmode: str, left: str | None, right: str | None, tolerance: Decimal | None = None
+) -> bool:
+    """Whether two values (as text, with their modes) are equal in a comparison domain."""
+    if left == right and lmode == rmode:
+        return True
+    return close(normalize(domain, lmode, left), normalize(domain, rmode, right), tolerance)
+
+
+def canonical(domain: str, mode: str, text: str | None) -> str | None:
+    """A text that is equal for two values exactly when they are equal (for grouping)."""
+    norm = normalize(domain, mode, text)
+    return None if norm is None else repr(norm)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+#: Connections whose Python comparators are not registered yet, with the tolerance they will use.
+_PENDING: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Decimal | None] = weakref.WeakKeyDictionary()
+
+
+def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
+    """A connection with a number-text macro; the exact comparators come with ``_comparators``."""
+    from . import engine
+
+    con = engine.connect()
+    # A plain decimal text without sign noise, leading or trailing zeros; other text unchanged.
+    con.execute(
+        r"""CREATE TEMP MACRO _lt_num(x) AS CASE WHEN regexp_full_match(x, '[+-]?[0-9]+(\.[0-9]+)?') THEN
+              (CASE WHEN starts_with(x, '-') AND NOT regexp_full_match(x, '-[0.]+') THEN '-' ELSE '' END)
+              || coalesce(nullif(ltrim(split_part(ltrim(x, '+-'), '.', 1), '0'), ''), '0')
+              || coalesce('.' || nullif(rtrim(split_part(ltrim(x, '+-'), '.', 2), '0'), ''), '')
+            ELSE x END"""
+    )
+    _PENDING[con] = tolerance
+    return con
+
+
+def _comparators(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the exact comparators ``_lt_equal`` and ``_lt_canon`` (Python functions) on first use.
+
+    Registering a Python function loads numpy, which costs more than a 1M-row join on a small
+    machine, and a comparison whose columns SQL compares exactly never calls them."""
+    if con not in _PENDING:
+        return
+    tolerance = _PENDING.pop(con)
+    from duckdb.func import FunctionNullHandling
+    from duckdb.sqltypes import BOOLEAN, VARCHAR
+
+    def equal(domain: str, lmode: str, rmode: str, left: str | None, right: str | None) -> bool:
+        return values_equal(domain, lmode, rmode, left, right, tolerance)
+
+    nulls = FunctionNullHandling.SPECIAL  # a NULL is a value to compare, not "skip the call"
+    con.create_function("_lt_equal", equal, [VARCHAR] * 5, BOOLEAN, null_handling=nulls)
+    con.create_function("_lt_canon", canonical, [VARCHAR] * 3, VARCHAR, null_handling=nulls)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second connection to the same database, for a result read while others run."""
+    cur = con.cursor()
+    cur.execute("SET TimeZone = 'UTC'")
+    return cur
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()]
+
+
+_INTEGER_TYPES = frozenset(
+    "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT".split()
+)
+
+
+def _type_class(sql_type: str) -> str:
+    t = sql_type.upper()
+    if t == "JSON":
+        return "json"
+    if t == "VARCHAR" or t.startswith("ENUM"):
+        return "text"
+    if t == "BOOLEAN":
+        return "bool"
+    if t in _INTEGER_TYPES:
+        return "int"
+    if t.startswith("DECIMAL"):
+        return "decimal"
+    if t in ("FLOAT", "DOUBLE"):
+        return "float"
+    if t == "DATE" or t.startswith("TIMESTAMP"):
+        return "time"
+    if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
+        return "nested"
+    return "other"
+
+
+@dataclass
+class _Table:
+    """One side of a table comparison: a DuckDB view, and how its columns are to be read."""
+
+    label: str
+    view: str
+    columns: list[tuple[str, str]]
+    untyped: bool = False  # CSV: every value is text without a type
+    json_columns: frozenset[str] = frozenset()
+    row_json: str | None = None  # the column holding each row as a JSON object (a replayed state)
+    untyped_columns: frozenset[str] = frozenset()  # text without a type in an otherwise typed table
+
+    def type_class(self, name: str) -> str:
+        if name in self.json_columns or name == self.row_json:
+            return "json"
+        cls = _type_class(dict(self.columns)[name])
+        return "untyped" if (self.untyped or name in self.untyped_columns) and cls == "text" else cls
+
+    def sql_type(self, name: str) -> str:
+        return dict(self.columns)[name]
+
+
+# How a class of values reaches Python for an exact check: (SQL template, mode).
+_AS_TEXT = {
+    "untyped": ("{x}", "t"),
+    "text": ("{x}", "t"),
+    "json": ("{x}::VARCHAR", "j"),
+    "nested": ("to_json({x})::VARCHAR", "j"),
+    "int": ("{x}::VARCHAR", "n"),
+    "decimal": ("{x}::VARCHAR", "n"),
+    "float": ("{x}::VARCHAR", "f"),
+    "time": ("{x}::TIMESTAMPTZ::VARCHAR", "d"),
+    "bool": ("{x}::VARCHAR", "b"),
+    "other": ("{x}::VARCHAR", "t"),
+}
+_NUMERIC = ("int", "decimal")
+_TEXTUAL = ("untyped", "text")
+
+
+@dataclass
+class _Column:
+    """How one column is compared.
+
+    ``lform``/``rform`` put both sides in one SQL domain where equal forms mean equal values.
+    When ``exact``, different forms also mean different values; otherwise a difference is
+    confirmed in Python (only for the rows whose forms differ) by ``values_equal``.
+    """
+
+    name: str
+    lclass: str
+    rclass: str
+    lform: str
+    rform: str
+    exact: bool
+    domain: str = "text"
+    float_tolerance: bool = False
+
+    def left(self, expr: str) -> str:
+        return self.lform.replace("{x}", expr)
+
+    def right(self, expr: str) -> str:
+        return self.rform.replace("{x}", expr)
+
+    def differs(self, lexpr: str, rexpr: str, tolerance: Decimal | None) -> str:
+        a, b = self.left(lexpr), self.right(rexpr)
+        if self.float_tolerance and tolerance is not None:
+            # abs() of a NULL is NULL: a NULL against a number differs, whatever the tolerance
+            return f"NOT coalesce({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance}, false)"
+        return f"NOT ({a} IS NOT DISTINCT FROM {b})"
+
+    def check_sql(self, lexpr: str, rexpr: str) -> str:
+        """SQL calling the exact comparator on two stored values: true when equal."""
+        (lt, lm), (rt, rm) = self._as_text(self.lclass), self._as_text(self.rclass)
+        return (
+            f"_lt_equal({sql_string(self.domain)}, {sql_string(lm)}, {sql_string(rm)}, "
+            f"{lt.replace('{x}', lexpr)}, {rt.replace('{x}', rexpr)})"
+        )
+
+    def canon_sql(self, side: str, expr: str) -> str:
+        """SQL giving a stored value's canonical text (for grouping rows of a multiset)."""
+        template, mode = self._as_text(self.lclass if side == "l" else self.rclass)
+        return f"_lt_canon({sql_string(self.domain)}, {sql_string(mode)}, {template.replace('{x}', expr)})"
+
+    def _as_text(self, cls: str) -> tuple[str, str]:
+        if self.domain == "json" and cls not in _TEXTUAL + ("json", "nested"):
+            return ("to_json({x})::VARCHAR", "j")
+        return _AS_TEXT[cls]
+
+
+def _plan(name: str, left: _Table, right: _Table) -> _Column:
+    """Choose how a column present on both sides is compared, from its two types."""
+    lc, rc = left.type_class(name), right.type_class(name)
+    lt, rt = left.sql_type(name), right.sql_type(name)
+    pair = {lc, rc}
+
+    def exact(form: str = "{x}", float_tolerance: bool = False) -> _Column:
+        return _Column(name, lc, rc, form, form, True, float_tolerance=float_tolerance)
+
+    if (lc == rc and lc in ("int", "decimal", "bool", "text")) or pair <= set(_NUMERIC):
+        return exact()
+    if lc == rc == "time":
+        return exact("{x}::TIMESTAMPTZ")
+    if "float" in pair and pair <= {"float", *_NUMERIC}:
+        return exact("{x}::DOUBLE", float_tolerance=True)
+    if lc == rc and lc in ("nested", "other") and lt == rt and not lt.upper().startswith("MAP"):
+        return exact()
+    if pair & {"json", "nested"}:
+        forms = {c: "{x}" if c in _TEXTUAL else "{x}::VARCHAR" if c == "json" else "to_json({x})::VARCHAR"
+                 for c in pair}  # fmt: skip
+        return _Column(name, lc, rc, forms[lc], forms[rc], False, "json")
+    if lc == rc == "untyped":
+        return _Column(name, lc, rc, "{x}", "{x}", False, "loose")
+    if lc in _TEXTUAL and rc in _TEXTUAL:
+        return exact()
+    if pair & {"text"} and pair & {*_NUMERIC, "float", "bool"}:
+        # a typed text column is text: against a number, its text must be the number's own
+        return _Column(name, lc, rc, "{x}::VARCHAR", "{x}::VARCHAR", True)
+    if lc in _TEXTUAL or rc in _TEXTUAL:
+        other = rc if lc in _TEXTUAL else lc
+        if other in _NUMERIC or other == "float":
+            text_form, typed_form = "_lt_num({x})", "_lt_num({x}::VARCHAR)"
+            domain = "float" if other == "float" else "number"
+        elif other == "time":
+            text_form = "CASE WHEN {x} IS NULL THEN NULL ELSE coalesce(epoch_us(TRY_CAST({x} AS TIMESTAMPTZ))::VARCHAR, '~' || {x}) END"  # noqa: E501
+            typed_form, domain = "epoch_us({x}::TIMESTAMPTZ)::VARCHAR", "time"
+        elif other == "bool":
+            text_form, typed_form, domain = "lower({x})", "{x}::VARCHAR", "bool"
+        else:
+            text_form, typed_form, domain = "{x}", "{x}::VARCHAR", "loose"
+        lform, rform = (text_form, typed_form) if lc in _TEXTUAL else (typed_form, text_form)
+        return _Column(name, lc, rc, lform, rform, False, domain)
+    return _Column(name, lc, rc, "{x}::VARCHAR", "{x}::VARCHAR", False, "loose")
+
+
+def _output(value: Any, cls: str) -> Any:
+    """A fetched value made ready for JSON output (JSON text inlined as JSON)."""
+    from .formats.writers import plain
+
+    if value is None:
+        return None
+    if cls == "json" and isinstance(value, str):
+        try:
+            loads_exact(value)
+        except ValueError:
+            return value
+        return RawJSON(value)
+    out = plain(value)
+    return out if isinstance(out, str | int | float | bool | dict | list) else str(value)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class _TableCompare:
+    """One comparison of two tables on key columns (or, without keys, as multisets)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        left: _Table,
+        right: _Table,
+        keys: Sequence[str],
+        tolerance: Decimal | None,
+        prefix: str,
+        scope: str = "table",
+    ) -> None:
+        self.con = con
+        self.scope = scope
+        self.left = left
+        self.right = right
+        self.keys = list(keys)
+        self.tolerance = tolerance
+        self.p = prefix
+        lnames = [c for c, _ in left.columns]
+        rnames = [c for c, _ in right.columns]
+        for side, names in (("left", lnames), ("right", rnames)):
+            missing = [k for k in self.keys if k not in names]
+            if missing:
+                table = left if side == "left" else right
+                raise UsageError(
+                    f"{table.label}: no key column {', '.join(missing)} (its columns: {', '.join(names)})",
+                    "name key columns both sides have with --key-column",
+                )
+        self.lnames, self.rnames = lnames, rnames
+        self.only_left_columns = [c for c in lnames if c not in rnames]
+        self.only_right_columns = [c for c in rnames if c not in lnames]
+        common = [c for c in lnames if c in rnames]
+        if not common:
+            raise UsageError(
+                f"{left.label} and {right.label} have no column in common", "compare tables of the same entity"
+            )
+        self.key_plans = [_plan(k, left, right) for k in self.keys]
+        self.value_plans = [_plan(c, left, right) for c in common if c not in self.keys]
+        self.only_left = self.only_right = self.changed = 0
+
+    #: Differing rows gathered in memory by the pass that also checks the keys; a comparison
+    #: with more runs its join again into a table (which can spill). Each DuckDB thread may hold
+    #: this many rows before they are combined, so it stays small.
+    GATHER = 4096
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> _TableCompare:
+        if self.keys:
+            self._keyed()
+        else:
+            if self.tolerance is not None:
+                raise UsageError(
+                    "--float-tolerance needs key columns: rows without a key are compared as exact multisets",
+                    "name the key with --key-column",
+                )
+            self._multiset()
+        return self
+
+    def _check_unique(self, table: _Table, side: str, plans: list[_Column]) -> None:
+        forms = [(p.left if side == "l" else p.right)(f"t.{sql_ident(p.name)}") for p in plans]
+        rows = self.con.execute(
+            f"SELECT {', '.join(forms)}, count(*) FROM {table.view} t GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+        ).fetchall()
+        if rows:
+            key = ", ".join(f"{p.name}={v!r}" for p, v in zip(plans, rows[0][:-1], strict=True))
+            raise UsageError(
+                f"{table.label}: key ({key}) occurs {rows[0][-1]} times: the key columns do not identify a row",
+                "name every key column (repeat --key-column), or none to compare whole rows as multisets",
+            )
+
+    def _keyed(self) -> None:
+        present = sql_ident("__logtool_present__")
+        sort = [
+            f"coalesce({p.left(f'l.{sql_ident(p.name)}')}, {p.right(f'r.{sql_ident(p.name)}')})" for p in self.key_plans
+        ]
+        differs = [
+            p.differs(f"l.{sql_ident(p.name)}", f"r.{sql_ident(p.name)}", self.tolerance) for p in self.value_plans
+        ]
+        on = " AND ".join(
+            f"{p.left(f'l.{sql_ident(p.name)}')} IS NOT DISTINCT FROM {p.right(f'r.{sql_ident(p.name)}')}"
+            for p in self.key_plans
+        )
+        changed = " OR ".join(f"d{i}" for i in range(len(self.value_plans))) or "false"
+        status = (f"CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left' "
+                  "ELSE 'changed' END")  # fmt: skip
+        fields = [
+            ("_s", status),
+            *((f"k{i}", e) for i, e in enumerate(sort)),
+            *((f"l{i}", f"l.{sql_ident(c)}") for i, c in enumerate(self.lnames)),
+            *((f"r{i}", f"r.{sql_ident(c)}") for i, c in enumerate(self.rnames)),
+            *((f"d{i}", e) for i, e in enumerate(differs)),
+        ]
+        names = [n for n, _ in fields]
+        join = (f"FROM (SELECT *, true AS {present} FROM {self.left.view}) l "
+                f"FULL OUTER JOIN (SELECT *, true AS {present} FROM {self.right.view}) r ON {on}")  # fmt: skip
+        differing = f"l.{present} IS NULL OR r.{present} IS NULL OR {' OR '.join(differs) or 'false'}"
+        # One pass over the join both gathers the differing rows (up to GATHER of them) and proves
+        # the keys unique: a key repeated on one side and present on the other yields more rows
+        # carrying a side than that side has (``matched_once`` is false); one repeated on one
+        # side only is among the gathered rows. The CASE builds a row for the differing rows only.
+        row = f"struct_pack({', '.join(f'{n} := {e}' for n, e in fields)})"
+        self.con.execute(f"""
+            CREATE OR REPLACE TABLE {self.p}_a AS
+            SELECT count(l.{present}) = (SELECT count(*) FROM {self.left.view})
+                     AND count(r.{present}) = (SELECT count(*) FROM {self.right.view}) AS matched_once,
+                   count(*) FILTER (WHERE {differing}) AS n,
+                   arg_min(CASE WHEN {differing} THEN {row} END, 0, {self.GATHER}) FILTER (WHERE {differing}) AS rows
+            {join}""")
+        ((matched_once, n),) = self.con.execute(f"SELECT matched_once, n FROM {self.p}_a").fetchall()
+        if n <= self.GATHER:
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(f'u.{c}' for c in names)} "
+                f"FROM (SELECT unnest(rows) AS u FROM {self.p}_a)"
+            )
+        else:
+            # Too many to gather in memory: the join again, into a table that can spill.
+            # The filter repeats the comparisons so that the columns are projected for differing rows only.
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {self.p}_d AS SELECT {', '.join(f'{e} AS {n}' for n, e in fields)} {join} "
+                f"WHERE {differing}"
+            )
+        self.con.execute(f"DROP TABLE {self.p}_a")
+        keys = ", ".join(f"k{i}" for i in range(len(sort)))
+        repeated = self.con.execute(
+            f"SELECT 1 FROM {self.p}_d WHERE _s <> 'changed' GROUP BY _s, {keys} HAVING count(*) > 1 LIMIT 1"
+        ).fetchall()
+        if not matched_once or repeated:
+            # Which key, and how often: the same words whichever way it was found.
+            self._check_unique(self.left, "l", self.key_plans)
+            self._check_unique(self.right, "r", self.key_plans)
+        # Forms that differ where the comparison is not exact in SQL are confirmed in Python,
+        # for those rows only.
+        if any(not p.exact for p in self.value_plans):
+            _comparators(self.con)
+        for i, p in enumerate(self.value_plans):
+            if not p.exact:
+                li, ri = self.lnames.index(p.name), self.rnames.index(p.name)
+                self.con.execute(
+                    f"UPDATE {self.p}_d SET d{i} = NOT {p.check_sql(f'l{li}', f'r{ri}')} WHERE _s = 'changed' AND d{i}"
+                )
+        if any(not p.exact for p in self.value_plans):
+            self.con.execute(f"DELETE FROM {self.p}_d WHERE _s = 'changed' AND NOT ({changed})")
+        for status, n in self.con.execute(f"SELECT _s, count(*) FROM {self.p}_d GROUP BY 1").fetchall():
+            setattr(self, status, n)
+
+    def _multiset(self) -> None:
+        plans = self.value_plans
+        for side, table in (("l", self.left), ("r", self.right)):
+            forms = [(p.left if side == "l" else p.right)(f"t.{sql_ident(p.name)}") for p in plans]
+            names = self.lnames if side == "l" else self.rnames
+            row = ", ".join(f"c{i} := t.{sql_ident(c)}" for i, c in enumerate(names))
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {self.p}_g{side} AS SELECT {', '.join(f'{f} AS f{i}' for i, f in enumerate(forms))}, "
+                f"count(*) AS n, any_value(struct_pack({row})) AS v FROM {table.view} t GROUP BY ALL"
+            )
+        on = " AND ".join(f"a.f{i} IS NOT DISTINCT FROM b.f{i}" for i in range(len(plans)))
+        fs = ", ".join(f"coalesce(a.f{i}, b.f{i}) AS c{i}" for i in range(len(plans)))
+        self.con.execute(f"""
+            CREATE OR REPLACE TABLE {self.p}_m AS
+            SELECT coalesce(a.n, 0) - coalesce(b.n, 0) AS net, {fs}, a.v AS lrow, b.v AS rrow
+            FROM {self.p}_gl a FULL OUTER JOIN {self.p}_gr b ON {on}
+            WHERE coalesce(a.n, 0) <> coalesce(b.n, 0)""")
+        if any(not p.exact for p in plans):
+            # Rows whose forms differ only where SQL is not exact (JSON key order, say) are
+            # grouped again by their canonical texts, computed for these rows only.
+            _comparators(self.con)
+            canon = []
+            for i, p in enumerate(plans):
+                if p.exact:
+                    canon.append(f"c{i}")
+                else:
+                    li, ri = self.lnames.index(p.name), self.rnames.index(p.name)
+                    lval = p.canon_sql("l", f"lrow.c{li}")
+                    rval = p.canon_sql("r", f"rrow.c{ri}")
+                    canon.append(f"CASE WHEN net > 0 THEN {lval} ELSE {rval} END AS c{i}")
+            groups = ", ".join(f"c{i}" for i in range(len(plans)))
+            self.con.execute(f"""
+                CREATE OR REPLACE TABLE {self.p}_m2 AS
+                SELECT sum(net) AS net, any_value(lrow) FILTER (WHERE net > 0) AS lrow,
+                       any_value(rrow) FILTER (WHERE net < 0) AS rrow, {groups}
+                FROM (SELECT net, lrow, rrow, {", ".join(canon)} FROM {self.p}_m)
+                GROUP BY {groups} HAVING sum(net) <> 0""")
+            self.con.execute(f"DROP TABLE {self.p}_m")
+            self.con.execute(f"ALTER TABLE {self.p}_m2 RENAME TO {self.p}_m")
+        rows = self.con.execute(
+            f"SELECT coalesce(sum(net) FILTER (WHERE net > 0), 0), coalesce(-sum(net) FILTER (WHERE net < 0), 0) "
+            f"FROM {self.p}_m"
+        ).fetchall()
+        self.only_left, self.only_right = int(rows[0][0]), int(rows[0][1])
+
+    # ------------------------------------------------------------------ listing
+
+    @property
+    def same(self) -> bool:
+        return not (self.only_left or self.only_right or self.changed or self.only_left_columns
+                    or self.only_right_columns)  # fmt: skip
+
+    def listing(self) -> Iterator[Difference]:
+        """Every difference, keys in order (rows of a multiset in the order of their values)."""
+        yield from (self._keyed_listing() if self.keys else self._multiset_listing())
+
+    def _batches(self, sql: str) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        cur = _cursor(self.con)
+        cur.execute(sql)
+        names = [d[0] for d in cur.description]
+        while True:
+            rows = cur.fetchmany(1000)
+            if not rows:
+                return
+            yield names, rows
+
+    def _row(self, table: _Table, names: list[str], values: Sequence[Any]) -> Any:
+        if table.row_json:
+            return _output(dict(zip(names, values, strict=True))[table.row_json], "json")
+        return {n: _output(v, table.type_class(n)) for n, v in zip(names, values, strict=True)}
+
+    def _keyed_listing(self) -> Iterator[Difference]:
+        order = ", ".join(f"k{i}" for i in range(len(self.key_plans)))
+        nl = len(self.lnames)
+        for cols, rows in self._batches(f"SELECT * FROM {self.p}_d ORDER BY {order}, _s"):
+            start = cols.index("l0") if nl else cols.index("r0")
+            for row in rows:
+                status = row[0]
+                lvals = row[start : start + nl]
+                rvals = row[start + nl : start + nl + len(self.rnames)]
+                flags = row[start + nl + len(self.rnames) :]
+                on_left = status != "only_right"
+                names = self.lnames if on_left else self.rnames
+                table = self.left if on_left else self.right
+                values = lvals if on_left else rvals
+                key = {k: _output(values[names.index(k)], table.type_class(k)) for k in self.keys}
+                diff: Difference = {"scope": self.scope, "change": status, "key": key}
+                if status == "changed":
+                    diff["fields"] = self._changed_fields(lvals, rvals, flags)
+                else:
+                    diff["row"] = self._row(table, names, values)
+                yield diff
+
+    def _changed_fields(self, lvals: Sequence[Any], rvals: Sequence[Any], flags: Sequence[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for p, flag in zip(self.value_plans, flags, strict=True):
+            if not flag:
+                continue
+            lv = lvals[self.lnames.index(p.name)]
+            rv = rvals[self.rnames.index(p.name)]
+            if p.name == self.left.row_json and p.name == self.right.row_json:
+                out += json_field_changes(lv, rv, self.tolerance)
+            else:
+                out.append({"field": p.name, "left": _output(lv, p.lclass), "right": _output(rv, p.rclass)})
+        return out
+
+    def _multiset_listing(self) -> Iterator[Difference]:
+        order = "".join(f", c{i}" for i in range(len(self.value_plans)))
+        for _, rows in self._batches(f"SELECT net, lrow, rrow FROM {self.p}_m ORDER BY net < 0{order}"):
+            for net, lrow, rrow in rows:
+                on_left = net > 0
+                table = self.left if on_left else self.right
+                names = self.lnames if on_left else self.rnames
+                struct = lrow if on_left else rrow
+                values = [struct[f"c{i}"] for i in range(len(names))]
+                diff: Difference = {"scope": self.scope, "change": "only_left" if on_left else "only_right"}
+                if table.row_json:
+                    diff["key"] = {n: v for n, v in zip(names, values, strict=True) if n != table.row_json}
+                diff["count"] = abs(int(net))
+                diff["row"] = self._row(table, names, values)
+                yield diff
+
+
+def json_field_changes(left: str | None, right: str | None, tolerance: Decimal | None = None) -> list[dict[str, Any]]:
+    """The top-level fields in which two JSON objects differ, with both values; a field one side
+    lacks has no ``left`` (or ``right``) entry, which is not the same as a ``null`` value."""
+    lobj = loads_exact(left) if left is not None else None
+    robj = loads_exact(right) if right is not None else None
+    if not isinstance(lobj, dict) or not isinstance(robj, dict):
+        return [{"field": None, "left": lobj, "right": robj}]
+    out: list[dict[str, Any]] = []
+    for name in list(lobj) + [k for k in robj if k not in lobj]:
+        if name in lobj and name in robj and close(_json(lobj[name]), _json(robj[name]), tolerance):
+            continue
+        change: dict[str, Any] = {"field": name}
+        if name in lobj:
+            change["left"] = lobj[name]
+        if name in robj:
+            change["right"] = robj[name]
+        out.append(change)
+    return out
+
+
+# --------------------------------------------------------------------------- logs
+
+#: The columns shown for an event (``source`` says where each replica read it; never compared).
+_EVENT_COLUMNS = ("offset", "ts", "entity", "key", "prev_key", "op", "type", "data", "before", "meta", "txn", "source")
+_OPTIONAL_EVENT_COLUMNS = ("prev_key", "type", "before", "meta", "txn")
+#: Compared exactly, and the JSON payloads compared as values.
+_EXACT_EVENT = ("ts", "entity", "key", "prev_key", "op", "type", "txn")
+_JSON_EVENT = ("data", "before", "meta")
+
+
+def _content_hash(canonical_json: bool = False, offset: bool = False) -> str:
+    """SQL: a 128-bit hash of an event's compared content (every column but offset, source, salt
+    and digest), from DuckDB's hash of the typed values (no text is built, so it runs at scan
+    speed); the two halves combine the columns in opposite orders. ``offset`` binds the hash to
+    the event's place; ``canonical_json`` hashes the payloads' canonical JSON (for the few events
+    whose text differs)."""
+    cols = [
+        f"_lt_canon('json', 'j', {sql_ident(c)})" if canonical_json and c in _JSON_EVENT else sql_ident(c)
+        for c in _EXACT_EVENT + _JSON_EVENT
+    ]
+    if offset:
+        cols.insert(0, sql_ident("offset"))
+    return f"((hash({', '.join(cols)})::UHUGEINT << 64) | hash({', '.join(reversed(cols))}))"
+
+
+def _event(names: Sequence[str], values: Sequence[Any]) -> dict[str, Any] | None:
+    """An event as the output shows it (optional columns left out when null)."""
+    row = dict(zip(names, values, strict=True))
+    if row.get("offset") is None:
+        return None
+    out: dict[str, Any] = {}
+    for c in _EVENT_COLUMNS:
+        v = row[c]
+        if v is None and c in _OPTIONAL_EVENT_COLUMNS:
+            continue
+        if c == "source" and isinstance(v, dict):
+            v = {k: x for k, x in v.items() if x is not None}
+        out[c] = _output(v, "json" if c in _JSON_EVENT else "value")
+    return out
+
+
+def _event_changes(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compared columns in which two events (as fetched) differ."""
+    out = []
+    for c in _EXACT_EVENT + _JSON_EVENT:
+        lv, rv = left[c], right[c]
+        same = values_equal("json", "j", "j", lv, rv) if c in _JSON_EVENT else lv == rv
+        if not same:
+            cls = "json" if c in _JSON_EVENT else "value"
+            out.append({"field": c, "left": _output(lv, cls), "right": _output(rv, cls)})
+    return out
+
+
+def _segment_sig(segment: dict[str, Any]) -> tuple[Any, ...]:
+    return (segment["digest"], segment["min_offset"], segment["max_offset"], segment["rows"])
+
+
+class _LogCompare:
+    """Two stores as logs: the first divergent offset, then missing, extra and changed events."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, left: Store, right: Store, entity: str | None, by: str, limit: int
+    ) -> None:
+        self.con = con
+        self.left = left
+        self.right = right
+        self.entity = entity
+        self.by = by
+        self.limit = limit
+        self.align = ["offset"] if by == "offset" else ["_pos", "_seq"]
+        self.cols = ", ".join(sql_ident(c) for c in _EVENT_COLUMNS)
+
+    def run(self) -> DiffResult:
+        ls, rs = self.left.state(), self.right.state()
+        shared: set[tuple[Any, ...]] = set()
+        if self.by == "offset":
+            # A segment digest covers its events' salted digests: equal digests at the same offsets
+            # are the same events (one store is a copy of the other), so they are not read.
+            shared = {_segment_sig(s) for s in ls.segments} & {_segment_sig(s) for s in rs.segments}
+        lfiles = [str(self.left.path / s["path"]) for s in ls.segments if _segment_sig(s) not in shared]
+        rfiles = [str(self.right.path / s["path"]) for s in rs.segments if _segment_sig(s) not in shared]
+        result = DiffResult(str(self.left.path), str(self.right.path), "log")
+        result.info["by"] = self.by
+        result.info["segments"] = {
+            "left": len(ls.segments), "right": len(rs.segments), "shared": len(shared),
+            "read_left": len(lfiles), "read_right": len(rfiles),
+        }  # fmt: skip
+        result.info["left_event"] = result.info["right_event"] = None
+        if not lfiles and not rfiles:
+            return result
+        _comparators(self.con)
+        self._views(lfiles, rfiles)
+        first = self._first_by_offset() if self.by == "offset" else self._search("true", "true")
+        if first is None:
+            return result
+        *where, lo, ro = first
+        result.same = False
+        result.first_divergent_offset = lo if lo is not None else ro
+        result.info["left_event"] = self._fetch_event("l", lo)
+        result.info["right_event"] = self._fetch_event("r", ro)
+        if self.by == "position":
+            result.info["first_divergent_position"] = where[0]
+            tail = f"(_pos > {sql_string(where[0])} OR (_pos = {sql_string(where[0])} AND _seq >= {int(where[1])}))"
+        else:
+            tail = f'"offset" >= {int(where[0])}'
+        self._tail(tail)
+        n = self.con.execute(
+            "SELECT count(*) FILTER (WHERE lo IS NOT NULL AND ro IS NOT NULL), count(*) FILTER (WHERE ro IS NULL), "
+            "count(*) FILTER (WHERE lo IS NULL) FROM _lt_pairs"
+        ).fetchall()[0]
+        result.changed, result.only_left, result.only_right = (int(x) for x in n)
+        result._listing = self._listing
+        result.examples = list(itertools.islice(self._listing(), self.limit))
+        return result
+
+    # ------------------------------------------------------------------ steps
+
+    def _views(self, lfiles: list[str], rfiles: list[str]) -> None:
+        where = f"WHERE entity = {sql_string(self.entity)}" if self.entity is not None else ""
+        align = ""
+        if self.by == "position":
+            align = (', source.position_order AS _pos, row_number() OVER (PARTITION BY source.position_order '
+                     'ORDER BY "offset") AS _seq')  # fmt: skip
+        for side, store, files in (("l", self.left, lfiles), ("r", self.right, rfiles)):
+            store.events_view(self.con, f"_lt_{side}raw", files=files)
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW _lt_{side}e AS SELECT {self.cols}{align} FROM _lt_{side}raw {where}"
+            )
+            if self.by == "position":
+                missing = self.con.execute(f"SELECT count(*) FROM _lt_{side}e WHERE _pos IS NULL").fetchall()[0][0]
+                if missing:
+                    raise UsageError(
+                        f"{store.path}: {missing} events have no source position to align by",
+                        "align by offset (leave out --by position)",
+                    )
+
+    def _first_by_offset(self) -> tuple[Any, ...] | None:
+        """Compare windows of offsets by an order-bound hash of their events; search only the
+        windows whose hashes differ, in order, until a real difference is found."""
+        placed = _content_hash(offset=True)
+
+        def windows(view: str) -> str:
+            return f'SELECT "offset" // {WINDOW} AS w, count(*) AS n, bit_xor({placed}) AS x FROM {view} GROUP BY w'
+
+        differing = self.con.execute(
+            f"SELECT coalesce(a.w, b.w) AS w FROM ({windows('_lt_le')}) a FULL OUTER JOIN ({windows('_lt_re')}) b "
+            "ON a.w = b.w WHERE a.n IS DISTINCT FROM b.n OR a.x IS DISTINCT FROM b.x ORDER BY w"
+        ).fetchall()
+        for (w,) in differing:
+            where = f'"offset" >= {w * WINDOW} AND "offset" < {(w + 1) * WINDOW}'
+            found = self._search(where, where)
+            if found is not None:
+                return found
+        return None
+
+    def _search(self, lwhere: str, rwhere: str) -> tuple[Any, ...] | None:
+        """The first aligned pair of events that differ: (alignment values..., left offset, right offset)."""
+        on = " AND ".join(f"l.{sql_ident(a)} = r.{sql_ident(a)}" for a in self.align)
+        aligned = ", ".join(f"coalesce(l.{sql_ident(a)}, r.{sql_ident(a)}) AS a{i}" for i, a in enumerate(self.align))
+        hard = " OR ".join(f"l.{sql_ident(c)} IS DISTINCT FROM r.{sql_ident(c)}" for c in _EXACT_EVENT)
+        soft = ", ".join(
+            f"l.{c} IS DISTINCT FROM r.{c} AS j{i}, l.{c} AS l_{c}, r.{c} AS r_{c}" for i, c in enumerate(_JSON_EVENT)
+        )
+        any_soft = " OR ".join(f"j{i}" for i in range(len(_JSON_EVENT)))
+        self.con.execute(f"""
+            CREATE OR REPLACE TABLE _lt_cand AS SELECT * FROM (
+              SELECT {aligned}, l."offset" AS lo, r."offset" AS ro,
+                     l."offset" IS NULL OR r."offset" IS NULL OR {hard} AS hard, {soft}
+              FROM (SELECT * FROM _lt_le WHERE {lwhere}) l FULL OUTER JOIN (SELECT * FROM _lt_re WHERE {rwhere}) r ON {on}
+            ) WHERE hard OR {any_soft}""")
+        for i, c in enumerate(_JSON_EVENT):
+            self.con.execute(
+                f"UPDATE _lt_cand SET j{i} = NOT _lt_equal('json', 'j', 'j', l_{c}, r_{c}) WHERE j{i} AND NOT hard"
+            )
+        order = ", ".join(f"a{i}" for i in range(len(self.align)))
+        rows = self.con.execute(
+            f"SELECT {order}, lo, ro FROM _lt_cand WHERE hard OR {any_soft} ORDER BY {order} LIMIT 1"
+        ).fetchall()
+        return tuple(rows[0]) if rows else None
+
+    def _tail(self, where: str) -> None:
+        """From the divergence on: match events by content (as multisets, so a missing or an extra
+        event does not shift everything after it); the unmatched ones of one entity, key and time
+        on both sides are changed events, the others missing (left only) or extra (right only)."""
+        content = _content_hash()
+        for side in "lr":
+            self.con.execute(
+                f'CREATE OR REPLACE TABLE _lt_{side}h AS SELECT "offset", {content} AS _h '
+                f"FROM _lt_{side}e WHERE {where}"
+            )
+        self.con.execute(
+            "CREATE OR REPLACE TABLE _lt_net AS SELECT _h, sum(s) AS net FROM "
+            "(SELECT _h, 1 AS s FROM _lt_lh UNION ALL SELECT _h, -1 AS s FROM _lt_rh) GROUP BY _h HAVING sum(s) <> 0"
+        )
+        canon = _content_hash(canonical_json=True)
+        for side, sign in (("l", 1), ("r", -1)):
+            # The unmatched copies of a content are its last ones on the side that has more.
+            self.con.execute(f"""
+                CREATE OR REPLACE TABLE _lt_{side}u AS
+                SELECT {self.cols}, {canon} AS _c FROM _lt_{side}e WHERE "offset" IN (
+                  SELECT "offset" FROM (
+                    SELECT h."offset", {sign} * n.net AS k,
+                           row_number() OVER (PARTITION BY h._h ORDER BY h."offset" DESC) AS rn
+                    FROM _lt_{side}h h JOIN _lt_net n ON h._h = n._h WHERE {sign} * n.net > 0)
+                  WHERE rn <= k)""")
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE _lt_{side}r AS SELECT *, "
+                f'row_number() OVER (PARTITION BY _c ORDER BY "offset") AS _rn FROM _lt_{side}u'
+            )
+        # Events unmatched only because their JSON is written differently match by canonical content.
+        for side, other in (("l", "r"), ("r", "l")):
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE _lt_{side}2 AS SELECT a.* FROM _lt_{side}r a "
+                f"ANTI JOIN _lt_{other}r b ON a._c = b._c AND a._rn = b._rn"
+            )
+        ident = "entity, key, ts"
+        ranked = f'SELECT "offset", {ident}, row_number() OVER (PARTITION BY {ident} ORDER BY "offset") AS rn FROM'
+        self.con.execute(f"""
+            CREATE OR REPLACE TABLE _lt_pairs AS
+            SELECT l."offset" AS lo, r."offset" AS ro FROM ({ranked} _lt_l2) l FULL OUTER JOIN ({ranked} _lt_r2) r
+              ON l.entity IS NOT DISTINCT FROM r.entity AND l.key IS NOT DISTINCT FROM r.key
+              AND l.ts IS NOT DISTINCT FROM r.ts AND l.rn = r.rn""")
+
+    def _fetch_event(self, side: str, offset: int | None) -> dict[str, Any] | None:
+        if offset is None:
+            return None
+        cur = _cursor(self.con)
+        cur.execute(f'SELECT {self.cols} FROM _lt_{side}raw WHERE "offset" = {int(offset)}')
+        rows = cur.fetchall()
+        return _event([d[0] for d in cur.description], rows[0]) if rows else None
+
+    def _listing(self) -> Iterator[Difference]:
+        lcols = ", ".join(f"l.{sql_ident(c)} AS {sql_ident('l_' + c)}" for c in _EVENT_COLUMNS)
+        rcols = ", ".join(f"r.{sql_ident(c)} AS {sql_ident('r_' + c)}" for c in _EVENT_COLUMNS)
+        cur = _cursor(self.con)
+        cur.execute(f"""
+            SELECT {lcols}, {rcols} FROM _lt_pairs p
+            LEFT JOIN _lt_l2 l ON l."offset" = p.lo LEFT JOIN _lt_r2 r ON r."offset" = p.ro
+            ORDER BY coalesce(p.lo, p.ro), p.ro NULLS FIRST""")
+        n = len(_EVENT_COLUMNS)
+        while True:
+            rows = cur.fetchmany(1000)
+            if not rows:
+                return
+            for row in rows:
+                left = dict(zip(_EVENT_COLUMNS, row[:n], strict=True))
+                right = dict(zip(_EVENT_COLUMNS, row[n:], strict=True))
+                lev, rev = _event(_EVENT_COLUMNS, row[:n]), _event(_EVENT_COLUMNS, row[n:])
+                if lev is not None and rev is not None:
+                    yield {"scope": "log", "change": "changed", "left": lev, "right": rev,
+                           "fields": _event_changes(left, right)}  # fmt: skip
+                elif lev is not None:
+                    yield {"scope": "log", "change": "only_left", "event": lev}
+                else:
+                    yield {"scope": "log", "change": "only_right", "event": rev}
+
+
+# --------------------------------------------------------------------------- states and dumps
+
+
+def replay_available() -> bool:
+    """Whether this logtool can replay a store to a state (states can be compared)."""
+    import logtool
+
+    try:
+        return hasattr(logtool, "replay")
+    except ImportError:
+        return False
+
+
+def _replay(store: Store, at_offset: int | None, entity: str | None) -> Any:
+    import logtool
+
+    if not replay_available():
+        raise UsageError(
+            "comparing a store's state needs replay, which this logtool does not have",
+            "compare two stores as logs (leave out --at-offset), or two table dumps",
+        )
+    return logtool.replay(str(store.path), at_offset=at_offset, entity=entity)
+
+
+def _json_fields(table: pa.Table) -> frozenset[str]:
+    """Columns of an Arrow table that hold JSON text (marked by metadata or by the JSON type)."""
+    out = set()
+    for f in table.schema:
+        if (f.metadata or {}).get(b"logtool.json") == b"1" or getattr(f.type, "extension_name", "") == "arrow.json":
+            out.add(f.name)
+    return frozenset(out)
+
+
+def _kind(spec: Any) -> str:
+    """What a LEFT or RIGHT is: store, parquet, csv or arrow (a pyarrow Table)."""
+    if not isinstance(spec, str | Path):
+        import pyarrow as pa
+
+        if isinstance(spec, pa.Table):
+            return "arrow"
+        raise UsageError(f"cannot compare a {type(spec).__name__}", "give a store, a Parquet or CSV file, or a Table")
+    path = Path(spec)
+    if path.is_dir():
+        from .store import Store
+
+        Store.open(path)  # says what the directory is, if not a store
+        return "store"
+    if not path.exists():
+        raise InputError(str(path), None, "no such store or file", "check the path")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PAR1":
+        return "parquet"
+    if re.search(r"\.(csv|tsv)(\.gz|\.zst)?$", path.name, re.IGNORECASE):
+        return "csv"
+    raise InputError(
+        str(path), None, "is neither a store, a Parquet file nor a .csv/.tsv file", "name a store directory or a table dump"
+    )
+
+
+def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str) -> _Table:
+    """A dump (Parquet, CSV or an Arrow table) as a view."""
+    import duckdb
+
+    if kind == "arrow":
+        con.register(f"{view}_arrow", spec)
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {view}_arrow")
+        return _Table("<table>", view, _columns(con, view), json_columns=_json_fields(spec))
+    path = sql_string(str(spec))
+    wide: list[str] = []
+    if kind == "parquet":
+        source = f"read_parquet({path})"
+        try:
+            wide = [n for (n,) in con.execute(f"SELECT name FROM parquet_schema({path}) WHERE precision > 38").fetchall()]
+        except duckdb.Error:
+            wide = []  # not readable: said below
+        if wide:
+            # DuckDB reads a decimal wider than 38 digits through float64: pyarrow gives its exact
+            # text, compared as a number without a type (as a CSV field is)
+            from .formats.parquet import decimals_as_text
+
+            con.register(f"{view}_wide", decimals_as_text(str(spec)))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {view}_rows AS SELECT * FROM {view}_wide")
+            con.unregister(f"{view}_wide")
+            source = f"{view}_rows"
+    else:
+        delim = _csv_delimiter(spec)
+        # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string.
+        source = (f"read_csv({path}, header = true, all_varchar = true, allow_quoted_nulls = false, "
+                  f"delim = {sql_string(delim)}, quote = '\"', escape = '\"')")  # fmt: skip
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
+    try:
+        columns = _columns(con, view)
+    except duckdb.Error as e:
+        raise InputError(str(spec), None, f"cannot be read as {kind}: {_first_line(e)}") from None
+    return _Table(str(spec), view, columns, untyped=kind == "csv", untyped_columns=frozenset(wide))
+
+
+def _csv_delimiter(spec: Any) -> str:
+    """A CSV dump's delimiter, read from its header as ingest reads it (a comma, else semicolons,
+    tabs or pipes). A header naming a column twice is refused, as ingest refuses it: DuckDB would
+    rename one, to a column that is not in the file."""
+    import csv
+
+    from .formats.csv import delimiter
+
+    import gzip
+
+    if str(spec).lower().endswith(".zst"):
+        return ","  # DuckDB reads it; its header is not looked at here
+    opener = gzip.open if str(spec).lower().endswith(".gz") else open
+    try:
+        with opener(spec, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+            first = f.readline()
+    except OSError:
+        return ","  # not readable: said where it is read
+    delim = delimiter(first)
+    names = [h.strip() for h in next(csv.reader([first], delimiter=delim), [])]
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise InputError(str(spec), 1, f"the header names column {repeated[0]!r} more than once",
+                         "give every column its own name")  # fmt: skip
+    return delim
+
+
+def _store_keys(store: Store, entity: str) -> tuple[str, ...]:
+    """The key fields the store's last ingest named for an entity."""
+    from .formats.base import Mapping
+
+    for commit in reversed(store.commits()):
+        keys = commit.get("params", {}).get("mapping", {}).get("key_fields")
+        if commit.get("operation") == "ingest" and keys:
+            return Mapping(key_fields=tuple(keys)).keys_for(entity)
+    return ()
+
+
+def _store_entity(store: Store, entity: str | None) -> str:
+    from .query import events_connection
+
+    entities = [
+        r[0] for r in events_connection(store).execute("SELECT DISTINCT entity FROM events ORDER BY 1").fetchall()
+    ]
+    if entity is None:
+        if len(entities) == 1:
+            return str(entities[0])
+        raise UsageError(
+            f"{store.path} holds {len(entities)} entities: name the one the dump holds",
+            f"add --entity (one of: {', '.join(entities[:10])})",
+        )
+    if entity not in entities:
+        raise UsageError(f"{store.path}: no entity {entity!r}", f"entities: {', '.join(entities[:10]) or 'none'}")
+    return entity
+
+
+def _store_table(
+    con: duckdb.DuckDBPyConnection, store: Store, at_offset: int | None, entity: str, view: str, other: _Table
+) -> _Table:
+    """A store's entity replayed to a table (typed columns); an entity with no live rows at the
+    target is an empty table of the other side's columns."""
+    tables = _replay(store, at_offset, entity).tables()
+    table = tables.get(entity)
+    label = f"{store.path}:{entity}" + (f"@{at_offset}" if at_offset is not None else "")
+    if table is None:
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {other.view} LIMIT 0")
+        return _Table(label, view, _columns(con, view), other.untyped, other.json_columns)
+    # The key fields an ingest took out of the rows (the default mapping) come back from the
+    # store's key: its text carries no type, so it is read as the dump's column type, as CSV is.
+    key = table.column_names[0]  # the store's key (`key`, or `_key` where a row has a `key` column)
+    derived = [k for k in _store_keys(store, entity) if k not in table.column_names]
+    if derived:
+        import pyarrow as pa
+
+        if len(_store_keys(store, entity)) == 1:
+            table = table.append_column(derived[0], table.column(key))
+        else:
+            keys = table.column(key).to_pylist()
+            for name in derived:
+                table = table.append_column(name, pa.array([_key_member(k, name) for k in keys], pa.string()))
+    if key not in {c for c, _ in other.columns}:
+        # replay puts the store's canonical key first; the dump has the key columns themselves
+        table = table.drop_columns([key])
+    found = _open_table(con, table, "arrow", view)
+    found.label = label
+    found.untyped_columns = frozenset(derived)
+    return found
+
+
+def _key_member(key: str | None, name: str) -> str | None:
+    """One field of a composite key's text (a JSON object), as text: strings bare."""
+    if key is None:
+        return None
+    value = loads_exact(key).get(name)
+    return None if value is None else value if isinstance(value, str) else dumps_exact(value)
+
+
+def _table_result(cmp: _TableCompare, mode: str, limit: int, info: dict[str, Any]) -> DiffResult:
+    result = DiffResult(cmp.left.label, cmp.right.label, mode, same=cmp.same)
+    result.only_left, result.only_right, result.changed = cmp.only_left, cmp.only_right, cmp.changed
+    result.info = {
+        **info,
+        "key_columns": list(cmp.keys),
+        "columns_only_left": cmp.only_left_columns,
+        "columns_only_right": cmp.only_right_columns,
+    }
+    result._listing = cmp.listing
+    result.examples = list(itertools.islice(cmp.listing(), limit))
+    return result
+
+
+def _compare_states(
+    con: duckdb.DuckDBPyConnection,
+    lstate: pa.Table,
+    rstate: pa.Table,
+    labels: tuple[str, str],
+    tolerance: Decimal | None,
+    limit: int,
+    at_offset: int | None,
+) -> DiffResult:
+    """Two replayed states (entity, key, state JSON): keyed rows on (entity, key); the rows of
+    keyless tables (null key) as multisets per entity."""
+    tables = {}
+    for side, state, label in (("l", lstate, labels[0]), ("r", rstate, labels[1])):
+        con.register(f"_lt_{side}state", state)
+        for part, where, cols in (
+            ("k", "key IS NOT NULL", "entity, key, state"),
+            ("n", "key IS NULL", "entity, state"),
+        ):
+            view = f"_lt_{side}s{part}"
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {cols} FROM _lt_{side}state WHERE {where}")
+            tables[side, part] = _Table(label, view, _columns(con, view), row_json="state")
+    keyed = _TableCompare(
+        con, tables["l", "k"], tables["r", "k"], ("entity", "key"), tolerance, "_lt_sk", "state"
+    ).run()
+    keyless = _TableCompare(con, tables["l", "n"], tables["r", "n"], (), None, "_lt_sn", "state").run()
+
+    def listing() -> Iterator[Difference]:
+        yield from keyed.listing()
+        yield from keyless.listing()
+
+    result = DiffResult(labels[0], labels[1], "state", same=keyed.same and keyless.same)
+    result.only_left = keyed.only_left + keyless.only_left
+    result.only_right = keyed.only_right + keyless.only_right
+    result.changed = keyed.changed
+    result.info = {"at_offset": at_offset, "key_columns": ["entity", "key"]}
+    result._listing = listing
+    result.examples = list(itertools.islice(listing(), limit))
+    return result
+
+
+def _state_diff(
+    con: duckdb.DuckDBPyConnection,
+    left: Store,
+    right: Store,
+    at_offset: int | None,
+    entity: str | None,
+    tolerance: Decimal | None,
+    limit: int,
+) -> DiffResult:
+    lstate = _replay(left, at_offset, entity).state
+    rstate = _replay(right, at_offset, entity).state
+    return _compare_states(con, lstate, rstate, (str(left.path), str(right.path)), tolerance, limit, at_offset)
+
+
+def _tolerance(value: float | str | Decimal | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        tolerance = Decimal(str(value))
+    except InvalidOperation:
+        raise UsageError(f"--float-tolerance must be a number, not {value!r}") from None
+    if not tolerance.is_finite() or tolerance < 0:
+        raise UsageError(f"--float-tolerance must be a number of at least 0, not {value!r}")
+    return tolerance
+
+
+# --------------------------------------------------------------------------- the verb
+
+
+@reads_latest
+def diff(
+    left: str | Path | pa.Table,
+    right: str | Path | pa.Table,
+    *,
+    at_offset: int | None = None,
+    entity: str | None = None,
+    key_columns: Sequence[str] = (),
+    float_tolerance: float | str | Decimal | None = None,
+    limit: int = 10,
+    by: str = "offset",
+) -> DiffResult:
+    """Compare two replicas: two stores (as logs, then their states at the head, or their states
+    at ``at_offset``), a store's ``entity`` against a table dump, or two dumps (Parquet, CSV or
+    pyarrow Tables) on ``key_columns`` (none: as multisets of rows).
+
+    ``by="position"`` aligns two logs by source position instead of offset (logs captured
+    separately from one source). ``float_tolerance`` lets floating-point values, and numbers
+    without a type (in JSON and CSV), differ by that much. ``limit`` caps ``examples``.
+    """
+    import duckdb
+
+    tolerance = _tolerance(float_tolerance)
+    if limit < 0:
+        raise UsageError(f"--limit must be at least 0, not {limit}")
+    if by not in BY:
+        raise UsageError(f"--by must be one of {', '.join(BY)}, not {by!r}")
+    if at_offset is not None and at_offset < 0:
+        raise UsageError(f"--at-offset must be at least 0, not {at_offset}")
+    kinds = (_kind(left), _kind(right))
+    con = _connect(tolerance)
+    try:
+        if kinds == ("store", "store"):
+            from .store import Store
+
+            return _two_stores(con, Store.open(left), Store.open(right), at_offset, entity, key_columns, tolerance,
+                               limit, by)  # fmt: skip
+        if by != "offset":
+            raise UsageError("--by aligns two logs: it needs two stores")
+        return _two_tables(con, (left, right), kinds, at_offset, entity, key_columns, tolerance, limit)
+    except duckdb.Error as e:
+        from .store import damaged_store
+
+        if (damage := damaged_store(e)) is not None:
+            raise damage from e
+        raise UsageError(f"comparison failed: {_first_line(e)}", "check that both sides are readable") from None
+
+
+def _two_stores(
+    con: duckdb.DuckDBPyConnection,
+    left: Store,
+    right: Store,
+    at_offset: int | None,
+    entity: str | None,
+    key_columns: Sequence[str],
+    tolerance: Decimal | None,
+    limit: int,
+    by: str,
+) -> DiffResult:
+    for store in (left, right):
+        store.check_segments_present()  # equal digests prove equal logs only where the files are there
+    if key_columns:
+        raise UsageError(
+            "--key-column is for table dumps: two stores are compared on their own keys",
+            "leave out --key-column, or compare a store with a dump: logtool diff STORE dump.parquet --key-column id",
+        )
+    if at_offset is not None:
+        if by != "offset":
+            raise UsageError("--by aligns logs; --at-offset compares states: use one of them")
+        return _state_diff(con, left, right, at_offset, entity, tolerance, limit)
+    result = _LogCompare(con, left, right, entity, by, limit).run()
+    if not result.same:
+        if replay_available():
+            result.state = _state_diff(con, left, right, None, entity, tolerance, limit)
+        else:
+            result.notes.append("the head states were not compared: this logtool has no replay")
+    return result
+
+
+def _two_tables(
+    con: duckdb.DuckDBPyConnection,
+    specs: tuple[Any, Any],
+    kinds: tuple[str, str],
+    at_offset: int | None,
+    entity: str | None,
+    key_columns: Sequence[str],
+    tolerance: Decimal | None,
+    limit: int,
+) -> DiffResult:
+    keys = tuple(key_columns)
+    if "store" not in kinds:
+        if at_offset is not None or entity is not None:
+            raise UsageError("--at-offset and --entity name a state of a store; two dumps have none")
+        lt = _open_table(con, specs[0], kinds[0], "_lt_lt")
+        rt = _open_table(con, specs[1], kinds[1], "_lt_rt")
+        return _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit, {})
+    from .store import Store
+
+    store_side = 0 if kinds[0] == "store" else 1
+    store = Store.open(specs[store_side])
+    dump_side = 1 - store_side
+    dump = _open_table(con, specs[dump_side], kinds[dump_side], f"_lt_{'lr'[dump_side]}t")
+    name = _store_entity(store, entity)
+    replayed = _store_table(con, store, at_offset, name, f"_lt_{'lr'[store_side]}t", dump)
+    lt, rt = (replayed, dump) if store_side == 0 else (dump, replayed)
+    notes = []
+    if not keys:
+        inferred = _store_keys(store, name)
+        names = {c for c, _ in lt.columns} & {c for c, _ in rt.columns}
+        if inferred and set(inferred) <= names:
+            keys = inferred
+            notes.append(f"key columns from the store's mapping: {', '.join(keys)}")
+    result = _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit,
+                           {"entity": name, "at_offset": at_offset})  # fmt: skip
+    result.notes += notes
+    return result

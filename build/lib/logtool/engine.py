@@ -1,0 +1,69 @@
+"""The DuckDB connection every operation runs on: threads, memory limit, spill directory, UTC."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@dataclass
+class Settings:
+    """Engine settings; None means DuckDB's default (threads: all cores)."""
+
+    memory_limit: str | None = "2GB"
+    threads: int | None = None
+    temp_dir: str | None = None
+
+
+settings = Settings(
+    memory_limit=os.environ.get("LOGTOOL_MEMORY_LIMIT", "2GB"),
+    threads=int(os.environ["LOGTOOL_THREADS"]) if os.environ.get("LOGTOOL_THREADS") else None,
+    temp_dir=os.environ.get("LOGTOOL_TEMP_DIR"),
+)
+
+
+def configure(memory_limit: str | None = None, threads: int | None = None, temp_dir: str | None = None) -> None:
+    """Change the settings of connections opened from now on (the CLI's global options)."""
+    if memory_limit is not None:
+        settings.memory_limit = memory_limit
+    if threads is not None:
+        settings.threads = threads
+    if temp_dir is not None:
+        settings.temp_dir = temp_dir
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection, bounded in memory and spilling to a temp dir."""
+    import duckdb
+
+    config: dict[str, Any] = {"preserve_insertion_order": True}
+    if settings.memory_limit:
+        config["memory_limit"] = settings.memory_limit
+    if settings.threads:
+        config["threads"] = settings.threads
+    config["temp_directory"] = settings.temp_dir or os.path.join(tempfile.gettempdir(), "logtool-spill")
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # logtool draws its own, on stderr, when it should
+    return con
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def json_path(name: str) -> str:
+    """A SQL string literal: the path of a JSON object's top-level member, whatever its name (the
+    empty name, quotes, dots and slashes included), as a JSON pointer."""
+    return sql_string("/" + name.replace("~", "~0").replace("/", "~1"))
+
+
+def sql_ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,52 @@
+"""Typed errors of the library and the exit codes the CLI maps them to."""
+
+from __future__ import annotations
+
+#: Exit codes shared by every command (diff(1) convention).
+EXIT_OK = 0
+EXIT_DIFFERENT = 1  # "different" (diff), "problem found" (verify), "not found" (audit)
+EXIT_TROUBLE = 2  # usage errors and every failure
+
+
+class LogtoolError(Exception):
+    """An error a user can act on: one line of message and a hint of what to do next."""
+
+    exit_code = EXIT_TROUBLE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(LogtoolError):
+    """The arguments do not make sense together."""
+
+
+class InputError(LogtoolError):
+    """A log file could not be read: names the file, the line and what is wrong."""
+
+    def __init__(self, file: str, line: int | None, reason: str, hint: str | None = None) -> None:
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {reason}", hint)
+        self.file = file
+        self.line = line
+        self.reason = reason
+
+
+class StoreError(LogtoolError):
+    """The store is missing, locked, damaged or cannot take this change."""
+
+
+class LockedError(StoreError):
+    """Another writer holds the store's lock."""
+
+
+class NotFoundError(LogtoolError):
+    """What was asked for is not in the store (exit 1, as grep does for no match)."""
+
+    exit_code = EXIT_DIFFERENT
+
+
+class ReducerError(LogtoolError):
+    """A user reducer raised while replaying an event."""

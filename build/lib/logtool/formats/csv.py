@@ -1,0 +1,175 @@
+"""CSV logs with a header row, read through the same field mapping as JSON lines.
+
+Each row becomes a JSON object: a field that is a JSON number (no leading zeros) becomes that
+number, exactly; an empty field is null and a quoted empty field (``""``) the empty string, as
+PostgreSQL's ``COPY ... CSV`` reads them; anything else is a string. Quoted fields may hold
+commas and newlines; a record's line number is the line it starts on. A quote that the file ends
+inside is a bad record, not the rest of the file taken in as one value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from . import Format
+from .base import BATCH_ROWS, BadRecord, Mapping, Report, Source, not_utf8
+from .jsonl import RecordMapper
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def _value(text: str) -> str:
+    if text == "":
+        return "null"
+    if _NUMBER.fullmatch(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _scan(record: str, delim: str) -> tuple[set[int], bool]:
+    """Of one record's text: which fields are a quoted empty string (``""``), and whether a quoted
+    field runs to the end without its closing quote."""
+    empty: set[int] = set()
+    i, n, field = 0, len(record), 0
+    while True:
+        if i < n and record[i] == '"':
+            j = i + 1
+            while j < n and not (record[j] == '"' and record[j + 1 : j + 2] != '"'):
+                j += 2 if record[j] == '"' else 1
+            if j >= n:
+                return empty, True
+            if j == i + 1:
+                empty.add(field)
+            i = j + 1
+        while i < n and record[i] != delim and record[i] not in "\r\n":
+            i += 1
+        if i < n and record[i] == delim:
+            i, field = i + 1, field + 1
+            continue
+        return empty, False
+
+
+def _raw(lines: list[str]) -> bytes:
+    """A record's bytes as they were in the file (without its final line break)."""
+    return "".join(lines).rstrip("\r\n").encode("utf-8", "surrogateescape")
+
+
+# What separates fields: a comma, else (a header without one) the most frequent of the others,
+# as spreadsheets in many locales write semicolons, and tab-separated files are common.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def delimiter(header: str) -> str:
+    """The field delimiter of a CSV file, read from its header line."""
+    if "," in header:
+        return ","
+    best = max(DELIMITERS[1:], key=header.count)
+    return best if best in header else ","
+
+
+def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    """Read a CSV log (plain, .gz or .zst) through the field mapping."""
+    import pyarrow as pa
+
+    mapper = RecordMapper(source, mapping, report, "csv")
+    csv.field_size_limit(mapping.max_line_bytes)
+    with source.open() as raw:
+        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")  # type: ignore[type-var]
+        consumed: list[str] = []  # the physical lines of the record being read, for quarantine
+        first = text.readline()
+
+        def physical_lines() -> Iterator[str]:
+            for line in itertools.chain([first] if first else [], text):
+                consumed.append(line)
+                yield line
+
+        delim = delimiter(first)
+        reader = csv.reader(physical_lines(), delimiter=delim)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        stripped = [h.strip() for h in header]
+        for column, name in enumerate(stripped, 1):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(source.name, 1, f"invalid UTF-8 in the name of column {column}",
+                                 "the file must be UTF-8: convert it, e.g. with iconv") from None  # fmt: skip
+        repeated = sorted({h for h in stripped if stripped.count(h) > 1})
+        if repeated:
+            raise InputError(
+                source.name, 1, f"the header names column {repeated[0]!r} more than once",
+                "give every column its own name: a record cannot hold two values under one name",
+            )  # fmt: skip
+        names = [json.dumps(h, ensure_ascii=False) + ":" for h in stripped]
+        numbers: list[int] = []
+        lines: list[str] = []
+        raws: list[bytes] = []  # each record as it was in the file, for a bad record's report
+        start = reader.line_num + 1
+        while True:
+            consumed.clear()
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                report(BadRecord(source.name, start, f"CSV error: {e}", _raw(consumed)))
+                start = reader.line_num + 1
+                continue
+            line_no, start = start, reader.line_num + 1
+            if not row or row == [""]:
+                continue
+            if len(row) != len(header):
+                report(
+                    BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed))
+                )
+                continue
+            joined = "".join(row)
+            try:
+                joined.encode("utf-8")
+            except UnicodeEncodeError as e:
+                report(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
+                continue
+            quoted: set[int] = set()
+            if len(consumed) > 1 or ("" in row and '""' in consumed[0]):
+                quoted, open_quote = _scan("".join(consumed), delim)
+                if open_quote:
+                    report(BadRecord(source.name, line_no, "a quoted field has no closing quote (the file ends inside it)",
+                                     _raw(consumed)))  # fmt: skip
+                    continue
+            lines.append("{" + ",".join(n + ('""' if i in quoted else _value(v))
+                                         for i, (n, v) in enumerate(zip(names, row, strict=True))) + "}")  # fmt: skip
+            numbers.append(line_no)
+            raws.append(_raw(consumed))
+            if len(lines) >= BATCH_ROWS:
+                batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws)
+                if batch is not None:
+                    yield batch
+                numbers, lines, raws = [], [], []
+        if lines:
+            batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws)
+            if batch is not None:
+                yield batch
+
+
+def sniff(head: bytes) -> int:
+    """A first line of names separated by a delimiter: text (no control bytes, as a binary file
+    has), not JSON. Text in another encoding is taken, to be told so with its line."""
+    first = head.split(b"\n", 1)[0].strip()
+    if not first or first[:1] in (b"{", b"[") or any(b < 32 and b not in (9, 13) for b in first):
+        return 0
+    return 8 if any(d.encode() in first for d in DELIMITERS) else 0
+
+
+FORMAT = Format("csv", "CSV with a header row, read through the field mapping", sniff, read)

@@ -1,0 +1,534 @@
+"""Debezium change events, one JSON record a line.
+
+Takes Debezium's envelope with or without the JSON converter's ``schema``/``payload`` wrapper, and
+keyed dumps: a line per Kafka record, ``{"key": ..., "value": ...}`` (key and value as JSON or as
+JSON text), where a null value is a tombstone.
+
+How a change event becomes an event:
+
+- ``op``: ``c`` insert, ``r`` read (snapshot), ``u`` update, ``d`` delete, ``t`` truncate (key and
+  data null), ``m`` (a logical decoding message) an ``event`` of type ``message`` whose entity is
+  the message prefix and whose data is the message. A column holding Debezium's placeholder for a
+  value it did not receive (an unchanged TOASTed column) is left out of the image, so it keeps its
+  old value on replay, and the event becomes an ``update``.
+- ``ts``: the database's time, ``source.ts_us``/``ts_ns``/``ts_ms`` (the most precise given); the
+  connector's top-level time only where the source block has none.
+- ``entity``: ``source.schema``.``source.table`` (``source.db`` where there is no schema: MySQL).
+- ``key``: the record key in keyed dumps, else the ``--key-field`` columns of the after (or before)
+  image, else null. An update whose before image has another key sets ``prev_key``.
+- ``txn``: ``transaction.id``, else ``source.txId`` (PostgreSQL, Oracle) or ``source.gtid`` (MySQL);
+  its position is the commit position where the source writes one (SQL Server ``commit_lsn``,
+  Oracle ``commit_scn``), its time the event's ``ts``.
+- ``source.position``: PostgreSQL ``lsn`` written as PostgreSQL writes an LSN (``0/16B3748``; Debezium
+  gives it as a number), MySQL ``file:pos``, SQL Server ``change_lsn``, Oracle ``scn``.
+- ``meta``: the envelope without its images: ``source``, ``transaction``, the connector's ``ts_ms``.
+- With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
+  exact numbers; without one they stay the text Debezium wrote.
+- A tombstone takes its entity from the key schema's name (``server.inventory.customers.Key``), or
+  else from the delete of the same key shortly before it, as Debezium writes the two together. A
+  bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
+  no key and says nothing its delete did not: it is read and skipped.
+
+The MongoDB connector's events hold documents as extended JSON text, kept as they are (as the
+change-stream reader keeps them): ``c``/``r`` insert or read ``after``; ``u`` is a patch built from
+``updateDescription`` (or the older capture mode's ``patch``, or an upsert where that is a whole
+document), and ``after``, the document looked up later, is used only where nothing says what
+changed; the key is the document's ``_id`` (the record key's ``id``, else a document's ``_id``, else
+the oplog ``filter``), an ObjectId as its hex string; the position is the oplog time's
+``seconds:ord``.
+
+This module also holds the record loop and sniffing helper the other self-describing JSON formats share.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import Format
+from .base import (
+    Event,
+    Mapping,
+    RawNumber,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    json_or_none,
+    key_text,
+    kind_of,
+    loads_exact,
+    parse_ts,
+    read_records,
+    row_key,
+    sniff_lines,
+)
+from .mongodb import document_id, update_patch
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAME = "debezium"
+
+# --------------------------------------------------------------------------- Debezium
+
+_OPS = {"c": "insert", "r": "read", "u": "update", "d": "delete", "t": "truncate", "m": "event"}
+_NOT_META = ("before", "after", "op", "message", "patch", "filter", "updateDescription")
+PLACEHOLDER = "__debezium_unavailable_value"
+_PLACEHOLDER_BYTES = base64.b64encode(PLACEHOLDER.encode()).decode()
+_DECIMAL = "org.apache.kafka.connect.data.Decimal"
+_VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
+_RECENT_DELETES = 4096
+
+
+class _NoKey:
+    """The record came without a key (not a keyed dump), as opposed to a null key."""
+
+
+NO_KEY: Any = _NoKey()
+
+
+def unwrap(value: Any) -> tuple[Any, dict[str, Any] | None]:
+    """A converter record without its ``schema``/``payload`` wrapper, and the schema if it had one."""
+    if isinstance(value, dict) and len(value) == 2 and "schema" in value and "payload" in value:
+        schema = value["schema"]
+        return value["payload"], schema if isinstance(schema, dict) else None
+    return value, None
+
+
+def is_envelope(value: Any) -> bool:
+    """Whether a JSON value is a Debezium change event (wrapped or not): an ``op`` and a
+    ``source`` block, the op a Debezium op or the block naming its connector (then a bad op is
+    reported as such rather than taken for another format's record)."""
+    envelope, _ = unwrap(value)
+    if not isinstance(envelope, dict) or "op" not in envelope or not isinstance(envelope.get("source"), dict):
+        return False
+    return envelope["op"] in _OPS or "connector" in envelope["source"]
+
+
+def key_entity(record_key: Any) -> str | None:
+    """The entity a Debezium record key names in its schema (``server.inventory.customers.Key``)."""
+    if isinstance(record_key, dict) and isinstance(record_key.get("schema"), dict):
+        name = record_key["schema"].get("name")
+        if isinstance(name, str) and name.endswith(".Key") and name.count(".") >= 3:
+            return ".".join(name[: -len(".Key")].split(".")[-2:])
+    return None
+
+
+def record_key(record_key: Any) -> tuple[str | None, tuple[str, ...]]:
+    """A Kafka record key as the event key, and its column names: a JSON object (possibly
+    wrapped with its schema) gives ``key_text`` of its columns; text is the key as it is."""
+    if record_key is NO_KEY or record_key is None:
+        return None, ()
+    if isinstance(record_key, str) and not isinstance(record_key, RawNumber):
+        return record_key, ()
+    fields, schema = unwrap(record_key)
+    if isinstance(fields, dict):
+        if not fields:
+            return None, ()
+        columns = _fields(schema)
+        row = {name: _decode_value(name, v, columns.get(name)) for name, v in fields.items()}
+        names = tuple(row)
+        return key_text(list(row.values()), names), names
+    if fields is None:
+        return None, ()
+    return key_text([fields], ("key",)), ()
+
+
+def decode_change(
+    value: Any,
+    key: Any,
+    where: dict[str, Any],
+    mapping: Mapping,
+    extra_meta: dict[str, Any] | None = None,
+) -> Event:
+    """One Debezium change event (with or without its schema wrapper) as an event.
+
+    ``key`` is the Kafka record's key (its JSON, or its text), or ``NO_KEY``; ``where`` is the
+    event's ``source`` column, whose position is filled from the event when still None;
+    ``extra_meta`` is merged into ``meta``. Raises ValueError for what is not a usable change.
+    """
+    envelope, schema = unwrap(value)
+    if not isinstance(envelope, dict):
+        raise ValueError(f"a Debezium event is a JSON object, not {kind_of(envelope)}")
+    code = envelope.get("op")
+    if code is None:
+        raise ValueError("not a Debezium change event: no 'op' (a schema change or heartbeat record?)")
+    if not isinstance(code, str) or code not in _OPS:
+        raise ValueError(f"unknown Debezium op {code!r} (expected one of {', '.join(_OPS)})")
+    src = envelope.get("source")
+    if not isinstance(src, dict):
+        raise ValueError("Debezium event without a 'source' block")
+    ts = _time(src, envelope)
+    meta = {k: v for k, v in envelope.items() if k not in _NOT_META}
+    meta.update(extra_meta or {})
+    event: Event = {
+        "ts": ts,
+        "op": _OPS[code],
+        "key": None,
+        "data": None,
+        "meta": dumps_exact(meta),
+        "txn": _txn(envelope, src, ts),
+        "source": {**where, "position": where["position"] or _position(src)},
+    }
+    if code == "m":
+        message = envelope.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("prefix"), str):
+            raise ValueError("logical decoding message without a 'message' block naming its prefix")
+        return {**event, "entity": message["prefix"], "type": "message", "data": dumps_exact(message)}
+    entity = _entity(src)
+    if code == "t":
+        return {**event, "entity": entity}
+    if _from_mongodb(src):
+        return {**event, "entity": entity, **_mongodb_change(envelope, code, key)}
+    images = _image_fields(schema)
+    before, _ = _image(envelope, "before", images.get("before", {}))
+    after, partial = _image(envelope, "after", images.get("after", {}))
+    if code != "d" and after is None:
+        raise ValueError(f"op {code!r} without an 'after' image")
+    key_value, prev_key = _keys(key, before, after, mapping, entity)
+    if key_value is None and before is None and code in "ud":
+        raise ValueError(
+            f"op {code!r} of a row with no key and no before image: cannot tell which row changed"
+            " (pass --key-field, or set REPLICA IDENTITY FULL on the table)"
+        )
+    return {
+        **event,
+        "entity": entity,
+        "op": "update" if partial else event["op"],
+        "key": key_value,
+        "prev_key": prev_key,
+        "data": None if code == "d" else dumps_exact(after),
+        "before": json_or_none(before),
+    }
+
+
+def from_mongodb(value: Any) -> bool:
+    """Whether a Debezium change event (wrapped or not) comes from the MongoDB connector."""
+    envelope, _ = unwrap(value)
+    return isinstance(envelope, dict) and isinstance(envelope.get("source"), dict) and _from_mongodb(envelope["source"])
+
+
+def _from_mongodb(src: dict[str, Any]) -> bool:
+    return src.get("connector") == "mongodb"
+
+
+def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, Any]:
+    """What a change event of Debezium's MongoDB connector says: its documents are extended JSON
+    text; an update carries what changed (``updateDescription``; ``patch``, the oplog's entry, in
+    the older capture mode) or, only in the full-document modes, the document as it was looked up
+    later (used where nothing says what changed)."""
+    after = _document(envelope, "after")
+    before = _document(envelope, "before")
+    ident = _mongodb_id(key, after, before, envelope)
+    changed: dict[str, Any] = {"op": _OPS[code], "key": ident, "before": json_or_none(before)}
+    if code in "cr":
+        if after is None:
+            raise ValueError(f"op {code!r} without an 'after' document")
+        return {**changed, "data": dumps_exact(after)}
+    if code == "d":
+        return changed
+    description, patch = envelope.get("updateDescription"), _document(envelope, "patch")
+    if description is not None:
+        if not isinstance(description, dict):
+            raise ValueError(f"updateDescription is {kind_of(description)}, not an object")
+        updated = description.get("updatedFields")
+        truncated = description.get("truncatedArrays") or []
+        if not isinstance(truncated, list) or not all(isinstance(t, dict) for t in truncated):
+            raise ValueError("updateDescription.truncatedArrays is not a list of {field, size}")
+        return {**changed, "op": "patch", "data": dumps_exact(update_patch({
+            "updatedFields": _embedded(updated, "updatedFields") if isinstance(updated, str) else updated,
+            "removedFields": description.get("removedFields"),
+            "truncatedArrays": [{"field": t.get("field"), "newSize": t.get("size")} for t in truncated],
+        }))}  # fmt: skip
+    if patch is not None:
+        operators = {k: v for k, v in patch.items() if k.startswith("$") and k != "$v"}
+        if not operators:  # a whole new document
+            return {**changed, "op": "upsert", "data": dumps_exact({k: v for k, v in patch.items() if k != "$v"})}
+        unset = operators.get("$unset") or {}
+        return {**changed, "op": "patch", "data": dumps_exact(update_patch({
+            "updatedFields": operators.get("$set") or {},
+            "removedFields": list(unset) if isinstance(unset, dict) else unset,
+        }))}  # fmt: skip
+    if after is not None:
+        return {**changed, "op": "upsert", "data": dumps_exact(after)}
+    raise ValueError("MongoDB update without an updateDescription, a patch or an 'after' document")
+
+
+def _document(envelope: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A MongoDB document of the envelope: extended JSON text (or already an object)."""
+    value = envelope.get(name)
+    if value is None:
+        return None
+    document = _embedded(value, name) if isinstance(value, str) and not isinstance(value, RawNumber) else value
+    if not isinstance(document, dict):
+        raise ValueError(f"'{name}' is {kind_of(document)}, not a document")
+    return document
+
+
+def _mongodb_id(key: Any, after: dict[str, Any] | None, before: dict[str, Any] | None,
+                envelope: dict[str, Any]) -> str:  # fmt: skip
+    """The document's key: from the record key (``{"id": <_id as extended JSON text>}``), else
+    the ``_id`` of a document the event carries, else the oplog filter's."""
+    from_key = mongodb_record_id(key)
+    if from_key is not None:
+        return from_key
+    for document in (after, before, _document(envelope, "filter")):
+        if document is not None and "_id" in document:
+            return document_id(document["_id"])
+    raise ValueError("MongoDB change without a document id: no record key, and no _id in a document it carries")
+
+
+def mongodb_record_id(key: Any) -> str | None:
+    """The document key a record key of the MongoDB connector gives (``{"id": "<_id as extended
+    JSON>"}``), or None where the key is not of that shape."""
+    fields, _ = unwrap(key) if key is not NO_KEY else (None, None)
+    if not isinstance(fields, dict) or list(fields) != ["id"] or not isinstance(fields["id"], str):
+        return None
+    text = str(fields["id"])
+    try:
+        return document_id(loads_exact(text))
+    except ValueError:
+        return text
+
+
+def _keys(
+    key: Any, before: dict[str, Any] | None, after: dict[str, Any] | None, mapping: Mapping, entity: str
+) -> tuple[str | None, str | None]:
+    text, names = record_key(key)
+    if text is None:
+        names = mapping.keys_for(entity)
+        if not names:
+            return None, None
+        text = row_key(after, names, "after image") if after is not None else None
+        if text is None and before is not None:
+            text = row_key(before, names, "before image")
+    if not names or before is None or after is None or any(n not in before for n in names):
+        return text, None
+    old = row_key(before, names)
+    return text, old if old != text else None
+
+
+def _time(src: dict[str, Any], envelope: dict[str, Any]) -> int | None:
+    for block, prefix in ((src, "source."), (envelope, "")):
+        for name, unit in (("ts_us", "us"), ("ts_ns", "ns"), ("ts_ms", "ms")):
+            if block.get(name) is not None:
+                try:
+                    return parse_ts(block[name], unit)
+                except ValueError as e:
+                    raise ValueError(f"{prefix}{name}: {e}") from None
+    return None
+
+
+def _txn(envelope: dict[str, Any], src: dict[str, Any], ts: int | None) -> dict[str, Any] | None:
+    block = envelope.get("transaction")
+    tid = block.get("id") if isinstance(block, dict) else None
+    for name in ("txId", "gtid"):
+        if tid is None:
+            tid = src.get(name)
+    if tid is None:
+        return None
+    commit = src.get("commit_lsn") if src.get("commit_lsn") is not None else src.get("commit_scn")
+    return {"id": _text(tid), "position": None if commit is None else _text(commit), "ts": ts, "aborted": None}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else dumps_exact(value)
+
+
+def _position(src: dict[str, Any]) -> str | None:
+    lsn = src.get("lsn")
+    if lsn is not None:
+        if isinstance(lsn, int) and not isinstance(lsn, bool) and lsn >= 0:
+            return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+        if isinstance(lsn, str):
+            return lsn
+        raise ValueError(f"source.lsn {lsn!r} is not an LSN")
+    if src.get("file") is not None and src.get("pos") is not None:
+        return f"{_text(src['file'])}:{_text(src['pos'])}"
+    for name in ("change_lsn", "scn"):
+        if src.get(name) is not None:
+            return _text(src[name])
+    if _from_mongodb(src) and src.get("ord") is not None and src.get("ts_ms") is not None:
+        # the oplog time's seconds and increment, as the change-stream reader writes clusterTime
+        return f"{_text(src['ts_ms'])[:-3] or '0'}:{_text(src['ord'])}"
+    return None
+
+
+def _entity(src: dict[str, Any]) -> str:
+    table = src.get("table") or src.get("collection")
+    space = src.get("schema") or src.get("db")
+    if not isinstance(table, str):
+        raise ValueError("the source block names no table")
+    return f"{space}.{table}" if isinstance(space, str) else table
+
+
+def _image(
+    envelope: dict[str, Any], name: str, columns: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any] | None, bool]:
+    """A row image without the values Debezium did not have, and whether it left any out."""
+    row = envelope.get(name)
+    if row is None:
+        return None, False
+    if not isinstance(row, dict):
+        raise ValueError(f"'{name}' is {kind_of(row)}, not a row")
+    out: dict[str, Any] = {}
+    for column, value in row.items():
+        if not _unavailable(value):
+            out[column] = _decode_value(column, value, columns.get(column))
+    return out, len(out) < len(row)
+
+
+def _unavailable(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in (PLACEHOLDER, _PLACEHOLDER_BYTES)
+    return isinstance(value, list) and bool(value) and all(v == PLACEHOLDER for v in value)
+
+
+def _fields(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The field schemas of a struct schema, by field name."""
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if not isinstance(fields, list):
+        return {}
+    return {f["field"]: f for f in fields if isinstance(f, dict) and isinstance(f.get("field"), str)}
+
+
+def _image_fields(schema: dict[str, Any] | None) -> dict[str, dict[str, dict[str, Any]]]:
+    return {name: _fields(field) for name, field in _fields(schema).items() if name in ("before", "after")}
+
+
+def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
+    """A column's value, with Kafka Connect decimals (base64 of the unscaled integer) made numbers."""
+    if field is None or value is None:
+        return value
+    name = field.get("name")
+    if name == _DECIMAL:
+        params = field.get("parameters")
+        return _decimal(column, value, params.get("scale") if isinstance(params, dict) else None)
+    if name == _VARIABLE_DECIMAL and isinstance(value, dict):
+        return _decimal(column, value.get("value"), value.get("scale"))
+    return value
+
+
+def _decimal(column: str, encoded: Any, scale: Any) -> int | RawNumber:
+    try:
+        unscaled = int.from_bytes(base64.b64decode(encoded, validate=True), "big", signed=True)
+        places = int(scale)
+    except (binascii.Error, TypeError, ValueError):
+        raise ValueError(f"column {column!r}: {encoded!r} with scale {scale!r} is not a Decimal") from None
+    if places <= 0:
+        return unscaled * int(10**-places)
+    digits = str(abs(unscaled)).rjust(places + 1, "0")
+    return RawNumber(f"{'-' if unscaled < 0 else ''}{digits[:-places]}.{digits[-places:]}")
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def _embedded(value: Any, member: str) -> Any:
+    """A keyed dump's key or value, which some tools write as JSON text rather than JSON."""
+    if not isinstance(value, str) or isinstance(value, RawNumber):
+        return value
+    try:
+        return loads_exact(value)
+    except (ValueError, RecursionError):
+        if member == "key":
+            return value  # a key that is plain text (a string converter) is the key as it is
+        raise ValueError(f"'{member}' is a string that is not JSON") from None
+
+
+def _is_keyed(record: dict[str, Any]) -> bool:
+    return "value" in record and "op" not in record and "payload" not in record
+
+
+class _RecentDeletes:
+    """Entity and time of the latest deletes by key: Debezium writes a tombstone right after the
+    delete of its key, and a tombstone without a key schema says nothing else of its table."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, int | None]] = {}
+
+    def remember(self, key: str, entity: str, ts: int | None) -> None:
+        self._seen.pop(key, None)
+        self._seen[key] = (entity, ts)
+        if len(self._seen) > _RECENT_DELETES:
+            del self._seen[next(iter(self._seen))]
+
+    def take(self, key: str) -> tuple[str, int | None] | None:
+        return self._seen.pop(key, None)
+
+
+def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Event:
+    text, _ = record_key(key)
+    if text is None:
+        raise ValueError("tombstone (null value) without a key")
+    entity, ts = key_entity(key), None
+    recent = deletes.take(text)
+    mongodb = mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
+    if recent is None and mongodb is not None and (recent := deletes.take(mongodb)) is not None:
+        text = mongodb
+    if recent is not None:
+        entity, ts = entity or recent[0], recent[1]
+    if entity is None:
+        raise ValueError(
+            f"tombstone for key {text}: no key schema names its table and no delete of that key comes before it"
+        )
+    return {"ts": ts, "entity": entity, "key": text, "op": "delete", "data": None, "source": where}
+
+
+def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    check_mapping_for(NAME, mapping, {"--key-field"})
+    deletes = _RecentDeletes()
+
+    def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        if record is None:
+            return []  # a tombstone in a dump of values alone: its key is not there, its delete was
+        if not isinstance(record, dict):
+            raise ValueError(f"a Debezium record is a JSON object, not {kind_of(record)}")
+        if _is_keyed(record):
+            key = _embedded(record.get("key"), "key")
+            value = _embedded(record["value"], "value")
+            if unwrap(value)[0] is None:
+                return [_tombstone(key, where, deletes)]
+            event = decode_change(value, key, where, mapping)
+        else:
+            event = decode_change(record, NO_KEY, where, mapping)
+        if event["op"] == "delete" and event["key"] is not None:
+            deletes.remember(event["key"], event["entity"], event["ts"])
+        return [event]
+
+    with source.open() as stream:
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        yield from read_records(lines, source, report, NAME, decode)
+
+
+def _classify(value: Any) -> bool | None:
+    if value is None:
+        return None  # a tombstone in a dump of values alone: any Kafka topic may hold one
+    inner, _ = unwrap(value)
+    if isinstance(inner, dict) and ("ddl" in inner and isinstance(inner.get("source"), dict) or list(inner) == ["ts_ms"]):
+        return None  # a schema change or a heartbeat: Debezium's, reported when read, but no change event
+    if is_envelope(value):
+        return True
+    if isinstance(value, dict) and _is_keyed(value):
+        try:
+            inner = _embedded(value["value"], "value")
+        except ValueError:
+            return False
+        return None if unwrap(inner)[0] is None else is_envelope(inner)
+    return False
+
+
+def _sniff(head: bytes) -> int:
+    return 90 if sniff_lines(head, _classify) else 0
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Debezium change events (JSON lines, with or without schema; keyed dumps with tombstones)",
+    sniff=_sniff,
+    read=_read,
+)

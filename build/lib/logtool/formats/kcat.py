@@ -1,0 +1,185 @@
+"""Kafka records as ``kcat -C -J`` writes them: one JSON object a line with ``topic``,
+``partition``, ``offset``, ``tstype``, ``ts``, ``broker``, ``headers``, ``key`` and ``payload``.
+
+- A payload that is a Debezium change event (as JSON text, or as JSON) is read as Debezium reads it
+  (entity, op, key, ts, txn from the event; the Kafka key is the record key).
+- Any other payload is JSON: an ``upsert`` of that JSON, keyed by the Kafka key as it is (or, for a
+  null key, by the ``--key-field`` fields of the payload), in the entity named by the topic, at the
+  record's Kafka timestamp.
+- A null payload is a tombstone: a ``delete`` of the key with null data. On a topic that carried
+  Debezium events (or whose key has a Debezium key schema) it is placed in the Debezium entity and
+  keyed as Debezium keys are.
+- ``payload_error`` or ``key_error`` (kcat could not deserialize the record) is a bad record, not a
+  tombstone.
+- ``source.position`` is ``partition/offset``; ``meta.kafka`` holds the record's members other
+  than key and payload, the headers as a list of ``[name, value]`` pairs (names repeat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import Format
+from .base import (
+    Event,
+    Mapping,
+    RawNumber,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    json_error,
+    kind_of,
+    loads_exact,
+    parse_ts,
+    position_order,
+    read_records,
+    row_key,
+    sniff_lines,
+)
+from .debezium import decode_change, from_mongodb, is_envelope, key_entity, mongodb_record_id, record_key
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAME = "kcat"
+
+
+def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[str, tuple[str, bool]]) -> Event:
+    if not isinstance(record, dict):
+        raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
+    topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
+    if not isinstance(topic, str):
+        raise ValueError("kcat record without a 'topic'")
+    for name, number in (("partition", partition), ("offset", offset)):
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise ValueError(f"kcat record without an integer '{name}'")
+    for name in ("key_error", "payload_error"):
+        if record.get(name) is not None:
+            raise ValueError(f"kcat could not deserialize the record: {name}: {record[name]}")
+    if "payload" not in record:
+        raise ValueError("kcat record without a 'payload' (null for a tombstone)")
+    # a Kafka position is never an LSN, whatever its digits look like
+    where = {
+        **where,
+        "position": f"{partition}/{offset}",
+        "position_order": position_order(f"{partition}/{offset}", lsn=False),
+    }
+    kafka = {k: _pairs(v) if k == "headers" else v for k, v in record.items() if k not in ("key", "payload")}
+    raw_key = record.get("key")
+    key = _parsed_key(raw_key)
+    payload = record["payload"]
+    if payload is None:
+        seen, mongodb = topics.get(topic, (None, False))
+        entity = key_entity(key) or seen
+        text = record_key(key)[0] if entity is not None else _key_text(raw_key)
+        if mongodb:  # the MongoDB connector's key names the document as its events' keys do
+            text = mongodb_record_id(key) or text
+        return {
+            "ts": _kafka_time(record),
+            "entity": entity or topic,
+            "key": text,
+            "op": "delete",
+            "data": None,
+            "meta": dumps_exact({"kafka": kafka}),
+            "source": where,
+        }
+    value = payload
+    if isinstance(payload, str) and not isinstance(payload, RawNumber):
+        try:
+            value = loads_exact(payload)
+        except ValueError as e:
+            raise ValueError(f"payload is not JSON: {json_error(e)}") from None
+    if is_envelope(value):
+        event = decode_change(value, key, where, mapping, {"kafka": kafka})
+        if event["op"] not in ("event", "truncate"):
+            topics[topic] = (event["entity"], from_mongodb(value))
+        return event
+    text = _key_text(raw_key)
+    if text is None:
+        names = mapping.keys_for(topic)
+        if names:
+            if not isinstance(value, dict):
+                raise ValueError(f"payload is {kind_of(value)}: it has no key field {names[0]!r}")
+            text = row_key(value, names, "payload")
+    return {
+        "ts": _kafka_time(record),
+        "entity": topic,
+        "key": text,
+        "op": "upsert",
+        "data": dumps_exact(value),
+        "meta": dumps_exact({"kafka": kafka}),
+        "source": where,
+    }
+
+
+def _parsed_key(raw: Any) -> Any:
+    """The key as JSON when it is a JSON object (a Debezium key), else as kcat gave it."""
+    if isinstance(raw, str) and raw.lstrip().startswith("{"):
+        try:
+            return loads_exact(raw)
+        except (ValueError, RecursionError):
+            return raw
+    return raw
+
+
+def _key_text(raw: Any) -> str | None:
+    if raw is None or (isinstance(raw, str) and not isinstance(raw, RawNumber)):
+        return raw
+    return dumps_exact(raw)
+
+
+def _kafka_time(record: dict[str, Any]) -> int | None:
+    ts = record.get("ts")
+    # kcat writes -1 where the record has no timestamp
+    if ts is None or (isinstance(ts, int) and ts < 0):
+        return None
+    try:
+        return parse_ts(ts, "ms")
+    except ValueError as e:
+        raise ValueError(f"ts: {e}") from None
+
+
+def _pairs(headers: Any) -> list[list[Any]] | None:
+    if headers is None:
+        return None
+    if not isinstance(headers, list) or len(headers) % 2:
+        raise ValueError("headers is not a flat list of names and values")
+    return [[headers[i], headers[i + 1]] for i in range(0, len(headers), 2)]
+
+
+def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    check_mapping_for(NAME, mapping, {"--key-field"})
+    topics: dict[str, tuple[str, bool]] = {}  # topics that carried Debezium events -> their entity, and
+    # whether they came from the MongoDB connector
+
+    def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        return [_decode(record, where, mapping, topics)]
+
+    with source.open() as stream:
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        yield from read_records(lines, source, report, NAME, decode)
+
+
+def _classify(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("topic"), str)
+        and "partition" in value
+        and "offset" in value
+        and ("payload" in value or "payload_error" in value)
+    )
+
+
+def _sniff(head: bytes) -> int:
+    return 90 if sniff_lines(head, _classify) else 0
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Kafka records from `kcat -C -J` (JSON payloads; Debezium payloads decoded as Debezium)",
+    sniff=_sniff,
+    read=_read,
+)

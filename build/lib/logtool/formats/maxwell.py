@@ -1,0 +1,170 @@
+"""Maxwell's daemon (MySQL binlog to JSON), one JSON record a line.
+
+- ``type``: ``insert``, ``update``, ``delete`` as they are; ``bootstrap-insert`` is a ``read``
+  (a snapshot row). ``table-drop`` truncates its table (``type`` says ``table-drop``, ``meta``
+  keeps the statement). The other DDL records (``table-create``, ``table-alter``,
+  ``database-*``) and ``bootstrap-start``/``bootstrap-complete`` are ``event``s of that type whose
+  data is the record without its routing members: they change no row.
+- ``entity``: ``database.table`` (``database`` for database DDL).
+- ``ts``: ``ts``, in seconds for rows and in milliseconds for DDL, as Maxwell writes them.
+- ``key``: ``primary_key_columns`` with ``primary_key`` (or the row's values of those columns);
+  without them the ``--key-field`` columns of the row; a lone ``primary_key`` value is the key
+  as it is; else null.
+- ``data``: the row (Maxwell writes whole rows). An update's ``old`` holds the previous values
+  of the columns that changed, so ``before`` is the row with ``old`` laid over it, and a column
+  named in ``old`` but missing from ``data`` (``output_nulls=false``) was set to null. A delete's
+  row is its ``before``; its data is null.
+- ``txn``: ``xid``, with ``ts`` as its time; ``source.position``: ``position`` (``binlog-file:pos``).
+- ``meta``: every other member (``commit``, ``xoffset``, ``server_id``, ``thread_id``, ``gtid``,
+  ``query``, ``primary_key``...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import Format
+from .base import (
+    Event,
+    Mapping,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    json_or_none,
+    key_text,
+    kind_of,
+    parse_ts,
+    read_records,
+    row_key,
+    sniff_lines,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAME = "maxwell"
+
+_ROW = {"insert": "insert", "update": "update", "delete": "delete", "bootstrap-insert": "read"}
+_DDL = {"database-create", "database-alter", "database-drop", "table-create", "table-alter", "table-drop"}
+_MARKERS = {"bootstrap-start", "bootstrap-complete"}
+_ROUTING = ("database", "table", "type", "ts", "xid", "position")
+_COLUMNS = (*_ROUTING, "data", "old")
+_DDL_CONTENT = ("sql", "def", "old")
+
+
+def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
+    if not isinstance(record, dict):
+        raise ValueError(f"a Maxwell record is a JSON object, not {kind_of(record)}")
+    kind = record.get("type")
+    if not isinstance(kind, str):
+        raise ValueError("Maxwell record without a 'type'")
+    if kind not in _ROW and kind not in _DDL and kind not in _MARKERS:
+        raise ValueError(f"unknown Maxwell type {kind!r}")
+    database, table = record.get("database"), record.get("table")
+    if not isinstance(database, str):
+        raise ValueError("Maxwell record without a 'database'")
+    if not kind.startswith("database-") and not isinstance(table, str):
+        raise ValueError(f"Maxwell {kind} record without a 'table'")
+    entity = f"{database}.{table}" if isinstance(table, str) else database
+    if record.get("ts") is None:
+        raise ValueError("Maxwell record without a 'ts'")
+    try:
+        ts = parse_ts(record["ts"], "ms" if kind in _DDL else "s")
+    except ValueError as e:
+        raise ValueError(f"ts: {e}") from None
+    xid, position = record.get("xid"), record.get("position")
+    event: Event = {
+        "ts": ts,
+        "entity": entity,
+        "key": None,
+        "data": None,
+        "txn": None if xid is None else {"id": str(xid), "position": None, "ts": ts, "aborted": None},
+        "source": {**where, "position": None if position is None else str(position)},
+    }
+    if kind not in _ROW:
+        content = {k: record[k] for k in _DDL_CONTENT if k in record} if kind in _DDL else record.get("data")
+        meta = {k: v for k, v in record.items() if k not in (*_ROUTING, *_DDL_CONTENT, "data")}
+        if kind == "table-drop":
+            return {**event, "op": "truncate", "type": kind, "meta": dumps_exact({**meta, **(content or {})})}
+        return {**event, "op": "event", "type": kind, "data": json_or_none(content), "meta": json_or_none(meta or None)}
+    row, old = record.get("data"), record.get("old") or {}
+    if not isinstance(row, dict):
+        raise ValueError(f"Maxwell {kind} record without a 'data' row")
+    if not isinstance(old, dict):
+        raise ValueError(f"'old' is {kind_of(old)}, not the previous values of a row")
+    before = {**row, **old} if kind == "update" else row if kind == "delete" else None
+    key, prev_key = _keys(record, row, before, mapping, entity)
+    if kind == "update":
+        row = {**row, **{column: None for column in old if column not in row}}
+    meta = {k: v for k, v in record.items() if k not in _COLUMNS}
+    return {
+        **event,
+        "op": _ROW[kind],
+        "key": key,
+        "prev_key": prev_key,
+        "data": None if kind == "delete" else dumps_exact(row),
+        "before": json_or_none(before),
+        "meta": json_or_none(meta or None),
+    }
+
+
+def _keys(
+    record: dict[str, Any], row: dict[str, Any], before: dict[str, Any] | None, mapping: Mapping, entity: str
+) -> tuple[str | None, str | None]:
+    columns, values = record.get("primary_key_columns"), record.get("primary_key")
+    if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        raise ValueError("primary_key_columns is not a list of column names")
+    if values is not None and not isinstance(values, list):
+        raise ValueError(f"primary_key is {kind_of(values)}, not a list of values")
+    names = tuple(columns) if columns else mapping.keys_for(entity)
+    if names and values is not None and columns:
+        if len(values) != len(names):
+            raise ValueError(f"primary_key has {len(values)} values for {len(names)} primary_key_columns")
+        key = key_text(values, names)
+    elif names:
+        key = row_key(row, names)
+    elif values is not None and len(values) == 1:
+        return key_text(values, ("key",)), None
+    elif values:
+        raise ValueError("primary_key has several values and no primary_key_columns: name them with --key-field")
+    else:
+        return None, None
+    if before is None or before is row or any(n not in before for n in names):
+        return key, None
+    old = row_key(before, names)
+    return key, old if old != key else None
+
+
+def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    check_mapping_for(NAME, mapping, {"--key-field"})
+
+    def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        return [_decode(record, where, mapping)]
+
+    with source.open() as stream:
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        yield from read_records(lines, source, report, NAME, decode)
+
+
+def _classify(value: Any) -> bool:
+    if not isinstance(value, dict) or not isinstance(value.get("database"), str) or "ts" not in value:
+        return False
+    kind = value.get("type")
+    if kind in _ROW:
+        return isinstance(value.get("data"), dict) and isinstance(value.get("table"), str)
+    return kind in _DDL or kind in _MARKERS
+
+
+def _sniff(head: bytes) -> int:
+    return 90 if sniff_lines(head, _classify) else 0
+
+
+FORMAT = Format(
+    name=NAME,
+    description="Maxwell's daemon MySQL change records (JSON lines)",
+    sniff=_sniff,
+    read=_read,
+)

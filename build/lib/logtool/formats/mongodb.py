@@ -1,0 +1,243 @@
+"""MongoDB change stream events (extended JSON, as ``mongosh``/``mongoexport``/drivers write
+them), one JSON object a line.
+
+- ``insert``: an ``insert`` of ``fullDocument``; ``replace``: an ``upsert`` of ``fullDocument``;
+  ``delete``: a ``delete``.
+- ``update``: a ``patch`` built from ``updateDescription`` only (``fullDocument``, when the stream
+  asked for it, is the document as it was later, not what this change did):
+  ``{"$set": {updatedFields, dotted paths as given}, "$unset": [removedFields],
+  "$truncate": {field: newSize}}`` (from ``truncatedArrays``: the array is cut to that size before
+  ``$set`` applies), each member only when not empty.
+- ``drop``: a ``truncate`` of the collection; ``rename``: a ``truncate`` of the collection under
+  its old name (the documents now live under ``to``, which the stream does not replay). Their
+  ``type`` is the operation type.
+- ``invalidate`` (the stream ended there, after a drop or rename) is reported and skipped: it
+  names no collection and changes nothing the drop or rename did not.
+- Other operation types (``dropDatabase``, ``create``, ``createIndexes``, ``modify``...) are
+  ``event``s of that type whose data is ``operationDescription``: they change no document.
+- ``entity``: ``ns.db``.``ns.coll`` (``ns.db`` alone when the event names no collection).
+- ``key``: ``documentKey._id``: an ObjectId as its hex string, anything else through ``key_text``.
+- ``ts``: ``wallTime`` (milliseconds), else the seconds of ``clusterTime``.
+- ``source.position`` and ``txn.position``: ``clusterTime`` as ``seconds:increment``.
+- ``txn``: ``lsid.id:txnNumber`` for events of a multi-document transaction.
+- ``before``: ``fullDocumentBeforeChange`` where the collection records pre-images.
+- ``meta``: the event without its documents and namespace (``_id`` is the resume token).
+Documents stay the extended JSON they are (``{"$oid": ...}``, ``{"$date": ...}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import Format
+from .base import (
+    Event,
+    Mapping,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    json_or_none,
+    key_text,
+    kind_of,
+    parse_ts,
+    read_records,
+    sniff_lines,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAME = "mongodb"
+
+_DOCUMENT_OPS = {"insert": "insert", "replace": "upsert", "update": "patch", "delete": "delete"}
+_NOT_META = ("fullDocument", "fullDocumentBeforeChange", "updateDescription", "operationDescription", "ns")
+
+
+def _decode(record: Any, where: dict[str, Any]) -> Event:
+    if not isinstance(record, dict):
+        raise ValueError(f"a change event is a JSON object, not {kind_of(record)}")
+    kind = record.get("operationType")
+    if not isinstance(kind, str):
+        raise ValueError("change event without an 'operationType'")
+    if kind == "invalidate":
+        raise ValueError("invalidate: the change stream ended here (after a drop or rename); nothing to apply")
+    cluster = _cluster_time(record.get("clusterTime"))
+    position = None if cluster is None else f"{cluster[0]}:{cluster[1]}"
+    ts = _date(record["wallTime"], "wallTime") if record.get("wallTime") is not None else None
+    if ts is None and cluster is not None:
+        ts = cluster[0] * 1_000_000
+    event: Event = {
+        "ts": ts,
+        "entity": _namespace(record.get("ns"), kind in _DOCUMENT_OPS or kind in ("drop", "rename")),
+        "key": None,
+        "data": None,
+        "meta": dumps_exact({k: v for k, v in record.items() if k not in _NOT_META}),
+        "txn": _txn(record, position, ts),
+        "source": {**where, "position": position},
+    }
+    if kind in ("drop", "rename"):
+        return {**event, "op": "truncate", "type": kind}
+    if kind not in _DOCUMENT_OPS:
+        return {**event, "op": "event", "type": kind, "data": json_or_none(record.get("operationDescription"))}
+    key = _document_key(record.get("documentKey"), kind)
+    before = record.get("fullDocumentBeforeChange")
+    if before is not None and not isinstance(before, dict):
+        raise ValueError(f"fullDocumentBeforeChange is {kind_of(before)}, not a document")
+    event = {**event, "op": _DOCUMENT_OPS[kind], "key": key, "before": json_or_none(before)}
+    if kind == "delete":
+        return event
+    if kind == "update":
+        return {**event, "data": dumps_exact(update_patch(record.get("updateDescription")))}
+    document = record.get("fullDocument")
+    if not isinstance(document, dict):
+        raise ValueError(f"{kind} without a fullDocument")
+    return {**event, "data": dumps_exact(document)}
+
+
+def _namespace(ns: Any, needs_collection: bool) -> str:
+    if not isinstance(ns, dict) or not isinstance(ns.get("db"), str):
+        raise ValueError("change event without 'ns.db'")
+    coll = ns.get("coll")
+    if isinstance(coll, str):
+        return f"{ns['db']}.{coll}"
+    if needs_collection:
+        raise ValueError("change event without 'ns.coll'")
+    return str(ns["db"])
+
+
+def _document_key(document_key: Any, kind: str) -> str:
+    if not isinstance(document_key, dict) or "_id" not in document_key:
+        raise ValueError(f"{kind} without a documentKey._id")
+    return document_id(document_key["_id"])
+
+
+def document_id(ident: Any) -> str:
+    """A document's ``_id`` as its key: an ObjectId as its hex string, anything else through
+    ``key_text`` (shared with Debezium's MongoDB connector, so both give a document one key)."""
+    if isinstance(ident, dict) and list(ident) == ["$oid"] and isinstance(ident["$oid"], str):
+        return ident["$oid"]
+    return key_text([ident], ("_id",))
+
+
+def update_patch(description: Any) -> dict[str, Any]:
+    """An update description (``updatedFields``, ``removedFields``, ``truncatedArrays`` of
+    ``{field, newSize}``) as the patch replay applies: ``$set``, ``$unset``, ``$truncate``."""
+    if not isinstance(description, dict):
+        raise ValueError("update without an updateDescription")
+    updated = _member(description, "updatedFields", {})
+    removed = _member(description, "removedFields", [])
+    truncated = _member(description, "truncatedArrays", [])
+    if not isinstance(updated, dict):
+        raise ValueError("updateDescription.updatedFields is not an object")
+    if not isinstance(removed, list):
+        raise ValueError("updateDescription.removedFields is not a list")
+    if not isinstance(truncated, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("field"), str) and "newSize" in t for t in truncated
+    ):
+        raise ValueError("updateDescription.truncatedArrays is not a list of {field, newSize}")
+    patch: dict[str, Any] = {}
+    if updated:
+        patch["$set"] = updated
+    if removed:
+        patch["$unset"] = removed
+    if truncated:
+        patch["$truncate"] = {t["field"]: t["newSize"] for t in truncated}
+    return patch
+
+
+def _member(block: dict[str, Any], name: str, default: Any) -> Any:
+    value = block.get(name)
+    return default if value is None else value
+
+
+def _cluster_time(value: Any) -> tuple[int, int] | None:
+    """(seconds, increment) of a BSON timestamp, ``{"$timestamp": {"t": ..., "i": ...}}``."""
+    if value is None:
+        return None
+    inner = value.get("$timestamp", value) if isinstance(value, dict) else {}
+    seconds = _integer(inner.get("t")) if isinstance(inner, dict) else None
+    increment = _integer(inner.get("i")) if isinstance(inner, dict) else None
+    if seconds is None or increment is None:
+        raise ValueError(f"clusterTime {dumps_exact(value)} is not a BSON timestamp")
+    return seconds, increment
+
+
+def _integer(value: Any) -> int | None:
+    """An integer, plain or as extended JSON (``{"$numberLong": "3"}``)."""
+    if isinstance(value, dict) and len(value) == 1:
+        value = value.get("$numberLong", value.get("$numberInt"))
+        value = int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _date(value: Any, member: str) -> int:
+    """Microseconds of an extended JSON date: ISO text, or milliseconds (plain or ``$numberLong``)."""
+    inner = value.get("$date") if isinstance(value, dict) else value
+    try:
+        if isinstance(inner, str):
+            return parse_ts(inner)
+        millis = _integer(inner)
+        if millis is not None:
+            return parse_ts(millis, "ms")
+    except ValueError as e:
+        raise ValueError(f"{member}: {e}") from None
+    raise ValueError(f"{member} {dumps_exact(value)} is not a date")
+
+
+def _txn(record: dict[str, Any], position: str | None, ts: int | None) -> dict[str, Any] | None:
+    if record.get("txnNumber") is None:
+        return None
+    number = _integer(record["txnNumber"])
+    if number is None:
+        raise ValueError(f"txnNumber {dumps_exact(record['txnNumber'])} is not an integer")
+    lsid = record.get("lsid")
+    session = _session(lsid.get("id")) if isinstance(lsid, dict) else None
+    ident = str(number) if session is None else f"{session}:{number}"
+    return {"id": ident, "position": position, "ts": ts, "aborted": None}
+
+
+def _session(ident: Any) -> str | None:
+    """A session id (a UUID, as ``$binary`` or ``$uuid``) as text."""
+    if ident is None:
+        return None
+    if isinstance(ident, dict):
+        inner = ident.get("$binary", ident.get("$uuid"))
+        if isinstance(inner, dict) and isinstance(inner.get("base64"), str):
+            return str(inner["base64"])
+        if isinstance(inner, str):
+            return inner
+    return dumps_exact(ident)
+
+
+def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    check_mapping_for(NAME, mapping, set())
+
+    def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        return [_decode(record, where)]
+
+    with source.open() as stream:
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        yield from read_records(lines, source, report, NAME, decode)
+
+
+def _classify(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("operationType"), str)
+        and any(m in value for m in ("ns", "documentKey", "clusterTime"))
+    )
+
+
+def _sniff(head: bytes) -> int:
+    return 90 if sniff_lines(head, _classify) else 0
+
+
+FORMAT = Format(
+    name=NAME,
+    description="MongoDB change stream events (extended JSON lines)",
+    sniff=_sniff,
+    read=_read,
+)

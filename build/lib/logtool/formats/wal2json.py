@@ -1,0 +1,386 @@
+"""PostgreSQL logical decoding through wal2json, format-version 2: one JSON object per line.
+
+Capture it with ``pg_recvlogical --start -f FILE -o format-version=2 -o include-lsn=1
+-o include-xids=1 -o include-timestamp=1 -o include-pk=1``. Actions: ``B`` begin, ``I`` ``U`` ``D``
+changes, ``T`` truncate (one record per table), ``M`` logical message, ``C`` commit.
+
+Events:
+
+- ``entity`` is ``schema.table``; ``data`` the new row, ``before`` the old image the plugin gives
+  (``identity``: the old key columns, or the whole old row under REPLICA IDENTITY FULL).
+- ``key`` holds the primary key columns named by ``pk`` (include-pk), else by ``--key-field
+  public.t:id``. A table without a key (``"pk":[]``) has a null key; its updates and deletes carry
+  the full old row in ``before`` so a replay can treat it as a multiset. A keyed table whose key the
+  output does not name stops the read with a hint, because guessing would key its rows wrongly.
+- An update that moves a row to another key has ``prev_key`` (the old key) and ``key`` (the new).
+- ``txn`` is the transaction: its xid, its commit record's LSN (``C``'s ``lsn``) and commit time.
+  A replay to a position takes the transactions whose commit LSN is at or before it, so every
+  change waits for its commit record before it is emitted: **one transaction is held in memory**.
+  ``source.position`` is the change's own LSN. A transaction whose commit record is missing at the
+  end of the input (a capture cut short) is reported change by change, never half-ingested.
+- Logical messages are ``op: event``, ``type: message``, entity ``pg_logical_message``, data
+  ``{prefix, content}``, meta ``{transactional}``; a non-transactional one has no ``txn``.
+- Numbers stay exact (never through float64); every other value is the JSON string the plugin
+  wrote (jsonb and arrays as their text, timestamptz as PostgreSQL printed it).
+
+What the plugin loses (wal2json 2.5), so no reader can give it back:
+
+- **NaN, Infinity and -Infinity** (numeric, real, double precision) are written as ``null``.
+- An update **omits unchanged TOASTed columns** (large values stored out of line); they are left
+  out of ``data`` too, so a replay keeps the old value.
+- DDL is not decoded: a column added with a default shows that default only in rows written later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+from . import Format
+from .base import (
+    BadRecord,
+    Batcher,
+    Mapping,
+    Report,
+    Source,
+    check_mapping_for,
+    dumps_exact,
+    iter_lines,
+    key_text,
+    loads_exact,
+    parse_ts,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAME = "wal2json"
+MESSAGE_ENTITY = "pg_logical_message"
+KEY_OPTIONS = {"--key-field"}
+
+
+# --------------------------------------------------------------------------- shared by the PostgreSQL readers
+
+
+@dataclass
+class Change:
+    """One decoded change of a PostgreSQL logical decoding stream, before it becomes an event."""
+
+    op: str  # insert | update | delete | truncate | event (a logical message)
+    entity: str
+    line: int
+    raw: str  # the change as written, for reports
+    new: dict[str, Any] | None = None  # new row; unchanged TOASTed columns are absent
+    old: dict[str, Any] | None = None  # old key columns, or the whole old row
+    pk: tuple[str, ...] | None = None  # key columns, where the plugin names them
+    position: str | None = None  # the change's own LSN
+    ts: int | None = None  # the record's own time (used outside a transaction)
+    message: dict[str, Any] | None = None  # {prefix, content} of a logical message
+    transactional: bool = True
+
+
+@dataclass
+class Commit:
+    """A transaction's commit record: its xid, commit position (LSN) and time (epoch µs)."""
+
+    xid: str | None
+    position: str | None
+    ts: int | None
+
+
+class _Unkeyable(ValueError):
+    """A change whose key cannot be read: reported, the read goes on."""
+
+
+class Decoder:
+    """Turns a PostgreSQL change stream into canonical events.
+
+    Changes between ``begin`` and ``commit`` wait for the commit (which gives every one of them
+    its transaction's commit position and time); changes outside a transaction and
+    non-transactional messages are emitted at once. ``drain`` yields the batches that are full;
+    ``finish`` reports a transaction left open and yields the rest.
+    """
+
+    def __init__(self, format_name: str, source: Source, mapping: Mapping, report: Report, key_hint: str) -> None:
+        self.format_name = format_name
+        self.source = source
+        self.mapping = mapping
+        self.report = report
+        self.key_hint = key_hint  # how this plugin's output can be made to name keys
+        self._batcher = Batcher()
+        self._ready: list[pa.RecordBatch] = []
+        self._pending: list[Change] | None = None  # None: not inside a transaction
+        self._begin: tuple[str | None, int] = (None, 0)
+        self._columns: dict[str, frozenset[str]] = {}  # last row shape seen per keyless entity
+
+    def begin(self, xid: str | None, line: int) -> None:
+        """A transaction begins (a transaction still open was cut short)."""
+        if self._pending is not None:
+            self._cut_off(f"a new transaction begins at line {line} before its commit record")
+        self._pending = []
+        self._begin = (xid, line)
+
+    def add(self, change: Change) -> None:
+        """A change, buffered until its transaction commits (or emitted now, outside one)."""
+        if self._pending is None or not change.transactional:
+            self._emit(change, None)
+        else:
+            self._pending.append(change)
+
+    def commit(self, commit: Commit, line: int) -> None:
+        """The open transaction commits: its changes become events carrying ``commit``."""
+        if self._pending is None:
+            return  # the input began inside this transaction: its changes went out unbracketed
+        begin_xid, _ = self._begin
+        if begin_xid is not None and commit.xid is not None and begin_xid != commit.xid:
+            self._cut_off(f"line {line} commits transaction {commit.xid}, not {begin_xid}")
+            return
+        txn = None
+        if commit.xid is not None or commit.position is not None or commit.ts is not None:
+            txn = {"id": commit.xid or begin_xid, "position": commit.position, "ts": commit.ts, "aborted": None}
+        pending, self._pending = self._pending, None
+        for change in pending:
+            self._emit(change, txn)
+
+    def drain(self) -> Iterator[pa.RecordBatch]:
+        """The batches filled so far."""
+        ready, self._ready = self._ready, []
+        yield from ready
+
+    def finish(self) -> Iterator[pa.RecordBatch]:
+        """End of input: report a transaction left open, then yield every remaining event."""
+        if self._pending is not None:
+            self._cut_off("the input ends before its commit record (was the capture cut short?)")
+        yield from self.drain()
+        if len(self._batcher):
+            yield self._batcher.flush()
+
+    def _cut_off(self, why: str) -> None:
+        xid, line = self._begin
+        name = f"transaction {xid}" if xid is not None else "the transaction"
+        for change in self._pending or []:
+            self.report(
+                BadRecord(
+                    self.source.name, change.line, f"{name} (begun at line {line}) is not committed: {why}",
+                    change.raw.encode(),
+                )
+            )  # fmt: skip
+        self._pending = None
+
+    def _emit(self, change: Change, txn: dict[str, Any] | None) -> None:
+        try:
+            key, prev_key, data, before = self._event_fields(change)
+        except _Unkeyable as e:
+            self.report(BadRecord(self.source.name, change.line, str(e), change.raw.encode()))
+            return
+        self._batcher.add(
+            ts=txn["ts"] if txn is not None else change.ts,
+            entity=change.entity,
+            key=key,
+            prev_key=prev_key,
+            op=change.op,
+            type="message" if change.op == "event" else None,
+            data=data,
+            before=before,
+            meta=dumps_exact({"transactional": change.transactional}) if change.op == "event" else None,
+            txn=txn,
+            source={
+                "format": self.format_name,
+                "file": self.source.name,
+                "line": change.line,
+                "position": change.position,
+            },
+        )
+        if self._batcher.full():
+            self._ready.append(self._batcher.flush())
+
+    def _event_fields(self, ch: Change) -> tuple[str | None, str | None, str | None, str | None]:
+        """key, prev_key, data and before of a change."""
+        if ch.op == "event":
+            return None, None, dumps_exact(ch.message), None
+        if ch.op == "truncate":
+            return None, None, None, None
+        if ch.op == "delete" and ch.old is None:
+            raise _Unkeyable(f"DELETE on {ch.entity} without its old row (is its REPLICA IDENTITY NOTHING?)")
+        if ch.op != "delete" and ch.new is None:
+            raise _Unkeyable(f"{ch.op.upper()} on {ch.entity} without its new row")
+        data = dumps_exact(ch.new) if ch.op != "delete" else None
+        before = dumps_exact(ch.old) if ch.old is not None else None
+        names = self._key_names(ch)
+        if not names:
+            return None, None, data, before
+        new_key = self._key(ch, names, ch.new, ch.old) if ch.op != "delete" else None
+        old_key = self._key(ch, names, ch.old, ch.new) if ch.old is not None else new_key
+        if ch.op == "delete":
+            return old_key, None, data, before
+        return new_key, (old_key if old_key != new_key else None), data, before
+
+    def _key(
+        self, ch: Change, names: tuple[str, ...], image: dict[str, Any] | None, other: dict[str, Any] | None
+    ) -> str:
+        # a key column left out of one image (an unchanged TOASTed value) is the same in the other
+        values = []
+        for name in names:
+            if image is not None and name in image:
+                values.append(image[name])
+            elif other is not None and name in other:
+                values.append(other[name])
+            else:
+                raise _Unkeyable(f"key column {name!r} is not in the {ch.op.upper()} of {ch.entity}")
+        return key_text(values, names)
+
+    def _key_names(self, ch: Change) -> tuple[str, ...]:
+        if ch.pk is not None:
+            return ch.pk
+        names = self.mapping.keys_for(ch.entity)
+        if names:
+            return names
+        self._check_keyless(ch)
+        return ()
+
+    def _check_keyless(self, ch: Change) -> None:
+        """Stop if a table nobody named a key for has one: keyless events would replay it wrongly.
+
+        A table with a replica identity key shows it in the old image, which then holds fewer
+        columns than the row; under REPLICA IDENTITY FULL the old image is the whole row.
+        """
+        new_cols = frozenset(ch.new) if ch.new is not None else None
+        old_cols = frozenset(ch.old) if ch.old is not None else None
+        keyed = False
+        if ch.op == "update":
+            keyed = old_cols is None or (new_cols is not None and old_cols < new_cols)
+        elif ch.op == "delete" and old_cols is not None and ch.entity in self._columns:
+            keyed = old_cols < self._columns[ch.entity]
+        if keyed:
+            named = list(ch.old) if ch.old is not None else []
+            fields = " ".join(f"--key-field {ch.entity}:{n}" for n in named) or f"--key-field {ch.entity}:COLUMN"
+            raise InputError(
+                self.source.name, ch.line,
+                f"{ch.entity} has a key that the {self.format_name} output does not name",
+                f"pass {fields} (one per key column){self.key_hint}",
+            )  # fmt: skip
+        if new_cols is not None:
+            self._columns[ch.entity] = new_cols
+
+
+def xid_text(value: Any) -> str | None:
+    """A transaction id as text (None stays None)."""
+    return None if value is None else str(value)
+
+
+def ts_or_none(value: Any) -> int | None:
+    """A timestamp the plugin wrote, as epoch µs, or None where it wrote none."""
+    return None if value in (None, "") else parse_ts(value)
+
+
+def message_change(record: dict[str, Any], line: int, raw: str, position: str | None, ts: int | None) -> Change:
+    """A logical message (``pg_logical_emit_message``) as wal2json writes it, in either version."""
+    prefix, content = record.get("prefix"), record.get("content")
+    if not isinstance(prefix, str) or not isinstance(content, str):
+        raise ValueError("a message needs a string prefix and content")
+    return Change(
+        "event", MESSAGE_ENTITY, line, raw, position=position, ts=ts,
+        message={"prefix": prefix, "content": content}, transactional=bool(record.get("transactional", True)),
+    )  # fmt: skip
+
+
+def entity_of(record: dict[str, Any]) -> str:
+    """``schema.table`` of a wal2json change."""
+    schema, table = record.get("schema"), record.get("table")
+    if not isinstance(schema, str) or not isinstance(table, str):
+        raise ValueError("a change needs a string schema and table")
+    return f"{schema}.{table}"
+
+
+# --------------------------------------------------------------------------- format-version 2
+
+_OPS = {"I": "insert", "U": "update", "D": "delete"}
+
+
+def _columns(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in value):
+        raise ValueError(f"{what} must be a list of {{name, type, value}} objects")
+    return {c["name"]: c.get("value") for c in value}
+
+
+def _record(dec: Decoder, rec: dict[str, Any], line: int, raw: str) -> None:
+    action = rec.get("action")
+    xid = xid_text(rec.get("xid"))
+    lsn = rec.get("lsn")
+    ts = ts_or_none(rec.get("timestamp"))
+    if action == "B":
+        dec.begin(xid, line)
+    elif action == "C":
+        dec.commit(Commit(xid, lsn, ts), line)
+    elif action in _OPS:
+        pk = rec.get("pk")
+        if pk is not None and not (isinstance(pk, list) and all(isinstance(c, dict) and "name" in c for c in pk)):
+            raise ValueError("pk must be a list of {name, type} objects")
+        dec.add(
+            Change(
+                _OPS[action], entity_of(rec), line, raw,
+                new=_columns(rec.get("columns"), "columns") if action != "D" else None,
+                old=_columns(rec["identity"], "identity") if rec.get("identity") is not None else None,
+                pk=tuple(str(c["name"]) for c in pk) if pk is not None else None,
+                position=lsn, ts=ts,
+            )
+        )  # fmt: skip
+    elif action == "T":
+        dec.add(Change("truncate", entity_of(rec), line, raw, position=lsn, ts=ts))
+    elif action == "M":
+        dec.add(message_change(rec, line, raw, lsn, ts))
+    else:
+        raise ValueError(f"unknown action {action!r} (expected B, I, U, D, T, M or C)")
+
+
+def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
+    """Read wal2json format-version 2 output into canonical events (see the module docstring)."""
+    check_mapping_for(NAME, mapping, KEY_OPTIONS)
+    dec = Decoder(NAME, source, mapping, report, ", or capture with -o include-pk=1")
+    with source.open() as stream:
+        for line, text in iter_lines(stream, source, report, mapping.max_line_bytes):
+            try:
+                rec = loads_exact(text)
+                if not isinstance(rec, dict):
+                    raise ValueError("not a JSON object")
+                _record(dec, rec, line, text)
+            except ValueError as e:
+                report(BadRecord(source.name, line, f"not a wal2json format-version 2 record: {e}", text.encode()))
+            yield from dec.drain()
+    yield from dec.finish()
+
+
+_ACTIONS = {"B", "C", "I", "U", "D", "T", "M"}
+_CUT_RECORD = re.compile(rb'\{"action":"[BCIUDTM]",')
+
+
+def sniff(head: bytes) -> int:
+    """Lines of JSON objects whose ``action`` is one of wal2json's."""
+    lines = [ln for ln in head.split(b"\n")[:20] if ln.strip()]
+    seen = 0
+    for i, raw in enumerate(lines):
+        try:
+            rec = loads_exact(raw.decode("utf-8"))
+        except ValueError:
+            # only the last line may fail: where the head cut it short
+            if i == len(lines) - 1 and _CUT_RECORD.match(raw):
+                seen += 1
+                break
+            return 0
+        if not isinstance(rec, dict) or rec.get("action") not in _ACTIONS:
+            return 0
+        if rec["action"] in _OPS and not {"schema", "table"} <= rec.keys():
+            return 0
+        seen += 1
+    return 95 if seen else 0
+
+
+FORMAT = Format(
+    name=NAME,
+    description="PostgreSQL wal2json format-version 2 (one JSON object per change; pg_recvlogical output)",
+    sniff=sniff,
+    read=read,
+)

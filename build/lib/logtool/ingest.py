@@ -1,0 +1,220 @@
+"""Ingest: read log files through a format reader and append them to a store, one commit a file."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import engine
+from .errors import InputError, UsageError
+from .formats import detect, get_format
+from .formats.base import BadRecord, Mapping, Source
+from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
+from .store import Store, file_sha256
+
+if TYPE_CHECKING:
+    import duckdb
+
+ON_ERROR = ("fail", "quarantine", "skip")
+
+
+@dataclass
+class FileResult:
+    """What ingest did with one input."""
+
+    file: str
+    format: str
+    ingested: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    duplicate: bool = False
+    first_offset: int | None = None
+    last_offset: int | None = None
+    commit: int | None = None
+    errors: list[BadRecord] = field(default_factory=list)  # the first few, for the summary
+
+
+@dataclass
+class IngestResult:
+    """What ingest did, per file."""
+
+    store: str
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def ingested(self) -> int:
+        return sum(f.ingested for f in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.quarantined for f in self.files)
+
+    @property
+    def skipped(self) -> int:
+        return sum(f.skipped for f in self.files)
+
+
+def expand_inputs(specs: list[str]) -> list[str]:
+    """Expand globs (sorted); '-' is stdin; a pattern that matches nothing is an error."""
+    out: list[str] = []
+    for spec in specs:
+        if spec == "-" or not glob.has_magic(spec):
+            out.append(spec)
+            continue
+        matches = sorted(glob.glob(spec))
+        if not matches:
+            raise InputError(spec, None, "no file matches this pattern", "check the pattern")
+        out += matches
+    return out
+
+
+def ingest(
+    store_path: str | Path,
+    files: list[str],
+    *,
+    format: str | None = None,
+    mapping: Mapping | None = None,
+    on_error: str = "fail",
+    allow_duplicates: bool = False,
+    segment_rows: int = DEFAULT_SEGMENT_ROWS,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> IngestResult:
+    """Append log files to a store (created if absent): one atomic commit per file.
+
+    ``on_error``: ``fail`` stops at the first bad record with ``FILE:LINE: what`` and commits
+    nothing of that file; ``quarantine`` keeps bad records verbatim in the store's quarantine;
+    ``skip`` counts them. A file whose content the store already holds is refused unless
+    ``allow_duplicates``. ``progress(file, bytes_read, total_bytes)`` is called as input is read.
+    """
+    if on_error not in ON_ERROR:
+        raise UsageError(f"--on-error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    mapping = mapping or Mapping()
+    inputs = expand_inputs(files)
+    if not inputs:
+        raise UsageError("no input files given", "name one or more files, or '-' for stdin")
+    sources = [Source(spec) for spec in inputs]  # fails early on a missing file or a directory
+    store = Store.create(store_path)
+    result = IngestResult(str(store.path))
+    con = engine.connect()  # the digests' connection, one for every file
+    with store.writer("ingest"):
+        for source in sources:
+            result.files.append(
+                _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con)
+            )
+    _auto_snapshot(store)
+    return result
+
+
+def _auto_snapshot(store: Store) -> None:
+    """Take the snapshot the store's ``snapshot_every`` setting asks for, when one is due."""
+    state = store.state()
+    every = int(state.config.get("snapshot_every") or 0)
+    if not every or not state.segments:
+        return
+    last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == "kv/1"), default=-1)
+    if state.next_offset - 1 - last >= every:
+        from .replay import snapshot
+
+        snapshot(store.path)
+
+
+def _ingest_one(
+    store: Store,
+    source: Source,
+    format_name: str | None,
+    mapping: Mapping,
+    on_error: str,
+    allow_duplicates: bool,
+    segment_rows: int,
+    progress: Callable[[str, int, int | None], None] | None,
+    con: duckdb.DuckDBPyConnection,
+) -> FileResult:
+    if source.size == 0:
+        raise InputError(source.name, None, "file is empty", "nothing to ingest")
+    fmt = get_format(format_name) if format_name else detect(source)
+    state = store.state()
+    res = FileResult(source.name, fmt.name)
+    bad: list[BadRecord] = []
+
+    def report(record: BadRecord) -> None:
+        if on_error == "fail":
+            raise InputError(
+                record.file,
+                record.line,
+                record.reason,
+                "fix the record, or pass --on-error quarantine (keep it aside) or --on-error skip",
+            )
+        bad.append(record)
+
+    def on_rows(n: int) -> None:
+        if progress:
+            progress(source.name, source.bytes_read, source.size)
+
+    writer = SegmentWriter(
+        store,
+        state.next_offset,
+        segment_rows=segment_rows,
+        source_offsets=mapping.offset_field is not None,
+        on_rows=on_rows,
+        con=con,
+    )
+    try:
+        for batch in fmt.read(source, mapping, report):
+            writer.write(batch)
+            res.ingested += batch.num_rows
+        entries = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    sha = source.content_digest
+    if sha in state.ingested and not allow_duplicates:
+        writer.abort()
+        res.duplicate = True
+        res.ingested = 0
+        res.commit = state.ingested[sha]
+        return res
+    quarantine = []
+    if bad and on_error == "quarantine":
+        quarantine.append(_write_quarantine(store, source, bad))
+        res.quarantined = len(bad)
+    elif bad:
+        res.skipped = len(bad)
+    res.errors = bad[:5]
+    if entries:
+        res.first_offset = entries[0]["min_offset"]
+        res.last_offset = entries[-1]["max_offset"]
+    params: dict[str, Any] = {
+        "file": source.name,
+        "format": fmt.name,
+        "sha256": sha,
+        "bytes": source.bytes_read,
+        "mapping": {k: v for k, v in mapping.__dict__.items() if v and k != "max_line_bytes"},
+        "on_error": on_error,
+    }
+    info = {
+        "ingested": res.ingested, "quarantined": res.quarantined, "skipped": res.skipped,
+        "next_offset": writer.next_offset,
+    }  # fmt: skip
+    commit = store.commit("ingest", params, add=entries + quarantine, gaps=writer.gaps, info=info)
+    res.commit = commit["version"]
+    return res
+
+
+def _write_quarantine(store: Store, source: Source, bad: list[BadRecord]) -> dict[str, Any]:
+    """Bad records, verbatim (base64 when not UTF-8), with file, line and reason: one JSON line each."""
+    path = store.new_file("quarantine", Path(source.name).name, ".jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for r in bad:
+            entry: dict[str, Any] = {"file": r.file, "line": r.line, "reason": r.reason}
+            try:
+                entry["raw"] = r.raw.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["raw_base64"] = base64.b64encode(r.raw).decode()
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return {"kind": "quarantine", "path": store.rel(path), "rows": len(bad), "sha256": file_sha256(path),
+            "bytes": path.stat().st_size, "file": source.name}  # fmt: skip

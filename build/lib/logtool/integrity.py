@@ -1,0 +1,249 @@
+"""Integrity: salted per-event digests, segment digests, the commit chain, and `verify`.
+
+Event digest = SHA-256 of the UTF-8 text ``hex(salt)`` followed by, for every column of the
+input schema in order (struct members in order), ``|`` and either ``len:text`` (len in characters;
+integers in decimal, timestamps as epoch microseconds, booleans as true/false) or ``-`` for NULL.
+A segment's digest is SHA-256 of its event digests (32 bytes each) concatenated in offset order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .engine import sql_string
+from .keyindex import describe
+from .store import Store, canonical_json, commit_hash, file_sha256
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _leaf_columns() -> list[tuple[str, Any]]:
+    import pyarrow as pa
+
+    from .schema import input_schema
+
+    leaves: list[tuple[str, Any]] = []
+    for f in input_schema():
+        if pa.types.is_struct(f.type):
+            leaves += [(f'"{f.name}"."{c.name}"', c.type) for c in f.type]
+        else:
+            leaves.append((f'"{f.name}"', f.type))
+    return leaves
+
+
+def digest_sql(null_columns: Collection[str] = (), full_columns: Collection[str] = ()) -> str:
+    """The SQL expression (over a table with the event columns) that gives each event's digest.
+
+    Leaf columns are named ``name`` or ``struct.member``. ``null_columns`` are known to be NULL
+    in every row of the table the expression runs on, ``full_columns`` in none: the expression
+    skips the checks it does not need (the digest is the same).
+    """
+    import pyarrow as pa
+
+    # One flat concat() per event: concat skips NULL arguments, so a NULL value leaves its
+    # length out and gets '-' in place of ':'. Nested or chained concatenation would build every
+    # intermediate string.
+    parts: list[str] = []
+    literal = ""
+    for col, typ in _leaf_columns():
+        name = col.replace('"', "")
+        if name in null_columns:
+            literal += "|-"
+            continue
+        text = f"epoch_us({col})::VARCHAR" if pa.types.is_timestamp(typ) else f"{col}::VARCHAR"
+        parts += [sql_string(literal + "|"), f"length({text})"]
+        parts += ["':'" if name in full_columns else f"if({col} IS NULL, '-', ':')", text]
+        literal = ""
+    if literal:
+        parts.append(sql_string(literal))
+    return "unhex(sha256(hex(salt) || concat(" + ", ".join(parts) + ")))"
+
+
+def digests_hash(digests: pa.Array | pa.ChunkedArray, h: Any | None = None) -> Any:
+    """Feed event digests (a binary column) into a SHA-256, in order; returns the hash object."""
+    import pyarrow as pa
+
+    h = h or hashlib.sha256()
+    chunks = digests.chunks if isinstance(digests, pa.ChunkedArray) else [digests]
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        if chunk.null_count:
+            raise ValueError("an event has no digest")
+        chunk = chunk.cast(pa.binary())
+        offsets = chunk.buffers()[1]
+        import numpy as np
+
+        o = np.frombuffer(offsets, dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        h.update(memoryview(chunk.buffers()[2])[o[0] : o[-1]])
+    return h
+
+
+@dataclass
+class Problem:
+    """One integrity problem: where, and what."""
+
+    where: str
+    what: str
+    offset: int | None = None
+
+
+@dataclass
+class VerifyReport:
+    """What verify checked and found."""
+
+    commits: int = 0
+    segments: int = 0
+    events: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: str, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    """Recompute every digest and the commit chain; explain every offset gap by a commit.
+
+    Stops at nothing: lists every problem found, the first one first.
+    """
+    from . import engine
+    from .store import fold
+
+    store = Store.open(path)
+    report = VerifyReport()
+    commits = []
+    prev = None
+    untrusted = False  # a commit whose content fails its hash: nothing folded from the log is sure
+    for i, p in enumerate(store.commit_paths()):
+        raw = p.read_bytes()
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            report.problems.append(Problem(f"_log/{p.name}", f"not valid JSON ({e})"))
+            return report
+        if body.get("version") != i or p.stem != f"{i:08d}":
+            report.problems.append(Problem(f"_log/{p.name}", f"commit numbering broken: expected {i:08d}"))
+        if body.get("hash") != commit_hash(body):
+            report.problems.append(Problem(f"_log/{p.name}", "commit content does not match its hash (edited?)"))
+            untrusted = True
+        elif raw != (canonical_json(body) + "\n").encode():
+            report.problems.append(Problem(f"_log/{p.name}", "commit file bytes were changed"))
+        if body.get("prev") != prev:
+            report.problems.append(
+                Problem(f"_log/{p.name}", "commit chain broken: prev does not name the commit before")
+            )
+        prev = body.get("hash")
+        commits.append(body)
+    report.commits = len(commits)
+    if untrusted:
+        return report  # the commit log cannot be trusted: nothing folded from it would be either
+    state = fold(commits)
+
+    # every file a commit names: present and byte-identical
+    index_mismatches: list[dict[str, Any]] = []  # key index of the commit entry unlike the file's footer
+    for entry in sorted(state.files.values(), key=lambda e: e["path"]):
+        f = store.path / entry["path"]
+        if not f.exists():
+            report.problems.append(Problem(entry["path"], "file named by a commit is missing", entry.get("min_offset")))
+        elif file_sha256(f) != entry["sha256"]:
+            report.problems.append(
+                Problem(entry["path"], "file content changed since its commit", entry.get("min_offset"))
+            )
+        elif "row_groups" in entry and describe(f) != entry["row_groups"]:
+            index_mismatches.append(entry)
+
+    # every event digest, every segment digest
+    segments = state.segments
+    report.segments = len(segments)
+    con = engine.connect()
+
+    expected_digest = digest_sql()
+    total = sum(s["rows"] for s in segments)
+    done = 0
+    last_offset = -1
+    for seg in segments:
+        f = store.path / seg["path"]
+        if not f.exists():
+            continue
+        try:
+            seg_events = con.sql(
+                f"""SELECT "offset", digest, {expected_digest} AS recomputed
+                    FROM read_parquet({sql_string(str(f))}) ORDER BY "offset" """
+            ).to_arrow_table()
+        except Exception as e:  # a damaged Parquet file: any reader error is the finding
+            report.problems.append(
+                Problem(seg["path"], f"cannot be read ({str(e).splitlines()[0]})", seg["min_offset"])
+            )
+            continue
+        bad = con.execute('SELECT min("offset") FROM seg_events WHERE digest IS DISTINCT FROM recomputed').fetchall()[0]
+        if bad and bad[0] is not None:
+            report.problems.append(Problem(seg["path"], "event digest does not match its content", bad[0]))
+        if digests_hash(seg_events.column("digest")).hexdigest() != seg["digest"]:
+            report.problems.append(Problem(seg["path"], "segment digest does not match its events", seg["min_offset"]))
+        offsets = seg_events.column("offset")
+        if seg_events.num_rows != seg["rows"]:
+            report.problems.append(
+                Problem(
+                    seg["path"], f"holds {seg_events.num_rows} events, commit says {seg['rows']}", seg["min_offset"]
+                )
+            )
+        if seg_events.num_rows:
+            first, last = offsets[0].as_py(), offsets[-1].as_py()
+            if (first, last) != (seg["min_offset"], seg["max_offset"]):
+                report.problems.append(Problem(seg["path"], "offset range differs from its commit", first))
+            if first <= last_offset:
+                report.problems.append(Problem(seg["path"], "offsets overlap the previous segment", first))
+            gaps = con.sql(
+                'SELECT prev + 1, "offset" - 1 FROM (SELECT "offset", lag("offset") OVER (ORDER BY "offset") AS prev '
+                'FROM seg_events) WHERE "offset" <= prev OR "offset" > prev + 1'
+            ).fetchall()
+            holes = [(last_offset + 1, first - 1)] if first > last_offset + 1 else []
+            for lo, hi in gaps + holes:
+                if hi < lo:
+                    report.problems.append(Problem(seg["path"], "offsets are not strictly increasing", lo))
+                elif not _explained(lo, hi, state.gaps):
+                    report.problems.append(
+                        Problem(seg["path"], f"offsets {lo}..{hi} are missing and no commit explains it", lo)
+                    )
+            last_offset = last
+        done += seg["rows"]
+        if progress:
+            progress(done, total)
+        report.events += seg_events.num_rows
+    if state.next_offset > last_offset + 1 and not _explained(last_offset + 1, state.next_offset - 1, state.gaps):
+        report.problems.append(
+            Problem(
+                "segments",
+                f"offsets {last_offset + 1}..{state.next_offset - 1} are missing and no commit explains it",
+                last_offset + 1,
+            )
+        )
+    # A key index unlike its file makes key lookups miss events. Where the file's events are
+    # wrong too, that is the finding; the index is reported for a file otherwise intact.
+    found = {p.where for p in report.problems}
+    for entry in index_mismatches:
+        if entry["path"] not in found:
+            report.problems.append(
+                Problem(entry["path"], "key index in the commit does not match the file", entry.get("min_offset"))
+            )
+    report.leftovers = [store.rel(p) for p in store.leftovers(state)]
+    return report
+
+
+def _explained(lo: int, hi: int, gaps: list[list[int]]) -> bool:
+    """Is every offset in lo..hi inside a range some commit declared removed or skipped?"""
+    need = lo
+    for a, b in sorted(gaps):
+        if a > need:
+            break
+        need = max(need, b + 1)
+        if need > hi:
+            return True
+    return need > hi

@@ -1,0 +1,1425 @@
+"""Purge and redact: administrative deletion that leaves a receipt and nothing else behind.
+
+``purge`` removes whole events (by key, entity, a SQL predicate over the ``events`` view, or the
+head of the log before an offset or a time); ``redact`` replaces named fields of ``data``,
+``before`` and ``meta`` with ``"[REDACTED]"`` and keeps the events. Both rewrite only the segments
+that hold matching events, in one commit that removes the old segment entries, adds the new ones,
+declares the removed offsets as gaps, drops the snapshots that may hold the data and rewrites the
+quarantine files that mention it; then every file no commit names is deleted. Surviving events are
+copied with their salt and digest, so ``verify`` proves they did not change; redacted events get a
+new salt and digest.
+
+The commit's ``info["receipt"]`` says what was done without holding the data: the predicate as a
+salted digest (a key is never written; a ``--where`` text only with ``record_predicate``), the
+offsets, the removed (or replaced) events' digests, the segments replaced with old and new digests.
+
+Raw JSON-lines and CSV files can be purged or redacted without a store: ``purge_file`` and
+``redact_file`` stream them, evaluate the same predicate over the events the field mapping gives,
+and write the surviving records byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from .engine import sql_string
+from .errors import LogtoolError, UsageError
+from .formats.base import BadRecord, Mapping, Source, dumps_exact, key_text, loads_exact, normalize_op, parse_ts
+from .formats.csv import delimiter
+from .store import State, Store, actor, file_sha256, fsync_path, now_iso
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+MARKER = "[REDACTED]"
+RAW_FORMATS = ("jsonl", "csv")
+Progress = Callable[[int, int | None], None]
+Pair = tuple[str | None, str]  # (entity or None for any entity, key)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class PurgeResult:
+    """What a purge or redact did to a store (or, with ``dry_run``, would do)."""
+
+    store: str
+    operation: str  # purge | redact
+    dry_run: bool
+    events: int = 0  # events removed (purge) or changed (redact)
+    matched: int = 0  # events the predicate selected (redact: some may hold none of the fields)
+    keys: int | None = None  # distinct (entity, key) among them; None for a head drop
+    offsets: list[list[int]] = field(default_factory=list)  # compact [first, last] ranges
+    segments_rewritten: list[str] = field(default_factory=list)
+    segments_removed: list[str] = field(default_factory=list)  # every event went: no replacement
+    segments_added: list[str] = field(default_factory=list)
+    snapshots_removed: list[str] = field(default_factory=list)
+    snapshot_taken: str | None = None  # head drop: the snapshot stored first
+    quarantine_records: int = 0  # quarantined records removed (purge) or redacted (redact)
+    quarantine_files: list[str] = field(default_factory=list)
+    leftovers_removed: list[str] = field(default_factory=list)
+    commit: int | None = None
+    receipt: dict[str, Any] | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Would (or did) anything in the store change?"""
+        return bool(self.events or self.quarantine_records or self.snapshots_removed)
+
+    def summary(self) -> dict[str, Any]:
+        """The result without the receipt, for printing."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "receipt"}
+        out["offsets"] = format_ranges(self.offsets)
+        return out
+
+
+@dataclass
+class FileResult:
+    """What a purge or redact of a raw log file did."""
+
+    file: str
+    output: str
+    format: str
+    operation: str
+    records: int = 0  # records read (good and unreadable)
+    removed: int = 0
+    redacted: int = 0
+    unreadable: int = 0  # records the reader could not map (judged on their raw text)
+    unreadable_kept: int = 0  # unreadable records that mention the key but could not be redacted
+
+    def summary(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def format_ranges(ranges: list[list[int]]) -> str:
+    """``[[1, 3], [7, 7]]`` as ``1-3, 7``."""
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in ranges)
+
+
+# --------------------------------------------------------------------------- the predicate
+
+
+def check_where(where: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
+    """Refuse a ``--where`` that is not one boolean expression over the ``events`` view.
+
+    A second statement, DDL, COPY, ATTACH, a set operation or clause smuggled after a closing
+    parenthesis, or a table function (``read_csv``, ``read_text``, ...) is refused before anything
+    runs. With ``con`` (a sandboxed connection holding the ``events`` view) the expression is also
+    bound, without reading any row, so unknown columns and type errors are found early.
+    """
+    import duckdb
+
+    from . import engine
+    from .query import check_select
+
+    if not where.strip():
+        raise UsageError("--where is empty", "give a boolean SQL expression over events, e.g. \"key = '42'\"")
+    wrapped = _wrap(where)
+    check_select(wrapped, "--where")
+    probe = engine.connect()
+    ast = json.loads(probe.execute("SELECT json_serialize_sql($1)", [wrapped]).fetchall()[0][0])
+    reference = json.loads(probe.execute("SELECT json_serialize_sql($1)", [_wrap("TRUE")]).fetchall()[0][0])
+    if ast.get("error") or len(ast.get("statements", [])) != 1:
+        raise UsageError("--where does not parse as one expression", "give a boolean SQL expression over events")
+    node = ast["statements"][0]["node"]
+    ref = reference["statements"][0]["node"]
+    if node.get("type") != "SELECT_NODE" or _shape(node) != _shape(ref):
+        raise UsageError(
+            "--where must be one boolean expression over events",
+            "no closing parenthesis followed by UNION, GROUP BY, LIMIT or another clause",
+        )
+    bad = _table_functions(node.get("where_clause"))
+    if bad:
+        raise UsageError(
+            f"--where may not call table functions ({', '.join(sorted(bad))})",
+            "the predicate reads the events view only; subqueries over `events` are fine",
+        )
+    if con is not None:
+        try:
+            con.execute(f"SELECT 1 FROM events WHERE {_paren(where)} LIMIT 0").fetchall()
+        except duckdb.Error as e:
+            raise UsageError(f"--where does not apply to events: {_first_line(e)}", _COLUMNS_HINT) from None
+
+
+_COLUMNS_HINT = (
+    'columns: offset (write it "offset"), ts, entity, key, prev_key, op, type, data, before, meta (JSON), '
+    "txn, source, digest"
+)
+
+
+def _paren(where: str) -> str:
+    # newlines so a trailing `--` comment cannot swallow the closing parenthesis
+    return f"(\n{where}\n)"
+
+
+def _wrap(where: str) -> str:
+    return f"SELECT count(*) FROM events WHERE {_paren(where)}"
+
+
+def _shape(node: Any) -> Any:
+    """The parse tree without the WHERE clause and source locations (which differ by text)."""
+    if isinstance(node, dict):
+        return {k: _shape(v) for k, v in node.items() if k != "where_clause" and not k.startswith("query_location")}
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return node
+
+
+def _table_functions(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if node.get("type") == "TABLE_FUNCTION":
+            fn = node.get("function") or {}
+            found.add(str(fn.get("function_name", "?")))
+        for v in node.values():
+            found |= _table_functions(v)
+    elif isinstance(node, list):
+        for v in node:
+            found |= _table_functions(v)
+    return found
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@dataclass
+class Selection:
+    """Which events: a key (with its row's earlier identities), an entity, a predicate; ANDed."""
+
+    key: str | None = None
+    entity: str | None = None
+    where: str | None = None
+    identities: set[Pair] = field(default_factory=set)  # resolved from key
+
+    @property
+    def keys(self) -> set[str]:
+        return {k for _e, k in self.identities}
+
+    def condition(self, key_alt: str | None = None) -> str:
+        """SQL over the event columns; ``key_alt`` names a boolean column that also satisfies the key."""
+        parts = []
+        if self.key is not None:
+            by_entity: dict[str | None, list[str]] = {}
+            for ent, k in sorted(self.identities, key=lambda p: (p[0] or "", p[1])):
+                by_entity.setdefault(ent, []).append(k)
+            alts = []
+            for ent, keys in by_entity.items():
+                listing = ", ".join(sql_string(k) for k in keys)
+                match = f"(key IN ({listing}) OR prev_key IN ({listing}))"
+                alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
+            if key_alt:
+                alts.append(key_alt)
+            parts.append("(" + " OR ".join(alts) + ")")
+        if self.entity is not None:
+            parts.append(f"entity = {sql_string(self.entity)}")
+        if self.where is not None:
+            parts.append(_paren(self.where))
+        return " AND ".join(parts) if parts else "TRUE"
+
+
+def resolve_identities(key: str, entity: str | None, moves: Callable[[set[Pair]], set[Pair]]) -> set[Pair]:
+    """A key and every key its row had before, transitively (a key change keeps the row).
+
+    ``moves(pairs)`` gives ``(entity, prev_key)`` of the events whose (entity, key) is one of
+    ``pairs`` (an entity of None matches any) and that carry a previous key.
+    """
+    found: set[Pair] = {(entity, key)}
+    frontier = set(found)
+    while frontier:
+        new = {p for p in moves(frontier) if p not in found and (None, p[1]) not in found}
+        found |= new
+        frontier = new
+    return found
+
+
+def _pairs_condition(pairs: set[Pair]) -> str:
+    alts = []
+    for ent, k in sorted(pairs, key=lambda p: (p[0] or "", p[1])):
+        match = f"key = {sql_string(k)}"
+        alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
+    return " OR ".join(alts)
+
+
+def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[set[Pair]], set[Pair]]:
+    def moves(pairs: set[Pair]) -> set[Pair]:
+        rows = con.execute(
+            f"SELECT DISTINCT entity, prev_key FROM events WHERE prev_key IS NOT NULL AND ({_pairs_condition(pairs)})"
+        ).fetchall()
+        return {(e, pk) for e, pk in rows}
+
+    return moves
+
+
+def _select(con: duckdb.DuckDBPyConnection, key: str | None, entity: str | None, where: str | None) -> Selection:
+    if key is not None and not key:
+        raise UsageError("--key is empty")
+    if entity is not None and not entity:
+        raise UsageError("--entity is empty")
+    if where is not None:
+        check_where(where, con)
+    sel = Selection(key, entity, where)
+    if key is not None:
+        sel.identities = resolve_identities(key, entity, _store_moves(con))
+    return sel
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def redact_doc(doc: Any, specs: Iterable[str], allow: Callable[[str], bool] | None = None) -> bool:
+    """Replace the named members of a JSON object (top-level names, or dotted paths into nested
+    objects) with the marker, in place; ``allow`` filters the top-level names. A member that is
+    absent or null is left as it is (null holds nothing). Returns whether anything changed."""
+    if not isinstance(doc, dict):
+        return False
+    changed = False
+    for spec in specs:
+        changed |= _redact_path(doc, spec, allow)
+    return changed
+
+
+def _redact_path(doc: dict[str, Any], spec: str, allow: Callable[[str], bool] | None) -> bool:
+    if spec in doc and (allow is None or allow(spec)):
+        if doc[spec] is None or doc[spec] == MARKER:
+            return False
+        doc[spec] = MARKER
+        return True
+    changed = False
+    start = 0
+    while (dot := spec.find(".", start)) > 0:
+        head, rest = spec[:dot], spec[dot + 1 :]
+        if head in doc and isinstance(doc[head], dict) and (allow is None or allow(head)):
+            changed |= _redact_path(doc[head], rest, None)
+        start = dot + 1
+    return changed
+
+
+def _redact_text(text: str | None, specs: tuple[str, ...]) -> str | None:
+    """The JSON text with the fields redacted, or None if it does not change. Numbers stay exact."""
+    if text is None:
+        return None
+    try:
+        doc = loads_exact(text)
+    except ValueError:
+        return None
+    return dumps_exact(doc) if redact_doc(doc, specs) else None
+
+
+def _check_fields(fields_: Iterable[str]) -> tuple[str, ...]:
+    out = tuple(dict.fromkeys(f for f in fields_))
+    if not out:
+        raise UsageError("name at least one field to redact", "e.g. --field email --field phone")
+    if any(not f.strip() or f.startswith(".") or f.endswith(".") for f in out):
+        raise UsageError(f"bad field name in {', '.join(repr(f) for f in out)}", "a top-level name or a dotted path")
+    return out
+
+
+# --------------------------------------------------------------------------- store: plan
+
+
+@dataclass
+class _SegPlan:
+    entry: dict[str, Any]
+    offsets: np.ndarray | None  # matched offsets in this segment (None: the whole segment, unread)
+    digests: list[bytes] | None  # their digests (purge) or previous digests (redact), offset order
+    count: int
+
+    @property
+    def whole(self) -> bool:
+        return bool(self.count == self.entry["rows"])
+
+
+def _segment_index(state: State, offsets: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    import numpy as np
+
+    mins = np.array([s["min_offset"] for s in state.segments], dtype=np.int64)
+    return np.searchsorted(mins, offsets, side="right") - 1
+
+
+def _group(state: State, matched: pa.Table) -> list[_SegPlan]:
+    import numpy as np
+
+    if matched.num_rows == 0:
+        return []
+    offsets = matched.column("offset").to_numpy()
+    digests = matched.column("digest").to_pylist()
+    idx = _segment_index(state, offsets)
+    plans = []
+    for i in np.unique(idx):
+        where = np.flatnonzero(idx == i)
+        plans.append(_SegPlan(state.segments[int(i)], offsets[where], [digests[j] for j in where], len(where)))
+    return plans
+
+
+def _ranges(offsets: np.ndarray) -> list[list[int]]:
+    import numpy as np
+
+    if len(offsets) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(offsets) != 1)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(offsets) - 1]])
+    return [[int(offsets[a]), int(offsets[b])] for a, b in zip(starts, ends, strict=True)]
+
+
+def _merge(ranges: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _plan_ranges(plans: list[_SegPlan]) -> list[list[int]]:
+    parts: list[list[int]] = []
+    for p in plans:
+        if p.offsets is None:
+            parts.append([p.entry["min_offset"], p.entry["max_offset"]])
+        else:
+            parts += _ranges(p.offsets)
+    return _merge(parts)
+
+
+# --------------------------------------------------------------------------- store: entry points
+
+
+def purge(
+    store: str | os.PathLike[str] | Store,
+    *,
+    key: str | None = None,
+    entity: str | None = None,
+    where: str | None = None,
+    before_offset: int | None = None,
+    before_time: str | None = None,
+    reason: str | None = None,
+    record_predicate: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PurgeResult:
+    """Remove events from a store, as if they had never been written, leaving a receipt.
+
+    Select by ``key`` (with every key the row had before: a key change keeps the row),
+    ``entity``, ``where`` (one boolean SQL expression over the ``events`` view); given together
+    they are ANDed. Or drop the head of the log: ``before_offset`` N removes every event below N,
+    ``before_time`` T every event below the first one stamped at or after T; a snapshot is stored
+    there first so replay after it still works.
+
+    Only segments holding matching events are rewritten, in one commit; snapshots that may hold
+    the data and matching quarantined records go too, and every file no commit names is deleted.
+    ``dry_run`` changes nothing and says what would go.
+    """
+    st = store if isinstance(store, Store) else Store.open(store)
+    head = before_offset is not None or before_time is not None
+    if head:
+        if key is not None or entity is not None or where is not None:
+            raise UsageError(
+                "--before-offset/--before-time drop the head of the log: give no --key, --entity or --where"
+            )
+        if before_offset is not None and before_time is not None:
+            raise UsageError("give one of --before-offset and --before-time")
+        return _purge_head(st, before_offset, before_time, reason, dry_run, progress)
+    if key is None and entity is None and where is None:
+        raise UsageError("say what to purge", "give --key, --entity, --where, --before-offset or --before-time")
+    return _run(st, "purge", key, entity, where, (), reason, record_predicate, dry_run, progress)
+
+
+def redact(
+    store: str | os.PathLike[str] | Store,
+    fields: Iterable[str],
+    *,
+    key: str | None = None,
+    entity: str | None = None,
+    where: str | None = None,
+    reason: str | None = None,
+    record_predicate: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PurgeResult:
+    """Replace named fields of the selected events' ``data``, ``before`` and ``meta`` with
+    ``"[REDACTED]"`` and keep the events, leaving a receipt.
+
+    ``fields`` are top-level member names or dotted paths into nested objects. Selection is as for
+    :func:`purge` (``key``, ``entity``, ``where``, ANDed). Only events that hold one of the fields
+    change; they get a new salt and digest, every other event keeps its own.
+    """
+    specs = _check_fields(fields)
+    st = store if isinstance(store, Store) else Store.open(store)
+    if key is None and entity is None and where is None:
+        raise UsageError("say which events to redact", "give --key, --entity or --where")
+    return _run(st, "redact", key, entity, where, specs, reason, record_predicate, dry_run, progress)
+
+
+def receipt_matches(receipt: dict[str, Any], *, key: str | None = None, where: str | None = None) -> bool:
+    """Does a receipt's salted predicate digest match this key (or this ``--where`` text)?"""
+    pred = receipt.get("predicate", {})
+    salt = bytes.fromhex(pred.get("salt", ""))
+    if key is not None and pred.get("key_sha256") != hashlib.sha256(salt + key.encode()).hexdigest():
+        return False
+    if where is not None:
+        if "where" in pred:
+            return bool(pred["where"] == where)
+        return bool(pred.get("where_sha256") == hashlib.sha256(salt + where.encode()).hexdigest())
+    return key is not None
+
+
+def _run(
+    store: Store,
+    operation: str,
+    key: str | None,
+    entity: str | None,
+    where: str | None,
+    specs: tuple[str, ...],
+    reason: str | None,
+    record_predicate: bool,
+    dry_run: bool,
+    progress: Progress | None,
+) -> PurgeResult:
+    from .query import events_connection
+
+    if where is not None:
+        check_where(where)  # refused before even the lock is taken
+    lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if dry_run else store.writer(operation)
+    with lock:
+        state = store.state()
+        con = events_connection(store, files=store.segment_files(state))
+        sel = _select(con, key, entity, where)
+        result = PurgeResult(str(store.path), operation, dry_run)
+        plans, redactions = _plan_selection(con, state, sel, specs, result)
+        first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
+        snapshots = _snapshots_holding(store, state, sel, first)
+        quarantine = _plan_quarantine(store, state, sel, specs)
+        predicate = _predicate(sel, specs, record_predicate)
+        params = {k: v for k, v in predicate.items() if k not in ("salt", "key_sha256", "where_sha256", "where")}
+        params["by"] = [n for n, v in (("key", key), ("entity", entity), ("where", where)) if v is not None]
+        return _execute(
+            store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
+            dry_run, progress,
+        )  # fmt: skip
+
+
+def _plan_selection(
+    con: duckdb.DuckDBPyConnection,
+    state: State,
+    sel: Selection,
+    specs: tuple[str, ...],
+    result: PurgeResult,
+) -> tuple[list[_SegPlan], dict[int, tuple[str | None, str | None, str | None]]]:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    extra = ", data, before, meta" if specs else ""
+    try:
+        matched = con.sql(
+            f'SELECT "offset", digest, hash(entity, key) AS identity{extra} FROM events '
+            f'WHERE {sel.condition()} ORDER BY "offset"'
+        ).to_arrow_table()
+    except duckdb.Error as e:
+        raise UsageError(f"selecting the events failed: {_first_line(e)}", _COLUMNS_HINT) from None
+    result.matched = matched.num_rows
+    result.keys = len(np.unique(matched.column("identity").to_numpy())) if matched.num_rows else 0
+    redactions: dict[int, tuple[str | None, str | None, str | None]] = {}
+    if specs and matched.num_rows:
+        cols = [matched.column(c).to_pylist() for c in ("offset", "data", "before", "meta")]
+        keep = []
+        for i, (off, *texts) in enumerate(zip(*cols, strict=True)):
+            new = [_redact_text(t, specs) for t in texts]
+            if any(n is not None for n in new):
+                redactions[off] = cast(
+                    tuple[str | None, str | None, str | None],
+                    tuple(n if n is not None else t for n, t in zip(new, texts, strict=True)),
+                )
+                keep.append(i)
+        matched = matched.take(pa.array(keep, pa.int64()))
+    plans = _group(state, matched)
+    result.events = sum(p.count for p in plans)
+    result.offsets = _plan_ranges(plans)
+    return plans, redactions
+
+
+def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | None) -> list[dict[str, Any]]:
+    """Snapshots that may hold the selected data: every one at or after the first matched event
+    (its state was built from it), and any earlier one with a row the predicate matches when the
+    row is read as an event (``op`` read, ``data`` the row) — its state can come from events that
+    are gone already (an earlier head drop or compaction). Unreadable snapshots count as holding it."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .schema import input_schema
+
+    out = []
+    con: duckdb.DuckDBPyConnection | None = None
+    for snap in state.of_kind("snapshot"):
+        at = snap.get("offset")
+        if at is None or (first is not None and at >= first):
+            out.append(snap)
+            continue
+        try:
+            rows = pq.read_table(store.path / snap["path"], columns=["entity", "key", "state"])
+        except (OSError, KeyError, pa.ArrowException):
+            out.append(snap)
+            continue
+        n = rows.num_rows
+        columns = {name: pa.nulls(n, f.type) for name, f in zip(input_schema().names, input_schema(), strict=True)}
+        columns.update(
+            offset=pa.array([at] * n, pa.int64()), entity=rows.column("entity"), key=rows.column("key"),
+            op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
+        )  # fmt: skip
+        if con is None:
+            con = _sandbox()
+        _events_of(con, pa.table(columns, schema=input_schema()))
+        try:
+            held = con.execute(f"SELECT count(*) FROM events WHERE {sel.condition()}").fetchall()[0][0]
+        except duckdb.Error:
+            held = 1
+        if held:
+            out.append(snap)
+    return out
+
+
+def _purge_head(
+    store: Store,
+    before_offset: int | None,
+    before_time: str | None,
+    reason: str | None,
+    dry_run: bool,
+    progress: Progress | None,
+) -> PurgeResult:
+    import pyarrow.parquet as pq
+
+    flag = "--before-offset" if before_offset is not None else "--before-time"
+    snapshot = _snapshot_function(flag)
+    state = store.state()
+    cut = _cut_offset(store, state, before_offset, before_time)
+    result = PurgeResult(str(store.path), "purge", dry_run)
+    if not any(s["min_offset"] < cut for s in state.segments):
+        return result
+    if not dry_run:
+        # Stored before the lock: the snapshot commits on its own. It holds the state after every
+        # event below the cut, so replay from there on needs none of them.
+        result.snapshot_taken = snapshot(str(store.path), at_offset=cut - 1)["path"]
+    lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if dry_run else store.writer("purge")
+    with lock:
+        state = store.state()
+        plans = []
+        for seg in state.segments:
+            if seg["max_offset"] < cut:
+                plans.append(_SegPlan(seg, None, None, seg["rows"]))
+            elif seg["min_offset"] < cut:
+                part = pq.read_table(
+                    store.path / seg["path"], columns=["offset", "digest"], filters=[("offset", "<", cut)]
+                )
+                plans += _group(state, part.sort_by("offset"))
+        result.events = result.matched = sum(p.count for p in plans)
+        result.offsets = _plan_ranges(plans)
+        taken = [s for s in state.of_kind("snapshot") if s["path"] == result.snapshot_taken]
+        keep_from = taken[0]["offset"] if taken else cut - 1
+        snapshots = [s for s in state.of_kind("snapshot") if s.get("offset", -1) < keep_from]
+        predicate: dict[str, Any] = {"before_offset": cut}
+        if before_time is not None:
+            predicate["before_time"] = before_time
+        params = {**predicate, "by": ["before_time" if before_time is not None else "before_offset"]}
+        return _execute(
+            store, state, "purge", plans, {}, snapshots, [], predicate, params, reason, result, dry_run, progress
+        )
+
+
+def _snapshot_function(flag: str) -> Callable[..., dict[str, Any]]:
+    try:
+        from .replay import snapshot
+    except ImportError:
+        raise LogtoolError(
+            f"{flag} needs snapshots, not available yet", "purge by --key, --entity or --where"
+        ) from None
+    return snapshot
+
+
+def _cut_offset(store: Store, state: State, before_offset: int | None, before_time: str | None) -> int:
+    """The first offset the head drop keeps."""
+    from .query import events_connection
+
+    if before_offset is not None:
+        if before_offset < 0:
+            raise UsageError(f"--before-offset must be 0 or more, not {before_offset}")
+        return before_offset
+    assert before_time is not None
+    try:
+        micros = parse_ts(before_time)
+    except ValueError:
+        raise UsageError(
+            f"--before-time: cannot read {before_time!r} as a time", "write e.g. 2026-03-01T14:03:00Z"
+        ) from None
+    con = events_connection(store, files=store.segment_files(state))
+    first = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) >= {micros}').fetchall()[0][0]
+    return int(first) if first is not None else state.next_offset
+
+
+def _predicate(sel: Selection, specs: tuple[str, ...], record_predicate: bool) -> dict[str, Any]:
+    """The selection in a form that holds no personal data."""
+    salt = secrets.token_bytes(16)
+    out: dict[str, Any] = {"salt": salt.hex()}
+    if sel.key is not None:
+        out["key_sha256"] = hashlib.sha256(salt + sel.key.encode()).hexdigest()
+        out["identities"] = len(sel.identities)
+    if sel.entity is not None:
+        out["entity"] = sel.entity
+    if sel.where is not None:
+        if record_predicate:
+            out["where"] = sel.where
+        else:
+            out["where_sha256"] = hashlib.sha256(salt + sel.where.encode()).hexdigest()
+    if specs:
+        out["fields"] = list(specs)
+    return out
+
+
+# --------------------------------------------------------------------------- store: execute
+
+
+def _execute(
+    store: Store,
+    state: State,
+    operation: str,
+    plans: list[_SegPlan],
+    redactions: dict[int, tuple[str | None, str | None, str | None]],
+    snapshots: list[dict[str, Any]],
+    quarantine: list[_QuarantinePlan],
+    predicate: dict[str, Any],
+    params: dict[str, Any],
+    reason: str | None,
+    result: PurgeResult,
+    dry_run: bool,
+    progress: Progress | None,
+) -> PurgeResult:
+    result.segments_rewritten = [p.entry["path"] for p in plans if not (operation == "purge" and p.whole)]
+    result.segments_removed = [p.entry["path"] for p in plans if operation == "purge" and p.whole]
+    result.snapshots_removed = [s["path"] for s in snapshots]
+    result.quarantine_files = [q.entry["path"] for q in quarantine]
+    result.quarantine_records = sum(q.changed for q in quarantine)
+    leftovers = [store.rel(p) for p in store.leftovers(state)]
+    if dry_run:
+        result.leftovers_removed = leftovers
+        return result
+    if result.changed:
+        new_files: list[Path] = []
+        try:
+            seg_receipts, added = _rewrite_segments(store, operation, plans, redactions, new_files, progress)
+            q_receipts, q_added = _rewrite_quarantine(store, quarantine, new_files)
+            for f in new_files:
+                fsync_path(f)
+            removed = [p.entry for p in plans] + snapshots + [q.entry for q in quarantine]
+            receipt = {
+                "operation": operation,
+                "time": now_iso(),
+                "actor": actor(),
+                "reason": reason,
+                "predicate": predicate,
+                "counts": {
+                    "events": result.events,
+                    "matched": result.matched,
+                    "keys": result.keys,
+                    "segments_rewritten": len(result.segments_rewritten),
+                    "segments_removed": len(result.segments_removed),
+                    "snapshots_removed": len(snapshots),
+                    "quarantine_records": result.quarantine_records,
+                },
+                "offsets": result.offsets,
+                "segments": seg_receipts,
+                "snapshots_removed": [{"path": s["path"], "offset": s.get("offset")} for s in snapshots],
+                "quarantine": q_receipts,
+            }
+            if result.snapshot_taken:
+                receipt["snapshot_taken"] = result.snapshot_taken
+            info = {f"events_{'removed' if operation == 'purge' else 'redacted'}": result.events, "receipt": receipt}
+            commit = store.commit(
+                operation, params, add=added + q_added, remove=removed,
+                gaps=result.offsets if operation == "purge" else [], info=info,
+            )  # fmt: skip
+        except BaseException:
+            for f in new_files:
+                f.unlink(missing_ok=True)
+            raise
+        result.commit = commit["version"]
+        result.receipt = receipt
+        result.segments_added = [e["path"] for e in added]
+    result.leftovers_removed = sweep(store)
+    return result
+
+
+def sweep(store: Store) -> list[str]:
+    """Delete every file in the store that no commit names (replaced files, crash leftovers).
+
+    The caller holds the writer lock: only a writer creates files, so none of these is in use."""
+    gone = []
+    for p in store.leftovers():
+        p.unlink(missing_ok=True)
+        gone.append(store.rel(p))
+    return gone
+
+
+def _rewrite_segments(
+    store: Store,
+    operation: str,
+    plans: list[_SegPlan],
+    redactions: dict[int, tuple[str | None, str | None, str | None]],
+    new_files: list[Path],
+    progress: Progress | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from . import engine
+
+    con = engine.connect()
+    receipts: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
+    total = sum(p.entry["rows"] for p in plans)
+    done = 0
+    for plan in plans:
+        old = plan.entry
+        new = None
+        if not (operation == "purge" and plan.whole):
+            new = _rewrite_one(store, con, plan, redactions if operation == "redact" else None, new_files)
+            if new is not None:
+                added.append(new)
+        item: dict[str, Any] = {
+            "old": {k: old.get(k) for k in ("path", "digest", "sha256", "rows", "min_offset", "max_offset")},
+            "new": None if new is None else {k: new[k] for k in ("path", "digest", "sha256", "rows", "min_offset", "max_offset")},
+            "offsets": _plan_ranges([plan]),
+        }  # fmt: skip
+        if plan.digests is not None:
+            item["digests"] = [d.hex() for d in plan.digests]
+        receipts.append(item)
+        done += old["rows"]
+        if progress:
+            progress(done, total)
+    return receipts, added
+
+
+def _rewrite_one(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    plan: _SegPlan,
+    redactions: dict[int, tuple[str | None, str | None, str | None]] | None,
+    new_files: list[Path],
+) -> dict[str, Any] | None:
+    """Write a fresh segment from the old one's surviving (or redacted) rows; its entry, or None
+    when nothing survives. Written from scratch, so its statistics, page index, dictionaries and
+    bloom filter describe the survivors only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .integrity import digests_hash
+    from .schema import event_schema
+    from .segments import ROW_GROUP_ROWS, segment_entry, write_parquet_options
+
+    schema = event_schema()
+    assert plan.offsets is not None
+    targets = pa.array(plan.offsets, pa.int64())
+    source = pq.ParquetFile(store.path / plan.entry["path"])
+    writer: pq.ParquetWriter | None = None
+    path: Path | None = None
+    h = hashlib.sha256()
+    rows = 0
+    lo = hi = None
+    stamps: list[Any] = []
+    try:
+        for i in range(source.num_row_groups):
+            table = source.read_row_group(i).cast(schema).combine_chunks()
+            mask = pc.is_in(table.column("offset").combine_chunks(), value_set=targets)
+            if redactions is None:
+                table = table.filter(pc.invert(mask))
+            elif pc.any(mask).as_py():
+                table = _apply_redactions(con, table, mask, redactions)
+            if table.num_rows == 0:
+                continue
+            if writer is None:
+                lo = table.column("offset")[0].as_py()
+                path = store.new_file("segment", f"{lo:020d}")
+                new_files.append(path)
+                writer = pq.ParquetWriter(path, schema, **write_parquet_options())
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            digests_hash(table.column("digest"), h)
+            rows += table.num_rows
+            hi = table.column("offset")[-1].as_py()
+            mm = pc.min_max(table.column("ts"))
+            stamps += [mm["min"].as_py(), mm["max"].as_py()]
+    finally:
+        if writer is not None:
+            writer.close()
+    if path is None:
+        return None
+    assert lo is not None and hi is not None
+    stamps = [t for t in stamps if t is not None]
+    return segment_entry(
+        store, path, lo, hi, rows, h.hexdigest(), min(stamps) if stamps else None, max(stamps) if stamps else None
+    )
+
+
+def _apply_redactions(
+    con: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    mask: pa.Array,
+    redactions: dict[int, tuple[str | None, str | None, str | None]],
+) -> pa.Table:
+    """Replace data/before/meta of the masked rows, give them a new salt, recompute their digest."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .integrity import digest_sql
+
+    offsets = table.column("offset").filter(mask).to_pylist()
+    for j, name in enumerate(("data", "before", "meta")):
+        values = pa.array([redactions[o][j] for o in offsets], pa.string())
+        col = pc.replace_with_mask(table.column(name).combine_chunks(), mask, values)
+        table = table.set_column(table.schema.get_field_index(name), name, col)
+    # A new salt: the old salt's event digest is in the receipt, and must not vouch for new content.
+    salts = pa.array([secrets.token_bytes(16) for _ in offsets], pa.binary())
+    table = table.set_column(
+        table.schema.get_field_index("salt"),
+        "salt",
+        pc.replace_with_mask(table.column("salt").combine_chunks(), mask, salts),
+    )
+    changed = table.filter(mask)  # noqa: F841 - read by the query
+    digests = con.sql(f'SELECT {digest_sql()} AS d FROM changed ORDER BY "offset"').to_arrow_table().column("d")
+    col = pc.replace_with_mask(
+        table.column("digest").combine_chunks(), mask, digests.combine_chunks().cast(pa.binary())
+    )
+    return table.set_column(table.schema.get_field_index("digest"), "digest", col)
+
+
+# --------------------------------------------------------------------------- store: quarantine
+
+
+@dataclass
+class _QuarantinePlan:
+    entry: dict[str, Any]
+    lines: list[bytes | None]  # each line's new bytes, None where the line goes
+    changed: int
+
+
+def _plan_quarantine(store: Store, state: State, sel: Selection, specs: tuple[str, ...]) -> list[_QuarantinePlan]:
+    """Quarantined records that match go (purge) or are redacted where they parse (redact)."""
+    entries = state.of_kind("quarantine")
+    if not entries:
+        return []
+    origins = _quarantine_origins(store, {e["path"] for e in entries})
+    plans = []
+    for entry in entries:
+        fmt, mapping = origins.get(entry["path"], ("", Mapping()))
+        raw_lines = (store.path / entry["path"]).read_bytes().splitlines(keepends=True)
+        items: list[tuple[int, str]] = []
+        for i, line in enumerate(raw_lines):
+            try:
+                rec = json.loads(line)
+                text = rec["raw"] if "raw" in rec else _b64(rec.get("raw_base64", ""))
+            except (ValueError, KeyError, TypeError):
+                text = line.decode("utf-8", "replace")
+            items.append((i, text))
+        judge = _RawJudge(sel, mapping, fmt, entry.get("file") or entry["path"])
+        hits = judge.matches(items)
+        if not hits:
+            continue
+        new: list[bytes | None] = list(raw_lines)
+        for i in hits:
+            new[i] = _redact_quarantine_line(raw_lines[i], specs, mapping, fmt) if specs else None
+        changed = sum(new[i] != raw_lines[i] for i in hits)
+        if changed:
+            plans.append(_QuarantinePlan(entry, new, changed))
+    return plans
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64decode(text).decode("utf-8", "replace")
+
+
+def _redact_quarantine_line(line: bytes, specs: tuple[str, ...], mapping: Mapping, fmt: str) -> bytes | None:
+    """The quarantine line with its raw record redacted; None (the line goes) if it cannot be."""
+    try:
+        rec = json.loads(line)
+        record = loads_exact(rec["raw"]) if fmt == "jsonl" else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if not redact_record(record, specs, mapping):
+        return line
+    rec["raw"] = dumps_exact(record)
+    return (json.dumps(rec, ensure_ascii=False) + "\n").encode()
+
+
+def _quarantine_origins(store: Store, paths: set[str]) -> dict[str, tuple[str, Mapping]]:
+    """Format and field mapping of the ingest that quarantined each file."""
+    names = {f.name for f in fields(Mapping)}
+    out: dict[str, tuple[str, Mapping]] = {}
+    for c in store.commits():
+        for e in c.get("add", []):
+            if e.get("path") in paths:
+                given = c.get("params", {}).get("mapping", {})
+                kwargs: dict[str, Any] = {
+                    k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in names
+                }
+                try:
+                    out[e["path"]] = (str(c.get("params", {}).get("format", "")), Mapping(**kwargs))
+                except TypeError:
+                    out[e["path"]] = ("", Mapping())
+    return out
+
+
+def _rewrite_quarantine(
+    store: Store, plans: list[_QuarantinePlan], new_files: list[Path]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    receipts: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
+    for q in plans:
+        kept = [line for line in q.lines if line is not None]
+        new = None
+        if kept:
+            stem = Path(q.entry["path"]).name.rsplit("-", 1)[0]
+            path = store.new_file("quarantine", stem, ".jsonl")
+            new_files.append(path)
+            path.write_bytes(b"".join(kept))
+            new = {**q.entry, "path": store.rel(path), "rows": len(kept), "sha256": file_sha256(path),
+                   "bytes": path.stat().st_size}  # fmt: skip
+            added.append(new)
+        receipts.append({"old": q.entry["path"], "new": new["path"] if new else None, "records": q.changed})
+    return receipts, added
+
+
+# --------------------------------------------------------------------------- raw records
+
+
+def _sandbox() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that can read registered tables and nothing on the file system."""
+    from . import engine
+
+    con = engine.connect()
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _events_of(con: duckdb.DuckDBPyConnection, rows: pa.Table | pa.RecordBatch) -> None:
+    """Point the sandbox's ``events`` view at rows in the input schema (plus extra columns)."""
+    import pyarrow as pa
+
+    con.register("_rows", pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows)
+    con.execute("CREATE OR REPLACE VIEW events AS SELECT *, NULL::BLOB AS digest FROM _rows")
+
+
+def _scalar(record: dict[str, Any], name: str | None) -> str | None:
+    value = record.get(name) if name else None
+    return None if value is None else key_text([value], [name or ""])
+
+
+def lenient_event(
+    text: str, mapping: Mapping, default_entity: str, fmt: str, file: str, line: int
+) -> dict[str, Any] | None:
+    """An event from a raw JSON record that the reader refused, as far as it can be read: fields
+    that are missing or unreadable are null. None if the text is not a JSON object."""
+    from .formats.jsonl import exact_fields
+
+    try:
+        record = loads_exact(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    entity = _scalar(record, mapping.entity_field) or default_entity
+    names = mapping.keys_for(entity)
+    values = [record.get(n) for n in names]
+    key = key_text(values, names) if names and all(v is not None for v in values) else None
+    try:
+        op: str | None = normalize_op(record.get(mapping.op_field)) if mapping.op_field else None
+    except ValueError:
+        op = None
+    try:
+        ts = parse_ts(record.get(mapping.ts_field), mapping.ts_unit) if mapping.ts_field else None
+    except ValueError:
+        ts = None
+    try:
+        _key, data, meta = exact_fields(text, mapping, entity)
+    except (ValueError, AttributeError):
+        data, meta = None, None
+    return {
+        "offset": None, "ts": ts, "entity": entity, "key": key, "prev_key": _scalar(record, mapping.prev_key_field),
+        "op": op, "type": _scalar(record, mapping.type_field), "data": data, "before": None, "meta": meta,
+        "txn": None, "source": {"format": fmt, "file": file, "line": line, "position": None, "position_order": None},
+    }  # fmt: skip
+
+
+class _RawJudge:
+    """Decides which raw records (quarantined, or unreadable lines of a raw file) a selection
+    matches, best effort: a record that parses as a JSON object is mapped leniently and the
+    predicate evaluated on it as on events; with a key, the key appearing in the raw text as a
+    token also counts. A record that does not parse matches only on such a key token, and never
+    under a --where (which cannot be evaluated on it)."""
+
+    def __init__(self, sel: Selection, mapping: Mapping, fmt: str, file: str) -> None:
+        self.sel, self.mapping, self.fmt, self.file = sel, mapping, fmt, file
+        self.default_entity = mapping.entity or Path(file).name.split(".")[0] or "events"
+        keys = sorted(sel.keys, key=len, reverse=True)
+        self.tokens = re.compile("|".join(rf"(?<!\w){re.escape(k)}(?!\w)" for k in keys)) if keys else None
+        self.con: duckdb.DuckDBPyConnection | None = None
+
+    def matches(self, items: list[tuple[int, str]]) -> set[int]:
+        import duckdb
+        import pyarrow as pa
+
+        from .schema import input_schema
+
+        out: set[int] = set()
+        rows: list[dict[str, Any]] = []
+        flags: list[bool] = []
+        for ident, text in items:
+            hit = bool(self.tokens and self.tokens.search(text))
+            ev = lenient_event(text, self.mapping, self.default_entity, self.fmt, self.file, ident)
+            if ev is None or self.fmt != "jsonl":
+                if hit and self.sel.where is None:
+                    out.add(ident)
+                continue
+            rows.append(ev)
+            flags.append(hit)
+        if rows:
+            table = pa.Table.from_pylist(rows, schema=input_schema()).append_column("_key_token", pa.array(flags))
+            if self.con is None:
+                self.con = _sandbox()
+            _events_of(self.con, table)
+            try:
+                found = self.con.execute(
+                    f"SELECT source.line FROM events WHERE {self.sel.condition(key_alt='_key_token')}"
+                ).fetchall()
+            except duckdb.Error:  # a predicate that fails on a half-read record: it does not match
+                found = []
+            out |= {int(r[0]) for r in found}
+        return out
+
+
+def redact_record(record: dict[str, Any], specs: tuple[str, ...], mapping: Mapping) -> bool:
+    """Redact a raw JSON record where the mapping puts the fields: in its payload and meta fields,
+    never in the fields that give its key, entity, op or time."""
+    structural = set(mapping.mapped_fields()) - set(mapping.meta_fields)
+    if mapping.data_field:
+        changed = redact_doc(record.get(mapping.data_field), specs)
+        return redact_doc(record, specs, lambda name: name in mapping.meta_fields) or changed
+    return redact_doc(record, specs, lambda name: name not in structural)
+
+
+@dataclass
+class _Rec:
+    start: int  # the line the record starts on (1-based)
+    raw: bytes
+    row: list[str] | None = None  # CSV fields
+    delimiter: str = ","  # CSV: what separates them
+
+
+def _json_records(stream: IO[bytes]) -> Iterator[_Rec]:
+    for i, raw in enumerate(stream, 1):
+        yield _Rec(i, raw)
+
+
+def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
+    """CSV records with their exact bytes, numbered as the CSV reader numbers them."""
+    taken: list[bytes] = []
+
+    def lines() -> Iterator[str]:
+        for raw in stream:
+            taken.append(raw)
+            yield raw.decode("utf-8", "surrogateescape")
+
+    csv.field_size_limit(max_field)
+    read = lines()
+    first = next(read, None)
+    if first is None:
+        return
+    sep = delimiter(first)
+    reader = csv.reader(itertools.chain([first], read), delimiter=sep)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row: list[str] | None = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            row = None
+        yield _Rec(start, b"".join(taken), row, sep)
+        taken.clear()
+    if taken:
+        yield _Rec(reader.line_num + 1, b"".join(taken), None, sep)
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def purge_file(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | IO[bytes],
+    *,
+    key: str | None = None,
+    entity: str | None = None,
+    where: str | None = None,
+    mapping: Mapping | None = None,
+    format: str | None = None,
+) -> FileResult:
+    """Copy a JSON-lines or CSV log to ``out`` without the records the selection matches.
+
+    The predicate is evaluated over the events the field ``mapping`` gives (as ``ingest`` would
+    read them); every other record is written byte for byte. Records the reader cannot map are
+    judged on their raw text, best effort (see :class:`_RawJudge`). Streams: memory does not grow
+    with the file.
+    """
+    return _raw(path, out, (), key, entity, where, mapping, format)
+
+
+def redact_file(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | IO[bytes],
+    fields: Iterable[str],
+    *,
+    key: str | None = None,
+    entity: str | None = None,
+    where: str | None = None,
+    mapping: Mapping | None = None,
+    format: str | None = None,
+) -> FileResult:
+    """Copy a JSON-lines or CSV log to ``out`` with the named fields of the matching records
+    replaced by ``"[REDACTED]"`` (in the payload and meta fields the mapping gives, never in the
+    key, entity, op or time fields). Every other record is written byte for byte."""
+    return _raw(path, out, _check_fields(fields), key, entity, where, mapping, format)
+
+
+def _raw(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | IO[bytes],
+    specs: tuple[str, ...],
+    key: str | None,
+    entity: str | None,
+    where: str | None,
+    mapping: Mapping | None,
+    format_name: str | None,
+) -> FileResult:
+    from .formats import detect, get_format
+
+    mapping = mapping or Mapping()
+    if key is None and entity is None and where is None:
+        raise UsageError("say which records", "give --key, --entity or --where")
+    if str(path) == "-":
+        raise UsageError("a raw log is read twice: name a file, not stdin", "save the stream to a file first")
+    source = Source(str(path))
+    fmt = get_format(format_name) if format_name else detect(source)
+    if fmt.name not in RAW_FORMATS:
+        raise UsageError(
+            f"{source.name}: raw-file mode reads {' and '.join(RAW_FORMATS)}, not {fmt.name}",
+            "ingest it into a store and purge there, or pass --input-format",
+        )
+    if isinstance(out, str | os.PathLike) and str(out) != "-" and Path(out).resolve() == Path(path).resolve():
+        raise UsageError("the output would overwrite the input", "write to another file, then move it")
+    con = _sandbox()
+    _events_of(con, _empty_input())
+    sel = Selection(key, entity, where)
+    if where is not None:
+        check_where(where, con)
+    if key is not None:
+        edges = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else []
+        sel.identities = resolve_identities(
+            key, entity, lambda pairs: {(e, pk) for e, k, pk in edges if (e, k) in pairs or (None, k) in pairs}
+        )
+    result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
+                        "redact" if specs else "purge")  # fmt: skip
+    with _output(out) as sink:
+        _filter_records(source, fmt, mapping, sel, specs, con, sink, result)
+    return result
+
+
+def _empty_input() -> pa.Table:
+    from .schema import input_schema
+
+    return input_schema().empty_table()
+
+
+def _file_moves(path: str, fmt: Any, mapping: Mapping) -> list[tuple[str, str, str]]:
+    """(entity, key, prev_key) of every event of a raw file that changed its key."""
+    import pyarrow.compute as pc
+
+    edges: list[tuple[str, str, str]] = []
+    for batch in fmt.read(Source(path), mapping, lambda _r: None):
+        moved = batch.filter(pc.is_valid(batch.column("prev_key")))
+        for e, k, pk in zip(*(moved.column(c).to_pylist() for c in ("entity", "key", "prev_key")), strict=True):
+            if k is not None:
+                edges.append((e, k, pk))
+    return edges
+
+
+class _output:
+    """A binary sink: stdout, a given stream, or a file written under a temporary name and
+    renamed into place when complete (an interrupted run leaves no half-written output)."""
+
+    def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
+        self.out = out
+        self.tmp: Path | None = None
+        self.stream: IO[bytes] = sys.stdout.buffer
+
+    def __enter__(self) -> IO[bytes]:
+        if not isinstance(self.out, str | os.PathLike):
+            self.stream = self.out
+        elif str(self.out) != "-":
+            target = Path(self.out)
+            self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+            self.stream = open(self.tmp, "wb")  # noqa: SIM115
+        return self.stream
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.tmp is None:
+            self.stream.flush()
+            return
+        self.stream.close()
+        if exc_type is None:
+            os.replace(self.tmp, Path(cast(str, self.out)))
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _filter_records(
+    source: Source,
+    fmt: Any,
+    mapping: Mapping,
+    sel: Selection,
+    specs: tuple[str, ...],
+    con: duckdb.DuckDBPyConnection,
+    sink: IO[bytes],
+    result: FileResult,
+) -> None:
+    """Read events and raw records side by side: decide on each record once the reader has gone
+    past it, then write it (or not, or redacted)."""
+    bad: dict[int, bytes] = {}
+    matched: set[int] = set()
+
+    def report(record: BadRecord) -> None:
+        if record.line is not None:
+            bad[record.line] = record.raw
+
+    judge = _RawJudge(sel, mapping, fmt.name, source.name)
+    cond = sel.condition()
+    with Source(source.spec).open() as raw_stream:
+        buffered = io.BufferedReader(cast(Any, raw_stream), 1 << 20)
+        records = _csv_records(buffered, mapping.max_line_bytes) if fmt.name == "csv" else _json_records(buffered)
+        header: list[str] | None = None
+        if fmt.name == "csv":
+            first = next(records, None)
+            if first is None:
+                return
+            header = [h.strip() for h in first.row or []]
+            sink.write(first.raw)
+        pending: list[_Rec] = []
+
+        def drain(frontier: float) -> None:
+            nonlocal pending
+            window: list[_Rec] = pending
+            pending = []
+            for rec in records:
+                if rec.start > frontier:
+                    pending = [rec]
+                    break
+                window.append(rec)
+            unreadable = [r for r in window if r.start in bad]
+            hits = (
+                judge.matches([(r.start, r.raw.decode("utf-8", "replace")) for r in unreadable])
+                if unreadable
+                else set()
+            )
+            result.unreadable += len(unreadable)
+            for rec in window:
+                if _is_record(rec):
+                    result.records += 1
+                if rec.start in matched or rec.start in hits:
+                    _act(rec, header, specs, mapping, sink, result, rec.start in bad)
+                else:
+                    sink.write(rec.raw)
+                matched.discard(rec.start)
+                bad.pop(rec.start, None)
+
+        for batch in fmt.read(source, mapping, report):
+            _events_of(con, batch)
+            lines = con.execute(f"SELECT source.line FROM events WHERE {cond}").fetchall()
+            matched.update(int(r[0]) for r in lines)
+            last = batch.column("source").field("line")[-1].as_py()
+            drain(max([last, *bad]))
+        drain(float("inf"))
+
+
+def _is_record(rec: _Rec) -> bool:
+    return bool(rec.raw.strip()) and rec.row not in ([], [""])
+
+
+def _act(
+    rec: _Rec,
+    header: list[str] | None,
+    specs: tuple[str, ...],
+    mapping: Mapping,
+    sink: IO[bytes],
+    result: FileResult,
+    unreadable: bool,
+) -> None:
+    if not specs:
+        result.removed += 1
+        return
+    new = _redact_csv(rec, header, specs, mapping) if header is not None else _redact_json_line(rec.raw, specs, mapping)
+    if new is None:
+        if unreadable:
+            result.unreadable_kept += 1
+        sink.write(rec.raw)
+        return
+    result.redacted += 1
+    sink.write(new)
+
+
+def _redact_json_line(raw: bytes, specs: tuple[str, ...], mapping: Mapping) -> bytes | None:
+    text = raw.decode("utf-8", "surrogateescape")
+    body = text.rstrip("\r\n")
+    try:
+        record = loads_exact(body)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not redact_record(record, specs, mapping):
+        return None
+    return (dumps_exact(record) + text[len(body) :]).encode("utf-8", "surrogateescape")
+
+
+def _redact_csv(rec: _Rec, header: list[str], specs: tuple[str, ...], mapping: Mapping) -> bytes | None:
+    if rec.row is None or len(rec.row) != len(header):
+        return None
+    structural = set(mapping.mapped_fields()) - set(mapping.meta_fields)
+    row = list(rec.row)
+    changed = False
+    for i, name in enumerate(header):
+        allowed = name in mapping.meta_fields if mapping.data_field else name not in structural
+        if name in specs and allowed and row[i] not in ("", MARKER):
+            row[i] = MARKER
+            changed = True
+    if not changed:
+        return None
+    ending = "\r\n" if rec.raw.endswith(b"\r\n") else "\n" if rec.raw.endswith(b"\n") else ""
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=rec.delimiter, lineterminator=ending).writerow(row)
+    return buf.getvalue().encode("utf-8", "surrogateescape")

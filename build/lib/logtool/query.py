@@ -1,0 +1,134 @@
+"""Read-only views of a store: `sql` over its events, `info` about it, and `log` of its commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .store import Store, iso_utc, reads_latest
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+
+def events_connection(store: Store, files: list[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the ``events`` view, sandboxed: it can read the store's segments
+    and nothing else on the file system."""
+    from . import engine
+
+    con = engine.connect()
+    store.events_view(con, files=files)
+    con.execute(f"SET allowed_directories = [{engine.sql_string(str(store.path.resolve() / 'segments') + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def check_select(text: str, what: str = "query") -> None:
+    """Refuse anything but one SELECT statement (before anything runs)."""
+    import duckdb
+
+    from . import engine
+
+    try:
+        statements = engine.connect().extract_statements(text)
+    except duckdb.Error as e:
+        raise UsageError(f"{what} does not parse: {_first_line(e)}", _offset_hint(text, e)) from None
+    if len(statements) != 1:
+        raise UsageError(f"{what} must be one statement, found {len(statements)}", "remove the extra statements")
+    kind = str(statements[0].type).rsplit(".", 1)[-1]
+    if kind != "SELECT":
+        raise UsageError(
+            f"{what} must be a read-only SELECT, not {kind}", "the store changes only through logtool's own commands"
+        )
+
+
+@reads_latest
+def sql(path: str | Path, query: str) -> pa.Table:
+    """Run one read-only SELECT over the ``events`` view of a store."""
+    import duckdb
+
+    store = Store.open(path)
+    check_select(query)
+    con = events_connection(store)
+    try:
+        return con.sql(query).to_arrow_table()
+    except duckdb.Error as e:
+        raise UsageError(f"query failed: {_first_line(e)}", _offset_hint(query, e)) from None
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _offset_hint(query: str, e: Exception) -> str | None:
+    if re.search(r"\boffset\b", query, re.IGNORECASE) and (
+        "syntax error" in str(e).lower() or "offset" in str(e).lower()
+    ):
+        return 'OFFSET is a reserved word in SQL: write the column as "offset" (in double quotes)'
+    return "the view is `events`; see `logtool info STORE` for its columns"
+
+
+@reads_latest
+def info(path: str | Path) -> dict[str, Any]:
+    """Segments, offset and time ranges, entities with counts, sizes and the last commits."""
+    store = Store.open(path)
+    state = store.state()
+    segments = state.segments
+    result: dict[str, Any] = {
+        "store": str(store.path),
+        "commits": state.version + 1,
+        "segments": len(segments),
+        "events": sum(s["rows"] for s in segments),
+        "first_offset": segments[0]["min_offset"] if segments else None,
+        "last_offset": segments[-1]["max_offset"] if segments else None,
+        "next_offset": state.next_offset,
+        "first_ts": _instant(min, [s.get("min_ts") for s in segments]),
+        "last_ts": _instant(max, [s.get("max_ts") for s in segments]),
+        "bytes": sum(e.get("bytes", 0) for e in state.files.values()),
+        "snapshots": len(state.of_kind("snapshot")),
+        "quarantined": sum(e.get("rows", 0) for e in state.of_kind("quarantine")),
+        "entities": {},
+    }
+    if segments:
+        con = events_connection(store)
+        rows = con.execute("SELECT entity, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()
+        result["entities"] = dict(rows)
+    result["last_commits"] = [_commit_line(c) for c in store.commits()[-5:]]
+    return result
+
+
+def log(path: str | Path) -> list[dict[str, Any]]:
+    """The store's commit history, oldest first: what was done, when, by whom."""
+    return [_commit_line(c) for c in Store.open(path).commits()]
+
+
+def _commit_line(c: dict[str, Any]) -> dict[str, Any]:
+    added = [e for e in c.get("add", []) if e["kind"] == "segment"]
+    removed = [e for e in c.get("remove", []) if e["kind"] == "segment"]
+    params = c.get("params", {})
+    summary = {k: v for k, v in c.get("info", {}).items() if not isinstance(v, list | dict)}
+    return {
+        "version": c["version"],
+        "time": c["time"],
+        "actor": c["actor"],
+        "operation": c["operation"],
+        "summary": ", ".join(f"{k}={v}" for k, v in summary.items()),
+        "params": params,
+        "segments_added": len(added),
+        "segments_removed": len(removed),
+        "events_added": sum(e["rows"] for e in added),
+        "events_removed": sum(e["rows"] for e in removed),
+        "receipt": c.get("info", {}).get("receipt"),
+    }
+
+
+def _instant(pick: Callable[[list[dt.datetime]], dt.datetime], texts: list[str | None]) -> str | None:
+    """The earliest or latest of the instants segment entries record, as logtool writes instants."""
+    moments = [dt.datetime.fromisoformat(t) for t in texts if t]
+    return iso_utc(pick(moments)) if moments else None

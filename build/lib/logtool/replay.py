@@ -1,0 +1,1088 @@
+"""Replay: the state of the log at any offset, moment or source position.
+
+The ``kv`` reducer (the default, for CDC) is DuckDB SQL over the segments: per key, the latest
+full image (insert, read, upsert) at or before the target, with the partial updates after it
+merged on top; a delete or a null payload removes the key; a truncate empties its entity.
+Keys whose history needs more than that — a key change (the row moves, carrying what the event did
+not send), a path patch (MongoDB's ``$set``/``$unset``), a keyless table (a multiset of rows), a
+number DuckDB would read through float64 — are folded in Python, event by event, exactly.
+
+A state row is ``(entity, key, state)``, ``state`` being the row as JSON text. Its canonical form
+is DuckDB's JSON rendering (compact, numbers in shortest form) except for rows holding a number
+of 16 or more significant digits, which keep the exact text. The state digest is SHA-256 over
+the rows sorted by entity, key and state, each written ``entity 0x1F key 0x1F state 0x1F 0x1E``
+(a null key written as 0x00): anyone can recompute it from the output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .engine import json_path, sql_string
+from .errors import NotFoundError, ReducerError, UsageError
+from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_kind, position_order
+from .store import State, Store, file_sha256, reads_latest
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+KV_FINGERPRINT = "kv/1"
+# A number of 16+ significant digits: DuckDB's JSON functions would read it through float64.
+from .typed import LONG_NUMBER  # noqa: E402
+
+RESETS = ("insert", "read", "upsert", "delete")
+MERGE_PARTITION_DOCS = 1_000_000  # documents per merge pass: bounds the memory a replay needs
+MERGE_MAX_COLUMNS = 500  # distinct columns one SQL merge pass takes; a wider entity is folded in Python
+MERGES = ("update", "patch")
+Progress = Callable[[int, int | None], None]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ReplayResult:
+    """The state at a target: rows, digest, and what was known about how it was reached."""
+
+    state: pa.Table  # entity, key, state (JSON text), sorted
+    digest: str
+    offset: int | None  # the last offset the state includes (None: no event)
+    events: int  # events applied (after the snapshot, if one was used)
+    snapshot: int | None = None  # offset of the snapshot replay started from
+    reducer: str = KV_FINGERPRINT
+    warnings: list[str] = field(default_factory=list)
+    typed_states: pa.Table | None = None  # Python reducers: states in the encoding snapshots keep
+
+    def tables(self) -> dict[str, pa.Table]:
+        """One typed table per entity: the key, then the row's columns (types inferred)."""
+        from .typed import typed_tables
+
+        return typed_tables(self.state)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "rows": self.state.num_rows,
+            "digest": self.digest,
+            "events_applied": self.events,
+            "snapshot": self.snapshot,
+            "reducer": self.reducer,
+        }
+
+
+# --------------------------------------------------------------------------- target
+
+
+@dataclass
+class _Target:
+    condition: str  # SQL predicate over events: which events the state includes
+    description: str
+    prefix_end: int | None  # all events <= this offset satisfy the condition (snapshots usable)
+    last: int | None  # the largest offset that satisfies the condition
+    upto: int | None = None  # the offset asked for (--at-offset), else ``last``
+
+
+def _resolve_target(
+    con: duckdb.DuckDBPyConnection,
+    at_offset: int | None,
+    at_time: str | dt.datetime | None,
+    at_position: str | None,
+) -> _Target:
+    given = [x is not None for x in (at_offset, at_time, at_position)]
+    if sum(given) > 1:
+        raise UsageError("give at most one of --at-offset, --at-time, --at-position")
+    if at_offset is not None:
+        if at_offset < 0:
+            raise UsageError(f"--at-offset must be 0 or more, not {at_offset}")
+        cond, what = f'"offset" <= {int(at_offset)}', f"offset {at_offset}"
+    elif at_time is not None:
+        try:
+            micros = parse_ts(at_time.isoformat() if isinstance(at_time, dt.datetime) else at_time)
+        except ValueError:
+            raise UsageError(f"--at-time: cannot read {at_time!r} as a time", "write e.g. 2026-03-01T14:03:00Z") from None
+        # The longest prefix of the log whose events are all stamped at or before T.
+        first_after = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {micros}').fetchall()[0][0]
+        cond = "TRUE" if first_after is None else f'"offset" < {first_after}'
+        what = f"time {at_time}"
+    elif at_position is not None:
+        order = sql_string(_position_order_like_the_store(con, at_position))
+        # A change is in the state when its transaction committed at or before the position. A
+        # transaction whose commit position the source did not give (Debezium's PostgreSQL txId,
+        # Maxwell's xid) commits after its last change: it is in where all its changes are.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _txn_in AS SELECT txn.id AS id FROM events
+                WHERE txn.id IS NOT NULL AND txn.position_order IS NULL
+                GROUP BY txn.id HAVING bool_and(source.position_order <= {order})"""
+        )
+        cond = (
+            f"CASE WHEN txn.position_order IS NOT NULL THEN txn.position_order <= {order} "
+            f"WHEN txn.id IS NOT NULL THEN txn.id IN (SELECT id FROM _txn_in) "
+            f"ELSE source.position_order <= {order} END"
+        )
+        what = f"position {at_position}"
+    else:
+        cond, what = "TRUE", "head"
+    last, first_excluded = con.execute(
+        f'SELECT max("offset") FILTER (WHERE {cond}), min("offset") FILTER (WHERE NOT ({cond})) FROM events'
+    ).fetchall()[0]
+    prefix_end = (first_excluded - 1) if first_excluded is not None else last
+    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last)
+
+
+def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str) -> str:
+    """The sort key of a position given by a user, computed as the store's positions of its kind
+    were: an LSN's two hex halves, or zero-padded numbers (Kafka's ``0/5`` reads like an LSN but is
+    not one). A position of no kind the store holds is refused rather than compared."""
+    positions = "coalesce(txn.position, source.position)"
+    orders = "coalesce(txn.position_order, source.position_order)"
+    sample = con.execute(f"SELECT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL LIMIT 1").fetchall()
+    if not sample:
+        raise UsageError("this store's events carry no source positions", "use --at-offset or --at-time")
+    # what the text can be: an LSN (if it reads as one), and a position of its digits' shape
+    readings = {position_kind(position, lsn): position_order(position, lsn) for lsn in (True, False)}
+
+    def kind(stored: str, order: str) -> str:  # an LSN only where it was stored as one
+        return position_kind(stored, lsn=order == position_order(stored))
+
+    kinds = {kind(*sample[0])}
+    if not readings.keys() & kinds:  # a store may hold several kinds (several formats ingested)
+        query = f"SELECT DISTINCT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL"
+        kinds = {kind(p, o) for p, o in con.execute(query).fetchall()}
+    found = next((k for k in readings if k in kinds), None)
+    if found is None:
+        raise UsageError(
+            f"--at-position: {position!r} is not a position of the kind this store holds", f"write one like {sample[0][0]!r}"
+        )
+    return readings[found] or ""
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@reads_latest
+def replay(
+    path: str | Path,
+    *,
+    at_offset: int | None = None,
+    at_time: str | dt.datetime | None = None,
+    at_position: str | None = None,
+    entity: str | None = None,
+    key: str | None = None,
+    reducer: str | None = None,
+    use_snapshots: bool = True,
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """The state of a store at a target (default: the head), optionally of one entity or key.
+
+    ``reducer`` names a Python module (file path or importable name) for an event-sourced log;
+    without it the ``kv`` reducer applies. Replay starts from the nearest valid snapshot at or
+    below the target.
+    """
+    import pyarrow as pa
+
+    from . import engine
+
+    store = Store.open(path)
+    st = store.state()
+    con = engine.connect()
+    store.events_view(con, files=store.segment_files(st))
+    target = _resolve_target(con, at_offset, at_time, at_position)
+    module = load_reducer(reducer) if reducer else None
+    fingerprint = module.fingerprint if module else KV_FINGERPRINT
+    warnings: list[str] = []
+    snap = _pick_snapshot(st, target, fingerprint, warnings) if use_snapshots else None
+    warnings += _rewritten_warnings(store, target, snap["offset"] if snap else None)
+    base_offset = snap["offset"] if snap else -1
+    if snap:
+        con.execute(f"CREATE TEMP VIEW snap AS SELECT * FROM read_parquet({sql_string(str(store.path / snap['path']))})")
+    else:
+        con.execute("CREATE TEMP VIEW snap AS SELECT NULL::VARCHAR AS entity, NULL::VARCHAR AS key, NULL::VARCHAR AS state WHERE FALSE")
+    filters = [f"({target.condition})", f'"offset" > {base_offset}']
+    snap_filters = ["TRUE"]
+    if entity is not None:
+        named = f"entity = {sql_string(entity)}"
+        if not con.execute(f"SELECT 1 FROM events WHERE {named} UNION ALL SELECT 1 FROM snap WHERE {named} LIMIT 1").fetchall():
+            known = [e for (e,) in con.execute("SELECT DISTINCT entity FROM events ORDER BY 1 LIMIT 21").fetchall()]
+            raise NotFoundError(
+                f"entity {entity!r} has no events in this store",
+                f"its entities: {', '.join(map(repr, known[:20]))}{', ...' if len(known) > 20 else ''}",
+            )
+        filters.append(named)
+        snap_filters.append(named)
+    if key is not None:
+        # the whole prefix, not only the events after the snapshot: the row may sit in the snapshot
+        pairs = _key_family(con, key, " AND ".join(f for f in filters if not f.startswith('"offset" >')))
+        # a row whose events a head-dropping purge removed lives on in the snapshot taken there
+        pairs |= {(e, key) for (e,) in con.execute(
+            f"SELECT DISTINCT entity FROM snap WHERE {' AND '.join(snap_filters)} AND key = {sql_string(key)}"
+        ).fetchall()}  # fmt: skip
+        listing = "[" + ", ".join(f"{{'e': {sql_string(e)}, 'k': {sql_string(k)}}}" for e, k in sorted(pairs)) + "]"
+        # the row's earlier keys, the events that moved it away, and its entity's truncates
+        filters.append(
+            f"(list_contains({listing}, {{'e': entity, 'k': key}}) OR list_contains({listing}, {{'e': entity, 'k': prev_key}})"
+            f" OR (op = 'truncate' AND list_contains({listing}.list_transform(lambda p: p.e), entity)))"
+        )
+        snap_filters.append(f"list_contains({listing}, {{'e': entity, 'k': key}})")
+    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM events WHERE {' AND '.join(filters)}")
+    con.execute(f"CREATE TEMP VIEW base AS SELECT * FROM snap WHERE {' AND '.join(snap_filters)}")
+    applied = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    typed_states = None
+    if module:
+        state, typed_states = _replay_python(con, module, progress)
+    else:
+        state = _replay_kv(con, progress, warnings)
+    if key is not None:
+        import pyarrow.compute as pc
+
+        state = state.filter(pc.equal(state.column("key"), pa.scalar(key, pa.string())))
+    if key is not None and state.num_rows == 0:
+        raise NotFoundError(f"key {key!r} has no state at {target.description}", "check the key, or see `logtool history`")
+    return ReplayResult(
+        state=state,
+        digest=state_digest(state),
+        offset=target.last,
+        events=applied,
+        snapshot=snap["offset"] if snap else None,
+        reducer=fingerprint,
+        warnings=warnings,
+        typed_states=typed_states,
+    )
+
+
+def _key_family(con: duckdb.DuckDBPyConnection, key: str, condition: str) -> set[tuple[str, str]]:
+    """(entity, key) of a key and of every earlier key its row was moved from, entity by entity."""
+    family = {(e,) + (key,) for (e,) in con.execute(
+        f"SELECT DISTINCT entity FROM events WHERE {condition} AND (key = {sql_string(key)} OR prev_key = {sql_string(key)})"
+    ).fetchall()}
+    moves = con.execute(
+        f"SELECT DISTINCT entity, prev_key, key FROM events WHERE {condition} AND prev_key IS NOT NULL AND prev_key <> key"
+    ).fetchall()
+    grew = True
+    while grew:
+        grew = False
+        for ent, old, new in moves:
+            if (ent, new) in family and (ent, old) not in family:
+                family.add((ent, old))
+                grew = True
+    return family
+
+
+def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | None) -> list[str]:
+    """Say where compaction or purge removed events the target would include."""
+    out = []
+    for c in store.commits():
+        if c["operation"] not in ("compact", "purge") or not c.get("gaps"):
+            continue
+        first_removed = min(a for a, _b in c["gaps"])
+        removed_upto = max(b for _a, b in c["gaps"])
+        if target.upto is None or first_removed > target.upto:
+            continue
+        if c["operation"] == "compact":
+            # a compacted log replays exactly at and after its compaction point (the last offset
+            # it could clean), whatever it removed below
+            point = c.get("info", {}).get("protected_from_offset")
+            if target.upto >= (removed_upto if point is None else point - 1):
+                continue
+        cut = c.get("params", {}).get("before_offset")
+        if cut is not None and snapshot_offset is not None and snapshot_offset >= cut - 1:
+            continue  # a dropped head: the snapshot stored at the cut holds the state it built
+        out.append(
+            f"events up to offset {removed_upto} were removed by {c['operation']} (commit {c['version']}): "
+            f"the state at {target.description} cannot be known exactly"
+        )
+    return out
+
+
+def _pick_snapshot(st: State, target: _Target, fingerprint: str, warnings: list[str]) -> dict[str, Any] | None:
+    if target.prefix_end is None:
+        return None
+    best = None
+    for s in st.of_kind("snapshot"):
+        if s["offset"] > target.prefix_end:
+            continue
+        if s.get("reducer") != fingerprint:
+            warnings.append(f"snapshot at offset {s['offset']} was taken with another reducer ({s.get('reducer')}); ignored")
+            continue
+        if best is None or s["offset"] > best["offset"]:
+            best = s
+    return best
+
+
+# --------------------------------------------------------------------------- kv, vectorized
+
+
+def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnings: list[str]) -> pa.Table:
+    import pyarrow as pa
+
+    # Entities truncated in the window: their earlier events and snapshot rows do not count.
+    con.execute(
+        "CREATE TEMP TABLE trunc AS SELECT entity, max(\"offset\") AS t FROM ev "
+        "WHERE op = 'truncate' AND NOT coalesce(txn.aborted, FALSE) GROUP BY entity"
+    )
+    # The truncates (a few entities at most) go into the view as constants: a join with the table
+    # would cost a hash join over every event, and DuckDB 2.0.1 answers EXISTS over a LEFT JOIN with
+    # an empty table wrongly (false where rows exist).
+    truncated = con.execute("SELECT entity, t FROM trunc ORDER BY entity").fetchall()
+    after_truncate = (
+        "e.\"offset\" > CASE e.entity " + " ".join(f"WHEN {sql_string(ent)} THEN {t}" for ent, t in truncated) + " ELSE -1 END"
+        if truncated else "TRUE"
+    )  # fmt: skip
+    con.execute(
+        f"""CREATE TEMP VIEW live AS
+            SELECT e.* FROM ev e
+            WHERE e.op NOT IN ('truncate', 'event') AND NOT coalesce(e.txn.aborted, FALSE) AND {after_truncate}"""
+    )
+    con.execute(
+        """CREATE TEMP VIEW base_live AS
+           SELECT b.* FROM base b WHERE b.entity NOT IN (SELECT entity FROM trunc)"""
+    )
+    # Rows that need the exact, ordered Python fold.
+    moved = con.execute(
+        "SELECT DISTINCT entity, prev_key, key FROM live WHERE prev_key IS NOT NULL AND prev_key <> key"
+    ).fetchall()
+    families = _families(moved)
+    con.execute("CREATE TEMP TABLE slow_keys (entity VARCHAR, key VARCHAR)")
+    if families:
+        con.executemany("INSERT INTO slow_keys VALUES (?, ?)", [(e, k) for (e, k) in families])
+    if progress:
+        progress(1, 4)
+    con.execute(
+        f"""CREATE TEMP TABLE agg AS
+            SELECT entity, key,
+                   max("offset") FILTER (WHERE is_reset) AS r,
+                   arg_max_null(CASE WHEN op = 'delete' THEN NULL ELSE data END, "offset") FILTER (WHERE is_reset) AS rdata,
+                   max("offset") AS last
+            FROM (SELECT "offset", entity, key, op, data,
+                         (op IN {RESETS} OR data IS NULL) AS is_reset
+                  FROM live WHERE key IS NOT NULL
+                  AND (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys))
+            GROUP BY entity, key"""
+    )
+    if progress:
+        progress(2, 4)
+    # Keys whose latest event is a partial update start from a base: their last full image, the
+    # snapshot's row, or nothing. A document the SQL merge cannot take sends its key to the fold.
+    con.execute(
+        f"""CREATE TEMP TABLE bases AS
+            SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} OR len(cols) <> len(list_distinct(cols)) AS slow
+            FROM (SELECT a.entity, a.key, a.r, d, {_members("d")} AS cols
+                  FROM (SELECT a.*, coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{{}}') AS d
+                        FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
+                        WHERE a.last IS DISTINCT FROM a.r) a)"""
+    )
+    # An update carrying exactly the base's columns, in the base's order, replaces the whole row
+    # when no update before it added a column: the merge can start there.
+    con.execute(
+        f"""CREATE TEMP TABLE updates AS
+            SELECT entity, key, o, d, cols, {_unmergeable("d", "cols")} AS slow, cols = base_cols AS whole,
+                   CASE WHEN cols = base_cols THEN FALSE ELSE NOT list_has_all(base_cols, cols) END AS widens
+            FROM (SELECT e.entity, e.key, e."offset" AS o, e.data AS d, b.cols AS base_cols,
+                         {_members("e.data")} AS cols
+                  FROM bases b JOIN live e ON e.entity = b.entity AND e.key = b.key AND e."offset" > coalesce(b.r, -1))"""
+    )
+    con.execute(
+        """INSERT INTO slow_keys SELECT entity, key FROM bases WHERE slow
+           UNION SELECT entity, key FROM updates WHERE slow"""
+    )
+    con.execute(
+        """CREATE TEMP TABLE starts AS
+           SELECT entity, key, max(o) AS last, count(*) AS n,
+                  CASE WHEN max(o) FILTER (WHERE whole) < coalesce(min(o) FILTER (WHERE widens), 9223372036854775807)
+                       THEN max(o) FILTER (WHERE whole) ELSE -1 END AS start
+           FROM updates WHERE (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
+           GROUP BY entity, key"""
+    )
+    con.execute(
+        """CREATE TEMP VIEW docs AS
+           SELECT b.entity, b.key, -1::BIGINT AS o, b.d, b.cols FROM bases b JOIN starts s USING (entity, key)
+           WHERE s.start = -1
+           UNION ALL
+           SELECT u.entity, u.key, u.o, u.d, u.cols FROM updates u JOIN starts s USING (entity, key)
+           WHERE u.o >= s.start AND s.start < s.last"""
+    )
+    # A merged row's columns in the order they first appeared: the base's, then those updates added.
+    con.execute(
+        """CREATE TEMP TABLE orders AS
+           SELECT entity, key, CASE WHEN added IS NULL THEN cols
+                                    ELSE list_filter(cols || added, lambda c, i: list_position(cols || added, c) = i) END AS names
+           FROM (SELECT b.entity, b.key, b.cols, w.added
+                 FROM bases b JOIN starts s USING (entity, key)
+                 LEFT JOIN (SELECT entity, key, flatten(list(cols ORDER BY o)) AS added FROM updates
+                            WHERE widens GROUP BY entity, key) w USING (entity, key)
+                 WHERE s.start < s.last)"""
+    )
+    # A number DuckDB would read through float64, or a member repeated, in a document the merge
+    # reads: the key is folded.
+    con.execute(
+        f"""INSERT INTO slow_keys SELECT DISTINCT entity, key FROM docs
+            WHERE regexp_matches(d, '{LONG_NUMBER}') OR len(cols) <> len(list_distinct(cols));
+            DELETE FROM orders WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
+    )
+    if progress:
+        progress(3, 4)
+    # Per entity, its merged keys' columns, and how many documents they have at most (to size passes).
+    entities = con.execute(
+        """SELECT entity, sum(n)::BIGINT, list_sort(list_distinct(flatten(list(names))))
+           FROM (SELECT o.entity, o.names, sum(s.n + 1) AS n FROM orders o JOIN starts s USING (entity, key)
+                 GROUP BY o.entity, o.names)
+           GROUP BY entity ORDER BY entity"""
+    ).fetchall()
+    # An entity with more distinct columns than one aggregation should carry is left to the fold.
+    for ent, _docs, names in entities:
+        if len(names) > MERGE_MAX_COLUMNS:
+            con.execute(f"INSERT INTO slow_keys SELECT entity, key FROM orders WHERE entity = {sql_string(ent)}")
+    narrow = [e for e in entities if len(e[2]) <= MERGE_MAX_COLUMNS]
+    merged_parts = [_merge(con, group, names, docs) for group, names, docs in _merge_groups(narrow)]
+    rest = con.sql(
+        """
+        WITH whole AS (
+            SELECT entity, key, rdata AS state FROM agg WHERE last = r AND rdata IS NOT NULL
+            UNION ALL
+            SELECT u.entity, u.key, u.d FROM updates u JOIN starts s USING (entity, key)
+            WHERE s.start = s.last AND u.o = s.last
+        ), untouched AS (
+            SELECT b.entity, b.key, b.state, TRUE AS canonical FROM base_live b
+            WHERE b.key IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM agg a WHERE a.entity = b.entity AND a.key = b.key)
+              AND (b.entity, b.key) NOT IN (SELECT (entity, key) FROM slow_keys)
+        )
+        SELECT *, FALSE AS canonical FROM whole UNION ALL SELECT * FROM untouched
+        """
+    ).to_arrow_table()
+    fast = pa.concat_tables([rest, *(m.cast(rest.schema) for m in merged_parts)])
+    slow = _fold_slow(con, warnings)
+    if progress:
+        progress(4, 4)
+    if slow.num_rows:
+        slow = slow.append_column("canonical", pa.array([False] * slow.num_rows))
+        fast = pa.concat_tables([fast, slow.cast(fast.schema)])
+    return canonical_state(con, fast)
+
+
+def _merge(con: duckdb.DuckDBPyConnection, entities: list[str], names: list[str], docs: int) -> pa.Table:
+    """The merged rows of the keys in ``orders`` of some entities, from their documents in ``docs``.
+
+    Column by column: each column takes its value from the latest document that carries it (a
+    JSON null is a value); one parse of each document extracts every column. Keys are merged in
+    partitions sized to their documents, so memory stays bounded on any log.
+    """
+    import pyarrow as pa
+
+    which = "(" + ", ".join(sql_string(e) for e in entities) + ")"
+    if not names:
+        return con.sql(
+            f"SELECT entity, key, '{{}}' AS state, FALSE AS canonical FROM orders WHERE entity IN {which}"
+        ).to_arrow_table()
+    columns = "[" + ", ".join(sql_string(n) for n in names) + "]"
+    paths = "[" + ", ".join(json_path(n) for n in names) + "]"
+    latest = ", ".join(f"arg_max(vs[{i}], o) FILTER (WHERE vs[{i}] IS NOT NULL)" for i in range(1, len(names) + 1))
+    parts = max(1, -(-docs // MERGE_PARTITION_DOCS))
+    tables = []
+    for part in range(parts):
+        # MATERIALIZED: each document is parsed once, not once for each use of its values
+        tables.append(con.sql(
+            f"""WITH x AS MATERIALIZED (
+                    SELECT entity, key, o, json_extract(d, {paths}) AS vs FROM docs
+                    WHERE entity IN {which} AND hash(entity, key) % {parts} = {part}
+                ), v AS (SELECT entity, key, [{latest}] AS vals FROM x GROUP BY entity, key)
+                SELECT o.entity, o.key,
+                       coalesce(to_json(map_from_entries(list_transform(o.names,
+                           lambda c: {{'key': c, 'value': v.vals[list_position({columns}, c)]}})))::VARCHAR, '{{}}') AS state,
+                       TRUE AS canonical  -- rendered by DuckDB from parsed values: canonical already
+                FROM v JOIN orders o ON o.entity = v.entity AND o.key = v.key"""
+        ).to_arrow_table())
+    return pa.concat_tables(tables)
+
+
+def _merge_groups(entities: list[tuple[str, int, list[str]]]) -> Iterator[tuple[list[str], list[str], int]]:
+    """Entities (name, documents, columns) packed into merge groups of at most MERGE_MAX_COLUMNS
+    columns in all: entities sharing columns share a pass."""
+    group: list[str] = []
+    names: dict[str, None] = {}
+    docs = 0
+    for entity, count, cols in sorted(entities, key=lambda e: e[2]):
+        wider = names | dict.fromkeys(cols)
+        if group and len(wider) > MERGE_MAX_COLUMNS:
+            yield group, list(names), docs
+            group, names, docs, wider = [], {}, 0, dict.fromkeys(cols)
+        group.append(entity)
+        names = wider
+        docs += count
+    if group:
+        yield group, list(names), docs
+
+
+def _is_object(doc: str) -> str:
+    return f"regexp_matches({doc}, '^\\s*\\{{')"
+
+
+def _members(doc: str) -> str:
+    """SQL: the member names of a JSON object document, in order (NULL if it is not an object)."""
+    return f"CASE WHEN {_is_object(doc)} THEN json_keys({doc}) END"
+
+
+def _unmergeable(doc: str, cols: str) -> str:
+    """SQL: the JSON document is not an object or is a path patch."""
+    return f"(NOT {_is_object(doc)} OR coalesce(starts_with({cols}[1], '$'), FALSE))"
+
+
+def _families(moves: list[tuple[str, str, str]]) -> set[tuple[str, str]]:
+    """Every (entity, key) connected to a key change."""
+    out: set[tuple[str, str]] = set()
+    for ent, old, new in moves:
+        out.add((ent, old))
+        out.add((ent, new))
+    return out
+
+
+def _fold_slow(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> pa.Table:
+    """The exact Python fold for keys needing it, and for keyless entities."""
+    import pyarrow as pa
+
+    keyed = con.execute(
+        """SELECT entity, key, state FROM base_live
+           WHERE (entity, key) IN (SELECT (entity, key) FROM slow_keys)"""
+    ).fetchall()
+    keyless_base = con.execute("SELECT entity, state FROM base_live WHERE key IS NULL").fetchall()
+    if not keyed and not keyless_base and not con.execute(
+        "SELECT 1 FROM slow_keys UNION ALL (SELECT 1 FROM live WHERE key IS NULL LIMIT 1) LIMIT 1"
+    ).fetchall():
+        return pa.table({"entity": [], "key": [], "state": []}, schema=_state_schema())  # nothing to fold
+    events = con.sql(
+        """SELECT "offset", entity, key, prev_key, op, data, before, txn.id AS txid FROM live
+           WHERE (key IS NULL) OR (entity, key) IN (SELECT (entity, key) FROM slow_keys)
+              OR (entity, prev_key) IN (SELECT (entity, key) FROM slow_keys)
+           ORDER BY "offset" """
+    ).to_arrow_reader(65536)
+    fold = KvFold()
+    for ent, k, s in keyed:
+        fold.rows[(ent, k)] = loads_exact(s)
+    for ent, s in keyless_base:
+        fold.multisets.setdefault(ent, []).append(loads_exact(s))
+    for batch in events:
+        for ev in batch.to_pylist():
+            fold.apply(ev)
+    warnings += fold.warnings
+    entities: list[str] = []
+    keys: list[str | None] = []
+    states: list[str] = []
+    for (ent, k), row in fold.rows.items():
+        entities.append(ent)
+        keys.append(k)
+        states.append(dumps_exact(row))
+    for ent, rows in fold.multisets.items():
+        for row in rows:
+            entities.append(ent)
+            keys.append(None)
+            states.append(dumps_exact(row))
+    return pa.table({"entity": entities, "key": keys, "state": states}, schema=_state_schema())
+
+
+def _state_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("entity", pa.string()), ("key", pa.string()), ("state", pa.string())])
+
+
+def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """States in canonical form (see the module doc), sorted by entity, key, state. Rows flagged
+    ``canonical`` (a snapshot's, already in that form) are taken as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "canonical" not in table.column_names:
+        table = table.append_column("canonical", pa.array([False] * table.num_rows))
+    table = table.set_column(table.schema.get_field_index("canonical"), "canonical",
+                             pc.fill_null(table.column("canonical").cast(pa.bool_()), False))  # fmt: skip
+    long_rows = pc.and_(pc.match_substring_regex(table.column("state"), LONG_NUMBER), pc.invert(table.column("canonical")))
+    if pc.any(long_rows).as_py():
+        # DuckDB would read these numbers through float64: written exactly here, in canonical form
+        exact = [dumps_exact(loads_exact(s)) if flag else s for s, flag in zip(
+            table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]
+        table = table.set_column(table.schema.get_field_index("state"), "state", pa.array(exact, pa.string()))
+        table = table.set_column(
+            table.schema.get_field_index("canonical"), "canonical", pc.or_(table.column("canonical"), long_rows)
+        )
+    rows = table  # noqa: F841 - read by the query
+    return con.sql(
+        """SELECT entity, key, CASE WHEN canonical THEN state ELSE json(state)::VARCHAR END AS state
+           FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
+    ).to_arrow_table().cast(_state_schema())
+
+
+def state_digest(table: pa.Table) -> str:
+    """SHA-256 over the sorted state rows (see the module doc)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    h = hashlib.sha256()
+    for batch in table.to_batches(65536):
+        keys = pc.fill_null(batch.column("key"), "\x00")
+        end = pa.array(["\x1e"] * batch.num_rows, pa.string())
+        joined = pc.binary_join_element_wise(batch.column("entity"), keys, batch.column("state"), end, "\x1f")
+        joined = joined.cast(pa.large_string())
+        if len(joined):  # the rows' bytes are contiguous in the data buffer, between two int64 offsets
+            offsets = memoryview(joined.buffers()[1])
+            first, last = (int.from_bytes(offsets[8 * i : 8 * i + 8], "little") for i in (joined.offset, joined.offset + len(joined)))
+            h.update(memoryview(joined.buffers()[2])[first:last])
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- kv, exact fold
+
+
+def _canon(value: Any) -> Any:
+    """A hashable form of a JSON value in which equal values are equal (1.10 == 1.1)."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, RawNumber | int):
+        return ("n", Decimal(str(value)))
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, dict):
+        return ("o", tuple(sorted((k, _canon(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("a", tuple(_canon(v) for v in value))
+    return ("?", repr(value))
+
+
+def _is_path_patch(data: Any) -> bool:
+    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset", "$truncate"}
+
+
+def _set_path(row: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node: Any = row
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list) and part.isdigit():
+            idx = int(part)
+            while len(node) <= idx:
+                node.append(None)
+            if not isinstance(node[idx], dict | list):
+                node[idx] = [] if nxt.isdigit() else {}
+            node = node[idx]
+        else:
+            if not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit():
+        idx = int(last)
+        while len(node) <= idx:
+            node.append(None)
+        node[idx] = value
+    else:
+        node[last] = value
+
+
+def _truncate_path(row: dict[str, Any], path: str, size: int) -> None:
+    node: Any = row
+    for part in path.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return
+    if isinstance(node, list):
+        del node[size:]
+
+
+def _unset_path(row: dict[str, Any], path: str) -> None:
+    parts = path.split(".")
+    node: Any = row
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+    elif isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
+        node[int(parts[-1])] = None
+
+
+def merge_row(base: Any, data: Any) -> Any:
+    """A partial update applied to a row: the columns it carries are set (NULL is a value), the
+    others keep their value; a path patch sets and removes dotted paths."""
+    if not isinstance(data, dict) or not isinstance(base, dict | None):
+        return _copy(data)  # not a row of columns: the payload is the value
+    if not _is_path_patch(data):
+        # values are replaced whole, never changed in place: the row's values can be shared
+        return {**(base or {}), **data}
+    row = _copy(base or {})  # a path patch changes nested values in place: on a copy of its own
+    for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
+        _truncate_path(row, path, int(size))
+    for path, value in (data.get("$set") or {}).items():
+        _set_path(row, path, value)
+    for path in data.get("$unset") or []:
+        _unset_path(row, path)
+    return row
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+class KvFold:
+    """The kv reducer, event by event, exact: keyed rows, key changes, keyless multisets.
+
+    Key changes inside one transaction are applied as the database did: a row moved onto a key
+    that another row still holds displaces that row until it moves too (two rows swapping keys).
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Any] = {}
+        self.multisets: dict[str, list[Any]] = {}
+        self._displaced: dict[tuple[str, str], Any] = {}
+        self._txid: Any = object()
+        self.warnings: list[str] = []
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        if ev.get("txid") is None or ev["txid"] != self._txid:
+            self._displaced.clear()
+            self._txid = ev.get("txid")
+        op = ev["op"]
+        ent = ev["entity"]
+        if op == "truncate":
+            self.rows = {k: v for k, v in self.rows.items() if k[0] != ent}
+            self.multisets.pop(ent, None)
+            return
+        data = loads_exact(ev["data"]) if ev["data"] is not None else None
+        if ev["key"] is None:
+            self._apply_keyless(ev, op, data)
+            return
+        key = (ent, ev["key"])
+        prev = ev.get("prev_key")
+        if prev is not None and prev != ev["key"]:
+            old = (ent, prev)
+            base = self._displaced.pop(old) if old in self._displaced else self.rows.pop(old, None)
+            if key in self.rows:
+                self._displaced[key] = self.rows.pop(key)
+        else:
+            base = self.rows.get(key)
+        if op == "delete" or data is None:
+            self.rows.pop(key, None)
+        elif op in MERGES:
+            self.rows[key] = merge_row(base, data)
+        else:
+            self.rows[key] = data
+
+    def _apply_keyless(self, ev: dict[str, Any], op: str, data: Any) -> None:
+        rows = self.multisets.setdefault(ev["entity"], [])
+        before = loads_exact(ev["before"]) if ev.get("before") else None
+        match = None
+        if before is not None:
+            want = _canon(before)
+            match = next((i for i, r in enumerate(rows) if _canon(r) == want), None)
+            if match is None and op in ("update", "patch", "delete"):
+                self.warnings.append(f"offset {ev['offset']}: no row of {ev['entity']} matches its before-image")
+        if op == "delete" or data is None:
+            if match is not None:
+                rows.pop(match)
+        elif op in MERGES and match is not None:
+            rows[match] = merge_row(rows[match], data)
+        elif op in MERGES and before is not None:
+            rows.append(merge_row(before, data))
+        else:
+            rows.append(data)
+
+
+# --------------------------------------------------------------------------- Python reducers
+
+
+@dataclass
+class ReducerModule:
+    """A user's reducer module: REDUCERS by event type, optional UPCASTERS by (type, version)."""
+
+    name: str
+    reducers: dict[str, Callable[[Any, dict[str, Any]], Any]]
+    upcasters: dict[tuple[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]
+    version_field: str
+    fingerprint: str
+
+
+def load_reducer(spec: str) -> ReducerModule:
+    """Load a reducer module from a file path or an importable name."""
+    path = Path(spec)
+    try:
+        if spec.endswith(".py") or path.exists():
+            if not path.exists():
+                raise UsageError(f"reducer module {spec}: no such file")
+            module_name = f"logtool_reducer_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+            loader_spec = importlib.util.spec_from_file_location(module_name, path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise UsageError(f"reducer module {spec}: cannot be loaded")
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[module_name] = module
+            loader_spec.loader.exec_module(module)
+            source = path.read_bytes()
+        else:
+            module = importlib.import_module(spec)
+            source = inspect.getsource(module).encode()
+    except UsageError:
+        raise
+    except Exception as e:
+        hint = (
+            "name a .py file, or a module importable from here (its directory on PYTHONPATH)"
+            if isinstance(e, ImportError) else "fix the module: loading it ran its top level"
+        )  # fmt: skip
+        raise UsageError(f"reducer module {spec} failed to load: {type(e).__name__}: {e}", hint) from None
+    reducers = getattr(module, "REDUCERS", None)
+    if not isinstance(reducers, dict) or not reducers:
+        raise UsageError(f"reducer module {spec} has no REDUCERS dict", "map event types to functions (state, event) -> state")
+    return ReducerModule(
+        name=spec,
+        reducers=reducers,
+        upcasters=dict(getattr(module, "UPCASTERS", {}) or {}),
+        version_field=str(getattr(module, "VERSION_FIELD", "version")),
+        fingerprint="py/" + hashlib.sha256(source).hexdigest(),
+    )
+
+
+def _decode(text: str | None) -> Any:
+    return None if text is None else json.loads(text, parse_float=Decimal)
+
+
+def _encode(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return RawJSON(str(v))
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dt.datetime | dt.date):
+            return v.isoformat()
+        return v
+
+    return dumps_exact(plain(value))
+
+
+def _typed_dumps(value: Any) -> str:
+    """A reducer's state as JSON that keeps Python types (Decimal, float, datetime) apart."""
+
+    def tag(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return {"$decimal": str(v)}
+        if isinstance(v, dt.datetime):
+            return {"$datetime": v.isoformat()}
+        if isinstance(v, dt.date):
+            return {"$date": v.isoformat()}
+        if isinstance(v, dict):
+            return {str(k): tag(x) for k, x in v.items()}
+        if isinstance(v, list | tuple | set | frozenset):
+            return [tag(x) for x in v]
+        return v
+
+    return json.dumps(tag(value), ensure_ascii=False, allow_nan=True)
+
+
+def _typed_loads(text: str) -> Any:
+    def untag(d: dict[str, Any]) -> Any:
+        if len(d) == 1:
+            (k, v), = d.items()
+            if k == "$decimal":
+                return Decimal(v)
+            if k == "$datetime":
+                return dt.datetime.fromisoformat(v)
+            if k == "$date":
+                return dt.date.fromisoformat(v)
+        return d
+
+    return json.loads(text, object_hook=untag)
+
+
+def _replay_python(
+    con: duckdb.DuckDBPyConnection, module: ReducerModule, progress: Progress | None
+) -> tuple[pa.Table, pa.Table]:
+    """Run the user's reducers in offset order, key by key: the canonical state, and the states
+    in the typed encoding a snapshot keeps (so a replay from it sees the same Python values)."""
+    import pyarrow as pa
+
+    states: dict[tuple[str, str | None], Any] = {}
+    typed = "typed" in con.sql("SELECT * FROM base LIMIT 0").columns
+    for ent, k, s in con.execute(f"SELECT entity, key, {'typed' if typed else 'state'} FROM base").fetchall():
+        states[(ent, k)] = _typed_loads(s) if typed else _decode(s)
+    total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    done = 0
+    reader = con.sql(
+        'SELECT "offset", ts, entity, key, type, data, meta FROM ev ORDER BY entity, key, "offset"'
+    ).to_arrow_reader(65536)
+    for batch in reader:
+        for ev in batch.to_pylist():
+            _apply_reducer(module, states, ev)
+        done += batch.num_rows
+        if progress:
+            progress(done, total)
+    live = [(e, k, s) for (e, k), s in states.items() if s is not None]
+    table = pa.table(
+        {"entity": [r[0] for r in live], "key": [r[1] for r in live], "state": [_encode(r[2]) for r in live]},
+        schema=_state_schema(),
+    )
+    typed_table = pa.table(
+        {"entity": [r[0] for r in live], "key": [r[1] for r in live], "typed": [_typed_dumps(r[2]) for r in live]}
+    )
+    from . import engine
+
+    return canonical_state(engine.connect(), table), typed_table
+
+
+def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], Any], ev: dict[str, Any]) -> None:
+    event = {
+        "offset": ev["offset"],
+        "ts": ev["ts"],
+        "entity": ev["entity"],
+        "key": ev["key"],
+        "type": ev["type"],
+        "data": _decode(ev["data"]),
+        "meta": _decode(ev["meta"]) or {},
+    }
+    where = f"offset {ev['offset']} (key {ev['key']}, type {ev['type']})"
+    try:
+        for _ in range(100):
+            version = (event["data"] or {}).get(module.version_field) if isinstance(event["data"], dict) else None
+            up = module.upcasters.get((event["type"], version))
+            if up is None:
+                break
+            event = up(event)
+        fn = module.reducers.get(event["type"])
+        if fn is None:
+            raise ReducerError(
+                f"no reducer for event type {event['type']!r} at {where}",
+                f"add it to REDUCERS in {module.name}",
+            )
+        slot = (ev["entity"], ev["key"])
+        states[slot] = fn(states.get(slot), event)
+    except ReducerError:
+        raise
+    except Exception as e:
+        raise ReducerError(f"reducer failed at {where}: {type(e).__name__}: {e}", "fix the reducer or the event") from None
+
+
+# --------------------------------------------------------------------------- typed output
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def snapshot(
+    path: str | Path,
+    *,
+    at_offset: int | None = None,
+    reducer: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Store the state at an offset (default: the head) as a snapshot, in one commit."""
+    import pyarrow.parquet as pq
+
+    from .segments import write_parquet_options
+
+    store = Store.open(path)
+    at_offset = transaction_boundary(store, at_offset)
+    result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
+    if result.offset is None:
+        raise UsageError("the store has no events to snapshot")
+    table = result.state
+    if result.typed_states is not None:
+        from . import engine
+
+        con = engine.connect()
+        typed = result.typed_states  # noqa: F841 - read by the query
+        state = result.state  # noqa: F841 - read by the query
+        table = con.sql(
+            "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
+            "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
+        ).to_arrow_table()
+    with store.writer("snapshot"):
+        target = store.new_file("snapshot", f"{result.offset:020d}")
+        options = write_parquet_options()
+        pq.write_table(table, target, **options)
+        entry = {
+            "kind": "snapshot",
+            "path": store.rel(target),
+            "offset": result.offset,
+            "rows": result.state.num_rows,
+            "digest": result.digest,
+            "reducer": result.reducer,
+            "sha256": file_sha256(target),
+            "bytes": target.stat().st_size,
+        }
+        store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
+    return entry
+
+
+def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
+    """The offset to snapshot at: ``at_offset``, or the end of the last transaction that is
+    complete there (a snapshot inside a transaction would miss a row displaced by a key swap)."""
+    from . import engine
+
+    if at_offset is None:
+        return None
+    con = engine.connect()
+    store.events_view(con)
+    first = con.execute(
+        f"""WITH t AS (SELECT txn.id AS id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)}))
+            SELECT min(e."offset") FROM events e, t WHERE t.id IS NOT NULL AND e.txn.id = t.id
+            AND EXISTS (SELECT 1 FROM events x WHERE x.txn.id = t.id AND x."offset" > {int(at_offset)})"""
+    ).fetchall()[0][0]
+    if first is None:
+        return at_offset
+    if first == 0:
+        raise UsageError(f"offset {at_offset} is inside the log's first transaction", "snapshot at a later offset")
+    return int(first) - 1
+
+
+def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+    """{"entity", "key", "state"} per live row, the state as a JSON value (for JSON lines)."""
+    for row in table.to_pylist():
+        yield {"entity": row["entity"], "key": row["key"], "state": RawJSON(row["state"])}
+
+
+def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[Path]:
+    """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files."""
+    import pyarrow.parquet as pq
+
+    from .formats.writers import write_csv
+
+    if fmt not in ("parquet", "csv"):
+        raise UsageError(f"cannot export state as {fmt!r}", "use parquet or csv")
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for ent, table in result.tables().items():
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in ent) or "_"
+        if any(p.name == f"{name}.{fmt}" for p in written):
+            name = f"{name}-{hashlib.sha256(ent.encode()).hexdigest()[:8]}"  # distinct, stable
+        target = out / f"{name}.{fmt}"
+        tmp = target.with_name(target.name + ".tmp")
+        if fmt == "parquet":
+            pq.write_table(table, tmp, compression="zstd")
+        else:
+            json_cols = [f.name for f in table.schema if (f.metadata or {}).get(b"logtool.json") == b"1"]
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                write_csv([table], f, json_cols)
+        tmp.replace(target)
+        written.append(target)
+    return written

@@ -1,0 +1,86 @@
+"""The canonical event schema: every format is read into it, everything downstream sees only it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: The operations an event can carry.
+OPS = ("insert", "update", "upsert", "patch", "delete", "truncate", "read", "event")
+#: Ops that write a full row image.
+ROW_OPS = ("insert", "update", "upsert", "read")
+
+
+def _ts() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.timestamp("us", tz="UTC")
+
+
+def txn_type() -> pa.DataType:
+    """Transaction a change belongs to: its id, and its commit's source position and time."""
+    import pyarrow as pa
+
+    return pa.struct(
+        [
+            ("id", pa.string()),
+            ("position", pa.string()),  # commit position as the source writes it
+            ("position_order", pa.string()),  # the same, as a string that sorts in source order
+            ("ts", _ts()),  # commit time
+            ("aborted", pa.bool_()),
+        ]
+    )
+
+
+def source_type() -> pa.DataType:
+    """Where an event came from: format, file, line (or byte offset) and source position."""
+    import pyarrow as pa
+
+    return pa.struct(
+        [
+            ("format", pa.string()),
+            ("file", pa.string()),
+            ("line", pa.int64()),
+            ("position", pa.string()),  # LSN, binlog file:pos, kafka partition/offset, as written
+            ("position_order", pa.string()),  # sortable form of position
+        ]
+    )
+
+
+def input_schema() -> pa.Schema:
+    """What a format reader yields: the event schema without the integrity columns.
+
+    ``offset`` is null unless the reader takes offsets from the source (``--offset-field``).
+    """
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("offset", pa.int64()),
+            ("ts", _ts()),
+            ("entity", pa.string()),
+            ("key", pa.string()),
+            ("prev_key", pa.string()),  # the key before this event, where the event changed it
+            ("op", pa.string()),
+            ("type", pa.string()),
+            ("data", pa.string()),  # JSON text
+            ("before", pa.string()),  # JSON text
+            ("meta", pa.string()),  # JSON text
+            ("txn", txn_type()),
+            ("source", source_type()),
+        ]
+    )
+
+
+def event_schema() -> pa.Schema:
+    """The schema of a stored segment: the input schema plus salt and digest."""
+    import pyarrow as pa
+
+    schema = input_schema()
+    return schema.append(pa.field("salt", pa.binary())).append(pa.field("digest", pa.binary()))
+
+
+#: Columns holding JSON text.
+JSON_COLUMNS = ("data", "before", "meta")

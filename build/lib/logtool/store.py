@@ -1,0 +1,442 @@
+"""The log store: immutable Parquet segments, an append-only commit log, and one writer at a time.
+
+```
+store/
+  segments/     immutable Parquet files, each a contiguous run of offsets, named by base offset
+  snapshots/    Parquet state snapshots (a cache)
+  _log/         one JSON file per commit, numbered, never edited
+  quarantine/   input that could not be ingested, verbatim, with file, line and reason
+```
+
+The store's state is the fold of its commits. A commit is published atomically (temp file,
+fsync, then a hard link to the numbered name, which fails rather than overwrite), so a crash
+leaves the old state or the new one; files no commit names are leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import getpass
+import hashlib
+import json
+import os
+import re
+import secrets
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from .errors import LockedError, LogtoolError, StoreError
+
+if TYPE_CHECKING:
+    import duckdb
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FORMAT_VERSION = 1
+KINDS = ("segment", "snapshot", "quarantine")
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialization commits are hashed and written in."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def actor() -> str:
+    """Who is making a change: user@host (LOGTOOL_ACTOR overrides)."""
+    if os.environ.get("LOGTOOL_ACTOR"):
+        return os.environ["LOGTOOL_ACTOR"]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """An instant as logtool prints it: UTC with ``Z``, microseconds where there are any."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    """Now, for a commit: always with microseconds, so commit times have one width."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class State:
+    """The store as its commits leave it."""
+
+    version: int = -1  # number of the last commit
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> entry (kind, digests, ...)
+    next_offset: int = 0
+    gaps: list[list[int]] = field(default_factory=list)  # offset ranges [first, last] commits explain
+    ingested: dict[str, int] = field(default_factory=dict)  # input content sha256 -> commit version
+    head_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # settings made by `config` commits
+
+    def copy(self) -> State:
+        """A copy to fold more commits onto (the entries themselves are shared: never changed)."""
+        return State(self.version, dict(self.files), self.next_offset, list(self.gaps), dict(self.ingested),
+                     self.head_hash, dict(self.config))  # fmt: skip
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        entries = [e for e in self.files.values() if e["kind"] == kind]
+        return sorted(entries, key=lambda e: (e.get("min_offset", 0), e["path"]))
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        return self.of_kind("segment")
+
+
+class Store:
+    """A log store directory. Readers need no lock; ``writer()`` takes the one writer lock."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.log_dir = self.path / "_log"
+        self._lock_held = False
+        # Commits read so far, by file name, and the last state folded from them: an ingest of
+        # many files reads each commit once, not once a file.
+        self._read: dict[str, dict[str, Any]] = {}
+        self._folded: tuple[list[dict[str, Any]], State] | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Store:
+        """An existing store, or a StoreError that says what the path is instead."""
+        store = cls(path)
+        p = store.path
+        if not p.exists():
+            raise StoreError(f"{p}: no such store", f"create it with `logtool ingest {p} FILE...`")
+        if not p.is_dir():
+            raise StoreError(f"{p}: is a file, not a store directory", "name a directory for the store")
+        if not store.log_dir.is_dir():
+            raise StoreError(f"{p}: not a logtool store (no _log/ directory)", "check the path")
+        return store
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> Store:
+        """Open a store, creating an empty one if the path does not exist (or is an empty dir)."""
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"{p}: is a file, not a store directory", "name a directory for the store")
+        if p.is_dir() and not (p / "_log").is_dir() and any(p.iterdir()):
+            raise StoreError(f"{p}: directory exists and is not a logtool store", "name a new or empty directory")
+        for sub in ("segments", "snapshots", "_log", "quarantine"):
+            (p / sub).mkdir(parents=True, exist_ok=True)
+        return cls(p)
+
+    # ------------------------------------------------------------------ commits
+
+    def commit_paths(self) -> list[Path]:
+        return [self.log_dir / n for n in self._commit_names()]
+
+    def _commit_names(self) -> list[str]:
+        """The commit files' names, in order (zero-padded numbers: text order is number order)."""
+        return sorted(n for n in os.listdir(self.log_dir) if n.endswith(".json") and n[:-5].isdigit())
+
+    def commits(self) -> list[dict[str, Any]]:
+        """Every commit, oldest first. A commit file is published once and never rewritten, so
+        each is read once by this object (``verify`` reads the bytes themselves)."""
+        out = []
+        for name in self._commit_names():
+            if name not in self._read:
+                p = self.log_dir / name
+                try:
+                    self._read[name] = json.loads(p.read_text("utf-8"))
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise StoreError(f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`") from None
+            out.append(self._read[name])
+        return out
+
+    def state(self) -> State:
+        """Fold the commits into the current state (read-only: callers must not change it). Only
+        commits published since the last call are folded, onto a copy of the state then."""
+        commits = self.commits()
+        if self._folded is not None:
+            before, state = self._folded
+            if len(before) <= len(commits) and all(a is b for a, b in zip(before, commits, strict=False)):
+                state = fold(commits[len(before) :], state.copy()) if len(before) < len(commits) else state
+                self._folded = (commits, state)
+                return state
+        state = fold(commits)
+        self._folded = (commits, state)
+        return state
+
+    def commit(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        *,
+        add: list[dict[str, Any]] | None = None,
+        remove: list[dict[str, Any]] | None = None,
+        gaps: list[list[int]] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Publish one commit atomically. The caller holds the writer lock."""
+        if not self._lock_held:
+            raise StoreError("internal: commit without the writer lock")
+        state = self.state()
+        body: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "version": state.version + 1,
+            "operation": operation,
+            "time": now_iso(),
+            "actor": actor(),
+            "params": params,
+            "add": add or [],
+            "remove": remove or [],
+            "gaps": gaps or [],
+            "info": info or {},
+            "prev": state.head_hash,
+        }
+        body["hash"] = commit_hash(body)
+        final = self.log_dir / f"{body['version']:08d}.json"
+        tmp = self.log_dir / f".{body['version']:08d}.{secrets.token_hex(4)}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(canonical_json(body) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, final)  # fails if the name exists: a commit is never overwritten
+        except FileExistsError:
+            raise StoreError(f"commit {final.name} already exists", "another writer got in: retry") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_path(self.log_dir)
+        return body
+
+    # ------------------------------------------------------------------ lock
+
+    @contextlib.contextmanager
+    def writer(self, operation: str) -> Iterator[Store]:
+        """Hold the store's single writer lock for the duration of a change."""
+        lock = self.path / "_lock"
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "operation": operation, "since": now_iso()}
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if _stale(lock):
+                    lock.unlink(missing_ok=True)
+                    continue
+                raise LockedError(
+                    f"{self.path}: store is locked by {_describe_holder(lock)}",
+                    f"wait for it to finish; if that process is gone, remove {lock}",
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(holder))
+            break
+        self._lock_held = True
+        try:
+            yield self
+        finally:
+            self._lock_held = False
+            lock.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ files
+
+    def new_file(self, kind: str, stem: str, suffix: str = ".parquet") -> Path:
+        """A fresh, never-used path for a file of this kind."""
+        folder = {"segment": "segments", "snapshot": "snapshots", "quarantine": "quarantine"}[kind]
+        return self.path / folder / f"{stem}-{secrets.token_hex(4)}{suffix}"
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
+
+    def segment_files(self, state: State | None = None) -> list[str]:
+        """Absolute paths of the live segments, in offset order."""
+        state = state or self.state()
+        return [str(self.path / s["path"]) for s in state.segments]
+
+    def check_segments_present(self, state: State | None = None) -> None:
+        """A StoreError for the first live segment whose file is gone or is not the size its commit
+        recorded (for work that would otherwise trust the commit log's digests without opening
+        the files). A change that keeps the size is for `verify` to find."""
+        state = state or self.state()
+        for seg in state.segments:
+            path = str(self.path / seg["path"])
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                raise segment_damage(path) from None
+            if seg.get("bytes") is not None and size != seg["bytes"]:
+                raise segment_damage(path, f"{size} bytes where its commit recorded {seg['bytes']}")
+
+    def events_view(self, con: duckdb.DuckDBPyConnection, name: str = "events", files: list[str] | None = None) -> None:
+        """Create a view of the live events (without the salt) on a DuckDB connection."""
+        from .engine import sql_string
+        from .schema import event_schema
+
+        files = self.segment_files() if files is None else files
+        if files:
+            listing = "[" + ", ".join(sql_string(f) for f in files) + "]"
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (salt) FROM read_parquet({listing})")
+        else:
+            con.register(f"_{name}_empty", event_schema().empty_table())
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (salt) FROM _{name}_empty")
+
+    def leftovers(self, state: State | None = None) -> list[Path]:
+        """Files in the store that no commit names (left by a crash): safe to delete."""
+        state = state or self.state()
+        named = {self.path / p for p in state.files}
+        out = []
+        for folder in ("segments", "snapshots", "quarantine"):
+            for p in (self.path / folder).glob("*"):
+                if p.is_file() and p not in named:
+                    out.append(p)
+        out += list(self.log_dir.glob(".*.tmp"))
+        return sorted(out)
+
+
+READ_ATTEMPTS = 3
+_SEGMENT_PATH = re.compile(r"""[^"'\s]*segments/[^"'\s]+\.parquet""")
+
+
+def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
+    """For a read (readers take no lock): where a segment it was about to open has been removed
+    meanwhile by a commit (a compaction or a purge), the read runs again, on the new state."""
+
+    @functools.wraps(read)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return read(*args, **kwargs)
+            except LogtoolError:
+                raise
+            except Exception as e:
+                if _segments_named(e)[0] and attempt < READ_ATTEMPTS:
+                    continue
+                # still gone on the latest state, or there but unreadable: the store is damaged
+                damage = damaged_store(e)
+                if damage is not None:
+                    raise damage from e
+                raise
+        raise AssertionError("unreachable")
+
+    return run
+
+
+def damaged_store(error: BaseException) -> StoreError | None:
+    """The error to give where ``error`` (or one it was raised from) is a segment file that is
+    missing, or that is there but cannot be read; None where it is something else."""
+    gone, there = _segments_named(error)
+    if not gone and not there:
+        return None
+    return segment_damage((gone or there)[0], None if gone else str(error).strip().splitlines()[0])
+
+
+def segment_damage(segment: str, reading: str | None = None) -> StoreError:
+    """A segment the commit log names is missing (``reading`` None) or cannot be read (why)."""
+    what = "is missing" if reading is None else f"cannot be read ({reading})"
+    return StoreError(
+        f"{segment}: a segment the commit log names {what}",
+        f"the store is damaged: `logtool verify {Path(segment).parent.parent}` lists what is wrong",
+    )
+
+
+# Errors of reading a file (DuckDB's, pyarrow's, the OS's): where one names a segment that is
+# there, that segment's bytes are what failed
+_READ_ERRORS = {"IOException", "InvalidInputException", "ArrowInvalid", "ArrowIOError", "OSError"}
+
+
+def _segments_named(error: BaseException) -> tuple[list[str], list[str]]:
+    """The segment files an error (or the ones it was raised from) names: those gone, and those
+    there that an error of reading names."""
+    gone: list[str] = []
+    there: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        for name in [str(getattr(seen, "filename", None) or ""), *_SEGMENT_PATH.findall(str(seen))]:
+            if not _SEGMENT_PATH.fullmatch(name) or name in gone + there:
+                continue
+            if not os.path.exists(name):
+                gone.append(name)
+            elif type(seen).__name__ in _READ_ERRORS:
+                there.append(name)
+        seen = seen.__cause__ or seen.__context__
+    return gone, there
+
+
+def configure_store(path: str | os.PathLike[str], **settings: Any) -> dict[str, Any]:
+    """Record store settings (e.g. ``snapshot_every``) in a commit; returns the new config."""
+    store = Store.open(path)
+    with store.writer("config"):
+        store.commit("config", settings)
+    return store.state().config
+
+
+def commit_hash(body: dict[str, Any]) -> str:
+    """SHA-256 of a commit's canonical JSON without its own hash."""
+    return hashlib.sha256(canonical_json({k: v for k, v in body.items() if k != "hash"}).encode()).hexdigest()
+
+
+def fold(commits: list[dict[str, Any]], state: State | None = None) -> State:
+    """The state a sequence of commits leaves (applied onto ``state``, changed in place, if given)."""
+    state = state if state is not None else State()
+    for c in commits:
+        for entry in c.get("remove", []):
+            state.files.pop(entry["path"], None)
+        for entry in c.get("add", []):
+            state.files[entry["path"]] = entry
+            if entry["kind"] == "segment" and entry["rows"]:
+                state.next_offset = max(state.next_offset, entry["max_offset"] + 1)
+        state.gaps.extend(c.get("gaps", []))
+        source_sha = c.get("params", {}).get("sha256")
+        if c.get("operation") == "ingest" and source_sha:
+            state.ingested.setdefault(source_sha, c["version"])
+        state.next_offset = max(state.next_offset, c.get("info", {}).get("next_offset", 0))
+        if c.get("operation") == "config":
+            state.config.update(c.get("params", {}))
+        state.version = c["version"]
+        state.head_hash = c["hash"]
+    return state
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory entry to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe_holder(lock: Path) -> str:
+    try:
+        h = json.loads(lock.read_text())
+        return f"pid {h['pid']} on {h['host']} ({h['operation']} since {h['since']})"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+def _stale(lock: Path) -> bool:
+    """A lock whose holder ran on this host and is no longer alive."""
+    try:
+        h = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return False
+    if h.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(h["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, KeyError):
+        return False
+    return False

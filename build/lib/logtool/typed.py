@@ -1,0 +1,274 @@
+"""Typed tables from state rows: per entity, the key then the row's columns, types inferred.
+
+One rule decides each column's type from what its values are (``decide``): integers int64 (or
+decimal(38,0) beyond it), decimals decimal128 with the largest scale seen, numbers written with an
+exponent — or beside ``NaN``/``Infinity`` strings — float64, strings string, booleans bool,
+objects, arrays and mixed columns JSON text (field metadata ``logtool.json``). A column absent
+from a row is null there. An entity is typed in DuckDB, vectorized; one holding a number of 16 or
+more significant digits (which DuckDB's JSON functions read through float64) is typed in Python,
+exactly. Both read the same canonical state text, and the same rule decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .engine import json_path, sql_string
+from .formats.base import RawNumber, dumps_exact, loads_exact
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}"
+
+
+@dataclass
+class FieldStats:
+    """What a column's values are: their kinds (bool, string, special, int, number, json)."""
+
+    kinds: set[str] = field(default_factory=set)
+    exponent: bool = False  # a number written with an exponent
+    out_of_range: bool = False  # an integer beyond int64
+    long: bool = False  # a number of 16+ significant digits
+    int_digits: int = 1
+    scale: int = 0
+
+
+def decide(s: FieldStats) -> tuple[str, int, int]:
+    """The column's type: (kind, precision, scale), kind one of bool, string, float64, int64,
+    decimal, json."""
+    present = s.kinds
+    if not present or present <= {"string", "special"}:
+        return ("string", 0, 0)
+    if present == {"bool"}:
+        return ("bool", 0, 0)
+    if present <= {"int", "number", "special"}:
+        if "special" in present or s.exponent:
+            return ("json", 0, 0) if s.long else ("float64", 0, 0)  # float64 would round a long number
+        if present == {"int"} and not s.out_of_range:
+            return ("int64", 0, 0)
+        precision = max(s.int_digits, 1) + s.scale
+        return ("decimal", precision, s.scale) if precision <= 38 else ("json", 0, 0)
+    return ("json", 0, 0)
+
+
+def arrow_field(name: str, kind: tuple[str, int, int]) -> pa.Field:
+    import pyarrow as pa
+
+    types = {"bool": pa.bool_(), "string": pa.string(), "float64": pa.float64(), "int64": pa.int64()}
+    if kind[0] == "decimal":
+        return pa.field(name, pa.decimal128(kind[1], kind[2]))
+    if kind[0] == "json":
+        return pa.field(name, pa.string(), metadata={"logtool.json": "1"})
+    return pa.field(name, types[kind[0]])
+
+
+KEY = "key"
+
+
+def key_column(columns: Iterable[str]) -> str:
+    """The name of a typed table's first column, the store's key: ``key``, or ``_key`` (``__key``,
+    ...) where the row has a column of that name."""
+    taken = set(columns)
+    name = KEY
+    while name in taken:
+        name = "_" + name
+    return name
+
+
+def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
+    """Per entity (state rows ``entity, key, state``), the rows as a typed table."""
+    import pyarrow.compute as pc
+
+    from . import engine
+
+    con = engine.connect()
+    rows = state  # noqa: F841 - read by the query
+    entities = con.execute(
+        f"""SELECT entity, bool_and(starts_with(state, '{{')) AND NOT bool_or(regexp_matches(state, '{LONG_NUMBER}'))
+            FROM rows GROUP BY entity"""
+    ).fetchall()
+    in_duckdb = [e for e, plain in entities if plain]
+    out = _typed_in_duckdb(con, state.filter(pc.is_in(state.column("entity"), pc.cast(in_duckdb, "string")))) if in_duckdb else {}
+    for ent, plain in entities:
+        if not plain:
+            out[ent] = _typed_in_python(state.filter(pc.equal(state.column("entity"), ent)))
+    return {ent: out[ent] for ent in pc.unique(state.column("entity")).to_pylist()}
+
+
+# --------------------------------------------------------------------------- DuckDB
+
+
+def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
+    """Every entity of ``rows`` typed in DuckDB; entities with the same columns (as CDC tables of
+    one shape often have) are measured and extracted in one pass."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Columns in the order they first appear: rows share few shapes, so the order is read from
+    # the shapes, in the order of their first row.
+    names: dict[str, dict[str, None]] = {}
+    for ent, cols in con.execute(
+        """SELECT entity, cols FROM (SELECT row_number() OVER () AS rn, entity, json_keys(state) AS cols FROM rows)
+           GROUP BY entity, cols ORDER BY min(rn)"""
+    ).fetchall():
+        names.setdefault(ent, {}).update(dict.fromkeys(cols))
+    by_columns: dict[tuple[str, ...], list[str]] = {}
+    for ent, cols in names.items():
+        by_columns.setdefault(tuple(cols), []).append(ent)
+    out: dict[str, pa.Table] = {}
+    specials = "(" + ", ".join(sql_string(s) for s in SPECIAL_FLOATS) + ")"
+    for cols, ents in by_columns.items():
+        which = "(" + ", ".join(sql_string(e) for e in ents) + ")"
+        if not cols:
+            for ent in ents:
+                out[ent] = pa.table({KEY: rows.filter(pc.equal(rows.column("entity"), ent)).column("key")})
+            continue
+        # One parse of each row extracts every column; the values are then measured column by column.
+        extract = f"""SELECT entity, key, json_extract(state, [{', '.join(json_path(n) for n in cols)}]) AS vs
+                      FROM rows WHERE entity IN {which}"""
+        found = con.execute(
+            f"""WITH m AS (SELECT entity, unnest(range(1, {len(cols) + 1})) AS i, unnest(vs) AS j FROM ({extract})),
+                     d AS (SELECT entity, i, json_type(j) AS t, j::VARCHAR AS v, j ->> '$' AS a FROM m WHERE j IS NOT NULL)
+                SELECT entity, i, list(DISTINCT t), bool_or(t = 'VARCHAR' AND a IN {specials}),
+                       bool_or(t = 'VARCHAR' AND a NOT IN {specials}),
+                       bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')),
+                       bool_or(t = 'UBIGINT' AND TRY_CAST(v AS BIGINT) IS NULL),
+                       max(CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN length(split_part(ltrim(v, '-'), '.', 1)) END),
+                       max(CASE WHEN t = 'DOUBLE' AND contains(v, '.') THEN length(split_part(v, '.', 2)) ELSE 0 END)
+                FROM d GROUP BY entity, i"""
+        ).fetchall()
+        measured = {(ent, i): rest for ent, i, *rest in found}
+        # Entities whose columns also came out the same types share the extraction.
+        by_kinds: dict[tuple[tuple[str, int, int], ...], list[str]] = {}
+        for ent in ents:
+            kinds = tuple(_decide_column(measured.get((ent, i + 1))) for i in range(len(cols)))
+            by_kinds.setdefault(kinds, []).append(ent)
+        for kinds, same in by_kinds.items():
+            fields = [pa.field(key_column(cols), pa.string())] + [arrow_field(n, k) for n, k in zip(cols, kinds, strict=True)]
+            values = ", ".join(f"{_value_sql(f'vs[{i + 1}]', k)} AS c{i + 1}" for i, k in enumerate(kinds))
+            listed = "(" + ", ".join(sql_string(e) for e in same) + ")"
+            # MATERIALIZED: each row is parsed once, not once for each column
+            table = con.sql(
+                f"WITH v AS MATERIALIZED ({extract} AND entity IN {listed}) SELECT entity, key, {values} FROM v"
+            ).to_arrow_table()
+            for ent in same:
+                part = table.filter(pc.equal(table.column("entity"), ent)).drop_columns(["entity"])
+                out[ent] = pa.Table.from_arrays(part.columns, schema=pa.schema(fields))
+    return out
+
+
+def _decide_column(measures: list[Any] | None) -> tuple[str, int, int]:
+    """A column's type from what DuckDB measured of its values (None: it holds no value)."""
+    types, special, plain, exponent, out_of_range, int_digits, scale = measures or ([], False, False, False, False, None, 0)
+    s = FieldStats(exponent=bool(exponent), out_of_range=bool(out_of_range), int_digits=int_digits or 1, scale=scale or 0)
+    for t in types or []:
+        if t == "BOOLEAN":
+            s.kinds.add("bool")
+        elif t in ("UBIGINT", "BIGINT"):
+            s.kinds.add("int")
+        elif t == "DOUBLE":
+            s.kinds.add("number")
+        elif t in ("OBJECT", "ARRAY"):
+            s.kinds.add("json")
+    if special:
+        s.kinds.add("special")
+    if plain:
+        s.kinds.add("string")
+    return decide(s)
+
+
+def _value_sql(value: str, kind: tuple[str, int, int]) -> str:
+    """SQL: a column's typed value from its JSON value (NULL where the row lacks the column)."""
+    text = f"({value} ->> '$')"
+    if kind[0] == "bool":
+        return f"TRY_CAST({text} AS BOOLEAN)"
+    if kind[0] == "string":
+        return text
+    if kind[0] == "int64":
+        return f"TRY_CAST({text} AS BIGINT)"
+    if kind[0] == "decimal":
+        return f"CAST({text} AS DECIMAL({kind[1]}, {kind[2]}))"
+    if kind[0] == "float64":
+        return f"CAST({text} AS DOUBLE)"  # DuckDB reads 'NaN', 'Infinity' and '-Infinity' as such
+    return f"CASE WHEN coalesce(json_type({value}), 'NULL') = 'NULL' THEN NULL ELSE {value}::VARCHAR END"
+
+
+# --------------------------------------------------------------------------- Python
+
+
+def _typed_in_python(part: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    rows = [loads_exact(s) for s in part.column("state").to_pylist()]
+    columns: dict[str, list[Any]] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            row = {"value": row}
+        for name, value in row.items():
+            columns.setdefault(name, [None] * len(rows))[i] = value
+    fields = [pa.field(key_column(columns), pa.string())]
+    arrays = [part.column("key").combine_chunks()]
+    for name, values in columns.items():
+        kind = decide(_python_stats(values))
+        fields.append(arrow_field(name, kind))
+        arrays.append(_python_array(kind, values, fields[-1].type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, RawNumber) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _is_special(v: Any) -> bool:
+    return isinstance(v, str) and not isinstance(v, RawNumber) and v in SPECIAL_FLOATS
+
+
+def _significant_digits(text: str) -> int:
+    return len(text.lower().split("e")[0].lstrip("-+").replace(".", "").lstrip("0"))
+
+
+def _python_stats(values: list[Any]) -> FieldStats:
+    s = FieldStats()
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            s.kinds.add("bool")
+        elif _is_number(v):
+            text = str(v)
+            integer = isinstance(v, int) or text == "-0"  # -0 is read as an integer, as DuckDB reads it
+            s.kinds.add("int" if integer else "number")
+            s.exponent |= "e" in text.lower()
+            s.long |= _significant_digits(text) > 15
+            if integer:
+                s.out_of_range |= not -(2**63) <= int(text) < 2**63
+            if "e" not in text.lower():
+                whole, _, frac = text.lstrip("-").partition(".")
+                s.int_digits = max(s.int_digits, len(whole))
+                s.scale = max(s.scale, len(frac))
+        elif _is_special(v):
+            s.kinds.add("special")
+        elif isinstance(v, str):
+            s.kinds.add("string")
+        else:
+            s.kinds.add("json")
+    return s
+
+
+def _python_array(kind: tuple[str, int, int], values: list[Any], typ: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
+    if kind[0] in ("bool", "string"):
+        return pa.array(values, typ)
+    if kind[0] == "int64":
+        return pa.array([None if v is None else int(v) for v in values], typ)  # -0 is a RawNumber
+    if kind[0] == "float64":
+        return pa.array([None if v is None else SPECIAL_FLOATS.get(v) if _is_special(v) else float(str(v)) for v in values], typ)
+    if kind[0] == "decimal":
+        return pa.array([None if v is None else Decimal(str(v)) for v in values], typ)
+    return pa.array([None if v is None else dumps_exact(v) for v in values], typ)
