@@ -520,6 +520,25 @@ def test_detect_parquet_by_magic(tmp_path: Path) -> None:
     assert detect(Source(str(f))).name == "parquet"
 
 
+def test_detect_a_first_record_longer_than_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Debezium event holding one large value: cut off at 64 KiB, it said nothing, and the file
+    was taken for plain JSON lines."""
+    import io
+    import types
+
+    src = {"connector": "postgresql", "ts_ms": 1709631000000, "schema": "public", "table": "docs", "txId": 8, "lsn": 240}
+    line = json.dumps({"before": None, "after": {"id": 1, "body": "x" * 200_000}, "source": src, "op": "c", "ts_ms": 1})
+    f = tmp_path / "big.jsonl"
+    f.write_text(line + "\n" + line + "\n")
+    assert detect(Source(str(f))).name == "debezium"
+    stdin = io.BytesIO((line + "\n").encode())
+    monkeypatch.setattr("sys.stdin", types.SimpleNamespace(buffer=stdin))
+    piped = Source("-")
+    assert detect(piped).name == "debezium"
+    with piped.open() as stream:
+        assert stream.read() == (line + "\n").encode()  # nothing read for detection is lost
+
+
 def test_format_option_overrides_detection(
     write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, UsageError
-from .base import Mapping, Report, Source
+from .base import HEAD_BYTES, Mapping, Report, Source
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -60,9 +60,18 @@ _OTHER_COMPRESSIONS = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "z
 _DECOMPRESS = {"bzip2": "bzip2 -dc", "xz": "xz -dc", "zip": "unzip -p", "lz4": "lz4 -dc"}
 
 
+MAX_HEAD_BYTES = 64 << 20  # what detection reads at most, to reach the end of a long first record
+
+
 def detect(source: Source) -> Format:
     """Sniff the first bytes of a source and pick the format that recognizes them best."""
     head = source.head()
+    # a first record longer than the head says nothing cut off: read on to the end of it
+    while b"\n" not in head and len(head) >= HEAD_BYTES and len(head) < MAX_HEAD_BYTES:
+        longer = source.head(min(2 * len(head), MAX_HEAD_BYTES))
+        if len(longer) == len(head):
+            break
+        head = longer
     if not head.strip():
         raise InputError(source.name, None, "file is empty", "nothing to ingest")
     scores = sorted(((f.sniff(head), f.name) for f in all_formats().values()), reverse=True)

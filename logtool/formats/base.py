@@ -93,6 +93,9 @@ Report = Callable[[BadRecord], None]
 # --------------------------------------------------------------------------- sources
 
 
+HEAD_BYTES = 65536  # what format detection reads first
+
+
 class Source:
     """One input: a path (plain, .gz or .zst) or '-' for stdin. Hashes its bytes as they are read."""
 
@@ -102,6 +105,7 @@ class Source:
         self._sha = hashlib.sha256()
         self.bytes_read = 0
         self._stdin_head = b""
+        self._stdin_done = False  # stdin ended within the head
         if spec != "-":
             path = Path(spec)
             if not path.exists():
@@ -136,11 +140,13 @@ class Source:
             stream = raw
         return cast(IO[bytes], _HashingReader(stream, self, cat))
 
-    def head(self, n: int = 65536) -> bytes:
+    def head(self, n: int = HEAD_BYTES) -> bytes:
         """The first n decompressed bytes, for sniffing (stdin keeps them for open())."""
         if self.spec == "-":
-            if not self._stdin_head:
-                self._stdin_head = sys.stdin.buffer.read(n)
+            if len(self._stdin_head) < n and not self._stdin_done:
+                more = sys.stdin.buffer.read(n - len(self._stdin_head))
+                self._stdin_done = len(more) < n - len(self._stdin_head)
+                self._stdin_head += more
             raw = self._stdin_head
             if raw[:2] == b"\x1f\x8b":
                 raw = zlib.decompressobj(31).decompress(raw, n)
