@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -382,10 +383,24 @@ def _image(
     return out, len(out) < len(row)
 
 
+# The shapes Debezium gives the placeholder of an unchanged TOASTed value, by column type: the
+# string (its base64 bytes for a bytea), hstore as a map or as JSON text, a text[] of placeholders,
+# a uuid[] holding the placeholder's UUID, an int[]/bigint[] of the placeholder's bytes.
+_PLACEHOLDER_UUID = "b68a35a7-17ad-35b3-af2a-ae46edb4545a"
+_PLACEHOLDER_TEXTS = (PLACEHOLDER, _PLACEHOLDER_BYTES, json.dumps({PLACEHOLDER: PLACEHOLDER}),
+                      json.dumps({PLACEHOLDER: PLACEHOLDER}, separators=(",", ":")))  # fmt: skip
+_PLACEHOLDER_INTS = list(PLACEHOLDER.encode())
+
+
 def _unavailable(value: Any) -> bool:
+    """Whether a column's value is Debezium's placeholder for a value it did not send."""
     if isinstance(value, str):
-        return value in (PLACEHOLDER, _PLACEHOLDER_BYTES)
-    return isinstance(value, list) and bool(value) and all(v == PLACEHOLDER for v in value)
+        return value in _PLACEHOLDER_TEXTS
+    if isinstance(value, dict):
+        return value == {PLACEHOLDER: PLACEHOLDER}
+    if not isinstance(value, list) or not value:
+        return False
+    return all(v == PLACEHOLDER for v in value) or value == [_PLACEHOLDER_UUID] or value == _PLACEHOLDER_INTS
 
 
 def _fields(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -241,6 +241,24 @@ def test_placeholder_in_an_insert_makes_it_an_update(read_events, write_file) ->
     assert (rows[0]["op"], rows[0]["data"]) == ("update", '{"id":1}')
 
 
+def test_placeholders_of_every_column_type_keep_the_value(read_events, write_file) -> None:
+    """hstore in map mode (the default) and as JSON, uuid[] (the placeholder's UUID), int[] (its bytes)."""
+    placeholder = "__debezium_unavailable_value"
+    after = {
+        "id": 1,
+        "attrs": {placeholder: placeholder},
+        "attrs_json": json.dumps({placeholder: placeholder}),
+        "ids": ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"],
+        "counts": list(placeholder.encode()),
+        "kept": {"a": placeholder},  # a map with a real key holding the text: a value
+    }
+    rows, bad = read_events(
+        FORMAT, write_file("toast.jsonl", lines(envelope("u", None, after))), Mapping(key_fields=("id",))
+    )
+    assert bad == []
+    assert rows[0]["data"] == '{"id":1,"kept":{"a":"__debezium_unavailable_value"}}'
+
+
 def test_mapping_options(read_events, cdc_samples) -> None:
     with pytest.raises(UsageError, match="--op-field does not apply to debezium"):
         read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", Mapping(op_field="op"))
