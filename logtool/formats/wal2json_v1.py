@@ -114,6 +114,10 @@ def parse_transaction(text: str) -> tuple[dict[str, Any], list[tuple[int, int, A
     i = _skip(text, i + 1)
     if i != len(text):
         raise _Malformed("text after the end of the transaction object", i)
+    if "change" not in header and not changes and '"change"' not in text:
+        # a change on its own (as wal2json's write-in-chunks output splits a transaction), or
+        # another object: never an empty transaction, which would lose what it holds
+        raise ValueError("it has no 'change' list")
     return header, changes
 
 

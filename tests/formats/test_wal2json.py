@@ -232,6 +232,18 @@ def test_v1_input_ending_inside_an_object_is_reported(tmp_path: Path) -> None:
     assert not any(e["key"] == "20" for e in got)
 
 
+def test_v1_object_without_a_change_list_is_a_bad_record(tmp_path: Path) -> None:
+    """A change standing alone (wal2json's write-in-chunks output) is not an empty transaction."""
+    path = tmp_path / "stray.json"
+    stray = '{"kind":"insert","schema":"public","table":"t","columnnames":["id"],"columntypes":["integer"],"columnvalues":[2]}'
+    path.write_text(
+        '{"xid":1,"nextlsn":"0/10","timestamp":"2024-01-01 00:00:00+00","change":[]}\n' + stray + "\n"
+        '{"xid":2,"nextlsn":"0/20","timestamp":"2024-01-01 00:00:00+00"}\n'
+    )
+    _, bad = read("wal2json-v1", path, Mapping(key_fields=("public.t:id",)))
+    assert [(b.line, b.reason) for b in bad] == [(n, "not a wal2json transaction: it has no 'change' list") for n in (2, 3)]
+
+
 def test_v1_without_keys_stops_with_the_option_to_pass() -> None:
     with pytest.raises(InputError) as err:
         read("wal2json-v1", V1)
