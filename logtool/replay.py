@@ -121,14 +121,14 @@ def _resolve_target(
         # A change is in the state when its transaction committed at or before the position. A
         # transaction whose commit position the source did not give (Debezium's PostgreSQL txId,
         # Maxwell's xid) commits after its last change: it is in where all its changes are.
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _txn_in AS SELECT txn.id AS id FROM events
-                WHERE txn.id IS NOT NULL AND txn.position_order IS NULL
-                GROUP BY txn.id HAVING bool_and(source.position_order <= {order})"""
+        # (The condition reads only the events view: other connections evaluate it too.)
+        whole = (
+            "SELECT txn.id FROM events WHERE txn.id IS NOT NULL AND txn.position_order IS NULL "
+            f"GROUP BY txn.id HAVING bool_and(source.position_order <= {order})"
         )
         cond = (
             f"CASE WHEN txn.position_order IS NOT NULL THEN txn.position_order <= {order} "
-            f"WHEN txn.id IS NOT NULL THEN txn.id IN (SELECT id FROM _txn_in) "
+            f"WHEN txn.id IS NOT NULL THEN txn.id IN ({whole}) "
             f"ELSE source.position_order <= {order} END"
         )
         what = f"position {at_position}"

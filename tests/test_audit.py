@@ -270,6 +270,20 @@ def test_blame_agrees_with_replay(stores: dict[str, Path]) -> None:
         assert {r["field"]: as_value(r["value"]) for r in blamed} == as_value(row["state"]), row["key"]
 
 
+def test_blame_at_a_position_of_transactions_named_without_their_commit(tmp_path: Path) -> None:
+    """Debezium PostgreSQL events name their txId, not its commit: blame takes replay's targets,
+    evaluated on its own connection."""
+    src = {"connector": "postgresql", "ts_ms": 1709631000000, "schema": "public", "table": "t", "txId": 5}
+    lines = [{"before": None, "after": {"id": 1, "v": v}, "source": {**src, "lsn": lsn}, "op": op, "ts_ms": 1}
+             for v, lsn, op in (("a", 256, "c"), ("b", 512, "u"))]  # fmt: skip
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ingest(tmp_path / "s", [str(tmp_path / "d.jsonl")], mapping=Mapping(key_fields=("id",)))
+    with pytest.raises(NotFoundError):
+        logtool.blame(tmp_path / "s", "1", at_position="0/180")  # the transaction is open there
+    rows = logtool.blame(tmp_path / "s", "1", at_position="0/200").to_pylist()
+    assert {r["field"]: (r["value"], r["offset"]) for r in rows} == {"id": ("1", 0), "v": ('"b"', 1)}
+
+
 def test_blame_of_a_key_in_two_entities_asks_for_one(cli: Any, stores: dict[str, Path]) -> None:
     run = cli("blame", stores["widgets"], "2")
     assert run.code == 2
