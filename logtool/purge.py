@@ -21,6 +21,7 @@ and write the surviving records byte for byte.
 from __future__ import annotations
 
 import contextlib
+import functools
 import csv
 import hashlib
 import io
@@ -70,6 +71,8 @@ class PurgeResult:
     segments_removed: list[str] = field(default_factory=list)  # every event went: no replacement
     segments_added: list[str] = field(default_factory=list)
     snapshots_removed: list[str] = field(default_factory=list)
+    # snapshots holding state whose events are gone (a head drop's): rewritten without the data
+    snapshots_rewritten: list[str] = field(default_factory=list)
     snapshot_taken: str | None = None  # head drop: the snapshot stored first
     quarantine_records: int = 0  # quarantined records removed (purge) or redacted (redact)
     quarantine_files: list[str] = field(default_factory=list)
@@ -80,7 +83,7 @@ class PurgeResult:
     @property
     def changed(self) -> bool:
         """Would (or did) anything in the store change?"""
-        return bool(self.events or self.quarantine_records or self.snapshots_removed)
+        return bool(self.events or self.quarantine_records or self.snapshots_removed or self.snapshots_rewritten)
 
     def summary(self) -> dict[str, Any]:
         """The result without the receipt, for printing."""
@@ -507,14 +510,75 @@ def _run(
         plans, redactions = _plan_selection(con, state, sel, specs, result)
         first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
         snapshots = _snapshots_holding(store, state, sel, first)
+        # A snapshot built from events that are gone cannot be rebuilt: it is rewritten without the
+        # data rather than removed, or the rows it alone holds would go with it.
+        gone_upto = _first_removed(store)
+        kept_snapshots = [s for s in snapshots if gone_upto is not None and s.get("offset") is not None
+                          and s["offset"] >= gone_upto and "typed" not in _snapshot_columns(store, s)]  # fmt: skip
+        snapshots = [s for s in snapshots if s not in kept_snapshots]
+        result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)
         predicate = _predicate(sel, specs, record_predicate)
         params = {k: v for k, v in predicate.items() if k not in ("salt", "key_sha256", "where_sha256", "where")}
         params["by"] = [n for n, v in (("key", key), ("entity", entity), ("where", where)) if v is not None]
+        rewrite = functools.partial(_rewrite_snapshot, store, sel, specs if operation == "redact" else None)
         return _execute(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
-            dry_run, progress,
+            dry_run, progress, [(s, rewrite) for s in kept_snapshots],
         )  # fmt: skip
+
+
+def _first_removed(store: Store) -> int | None:
+    """The first offset a purge or compaction removed from the store (None: none)."""
+    starts = [a for c in store.commits() if c["operation"] in ("purge", "compact") for a, _b in c.get("gaps") or []]
+    return min(starts, default=None)
+
+
+def _snapshot_columns(store: Store, snap: dict[str, Any]) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(store.path / snap["path"]).names)
+    except (OSError, ValueError):
+        return ["typed"]  # unreadable: removed, as before
+
+
+def _rewrite_snapshot(
+    store: Store, sel: Selection, specs: tuple[str, ...] | None, snap: dict[str, Any], new_files: list[Path]
+) -> dict[str, Any]:
+    """A kv snapshot without the selected rows (purge), or with their fields redacted (``specs``):
+    a new file and its commit entry (same offset, new digest)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .replay import state_digest
+    from .schema import input_schema
+    from .segments import write_parquet_options
+
+    rows = pq.read_table(store.path / snap["path"])
+    n = rows.num_rows
+    columns = {name: pa.nulls(n, f.type) for name, f in zip(input_schema().names, input_schema(), strict=True)}
+    columns.update(
+        offset=pa.array([snap["offset"]] * n, pa.int64()), entity=rows.column("entity"), key=rows.column("key"),
+        op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
+    )  # fmt: skip
+    con = _sandbox()
+    _events_of(con, pa.table(columns, schema=input_schema()))
+    # rows in their order (DuckDB keeps insertion order without ORDER BY)
+    hit = pa.array([bool(h) for (h,) in con.execute(f"SELECT coalesce({sel.condition()}, FALSE) FROM events").fetchall()])
+    if specs is None:
+        rows = rows.filter(pc.invert(hit))
+    else:
+        states = [(_redact_text(t, specs) or t) if h else t for t, h in zip(rows.column("state").to_pylist(), hit.to_pylist(), strict=True)]
+        rows = rows.set_column(rows.schema.get_field_index("state"), "state", pa.array(states, pa.string()))
+    con.register("_snapshot_rows", rows)
+    rows = con.sql("SELECT * FROM _snapshot_rows ORDER BY entity, key NULLS LAST, state").to_arrow_table()  # as replay sorts
+    target = store.new_file("snapshot", f"{snap['offset']:020d}")
+    new_files.append(target)
+    pq.write_table(rows, target, **write_parquet_options())
+    return {**snap, "path": store.rel(target), "rows": rows.num_rows, "digest": state_digest(rows),
+            "sha256": file_sha256(target), "bytes": target.stat().st_size}  # fmt: skip
 
 
 def _plan_selection(
@@ -711,6 +775,7 @@ def _execute(
     result: PurgeResult,
     dry_run: bool,
     progress: Progress | None,
+    rewrites: Iterable[tuple[dict[str, Any], Callable[[dict[str, Any], list[Path]], dict[str, Any]]]] = (),
 ) -> PurgeResult:
     result.segments_rewritten = [p.entry["path"] for p in plans if not (operation == "purge" and p.whole)]
     result.segments_removed = [p.entry["path"] for p in plans if operation == "purge" and p.whole]
@@ -726,9 +791,10 @@ def _execute(
         try:
             seg_receipts, added = _rewrite_segments(store, operation, plans, redactions, new_files, progress)
             q_receipts, q_added = _rewrite_quarantine(store, quarantine, new_files)
+            rewritten = [(old, rewrite(old, new_files)) for old, rewrite in rewrites]
             for f in new_files:
                 fsync_path(f)
-            removed = [p.entry for p in plans] + snapshots + [q.entry for q in quarantine]
+            removed = [p.entry for p in plans] + snapshots + [q.entry for q in quarantine] + [old for old, _ in rewritten]
             receipt = {
                 "operation": operation,
                 "time": now_iso(),
@@ -747,13 +813,18 @@ def _execute(
                 "offsets": result.offsets,
                 "segments": seg_receipts,
                 "snapshots_removed": [{"path": s["path"], "offset": s.get("offset")} for s in snapshots],
+                "snapshots_rewritten": [
+                    {"path": old["path"], "offset": old.get("offset"), "replaced_by": new["path"],
+                     "rows_before": old.get("rows"), "rows_after": new["rows"], "sha256_after": new["sha256"]}
+                    for old, new in rewritten
+                ],  # fmt: skip
                 "quarantine": q_receipts,
             }
             if result.snapshot_taken:
                 receipt["snapshot_taken"] = result.snapshot_taken
             info = {f"events_{'removed' if operation == 'purge' else 'redacted'}": result.events, "receipt": receipt}
             commit = store.commit(
-                operation, params, add=added + q_added, remove=removed,
+                operation, params, add=added + q_added + [new for _, new in rewritten], remove=removed,
                 gaps=result.offsets if operation == "purge" else [], info=info,
             )  # fmt: skip
         except BaseException:

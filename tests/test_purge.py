@@ -429,10 +429,33 @@ def test_a_key_whose_events_were_dropped_replays_from_the_snapshot(store: Path) 
     assert replay(str(store), key="o-2").state.to_pylist() == before
 
 
+def test_after_a_head_drop_a_purge_or_redact_rewrites_its_snapshot(store: Path) -> None:
+    """The head drop's snapshot alone holds the rows whose events went: removing it for one key
+    would take every other row with it."""
+    from logtool.replay import replay
+
+    def head() -> dict[tuple[str, str], Any]:
+        return {(r["entity"], r["key"]): json.loads(r["state"]) for r in replay(str(store)).state.to_pylist()}
+
+    before = head()
+    purge(store, before_offset=6)
+    res = purge(store, key="o-2", entity="orders")  # its only event went with the head
+    assert res.events == 0 and res.snapshots_removed == [] and len(res.snapshots_rewritten) == 1
+    assert head() == {k: v for k, v in before.items() if k != ("orders", "o-2")}
+    assert residue(store, "for Zed Quist") == []
+    assert res.receipt is not None and res.receipt["snapshots_rewritten"][0]["rows_after"] == len(before) - 1
+    assert_verified(store)
+    redact(store, ["total"], key="o-1", entity="orders")
+    row = head()[("orders", "o-1")]
+    assert row["total"] == "[REDACTED]" and row["status"] == "paid"
+    assert head().keys() == {k for k in before if k != ("orders", "o-2")}
+    assert_verified(store)
+
+
 def test_a_snapshot_built_from_dropped_events_goes_with_the_person(store: Path) -> None:
     purge(store, before_offset=6)  # the snapshot at 5 holds a-007's row; its events are gone
     res = purge(store, key=PERSON["key"])
-    assert len(res.snapshots_removed) == 1
+    assert len(res.snapshots_rewritten) == 1  # without the person: the other rows it alone holds stay
     assert residue(store, PERSON["email"]) == []
 
 

@@ -253,6 +253,7 @@ def _describe(plan: PurgeResult) -> list[str]:
         ("segments rewritten", plan.segments_rewritten),
         ("segments removed", plan.segments_removed),
         ("snapshots removed", plan.snapshots_removed),
+        ("snapshots rewritten (their events are gone)", plan.snapshots_rewritten),
         ("quarantine files rewritten", plan.quarantine_files),
         ("leftover files deleted", plan.leftovers_removed),
     ):
