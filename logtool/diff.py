@@ -1158,10 +1158,9 @@ def _csv_delimiter(spec: Any) -> str:
     tabs or pipes). A header naming a column twice is refused, as ingest refuses it: DuckDB would
     rename one, to a column that is not in the file."""
     import csv
+    import gzip
 
     from .formats.csv import delimiter
-
-    import gzip
 
     if str(spec).lower().endswith(".zst"):
         return ","  # DuckDB reads it; its header is not looked at here

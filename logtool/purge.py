@@ -21,8 +21,8 @@ and write the surviving records byte for byte.
 from __future__ import annotations
 
 import contextlib
-import functools
 import csv
+import functools
 import hashlib
 import io
 import itertools
