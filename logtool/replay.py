@@ -92,6 +92,7 @@ class _Target:
     prefix_end: int | None  # all events <= this offset satisfy the condition (snapshots usable)
     last: int | None  # the largest offset that satisfies the condition
     upto: int | None = None  # the offset asked for (--at-offset), else ``last``
+    by: str = "head"  # head, offset, time or position
 
 
 def _resolve_target(
@@ -138,7 +139,28 @@ def _resolve_target(
         f'SELECT max("offset") FILTER (WHERE {cond}), min("offset") FILTER (WHERE NOT ({cond})) FROM events'
     ).fetchall()[0]
     prefix_end = (first_excluded - 1) if first_excluded is not None else last
-    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last)
+    by = next(name for name, v in (("offset", at_offset), ("time", at_time), ("position", at_position), ("head", 0))
+              if v is not None)  # fmt: skip
+    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last, by)
+
+
+def _within_the_store(target: _Target, next_offset: int, con: duckdb.DuckDBPyConnection) -> _Target:
+    """A target read against the store's offsets, not only the events still in it: events a purge
+    or compaction removed leave offsets without events, and a snapshot may hold their state.
+
+    The head and an offset are prefixes of the store's offsets whatever events are left. A time
+    or position that no remaining event satisfies lies before them: no snapshot is known to be
+    within it, and where events were removed before the first remaining one its state is unknown."""
+    head = next_offset - 1 if next_offset > 0 else None
+    if target.by == "head":
+        target.prefix_end = target.last = target.upto = head
+    elif target.by == "offset":
+        target.prefix_end = None if head is None or target.upto is None else min(target.upto, head)
+    elif target.last is None:
+        target.prefix_end = None
+        first = con.execute('SELECT min("offset") FROM events').fetchall()[0][0]
+        target.upto = (first if first is not None else next_offset) - 1
+    return target
 
 
 def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str) -> str:
@@ -198,7 +220,7 @@ def replay(
     st = store.state()
     con = engine.connect()
     store.events_view(con, files=store.segment_files(st))
-    target = _resolve_target(con, at_offset, at_time, at_position)
+    target = _within_the_store(_resolve_target(con, at_offset, at_time, at_position), st.next_offset, con)
     module = load_reducer(reducer) if reducer else None
     fingerprint = module.fingerprint if module else KV_FINGERPRINT
     warnings: list[str] = []
@@ -248,7 +270,8 @@ def replay(
 
         state = state.filter(pc.equal(state.column("key"), pa.scalar(key, pa.string())))
     if key is not None and state.num_rows == 0:
-        raise NotFoundError(f"key {key!r} has no state at {target.description}", "check the key, or see `logtool history`")
+        raise NotFoundError(f"key {key!r} has no state at {target.description}",
+                            warnings[-1] if warnings else "check the key, or see `logtool history`")  # fmt: skip
     return ReplayResult(
         state=state,
         digest=state_digest(state),

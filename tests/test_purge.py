@@ -452,6 +452,28 @@ def test_after_a_head_drop_a_purge_or_redact_rewrites_its_snapshot(store: Path) 
     assert_verified(store)
 
 
+def test_a_target_before_a_head_drop_is_not_answered_from_its_snapshot(store: Path) -> None:
+    from logtool.replay import replay
+
+    purge(store, before_offset=6)  # the snapshot at 5 holds the state there
+    early = replay(str(store), at_offset=3)
+    assert early.snapshot is None and early.state.num_rows == 0
+    assert any("cannot be known exactly" in w for w in early.warnings)
+    timed = replay(str(store), at_time="2026-03-01T10:02:00Z")  # stamped before the first event kept
+    assert timed.snapshot is None and any("cannot be known exactly" in w for w in timed.warnings)
+    assert replay(str(store), at_offset=5).snapshot == 5
+
+
+def test_a_head_drop_of_the_whole_log_keeps_its_state(store: Path) -> None:
+    from logtool.replay import replay
+
+    head = replay(str(store))
+    purge(store, before_offset=Store.open(store).state().next_offset)
+    after = replay(str(store))
+    assert (after.digest, after.offset, after.warnings) == (head.digest, head.offset, [])
+    assert replay(str(store), at_offset=head.offset).digest == head.digest
+
+
 def test_a_snapshot_built_from_dropped_events_goes_with_the_person(store: Path) -> None:
     purge(store, before_offset=6)  # the snapshot at 5 holds a-007's row; its events are gone
     res = purge(store, key=PERSON["key"])
