@@ -330,9 +330,11 @@ def _txn(envelope: dict[str, Any], src: dict[str, Any], ts: int | None) -> dict[
     for name in ("txId", "gtid"):
         if tid is None:
             tid = src.get(name)
-    if tid is None:
-        return None
     commit = src.get("commit_lsn") if src.get("commit_lsn") is not None else src.get("commit_scn")
+    if tid is None:
+        if commit is None:
+            return None
+        tid = commit  # SQL Server names a transaction by its commit LSN alone
     return {"id": _text(tid), "position": None if commit is None else _text(commit), "ts": ts, "aborted": None}
 
 
@@ -429,6 +431,10 @@ def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
 
 
 def _decimal(column: str, encoded: Any, scale: Any) -> int | RawNumber:
+    """A Kafka Connect Decimal: base64 of the unscaled integer, or (the JSON converter's
+    ``decimal.format=NUMERIC``) already a number, kept exactly as written."""
+    if isinstance(encoded, RawNumber) or (isinstance(encoded, int) and not isinstance(encoded, bool)):
+        return encoded
     try:
         unscaled = int.from_bytes(base64.b64decode(encoded, validate=True), "big", signed=True)
         places = int(scale)

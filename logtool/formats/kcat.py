@@ -8,7 +8,7 @@
   record's Kafka timestamp.
 - A null payload is a tombstone: a ``delete`` of the key with null data. On a topic that carried
   Debezium events (or whose key has a Debezium key schema) it is placed in the Debezium entity and
-  keyed as Debezium keys are.
+  keyed as Debezium keys are, at the time of the partition's last Debezium event (its delete).
 - ``payload_error`` or ``key_error`` (kcat could not deserialize the record) is a bad record, not a
   tombstone.
 - ``source.position`` is ``partition/offset``; ``meta.kafka`` holds the record's members other
@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 NAME = "kcat"
 
 
-def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[str, tuple[str, bool]]) -> Event:
+def _decode(
+    record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[str, tuple[str, bool]], times: dict[Any, Any]
+) -> Event:
     if not isinstance(record, dict):
         raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
     topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
@@ -77,8 +79,11 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
         text = record_key(key)[0] if entity is not None else _key_text(raw_key)
         if mongodb:  # the MongoDB connector's key names the document as its events' keys do
             text = mongodb_record_id(key) or text
+        # A Debezium tombstone follows its delete in the partition: it takes the delete's (the
+        # database's) time, not the later Kafka time, which would end an --at-time prefix early.
+        ts = times.get((topic, partition)) if entity is not None else None
         return {
-            "ts": _kafka_time(record),
+            "ts": ts if ts is not None else _kafka_time(record),
             "entity": entity or topic,
             "key": text,
             "op": "delete",
@@ -96,6 +101,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[s
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value))
+        times[topic, partition] = event.get("ts")
         return event
     text = _key_text(raw_key)
     if text is None:
@@ -154,9 +160,10 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     check_mapping_for(NAME, mapping, {"--key-field"})
     topics: dict[str, tuple[str, bool]] = {}  # topics that carried Debezium events -> their entity, and
     # whether they came from the MongoDB connector
+    times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        return [_decode(record, where, mapping, topics)]
+        return [_decode(record, where, mapping, topics, times)]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)

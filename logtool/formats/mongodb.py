@@ -11,8 +11,8 @@ them), one JSON object a line.
 - ``drop``: a ``truncate`` of the collection; ``rename``: a ``truncate`` of the collection under
   its old name (the documents now live under ``to``, which the stream does not replay). Their
   ``type`` is the operation type.
-- ``invalidate`` (the stream ended there, after a drop or rename) is reported and skipped: it
-  names no collection and changes nothing the drop or rename did not.
+- ``invalidate`` (the stream ended there, after a drop or rename) is skipped: it names no
+  collection and changes nothing the drop or rename did not.
 - Other operation types (``dropDatabase``, ``create``, ``createIndexes``, ``modify``...) are
   ``event``s of that type whose data is ``operationDescription``: they change no document.
 - ``entity``: ``ns.db``.``ns.coll`` (``ns.db`` alone when the event names no collection).
@@ -62,8 +62,6 @@ def _decode(record: Any, where: dict[str, Any]) -> Event:
     kind = record.get("operationType")
     if not isinstance(kind, str):
         raise ValueError("change event without an 'operationType'")
-    if kind == "invalidate":
-        raise ValueError("invalidate: the change stream ended here (after a drop or rename); nothing to apply")
     cluster = _cluster_time(record.get("clusterTime"))
     position = None if cluster is None else f"{cluster[0]}:{cluster[1]}"
     ts = _date(record["wallTime"], "wallTime") if record.get("wallTime") is not None else None
@@ -138,13 +136,18 @@ def update_patch(description: Any) -> dict[str, Any]:
         isinstance(t, dict) and isinstance(t.get("field"), str) and "newSize" in t for t in truncated
     ):
         raise ValueError("updateDescription.truncatedArrays is not a list of {field, newSize}")
+    sizes = {t["field"]: _integer(t["newSize"]) for t in truncated}  # plain, or {"$numberInt": "2"}
+    wrong = next((t for t in truncated if sizes[t["field"]] is None or sizes[t["field"]] < 0), None)  # type: ignore[operator]
+    if wrong is not None:
+        raise ValueError(f"updateDescription.truncatedArrays: newSize {dumps_exact(wrong['newSize'])} of "
+                         f"{wrong['field']!r} is not a size (an integer, 0 or more)")  # fmt: skip
     patch: dict[str, Any] = {}
     if updated:
         patch["$set"] = updated
     if removed:
         patch["$unset"] = removed
     if truncated:
-        patch["$truncate"] = {t["field"]: t["newSize"] for t in truncated}
+        patch["$truncate"] = sizes
     return patch
 
 
@@ -216,6 +219,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     check_mapping_for(NAME, mapping, set())
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        if isinstance(record, dict) and record.get("operationType") == "invalidate":
+            return []  # the stream ended there (after a drop or rename): nothing to apply
         return [_decode(record, where)]
 
     with source.open() as stream:

@@ -259,6 +259,40 @@ def test_placeholders_of_every_column_type_keep_the_value(read_events, write_fil
     assert rows[0]["data"] == '{"id":1,"kept":{"a":"__debezium_unavailable_value"}}'
 
 
+def test_sql_server_transaction_is_its_commit_lsn(read_events, write_file, tmp_path) -> None:
+    """Without transaction metadata a SQL Server change names its transaction by commit_lsn alone:
+    --at-position must not take half of it."""
+    import logtool
+
+    def change(n: int, serial: str) -> dict:
+        src = {"connector": "sqlserver", "ts_ms": 1709631000000, "db": "shop", "schema": "dbo", "table": "t",
+               "change_lsn": f"00000027:00000758:000{serial}", "commit_lsn": "00000027:00000758:0005"}  # fmt: skip
+        return {"before": None, "after": {"id": n}, "source": src, "op": "c", "ts_ms": 1709631000100}
+
+    path = write_file("mssql.jsonl", lines(change(1, "3"), change(2, "4")))
+    rows, _ = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert {json.loads(r["txn"])["position"] if isinstance(r["txn"], str) else r["txn"]["position"] for r in rows} == {
+        "00000027:00000758:0005"
+    }
+    logtool.ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("id",)))
+    assert logtool.replay(str(tmp_path / "s"), at_position="00000027:00000758:0003").state.num_rows == 0
+    assert logtool.replay(str(tmp_path / "s"), at_position="00000027:00000758:0005").state.num_rows == 2
+
+
+def test_decimals_the_json_converter_wrote_as_numbers(read_events, write_file) -> None:
+    schema = {"type": "struct", "fields": [
+        {"field": "after", "type": "struct", "fields": [
+            {"field": "id", "type": "int32"},
+            {"field": "big", "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "0"}},
+            {"field": "amt", "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}},
+        ]},
+    ]}  # fmt: skip
+    text = json.dumps({"schema": schema, "payload": envelope("c", None, {"id": 1, "big": 0, "amt": 0})})
+    text = text.replace('"big": 0', '"big": 12345678901234567890123456').replace('"amt": 0', '"amt": 12.30')
+    rows, bad = read_events(FORMAT, write_file("numeric.jsonl", text + "\n"), Mapping(key_fields=("id",)))
+    assert bad == [] and rows[0]["data"] == '{"id":1,"big":12345678901234567890123456,"amt":12.30}'
+
+
 def test_mapping_options(read_events, cdc_samples) -> None:
     with pytest.raises(UsageError, match="--op-field does not apply to debezium"):
         read_events(FORMAT, cdc_samples / "debezium_pg.jsonl", Mapping(op_field="op"))

@@ -32,8 +32,9 @@ def test_sample(read_events, cdc_samples) -> None:
         # Debezium payloads: the database's time and entity, the Kafka position
         (6, "update", "public.customers", "1001", 1709660004900000, "2/310", "801"),
         (7, "delete", "public.customers", "1003", 1709660005950000, "2/311", "802"),
-        # the tombstone of a Debezium topic lands in the Debezium entity, keyed as Debezium keys
-        (8, "delete", "public.customers", "1003", 1709660006001000, "2/312", None),
+        # the tombstone of a Debezium topic lands in the Debezium entity, keyed as Debezium keys,
+        # at its delete's (the database's) time, not the later Kafka time (1709660006001)
+        (8, "delete", "public.customers", "1003", 1709660005950000, "2/312", None),
         (9, "upsert", "shop.orders.v1", "ord-1044", 1709660007000000, "0/43", None),
         (10, "upsert", "shop.orders.v1", "ord-1045", None, "0/44", None),  # no timestamp (-1)
     ]
@@ -203,3 +204,23 @@ def test_a_tombstone_of_the_mongodb_connector_names_the_document(read_events, wr
     assert [(r["entity"], r["key"], r["op"]) for r in rows] == [("inventory.customers", oid, "insert"),
                                                               ("inventory.customers", oid, "delete"),
                                                               ("inventory.customers", oid, "delete")]  # fmt: skip
+
+
+def test_a_debezium_tombstone_takes_the_time_of_its_delete(read_events, write_file) -> None:
+    """The Kafka time comes after the database's commit time: a tombstone stamped with it would end
+    an --at-time prefix before the create that moved the row."""
+    src = {"connector": "mysql", "ts_ms": 1709631000000, "db": "inventory", "table": "customers", "file": "b.1",
+           "pos": 4}  # fmt: skip
+    key = json.dumps({"id": 1})
+
+    def record(offset: int, payload: object, ts: int) -> str:
+        return json.dumps({"topic": "dbz.inventory.customers", "partition": 0, "offset": offset, "ts": ts,
+                           "key": key, "payload": payload})  # fmt: skip
+
+    path = write_file("moved.jsonl", "\n".join([
+        record(0, {"before": {"id": 1}, "after": None, "source": src, "op": "d"}, 1709631000100),
+        record(1, None, 1709631000200),
+    ]) + "\n")  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["op"], r["ts"]) for r in rows] == [("delete", 1709631000000000), ("delete", 1709631000000000)]
