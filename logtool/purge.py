@@ -211,6 +211,9 @@ class Selection:
     entity: str | None = None
     where: str | None = None
     identities: set[Pair] = field(default_factory=set)  # resolved from key
+    # an earlier identity is the row's only up to the event that moved it away: a later row at that
+    # key is another row (offset bounds, where known)
+    until: dict[Pair, int] = field(default_factory=dict)
 
     @property
     def keys(self) -> set[str]:
@@ -225,8 +228,12 @@ class Selection:
                 by_entity.setdefault(ent, []).append(k)
             alts = []
             for ent, keys in by_entity.items():
-                listing = ", ".join(sql_string(k) for k in keys)
-                match = f"(key IN ({listing}) OR prev_key IN ({listing}))"
+                open_keys = [k for k in keys if (ent, k) not in self.until]
+                listing = ", ".join(sql_string(k) for k in open_keys)
+                matches = [f"(key IN ({listing}) OR prev_key IN ({listing}))"] if open_keys else []
+                matches += [f'((key = {sql_string(k)} OR prev_key = {sql_string(k)}) AND "offset" <= {self.until[ent, k]})'
+                            for k in keys if (ent, k) in self.until]  # fmt: skip
+                match = "(" + " OR ".join(matches) + ")"
                 alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
             if key_alt:
                 alts.append(key_alt)
@@ -238,19 +245,24 @@ class Selection:
         return " AND ".join(parts) if parts else "TRUE"
 
 
-def resolve_identities(key: str, entity: str | None, moves: Callable[[set[Pair]], set[Pair]]) -> set[Pair]:
-    """A key and every key its row had before, transitively (a key change keeps the row).
+def resolve_identities(
+    key: str, entity: str | None, moves: Callable[[set[Pair]], dict[Pair, int | None]]
+) -> tuple[set[Pair], dict[Pair, int]]:
+    """A key and every key its row had before, transitively (a key change keeps the row), with the
+    offset up to which each earlier key was the row's (the last move away from it; unknown: no bound).
 
-    ``moves(pairs)`` gives ``(entity, prev_key)`` of the events whose (entity, key) is one of
-    ``pairs`` (an entity of None matches any) and that carry a previous key.
+    ``moves(pairs)`` gives ``(entity, prev_key) -> offset`` of the events whose (entity, key) is one
+    of ``pairs`` (an entity of None matches any) and that carry a previous key.
     """
     found: set[Pair] = {(entity, key)}
+    until: dict[Pair, int] = {}
     frontier = set(found)
     while frontier:
-        new = {p for p in moves(frontier) if p not in found and (None, p[1]) not in found}
-        found |= new
-        frontier = new
-    return found
+        new = {p: at for p, at in moves(frontier).items() if p not in found and (None, p[1]) not in found}
+        found |= set(new)
+        until.update({p: at for p, at in new.items() if at is not None})
+        frontier = set(new)
+    return found, until
 
 
 def _pairs_condition(pairs: set[Pair]) -> str:
@@ -262,11 +274,12 @@ def _pairs_condition(pairs: set[Pair]) -> str:
 
 
 def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[set[Pair]], set[Pair]]:
-    def moves(pairs: set[Pair]) -> set[Pair]:
+    def moves(pairs: set[Pair]) -> dict[Pair, int | None]:
         rows = con.execute(
-            f"SELECT DISTINCT entity, prev_key FROM events WHERE prev_key IS NOT NULL AND ({_pairs_condition(pairs)})"
+            f"""SELECT entity, prev_key, max("offset") FROM events
+                WHERE prev_key IS NOT NULL AND prev_key <> key AND ({_pairs_condition(pairs)}) GROUP BY ALL"""
         ).fetchall()
-        return {(e, pk) for e, pk in rows}
+        return {(e, pk): at for e, pk, at in rows}
 
     return moves
 
@@ -280,7 +293,7 @@ def _select(con: duckdb.DuckDBPyConnection, key: str | None, entity: str | None,
         check_where(where, con)
     sel = Selection(key, entity, where)
     if key is not None:
-        sel.identities = resolve_identities(key, entity, _store_moves(con))
+        sel.identities, sel.until = resolve_identities(key, entity, _store_moves(con))
     return sel
 
 
@@ -1313,8 +1326,8 @@ def _raw(
         check_where(where, con)
     if key is not None:
         edges = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else []
-        sel.identities = resolve_identities(
-            key, entity, lambda pairs: {(e, pk) for e, k, pk in edges if (e, k) in pairs or (None, k) in pairs}
+        sel.identities, sel.until = resolve_identities(  # a raw file's records carry no offsets: no bounds
+            key, entity, lambda pairs: {(e, pk): None for e, k, pk in edges if (e, k) in pairs or (None, k) in pairs}
         )
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip

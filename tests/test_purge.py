@@ -401,6 +401,27 @@ def test_snapshots_at_or_after_the_first_match_are_removed(store: Path) -> None:
     assert_verified(store)
 
 
+def test_a_purged_row_takes_its_old_key_only_until_it_moved_away(tmp_path: Path) -> None:
+    """Another person's row inserted later at the old key is not the purged row's."""
+    log = tmp_path / "moves.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"ts": "2026-01-01T00:00:01Z", "table": "users", "op": "insert", "id": 33, "data": {"id": 33, "name": "Mira"}},
+        {"ts": "2026-01-01T00:00:02Z", "table": "users", "op": "update", "id": 10033, "prev_id": 33,
+         "data": {"id": 10033, "name": "Mira"}},
+        {"ts": "2026-01-01T00:00:03Z", "table": "users", "op": "insert", "id": 33, "data": {"id": 33, "name": "Bob"}},
+        {"ts": "2026-01-01T00:00:04Z", "table": "users", "op": "patch", "id": 33, "data": {"city": "Oslo"}},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=MAPPING)
+    res = purge(store, key="10033")
+    assert res.offsets == [[0, 1]]
+    from logtool.replay import replay
+
+    assert [(r["key"], json.loads(r["state"])["name"]) for r in replay(str(store)).state.to_pylist()] == [("33", "Bob")]
+    assert residue(store, "Mira") == []
+    assert_verified(store)
+
+
 def test_head_drop_keeps_a_snapshot_and_the_head_state(store: Path) -> None:
     from logtool.replay import replay
 
