@@ -30,7 +30,6 @@ import json
 import os
 import re
 import secrets
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,6 +39,7 @@ from .engine import sql_string
 from .errors import LogtoolError, UsageError
 from .formats.base import BadRecord, Mapping, Source, dumps_exact, key_text, loads_exact, normalize_op, parse_ts
 from .formats.csv import delimiter
+from .formats.writers import output_file
 from .store import State, Store, actor, file_sha256, fsync_path, now_iso
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ def _pairs_condition(pairs: set[Pair]) -> str:
     return " OR ".join(alts)
 
 
-def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[set[Pair]], set[Pair]]:
+def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[set[Pair]], dict[Pair, int | None]]:
     def moves(pairs: set[Pair]) -> dict[Pair, int | None]:
         rows = con.execute(
             f"""SELECT entity, prev_key, max("offset") FROM events
@@ -1324,6 +1324,11 @@ def _raw(
     sel = Selection(key, entity, where)
     if where is not None:
         check_where(where, con)
+    if key is not None and not mapping.key_fields:
+        raise UsageError(
+            "--key needs --key-field in raw-file mode: without it no record has a key, and nothing would match",
+            "name the key's field, e.g. --key-field id",
+        )
     if key is not None:
         edges = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else []
         sel.identities, sel.until = resolve_identities(  # a raw file's records carry no offsets: no bounds
@@ -1331,7 +1336,7 @@ def _raw(
         )
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip
-    with _output(out) as sink:
+    with output_file(out) as sink:
         _filter_records(source, fmt, mapping, sel, specs, con, sink, result)
     return result
 
@@ -1353,35 +1358,6 @@ def _file_moves(path: str, fmt: Any, mapping: Mapping) -> list[tuple[str, str, s
             if k is not None:
                 edges.append((e, k, pk))
     return edges
-
-
-class _output:
-    """A binary sink: stdout, a given stream, or a file written under a temporary name and
-    renamed into place when complete (an interrupted run leaves no half-written output)."""
-
-    def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
-        self.out = out
-        self.tmp: Path | None = None
-        self.stream: IO[bytes] = sys.stdout.buffer
-
-    def __enter__(self) -> IO[bytes]:
-        if not isinstance(self.out, str | os.PathLike):
-            self.stream = self.out
-        elif str(self.out) != "-":
-            target = Path(self.out)
-            self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-            self.stream = open(self.tmp, "wb")  # noqa: SIM115
-        return self.stream
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if self.tmp is None:
-            self.stream.flush()
-            return
-        self.stream.close()
-        if exc_type is None:
-            os.replace(self.tmp, Path(cast(str, self.out)))
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 def _filter_records(

@@ -676,6 +676,12 @@ def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
     run = cli("purge", log_file, "--key", "b-100", "--key-field", "id", "--entity-field", "table")
     assert run.code == 0 and len(run.out.splitlines()) == len(EVENTS) + len(BROKEN) - 2
     assert cli("purge", log_file, "--key", "x", "-o", log_file).code == 2
+    # an erasure that could match nothing is refused, not done with nothing removed
+    keyless = cli("purge", log_file, "--key", PERSON["key"], "-o", tmp_path / "none.jsonl")
+    assert keyless.code == 2 and "--key needs --key-field in raw-file mode" in keyless.err
+    missing = cli("redact", log_file, "--field", "email", "--key", "b-100", "--key-field", "id",
+                  "-o", tmp_path / "no" / "such" / "dir.jsonl")  # fmt: skip
+    assert missing.code == 2 and "does not exist" in missing.err and "internal" not in missing.err
 
 
 # --------------------------------------------------------------------------- crash safety

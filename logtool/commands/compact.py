@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,17 +146,14 @@ def _compact_raw_file(target: str, output: str | None, input_format: str | None,
         raise UsageError("compacting a raw file needs -o OUTPUT", "or --dry-run to see what would go, or ingest it into a store first")
     if dry_run:
         result = logtool.compact_file(target, None, format=input_format, dry_run=True, **options)
-    elif output == "-":
-        result = logtool.compact_file(target, sys.stdout.buffer, format=input_format, **options)
     else:
+        from logtool.formats.writers import output_file
+
         assert output is not None
-        tmp = Path(output + ".tmp")
-        try:
-            with open(tmp, "wb") as out:
-                result = logtool.compact_file(target, out, format=input_format, **options)
-            tmp.replace(output)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if output != "-" and Path(output).resolve() == Path(target).resolve():
+            raise UsageError("the output would overwrite the input", "write to another file, then move it")
+        with output_file(output) as out:
+            result = logtool.compact_file(target, out, format=input_format, **options)
     if result["unreadable_kept"]:
         console.warn(
             f"{result['unreadable_kept']} record(s) could not be read and are kept as they are "

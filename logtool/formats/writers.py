@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
+import secrets
+import sys
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
 
+from ..errors import UsageError
 from .base import RawJSON, dumps_exact, json_string
 
 if TYPE_CHECKING:
@@ -144,3 +149,36 @@ def write_csv(
             out.write(",".join(csv_field(v) for v in row.values()) + "\n")
             n += 1
     return n
+
+
+class output_file:  # noqa: N801 - used as a context manager, like open()
+    """A binary sink: stdout, a given stream, or a file written under a temporary name and
+    renamed into place when complete (an interrupted run leaves no half-written output)."""
+
+    def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
+        self.out = out
+        self.tmp: Path | None = None
+        self.stream: IO[bytes] = sys.stdout.buffer
+
+    def __enter__(self) -> IO[bytes]:
+        if not isinstance(self.out, str | os.PathLike):
+            self.stream = self.out
+        elif str(self.out) != "-":
+            target = Path(self.out)
+            if not target.parent.is_dir():
+                raise UsageError(f"{target}: its directory {target.parent} does not exist", "create it, or write elsewhere")
+            if target.is_dir():
+                raise UsageError(f"{target}: is a directory", "name a file to write, e.g. -o clean.jsonl")
+            self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+            self.stream = open(self.tmp, "wb")  # noqa: SIM115
+        return self.stream
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.tmp is None:
+            self.stream.flush()
+            return
+        self.stream.close()
+        if exc_type is None:
+            os.replace(self.tmp, Path(cast(str, self.out)))
+        else:
+            self.tmp.unlink(missing_ok=True)
