@@ -1273,6 +1273,9 @@ def test_cli_raw_file_mode_needs_an_output(tmp_path: Path) -> None:
     r = cli("compact", SHOP, "--key-field", "id")
     assert r.code == 2
     assert "error: compacting a raw file needs -o OUTPUT" in r.err
+    nowhere = cli("compact", SHOP, "--key-field", "id", "-o", tmp_path / "no" / "out.jsonl")
+    assert nowhere.code == 2 and "does not exist" in nowhere.err
+    assert cli("compact", SHOP, "--key-field", "id", "-o", SHOP).code == 2  # would overwrite its input
 
 
 RAW = ("--key-field", "id", "--op-field", "op", "--ts-field", "ts", "--data-field", "data")
