@@ -107,8 +107,8 @@ class _Event:
     """One stored event, with what the audit reads from its meta."""
 
     offset: int
-    micros: int  # ts as epoch microseconds
-    ts: dt.datetime
+    micros: int | None  # ts as epoch microseconds (None: a row of a snapshot, whose events are gone)
+    ts: dt.datetime | None
     entity: str
     key: str | None
     prev_key: str | None
@@ -241,7 +241,37 @@ def _key_events(
                     pending.append(ev.prev_key)
     entities = {ev.entity for ev in found.values()}
     found.update({ev.offset: ev for ev in truncates if ev.entity in entities})
-    return [found[o] for o in sorted(found)]
+    base = _dropped_head_rows(store, con, family, condition) if kv else []
+    return base + [found[o] for o in sorted(found) if not base or o > base[0].offset]
+
+
+def _dropped_head_rows(
+    store: Store, con: duckdb.DuckDBPyConnection, family: set[tuple[str | None, str]], condition: str
+) -> list[_Event]:
+    """After a head drop, the family's rows in the snapshot stored at the cut, as ``read`` events
+    at its offset (their own events are gone): the fold starts from them, as replay does."""
+    import pyarrow.parquet as pq
+
+    gone_from = store.first_removed()
+    first_kept = con.execute('SELECT min("offset") FROM events').fetchall()[0][0]
+    cuts = [s for s in store.state().of_kind("snapshot") if gone_from is not None and gone_from <= s["offset"]
+            and (first_kept is None or s["offset"] < first_kept)]  # fmt: skip
+    if not cuts:
+        return []
+    cut = max(cuts, key=lambda s: s["offset"])
+    if condition != "TRUE" and first_kept is not None and not con.execute(
+        f'SELECT bool_and({condition}) FROM events WHERE "offset" = {first_kept}'
+    ).fetchall()[0][0]:
+        return []  # the target lies before the cut: what was there is not known
+    keys = sorted({k for _e, k in family})
+    table = pq.read_table(store.path / cut["path"], columns=["entity", "key", "state"],
+                          filters=[("key", "in", keys)])  # fmt: skip
+    where = f"snapshot at offset {cut['offset']}"
+    return [
+        _Event(cut["offset"], None, None, e, k, None, "read", None, s, None, None, where)
+        for e, k, s in zip(*(table.column(c).to_pylist() for c in ("entity", "key", "state")), strict=True)
+        if _in(family, e, k)
+    ]
 
 
 def _in(family: set[tuple[str | None, str]], entity: str, key: str | None) -> bool:
@@ -482,9 +512,9 @@ def history(
     if field is not None:
         steps = [s for s in steps if _changed(s, field)]
     if lo is not None:
-        steps = [s for s in steps if s.event.micros >= lo]
+        steps = [s for s in steps if s.event.micros is not None and s.event.micros >= lo]
     if hi is not None:
-        steps = [s for s in steps if s.event.micros <= hi]
+        steps = [s for s in steps if s.event.micros is not None and s.event.micros <= hi]
     events = [s.event for s in steps]
     # Column by column, the time as epoch microseconds: no datetime per row on the way to Arrow.
     return _column_table({
@@ -749,6 +779,8 @@ def _behind(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], str | None]:
     """The causation chain (to the root), the correlated events, or the transaction's events."""
     cause, corr = ev.causation_id, ev.correlation_id
+    if ev.micros is None:  # a row of the snapshot a head drop left: its events are gone
+        return [], [], [], f"the value comes from the {ev.position}: the events before it were dropped (purge)"
     if cause is None and corr is None:
         lacking = (
             f"the event at offset {ev.offset} carries no causation or correlation id "

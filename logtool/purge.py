@@ -525,7 +525,7 @@ def _run(
         snapshots = _snapshots_holding(store, state, sel, first)
         # A snapshot built from events that are gone cannot be rebuilt: it is rewritten without the
         # data rather than removed, or the rows it alone holds would go with it.
-        gone_upto = _first_removed(store)
+        gone_upto = store.first_removed()
         kept_snapshots = [s for s in snapshots if gone_upto is not None and s.get("offset") is not None
                           and s["offset"] >= gone_upto and "typed" not in _snapshot_columns(store, s)]  # fmt: skip
         snapshots = [s for s in snapshots if s not in kept_snapshots]
@@ -539,12 +539,6 @@ def _run(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
             dry_run, progress, [(s, rewrite) for s in kept_snapshots],
         )  # fmt: skip
-
-
-def _first_removed(store: Store) -> int | None:
-    """The first offset a purge or compaction removed from the store (None: none)."""
-    starts = [a for c in store.commits() if c["operation"] in ("purge", "compact") for a, _b in c.get("gaps") or []]
-    return min(starts, default=None)
 
 
 def _snapshot_columns(store: Store, snap: dict[str, Any]) -> list[str]:

@@ -264,6 +264,12 @@ class Store:
         state = state or self.state()
         return [str(self.path / s["path"]) for s in state.segments]
 
+    def first_removed(self) -> int | None:
+        """The first offset a purge or compaction removed (None: none was): a snapshot at or after
+        it holds state whose events are gone, and replay cannot rebuild it."""
+        starts = [a for c in self.commits() if c["operation"] in ("purge", "compact") for a, _b in c.get("gaps") or []]
+        return min(starts, default=None)
+
     def check_segments_present(self, state: State | None = None) -> None:
         """A StoreError for the first live segment whose file is gone or is not the size its commit
         recorded (for work that would otherwise trust the commit log's digests without opening

@@ -495,6 +495,21 @@ def test_a_head_drop_of_the_whole_log_keeps_its_state(store: Path) -> None:
     assert replay(str(store), at_offset=head.offset).digest == head.digest
 
 
+def test_the_audit_after_a_head_drop_starts_from_its_snapshot(store: Path) -> None:
+    """history, blame and why fold from the cut's snapshot, as replay does: the fields set by
+    dropped events are there, credited to the snapshot."""
+    import logtool
+
+    purge(store, before_offset=6)  # c-200 was inserted at 1; patched at 6 (kept)
+    blamed = {r["field"]: r for r in logtool.blame(store, "c-200", entity="users", at_offset=6).to_pylist()}
+    assert {f: r["offset"] for f, r in blamed.items()} == {"id": 5, "name": 5, "email": 5, "score": 5, "city": 6}
+    assert blamed["name"]["position"] == "snapshot at offset 5" and blamed["name"]["ts"] is None
+    history = logtool.history(store, "c-200", entity="users").to_pylist()
+    assert [(h["offset"], h["op"]) for h in history] == [(5, "read"), (6, "patch"), (14, "delete")]
+    answer = logtool.why(store, "b-101", "name", entity="users")
+    assert answer.event["offset"] == 5 and "dropped" in (answer.note or "")
+
+
 def test_a_snapshot_built_from_dropped_events_goes_with_the_person(store: Path) -> None:
     purge(store, before_offset=6)  # the snapshot at 5 holds a-007's row; its events are gone
     res = purge(store, key=PERSON["key"])
