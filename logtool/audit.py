@@ -23,6 +23,7 @@ Names looked up in an event's ``meta``, first present wins:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -119,6 +120,7 @@ class _Event:
     txid: str | None
     position: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    txn_id: str | None = None  # the stored transaction (txn.id) alone, which the kv fold goes by
 
     @classmethod
     def from_values(
@@ -131,7 +133,7 @@ class _Event:
             meta = {"value": meta}
         txid = txn_id or _text(_first(meta, TXID_FIELDS))
         ts = _EPOCH + dt.timedelta(microseconds=micros)
-        return cls(offset, micros, ts, entity, key, prev_key, op, type, data, meta_text, txid, position, meta)
+        return cls(offset, micros, ts, entity, key, prev_key, op, type, data, meta_text, txid, position, meta, txn_id)
 
     @property
     def actor(self) -> str | None:
@@ -290,6 +292,7 @@ class _Step:
     target: Slot
     before: Any  # the row as a JSON value, or None where there was none
     after: Any
+    row: int = 0  # which row it is: kept through key changes, a new one after a delete or truncate
 
 
 def _as_object(row: Any) -> dict[str, Any] | None:
@@ -319,23 +322,44 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
             plain[slot] = after
         return steps
     fold = KvFold()
+    # Each row's identity, beside the fold's rows (and the rows a key change set aside inside a
+    # transaction, as KvFold does): blame follows a row, not a key, through swaps.
+    rows: dict[Slot, int] = {}
+    aside: dict[Slot, int] = {}
+    txid: Any = object()
+    count = itertools.count(1)
     for ev in events:
         record = {
             "offset": ev.offset, "entity": ev.entity, "key": ev.key, "prev_key": ev.prev_key, "op": ev.op,
-            "data": ev.data, "before": None, "txid": ev.txid,
+            "data": ev.data, "before": None, "txid": ev.txn_id,
         }  # fmt: skip
+        if ev.txn_id is None or ev.txn_id != txid:
+            aside.clear()
+            txid = ev.txn_id
         if ev.op == "truncate":
             live = [(slot, row) for slot, row in fold.rows.items() if slot[0] == ev.entity]
             fold.apply(record)
-            steps += [_Step(ev, slot, slot, row, None) for slot, row in live]
+            steps += [_Step(ev, slot, slot, row, None, rows.pop(slot, 0)) for slot, row in live]
             continue
         assert ev.key is not None
         target: Slot = (ev.entity, ev.key)
         source: Slot = (ev.entity, ev.prev_key) if ev.moved else target  # type: ignore[assignment]
         # KvFold moves a row displaced by a key change inside a transaction aside until it moves.
         before = fold._displaced.get(source, fold.rows.get(source)) if ev.moved else fold.rows.get(source)
+        if ev.moved:
+            row = aside.pop(source) if source in aside else rows.pop(source, None)
+            if target in rows:
+                aside[target] = rows.pop(target)
+        else:
+            row = rows.get(target)
         fold.apply(record)
-        steps.append(_Step(ev, source, target, before, fold.rows.get(target)))
+        after = fold.rows.get(target)
+        row = row if row is not None and before is not None else next(count)
+        if after is None:
+            rows.pop(target, None)
+        else:
+            rows[target] = row
+        steps.append(_Step(ev, source, target, before, after, row))
     return steps
 
 
@@ -409,19 +433,12 @@ def _changed(step: _Step, name: str) -> bool:
 
 
 def _lineage(steps: list[_Step], slot: Slot) -> list[_Step]:
-    """The steps that made the row now at ``slot``, newest first, back through key changes.
-
-    It ends where a key change moved an earlier row away from the slot: what happened before
-    belongs to that row, now under another key (empty: the row at ``slot`` moved away)."""
-    out = []
-    current = slot
-    for step in reversed(steps):
-        if step.target == current:
-            out.append(step)
-            current = step.source
-        elif step.source == current:
-            break
-    return out
+    """The steps that made the row now at ``slot``, newest first, back through key changes
+    (empty: the row at ``slot`` moved away, or is gone)."""
+    last = next((s for s in reversed(steps) if slot in (s.target, s.source)), None)
+    if last is None or last.target != slot or last.after is None:
+        return []
+    return [s for s in reversed(steps) if s.row == last.row]
 
 
 def _load_reducer(reducer: str | None) -> ReducerModule | None:
@@ -750,7 +767,12 @@ def why(
             )
         answer = next(s for s in lineage if _changed(s, field))
     else:
-        found = next((s for s in lineage if _changed(s, field) and _matches(_lookup(s.after, field), value)), None)
+        # the latest event that set it, in the current row's lineage or in the lineage of an earlier
+        # row at this key that was deleted or truncated there (not one that moved away: another key's now)
+        moved_away = {s.row for s in steps if s.source == slot and s.target != slot}
+        rows = {s.row for s in lineage} | ({s.row for s in steps if s.target == slot} - moved_away)
+        candidates = [s for s in reversed(steps) if s.row in rows]
+        found = next((s for s in candidates if _changed(s, field) and _matches(_lookup(s.after, field), value)), None)
         if found is None:
             raise NotFoundError(
                 f"no event set {field!r} of key {key!r} to {dumps_exact(value)}",

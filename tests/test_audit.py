@@ -284,6 +284,35 @@ def test_blame_at_a_position_of_transactions_named_without_their_commit(tmp_path
     assert {r["field"]: (r["value"], r["offset"]) for r in rows} == {"id": ("1", 0), "v": ('"b"', 1)}
 
 
+def test_blame_and_why_follow_rows_that_swapped_keys_in_one_transaction(tmp_path: Path) -> None:
+    """wal2json: 1 and 2 swap keys in one transaction, then 2 moves to 3. Blame follows the row."""
+    def change(xid: int, lsn: int, kind: str, new: int, name: str, old: int | None = None) -> list[dict[str, Any]]:
+        body = {"action": kind, "schema": "public", "table": "t", "lsn": f"0/{lsn}",
+                "columns": [{"name": "id", "type": "integer", "value": new}, {"name": "name", "type": "text", "value": name}],
+                "pk": [{"name": "id", "type": "integer"}]}  # fmt: skip
+        if old is not None:
+            body["identity"] = [{"name": "id", "type": "integer", "value": old}]
+        return [body]
+
+    def txn(xid: int, lsn: int, *changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        stamp = f"2026-01-01 00:00:0{xid}+00"
+        return ([{"action": "B", "xid": xid, "timestamp": stamp, "lsn": f"0/{lsn}", "nextlsn": f"0/{lsn + 9}"}]
+                + [c | {"xid": xid, "timestamp": stamp} for part in changes for c in part]
+                + [{"action": "C", "xid": xid, "timestamp": stamp, "lsn": f"0/{lsn + 8}", "nextlsn": f"0/{lsn + 9}"}])  # fmt: skip
+
+    records = (txn(1, 10, change(1, 11, "I", 1, "A")) + txn(2, 20, change(2, 21, "I", 2, "B"))
+               + txn(3, 30, change(3, 31, "U", 2, "A", old=1), change(3, 32, "U", 1, "B", old=2))
+               + txn(4, 40, change(4, 41, "U", 3, "A", old=2)))  # fmt: skip
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    ingest(tmp_path / "s", [str(tmp_path / "w.jsonl")])
+    state = {r["key"]: json.loads(r["state"]) for r in replay(tmp_path / "s").state.to_pylist()}
+    assert state == {"1": {"id": 1, "name": "B"}, "3": {"id": 3, "name": "A"}}
+    one = {r["field"]: r["offset"] for r in logtool.blame(tmp_path / "s", "1").to_pylist()}
+    three = {r["field"]: r["offset"] for r in logtool.blame(tmp_path / "s", "3").to_pylist()}
+    assert (one, three) == ({"id": 3, "name": 1}, {"id": 4, "name": 0})
+    assert logtool.why(tmp_path / "s", "3", "name").event["offset"] == 0
+
+
 def test_blame_of_a_key_in_two_entities_asks_for_one(cli: Any, stores: dict[str, Path]) -> None:
     run = cli("blame", stores["widgets"], "2")
     assert run.code == 2
