@@ -926,6 +926,10 @@ def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "ho
     events, t0, t1, o0, o1 = con.execute(
         "SELECT sum(events)::BIGINT, min(t0), max(t1), min(o0), max(o1) FROM g"
     ).fetchall()[0]
+    if entity is not None and not events:
+        known = [e for (e,) in con.execute("SELECT DISTINCT entity FROM events ORDER BY 1 LIMIT 21").fetchall()]
+        raise NotFoundError(f"entity {entity!r} has no events in this store",
+                            f"its entities: {', '.join(map(repr, known[:20]))}{', ...' if len(known) > 20 else ''}")  # fmt: skip
     span = con.execute(f"SELECT date_diff('{by}', min(bucket), max(bucket)) FROM g").fetchall()[0][0]
     timeline_src = (
         f"""SELECT s.bucket, coalesce(sum(g.events), 0)::BIGINT AS events

@@ -431,6 +431,8 @@ def test_stats_counts_quarantine_and_narrows_to_an_entity(stores: dict[str, Path
     assert orders.summary["events"] == 100
     assert orders.tables["timeline"].column("events").to_pylist() == [100]
     assert orders.tables["top_keys"].num_rows == 3
+    with pytest.raises(NotFoundError, match="entity 'public.order' has no events in this store"):
+        logtool.stats(stores["shop"], entity="public.order")  # a typo: an empty report would look like no events
 
 
 def test_stats_rows_for_programs(cli: Any, stores: dict[str, Path]) -> None:
