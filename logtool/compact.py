@@ -365,6 +365,7 @@ def compact_file(
     until_offset: int | None = None,
     now: str | dt.datetime | None = None,
     dry_run: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Compact a raw JSON-lines or CSV log, streaming, keeping surviving lines byte for byte.
 
@@ -373,7 +374,8 @@ def compact_file(
     key's latest record is partial its survivors are its latest full image and the partial records
     after it (nothing of the row is lost); the records of keys a row moved between are all kept. A
     record that cannot be read is kept as it is. With ``dry_run`` (or ``out`` None) nothing is
-    written. Returns what was kept and removed, by reason.
+    written. Returns what was kept and removed, by reason. ``progress(bytes_read, total)`` is
+    called as the file is read (a second time when the output is written).
     """
     from . import engine
     from .errors import InputError
@@ -396,6 +398,8 @@ def compact_file(
         "CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, prev_key VARCHAR, op VARCHAR, tomb BOOLEAN)"
     )
     for batch in fmt.read(src, mapping, bad.append):
+        if progress:
+            progress(src.bytes_read, src.size)
         b = batch  # noqa: F841 - read by the query
         con.execute(
             # a record without a time is stamped now, as ingest stamps it: a tombstone is kept
@@ -479,8 +483,11 @@ def compact_file(
         i = bisect.bisect_right(starts, line)
         drop.update(range(line, starts[i]) if i < len(starts) else [line])
     drop_tail = fmt.name == "csv" and starts and starts[-1] in removed_lines
+    first_pass = src.bytes_read
     with src.open() as stream:
         for n, raw in enumerate(stream_lines(stream), 1):
+            if progress and n % 65536 == 0:
+                progress(src.bytes_read - first_pass, src.size)
             if n in drop or (drop_tail and n >= starts[-1]):
                 continue
             out.write(raw)

@@ -145,15 +145,16 @@ def _compact_raw_file(target: str, output: str | None, input_format: str | None,
     if not output and not dry_run:
         raise UsageError("compacting a raw file needs -o OUTPUT", "or --dry-run to see what would go, or ingest it into a store first")
     if dry_run:
-        result = logtool.compact_file(target, None, format=input_format, dry_run=True, **options)
+        with console.progress("compact") as update:
+            result = logtool.compact_file(target, None, format=input_format, dry_run=True, progress=update, **options)
     else:
         from logtool.formats.writers import output_file
 
         assert output is not None
         if output != "-" and Path(output).resolve() == Path(target).resolve():
             raise UsageError("the output would overwrite the input", "write to another file, then move it")
-        with output_file(output) as out:
-            result = logtool.compact_file(target, out, format=input_format, **options)
+        with output_file(output) as out, console.progress("compact") as update:
+            result = logtool.compact_file(target, out, format=input_format, progress=update, **options)
     if result["unreadable_kept"]:
         console.warn(
             f"{result['unreadable_kept']} record(s) could not be read and are kept as they are "
