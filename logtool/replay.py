@@ -16,12 +16,14 @@ the rows sorted by entity, key and state, each written ``entity 0x1F key 0x1F st
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -887,49 +889,83 @@ def _decode(text: str | None) -> Any:
 
 
 def _encode(value: Any) -> str:
+    """A reducer's state as the JSON of its state row: decimals exact, times ISO-8601, tuples and
+    sets as lists (a set sorted), bytes as base64, a float's NaN and infinities as the strings
+    the CDC readers write. Raises TypeError for what JSON cannot hold."""
+
     def plain(v: Any) -> Any:
+        if v is None or isinstance(v, str | bool | int):
+            return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
         if isinstance(v, Decimal):
-            return RawJSON(str(v))
+            return RawJSON(str(v)) if v.is_finite() else str(v)
         if isinstance(v, dict):
             return {str(k): plain(x) for k, x in v.items()}
         if isinstance(v, list | tuple):
             return [plain(x) for x in v]
-        if isinstance(v, dt.datetime | dt.date):
+        if isinstance(v, set | frozenset):
+            return sorted((plain(x) for x in v), key=dumps_exact)
+        if isinstance(v, dt.datetime | dt.date | dt.time):
             return v.isoformat()
-        return v
+        if isinstance(v, bytes | bytearray):
+            return base64.b64encode(v).decode()
+        raise TypeError(f"a {type(v).__name__} has no JSON form")
 
     return dumps_exact(plain(value))
 
 
 def _typed_dumps(value: Any) -> str:
-    """A reducer's state as JSON that keeps Python types (Decimal, float, datetime) apart."""
+    """A reducer's state as JSON that gives back the very Python values on reading (a snapshot's
+    state must replay as the state itself would): decimals, times, bytes, tuples, sets, and dicts
+    whose keys are not all strings are tagged; floats keep NaN and infinities."""
 
     def tag(v: Any) -> Any:
+        if v is None or isinstance(v, str | bool | int | float):
+            return v
         if isinstance(v, Decimal):
             return {"$decimal": str(v)}
         if isinstance(v, dt.datetime):
             return {"$datetime": v.isoformat()}
         if isinstance(v, dt.date):
             return {"$date": v.isoformat()}
-        if isinstance(v, dict):
-            return {str(k): tag(x) for k, x in v.items()}
-        if isinstance(v, list | tuple | set | frozenset):
+        if isinstance(v, dt.time):
+            return {"$time": v.isoformat()}
+        if isinstance(v, bytes | bytearray):
+            return {"$bytes": base64.b64encode(v).decode()}
+        if isinstance(v, list):
             return [tag(x) for x in v]
-        return v
+        if isinstance(v, tuple):
+            return {"$tuple": [tag(x) for x in v]}
+        if isinstance(v, set | frozenset):
+            return {"$" + type(v).__name__: sorted((tag(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))}
+        if isinstance(v, dict):
+            if all(isinstance(k, str) for k in v) and not (len(v) == 1 and next(iter(v)).startswith("$")):
+                return {k: tag(x) for k, x in v.items()}
+            return {"$dict": [[tag(k), tag(x)] for k, x in v.items()]}
+        raise TypeError(f"a {type(v).__name__} has no JSON form")
 
     return json.dumps(tag(value), ensure_ascii=False, allow_nan=True)
+
+
+_UNTAG: dict[str, Callable[[Any], Any]] = {
+    "$decimal": Decimal, "$datetime": dt.datetime.fromisoformat, "$date": dt.date.fromisoformat,
+    "$time": dt.time.fromisoformat, "$bytes": base64.b64decode, "$tuple": tuple, "$set": set,
+    "$frozenset": frozenset, "$dict": lambda pairs: {_hashable(k): v for k, v in pairs},
+}  # fmt: skip
+
+
+def _hashable(key: Any) -> Any:
+    """A tagged dict key as read back: lists (tuples of tuples, read as lists inside) as tuples."""
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
 def _typed_loads(text: str) -> Any:
     def untag(d: dict[str, Any]) -> Any:
         if len(d) == 1:
-            (k, v), = d.items()
-            if k == "$decimal":
-                return Decimal(v)
-            if k == "$datetime":
-                return dt.datetime.fromisoformat(v)
-            if k == "$date":
-                return dt.date.fromisoformat(v)
+            ((k, v),) = d.items()
+            if k in _UNTAG:
+                return _UNTAG[k](v)
         return d
 
     return json.loads(text, object_hook=untag)
@@ -958,13 +994,18 @@ def _replay_python(
         if progress:
             progress(done, total)
     live = [(e, k, s) for (e, k), s in states.items() if s is not None]
-    table = pa.table(
-        {"entity": [r[0] for r in live], "key": [r[1] for r in live], "state": [_encode(r[2]) for r in live]},
-        schema=_state_schema(),
-    )
-    typed_table = pa.table(
-        {"entity": [r[0] for r in live], "key": [r[1] for r in live], "typed": [_typed_dumps(r[2]) for r in live]}
-    )
+    texts, typed_texts = [], []
+    for e, k, s in live:
+        try:
+            texts.append(_encode(s))
+            typed_texts.append(_typed_dumps(s))
+        except (TypeError, ValueError) as err:
+            raise ReducerError(
+                f"the state the reducers left for key {k} of {e} cannot be stored: {err}",
+                "reducers return JSON-like values: dicts, lists, str, int, float, bool, None, Decimal, datetime",
+            ) from None
+    table = pa.table({"entity": [r[0] for r in live], "key": [r[1] for r in live], "state": texts}, schema=_state_schema())
+    typed_table = pa.table({"entity": [r[0] for r in live], "key": [r[1] for r in live], "typed": typed_texts})
     from . import engine
 
     return canonical_state(engine.connect(), table), typed_table
@@ -987,7 +1028,14 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
             up = module.upcasters.get((event["type"], version))
             if up is None:
                 break
+            before = (event["type"], version)
             event = up(event)
+            after = (event["type"], (event["data"] or {}).get(module.version_field) if isinstance(event["data"], dict) else None)
+            if after == before:
+                raise ReducerError(
+                    f"the upcaster of {before[0]!r} version {before[1]!r} returned the same version at {where}",
+                    f"an upcaster must set {module.version_field!r} to a newer version",
+                )
         fn = module.reducers.get(event["type"])
         if fn is None:
             raise ReducerError(

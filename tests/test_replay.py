@@ -1090,6 +1090,55 @@ def test_python_reducer_from_a_snapshot_equals_from_zero(bank_store: Path, tmp_p
     assert used.digest == fresh.digest
 
 
+def test_a_reducer_state_of_any_python_shape_replays_alike_from_a_snapshot(store: Path, tmp_path: Path) -> None:
+    """Integer dict keys, tuples, sets, bytes, NaN: a snapshot gives the reducer back the very values."""
+    module = write_module(
+        tmp_path / "shapes.py",
+        """
+        import math
+        from decimal import Decimal
+
+        def step(state, event):
+            state = state or {"by_n": {}, "seen": (), "tags": frozenset(), "raw": b"", "low": math.inf,
+                              "pairs": {(0, "x"): 0}, "total": Decimal("0.10")}
+            n = event["offset"]
+            return {"by_n": {**state["by_n"], n % 3: state["by_n"].get(n % 3, 0) + 1},
+                    "seen": state["seen"] + (n,), "tags": state["tags"] | {f"t{n % 2}"},
+                    "raw": state["raw"] + bytes([n]), "low": min(state["low"], float("nan") if n == 4 else n),
+                    "pairs": {**state["pairs"], (n, "x"): n}, "total": state["total"] + Decimal("0.10")}
+        REDUCERS = {"Step": step}
+    """,
+    )
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}} for _ in range(8)])
+    fresh = replay(store, reducer=str(module), use_snapshots=False)
+    snapshot(store, at_offset=3, reducer=str(module))
+    used = replay(store, reducer=str(module))
+    assert used.snapshot == 3 and used.digest == fresh.digest
+    assert json.loads(fresh.state.to_pylist()[0]["state"])["seen"] == list(range(8))
+
+
+def test_an_upcaster_that_keeps_the_version_is_an_error(store: Path, tmp_path: Path) -> None:
+    module = write_module(
+        tmp_path / "looping.py",
+        """
+        def up(event):
+            return {**event, "data": {**event["data"], "amount": 1}}  # forgot to raise "version"
+        UPCASTERS = {("Paid", 1): up}
+        REDUCERS = {"Paid": lambda state, event: {"n": 1}}
+    """,
+    )
+    write_events(store, [{"key": "a", "op": "event", "type": "Paid", "data": {"version": 1}}])
+    with pytest.raises(ReducerError, match="the upcaster of 'Paid' version 1 returned the same version at offset 0"):
+        replay(store, reducer=str(module))
+
+
+def test_a_reducer_state_json_cannot_hold_is_a_reducer_error(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "odd.py", 'REDUCERS = {"Step": lambda state, event: {"f": object()}}\n')
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
+    with pytest.raises(ReducerError, match="the state the reducers left for key a of t cannot be stored"):
+        replay(store, reducer=str(module))
+
+
 def test_reducer_by_importable_name(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_module(
         tmp_path / "counting_reducers_for_test.py",
