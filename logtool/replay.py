@@ -1129,8 +1129,16 @@ def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
         yield {"entity": row["entity"], "key": row["key"], "state": RawJSON(row["state"])}
 
 
+EXPORT_MANIFEST = ".logtool-export.json"  # the files the last export wrote into a directory
+
+
 def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[Path]:
-    """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files."""
+    """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files.
+
+    A file name is the entity's name where it is a plain one (letters, digits, ``.``, ``_``, ``-``),
+    else the name made plain plus a hash of the entity, so no two entities share a file whatever
+    else the store holds (names that differ only in case get the hash too). The directory keeps a list of the files the export wrote: the next export
+    there removes those it does not write again (an entity with no rows left), and nothing else."""
     import pyarrow.parquet as pq
 
     from .formats.writers import write_csv
@@ -1140,12 +1148,22 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file, not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot create the directory ({e.strerror})", "name a directory to write into") from None
+    manifest = out / EXPORT_MANIFEST
+    try:
+        before = set(json.loads(manifest.read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        before = set()
     written: list[Path] = []
-    for ent, table in result.tables().items():
-        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in ent) or "_"
-        if any(p.name == f"{name}.{fmt}" for p in written):
-            name = f"{name}-{hashlib.sha256(ent.encode()).hexdigest()[:8]}"  # distinct, stable
+    tables = result.tables()
+    folded = [_file_name(e).lower() for e in tables]  # Foo and foo are one file where case is folded
+    for ent, table in tables.items():
+        name = _file_name(ent)
+        if folded.count(name.lower()) > 1:
+            name = _file_name(ent, hashed=True)
         target = out / f"{name}.{fmt}"
         tmp = target.with_name(target.name + ".tmp")
         if fmt == "parquet":
@@ -1156,4 +1174,20 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[
                 write_csv([table], f, json_cols)
         tmp.replace(target)
         written.append(target)
+    names = sorted(p.name for p in written)
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    tmp.write_text(json.dumps({"files": names, "offset": result.offset, "digest": result.digest}) + "\n", encoding="utf-8")
+    tmp.replace(manifest)
+    for stale in sorted(before - set(names)):
+        if "/" not in stale and "\\" not in stale and not stale.startswith("."):
+            (out / stale).unlink(missing_ok=True)
     return written
+
+
+def _file_name(entity: str, hashed: bool = False) -> str:
+    """A file name (without extension) for an entity: its own name if plain, else (or if
+    ``hashed``) a plain form with a hash of the name, so that it cannot be another entity's."""
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in entity)
+    if not hashed and plain == entity and not entity.startswith(".") and len(entity) <= 100:
+        return entity
+    return f"{plain.lstrip('.')[:100] or '_'}-{hashlib.sha256(entity.encode()).hexdigest()[:8]}"

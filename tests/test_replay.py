@@ -859,12 +859,10 @@ def test_export_writes_one_file_per_entity(store: Path, tmp_path: Path) -> None:
     ])  # fmt: skip
     out = tmp_path / "out"
     written = export_state(replay(store), out, "parquet")
-    assert sorted(p.name for p in written) == [
-        "odd_name_here.parquet",
-        "public.customers.parquet",
-        "public.orders.parquet",
-    ]
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)  # no temp files left
+    odd = f"odd_name_here-{hashlib.sha256(b'odd/name here').hexdigest()[:8]}.parquet"  # a plain form, and whose
+    assert sorted(p.name for p in written) == [odd, "public.customers.parquet", "public.orders.parquet"]
+    # no temp files left; the list of what was written, for the next export into the directory
+    assert sorted(p.name for p in out.iterdir()) == sorted([".logtool-export.json", *(p.name for p in written)])
     with pytest.raises(UsageError):
         export_state(replay(store), tmp_path / "x", "jsonl")
 
@@ -876,6 +874,38 @@ def test_export_never_writes_two_entities_to_one_file(store: Path, tmp_path: Pat
     ])  # fmt: skip
     written = export_state(replay(store), tmp_path / "out", "parquet")
     assert len(set(written)) == 2
+    # a_b keeps its own name whatever else the store holds; a/b gets a plain form and a hash
+    assert "a_b.parquet" in {p.name for p in written}
+    alone = export_state(replay(store, entity="a_b"), tmp_path / "alone", "parquet")
+    assert [p.name for p in alone] == ["a_b.parquet"]
+
+
+def test_export_names_long_dotted_and_case_folded_entities_apart(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"entity": "x" * 300, "key": 1, "op": "insert", "data": {"v": 1}},
+        {"entity": "..", "key": 1, "op": "insert", "data": {"v": 2}},
+        {"entity": "Foo", "key": 1, "op": "insert", "data": {"v": 3}},
+        {"entity": "foo", "key": 1, "op": "insert", "data": {"v": 4}},
+    ])  # fmt: skip
+    written = export_state(replay(store), tmp_path / "out", "csv")
+    names = [p.name for p in written]
+    assert len({n.lower() for n in names}) == 4 and all(len(n) < 120 and not n.startswith(".") for n in names)
+
+
+def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path, tmp_path: Path) -> None:
+    """An entity with no rows left gets no file: its file from an earlier export must not stay."""
+    write_events(store, [
+        {"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}},
+        {"entity": "b", "key": 1, "op": "insert", "data": {"v": 2}},
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    export_state(replay(store), out, "csv")
+    (out / "notes.txt").write_text("mine")
+    write_events(store, [{"entity": "b", "key": 1, "op": "delete"}])
+    export_state(replay(store), out, "csv")
+    assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "notes.txt"]
+    with pytest.raises(UsageError, match="cannot create the directory"):
+        export_state(replay(store), out / "a.csv" / "sub", "csv")
 
 
 # --------------------------------------------------------------------------- canonical state, digest

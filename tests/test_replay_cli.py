@@ -139,7 +139,7 @@ def test_parquet_without_an_output_directory_is_a_usage_error(cli: Any, shop: Pa
 def test_output_directory_gets_one_file_per_entity(cli: Any, shop: Path, tmp_path: Path) -> None:
     run = cli("replay", shop, "-o", tmp_path / "pq")  # parquet unless told otherwise
     assert run.code == 0 and run.out == ""
-    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == ["public.customers.parquet", "public.orders.parquet"]
+    assert sorted(p.name for p in (tmp_path / "pq").glob("*.parquet")) == ["public.customers.parquet", "public.orders.parquet"]
     assert run.err.count("wrote ") == 2 and DIGEST.search(run.err)
     customers = pq.read_table(tmp_path / "pq" / "public.customers.parquet")
     assert customers.num_rows == 30 and customers.schema.names[:3] == ["key", "id", "name"]
@@ -148,7 +148,7 @@ def test_output_directory_gets_one_file_per_entity(cli: Any, shop: Path, tmp_pat
     assert by_key["7"]["external_id"] == 9007199254740993
     run = cli("replay", shop, "--format", "csv", "-o", tmp_path / "csv", "--entity", "public.orders")
     assert run.code == 0 and run.out == ""
-    assert [p.name for p in (tmp_path / "csv").iterdir()] == ["public.orders.csv"]
+    assert [p.name for p in (tmp_path / "csv").glob("*.csv")] == ["public.orders.csv"]
     assert (tmp_path / "csv" / "public.orders.csv").read_text().startswith("key,id,customer_id,status,total,items\n")
 
 
