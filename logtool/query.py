@@ -57,9 +57,21 @@ def sql(path: str | Path, query: str) -> pa.Table:
     check_select(query)
     con = events_connection(store)
     try:
-        return con.sql(query).to_arrow_table()
+        table = con.sql(query).to_arrow_table()
     except duckdb.Error as e:
         raise UsageError(f"query failed: {_first_line(e)}", _offset_hint(query, e)) from None
+    names = table.schema.names
+    if len(set(names)) == len(names):
+        return table
+    # a name the query gives twice: the second is name_2 (a row written as an object needs each once)
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        while seen[name] > 1 and f"{name}_{seen[name]}" in names:
+            seen[name] += 1
+        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return table.rename_columns(unique)
 
 
 def _first_line(e: Exception) -> str:

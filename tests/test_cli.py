@@ -95,6 +95,21 @@ def test_sql_jsonl_prints_only_json_lines(cli: Cli, store: Path) -> None:
     ]
 
 
+def test_sql_writes_a_column_as_json_only_when_it_holds_json(cli: Cli, store: Path) -> None:
+    """The name alone decided: `entity AS data` printed a bare word, and a text shaped to close
+    the object added a member to it."""
+    query = ("SELECT entity AS data, data->>'v' AS value, '1, \"injected\": true' AS meta, data FROM events "
+             'ORDER BY "offset" LIMIT 1')  # fmt: skip
+    for fmt in ("jsonl", "json"):
+        r = cli("sql", store, query, "--format", fmt)
+        assert r.code == 0, r.err
+        row = json.loads(r.out)[0] if fmt == "json" else json.loads(r.out)
+        assert set(row) == {"data", "value", "meta", "data_2"} and row["meta"] == '1, "injected": true'
+        assert isinstance(row["data"], str) and isinstance(row["data_2"], str)
+    plain = json.loads(cli("sql", store, "SELECT data FROM events LIMIT 1", "--format", "jsonl").out)
+    assert isinstance(plain["data"], dict)
+
+
 def test_sql_default_format_off_a_terminal_is_jsonl(cli: Cli, store: Path) -> None:
     r = cli("sql", store, "SELECT count(*) AS n FROM events")
     assert (r.code, r.out) == (0, '{"n":3}\n')
