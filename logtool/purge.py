@@ -1194,10 +1194,17 @@ class _RawJudge:
         return out
 
 
+def _structural(mapping: Mapping) -> set[str]:
+    """The fields redaction never touches: those that give a record its key (any entity's),
+    entity, op or time."""
+    scoped = {k.split(":", 1)[1] for k in mapping.key_fields if ":" in k}
+    return (set(mapping.mapped_fields()) | scoped) - set(mapping.meta_fields)
+
+
 def redact_record(record: dict[str, Any], specs: tuple[str, ...], mapping: Mapping) -> bool:
     """Redact a raw JSON record where the mapping puts the fields: in its payload and meta fields,
     never in the fields that give its key, entity, op or time."""
-    structural = set(mapping.mapped_fields()) - set(mapping.meta_fields)
+    structural = _structural(mapping)
     if mapping.data_field:
         changed = redact_doc(record.get(mapping.data_field), specs)
         return redact_doc(record, specs, lambda name: name in mapping.meta_fields) or changed
@@ -1463,7 +1470,7 @@ def _redact_json_line(raw: bytes, specs: tuple[str, ...], mapping: Mapping) -> b
 def _redact_csv(rec: _Rec, header: list[str], specs: tuple[str, ...], mapping: Mapping) -> bytes | None:
     if rec.row is None or len(rec.row) != len(header):
         return None
-    structural = set(mapping.mapped_fields()) - set(mapping.meta_fields)
+    structural = _structural(mapping)
     row = list(rec.row)
     changed = False
     for i, name in enumerate(header):

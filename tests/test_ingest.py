@@ -129,6 +129,25 @@ def test_key_field_per_entity(
     assert [(e["entity"], e["key"]) for e in _rows(query, store)] == [("orders", "1"), ("customers", "c9")]
 
 
+def test_only_the_records_own_key_fields_leave_its_data(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """`id` is the key of every entity but users, whose key is `uid`: a user's `id` is data, kept."""
+    f = write_lines(tmp_path / "k.jsonl", [
+        '{"t":"users","uid":1,"id":9,"name":"u"}',
+        '{"t":"public.users","uid":2,"id":8,"n":12345678901234567890123}',  # exact numbers: the other path
+        '{"t":"orders","id":5,"total":3}',
+    ])  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--entity-field", "t", "--key-field", "users:uid", "--key-field", "id")
+    assert r.code == 0, r.err
+    assert [(e["entity"], e["key"], e["data"]) for e in _rows(query, store)] == [
+        ("users", "1", '{"id":9,"name":"u"}'),
+        ("public.users", "2", '{"id":8,"n":12345678901234567890123}'),
+        ("orders", "5", '{"total":3}'),
+    ]
+
+
 # --------------------------------------------------------------------------- entity, op, type
 
 

@@ -56,9 +56,12 @@ class Mapping:
         if self.ts_unit is not None and self.ts_field is None:
             raise UsageError("--ts-unit reads the numbers of --ts-field: name the field too")
 
-    def mapped_fields(self) -> list[str]:
-        """Fields that are taken out of the record (the default data is what is left)."""
-        names = [*self.key_fields, self.entity_field, self.op_field, self.type_field, self.ts_field]
+    def mapped_fields(self, entity: str | None = None) -> list[str]:
+        """Fields that are taken out of a record of ``entity`` (the default data is what is left):
+        its key fields (``keys_for``; without an entity, the ones for every entity) and the others
+        mapped. A key field of another entity stays in the data."""
+        keys = self.keys_for(entity) if entity is not None else tuple(k for k in self.key_fields if ":" not in k)
+        names = [*keys, self.entity_field, self.op_field, self.type_field, self.ts_field]
         names += [*self.meta_fields, self.offset_field, self.prev_key_field]
         return [n for n in dict.fromkeys(names) if n]
 

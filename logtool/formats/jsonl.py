@@ -174,13 +174,26 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         data_expr = exact(lambda m: f"nullif({p(name, m)}::VARCHAR, 'null')", unmark_json)
         data_present = f"NOT {_absent(f(name))}"
     else:
-        drop = mapping.mapped_fields()
-        patch = "{" + ",".join('"' + n.replace('"', '\\"') + '":null' for n in drop) + "}"
-        data_expr = exact(
-            lambda m: (f"json_merge_patch({'marked' if m else 'line'}, {sql_string(patch)})::VARCHAR" if drop
-                       else f"json({'marked' if m else 'line'})::VARCHAR"),
-            unmark_json,
-        )  # fmt: skip
+        def without(drop: list[str], m: bool) -> str:
+            source = "marked" if m else "line"
+            if not drop:
+                return f"json({source})::VARCHAR"
+            patch = "{" + ",".join('"' + n.replace('"', '\\"') + '":null' for n in drop) + "}"
+            return f"json_merge_patch({source}, {sql_string(patch)})::VARCHAR"
+
+        # the key fields that leave the data are the record's entity's (`ENTITY:FIELD` keys)
+        scopes = list(dict.fromkeys(k.split(":", 1)[0] for k in mapping.key_fields if ":" in k))
+
+        def data_of(m: bool) -> str:
+            branches = " ".join(
+                f"WHEN {entity_expr} = {sql_string(e)} OR regexp_extract({entity_expr}, '[^.]*$') = {sql_string(e)} "
+                f"THEN {without(mapping.mapped_fields(e), m)}"
+                for e in scopes
+            )
+            plain_drop = without(mapping.mapped_fields(), m)
+            return f"(CASE {branches} ELSE {plain_drop} END)" if scopes else plain_drop
+
+        data_expr = exact(data_of, unmark_json)
         data_present = "TRUE"
 
     if mapping.type_field:
@@ -372,7 +385,7 @@ def exact_fields(
     if mapping.data_field:
         data = value(mapping.data_field)
     else:
-        drop = set(mapping.mapped_fields())
+        drop = set(mapping.mapped_fields(entity))
         data = "{" + ",".join(f"{dumps_exact(n)}:{v}" for n, v in values.items() if n not in drop) + "}"
     meta = [f"{dumps_exact(m)}:{value(m)}" for m in mapping.meta_fields if value(m) is not None]
     key = None
