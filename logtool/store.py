@@ -109,6 +109,7 @@ class Store:
         self.path = Path(path)
         self.log_dir = self.path / "_log"
         self._lock_held = False
+        self._locked_version = -1  # the log's version when the writer lock was taken
         # Commits read so far, by file name, and the last state folded from them: an ingest of
         # many files reads each commit once, not once a file.
         self._read: dict[str, dict[str, Any]] = {}
@@ -192,6 +193,12 @@ class Store:
         if not self._lock_held:
             raise StoreError("internal: commit without the writer lock")
         state = self.state()
+        if state.version != self._locked_version:
+            # offsets and files were chosen from the log as it was when the lock was taken
+            raise StoreError(
+                f"{self.path}: another writer committed while this one held the lock (commit {state.version})",
+                "nothing of this change was published: run it again",
+            )
         body: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "version": state.version + 1,
@@ -219,6 +226,7 @@ class Store:
         finally:
             tmp.unlink(missing_ok=True)
         fsync_path(self.log_dir)
+        self._locked_version = body["version"]
         return body
 
     # ------------------------------------------------------------------ lock
@@ -232,8 +240,7 @@ class Store:
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if _stale(lock):
-                    lock.unlink(missing_ok=True)
+                if _stale(lock) and _take_over(lock):
                     continue
                 raise LockedError(
                     f"{self.path}: store is locked by {_describe_holder(lock)}",
@@ -243,6 +250,7 @@ class Store:
                 f.write(json.dumps(holder))
             break
         self._lock_held = True
+        self._locked_version = self.state().version
         try:
             yield self
         finally:
@@ -429,6 +437,24 @@ def _describe_holder(lock: Path) -> str:
         return f"pid {h['pid']} on {h['host']} ({h['operation']} since {h['since']})"
     except (OSError, ValueError, KeyError):
         return "another process"
+
+
+def _take_over(lock: Path) -> bool:
+    """Remove a stale lock, unless another writer took it over first: the lock is moved aside
+    atomically, and only the stale holder's file is deleted; a fresh one is put back."""
+    try:
+        stale = lock.read_bytes()
+        aside = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}.stale")
+        os.rename(lock, aside)
+    except OSError:
+        return True  # gone already: try to create it
+    if aside.read_bytes() == stale:
+        aside.unlink(missing_ok=True)
+        return True
+    with contextlib.suppress(OSError):
+        os.link(aside, lock)  # another writer's fresh lock: back where it was
+    aside.unlink(missing_ok=True)
+    return False
 
 
 def _stale(lock: Path) -> bool:

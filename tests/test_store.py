@@ -271,6 +271,42 @@ def test_stale_lock_from_dead_pid_taken_over(cli: Cli, tmp_path: Path, events_fi
     assert not lock.exists()
 
 
+def test_a_stale_lock_another_writer_took_over_first_is_left_to_it(tmp_path: Path) -> None:
+    """Two writers find one stale lock: the one that comes second must not remove the first's."""
+    import logtool.store as store_module
+
+    Store.create(tmp_path / "s")
+    lock = tmp_path / "s" / "_lock"
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "operation": "x", "since": "t"}))
+    stale = lock.read_bytes()
+    real_rename = os.rename
+
+    def first_writer_gets_in(src: Any, dst: Any) -> None:
+        if lock.read_bytes() == stale:  # the first writer replaces the stale lock with its own...
+            lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "operation": "y", "since": "t"}))
+        real_rename(src, dst)  # ...just before the second moves the lock aside
+
+    original = os.rename
+    os.rename = first_writer_gets_in  # type: ignore[assignment]
+    try:
+        assert store_module._take_over(lock) is False
+    finally:
+        os.rename = original  # type: ignore[assignment]
+    assert json.loads(lock.read_text())["operation"] == "y"  # the first writer's lock is back
+    assert [p.name for p in lock.parent.iterdir() if p.name.startswith("_lock.")] == []
+
+
+def test_a_commit_refuses_when_another_writer_committed_meanwhile(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "s")
+    with store.writer("first"):
+        other = Store.open(tmp_path / "s")  # as if a second writer had got the lock too
+        other._lock_held, other._locked_version = True, store.state().version
+        other.commit("second", {})
+        with pytest.raises(StoreError, match="another writer committed while this one held the lock"):
+            store.commit("first", {})
+    assert [c["operation"] for c in Store.open(tmp_path / "s").commits()] == ["second"]
+
+
 @pytest.mark.parametrize("content", ["other host", "garbage"])
 def test_lock_not_taken_over_when_its_holder_is_unknown(
     cli: Cli, tmp_path: Path, events_file: Path, content: str
