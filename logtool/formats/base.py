@@ -728,6 +728,7 @@ def check_mapping_for(format_name: str, mapping: Mapping, allowed: set[str]) -> 
         "--op-field": bool(mapping.op_field), "--type-field": bool(mapping.type_field),
         "--ts-field": bool(mapping.ts_field), "--data-field": bool(mapping.data_field),
         "--meta-field": bool(mapping.meta_fields), "--prev-key-field": bool(mapping.prev_key_field),
+        "--offset-field": bool(mapping.offset_field),
     }  # fmt: skip
     extra = [k for k, v in given.items() if v and k not in allowed]
     if extra:

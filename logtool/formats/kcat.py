@@ -157,13 +157,19 @@ def _pairs(headers: Any) -> list[list[Any]] | None:
 
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
-    check_mapping_for(NAME, mapping, {"--key-field"})
+    check_mapping_for(NAME, mapping, {"--key-field", "--offset-field"})
     topics: dict[str, tuple[str, bool]] = {}  # topics that carried Debezium events -> their entity, and
     # whether they came from the MongoDB connector
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        return [_decode(record, where, mapping, topics, times)]
+        event = _decode(record, where, mapping, topics, times)
+        if mapping.offset_field:  # a single partition's dump keeps Kafka's offsets (--offset-field offset)
+            offset = record.get(mapping.offset_field)
+            if not isinstance(offset, int) or isinstance(offset, bool):
+                raise ValueError(f"missing or non-integer offset field {mapping.offset_field!r}")
+            event["offset"] = offset
+        return [event]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)

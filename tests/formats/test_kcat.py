@@ -224,3 +224,18 @@ def test_a_debezium_tombstone_takes_the_time_of_its_delete(read_events, write_fi
     rows, bad = read_events(FORMAT, path)
     assert bad == []
     assert [(r["op"], r["ts"]) for r in rows] == [("delete", 1709631000000000), ("delete", 1709631000000000)]
+
+
+def test_a_single_partition_dump_keeps_kafka_offsets(write_file, tmp_path) -> None:
+    import logtool
+
+    records = [{"topic": "t", "partition": 0, "offset": n, "ts": 1709660000000 + n, "key": f"k{n}",
+                "payload": json.dumps({"v": n})} for n in (41, 42, 45)]  # fmt: skip
+    path = write_file("p0.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    logtool.ingest(tmp_path / "s", [str(path)], mapping=Mapping(offset_field="offset"))
+    assert logtool.sql(str(tmp_path / "s"), 'SELECT "offset" FROM events ORDER BY 1').column(0).to_pylist() == [41, 42, 45]
+    from logtool.formats.base import Source
+    from logtool.formats.debezium import FORMAT as DEBEZIUM
+
+    with pytest.raises(UsageError, match="--offset-field does not apply to debezium"):
+        list(DEBEZIUM.read(Source(str(path)), Mapping(offset_field="offset"), lambda _b: None))
