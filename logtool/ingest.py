@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import glob
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +61,11 @@ class IngestResult:
 
 
 def expand_inputs(specs: list[str]) -> list[str]:
-    """Expand globs (sorted); '-' is stdin; a pattern that matches nothing is an error."""
+    """Expand globs (sorted); '-' is stdin; a pattern that matches nothing is an error. A name
+    that is a file is that file, whatever glob characters it holds (``x[1].jsonl``)."""
     out: list[str] = []
     for spec in specs:
-        if spec == "-" or not glob.has_magic(spec):
+        if spec == "-" or not glob.has_magic(spec) or os.path.exists(spec):
             out.append(spec)
             continue
         matches = sorted(glob.glob(spec))

@@ -1141,3 +1141,14 @@ def test_strings_that_look_like_lenient_json_are_values(write_lines: WriteLines,
     assert r.code == 0, r.err
     (data,) = [row["data"] for row in query(store, "SELECT data FROM events")]
     assert json.loads(data) == {"a": "NaN", "b": "x,}", "c": "Infinity, ]", "d": '",]'}
+
+
+def test_a_file_name_with_glob_characters_is_that_file(cli: Cli, new_store: NewStore, query: Query, tmp_path: Path) -> None:
+    (tmp_path / "x[1].jsonl").write_text('{"id":"bracketed"}\n')
+    (tmp_path / "x1.jsonl").write_text('{"id":"plain"}\n')
+    store = new_store("s")
+    assert cli("ingest", store, tmp_path / "x[1].jsonl", "--key-field", "id").code == 0
+    assert [e["key"] for e in _rows(query, store)] == ["bracketed"]
+    other = new_store("t")
+    assert cli("ingest", other, str(tmp_path / "x[1]*.jsonl"), "--key-field", "id").code == 0  # a pattern still
+    assert [e["key"] for e in _rows(query, other)] == ["plain"]
