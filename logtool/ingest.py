@@ -104,6 +104,7 @@ def ingest(
     result = IngestResult(str(store.path))
     con = engine.connect()  # the digests' connection, one for every file
     with store.writer("ingest"):
+        store.sweep()  # what an ingest killed before its commit left (a rerun is the cleanup)
         for source in sources:
             result.files.append(
                 _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con)

@@ -846,14 +846,8 @@ def _execute(
 
 
 def sweep(store: Store) -> list[str]:
-    """Delete every file in the store that no commit names (replaced files, crash leftovers).
-
-    The caller holds the writer lock: only a writer creates files, so none of these is in use."""
-    gone = []
-    for p in store.leftovers():
-        p.unlink(missing_ok=True)
-        gone.append(store.rel(p))
-    return gone
+    """The replaced files and crash leftovers, deleted once the commit is published."""
+    return store.sweep()
 
 
 def _rewrite_segments(

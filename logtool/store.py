@@ -305,6 +305,18 @@ class Store:
             con.register(f"_{name}_empty", event_schema().empty_table())
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (salt) FROM _{name}_empty")
 
+    def sweep(self) -> list[str]:
+        """Delete every file in the store that no commit names (replaced files, crash leftovers);
+        returns them. The caller holds the writer lock: only a writer creates files, so none of
+        these is in use."""
+        if not self._lock_held:
+            raise StoreError("internal: sweep without the writer lock")
+        gone = []
+        for p in self.leftovers():
+            p.unlink(missing_ok=True)
+            gone.append(self.rel(p))
+        return gone
+
     def leftovers(self, state: State | None = None) -> list[Path]:
         """Files in the store that no commit names (left by a crash): safe to delete."""
         state = state or self.state()

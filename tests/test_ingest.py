@@ -1064,6 +1064,7 @@ def test_ingest_killed_midway(
                         "FROM events WHERE entity = 'big'")  # fmt: skip
     assert rows == [{"n": n, "k": n, "lo": 2, "hi": n + 1}]
     assert not (store / "_lock").exists()
+    assert s.leftovers() == [] and not any(p.exists() for p in leftovers)  # the rerun cleaned up after it
 
 
 # --------------------------------------------------------------------------- property
