@@ -236,19 +236,26 @@ class Store:
         """Hold the store's single writer lock for the duration of a change."""
         lock = self.path / "_lock"
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "operation": operation, "since": now_iso()}
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if _stale(lock) and _take_over(lock):
-                    continue
-                raise LockedError(
-                    f"{self.path}: store is locked by {_describe_holder(lock)}",
-                    f"wait for it to finish; if that process is gone, remove {lock}",
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(holder))
-            break
+        # The lock appears with its holder written in it (a link of a finished file), so no one
+        # ever finds it empty, and a writer killed while taking it leaves none.
+        mine = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}.new")
+        mine.write_text(json.dumps(holder))
+        try:
+            for _ in range(2):
+                try:
+                    os.link(mine, lock)
+                except FileExistsError:
+                    if _stale(lock) and _take_over(lock):
+                        continue
+                    raise LockedError(
+                        f"{self.path}: store is locked by {_describe_holder(lock)}",
+                        f"wait for it to finish; if that process is gone, remove {lock}",
+                    ) from None
+                break
+            else:  # stale locks one after another: someone else is taking the store over too
+                raise LockedError(f"{self.path}: store is locked by {_describe_holder(lock)}", "try again")
+        finally:
+            mine.unlink(missing_ok=True)
         self._lock_held = True
         self._locked_version = self.state().version
         try:
