@@ -696,7 +696,7 @@ BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int
                  "broken JSON: NaN and Infinity are not JSON numbers", [1, 3]),
     "invalid UTF-8": ("b.jsonl", [GOOD_1, b'{"id":2,"ts":"2024-01-01T00:00:00Z","n":"\xff\xfe"}', GOOD_3], [], 2,
                       "invalid UTF-8", [1, 3]),
-    "not an object": ("b.jsonl", [GOOD_1, "[1,2,3]", GOOD_3], [], 2, "not a JSON object", [1, 3]),
+    "not an object": ("b.jsonl", [GOOD_1, "[1,2,3]", GOOD_3], [], 2, "not a JSON object (found a list)", [1, 3]),
     "missing key field": ("b.jsonl", [GOOD_1, '{"ts":"2024-01-01T00:00:00Z"}', GOOD_3], [], 2,
                           "missing key field 'id'", [1, 3]),
     "unparseable timestamp": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"yesterday"}', GOOD_3], [], 2,

@@ -322,7 +322,9 @@ SELECT
     idx,
     CASE WHEN lenient IS NOT NULL THEN lenient
          WHEN jtype IS NULL THEN (CASE WHEN trim(rtrim(line, chr(13) || chr(10))) = '' THEN '' ELSE 'broken JSON' END)
-         WHEN NOT obj THEN 'not a JSON object (found ' || lower(jtype) || ')'
+         WHEN NOT obj THEN 'not a JSON object (found ' || (CASE jtype WHEN 'ARRAY' THEN 'a list'
+              WHEN 'VARCHAR' THEN 'a string' WHEN 'BOOLEAN' THEN 'a boolean' WHEN 'NULL' THEN 'null'
+              ELSE 'a number' END) || ')'  -- in the words kind_of uses
          {reasons} END AS reason,
     exactness = 'python' AS rebuild,
     CASE WHEN obj THEN {off} END AS "offset",
