@@ -266,6 +266,11 @@ def replay(
     if module:
         state, typed_states = _replay_python(con, module, progress)
     else:
+        if con.execute("SELECT 1 FROM ev WHERE op = 'event' LIMIT 1").fetchall():
+            warnings.append(
+                "this log holds domain events (an event-sourced log): the kv reducer leaves them out of the state; "
+                "pass --reducer MODULE to apply them"
+            )
         state = _replay_kv(con, progress, warnings)
     if key is not None:
         import pyarrow.compute as pc

@@ -295,7 +295,10 @@ def test_domain_events_are_not_rows_under_the_kv_reducer(store: Path) -> None:
         {"key": 1, "op": "event", "type": "Touched", "data": {"b": 2}},
         {"key": 2, "op": "event", "type": "Touched", "data": {"b": "12345678901234567890"}},
     ])  # fmt: skip
-    assert rows(replay(store)) == {"1": {"a": 1}}
+    result = replay(store)
+    assert rows(result) == {"1": {"a": 1}}
+    assert any("pass --reducer MODULE" in w for w in result.warnings)  # not silently an empty state
+    assert replay(store, at_offset=0).warnings == []
 
 
 # --------------------------------------------------------------------------- key changes
