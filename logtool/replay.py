@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import json_path, sql_string
 from .errors import NotFoundError, ReducerError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_kind, position_order
-from .store import State, Store, file_sha256, reads_latest
+from .store import State, Store, file_sha256, reads_latest, segment_damage
 
 if TYPE_CHECKING:
     import duckdb
@@ -230,7 +230,10 @@ def replay(
     warnings += _rewritten_warnings(store, target, snap["offset"] if snap else None)
     base_offset = snap["offset"] if snap else -1
     if snap:
-        con.execute(f"CREATE TEMP VIEW snap AS SELECT * FROM read_parquet({sql_string(str(store.path / snap['path']))})")
+        snap_file = store.path / snap["path"]
+        if snap_file.exists() and snap.get("bytes") is not None and snap_file.stat().st_size != snap["bytes"]:
+            raise segment_damage(str(snap_file), f"{snap_file.stat().st_size} bytes where its commit recorded {snap['bytes']}")
+        con.execute(f"CREATE TEMP VIEW snap AS SELECT * FROM read_parquet({sql_string(str(snap_file))})")
     else:
         con.execute("CREATE TEMP VIEW snap AS SELECT NULL::VARCHAR AS entity, NULL::VARCHAR AS key, NULL::VARCHAR AS state WHERE FALSE")
     filters = [f"({target.condition})", f'"offset" > {base_offset}']

@@ -338,7 +338,7 @@ class Store:
 
 
 READ_ATTEMPTS = 3
-_SEGMENT_PATH = re.compile(r"""[^"'\s]*segments/[^"'\s]+\.parquet""")
+_SEGMENT_PATH = re.compile(r"""[^"'\s]*(?:segments|snapshots)/[^"'\s]+\.parquet""")
 
 
 def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
@@ -375,8 +375,14 @@ def damaged_store(error: BaseException) -> StoreError | None:
 
 
 def segment_damage(segment: str, reading: str | None = None) -> StoreError:
-    """A segment the commit log names is missing (``reading`` None) or cannot be read (why)."""
+    """A segment (or snapshot) the commit log names is missing (``reading`` None) or cannot be
+    read (why)."""
     what = "is missing" if reading is None else f"cannot be read ({reading})"
+    if Path(segment).parent.name == "snapshots":
+        return StoreError(
+            f"{segment}: a snapshot the commit log names {what}",
+            f"replay without it: --no-snapshots; `logtool verify {Path(segment).parent.parent}` lists what is wrong",
+        )
     return StoreError(
         f"{segment}: a segment the commit log names {what}",
         f"the store is damaged: `logtool verify {Path(segment).parent.parent}` lists what is wrong",

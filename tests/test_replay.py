@@ -1113,6 +1113,22 @@ def test_bank_upcaster_turns_a_version_1_deposit_into_euros(bank_store: Path) ->
     assert Decimal(at6["acc-1001"]["balance"]) - Decimal(at5["acc-1001"]["balance"]) == Decimal("10.00")
 
 
+def test_a_damaged_snapshot_is_named_not_an_internal_error(store: Path) -> None:
+    from logtool.errors import StoreError
+
+    write_events(store, [{"key": k, "op": "insert", "data": {"v": k}} for k in range(5)])
+    entry = snapshot(store, at_offset=2)
+    path = store / entry["path"]
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(StoreError, match="a snapshot the commit log names cannot be read") as info:
+        replay(store)
+    assert "--no-snapshots" in (info.value.hint or "")
+    assert replay(store, use_snapshots=False).state.num_rows == 5
+    path.unlink()
+    with pytest.raises(StoreError, match="a snapshot the commit log names is missing"):
+        replay(store)
+
+
 def test_python_reducer_from_a_snapshot_equals_from_zero(bank_store: Path, tmp_path: Path) -> None:
     store = tmp_path / "bank"
     shutil.copytree(bank_store, store)
