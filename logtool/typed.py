@@ -49,8 +49,8 @@ def decide(s: FieldStats) -> tuple[str, int, int]:
     if present <= {"int", "number", "special"}:
         if "special" in present or s.exponent:
             return ("json", 0, 0) if s.long else ("float64", 0, 0)  # float64 would round a long number
-        if present == {"int"} and not s.out_of_range:
-            return ("int64", 0, 0)
+        if present == {"int"}:  # int64, else decimal(38,0) whatever the digits (a stable schema)
+            return ("int64", 0, 0) if not s.out_of_range else ("decimal", 38, 0) if s.int_digits <= 38 else ("json", 0, 0)
         precision = max(s.int_digits, 1) + s.scale
         return ("decimal", precision, s.scale) if precision <= 38 else ("json", 0, 0)
     return ("json", 0, 0)

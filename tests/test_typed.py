@@ -75,3 +75,10 @@ def test_a_row_column_named_key_keeps_the_store_key_apart() -> None:
     assert table.to_pylist()[0] == {"__key": "1", "key": "inner", "v": 1, "_key": None}
     (python,) = [_typed_in_python(state)]
     assert python.column_names == table.column_names
+
+
+def test_integers_beyond_int64_are_decimal_38_0_whatever_their_digits() -> None:
+    state = pa.table({"entity": ["t", "t"], "key": ["1", "2"], "state": ['{"n":12345678901234567890}', '{"n":1}']})
+    (table,) = typed_tables(state).values()
+    assert str(table.schema.field("n").type) == "decimal128(38, 0)"
+    assert str(_typed_in_python(state).schema.field("n").type) == "decimal128(38, 0)"
