@@ -24,6 +24,7 @@ import importlib.util
 import inspect
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -870,7 +871,15 @@ def load_reducer(spec: str) -> ReducerModule:
             loader_spec.loader.exec_module(module)
             source = path.read_bytes()
         else:
-            module = importlib.import_module(spec)
+            # importable from here: the working directory is searched too, as `python -m` would
+            added = os.getcwd() not in sys.path
+            if added:
+                sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(spec)
+            finally:
+                if added:
+                    sys.path.remove(os.getcwd())
             source = inspect.getsource(module).encode()
     except UsageError:
         raise

@@ -1197,8 +1197,11 @@ def test_reducer_by_importable_name(store: Path, tmp_path: Path, monkeypatch: py
         REDUCERS = {"Seen": seen}
     """,
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
     write_events(store, [{"key": "a", "op": "event", "type": "Seen", "data": {}} for _ in range(3)])
+    monkeypatch.chdir(tmp_path)  # importable from the working directory, as the hint says
+    assert rows(replay(store, reducer="counting_reducers_for_test")) == {"a": {"n": 3, "last": 2}}
+    monkeypatch.chdir(store.parent.parent)
+    monkeypatch.syspath_prepend(str(tmp_path))
     result = replay(store, reducer="counting_reducers_for_test")
     assert rows(result) == {"a": {"n": 3, "last": 2}}
 
