@@ -128,7 +128,7 @@ def test_csv_quoted_empty_field_is_the_empty_string(
 ) -> None:
     """PostgreSQL's COPY ... CSV convention, which replay's CSV output writes: NULL unquoted, '' quoted."""
     f = tmp_path / "t.csv"
-    f.write_bytes(b'id,v,w\n1,"",\n2,,""\n3,"a""b",""""\n4,"x\ny",""\n5;x,"",""\n'.replace(b"5;x", b"5"))
+    f.write_bytes(b'id,v,w\n1,"",\n2,,""\n3,"a""b",""""\n4,"x\ny",""\n5,"",""\n')
     store = new_store("s")
     assert cli("ingest", store, f, "--key-field", "id").code == 0
     assert [e["data"] for e in _events(query, store)] == [
