@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from .engine import json_path, sql_string
 from .errors import NotFoundError, UsageError
-from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
+from .formats.base import RawJSON, RawNumber, dumps_exact, given_key, loads_exact, parse_ts
 from .keyindex import SegmentIndex
 from .replay import _canon
 from .store import Store, reads_latest
@@ -490,6 +490,7 @@ def _history_steps(
 ) -> tuple[duckdb.DuckDBPyConnection, list[_Event], list[_Step]]:
     module = _load_reducer(reducer)
     con = _connect(store)
+    key = given_key(key)
     events = _key_events(store, con, key, entity, condition, kv=module is None)
     if not any(ev.key == key for ev in events) and condition == "TRUE":
         where = f" in {entity}" if entity else ""

@@ -37,7 +37,17 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from .engine import sql_string
 from .errors import LogtoolError, UsageError
-from .formats.base import BadRecord, Mapping, Source, dumps_exact, key_text, loads_exact, normalize_op, parse_ts
+from .formats.base import (
+    BadRecord,
+    Mapping,
+    Source,
+    dumps_exact,
+    given_key,
+    key_text,
+    loads_exact,
+    normalize_op,
+    parse_ts,
+)
 from .formats.csv import delimiter
 from .formats.writers import output_file
 from .store import State, Store, actor, file_sha256, fsync_path, now_iso
@@ -291,9 +301,9 @@ def _select(con: duckdb.DuckDBPyConnection, key: str | None, entity: str | None,
         raise UsageError("--entity is empty")
     if where is not None:
         check_where(where, con)
-    sel = Selection(key, entity, where)
-    if key is not None:
-        sel.identities, sel.until = resolve_identities(key, entity, _store_moves(con))
+    sel = Selection(None if key is None else given_key(key), entity, where)
+    if sel.key is not None:
+        sel.identities, sel.until = resolve_identities(sel.key, entity, _store_moves(con))
     return sel
 
 
@@ -489,7 +499,7 @@ def receipt_matches(receipt: dict[str, Any], *, key: str | None = None, where: s
     """Does a receipt's salted predicate digest match this key (or this ``--where`` text)?"""
     pred = receipt.get("predicate", {})
     salt = bytes.fromhex(pred.get("salt", ""))
-    if key is not None and pred.get("key_sha256") != hashlib.sha256(salt + key.encode()).hexdigest():
+    if key is not None and pred.get("key_sha256") != hashlib.sha256(salt + given_key(key).encode()).hexdigest():
         return False
     if where is not None:
         if "where" in pred:

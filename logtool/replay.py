@@ -34,7 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import json_path, sql_string
 from .errors import NotFoundError, ReducerError, UsageError
-from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts, position_kind, position_order
+from .formats.base import (
+    RawJSON,
+    RawNumber,
+    dumps_exact,
+    given_key,
+    loads_exact,
+    parse_ts,
+    position_kind,
+    position_order,
+)
 from .store import State, Store, file_sha256, reads_latest, segment_damage
 
 if TYPE_CHECKING:
@@ -221,6 +230,7 @@ def replay(
 
     store = Store.open(path)
     st = store.state()
+    key = None if key is None else given_key(key)
     con = engine.connect()
     store.events_view(con, files=store.segment_files(st))
     target = _within_the_store(_resolve_target(con, at_offset, at_time, at_position), st.next_offset, con)

@@ -1113,6 +1113,11 @@ def test_bank_upcaster_turns_a_version_1_deposit_into_euros(bank_store: Path) ->
     assert Decimal(at6["acc-1001"]["balance"]) - Decimal(at5["acc-1001"]["balance"]) == Decimal("10.00")
 
 
+def test_a_composite_key_is_found_however_its_json_is_spaced(store: Path) -> None:
+    write_events(store, [{"key": '{"order_id":1,"line":2}', "op": "insert", "data": {"qty": 3}}])
+    assert rows(replay(store, key='{"order_id": 1, "line": 2}')) == {'{"order_id":1,"line":2}': {"qty": 3}}
+
+
 def test_a_damaged_snapshot_is_named_not_an_internal_error(store: Path) -> None:
     from logtool.errors import StoreError
 

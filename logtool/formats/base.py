@@ -522,6 +522,18 @@ def key_text(values: list[Any], names: tuple[str, ...] | list[str]) -> str:
     return dumps_exact(dict(zip(names, values, strict=True)))
 
 
+def given_key(text: str) -> str:
+    """A key as a user wrote it, in the store's form: a composite key (a JSON object) compacted,
+    as ``key_text`` writes it (``{"order_id": 1, "line": 2}`` is ``{"order_id":1,"line":2}``)."""
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        value = loads_exact(text)
+    except ValueError:
+        return text
+    return dumps_exact(value) if isinstance(value, dict) else text
+
+
 # --------------------------------------------------------------------------- values
 
 
