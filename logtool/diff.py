@@ -1312,9 +1312,42 @@ def _state_diff(
     tolerance: Decimal | None,
     limit: int,
 ) -> DiffResult:
-    lstate = _replay(left, at_offset, entity).state
-    rstate = _replay(right, at_offset, entity).state
+    lstate, rstate = _entity_state(left, at_offset, entity), _entity_state(right, at_offset, entity)
     return _compare_states(con, lstate, rstate, (str(left.path), str(right.path)), tolerance, limit, at_offset)
+
+
+def _entity_state(store: Store, at_offset: int | None, entity: str | None) -> pa.Table:
+    """A store's state (of one entity): an entity the store has no events of is an empty state
+    there, a difference to show, not an error (both stores lacking it was refused before)."""
+    from .errors import NotFoundError
+
+    try:
+        return _replay(store, at_offset, entity).state
+    except NotFoundError:
+        if entity is None:
+            raise
+        import pyarrow as pa
+
+        return pa.table({"entity": pa.array([], pa.string()), "key": pa.array([], pa.string()),
+                         "state": pa.array([], pa.string())})  # fmt: skip
+
+
+def _check_entity(stores: Sequence[Store], entity: str | None) -> None:
+    """An --entity neither store holds is a mistake (a typo), not two equal empty sides."""
+    from .query import events_connection
+
+    if entity is None:
+        return
+    named = f"entity = {sql_string(entity)}"
+    for store in stores:
+        if events_connection(store).execute(f"SELECT 1 FROM events WHERE {named} LIMIT 1").fetchall():
+            return
+    entities = sorted({e for store in stores for (e,) in events_connection(store).execute(
+        "SELECT DISTINCT entity FROM events").fetchall()})  # fmt: skip
+    raise UsageError(
+        f"--entity {entity!r}: neither store has events of it",
+        f"their entities: {', '.join(map(repr, entities[:20]))}{', ...' if len(entities) > 20 else ''}",
+    )
 
 
 def _tolerance(value: float | str | Decimal | None) -> Decimal | None:
@@ -1393,6 +1426,7 @@ def _two_stores(
 ) -> DiffResult:
     for store in (left, right):
         store.check_segments_present()  # equal digests prove equal logs only where the files are there
+    _check_entity((left, right), entity)
     if key_columns:
         raise UsageError(
             "--key-column is for table dumps: two stores are compared on their own keys",

@@ -581,6 +581,30 @@ def test_csv_keys_join_on_their_text_values_compare_as_numbers(tmp_path: Path) -
     assert counts(diff(tmp_path / "a.csv", tmp_path / "c.csv", key_columns=["id"])) == (True, 0, 0, 0)
 
 
+def test_an_entity_one_store_lacks_is_a_difference_and_one_neither_has_an_error(tmp_path: Path) -> None:
+    from logtool.errors import UsageError
+
+    (tmp_path / "a.jsonl").write_text('{"t":"u","id":1}\n{"t":"v","id":1}\n')
+    (tmp_path / "b.jsonl").write_text('{"t":"v","id":1}\n')
+    a, b = tmp_path / "a", tmp_path / "b"
+    for store, log in ((a, "a.jsonl"), (b, "b.jsonl")):
+        logtool.ingest(store, [str(tmp_path / log)], mapping=Mapping(key_fields=("id",), entity_field="t"))
+    for at in (None, 1):
+        result = diff(a, b, entity="u", at_offset=at)
+        assert not result.same and (result.state or result).only_left == 1
+    with pytest.raises(UsageError, match="neither store has events of it"):
+        diff(a, b, entity="w")
+
+
+def test_cli_csv_tells_a_json_null_from_a_missing_field(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"id":1,"a":1}\n')
+    (tmp_path / "b.jsonl").write_text('{"id":1,"a":1,"b":null}\n')
+    for name in ("a", "b"):
+        logtool.ingest(tmp_path / name, [str(tmp_path / f"{name}.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+    r = cli("diff", tmp_path / "a", tmp_path / "b", "--at-offset", "0", "--format", "csv")
+    assert r.code == 1 and r.out.splitlines()[1].endswith(",b,,null")
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -168,14 +168,20 @@ def _flat(differences: Iterable[dict[str, Any]]) -> Iterator[dict[str, str | Non
         else:
             base["where"] = f"offset {d['event']['offset']}"
         if d["change"] == "changed":
-            for f in d["fields"]:
-                yield {**base, "field": f["field"], "left": _text(f.get("left")), "right": _text(f.get("right"))}
+            for f in d["fields"]:  # a side the field is missing from is empty; a JSON null is `null`
+                yield {**base, "field": f["field"], **{side: _json_or_absent(f, side) for side in ("left", "right")}}
         else:
             body = d.get("event", d.get("row"))
             count = f" ×{d['count']}" if d.get("count", 1) != 1 else ""
             side = "left" if d["change"] == "only_left" else "right"
             other = "right" if side == "left" else "left"
             yield {**base, "field": None, side: (_text(body) or "") + count, other: None}
+
+
+def _json_or_absent(fields: dict[str, Any], side: str) -> str | None:
+    if side not in fields:
+        return None
+    return "null" if fields[side] is None else _text(fields[side])
 
 
 def _flat_batches(differences: Iterable[dict[str, Any]]) -> Iterator[Any]:
