@@ -1270,6 +1270,7 @@ def purge_file(
     where: str | None = None,
     mapping: Mapping | None = None,
     format: str | None = None,
+    progress: Progress | None = None,
 ) -> FileResult:
     """Copy a JSON-lines or CSV log to ``out`` without the records the selection matches.
 
@@ -1278,7 +1279,7 @@ def purge_file(
     judged on their raw text, best effort (see :class:`_RawJudge`). Streams: memory does not grow
     with the file.
     """
-    return _raw(path, out, (), key, entity, where, mapping, format)
+    return _raw(path, out, (), key, entity, where, mapping, format, progress)
 
 
 def redact_file(
@@ -1291,11 +1292,12 @@ def redact_file(
     where: str | None = None,
     mapping: Mapping | None = None,
     format: str | None = None,
+    progress: Progress | None = None,
 ) -> FileResult:
     """Copy a JSON-lines or CSV log to ``out`` with the named fields of the matching records
     replaced by ``"[REDACTED]"`` (in the payload and meta fields the mapping gives, never in the
     key, entity, op or time fields). Every other record is written byte for byte."""
-    return _raw(path, out, _check_fields(fields), key, entity, where, mapping, format)
+    return _raw(path, out, _check_fields(fields), key, entity, where, mapping, format, progress)
 
 
 def _raw(
@@ -1307,6 +1309,7 @@ def _raw(
     where: str | None,
     mapping: Mapping | None,
     format_name: str | None,
+    progress: Progress | None = None,
 ) -> FileResult:
     from .formats import detect, get_format
 
@@ -1342,7 +1345,7 @@ def _raw(
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip
     with output_file(out) as sink:
-        _filter_records(source, fmt, mapping, sel, specs, con, sink, result)
+        _filter_records(source, fmt, mapping, sel, specs, con, sink, result, progress)
     return result
 
 
@@ -1374,9 +1377,10 @@ def _filter_records(
     con: duckdb.DuckDBPyConnection,
     sink: IO[bytes],
     result: FileResult,
+    progress: Progress | None = None,
 ) -> None:
     """Read events and raw records side by side: decide on each record once the reader has gone
-    past it, then write it (or not, or redacted)."""
+    past it, then write it (or not, or redacted). ``progress(bytes_read, total)`` as it reads."""
     bad: dict[int, bytes] = {}
     matched: set[int] = set()
 
@@ -1425,6 +1429,8 @@ def _filter_records(
                 bad.pop(rec.start, None)
 
         for batch in fmt.read(source, mapping, report):
+            if progress:
+                progress(source.bytes_read, source.size)
             _events_of(con, batch)
             lines = con.execute(f"SELECT source.line FROM events WHERE {cond}").fetchall()
             matched.update(int(r[0]) for r in lines)

@@ -114,7 +114,9 @@ def purge_command(
         mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
         sink: Any = _Discard() if dry_run else output
-        res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format)
+        with console.progress("purge") as update:
+            res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
+                             progress=update)  # fmt: skip
         _file_report(res, dry_run)
         return
 
@@ -177,9 +179,11 @@ def redact_command(
         mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
         sink: Any = _Discard() if dry_run else output
-        res = redact_file(
-            target, sink, field, key=key, entity=entity, where=where, mapping=mapping, format=input_format
-        )
+        with console.progress("redact") as update:
+            res = redact_file(
+                target, sink, field, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
+                progress=update,
+            )  # fmt: skip
         _file_report(res, dry_run)
         return
 
