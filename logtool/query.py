@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .engine import sql_ident
 from .errors import UsageError
+from .schema import OUTPUT_JSON_COLUMNS
 from .store import Store, iso_utc, reads_latest
 
 if TYPE_CHECKING:
@@ -72,6 +74,29 @@ def sql(path: str | Path, query: str) -> pa.Table:
             seen[name] += 1
         unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return table.rename_columns(unique)
+
+
+def json_text_columns(table: pa.Table) -> list[str]:
+    """The columns of a query's result to write as JSON rather than as strings: text columns named
+    like the events view's JSON ones (``schema.OUTPUT_JSON_COLUMNS``) whose every value is a JSON object
+    or array. A name alone decides nothing: `SELECT entity AS data` holds plain text, and a text
+    shaped to close the object and add a member must stay one string."""
+    import pyarrow as pa
+
+    from . import engine
+
+    names = [f.name for f in table.schema if f.name in OUTPUT_JSON_COLUMNS and pa.types.is_string(f.type)]
+    if not names or table.num_rows == 0:
+        return names
+    con = engine.connect()
+    con.register("_result", table.select(names))  # names are unique: sql() makes them so
+    checks = ", ".join(  # (a CASE: DuckDB evaluates both sides of an AND)
+        f"bool_and(CASE WHEN {c} IS NULL THEN TRUE WHEN json_valid({c}) THEN json_type({c}) IN ('OBJECT', 'ARRAY') "
+        "ELSE FALSE END)"
+        for c in map(sql_ident, names)
+    )
+    verdicts = con.execute(f"SELECT {checks} FROM _result").fetchall()[0]
+    return [n for n, ok in zip(names, verdicts, strict=True) if ok]
 
 
 def _first_line(e: Exception) -> str:

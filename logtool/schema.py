@@ -84,3 +84,6 @@ def event_schema() -> pa.Schema:
 
 #: Columns holding JSON text.
 JSON_COLUMNS = ("data", "before", "meta")
+#: Result columns that output writes as JSON: the events' JSON columns, and what replays and diffs
+#: name so.
+OUTPUT_JSON_COLUMNS = (*JSON_COLUMNS, "state", "value", "left", "right")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .. import console
+from ..schema import OUTPUT_JSON_COLUMNS
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -142,7 +143,7 @@ def render(
     fmt: OutputFormat | None,
     *,
     title: str | None = None,
-    json_columns: Iterable[str] = ("data", "before", "meta", "state", "value", "left", "right"),
+    json_columns: Iterable[str] = OUTPUT_JSON_COLUMNS,
 ) -> int:
     """Write rows to stdout in the chosen format, batch by batch; returns the row count."""
     import pyarrow as pa
