@@ -583,11 +583,13 @@ def _rewrite_snapshot(
     con = _sandbox()
     _events_of(con, pa.table(columns, schema=input_schema()))
     # rows in their order (DuckDB keeps insertion order without ORDER BY)
-    hit = pa.array([bool(h) for (h,) in con.execute(f"SELECT coalesce({sel.condition()}, FALSE) FROM events").fetchall()])
+    hit = con.sql(f"SELECT coalesce({sel.condition()}, FALSE) AS hit FROM events").to_arrow_table().column("hit")
     if specs is None:
         rows = rows.filter(pc.invert(hit))
-    else:
-        states = [(_redact_text(t, specs) or t) if h else t for t, h in zip(rows.column("state").to_pylist(), hit.to_pylist(), strict=True)]
+    else:  # only the matching rows are redacted in Python
+        states = rows.column("state").to_pylist()
+        for i in pc.indices_nonzero(hit).to_pylist():
+            states[i] = _redact_text(states[i], specs) or states[i]
         rows = rows.set_column(rows.schema.get_field_index("state"), "state", pa.array(states, pa.string()))
     con.register("_snapshot_rows", rows)
     rows = con.sql("SELECT * FROM _snapshot_rows ORDER BY entity, key NULLS LAST, state").to_arrow_table()  # as replay sorts
