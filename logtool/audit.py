@@ -528,6 +528,12 @@ def history(
     if entity is not None:
         steps = [s for s in steps if s.target[0] == entity]
     if field is not None:
+        if not any(_lookup(r, field) is not _ABSENT for s in steps for r in (s.before, s.after)):
+            names = sorted({n for s in steps for r in (s.before, s.after) for n in (_as_object(r) or {})})
+            raise NotFoundError(
+                f"key {key!r} never had a field {field!r}; its fields: {', '.join(map(repr, names)) or 'none'}",
+                "a dotted name reaches into objects, e.g. address.city",
+            )
         steps = [s for s in steps if _changed(s, field)]
     if lo is not None:
         steps = [s for s in steps if s.event.micros is not None and s.event.micros >= lo]

@@ -36,7 +36,7 @@ def root(
     memory_limit: Annotated[
         str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. `2GB` (default 2GB).")
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="DuckDB threads (default: all cores).")] = None,
     temp_dir: Annotated[
         str | None, typer.Option("--temp-dir", help="Where DuckDB spills when memory is short.")
     ] = None,
@@ -49,7 +49,13 @@ def root(
 
     console.quiet = quiet
     console.debug = debug
-    engine.configure(memory_limit=memory_limit, threads=threads, temp_dir=temp_dir)
+    from .errors import LogtoolError
+
+    try:
+        engine.configure(memory_limit=memory_limit, threads=threads, temp_dir=temp_dir)
+    except LogtoolError as e:
+        console.fail(e.message, e.hint)
+        raise typer.Exit(e.exit_code) from None
 
 
 def _register_commands() -> None:
@@ -100,9 +106,13 @@ def global_options_first(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """The console script. Each command's errors are mapped by `commands._common.boundary`."""
+    import contextlib
+
     try:
         args = global_options_first(sys.argv[1:] if argv is None else argv)
-        app(args=args, prog_name="logtool", standalone_mode=True)
+        # no command: the help is a message for a person (stderr), and the exit says usage error
+        with contextlib.redirect_stdout(sys.stderr) if not args else contextlib.nullcontext():
+            app(args=args, prog_name="logtool", standalone_mode=True)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_TROUBLE)
     return 0

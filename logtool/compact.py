@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import UsageError
+from .schema import DOMAIN_EVENT
 from .store import Store, iso_utc
 
 REASONS = ("superseded", "tombstone expired", "keyless", "aborted")
@@ -50,6 +51,15 @@ def parse_duration(text: str | int | None) -> int:
     from decimal import Decimal
 
     return int(sum(Decimal(n) * _UNIT_US[u] for n, u in parts))
+
+
+def _instant(us: int) -> str:
+    """An instant in microseconds since the epoch as ISO-8601 text; past year 9999 (a retention of
+    ages), ``never``."""
+    try:
+        return iso_utc(dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us))
+    except OverflowError:
+        return "never"
 
 
 def _now_us(now: str | dt.datetime | None) -> int:
@@ -179,7 +189,7 @@ def compact(
         st = store.state()
         con = engine.connect()
         store.events_view(con, files=store.segment_files(st))
-        if con.execute("SELECT count(*) FROM events WHERE op = 'event'").fetchall()[0][0]:
+        if con.execute(f"SELECT count(*) FROM events WHERE {DOMAIN_EVENT}").fetchall()[0][0]:
             raise UsageError(
                 "this log holds domain events (an event-sourced log): compacting it would lose history its reducers need",
                 f"take a snapshot instead: `logtool snapshot {path}`",
@@ -226,13 +236,12 @@ def compact(
         kept = con.execute("SELECT count(*), min(ts_us) FROM kept_tombstones").fetchall()[0]
         result.tombstones = [
             {"offset": o, "entity": e, "key": k, "op": op,
-             "expires": iso_utc(dt.datetime.fromtimestamp((t + retention_us) / 1e6, dt.UTC))}
+             "expires": _instant(t + retention_us)}
             for o, e, k, op, t in con.execute('SELECT * FROM kept_tombstones ORDER BY "offset" LIMIT 100').fetchall()
         ]  # fmt: skip
         result.tombstones_kept = kept[0]
         if kept[1] is not None:
-            expiry = dt.datetime.fromtimestamp((kept[1] + retention_us) / 1e6, dt.UTC)
-            result.earliest_tombstone_expiry = iso_utc(expiry)
+            result.earliest_tombstone_expiry = _instant(kept[1] + retention_us)
         fold_rows = con.execute(f"SELECT count(*) FROM decisions WHERE reason IS NULL AND {_FOLDED}").fetchall()[0][0]
         result.folded = fold_rows
         result.examples = [
@@ -337,7 +346,7 @@ def compact(
             "tombstone_retention_us": retention_us,
             "min_lag_us": lag_us,
             "until_offset": until_offset,
-            "now": iso_utc(dt.datetime.fromtimestamp(now_us / 1e6, dt.UTC)),
+            "now": _instant(now_us),
         }
         info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit")}
         commit = store.commit(

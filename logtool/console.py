@@ -25,12 +25,21 @@ def warn(message: str) -> None:
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[[int, int | None], None]]:
-    """A progress bar on stderr; yields ``update(done, total)``. Silent under -q or off a terminal."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def progress(
+    description: str, total: int | None = None, unit: str = "bytes"
+) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar on stderr; yields ``update(done, total)``, counted in ``unit`` (``bytes``, or
+    a word such as ``events`` or ``steps``, or ``""`` for a bare count). Silent under -q or off a terminal."""
+    from rich.progress import (
+        BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )  # fmt: skip
 
+    count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+    columns = [TextColumn("{task.description}"), BarColumn(), count]
+    if unit not in ("bytes", ""):
+        columns.append(TextColumn(unit))
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        *columns, TimeElapsedColumn(), TimeRemainingColumn(),
         console=err, redirect_stdout=False, redirect_stderr=False, transient=True,
         disable=quiet or not err.is_terminal,
     )  # fmt: skip

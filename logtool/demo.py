@@ -64,15 +64,14 @@ def steps(workdir: str | Path, samples: str | Path | None = None) -> Iterator[St
         "--ts-field ts --data-field data --meta-field actor --meta-field txid",
         {"ingested": r.ingested, "quarantined": r.quarantined, "entities": info(shop)["entities"]},
     )
+    deploy = (
+        "SELECT \"offset\", ts, key, op, data FROM events WHERE ts BETWEEN '2026-03-01 14:03:00' AND "
+        "'2026-03-01 14:03:30' AND meta->>'actor' = 'deploy-bot' ORDER BY \"offset\""
+    )
     yield Step(
         "What happened around the bad deploy? (SQL over the events)",
-        "logtool sql shop.store \"SELECT \\\"offset\\\", ts, key, op, data, meta FROM events "
-        "WHERE ts BETWEEN '2026-03-01 14:03:00' AND '2026-03-01 14:03:30' AND meta->>'actor' = 'deploy-bot'\"",
-        sql(
-            shop,
-            "SELECT \"offset\", ts, key, op, data FROM events WHERE ts BETWEEN '2026-03-01 14:03:00' AND "
-            "'2026-03-01 14:03:30' AND meta->>'actor' = 'deploy-bot' ORDER BY \"offset\"",
-        ),
+        'logtool sql shop.store "' + deploy.replace('"', '\\"') + '"',
+        sql(shop, deploy),
     )
     before = replay(shop, at_time="2026-03-01T14:03:00Z", entity="public.customers", key="42")
     during = replay(shop, at_time="2026-03-01T14:03:10Z", entity="public.customers", key="42")
@@ -164,7 +163,11 @@ def steps(workdir: str | Path, samples: str | Path | None = None) -> Iterator[St
     receipt = erased.receipt or {}
     yield Step(
         "Erase a person (user 33, later 10033) from a PII log: purge, redact, and the receipt",
-        "logtool purge people.store --key 10033 --entity public.users --reason 'erasure request #118' --yes",
+        "logtool purge people.store --key 10033 --entity public.users --reason 'erasure request #118' --yes\n"
+        "$ logtool purge people.store --key 508 --entity public.signups --reason 'erasure request #118' --yes\n"
+        "$ logtool purge people.store --key 519 --entity public.signups --reason 'erasure request #118' --yes\n"
+        "$ logtool redact people.store --field note --where \"data->>'note' LIKE '%Mira Kovac%'\" "
+        "--reason 'erasure request #118' --yes",
         {
             "events mentioning her email, before": before_hits,
             "events purged": erased.events + sum(p.events for p in signups),

@@ -30,6 +30,17 @@ settings = Settings(
 def configure(memory_limit: str | None = None, threads: int | None = None, temp_dir: str | None = None) -> None:
     """Change the settings of connections opened from now on (the CLI's global options)."""
     if memory_limit is not None:
+        import duckdb
+
+        try:
+            duckdb.connect(":memory:", config={"memory_limit": memory_limit}).close()
+        except duckdb.Error as e:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"--memory-limit {memory_limit}: {str(e).strip().splitlines()[0].removeprefix('Parser Error: ')}",
+                "write e.g. 2GB, 512MiB or 50% (of the machine's memory)",
+            ) from None
         settings.memory_limit = memory_limit
     if threads is not None:
         settings.threads = threads

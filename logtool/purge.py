@@ -97,9 +97,7 @@ class PurgeResult:
 
     def summary(self) -> dict[str, Any]:
         """The result without the receipt, for printing."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "receipt"}
-        out["offsets"] = format_ranges(self.offsets)
-        return out
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "receipt"}
 
 
 @dataclass
@@ -745,6 +743,11 @@ def _cut_offset(store: Store, state: State, before_offset: int | None, before_ti
     if before_offset is not None:
         if before_offset < 0:
             raise UsageError(f"--before-offset must be 0 or more, not {before_offset}")
+        if before_offset > state.next_offset:
+            raise UsageError(
+                f"--before-offset {before_offset} is past the end of the log (its next offset is {state.next_offset})",
+                f"to drop every event, give --before-offset {state.next_offset}",
+            )
         return before_offset
     assert before_time is not None
     try:

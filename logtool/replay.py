@@ -44,6 +44,7 @@ from .formats.base import (
     position_kind,
     position_order,
 )
+from .schema import DOMAIN_EVENT
 from .store import State, Store, file_sha256, reads_latest, segment_damage
 
 if TYPE_CHECKING:
@@ -237,6 +238,11 @@ def replay(
     module = load_reducer(reducer) if reducer else None
     fingerprint = module.fingerprint if module else KV_FINGERPRINT
     warnings: list[str] = []
+    if target.by == "offset" and target.upto is not None and target.upto >= st.next_offset:
+        warnings.append(
+            f"offset {target.upto} is past the end of the log (its last offset is {st.next_offset - 1}): "
+            "this is the state at the head"
+        )
     snap = _pick_snapshot(st, target, fingerprint, warnings) if use_snapshots else None
     warnings += _rewritten_warnings(store, target, snap["offset"] if snap else None)
     base_offset = snap["offset"] if snap else -1
@@ -280,7 +286,7 @@ def replay(
     if module:
         state, typed_states = _replay_python(con, module, progress)
     else:
-        if con.execute("SELECT 1 FROM ev WHERE op = 'event' LIMIT 1").fetchall():
+        if con.execute(f"SELECT 1 FROM ev WHERE {DOMAIN_EVENT} LIMIT 1").fetchall():
             warnings.append(
                 "this log holds domain events (an event-sourced log): the kv reducer leaves them out of the state; "
                 "pass --reducer MODULE to apply them"
@@ -293,10 +299,13 @@ def replay(
     if key is not None and state.num_rows == 0:
         raise NotFoundError(f"key {key!r} has no state at {target.description}",
                             warnings[-1] if warnings else "check the key, or see `logtool history`")  # fmt: skip
+    last = target.last
+    if snap and (last is None or snap["offset"] > last):  # the head was dropped: the snapshot holds it
+        last = snap["offset"]
     return ReplayResult(
         state=state,
         digest=state_digest(state),
-        offset=target.last,
+        offset=last,
         events=applied,
         snapshot=snap["offset"] if snap else None,
         reducer=fingerprint,
@@ -340,7 +349,7 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             if target.upto >= (removed_upto if point is None else point - 1):
                 continue
         cut = c.get("params", {}).get("before_offset")
-        if cut is not None and snapshot_offset is not None and snapshot_offset >= cut - 1:
+        if cut is not None and snapshot_offset is not None and snapshot_offset >= min(cut, removed_upto + 1) - 1:
             continue  # a dropped head: the snapshot stored at the cut holds the state it built
         out.append(
             f"events up to offset {removed_upto} were removed by {c['operation']} (commit {c['version']}): "
@@ -1096,6 +1105,12 @@ def snapshot(
     from .segments import write_parquet_options
 
     store = Store.open(path)
+    next_offset = store.state().next_offset
+    if at_offset is not None and at_offset >= next_offset:
+        raise UsageError(
+            f"--at-offset {at_offset} is past the end of the log (its last offset is {next_offset - 1})",
+            "leave --at-offset out to snapshot the head",
+        )
     at_offset = transaction_boundary(store, at_offset)
     result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
     if result.offset is None:

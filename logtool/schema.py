@@ -11,6 +11,11 @@ if TYPE_CHECKING:
 OPS = ("insert", "update", "upsert", "patch", "delete", "truncate", "read", "event")
 #: Ops that write a full row image.
 ROW_OPS = ("insert", "update", "upsert", "read")
+#: The readers of change-data-capture streams. An ``event`` they read is a notice of the source (a
+#: logical decoding message, a DDL statement), not a domain event for a reducer.
+CDC_FORMATS = ("debezium", "kcat", "maxwell", "mongodb", "test_decoding", "wal2json", "wal2json-v1")
+#: SQL over events: a domain event, which only an event-sourced log's reducers can apply.
+DOMAIN_EVENT = "op = 'event' AND source.format NOT IN (" + ", ".join(f"'{f}'" for f in CDC_FORMATS) + ")"
 
 
 def _ts() -> pa.DataType:

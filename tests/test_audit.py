@@ -209,6 +209,12 @@ def test_history_filters_by_field_and_time(stores: dict[str, Path]) -> None:
         logtool.history(stores["widgets"], "100", since="2026-01-01T10:00:06Z", until="2026-01-01T10:00:03Z")
 
 
+def test_history_of_a_field_the_key_never_had_names_its_fields(stores: dict[str, Path]) -> None:
+    """A misspelled field is not "nobody changed it"."""
+    with pytest.raises(NotFoundError, match="key '100' never had a field 'qtty'; its fields: .*'qty'"):
+        logtool.history(stores["widgets"], "100", field="qtty")
+
+
 def test_history_of_a_key_in_two_entities_shows_both(stores: dict[str, Path]) -> None:
     table = logtool.history(stores["widgets"], "2")
     assert sorted(set(table.column("entity").to_pylist())) == ["gadgets", "widgets"]

@@ -376,3 +376,69 @@ def test_ingest_api_survives_importing_its_module(write_lines: WriteLines, tmp_p
     p = subprocess.run([sys.executable, "-c", code, "ingest", str(tmp_path / "s"), str(f), "--key-field", "id"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert p.returncode == 0, p.stderr
+
+
+# --------------------------------------------------------------------------- contracts at the edges
+
+
+def test_no_command_prints_the_help_on_stderr_and_exits_2() -> None:
+    p = _run()
+    assert p.returncode == 2 and p.stdout == b""
+    assert b"ingest" in p.stderr and b"verify" in p.stderr
+
+
+def test_a_reader_that_stops_early_does_not_turn_a_difference_into_same(tmp_path: Path) -> None:
+    """`logtool diff A B | head -c1`: the pipe closes under diff, whose exit code still says 1."""
+    for name, qty in (("a", 1), ("b", 2)):
+        log = tmp_path / f"{name}.jsonl"
+        log.write_text("".join(json.dumps({"id": i, "qty": qty, "pad": "x" * 200}) + "\n" for i in range(3000)))
+        assert _run("ingest", tmp_path / name, log, "--key-field", "id", "--entity", "t").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    p = subprocess.Popen([_logtool(), "diff", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "jsonl"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.read(1) == b"{"
+    p.stdout.close()  # far more than a pipe holds is still to come
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 1, err
+    assert b"Traceback" not in err and b"Exception ignored" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--memory-limit", "lots"], "error: --memory-limit lots: Memory must have a number"),
+        (["--threads", "0"], "Invalid value for '--threads'"),
+        (["--threads", "-3"], "Invalid value for '--threads'"),
+    ],
+)
+def test_bad_engine_settings_are_usage_errors(cli: Cli, store: Path, args: list[str], message: str) -> None:
+    run = cli(*args, "replay", store)
+    assert run.code == 2 and run.out == ""
+    assert message in run.err and "internal error" not in run.err
+
+
+def test_log_as_a_table_is_a_line_per_commit(cli: Cli, store: Path) -> None:
+    assert cli("purge", store, "--key", "2", "--yes").code == 0
+    run = cli("log", store, "--format", "table")
+    assert run.code == 0
+    header = next(line for line in run.out.splitlines() if "version" in line)
+    assert [c.strip() for c in header.strip("┃│ ").split("┃")] == ["version", "time", "actor", "operation", "summary"]
+    assert "--format json" in run.err
+    full = json.loads(cli("log", store, "--format", "json").out)
+    assert full[1]["receipt"]["offsets"] == [[1, 1]]
+
+
+def test_replay_refuses_a_format_that_cannot_be_written_to_a_directory_before_replaying(
+    cli: Cli, store: Path, tmp_path: Path
+) -> None:
+    run = cli("replay", store, "--format", "json", "-o", tmp_path / "out")
+    assert run.code == 2 and run.errors() == ["error: -o writes files: --format json cannot go there"]
+    assert "state at" not in run.err and not (tmp_path / "out").exists()
+
+
+def test_demo_keep_refuses_a_directory_that_is_not_empty(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "shop.store").mkdir()
+    run = cli("demo", "--keep", tmp_path / "kept")
+    assert run.code == 2 and run.errors() == [f"error: --keep {tmp_path / 'kept'}: not an empty directory"]

@@ -386,6 +386,13 @@ def test_a_tombstone_removes_earlier_records_and_is_kept_within_retention(tmp_pa
     assert state(store) == {("e", "j"): {"v": 1}}
 
 
+def test_a_retention_of_ages_never_expires(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("delete", "k", None, t=1)])
+    result = compact(store, tombstone_retention="99999999d", now=iso(T0 + DAY), dry_run=True)
+    assert (result.tombstones_kept, result.earliest_tombstone_expiry) == (1, "never")
+    assert result.tombstones[0]["expires"] == "never"
+
+
 @pytest.mark.parametrize("tombstone", TOMBSTONES)
 def test_a_tombstone_is_removed_once_its_retention_is_over(tmp_path: Path, tombstone: Any) -> None:
     store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("insert", "j", {"v": 1}, t=1), tombstone(10)])

@@ -495,6 +495,25 @@ def test_a_head_drop_of_the_whole_log_keeps_its_state(store: Path) -> None:
     assert replay(str(store), at_offset=head.offset).digest == head.digest
 
 
+def test_a_replay_exactly_at_the_cut_is_the_snapshot_state_at_that_offset(store: Path) -> None:
+    from logtool.replay import replay
+
+    at_cut = replay(str(store), at_offset=5).digest
+    purge(store, before_offset=6)
+    after = replay(str(store), at_offset=5)
+    assert (after.offset, after.snapshot, after.digest, after.warnings) == (5, 5, at_cut, [])
+
+
+def test_a_head_drop_past_the_end_of_the_log_is_refused(store: Path) -> None:
+    from logtool.errors import UsageError
+
+    before = files(store)
+    end = Store.open(store).state().next_offset
+    with pytest.raises(UsageError, match=f"past the end of the log \\(its next offset is {end}\\)"):
+        purge(store, before_offset=end + 1)
+    assert files(store) == before
+
+
 def test_the_audit_after_a_head_drop_starts_from_its_snapshot(store: Path) -> None:
     """history, blame and why fold from the cut's snapshot, as replay does: the fields set by
     dropped events are there, credited to the snapshot."""
@@ -525,6 +544,13 @@ def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(LogtoolError, match="needs snapshots"):
         purge(store, before_offset=6)
     assert files(store) == before
+
+
+def test_purge_and_redact_refuse_standard_input(cli: Any) -> None:
+    for command in (["purge", "-", "--key", "1"], ["redact", "-", "--field", "email", "--key", "1"]):
+        run = cli(*command, "--key-field", "id", input='{"id":1,"email":"a@b"}\n')
+        assert run.code == 2 and run.out == ""
+        assert run.errors() == ["error: purge and redact read a store or a raw log file, not standard input"]
 
 
 # --------------------------------------------------------------------------- quarantine
@@ -623,7 +649,7 @@ def test_cli_prompts_on_a_terminal(cli: Any, store: Path, monkeypatch: pytest.Mo
 def test_cli_yes_dry_run_and_log(cli: Any, store: Path) -> None:
     before = files(store)
     run = cli("redact", store, "--field", "email", "--key", PERSON["key"], "--dry-run", "--format", "json")
-    assert run.code == 0 and json.loads(run.out)["offsets"] == "4, 8"
+    assert run.code == 0 and json.loads(run.out)["offsets"] == [[4, 4], [8, 8]]  # as in the receipt
     assert files(store) == before
     run = cli("purge", store, "--key", PERSON["key"], "--reason", "ticket 118", "--yes", "--format", "json")
     assert run.code == 0, run.err

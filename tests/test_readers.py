@@ -150,6 +150,24 @@ def test_csv_quote_the_file_ends_inside_is_a_bad_record(
     assert failed.code == 2 and f"{f}:3: a quoted field has no closing quote" in failed.err
 
 
+def test_csv_quote_open_on_the_last_line_without_a_line_break_is_a_bad_record(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """A truncated export: the last line ends inside a quote, on the line it started on."""
+    f = tmp_path / "t.csv"
+    f.write_bytes(b'id,v\n1,a\n2,"unterminated')
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0, r.err
+    assert [e["key"] for e in _events(query, store)] == ["1"]
+    assert f"{f}:3: a quoted field has no closing quote (the file ends inside it)" in r.err
+    ok = tmp_path / "ok.csv"
+    ok.write_bytes(b'id,v\n1,a\n2,"closed"')  # a last line without its line break is fine
+    store = new_store("t")
+    assert cli("ingest", store, ok, "--key-field", "id").code == 0
+    assert [json.loads(e["data"]) for e in _events(query, store)] == [{"v": "a"}, {"v": "closed"}]
+
+
 @pytest.mark.parametrize(("name", "sep"), [("semi.csv", ";"), ("tabs.tsv", "\t"), ("pipes.csv", "|")])
 def test_csv_with_another_delimiter(
     cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, name: str, sep: str

@@ -1070,6 +1070,18 @@ def test_snapshot_of_an_empty_store_is_a_usage_error(store: Path) -> None:
         snapshot(store)
 
 
+def test_an_offset_past_the_end_of_the_log(store: Path) -> None:
+    """A replay there is the head, with a warning; a snapshot there is refused (no duplicate of the head's)."""
+    write_events(store, [{"op": "insert", "key": "1", "data": {"v": 1}}, {"op": "insert", "key": "2", "data": {"v": 2}}])
+    past = replay(store, at_offset=1_000_000)
+    assert (past.offset, past.digest) == (1, replay(store).digest)
+    assert past.warnings == ["offset 1000000 is past the end of the log (its last offset is 1): this is the state at the head"]
+    assert replay(store, at_offset=1).warnings == []
+    with pytest.raises(UsageError, match="--at-offset 2 is past the end of the log"):
+        snapshot(store, at_offset=2)
+    assert Store.open(store).state().of_kind("snapshot") == []
+
+
 # --------------------------------------------------------------------------- Python reducers
 
 

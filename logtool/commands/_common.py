@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from ..formats.base import Mapping
 
 
+_verdict = 0  # what diff or verify found, set before their output is written (see `verdict`)
+
+
+def verdict(code: int) -> None:
+    """Record what a command found (diff, verify: 1 different) before its output is written: a
+    reader that stops early (`| head`) must not turn the verdict into success."""
+    global _verdict
+    _verdict = code
+
+
 def boundary(fn: Callable[..., None]) -> Callable[..., None]:
     """The one place errors become exit codes: a LogtoolError is one line, a hint and its code;
     anything unexpected is trouble (2), never diff's and verify's "different" (1)."""
@@ -27,6 +37,7 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        verdict(0)
         try:
             fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -37,8 +48,11 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
         except KeyboardInterrupt:
             console.fail("interrupted")
             raise typer.Exit(130) from None
-        except BrokenPipeError:
-            raise typer.Exit(0) from None
+        except BrokenPipeError:  # the reader stopped early: what was found still sets the exit code
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(_verdict) from None
         except Exception as e:
             if type(e).__name__ == "OutOfMemoryException":  # DuckDB ran out of its memory limit
                 from .. import engine

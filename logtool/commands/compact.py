@@ -101,7 +101,7 @@ def command(
             return
         _warn_keyless(preview)
         confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes)
-    with console.progress("compact") as update:
+    with console.progress("compact", unit="steps") as update:
         result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                  until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip
     if dry_run or yes:

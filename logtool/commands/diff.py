@@ -12,7 +12,7 @@ import typer
 
 from .. import console
 from ..errors import EXIT_DIFFERENT
-from ._common import FormatOpt, OutputFormat, boundary, render, render_object, resolve
+from ._common import FormatOpt, OutputFormat, boundary, render, render_object, resolve, verdict
 
 if TYPE_CHECKING:
     from ..diff import DiffResult
@@ -74,6 +74,7 @@ def command(
         left, right, at_offset=at_offset, entity=entity, key_columns=tuple(key_column or ()),
         float_tolerance=float_tolerance, limit=limit, by=by.value,
     )  # fmt: skip
+    verdict(0 if result.same else EXIT_DIFFERENT)
     fmt = resolve(format)
     if fmt is OutputFormat.json:
         render_object(result.to_dict(), fmt)

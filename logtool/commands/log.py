@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ._common import FormatOpt, StoreArg, boundary, render
+from .. import console
+from ._common import FormatOpt, OutputFormat, StoreArg, boundary, render, resolve
 
 
 def command(store: StoreArg, format: FormatOpt = None) -> None:
@@ -21,6 +22,13 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
     from ..formats.base import dumps_exact
 
     rows = logtool.log(store)
+    if resolve(format) is OutputFormat.table:
+        # for people: a line a commit; the parameters and receipts in full are for --format json
+        keep = ("version", "time", "actor", "operation", "summary")
+        render(pa.Table.from_pylist([{k: r[k] for k in keep} for r in rows]), format)
+        if any(r["receipt"] for r in rows):
+            console.status("[dim]parameters and receipts in full: --format json[/dim]")
+        return
     for r in rows:
         r["params"] = dumps_exact(r["params"])
         r["receipt"] = None if r["receipt"] is None else dumps_exact(r["receipt"])

@@ -108,6 +108,7 @@ def purge_command(
     from ..errors import UsageError
     from ..purge import purge, purge_file
 
+    _not_stdin(target)
     if Path(target).is_file():
         if before_offset is not None or before_time is not None:
             raise UsageError("--before-offset/--before-time apply to a store, not a raw file")
@@ -175,6 +176,7 @@ def redact_command(
     """
     from ..purge import redact, redact_file
 
+    _not_stdin(target)
     if Path(target).is_file():
         mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
@@ -231,7 +233,7 @@ def _store_run(
                 f"look first with `logtool {verb} {target} ... --dry-run`, then pass --yes",
             )
         typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
-    with console.progress(verb) as update:
+    with console.progress(verb, unit="events") as update:
         result = call(False, update)
     render_object(result.summary(), format)
     if result.commit is None:
@@ -289,6 +291,16 @@ def _file_report(res: FileResult, dry_run: bool) -> None:
         console.warn(f"{res.unreadable} record(s) could not be read and were judged on their raw text")
     if res.unreadable_kept:
         console.warn(f"{res.unreadable_kept} unreadable record(s) mention the key and were kept as they are")
+
+
+def _not_stdin(target: str) -> None:
+    from ..errors import UsageError
+
+    if target == "-":
+        raise UsageError(
+            "purge and redact read a store or a raw log file, not standard input",
+            "save the log to a file first, then `logtool purge FILE ... -o OUT`",
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -65,7 +66,11 @@ def command(
     fmt = format.value if format else None
     if fmt == "parquet" and not output:
         raise UsageError("--format parquet writes files", "add -o DIR (one <entity>.parquet per entity)")
-    with console.progress("replay") as update:
+    if output and fmt not in (None, "parquet", "csv"):
+        raise UsageError(f"-o writes files: --format {fmt} cannot go there", "use --format parquet or csv with -o")
+    if output and Path(output).exists() and not Path(output).is_dir():
+        raise UsageError(f"{output}: is a file, not a directory", "-o names a directory: one file per entity goes there")
+    with console.progress("replay", unit="") as update:
         result = logtool.replay(  # type: ignore[operator]  # the function, not the module of that name
             store, at_offset=at_offset, at_time=at_time, at_position=at_position, entity=entity, key=key,
             reducer=reducer, use_snapshots=not no_snapshots, progress=update,
@@ -125,7 +130,7 @@ def snapshot(
         console.status(f"automatic snapshots: {'every ' + str(every) + ' events' if every else 'off'}")
         if at_offset is None:
             return
-    with console.progress("snapshot") as update:
+    with console.progress("snapshot", unit="") as update:
         entry = logtool.snapshot(store, at_offset=at_offset, reducer=reducer, progress=update)
     console.status(f"snapshot at offset {entry['offset']}: {entry['rows']} rows, digest {entry['digest']}")
 

@@ -6,7 +6,7 @@ import typer
 
 from .. import console
 from ..errors import EXIT_DIFFERENT
-from ._common import FormatOpt, StoreArg, boundary, render
+from ._common import FormatOpt, StoreArg, boundary, render, verdict
 
 
 def command(store: StoreArg, format: FormatOpt = None) -> None:
@@ -24,9 +24,10 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
 
     import logtool
 
-    with console.progress("verify") as update:
+    with console.progress("verify", unit="events") as update:
         report = logtool.verify(store, progress=update)
     if report.problems:
+        verdict(EXIT_DIFFERENT)
         render(
             pa.Table.from_pylist([{"where": p.where, "offset": p.offset, "problem": p.what} for p in report.problems]),
             format,

@@ -594,7 +594,7 @@ def parse_ts(value: Any, unit: str | None = None) -> int:
             )
         return micros
     if isinstance(value, str):
-        text = value.strip().replace(" ", "T", 1)
+        text = _DATE_SPACE.sub(r"\1T", value.strip(), count=1)  # "2026-03-01 14:03" as ISO writes it
         text, _, zone = text.partition(" ")  # a zone named after the time: UTC, Europe/Lisbon
         if zone[:1] in ("+", "-"):  # or an offset written apart
             text, zone = text + zone, ""
@@ -617,6 +617,7 @@ def parse_ts(value: Any, unit: str | None = None) -> int:
     raise ValueError(f"unparseable timestamp {value!r}")
 
 
+_DATE_SPACE = re.compile(r"^([+-]?\d{4,}-?\d{2}-?\d{2}) +(?=\d)")
 _END_OF_DAY = re.compile(r"T24:00(:00(\.0+)?)?(?=$|[+-])")
 
 

@@ -142,7 +142,10 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                 report(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
                 continue
             quoted: set[int] = set()
-            if len(consumed) > 1 or ("" in row and '""' in consumed[0]):
+            # a record over several lines, a quoted empty field, or a last line without its line
+            # break (the file may end inside a quote) is scanned for quotes
+            last = consumed[-1]
+            if len(consumed) > 1 or ("" in row and '""' in consumed[0]) or ('"' in last and last[-1:] not in "\r\n"):
                 quoted, open_quote = _scan("".join(consumed), delim)
                 if open_quote:
                     report(BadRecord(source.name, line_no, "a quoted field has no closing quote (the file ends inside it)",

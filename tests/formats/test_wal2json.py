@@ -259,3 +259,16 @@ def test_v1_transaction_position_is_nextlsn() -> None:
     for e in events:
         if e["txn"] and e["txn"]["id"] in nextlsn:
             assert e["txn"]["position"] == nextlsn[e["txn"]["id"]] and e["source"]["position"] is None
+
+
+def test_logical_messages_do_not_make_a_cdc_log_event_sourced(tmp_path: Path) -> None:
+    """pg_logical_emit_message records are notices of the source, not domain events: replay
+    gives no reducer warning and compaction is not refused."""
+    from logtool import compact, ingest, replay
+
+    store = tmp_path / "s"
+    ingest(store, [str(V2)])
+    assert any(e["op"] == "event" for e in read("wal2json", V2)[0])
+    assert replay(str(store)).warnings == []
+    result = compact(store, dry_run=True)
+    assert result.removed.get("keyless", 0) >= 1  # the messages: keyless, as Kafka would refuse them
