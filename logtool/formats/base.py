@@ -617,6 +617,13 @@ def parse_ts(value: Any, unit: str | None = None) -> int:
     raise ValueError(f"unparseable timestamp {value!r}")
 
 
+def qualified_name(*parts: str) -> str:
+    """An entity name from a source's name parts (``schema``, ``table``), joined by dots; a part
+    that holds a dot or a double quote is quoted as PostgreSQL quotes it (``"a.b".c``), so two
+    tables never share a name."""
+    return ".".join('"' + p.replace('"', '""') + '"' if "." in p or '"' in p else p for p in parts)
+
+
 _DATE_SPACE = re.compile(r"^([+-]?\d{4,}-?\d{2}-?\d{2}) +(?=\d)")
 _END_OF_DAY = re.compile(r"T24:00(:00(\.0+)?)?(?=$|[+-])")
 

@@ -63,6 +63,7 @@ from .base import (
     kind_of,
     loads_exact,
     parse_ts,
+    qualified_name,
     read_records,
     row_key,
     sniff_lines,
@@ -362,11 +363,17 @@ def _position(src: dict[str, Any]) -> str | None:
 
 
 def _entity(src: dict[str, Any]) -> str:
+    """``schema.table`` (PostgreSQL), ``db.table`` (MySQL, MongoDB), ``db.schema.table`` (SQL
+    Server, whose one connector may capture several databases)."""
     table = src.get("table") or src.get("collection")
     space = src.get("schema") or src.get("db")
     if not isinstance(table, str):
         raise ValueError("the source block names no table")
-    return f"{space}.{table}" if isinstance(space, str) else table
+    if not src.get("table") and isinstance(space, str):
+        return f"{space}.{table}"  # a MongoDB namespace: a database name holds no dot
+    if src.get("connector") == "sqlserver" and isinstance(src.get("db"), str) and isinstance(src.get("schema"), str):
+        return qualified_name(src["db"], src["schema"], table)
+    return qualified_name(space, table) if isinstance(space, str) else table
 
 
 def _image(
@@ -509,6 +516,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             return []  # a tombstone in a dump of values alone: its key is not there, its delete was
         if not isinstance(record, dict):
             raise ValueError(f"a Debezium record is a JSON object, not {kind_of(record)}")
+        if _not_a_change(record) or _is_keyed(record) and _not_a_change(_embedded(record["value"], "value")):
+            return []  # read, not a change: nothing to ingest (as a wal2json BEGIN or COMMIT)
         if _is_keyed(record):
             key = _embedded(record.get("key"), "key")
             value = _embedded(record["value"], "value")
@@ -526,12 +535,22 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         yield from read_records(lines, source, report, NAME, decode)
 
 
+def _not_a_change(value: Any) -> bool:
+    """A record Debezium writes beside its change events: a heartbeat, a schema change, or a
+    transaction's BEGIN or END (transaction metadata); a dump of several topics holds them."""
+    inner, _ = unwrap(value)
+    return isinstance(inner, dict) and (
+        ("ddl" in inner or "tableChanges" in inner) and isinstance(inner.get("source"), dict)
+        or list(inner) == ["ts_ms"]
+        or inner.get("status") in ("BEGIN", "END") and "id" in inner and "op" not in inner
+    )
+
+
 def _classify(value: Any) -> bool | None:
     if value is None:
         return None  # a tombstone in a dump of values alone: any Kafka topic may hold one
-    inner, _ = unwrap(value)
-    if isinstance(inner, dict) and ("ddl" in inner and isinstance(inner.get("source"), dict) or list(inner) == ["ts_ms"]):
-        return None  # a schema change or a heartbeat: Debezium's, reported when read, but no change event
+    if _not_a_change(value):
+        return None  # Debezium's, but no change event: the lines after it decide
     if is_envelope(value):
         return True
     if isinstance(value, dict) and _is_keyed(value):

@@ -37,6 +37,7 @@ from .base import (
     key_text,
     kind_of,
     parse_ts,
+    qualified_name,
     read_records,
     row_key,
     sniff_lines,
@@ -68,7 +69,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
         raise ValueError("Maxwell record without a 'database'")
     if not kind.startswith("database-") and not isinstance(table, str):
         raise ValueError(f"Maxwell {kind} record without a 'table'")
-    entity = f"{database}.{table}" if isinstance(table, str) else database
+    entity = qualified_name(database, table) if isinstance(table, str) else database
     if record.get("ts") is None:
         raise ValueError("Maxwell record without a 'ts'")
     try:

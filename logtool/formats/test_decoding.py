@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import BadRecord, Mapping, RawNumber, Report, Source, check_mapping_for, iter_line_chunks
+from .base import BadRecord, Mapping, RawNumber, Report, Source, check_mapping_for, iter_line_chunks, qualified_name
 from .wal2json import KEY_OPTIONS, MESSAGE_ENTITY, Change, Commit, Decoder, ts_or_none
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _qualified(text: str, i: int) -> tuple[str, int]:
     if not text.startswith(".", i):
         raise ValueError(f"expected schema.table at char {i}")
     table, i = _ident(text, i + 1)
-    return f"{schema}.{table}", i
+    return qualified_name(schema, table), i
 
 
 def _value(text: str, i: int) -> tuple[Any, int]:

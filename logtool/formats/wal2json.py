@@ -52,6 +52,7 @@ from .base import (
     key_text,
     loads_exact,
     parse_ts,
+    qualified_name,
 )
 
 if TYPE_CHECKING:
@@ -292,7 +293,7 @@ def entity_of(record: dict[str, Any]) -> str:
     schema, table = record.get("schema"), record.get("table")
     if not isinstance(schema, str) or not isinstance(table, str):
         raise ValueError("a change needs a string schema and table")
-    return f"{schema}.{table}"
+    return qualified_name(schema, table)
 
 
 # --------------------------------------------------------------------------- format-version 2

@@ -81,7 +81,7 @@ def test_quoted_identifiers_are_unquoted(tmp_path: Path) -> None:
     assert bad == []
     assert [(e["entity"], e["key"], e["data"]) for e in events] == [
         ("public.My Table", "1", '{"Col \\"x\\"":"a b","id":1,"it\'s":"101"}'),
-        ("Odd.Schema.t:1", "2", None),
+        ('"Odd.Schema".t:1', "2", None),  # quoted where its dot would make another table's name
     ]
     assert events[0]["txn"] == {"id": "7", "position": None, "position_order": None, "ts": None, "aborted": None}
 

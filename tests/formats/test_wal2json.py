@@ -272,3 +272,20 @@ def test_logical_messages_do_not_make_a_cdc_log_event_sourced(tmp_path: Path) ->
     assert replay(str(store)).warnings == []
     result = compact(store, dry_run=True)
     assert result.removed.get("keyless", 0) >= 1  # the messages: keyless, as Kafka would refuse them
+
+
+def test_names_with_dots_are_quoted_so_two_tables_never_share_an_entity(tmp_path: Path) -> None:
+    """PostgreSQL allows dots in quoted identifiers: "a.b".c and a."b.c" are two tables."""
+    path = tmp_path / "dotted.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"action": "B", "xid": 766},
+        {"action": "I", "xid": 766, "schema": "a.b", "table": "c", "columns": [{"name": "id", "type": "integer", "value": 1}],
+         "pk": [{"name": "id", "type": "integer"}]},
+        {"action": "I", "xid": 766, "schema": "a", "table": "b.c", "columns": [{"name": "id", "type": "integer", "value": 1}],
+         "pk": [{"name": "id", "type": "integer"}]},
+        {"action": "I", "xid": 766, "schema": "public", "table": 'say "hi"', "columns": [{"name": "id", "type": "integer", "value": 1}],
+         "pk": [{"name": "id", "type": "integer"}]},
+        {"action": "C", "xid": 766},
+    ]))  # fmt: skip
+    events, bad = read("wal2json", path)
+    assert bad == [] and [e["entity"] for e in events] == ['"a.b".c', 'a."b.c"', 'public."say ""hi"""']
