@@ -712,62 +712,67 @@ def _canon(value: Any) -> Any:
 
 
 def _is_path_patch(data: Any) -> bool:
-    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset", "$truncate"}
+    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset", "$truncate", "$paths"}
 
 
-def _set_path(row: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split(".")
+def _index(node: Any, part: str | int) -> int | None:
+    """The list index a path part names in ``node`` (a number, or digits in a dotted path)."""
+    if isinstance(node, list) and (isinstance(part, int) or part.isdigit()):
+        return int(part)
+    return None
+
+
+def _set_path(row: dict[str, Any], parts: list[str | int], value: Any) -> None:
     node: Any = row
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
-        if isinstance(node, list) and part.isdigit():
-            idx = int(part)
+        idx = _index(node, part)
+        if idx is not None:
             while len(node) <= idx:
                 node.append(None)
             if not isinstance(node[idx], dict | list):
-                node[idx] = [] if nxt.isdigit() else {}
+                node[idx] = [] if isinstance(nxt, int) or nxt.isdigit() else {}
             node = node[idx]
         else:
-            if not isinstance(node.get(part), dict | list):
-                node[part] = {}
-            node = node[part]
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit():
-        idx = int(last)
+            if not isinstance(node.get(str(part)), dict | list):
+                node[str(part)] = {}
+            node = node[str(part)]
+    idx = _index(node, parts[-1])
+    if idx is not None:
         while len(node) <= idx:
             node.append(None)
         node[idx] = value
     else:
-        node[last] = value
+        node[str(parts[-1])] = value
 
 
-def _truncate_path(row: dict[str, Any], path: str, size: int) -> None:
+def _walk(row: dict[str, Any], parts: list[str | int]) -> Any:
+    """The node at a path, or None where the path leads nowhere."""
     node: Any = row
-    for part in path.split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
+    for part in parts:
+        idx = _index(node, part)
+        if idx is not None and idx < len(node):
+            node = node[idx]
+        elif isinstance(node, dict) and str(part) in node:
+            node = node[str(part)]
         else:
-            return
+            return None
+    return node
+
+
+def _truncate_path(row: dict[str, Any], parts: list[str | int], size: int) -> None:
+    node = _walk(row, parts)
     if isinstance(node, list):
         del node[size:]
 
 
-def _unset_path(row: dict[str, Any], path: str) -> None:
-    parts = path.split(".")
-    node: Any = row
-    for part in parts[:-1]:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return
+def _unset_path(row: dict[str, Any], parts: list[str | int]) -> None:
+    node = _walk(row, parts[:-1])
+    idx = _index(node, parts[-1])
     if isinstance(node, dict):
-        node.pop(parts[-1], None)
-    elif isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
-        node[int(parts[-1])] = None
+        node.pop(str(parts[-1]), None)
+    elif idx is not None and idx < len(node):
+        node[idx] = None
 
 
 def merge_row(base: Any, data: Any) -> Any:
@@ -779,12 +784,18 @@ def merge_row(base: Any, data: Any) -> Any:
         # values are replaced whole, never changed in place: the row's values can be shared
         return {**(base or {}), **data}
     row = _copy(base or {})  # a path patch changes nested values in place: on a copy of its own
+    # MongoDB's disambiguatedPaths: the parts of a path whose field names hold dots (or digits)
+    given = data.get("$paths") or {}
+
+    def parts(path: str) -> list[str | int]:
+        return list(given[path]) if isinstance(given.get(path), list) and given[path] else list(path.split("."))
+
     for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
-        _truncate_path(row, path, int(size))
+        _truncate_path(row, parts(path), int(size))
     for path, value in (data.get("$set") or {}).items():
-        _set_path(row, path, value)
+        _set_path(row, parts(path), value)
     for path in data.get("$unset") or []:
-        _unset_path(row, path)
+        _unset_path(row, parts(path))
     return row
 
 

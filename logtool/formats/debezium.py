@@ -245,6 +245,7 @@ def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, 
             "updatedFields": _embedded(updated, "updatedFields") if isinstance(updated, str) else updated,
             "removedFields": description.get("removedFields"),
             "truncatedArrays": [{"field": t.get("field"), "newSize": t.get("size")} for t in truncated],
+            "disambiguatedPaths": description.get("disambiguatedPaths"),
         }))}  # fmt: skip
     if patch is not None:
         operators = {k: v for k, v in patch.items() if k.startswith("$") and k != "$v"}

@@ -7,7 +7,8 @@ them), one JSON object a line.
   asked for it, is the document as it was later, not what this change did):
   ``{"$set": {updatedFields, dotted paths as given}, "$unset": [removedFields],
   "$truncate": {field: newSize}}`` (from ``truncatedArrays``: the array is cut to that size before
-  ``$set`` applies), each member only when not empty.
+  ``$set`` applies), each member only when not empty; ``"$paths"`` keeps ``disambiguatedPaths``
+  (the parts of a path whose field names hold dots), which replay follows.
 - ``drop``: a ``truncate`` of the collection; ``rename``: a ``truncate`` of the collection under
   its old name (the documents now live under ``to``, which the stream does not replay). Their
   ``type`` is the operation type.
@@ -148,6 +149,11 @@ def update_patch(description: Any) -> dict[str, Any]:
         patch["$unset"] = removed
     if truncated:
         patch["$truncate"] = sizes
+    paths = description.get("disambiguatedPaths")  # MongoDB 6.1+: field names holding dots
+    if isinstance(paths, dict) and paths:
+        if not all(isinstance(v, list) and all(isinstance(c, str | int) for c in v) for v in paths.values()):
+            raise ValueError("updateDescription.disambiguatedPaths is not an object of path-part lists")
+        patch["$paths"] = paths
     return patch
 
 

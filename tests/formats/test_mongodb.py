@@ -166,3 +166,23 @@ def test_sniff(cdc_samples, generic_lines) -> None:
     assert FORMAT.sniff(generic_lines) == 0
     for other in ("debezium_pg.jsonl", "debezium_keyed.jsonl", "maxwell.jsonl", "kcat.jsonl", "cloudevents.json"):
         assert FORMAT.sniff((cdc_samples / other).read_bytes()) == 0, other
+
+
+def test_disambiguated_paths_set_a_field_whose_name_holds_a_dot(write_file, tmp_path) -> None:
+    """MongoDB 6.1+ names the parts of an ambiguous path: {"a.b": ["a.b"]} is the top-level
+    field "a.b", not b inside a; {"m.0": ["m", "0"]} is the field "0" of the object m."""
+    import logtool
+
+    doc = {"_id": 1, "a.b": 1, "a": {"b": 5}, "m": {"0": "zero"}, "arr": [1, 2]}
+    records = [
+        change(1, fullDocument=doc, documentKey={"_id": 1}),
+        change(2, "update", documentKey={"_id": 1}, updateDescription={
+            "updatedFields": {"a.b": 2, "m.0": "ZERO", "arr.1": 20}, "removedFields": [], "truncatedArrays": [],
+            "disambiguatedPaths": {"a.b": ["a.b"], "m.0": ["m", "0"]}}),
+        change(3, "update", documentKey={"_id": 1}, updateDescription={
+            "updatedFields": {"a.b": 3}, "removedFields": [], "truncatedArrays": []}),  # no parts: b inside a
+    ]  # fmt: skip
+    path = write_file("paths.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    logtool.ingest(tmp_path / "s", [str(path)])
+    (row,) = logtool.replay(str(tmp_path / "s")).state.to_pylist()
+    assert json.loads(row["state"]) == {"_id": 1, "a.b": 2, "a": {"b": 3}, "m": {"0": "ZERO"}, "arr": [1, 20]}
