@@ -258,11 +258,13 @@ class Decoder:
         if keyed:
             named = list(ch.old) if ch.old is not None else []
             fields = " ".join(f"--key-field {ch.entity}:{n}" for n in named) or f"--key-field {ch.entity}:COLUMN"
-            raise InputError(
-                self.source.name, ch.line,
-                f"{ch.entity} has a key that the {self.format_name} output does not name",
-                f"pass {fields} (one per key column){self.key_hint}",
-            )  # fmt: skip
+            if named:
+                what, hint = "has a key that the {} output does not name", f"pass {fields} (one per key column){self.key_hint}"
+            else:  # nothing of the old row: a key left unnamed, or no replica identity at all
+                what = "has an update that names no old row: a key the {} output does not name, or no replica identity"
+                hint = (f"if the table has a primary key, pass {fields} (one per key column){self.key_hint}; "
+                        "if it has none, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and deletes can be followed")  # fmt: skip
+            raise InputError(self.source.name, ch.line, f"{ch.entity} " + what.format(self.format_name), hint)
         if new_cols is not None:
             self._columns[ch.entity] = new_cols
 

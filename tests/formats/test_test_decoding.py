@@ -124,8 +124,12 @@ def test_keyed_table_without_key_fields_stops_with_a_hint() -> None:
     with pytest.raises(InputError) as err:
         read(SAMPLE, Mapping())
     assert err.value.line == line_of("table public.customers: UPDATE:")
-    assert err.value.message.endswith("public.customers has a key that the test_decoding output does not name")
+    assert err.value.message.endswith(
+        "public.customers has an update that names no old row: a key the test_decoding output does not name, "
+        "or no replica identity"
+    )
     assert "--key-field public.customers:COLUMN" in (err.value.hint or "")
+    assert "REPLICA IDENTITY FULL" in (err.value.hint or "")  # a table with no key at all
 
 
 def test_old_key_narrower_than_the_row_shows_a_key(tmp_path: Path) -> None:
