@@ -712,7 +712,15 @@ def _canon(value: Any) -> Any:
 
 
 def _is_path_patch(data: Any) -> bool:
-    return isinstance(data, dict) and bool(data) and set(data) <= {"$set", "$unset", "$truncate", "$paths"}
+    """MongoDB's update as the readers write it: ``$set`` (an object of paths), ``$unset`` (a list of
+    paths), ``$truncate`` and ``$paths`` (objects). Anything else is a row of columns."""
+    if not (isinstance(data, dict) and data and set(data) <= {"$set", "$unset", "$truncate", "$paths"}):
+        return False
+    unset = data.get("$unset", [])
+    return (
+        all(isinstance(data.get(m, {}), dict) for m in ("$set", "$truncate", "$paths"))
+        and isinstance(unset, list) and all(isinstance(p, str) for p in unset)
+    )
 
 
 def _index(node: Any, part: str | int) -> int | None:
@@ -733,11 +741,15 @@ def _set_path(row: dict[str, Any], parts: list[str | int], value: Any) -> None:
             if not isinstance(node[idx], dict | list):
                 node[idx] = [] if isinstance(nxt, int) or nxt.isdigit() else {}
             node = node[idx]
-        else:
+        elif isinstance(node, dict):
             if not isinstance(node.get(str(part)), dict | list):
                 node[str(part)] = {}
             node = node[str(part)]
+        else:
+            return  # a field inside an array: MongoDB refuses such an update, so none is applied
     idx = _index(node, parts[-1])
+    if isinstance(node, list) and idx is None:
+        return
     if idx is not None:
         while len(node) <= idx:
             node.append(None)
@@ -778,12 +790,13 @@ def _unset_path(row: dict[str, Any], parts: list[str | int]) -> None:
 def merge_row(base: Any, data: Any) -> Any:
     """A partial update applied to a row: the columns it carries are set (NULL is a value), the
     others keep their value; a path patch sets and removes dotted paths."""
-    if not isinstance(data, dict) or not isinstance(base, dict | None):
+    path_patch = _is_path_patch(data)
+    if not isinstance(data, dict) or not (isinstance(base, dict | None) or path_patch):
         return _copy(data)  # not a row of columns: the payload is the value
-    if not _is_path_patch(data):
+    if not path_patch:
         # values are replaced whole, never changed in place: the row's values can be shared
         return {**(base or {}), **data}
-    row = _copy(base or {})  # a path patch changes nested values in place: on a copy of its own
+    row = _copy(base) if isinstance(base, dict) else {}  # changed in place: on a copy of its own
     # MongoDB's disambiguatedPaths: the parts of a path whose field names hold dots (or digits)
     given = data.get("$paths") or {}
 

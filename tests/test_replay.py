@@ -485,6 +485,21 @@ def test_path_patch_is_recognised_whatever_its_spacing(store: Path) -> None:
     assert rows(replay(store)) == {"1": {"a": {"b": 2}}}
 
 
+def test_a_path_patch_that_cannot_apply_has_a_defined_result(store: Path) -> None:
+    """A field inside an array (MongoDB refuses such an update) sets nothing; an operator
+    document of the wrong shape is a row of columns; a path patch on a row that is no object
+    starts from an empty one. None of them stops the replay."""
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"tags": ["a", "b"]}},
+        {"key": 1, "op": "patch", "data": {"$set": {"tags.x": 1, "n": 2}}},
+        {"key": 2, "op": "insert", "data": {"a": 1}},
+        {"key": 2, "op": "patch", "data": {"$set": "x"}},
+        {"key": 3, "op": "insert", "data": "\"plain text row\""},  # (a str is JSON text)
+        {"key": 3, "op": "patch", "data": {"$set": {"a.b": 1}}},
+    ])  # fmt: skip
+    assert rows(replay(store)) == {"1": {"tags": ["a", "b"], "n": 2}, "2": {"a": 1, "$set": "x"}, "3": {"a": {"b": 1}}}
+
+
 # --------------------------------------------------------------------------- transactions, positions
 
 
