@@ -118,16 +118,16 @@ _FOLDED = "key IS NOT NULL AND (op IN ('update', 'patch') OR moves) AND NOT (op 
 
 def _transaction_start(store: Store, horizon: int, next_offset: int) -> int:
     """The horizon moved down to the first event of a transaction it would cut: a transaction is
-    compacted whole or not at all."""
+    compacted whole or not at all (at the head too, where the last one may still be open)."""
     from .replay import transaction_boundary
 
-    if horizon <= 0 or horizon >= next_offset:
+    if horizon <= 0:
         return horizon
     try:
-        boundary = transaction_boundary(store, horizon - 1)
+        boundary = transaction_boundary(store, min(horizon, next_offset) - 1)
     except UsageError:  # inside the log's first transaction
         return 0
-    return horizon if boundary is None else boundary + 1
+    return horizon if boundary is None else min(horizon, boundary + 1)
 
 
 def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:

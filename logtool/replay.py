@@ -44,7 +44,7 @@ from .formats.base import (
     position_kind,
     position_order,
 )
-from .schema import DOMAIN_EVENT
+from .schema import DOMAIN_EVENT, OPEN_ENDED_TRANSACTION_FORMATS
 from .store import State, Store, file_sha256, reads_latest, segment_damage
 
 if TYPE_CHECKING:
@@ -1169,14 +1169,24 @@ def snapshot(
 
 
 def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
-    """The offset to snapshot at: ``at_offset``, or the end of the last transaction that is
-    complete there (a snapshot inside a transaction would miss a row displaced by a key swap)."""
+    """The offset to snapshot at: ``at_offset`` (None: the head), or the end of the last
+    transaction that is complete there (a snapshot inside a transaction would miss a row displaced
+    by a key swap). The log's last transaction counts as open where its source marks no
+    transaction's end: a Debezium or Maxwell dump may end inside one, the next file holding the rest."""
     from . import engine
 
-    if at_offset is None:
-        return None
     con = engine.connect()
     store.events_view(con)
+    open_start = _open_transaction_start(con)
+    if open_start is not None and (at_offset is None or at_offset >= open_start):
+        if open_start == 0:
+            raise UsageError(
+                "the log is one transaction that may still be open (its source does not mark its end)",
+                "ingest the rest of it first",
+            )
+        at_offset = open_start - 1
+    if at_offset is None:
+        return None
     first = con.execute(
         f"""WITH t AS (SELECT txn.id AS id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)}))
             SELECT min(e."offset") FROM events e, t WHERE t.id IS NOT NULL AND e.txn.id = t.id
@@ -1187,6 +1197,18 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     if first == 0:
         raise UsageError(f"offset {at_offset} is inside the log's first transaction", "snapshot at a later offset")
     return int(first) - 1
+
+
+def _open_transaction_start(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The first offset of the log's last transaction, where it may still be open (see
+    ``transaction_boundary``); None where the log ends with a whole transaction or none."""
+    open_ended = ", ".join(sql_string(f) for f in OPEN_ENDED_TRANSACTION_FORMATS)
+    first = con.execute(
+        f"""WITH last AS (SELECT txn.id AS id FROM events WHERE "offset" = (SELECT max("offset") FROM events)
+                          AND txn.id IS NOT NULL AND source.format IN ({open_ended}))
+            SELECT min(e."offset") FROM events e, last WHERE e.txn.id = last.id"""
+    ).fetchall()[0][0]
+    return None if first is None else int(first)
 
 
 def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:

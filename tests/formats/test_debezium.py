@@ -448,3 +448,38 @@ def test_sql_server_tables_of_two_databases_are_two_entities(read_events, write_
 
     rows, bad = read_events(FORMAT, write_file("two.jsonl", lines(change("db1"), change("db2"))), Mapping(key_fields=("id",)))
     assert bad == [] and [(r["entity"], r["key"]) for r in rows] == [("db1.dbo.customers", "1"), ("db2.dbo.customers", "1")]
+
+
+def test_a_transaction_split_across_two_files_is_never_cut_by_a_snapshot_or_compaction(write_file, tmp_path) -> None:
+    """A Debezium dump may end inside a transaction (rows 1 and 2 swap keys in txId 11; the swap's
+    second half is in the next file): the log's last transaction counts as open, so neither a
+    snapshot nor compaction at the head lands inside it."""
+    import logtool
+
+    def change(op: str, before: dict | None, after: dict, tx: int, lsn: int) -> dict:
+        src = {"connector": "postgresql", "ts_ms": 1000 * tx, "db": "shop", "schema": "public", "table": "t",
+               "txId": tx, "lsn": lsn}  # fmt: skip
+        return {"before": before, "after": after, "source": src, "op": op, "ts_ms": 1000 * tx}
+
+    gone = "__debezium_unavailable_value"
+    first = write_file("p1.jsonl", lines(
+        change("c", None, {"id": 1, "v": "one", "doc": "D1"}, 10, 100),
+        change("c", None, {"id": 2, "v": "two", "doc": "D2"}, 10, 110),
+        change("u", {"id": 1}, {"id": 2, "v": "one", "doc": gone}, 11, 200),
+    ))  # fmt: skip
+    rest = write_file("p2.jsonl", lines(change("u", {"id": 2}, {"id": 1, "v": "two", "doc": gone}, 11, 210)))
+    right = {"1": {"id": 1, "v": "two", "doc": "D2"}, "2": {"id": 2, "v": "one", "doc": "D1"}}
+    mapping = Mapping(key_fields=("id",))
+
+    def head(store) -> dict:
+        return {r["key"]: json.loads(r["state"]) for r in logtool.replay(str(store)).state.to_pylist()}
+
+    snap, comp = tmp_path / "snap", tmp_path / "comp"
+    logtool.ingest(snap, [str(first)], mapping=mapping)
+    assert logtool.snapshot(snap)["offset"] == 1  # before txId 11, which may go on in the next file
+    logtool.ingest(snap, [str(rest)], mapping=mapping)
+    assert head(snap) == right and logtool.replay(str(snap)).snapshot == 1
+    logtool.ingest(comp, [str(first)], mapping=mapping)
+    assert logtool.compact(comp, now="2030-01-01T00:00:00Z").cleanable_before == 2
+    logtool.ingest(comp, [str(rest)], mapping=mapping)
+    assert head(comp) == right
