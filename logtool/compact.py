@@ -353,8 +353,7 @@ def compact(
             "compact", params, add=adds, remove=removes + stale_snapshots, gaps=gaps, info=info
         )
         result.commit = commit["version"]
-        for entry in removes + stale_snapshots:
-            (store.path / entry["path"]).unlink(missing_ok=True)
+        store.sweep()  # the files it replaced, and what a writer killed after its commit left
         if progress:
             progress(3, 3)
     return result

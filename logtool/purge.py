@@ -696,6 +696,7 @@ def _purge_head(
     result = PurgeResult(str(store.path), "purge", dry_run)
     if not any(s["min_offset"] < cut for s in state.segments):
         return result
+    cut = _whole_transactions(store, cut, flag)
     if not dry_run:
         # Stored before the lock: the snapshot commits on its own. It holds the state after every
         # event below the cut, so replay from there on needs none of them.
@@ -724,6 +725,21 @@ def _purge_head(
         return _execute(
             store, state, "purge", plans, {}, snapshots, [], predicate, params, reason, result, dry_run, progress
         )
+
+
+def _whole_transactions(store: Store, cut: int, flag: str) -> int:
+    """The cut moved down to the start of a transaction it would split: the snapshot stored at the
+    cut holds whole transactions only, so the events of one it cut would be lost."""
+    from .replay import transaction_boundary
+
+    try:
+        boundary = transaction_boundary(store, cut - 1)
+    except UsageError:
+        raise UsageError(
+            f"{flag}: the cut falls inside the log's first transaction, which a head drop cannot split",
+            "drop the head after that transaction's end",
+        ) from None
+    return cut if boundary is None else min(cut, boundary + 1)
 
 
 def _snapshot_function(flag: str) -> Callable[..., dict[str, Any]]:
@@ -850,8 +866,11 @@ def _execute(
                 gaps=result.offsets if operation == "purge" else [], info=info,
             )  # fmt: skip
         except BaseException:
+            # (an interrupt can come after the commit was published: what it names must stay)
+            named = set(store.state().files)
             for f in new_files:
-                f.unlink(missing_ok=True)
+                if store.rel(f) not in named:
+                    f.unlink(missing_ok=True)
             raise
         result.commit = commit["version"]
         result.receipt = receipt

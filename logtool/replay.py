@@ -1129,28 +1129,29 @@ def snapshot(
     from .segments import write_parquet_options
 
     store = Store.open(path)
-    next_offset = store.state().next_offset
-    if at_offset is not None and at_offset >= next_offset:
-        raise UsageError(
-            f"--at-offset {at_offset} is past the end of the log (its last offset is {next_offset - 1})",
-            "leave --at-offset out to snapshot the head",
-        )
-    at_offset = transaction_boundary(store, at_offset)
-    result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
-    if result.offset is None:
-        raise UsageError("the store has no events to snapshot")
-    table = result.state
-    if result.typed_states is not None:
-        from . import engine
-
-        con = engine.connect()
-        typed = result.typed_states  # noqa: F841 - read by the query
-        state = result.state  # noqa: F841 - read by the query
-        table = con.sql(
-            "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
-            "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
-        ).to_arrow_table()
+    # The lock is taken before the replay: a purge committed meanwhile would come back in it.
     with store.writer("snapshot"):
+        next_offset = store.state().next_offset
+        if at_offset is not None and at_offset >= next_offset:
+            raise UsageError(
+                f"--at-offset {at_offset} is past the end of the log (its last offset is {next_offset - 1})",
+                "leave --at-offset out to snapshot the head",
+            )
+        at_offset = transaction_boundary(store, at_offset)
+        result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
+        if result.offset is None:
+            raise UsageError("the store has no events to snapshot")
+        table = result.state
+        if result.typed_states is not None:
+            from . import engine
+
+            con = engine.connect()
+            typed = result.typed_states  # noqa: F841 - read by the query
+            state = result.state  # noqa: F841 - read by the query
+            table = con.sql(
+                "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
+                "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
+            ).to_arrow_table()
         target = store.new_file("snapshot", f"{result.offset:020d}")
         options = write_parquet_options()
         pq.write_table(table, target, **options)
@@ -1165,6 +1166,7 @@ def snapshot(
             "bytes": target.stat().st_size,
         }
         store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
+        store.sweep()  # what a writer killed after its commit left behind
     return entry
 
 

@@ -546,6 +546,75 @@ def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch)
     assert files(store) == before
 
 
+def test_an_interrupt_after_the_commit_keeps_what_the_commit_names(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land after the commit is published: its new files stay, the store verifies."""
+    published = Store.commit
+
+    def commit_then_interrupt(self: Store, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        published(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "commit", commit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        purge(store, key=PERSON["key"])
+    monkeypatch.undo()
+    assert [c["operation"] for c in Store.open(store).commits()][-1] == "purge"
+    assert verify(str(store)).problems == []
+    from logtool import snapshot
+
+    snapshot(store)  # the next writer deletes the replaced files the interrupt left
+    assert_verified(store)
+    assert residue(store, PERSON["email"]) == []
+
+
+def test_a_head_drop_never_splits_a_transaction(tmp_path: Path) -> None:
+    """Its snapshot holds whole transactions: a cut inside one moves down to its start, else the
+    events of the transaction before the cut would be lost."""
+    from logtool.replay import replay
+
+    from logtool.query import sql
+
+    store = tmp_path / "w"
+    ingest(store, [str(Path(__file__).resolve().parent.parent / "sample_logs" / "postgres" / "wal2json.jsonl")])
+    head = replay(str(store)).digest
+    txns = sql(store, 'SELECT "offset", txn.id AS t FROM events ORDER BY 1').to_pylist()
+    # an offset whose transaction goes on after it, and that transaction's first offset
+    inside = next(a["offset"] for a, b in zip(txns, txns[1:], strict=False) if a["t"] is not None and a["t"] == b["t"]
+                  and any(x["t"] != a["t"] for x in txns[: a["offset"]]))  # fmt: skip
+    start = min(x["offset"] for x in txns if x["t"] == txns[inside]["t"])
+    res = purge(store, before_offset=inside + 1)
+    assert res.offsets == [[0, start - 1]]
+    assert replay(str(store)).digest == head
+    assert_verified(store)
+
+
+def test_snapshot_takes_the_lock_before_it_replays(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge committed between a snapshot's replay and its commit would come back in it."""
+    replay_module = sys.modules["logtool.replay"]
+
+    real = replay_module.replay
+    seen = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append((store / "_lock").exists())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "replay", watched)
+    replay_module.snapshot(store)
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("writer", ["compact", "snapshot"])
+def test_compact_and_snapshot_delete_what_a_killed_writer_left(store: Path, writer: str) -> None:
+    from logtool import compact, snapshot
+
+    stray = store / "segments" / "00000000000000000000-deadbeef.parquet"
+    stray.write_bytes((store / segment_at(store, 0)).read_bytes())
+    compact(store, now="2030-01-01T00:00:00Z") if writer == "compact" else snapshot(store)
+    assert not stray.exists()
+    assert_verified(store)
+
+
 def test_purge_and_redact_refuse_standard_input(cli: Any) -> None:
     for command in (["purge", "-", "--key", "1"], ["redact", "-", "--field", "email", "--key", "1"]):
         run = cli(*command, "--key-field", "id", input='{"id":1,"email":"a@b"}\n')
