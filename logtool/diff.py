@@ -1068,6 +1068,9 @@ def replay_available() -> bool:
         return False
 
 
+_replay_warnings: list[str] = []  # a diff's replays' warnings, for its notes (reset by `diff`)
+
+
 def _replay(store: Store, at_offset: int | None, entity: str | None) -> Any:
     import logtool
 
@@ -1076,7 +1079,9 @@ def _replay(store: Store, at_offset: int | None, entity: str | None) -> Any:
             "comparing a store's state needs replay, which this logtool does not have",
             "compare two stores as logs (leave out --at-offset), or two table dumps",
         )
-    return logtool.replay(str(store.path), at_offset=at_offset, entity=entity)
+    result = logtool.replay(str(store.path), at_offset=at_offset, entity=entity)
+    _replay_warnings.extend(f"{store.path}: {w}" for w in result.warnings)
+    return result
 
 
 def _json_fields(table: pa.Table) -> frozenset[str]:
@@ -1396,15 +1401,19 @@ def diff(
         raise UsageError(f"--at-offset must be at least 0, not {at_offset}")
     kinds = (_kind(left), _kind(right))
     con = _connect(tolerance)
+    _replay_warnings.clear()
     try:
         if kinds == ("store", "store"):
             from .store import Store
 
-            return _two_stores(con, Store.open(left), Store.open(right), at_offset, entity, key_columns, tolerance,
-                               limit, by)  # fmt: skip
-        if by != "offset":
-            raise UsageError("--by aligns two logs: it needs two stores")
-        return _two_tables(con, (left, right), kinds, at_offset, entity, key_columns, tolerance, limit)
+            result = _two_stores(con, Store.open(left), Store.open(right), at_offset, entity, key_columns, tolerance,
+                                 limit, by)  # fmt: skip
+        else:
+            if by != "offset":
+                raise UsageError("--by aligns two logs: it needs two stores")
+            result = _two_tables(con, (left, right), kinds, at_offset, entity, key_columns, tolerance, limit)
+        result.notes += list(dict.fromkeys(_replay_warnings))  # what a replayed state cannot know
+        return result
     except duckdb.Error as e:
         from .store import damaged_store
 

@@ -468,6 +468,18 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return tmp / "a", tmp / "b"
 
 
+def test_a_state_inside_a_purged_range_is_compared_with_a_note(replicas: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    purged = tmp_path / "purged"
+    shutil.copytree(replicas[0], purged)
+    logtool.purge(purged, before_offset=50)
+    result = diff(replicas[0], purged, at_offset=10)
+    assert any(n.startswith(f"{purged}: events up to offset 49 were removed by purge") and "cannot be known exactly" in n
+               for n in result.notes)  # fmt: skip
+    assert not any("cannot be known" in n for n in diff(replicas[0], purged, at_offset=60).notes)
+
+
 def test_sample_replicas_diverge_at_their_known_offset(replicas: tuple[Path, Path]) -> None:
     result = diff(*replicas)
     # sample_logs/README.md: identical up to index 73; 1 changed, 1 missing, 1 extra
@@ -603,6 +615,13 @@ def test_cli_csv_tells_a_json_null_from_a_missing_field(cli: Cli, tmp_path: Path
         logtool.ingest(tmp_path / name, [str(tmp_path / f"{name}.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
     r = cli("diff", tmp_path / "a", tmp_path / "b", "--at-offset", "0", "--format", "csv")
     assert r.code == 1 and r.out.splitlines()[1].endswith(",b,,null")
+
+
+def test_cli_csv_of_keyless_tables(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("a\n1\n1\n")
+    (tmp_path / "b.csv").write_text("a\n1\n")
+    r = cli("diff", tmp_path / "a.csv", tmp_path / "b.csv", "--format", "csv")
+    assert r.code == 1 and r.out.splitlines() == ["scope,change,where,field,left,right", 'table,only_left,,,"{""a"":""1""}",']
 
 
 # --------------------------------------------------------------------------- CLI

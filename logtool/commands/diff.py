@@ -166,8 +166,10 @@ def _flat(differences: Iterable[dict[str, Any]]) -> Iterator[dict[str, str | Non
         elif d["change"] == "changed":
             lo, ro = d["left"]["offset"], d["right"]["offset"]
             base["where"] = f"offset {lo}" if lo == ro else f"offset {lo} / {ro}"
-        else:
+        elif "event" in d:
             base["where"] = f"offset {d['event']['offset']}"
+        else:  # a row of a keyless table: its values are all there is to it
+            base["where"] = None
         if d["change"] == "changed":
             for f in d["fields"]:  # a side the field is missing from is empty; a JSON null is `null`
                 yield {**base, "field": f["field"], **{side: _json_or_absent(f, side) for side in ("left", "right")}}
