@@ -122,11 +122,18 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
     prev = None
     untrusted = False  # a commit whose content fails its hash: nothing folded from the log is sure
     for i, p in enumerate(store.commit_paths()):
-        raw = p.read_bytes()
+        try:
+            raw = p.read_bytes()
+        except OSError as e:  # a directory, a dangling link, unreadable
+            report.problems.append(Problem(f"_log/{p.name}", f"commit file cannot be read ({e.strerror or e})"))
+            return report
         try:
             body = json.loads(raw)
         except ValueError as e:
             report.problems.append(Problem(f"_log/{p.name}", f"not valid JSON ({e})"))
+            return report
+        if not isinstance(body, dict):
+            report.problems.append(Problem(f"_log/{p.name}", "not a commit: its JSON is not an object"))
             return report
         if body.get("version") != i or p.stem != f"{i:08d}":
             report.problems.append(Problem(f"_log/{p.name}", f"commit numbering broken: expected {i:08d}"))
@@ -150,8 +157,9 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
     index_mismatches: list[dict[str, Any]] = []  # key index of the commit entry unlike the file's footer
     for entry in sorted(state.files.values(), key=lambda e: e["path"]):
         f = store.path / entry["path"]
-        if not f.exists():
-            report.problems.append(Problem(entry["path"], "file named by a commit is missing", entry.get("min_offset")))
+        if not f.is_file():
+            what = "is not a file" if f.exists() else "is missing"
+            report.problems.append(Problem(entry["path"], f"file named by a commit {what}", entry.get("min_offset")))
         elif file_sha256(f) != entry["sha256"]:
             report.problems.append(
                 Problem(entry["path"], "file content changed since its commit", entry.get("min_offset"))

@@ -159,9 +159,12 @@ class Store:
             if name not in self._read:
                 p = self.log_dir / name
                 try:
-                    self._read[name] = json.loads(p.read_text("utf-8"))
-                except (ValueError, UnicodeDecodeError) as e:
+                    body = json.loads(p.read_text("utf-8"))
+                except (ValueError, UnicodeDecodeError, OSError) as e:
                     raise StoreError(f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`") from None
+                if not isinstance(body, dict):
+                    raise StoreError(f"{p}: commit file is damaged (not a JSON object)", f"run `logtool verify {self.path}`")
+                self._read[name] = body
             out.append(self._read[name])
         return out
 

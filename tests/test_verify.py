@@ -171,6 +171,40 @@ def test_damaged_commit_json(cli: Cli, store: Path) -> None:
     assert problems[0]["problem"].startswith("not valid JSON")
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("array", "not a commit: its JSON is not an object"),
+        ("number", "not a commit: its JSON is not an object"),
+        ("directory", "commit file cannot be read"),
+        ("dangling link", "commit file cannot be read"),
+    ],
+)
+def test_a_commit_that_is_no_commit_is_reported_not_an_internal_error(
+    cli: Cli, store: Path, damage: str, problem: str
+) -> None:
+    p = store / "_log" / "00000001.json"
+    p.unlink()
+    if damage == "array":
+        p.write_text("[1,2]\n")
+    elif damage == "number":
+        p.write_text("5\n")
+    elif damage == "directory":
+        p.mkdir()
+    else:
+        p.symlink_to(store / "nowhere")
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+    assert problems[0]["problem"].startswith(problem)
+
+
+def test_a_segment_that_became_a_directory(cli: Cli, store: Path) -> None:
+    seg = _segments(store)[0]
+    (store / seg["path"]).unlink()
+    (store / seg["path"]).mkdir()
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 0)
+    assert problems[0]["problem"] == "file named by a commit is not a file"
+
+
 def test_deleted_segment(cli: Cli, store: Path) -> None:
     seg = _segments(store)[3]
     (store / seg["path"]).unlink()
