@@ -92,6 +92,7 @@ class CompactResult:
     commit: int | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)  # removed events (offset, key, reason)
     keyless_entities: dict[str, int] = field(default_factory=dict)  # entities with no key at all -> events dropped
+    latest_removed_time: str | None = None  # the latest stamp of a removed event (for --at-time after it)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -107,6 +108,7 @@ class CompactResult:
             "bytes_after": self.bytes_after,
             "bytes_saved": self.bytes_before - self.bytes_after,
             "segments_rewritten": self.segments_rewritten,
+            "latest_removed_time": self.latest_removed_time,
             "commit": self.commit,
         }
 
@@ -222,6 +224,8 @@ def compact(
             progress(1, 3)
         for reason, n in con.execute("SELECT reason, count(*) FROM decisions WHERE reason IS NOT NULL GROUP BY 1").fetchall():
             result.removed[reason] = n
+        latest = con.execute("SELECT max(ts_us) FROM decisions WHERE reason IS NOT NULL").fetchall()[0][0]
+        result.latest_removed_time = None if latest is None else _instant(latest)
         if result.removed.get("keyless"):
             # an entity none of whose events has a key loses every row: worth saying before it goes
             result.keyless_entities = dict(con.execute(

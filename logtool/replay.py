@@ -106,6 +106,7 @@ class _Target:
     last: int | None  # the largest offset that satisfies the condition
     upto: int | None = None  # the offset asked for (--at-offset), else ``last``
     by: str = "head"  # head, offset, time or position
+    time_us: int | None = None  # --at-time, in microseconds
 
 
 def _resolve_target(
@@ -154,7 +155,8 @@ def _resolve_target(
     prefix_end = (first_excluded - 1) if first_excluded is not None else last
     by = next(name for name, v in (("offset", at_offset), ("time", at_time), ("position", at_position), ("head", 0))
               if v is not None)  # fmt: skip
-    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last, by)
+    time_us = micros if at_time is not None else None
+    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last, by, time_us)
 
 
 def _within_the_store(target: _Target, next_offset: int, con: duckdb.DuckDBPyConnection) -> _Target:
@@ -346,7 +348,11 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             # a compacted log replays exactly at and after its compaction point (the last offset
             # it could clean), whatever it removed below
             point = c.get("info", {}).get("protected_from_offset")
-            if target.upto >= (removed_upto if point is None else point - 1):
+            latest = c.get("info", {}).get("latest_removed_time")
+            # A time target's prefix ends at the first event stamped after it: where compaction
+            # removed such an event (stamps out of order), the prefix now runs past it.
+            past = latest not in (None, "never") and target.time_us is not None and parse_ts(latest) > target.time_us
+            if target.upto >= (removed_upto if point is None else point - 1) and not past:
                 continue
         cut = c.get("params", {}).get("before_offset")
         if cut is not None and snapshot_offset is not None and snapshot_offset >= min(cut, removed_upto + 1) - 1:

@@ -386,6 +386,20 @@ def test_a_tombstone_removes_earlier_records_and_is_kept_within_retention(tmp_pa
     assert state(store) == {("e", "j"): {"v": 1}}
 
 
+def test_a_time_whose_prefix_a_removed_event_ended_is_answered_with_a_warning(tmp_path: Path) -> None:
+    """Stamps out of order: the event stamped after T ended the prefix at T; compaction removed
+    it, so the prefix the compacted log gives runs further. The answer says it cannot be known."""
+    store = make_store(tmp_path / "s", [
+        ev("insert", "1", {"v": 1}, t=10), ev("insert", "1", {"v": 2}, t=30),
+        ev("insert", "1", {"v": 3}, t=20), ev("insert", "2", {"v": 1}, t=20),
+    ])  # fmt: skip
+    result = compact(store, now=LATER)
+    assert result.latest_removed_time == iso(T0 + 30 * SECOND)
+    assert any("cannot be known exactly" in w for w in replay(store, at_time=iso(T0 + 25 * SECOND)).warnings)
+    assert replay(store, at_time=iso(T0 + 40 * SECOND)).warnings == []  # after every removed stamp: exact
+    assert replay(store).warnings == []
+
+
 def test_a_retention_of_ages_never_expires(tmp_path: Path) -> None:
     store = make_store(tmp_path / "s", [ev("insert", "k", {"v": 1}), ev("delete", "k", None, t=1)])
     result = compact(store, tombstone_retention="99999999d", now=iso(T0 + DAY), dry_run=True)
