@@ -317,6 +317,24 @@ def redact_doc(doc: Any, specs: Iterable[str], allow: Callable[[str], bool] | No
     changed = False
     for spec in specs:
         changed |= _redact_path(doc, spec, allow)
+        if isinstance(doc.get("$set"), dict) and set(doc) <= {"$set", "$unset", "$truncate", "$paths"}:
+            changed |= _redact_patch(doc["$set"], spec, allow)
+    return changed
+
+
+def _redact_patch(paths: dict[str, Any], spec: str, allow: Callable[[str], bool] | None) -> bool:
+    """A path patch's values (MongoDB's ``$set``: dotted path -> value) that hold the field: a path
+    at or inside it is redacted whole; a path above it, inside its value."""
+    changed = False
+    for path, value in paths.items():
+        if allow is not None and not allow(path.split(".", 1)[0]):
+            continue
+        if path == spec or path.startswith(spec + "."):
+            if value is not None and value != MARKER:
+                paths[path] = MARKER
+                changed = True
+        elif spec.startswith(path + ".") and isinstance(value, dict):
+            changed |= _redact_path(value, spec[len(path) + 1 :], None)
     return changed
 
 

@@ -870,3 +870,26 @@ def test_purge_leaves_every_other_event_untouched(
         if seg["path"] in seg_bytes:
             assert (path / seg["path"]).read_bytes() == seg_bytes[seg["path"]]
     assert_verified(path)
+
+
+def test_redact_reaches_into_path_patches(tmp_path: Path) -> None:
+    """MongoDB's updates are stored as {"$set": {path: value}}: a redacted field is found there
+    too, at its path, above it (inside the value) or below it (the whole value)."""
+    from logtool.replay import replay
+
+    log = tmp_path / "people.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": 1, "op": "insert", "data": {"email": "a@x", "address": {"city": "Oslo", "zip": "0150"}}},
+        {"id": 1, "op": "patch", "data": {"$set": {"email": "new@x", "address.zip": "0999"}}},
+        {"id": 1, "op": "patch", "data": {"$set": {"address": {"city": "Bergen", "zip": "5003"}}}},
+        {"id": 2, "op": "patch", "data": {"$set": {"email": "other@x"}}},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), op_field="op", data_field="data", entity="people"))
+    res = redact(store, ["email", "address.zip"], key="1")
+    assert res.events == 3
+    rows = {r["key"]: json.loads(r["state"]) for r in replay(str(store)).state.to_pylist()}
+    assert rows["1"] == {"email": "[REDACTED]", "address": {"city": "Bergen", "zip": "[REDACTED]"}}
+    assert rows["2"] == {"email": "other@x"}
+    assert residue(store, "new@x") == [] and residue(store, "0999") == [] and residue(store, "5003") == []
+    assert_verified(store)
