@@ -498,6 +498,31 @@ def _history_steps(
     return con, events, _fold(events, module)
 
 
+def _steps_of_rows_at(steps: list[_Step], key: str, entity: str | None) -> list[_Step]:
+    """The steps of the rows that were ever at the key: at their earlier keys before they came,
+    and at the key until an event moved them away (that event included). A row inserted later at
+    a key one of them left is another row, and its steps are not the key's history."""
+    slots = {s.target for s in steps if s.target[1] == key and (entity is None or s.target[0] == entity)}
+    rows = {s.row for s in steps if s.target in slots}
+    here: set[Any] = set()
+    gone: set[Any] = set()
+    kept = []
+    for s in steps:
+        if s.row not in rows:
+            continue
+        if s.target in slots:
+            here.add(s.row)
+            gone.discard(s.row)
+            kept.append(s)
+        elif s.row in here and s.source in slots:  # the event that moved it away
+            here.discard(s.row)
+            gone.add(s.row)
+            kept.append(s)
+        elif s.row not in here and s.row not in gone:  # at an earlier key, before it came
+            kept.append(s)
+    return kept
+
+
 @reads_latest
 def history(
     store: str | Path | Store,
@@ -525,6 +550,7 @@ def history(
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"--since {since} is after --until {until}", "swap them")
     _con, _events, steps = _history_steps(_open(store), key, entity, reducer)
+    steps = _steps_of_rows_at(steps, given_key(key), entity)
     if entity is not None:
         steps = [s for s in steps if s.target[0] == entity]
     if field is not None:

@@ -1227,7 +1227,10 @@ def _store_table(
     # The key fields an ingest took out of the rows (the default mapping) come back from the
     # store's key: its text carries no type, so it is read as the dump's column type, as CSV is.
     key = table.column_names[0]  # the store's key (`key`, or `_key` where a row has a `key` column)
-    derived = [k for k in _store_keys(store, entity) if k not in table.column_names]
+    theirs = {c for c, _ in other.columns}
+    # (a dump with the store's key column and without the key field is the store's own export)
+    derived = [k for k in _store_keys(store, entity)
+               if k not in table.column_names and not (key in theirs and k not in theirs)]  # fmt: skip
     if derived:
         import pyarrow as pa
 
@@ -1487,6 +1490,9 @@ def _two_tables(
         if inferred and set(inferred) <= names:
             keys = inferred
             notes.append(f"key columns from the store's mapping: {', '.join(keys)}")
+        elif inferred and replayed.columns and replayed.columns[0][0] in names:
+            keys = (replayed.columns[0][0],)  # the store's own export: its key column
+            notes.append(f"key column: {keys[0]} (the store's key, as its export writes it)")
     result = _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit,
                            {"entity": name, "at_offset": at_offset})  # fmt: skip
     result.notes += notes

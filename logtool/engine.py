@@ -57,7 +57,7 @@ def connect() -> duckdb.DuckDBPyConnection:
         config["memory_limit"] = settings.memory_limit
     if settings.threads:
         config["threads"] = settings.threads
-    config["temp_directory"] = settings.temp_dir or os.path.join(tempfile.gettempdir(), "logtool-spill")
+    config["temp_directory"] = _spill_dir(settings.temp_dir or os.path.join(tempfile.gettempdir(), "logtool-spill"))
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # logtool draws its own, on stderr, when it should
@@ -65,6 +65,43 @@ def connect() -> duckdb.DuckDBPyConnection:
     # temporary table to compress it (0.2-0.5 s of a 1M-event replay) and gain no memory by it.
     con.execute("SET checkpoint_threshold = '1TB'")
     return con
+
+
+_swept: set[str] = set()
+
+
+def _spill_dir(base: str) -> str:
+    """This process's own spill directory under ``base``. What DuckDB spills holds event data (a
+    purged person's too): the directories of processes that are gone (killed before DuckDB could
+    delete its files) are deleted, once per process and base."""
+    import shutil
+
+    if base not in _swept:
+        _swept.add(base)
+        try:
+            entries = list(os.scandir(base))
+        except OSError:
+            entries = []
+        for entry in entries:
+            pid = entry.name.removeprefix("pid-")
+            if entry.is_dir(follow_symlinks=False) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+    mine = os.path.join(base, f"pid-{os.getpid()}")
+    try:
+        os.makedirs(mine, exist_ok=True)
+    except OSError:
+        pass  # DuckDB says so if it has to spill there
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def sql_string(text: str) -> str:

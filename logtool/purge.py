@@ -1094,20 +1094,31 @@ def _redact_quarantine_line(line: bytes, specs: tuple[str, ...], mapping: Mappin
 
 
 def _quarantine_origins(store: Store, paths: set[str]) -> dict[str, tuple[str, Mapping]]:
-    """Format and field mapping of the ingest that quarantined each file."""
+    """Format and field mapping of the ingest that quarantined each file (through the purges and
+    redactions that rewrote it since: their receipts name the file each new one replaced)."""
     names = {f.name for f in fields(Mapping)}
-    out: dict[str, tuple[str, Mapping]] = {}
+    ingested: dict[str, tuple[str, Mapping]] = {}
+    replaced: dict[str, str] = {}  # a rewritten quarantine file -> the file it replaced
     for c in store.commits():
+        for q in ((c.get("info") or {}).get("receipt") or {}).get("quarantine") or []:
+            if q.get("new"):
+                replaced[q["new"]] = q["old"]
+        if c.get("operation") != "ingest":
+            continue
         for e in c.get("add", []):
-            if e.get("path") in paths:
-                given = c.get("params", {}).get("mapping", {})
-                kwargs: dict[str, Any] = {
-                    k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in names
-                }
-                try:
-                    out[e["path"]] = (str(c.get("params", {}).get("format", "")), Mapping(**kwargs))
-                except TypeError:
-                    out[e["path"]] = ("", Mapping())
+            given = c.get("params", {}).get("mapping", {})
+            kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in names}
+            try:
+                ingested[e["path"]] = (str(c.get("params", {}).get("format", "")), Mapping(**kwargs))
+            except TypeError:
+                ingested[e["path"]] = ("", Mapping())
+    out: dict[str, tuple[str, Mapping]] = {}
+    for path in paths:
+        origin, seen = path, set()
+        while origin not in ingested and origin in replaced and origin not in seen:
+            seen.add(origin)
+            origin = replaced[origin]
+        out[path] = ingested.get(origin, ("", Mapping()))
     return out
 
 

@@ -25,6 +25,8 @@ import inspect
 import json
 import math
 import os
+import re
+import secrets
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -667,18 +669,42 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
                              pc.fill_null(table.column("canonical").cast(pa.bool_()), False))  # fmt: skip
     long_rows = pc.and_(pc.match_substring_regex(table.column("state"), LONG_NUMBER), pc.invert(table.column("canonical")))
     if pc.any(long_rows).as_py():
-        # DuckDB would read these numbers through float64: written exactly here, in canonical form
-        exact = [dumps_exact(loads_exact(s)) if flag else s for s, flag in zip(
-            table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]
-        table = table.set_column(table.schema.get_field_index("state"), "state", pa.array(exact, pa.string()))
-        table = table.set_column(
-            table.schema.get_field_index("canonical"), "canonical", pc.or_(table.column("canonical"), long_rows)
-        )
+        # DuckDB would read their long numbers through float64: each goes through DuckDB's
+        # rendering as a placeholder string, then gets its exact text back; every other value is
+        # rendered as in any row, so the form does not depend on how the row was reached.
+        token = secrets.token_hex(8)
+        numbers: dict[str, str] = {}
+
+        def hide(value: Any) -> Any:
+            if isinstance(value, RawNumber) and re.search(LONG_NUMBER, value):
+                numbers[f"{token}:{len(numbers)}"] = str(value)
+                return f"{token}:{len(numbers) - 1}"
+            if isinstance(value, dict):
+                return {k: hide(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [hide(v) for v in value]
+            return value
+
+        hidden = [dumps_exact(hide(loads_exact(s))) if flag else s for s, flag in zip(
+            table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]  # fmt: skip
+        table = table.set_column(table.schema.get_field_index("state"), "state", pa.array(hidden, pa.string()))
+        rendered = _render(con, table)
+        placeholder = re.compile(f'"({token}:[0-9]+)"')
+        states = [placeholder.sub(lambda m: numbers[m.group(1)], s) if token in s else s
+                  for s in rendered.column("state").to_pylist()]  # fmt: skip
+        table = rendered.set_column(rendered.schema.get_field_index("state"), "state", pa.array(states, pa.string()))
+        table = table.append_column("canonical", pa.array([True] * table.num_rows))
+    return _render(con, table, sort=True).cast(_state_schema())
+
+
+def _render(con: duckdb.DuckDBPyConnection, table: pa.Table, sort: bool = False) -> pa.Table:
+    """Each state in DuckDB's JSON rendering (unless flagged ``canonical``), sorted if asked."""
     rows = table  # noqa: F841 - read by the query
+    order = "ORDER BY entity, key NULLS LAST, state" if sort else ""
     return con.sql(
-        """SELECT entity, key, CASE WHEN canonical THEN state ELSE json(state)::VARCHAR END AS state
-           FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
-    ).to_arrow_table().cast(_state_schema())
+        f"""SELECT entity, key, CASE WHEN canonical THEN state ELSE json(state)::VARCHAR END AS state
+            FROM rows WHERE state IS NOT NULL {order}"""
+    ).to_arrow_table()
 
 
 def state_digest(table: pa.Table) -> str:

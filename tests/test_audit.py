@@ -209,6 +209,26 @@ def test_history_filters_by_field_and_time(stores: dict[str, Path]) -> None:
         logtool.history(stores["widgets"], "100", since="2026-01-01T10:00:06Z", until="2026-01-01T10:00:03Z")
 
 
+def test_history_of_a_moved_row_leaves_out_another_row_inserted_later_at_its_old_key(tmp_path: Path) -> None:
+    """33 moves to 10033; a new row is inserted at 33 later: it is another row, not 10033's past."""
+    log = tmp_path / "kc.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"ts": "2026-01-01T00:00:01Z", "op": "insert", "id": 33, "data": {"id": 33, "a": 1, "b": "x"}},
+        {"ts": "2026-01-01T00:00:02Z", "op": "patch", "id": 33, "data": {"b": "y"}},
+        {"ts": "2026-01-01T00:00:03Z", "op": "update", "id": 10033, "prev_id": 33, "data": {"id": 10033}},
+        {"ts": "2026-01-01T00:00:04Z", "op": "insert", "id": 33, "data": {"id": 33, "a": 5}},
+        {"ts": "2026-01-01T00:00:05Z", "op": "patch", "id": 10033, "data": {"a": 2}},
+        {"ts": "2026-01-01T00:00:06Z", "op": "patch", "id": 33, "data": {"a": 6}},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), entity="t", op_field="op", ts_field="ts",
+                                              data_field="data", prev_key_field="prev_id"))  # fmt: skip
+    assert logtool.history(store, "10033").column("offset").to_pylist() == [0, 1, 2, 4]
+    assert logtool.history(store, "10033", field="a").column("offset").to_pylist() == [0, 4]
+    # the key 33 held two rows: the one that moved away (until its move) and the new one
+    assert logtool.history(store, "33").column("offset").to_pylist() == [0, 1, 2, 3, 5]
+
+
 def test_history_of_a_field_the_key_never_had_names_its_fields(stores: dict[str, Path]) -> None:
     """A misspelled field is not "nobody changed it"."""
     with pytest.raises(NotFoundError, match="key '100' never had a field 'qtty'; its fields: .*'qty'"):

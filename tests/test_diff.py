@@ -617,6 +617,21 @@ def test_cli_csv_tells_a_json_null_from_a_missing_field(cli: Cli, tmp_path: Path
     assert r.code == 1 and r.out.splitlines()[1].endswith(",b,,null")
 
 
+def test_a_store_equals_its_own_typed_export_when_the_key_field_is_not_in_the_rows(tmp_path: Path) -> None:
+    """--data-field data without the id in it: the export's key column is `key`, as the store's."""
+    from logtool.replay import export_state
+
+    log = tmp_path / "ex.jsonl"
+    log.write_text('{"table":"t","op":"insert","id":1,"data":{"a":1}}\n{"table":"t","op":"insert","id":2,"data":{"a":2.5}}\n')
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), entity_field="table", op_field="op",
+                                                      data_field="data"))  # fmt: skip
+    (exported,) = export_state(logtool.replay(str(store)), tmp_path / "out", "parquet")
+    result = diff(store, exported, entity="t")
+    assert result.same and result.info["key_columns"] == ["key"] and not result.info["columns_only_left"]
+    assert diff(store, exported, entity="t", key_columns=("key",)).same
+
+
 def test_cli_csv_of_keyless_tables(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("a\n1\n1\n")
     (tmp_path / "b.csv").write_text("a\n1\n")

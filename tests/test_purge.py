@@ -893,3 +893,20 @@ def test_redact_reaches_into_path_patches(tmp_path: Path) -> None:
     assert rows["2"] == {"email": "other@x"}
     assert residue(store, "new@x") == [] and residue(store, "0999") == [] and residue(store, "5003") == []
     assert_verified(store)
+
+
+def test_a_rewritten_quarantine_file_is_still_read_as_its_ingest_read_it(tmp_path: Path) -> None:
+    """After a purge rewrote a quarantine file, a later --where purge still matches its records."""
+    log = tmp_path / "in.jsonl"
+    log.write_text("".join(line + "\n" for line in [
+        '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 1, "data": {"email": "bob@example.org"}}',
+        '{"ts": "not-a-time", "table": "users", "op": "update", "id": 1, "data": {"email": "bob@example.org"}}',
+        '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "frobnicate", "id": 2, "data": {"email": "ann@example.org"}}',
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=MAPPING, on_error="quarantine")
+    assert purge(store, key="1").quarantine_records == 1
+    res = purge(store, where="data->>'email' = 'ann@example.org'")
+    assert res.quarantine_records == 1
+    assert residue(store, "ann@example.org") == []
+    assert_verified(store)

@@ -463,3 +463,22 @@ def test_an_ingest_of_many_files_reads_each_commit_once(tmp_path: Path, monkeypa
     result = logtool.ingest(tmp_path / "s", [str(tmp_path / "part-*.jsonl")], mapping=Mapping(key_fields=("id",)))
     assert result.ingested == 30
     assert sorted(reads) == [f"{i:08d}.json" for i in range(30)]  # each once
+
+
+def test_spill_files_a_killed_process_left_are_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What DuckDB spills holds event data: each process spills in its own directory, and those of
+    processes that are gone are deleted by the next one."""
+    import subprocess
+    import sys
+
+    from logtool import engine
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f"pid-{int(dead.stdout)}"
+    left.mkdir()
+    (left / "duckdb_temp_storage-0.tmp").write_text("ann@example.org")
+    monkeypatch.setattr(engine.settings, "temp_dir", str(tmp_path))
+    monkeypatch.setattr(engine, "_swept", set())
+    con = engine.connect()
+    assert not left.exists()
+    assert con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] == str(tmp_path / f"pid-{os.getpid()}")
