@@ -223,7 +223,7 @@ class SegmentWriter:
         import pyarrow.parquet as pq
 
         self._path = self.store.new_file("segment", f"{base_offset:020d}")
-        self._writer = pq.ParquetWriter(self._path, self.schema, **write_parquet_options(self.schema))
+        self._writer = pq.ParquetWriter(_partial(self._path), self.schema, **write_parquet_options(self.schema))
         self._rows = 0
         self._hash = hashlib.sha256()
         self._min = base_offset
@@ -264,6 +264,7 @@ class SegmentWriter:
         self._flush()
         self._writer.close()
         assert self._path is not None and self._min is not None and self._max is not None
+        os.replace(_partial(self._path), self._path)
         stamps = [t for t in self._ts if t is not None]
         self.entries.append(
             segment_entry(
@@ -291,10 +292,16 @@ class SegmentWriter:
             self._writer = None
         paths = [self.store.path / e["path"] for e in self.entries]
         if self._path is not None:
-            paths.append(self._path)
+            paths += [self._path, _partial(self._path)]
         for p in paths:
             p.unlink(missing_ok=True)
         self.entries = []
+
+
+def _partial(path: Path) -> Path:
+    """Where a segment is written until it is whole: a reader of segments/*.parquet never meets
+    half a file (a killed writer's partial file is a leftover the next writer deletes)."""
+    return path.with_name(path.name + ".partial")
 
 
 def _leaves(table: pa.Table) -> Iterator[tuple[str, pa.ChunkedArray]]:
@@ -366,7 +373,8 @@ def write_segment(store: Store, table: pa.Table) -> dict[str, Any] | None:
         return None
     first, last = table.column("offset")[0].as_py(), table.column("offset")[-1].as_py()
     path = store.new_file("segment", f"{first:020d}")
-    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **write_parquet_options(table.schema))
+    pq.write_table(table, _partial(path), row_group_size=ROW_GROUP_ROWS, **write_parquet_options(table.schema))
+    os.replace(_partial(path), path)
     mm = pc.min_max(table.column("ts"))
     return segment_entry(
         store, path, first, last, table.num_rows, digests_hash(table.column("digest")).hexdigest(),

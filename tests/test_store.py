@@ -482,3 +482,25 @@ def test_spill_files_a_killed_process_left_are_deleted(tmp_path: Path, monkeypat
     con = engine.connect()
     assert not left.exists()
     assert con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] == str(tmp_path / f"pid-{os.getpid()}")
+
+
+def test_a_segment_appears_under_its_name_only_once_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written as NAME.parquet.partial, then renamed: a reader of segments/*.parquet (DuckDB on the
+    store's files as they are) never meets half a file."""
+    import logtool.segments as segments
+
+    moves: list[tuple[str, str]] = []
+    real = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        assert Path(src).exists() and not Path(dst).exists()
+        moves.append((Path(src).name, Path(dst).name))
+        real(src, dst)
+
+    monkeypatch.setattr(segments.os, "replace", replace)
+    log = tmp_path / "a.jsonl"
+    log.write_text("".join(f'{{"id":{i}}}\n' for i in range(10)))
+    logtool.ingest(str(tmp_path / "s"), [str(log)], mapping=Mapping(key_fields=("id",)), segment_rows=4)
+    named = sorted(p.name for p in (tmp_path / "s" / "segments").iterdir())
+    assert len(named) == 3 and all(n.endswith(".parquet") for n in named)
+    assert sorted(dst for _, dst in moves) == named and all(src == dst + ".partial" for src, dst in moves)
