@@ -410,6 +410,10 @@ class _Column:
     exact: bool
     domain: str = "text"
     float_tolerance: bool = False
+    # SQL, true where a side's number has no exact double (an integer or decimal set against a
+    # float): it equals no float, however close its double comes
+    linexact: str | None = None
+    rinexact: str | None = None
 
     def left(self, expr: str) -> str:
         return self.lform.replace("{x}", expr)
@@ -422,7 +426,19 @@ class _Column:
         if self.float_tolerance and tolerance is not None:
             # abs() of a NULL is NULL: a NULL against a number differs, whatever the tolerance
             return f"NOT coalesce({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance}, false)"
-        return f"NOT ({a} IS NOT DISTINCT FROM {b})"
+        inexact = [f"coalesce({t.replace('{x}', e)}, false)"
+                   for t, e in ((self.linexact, lexpr), (self.rinexact, rexpr)) if t is not None]  # fmt: skip
+        return " OR ".join([f"NOT ({a} IS NOT DISTINCT FROM {b})", *inexact])
+
+    def group_form(self, side: str, expr: str) -> str:
+        """SQL: the side's form, for grouping rows of a multiset (with whether its number has no
+        exact double, where that can make two equal forms different values)."""
+        form = (self.left if side == "l" else self.right)(expr)
+        if self.linexact is None and self.rinexact is None:
+            return form
+        check = self.linexact if side == "l" else self.rinexact
+        flag = f"coalesce({check.replace('{x}', expr)}, false)" if check else "false"
+        return f"struct_pack(v := {form}, inexact := {flag})"
 
     def check_sql(self, lexpr: str, rexpr: str) -> str:
         """SQL calling the exact comparator on two stored values: true when equal."""
@@ -457,7 +473,12 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
     if lc == rc == "time":
         return exact("{x}::TIMESTAMPTZ")
     if "float" in pair and pair <= {"float", *_NUMERIC}:
-        return exact("{x}::DOUBLE", float_tolerance=True)
+        # the number's double is compared; where it is not the number itself, they differ
+        def inexact(cls: str, sql_type: str) -> str | None:
+            return None if cls == "float" else f"{{x}}::DOUBLE::{sql_type} IS DISTINCT FROM {{x}}"
+
+        return _Column(name, lc, rc, "{x}::DOUBLE", "{x}::DOUBLE", True, float_tolerance=True,
+                       linexact=inexact(lc, lt), rinexact=inexact(rc, rt))  # fmt: skip
     if lc == rc and lc in ("nested", "other") and lt == rt and not lt.upper().startswith("MAP"):
         return exact()
     if pair & {"json", "nested"}:
@@ -658,7 +679,7 @@ class _TableCompare:
     def _multiset(self) -> None:
         plans = self.value_plans
         for side, table in (("l", self.left), ("r", self.right)):
-            forms = [(p.left if side == "l" else p.right)(f"t.{sql_ident(p.name)}") for p in plans]
+            forms = [p.group_form(side, f"t.{sql_ident(p.name)}") for p in plans]
             names = self.lnames if side == "l" else self.rnames
             row = ", ".join(f"c{i} := t.{sql_ident(c)}" for i, c in enumerate(names))
             self.con.execute(

@@ -102,6 +102,25 @@ def test_floats_are_exact_unless_a_tolerance_is_given() -> None:
     assert not diff(left, right, key_columns=["id"], float_tolerance=0).same
 
 
+def test_an_integer_or_decimal_against_a_float_is_equal_only_to_its_own_double() -> None:
+    """Not through float64: 2**60 + 7 has no double of its own, so no float equals it."""
+    from decimal import Decimal
+
+    ids = pa.int64(), [1, 2, 3, 4]
+    ints = table({"id": ids, "v": (pa.int64(), [2**60 + 7, 2**60, 3, None])})
+    floats = table({"id": ids, "v": (pa.float64(), [float(2**60), float(2**60), 3.0, None])})
+    result = diff(ints, floats, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 1}
+    assert diff(ints, floats, key_columns=["id"], float_tolerance="16").same  # a tolerance allows it
+    decimals = table({"id": (pa.int64(), [1, 2]),
+                      "v": (pa.decimal128(20, 1), [Decimal("12345678901234567.5"), Decimal("0.1")])})  # fmt: skip
+    doubles = table({"id": (pa.int64(), [1, 2]), "v": (pa.float64(), [12345678901234567.5, 0.1])})
+    assert counts(diff(decimals, doubles, key_columns=["id"])) == (False, 0, 0, 1)
+    # keyless: rows as multisets, the same rule
+    assert counts(diff(table({"v": (pa.int64(), [2**60 + 7, 3])}), table({"v": (pa.float64(), [float(2**60), 3.0])}))) == (
+        False, 1, 1, 0)  # fmt: skip
+
+
 def test_a_null_is_no_number_whatever_the_tolerance() -> None:
     ids = pa.int64(), [1, 2, 3]
     left = table({"id": ids, "x": (pa.float64(), [None, 1.0, None])})
