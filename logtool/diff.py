@@ -471,7 +471,8 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
     if (lc == rc and lc in ("int", "decimal", "bool", "text")) or pair <= set(_NUMERIC):
         return exact()
     if lc == rc == "time":
-        return exact("{x}::TIMESTAMPTZ")
+        # instants; to the nanosecond where a side keeps nanoseconds
+        return exact("epoch_ns({x}::TIMESTAMPTZ_NS)" if "_NS" in lt + rt else "{x}::TIMESTAMPTZ")
     if "float" in pair and pair <= {"float", *_NUMERIC}:
         # the number's double is compared; where it is not the number itself, they differ
         def inexact(cls: str, sql_type: str) -> str | None:

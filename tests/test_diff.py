@@ -121,6 +121,16 @@ def test_an_integer_or_decimal_against_a_float_is_equal_only_to_its_own_double()
         False, 1, 1, 0)  # fmt: skip
 
 
+def test_nanosecond_timestamps_are_compared_and_keyed_to_the_nanosecond() -> None:
+    ns = pa.timestamp("ns")
+    assert counts(diff(table({"id": (pa.int64(), [1]), "t": (ns, [1])}), table({"id": (pa.int64(), [1]), "t": (ns, [2])}),
+                       key_columns=["id"])) == (False, 0, 0, 1)  # fmt: skip
+    keyed = table({"id": (ns, [1, 2]), "v": (pa.int64(), [1, 2])})
+    assert diff(keyed, keyed, key_columns=["id"]).same  # two keys, not one key twice
+    micro = table({"id": (pa.int64(), [1]), "t": (pa.timestamp("us", tz="UTC"), [5])})
+    assert diff(micro, table({"id": (pa.int64(), [1]), "t": (pa.timestamp("ns", tz="UTC"), [5000])}), key_columns=["id"]).same
+
+
 def test_a_null_is_no_number_whatever_the_tolerance() -> None:
     ids = pa.int64(), [1, 2, 3]
     left = table({"id": ids, "x": (pa.float64(), [None, 1.0, None])})
