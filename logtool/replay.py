@@ -1221,6 +1221,8 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
         at_offset = open_start - 1
     if at_offset is None:
         return None
+    if at_offset >= store.state().next_offset - 1:
+        return at_offset  # the head: no event after it, of its transaction or any other
     first = con.execute(
         f"""WITH t AS (SELECT txn.id AS id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)}))
             SELECT min(e."offset") FROM events e, t WHERE t.id IS NOT NULL AND e.txn.id = t.id
