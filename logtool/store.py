@@ -468,21 +468,22 @@ def _describe_holder(lock: Path) -> str:
 
 
 def _take_over(lock: Path) -> bool:
-    """Remove a stale lock, unless another writer took it over first: the lock is moved aside
-    atomically, and only the stale holder's file is deleted; a fresh one is put back."""
-    try:
-        stale = lock.read_bytes()
-        aside = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}.stale")
-        os.rename(lock, aside)
-    except OSError:
-        return True  # gone already: try to create it
-    if aside.read_bytes() == stale:
-        aside.unlink(missing_ok=True)
-        return True
-    with contextlib.suppress(OSError):
-        os.link(aside, lock)  # another writer's fresh lock: back where it was
-    aside.unlink(missing_ok=True)
-    return False
+    """Remove a stale lock, unless another writer took it over first. Writers taking over hold
+    an advisory lock on a file beside it (the system releases it if they die), and look again
+    under it: only a lock whose holder is gone is removed, never a fresh one."""
+    import fcntl
+
+    with open(lock.with_name(f"{lock.name}.takeover"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            if not lock.exists():
+                return True  # gone already: try to create it
+            if not _stale(lock):
+                return False  # another writer took it over first
+            lock.unlink(missing_ok=True)
+            return True
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
 
 
 def _stale(lock: Path) -> bool:

@@ -272,28 +272,52 @@ def test_stale_lock_from_dead_pid_taken_over(cli: Cli, tmp_path: Path, events_fi
 
 
 def test_a_stale_lock_another_writer_took_over_first_is_left_to_it(tmp_path: Path) -> None:
-    """Two writers find one stale lock: the one that comes second must not remove the first's."""
+    """A writer that comes second to a stale lock finds the first's fresh one: it leaves it."""
     import logtool.store as store_module
 
     Store.create(tmp_path / "s")
     lock = tmp_path / "s" / "_lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "operation": "y", "since": "t"}))
+    assert store_module._take_over(lock) is False
+    assert json.loads(lock.read_text())["operation"] == "y"
     lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "operation": "x", "since": "t"}))
-    stale = lock.read_bytes()
-    real_rename = os.rename
+    assert store_module._take_over(lock) is True and not lock.exists()
 
-    def first_writer_gets_in(src: Any, dst: Any) -> None:
-        if lock.read_bytes() == stale:  # the first writer replaces the stale lock with its own...
-            lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "operation": "y", "since": "t"}))
-        real_rename(src, dst)  # ...just before the second moves the lock aside
 
-    original = os.rename
-    os.rename = first_writer_gets_in  # type: ignore[assignment]
+def _hold_the_lock(path: str, start: Any, out: Any) -> None:
+    import time
+
+    store = Store.open(path)
+    start.wait()
     try:
-        assert store_module._take_over(lock) is False
-    finally:
-        os.rename = original  # type: ignore[assignment]
-    assert json.loads(lock.read_text())["operation"] == "y"  # the first writer's lock is back
-    assert [p.name for p in lock.parent.iterdir() if p.name.startswith("_lock.")] == []
+        with store.writer("race"):
+            began = time.monotonic()
+            time.sleep(0.02)
+            out.put((began, time.monotonic()))
+    except LockedError:
+        out.put(None)
+
+
+def test_writers_racing_for_a_stale_lock_never_hold_it_together(tmp_path: Path) -> None:
+    """Six writers find one stale lock at once, round after round: whoever gets in, no two hold
+    the store at the same time."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    path = tmp_path / "s"
+    Store.create(path)
+    for _ in range(15):
+        (path / "_lock").write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "operation": "x"}))
+        start, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_hold_the_lock, args=(str(path), start, out)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        start.set()
+        for p in procs:
+            p.join(30)
+        held = sorted(x for x in (out.get(timeout=5) for _ in procs) if x is not None)
+        assert held, "nobody got the lock"
+        assert all(a[1] <= b[0] for a, b in zip(held, held[1:], strict=False)), held
 
 
 def test_a_commit_refuses_when_another_writer_committed_meanwhile(tmp_path: Path) -> None:
