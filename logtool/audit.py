@@ -344,8 +344,11 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
         assert ev.key is not None
         target: Slot = (ev.entity, ev.key)
         source: Slot = (ev.entity, ev.prev_key) if ev.moved else target  # type: ignore[assignment]
-        # KvFold moves a row displaced by a key change inside a transaction aside until it moves.
-        before = fold._displaced.get(source, fold.rows.get(source)) if ev.moved else fold.rows.get(source)
+        # KvFold moves a row displaced by a key change inside a transaction aside until it moves
+        # (outside one, or in the next, the displaced row is gone: it was overwritten).
+        same_txn = ev.txn_id is not None and ev.txn_id == fold._txid
+        displaced = fold._displaced if same_txn else {}
+        before = displaced.get(source, fold.rows.get(source)) if ev.moved else fold.rows.get(source)
         if ev.moved:
             row = aside.pop(source) if source in aside else rows.pop(source, None)
             if target in rows:

@@ -229,6 +229,26 @@ def test_history_of_a_moved_row_leaves_out_another_row_inserted_later_at_its_old
     assert logtool.history(store, "33").column("offset").to_pylist() == [0, 1, 2, 3, 5]
 
 
+def test_a_move_onto_a_held_key_outside_a_transaction_overwrites_it_as_replay_does(tmp_path: Path) -> None:
+    """A at 1, B at 2; 1 moves to 2 (B is overwritten: no transaction), then 2 moves to 1. The
+    row at 1 is A's, all through: no event changed its name."""
+    log = tmp_path / "sw.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"op": "insert", "id": 1, "data": {"id": 1, "n": "A"}},
+        {"op": "insert", "id": 2, "data": {"id": 2, "n": "B"}},
+        {"op": "update", "id": 2, "prev_id": 1, "data": {"id": 2}},
+        {"op": "update", "id": 1, "prev_id": 2, "data": {"id": 1}},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), entity="t", op_field="op", data_field="data",
+                                              prev_key_field="prev_id"))  # fmt: skip
+    assert [json.loads(r["state"]) for r in replay(str(store)).state.to_pylist()] == [{"id": 1, "n": "A"}]
+    blamed = {r["field"]: r["offset"] for r in logtool.blame(store, "1").to_pylist()}
+    assert blamed == {"id": 3, "n": 0}
+    last = logtool.history(store, "1").to_pylist()[-1]
+    assert last["offset"] == 3 and json.loads(last["changes"]) == {"id": {"before": 2, "after": 1}}
+
+
 def test_history_of_a_field_the_key_never_had_names_its_fields(stores: dict[str, Path]) -> None:
     """A misspelled field is not "nobody changed it"."""
     with pytest.raises(NotFoundError, match="key '100' never had a field 'qtty'; its fields: .*'qty'"):
