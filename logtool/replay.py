@@ -676,7 +676,7 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
         numbers: dict[str, str] = {}
 
         def hide(value: Any) -> Any:
-            if isinstance(value, RawNumber) and re.search(LONG_NUMBER, value):
+            if isinstance(value, RawNumber | int) and not isinstance(value, bool) and re.search(LONG_NUMBER, str(value)):
                 numbers[f"{token}:{len(numbers)}"] = str(value)
                 return f"{token}:{len(numbers) - 1}"
             if isinstance(value, dict):
