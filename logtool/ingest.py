@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import InputError, UsageError
+from .errors import InputError, LockedError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
@@ -123,7 +123,10 @@ def _auto_snapshot(store: Store) -> None:
     if state.next_offset - 1 - last >= every:
         from .replay import snapshot
 
-        snapshot(store.path)
+        try:
+            snapshot(store.path)
+        except (UsageError, LockedError):  # one open transaction, or another writer: a later ingest takes it
+            pass
 
 
 def _ingest_one(

@@ -483,3 +483,17 @@ def test_a_transaction_split_across_two_files_is_never_cut_by_a_snapshot_or_comp
     assert logtool.compact(comp, now="2030-01-01T00:00:00Z").cleanable_before == 2
     logtool.ingest(comp, [str(rest)], mapping=mapping)
     assert head(comp) == right
+
+
+def test_automatic_snapshots_wait_while_the_log_is_one_open_transaction(write_file, tmp_path) -> None:
+    import logtool
+    from logtool.store import Store
+
+    src = {"connector": "postgresql", "ts_ms": 1000, "db": "shop", "schema": "public", "table": "t", "txId": 7, "lsn": 1}
+    path = write_file("one.jsonl", lines({"before": None, "after": {"id": 1}, "source": src, "op": "c", "ts_ms": 1000}))
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(path)], mapping=Mapping(key_fields=("id",)))
+    logtool.configure_store(store, snapshot_every=1)
+    path2 = write_file("two.jsonl", lines({"before": None, "after": {"id": 2}, "source": src, "op": "c", "ts_ms": 1000}))
+    logtool.ingest(store, [str(path2)], mapping=Mapping(key_fields=("id",)))  # no error: the snapshot waits
+    assert Store.open(store).state().of_kind("snapshot") == []
