@@ -471,12 +471,19 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
     if (lc == rc and lc in ("int", "decimal", "bool", "text")) or pair <= set(_NUMERIC):
         return exact()
     if lc == rc == "time":
-        # instants; to the nanosecond where a side keeps nanoseconds
-        return exact("epoch_ns({x}::TIMESTAMPTZ_NS)" if "_NS" in lt + rt else "{x}::TIMESTAMPTZ")
+        if "_NS" not in lt + rt:
+            return exact("{x}::TIMESTAMPTZ")
+        # instants to the nanosecond where a side keeps nanoseconds (the other side's in its own
+        # range: years 1677-2262 bound nanoseconds, not microseconds)
+        def ns(sql_type: str) -> str:
+            return "epoch_ns({x})::HUGEINT" if "_NS" in sql_type else "epoch_us({x}::TIMESTAMPTZ)::HUGEINT * 1000"
+
+        return _Column(name, lc, rc, ns(lt), ns(rt), True)
     if "float" in pair and pair <= {"float", *_NUMERIC}:
         # the number's double is compared; where it is not the number itself, they differ
         def inexact(cls: str, sql_type: str) -> str | None:
-            return None if cls == "float" else f"{{x}}::DOUBLE::{sql_type} IS DISTINCT FROM {{x}}"
+            # (a double past the type's range does not cast back: no number of that type is it)
+            return None if cls == "float" else f"TRY_CAST({{x}}::DOUBLE AS {sql_type}) IS DISTINCT FROM {{x}}"
 
         return _Column(name, lc, rc, "{x}::DOUBLE", "{x}::DOUBLE", True, float_tolerance=True,
                        linexact=inexact(lc, lt), rinexact=inexact(rc, rt))  # fmt: skip

@@ -87,6 +87,7 @@ class PurgeResult:
     quarantine_records: int = 0  # quarantined records removed (purge) or redacted (redact)
     quarantine_files: list[str] = field(default_factory=list)
     leftovers_removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a person should know (a cut moved down)
     commit: int | None = None
     receipt: dict[str, Any] | None = None
 
@@ -318,23 +319,29 @@ def redact_doc(doc: Any, specs: Iterable[str], allow: Callable[[str], bool] | No
     for spec in specs:
         changed |= _redact_path(doc, spec, allow)
         if isinstance(doc.get("$set"), dict) and set(doc) <= {"$set", "$unset", "$truncate", "$paths"}:
-            changed |= _redact_patch(doc["$set"], spec, allow)
+            given = doc.get("$paths") if isinstance(doc.get("$paths"), dict) else {}
+            changed |= _redact_patch(doc["$set"], given, spec, allow)
     return changed
 
 
-def _redact_patch(paths: dict[str, Any], spec: str, allow: Callable[[str], bool] | None) -> bool:
+def _redact_patch(
+    paths: dict[str, Any], given: dict[str, Any], spec: str, allow: Callable[[str], bool] | None
+) -> bool:
     """A path patch's values (MongoDB's ``$set``: dotted path -> value) that hold the field: a path
-    at or inside it is redacted whole; a path above it, inside its value."""
+    at or inside it is redacted whole; a path above it, inside its value. A path's parts are its
+    ``disambiguatedPaths`` entry where it has one (a field name holding a dot), else its dots."""
     changed = False
+    wanted = spec.split(".")
     for path, value in paths.items():
-        if allow is not None and not allow(path.split(".", 1)[0]):
+        parts = [str(p) for p in given[path]] if isinstance(given.get(path), list) and given[path] else path.split(".")
+        if allow is not None and not allow(parts[0]):
             continue
-        if path == spec or path.startswith(spec + "."):
+        if path == spec or parts[: len(wanted)] == wanted:
             if value is not None and value != MARKER:
                 paths[path] = MARKER
                 changed = True
-        elif spec.startswith(path + ".") and isinstance(value, dict):
-            changed |= _redact_path(value, spec[len(path) + 1 :], None)
+        elif wanted[: len(parts)] == parts and isinstance(value, dict):
+            changed |= _redact_path(value, ".".join(wanted[len(parts) :]), None)
     return changed
 
 
@@ -714,7 +721,13 @@ def _purge_head(
     result = PurgeResult(str(store.path), "purge", dry_run)
     if not any(s["min_offset"] < cut for s in state.segments):
         return result
-    cut = _whole_transactions(store, cut, flag)
+    whole = _whole_transactions(store, cut, flag)
+    if whole < cut:
+        result.notes.append(
+            f"the cut moved down from offset {cut} to {whole}: offsets {whole}..{cut - 1} belong to a transaction "
+            "that goes on at or after the cut (or may go on in the next file), and a head drop keeps transactions whole"
+        )
+    cut = whole
     if not dry_run:
         # Stored before the lock: the snapshot commits on its own. It holds the state after every
         # event below the cut, so replay from there on needs none of them.

@@ -14,9 +14,10 @@ ROW_OPS = ("insert", "update", "upsert", "read")
 #: The readers of change-data-capture streams. An ``event`` they read is a notice of the source (a
 #: logical decoding message, a DDL statement), not a domain event for a reducer.
 CDC_FORMATS = ("debezium", "kcat", "maxwell", "mongodb", "test_decoding", "wal2json", "wal2json-v1")
-#: The readers of sources that mark no transaction's end in the stream (Debezium without its
-#: metadata topic, Maxwell, MongoDB): a dump may end inside a transaction, its rest in the next
-#: file. (wal2json and test_decoding are read in whole transactions; one cut short is reported.)
+#: The readers of sources whose dumps may end inside a transaction, its rest in the next file:
+#: Debezium and MongoDB mark no transaction's end in the change stream; Maxwell marks it
+#: (``"commit": true`` on its last row), so its last transaction is open only without that mark.
+#: (wal2json and test_decoding are read in whole transactions; one cut short is reported.)
 OPEN_ENDED_TRANSACTION_FORMATS = ("debezium", "kcat", "maxwell", "mongodb")
 #: SQL over events: a domain event, which only an event-sourced log's reducers can apply.
 DOMAIN_EVENT = "op = 'event' AND source.format NOT IN (" + ", ".join(f"'{f}'" for f in CDC_FORMATS) + ")"

@@ -121,12 +121,30 @@ def test_an_integer_or_decimal_against_a_float_is_equal_only_to_its_own_double()
         False, 1, 1, 0)  # fmt: skip
 
 
+def test_numbers_at_the_end_of_their_type_against_floats_differ_without_trouble() -> None:
+    """2**63 - 1 has the double 2**63, which no int64 is: a difference, not a failed cast."""
+    from decimal import Decimal
+
+    ints = table({"id": (pa.int64(), [1]), "v": (pa.int64(), [2**63 - 1])})
+    floats = table({"id": (pa.int64(), [1]), "v": (pa.float64(), [float(2**63)])})
+    assert counts(diff(ints, floats, key_columns=["id"])) == (False, 0, 0, 1)
+    assert counts(diff(table({"v": (pa.int64(), [2**63 - 1])}), table({"v": (pa.float64(), [float(2**63)])}))) == (
+        False, 1, 1, 0)  # fmt: skip
+    nines = table({"id": (pa.int64(), [1]), "v": (pa.decimal128(38, 0), [Decimal("9" * 38)])})
+    assert counts(diff(nines, table({"id": (pa.int64(), [1]), "v": (pa.float64(), [1e38])}), key_columns=["id"])) == (
+        False, 0, 0, 1)  # fmt: skip
+
+
 def test_nanosecond_timestamps_are_compared_and_keyed_to_the_nanosecond() -> None:
     ns = pa.timestamp("ns")
     assert counts(diff(table({"id": (pa.int64(), [1]), "t": (ns, [1])}), table({"id": (pa.int64(), [1]), "t": (ns, [2])}),
                        key_columns=["id"])) == (False, 0, 0, 1)  # fmt: skip
     keyed = table({"id": (ns, [1, 2]), "v": (pa.int64(), [1, 2])})
     assert diff(keyed, keyed, key_columns=["id"]).same  # two keys, not one key twice
+    # a microsecond column holds instants no nanosecond column can (years past 2262): no trouble
+    late = table({"id": (pa.int64(), [1]), "t": (pa.timestamp("us"), [253402214400000000])})  # 9999-12-31
+    assert counts(diff(late, table({"id": (pa.int64(), [1]), "t": (ns, [1700000000000000000])}), key_columns=["id"])) == (
+        False, 0, 0, 1)  # fmt: skip
     micro = table({"id": (pa.int64(), [1]), "t": (pa.timestamp("us", tz="UTC"), [5])})
     assert diff(micro, table({"id": (pa.int64(), [1]), "t": (pa.timestamp("ns", tz="UTC"), [5000])}), key_columns=["id"]).same
 

@@ -910,3 +910,20 @@ def test_a_rewritten_quarantine_file_is_still_read_as_its_ingest_read_it(tmp_pat
     assert res.quarantine_records == 1
     assert residue(store, "ann@example.org") == []
     assert_verified(store)
+
+
+def test_redact_in_a_path_patch_follows_disambiguated_paths(tmp_path: Path) -> None:
+    """{"$set": {"a.b": 5}} with disambiguatedPaths {"a.b": ["a.b"]} sets the field named a.b:
+    redacting the field a leaves it alone."""
+    from logtool.replay import replay
+
+    log = tmp_path / "m.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": 1, "op": "insert", "data": {"a.b": 1, "a": {"b": 2}}},
+        {"id": 1, "op": "patch", "data": {"$set": {"a.b": 5}, "$paths": {"a.b": ["a.b"]}}},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), op_field="op", data_field="data", entity="p"))
+    redact(store, ["a"], key="1")
+    (row,) = replay(str(store)).state.to_pylist()
+    assert json.loads(row["state"]) == {"a.b": 5, "a": "[REDACTED]"}

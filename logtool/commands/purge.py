@@ -216,6 +216,8 @@ def _store_run(
 
     if dry_run:
         plan = call(True)
+        for note in plan.notes:
+            console.warn(note)
         render_object(plan.summary(), format)
         for line in _describe(plan):
             console.status(line)
@@ -235,6 +237,8 @@ def _store_run(
         typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
     with console.progress(verb, unit="events") as update:
         result = call(False, update)
+    for note in result.notes:
+        console.warn(note)
     render_object(result.summary(), format)
     if result.commit is None:
         console.status(

@@ -69,11 +69,10 @@ class Mapping:
         """Key fields for an entity: ``FIELD`` applies to every entity, ``ENTITY:FIELD`` to one
         (named in full, ``public.customers``, or by its last part, ``customers``)."""
         plain = tuple(k for k in self.key_fields if ":" not in k)
-        scoped = tuple(
-            k.split(":", 1)[1]
-            for k in self.key_fields
-            if ":" in k and k.split(":", 1)[0] in (entity, entity.rsplit(".", 1)[-1])
-        )
+        parts = name_parts(entity)
+        # a quoted name part may be given quoted or not: public."a.b", public.a.b, "a.b" or a.b
+        names = {entity, parts[-1], ".".join(parts), qualified_name(parts[-1])}
+        scoped = tuple(k.split(":", 1)[1] for k in self.key_fields if ":" in k and k.split(":", 1)[0] in names)
         return scoped or plain
 
     def default_entity(self, source: Source) -> str:
@@ -622,6 +621,36 @@ def qualified_name(*parts: str) -> str:
     that holds a dot or a double quote is quoted as PostgreSQL quotes it (``"a.b".c``), so two
     tables never share a name."""
     return ".".join('"' + p.replace('"', '""') + '"' if "." in p or '"' in p else p for p in parts)
+
+
+def name_parts(name: str) -> list[str]:
+    """The parts of an entity name ``qualified_name`` wrote, unquoted (``public."a.b"``: public, a.b)."""
+    parts, i, n = [], 0, len(name)
+    while True:
+        if name.startswith('"', i):
+            j, text = i + 1, []
+            while j < n:
+                k = name.find('"', j)
+                if k < 0:
+                    return name.split(".")  # not a name quoted as qualified_name quotes
+                text.append(name[j:k])
+                if name.startswith('""', k):
+                    text.append('"')
+                    j = k + 2
+                    continue
+                j = k + 1
+                break
+            parts.append("".join(text))
+            i = j
+        else:
+            k = name.find(".", i)
+            parts.append(name[i:] if k < 0 else name[i:k])
+            i = n if k < 0 else k
+        if i >= n:
+            return parts
+        if name[i] != ".":
+            return name.split(".")
+        i += 1
 
 
 _DATE_SPACE = re.compile(r"^([+-]?\d{4,}-?\d{2}-?\d{2}) +(?=\d)")

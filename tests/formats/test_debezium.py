@@ -497,3 +497,31 @@ def test_automatic_snapshots_wait_while_the_log_is_one_open_transaction(write_fi
     path2 = write_file("two.jsonl", lines({"before": None, "after": {"id": 2}, "source": src, "op": "c", "ts_ms": 1000}))
     logtool.ingest(store, [str(path2)], mapping=Mapping(key_fields=("id",)))  # no error: the snapshot waits
     assert Store.open(store).state().of_kind("snapshot") == []
+
+
+def test_key_field_names_a_table_whose_name_holds_a_dot_quoted_or_not(read_events, write_file) -> None:
+    """The entity is public."a.b"; --key-field takes it as written, unquoted, or by its last part."""
+    src = {"connector": "postgresql", "ts_ms": 1000, "db": "shop", "schema": "public", "table": "a.b", "lsn": 1}
+    path = write_file("dot.jsonl", lines({"before": None, "after": {"id": 1, "v": 1}, "source": src, "op": "c", "ts_ms": 1}))
+    for given in ('public."a.b":id', "public.a.b:id", '"a.b":id', "a.b:id"):
+        rows, bad = read_events(FORMAT, path, Mapping(key_fields=(given,)))
+        assert bad == [] and [(r["entity"], r["key"]) for r in rows] == [('public."a.b"', "1")], given
+
+
+def test_automatic_snapshots_are_not_taken_twice_at_one_offset(write_file, tmp_path) -> None:
+    """While the head transaction stays open, each ingest would snapshot the same offset again."""
+    import logtool
+    from logtool.store import Store
+
+    def change(n: int, tx: int) -> dict:
+        src = {"connector": "postgresql", "ts_ms": 1000, "db": "shop", "schema": "public", "table": "t", "txId": tx, "lsn": n}
+        return {"before": None, "after": {"id": n}, "source": src, "op": "c", "ts_ms": 1000}
+
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(write_file("a.jsonl", lines(change(1, 1), change(2, 2))))], mapping=Mapping(key_fields=("id",)))
+    logtool.configure_store(store, snapshot_every=1)
+    for n in (3, 4, 5):  # the open transaction 2 goes on
+        logtool.ingest(store, [str(write_file(f"{n}.jsonl", lines(change(n, 2))))], mapping=Mapping(key_fields=("id",)))
+    assert [s["offset"] for s in Store.open(store).state().of_kind("snapshot")] == [0]
+    res = logtool.purge(store, before_offset=Store.open(store).state().next_offset)
+    assert res.offsets == [[0, 0]] and res.notes and "moved down from offset 5 to 1" in res.notes[0]

@@ -157,3 +157,27 @@ def test_negative_zero_is_kept_as_written(read_events, write_file) -> None:
     rows, bad = read_events(FORMAT, write_file("z.jsonl", line))
     assert bad == []
     assert rows[0]["data"] == '{"id":-0,"d":-0}'
+
+
+def test_a_transaction_that_ends_with_commit_true_is_closed(write_file, tmp_path) -> None:
+    """Maxwell marks a transaction's last row "commit": true: a snapshot or a head drop at the head
+    takes it whole; without the mark it may go on in the next file, and they stop before it."""
+    import json as _json
+
+    import logtool
+
+    rows = [
+        {"database": "shop", "table": "orders", "type": "insert", "ts": 1709650040, "xid": 8812, "xoffset": 0,
+         "primary_key": [3], "primary_key_columns": ["id"], "data": {"id": 3, "status": "new"}},
+        {"database": "shop", "table": "orders", "type": "update", "ts": 1709650040, "xid": 8812, "commit": True,
+         "primary_key": [3], "primary_key_columns": ["id"], "data": {"id": 3, "status": "paid"}, "old": {"status": "new"}},
+        {"database": "shop", "table": "orders", "type": "insert", "ts": 1709650041, "xid": 8813, "xoffset": 0,
+         "primary_key": [4], "primary_key_columns": ["id"], "data": {"id": 4, "status": "new"}},
+    ]  # fmt: skip
+    closed = tmp_path / "closed"
+    logtool.ingest(closed, [str(write_file("c.jsonl", "".join(_json.dumps(r) + "\n" for r in rows[:2])))])
+    assert logtool.snapshot(closed)["offset"] == 1
+    assert logtool.purge(closed, before_offset=2).offsets == [[0, 1]]
+    still_open = tmp_path / "open"
+    logtool.ingest(still_open, [str(write_file("o.jsonl", "".join(_json.dumps(r) + "\n" for r in rows)))])
+    assert logtool.snapshot(still_open)["offset"] == 1  # xid 8813 has no commit row yet
