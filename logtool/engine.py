@@ -30,8 +30,16 @@ settings = Settings(
 def configure(memory_limit: str | None = None, threads: int | None = None, temp_dir: str | None = None) -> None:
     """Change the settings of connections opened from now on (the CLI's global options)."""
     if memory_limit is not None:
+        import re
+
         import duckdb
 
+        amount = re.match(r"\s*([+-]?[0-9.]+)", memory_limit)
+        size = _number(amount.group(1)) if amount else None
+        if size is not None and size <= 0:
+            from .errors import UsageError
+
+            raise UsageError(f"--memory-limit {memory_limit}: the limit must be more than 0", "write e.g. 2GB, 512MiB or 50%")
         try:
             duckdb.connect(":memory:", config={"memory_limit": memory_limit}).close()
         except duckdb.Error as e:
@@ -65,6 +73,13 @@ def connect() -> duckdb.DuckDBPyConnection:
     # temporary table to compress it (0.2-0.5 s of a 1M-event replay) and gain no memory by it.
     con.execute("SET checkpoint_threshold = '1TB'")
     return con
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 _swept: set[str] = set()

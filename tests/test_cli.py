@@ -408,6 +408,8 @@ def test_a_reader_that_stops_early_does_not_turn_a_difference_into_same(tmp_path
     ("args", "message"),
     [
         (["--memory-limit", "lots"], "error: --memory-limit lots: Memory must have a number"),
+        (["--memory-limit", "0GB"], "error: --memory-limit 0GB: the limit must be more than 0"),
+        (["--memory-limit", "-1GB"], "error: --memory-limit -1GB: the limit must be more than 0"),
         (["--threads", "0"], "Invalid value for '--threads'"),
         (["--threads", "-3"], "Invalid value for '--threads'"),
     ],
