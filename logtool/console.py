@@ -31,7 +31,13 @@ def progress(
     """A progress bar on stderr; yields ``update(done, total)``, counted in ``unit`` (``bytes``, or
     a word such as ``events`` or ``steps``, or ``""`` for a bare count). Silent under -q or off a terminal."""
     from rich.progress import (
-        BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )  # fmt: skip
 
     count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()

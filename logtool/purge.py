@@ -319,8 +319,8 @@ def redact_doc(doc: Any, specs: Iterable[str], allow: Callable[[str], bool] | No
     for spec in specs:
         changed |= _redact_path(doc, spec, allow)
         if isinstance(doc.get("$set"), dict) and set(doc) <= {"$set", "$unset", "$truncate", "$paths"}:
-            given = doc.get("$paths") if isinstance(doc.get("$paths"), dict) else {}
-            changed |= _redact_patch(doc["$set"], given, spec, allow)
+            given = doc.get("$paths")
+            changed |= _redact_patch(doc["$set"], given if isinstance(given, dict) else {}, spec, allow)
     return changed
 
 

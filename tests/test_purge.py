@@ -570,9 +570,8 @@ def test_an_interrupt_after_the_commit_keeps_what_the_commit_names(store: Path, 
 def test_a_head_drop_never_splits_a_transaction(tmp_path: Path) -> None:
     """Its snapshot holds whole transactions: a cut inside one moves down to its start, else the
     events of the transaction before the cut would be lost."""
-    from logtool.replay import replay
-
     from logtool.query import sql
+    from logtool.replay import replay
 
     store = tmp_path / "w"
     ingest(store, [str(Path(__file__).resolve().parent.parent / "sample_logs" / "postgres" / "wal2json.jsonl")])
