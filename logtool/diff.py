@@ -375,6 +375,16 @@ class _Table:
     def sql_type(self, name: str) -> str:
         return dict(self.columns)[name]
 
+    def shown(self, name: str, expr: str) -> str:
+        """SQL: a column's value as the output shows it (a nanosecond instant as text, which a
+        Python datetime would cut to the microsecond)."""
+        t = self.sql_type(name)
+        if t.startswith("TIMESTAMP") and "_NS" in t:
+            return f"strftime({expr}, '%Y-%m-%dT%H:%M:%S.%n{'Z' if 'TZ' in t else ''}')"
+        if t == "TIME_NS":
+            return f"{expr}::VARCHAR"
+        return expr
+
 
 # How a class of values reaches Python for an exact check: (SQL template, mode).
 _AS_TEXT = {
@@ -627,8 +637,8 @@ class _TableCompare:
         fields = [
             ("_s", status),
             *((f"k{i}", e) for i, e in enumerate(sort)),
-            *((f"l{i}", f"l.{sql_ident(c)}") for i, c in enumerate(self.lnames)),
-            *((f"r{i}", f"r.{sql_ident(c)}") for i, c in enumerate(self.rnames)),
+            *((f"l{i}", self.left.shown(c, f"l.{sql_ident(c)}")) for i, c in enumerate(self.lnames)),
+            *((f"r{i}", self.right.shown(c, f"r.{sql_ident(c)}")) for i, c in enumerate(self.rnames)),
             *((f"d{i}", e) for i, e in enumerate(differs)),
         ]
         names = [n for n, _ in fields]
@@ -689,7 +699,7 @@ class _TableCompare:
         for side, table in (("l", self.left), ("r", self.right)):
             forms = [p.group_form(side, f"t.{sql_ident(p.name)}") for p in plans]
             names = self.lnames if side == "l" else self.rnames
-            row = ", ".join(f"c{i} := t.{sql_ident(c)}" for i, c in enumerate(names))
+            row = ", ".join(f"c{i} := {table.shown(c, f't.{sql_ident(c)}')}" for i, c in enumerate(names))
             self.con.execute(
                 f"CREATE OR REPLACE TABLE {self.p}_g{side} AS SELECT {', '.join(f'{f} AS f{i}' for i, f in enumerate(forms))}, "
                 f"count(*) AS n, any_value(struct_pack({row})) AS v FROM {table.view} t GROUP BY ALL"

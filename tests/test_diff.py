@@ -139,6 +139,9 @@ def test_nanosecond_timestamps_are_compared_and_keyed_to_the_nanosecond() -> Non
     ns = pa.timestamp("ns")
     assert counts(diff(table({"id": (pa.int64(), [1]), "t": (ns, [1])}), table({"id": (pa.int64(), [1]), "t": (ns, [2])}),
                        key_columns=["id"])) == (False, 0, 0, 1)  # fmt: skip
+    shown = diff(table({"id": (pa.int64(), [1]), "t": (ns, [0])}), table({"id": (pa.int64(), [1]), "t": (ns, [999])}),
+                 key_columns=["id"]).examples[0]["fields"][0]  # fmt: skip
+    assert (shown["left"], shown["right"]) == ("1970-01-01T00:00:00.000000000", "1970-01-01T00:00:00.000000999")
     keyed = table({"id": (ns, [1, 2]), "v": (pa.int64(), [1, 2])})
     assert diff(keyed, keyed, key_columns=["id"]).same  # two keys, not one key twice
     # a microsecond column holds instants no nanosecond column can (years past 2262): no trouble
