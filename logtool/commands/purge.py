@@ -216,8 +216,7 @@ def _store_run(
 
     if dry_run:
         plan = call(True)
-        for note in plan.notes:
-            console.warn(note)
+        _warn(plan)
         render_object(plan.summary(), format)
         for line in _describe(plan):
             console.status(line)
@@ -227,6 +226,7 @@ def _store_run(
         if not plan.changed and not plan.leftovers_removed:
             console.status("nothing matches: nothing to do")
             return
+        _warn(plan)
         for line in _describe(plan):
             console.err.print(line, highlight=False)
         if not interactive():
@@ -237,8 +237,8 @@ def _store_run(
         typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
     with console.progress(verb, unit="events") as update:
         result = call(False, update)
-    for note in result.notes:
-        console.warn(note)
+    if yes:  # (the preview showed them otherwise)
+        _warn(result)
     render_object(result.summary(), format)
     if result.commit is None:
         console.status(
@@ -250,6 +250,11 @@ def _store_run(
             f"[green]{verb}[/green]: {result.events} event(s) in commit {result.commit}; "
             f"the receipt is in `logtool log {target}`; check with `logtool verify {target}`"
         )
+
+
+def _warn(plan: PurgeResult) -> None:
+    for note in plan.notes:
+        console.warn(note)
 
 
 def _describe(plan: PurgeResult) -> list[str]:
