@@ -34,9 +34,8 @@ def configure(memory_limit: str | None = None, threads: int | None = None, temp_
 
         import duckdb
 
-        amount = re.match(r"\s*([+-]?[0-9.]+)", memory_limit)
-        size = _number(amount.group(1)) if amount else None
-        if size is not None and size <= 0:
+        amount = re.match(r"\s*([+-]?[0-9]+(\.[0-9]*)?)", memory_limit)
+        if amount and float(amount.group(1)) <= 0:
             from .errors import UsageError
 
             raise UsageError(f"--memory-limit {memory_limit}: the limit must be more than 0", "write e.g. 2GB, 512MiB or 50%")
@@ -75,13 +74,6 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 _swept: set[str] = set()
 
 
@@ -99,7 +91,7 @@ def _spill_dir(base: str) -> str:
             entries = []
         for entry in entries:
             pid = entry.name.removeprefix("pid-")
-            if entry.is_dir(follow_symlinks=False) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if entry.is_dir(follow_symlinks=False) and pid.isdigit() and not process_alive(int(pid)):
                 shutil.rmtree(entry.path, ignore_errors=True)
     mine = os.path.join(base, f"pid-{os.getpid()}")
     try:
@@ -109,12 +101,13 @@ def _spill_dir(base: str) -> str:
     return mine
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Is a process of this host alive (another user's counts as alive)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # another user's process: alive
+    except OSError:
         return True
     return True
 

@@ -495,9 +495,9 @@ def _stale(lock: Path) -> bool:
     if h.get("host") != socket.gethostname():
         return False
     try:
-        os.kill(int(h["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, KeyError):
+        pid = int(h["pid"])
+    except (KeyError, ValueError, TypeError):
         return False
-    return False
+    from .engine import process_alive
+
+    return not process_alive(pid)
