@@ -669,9 +669,9 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
                              pc.fill_null(table.column("canonical").cast(pa.bool_()), False))  # fmt: skip
     long_rows = pc.and_(pc.match_substring_regex(table.column("state"), LONG_NUMBER), pc.invert(table.column("canonical")))
     if pc.any(long_rows).as_py():
-        # DuckDB would read their long numbers through float64: each goes through DuckDB's
-        # rendering as a placeholder string, then gets its exact text back; every other value is
-        # rendered as in any row, so the form does not depend on how the row was reached.
+        # DuckDB would read their long numbers through float64: those rows (only they) go through
+        # DuckDB's rendering with each long number as a placeholder string, then get the exact
+        # text back; every other value takes the form it takes in any row, however it was reached.
         token = secrets.token_hex(8)
         numbers: dict[str, str] = {}
 
@@ -685,26 +685,20 @@ def canonical_state(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table
                 return [hide(v) for v in value]
             return value
 
-        hidden = [dumps_exact(hide(loads_exact(s))) if flag else s for s, flag in zip(
-            table.column("state").to_pylist(), long_rows.to_pylist(), strict=True)]  # fmt: skip
-        table = table.set_column(table.schema.get_field_index("state"), "state", pa.array(hidden, pa.string()))
-        rendered = _render(con, table)
+        longs = table.filter(long_rows)
+        texts = [dumps_exact(hide(loads_exact(t))) for t in longs.column("state").to_pylist()]
+        hidden = pa.table({"i": pa.array(range(len(texts)), pa.int64()), "s": texts})  # noqa: F841 - read by the query
+        rendered = con.sql("SELECT json(s)::VARCHAR AS s FROM hidden ORDER BY i").fetchall()
         placeholder = re.compile(f'"({token}:[0-9]+)"')
-        states = [placeholder.sub(lambda m: numbers[m.group(1)], s) if token in s else s
-                  for s in rendered.column("state").to_pylist()]  # fmt: skip
-        table = rendered.set_column(rendered.schema.get_field_index("state"), "state", pa.array(states, pa.string()))
-        table = table.append_column("canonical", pa.array([True] * table.num_rows))
-    return _render(con, table, sort=True).cast(_state_schema())
-
-
-def _render(con: duckdb.DuckDBPyConnection, table: pa.Table, sort: bool = False) -> pa.Table:
-    """Each state in DuckDB's JSON rendering (unless flagged ``canonical``), sorted if asked."""
+        exact = [placeholder.sub(lambda m: numbers[m.group(1)], r) for (r,) in rendered]
+        longs = longs.set_column(longs.schema.get_field_index("state"), "state", pa.array(exact, pa.string()))
+        longs = longs.set_column(longs.schema.get_field_index("canonical"), "canonical", pa.array([True] * longs.num_rows))
+        table = pa.concat_tables([table.filter(pc.invert(long_rows)), longs.cast(table.schema)])
     rows = table  # noqa: F841 - read by the query
-    order = "ORDER BY entity, key NULLS LAST, state" if sort else ""
     return con.sql(
-        f"""SELECT entity, key, CASE WHEN canonical THEN state ELSE json(state)::VARCHAR END AS state
-            FROM rows WHERE state IS NOT NULL {order}"""
-    ).to_arrow_table()
+        """SELECT entity, key, CASE WHEN canonical THEN state ELSE json(state)::VARCHAR END AS state
+           FROM rows WHERE state IS NOT NULL ORDER BY entity, key NULLS LAST, state"""
+    ).to_arrow_table().cast(_state_schema())
 
 
 def state_digest(table: pa.Table) -> str:
