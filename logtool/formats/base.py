@@ -623,33 +623,21 @@ def qualified_name(*parts: str) -> str:
     return ".".join('"' + p.replace('"', '""') + '"' if "." in p or '"' in p else p for p in parts)
 
 
+_NAME_PART = re.compile(r'"((?:[^"]|"")*)"|([^."]*)')
+
+
 def name_parts(name: str) -> list[str]:
     """The parts of an entity name ``qualified_name`` wrote, unquoted (``public."a.b"``: public, a.b)."""
-    parts, i, n = [], 0, len(name)
+    parts, i = [], 0
     while True:
-        if name.startswith('"', i):
-            j, text = i + 1, []
-            while j < n:
-                k = name.find('"', j)
-                if k < 0:
-                    return name.split(".")  # not a name quoted as qualified_name quotes
-                text.append(name[j:k])
-                if name.startswith('""', k):
-                    text.append('"')
-                    j = k + 2
-                    continue
-                j = k + 1
-                break
-            parts.append("".join(text))
-            i = j
-        else:
-            k = name.find(".", i)
-            parts.append(name[i:] if k < 0 else name[i:k])
-            i = n if k < 0 else k
-        if i >= n:
+        m = _NAME_PART.match(name, i)
+        assert m is not None  # (the second branch matches the empty text)
+        parts.append(m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2))
+        i = m.end()
+        if i == len(name):
             return parts
         if name[i] != ".":
-            return name.split(".")
+            return name.split(".")  # not a name as qualified_name writes them
         i += 1
 
 
