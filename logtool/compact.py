@@ -118,20 +118,6 @@ class CompactResult:
 _FOLDED = "key IS NOT NULL AND (op IN ('update', 'patch') OR moves) AND NOT (op = 'delete' OR no_data)"
 
 
-def _transaction_start(store: Store, horizon: int, next_offset: int) -> int:
-    """The horizon moved down to the first event of a transaction it would cut: a transaction is
-    compacted whole or not at all (at the head too, where the last one may still be open)."""
-    from .replay import transaction_boundary
-
-    if horizon <= 0:
-        return horizon
-    try:
-        boundary = transaction_boundary(store, min(horizon, next_offset) - 1)
-    except UsageError:  # inside the log's first transaction
-        return 0
-    return horizon if boundary is None else min(horizon, boundary + 1)
-
-
 def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
     """Per compactable event (offset below the horizon): why it goes (NULL: it stays), and
     whether it survives as a partial record that must carry the full row."""
@@ -178,7 +164,7 @@ def compact(
 
     from . import engine
     from .engine import sql_string
-    from .replay import replay
+    from .replay import replay, whole_transactions_below
     from .segments import reseal, write_segment
 
     if until_offset is not None and until_offset < 0:
@@ -201,7 +187,7 @@ def compact(
             young = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {now_us - lag_us}').fetchall()[0][0]
             if young is not None:
                 horizon = min(horizon, young)
-        horizon = _transaction_start(store, horizon, st.next_offset)
+        horizon = whole_transactions_below(store, horizon)  # a transaction goes whole or not at all
         result = CompactResult(dry_run=dry_run, cleanable_before=horizon)
         result.events_before = sum(s["rows"] for s in st.segments)
         result.bytes_before = sum(s["bytes"] for s in st.segments)

@@ -721,7 +721,15 @@ def _purge_head(
     result = PurgeResult(str(store.path), "purge", dry_run)
     if not any(s["min_offset"] < cut for s in state.segments):
         return result
-    whole = _whole_transactions(store, cut, flag)
+    from .replay import whole_transactions_below
+
+    # the snapshot stored at the cut holds whole transactions: the events of one it cut would be lost
+    whole = whole_transactions_below(store, cut)
+    if whole == 0:
+        raise UsageError(
+            f"{flag}: the cut falls inside the log's first transaction, which a head drop cannot split",
+            "drop the head after that transaction's end",
+        )
     if whole < cut:
         result.notes.append(
             f"the cut moved down from offset {cut} to {whole}: offsets {whole}..{cut - 1} belong to a transaction "
@@ -756,21 +764,6 @@ def _purge_head(
         return _execute(
             store, state, "purge", plans, {}, snapshots, [], predicate, params, reason, result, dry_run, progress
         )
-
-
-def _whole_transactions(store: Store, cut: int, flag: str) -> int:
-    """The cut moved down to the start of a transaction it would split: the snapshot stored at the
-    cut holds whole transactions only, so the events of one it cut would be lost."""
-    from .replay import transaction_boundary
-
-    try:
-        boundary = transaction_boundary(store, cut - 1)
-    except UsageError:
-        raise UsageError(
-            f"{flag}: the cut falls inside the log's first transaction, which a head drop cannot split",
-            "drop the head after that transaction's end",
-        ) from None
-    return cut if boundary is None else min(cut, boundary + 1)
 
 
 def _snapshot_function(flag: str) -> Callable[..., dict[str, Any]]:

@@ -1235,6 +1235,19 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     return int(first) - 1
 
 
+def whole_transactions_below(store: Store, end: int) -> int:
+    """``end`` moved down to the first event of a transaction it would cut, so that the events
+    below it are whole transactions (0 where it falls inside the log's first one). Compaction's
+    head and a head drop's cut start there."""
+    if end <= 0:
+        return end
+    try:
+        boundary = transaction_boundary(store, min(end, store.state().next_offset) - 1)
+    except UsageError:  # inside the log's first transaction
+        return 0
+    return end if boundary is None else min(end, boundary + 1)
+
+
 def _open_transaction_start(con: duckdb.DuckDBPyConnection) -> int | None:
     """The first offset of the log's last transaction, where it may still be open (see
     ``transaction_boundary``); None where the log ends with a whole transaction or none."""
