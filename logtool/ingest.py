@@ -145,6 +145,13 @@ def _ingest_one(
     fmt = get_format(format_name) if format_name else detect(source)
     state = store.state()
     res = FileResult(source.name, fmt.name)
+    # A file of a size the store has taken before is hashed first: a copy it already holds is
+    # refused without being read through the mapping.
+    if not allow_duplicates and source.spec != "-" and source.size in state.ingested_sizes:
+        sha = source.whole_digest()
+        if sha in state.ingested:
+            res.duplicate, res.commit = True, state.ingested[sha]
+            return res
     bad: list[BadRecord] = []
 
     def report(record: BadRecord) -> None:
@@ -199,6 +206,7 @@ def _ingest_one(
         "format": fmt.name,
         "sha256": sha,
         "bytes": source.bytes_read,
+        "file_bytes": source.size,
         "mapping": {k: v for k, v in mapping.__dict__.items() if v and k != "max_line_bytes"},
         "on_error": on_error,
     }

@@ -85,13 +85,14 @@ class State:
     next_offset: int = 0
     gaps: list[list[int]] = field(default_factory=list)  # offset ranges [first, last] commits explain
     ingested: dict[str, int] = field(default_factory=dict)  # input content sha256 -> commit version
+    ingested_sizes: set[int] = field(default_factory=set)  # the byte sizes of those inputs, on disk and read
     head_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # settings made by `config` commits
 
     def copy(self) -> State:
         """A copy to fold more commits onto (the entries themselves are shared: never changed)."""
         return State(self.version, dict(self.files), self.next_offset, list(self.gaps), dict(self.ingested),
-                     self.head_hash, dict(self.config))  # fmt: skip
+                     set(self.ingested_sizes), self.head_hash, dict(self.config))  # fmt: skip
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         entries = [e for e in self.files.values() if e["kind"] == kind]
@@ -442,6 +443,7 @@ def fold(commits: list[dict[str, Any]], state: State | None = None) -> State:
         source_sha = c.get("params", {}).get("sha256")
         if c.get("operation") == "ingest" and source_sha:
             state.ingested.setdefault(source_sha, c["version"])
+            state.ingested_sizes.update(c["params"].get(n) for n in ("bytes", "file_bytes") if isinstance(c["params"].get(n), int))
         state.next_offset = max(state.next_offset, c.get("info", {}).get("next_offset", 0))
         if c.get("operation") == "config":
             state.config.update(c.get("params", {}))

@@ -123,6 +123,17 @@ class Source:
         """SHA-256 of the (decompressed) bytes read so far."""
         return self._sha.hexdigest()
 
+    def whole_digest(self) -> str:
+        """SHA-256 of the whole decompressed content, read through once without being parsed
+        (not for stdin, which can be read only once)."""
+        with self.open() as f:
+            while f.read(1 << 20):
+                pass
+        digest = self.content_digest
+        self._sha = hashlib.sha256()
+        self.bytes_read = 0
+        return digest
+
     def open(self) -> IO[bytes]:
         """A binary stream of the decompressed content, hashed as it is read."""
         raw: IO[bytes]
