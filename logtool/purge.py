@@ -156,6 +156,7 @@ def check_where(where: str, con: duckdb.DuckDBPyConnection | None = None) -> Non
             "--where must be one boolean expression over events",
             "no closing parenthesis followed by UNION, GROUP BY, LIMIT or another clause",
         )
+    _self_contained(where)
     bad = _table_functions(node.get("where_clause"))
     if bad:
         raise UsageError(
@@ -173,6 +174,26 @@ _COLUMNS_HINT = (
     'columns: offset (write it "offset"), ts, entity, key, prev_key, op, type, data, before, meta (JSON), '
     "txn, source, digest"
 )
+
+
+def _self_contained(where: str) -> None:
+    """Refuse a ``--where`` that closes a parenthesis it did not open: set beside the other
+    selectors, ``x) OR (y`` would turn their AND into an OR."""
+    import duckdb
+
+    tokens = duckdb.tokenize(where)
+    ends = [start for start, _ in tokens[1:]] + [len(where)]
+    depth = 0
+    for (start, kind), end in zip(tokens, ends, strict=True):
+        if kind != duckdb.token_type.operator:
+            continue  # a parenthesis inside a string, a quoted name or a comment is not one
+        for c in where[start:end]:
+            depth += {"(": 1, ")": -1}.get(c, 0)
+            if depth < 0:
+                raise UsageError(
+                    "--where closes a parenthesis it does not open",
+                    "give one boolean expression; it is ANDed with --key and --entity as a whole",
+                )
 
 
 def _paren(where: str) -> str:

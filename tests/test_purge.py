@@ -676,6 +676,22 @@ def test_where_is_one_expression_or_refused(store: Path, where: str) -> None:
     assert files(store) == before
 
 
+@pytest.mark.parametrize("where", ["true --\n) OR (true", "op = 'x') OR (true", "op = 'x') AND (true) OR (true"])
+def test_where_cannot_close_a_parenthesis_to_escape_the_other_selectors(store: Path, where: str) -> None:
+    # set beside --key, `x) OR (y` would make "key AND (x) OR (y)": every event
+    from logtool.errors import UsageError
+
+    before = files(store)
+    with pytest.raises(UsageError, match="closes a parenthesis it does not open"):
+        purge(store, key=PERSON["key"], where=where)
+    assert files(store) == before
+
+
+def test_where_parentheses_in_strings_names_and_comments_are_text(store: Path) -> None:
+    res = purge(store, key=PERSON["key"], where="coalesce(data->>'city', ')') <> '(' -- )", dry_run=True)
+    assert res.events == purge(store, key=PERSON["key"], dry_run=True).events > 0
+
+
 def test_where_may_use_subqueries_over_events(store: Path) -> None:
     res = purge(store, where="key IN (SELECT key FROM events WHERE op = 'delete')", dry_run=True)
     assert res.offsets == [[1, 1], [6, 6], [14, 14]]
