@@ -276,35 +276,37 @@ class Selection:
 
 
 def resolve_identities(
-    key: str, entity: str | None, moves: Callable[[set[Pair]], dict[Pair, int | None]]
+    key: str, entity: str | None, moves: Callable[[dict[Pair, int | None]], dict[Pair, int]]
 ) -> tuple[set[Pair], dict[Pair, int]]:
     """A key and every key its row had before, transitively (a key change keeps the row), with the
-    offset up to which each earlier key was the row's (the last move away from it; unknown: no bound).
+    position up to which each earlier key was the row's (its last move away from it).
 
-    ``moves(pairs)`` gives ``(entity, prev_key) -> offset`` of the events whose (entity, key) is one
-    of ``pairs`` (an entity of None matches any) and that carry a previous key.
+    ``moves(pairs)`` gives ``(entity, prev_key) -> position`` of the events whose (entity, key) is
+    one of ``pairs`` (an entity of None matches any), at or before the pair's bound (None: any),
+    and that carry a previous key. A key is followed back only from where it was the row's: a row
+    that moved into it later is another row.
     """
     found: set[Pair] = {(entity, key)}
     until: dict[Pair, int] = {}
-    frontier = set(found)
+    frontier: dict[Pair, int | None] = {(entity, key): None}
     while frontier:
         new = {p: at for p, at in moves(frontier).items() if p not in found and (None, p[1]) not in found}
         found |= set(new)
-        until.update({p: at for p, at in new.items() if at is not None})
-        frontier = set(new)
+        until.update(new)
+        frontier = dict(new)
     return found, until
 
 
-def _pairs_condition(pairs: set[Pair]) -> str:
+def _pairs_condition(pairs: dict[Pair, int | None]) -> str:
     alts = []
-    for ent, k in sorted(pairs, key=lambda p: (p[0] or "", p[1])):
-        match = f"key = {sql_string(k)}"
+    for (ent, k), bound in sorted(pairs.items(), key=lambda p: (p[0][0] or "", p[0][1])):
+        match = f"key = {sql_string(k)}" + (f' AND "offset" <= {bound}' if bound is not None else "")
         alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
     return " OR ".join(alts)
 
 
-def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[set[Pair]], dict[Pair, int | None]]:
-    def moves(pairs: set[Pair]) -> dict[Pair, int | None]:
+def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[dict[Pair, int | None]], dict[Pair, int]]:
+    def moves(pairs: dict[Pair, int | None]) -> dict[Pair, int]:
         rows = con.execute(
             f"""SELECT entity, prev_key, max("offset") FROM events
                 WHERE prev_key IS NOT NULL AND prev_key <> key AND ({_pairs_condition(pairs)}) GROUP BY ALL"""
@@ -1419,9 +1421,16 @@ def _raw(
         )
     if key is not None:
         edges = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else []
-        sel.identities, sel.until = resolve_identities(  # a raw file's records carry no offsets: no bounds
-            key, entity, lambda pairs: {(e, pk): None for e, k, pk in edges if (e, k) in pairs or (None, k) in pairs}
-        )
+
+        def moves(pairs: dict[Pair, int | None]) -> dict[Pair, int]:
+            found: dict[Pair, int] = {}
+            for at, e, k, pk in edges:
+                for pair in ((e, k), (None, k)):
+                    if pair in pairs and (pairs[pair] is None or at <= (pairs[pair] or 0)):
+                        found[e, pk] = at
+            return found
+
+        sel.identities, sel.until = resolve_identities(key, entity, moves)
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip
     with output_file(out) as sink:
@@ -1435,16 +1444,18 @@ def _empty_input() -> pa.Table:
     return input_schema().empty_table()
 
 
-def _file_moves(path: str, fmt: Any, mapping: Mapping) -> list[tuple[str, str, str]]:
-    """(entity, key, prev_key) of every event of a raw file that changed its key."""
+def _file_moves(path: str, fmt: Any, mapping: Mapping) -> list[tuple[int, str, str, str]]:
+    """(position, entity, key, prev_key) of every event of a raw file that changed its key, the
+    position being the event's among the file's events (its ``offset`` in raw-file mode)."""
     import pyarrow.compute as pc
 
-    edges: list[tuple[str, str, str]] = []
+    edges: list[tuple[int, str, str, str]] = []
+    first = 0
     for batch in fmt.read(Source(path), mapping, lambda _r: None):
-        moved = batch.filter(pc.is_valid(batch.column("prev_key")))
-        for e, k, pk in zip(*(moved.column(c).to_pylist() for c in ("entity", "key", "prev_key")), strict=True):
-            if k is not None:
-                edges.append((e, k, pk))
+        moved = pc.indices_nonzero(pc.is_valid(batch.column("prev_key"))).to_pylist()
+        columns = [batch.column(c).to_pylist() for c in ("entity", "key", "prev_key")]
+        edges += [(first + i, columns[0][i], columns[1][i], columns[2][i]) for i in moved if columns[1][i] is not None]
+        first += batch.num_rows
     return edges
 
 
@@ -1461,6 +1472,9 @@ def _filter_records(
 ) -> None:
     """Read events and raw records side by side: decide on each record once the reader has gone
     past it, then write it (or not, or redacted). ``progress(bytes_read, total)`` as it reads."""
+    import numpy as np
+    import pyarrow as pa
+
     bad: dict[int, bytes] = {}
     matched: set[int] = set()
 
@@ -1508,10 +1522,13 @@ def _filter_records(
                 matched.discard(rec.start)
                 bad.pop(rec.start, None)
 
+        position = 0  # an event's position among the file's events stands for its offset
         for batch in fmt.read(source, mapping, report):
             if progress:
                 progress(source.bytes_read, source.size)
-            _events_of(con, batch)
+            positions = pa.array(np.arange(position, position + batch.num_rows, dtype=np.int64))
+            position += batch.num_rows
+            _events_of(con, batch.set_column(batch.schema.get_field_index("offset"), "offset", positions))
             lines = con.execute(f"SELECT source.line FROM events WHERE {cond}").fetchall()
             matched.update(int(r[0]) for r in lines)
             last = batch.column("source").field("line")[-1].as_py()

@@ -225,6 +225,34 @@ def test_purge_by_old_key_alone_does_not_follow_the_row_forward(store: Path) -> 
     assert res.offsets == [[4, 4], [7, 8]]
 
 
+_SWAP = [  # Mira moves 33 -> 10033; then Nora moves 50 -> 33 and gets a patch there
+    {"id": 50, "op": "insert", "data": {"id": 50, "who": "Nora"}},
+    {"id": 33, "op": "insert", "data": {"id": 33, "who": "Mira"}},
+    {"id": 10033, "prev": 33, "op": "update", "data": {"id": 10033, "who": "Mira"}},
+    {"id": 33, "prev": 50, "op": "update", "data": {"id": 33, "who": "Nora"}},
+    {"id": 33, "op": "patch", "data": {"city": "Oslo"}},
+]
+_SWAP_MAPPING = Mapping(key_fields=("id",), op_field="op", data_field="data", prev_key_field="prev", entity="t")
+
+
+def test_an_earlier_key_is_followed_back_only_from_where_it_was_the_rows(tmp_path: Path) -> None:
+    from logtool.replay import replay
+
+    # 33 was Mira's up to offset 2: the row that moved into 33 later (Nora's, from 50) is another
+    src = tmp_path / "swap.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _SWAP))
+    ingest(tmp_path / "s", [str(src)], mapping=_SWAP_MAPPING)
+    res = purge(tmp_path / "s", key="10033")
+    assert res.offsets == [[1, 2]]
+    assert replay(tmp_path / "s").state.to_pylist() == [
+        {"entity": "t", "key": "33", "state": '{"id":33,"who":"Nora","city":"Oslo"}'}
+    ]
+    # raw-file mode reads an event's position among the file's events as its offset
+    out = tmp_path / "clean.jsonl"
+    assert purge_file(src, out, key="10033", mapping=_SWAP_MAPPING).removed == 2
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [50, 33, 33]
+
+
 def test_purge_entity_and_where_are_anded(store: Path) -> None:
     res = purge(store, entity="orders", where="op = 'patch'")
     assert res.offsets == [[9, 9], [15, 15]]
