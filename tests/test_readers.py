@@ -425,6 +425,48 @@ def test_parquet_decimals_wider_than_38_digits_are_exact(
     ]
 
 
+def test_parquet_nested_floats_and_wide_decimals(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """A NaN in a list or struct is the string "NaN" there too; a wide decimal in a list or struct
+    stays exact (DuckDB would read it through float64)."""
+    f = tmp_path / "n.parquet"
+    pq.write_table(pa.table({
+        "id": [1, 2],
+        "l": pa.array([[float("nan"), 1.5], [float("-inf")]], pa.list_(pa.float64())),
+        "s": pa.array([{"x": float("inf"), "y": "a"}, None], pa.struct([("x", pa.float64()), ("y", pa.string())])),
+        "w": pa.array([[Decimal("1" * 44 + ".50")], []], pa.list_(pa.decimal256(46, 2))),
+    }), f)  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 0 and "0 quarantined" in r.err, r.err
+    assert [e["data"] for e in _events(query, store)] == [
+        '{"l":["NaN",1.5],"s":{"x":"Infinity","y":"a"},"w":[' + "1" * 44 + ".50]}",
+        '{"l":["-Infinity"],"s":null,"w":[]}',
+    ]
+
+
+def test_parquet_column_names_are_only_member_names(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """Columns are read by position: one named `t`, one named as another but for case, an empty
+    name, all keep their values; a name given twice is refused, as CSV refuses it."""
+    f = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "t": ["x", None], "name": ["lo", "lo2"], "Name": ["UP", "UP2"],
+                             "": [True, False]}), f)  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "Name")
+    assert r.code == 0 and "2 ingested" in r.err, r.err
+    assert [(e["key"], e["data"]) for e in _events(query, store)] == [
+        ("UP", '{"id":1,"t":"x","name":"lo","":true}'),
+        ("UP2", '{"id":2,"t":null,"name":"lo2","":false}'),
+    ]
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array(["x"]), pa.array(["y"])], names=["id", "a", "a"]), twice)
+    r = cli("ingest", new_store("t"), twice, "--key-field", "id")
+    assert r.code == 2 and r.errors() == [f"error: {twice}: the table names column 'a' twice"]
+
+
 def test_parquet_event_schema_segment_reingest(
     write_lines: WriteLines, cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..engine import sql_ident, sql_string
 from ..errors import InputError
 from . import Format
-from .base import BATCH_ROWS, Mapping, Report, Source
+from .base import BATCH_ROWS, Mapping, Report, Source, dumps_exact
 from .jsonl import RecordMapper
 
 if TYPE_CHECKING:
@@ -49,18 +49,25 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         return
     con = engine.connect()
     mapper = RecordMapper(source, mapping, report, "parquet")
-    fields = list(pq.read_schema(source.spec))
-    values = ", ".join(_as_json_value(f) for f in fields)
-    table = f"read_parquet({sql_string(source.spec)})"
-    line = "to_json(t)::VARCHAR"
-    if any(_wide_decimal(f) for f in fields):
-        # DuckDB reads a decimal wider than 38 digits as a double: pyarrow gives its exact text,
-        # which goes into the row's JSON as a number (the mapper keeps long numbers exact)
-        con.register("_wide_parquet", decimals_as_text(source.spec))
-        table = "_wide_parquet"
-        line = f"regexp_replace(to_json(t)::VARCHAR, {sql_string(_WIDE_UNMARK)}, '\\1', 'g')"
+    file = pq.ParquetFile(source.spec)
+    fields = list(file.schema_arrow)
+    twice = sorted({f.name for f in fields if [g.name for g in fields].count(f.name) > 1})
+    if twice:
+        raise InputError(source.name, None, f"the table names column {twice[0]!r} twice", "give each column a name of its own")
+    # Each column is read under a name of its own: its name in the file (empty, `t`, one that
+    # differs from another only in case) is only the member name it gets.
+    if any(_wide_decimal(f) or _holds_wide_decimal(f.type) for f in fields):
+        con.register("_parquet_rows", decimals_as_text(source.spec, positional=True))
+        table, refs = "_parquet_rows", [f"c{i}" for i in range(len(fields))]
+    else:  # DuckDB's names for the columns, made unique (it compares names without case)
+        table = f"read_parquet({sql_string(source.spec)})"
+        refs = [sql_ident(n) for (n, *_rest) in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()]
+    members = ", ".join(f"{sql_string(f.name)}, {_as_json_value(f, ref)}" for f, ref in zip(fields, refs, strict=True))
+    line = f"json_object({members})::VARCHAR"
+    if table == "_parquet_rows":
+        line = f"regexp_replace({line}, {sql_string(_WIDE_UNMARK)}, '\\1', 'g')"
     reader = con.sql(
-        f"SELECT (row_number() OVER ())::BIGINT AS line_no, {line} AS line FROM (SELECT {values} FROM {table}) t"
+        f"SELECT (row_number() OVER ())::BIGINT AS line_no, {line} AS line FROM {table}"
     ).to_arrow_reader(BATCH_ROWS)
     for chunk in reader:
         batch = mapper.map(chunk.column("line_no"), chunk.column("line"))
@@ -78,13 +85,51 @@ def _wide_decimal(field: pa.Field) -> bool:
     return bool(pa.types.is_decimal(field.type) and field.type.precision > 38)
 
 
-def decimals_as_text(path: str) -> pa.RecordBatchReader:
-    """The file's rows with every decimal wider than 38 digits as its exact text."""
+def _holds_wide_decimal(typ: pa.DataType) -> bool:
+    """A list or struct (however nested) holding a decimal wider than 38 digits."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(typ):
+        return any(_wide_decimal(typ.field(i)) or _holds_wide_decimal(typ.field(i).type) for i in range(typ.num_fields))
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _wide_decimal(pa.field("", typ.value_type)) or _holds_wide_decimal(typ.value_type)
+    return False
+
+
+def _as_json_text(column: pa.Array) -> pa.Array:
+    """A nested column holding wide decimals, each value as JSON text, the wide decimals marked
+    (in Python: such columns are rare)."""
+    import math
+
+    import pyarrow as pa
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Decimal):  # marked, as at the top level: DuckDB would read it as a double
+            return _WIDE_MARK + format(v, "f")
+        if isinstance(v, float) and not math.isfinite(v):
+            return "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, bytes | bool | int | float | str) or v is None:
+            return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        return str(v)
+
+    return pa.array([None if v is None else dumps_exact(plain(v)) for v in column.to_pylist()], pa.string())
+
+
+def decimals_as_text(path: str, positional: bool = False) -> pa.RecordBatchReader:
+    """The file's rows with every decimal wider than 38 digits (which DuckDB would read as a
+    double) as its exact text; ``positional``: its columns named c0, c1, ... ."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(path)
-    schema = pa.schema([pa.field(f.name, pa.string()) if _wide_decimal(f) else f for f in file.schema_arrow])
+    schema = pa.schema([
+        pa.field(f"c{i}" if positional else f.name, pa.string() if _wide_decimal(f) or _holds_wide_decimal(f.type) else f.type)
+        for i, f in enumerate(file.schema_arrow)
+    ])  # fmt: skip
 
     def text(column: pa.Array) -> pa.Array:
         import pyarrow.compute as pc
@@ -98,29 +143,58 @@ def decimals_as_text(path: str) -> pa.RecordBatchReader:
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in file.iter_batches(BATCH_ROWS):
             yield pa.RecordBatch.from_arrays(
-                [text(c) if _wide_decimal(f) else c for c, f in zip(batch.columns, batch.schema, strict=True)],
+                [text(c) if _wide_decimal(f) else _as_json_text(c) if _holds_wide_decimal(f.type) else c
+                 for c, f in zip(batch.columns, file.schema_arrow, strict=True)],
                 schema=schema,
             )
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _as_json_value(field: pa.Field) -> str:
-    """A column as it goes into the row's JSON object. A float column's NaN and infinities, which
-    JSON has no numbers for, become the strings "NaN", "Infinity" and "-Infinity", as every other
-    reader writes them (the typed export reads them back as floats). A decimal wider than DuckDB's
-    38 digits arrives as text, marked to become a number again."""
+def _as_json_value(field: pa.Field, name: str) -> str:
+    """SQL: column ``name`` as it goes into the row's JSON object. A float's NaN and infinities,
+    which JSON has no numbers for, become the strings "NaN", "Infinity" and "-Infinity" (in lists
+    and structs too), as every other reader writes them (the typed export reads them back as
+    floats). A decimal wider than DuckDB's 38 digits arrives as text, marked to become a number
+    again."""
+    if _wide_decimal(field):
+        return f"{sql_string(_WIDE_MARK)} || {name}"
+    if _holds_wide_decimal(field.type):
+        return f"{name}::JSON"
+    return _json_floats(field.type, name, 0)
+
+
+def _json_floats(typ: pa.DataType, expr: str, depth: int) -> str:
     import pyarrow as pa
 
-    name = sql_ident(field.name)
-    if _wide_decimal(field):
-        return f"{sql_string(_WIDE_MARK)} || {name} AS {name}"
-    if not pa.types.is_floating(field.type):
-        return name
-    return (
-        f"CASE WHEN isnan({name}) THEN '\"NaN\"'::JSON WHEN isinf({name}) AND {name} > 0 THEN '\"Infinity\"'::JSON "
-        f"WHEN isinf({name}) THEN '\"-Infinity\"'::JSON ELSE to_json({name}) END AS {name}"
-    )
+    if not _holds_float(typ):
+        return expr
+    if pa.types.is_floating(typ):
+        return (
+            f"CASE WHEN isnan({expr}) THEN '\"NaN\"'::JSON WHEN isinf({expr}) AND {expr} > 0 THEN '\"Infinity\"'::JSON "
+            f"WHEN isinf({expr}) THEN '\"-Infinity\"'::JSON ELSE to_json({expr}) END"
+        )
+    if pa.types.is_struct(typ):
+        parts = ", ".join(
+            f"{sql_ident(typ.field(i).name)} := {_json_floats(typ.field(i).type, f'struct_extract({expr}, {sql_string(typ.field(i).name)})', depth + 1)}"
+            for i in range(typ.num_fields)
+        )
+        return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({parts}) END"
+    element = f"x{depth}"
+    return f"list_transform({expr}, lambda {element}: {_json_floats(typ.value_type, element, depth + 1)})"
+
+
+def _holds_float(typ: pa.DataType) -> bool:
+    """A float type, or a list or struct (however nested) holding one."""
+    import pyarrow as pa
+
+    if pa.types.is_floating(typ):
+        return True
+    if pa.types.is_struct(typ):
+        return any(_holds_float(typ.field(i).type) for i in range(typ.num_fields))
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _holds_float(typ.value_type)
+    return False
 
 
 def sniff(head: bytes) -> int:
