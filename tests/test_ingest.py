@@ -951,6 +951,23 @@ def test_whitespace_only_file_is_empty(cli: Cli, new_store: NewStore, tmp_path: 
 # --------------------------------------------------------------------------- duplicates
 
 
+def test_a_data_field_no_record_has_is_refused(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
+    # a misnamed --data-field would make every event a tombstone
+    f = write_lines(tmp_path / "d.jsonl", ['{"id":1,"d":{"v":1}}', '{"id":2,"d":{"v":2}}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--data-field", "dd")
+    assert r.code == 2 and r.errors() == [
+        f"error: {f}: no record has a value in the data field 'dd': every event would be a tombstone"
+    ]
+    assert not (store / "segments").exists() or not any((store / "segments").iterdir())
+    # a file of deletes that an op field names is a file of deletes
+    deletes = write_lines(tmp_path / "del.jsonl", ['{"id":1,"op":"delete"}', '{"id":2,"op":"d"}'])
+    r = cli("ingest", store, deletes, "--key-field", "id", "--data-field", "dd", "--op-field", "op")
+    assert r.code == 0, r.err
+
+
 def test_duplicate_ingest_refused(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
