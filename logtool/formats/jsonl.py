@@ -145,7 +145,12 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         text = f"({t} ->> '$')"
 
         def epoch(number: str) -> str:
-            return f"make_timestamp(TRY_CAST(trunc(TRY_CAST({number} AS DECIMAL(38, 9)) * {scale}) AS BIGINT))::TIMESTAMPTZ"
+            # past the years 1-9999 the micros are held just outside them: the range check names it
+            micros = f"TRY(TRY_CAST(trunc(TRY_CAST({number} AS DECIMAL(38, 9)) * {scale}) AS BIGINT))"
+            beyond = (f"CASE WHEN TRY_CAST({number} AS DOUBLE) > 0 THEN {TS_MAX_MICROS + 1} "
+                      f"WHEN TRY_CAST({number} AS DOUBLE) < 0 THEN {TS_MIN_MICROS - 1} END")  # fmt: skip
+            held = f"least(greatest(coalesce({micros}, {beyond}), {TS_MIN_MICROS - 1}), {TS_MAX_MICROS + 1})"
+            return f"make_timestamp({held})::TIMESTAMPTZ"
 
         # a string of digits is an epoch number too; no such string casts to a timestamp, so the
         # pattern is only tried where the cast failed. What DuckDB cannot read (ISO-8601's basic
@@ -162,7 +167,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         checks.append(("v_ts IS NULL", f"'unparseable timestamp ' || {t}::VARCHAR"))
         read_as = sql_string(f" read as {TS_UNIT_WORDS[unit]} since the epoch")
         checks.append(
-            (f"epoch_us(v_ts) NOT BETWEEN {TS_MIN_MICROS} AND {TS_MAX_MICROS}",
+            (f"NOT isfinite(v_ts) OR epoch_us(v_ts) NOT BETWEEN {TS_MIN_MICROS} AND {TS_MAX_MICROS}",
              f"'timestamp ' || {t}::VARCHAR || (CASE WHEN {_number(t)} THEN {read_as} ELSE '' END) "
              "|| ' is out of range (years 1 to 9999)'")
         )  # fmt: skip
@@ -423,7 +428,7 @@ class RecordMapper:
         def micros(text: str | None) -> int | None:
             try:
                 return None if text is None else parse_ts(text, unit)
-            except ValueError:
+            except (ValueError, OverflowError):
                 return None
 
         from duckdb.func import FunctionNullHandling
