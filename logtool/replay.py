@@ -109,6 +109,7 @@ class _Target:
     upto: int | None = None  # the offset asked for (--at-offset), else ``last``
     by: str = "head"  # head, offset, time or position
     time_us: int | None = None  # --at-time, in microseconds
+    note: str | None = None  # how the target was read, where the user should know
 
 
 def _resolve_target(
@@ -117,6 +118,7 @@ def _resolve_target(
     at_time: str | dt.datetime | None,
     at_position: str | None,
 ) -> _Target:
+    note = None
     given = [x is not None for x in (at_offset, at_time, at_position)]
     if sum(given) > 1:
         raise UsageError("give at most one of --at-offset, --at-time, --at-position")
@@ -124,6 +126,11 @@ def _resolve_target(
         if at_offset < 0:
             raise UsageError(f"--at-offset must be 0 or more, not {at_offset}")
         cond, what = f'"offset" <= {int(at_offset)}', f"offset {at_offset}"
+        start = _spanning_transaction_start(con, at_offset)
+        if start is not None:  # the transaction commits after the offset: none of it is in
+            note = (f"offset {at_offset} is inside a transaction that goes on after it (from offset {start}): "
+                    "the state leaves the whole transaction out, as it was before it committed")  # fmt: skip
+            cond, at_offset = f'"offset" < {start}', start - 1
     elif at_time is not None:
         try:
             micros = parse_ts(at_time.isoformat() if isinstance(at_time, dt.datetime) else at_time)
@@ -158,7 +165,7 @@ def _resolve_target(
     by = next(name for name, v in (("offset", at_offset), ("time", at_time), ("position", at_position), ("head", 0))
               if v is not None)  # fmt: skip
     time_us = micros if at_time is not None else None
-    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last, by, time_us)
+    return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last, by, time_us, note)
 
 
 def _within_the_store(target: _Target, next_offset: int, con: duckdb.DuckDBPyConnection) -> _Target:
@@ -241,7 +248,7 @@ def replay(
     target = _within_the_store(_resolve_target(con, at_offset, at_time, at_position), st.next_offset, con)
     module = load_reducer(reducer) if reducer else None
     fingerprint = module.fingerprint if module else KV_FINGERPRINT
-    warnings: list[str] = []
+    warnings: list[str] = [target.note] if target.note else []
     if target.by == "offset" and target.upto is not None and target.upto >= st.next_offset:
         warnings.append(
             f"offset {target.upto} is past the end of the log (its last offset is {st.next_offset - 1}): "
@@ -1223,16 +1230,26 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
         return None
     if at_offset >= store.state().next_offset - 1:
         return at_offset  # the head: no event after it, of its transaction or any other
-    first = con.execute(
-        f"""WITH t AS (SELECT txn.id AS id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)}))
-            SELECT min(e."offset") FROM events e, t WHERE t.id IS NOT NULL AND e.txn.id = t.id
-            AND EXISTS (SELECT 1 FROM events x WHERE x.txn.id = t.id AND x."offset" > {int(at_offset)})"""
-    ).fetchall()[0][0]
+    first = _spanning_transaction_start(con, at_offset)
     if first is None:
         return at_offset
     if first == 0:
         raise UsageError(f"offset {at_offset} is inside the log's first transaction", "snapshot at a later offset")
     return int(first) - 1
+
+
+def _spanning_transaction_start(con: duckdb.DuckDBPyConnection, at_offset: int) -> int | None:
+    """The first offset of the transaction that has events both at or before ``at_offset`` and
+    after it; None where no transaction is cut there."""
+    txn = con.execute(
+        f"""SELECT txn.id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)})"""
+    ).fetchall()
+    if not txn or txn[0][0] is None:
+        return None
+    first, after = con.execute(
+        f"""SELECT min("offset"), bool_or("offset" > {int(at_offset)}) FROM events WHERE txn.id = $1""", [txn[0][0]]
+    ).fetchall()[0]
+    return int(first) if after else None
 
 
 def whole_transactions_below(store: Store, end: int) -> int:

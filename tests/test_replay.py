@@ -350,6 +350,22 @@ def test_two_rows_swap_keys_inside_one_transaction(store: Path) -> None:
     }
 
 
+def test_an_offset_inside_a_transaction_leaves_the_whole_transaction_out(store: Path) -> None:
+    # half of the swap would show row 2 only: a state the database never had
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": "A"}},
+        {"key": 2, "op": "insert", "data": {"v": "B"}},
+        {"key": 2, "prev_key": 1, "op": "update", "data": {}, "txn": "T9"},
+        {"key": 1, "prev_key": 2, "op": "update", "data": {}, "txn": "T9"},
+    ])  # fmt: skip
+    res = replay(store, at_offset=2)
+    assert rows(res) == {"1": {"v": "A"}, "2": {"v": "B"}} and res.offset == 1
+    assert any("inside a transaction that goes on after it (from offset 2)" in w for w in res.warnings)
+    assert res.digest == replay(store, at_offset=1).digest
+    assert rows(replay(store, at_offset=3)) == {"1": {"v": "B"}, "2": {"v": "A"}}
+    assert replay(store, at_offset=3).warnings == []
+
+
 def test_three_rows_rotate_keys_inside_one_transaction(store: Path) -> None:
     write_events(store, [
         {"key": k, "op": "insert", "data": {"orig": k}} for k in (1, 2, 3)
