@@ -383,6 +383,8 @@ def compact_file(
     if until_offset is not None and until_offset < 0:
         raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
     mapping = mapping or Mapping()
+    if str(path) == "-":
+        raise UsageError("a raw log is read twice: name a file, not stdin", "save the stream to a file first")
     src = Source(path)
     fmt = get_format(format) if format else detect(src)
     if fmt.name not in ("jsonl", "csv"):

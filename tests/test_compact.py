@@ -1290,6 +1290,37 @@ def test_cli_raw_file_mode(tmp_path: Path) -> None:
     assert to_stdout.out.encode() == out.read_bytes()
 
 
+def test_cli_raw_file_mode_writes_into_a_pipe_and_refuses_stdin(tmp_path: Path) -> None:
+    # a pipe (or /dev/null, /dev/stdout) is written to as it is, never replaced by a file
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = cli("compact", SHOP, "-o", fifo, "--key-field", "id", "--entity-field", "table", "--op-field", "op",
+            "--ts-field", "ts", "--data-field", "data", "--now", LATER)  # fmt: skip
+    reader.join(timeout=30)
+    assert r.code == 0, r.err
+    assert fifo.is_fifo() and got and got[0].count(b"\n") < 174
+    assert not list(tmp_path.glob(".*.tmp"))
+    # a raw log is read twice: stdin, which can be read once, is refused
+    piped = cli("compact", "-", "-o", tmp_path / "out.jsonl", "--key-field", "id", input=SHOP.read_text())
+    assert piped.code == 2 and "name a file, not stdin" in piped.err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_store_mode_refuses_the_raw_file_options(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(SHOP)], mapping=SHOP_MAPPING)
+    before = sorted(p.name for p in (store / "_log").iterdir())
+    r = cli("compact", store, "-o", tmp_path / "out.jsonl", "--key-field", "id", "--yes")
+    assert r.code == 2 and f"error: {store} is a store: -o, --key-field are for raw files" in r.err
+    assert sorted(p.name for p in (store / "_log").iterdir()) == before
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_cli_raw_file_mode_needs_an_output(tmp_path: Path) -> None:
     r = cli("compact", SHOP, "--key-field", "id")
     assert r.code == 2

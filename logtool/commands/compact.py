@@ -90,8 +90,13 @@ def command(
                    "until_offset": until_offset, "now": now}  # fmt: skip
         _compact_raw_file(target, output, input_format, format, dry_run, options)
         return
-    if prev_key_field:
-        raise UsageError("--prev-key-field is for raw files: a store holds its key changes already")
+    raw_only = {"-o": output, "--input-format": input_format, "--key-field": key_field, "--entity-field": entity_field,
+                "--op-field": op_field, "--ts-field": ts_field, "--ts-unit": ts_unit, "--data-field": data_field,
+                "--prev-key-field": prev_key_field}  # fmt: skip
+    given = [name for name, value in raw_only.items() if value]
+    if given:
+        raise UsageError(f"{target} is a store: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for raw files",
+                         "a store is compacted in place; its events were mapped when they were ingested")  # fmt: skip
     if not dry_run and not yes:
         preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                   until_offset=until_offset, now=now, dry_run=True)  # fmt: skip

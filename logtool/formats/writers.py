@@ -152,13 +152,15 @@ def write_csv(
 
 
 class output_file:  # noqa: N801 - used as a context manager, like open()
-    """A binary sink: stdout, a given stream, or a file written under a temporary name and
-    renamed into place when complete (an interrupted run leaves no half-written output)."""
+    """A binary sink: stdout, a given stream, a pipe or device as it is, or a file written under
+    a temporary name and renamed into place when complete (an interrupted run leaves no
+    half-written output)."""
 
     def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
         self.out = out
         self.tmp: Path | None = None
         self.stream: IO[bytes] = sys.stdout.buffer
+        self.special = False  # a pipe or a device, opened as it is
 
     def __enter__(self) -> IO[bytes]:
         if not isinstance(self.out, str | os.PathLike):
@@ -169,11 +171,20 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
                 raise UsageError(f"{target}: its directory {target.parent} does not exist", "create it, or write elsewhere")
             if target.is_dir():
                 raise UsageError(f"{target}: is a directory", "name a file to write, e.g. -o clean.jsonl")
+            if target.exists() and not target.is_file():
+                # a pipe, a device (/dev/null, /dev/stdout) or a process substitution: written to
+                # as it is, never replaced by a file
+                self.stream = open(target, "wb")  # noqa: SIM115
+                self.special = True
+                return self.stream
             self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
             self.stream = open(self.tmp, "wb")  # noqa: SIM115
         return self.stream
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.special:
+            self.stream.close()
+            return
         if self.tmp is None:
             self.stream.flush()
             return
