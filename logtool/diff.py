@@ -221,9 +221,9 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
 
 
 def _decimal(value: Norm) -> Decimal | None:
-    try:
-        d = Decimal(value[1])
-    except InvalidOperation:
+    try:  # a float's own value, exactly (its shortest text is only near it)
+        d = Decimal(float(value[1])) if value[0] == "f" else Decimal(value[1])
+    except (InvalidOperation, ValueError):
         return None
     return d if d.is_finite() else None
 
@@ -433,12 +433,20 @@ class _Column:
 
     def differs(self, lexpr: str, rexpr: str, tolerance: Decimal | None) -> str:
         a, b = self.left(lexpr), self.right(rexpr)
-        if self.float_tolerance and tolerance is not None:
-            # abs() of a NULL is NULL: a NULL against a number differs, whatever the tolerance
-            return f"NOT coalesce({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance}, false)"
         inexact = [f"coalesce({t.replace('{x}', e)}, false)"
                    for t, e in ((self.linexact, lexpr), (self.rinexact, rexpr)) if t is not None]  # fmt: skip
+        if self.float_tolerance and tolerance is not None:
+            # abs() of a NULL is NULL: a NULL against a number differs, whatever the tolerance. A
+            # number without an exact double is a candidate, measured exactly in Python (confirmed)
+            near = f"({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance})"
+            return f"NOT coalesce({near} AND NOT ({' OR '.join(inexact) or 'false'}), false)"
         return " OR ".join([f"NOT ({a} IS NOT DISTINCT FROM {b})", *inexact])
+
+    def confirmed(self, tolerance: Decimal | None) -> bool:
+        """Is a difference SQL finds confirmed in Python? Where SQL's comparison is not exact, and
+        where a tolerance applies to a number that has no exact double."""
+        inexact = self.linexact is not None or self.rinexact is not None
+        return not self.exact or (self.float_tolerance and tolerance is not None and inexact)
 
     def group_form(self, side: str, expr: str) -> str:
         """SQL: the side's form, for grouping rows of a multiset (with whether its number has no
@@ -681,15 +689,15 @@ class _TableCompare:
             self._check_unique(self.right, "r", self.key_plans)
         # Forms that differ where the comparison is not exact in SQL are confirmed in Python,
         # for those rows only.
-        if any(not p.exact for p in self.value_plans):
+        if any(p.confirmed(self.tolerance) for p in self.value_plans):
             _comparators(self.con)
         for i, p in enumerate(self.value_plans):
-            if not p.exact:
+            if p.confirmed(self.tolerance):
                 li, ri = self.lnames.index(p.name), self.rnames.index(p.name)
                 self.con.execute(
                     f"UPDATE {self.p}_d SET d{i} = NOT {p.check_sql(f'l{li}', f'r{ri}')} WHERE _s = 'changed' AND d{i}"
                 )
-        if any(not p.exact for p in self.value_plans):
+        if any(p.confirmed(self.tolerance) for p in self.value_plans):
             self.con.execute(f"DELETE FROM {self.p}_d WHERE _s = 'changed' AND NOT ({changed})")
         for status, n in self.con.execute(f"SELECT _s, count(*) FROM {self.p}_d GROUP BY 1").fetchall():
             setattr(self, status, n)

@@ -112,6 +112,9 @@ def test_an_integer_or_decimal_against_a_float_is_equal_only_to_its_own_double()
     result = diff(ints, floats, key_columns=["id"])
     assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 1}
     assert diff(ints, floats, key_columns=["id"], float_tolerance="16").same  # a tolerance allows it
+    # ...measured exactly: 2**60 + 7 is 7 from the float 2**60, more than 0.5 (or 0), not more than 7
+    for tolerance, same in (("0", False), ("0.5", False), ("6.99", False), ("7", True)):
+        assert diff(ints, floats, key_columns=["id"], float_tolerance=tolerance).same is same, tolerance
     decimals = table({"id": (pa.int64(), [1, 2]),
                       "v": (pa.decimal128(20, 1), [Decimal("12345678901234567.5"), Decimal("0.1")])})  # fmt: skip
     doubles = table({"id": (pa.int64(), [1, 2]), "v": (pa.float64(), [12345678901234567.5, 0.1])})
