@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -1445,6 +1446,7 @@ def diff(
     tolerance = _tolerance(float_tolerance)
     if limit < 0:
         raise UsageError(f"--limit must be at least 0, not {limit}")
+    limit = min(limit, sys.maxsize)  # more than any comparison holds: all of them
     if by not in BY:
         raise UsageError(f"--by must be one of {', '.join(BY)}, not {by!r}")
     if at_offset is not None and at_offset < 0:

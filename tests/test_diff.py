@@ -708,6 +708,8 @@ def test_cli_exit_codes(cli: Cli, replicas: tuple[Path, Path], tmp_path: Path) -
     assert cli("diff", a).code == 2
     assert cli("diff", a, b, "--by", "position").code == 2  # no source positions in these logs
     assert cli("diff", a, b, "--float-tolerance", "lots").code == 2
+    huge = cli("diff", a, b, "--limit", "99999999999999999999", "--format", "json")  # past any index: all
+    assert huge.code == 1 and "internal" not in huge.err
 
 
 def test_cli_verdict_names_columns_on_one_side_only(cli: Cli, tmp_path: Path) -> None:
