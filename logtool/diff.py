@@ -917,6 +917,7 @@ class _LogCompare:
         self.limit = limit
         self.align = ["offset"] if by == "offset" else ["_pos", "_seq"]
         self.cols = ", ".join(sql_ident(c) for c in _EVENT_COLUMNS)
+        self.reordered: Difference | None = None  # where the logs differ only in order
 
     def run(self) -> DiffResult:
         ls, rs = self.left.state(), self.right.state()
@@ -957,6 +958,9 @@ class _LogCompare:
             "count(*) FILTER (WHERE lo IS NULL) FROM _lt_pairs"
         ).fetchall()[0]
         result.changed, result.only_left, result.only_right = (int(x) for x in n)
+        if not any(n):  # the same events after the divergence, in another order
+            self.reordered = {"scope": "log", "change": "reordered", "offset": result.first_divergent_offset,
+                              "left": result.info["left_event"], "right": result.info["right_event"]}  # fmt: skip
         result._listing = self._listing
         result.examples = list(itertools.islice(self._listing(), self.limit))
         return result
@@ -1078,6 +1082,8 @@ class _LogCompare:
         return _event([d[0] for d in cur.description], rows[0]) if rows else None
 
     def _listing(self) -> Iterator[Difference]:
+        if self.reordered is not None:
+            yield self.reordered
         lcols = ", ".join(f"l.{sql_ident(c)} AS {sql_ident('l_' + c)}" for c in _EVENT_COLUMNS)
         rcols = ", ".join(f"r.{sql_ident(c)} AS {sql_ident('r_' + c)}" for c in _EVENT_COLUMNS)
         cur = _cursor(self.con)

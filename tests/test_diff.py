@@ -690,6 +690,27 @@ def test_cli_csv_of_keyless_tables(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text("a\n1\n")
     r = cli("diff", tmp_path / "a.csv", tmp_path / "b.csv", "--format", "csv")
     assert r.code == 1 and r.out.splitlines() == ["scope,change,where,field,left,right", 'table,only_left,,,"{""a"":""1""}",']
+    # a row's surplus count goes in `where`: the values stay JSON
+    (tmp_path / "c.csv").write_text("a\n1\n1\n1\n")
+    r = cli("diff", tmp_path / "c.csv", tmp_path / "b.csv", "--format", "csv")
+    assert r.out.splitlines()[1:] == ['table,only_left,2 rows,,"{""a"":""1""}",']
+    same = cli("diff", tmp_path / "b.csv", tmp_path / "b.csv", "--format", "csv")
+    assert same.code == 0 and same.out.splitlines() == ["scope,change,where,field,left,right"]
+
+
+def test_logs_that_differ_only_in_order_list_the_divergence(cli: Cli, tmp_path: Path) -> None:
+    events = _events()[:10]
+    a = _store(tmp_path, "a", events)
+    b = _store(tmp_path, "b", events[:3] + [events[4], events[3]] + events[5:])
+    result = logtool.diff(a, b)
+    assert (result.same, result.first_divergent_offset, counts(result)[1:]) == (False, 3, (0, 0, 0))
+    (only,) = list(result.differences())
+    assert only["change"] == "reordered" and only["offset"] == 3
+    assert only["left"]["offset"] == only["right"]["offset"] == 3 and only["left"]["key"] != only["right"]["key"]
+    r = cli("diff", a, b, "--format", "jsonl")
+    assert r.code == 1 and [json.loads(line)["change"] for line in r.out.splitlines()] == ["reordered"]
+    r = cli("diff", a, b, "--format", "csv")
+    assert r.out.splitlines()[1].startswith("log,reordered,offset 3,,")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -168,17 +168,20 @@ def _flat(differences: Iterable[dict[str, Any]]) -> Iterator[dict[str, str | Non
             base["where"] = f"offset {lo}" if lo == ro else f"offset {lo} / {ro}"
         elif "event" in d:
             base["where"] = f"offset {d['event']['offset']}"
-        else:  # a row of a keyless table: its values are all there is to it
-            base["where"] = None
+        elif d["change"] == "reordered":  # the same events from there on, in another order
+            yield {**base, "where": f"offset {d['offset']}", "field": None,
+                   "left": _text(d["left"]), "right": _text(d["right"])}  # fmt: skip
+            continue
+        else:  # a row of a keyless table: its values are all there is to it (and how many times)
+            base["where"] = f"{d['count']} rows" if d.get("count", 1) != 1 else None
         if d["change"] == "changed":
             for f in d["fields"]:  # a side the field is missing from is empty; a JSON null is `null`
                 yield {**base, "field": f["field"], **{side: _json_or_absent(f, side) for side in ("left", "right")}}
         else:
             body = d.get("event", d.get("row"))
-            count = f" ×{d['count']}" if d.get("count", 1) != 1 else ""
             side = "left" if d["change"] == "only_left" else "right"
             other = "right" if side == "left" else "left"
-            yield {**base, "field": None, side: (_text(body) or "") + count, other: None}
+            yield {**base, "field": None, side: _text(body) or "", other: None}
 
 
 def _json_or_absent(fields: dict[str, Any], side: str) -> str | None:
@@ -194,6 +197,7 @@ def _flat_batches(differences: Iterable[dict[str, Any]]) -> Iterator[Any]:
 
     schema = pa.schema([(c, pa.string()) for c in ("scope", "change", "where", "field", "left", "right")])
     rows = _flat(differences)
+    yield pa.Table.from_pylist(list(itertools.islice(rows, 1000)), schema=schema)  # (a CSV header, at least)
     while chunk := list(itertools.islice(rows, 1000)):
         yield pa.Table.from_pylist(chunk, schema=schema)
 
