@@ -1299,7 +1299,9 @@ def _store_table(
         table = table.drop_columns([key])
     found = _open_table(con, table, "arrow", view)
     found.label = label
-    found.untyped_columns = frozenset(derived)
+    # Against a CSV dump, whose fields carry no type, the store's strings carry none either: JSON
+    # has no type for an instant, say, so `2026-03-01T12:00:00Z` meets `2026-03-01 12:00:00+00`.
+    found.untyped_columns = frozenset(derived) | (frozenset(table.column_names) if other.untyped else frozenset())
     return found
 
 

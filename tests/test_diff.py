@@ -698,6 +698,18 @@ def test_cli_csv_of_keyless_tables(cli: Cli, tmp_path: Path) -> None:
     assert same.code == 0 and same.out.splitlines() == ["scope,change,where,field,left,right"]
 
 
+def test_a_stores_time_strings_against_a_postgresql_csv_dump_are_instants(tmp_path: Path) -> None:
+    # JSON has no instant type: the store's string meets COPY's text as the same instant
+    store = _store(tmp_path, "s", [
+        {"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 1, "data": {"id": 1, "at": "2026-03-01T12:00:00Z"}},
+        {"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 2, "data": {"id": 2, "at": "2026-03-01T12:00:00Z"}},
+    ])  # fmt: skip
+    dump = tmp_path / "t.csv"
+    dump.write_text("id,at\n1,2026-03-01 13:00:00+01\n2,2026-03-01 12:00:01+00\n")
+    result = logtool.diff(store, dump, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 2}
+
+
 def test_logs_that_differ_only_in_order_list_the_divergence(cli: Cli, tmp_path: Path) -> None:
     events = _events()[:10]
     a = _store(tmp_path, "a", events)
