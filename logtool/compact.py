@@ -39,8 +39,10 @@ _UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d
 
 def parse_duration(text: str | int | None) -> int:
     """A duration such as ``1d``, ``1h30m``, ``250ms`` (or plain seconds) in microseconds."""
-    if text is None or text == "":
+    if text is None:
         return 0
+    if isinstance(text, str) and not text.strip():
+        raise UsageError("an empty duration", "write e.g. 1d, 12h, 30m, 45s, 500ms (0 for none)")
     if isinstance(text, int):
         return text * 1_000_000
     parts = _DURATION.findall(text.strip())

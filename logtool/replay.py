@@ -1116,18 +1116,25 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
     }
     where = f"offset {ev['offset']} (key {ev['key']}, type {ev['type']})"
     try:
-        for _ in range(100):
+        seen: set[str] = set()  # (type, version) the event has been, as text: one again is a cycle
+        while True:
             version = (event["data"] or {}).get(module.version_field) if isinstance(event["data"], dict) else None
             up = module.upcasters.get((event["type"], version))
             if up is None:
                 break
             before = (event["type"], version)
+            seen.add(repr(before))
             event = up(event)
             after = (event["type"], (event["data"] or {}).get(module.version_field) if isinstance(event["data"], dict) else None)
             if after == before:
                 raise ReducerError(
                     f"the upcaster of {before[0]!r} version {before[1]!r} returned the same version at {where}",
                     f"an upcaster must set {module.version_field!r} to a newer version",
+                )
+            if repr(after) in seen:
+                raise ReducerError(
+                    f"the upcasters turn {after[0]!r} version {after[1]!r} back into itself at {where}",
+                    "each upcaster must lead to a newer version: a chain of them may not come round",
                 )
         fn = module.reducers.get(event["type"])
         if fn is None:
@@ -1139,7 +1146,7 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
         states[slot] = fn(states.get(slot), event)
     except ReducerError:
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a reducer calling sys.exit() ends the replay, not logtool
         raise ReducerError(f"reducer failed at {where}: {type(e).__name__}: {e}", "fix the reducer or the event") from None
 
 

@@ -947,6 +947,13 @@ def test_bad_durations_give_a_clear_error(text: str) -> None:
     assert caught.value.hint and "1d" in caught.value.hint
 
 
+@pytest.mark.parametrize("text", ["", "  "])
+def test_an_empty_duration_is_an_error_not_zero(text: str) -> None:
+    # a retention of 0 would expire every tombstone at once
+    with pytest.raises(UsageError, match="an empty duration"):
+        parse_duration(text)
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [

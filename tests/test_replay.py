@@ -1243,6 +1243,35 @@ def test_an_upcaster_that_keeps_the_version_is_an_error(store: Path, tmp_path: P
         replay(store, reducer=str(module))
 
 
+def test_upcasters_that_come_round_are_an_error_and_a_long_chain_runs_to_its_end(store: Path, tmp_path: Path) -> None:
+    cycle = write_module(
+        tmp_path / "cycle.py",
+        """
+        UPCASTERS = {("Paid", 1): lambda e: {**e, "data": {"version": 2}},
+                     ("Paid", 2): lambda e: {**e, "data": {"version": 1}}}
+        REDUCERS = {"Paid": lambda state, event: {"n": 1}}
+    """,
+    )
+    write_events(store, [{"key": "a", "op": "event", "type": "Paid", "data": {"version": 1}}])
+    with pytest.raises(ReducerError, match="the upcasters turn 'Paid' version 1 back into itself at offset 0"):
+        replay(store, reducer=str(cycle))
+    chain = write_module(
+        tmp_path / "chain.py",
+        """
+        UPCASTERS = {("Paid", v): (lambda e: {**e, "data": {"version": e["data"]["version"] + 1}}) for v in range(1, 300)}
+        REDUCERS = {"Paid": lambda state, event: {"version": event["data"]["version"]}}
+    """,
+    )
+    assert json.loads(replay(store, reducer=str(chain)).state.to_pylist()[0]["state"]) == {"version": 300}
+
+
+def test_a_reducer_calling_sys_exit_is_a_reducer_error(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "quits.py", 'import sys\nREDUCERS = {"Step": lambda state, event: sys.exit("bad event")}\n')
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
+    with pytest.raises(ReducerError, match="reducer failed at offset 0 .*SystemExit: bad event"):
+        replay(store, reducer=str(module))
+
+
 def test_a_reducer_state_json_cannot_hold_is_a_reducer_error(store: Path, tmp_path: Path) -> None:
     module = write_module(tmp_path / "odd.py", 'REDUCERS = {"Step": lambda state, event: {"f": object()}}\n')
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])

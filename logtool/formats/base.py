@@ -351,7 +351,7 @@ def iter_line_chunks(
 
 
 def _oversized(n: int, limit: int) -> str:
-    return f"line of {n} bytes is longer than the limit of {limit} bytes (raise it with --max-line-bytes)"
+    return f"line of {n} bytes is longer than the limit of {limit} bytes (ingest takes --max-line-bytes to raise it)"
 
 
 def not_utf8(where: str) -> str:
