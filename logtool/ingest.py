@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import InputError, LockedError, UsageError
+from .errors import InputError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
@@ -120,13 +120,19 @@ def _auto_snapshot(store: Store) -> None:
     every = int(state.config.get("snapshot_every") or 0)
     if not every or not state.segments:
         return
-    last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == "kv/1"), default=-1)
-    if state.next_offset - 1 - last >= every:
-        from .replay import snapshot
+    from .errors import LogtoolError
+    from .replay import KV_FINGERPRINT, load_reducer, snapshot
 
+    reducer = state.config.get("snapshot_reducer")
+    try:
+        fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
+    except LogtoolError:  # the module is gone or broken: the replay that needs it says so
+        return
+    last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == fingerprint), default=-1)
+    if state.next_offset - 1 - last >= every:
         try:
-            snapshot(store.path)
-        except (UsageError, LockedError):  # one open transaction, or another writer: a later ingest takes it
+            snapshot(store.path, reducer=reducer)
+        except LogtoolError:  # an open transaction, another writer, a reducer that fails: a later ingest takes it
             pass
 
 

@@ -250,6 +250,24 @@ def test_snapshot_every_takes_snapshots_after_ingests(cli: Any, tmp_path: Path) 
     assert Store.open(store).state().of_kind("snapshot") != []
 
 
+def test_snapshot_every_with_a_reducer_takes_the_reducers_snapshots(cli: Any, tmp_path: Path) -> None:
+    lines = (SAMPLES / "bank_events.jsonl").read_text().splitlines(keepends=True)
+    first, rest = tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"
+    first.write_text("".join(lines[:40]))
+    rest.write_text("".join(lines[40:]))
+    store = tmp_path / "bank"
+    ingest(store, [str(first)], mapping=BANK_MAPPING)
+    run = cli("snapshot", store, "--every", "10", "--reducer", BANK_REDUCERS)
+    assert run.code == 0 and f"with reducer {BANK_REDUCERS.resolve()}" in run.err
+    ingest(store, [str(rest)], mapping=BANK_MAPPING)
+    (taken,) = Store.open(store).state().of_kind("snapshot")
+    assert taken["offset"] == len(lines) - 1 and taken["reducer"] != "kv/1"
+    used = replay(store, reducer=str(BANK_REDUCERS))
+    assert used.snapshot == len(lines) - 1 and used.digest == replay(store, reducer=str(BANK_REDUCERS), use_snapshots=False).digest
+    broken = cli("snapshot", store, "--every", "10", "--reducer", tmp_path / "nope.py")
+    assert broken.code == 2 and Store.open(store).state().config["snapshot_reducer"] == str(BANK_REDUCERS.resolve())
+
+
 def test_a_stale_snapshot_is_a_warning_on_stderr(cli: Any, bank: Path, tmp_path: Path) -> None:
     store = tmp_path / "bank"
     shutil.copytree(bank, store)

@@ -126,8 +126,17 @@ def snapshot(
     import logtool
 
     if every is not None:
-        logtool.configure_store(store, snapshot_every=every)
-        console.status(f"automatic snapshots: {'every ' + str(every) + ' events' if every else 'off'}")
+        from logtool.replay import load_reducer
+
+        # the reducer the automatic snapshots are taken with: a file by its absolute path, so an
+        # ingest run from elsewhere finds it
+        spec = None
+        if reducer:
+            spec = str(Path(reducer).resolve()) if Path(reducer).is_file() else reducer
+            load_reducer(spec)  # refused now, not at every later ingest
+        logtool.configure_store(store, snapshot_every=every, snapshot_reducer=spec)
+        with_reducer = f" with reducer {spec}" if spec else ""
+        console.status(f"automatic snapshots: {'every ' + str(every) + ' events' + with_reducer if every else 'off'}")
         if at_offset is None:
             return
     with console.progress("snapshot", unit="") as update:
