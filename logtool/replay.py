@@ -1014,25 +1014,28 @@ def _typed_dumps(value: Any) -> str:
     whose keys are not all strings are tagged; floats keep NaN and infinities."""
 
     def tag(v: Any) -> Any:
-        if v is None or isinstance(v, str | bool | int | float):
+        # exact types: a subclass (Counter, defaultdict, a namedtuple, an IntEnum, a bytearray)
+        # would come back as its base, and a replay from the snapshot would differ
+        kind = type(v)
+        if v is None or kind in (str, bool, int, float):
             return v
-        if isinstance(v, Decimal):
+        if kind is Decimal:
             return {"$decimal": str(v)}
-        if isinstance(v, dt.datetime):
+        if kind is dt.datetime:
             return {"$datetime": v.isoformat()}
-        if isinstance(v, dt.date):
+        if kind is dt.date:
             return {"$date": v.isoformat()}
-        if isinstance(v, dt.time):
+        if kind is dt.time:
             return {"$time": v.isoformat()}
-        if isinstance(v, bytes | bytearray):
+        if kind is bytes:
             return {"$bytes": base64.b64encode(v).decode()}
-        if isinstance(v, list):
+        if kind is list:
             return [tag(x) for x in v]
-        if isinstance(v, tuple):
+        if kind is tuple:
             return {"$tuple": [tag(x) for x in v]}
-        if isinstance(v, set | frozenset):
-            return {"$" + type(v).__name__: sorted((tag(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))}
-        if isinstance(v, dict):
+        if kind in (set, frozenset):
+            return {"$" + kind.__name__: sorted((tag(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))}
+        if kind is dict:
             if all(isinstance(k, str) for k in v) and not (len(v) == 1 and next(iter(v)).startswith("$")):
                 return {k: tag(x) for k, x in v.items()}
             return {"$dict": [[tag(k), tag(x)] for k, x in v.items()]}
@@ -1095,7 +1098,8 @@ def _replay_python(
         except (TypeError, ValueError) as err:
             raise ReducerError(
                 f"the state the reducers left for key {k} of {e} cannot be stored: {err}",
-                "reducers return JSON-like values: dicts, lists, str, int, float, bool, None, Decimal, datetime",
+                "reducers return plain values: dict, list, tuple, set, str, int, float, bool, None, Decimal, date, time, "
+                "datetime, bytes (a Counter or another subclass: make it a dict, or a list...)",
             ) from None
     table = pa.table({"entity": [r[0] for r in live], "key": [r[1] for r in live], "state": texts}, schema=_state_schema())
     typed_table = pa.table({"entity": [r[0] for r in live], "key": [r[1] for r in live], "typed": typed_texts})
