@@ -810,15 +810,58 @@ def why(
         candidates = [s for s in reversed(steps) if s.row in rows]
         found = next((s for s in candidates if _changed(s, field) and _matches(_lookup(s.after, field), value)), None)
         if found is None:
+            known = caveats(st, [e.offset for e in events], field)
             raise NotFoundError(
                 f"no event set {field!r} of key {key!r} to {dumps_exact(value)}",
-                f"see `logtool history STORE {key} --field {field}`",
+                "; ".join([*known, f"see `logtool history STORE {key} --field {field}`"]),
             )
         answer = found
         value = _lookup(answer.after, field)
     ev = answer.event
     chain, correlated, transaction, note = _behind(con, ev)
     return WhyResult(slot[0], key, field, value, ev.row(), chain, correlated, transaction, note)
+
+
+def caveats(store: str | Path | Store, offsets: Iterable[int], field: str | None = None) -> list[str]:
+    """What compaction, a purge by predicate and redaction (of ``field``, if given) did to the
+    history these offsets (an audit's events) belong to: what the audit cannot know."""
+    from .purge import MARKER, format_ranges
+
+    offs = sorted({int(o) for o in offsets if o is not None})
+    if not offs:
+        return []
+    out = []
+    for c in _open(store).commits():
+        op, version, gaps = c["operation"], c["version"], c.get("gaps") or []
+        info, params = c.get("info") or {}, c.get("params") or {}
+        if op == "compact" and gaps:
+            point = info.get("protected_from_offset")
+            below = [o for o in offs if point is None or o < point]
+            if below and min(a for a, _b in gaps) < below[-1]:
+                out.append(
+                    f"compaction (commit {version}) removed superseded events below offset {point} and kept each "
+                    "key's row whole in its latest event: the fields are credited to that event, and the changes "
+                    "before it cannot be known"
+                )
+        elif op == "purge" and gaps and params.get("before_offset") is not None:
+            out.append(
+                f"the log's head up to offset {max(b for _a, b in gaps)} was dropped (commit {version}): the row "
+                "as it stood there is known, not the changes that made it"
+            )
+        elif op == "purge" and gaps and "where" in (params.get("by") or []) and min(a for a, _b in gaps) < offs[-1]:
+            out.append(f"a purge (commit {version}) removed events by a predicate: changes they made cannot be known")
+        elif op == "redact":
+            ranges = (info.get("receipt") or {}).get("offsets") or []
+            hit = [[o, o] for o in offs if any(a <= o <= b for a, b in ranges)]
+            redacted = params.get("fields") or []
+            if hit and (field is None or any(field == f or field.startswith(f + ".") or f.startswith(field + ".")
+                                             for f in redacted)):  # fmt: skip
+                fields = ", ".join(redacted)
+                out.append(
+                    f"{fields} redacted (commit {version}) in events at offsets {format_ranges(hit)}: the values "
+                    f"read \"{MARKER}\", so a change among them cannot be seen or credited"
+                )
+    return out
 
 
 def _id_sql(names: Iterable[str], wanted: str) -> str:

@@ -445,6 +445,39 @@ def _stable(stats: dict[str, Any]) -> dict[str, Any]:
     return {**stats, "store": "STORE", "sources": [{**s, "time": "TIME"} for s in stats["sources"]]}
 
 
+def test_audit_after_compaction_and_redaction_says_what_it_cannot_know(cli: Any, stores: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    store = tmp_path / "shop"
+    shutil.copytree(stores["shop"], store)
+    logtool.compact(store, until_offset=100)
+    logtool.redact(store, ["email"], key="42", entity="public.customers")
+    compacted = "compaction (commit 1) removed superseded events below offset 100"
+    redacted = 'email redacted (commit 2) in events at offsets 81: the values read "[REDACTED]"'
+    for command in (["blame", store, "42"], ["history", store, "42"], ["why", store, "42", "email"]):
+        run = cli(*command, "--entity", "public.customers", "--format", "json")
+        assert run.code == 0 and compacted in run.err and redacted in run.err, command
+    # a field no redaction touched is not said to be redacted; one set after the compaction point
+    # is known as it was
+    run = cli("why", store, "42", "name", "--entity", "public.customers")
+    assert compacted in run.err and "redacted" not in run.err
+    run = cli("why", store, "42", "balance", "--entity", "public.customers")
+    assert run.code == 0 and "compaction" not in run.err and "offset 107" in run.err
+    missing = cli("why", store, "42", "balance", "--value", "1250.40", "--entity", "public.customers")
+    assert missing.code == 1 and compacted in missing.err
+    assert logtool.audit.caveats(stores["shop"], [81]) == []
+
+
+def test_why_after_a_head_drop_says_the_changes_before_it_are_gone(cli: Any, stores: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    store = tmp_path / "shop"
+    shutil.copytree(stores["shop"], store)
+    logtool.purge(store, before_offset=90)
+    run = cli("why", store, "42", "balance", "--value", "1250.40", "--entity", "public.customers")
+    assert run.code == 1 and "the log's head up to offset 89 was dropped (commit 2)" in run.err
+
+
 def test_stats_of_the_shop(cli: Any, stores: dict[str, Path], at_root: None) -> None:
     run = cli("stats", stores["shop"], "--by", "minute", "--format", "json")
     result = _stable(out_json(run))

@@ -58,6 +58,7 @@ def history(
     table = logtool.history(store, key, entity=entity, field=field, since=since, until=until, reducer=reducer)
     fmt = resolve(format)
     console.status(f"{table.num_rows} events")
+    _caveats(store, table.column("offset").to_pylist(), field)
     if fmt in (OutputFormat.table, OutputFormat.csv):
         table = history_by_field(table)
     if fmt is OutputFormat.table:
@@ -66,6 +67,14 @@ def history(
         render(table, fmt, title=title, json_columns=JSON_COLUMNS)
         return
     render(table, fmt, json_columns=JSON_COLUMNS)
+
+
+def _caveats(store: str, offsets: list[int], field: str | None = None) -> None:
+    """Say on stderr what compaction, purge or redaction left the audit unable to know."""
+    from logtool.audit import caveats
+
+    for note in caveats(store, offsets, field):
+        console.status(f"[dim]note:[/dim] {note}")
 
 
 def _one(table: Any, name: str) -> str | None:
@@ -108,6 +117,7 @@ def blame(
     table = logtool.blame(
         store, key, entity=entity, at_offset=at_offset, at_time=at_time, at_position=at_position, reducer=reducer
     )
+    _caveats(store, table.column("offset").to_pylist())
     fmt = resolve(format)
     if fmt is OutputFormat.table:
         title = f"blame of {_one(table, 'entity')} {key}"
@@ -147,6 +157,7 @@ def why(
     result = logtool.why(store, key, field, entity=entity, reducer=reducer, **kwargs)
     if result.note:
         console.status(f"[dim]note:[/dim] {result.note}")
+    _caveats(store, [result.event["offset"]], field)
     fmt = resolve(format)
     if fmt is OutputFormat.json:
         render_object(result.to_dict(), fmt)
