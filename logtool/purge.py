@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from .engine import sql_string
+from .engine import json_path, sql_string
 from .errors import LogtoolError, UsageError
 from .formats.base import (
     BadRecord,
@@ -575,6 +575,8 @@ def _run(
         state = store.state()
         con = events_connection(store, files=store.segment_files(state))
         sel = _select(con, key, entity, where)
+        if operation == "redact":
+            _refuse_redacting_the_key(con, sel, specs, _ingested_key_fields(store))
         result = PurgeResult(str(store.path), operation, dry_run)
         plans, redactions = _plan_selection(con, state, sel, specs, result)
         first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
@@ -595,6 +597,31 @@ def _run(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
             dry_run, progress, [(s, rewrite) for s in kept_snapshots],
         )  # fmt: skip
+
+
+def _ingested_key_fields(store: Store) -> set[str]:
+    """The key fields the store's ingests were given (``ENTITY:FIELD`` as FIELD)."""
+    return {k.split(":", 1)[-1] for c in store.commits() if c["operation"] == "ingest"
+            for k in (c.get("params", {}).get("mapping", {}).get("key_fields") or [])}  # fmt: skip
+
+
+def _refuse_redacting_the_key(
+    con: duckdb.DuckDBPyConnection | None, sel: Selection, specs: tuple[str, ...], key_fields: set[str]
+) -> None:
+    """A field that is the selected events' key cannot be redacted: the key would still hold it."""
+    for spec in specs:
+        name = spec.split(".", 1)[0]
+        is_key = name in key_fields
+        if not is_key and con is not None and "." not in spec:
+            member = json_path(name)
+            is_key = bool(con.execute(
+                f"SELECT 1 FROM events WHERE ({sel.condition()}) AND (key = data->>{member} OR key = before->>{member}) LIMIT 1"
+            ).fetchall())  # fmt: skip
+        if is_key:
+            raise UsageError(
+                f"--field {spec}: it is the key of the events, and a key cannot be redacted (it would still hold the value)",
+                "purge the key instead (logtool purge STORE --key ...): its events go whole",
+            )
 
 
 def _snapshot_columns(store: Store, snap: dict[str, Any]) -> list[str]:
@@ -1431,6 +1458,8 @@ def _raw(
             return found
 
         sel.identities, sel.until = resolve_identities(key, entity, moves)
+    if specs:
+        _refuse_redacting_the_key(None, sel, specs, {k.split(":", 1)[-1] for k in mapping.key_fields})
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip
     with output_file(out) as sink:

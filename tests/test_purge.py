@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from logtool.errors import UsageError
 from logtool.formats.base import Mapping
 from logtool.ingest import ingest
 from logtool.integrity import verify
@@ -813,10 +814,29 @@ def test_raw_csv(tmp_path: Path) -> None:
     res = purge_file(src, out, where="data->>'email' = 'zz.quist@example.org'", mapping=mapping)
     assert res.removed == 1
     assert out.read_bytes() == b'id,name,email,note\r\n1,Ann,ann@example.org,"hello, world"\r\n3,Cy,cy@example.org,\r\n'
-    res = redact_file(src, out, ["email", "id"], key="2", mapping=mapping)
+    with pytest.raises(UsageError, match="--field id: it is the key of the events"):
+        redact_file(src, out, ["email", "id"], key="2", mapping=mapping)  # the key would still hold it
+    res = redact_file(src, out, ["email"], key="2", mapping=mapping)
     assert res.redacted == 1
     assert out.read_bytes() == (b'id,name,email,note\r\n1,Ann,ann@example.org,"hello, world"\r\n'
                                 b'2,Zed Quist,[REDACTED],"two\nlines"\r\n3,Cy,cy@example.org,\r\n')  # fmt: skip
+
+
+@pytest.mark.parametrize("field", ["email", "id"])
+def test_a_field_that_is_the_key_cannot_be_redacted(tmp_path: Path, field: str) -> None:
+    # the default mapping takes the key field out of the data; a CDC row keeps it there too
+    src = tmp_path / "p.jsonl"
+    src.write_text('{"email": "k@x.org", "id": 7, "name": "K"}\n{"email": "j@x.org", "id": 8, "name": "J"}\n')
+    store = tmp_path / "s"
+    key_field = "email" if field == "email" else "id"
+    data = None if field == "email" else "row"
+    if data:
+        src.write_text('{"id": 7, "row": {"id": 7, "name": "K"}}\n{"id": 8, "row": {"id": 8, "name": "J"}}\n')
+    ingest(store, [str(src)], mapping=Mapping(key_fields=(key_field,), data_field=data, entity="people"))
+    before = files(store)
+    with pytest.raises(UsageError, match=f"--field {field}: it is the key of the events"):
+        redact(store, [field], key="k@x.org" if field == "email" else "7")
+    assert files(store) == before
 
 
 def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
