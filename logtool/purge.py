@@ -1271,7 +1271,9 @@ class _RawJudge:
         self.sel, self.mapping, self.fmt, self.file = sel, mapping, fmt, file
         self.default_entity = mapping.entity or Path(file).name.split(".")[0] or "events"
         keys = sorted(sel.keys, key=len, reverse=True)
-        self.tokens = re.compile("|".join(rf"(?<!\w){re.escape(k)}(?!\w)" for k in keys)) if keys else None
+        # a token: not part of a longer word, number, dotted name or address (`4` is not in `2.5.4.Final`)
+        edge = r"[\w.+\-@]"
+        self.tokens = re.compile("|".join(rf"(?<!{edge}){re.escape(k)}(?!{edge})" for k in keys)) if keys else None
         self.con: duckdb.DuckDBPyConnection | None = None
 
     def matches(self, items: list[tuple[int, str]]) -> set[int]:
