@@ -410,6 +410,11 @@ def compact_file(
                        (op = 'delete' OR data IS NULL) FROM b"""
         )
     total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
+    if con.execute("SELECT count(*) FROM ev WHERE op = 'event'").fetchall()[0][0]:
+        raise UsageError(
+            "this log holds domain events (an event-sourced log): compacting it would lose history its reducers need",
+            f"ingest it and take a snapshot instead: `logtool ingest STORE {path} ...; logtool snapshot STORE`",
+        )
     if bad and not total:
         first = bad[0]
         raise InputError(first.file, first.line, f"{first.reason} (and every other record: none could be read)",

@@ -907,6 +907,11 @@ def test_an_event_sourced_log_is_refused_with_a_hint_to_snapshot(tmp_path: Path)
     with pytest.raises(UsageError, match="event-sourced"):
         compact(store)
     assert tree(store) == before
+    # a raw file too, read with --type-field
+    out = tmp_path / "out.jsonl"
+    r = cli("compact", SAMPLES / "bank_events.jsonl", "-o", out, "--key-field", "account_id", "--entity-field", "stream",
+            "--type-field", "type", "--ts-field", "ts", "--data-field", "body")  # fmt: skip
+    assert r.code == 2 and "error: this log holds domain events (an event-sourced log)" in r.err and not out.exists()
 
 
 # --------------------------------------------------------------------------- durations

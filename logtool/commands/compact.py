@@ -18,6 +18,7 @@ from ._common import (
     PrevKeyFieldOpt,
     TsFieldOpt,
     TsUnitOpt,
+    TypeFieldOpt,
     boundary,
     build_mapping,
     confirm,
@@ -58,6 +59,7 @@ def command(
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
     op_field: OpFieldOpt = None,
+    type_field: TypeFieldOpt = None,
     ts_field: TsFieldOpt = None,
     ts_unit: TsUnitOpt = None,
     data_field: DataFieldOpt = None,
@@ -84,14 +86,14 @@ def command(
     from logtool.errors import UsageError
 
     if Path(target).is_file() or target == "-" or (output and not Path(target).is_dir()):
-        mapping = build_mapping(key_field, entity_field, op_field, ts_field=ts_field, ts_unit=ts_unit,
-                                data_field=data_field, prev_key_field=prev_key_field)  # fmt: skip
+        mapping = build_mapping(key_field, entity_field, op_field, type_field=type_field, ts_field=ts_field,
+                                ts_unit=ts_unit, data_field=data_field, prev_key_field=prev_key_field)  # fmt: skip
         options = {"mapping": mapping, "tombstone_retention": tombstone_retention, "min_lag": min_lag,
                    "until_offset": until_offset, "now": now}  # fmt: skip
         _compact_raw_file(target, output, input_format, format, dry_run, options)
         return
     raw_only = {"-o": output, "--input-format": input_format, "--key-field": key_field, "--entity-field": entity_field,
-                "--op-field": op_field, "--ts-field": ts_field, "--ts-unit": ts_unit, "--data-field": data_field,
+                "--op-field": op_field, "--type-field": type_field, "--ts-field": ts_field, "--ts-unit": ts_unit, "--data-field": data_field,
                 "--prev-key-field": prev_key_field}  # fmt: skip
     given = [name for name, value in raw_only.items() if value]
     if given:
