@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}"
+# A number DuckDB's JSON functions would read through float64 and change: 16 or more digits, or
+# an exponent of three digits (1e-400 would become 0)
+LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[eE][-+]?[0-9]{3}"
 
 
 @dataclass
@@ -232,6 +234,17 @@ def _significant_digits(text: str) -> int:
     return len(text.lower().split("e")[0].lstrip("-+").replace(".", "").lstrip("0"))
 
 
+def _beyond_float64(text: str) -> bool:
+    """A number float64 would turn into 0 or an infinity (its exponent past about 308)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return False
+    return number != 0 and not Decimal("1e-307") <= abs(number) <= Decimal("1e308")
+
+
 def _python_stats(values: list[Any]) -> FieldStats:
     s = FieldStats()
     for v in values:
@@ -244,7 +257,7 @@ def _python_stats(values: list[Any]) -> FieldStats:
             integer = isinstance(v, int) or text == "-0"  # -0 is read as an integer, as DuckDB reads it
             s.kinds.add("int" if integer else "number")
             s.exponent |= "e" in text.lower()
-            s.long |= _significant_digits(text) > 15
+            s.long |= _significant_digits(text) > 15 or _beyond_float64(text)
             if integer:
                 s.out_of_range |= not -(2**63) <= int(text) < 2**63
             if "e" not in text.lower():

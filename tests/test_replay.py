@@ -825,6 +825,20 @@ def test_exponent_numbers_stay_exact(store: Path) -> None:
     assert rows(replay(store))["1"]["n"] == 9007199254740993
 
 
+def test_numbers_past_float64s_range_stay_exact(store: Path, tmp_path: Path) -> None:
+    # float64 would make 1e-400 a zero and 1e400 an infinity: in the state, whole rows and
+    # patches alike, and in the typed output, where the column is JSON text
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": '{"v":1e-400,"w":1.5}'},
+        {"key": 2, "op": "insert", "data": '{"v":1,"w":1.5}'},
+        {"key": 2, "op": "patch", "data": '{"v":-2.5E+400}'},
+    ])  # fmt: skip
+    result = replay(store)
+    assert [r["state"] for r in result.state.to_pylist()] == ['{"v":1e-400,"w":1.5}', '{"v":-2.5E+400,"w":1.5}']
+    (csv_file,) = export_state(result, tmp_path / "csv", "csv")
+    assert csv_file.read_text().splitlines()[1:] == ["1,1e-400,1.5", "2,-2.5E+400,1.5"]
+
+
 def test_nan_and_infinity_carried_as_strings_become_float64(store: Path, tmp_path: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"x": 1.5, "label": "NaN"}},
