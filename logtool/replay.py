@@ -935,7 +935,9 @@ def load_reducer(spec: str) -> ReducerModule:
     """Load a reducer module from a file path or an importable name."""
     path = Path(spec)
     try:
-        if spec.endswith(".py") or path.exists():
+        if path.is_dir() and not (path / "__init__.py").exists():
+            raise UsageError(f"reducer module {spec}: is a directory, not a module", "name its .py file")
+        if spec.endswith(".py") or path.is_file():  # (a package's directory is imported by its name)
             if not path.exists():
                 raise UsageError(f"reducer module {spec}: no such file")
             module_name = f"logtool_reducer_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
@@ -944,7 +946,15 @@ def load_reducer(spec: str) -> ReducerModule:
                 raise UsageError(f"reducer module {spec}: cannot be loaded")
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[module_name] = module
-            loader_spec.loader.exec_module(module)
+            home = str(path.resolve().parent)  # its helpers beside it import, as `python FILE` would find them
+            added = home not in sys.path
+            if added:
+                sys.path.insert(0, home)
+            try:
+                loader_spec.loader.exec_module(module)
+            finally:
+                if added:
+                    sys.path.remove(home)
             source = path.read_bytes()
         else:
             # importable from here: the working directory is searched too, as `python -m` would
@@ -968,6 +978,10 @@ def load_reducer(spec: str) -> ReducerModule:
     reducers = getattr(module, "REDUCERS", None)
     if not isinstance(reducers, dict) or not reducers:
         raise UsageError(f"reducer module {spec} has no REDUCERS dict", "map event types to functions (state, event) -> state")
+    # the modules it imports from beside it (its helpers) count in its fingerprint too
+    file = getattr(module, "__file__", None)
+    if file:
+        source += _helper_sources(Path(file).resolve(), Path(file).resolve().parent, set())
     return ReducerModule(
         name=spec,
         reducers=reducers,
@@ -975,6 +989,35 @@ def load_reducer(spec: str) -> ReducerModule:
         version_field=str(getattr(module, "VERSION_FIELD", "version")),
         fingerprint="py/" + hashlib.sha256(source).hexdigest(),
     )
+
+
+def _helper_sources(file: Path, home: Path, seen: set[Path]) -> bytes:
+    """The sources of the modules a module's import statements name that lie in ``home`` (its
+    directory), and of theirs, in the order found: what else decides what the reducers do."""
+    import ast
+
+    seen.add(file)
+    try:
+        tree = ast.parse(file.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return b""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names += [base] if node.level == 0 else [f"{base}.{a.name}".strip(".") for a in node.names] + [base]
+    out = b""
+    for name in names:
+        if not name:
+            continue
+        stem = home.joinpath(*name.split("."))
+        for found in (stem.with_suffix(".py"), stem / "__init__.py"):
+            if found.is_file() and found.resolve() not in seen:
+                out += b"\0" + name.encode() + b"\0" + found.read_bytes()
+                out += _helper_sources(found.resolve(), home, seen)
+    return out
 
 
 def _decode(text: str | None) -> Any:
@@ -1355,6 +1398,6 @@ def _file_name(entity: str, hashed: bool = False) -> str:
     """A file name (without extension) for an entity: its own name if plain, else (or if
     ``hashed``) a plain form with a hash of the name, so that it cannot be another entity's."""
     plain = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in entity)
-    if not hashed and plain == entity and not entity.startswith(".") and len(entity) <= 100:
+    if not hashed and entity and plain == entity and not entity.startswith(".") and len(entity) <= 100:
         return entity
     return f"{plain.lstrip('.')[:100] or '_'}-{hashlib.sha256(entity.encode()).hexdigest()[:8]}"

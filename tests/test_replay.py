@@ -934,10 +934,11 @@ def test_export_names_long_dotted_and_case_folded_entities_apart(store: Path, tm
         {"entity": "..", "key": 1, "op": "insert", "data": {"v": 2}},
         {"entity": "Foo", "key": 1, "op": "insert", "data": {"v": 3}},
         {"entity": "foo", "key": 1, "op": "insert", "data": {"v": 4}},
+        {"entity": "", "key": 1, "op": "insert", "data": {"v": 5}},  # not `.csv`, a hidden file
     ])  # fmt: skip
     written = export_state(replay(store), tmp_path / "out", "csv")
     names = [p.name for p in written]
-    assert len({n.lower() for n in names}) == 4 and all(len(n) < 120 and not n.startswith(".") for n in names)
+    assert len({n.lower() for n in names}) == 5 and all(len(n) < 120 and not n.startswith(".") for n in names)
 
 
 def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path, tmp_path: Path) -> None:
@@ -1287,6 +1288,35 @@ def test_a_subclass_in_a_reducers_state_is_refused_not_changed(store: Path, tmp_
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
     with pytest.raises(ReducerError, match="cannot be stored: a .* has no JSON form"):
         replay(store, reducer=str(module))
+
+
+def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_path: Path) -> None:
+    from logtool.replay import load_reducer
+
+    (tmp_path / "rates.py").write_text("FACTOR = 1\n")
+    module = write_module(tmp_path / "counting.py", """
+        from rates import FACTOR
+        REDUCERS = {"Step": lambda state, event: {"n": (state or {}).get("n", 0) + FACTOR}}
+    """)
+    first = load_reducer(str(module)).fingerprint
+    assert load_reducer(str(module)).fingerprint == first  # the same, however often it is loaded
+    (tmp_path / "rates.py").write_text("FACTOR = 10\n")
+    assert load_reducer(str(module)).fingerprint != first
+
+
+def test_a_package_in_the_working_directory_is_a_reducer_by_its_name(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "myreducers"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .steps import REDUCERS\n")
+    (package / "steps.py").write_text('REDUCERS = {"Step": lambda state, event: {"n": (state or {}).get("n", 0) + 1}}\n')
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}} for _ in range(3)])
+    monkeypatch.chdir(tmp_path)
+    assert rows(replay(store, reducer="myreducers")) == {"a": {"n": 3}}
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(UsageError, match="is a directory, not a module"):
+        replay(store, reducer="plain")
 
 
 def test_a_reducer_calling_sys_exit_is_a_reducer_error(store: Path, tmp_path: Path) -> None:
