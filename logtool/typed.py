@@ -54,7 +54,8 @@ def decide(s: FieldStats) -> tuple[str, int, int]:
         if present == {"int"}:  # int64, else decimal(38,0) whatever the digits (a stable schema)
             return ("int64", 0, 0) if not s.out_of_range else ("decimal", 38, 0) if s.int_digits <= 38 else ("json", 0, 0)
         precision = max(s.int_digits, 1) + s.scale
-        return ("decimal", precision, s.scale) if precision <= 38 else ("json", 0, 0)
+        # decimal128 to 38 digits, decimal256 to 76 (PostgreSQL's numeric(40,10) is a number too)
+        return ("decimal", precision, s.scale) if precision <= 76 else ("json", 0, 0)
     return ("json", 0, 0)
 
 
@@ -63,7 +64,7 @@ def arrow_field(name: str, kind: tuple[str, int, int]) -> pa.Field:
 
     types = {"bool": pa.bool_(), "string": pa.string(), "float64": pa.float64(), "int64": pa.int64()}
     if kind[0] == "decimal":
-        return pa.field(name, pa.decimal128(kind[1], kind[2]))
+        return pa.field(name, pa.decimal128(kind[1], kind[2]) if kind[1] <= 38 else pa.decimal256(kind[1], kind[2]))
     if kind[0] == "json":
         return pa.field(name, pa.string(), metadata={"logtool.json": "1"})
     return pa.field(name, types[kind[0]])

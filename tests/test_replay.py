@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import logtool
 from logtool import replay, snapshot
 from logtool.demo import BANK, PEOPLE, SHOP
 from logtool.errors import NotFoundError, ReducerError, UsageError
@@ -801,6 +802,25 @@ def test_exact_numbers_in_typed_parquet_and_csv(store: Path, tmp_path: Path) -> 
     cells = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
     assert Decimal(cells["big"]) == Decimal(BIG) and Decimal(cells["n38"]) == Decimal(NUMERIC_38)
     assert cells["i"] == INT64_MAX_PLUS_2 and cells["j"] == DOUBLE_PLUS_1 and Decimal(cells["d"]) == Decimal("1.1")
+
+
+def test_a_decimal_of_39_to_76_digits_is_a_decimal256_column(store: Path, tmp_path: Path) -> None:
+    # PostgreSQL's numeric(40,10), say: a number column still, not JSON text
+    wide = "123456789012345678901234567890.1234567890"
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": '{"b":' + wide + "}"},
+        {"key": 2, "op": "insert", "data": '{"b":1.5}'},
+    ])  # fmt: skip
+    (parquet,) = export_state(replay(store), tmp_path / "pq", "parquet")
+    table = pq.read_table(parquet)
+    assert table.schema.field("b").type == pa.decimal256(40, 10)
+    assert table.column("b").to_pylist() == [Decimal(wide), Decimal("1.5")]
+    # and the store meets a dump of it exactly, whatever DuckDB reads
+    dump = tmp_path / "dump.csv"
+    dump.write_text(f"key,b\n1,{wide}\n2,1.50\n")
+    assert logtool.diff(store, dump, key_columns=["key"]).same
+    dump.write_text(f"key,b\n1,{wide[:-1]}1\n2,1.50\n")
+    assert not logtool.diff(store, dump, key_columns=["key"]).same
 
 
 def test_exact_numbers_survive_patches_and_key_changes(store: Path) -> None:
