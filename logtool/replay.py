@@ -1124,7 +1124,7 @@ def _replay_python(
     total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
     done = 0
     reader = con.sql(
-        'SELECT "offset", ts, entity, key, type, data, meta FROM ev ORDER BY entity, key, "offset"'
+        'SELECT "offset", ts, entity, key, type, data, meta, op FROM ev ORDER BY entity, key, "offset"'
     ).to_arrow_reader(65536)
     for batch in reader:
         for ev in batch.to_pylist():
@@ -1184,6 +1184,12 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
                     "each upcaster must lead to a newer version: a chain of them may not come round",
                 )
         fn = module.reducers.get(event["type"])
+        if fn is None and event["type"] is None:
+            raise ReducerError(
+                f"the event at offset {ev['offset']} (key {ev['key']}) is a change ({ev.get('op')}), not a domain event: "
+                "it has no type for a reducer",
+                "reducers apply to domain events (ingested with --type-field); replay changes without --reducer",
+            )
         if fn is None:
             raise ReducerError(
                 f"no reducer for event type {event['type']!r} at {where}",

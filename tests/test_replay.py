@@ -1339,6 +1339,13 @@ def test_a_package_in_the_working_directory_is_a_reducer_by_its_name(
         replay(store, reducer="plain")
 
 
+def test_a_change_among_domain_events_is_named_as_such_under_a_reducer(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "steps.py", 'REDUCERS = {"Step": lambda state, event: {"n": 1}}\n')
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}, {"key": "b", "op": "upsert", "data": {"v": 1}}])
+    with pytest.raises(ReducerError, match=r"the event at offset 1 \(key b\) is a change \(upsert\), not a domain event"):
+        replay(store, reducer=str(module))
+
+
 def test_a_reducer_calling_sys_exit_is_a_reducer_error(store: Path, tmp_path: Path) -> None:
     module = write_module(tmp_path / "quits.py", 'import sys\nREDUCERS = {"Step": lambda state, event: sys.exit("bad event")}\n')
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
