@@ -159,12 +159,16 @@ def _float(text: str) -> Norm | None:
 
 
 def _instant(text: str) -> Norm | None:
+    """An instant to the nanosecond: its microseconds, and the digits of a fraction past them."""
     if not _DATETIME.fullmatch(text.strip()):
         return None
     try:
-        return ("t", parse_ts(text))
+        micros = parse_ts(text)
     except ValueError:
         return None
+    fraction = re.search(r"\.([0-9]+)", text)
+    beyond = int((fraction.group(1)[6:9] + "000")[:3]) if fraction and len(fraction.group(1)) > 6 else 0
+    return ("t", micros, beyond)
 
 
 def _boolean(text: str) -> Norm | None:
@@ -524,6 +528,14 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
         if other in _NUMERIC or other == "float":
             text_form, typed_form = "_lt_num({x})", "_lt_num({x}::VARCHAR)"
             domain = "float" if other == "float" else "number"
+        elif other == "time" and "_NS" in (rt if lc in _TEXTUAL else lt):
+            # the typed side keeps nanoseconds: the text's instant to the nanosecond too (DuckDB
+            # cuts it at the microsecond; the digits past it are added), compared exactly
+            extra = r"coalesce(TRY_CAST(rpad(regexp_extract({x}, '\.[0-9]{6}([0-9]{1,3})', 1), 3, '0') AS INTEGER), 0)"
+            text_form = ("CASE WHEN {x} IS NULL THEN NULL ELSE coalesce((epoch_us(TRY_CAST({x} AS TIMESTAMPTZ))::HUGEINT * 1000 + "
+                         + extra + ")::VARCHAR, '~' || {x}) END")  # fmt: skip
+            lform, rform = (text_form, "epoch_ns({x})::VARCHAR") if lc in _TEXTUAL else ("epoch_ns({x})::VARCHAR", text_form)
+            return _Column(name, lc, rc, lform, rform, True, "time")
         elif other == "time":
             text_form = "CASE WHEN {x} IS NULL THEN NULL ELSE coalesce(epoch_us(TRY_CAST({x} AS TIMESTAMPTZ))::VARCHAR, '~' || {x}) END"  # noqa: E501
             typed_form, domain = "epoch_us({x}::TIMESTAMPTZ)::VARCHAR", "time"

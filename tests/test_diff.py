@@ -155,6 +155,21 @@ def test_nanosecond_timestamps_are_compared_and_keyed_to_the_nanosecond() -> Non
     assert diff(micro, table({"id": (pa.int64(), [1]), "t": (pa.timestamp("ns", tz="UTC"), [5000])}), key_columns=["id"]).same
 
 
+def test_a_csv_time_meets_nanoseconds_to_the_nanosecond(tmp_path: Path) -> None:
+    # against a nanosecond column, and against another CSV field that carries nanoseconds
+    ns = tmp_path / "ns.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "t": pa.array([1772366400123456789, 1772366400000000001, 1772366400000000000],
+                                                            pa.timestamp("ns", tz="UTC"))}), ns)  # fmt: skip
+    micro = tmp_path / "us.csv"
+    micro.write_text("id,t\n1,2026-03-01 12:00:00.123456+00\n2,2026-03-01 12:00:00+00\n3,2026-03-01 13:00:00+01\n")
+    result = diff(ns, micro, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 2) and {e["key"]["id"] for e in result.examples} == {1, 2}
+    exact = tmp_path / "exact.csv"
+    exact.write_text("id,t\n1,2026-03-01T12:00:00.123456789Z\n2,2026-03-01 12:00:00.0000000010+00\n3,2026-03-01 12:00:00Z\n")
+    assert diff(ns, exact, key_columns=["id"]).same
+    assert counts(diff(exact, micro, key_columns=["id"])) == (False, 0, 0, 2)
+
+
 def test_a_null_is_no_number_whatever_the_tolerance() -> None:
     ids = pa.int64(), [1, 2, 3]
     left = table({"id": ids, "x": (pa.float64(), [None, 1.0, None])})
