@@ -129,6 +129,17 @@ def test_key_field_per_entity(
     assert [(e["entity"], e["key"]) for e in _rows(query, store)] == [("orders", "1"), ("customers", "c9")]
 
 
+@pytest.mark.parametrize("scope", ['public."a.b"', "public.a.b", "a.b", '"a.b"'])
+def test_key_field_per_entity_names_a_quoted_part_either_way(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, scope: str
+) -> None:
+    f = write_lines(tmp_path / "k.jsonl", ['{"t":"public.\\"a.b\\"","id":5,"v":1}', '{"t":"public.c","id":6,"v":2}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--entity-field", "t", "--key-field", f"{scope}:id")
+    assert r.code == 0, r.err
+    assert [(e["entity"], e["key"]) for e in _rows(query, store)] == [('public."a.b"', "5"), ("public.c", None)]
+
+
 def test_only_the_records_own_key_fields_leave_its_data(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

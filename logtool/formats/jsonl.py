@@ -71,6 +71,14 @@ _LENIENT_NUMBER = r"(?i)nan|inf"
 
 
 PARSE_TS = "logtool_parse_ts"  # parse_ts as a SQL function of RecordMapper's connection
+ENTITY_NAMES = "logtool_entity_names"  # the names an `ENTITY:FIELD` key may give an entity (Mapping.keys_for)
+
+
+def _entity_is(entity: str, name: str) -> str:
+    """SQL: an `ENTITY:FIELD` key's entity name matches this entity (as Mapping.keys_for decides);
+    a name with a quoted part is read in Python, any other here."""
+    return (f"(CASE WHEN contains({entity}, '\"') THEN list_contains({ENTITY_NAMES}({entity}), {sql_string(name)}) "
+            f"ELSE {entity} = {sql_string(name)} OR regexp_extract({entity}, '[^.]*$') = {sql_string(name)} END)")  # fmt: skip
 
 
 def _scalar(expr: str) -> str:
@@ -191,7 +199,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
 
         def data_of(m: bool) -> str:
             branches = " ".join(
-                f"WHEN {entity_expr} = {sql_string(e)} OR regexp_extract({entity_expr}, '[^.]*$') = {sql_string(e)} "
+                f"WHEN {_entity_is(entity_expr, e)} "
                 f"THEN {without(mapping.mapped_fields(e), m)}"
                 for e in scopes
             )
@@ -235,7 +243,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
 
     # `ENTITY:FIELD` keys apply to the entity named in full or by its last part (as Mapping.keys_for)
     matches = {
-        e: f"({entity} = {sql_string(e)} OR regexp_extract({entity}, '[^.]*$') = {sql_string(e)})" for e in scoped
+        e: _entity_is(entity, e) for e in scoped
     }
     not_truncate = f"{op} IS DISTINCT FROM 'truncate'"
     for ent_name, names in scoped.items():
@@ -434,6 +442,14 @@ class RecordMapper:
         from duckdb.func import FunctionNullHandling
 
         self.con.create_function(PARSE_TS, micros, ["VARCHAR"], "BIGINT", null_handling=FunctionNullHandling.SPECIAL)
+
+        def names(entity: str) -> list[str]:
+            from .base import name_parts, qualified_name
+
+            parts = name_parts(entity)
+            return [entity, parts[-1], ".".join(parts), qualified_name(parts[-1])]
+
+        self.con.create_function(ENTITY_NAMES, names, ["VARCHAR"], "VARCHAR[]")
 
     def map(self, line_no: pa.Array, lines: pa.Array, raw: list[bytes] | None = None) -> pa.RecordBatch | None:
         """Map one chunk; bad records go to ``report`` (with ``raw[i]`` as the record's bytes
