@@ -729,6 +729,18 @@ BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int
 }  # fmt: skip
 
 
+def test_a_quoted_csv_field_over_the_limit_is_one_bad_record(
+    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # the records after it are records again, with their own line numbers
+    f = tmp_path / "f.csv"
+    f.write_text("id,v\n1,a\n2,\"" + "y\n" * 20 + "\"\n3,c\n4,d\n")
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--max-line-bytes", "10", "--on-error", "quarantine")
+    assert r.code == 0 and _summary(3, 1, 0) in r.err and f"{f}:3: CSV error: field larger than field limit" in r.err
+    assert [(e["key"], e["line"]) for e in _rows(query, store)] == [("1", 2), ("3", 24), ("4", 25)]
+
+
 def _bad_file(
     write_lines: WriteLines, tmp_path: Path, kind: str
 ) -> tuple[Path, list[str | bytes], list[str], int, str, list[int]]:

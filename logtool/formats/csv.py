@@ -94,7 +94,9 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                 yield line
 
         delim = delimiter(first)
-        reader = csv.reader(physical_lines(), delimiter=delim)
+        source_lines = physical_lines()
+        reader = csv.reader(source_lines, delimiter=delim)
+        skipped = 0  # lines taken past the reader (the rest of a field over the limit)
         try:
             header = next(reader)
         except StopIteration:
@@ -124,10 +126,17 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             except StopIteration:
                 break
             except csv.Error as e:
+                if _scan("".join(consumed), delim)[1]:
+                    # the reader gave up inside a quoted field (one over the limit): the record runs
+                    # on to the line that closes it; the records after it are read as records
+                    for line in source_lines:
+                        skipped += 1
+                        if line.count('"') % 2:
+                            break
                 report(BadRecord(source.name, start, f"CSV error: {e}", _raw(consumed)))
-                start = reader.line_num + 1
+                start = reader.line_num + skipped + 1
                 continue
-            line_no, start = start, reader.line_num + 1
+            line_no, start = start, reader.line_num + skipped + 1
             if not row or row == [""]:
                 continue
             if len(row) != len(header):
