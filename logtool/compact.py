@@ -492,7 +492,7 @@ def compact_file(
     drop_tail = fmt.name == "csv" and starts and starts[-1] in removed_lines
     first_pass = src.bytes_read
     with src.open() as stream:
-        for n, raw in enumerate(stream_lines(stream), 1):
+        for n, raw in enumerate(stream_lines(stream, csv=fmt.name == "csv"), 1):
             if progress and n % 65536 == 0:
                 progress(src.bytes_read - first_pass, src.size)
             if n in drop or (drop_tail and n >= starts[-1]):
@@ -501,11 +501,17 @@ def compact_file(
     return result
 
 
-def stream_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Physical lines of a byte stream, with their line endings, in bounded memory."""
+def stream_lines(stream: IO[bytes], csv: bool = False) -> Iterator[bytes]:
+    """Physical lines of a byte stream, with their line endings, in bounded memory: split at \\n,
+    or for CSV as its reader splits them (at \\n, \\r\\n or a bare \\r)."""
     import io
 
     buffered = io.BufferedReader(stream, 1 << 20)  # type: ignore[type-var]
+    if csv:
+        from .formats.csv import physical_lines
+
+        yield from physical_lines(buffered)
+        return
     while True:
         line = buffered.readline()
         if not line:

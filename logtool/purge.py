@@ -1340,11 +1340,15 @@ def _json_records(stream: IO[bytes]) -> Iterator[_Rec]:
 
 
 def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
-    """CSV records with their exact bytes, numbered as the CSV reader numbers them."""
+    """CSV records with their exact bytes, numbered and bounded as the CSV reader of ingest
+    numbers and bounds them: a line ends at \\n, \\r\\n or a bare \\r, and a quoted field over the
+    limit runs on to the line that closes it."""
+    from .formats.csv import _scan, physical_lines
+
     taken: list[bytes] = []
 
     def lines() -> Iterator[str]:
-        for raw in stream:
+        for raw in physical_lines(stream):
             taken.append(raw)
             yield raw.decode("utf-8", "surrogateescape")
 
@@ -1354,19 +1358,26 @@ def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
     if first is None:
         return
     sep = delimiter(first)
-    reader = csv.reader(itertools.chain([first], read), delimiter=sep)
+    source = itertools.chain([first], read)
+    reader = csv.reader(source, delimiter=sep)
+    skipped = 0
     while True:
-        start = reader.line_num + 1
+        start = reader.line_num + skipped + 1
         try:
             row: list[str] | None = next(reader)
         except StopIteration:
             break
         except csv.Error:
             row = None
+            if _scan(b"".join(taken).decode("utf-8", "surrogateescape"), sep)[1]:
+                for line in source:
+                    skipped += 1
+                    if line.count('"') % 2:
+                        break
         yield _Rec(start, b"".join(taken), row, sep)
         taken.clear()
     if taken:
-        yield _Rec(reader.line_num + 1, b"".join(taken), None, sep)
+        yield _Rec(reader.line_num + skipped + 1, b"".join(taken), None, sep)
 
 
 # --------------------------------------------------------------------------- raw files

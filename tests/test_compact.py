@@ -1333,6 +1333,21 @@ def test_cli_store_mode_refuses_the_raw_file_options(tmp_path: Path) -> None:
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (b'id,v\n1,"a\rb"\n2,x\n2,y\n3,z\n', b'id,v\n1,"a\rb"\n2,y\n3,z\n'),  # a bare CR inside quotes
+        (b"id,v\r1,a\r1,b\r2,c\r", b"id,v\r1,b\r2,c\r"),  # lines that end with a CR alone
+    ],
+)
+def test_raw_csv_lines_end_where_the_csv_reader_ends_them(tmp_path: Path, text: bytes, kept: bytes) -> None:
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_bytes(text)
+    r = cli("compact", src, "-o", out, "--key-field", "id")
+    assert r.code == 0, r.err
+    assert out.read_bytes() == kept
+
+
 def test_cli_raw_file_mode_needs_an_output(tmp_path: Path) -> None:
     r = cli("compact", SHOP, "--key-field", "id")
     assert r.code == 2

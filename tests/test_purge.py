@@ -839,6 +839,19 @@ def test_a_field_that_is_the_key_cannot_be_redacted(tmp_path: Path, field: str) 
     assert files(store) == before
 
 
+def test_raw_csv_records_split_as_ingest_splits_them(tmp_path: Path) -> None:
+    # a bare CR ends a line for the CSV reader; a quoted field over the limit runs to its closing quote
+    src = tmp_path / "p.csv"
+    src.write_bytes(b'id,v\r1,"a\rb"\r2,x\r3,y\r')
+    out = tmp_path / "clean.csv"
+    assert purge_file(src, out, key="2", mapping=Mapping(key_fields=("id",))).removed == 1
+    assert out.read_bytes() == b'id,v\r1,"a\rb"\r3,y\r'
+    long = tmp_path / "long.csv"
+    long.write_bytes(b'id,v\n1,a\n2,"' + b"y\n" * 20 + b'"\n3,c\n')
+    res = purge_file(long, out, key="3", mapping=Mapping(key_fields=("id",), max_line_bytes=10))
+    assert res.removed == 1 and out.read_bytes() == b'id,v\n1,a\n2,"' + b"y\n" * 20 + b'"\n'
+
+
 def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
     out = tmp_path / "clean.jsonl"
     run = cli("purge", log_file, "--key", PERSON["key"], "--key-field", "id", "--entity-field", "table",

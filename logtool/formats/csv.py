@@ -15,7 +15,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..errors import InputError
 from . import Format
@@ -57,6 +57,18 @@ def _scan(record: str, delim: str) -> tuple[set[int], bool]:
             i, field = i + 1, field + 1
             continue
         return empty, False
+
+
+def physical_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """A CSV file's lines as its reader takes them (ending at \\n, \\r\\n or a bare \\r), each
+    with its exact bytes."""
+    # latin-1 maps each byte to one character: the lines split as text, and give back their bytes
+    text = io.TextIOWrapper(cast(Any, stream), encoding="latin-1", newline="")
+    try:
+        for piece in text:
+            yield piece.encode("latin-1")
+    finally:
+        text.detach()
 
 
 def _raw(lines: list[str]) -> bytes:
