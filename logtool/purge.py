@@ -578,6 +578,12 @@ def _run(
         if operation == "redact":
             _refuse_redacting_the_key(con, sel, specs, _ingested_key_fields(store))
         result = PurgeResult(str(store.path), operation, dry_run)
+        if entity is not None and not con.execute(
+            f"SELECT 1 FROM events WHERE entity = {sql_string(entity)} LIMIT 1"
+        ).fetchall():  # a name mistyped, say `users` for `public.users`
+            known = [e for (e,) in con.execute("SELECT DISTINCT entity FROM events ORDER BY 1 LIMIT 11").fetchall()]
+            result.notes.append(f"no event of the store is of entity {entity!r}; its entities: "
+                                f"{', '.join(map(repr, known[:10]))}{', ...' if len(known) > 10 else ''}")  # fmt: skip
         plans, redactions = _plan_selection(con, state, sel, specs, result)
         first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
         snapshots = _snapshots_holding(store, state, sel, first)

@@ -254,6 +254,11 @@ def test_an_earlier_key_is_followed_back_only_from_where_it_was_the_rows(tmp_pat
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [50, 33, 33]
 
 
+def test_an_entity_the_store_does_not_hold_is_named_in_a_note(store: Path) -> None:
+    res = purge(store, key=PERSON["key"], entity="user", dry_run=True)
+    assert res.events == 0 and res.notes == ["no event of the store is of entity 'user'; its entities: 'orders', 'users'"]
+
+
 def test_purge_entity_and_where_are_anded(store: Path) -> None:
     res = purge(store, entity="orders", where="op = 'patch'")
     assert res.offsets == [[9, 9], [15, 15]]

@@ -224,6 +224,7 @@ def _store_run(
     if not yes:
         plan = call(True)  # checks the selection first, and shows what is at stake
         if not plan.changed and not plan.leftovers_removed:
+            _warn(plan)
             console.status("nothing matches: nothing to do")
             return
         _warn(plan)
