@@ -201,6 +201,61 @@ def _parsed_json(text: str) -> Norm | None:
         return None
 
 
+def _pg_array(text: str) -> Norm | None:
+    """PostgreSQL's text form of an array (`{vip,"x y",NULL}`, nested `{{1,2},{3,4}}`), as COPY
+    writes it, as a list: a quoted element is text, NULL null, any other element untyped text
+    ("u": the array's type is not written), equal to a JSON value written alike."""
+    s = text.strip()
+    if not (s.startswith("{") and s.endswith("}")):
+        return None
+
+    def parse(i: int) -> tuple[Norm, int]:
+        items: list[Norm] = []
+        i += 1
+        if s[i] == "}":
+            return ("l", ()), i + 1
+        while True:
+            if s[i] == "{":
+                value, i = parse(i)
+            elif s[i] == '"':
+                j, chars = i + 1, []
+                while s[j] != '"':
+                    j += s[j] == "\\"
+                    chars.append(s[j])
+                    j += 1
+                value, i = ("s", "".join(chars)), j + 1
+            else:
+                j = i
+                while s[j] not in ",}":
+                    j += 1
+                word = s[i:j].strip()
+                value, i = (("z",) if word.upper() == "NULL" else ("u", word)), j
+            items.append(value)
+            if s[i] == ",":
+                i += 1
+            elif s[i] == "}":
+                return ("l", tuple(items)), i + 1
+            else:
+                raise ValueError(text)
+
+    try:
+        value, end = parse(0)
+    except (IndexError, ValueError):
+        return None
+    return value if end == len(s) else None
+
+
+def _untyped_equal(word: str, other: Norm) -> bool:
+    """An array element of no written type against a value: equal where it is written alike."""
+    if other[0] in ("u", "s"):
+        return bool(word == other[1])
+    if other[0] == "n":
+        return _number(word) == other
+    if other[0] == "b":
+        return _boolean(word) == other
+    return False
+
+
 def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     """A value (as text, with its mode) in the canonical form of a comparison domain."""
     if text is None:
@@ -209,7 +264,7 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     if mode in typed:
         return typed[mode](text) or ("s", text)
     if domain == "json":
-        return _parsed_json(text) or ("s", text)
+        return _parsed_json(text) or _pg_array(text) or ("s", text)
     if domain == "number":
         return _number(text) or ("s", text)
     if domain == "float":
@@ -243,6 +298,14 @@ def close(a: Norm | None, b: Norm | None, tolerance: Decimal | None) -> bool:
         return a is None and b is None
     if a == b:
         return True
+    if a[0] == "u" or b[0] == "u":  # an element of a PostgreSQL array's text
+        return _untyped_equal(a[1], b) if a[0] == "u" else _untyped_equal(b[1], a)
+    if a[0] == b[0] == "l":
+        return len(a[1]) == len(b[1]) and all(close(x, y, tolerance) for x, y in zip(a[1], b[1], strict=True))
+    if a[0] == b[0] == "o":
+        return [k for k, _ in a[1]] == [k for k, _ in b[1]] and all(
+            close(x, y, tolerance) for (_, x), (_, y) in zip(a[1], b[1], strict=True)
+        )
     if tolerance is None:
         return False
     if a[0] in ("n", "f") and b[0] in ("n", "f"):
@@ -250,12 +313,6 @@ def close(a: Norm | None, b: Norm | None, tolerance: Decimal | None) -> bool:
             return False
         x, y = _decimal(a), _decimal(b)
         return x is not None and y is not None and abs(x - y) <= tolerance
-    if a[0] == b[0] == "l":
-        return len(a[1]) == len(b[1]) and all(close(x, y, tolerance) for x, y in zip(a[1], b[1], strict=True))
-    if a[0] == b[0] == "o":
-        return [k for k, _ in a[1]] == [k for k, _ in b[1]] and all(
-            close(x, y, tolerance) for (_, x), (_, y) in zip(a[1], b[1], strict=True)
-        )
     return False
 
 

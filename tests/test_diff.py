@@ -725,6 +725,20 @@ def test_a_stores_time_strings_against_a_postgresql_csv_dump_are_instants(tmp_pa
     assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 2}
 
 
+def test_postgresql_arrays_in_a_csv_dump_meet_json_arrays(tmp_path: Path) -> None:
+    # COPY ... CSV writes text[] and int[] as {vip,"x y"} and {1,2}: the same values as JSON's arrays
+    store = _store(tmp_path, "s", [
+        {"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 1,
+         "data": {"id": 1, "tags": ["vip", "x y", None], "nums": [1, 2], "grid": [[1, 2], [3, 4]], "flags": [True]}},
+    ])  # fmt: skip
+    dump = tmp_path / "t.csv"
+    dump.write_text('id,tags,nums,grid,flags\n1,"{vip,""x y"",NULL}","{1,2}","{{1,2},{3,4}}",{t}\n')
+    assert logtool.diff(store, dump, key_columns=["id"]).same
+    dump.write_text('id,tags,nums,grid,flags\n1,"{vip,""x z"",NULL}","{1,3}","{{1,2},{3,4}}",{f}\n')
+    result = logtool.diff(store, dump, key_columns=["id"])
+    assert [f["field"] for f in result.examples[0]["fields"]] == ["tags", "nums", "flags"]
+
+
 def test_logs_that_differ_only_in_order_list_the_divergence(cli: Cli, tmp_path: Path) -> None:
     events = _events()[:10]
     a = _store(tmp_path, "a", events)
