@@ -1324,6 +1324,8 @@ def _store_entity(store: Store, entity: str | None) -> str:
     entities = [
         r[0] for r in events_connection(store).execute("SELECT DISTINCT entity FROM events ORDER BY 1").fetchall()
     ]
+    if not entities:
+        raise UsageError(f"{store.path} holds no events: there is no table to compare", "ingest into it first")
     if entity is None:
         if len(entities) == 1:
             return str(entities[0])
