@@ -961,6 +961,15 @@ def test_export_names_long_dotted_and_case_folded_entities_apart(store: Path, tm
     assert len({n.lower() for n in names}) == 5 and all(len(n) < 120 and not n.startswith(".") for n in names)
 
 
+def test_a_state_that_is_no_object_takes_a_column_no_object_has(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": '5'},
+        {"key": 2, "op": "insert", "data": {"value": 5}},
+    ])  # fmt: skip
+    (csv_file,) = export_state(replay(store), tmp_path / "out", "csv")
+    assert csv_file.read_text().splitlines() == ["key,_value,value", "1,5,", "2,,5"]  # (columns as first seen)
+
+
 def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path, tmp_path: Path) -> None:
     """An entity with no rows left gets no file: its file from an earlier export must not stay."""
     write_events(store, [
