@@ -175,6 +175,11 @@ def _ingest_one(
         if progress:
             progress(source.name, source.bytes_read, source.size)
 
+    if state.next_offset > 2**63 - 1 and not mapping.offset_field:
+        raise UsageError(
+            f"{store.path}: its offsets are used up (its last is {state.next_offset - 1}, the largest there is)",
+            "ingest into a new store",
+        )
     writer = SegmentWriter(
         store,
         state.next_offset,

@@ -524,6 +524,16 @@ def test_offset_field_must_strictly_increase(
     assert list((store / "segments").iterdir()) == []
 
 
+def test_a_store_whose_offsets_are_used_up_refuses_more(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
+    store = new_store("s")
+    assert cli("ingest", store, write_lines(tmp_path / "a.jsonl", ['{"id":1,"o":9223372036854775807}']),
+               "--key-field", "id", "--offset-field", "o").code == 0  # fmt: skip
+    r = cli("ingest", store, write_lines(tmp_path / "b.jsonl", ['{"id":2}']), "--key-field", "id")
+    assert r.code == 2 and "its offsets are used up" in r.err and "internal" not in r.err
+
+
 def test_offset_field_must_start_above_the_store(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
