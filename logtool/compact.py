@@ -397,7 +397,8 @@ def compact_file(
     now_us = _now_us(now)
     con = engine.connect()
     con.execute(
-        "CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, prev_key VARCHAR, op VARCHAR, tomb BOOLEAN)"
+        "CREATE TEMP TABLE ev (line BIGINT, ts_us BIGINT, entity VARCHAR, key VARCHAR, prev_key VARCHAR, op VARCHAR, "
+        "tomb BOOLEAN, cols VARCHAR[])"
     )
     for batch in fmt.read(src, mapping, bad.append):
         if progress:
@@ -407,7 +408,8 @@ def compact_file(
             # a record without a time is stamped now, as ingest stamps it: a tombstone is kept
             # for the retention (and goes at once with a retention of 0)
             f"""INSERT INTO ev SELECT source.line, coalesce(epoch_us(ts), {now_us}), entity, key, prev_key, op,
-                       (op = 'delete' OR data IS NULL) FROM b"""
+                       (op = 'delete' OR data IS NULL),
+                       CASE WHEN starts_with(data, '{{') THEN json_keys(data) END FROM b"""
         )
     total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
     if con.execute("SELECT count(*) FROM ev WHERE op = 'event'").fetchall()[0][0]:
@@ -428,10 +430,25 @@ def compact_file(
     con.execute(
         f"""CREATE TEMP TABLE decided AS
             WITH below AS (SELECT * FROM recs WHERE "offset" < {horizon}),
-            last_reset AS (
+            resets AS (
                 SELECT entity, key, max(line) FILTER (WHERE op IN ('insert', 'read', 'upsert', 'delete') OR tomb) AS r,
                        max(line) AS l
                 FROM below WHERE key IS NOT NULL AND op <> 'truncate' GROUP BY entity, key),
+            -- an update carrying exactly the full image's columns, in its order, is a full image too
+            -- (as replay reads it) while no update before it added a column
+            base AS (SELECT k.entity, k.key, k.r, d.cols AS base_cols
+                     FROM resets k JOIN below d ON d.entity = k.entity AND d.key = k.key AND d.line = k.r
+                     WHERE d.cols IS NOT NULL AND NOT d.tomb),
+            whole AS (
+                SELECT u.entity, u.key,
+                       max(u.line) FILTER (WHERE u.op = 'update' AND u.cols = b.base_cols) AS f,
+                       min(u.line) FILTER (WHERE u.cols IS NULL OR NOT list_has_all(b.base_cols, u.cols)) AS w
+                FROM below u JOIN base b ON u.entity = b.entity AND u.key = b.key AND u.line > b.r
+                GROUP BY u.entity, u.key),
+            last_reset AS (
+                SELECT k.entity, k.key, k.l,
+                       CASE WHEN w.f IS NOT NULL AND w.f < coalesce(w.w, 9223372036854775807) THEN w.f ELSE k.r END AS r
+                FROM resets k LEFT JOIN whole w ON w.entity = k.entity AND w.key = k.key),
             trunc AS (SELECT entity, max(line) AS t FROM below WHERE op = 'truncate' GROUP BY entity),
             moved AS (SELECT entity, key FROM below WHERE prev_key <> key
                       UNION SELECT entity, prev_key FROM below WHERE prev_key <> key)

@@ -128,6 +128,7 @@ Norm = tuple[Any, ...]
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?)?")
+_TIME_OF_DAY = re.compile(r"\d[T ]\d{2}:\d{2}")
 _TRUE = frozenset({"t", "true", "1"})
 _FALSE = frozenset({"f", "false", "0"})
 
@@ -273,6 +274,8 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
         return _instant(text) or ("s", text)
     if domain == "bool":
         return _boolean(text) or ("s", text)
+    if domain == "instant":  # a date and a time of day, with a zone or without
+        return (_instant(text) if _TIME_OF_DAY.search(text) else None) or ("s", text)
     if domain == "loose":
         if text[:1] in ("{", "["):
             return _parsed_json(text) or ("s", text)
@@ -427,11 +430,14 @@ class _Table:
     json_columns: frozenset[str] = frozenset()
     row_json: str | None = None  # the column holding each row as a JSON object (a replayed state)
     untyped_columns: frozenset[str] = frozenset()  # text without a type in an otherwise typed table
+    json_text_columns: frozenset[str] = frozenset()  # a store's strings: text, or an instant JSON has no type for
 
     def type_class(self, name: str) -> str:
         if name in self.json_columns or name == self.row_json:
             return "json"
         cls = _type_class(dict(self.columns)[name])
+        if cls == "text" and name in self.json_text_columns:
+            return "jsontext"
         return "untyped" if (self.untyped or name in self.untyped_columns) and cls == "text" else cls
 
     def sql_type(self, name: str) -> str:
@@ -452,6 +458,7 @@ class _Table:
 _AS_TEXT = {
     "untyped": ("{x}", "t"),
     "text": ("{x}", "t"),
+    "jsontext": ("{x}", "t"),
     "json": ("{x}::VARCHAR", "j"),
     "nested": ("to_json({x})::VARCHAR", "j"),
     "int": ("{x}::VARCHAR", "n"),
@@ -542,6 +549,11 @@ class _Column:
 def _plan(name: str, left: _Table, right: _Table) -> _Column:
     """Choose how a column present on both sides is compared, from its two types."""
     lc, rc = left.type_class(name), right.type_class(name)
+    if {lc, rc} == {"jsontext", "untyped"}:
+        # a store's string against a CSV field: the same text, or the same instant (JSON has no
+        # type for one), never a number or a date read alike
+        return _Column(name, lc, rc, "{x}", "{x}", False, "instant")
+    lc, rc = ("text" if c == "jsontext" else c for c in (lc, rc))
     lt, rt = left.sql_type(name), right.sql_type(name)
     pair = {lc, rc}
 
@@ -1377,7 +1389,8 @@ def _store_table(
     found.label = label
     # Against a CSV dump, whose fields carry no type, the store's strings carry none either: JSON
     # has no type for an instant, say, so `2026-03-01T12:00:00Z` meets `2026-03-01 12:00:00+00`.
-    found.untyped_columns = frozenset(derived) | (frozenset(table.column_names) if other.untyped else frozenset())
+    found.untyped_columns = frozenset(derived)
+    found.json_text_columns = frozenset(table.column_names) - found.untyped_columns if other.untyped else frozenset()
     return found
 
 

@@ -20,9 +20,9 @@ from .store import Store, file_sha256
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
 ON_ERROR = ("fail", "quarantine", "skip")
+MAPPED_FORMATS = ("jsonl", "csv", "parquet")  # read through the field mapping (--data-field and the rest)
 
 
 @dataclass
@@ -188,16 +188,14 @@ def _ingest_one(
         on_rows=on_rows,
         con=con,
     )
-    payload = False  # an event with a value in the data field, or one that needs none
     try:
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
             res.ingested += batch.num_rows
-            payload = payload or _has_payload(batch, mapping)
-        if mapping.data_field and res.ingested and not payload:
+        if mapping.data_field and fmt.name in MAPPED_FORMATS and res.ingested and not source.data_field_seen:
             raise InputError(
                 source.name, None,
-                f"no record has a value in the data field {mapping.data_field!r}: every event would be a tombstone",
+                f"no record has the data field {mapping.data_field!r}: every event would be a tombstone",
                 "check --data-field (it names the field that holds the row; a null there is a tombstone)",
             )  # fmt: skip
         entries = writer.close()
@@ -237,17 +235,6 @@ def _ingest_one(
     commit = store.commit("ingest", params, add=entries + quarantine, gaps=writer.gaps, info=info)
     res.commit = commit["version"]
     return res
-
-
-def _has_payload(batch: pa.RecordBatch, mapping: Mapping) -> bool:
-    """Does an event of the batch carry data, or say by its op field that it needs none?"""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if batch.column("data").null_count < batch.num_rows:
-        return True
-    explicit = pa.array(["delete", "truncate"], pa.string())
-    return bool(mapping.op_field) and bool(pc.any(pc.is_in(batch.column("op"), explicit)).as_py())
 
 
 def _write_quarantine(store: Store, source: Source, bad: list[BadRecord]) -> dict[str, Any]:

@@ -723,6 +723,14 @@ def test_a_stores_time_strings_against_a_postgresql_csv_dump_are_instants(tmp_pa
     dump.write_text("id,at\n1,2026-03-01 13:00:00+01\n2,2026-03-01 12:00:01+00\n")
     result = logtool.diff(store, dump, key_columns=["id"])
     assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 2}
+    # ...and only instants: a string's text still has to match (a lost leading zero is a difference)
+    texts = _store(tmp_path, "texts", [
+        {"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 1,
+         "data": {"id": 1, "code": "010", "s": "1.0", "d": "2026-03-01"}},
+    ])  # fmt: skip
+    dump.write_text("id,code,s,d\n1,10,1,2026-03-01 00:00:00+00\n")
+    changed = logtool.diff(texts, dump, key_columns=["id"]).examples[0]["fields"]
+    assert [f["field"] for f in changed] == ["code", "s", "d"]
 
 
 def test_postgresql_arrays_in_a_csv_dump_meet_json_arrays(tmp_path: Path) -> None:

@@ -998,13 +998,17 @@ def test_a_data_field_no_record_has_is_refused(
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--data-field", "dd")
     assert r.code == 2 and r.errors() == [
-        f"error: {f}: no record has a value in the data field 'dd': every event would be a tombstone"
+        f"error: {f}: no record has the data field 'dd': every event would be a tombstone"
     ]
     assert not (store / "segments").exists() or not any((store / "segments").iterdir())
-    # a file of deletes that an op field names is a file of deletes
-    deletes = write_lines(tmp_path / "del.jsonl", ['{"id":1,"op":"delete"}', '{"id":2,"op":"d"}'])
-    r = cli("ingest", store, deletes, "--key-field", "id", "--data-field", "dd", "--op-field", "op")
+    # a file of tombstones, the field there and null, is a file of tombstones
+    tombstones = write_lines(tmp_path / "t.jsonl", ['{"id":1,"dd":null}', '{"id":2,"dd":null}'])
+    r = cli("ingest", store, tombstones, "--key-field", "id", "--data-field", "dd")
     assert r.code == 0, r.err
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("id,d\n1,x\n")
+    r = cli("ingest", store, csv_file, "--key-field", "id", "--data-field", "dd")
+    assert r.code == 2 and "no record has the data field 'dd'" in r.err
 
 
 def test_duplicate_ingest_refused(

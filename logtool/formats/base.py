@@ -106,6 +106,7 @@ class Source:
         self.spec = spec
         self._sha = hashlib.sha256()
         self.bytes_read = 0
+        self.data_field_seen = False  # a record held the mapping's data field (null or not)
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head
         if spec != "-":

@@ -340,6 +340,7 @@ SELECT
               ELSE 'a number' END) || ')'  -- in the words kind_of uses
          {reasons} END AS reason,
     exactness = 'python' AS rebuild,
+    {f"CASE WHEN obj THEN {f(mapping.data_field)} IS NOT NULL END" if mapping.data_field else "NULL::BOOLEAN"} AS has_data_field,
     CASE WHEN obj THEN {off} END AS "offset",
     v_ts AS ts,
     v_entity AS entity,
@@ -484,6 +485,8 @@ class RecordMapper:
             out = out.filter(pc.is_null(reason))
         if out.num_rows == 0:
             return None
+        if self.mapping.data_field and not self.source.data_field_seen:
+            self.source.data_field_seen = bool(pc.any(out.column("has_data_field")).as_py())
         if pc.any(out.column("rebuild")).as_py():
             out = self._rebuild_exact(out, line_no, lines)
         return out.select(self.schema.names).cast(self.schema)
