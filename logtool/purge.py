@@ -61,6 +61,8 @@ MARKER = "[REDACTED]"
 RAW_FORMATS = ("jsonl", "csv")
 Progress = Callable[[int, int | None], None]
 Pair = tuple[str | None, str]  # (entity or None for any entity, key)
+Span = tuple[int | None, int | None]  # (after, up to and including) offsets; None: unbounded
+Move = tuple[int, str, str, str | None]  # (position, entity, key, prev_key)
 
 
 # --------------------------------------------------------------------------- results
@@ -241,9 +243,9 @@ class Selection:
     entity: str | None = None
     where: str | None = None
     identities: set[Pair] = field(default_factory=set)  # resolved from key
-    # an earlier identity is the row's only up to the event that moved it away: a later row at that
-    # key is another row (offset bounds, where known)
-    until: dict[Pair, int] = field(default_factory=dict)
+    # an earlier identity is the row's only from the end of the row before it there up to the event
+    # that moved it away: an earlier or a later row at that key is another row (offset bounds)
+    spans: dict[Pair, Span] = field(default_factory=dict)
 
     @property
     def keys(self) -> set[str]:
@@ -258,11 +260,11 @@ class Selection:
                 by_entity.setdefault(ent, []).append(k)
             alts = []
             for ent, keys in by_entity.items():
-                open_keys = [k for k in keys if (ent, k) not in self.until]
+                open_keys = [k for k in keys if (ent, k) not in self.spans]
                 listing = ", ".join(sql_string(k) for k in open_keys)
                 matches = [f"(key IN ({listing}) OR prev_key IN ({listing}))"] if open_keys else []
-                matches += [f'((key = {sql_string(k)} OR prev_key = {sql_string(k)}) AND "offset" <= {self.until[ent, k]})'
-                            for k in keys if (ent, k) in self.until]  # fmt: skip
+                matches += [f"((key = {sql_string(k)} OR prev_key = {sql_string(k)}){_span_condition(self.spans[ent, k])})"
+                            for k in keys if (ent, k) in self.spans]  # fmt: skip
                 match = "(" + " OR ".join(matches) + ")"
                 alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
             if key_alt:
@@ -276,42 +278,57 @@ class Selection:
 
 
 def resolve_identities(
-    key: str, entity: str | None, moves: Callable[[dict[Pair, int | None]], dict[Pair, int]]
-) -> tuple[set[Pair], dict[Pair, int]]:
+    key: str, entity: str | None, moves: Callable[[dict[Pair, Span]], dict[Pair, Span]]
+) -> tuple[set[Pair], dict[Pair, Span]]:
     """A key and every key its row had before, transitively (a key change keeps the row), with the
-    position up to which each earlier key was the row's (its last move away from it).
+    positions between which each earlier key was the row's: after the row before it there ended
+    (moved away or was deleted), up to the row's own move away from it.
 
-    ``moves(pairs)`` gives ``(entity, prev_key) -> position`` of the events whose (entity, key) is
-    one of ``pairs`` (an entity of None matches any), at or before the pair's bound (None: any),
-    and that carry a previous key. A key is followed back only from where it was the row's: a row
-    that moved into it later is another row.
+    ``moves(spans)`` gives, of the events whose (entity, key) is one of ``spans`` (an entity of None
+    matches any), within the pair's span (None: any), that carry a previous key:
+    ``(entity, prev_key) -> (since, until)``. A row that was at a key before, or moved into it
+    later, is another row.
     """
     found: set[Pair] = {(entity, key)}
-    until: dict[Pair, int] = {}
-    frontier: dict[Pair, int | None] = {(entity, key): None}
+    spans: dict[Pair, Span] = {}
+    frontier: dict[Pair, Span] = {(entity, key): (None, None)}
     while frontier:
-        new = {p: at for p, at in moves(frontier).items() if p not in found and (None, p[1]) not in found}
+        new = {p: span for p, span in moves(frontier).items() if p not in found and (None, p[1]) not in found}
         found |= set(new)
-        until.update(new)
+        spans.update(new)
         frontier = dict(new)
-    return found, until
+    return found, spans
 
 
-def _pairs_condition(pairs: dict[Pair, int | None]) -> str:
+def _span_condition(span: Span) -> str:
+    since, until = span
+    return (f' AND "offset" > {since}' if since is not None else "") + (f' AND "offset" <= {until}' if until is not None else "")
+
+
+def _pairs_condition(pairs: dict[Pair, Span]) -> str:
     alts = []
-    for (ent, k), bound in sorted(pairs.items(), key=lambda p: (p[0][0] or "", p[0][1])):
-        match = f"key = {sql_string(k)}" + (f' AND "offset" <= {bound}' if bound is not None else "")
+    for (ent, k), span in sorted(pairs.items(), key=lambda p: (p[0][0] or "", p[0][1])):
+        match = f"key = {sql_string(k)}" + _span_condition(span)
         alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
     return " OR ".join(alts)
 
 
-def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[dict[Pair, int | None]], dict[Pair, int]]:
-    def moves(pairs: dict[Pair, int | None]) -> dict[Pair, int]:
+def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[dict[Pair, Span]], dict[Pair, Span]]:
+    def moves(pairs: dict[Pair, Span]) -> dict[Pair, Span]:
         rows = con.execute(
             f"""SELECT entity, prev_key, max("offset") FROM events
                 WHERE prev_key IS NOT NULL AND prev_key <> key AND ({_pairs_condition(pairs)}) GROUP BY ALL"""
         ).fetchall()
-        return {(e, pk): at for e, pk, at in rows}
+        out: dict[Pair, Span] = {}
+        for e, pk, at in rows:
+            # the row before this one at the earlier key ended there before it: moved away, or deleted
+            (since,) = con.execute(
+                f"""SELECT max("offset") FROM events WHERE entity = $1 AND "offset" < {int(at)}
+                    AND ((prev_key = $2 AND key IS DISTINCT FROM $2) OR (key = $2 AND (op = 'delete' OR data IS NULL)))""",
+                [e, pk],
+            ).fetchall()[0]
+            out[e, pk] = (since, at)
+        return out
 
     return moves
 
@@ -325,7 +342,7 @@ def _select(con: duckdb.DuckDBPyConnection, key: str | None, entity: str | None,
         check_where(where, con)
     sel = Selection(None if key is None else given_key(key), entity, where)
     if sel.key is not None:
-        sel.identities, sel.until = resolve_identities(sel.key, entity, _store_moves(con))
+        sel.identities, sel.spans = resolve_identities(sel.key, entity, _store_moves(con))
     return sel
 
 
@@ -1466,17 +1483,22 @@ def _raw(
             "name the key's field, e.g. --key-field id",
         )
     if key is not None:
-        edges = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else []
+        edges, ends_at = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else ([], [])
 
-        def moves(pairs: dict[Pair, int | None]) -> dict[Pair, int]:
-            found: dict[Pair, int] = {}
+        def moves(pairs: dict[Pair, Span]) -> dict[Pair, Span]:
+            found: dict[Pair, Span] = {}
             for at, e, k, pk in edges:
+                if pk is None:
+                    continue
                 for pair in ((e, k), (None, k)):
-                    if pair in pairs and (pairs[pair] is None or at <= (pairs[pair] or 0)):
-                        found[e, pk] = at
+                    since, until = pairs.get(pair, (None, None))
+                    if pair in pairs and (since is None or at > since) and (until is None or at <= until):
+                        ends = [p for p, e2, k2, pk2 in edges + ends_at
+                                if p < at and e2 == e and ((pk2 == pk and k2 != pk) or (k2 == pk and pk2 is None))]
+                        found[e, pk] = (max(ends, default=None), at)
             return found
 
-        sel.identities, sel.until = resolve_identities(key, entity, moves)
+        sel.identities, sel.spans = resolve_identities(key, entity, moves)
     if specs:
         _refuse_redacting_the_key(None, sel, specs, {k.split(":", 1)[-1] for k in mapping.key_fields})
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
@@ -1492,19 +1514,25 @@ def _empty_input() -> pa.Table:
     return input_schema().empty_table()
 
 
-def _file_moves(path: str, fmt: Any, mapping: Mapping) -> list[tuple[int, str, str, str]]:
-    """(position, entity, key, prev_key) of every event of a raw file that changed its key, the
-    position being the event's among the file's events (its ``offset`` in raw-file mode)."""
+def _file_moves(path: str, fmt: Any, mapping: Mapping) -> tuple[list[Move], list[Move]]:
+    """Of a raw file's events, by their position among them (their ``offset`` in raw-file mode):
+    (position, entity, key, prev_key) of those that changed their key, and (position, entity,
+    key, None) of the deletes, which end a row at a key."""
     import pyarrow.compute as pc
 
-    edges: list[tuple[int, str, str, str]] = []
+    edges: list[Move] = []
+    ends: list[Move] = []
     first = 0
     for batch in fmt.read(Source(path), mapping, lambda _r: None):
-        moved = pc.indices_nonzero(pc.is_valid(batch.column("prev_key"))).to_pylist()
-        columns = [batch.column(c).to_pylist() for c in ("entity", "key", "prev_key")]
-        edges += [(first + i, columns[0][i], columns[1][i], columns[2][i]) for i in moved if columns[1][i] is not None]
+        columns = [batch.column(c).to_pylist() for c in ("entity", "key", "prev_key", "op", "data")]
+        for i in pc.indices_nonzero(pc.is_valid(batch.column("prev_key"))).to_pylist():
+            if columns[1][i] is not None:
+                edges.append((first + i, columns[0][i], columns[1][i], columns[2][i]))
+        for i, (op, data) in enumerate(zip(columns[3], columns[4], strict=True)):
+            if op == "delete" or data is None:
+                ends.append((first + i, columns[0][i], columns[1][i], None))
         first += batch.num_rows
-    return edges
+    return edges, ends
 
 
 def _filter_records(

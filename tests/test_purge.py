@@ -259,6 +259,26 @@ def test_an_entity_the_store_does_not_hold_is_named_in_a_note(store: Path) -> No
     assert res.events == 0 and res.notes == ["no event of the store is of entity 'user'; its entities: 'orders', 'users'"]
 
 
+def test_an_earlier_key_is_followed_back_only_over_the_rows_own_time_there(tmp_path: Path) -> None:
+    # row A at 33 moves to 10033; row B is inserted at 33 and moves to 20033: purging 20033 is B's
+    from logtool.replay import replay
+
+    lines = [
+        {"id": "33", "op": "insert", "data": {"v": "A1"}},
+        {"id": "10033", "prev": "33", "op": "update", "data": {"v": "A2"}},
+        {"id": "33", "op": "insert", "data": {"v": "B1"}},
+        {"id": "20033", "prev": "33", "op": "update", "data": {"v": "B2"}},
+    ]
+    src = tmp_path / "g.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    ingest(tmp_path / "s", [str(src)], mapping=_SWAP_MAPPING)
+    assert purge(tmp_path / "s", key="20033").offsets == [[2, 3]]
+    assert [r["key"] for r in replay(tmp_path / "s").state.to_pylist()] == ["10033"]
+    out = tmp_path / "clean.jsonl"
+    assert purge_file(src, out, key="20033", mapping=_SWAP_MAPPING).removed == 2
+    assert [json.loads(line)["data"]["v"] for line in out.read_text().splitlines()] == ["A1", "A2"]
+
+
 def test_purge_entity_and_where_are_anded(store: Path) -> None:
     res = purge(store, entity="orders", where="op = 'patch'")
     assert res.offsets == [[9, 9], [15, 15]]
