@@ -126,11 +126,14 @@ def _resolve_target(
         if at_offset < 0:
             raise UsageError(f"--at-offset must be 0 or more, not {at_offset}")
         cond, what = f'"offset" <= {int(at_offset)}', f"offset {at_offset}"
-        start = _spanning_transaction_start(con, at_offset)
-        if start is not None:  # the transaction commits after the offset: none of it is in
-            note = (f"offset {at_offset} is inside a transaction that goes on after it (from offset {start}): "
-                    "the state leaves the whole transaction out, as it was before it committed")  # fmt: skip
-            cond, at_offset = f'"offset" < {start}', start - 1
+        cut, start = _spanning_transactions(con, at_offset)
+        if start is not None:  # they commit after the offset: none of them is in
+            listing = "[" + ", ".join(sql_string(t) for t in cut) + "]"
+            note = (f"offset {at_offset} is inside {'a transaction that goes' if len(cut) == 1 else 'transactions that go'} "
+                    f"on after it (from offset {start}): the state leaves {'it' if len(cut) == 1 else 'them'} out whole, "
+                    f"as before {'it' if len(cut) == 1 else 'they'} committed")  # fmt: skip
+            cond = f'"offset" <= {int(at_offset)} AND NOT coalesce(list_contains({listing}, txn.id), FALSE)'
+            at_offset = start - 1  # the prefix every later event keeps (where a snapshot may serve)
     elif at_time is not None:
         try:
             micros = parse_ts(at_time.isoformat() if isinstance(at_time, dt.datetime) else at_time)
@@ -1298,18 +1301,27 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     return int(first) - 1
 
 
-def _spanning_transaction_start(con: duckdb.DuckDBPyConnection, at_offset: int) -> int | None:
-    """The first offset of the transaction that has events both at or before ``at_offset`` and
-    after it; None where no transaction is cut there."""
-    txn = con.execute(
-        f"""SELECT txn.id FROM events WHERE "offset" = (SELECT max("offset") FROM events WHERE "offset" <= {int(at_offset)})"""
+def _spanning_transactions(con: duckdb.DuckDBPyConnection, at_offset: int) -> tuple[list[str], int | None]:
+    """The transactions (not aborted) with events both at or before ``at_offset`` and after it,
+    interleaved ones included, and the first offset of any of them (None: none is cut there)."""
+    rows = con.execute(
+        f"""SELECT txn.id, min("offset") FROM events WHERE txn.id IS NOT NULL AND NOT coalesce(txn.aborted, FALSE)
+            GROUP BY txn.id HAVING min("offset") <= {int(at_offset)} AND max("offset") > {int(at_offset)}"""
     ).fetchall()
-    if not txn or txn[0][0] is None:
-        return None
-    first, after = con.execute(
-        f"""SELECT min("offset"), bool_or("offset" > {int(at_offset)}) FROM events WHERE txn.id = $1""", [txn[0][0]]
-    ).fetchall()[0]
-    return int(first) if after else None
+    return [str(r[0]) for r in rows], min((int(r[1]) for r in rows), default=None)
+
+
+def _spanning_transaction_start(con: duckdb.DuckDBPyConnection, at_offset: int) -> int | None:
+    """The offset below which no transaction is cut by ``at_offset``: the first offset of the
+    transactions it cuts, moved down again while that cuts another; None where none is cut."""
+    start = None
+    while True:
+        _ids, first = _spanning_transactions(con, at_offset if start is None else start - 1)
+        if first is None or (start is not None and first >= start):
+            return start
+        start = first
+        if start == 0:
+            return 0
 
 
 def whole_transactions_below(store: Store, end: int) -> int:

@@ -367,6 +367,29 @@ def test_an_offset_inside_a_transaction_leaves_the_whole_transaction_out(store: 
     assert replay(store, at_offset=3).warnings == []
 
 
+def test_an_offset_leaves_out_every_transaction_it_cuts_interleaved_ones_too(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"v": "A"}},
+        {"key": 2, "op": "insert", "data": {"v": "B"}},
+        {"key": 2, "prev_key": 1, "op": "update", "data": {}, "txn": "T9"},
+        {"key": 3, "op": "insert", "data": {"v": "C"}},  # no transaction, inside T9's span
+        {"key": 1, "prev_key": 2, "op": "update", "data": {}, "txn": "T9"},
+        {"key": 4, "op": "insert", "data": {"v": "D"}, "txn": "TA"},
+        {"key": 5, "op": "insert", "data": {"v": "E"}, "txn": "TB"},
+        {"key": 4, "op": "patch", "data": {"w": 1}, "txn": "TA"},
+        {"key": 5, "op": "patch", "data": {"w": 2}, "txn": "TB"},
+    ])  # fmt: skip
+    at3 = replay(store, at_offset=3)
+    assert rows(at3) == {"1": {"v": "A"}, "2": {"v": "B"}, "3": {"v": "C"}} and at3.offset == 3
+    at6 = replay(store, at_offset=6)  # TA and TB both go on after 6
+    assert rows(at6) == {"1": {"v": "B"}, "2": {"v": "A"}, "3": {"v": "C"}}
+    assert "inside transactions that go on after it (from offset 5)" in at6.warnings[0]
+    assert rows(replay(store, at_offset=7)) == {**rows(at6), "4": {"v": "D", "w": 1}}
+    # a snapshot asked for there is taken where no transaction is cut, and serves the replays
+    taken = snapshot(store, at_offset=6)
+    assert taken["offset"] == 4 and replay(store, at_offset=7).digest == replay(store, at_offset=7, use_snapshots=False).digest
+
+
 def test_three_rows_rotate_keys_inside_one_transaction(store: Path) -> None:
     write_events(store, [
         {"key": k, "op": "insert", "data": {"orig": k}} for k in (1, 2, 3)
