@@ -1141,11 +1141,11 @@ def test_a_snapshot_after_the_target_is_not_used_and_the_nearest_below_is(store:
 
 def test_a_snapshot_is_used_for_time_and_position_targets_only_below_the_prefix(store: Path) -> None:
     _two_transactions(store, commit_order=False)  # A at offsets 0 and 2, B at offset 1
-    snapshot(store, at_offset=1)
-    partial = replay(store, at_position="0/300")  # offsets 0 and 2 excluded, so no prefix reaches 1
+    snapshot(store, at_offset=2)  # (offset 1 is inside A)
+    partial = replay(store, at_position="0/300")  # offsets 0 and 2 excluded, so no prefix reaches 2
     assert partial.snapshot is None and rows(partial) == {"3": {"by": "B"}}
     full = replay(store, at_position="0/400")
-    assert full.snapshot == 1 and full.digest == replay(store, use_snapshots=False).digest
+    assert full.snapshot == 2 and full.digest == replay(store, use_snapshots=False).digest
 
 
 def test_a_snapshot_taken_with_another_reducer_is_ignored_with_a_warning(tmp_path: Path) -> None:
