@@ -593,7 +593,7 @@ def _run(
         con = events_connection(store, files=store.segment_files(state))
         sel = _select(con, key, entity, where)
         if operation == "redact":
-            _refuse_redacting_the_key(con, sel, specs, _ingested_key_fields(store))
+            _refuse_redacting_the_key(con, sel, specs, _ingested_mappings(store))
         result = PurgeResult(str(store.path), operation, dry_run)
         if entity is not None and not con.execute(
             f"SELECT 1 FROM events WHERE entity = {sql_string(entity)} LIMIT 1"
@@ -622,24 +622,34 @@ def _run(
         )  # fmt: skip
 
 
-def _ingested_key_fields(store: Store) -> set[str]:
-    """The key fields the store's ingests were given (``ENTITY:FIELD`` as FIELD)."""
-    return {k.split(":", 1)[-1] for c in store.commits() if c["operation"] == "ingest"
-            for k in (c.get("params", {}).get("mapping", {}).get("key_fields") or [])}  # fmt: skip
+def _ingested_mappings(store: Store) -> list[Mapping]:
+    """The field mappings of the store's ingests (their key fields)."""
+    return [Mapping(key_fields=tuple(c.get("params", {}).get("mapping", {}).get("key_fields") or ()))
+            for c in store.commits() if c["operation"] == "ingest"]  # fmt: skip
 
 
 def _refuse_redacting_the_key(
-    con: duckdb.DuckDBPyConnection | None, sel: Selection, specs: tuple[str, ...], key_fields: set[str]
+    con: duckdb.DuckDBPyConnection | None, sel: Selection, specs: tuple[str, ...], mappings: list[Mapping]
 ) -> None:
-    """A field that is the selected events' key cannot be redacted: the key would still hold it."""
+    """A field that is the selected events' key (or a member of it) cannot be redacted: the key
+    would still hold it. A key field of their entity says so; where the source named its key
+    (CDC), a member whose value is the key in every event of the entity does."""
+    entities = (
+        [e for (e,) in con.execute(f"SELECT DISTINCT entity FROM events WHERE {sel.condition()}").fetchall()]
+        if con is not None
+        else [sel.entity or ""]
+    )
     for spec in specs:
         name = spec.split(".", 1)[0]
-        is_key = name in key_fields
-        if not is_key and con is not None and "." not in spec:
+        is_key = any(name in m.keys_for(e or "") for m in mappings for e in entities)
+        if not is_key and con is not None and "." not in spec and entities:
             member = json_path(name)
-            is_key = bool(con.execute(
-                f"SELECT 1 FROM events WHERE ({sel.condition()}) AND (key = data->>{member} OR key = before->>{member}) LIMIT 1"
-            ).fetchall())  # fmt: skip
+            in_key = f"CASE WHEN starts_with(key, '{{') THEN json_extract_string(key, {member}) ELSE key END"
+            which = ", ".join(sql_string(e) for e in entities if e is not None)
+            (is_key,) = con.execute(
+                f"""SELECT coalesce(bool_and({in_key} = data->>{member}), FALSE) FROM events
+                    WHERE entity IN ({which or "NULL"}) AND data->>{member} IS NOT NULL AND key IS NOT NULL"""
+            ).fetchall()[0]
         if is_key:
             raise UsageError(
                 f"--field {spec}: it is the key of the events, and a key cannot be redacted (it would still hold the value)",
@@ -1500,7 +1510,7 @@ def _raw(
 
         sel.identities, sel.spans = resolve_identities(key, entity, moves)
     if specs:
-        _refuse_redacting_the_key(None, sel, specs, {k.split(":", 1)[-1] for k in mapping.key_fields})
+        _refuse_redacting_the_key(None, sel, specs, [mapping])
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip
     with output_file(out) as sink:
@@ -1663,7 +1673,7 @@ def _redact_csv(rec: _Rec, header: list[str], specs: tuple[str, ...], mapping: M
             changed = True
     if not changed:
         return None
-    ending = "\r\n" if rec.raw.endswith(b"\r\n") else "\n" if rec.raw.endswith(b"\n") else ""
+    ending = next((e for e in ("\r\n", "\n", "\r") if rec.raw.endswith(e.encode())), "")
     buf = io.StringIO()
     csv.writer(buf, delimiter=rec.delimiter, lineterminator=ending).writerow(row)
     return buf.getvalue().encode("utf-8", "surrogateescape")

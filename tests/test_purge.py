@@ -871,10 +871,37 @@ def test_raw_csv_records_split_as_ingest_splits_them(tmp_path: Path) -> None:
     out = tmp_path / "clean.csv"
     assert purge_file(src, out, key="2", mapping=Mapping(key_fields=("id",))).removed == 1
     assert out.read_bytes() == b'id,v\r1,"a\rb"\r3,y\r'
+    assert redact_file(src, out, ["v"], key="3", mapping=Mapping(key_fields=("id",))).redacted == 1
+    assert out.read_bytes() == b'id,v\r1,"a\rb"\r2,x\r3,[REDACTED]\r'  # each record keeps its own line end
     long = tmp_path / "long.csv"
     long.write_bytes(b'id,v\n1,a\n2,"' + b"y\n" * 20 + b'"\n3,c\n')
     res = purge_file(long, out, key="3", mapping=Mapping(key_fields=("id",), max_line_bytes=10))
     assert res.removed == 1 and out.read_bytes() == b'id,v\n1,a\n2,"' + b"y\n" * 20 + b'"\n'
+
+
+def test_redact_refuses_only_a_field_that_is_the_key(tmp_path: Path) -> None:
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"t": "users", "email": "k@x.org", "age": 30},
+        {"t": "orders", "id": 30, "email": "k@x.org", "age": 30},  # age equals the key here only
+        {"t": "orders", "id": 31, "email": "j@x.org", "age": 40},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(src)], mapping=Mapping(key_fields=("users:email", "orders:id"), entity_field="t"))
+    assert redact(store, ["email"], entity="orders", dry_run=True).events == 2  # a key in users only
+    assert redact(store, ["age"], entity="orders", dry_run=True).events == 2  # not the key, though once equal
+    with pytest.raises(UsageError, match="--field email: it is the key"):
+        redact(store, ["email"], entity="users")
+    # a CDC source's composite key: its members are in the key's text
+    wal = tmp_path / "w.jsonl"
+    wal.write_text(json.dumps({"action": "I", "xid": 1, "timestamp": "2026-01-01 00:00:00+00", "lsn": "0/10",
+                               "schema": "public", "table": "u", "pk": [{"name": "id", "type": "integer"},
+                                                                        {"name": "email", "type": "text"}],
+                               "columns": [{"name": "id", "type": "integer", "value": 1},
+                                           {"name": "email", "type": "text", "value": "ann@x.org"}]}) + "\n")  # fmt: skip
+    ingest(tmp_path / "w", [str(wal)])
+    with pytest.raises(UsageError, match="--field email: it is the key"):
+        redact(tmp_path / "w", ["email"], entity="public.u")
 
 
 def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
