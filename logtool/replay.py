@@ -940,7 +940,7 @@ def load_reducer(spec: str) -> ReducerModule:
     try:
         if path.is_dir() and not (path / "__init__.py").exists():
             raise UsageError(f"reducer module {spec}: is a directory, not a module", "name its .py file")
-        if spec.endswith(".py") or path.is_file():  # (a package's directory is imported by its name)
+        if spec.endswith(".py") or path.is_file():
             if not path.exists():
                 raise UsageError(f"reducer module {spec}: no such file")
             module_name = f"logtool_reducer_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
@@ -960,19 +960,21 @@ def load_reducer(spec: str) -> ReducerModule:
                     sys.path.remove(home)
             source = path.read_bytes()
         else:
-            # importable from here: the working directory is searched too, as `python -m` would
-            added = os.getcwd() not in sys.path
+            # importable from here: the working directory is searched too, as `python -m` would; a
+            # package named by its directory (./mypkg) is imported by its name from beside it
+            where, name = (str(path.resolve().parent), path.resolve().name) if path.is_dir() else (os.getcwd(), spec)
+            added = where not in sys.path
             if added:
-                sys.path.insert(0, os.getcwd())
+                sys.path.insert(0, where)
             try:
-                module = importlib.import_module(spec)
+                module = importlib.import_module(name)
             finally:
                 if added:
-                    sys.path.remove(os.getcwd())
+                    sys.path.remove(where)
             source = inspect.getsource(module).encode()
     except UsageError:
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # (a top level that calls sys.exit ends the load, not logtool)
         hint = (
             "name a .py file, or a module importable from here (its directory on PYTHONPATH)"
             if isinstance(e, ImportError) else "fix the module: loading it ran its top level"
@@ -1068,6 +1070,8 @@ def _typed_dumps(value: Any) -> str:
         if kind is Decimal:
             return {"$decimal": str(v)}
         if kind is dt.datetime:
+            if v.tzinfo is not None and not isinstance(v.tzinfo, dt.timezone):
+                raise TypeError(f"a datetime in zone {v.tzinfo} keeps only its offset in JSON (use a fixed offset or UTC)")
             return {"$datetime": v.isoformat()}
         if kind is dt.date:
             return {"$date": v.isoformat()}

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 # A number DuckDB's JSON functions would read through float64 and change: 16 or more digits, or
-# an exponent of three digits (1e-400 would become 0)
-LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[eE][-+]?[0-9]{3}"
+# an exponent of three digits or more (1e-400 would become 0), after a digit and before no letter
+# or digit (so that hardly any word in a string, a UUID's say, is taken for one)
+LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[0-9.][eE][-+]?[0-9]{3,}([^0-9a-zA-Z_]|$)"
 
 
 @dataclass
@@ -51,8 +52,10 @@ def decide(s: FieldStats) -> tuple[str, int, int]:
     if present <= {"int", "number", "special"}:
         if "special" in present or s.exponent:
             return ("json", 0, 0) if s.long else ("float64", 0, 0)  # float64 would round a long number
-        if present == {"int"}:  # int64, else decimal(38,0) whatever the digits (a stable schema)
-            return ("int64", 0, 0) if not s.out_of_range else ("decimal", 38, 0) if s.int_digits <= 38 else ("json", 0, 0)
+        if present == {"int"}:  # int64, else decimal(38,0) whatever the digits (a stable schema), decimal(76,0) past it
+            if not s.out_of_range:
+                return ("int64", 0, 0)
+            return ("decimal", 38, 0) if s.int_digits <= 38 else ("decimal", 76, 0) if s.int_digits <= 76 else ("json", 0, 0)
         precision = max(s.int_digits, 1) + s.scale
         # decimal128 to 38 digits, decimal256 to 76 (PostgreSQL's numeric(40,10) is a number too)
         return ("decimal", precision, s.scale) if precision <= 76 else ("json", 0, 0)

@@ -1317,6 +1317,13 @@ def test_cli_raw_file_mode_writes_into_a_pipe_and_refuses_stdin(tmp_path: Path) 
     assert r.code == 0, r.err
     assert fifo.is_fifo() and got and got[0].count(b"\n") < 174
     assert not list(tmp_path.glob(".*.tmp"))
+    # a link is written through, not replaced by a file
+    target, link = tmp_path / "target.jsonl", tmp_path / "link.jsonl"
+    target.write_text("")
+    link.symlink_to(target)
+    assert cli("compact", SHOP, "-o", link, "--key-field", "id", "--entity-field", "table", "--op-field", "op",
+               "--ts-field", "ts", "--data-field", "data", "--now", LATER).code == 0  # fmt: skip
+    assert link.is_symlink() and target.read_bytes() == got[0]
     # a raw log is read twice: stdin, which can be read once, is refused
     piped = cli("compact", "-", "-o", tmp_path / "out.jsonl", "--key-field", "id", input=SHOP.read_text())
     assert piped.code == 2 and "name a file, not stdin" in piped.err

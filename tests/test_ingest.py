@@ -1005,6 +1005,9 @@ def test_a_data_field_no_record_has_is_refused(
     tombstones = write_lines(tmp_path / "t.jsonl", ['{"id":1,"dd":null}', '{"id":2,"dd":null}'])
     r = cli("ingest", store, tombstones, "--key-field", "id", "--data-field", "dd")
     assert r.code == 0, r.err
+    # domain events may carry no body
+    events = write_lines(tmp_path / "e.jsonl", ['{"id":1,"type":"Closed"}'])
+    assert cli("ingest", store, events, "--key-field", "id", "--type-field", "type", "--data-field", "body").code == 0
     csv_file = tmp_path / "c.csv"
     csv_file.write_text("id,d\n1,x\n")
     r = cli("ingest", store, csv_file, "--key-field", "id", "--data-field", "dd")

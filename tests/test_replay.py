@@ -838,6 +838,10 @@ def test_a_decimal_of_39_to_76_digits_is_a_decimal256_column(store: Path, tmp_pa
     table = pq.read_table(parquet)
     assert table.schema.field("b").type == pa.decimal256(40, 10)
     assert table.column("b").to_pylist() == [Decimal(wide), Decimal("1.5")]
+    ints = tmp_path / "ints"
+    write_events(ints, [{"key": 1, "op": "insert", "data": '{"b":' + "1" * 40 + "}"}, {"key": 2, "op": "insert", "data": '{"b":5}'}])
+    (parquet,) = export_state(replay(ints), tmp_path / "ints_pq", "parquet")
+    assert pq.read_table(parquet).schema.field("b").type == pa.decimal256(76, 0)
     # and the store meets a dump of it exactly, whatever DuckDB reads
     dump = tmp_path / "dump.csv"
     dump.write_text(f"key,b\n1,{wide}\n2,1.50\n")
@@ -1366,6 +1370,10 @@ def test_a_package_in_the_working_directory_is_a_reducer_by_its_name(
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}} for _ in range(3)])
     monkeypatch.chdir(tmp_path)
     assert rows(replay(store, reducer="myreducers")) == {"a": {"n": 3}}
+    monkeypatch.chdir(store)  # named by its directory's path, from elsewhere
+    assert rows(replay(store, reducer=str(package))) == {"a": {"n": 3}}
+    assert rows(replay(store, reducer=str(package) + "/")) == {"a": {"n": 3}}
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "plain").mkdir()
     with pytest.raises(UsageError, match="is a directory, not a module"):
         replay(store, reducer="plain")
@@ -1375,6 +1383,24 @@ def test_a_change_among_domain_events_is_named_as_such_under_a_reducer(store: Pa
     module = write_module(tmp_path / "steps.py", 'REDUCERS = {"Step": lambda state, event: {"n": 1}}\n')
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}, {"key": "b", "op": "upsert", "data": {"v": 1}}])
     with pytest.raises(ReducerError, match=r"the event at offset 1 \(key b\) is a change \(upsert\), not a domain event"):
+        replay(store, reducer=str(module))
+
+
+def test_a_reducer_module_whose_top_level_exits_is_a_usage_error(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "quits.py", "import sys\nsys.exit(0)\n")
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
+    with pytest.raises(UsageError, match="failed to load: SystemExit"):
+        replay(store, reducer=str(module))
+
+
+def test_a_datetime_in_a_named_zone_is_refused_in_a_reducers_state(store: Path, tmp_path: Path) -> None:
+    # JSON keeps its offset, not its zone: a replay from a snapshot would differ from zero
+    module = write_module(tmp_path / "zoned.py", """
+        import datetime as dt, zoneinfo
+        REDUCERS = {"Step": lambda state, event: {"at": dt.datetime(2026, 3, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Lisbon"))}}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
+    with pytest.raises(ReducerError, match="a datetime in zone Europe/Lisbon keeps only its offset"):
         replay(store, reducer=str(module))
 
 

@@ -171,9 +171,9 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
                 raise UsageError(f"{target}: its directory {target.parent} does not exist", "create it, or write elsewhere")
             if target.is_dir():
                 raise UsageError(f"{target}: is a directory", "name a file to write, e.g. -o clean.jsonl")
-            if target.exists() and not target.is_file():
-                # a pipe, a device (/dev/null, /dev/stdout) or a process substitution: written to
-                # as it is, never replaced by a file
+            if target.is_symlink() or (target.exists() and not target.is_file()):
+                # a pipe, a device (/dev/null, /dev/stdout), a process substitution or a link:
+                # written to as it is, never replaced by a file
                 self.stream = open(target, "wb")  # noqa: SIM115
                 self.special = True
                 return self.stream
