@@ -997,8 +997,10 @@ def load_reducer(spec: str) -> ReducerModule:
 
 
 def _helper_sources(file: Path, home: Path, seen: set[Path]) -> bytes:
-    """The sources of the modules a module's import statements name that lie in ``home`` (its
-    directory), and of theirs, in the order found: what else decides what the reducers do."""
+    """The sources of the modules a module's import statements name that lie in ``home`` (the
+    reducer's directory, or its package's), and of theirs, in the order found: what else decides
+    what the reducers do. Relative imports are read from the importing module's package; absolute
+    ones from ``home`` and the directory above it (a package importing itself by name)."""
     import ast
 
     seen.add(file)
@@ -1006,22 +1008,29 @@ def _helper_sources(file: Path, home: Path, seen: set[Path]) -> bytes:
         tree = ast.parse(file.read_bytes())
     except (OSError, SyntaxError, ValueError):
         return b""
-    names = []
+    stems: list[Path] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
+            stems += [root.joinpath(*a.name.split(".")) for a in node.names for root in (home, home.parent)]
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            names += [base] if node.level == 0 else [f"{base}.{a.name}".strip(".") for a in node.names] + [base]
+            module = (node.module or "").split(".") if node.module else []
+            if node.level:
+                base = file.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                roots = [base]
+            else:
+                roots = [home, home.parent]
+            for root in roots:
+                stems.append(root.joinpath(*module))
+                stems += [root.joinpath(*module, a.name) for a in node.names]  # `from pkg import module`
     out = b""
-    for name in names:
-        if not name:
-            continue
-        stem = home.joinpath(*name.split("."))
+    for stem in stems:
         for found in (stem.with_suffix(".py"), stem / "__init__.py"):
-            if found.is_file() and found.resolve() not in seen:
-                out += b"\0" + name.encode() + b"\0" + found.read_bytes()
-                out += _helper_sources(found.resolve(), home, seen)
+            found = found.resolve() if found.is_file() else found
+            if found.is_file() and found.is_relative_to(home) and found not in seen:
+                out += b"\0" + str(found.relative_to(home)).encode() + b"\0" + found.read_bytes()
+                out += _helper_sources(found, home, seen)
     return out
 
 

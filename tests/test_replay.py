@@ -1358,6 +1358,15 @@ def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_
     assert load_reducer(str(module)).fingerprint == first  # the same, however often it is loaded
     (tmp_path / "rates.py").write_text("FACTOR = 10\n")
     assert load_reducer(str(module)).fingerprint != first
+    # in a package: relative imports from its modules' own packages, absolute ones by its name
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("from .sub import REDUCERS\n")
+    (package / "sub" / "__init__.py").write_text("from pkg.sub.rules import REDUCERS\n")
+    (package / "sub" / "rules.py").write_text('REDUCERS = {"Step": lambda state, event: {"n": 1}}\n')
+    before = load_reducer(str(package)).fingerprint
+    (package / "sub" / "rules.py").write_text('REDUCERS = {"Step": lambda state, event: {"n": 2}}\n')
+    assert load_reducer(str(package)).fingerprint != before
 
 
 def test_a_package_in_the_working_directory_is_a_reducer_by_its_name(
