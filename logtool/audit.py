@@ -843,7 +843,8 @@ def caveats(store: str | Path | Store, offsets: Iterable[int], field: str | None
                     "key's row whole in its latest event: the fields are credited to that event, and the changes "
                     "before it cannot be known"
                 )
-        elif op == "purge" and gaps and params.get("before_offset") is not None:
+        elif op == "purge" and gaps and params.get("before_offset") is not None and offs[0] <= max(b for _a, b in gaps):
+            # (the key's row is in the snapshot stored at the cut: a key whose events all come after has lost nothing)
             out.append(
                 f"the log's head up to offset {max(b for _a, b in gaps)} was dropped (commit {version}): the row "
                 "as it stood there is known, not the changes that made it"

@@ -476,6 +476,7 @@ def test_why_after_a_head_drop_says_the_changes_before_it_are_gone(cli: Any, sto
     logtool.purge(store, before_offset=90)
     run = cli("why", store, "42", "balance", "--value", "1250.40", "--entity", "public.customers")
     assert run.code == 1 and "the log's head up to offset 89 was dropped (commit 2)" in run.err
+    assert logtool.audit.caveats(store, [120, 130]) == []  # a key whose events all come after the cut lost nothing
 
 
 def test_stats_of_the_shop(cli: Any, stores: dict[str, Path], at_root: None) -> None:
