@@ -446,6 +446,31 @@ def test_parquet_nested_floats_and_wide_decimals(
     ]
 
 
+def test_parquet_values_duckdb_cannot_write_are_written_alike(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """A struct holding a float under an empty or case-twin member name, a map of floats, a
+    struct holding a wide decimal: written as DuckDB writes the rest (blobs, instants, maps)."""
+    f = tmp_path / "odd.parquet"
+    at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    blob_ts_map = [("b", pa.binary()), ("t", pa.timestamp("us", tz="UTC")), ("mm", pa.map_(pa.string(), pa.int64()))]
+    pq.write_table(pa.table({
+        "id": [1],
+        "s": pa.array([{"": 1.5, "x": 2}], pa.struct([("", pa.float64()), ("x", pa.int64())])),
+        "c": pa.array([{"A": 1.0, "a": float("nan")}], pa.struct([("A", pa.float64()), ("a", pa.float64())])),
+        "m": pa.array([[("k", float("nan")), ("j", 1.5)]], pa.map_(pa.string(), pa.float64())),
+        "w": pa.array([{"d": Decimal("1" * 40 + ".5"), "b": b"\xff\x01A", "t": at, "mm": [("k", 1)]}],
+                      pa.struct([("d", pa.decimal256(41, 1)), *blob_ts_map])),
+        "plain": pa.array([{"b": b"\xff\x01A", "t": at, "mm": [("k", 1)]}], pa.struct(blob_ts_map)),
+    }), f)  # fmt: skip
+    store = new_store("s")
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    data = json.loads(_events(query, store)[0]["data"], parse_float=Decimal)
+    assert data["s"] == {"": Decimal("1.5"), "x": 2} and data["c"] == {"A": Decimal("1.0"), "a": "NaN"}
+    assert data["m"] == {"k": "NaN", "j": Decimal("1.5")} and data["w"]["d"] == Decimal("1" * 40 + ".5")
+    assert {k: v for k, v in data["w"].items() if k != "d"} == data["plain"]
+
+
 def test_parquet_column_names_are_only_member_names(
     cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:

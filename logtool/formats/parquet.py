@@ -3,14 +3,14 @@ row by row through the field mapping, each row as a JSON object (its row number 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..engine import sql_ident, sql_string
 from ..errors import InputError
 from . import Format
-from .base import BATCH_ROWS, Mapping, Report, Source, dumps_exact
+from .base import BATCH_ROWS, Mapping, RawNumber, Report, Source, dumps_exact
 from .jsonl import RecordMapper
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         raise InputError(source.name, None, f"the table names column {twice[0]!r} twice", "give each column a name of its own")
     # Each column is read under a name of its own: its name in the file (empty, `t`, one that
     # differs from another only in case) is only the member name it gets.
-    if any(_wide_decimal(f) or _holds_wide_decimal(f.type) for f in fields):
+    if any(_wide_decimal(f) or _in_python(f.type) for f in fields):
         con.register("_parquet_rows", decimals_as_text(source.spec, positional=True))
         table, refs = "_parquet_rows", [f"c{i}" for i in range(len(fields))]
     else:  # DuckDB's names for the columns, made unique (it compares names without case)
@@ -86,38 +86,71 @@ def _wide_decimal(field: pa.Field) -> bool:
     return bool(pa.types.is_decimal(field.type) and field.type.precision > 38)
 
 
-def _holds_wide_decimal(typ: pa.DataType) -> bool:
-    """A list or struct (however nested) holding a decimal wider than 38 digits."""
+def _in_python(typ: pa.DataType) -> bool:
+    """A nested type DuckDB's JSON rendering would get wrong: holding a decimal wider than 38
+    digits (read as a double), a map holding a float or a decimal, or a struct holding a float
+    under a member name that is empty or another's but for case (DuckDB cannot name it)."""
     import pyarrow as pa
 
-    if pa.types.is_struct(typ):
-        return any(_wide_decimal(typ.field(i)) or _holds_wide_decimal(typ.field(i).type) for i in range(typ.num_fields))
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
-        return _wide_decimal(pa.field("", typ.value_type)) or _holds_wide_decimal(typ.value_type)
-    return False
+    def holds(t: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
+        if test(t):
+            return True
+        if pa.types.is_struct(t):
+            return any(holds(t.field(i).type, test) for i in range(t.num_fields))
+        if pa.types.is_map(t):
+            return holds(t.key_type, test) or holds(t.item_type, test)
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            return holds(t.value_type, test)
+        return False
+
+    def odd_struct(t: pa.DataType) -> bool:
+        if not pa.types.is_struct(t):
+            return False
+        names = [t.field(i).name.lower() for i in range(t.num_fields)]
+        return ("" in names or len(set(names)) < len(names)) and holds(t, pa.types.is_floating)
+
+    def odd_map(t: pa.DataType) -> bool:
+        return pa.types.is_map(t) and holds(t.item_type, lambda x: pa.types.is_floating(x) or pa.types.is_decimal(x))
+
+    def wide(t: pa.DataType) -> bool:
+        return bool(pa.types.is_decimal(t) and t.precision > 38)
+
+    return not wide(typ) and (holds(typ, wide) or holds(typ, odd_struct) or holds(typ, odd_map))
 
 
-def _as_json_text(column: pa.Array) -> pa.Array:
-    """A nested column holding wide decimals, each value as JSON text, the wide decimals marked
-    (in Python: such columns are rare)."""
+def _as_json_text(column: pa.Array, typ: pa.DataType) -> pa.Array:
+    """A nested column DuckDB would render wrongly, each value as JSON text written here, as
+    DuckDB writes what it can (wide decimals marked, NaN and infinities as strings)."""
+    import datetime as dt
     import math
 
     import pyarrow as pa
 
-    def plain(v: Any) -> Any:
-        if isinstance(v, Decimal):  # marked, as at the top level: DuckDB would read it as a double
-            return _WIDE_MARK + format(v, "f")
-        if isinstance(v, float) and not math.isfinite(v):
-            return "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, bytes | bool | int | float | str) or v is None:
-            return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-        return str(v)
+    def value(v: Any, t: pa.DataType) -> Any:
+        if v is None:
+            return None
+        if pa.types.is_decimal(t):
+            text = format(v, "f")
+            return _WIDE_MARK + text if t.precision > 38 else RawNumber(text)
+        if pa.types.is_floating(t):
+            return v if math.isfinite(v) else "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"
+        if pa.types.is_struct(t):
+            return {t.field(i).name: value(v.get(t.field(i).name), t.field(i).type) for i in range(t.num_fields)}
+        if pa.types.is_map(t):
+            return {str(k): value(x, t.item_type) for k, x in v}
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            return [value(x, t.value_type) for x in v]
+        if isinstance(v, bytes):  # as DuckDB writes a blob: printable ASCII, else \xHH
+            return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}" for b in v)
+        if isinstance(v, dt.datetime):
+            if v.tzinfo is not None:
+                return v.astimezone(dt.UTC).isoformat(sep=" ").replace("+00:00", "+00")
+            return v.isoformat(sep=" ")
+        if isinstance(v, dt.date | dt.time):
+            return v.isoformat()
+        return v if isinstance(v, bool | int | str) else str(v)
 
-    return pa.array([None if v is None else dumps_exact(plain(v)) for v in column.to_pylist()], pa.string())
+    return pa.array([None if v is None else dumps_exact(value(v, typ)) for v in column.to_pylist()], pa.string())
 
 
 def decimals_as_text(path: str, positional: bool = False) -> pa.RecordBatchReader:
@@ -128,7 +161,7 @@ def decimals_as_text(path: str, positional: bool = False) -> pa.RecordBatchReade
 
     file = pq.ParquetFile(path)
     schema = pa.schema([
-        pa.field(f"c{i}" if positional else f.name, pa.string() if _wide_decimal(f) or _holds_wide_decimal(f.type) else f.type)
+        pa.field(f"c{i}" if positional else f.name, pa.string() if _wide_decimal(f) or _in_python(f.type) else f.type)
         for i, f in enumerate(file.schema_arrow)
     ])  # fmt: skip
 
@@ -144,7 +177,7 @@ def decimals_as_text(path: str, positional: bool = False) -> pa.RecordBatchReade
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in file.iter_batches(BATCH_ROWS):
             yield pa.RecordBatch.from_arrays(
-                [text(c) if _wide_decimal(f) else _as_json_text(c) if _holds_wide_decimal(f.type) else c
+                [text(c) if _wide_decimal(f) else _as_json_text(c, f.type) if _in_python(f.type) else c
                  for c, f in zip(batch.columns, file.schema_arrow, strict=True)],
                 schema=schema,
             )
@@ -160,7 +193,7 @@ def _as_json_value(field: pa.Field, name: str) -> str:
     again."""
     if _wide_decimal(field):
         return f"{sql_string(_WIDE_MARK)} || {name}"
-    if _holds_wide_decimal(field.type):
+    if _in_python(field.type):
         return f"{name}::JSON"
     return _json_floats(field.type, name, 0)
 
