@@ -953,11 +953,17 @@ def load_reducer(spec: str) -> ReducerModule:
             added = home not in sys.path
             if added:
                 sys.path.insert(0, home)
+            before = set(sys.modules)
             try:
                 loader_spec.loader.exec_module(module)
             finally:
                 if added:
                     sys.path.remove(home)
+                # its helpers are its own: another reducer's helper of the same name must not be them
+                for name in set(sys.modules) - before:
+                    helper = getattr(sys.modules[name], "__file__", None)
+                    if name != module_name and helper and Path(helper).resolve().is_relative_to(home):
+                        del sys.modules[name]
             source = path.read_bytes()
         else:
             # importable from here: the working directory is searched too, as `python -m` would; a

@@ -1358,6 +1358,14 @@ def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_
     assert load_reducer(str(module)).fingerprint == first  # the same, however often it is loaded
     (tmp_path / "rates.py").write_text("FACTOR = 10\n")
     assert load_reducer(str(module)).fingerprint != first
+    # two reducers with helpers of one name each get their own
+    for name, n in (("one", 1), ("two", 2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "rules.py").write_text(f"N = {n}\n")
+        write_module(tmp_path / name / "red.py", 'from rules import N\nREDUCERS = {"Step": lambda state, event: {"n": N}}\n')
+    ones = load_reducer(str(tmp_path / "one" / "red.py")).reducers["Step"](None, {})
+    twos = load_reducer(str(tmp_path / "two" / "red.py")).reducers["Step"](None, {})
+    assert (ones, twos) == ({"n": 1}, {"n": 2})
     # in a package: relative imports from its modules' own packages, absolute ones by its name
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
