@@ -9,6 +9,7 @@ inside is a bad record, not the rest of the file taken in as one value.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -68,7 +69,9 @@ def physical_lines(stream: IO[bytes]) -> Iterator[bytes]:
         for piece in text:
             yield piece.encode("latin-1")
     finally:
-        text.detach()
+        # the stream stays the caller's to close (it may be closed already, the lines left unread)
+        with contextlib.suppress(ValueError):
+            text.detach()
 
 
 def _raw(lines: list[str]) -> bytes:
@@ -96,17 +99,17 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     mapper = RecordMapper(source, mapping, report, "csv")
     csv.field_size_limit(mapping.max_line_bytes)
     with source.open() as raw:
-        text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8", errors="surrogateescape", newline="")  # type: ignore[type-var]
+        text = (line.decode("utf-8", "surrogateescape") for line in physical_lines(io.BufferedReader(raw, 1 << 20)))  # type: ignore[type-var]
         consumed: list[str] = []  # the physical lines of the record being read, for quarantine
-        first = text.readline()
+        first = next(text, "")
 
-        def physical_lines() -> Iterator[str]:
+        def record_lines() -> Iterator[str]:
             for line in itertools.chain([first] if first else [], text):
                 consumed.append(line)
                 yield line
 
         delim = delimiter(first)
-        source_lines = physical_lines()
+        source_lines = record_lines()
         reader = csv.reader(source_lines, delimiter=delim)
         skipped = 0  # lines taken past the reader (the rest of a field over the limit)
         try:
