@@ -1281,10 +1281,13 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
             con.unregister(f"{view}_wide")
             source = f"{view}_rows"
     else:
-        delim = _csv_delimiter(spec)
-        # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string.
+        delim, names = _csv_header(spec)
+        # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string. The
+        # header's names are given (a row of another width is then an error naming its line).
+        given = (", auto_detect = false, strict_mode = true, columns = {"
+                 + ", ".join(f"{sql_string(n)}: 'VARCHAR'" for n in names) + "}") if names else ""  # fmt: skip
         source = (f"read_csv({path}, header = true, all_varchar = true, allow_quoted_nulls = false, "
-                  f"delim = {sql_string(delim)}, quote = '\"', escape = '\"')")  # fmt: skip
+                  f"delim = {sql_string(delim)}, quote = '\"', escape = '\"'{given})")  # fmt: skip
     con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
     try:
         columns = _columns(con, view)
@@ -1293,30 +1296,34 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
     return _Table(str(spec), view, columns, untyped=kind == "csv", untyped_columns=frozenset(wide))
 
 
-def _csv_delimiter(spec: Any) -> str:
+def _csv_header(spec: Any) -> tuple[str, list[str] | None]:
     """A CSV dump's delimiter, read from its header as ingest reads it (a comma, else semicolons,
-    tabs or pipes). A header naming a column twice is refused, as ingest refuses it: DuckDB would
-    rename one, to a column that is not in the file."""
+    tabs or pipes), and its column names where DuckDB can be given them (None: let it find them).
+    A header naming a column twice is refused, as ingest refuses it: DuckDB would rename one, to a
+    column that is not in the file."""
     import csv
     import gzip
 
     from .formats.csv import delimiter
 
     if str(spec).lower().endswith(".zst"):
-        return ","  # DuckDB reads it; its header is not looked at here
+        return ",", None  # DuckDB reads it; its header is not looked at here
     opener = gzip.open if str(spec).lower().endswith(".gz") else open
     try:
         with opener(spec, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
             first = f.readline()
     except OSError:
-        return ","  # not readable: said where it is read
+        return ",", None  # not readable: said where it is read
+    if not first.strip():
+        raise InputError(str(spec), 1, "the file is empty: no header names its columns", "dump the table with its header")
     delim = delimiter(first)
     names = [h.strip() for h in next(csv.reader([first], delimiter=delim), [])]
     repeated = sorted({h for h in names if names.count(h) > 1})
     if repeated:
         raise InputError(str(spec), 1, f"the header names column {repeated[0]!r} more than once",
                          "give every column its own name")  # fmt: skip
-    return delim
+    plain = all(names) and len({n.lower() for n in names}) == len(names)
+    return delim, names if plain else None
 
 
 def _store_keys(store: Store, entity: str) -> tuple[str, ...]:
@@ -1568,6 +1575,15 @@ def diff(
 
         if (damage := damaged_store(e)) is not None:
             raise damage from e
+        text = str(e)
+        if "CSV Error on Line" in text:  # which file, which line, what is wrong
+            lines = text.splitlines()
+            where = next((ln.split("=", 1)[1].strip() for ln in lines if ln.strip().startswith("file =")), "a CSV dump")
+            line = lines[0].rsplit(" ", 1)[-1]
+            what = next((ln.strip() for ln in lines if ln.startswith("Expected Number of Columns")), lines[0])
+            raise InputError(where, int(line) if line.isdigit() else None, what.replace("Expected Number of Columns: ",
+                             "expected ").replace(" Found: ", " fields, found "),
+                             "every row of a dump has the header's fields") from None  # fmt: skip
         raise UsageError(f"comparison failed: {_first_line(e)}", "check that both sides are readable") from None
 
 

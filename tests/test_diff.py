@@ -747,6 +747,19 @@ def test_postgresql_arrays_in_a_csv_dump_meet_json_arrays(tmp_path: Path) -> Non
     assert [f["field"] for f in result.examples[0]["fields"]] == ["tags", "nums", "flags"]
 
 
+def test_a_csv_dump_with_a_row_of_another_width_or_no_header_is_named_with_its_line(cli: Cli, tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("id,v\n1,a\n2,b\n")
+    wide = tmp_path / "wide.csv"
+    wide.write_text("id,v\n1,a,extra\n2,b\n")
+    r = cli("diff", wide, good, "--key-column", "id")
+    assert r.code == 2 and r.errors() == [f"error: {wide}:2: expected 2 fields, found 3"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    r = cli("diff", empty, good, "--key-column", "id")
+    assert r.code == 2 and r.errors() == [f"error: {empty}:1: the file is empty: no header names its columns"]
+
+
 def test_logs_that_differ_only_in_order_list_the_divergence(cli: Cli, tmp_path: Path) -> None:
     events = _events()[:10]
     a = _store(tmp_path, "a", events)
