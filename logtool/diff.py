@@ -248,6 +248,8 @@ def _pg_array(text: str) -> Norm | None:
 
 def _untyped_equal(word: str, other: Norm) -> bool:
     """An array element of no written type against a value: equal where it is written alike."""
+    if word == "{}" and other in (("o", ()), ("l", ())):
+        return True
     if other[0] in ("u", "s"):
         return bool(word == other[1])
     if other[0] == "n":
@@ -265,6 +267,8 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     if mode in typed:
         return typed[mode](text) or ("s", text)
     if domain == "json":
+        if mode == "t" and text.strip() == "{}":
+            return ("u", "{}")  # untyped: an empty object, or PostgreSQL's empty array
         return _parsed_json(text) or _pg_array(text) or ("s", text)
     if domain == "number":
         return _number(text) or ("s", text)

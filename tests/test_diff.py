@@ -742,6 +742,10 @@ def test_postgresql_arrays_in_a_csv_dump_meet_json_arrays(tmp_path: Path) -> Non
     dump = tmp_path / "t.csv"
     dump.write_text('id,tags,nums,grid,flags\n1,"{vip,""x y"",NULL}","{1,2}","{{1,2},{3,4}}",{t}\n')
     assert logtool.diff(store, dump, key_columns=["id"]).same
+    empty = _store(tmp_path, "empty", [{"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 1,
+                                         "data": {"id": 1, "tags": [], "doc": {}}}])  # fmt: skip
+    (tmp_path / "e.csv").write_text("id,tags,doc\n1,{},{}\n")
+    assert logtool.diff(empty, tmp_path / "e.csv", key_columns=["id"]).same  # `{}`: an empty array, or object
     dump.write_text('id,tags,nums,grid,flags\n1,"{vip,""x z"",NULL}","{1,3}","{{1,2},{3,4}}",{f}\n')
     result = logtool.diff(store, dump, key_columns=["id"])
     assert [f["field"] for f in result.examples[0]["fields"]] == ["tags", "nums", "flags"]
