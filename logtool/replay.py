@@ -977,7 +977,9 @@ def load_reducer(spec: str) -> ReducerModule:
             finally:
                 if added:
                     sys.path.remove(where)
-            source = inspect.getsource(module).encode()
+            # its file's bytes, as when it is named by its path (the same fingerprint either way)
+            file = getattr(module, "__file__", None)
+            source = Path(file).read_bytes() if file and Path(file).is_file() else inspect.getsource(module).encode()
     except UsageError:
         raise
     except (Exception, SystemExit) as e:  # (a top level that calls sys.exit ends the load, not logtool)

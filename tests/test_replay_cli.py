@@ -268,6 +268,26 @@ def test_snapshot_every_with_a_reducer_takes_the_reducers_snapshots(cli: Any, tm
     assert broken.code == 2 and Store.open(store).state().config["snapshot_reducer"] == str(BANK_REDUCERS.resolve())
 
 
+def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_its_file(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a later ingest run from elsewhere still finds it; a replay naming it either way uses the snapshot
+    shutil.copy(BANK_REDUCERS, tmp_path / "bank_rules.py")
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    monkeypatch.chdir(tmp_path)
+    run = cli("snapshot", store, "--every", "10", "--reducer", "bank_rules")
+    assert run.code == 0 and f"with reducer {(tmp_path / 'bank_rules.py').resolve()}" in run.err
+    monkeypatch.chdir(SAMPLES)
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"ts": "2026-03-02T00:00:00Z", "stream": "account", "account_id": "acc-1001", "type": "AccountClosed", '
+                    '"version": 1, "body": {}}\n' * 1)  # fmt: skip
+    ingest(store, [str(more)], mapping=BANK_MAPPING)
+    assert Store.open(store).state().of_kind("snapshot") != []
+    monkeypatch.chdir(tmp_path)
+    assert replay(store, reducer="bank_rules").snapshot is not None
+
+
 def test_a_stale_snapshot_is_a_warning_on_stderr(cli: Any, bank: Path, tmp_path: Path) -> None:
     store = tmp_path / "bank"
     shutil.copytree(bank, store)
