@@ -116,9 +116,10 @@ class FileResult:
     redacted: int = 0
     unreadable: int = 0  # records the reader could not map (judged on their raw text)
     unreadable_kept: int = 0  # unreadable records that mention the key but could not be redacted
+    entities: set[str] = field(default_factory=set)  # the entities its records were read as
 
     def summary(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "entities"}
 
 
 def format_ranges(ranges: list[list[int]]) -> str:
@@ -1615,6 +1616,8 @@ def _filter_records(
             positions = pa.array(np.arange(position, position + batch.num_rows, dtype=np.int64))
             position += batch.num_rows
             _events_of(con, batch.set_column(batch.schema.get_field_index("offset"), "offset", positions))
+            if sel.entity is not None and len(result.entities) < 100:
+                result.entities.update(e for (e,) in con.execute("SELECT DISTINCT entity FROM events").fetchall() if e)
             lines = con.execute(f"SELECT source.line FROM events WHERE {cond}").fetchall()
             matched.update(int(r[0]) for r in lines)
             last = batch.column("source").field("line")[-1].as_py()

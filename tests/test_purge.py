@@ -914,6 +914,10 @@ def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
     run = cli("purge", log_file, "--key", "b-100", "--key-field", "id", "--entity-field", "table")
     assert run.code == 0 and len(run.out.splitlines()) == len(EVENTS) + len(BROKEN) - 2
     assert cli("purge", log_file, "--key", "x", "-o", log_file).code == 2
+    # an entity no record is of: said, with the file's entities
+    mistyped = cli("purge", log_file, "--key", "b-100", "--entity", "user", "--key-field", "id", "--entity-field", "table",
+                   "-o", tmp_path / "none2.jsonl")  # fmt: skip
+    assert mistyped.code == 0 and "no record of" in mistyped.err and "is of entity 'user'; its entities: 'orders', 'users'" in mistyped.err
     # an erasure that could match nothing is refused, not done with nothing removed
     keyless = cli("purge", log_file, "--key", PERSON["key"], "-o", tmp_path / "none.jsonl")
     assert keyless.code == 2 and "--key needs --key-field in raw-file mode" in keyless.err

@@ -118,7 +118,7 @@ def purge_command(
         with console.progress("purge") as update:
             res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
                              progress=update)  # fmt: skip
-        _file_report(res, dry_run)
+        _file_report(res, dry_run, entity)
         return
 
     def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
@@ -186,7 +186,7 @@ def redact_command(
                 target, sink, field, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
                 progress=update,
             )  # fmt: skip
-        _file_report(res, dry_run)
+        _file_report(res, dry_run, entity)
         return
 
     def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
@@ -290,7 +290,11 @@ class _Discard:
         return None
 
 
-def _file_report(res: FileResult, dry_run: bool) -> None:
+def _file_report(res: FileResult, dry_run: bool, entity: str | None = None) -> None:
+    if entity is not None and res.entities and entity not in res.entities:  # a name mistyped, or the file's own
+        known = sorted(res.entities)
+        console.warn(f"no record of {res.file} is of entity {entity!r}; its entities: "
+                     f"{', '.join(map(repr, known[:10]))}{', ...' if len(known) > 10 else ''}")  # fmt: skip
     done = res.removed if res.operation == "purge" else res.redacted
     verb = "removed" if res.operation == "purge" else "redacted"
     where = "" if dry_run else f" -> {res.output}"
