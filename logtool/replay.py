@@ -934,6 +934,9 @@ class ReducerModule:
     fingerprint: str
 
 
+_HELPER_HOMES: dict[str, str] = {}  # module name -> the directory of the reducer whose helper it is
+
+
 def load_reducer(spec: str) -> ReducerModule:
     """Load a reducer module from a file path or an importable name."""
     path = Path(spec)
@@ -953,17 +956,22 @@ def load_reducer(spec: str) -> ReducerModule:
             added = home not in sys.path
             if added:
                 sys.path.insert(0, home)
+            # its helpers are its own: another reducer's helper of the same name, loaded before
+            # from elsewhere, must not stand in for them (its own stay loaded, for later imports)
+            for name, where in list(_HELPER_HOMES.items()):
+                if where != home:
+                    sys.modules.pop(name, None)
+                    del _HELPER_HOMES[name]
             before = set(sys.modules)
             try:
                 loader_spec.loader.exec_module(module)
             finally:
                 if added:
                     sys.path.remove(home)
-                # its helpers are its own: another reducer's helper of the same name must not be them
                 for name in set(sys.modules) - before:
                     helper = getattr(sys.modules[name], "__file__", None)
                     if name != module_name and helper and Path(helper).resolve().is_relative_to(home):
-                        del sys.modules[name]
+                        _HELPER_HOMES[name] = home
             source = path.read_bytes()
         else:
             # importable from here: the working directory is searched too, as `python -m` would; a

@@ -1366,6 +1366,17 @@ def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_
     ones = load_reducer(str(tmp_path / "one" / "red.py")).reducers["Step"](None, {})
     twos = load_reducer(str(tmp_path / "two" / "red.py")).reducers["Step"](None, {})
     assert (ones, twos) == ({"n": 1}, {"n": 2})
+    # a helper imported again inside a reducer, as it runs, is still there
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "rates.py").write_text("N = 3\n")
+    write_module(tmp_path / "three" / "red.py", """
+        import rates
+        def step(state, event):
+            import rates as again
+            return {"n": again.N}
+        REDUCERS = {"Step": step}
+    """)
+    assert load_reducer(str(tmp_path / "three" / "red.py")).reducers["Step"](None, {}) == {"n": 3}
     # in a package: relative imports from its modules' own packages, absolute ones by its name
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
