@@ -62,7 +62,7 @@ RAW_FORMATS = ("jsonl", "csv")
 Progress = Callable[[int, int | None], None]
 Pair = tuple[str | None, str]  # (entity or None for any entity, key)
 Span = tuple[int | None, int | None]  # (after, up to and including) offsets; None: unbounded
-Move = tuple[int, str, str, str | None]  # (position, entity, key, prev_key)
+Move = tuple[int, str, str | None, str | None]  # (position, entity, key, prev_key)
 
 
 # --------------------------------------------------------------------------- results
@@ -246,7 +246,7 @@ class Selection:
     identities: set[Pair] = field(default_factory=set)  # resolved from key
     # an earlier identity is the row's only from the end of the row before it there up to the event
     # that moved it away: an earlier or a later row at that key is another row (offset bounds)
-    spans: dict[Pair, Span] = field(default_factory=dict)
+    spans: dict[Pair, list[Span]] = field(default_factory=dict)
 
     @property
     def keys(self) -> set[str]:
@@ -264,8 +264,8 @@ class Selection:
                 open_keys = [k for k in keys if (ent, k) not in self.spans]
                 listing = ", ".join(sql_string(k) for k in open_keys)
                 matches = [f"(key IN ({listing}) OR prev_key IN ({listing}))"] if open_keys else []
-                matches += [f"((key = {sql_string(k)} OR prev_key = {sql_string(k)}){_span_condition(self.spans[ent, k])})"
-                            for k in keys if (ent, k) in self.spans]  # fmt: skip
+                matches += [f"((key = {sql_string(k)} OR prev_key = {sql_string(k)}){_span_condition(span)})"
+                            for k in keys if (ent, k) in self.spans for span in self.spans[ent, k]]  # fmt: skip
                 match = "(" + " OR ".join(matches) + ")"
                 alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
             if key_alt:
@@ -278,27 +278,31 @@ class Selection:
         return " AND ".join(parts) if parts else "TRUE"
 
 
-def resolve_identities(
-    key: str, entity: str | None, moves: Callable[[dict[Pair, Span]], dict[Pair, Span]]
-) -> tuple[set[Pair], dict[Pair, Span]]:
-    """A key and every key its row had before, transitively (a key change keeps the row), with the
-    positions between which each earlier key was the row's: after the row before it there ended
-    (moved away or was deleted), up to the row's own move away from it.
+Stint = tuple[Pair, Span]  # a row's time at one key: (entity, key) and its offsets there
 
-    ``moves(spans)`` gives, of the events whose (entity, key) is one of ``spans`` (an entity of None
-    matches any), within the pair's span (None: any), that carry a previous key:
-    ``(entity, prev_key) -> (since, until)``. A row that was at a key before, or moved into it
-    later, is another row.
+
+def resolve_identities(
+    key: str, entity: str | None, moves: Callable[[Stint], list[Stint]]
+) -> tuple[set[Pair], dict[Pair, list[Span]]]:
+    """A key and every key its row had before, transitively (a key change keeps the row), with the
+    spans of offsets over which each was the row's: after the row before it there ended (moved
+    away, was deleted or truncated), up to the row's own move away from it. A row that moves back
+    to a key it held has a span there for each time.
+
+    ``moves(stint)`` gives, for each event within the stint that moved the row to its key, the
+    stint the row had at its previous key. A row that was at a key before, or moved into it later,
+    is another row.
     """
-    found: set[Pair] = {(entity, key)}
-    spans: dict[Pair, Span] = {}
-    frontier: dict[Pair, Span] = {(entity, key): (None, None)}
+    start: Stint = ((entity, key), (None, None))
+    seen = {start}
+    frontier = [start]
     while frontier:
-        new = {p: span for p, span in moves(frontier).items() if p not in found and (None, p[1]) not in found}
-        found |= set(new)
-        spans.update(new)
-        frontier = dict(new)
-    return found, spans
+        frontier = [earlier for stint in frontier for earlier in moves(stint) if earlier not in seen]
+        seen |= set(frontier)
+    spans: dict[Pair, list[Span]] = {}
+    for pair, span in sorted(seen - {start}, key=lambda s: (s[0][0] or "", s[0][1], s[1][1] or 0)):
+        spans.setdefault(pair, []).append(span)
+    return {pair for pair, _ in seen}, spans
 
 
 def _span_condition(span: Span) -> str:
@@ -306,29 +310,23 @@ def _span_condition(span: Span) -> str:
     return (f' AND "offset" > {since}' if since is not None else "") + (f' AND "offset" <= {until}' if until is not None else "")
 
 
-def _pairs_condition(pairs: dict[Pair, Span]) -> str:
-    alts = []
-    for (ent, k), span in sorted(pairs.items(), key=lambda p: (p[0][0] or "", p[0][1])):
-        match = f"key = {sql_string(k)}" + _span_condition(span)
-        alts.append(match if ent is None else f"(entity = {sql_string(ent)} AND {match})")
-    return " OR ".join(alts)
-
-
-def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[dict[Pair, Span]], dict[Pair, Span]]:
-    def moves(pairs: dict[Pair, Span]) -> dict[Pair, Span]:
-        rows = con.execute(
-            f"""SELECT entity, prev_key, max("offset") FROM events
-                WHERE prev_key IS NOT NULL AND prev_key <> key AND ({_pairs_condition(pairs)}) GROUP BY ALL"""
-        ).fetchall()
-        out: dict[Pair, Span] = {}
-        for e, pk, at in rows:
-            # the row before this one at the earlier key ended there before it: moved away, or deleted
+def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[Stint], list[Stint]]:
+    def moves(stint: Stint) -> list[Stint]:
+        (ent, k), span = stint
+        where = f"key = {sql_string(k)}" + _span_condition(span) + (f" AND entity = {sql_string(ent)}" if ent is not None else "")
+        out: list[Stint] = []
+        for e, pk, at in con.execute(
+            f"""SELECT entity, prev_key, "offset" FROM events
+                WHERE prev_key IS NOT NULL AND prev_key <> key AND {where} ORDER BY "offset" """
+        ).fetchall():
+            # the row before it at the earlier key ended there before: moved away, deleted, truncated
             (since,) = con.execute(
                 f"""SELECT max("offset") FROM events WHERE entity = $1 AND "offset" < {int(at)}
-                    AND ((prev_key = $2 AND key IS DISTINCT FROM $2) OR (key = $2 AND (op = 'delete' OR data IS NULL)))""",
+                    AND ((prev_key = $2 AND key IS DISTINCT FROM $2) OR (key = $2 AND (op = 'delete' OR data IS NULL))
+                         OR op = 'truncate')""",
                 [e, pk],
             ).fetchall()[0]
-            out[e, pk] = (since, at)
+            out.append(((e, pk), (since, at)))
         return out
 
     return moves
@@ -1496,17 +1494,16 @@ def _raw(
     if key is not None:
         edges, ends_at = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else ([], [])
 
-        def moves(pairs: dict[Pair, Span]) -> dict[Pair, Span]:
-            found: dict[Pair, Span] = {}
+        def moves(stint: Stint) -> list[Stint]:
+            (ent, key_), (since, until) = stint
+            found: list[Stint] = []
             for at, e, k, pk in edges:
-                if pk is None:
+                if pk is None or k != key_ or (ent is not None and e != ent):
                     continue
-                for pair in ((e, k), (None, k)):
-                    since, until = pairs.get(pair, (None, None))
-                    if pair in pairs and (since is None or at > since) and (until is None or at <= until):
-                        ends = [p for p, e2, k2, pk2 in edges + ends_at
-                                if p < at and e2 == e and ((pk2 == pk and k2 != pk) or (k2 == pk and pk2 is None))]
-                        found[e, pk] = (max(ends, default=None), at)
+                if (since is None or at > since) and (until is None or at <= until):
+                    ends = [p for p, e2, k2, pk2 in edges + ends_at
+                            if p < at and e2 == e and ((pk2 == pk and k2 != pk) or (k2 in (pk, None) and pk2 is None))]
+                    found.append(((e, pk), (max(ends, default=None), at)))
             return found
 
         sel.identities, sel.spans = resolve_identities(key, entity, moves)
@@ -1540,8 +1537,8 @@ def _file_moves(path: str, fmt: Any, mapping: Mapping) -> tuple[list[Move], list
             if columns[1][i] is not None:
                 edges.append((first + i, columns[0][i], columns[1][i], columns[2][i]))
         for i, (op, data) in enumerate(zip(columns[3], columns[4], strict=True)):
-            if op == "delete" or data is None:
-                ends.append((first + i, columns[0][i], columns[1][i], None))
+            if op in ("delete", "truncate") or data is None:  # (a truncate: key None, every key)
+                ends.append((first + i, columns[0][i], None if op == "truncate" else columns[1][i], None))
         first += batch.num_rows
     return edges, ends
 

@@ -279,6 +279,27 @@ def test_an_earlier_key_is_followed_back_only_over_the_rows_own_time_there(tmp_p
     assert [json.loads(line)["data"]["v"] for line in out.read_text().splitlines()] == ["A1", "A2"]
 
 
+def test_a_row_that_moves_back_to_a_key_it_held_is_followed_over_each_time_there(tmp_path: Path) -> None:
+    lines = [
+        {"id": "B", "op": "insert", "data": {"name": "alice", "ssn": "111"}},
+        {"id": "C", "prev": "B", "op": "update", "data": {"name": "alice2"}},
+        {"id": "B", "prev": "C", "op": "update", "data": {"name": "alice3"}},
+        {"id": "C", "prev": "B", "op": "update", "data": {"name": "alice4"}},
+        {"id": "Z", "op": "insert", "data": {"name": "other"}},
+        {"op": "truncate"},  # ends every row of t: the row inserted at B after it is another
+        {"id": "B", "op": "insert", "data": {"name": "bob"}},
+        {"id": "D", "prev": "B", "op": "update", "data": {"name": "bob2"}},
+    ]
+    src = tmp_path / "e.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    ingest(tmp_path / "s", [str(src)], mapping=_SWAP_MAPPING)
+    assert purge(tmp_path / "s", key="C", dry_run=True).offsets == [[0, 3]]
+    assert purge(tmp_path / "s", key="D", dry_run=True).offsets == [[6, 7]]
+    out = tmp_path / "clean.jsonl"
+    assert purge_file(src, out, key="C", mapping=_SWAP_MAPPING).removed == 4
+    assert purge_file(src, out, key="D", mapping=_SWAP_MAPPING).removed == 2
+
+
 def test_purge_entity_and_where_are_anded(store: Path) -> None:
     res = purge(store, entity="orders", where="op = 'patch'")
     assert res.offsets == [[9, 9], [15, 15]]
