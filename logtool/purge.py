@@ -1375,7 +1375,7 @@ def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
     """CSV records with their exact bytes, numbered and bounded as the CSV reader of ingest
     numbers and bounds them: a line ends at \\n, \\r\\n or a bare \\r, and a quoted field over the
     limit runs on to the line that closes it."""
-    from .formats.csv import _scan, physical_lines
+    from .formats.csv import _scan, field_size_limit, physical_lines
 
     taken: list[bytes] = []
 
@@ -1384,32 +1384,32 @@ def _csv_records(stream: IO[bytes], max_field: int) -> Iterator[_Rec]:
             taken.append(raw)
             yield raw.decode("utf-8", "surrogateescape")
 
-    csv.field_size_limit(max_field)
-    read = lines()
-    first = next(read, None)
-    if first is None:
-        return
-    sep = delimiter(first)
-    source = itertools.chain([first], read)
-    reader = csv.reader(source, delimiter=sep)
-    skipped = 0
-    while True:
-        start = reader.line_num + skipped + 1
-        try:
-            row: list[str] | None = next(reader)
-        except StopIteration:
-            break
-        except csv.Error:
-            row = None
-            if _scan(b"".join(taken).decode("utf-8", "surrogateescape"), sep)[1]:
-                for line in source:
-                    skipped += 1
-                    if line.count('"') % 2:
-                        break
-        yield _Rec(start, b"".join(taken), row, sep)
-        taken.clear()
-    if taken:
-        yield _Rec(reader.line_num + skipped + 1, b"".join(taken), None, sep)
+    with field_size_limit(max_field):
+        read = lines()
+        first = next(read, None)
+        if first is None:
+            return
+        sep = delimiter(first)
+        source = itertools.chain([first], read)
+        reader = csv.reader(source, delimiter=sep)
+        skipped = 0
+        while True:
+            start = reader.line_num + skipped + 1
+            try:
+                row: list[str] | None = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                row = None
+                if _scan(b"".join(taken).decode("utf-8", "surrogateescape"), sep)[1]:
+                    for line in source:
+                        skipped += 1
+                        if line.count('"') % 2:
+                            break
+            yield _Rec(start, b"".join(taken), row, sep)
+            taken.clear()
+        if taken:
+            yield _Rec(reader.line_num + skipped + 1, b"".join(taken), None, sep)
 
 
 # --------------------------------------------------------------------------- raw files

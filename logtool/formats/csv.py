@@ -60,6 +60,24 @@ def _scan(record: str, delim: str) -> tuple[set[int], bool]:
         return empty, False
 
 
+_LIMIT_USERS: list[int] = []  # the field limit the process had before the readers now reading set theirs
+
+
+@contextlib.contextmanager
+def field_size_limit(limit: int) -> Iterator[None]:
+    """The csv module's field limit (a setting of the whole process) while reading; the one before
+    once the last reader is done (readers run interleaved, as generators)."""
+    before = csv.field_size_limit(limit)
+    _LIMIT_USERS.append(before)
+    try:
+        yield
+    finally:
+        first = _LIMIT_USERS[0]
+        _LIMIT_USERS.pop()
+        if not _LIMIT_USERS:
+            csv.field_size_limit(first)
+
+
 def physical_lines(stream: IO[bytes]) -> Iterator[bytes]:
     """A CSV file's lines as its reader takes them (ending at \\n, \\r\\n or a bare \\r), each
     with its exact bytes."""
@@ -97,8 +115,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     import pyarrow as pa
 
     mapper = RecordMapper(source, mapping, report, "csv")
-    csv.field_size_limit(mapping.max_line_bytes)
-    with source.open() as raw:
+    with field_size_limit(mapping.max_line_bytes), source.open() as raw:
         text = (line.decode("utf-8", "surrogateescape") for line in physical_lines(io.BufferedReader(raw, 1 << 20)))  # type: ignore[type-var]
         consumed: list[str] = []  # the physical lines of the record being read, for quarantine
         first = next(text, "")
