@@ -57,7 +57,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         raise InputError(source.name, None, f"the table names column {twice[0]!r} twice", "give each column a name of its own")
     # Each column is read under a name of its own: its name in the file (empty, `t`, one that
     # differs from another only in case) is only the member name it gets.
-    if any(_wide_decimal(f) or _in_python(f.type) for f in fields):
+    if any(_is_wide(f.type) or _in_python(f.type) for f in fields):
         con.register("_parquet_rows", decimals_as_text(source.spec, positional=True))
         table, refs = "_parquet_rows", [f"c{i}" for i in range(len(fields))]
     else:  # DuckDB's names for the columns, made unique (it compares names without case)
@@ -80,42 +80,44 @@ _WIDE_MARK = "\x02decimal:"  # a wide decimal's text, marked, until it becomes a
 _WIDE_UNMARK = r'"\\u0002decimal:(-?[0-9][-+.0-9eE]*)"'
 
 
-def _wide_decimal(field: pa.Field) -> bool:
+def _holds(typ: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
+    """The type, or a list, struct or map type (however nested) holding one, passes the test."""
     import pyarrow as pa
 
-    return bool(pa.types.is_decimal(field.type) and field.type.precision > 38)
+    if test(typ):
+        return True
+    if pa.types.is_struct(typ):
+        return any(_holds(typ.field(i).type, test) for i in range(typ.num_fields))
+    if pa.types.is_map(typ):
+        return _holds(typ.key_type, test) or _holds(typ.item_type, test)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _holds(typ.value_type, test)
+    return False
+
+
+def _is_wide(typ: pa.DataType) -> bool:
+    """A decimal wider than DuckDB's 38 digits (DuckDB reads it as a double)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_decimal(typ) and typ.precision > 38)
 
 
 def _in_python(typ: pa.DataType) -> bool:
     """A nested type DuckDB's JSON rendering would get wrong: holding a decimal wider than 38
-    digits (read as a double), a map holding a float or a decimal, or a struct holding a float
-    under a member name that is empty or another's but for case (DuckDB cannot name it)."""
+    digits, a map holding a float or a decimal, or a struct holding a float under a member name
+    that is empty or another's but for case (DuckDB cannot name it)."""
     import pyarrow as pa
-
-    def holds(t: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
-        if test(t):
-            return True
-        if pa.types.is_struct(t):
-            return any(holds(t.field(i).type, test) for i in range(t.num_fields))
-        if pa.types.is_map(t):
-            return holds(t.key_type, test) or holds(t.item_type, test)
-        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-            return holds(t.value_type, test)
-        return False
 
     def odd_struct(t: pa.DataType) -> bool:
         if not pa.types.is_struct(t):
             return False
         names = [t.field(i).name.lower() for i in range(t.num_fields)]
-        return ("" in names or len(set(names)) < len(names)) and holds(t, pa.types.is_floating)
+        return ("" in names or len(set(names)) < len(names)) and _holds(t, pa.types.is_floating)
 
     def odd_map(t: pa.DataType) -> bool:
-        return pa.types.is_map(t) and holds(t.item_type, lambda x: pa.types.is_floating(x) or pa.types.is_decimal(x))
+        return pa.types.is_map(t) and _holds(t.item_type, lambda x: pa.types.is_floating(x) or pa.types.is_decimal(x))
 
-    def wide(t: pa.DataType) -> bool:
-        return bool(pa.types.is_decimal(t) and t.precision > 38)
-
-    return not wide(typ) and (holds(typ, wide) or holds(typ, odd_struct) or holds(typ, odd_map))
+    return not _is_wide(typ) and (_holds(typ, _is_wide) or _holds(typ, odd_struct) or _holds(typ, odd_map))
 
 
 def _as_json_text(column: pa.Array, typ: pa.DataType) -> pa.Array:
@@ -161,7 +163,7 @@ def decimals_as_text(path: str, positional: bool = False) -> pa.RecordBatchReade
 
     file = pq.ParquetFile(path)
     schema = pa.schema([
-        pa.field(f"c{i}" if positional else f.name, pa.string() if _wide_decimal(f) or _in_python(f.type) else f.type)
+        pa.field(f"c{i}" if positional else f.name, pa.string() if _is_wide(f.type) or _in_python(f.type) else f.type)
         for i, f in enumerate(file.schema_arrow)
     ])  # fmt: skip
 
@@ -177,7 +179,7 @@ def decimals_as_text(path: str, positional: bool = False) -> pa.RecordBatchReade
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in file.iter_batches(BATCH_ROWS):
             yield pa.RecordBatch.from_arrays(
-                [text(c) if _wide_decimal(f) else _as_json_text(c, f.type) if _in_python(f.type) else c
+                [text(c) if _is_wide(f.type) else _as_json_text(c, f.type) if _in_python(f.type) else c
                  for c, f in zip(batch.columns, file.schema_arrow, strict=True)],
                 schema=schema,
             )
@@ -191,7 +193,7 @@ def _as_json_value(field: pa.Field, name: str) -> str:
     and structs too), as every other reader writes them (the typed export reads them back as
     floats). A decimal wider than DuckDB's 38 digits arrives as text, marked to become a number
     again."""
-    if _wide_decimal(field):
+    if _is_wide(field.type):
         return f"{sql_string(_WIDE_MARK)} || {name}"
     if _in_python(field.type):
         return f"{name}::JSON"
@@ -201,7 +203,7 @@ def _as_json_value(field: pa.Field, name: str) -> str:
 def _json_floats(typ: pa.DataType, expr: str, depth: int) -> str:
     import pyarrow as pa
 
-    if not _holds_float(typ):
+    if not _holds(typ, pa.types.is_floating):
         return expr
     if pa.types.is_floating(typ):
         return (
@@ -216,19 +218,6 @@ def _json_floats(typ: pa.DataType, expr: str, depth: int) -> str:
         return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({parts}) END"
     element = f"x{depth}"
     return f"list_transform({expr}, lambda {element}: {_json_floats(typ.value_type, element, depth + 1)})"
-
-
-def _holds_float(typ: pa.DataType) -> bool:
-    """A float type, or a list or struct (however nested) holding one."""
-    import pyarrow as pa
-
-    if pa.types.is_floating(typ):
-        return True
-    if pa.types.is_struct(typ):
-        return any(_holds_float(typ.field(i).type) for i in range(typ.num_fields))
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
-        return _holds_float(typ.value_type)
-    return False
 
 
 def sniff(head: bytes) -> int:
