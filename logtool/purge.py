@@ -62,7 +62,6 @@ RAW_FORMATS = ("jsonl", "csv")
 Progress = Callable[[int, int | None], None]
 Pair = tuple[str | None, str]  # (entity or None for any entity, key)
 Span = tuple[int | None, int | None]  # (after, up to and including) offsets; None: unbounded
-Move = tuple[int, str, str | None, str | None]  # (position, entity, key, prev_key)
 
 
 # --------------------------------------------------------------------------- results
@@ -1492,20 +1491,8 @@ def _raw(
             "name the key's field, e.g. --key-field id",
         )
     if key is not None:
-        edges, ends_at = _file_moves(str(path), fmt, mapping) if mapping.prev_key_field else ([], [])
-
-        def moves(stint: Stint) -> list[Stint]:
-            (ent, key_), (since, until) = stint
-            found: list[Stint] = []
-            for at, e, k, pk in edges:
-                if pk is None or k != key_ or (ent is not None and e != ent):
-                    continue
-                if (since is None or at > since) and (until is None or at <= until):
-                    ends = [p for p, e2, k2, pk2 in edges + ends_at
-                            if p < at and e2 == e and ((pk2 == pk and k2 != pk) or (k2 in (pk, None) and pk2 is None))]
-                    found.append(((e, pk), (max(ends, default=None), at)))
-            return found
-
+        # the row's earlier keys, found as in a store, over the file's events at their positions
+        moves = _store_moves(_file_events(str(path), fmt, mapping)) if mapping.prev_key_field else lambda _stint: []
         sel.identities, sel.spans = resolve_identities(key, entity, moves)
     if specs:
         _refuse_redacting_the_key(None, sel, specs, [mapping])
@@ -1522,25 +1509,32 @@ def _empty_input() -> pa.Table:
     return input_schema().empty_table()
 
 
-def _file_moves(path: str, fmt: Any, mapping: Mapping) -> tuple[list[Move], list[Move]]:
-    """Of a raw file's events, by their position among them (their ``offset`` in raw-file mode):
-    (position, entity, key, prev_key) of those that changed their key, and (position, entity,
-    key, None) of the deletes, which end a row at a key."""
-    import pyarrow.compute as pc
+def _file_events(path: str, fmt: Any, mapping: Mapping) -> duckdb.DuckDBPyConnection:
+    """A connection whose table ``events`` holds what the key-change rules read of a raw file's
+    events (their position among them as ``offset``, and whether their data is null)."""
+    from . import engine
 
-    edges: list[Move] = []
-    ends: list[Move] = []
+    con = engine.connect()
+    con.execute('CREATE TABLE events ("offset" BIGINT, entity VARCHAR, key VARCHAR, prev_key VARCHAR, op VARCHAR, data VARCHAR)')
+    for batch in _positioned(fmt.read(Source(path), mapping, lambda _r: None)):
+        con.register("_batch", batch)
+        con.execute("""INSERT INTO events SELECT "offset", entity, key, prev_key, op,
+                       CASE WHEN data IS NOT NULL THEN '' END FROM _batch""")
+        con.unregister("_batch")
+    return con
+
+
+def _positioned(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """A raw file's event batches, each event's position among the file's events, from 0, as its
+    offset (raw-file mode has no other)."""
+    import numpy as np
+    import pyarrow as pa
+
     first = 0
-    for batch in fmt.read(Source(path), mapping, lambda _r: None):
-        columns = [batch.column(c).to_pylist() for c in ("entity", "key", "prev_key", "op", "data")]
-        for i in pc.indices_nonzero(pc.is_valid(batch.column("prev_key"))).to_pylist():
-            if columns[1][i] is not None:
-                edges.append((first + i, columns[0][i], columns[1][i], columns[2][i]))
-        for i, (op, data) in enumerate(zip(columns[3], columns[4], strict=True)):
-            if op in ("delete", "truncate") or data is None:  # (a truncate: key None, every key)
-                ends.append((first + i, columns[0][i], None if op == "truncate" else columns[1][i], None))
+    for batch in batches:
+        positions = pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64))
+        yield batch.set_column(batch.schema.get_field_index("offset"), "offset", positions)
         first += batch.num_rows
-    return edges, ends
 
 
 def _filter_records(
@@ -1556,9 +1550,6 @@ def _filter_records(
 ) -> None:
     """Read events and raw records side by side: decide on each record once the reader has gone
     past it, then write it (or not, or redacted). ``progress(bytes_read, total)`` as it reads."""
-    import numpy as np
-    import pyarrow as pa
-
     bad: dict[int, bytes] = {}
     matched: set[int] = set()
 
@@ -1606,13 +1597,10 @@ def _filter_records(
                 matched.discard(rec.start)
                 bad.pop(rec.start, None)
 
-        position = 0  # an event's position among the file's events stands for its offset
-        for batch in fmt.read(source, mapping, report):
+        for batch in _positioned(fmt.read(source, mapping, report)):
             if progress:
                 progress(source.bytes_read, source.size)
-            positions = pa.array(np.arange(position, position + batch.num_rows, dtype=np.int64))
-            position += batch.num_rows
-            _events_of(con, batch.set_column(batch.schema.get_field_index("offset"), "offset", positions))
+            _events_of(con, batch)
             if sel.entity is not None and len(result.entities) < 100:
                 result.entities.update(e for (e,) in con.execute("SELECT DISTINCT entity FROM events").fetchall() if e)
             lines = con.execute(f"SELECT source.line FROM events WHERE {cond}").fetchall()
