@@ -1308,7 +1308,7 @@ def _csv_header(spec: Any) -> tuple[str, list[str] | None]:
     import csv
     import gzip
 
-    from .formats.csv import delimiter
+    from .formats.csv import delimiter, header_names
 
     if str(spec).lower().endswith(".zst"):
         return ",", None  # DuckDB reads it; its header is not looked at here
@@ -1321,11 +1321,7 @@ def _csv_header(spec: Any) -> tuple[str, list[str] | None]:
     if not first.strip():
         raise InputError(str(spec), 1, "the file is empty: no header names its columns", "dump the table with its header")
     delim = delimiter(first)
-    names = [h.strip() for h in next(csv.reader([first], delimiter=delim), [])]
-    repeated = sorted({h for h in names if names.count(h) > 1})
-    if repeated:
-        raise InputError(str(spec), 1, f"the header names column {repeated[0]!r} more than once",
-                         "give every column its own name")  # fmt: skip
+    names = header_names(str(spec), next(csv.reader([first], delimiter=delim), []))
     plain = all(names) and len({n.lower() for n in names}) == len(names)
     return delim, names if plain else None
 

@@ -110,6 +110,25 @@ def delimiter(header: str) -> str:
     return best if best in header else ","
 
 
+def header_names(file: str, header: list[str]) -> list[str]:
+    """A CSV header's column names, stripped; one in invalid UTF-8, or a name given twice, is
+    refused (a record cannot hold two values under one name)."""
+    names = [h.strip() for h in header]
+    for column, name in enumerate(names, 1):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(file, 1, f"invalid UTF-8 in the name of column {column}",
+                             "the file must be UTF-8: convert it, e.g. with iconv") from None  # fmt: skip
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise InputError(
+            file, 1, f"the header names column {repeated[0]!r} more than once",
+            "give every column its own name: a record cannot hold two values under one name",
+        )  # fmt: skip
+    return names
+
+
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read a CSV log (plain, .gz or .zst) through the field mapping."""
     import pyarrow as pa
@@ -133,19 +152,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             header = next(reader)
         except StopIteration:
             return
-        stripped = [h.strip() for h in header]
-        for column, name in enumerate(stripped, 1):
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InputError(source.name, 1, f"invalid UTF-8 in the name of column {column}",
-                                 "the file must be UTF-8: convert it, e.g. with iconv") from None  # fmt: skip
-        repeated = sorted({h for h in stripped if stripped.count(h) > 1})
-        if repeated:
-            raise InputError(
-                source.name, 1, f"the header names column {repeated[0]!r} more than once",
-                "give every column its own name: a record cannot hold two values under one name",
-            )  # fmt: skip
+        stripped = header_names(source.name, header)
         names = [json.dumps(h, ensure_ascii=False) + ":" for h in stripped]
         numbers: list[int] = []
         lines: list[str] = []
