@@ -934,6 +934,24 @@ class ReducerModule:
     fingerprint: str
 
 
+def reducer_location(spec: str) -> str:
+    """Where a reducer module is, from any working directory: its file's (or package directory's)
+    absolute path; the name itself where it has no file."""
+    if Path(spec).exists():
+        return str(Path(spec).resolve())
+    sys.path.insert(0, os.getcwd())
+    try:
+        found = importlib.util.find_spec(spec)
+    except (ImportError, ValueError):
+        found = None
+    finally:
+        sys.path.remove(os.getcwd())
+    origin = getattr(found, "origin", None)
+    if not origin or not Path(origin).is_file():
+        return spec
+    return str(Path(origin).parent) if Path(origin).name == "__init__.py" else origin
+
+
 _HELPER_HOMES: dict[str, str] = {}  # module name -> the directory of the reducer whose helper it is
 
 

@@ -126,13 +126,11 @@ def snapshot(
     import logtool
 
     if every is not None:
-        from logtool.replay import load_reducer
+        from logtool.replay import load_reducer, reducer_location
 
-        # the reducer the automatic snapshots are taken with: a file by its absolute path, so an
-        # ingest run from elsewhere finds it
-        spec = None
-        if reducer:
-            spec = str(Path(reducer).resolve()) if Path(reducer).exists() else _module_path(reducer)
+        # the reducer the automatic snapshots are taken with, where an ingest run from elsewhere finds it
+        spec = reducer_location(reducer) if reducer else None
+        if spec:
             load_reducer(spec)  # refused now, not at every later ingest
         logtool.configure_store(store, snapshot_every=every, snapshot_reducer=spec)
         with_reducer = f" with reducer {spec}" if spec else ""
@@ -142,26 +140,6 @@ def snapshot(
     with console.progress("snapshot", unit="") as update:
         entry = logtool.snapshot(store, at_offset=at_offset, reducer=reducer, progress=update)
     console.status(f"snapshot at offset {entry['offset']}: {entry['rows']} rows, digest {entry['digest']}")
-
-
-def _module_path(name: str) -> str:
-    """An importable module's file (a package's directory), so that an ingest run from anywhere
-    finds it; the name itself where it has none."""
-    import importlib.util
-    import os
-    import sys
-
-    sys.path.insert(0, os.getcwd())
-    try:
-        found = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        found = None
-    finally:
-        sys.path.remove(os.getcwd())
-    origin = getattr(found, "origin", None)
-    if not origin or not Path(origin).is_file():
-        return name
-    return str(Path(origin).parent) if Path(origin).name == "__init__.py" else origin
 
 
 def register(app: typer.Typer) -> None:

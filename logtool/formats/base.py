@@ -69,14 +69,19 @@ class Mapping:
         """Key fields for an entity: ``FIELD`` applies to every entity, ``ENTITY:FIELD`` to one
         (named in full, ``public.customers``, or by its last part, ``customers``)."""
         plain = tuple(k for k in self.key_fields if ":" not in k)
-        parts = name_parts(entity)
-        # a quoted name part may be given quoted or not: public."a.b", public.a.b, "a.b" or a.b
-        names = {entity, parts[-1], ".".join(parts), qualified_name(parts[-1])}
+        names = entity_names(entity)
         scoped = tuple(k.split(":", 1)[1] for k in self.key_fields if ":" in k and k.split(":", 1)[0] in names)
         return scoped or plain
 
     def default_entity(self, source: Source) -> str:
         return self.entity or Path(source.name).name.split(".")[0] or "events"
+
+
+def entity_names(entity: str) -> list[str]:
+    """The names an `ENTITY:FIELD` key may give an entity: in full, by its last part, and a quoted
+    part quoted or not (public."a.b", public.a.b, "a.b" or a.b)."""
+    parts = name_parts(entity)
+    return list(dict.fromkeys([entity, parts[-1], ".".join(parts), qualified_name(parts[-1])]))
 
 
 @dataclass
@@ -131,9 +136,13 @@ class Source:
             while f.read(1 << 20):
                 pass
         digest = self.content_digest
+        self._restart()
+        return digest
+
+    def _restart(self) -> None:
+        """Forget what was read (and hashed): the next open() reads the content from its start."""
         self._sha = hashlib.sha256()
         self.bytes_read = 0
-        return digest
 
     def open(self) -> IO[bytes]:
         """A binary stream of the decompressed content, hashed as it is read."""
@@ -171,8 +180,7 @@ class Source:
             return raw.removeprefix(BOM)
         with self.open() as f:
             data = f.read(n)
-        self._sha = hashlib.sha256()
-        self.bytes_read = 0
+        self._restart()
         return data
 
 

@@ -444,13 +444,9 @@ class RecordMapper:
 
         self.con.create_function(PARSE_TS, micros, ["VARCHAR"], "BIGINT", null_handling=FunctionNullHandling.SPECIAL)
 
-        def names(entity: str) -> list[str]:
-            from .base import name_parts, qualified_name
+        from .base import entity_names
 
-            parts = name_parts(entity)
-            return [entity, parts[-1], ".".join(parts), qualified_name(parts[-1])]
-
-        self.con.create_function(ENTITY_NAMES, names, ["VARCHAR"], "VARCHAR[]")
+        self.con.create_function(ENTITY_NAMES, entity_names, ["VARCHAR"], "VARCHAR[]")
 
     def map(self, line_no: pa.Array, lines: pa.Array, raw: list[bytes] | None = None) -> pa.RecordBatch | None:
         """Map one chunk; bad records go to ``report`` (with ``raw[i]`` as the record's bytes
