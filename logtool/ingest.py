@@ -47,6 +47,7 @@ class IngestResult:
 
     store: str
     files: list[FileResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ingested(self) -> int:
@@ -110,30 +111,36 @@ def ingest(
             result.files.append(
                 _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con)
             )
-    _auto_snapshot(store)
+    note = _auto_snapshot(store)
+    if note:
+        result.warnings.append(note)
     return result
 
 
-def _auto_snapshot(store: Store) -> None:
-    """Take the snapshot the store's ``snapshot_every`` setting asks for, when one is due."""
+def _auto_snapshot(store: Store) -> str | None:
+    """Take the snapshot the store's ``snapshot_every`` setting asks for, when one is due; says
+    why one that is due was not taken (the ingest itself stands: a later ingest tries again)."""
     state = store.state()
     every = int(state.config.get("snapshot_every") or 0)
     if not every or not state.segments:
-        return
+        return None
     from .errors import LogtoolError
     from .replay import KV_FINGERPRINT, load_reducer, snapshot
 
     reducer = state.config.get("snapshot_reducer")
     try:
         fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
-    except LogtoolError:  # the module is gone or broken: the replay that needs it says so
-        return
+    except LogtoolError as e:
+        return (f"no automatic snapshot: its reducer {reducer} cannot be loaded ({e.message}); "
+                "set it again with `logtool snapshot STORE --every N --reducer MODULE`")  # fmt: skip
     last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == fingerprint), default=-1)
-    if state.next_offset - 1 - last >= every:
-        try:
-            snapshot(store.path, reducer=reducer)
-        except LogtoolError:  # an open transaction, another writer, a reducer that fails: a later ingest takes it
-            pass
+    if state.next_offset - 1 - last < every:
+        return None
+    try:
+        snapshot(store.path, reducer=reducer)
+    except LogtoolError as e:  # an open transaction, another writer, a reducer that fails
+        return f"no automatic snapshot this time: {e.message} (a later ingest tries again)"
+    return None
 
 
 def _ingest_one(

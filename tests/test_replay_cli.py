@@ -268,6 +268,23 @@ def test_snapshot_every_with_a_reducer_takes_the_reducers_snapshots(cli: Any, tm
     assert broken.code == 2 and Store.open(store).state().config["snapshot_reducer"] == str(BANK_REDUCERS.resolve())
 
 
+def test_an_automatic_snapshot_whose_reducer_is_gone_is_a_warning(cli: Any, tmp_path: Path) -> None:
+    reducer = Path(shutil.copy(BANK_REDUCERS, tmp_path / "bank_rules.py"))
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    assert cli("snapshot", store, "--every", "1", "--reducer", reducer).code == 0
+    reducer.unlink()
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"ts": "2026-03-02T00:00:00Z", "stream": "account", "account_id": "acc-1001", '
+                    '"type": "AccountClosed", "version": 1, "body": {}}\n')  # fmt: skip
+    args = ["--key-field", "account_id", "--entity-field", "stream", "--type-field", "type", "--ts-field", "ts",
+            "--data-field", "body"]  # fmt: skip
+    run = cli("ingest", store, more, *args)
+    assert run.code == 0 and "1 ingested" in run.err
+    assert "warning: no automatic snapshot" in run.err and str(reducer) in run.err and run.out == ""
+    assert Store.open(store).state().of_kind("snapshot") == []
+
+
 def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_its_file(
     cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

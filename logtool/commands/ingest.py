@@ -89,6 +89,8 @@ def command(
         )
         for bad in f.errors:
             console.status(f"  [yellow]{bad.file}:{bad.line}[/yellow]: {bad.reason}")
+    for note in result.warnings:
+        console.warn(note)
     console.status(
         f"[bold]total[/bold]: {result.ingested} ingested, {result.quarantined} quarantined, {result.skipped} skipped"
     )
