@@ -13,15 +13,18 @@ quiet = False  # set by the root -q option
 debug = False  # set by the root --debug option: tracebacks on errors
 
 
-def status(message: str) -> None:
-    """A line for people on stderr, unless -q."""
+def status(message: str, style: str | None = None) -> None:
+    """A line for people on stderr, unless -q. It is plain text, printed as it is: file names,
+    keys and values in it are never read as markup or emoji codes."""
     if not quiet:
-        err.print(message, highlight=False)
+        err.print(message, style=style, markup=False, emoji=False, highlight=False)
 
 
 def warn(message: str) -> None:
-    """A warning on stderr (shown even under -q)."""
-    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    """A warning on stderr (shown even under -q), plain text like ``status``."""
+    from rich.text import Text
+
+    err.print(Text.assemble(("warning:", "yellow"), " ", message), emoji=False, highlight=False)
 
 
 @contextlib.contextmanager

@@ -174,7 +174,7 @@ def _ingest_one(
                 record.file,
                 record.line,
                 record.reason,
-                "fix the record, or pass --on-error quarantine (keep it aside) or --on-error skip",
+                record.hint or "fix the record, or pass --on-error quarantine (keep it aside) or --on-error skip",
             )
         bad.append(record)
 

@@ -51,6 +51,17 @@ def test_ingest_writes_nothing_to_stdout(write_lines: WriteLines, cli: Cli, tmp_
     assert "total: 2 ingested, 1 quarantined, 0 skipped" in r.err
 
 
+def test_messages_print_names_and_values_as_they_are(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
+    """Brackets and colons in a file name, a reason or a value are text, not markup or emoji codes."""
+    f = write_lines(tmp_path / "odd[bold]:smile:.jsonl", ['{"id":1,"op":"[/x]"}', '{"id":2,"op":"[b]x[/b]"}', '{"id":3,"op":"insert"}'])
+    r = cli("ingest", tmp_path / "s", f, "--key-field", "id", "--op-field", "op", "--on-error", "skip")
+    assert r.code == 0, r.err
+    assert f"{f} (jsonl): 1 ingested, 0 quarantined, 2 skipped" in r.err
+    assert f"{f}:1: unknown op \"[/x]\"" in r.err and f"{f}:2: unknown op \"[b]x[/b]\"" in r.err
+    r = cli("purge", tmp_path / "s", "--entity", "[/x]", "--key", "3", "--dry-run")  # a warning naming it
+    assert r.code == 0 and "warning:" in r.err and "'[/x]'" in r.err
+
+
 def test_quiet_silences_status_but_not_warnings(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     r = cli("-q", "ingest", tmp_path / "s", f, "--key-field", "id")

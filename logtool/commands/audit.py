@@ -74,7 +74,7 @@ def _caveats(store: str, offsets: list[int], field: str | None = None) -> None:
     from logtool.audit import caveats
 
     for note in caveats(store, offsets, field):
-        console.status(f"[dim]note:[/dim] {note}")
+        console.status(f"note: {note}")
 
 
 def _one(table: Any, name: str) -> str | None:
@@ -156,7 +156,7 @@ def why(
     kwargs: dict[str, Any] = {} if value is None else {"value": parse_value(value)}
     result = logtool.why(store, key, field, entity=entity, reducer=reducer, **kwargs)
     if result.note:
-        console.status(f"[dim]note:[/dim] {result.note}")
+        console.status(f"note: {result.note}")
     _caveats(store, [result.event["offset"]], field)
     fmt = resolve(format)
     if fmt is OutputFormat.json:

@@ -89,7 +89,7 @@ def command(
     else:
         _show(result)
     for note in result.notes:
-        console.status(f"[dim]note:[/dim] {note}")
+        console.status(f"note: {note}")
     console.status(_verdict(result))
     if not result.same:
         raise typer.Exit(EXIT_DIFFERENT)
@@ -97,7 +97,7 @@ def command(
 
 def _verdict(result: DiffResult) -> str:
     if result.same:
-        return "[green]same[/green]"
+        return "same"
     parts = []
     if result.first_divergent_offset is not None:
         parts.append(f"first divergent offset {result.first_divergent_offset}")
@@ -108,7 +108,7 @@ def _verdict(result: DiffResult) -> str:
     if result.state is not None and not result.state.same:
         s = result.state
         parts.append(f"head state: {s.only_left} only left, {s.only_right} only right, {s.changed} changed")
-    return "[red]different[/red]: " + "; ".join(parts)
+    return "different: " + "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------- for people

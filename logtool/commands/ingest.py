@@ -84,15 +84,15 @@ def command(
             continue
         where = f"offsets {f.first_offset}..{f.last_offset}" if f.first_offset is not None else "no events"
         console.status(
-            f"{f.file} [dim]({f.format})[/dim]: {f.ingested} ingested, {f.quarantined} quarantined, "
+            f"{f.file} ({f.format}): {f.ingested} ingested, {f.quarantined} quarantined, "
             f"{f.skipped} skipped; {where}; commit {f.commit}"
         )
         for bad in f.errors:
-            console.status(f"  [yellow]{bad.file}:{bad.line}[/yellow]: {bad.reason}")
+            console.status(f"  {bad.file}:{bad.line}: {bad.reason}")
     for note in result.warnings:
         console.warn(note)
     console.status(
-        f"[bold]total[/bold]: {result.ingested} ingested, {result.quarantined} quarantined, {result.skipped} skipped"
+        f"total: {result.ingested} ingested, {result.quarantined} quarantined, {result.skipped} skipped"
     )
 
 

@@ -27,7 +27,7 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
         keep = ("version", "time", "actor", "operation", "summary")
         render(pa.Table.from_pylist([{k: r[k] for k in keep} for r in rows]), format)
         if any(r["receipt"] for r in rows):
-            console.status("[dim]parameters and receipts in full: --format json[/dim]")
+            console.status("parameters and receipts in full: --format json", style="dim")
         return
     for r in rows:
         r["params"] = dumps_exact(r["params"])

@@ -248,7 +248,7 @@ def _store_run(
         )
     else:
         console.status(
-            f"[green]{verb}[/green]: {result.events} event(s) in commit {result.commit}; "
+            f"{verb}: {result.events} event(s) in commit {result.commit}; "
             f"the receipt is in `logtool log {target}`; check with `logtool verify {target}`"
         )
 

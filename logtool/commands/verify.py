@@ -33,12 +33,13 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
             format,
         )
         first = report.problems[0]
-        console.err.print(f"[red]verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}[/red]")
+        console.err.print(f"verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}",
+                          style="red", markup=False, emoji=False, highlight=False)  # fmt: skip
         raise typer.Exit(EXIT_DIFFERENT)
     for path in report.leftovers:
         console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
     console.status(
-        f"[green]ok[/green]: {report.commits} commits, {report.segments} segments, {report.events} events verified"
+        f"ok: {report.commits} commits, {report.segments} segments, {report.events} events verified"
     )
 
 

@@ -92,6 +92,7 @@ class BadRecord:
     line: int | None
     reason: str
     raw: bytes = b""
+    hint: str | None = None  # what to do about it, where the record's kind has its own advice
 
 
 Report = Callable[[BadRecord], None]

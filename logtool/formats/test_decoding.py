@@ -223,7 +223,7 @@ def _table_record(text: str, line: int) -> list[Change]:
     if len(entities) != 1:
         raise ValueError(f"{action} names {len(entities)} tables")
     entity = entities[0]
-    if text.startswith("(no-tuple data)", i):
+    if text.startswith(("(no-tuple-data)", "(no-tuple data)"), i):  # as PostgreSQL writes it, or spaced
         return [Change(action.lower(), entity, line, text)]
     old = None
     if action == "UPDATE" and text.startswith("old-key: ", i):

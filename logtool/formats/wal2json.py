@@ -10,8 +10,9 @@ Events:
   (``identity``: the old key columns, or the whole old row under REPLICA IDENTITY FULL).
 - ``key`` holds the primary key columns named by ``pk`` (include-pk), else by ``--key-field
   public.t:id``. A table without a key (``"pk":[]``) has a null key; its updates and deletes carry
-  the full old row in ``before`` so a replay can treat it as a multiset. A keyed table whose key the
-  output does not name stops the read with a hint, because guessing would key its rows wrongly.
+  the full old row in ``before`` so a replay can treat it as a multiset. A change of a keyed table
+  whose key the output does not name is a bad record (with ``--on-error fail``, the default, it
+  stops the read with a hint), because guessing would key its rows wrongly.
 - An update that moves a row to another key has ``prev_key`` (the old key) and ``key`` (the new).
 - ``txn`` is the transaction: its xid, its commit record's LSN (``C``'s ``lsn``) and commit time.
   A replay to a position takes the transactions whose commit LSN is at or before it, so every
@@ -38,7 +39,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
 from . import Format
 from .base import (
     BadRecord,
@@ -94,6 +94,10 @@ class Commit:
 
 class _Unkeyable(ValueError):
     """A change whose key cannot be read: reported, the read goes on."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class Decoder:
@@ -175,7 +179,7 @@ class Decoder:
         try:
             key, prev_key, data, before = self._event_fields(change)
         except _Unkeyable as e:
-            self.report(BadRecord(self.source.name, change.line, str(e), change.raw.encode()))
+            self.report(BadRecord(self.source.name, change.line, str(e), change.raw.encode(), e.hint))
             return
         self._batcher.add(
             ts=txn["ts"] if txn is not None else change.ts,
@@ -264,7 +268,7 @@ class Decoder:
                 what = "has an update that names no old row: a key the {} output does not name, or no replica identity"
                 hint = (f"if the table has a primary key, pass {fields} (one per key column){self.key_hint}; "
                         "if it has none, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and deletes can be followed")  # fmt: skip
-            raise InputError(self.source.name, ch.line, f"{ch.entity} " + what.format(self.format_name), hint)
+            raise _Unkeyable(f"{ch.entity} " + what.format(self.format_name), hint)
         if new_cols is not None:
             self._columns[ch.entity] = new_cols
 

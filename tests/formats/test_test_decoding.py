@@ -120,9 +120,11 @@ def test_input_ending_inside_a_quoted_value_is_reported(tmp_path: Path) -> None:
     assert got == []
 
 
-def test_keyed_table_without_key_fields_stops_with_a_hint() -> None:
-    with pytest.raises(InputError) as err:
-        read(SAMPLE, Mapping())
+def test_keyed_table_without_key_fields_stops_with_a_hint(tmp_path: Path) -> None:
+    from logtool import ingest
+
+    with pytest.raises(InputError) as err:  # --on-error fail, the default
+        ingest(tmp_path / "s", [str(SAMPLE)], format="test_decoding")
     assert err.value.line == line_of("table public.customers: UPDATE:")
     assert err.value.message.endswith(
         "public.customers has an update that names no old row: a key the test_decoding output does not name, "
@@ -132,22 +134,39 @@ def test_keyed_table_without_key_fields_stops_with_a_hint() -> None:
     assert "REPLICA IDENTITY FULL" in (err.value.hint or "")  # a table with no key at all
 
 
+def test_an_update_naming_no_old_row_is_one_bad_record_the_rest_is_kept(tmp_path: Path) -> None:
+    """A table without a key under REPLICA IDENTITY DEFAULT: PostgreSQL writes its updates with no
+    old row. With --on-error quarantine the other tables' changes are ingested."""
+    from logtool import ingest, replay
+
+    path = text_file(
+        tmp_path,
+        "BEGIN 740\ntable public.orders: INSERT: id[integer]:1 status[text]:'new'\nCOMMIT 740\n"
+        "BEGIN 741\ntable public.audit_log: UPDATE: msg[text]:'b'\nCOMMIT 741\n",
+    )
+    result = ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("public.orders:id",)), on_error="quarantine")
+    assert (result.ingested, result.quarantined) == (1, 1)
+    (bad,) = result.files[0].errors
+    assert bad.line == 5 and "public.audit_log has an update that names no old row" in bad.reason
+    assert [(r["entity"], r["key"]) for r in replay(tmp_path / "s").state.to_pylist()] == [("public.orders", "1")]
+
+
 def test_old_key_narrower_than_the_row_shows_a_key(tmp_path: Path) -> None:
     path = text_file(
         tmp_path,
         "BEGIN 9\ntable public.t: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 v[text]:'x'\nCOMMIT 9\n",
     )
-    with pytest.raises(InputError) as err:
-        read(path, Mapping())
-    assert err.value.line == 2 and "--key-field public.t:id" in (err.value.hint or "")
+    _, bad = read(path, Mapping())
+    assert [b.line for b in bad] == [2] and "--key-field public.t:id" in (bad[0].hint or "")
 
 
 def test_delete_without_its_old_row_is_reported(tmp_path: Path) -> None:
-    path = text_file(tmp_path, "BEGIN 9\ntable public.t: DELETE: (no-tuple data)\nCOMMIT 9\n")
-    got, bad = read(path, Mapping(key_fields=("id",)))
-    assert got == [] and [(b.line, b.reason) for b in bad] == [
-        (2, "DELETE on public.t without its old row (is its REPLICA IDENTITY NOTHING?)")
-    ]
+    for written in ("(no-tuple-data)", "(no-tuple data)"):
+        path = text_file(tmp_path, f"BEGIN 9\ntable public.t: DELETE: {written}\nCOMMIT 9\n")
+        got, bad = read(path, Mapping(key_fields=("id",)))
+        assert got == [] and [(b.line, b.reason) for b in bad] == [
+            (2, "DELETE on public.t without its old row (is its REPLICA IDENTITY NOTHING?)")
+        ]
 
 
 def test_without_xids_and_times_there_is_no_transaction_to_name(tmp_path: Path) -> None:

@@ -129,12 +129,15 @@ def test_v2_without_pk_takes_key_fields_and_stops_without_them(tmp_path: Path) -
     named, bad = read("wal2json", path, KEYS)
     assert bad == []
     assert [(e["key"], e["prev_key"]) for e in named] == [(e["key"], e["prev_key"]) for e in with_pk]
-    with pytest.raises(InputError) as err:
-        read("wal2json", path)
     first_update = line_of(V2, '"action":"U"')
-    assert err.value.line == first_update
-    assert "public.customers has a key" in err.value.message
-    assert "--key-field public.customers:id" in (err.value.hint or "") and "include-pk" in (err.value.hint or "")
+    _, unnamed = read("wal2json", path)  # each change of the table from there on is a bad record
+    assert unnamed[0].line == first_update and "public.customers has a key" in unnamed[0].reason
+    assert "--key-field public.customers:id" in (unnamed[0].hint or "") and "include-pk" in (unnamed[0].hint or "")
+    from logtool import ingest
+
+    with pytest.raises(InputError) as err:  # --on-error fail (the default) stops there, with that hint
+        ingest(tmp_path / "s", [str(path)])
+    assert err.value.line == first_update and err.value.hint == unnamed[0].hint
 
 
 def test_v2_refuses_mapping_options_it_does_not_take() -> None:
@@ -244,9 +247,11 @@ def test_v1_object_without_a_change_list_is_a_bad_record(tmp_path: Path) -> None
     assert [(b.line, b.reason) for b in bad] == [(n, "not a wal2json transaction: it has no 'change' list") for n in (2, 3)]
 
 
-def test_v1_without_keys_stops_with_the_option_to_pass() -> None:
+def test_v1_without_keys_stops_with_the_option_to_pass(tmp_path: Path) -> None:
+    from logtool import ingest
+
     with pytest.raises(InputError) as err:
-        read("wal2json-v1", V1)
+        ingest(tmp_path / "s", [str(V1)], format="wal2json-v1")
     assert err.value.line == line_of(V1, '"kind":"update"')
     assert "--key-field public.customers:id" in (err.value.hint or "")
 
