@@ -81,7 +81,7 @@ def command(
               else f"offset {at_offset}" if at_offset is not None else "the head")  # fmt: skip
     where = f"offset {result.offset}" if result.offset is not None else f"{target}, before any event"
     snap = f", from the snapshot at offset {result.snapshot}" if result.snapshot is not None else ""
-    console.status(f"state at {where}: {result.state.num_rows} rows{snap}; digest {result.digest}")
+    console.status(f"state at {where}: {result.state.num_rows} row{'' if result.state.num_rows == 1 else 's'}{snap}; digest {result.digest}")
     if output:
         from logtool.replay import export_state
 

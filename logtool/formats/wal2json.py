@@ -35,6 +35,7 @@ What the plugin loses (wal2json 2.5), so no reader can give it back:
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ class Change:
     ts: int | None = None  # the record's own time (used outside a transaction)
     message: dict[str, Any] | None = None  # {prefix, content} of a logical message
     transactional: bool = True
+    xid: str | None = None  # the change's own transaction id, where the plugin writes one on it
 
 
 @dataclass
@@ -120,6 +122,9 @@ class Decoder:
         self._pending: list[Change] | None = None  # None: not inside a transaction
         self._begin: tuple[str | None, int] = (None, 0)
         self._columns: dict[str, frozenset[str]] = {}  # last row shape seen per keyless entity
+        # names a transaction whose records carry no xid: unique to this read, so two captures
+        # whose transactions begin on the same lines are never taken for one transaction
+        self._read_id = secrets.token_hex(4)
 
     def begin(self, xid: str | None, line: int) -> None:
         """A transaction begins (a transaction still open was cut short)."""
@@ -131,7 +136,10 @@ class Decoder:
     def add(self, change: Change) -> None:
         """A change, buffered until its transaction commits (or emitted now, outside one)."""
         if self._pending is None or not change.transactional:
-            self._emit(change, None)
+            # no bracket (wal2json without include-transaction): the xid on the change still
+            # groups a transaction's changes, which the plugin writes together in commit order
+            txn = {"id": change.xid, "position": None, "ts": None, "aborted": None} if change.xid and change.transactional else None
+            self._emit(change, txn)
         else:
             self._pending.append(change)
 
@@ -143,9 +151,10 @@ class Decoder:
         if begin_xid is not None and commit.xid is not None and begin_xid != commit.xid:
             self._cut_off(f"line {line} commits transaction {commit.xid}, not {begin_xid}")
             return
-        txn = None
-        if commit.xid is not None or commit.position is not None or commit.ts is not None:
-            txn = {"id": commit.xid or begin_xid, "position": commit.position, "ts": commit.ts, "aborted": None}
+        # a commit record without an xid still bounds a transaction: it gets a name of its own
+        xid = commit.xid or begin_xid or next((c.xid for c in self._pending if c.xid), None)
+        txn = {"id": xid or f"{self.source.name}:{self._begin[1]}:{self._read_id}", "position": commit.position,
+               "ts": commit.ts, "aborted": None}  # fmt: skip
         pending, self._pending = self._pending, None
         for change in pending:
             self._emit(change, txn)
@@ -283,14 +292,16 @@ def ts_or_none(value: Any) -> int | None:
     return None if value in (None, "") else parse_ts(value)
 
 
-def message_change(record: dict[str, Any], line: int, raw: str, position: str | None, ts: int | None) -> Change:
+def message_change(
+    record: dict[str, Any], line: int, raw: str, position: str | None, ts: int | None, xid: str | None = None
+) -> Change:
     """A logical message (``pg_logical_emit_message``) as wal2json writes it, in either version."""
     prefix, content = record.get("prefix"), record.get("content")
     if not isinstance(prefix, str) or not isinstance(content, str):
         raise ValueError("a message needs a string prefix and content")
     return Change(
         "event", MESSAGE_ENTITY, line, raw, position=position, ts=ts,
-        message={"prefix": prefix, "content": content}, transactional=bool(record.get("transactional", True)),
+        message={"prefix": prefix, "content": content}, transactional=bool(record.get("transactional", True)), xid=xid,
     )  # fmt: skip
 
 
@@ -332,13 +343,13 @@ def _record(dec: Decoder, rec: dict[str, Any], line: int, raw: str) -> None:
                 new=_columns(rec.get("columns"), "columns") if action != "D" else None,
                 old=_columns(rec["identity"], "identity") if rec.get("identity") is not None else None,
                 pk=tuple(str(c["name"]) for c in pk) if pk is not None else None,
-                position=lsn, ts=ts,
+                position=lsn, ts=ts, xid=xid,
             )
         )  # fmt: skip
     elif action == "T":
-        dec.add(Change("truncate", entity_of(rec), line, raw, position=lsn, ts=ts))
+        dec.add(Change("truncate", entity_of(rec), line, raw, position=lsn, ts=ts, xid=xid))
     elif action == "M":
-        dec.add(message_change(rec, line, raw, lsn, ts))
+        dec.add(message_change(rec, line, raw, lsn, ts, xid))
     else:
         raise ValueError(f"unknown action {action!r} (expected B, I, U, D, T, M or C)")
 

@@ -169,14 +169,17 @@ def test_delete_without_its_old_row_is_reported(tmp_path: Path) -> None:
         ]
 
 
-def test_without_xids_and_times_there_is_no_transaction_to_name(tmp_path: Path) -> None:
+def test_without_xids_and_times_a_transaction_gets_a_name_of_its_own(tmp_path: Path) -> None:
     path = text_file(
         tmp_path,
         "BEGIN\ntable public.t: INSERT: id[integer]:1\nCOMMIT\nmessage: transactional: 0 prefix: p, sz: 0 content:\n",
     )
     got, bad = read(path, Mapping(key_fields=("id",)))
     assert bad == []
-    assert [(e["op"], e["txn"], e["ts"]) for e in got] == [("insert", None, None), ("event", None, None)]
+    assert [(e["op"], e["ts"]) for e in got] == [("insert", None), ("event", None)]
+    txn = got[0]["txn"]
+    assert txn["id"].startswith(f"{path}:1:") and (txn["position"], txn["ts"]) == (None, None)
+    assert got[1]["txn"] is None  # a message outside a transaction
     assert json.loads(got[1]["data"]) == {"prefix": "p", "content": ""}
 
 
@@ -187,3 +190,20 @@ def test_sniffing() -> None:
     assert sniff(b"COMMIT 12 (at 2026-01-01 00:00:00+00)\n") > 10
     assert sniff(b"message: transactional: 0 prefix: p, sz: 1 content:x\n") > 10
     assert sniff(b"BEGIN TRANSACTION;\nINSERT INTO t VALUES (1);\n") == 0
+
+
+def test_a_transaction_without_its_xid_is_still_one(tmp_path: Path) -> None:
+    """test_decoding with include-xids=0 writes bare BEGIN and COMMIT: a replay between a
+    transaction's changes leaves it out whole."""
+    from logtool import ingest, replay
+
+    path = text_file(
+        tmp_path,
+        "BEGIN\ntable public.acct: INSERT: id[integer]:1 bal[integer]:100\nCOMMIT\n"
+        "BEGIN\ntable public.acct: UPDATE: id[integer]:1 bal[integer]:0\n"
+        "table public.acct: INSERT: id[integer]:2 bal[integer]:100\nCOMMIT\n",
+    )
+    ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("public.acct:id",)))
+    cut = replay(tmp_path / "s", at_offset=1)
+    assert cut.warnings and "inside a transaction" in cut.warnings[0]
+    assert [(r["key"], json.loads(r["state"])["bal"]) for r in cut.state.to_pylist()] == [("1", 100)]

@@ -294,3 +294,62 @@ def test_names_with_dots_are_quoted_so_two_tables_never_share_an_entity(tmp_path
     ]))  # fmt: skip
     events, bad = read("wal2json", path)
     assert bad == [] and [e["entity"] for e in events] == ['"a.b".c', 'a."b.c"', 'public."say ""hi"""']
+
+
+ACCT_V1 = (
+    '{"change":[{"kind":"insert","schema":"public","table":"acct","columnnames":["id","bal"],"columntypes":["integer","integer"],"columnvalues":[1,100]},'
+    '{"kind":"insert","schema":"public","table":"acct","columnnames":["id","bal"],"columntypes":["integer","integer"],"columnvalues":[2,0]}]}\n'
+    '{"change":[{"kind":"update","schema":"public","table":"acct","columnnames":["id","bal"],"columntypes":["integer","integer"],"columnvalues":[1,0],"oldkeys":{"keynames":["id"],"keytypes":["integer"],"keyvalues":[1]}},'
+    '{"kind":"update","schema":"public","table":"acct","columnnames":["id","bal"],"columntypes":["integer","integer"],"columnvalues":[2,100],"oldkeys":{"keynames":["id"],"keytypes":["integer"],"keyvalues":[2]}}]}\n'
+)  # fmt: skip
+
+
+def _acct_v2(bracket: bool) -> str:
+    def change(xid: int, action: str, key: int, bal: int) -> str:
+        return json.dumps({"action": action, "xid": xid, "schema": "public", "table": "acct",
+                           "columns": [{"name": "id", "type": "integer", "value": key},
+                                       {"name": "bal", "type": "integer", "value": bal}],
+                           "pk": [{"name": "id", "type": "integer"}]})  # fmt: skip
+
+    txns = [[change(760, "I", 1, 100), change(760, "I", 2, 0)], [change(761, "U", 1, 0), change(761, "U", 2, 100)]]
+    if bracket:  # begin and commit records without their xids (include-xids=0)
+        txns = [['{"action":"B"}', *t, '{"action":"C"}'] for t in txns]
+        txns = [[line.replace(', "xid": 760', "").replace(', "xid": 761', "") for line in t] for t in txns]
+    return "".join(line + "\n" for t in txns for line in t)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [
+        ("v1.json", ACCT_V1, "wal2json-v1"),  # wal2json's defaults: format-version 1, no xids
+        ("bracketed.jsonl", _acct_v2(bracket=True), "wal2json"),  # B and C records without xids
+        ("xids.jsonl", _acct_v2(bracket=False), "wal2json"),  # include-transaction=0: the xid on each change
+    ],
+)
+def test_transactions_are_kept_where_the_capture_bounds_them_without_commit_details(
+    tmp_path: Path, name: str, text: str, fmt: str
+) -> None:
+    """A transfer (1 -> 0, 0 -> 100) in one transaction: a replay between its two changes shows it
+    not at all, never half of it."""
+    from logtool import ingest, replay
+
+    path = tmp_path / name
+    path.write_text(text)
+    ingest(tmp_path / "s", [str(path)], format=fmt, mapping=Mapping(key_fields=("public.acct:id",)))
+    events, _ = read(fmt, path, Mapping(key_fields=("public.acct:id",)))
+    assert all(e["txn"] and e["txn"]["id"] for e in events)
+    assert len({e["txn"]["id"] for e in events}) == 2
+    cut = replay(tmp_path / "s", at_offset=2)
+    assert cut.warnings and "inside a transaction" in cut.warnings[0]
+    assert {r["key"]: json.loads(r["state"])["bal"] for r in cut.state.to_pylist()} == {"1": 100, "2": 0}
+
+
+def test_transactions_without_xids_in_two_captures_are_two_transactions(tmp_path: Path) -> None:
+    """Two captures at one path (today's changes.json, then tomorrow's), their transactions on the
+    same lines: each transaction is named apart."""
+    path = tmp_path / "changes.json"
+    ids = []
+    for bal in ("100", "7"):
+        path.write_text(ACCT_V1.replace("100", bal))
+        ids.append({e["txn"]["id"] for e in read("wal2json-v1", path, Mapping(key_fields=("public.acct:id",)))[0]})
+    assert len(ids[0]) == len(ids[1]) == 2 and not ids[0] & ids[1]
