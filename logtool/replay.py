@@ -210,6 +210,8 @@ def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str
         query = f"SELECT DISTINCT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL"
         kinds = {kind(p, o) for p, o in con.execute(query).fetchall()}
     found = next((k for k in readings if k in kinds), None)
+    if found == "0/0" and not position.strip().replace("/", "").isdecimal():
+        found = None  # Kafka's partition/offset are decimal: hex digits there are an LSN's (0/16B3748)
     if found is None:
         raise UsageError(
             f"--at-position: {position!r} is not a position of the kind this store holds", f"write one like {sample[0][0]!r}"

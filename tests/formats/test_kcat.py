@@ -182,6 +182,9 @@ def test_replay_at_a_kafka_position(write_file, tmp_path) -> None:
     assert state == {"0/5": ['{"a":1}'], "0/9": ['{"a":1}'], "0/12": ['{"a":2}'], "0/40": []}
     with pytest.raises(UsageError, match="not a position of the kind this store holds"):
         logtool.replay(store, at_position="mysql-bin.000003:4")
+    for lsn in ("0/16B3748", "0/1A"):  # an LSN typed at a dump of a PostgreSQL connector's topic
+        with pytest.raises(UsageError, match="not a position of the kind this store holds"):
+            logtool.replay(store, at_position=lsn)
 
 
 def test_a_tombstone_of_the_mongodb_connector_names_the_document(read_events, write_file) -> None:
