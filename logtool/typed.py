@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 # A number DuckDB's JSON functions would read through float64 and change: 16 or more digits, or
 # an exponent of three digits or more (1e-400 would become 0), after a digit and before no letter
-# or digit (so that hardly any word in a string, a UUID's say, is taken for one)
-LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[0-9.][eE][-+]?[0-9]{3,}([^0-9a-zA-Z_]|$)"
+# or digit (so that hardly any word in a string, a UUID's say, is taken for one); or a fraction
+# below 1e-6 written without an exponent, which DuckDB would write with one (0.00000001 as 1e-8,
+# so that a decimal column would read as a float)
+LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[0-9.][eE][-+]?[0-9]{3,}([^0-9a-zA-Z_]|$)|(^|[^0-9.])0\.0{6}"
 
 
 @dataclass

@@ -886,6 +886,30 @@ def test_numbers_past_float64s_range_stay_exact(store: Path, tmp_path: Path) -> 
     assert csv_file.read_text().splitlines()[1:] == ["1,1e-400,1.5", "2,-2.5E+400,1.5"]
 
 
+def test_fractions_below_a_millionth_stay_decimals(store: Path, tmp_path: Path) -> None:
+    """A numeric(16,8) column (satoshis): DuckDB writes 0.00000001 as 1e-8, which would make the
+    column a float. Whole rows and patches alike keep the decimal; a snapshot gives the same digest."""
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": '{"amt":0.00000001,"n":1}'},
+        {"key": 2, "op": "insert", "data": '{"amt":0.10000000,"n":1}'},
+        {"key": 3, "op": "insert", "data": '{"amt":1,"n":1}'},
+        {"key": 3, "op": "patch", "data": '{"amt":-0.00000120}'},
+    ])  # fmt: skip
+    result = replay(store)
+    assert [r["state"] for r in result.state.to_pylist()] == [
+        '{"amt":0.00000001,"n":1}', '{"amt":0.1,"n":1}', '{"amt":-0.0000012,"n":1}'
+    ]  # fmt: skip
+    (parquet,) = export_state(result, tmp_path / "pq", "parquet")
+    table = pq.read_table(parquet)
+    assert table.schema.field("amt").type == pa.decimal128(9, 8)
+    assert table.column("amt").to_pylist() == [Decimal("0.00000001"), Decimal("0.1"), Decimal("-0.0000012")]
+    (csv_file,) = export_state(result, tmp_path / "csv", "csv")
+    assert csv_file.read_text().splitlines()[1:] == ["1,0.00000001,1", "2,0.10000000,1", "3,-0.00000120,1"]
+    logtool.snapshot(store)
+    again = replay(store)
+    assert again.snapshot is not None and again.digest == result.digest
+
+
 def test_nan_and_infinity_carried_as_strings_become_float64(store: Path, tmp_path: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"x": 1.5, "label": "NaN"}},

@@ -29,8 +29,8 @@ def plain(value: Any) -> Any:
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return RawJSON(str(value))
+    if isinstance(value, decimal.Decimal):  # as written in a numeric column: 0.00000001, never 1E-8
+        return RawJSON(format(value, "f"))
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         # JSON has no NaN/Infinity: written as the strings every reader writes them as
         return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
