@@ -50,3 +50,12 @@ class NotFoundError(LogtoolError):
 
 class ReducerError(LogtoolError):
     """A user reducer raised while replaying an event."""
+
+
+def interrupted(error: BaseException) -> bool:
+    """Is ``error`` a Ctrl-C that reached DuckDB mid-query? (It raises RuntimeError('Query
+    interrupted') for the signal, InterruptException for ``interrupt()``.) Such an error is the
+    user stopping the command, never a finding about the store or the input."""
+    return type(error).__name__ == "InterruptException" or (
+        isinstance(error, RuntimeError) and str(error).strip() == "Query interrupted"
+    )

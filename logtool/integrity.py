@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_string
+from .errors import interrupted
 from .keyindex import describe
 from .store import Store, canonical_json, commit_hash, file_sha256
 
@@ -111,12 +112,25 @@ class VerifyReport:
 def verify(path: str, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Recompute every digest and the commit chain; explain every offset gap by a commit.
 
-    Stops at nothing: lists every problem found, the first one first.
+    Stops at nothing: lists every problem found, the first one first. Verify takes no lock: where
+    it found problems and a commit landed meanwhile (a purge or compaction replaces segments), it
+    runs again on the new state, as every read does.
     """
+    from .store import READ_ATTEMPTS
+
+    store = Store.open(path)
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        commits = len(store.commit_paths())
+        report = _verify_once(store, progress)
+        if report.ok or attempt == READ_ATTEMPTS or len(store.commit_paths()) == commits:
+            return report
+    raise AssertionError("unreachable")
+
+
+def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> VerifyReport:
     from . import engine
     from .store import fold
 
-    store = Store.open(path)
     report = VerifyReport()
     commits = []
     prev = None
@@ -157,10 +171,14 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
     index_mismatches: list[dict[str, Any]] = []  # key index of the commit entry unlike the file's footer
     for entry in sorted(state.files.values(), key=lambda e: e["path"]):
         f = store.path / entry["path"]
-        if not f.is_file():
+        try:
+            digest = file_sha256(f) if f.is_file() else None
+        except FileNotFoundError:  # removed since (by a purge or compaction that committed meanwhile)
+            digest = None
+        if digest is None:
             what = "is not a file" if f.exists() else "is missing"
             report.problems.append(Problem(entry["path"], f"file named by a commit {what}", entry.get("min_offset")))
-        elif file_sha256(f) != entry["sha256"]:
+        elif digest != entry["sha256"]:
             report.problems.append(
                 Problem(entry["path"], "file content changed since its commit", entry.get("min_offset"))
             )
@@ -185,7 +203,9 @@ def verify(path: str, progress: Callable[[int, int], None] | None = None) -> Ver
                 f"""SELECT "offset", digest, {expected_digest} AS recomputed
                     FROM read_parquet({sql_string(str(f))}) ORDER BY "offset" """
             ).to_arrow_table()
-        except Exception as e:  # a damaged Parquet file: any reader error is the finding
+        except Exception as e:  # a damaged Parquet file: any reader error (but Ctrl-C) is the finding
+            if interrupted(e):
+                raise KeyboardInterrupt from e
             report.problems.append(
                 Problem(seg["path"], f"cannot be read ({str(e).splitlines()[0]})", seg["min_offset"])
             )

@@ -62,6 +62,19 @@ def test_messages_print_names_and_values_as_they_are(write_lines: WriteLines, cl
     assert r.code == 0 and "warning:" in r.err and "'[/x]'" in r.err
 
 
+def test_ctrl_c_inside_a_query_is_an_interruption_not_an_internal_error(
+    cli: Cli, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logtool
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("Query interrupted")  # what DuckDB raises for SIGINT mid-query
+
+    monkeypatch.setattr(logtool, "sql", stopped)
+    r = cli("sql", store, "SELECT 1")
+    assert (r.code, r.out) == (130, "") and r.err == "error: interrupted\n"
+
+
 def test_quiet_silences_status_but_not_warnings(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     r = cli("-q", "ingest", tmp_path / "s", f, "--key-field", "id")

@@ -238,6 +238,49 @@ def test_table_and_json_output(cli: Cli, store: Path) -> None:
     assert problems[0]["where"] == _segments(store)[0]["path"] and problems[0]["offset"] == 0
 
 
+def test_a_clean_store_is_an_empty_list_in_json_and_a_header_in_csv(cli: Cli, store: Path) -> None:
+    assert json.loads(cli("verify", store, "--format", "json").out) == []
+    assert cli("verify", store, "--format", "csv").out == "where,offset,problem\n"
+    assert cli("verify", store, "--format", "jsonl").out == ""
+
+
+def test_a_purge_committed_while_verify_runs_is_no_problem(
+    cli: Cli, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify takes no lock: a purge that commits (and removes the segments it replaced) after
+    verify has read the commit log makes verify look again, on the new state."""
+    import logtool.integrity as integrity
+
+    real = integrity.file_sha256
+    purged: list[bool] = []
+
+    def purge_first(path: Path) -> str:
+        if not purged:
+            purged.append(True)
+            logtool.purge(str(store), key="0")
+        return real(path)
+
+    monkeypatch.setattr(integrity, "file_sha256", purge_first)
+    report = logtool.verify(str(store))
+    assert purged and report.ok, report.problems
+    assert report.commits == 4
+
+
+def test_ctrl_c_while_verify_reads_a_segment_is_an_interruption(
+    cli: Cli, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB answers Ctrl-C mid-query with RuntimeError('Query interrupted'): the user stopped
+    verify, which found nothing wrong."""
+    import logtool.integrity as integrity
+
+    def interrupted(*_args: Any) -> str:
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(integrity, "sql_string", interrupted)
+    r = cli("verify", store)
+    assert (r.code, r.out) == (130, "") and "error: interrupted" in r.err and "problem" not in r.err
+
+
 def test_leftovers_reported_but_green(cli: Cli, store: Path) -> None:
     (store / "segments" / "00000000000000000099-deadbeef.parquet").write_bytes(b"partial")
     (store / "_log" / ".00000003.abcd.tmp").write_text("{")

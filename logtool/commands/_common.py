@@ -33,7 +33,7 @@ def verdict(code: int) -> None:
 def boundary(fn: Callable[..., None]) -> Callable[..., None]:
     """The one place errors become exit codes: a LogtoolError is one line, a hint and its code;
     anything unexpected is trouble (2), never diff's and verify's "different" (1)."""
-    from ..errors import EXIT_TROUBLE, LogtoolError
+    from ..errors import EXIT_TROUBLE, LogtoolError, interrupted
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -54,6 +54,9 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             raise typer.Exit(_verdict) from None
         except Exception as e:
+            if interrupted(e):
+                console.fail("interrupted")
+                raise typer.Exit(130) from None
             if type(e).__name__ == "OutOfMemoryException":  # DuckDB ran out of its memory limit
                 from .. import engine
 

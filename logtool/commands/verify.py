@@ -6,7 +6,7 @@ import typer
 
 from .. import console
 from ..errors import EXIT_DIFFERENT
-from ._common import FormatOpt, StoreArg, boundary, render, verdict
+from ._common import FormatOpt, OutputFormat, StoreArg, boundary, render, resolve, verdict
 
 
 def command(store: StoreArg, format: FormatOpt = None) -> None:
@@ -26,16 +26,19 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
 
     with console.progress("verify", unit="events") as update:
         report = logtool.verify(store, progress=update)
+    problems = pa.Table.from_pylist(
+        [{"where": p.where, "offset": p.offset, "problem": p.what} for p in report.problems],
+        schema=pa.schema([("where", pa.string()), ("offset", pa.int64()), ("problem", pa.string())]),
+    )
     if report.problems:
         verdict(EXIT_DIFFERENT)
-        render(
-            pa.Table.from_pylist([{"where": p.where, "offset": p.offset, "problem": p.what} for p in report.problems]),
-            format,
-        )
+        render(problems, format)
         first = report.problems[0]
         console.err.print(f"verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}",
                           style="red", markup=False, emoji=False, highlight=False)  # fmt: skip
         raise typer.Exit(EXIT_DIFFERENT)
+    if resolve(format) is not OutputFormat.table:
+        render(problems, format)  # none: `[]` in JSON, the header in CSV
     for path in report.leftovers:
         console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
     console.status(
