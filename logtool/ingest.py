@@ -87,13 +87,16 @@ def ingest(
     allow_duplicates: bool = False,
     segment_rows: int = DEFAULT_SEGMENT_ROWS,
     progress: Callable[[str, int, int | None], None] | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
 ) -> IngestResult:
     """Append log files to a store (created if absent): one atomic commit per file.
 
     ``on_error``: ``fail`` stops at the first bad record with ``FILE:LINE: what`` and commits
     nothing of that file; ``quarantine`` keeps bad records verbatim in the store's quarantine;
     ``skip`` counts them. A file whose content the store already holds is refused unless
-    ``allow_duplicates``. ``progress(file, bytes_read, total_bytes)`` is called as input is read.
+    ``allow_duplicates``. ``progress(file, bytes_read, total_bytes)`` is called as input is read, ``on_file(result)``
+    as each file is done (committed or refused), so that what is in the store is known even when a
+    later file fails.
     """
     if on_error not in ON_ERROR:
         raise UsageError(f"--on-error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
@@ -111,6 +114,8 @@ def ingest(
             result.files.append(
                 _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con)
             )
+            if on_file:
+                on_file(result.files[-1])
     note = _auto_snapshot(store)
     if note:
         result.warnings.append(note)

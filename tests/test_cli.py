@@ -75,6 +75,17 @@ def test_ctrl_c_inside_a_query_is_an_interruption_not_an_internal_error(
     assert (r.code, r.out) == (130, "") and r.err == "error: interrupted\n"
 
 
+def test_files_committed_before_a_failing_one_are_said(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
+    a = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
+    b = write_lines(tmp_path / "b.jsonl", ['{"id":2}'])
+    c = write_lines(tmp_path / "c.jsonl", ['{"id":3}', "{broken"])
+    r = cli("ingest", tmp_path / "s", a, b, c, "--key-field", "id")
+    assert r.code == 2
+    assert f"{a} (jsonl): 1 ingested, 0 quarantined, 0 skipped; offsets 0..0; commit 0" in r.err
+    assert f"{b} (jsonl): 1 ingested, 0 quarantined, 0 skipped; offsets 1..1; commit 1" in r.err
+    assert r.err.index("commit 1") < r.err.index(f"error: {c}:2: broken JSON")
+
+
 def test_quiet_silences_status_but_not_warnings(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}'])
     r = cli("-q", "ingest", tmp_path / "s", f, "--key-field", "id")

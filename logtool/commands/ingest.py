@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -74,26 +74,27 @@ def command(
         result = logtool.ingest(
             store, files, format=format, mapping=mapping, on_error=on_error,
             allow_duplicates=allow_duplicates, segment_rows=segment_rows,
-            progress=lambda _f, done, total: update(done, total),
+            progress=lambda _f, done, total: update(done, total), on_file=_said,
         )  # fmt: skip
-    for f in result.files:
-        if f.duplicate:
-            console.warn(
-                f"{f.file}: already in the store (commit {f.commit}); not ingested again (--allow-duplicates to force)"
-            )
-            continue
-        where = f"offsets {f.first_offset}..{f.last_offset}" if f.first_offset is not None else "no events"
-        console.status(
-            f"{f.file} ({f.format}): {f.ingested} ingested, {f.quarantined} quarantined, "
-            f"{f.skipped} skipped; {where}; commit {f.commit}"
-        )
-        for bad in f.errors:
-            console.status(f"  {bad.file}:{bad.line}: {bad.reason}")
     for note in result.warnings:
         console.warn(note)
     console.status(
         f"total: {result.ingested} ingested, {result.quarantined} quarantined, {result.skipped} skipped"
     )
+
+
+def _said(f: Any) -> None:  # an ingest.FileResult
+    """A file's outcome, said as soon as it is done (a later file's failure leaves it standing)."""
+    if f.duplicate:
+        console.warn(f"{f.file}: already in the store (commit {f.commit}); not ingested again (--allow-duplicates to force)")
+        return
+    where = f"offsets {f.first_offset}..{f.last_offset}" if f.first_offset is not None else "no events"
+    console.status(
+        f"{f.file} ({f.format}): {f.ingested} ingested, {f.quarantined} quarantined, "
+        f"{f.skipped} skipped; {where}; commit {f.commit}"
+    )
+    for bad in f.errors:
+        console.status(f"  {bad.file}:{bad.line}: {bad.reason}")
 
 
 def register(app: typer.Typer) -> None:
