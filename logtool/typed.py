@@ -216,13 +216,13 @@ def _typed_in_python(part: pa.Table) -> pa.Table:
     # a state that is not an object goes in a column of its own: `value`, or `_value` (...) where
     # an object state has a `value`
     taken = {name for row in rows if isinstance(row, dict) for name in row}
-    value = "value"
-    while value in taken:
-        value = "_" + value
+    value_column = "value"
+    while value_column in taken:
+        value_column = "_" + value_column
     columns: dict[str, list[Any]] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            row = {value: row}
+            row = {value_column: row}
         for name, value in row.items():
             columns.setdefault(name, [None] * len(rows))[i] = value
     fields = [pa.field(key_column(columns), pa.string())]

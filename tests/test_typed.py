@@ -82,3 +82,20 @@ def test_integers_beyond_int64_are_decimal_38_0_whatever_their_digits() -> None:
     (table,) = typed_tables(state).values()
     assert str(table.schema.field("n").type) == "decimal128(38, 0)"
     assert str(_typed_in_python(state).schema.field("n").type) == "decimal128(38, 0)"
+
+
+def test_states_that_are_not_objects_go_in_a_value_column() -> None:
+    # a reducer's counts; an entity whose rows are objects, a number and a list
+    counts = pa.table({"entity": ["c", "c"], "key": ["u1", "u2"], "state": ["1", "2"]})
+    (table,) = typed_tables(counts).values()
+    assert table.to_pylist() == [{"key": "u1", "value": 1}, {"key": "u2", "value": 2}]
+    mixed = pa.table({"entity": ["e"] * 3, "key": ["1", "2", "3"], "state": ['{"name":"zzz"}', "5", "[1,2]"]})
+    (table,) = typed_tables(mixed).values()
+    assert table.column_names == ["key", "name", "value"]
+    assert table.to_pylist() == [
+        {"key": "1", "name": "zzz", "value": None},
+        {"key": "2", "name": None, "value": "5"},
+        {"key": "3", "name": None, "value": "[1,2]"},
+    ]
+    for state in (counts, mixed):
+        assert _typed_in_python(state).to_pylist() == typed_tables(state)[state.column("entity")[0].as_py()].to_pylist()
