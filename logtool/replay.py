@@ -1204,9 +1204,12 @@ def _replay_python(
 
 
 def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], Any], ev: dict[str, Any]) -> None:
+    ts = ev["ts"]
     event = {
         "offset": ev["offset"],
-        "ts": ev["ts"],
+        # in UTC as datetime.timezone.utc (not zoneinfo's UTC): a state may keep it, and a
+        # snapshot of that state gives it back as it was
+        "ts": ts.astimezone(dt.UTC) if ts is not None and ts.tzinfo is not None else ts,
         "entity": ev["entity"],
         "key": ev["key"],
         "type": ev["type"],

@@ -1360,6 +1360,31 @@ def test_upcasters_that_come_round_are_an_error_and_a_long_chain_runs_to_its_end
     assert json.loads(replay(store, reducer=str(chain)).state.to_pylist()[0]["state"]) == {"version": 300}
 
 
+def test_a_reducer_may_keep_the_events_time_in_its_state(store: Path, tmp_path: Path) -> None:
+    """The commonest reducer of all stores event["ts"]: it is a datetime in UTC that a state and a
+    snapshot keep as it is."""
+    module = write_module(
+        tmp_path / "opened.py",
+        """
+        import datetime as dt
+
+        def opened(state, event):
+            assert event["ts"].tzinfo is dt.timezone.utc
+            return {"status": "open", "opened_at": event["ts"], "text": str(event["ts"])}
+        REDUCERS = {"Opened": opened}
+    """,
+    )
+    write_events(store, [{"key": "a1", "op": "event", "type": "Opened", "data": {}, "ts": "2026-01-01T00:00:00Z"},
+                         {"key": "a2", "op": "event", "type": "Opened", "data": {}, "ts": "2026-01-01T00:00:01Z"}])  # fmt: skip
+    fresh = replay(store, reducer=str(module), use_snapshots=False)
+    assert json.loads(fresh.state.column("state")[0].as_py()) == {
+        "status": "open", "opened_at": "2026-01-01T00:00:00+00:00", "text": "2026-01-01 00:00:00+00:00"
+    }  # fmt: skip
+    snapshot(store, at_offset=0, reducer=str(module))
+    again = replay(store, reducer=str(module))
+    assert again.snapshot == 0 and again.digest == fresh.digest
+
+
 @pytest.mark.parametrize("value", ["collections.Counter(a=1)", "collections.OrderedDict(a=1)", "bytearray(b'x')",
                                    "collections.namedtuple('P', 'x')(1)"])
 def test_a_subclass_in_a_reducers_state_is_refused_not_changed(store: Path, tmp_path: Path, value: str) -> None:
