@@ -652,15 +652,16 @@ def blame(
     changed it: ``entity, key, field, value, offset, ts, op, type, actor, position``.
 
     The targets are replay's; a field an update re-sent unchanged keeps its earlier event.
-    Raises NotFoundError when the key has no state at the target.
+    Raises NotFoundError when the key has no state at the target. Where the target cuts a
+    transaction (left out whole, as replay does), the schema's metadata ``logtool.note`` says so.
     """
     from .replay import _resolve_target
 
     st = _open(store)
-    where, condition = "the head", "TRUE"
+    where, condition, note = "the head", "TRUE", None
     if (at_offset, at_time, at_position) != (None, None, None):
         target = _resolve_target(_connect(st), at_offset, at_time, at_position)
-        where, condition = target.description, target.condition
+        where, condition, note = target.description, target.condition, target.note
     _con, events, steps = _history_steps(st, key, entity, reducer, condition)
     if not any(ev.key == key for ev in events):
         raise NotFoundError(f"key {key!r} has no state at {where}", f"see `logtool history STORE {key}`")
@@ -677,7 +678,8 @@ def blame(
             "entity": slot[0], "key": key, "field": name, "value": dumps_exact(value), "offset": ev.offset,
             "ts": ev.ts, "op": ev.op, "type": ev.type, "actor": ev.actor, "position": ev.position,
         })  # fmt: skip
-    return _table(rows, BLAME_FIELDS)
+    table = _table(rows, BLAME_FIELDS)
+    return table.replace_schema_metadata({"logtool.note": note}) if note else table
 
 
 # --------------------------------------------------------------------------- why

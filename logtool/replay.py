@@ -126,13 +126,8 @@ def _resolve_target(
         if at_offset < 0:
             raise UsageError(f"--at-offset must be 0 or more, not {at_offset}")
         cond, what = f'"offset" <= {int(at_offset)}', f"offset {at_offset}"
-        cut, start = _spanning_transactions(con, at_offset)
-        if start is not None:  # they commit after the offset: none of them is in
-            listing = "[" + ", ".join(sql_string(t) for t in cut) + "]"
-            note = (f"offset {at_offset} is inside {'a transaction that goes' if len(cut) == 1 else 'transactions that go'} "
-                    f"on after it (from offset {start}): the state leaves {'it' if len(cut) == 1 else 'them'} out whole, "
-                    f"as before {'it' if len(cut) == 1 else 'they'} committed")  # fmt: skip
-            cond = f'"offset" <= {int(at_offset)} AND NOT coalesce(list_contains({listing}, txn.id), FALSE)'
+        cond, note, start = _whole_transactions(con, cond, at_offset, f"offset {at_offset}")
+        if start is not None:
             at_offset = start - 1  # the prefix every later event keeps (where a snapshot may serve)
     elif at_time is not None:
         try:
@@ -143,6 +138,8 @@ def _resolve_target(
         first_after = con.execute(f'SELECT min("offset") FROM events WHERE epoch_us(ts) > {micros}').fetchall()[0][0]
         cond = "TRUE" if first_after is None else f'"offset" < {first_after}'
         what = f"time {at_time}"
+        if first_after is not None:  # a transaction whose events are stamped on both sides of T
+            cond, note, _start = _whole_transactions(con, cond, first_after - 1, f"time {at_time}")
     elif at_position is not None:
         order = sql_string(_position_order_like_the_store(con, at_position))
         # A change is in the state when its transaction committed at or before the position. A
@@ -169,6 +166,23 @@ def _resolve_target(
               if v is not None)  # fmt: skip
     time_us = micros if at_time is not None else None
     return _Target(cond, what, prefix_end, last, at_offset if at_offset is not None else last, by, time_us, note)
+
+
+def _whole_transactions(
+    con: duckdb.DuckDBPyConnection, cond: str, last: int, target: str
+) -> tuple[str, str | None, int | None]:
+    """``cond`` (the events up to offset ``last``) without the transactions that go on after
+    ``last``: they commit after it, so none of their events is in. Returns the condition, a note
+    saying so (None where no transaction is cut) and the first offset of those transactions."""
+    cut, start = _spanning_transactions(con, last)
+    if start is None:
+        return cond, None, None
+    one = len(cut) == 1
+    listing = "[" + ", ".join(sql_string(t) for t in cut) + "]"
+    note = (f"{target} is inside {'a transaction that goes' if one else 'transactions that go'} on after it "
+            f"(from offset {start}): the state leaves {'it' if one else 'them'} out whole, "
+            f"as before {'it' if one else 'they'} committed")  # fmt: skip
+    return f"{cond} AND NOT coalesce(list_contains({listing}, txn.id), FALSE)", note, start
 
 
 def _within_the_store(target: _Target, next_offset: int, con: duckdb.DuckDBPyConnection) -> _Target:

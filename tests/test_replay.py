@@ -367,6 +367,24 @@ def test_an_offset_inside_a_transaction_leaves_the_whole_transaction_out(store: 
     assert replay(store, at_offset=3).warnings == []
 
 
+def test_a_time_inside_a_transaction_leaves_the_whole_transaction_out(store: Path) -> None:
+    """Maxwell or Debezium stamp each statement with its own time: a transfer whose debit is
+    stamped before T and whose credit after it is not half in the state at T."""
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"bal": 100}, "ts": "2026-03-01T12:00:00Z", "txn": "T1"},
+        {"key": 2, "op": "insert", "data": {"bal": 0}, "ts": "2026-03-01T12:00:00Z", "txn": "T1"},
+        {"key": 1, "op": "update", "data": {"bal": 50}, "ts": "2026-03-01T12:00:10Z", "txn": "T2"},
+        {"key": 2, "op": "update", "data": {"bal": 50}, "ts": "2026-03-01T12:00:11Z", "txn": "T2"},
+    ])  # fmt: skip
+    res = replay(store, at_time="2026-03-01T12:00:10Z")
+    assert rows(res) == {"1": {"bal": 100}, "2": {"bal": 0}} and res.offset == 1
+    assert res.warnings and "time 2026-03-01T12:00:10Z is inside a transaction" in res.warnings[0]
+    assert rows(replay(store, at_time="2026-03-01T12:00:11Z")) == {"1": {"bal": 50}, "2": {"bal": 50}}
+    blamed = logtool.blame(store, "1", at_time="2026-03-01T12:00:10Z")
+    assert blamed.column("offset").to_pylist() == [0]
+    assert b"inside a transaction" in (blamed.schema.metadata or {})[b"logtool.note"]
+
+
 def test_an_offset_leaves_out_every_transaction_it_cuts_interleaved_ones_too(store: Path) -> None:
     write_events(store, [
         {"key": 1, "op": "insert", "data": {"v": "A"}},

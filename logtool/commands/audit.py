@@ -117,6 +117,8 @@ def blame(
     table = logtool.blame(
         store, key, entity=entity, at_offset=at_offset, at_time=at_time, at_position=at_position, reducer=reducer
     )
+    if note := (table.schema.metadata or {}).get(b"logtool.note"):
+        console.warn(note.decode())
     _caveats(store, table.column("offset").to_pylist())
     fmt = resolve(format)
     if fmt is OutputFormat.table:
