@@ -1426,13 +1426,14 @@ def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
 EXPORT_MANIFEST = ".logtool-export.json"  # the files the last export wrote into a directory
 
 
-def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[Path]:
+def export_state(result: ReplayResult, directory: str | Path, fmt: str, *, whole: bool = True) -> list[Path]:
     """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files.
 
     A file name is the entity's name where it is a plain one (letters, digits, ``.``, ``_``, ``-``),
     else the name made plain plus a hash of the entity, so no two entities share a file whatever
-    else the store holds (names that differ only in case get the hash too). The directory keeps a list of the files the export wrote: the next export
-    there removes those it does not write again (an entity with no rows left), and nothing else."""
+    else the store holds (names that differ only in case get the hash too). The directory keeps a list of the files exports wrote: the next export
+    of the ``whole`` state in the same format removes those of its files it does not write again (an
+    entity with no rows left), and nothing else."""
     import pyarrow.parquet as pq
 
     from .formats.writers import write_csv
@@ -1468,13 +1469,17 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str) -> list[
                 write_csv([table], f, json_cols)
         tmp.replace(target)
         written.append(target)
-    names = sorted(p.name for p in written)
+    names = {p.name for p in written}
+    # gone: this format's files of entities with no rows left, where the whole state was written
+    # (another format's files, and the entities a replay of one entity or key did not ask for, stay)
+    stale = {n for n in before - names if whole and n.endswith(f".{fmt}") and "/" not in n and "\\" not in n
+             and not n.startswith(".")}  # fmt: skip
+    kept = sorted(n for n in (before - stale) | names if (out / n).exists())
     tmp = manifest.with_name(manifest.name + ".tmp")
-    tmp.write_text(json.dumps({"files": names, "offset": result.offset, "digest": result.digest}) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps({"files": kept, "offset": result.offset, "digest": result.digest}) + "\n", encoding="utf-8")
     tmp.replace(manifest)
-    for stale in sorted(before - set(names)):
-        if "/" not in stale and "\\" not in stale and not stale.startswith("."):
-            (out / stale).unlink(missing_ok=True)
+    for name in sorted(stale):
+        (out / name).unlink(missing_ok=True)
     return written
 
 

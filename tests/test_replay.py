@@ -1055,6 +1055,24 @@ def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path,
         export_state(replay(store), out / "a.csv" / "sub", "csv")
 
 
+def test_export_leaves_the_other_formats_files_and_the_entities_not_asked_for(store: Path, tmp_path: Path) -> None:
+    write_events(store, [
+        {"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}},
+        {"entity": "b", "key": 1, "op": "insert", "data": {"v": 2}},
+    ])  # fmt: skip
+    out = tmp_path / "state"
+    export_state(replay(store), out, "parquet")
+    export_state(replay(store), out, "csv")  # the README's two examples, one after the other
+    assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "a.parquet", "b.csv", "b.parquet"]
+    export_state(replay(store, entity="a"), out, "csv", whole=False)
+    assert (out / "b.csv").exists()
+    write_events(store, [{"entity": "b", "key": 1, "op": "delete"}])
+    export_state(replay(store), out, "parquet")  # b is gone: its Parquet file goes, its CSV file stays
+    assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "a.parquet", "b.csv"]
+    export_state(replay(store), out, "csv")
+    assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "a.parquet"]
+
+
 # --------------------------------------------------------------------------- canonical state, digest
 
 
