@@ -782,6 +782,17 @@ def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(cli: Any, store: P
     assert files(store) == before
 
 
+def test_cli_store_mode_refuses_the_raw_file_options(cli: Any, store: Path, tmp_path: Path) -> None:
+    """A cleaned copy asked of a store (-o) must not rewrite the store in place instead."""
+    before = files(store)
+    copy = cli("purge", store, "--key", PERSON["key"], "--yes", "-o", tmp_path / "clean")
+    assert copy.code == 2 and f"error: {store} is a store: -o is for raw files" in copy.err
+    mapped = cli("redact", store, "--field", "email", "--key", PERSON["key"], "--key-field", "id",
+                 "--input-format", "csv", "--yes")  # fmt: skip
+    assert mapped.code == 2 and "--input-format, --key-field are for raw files" in mapped.err
+    assert files(store) == before and not (tmp_path / "clean").exists()
+
+
 def test_cli_without_yes_checks_the_selection_first_and_shows_what_is_at_stake(cli: Any, store: Path) -> None:
     before = files(store)
     nothing = cli("purge", store)

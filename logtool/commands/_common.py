@@ -246,3 +246,13 @@ def confirm(question: str, yes: bool) -> None:
         )
     if not typer.confirm(question, default=False, err=True):
         raise typer.Exit(1)
+
+
+def refuse_raw_only(target: str, options: dict[str, Any], hint: str) -> None:
+    """A store given where options for raw files were too: refused, never silently ignored (a
+    purge with -o must not rewrite the store in place when a cleaned copy was asked for)."""
+    from ..errors import UsageError
+
+    given = [name for name, value in options.items() if value]
+    if given:
+        raise UsageError(f"{target} is a store: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for raw files", hint)

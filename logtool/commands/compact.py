@@ -22,6 +22,7 @@ from ._common import (
     boundary,
     build_mapping,
     confirm,
+    refuse_raw_only,
     render,
     render_object,
     resolve,
@@ -83,7 +84,6 @@ def command(
         logtool compact events.jsonl --dry-run --key-field id --op-field op --ts-field ts --min-lag 1h
     """
     import logtool
-    from logtool.errors import UsageError
 
     if Path(target).is_file() or target == "-" or (output and not Path(target).is_dir()):
         mapping = build_mapping(key_field, entity_field, op_field, type_field=type_field, ts_field=ts_field,
@@ -95,10 +95,7 @@ def command(
     raw_only = {"-o": output, "--input-format": input_format, "--key-field": key_field, "--entity-field": entity_field,
                 "--op-field": op_field, "--type-field": type_field, "--ts-field": ts_field, "--ts-unit": ts_unit, "--data-field": data_field,
                 "--prev-key-field": prev_key_field}  # fmt: skip
-    given = [name for name, value in raw_only.items() if value]
-    if given:
-        raise UsageError(f"{target} is a store: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for raw files",
-                         "a store is compacted in place; its events were mapped when they were ingested")  # fmt: skip
+    refuse_raw_only(target, raw_only, "a store is compacted in place; its events were mapped when they were ingested")
     if not dry_run and not yes:
         preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                   until_offset=until_offset, now=now, dry_run=True)  # fmt: skip

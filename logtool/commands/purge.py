@@ -23,6 +23,7 @@ from ._common import (
     TypeFieldOpt,
     boundary,
     build_mapping,
+    refuse_raw_only,
     render_object,
 )
 
@@ -53,7 +54,7 @@ RecordOpt = Annotated[
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
 OutputOpt = Annotated[
-    str, typer.Option("--output", "-o", help="Raw-file mode: where to write the cleaned log (`-`: stdout).")
+    str | None, typer.Option("--output", "-o", help="Raw-file mode: where to write the cleaned log (default `-`: stdout).")
 ]
 InputFormatOpt = Annotated[
     str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
@@ -77,7 +78,7 @@ def purge_command(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     format: FormatOpt = None,
-    output: OutputOpt = "-",
+    output: OutputOpt = None,
     input_format: InputFormatOpt = None,
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
@@ -114,12 +115,15 @@ def purge_command(
             raise UsageError("--before-offset/--before-time apply to a store, not a raw file")
         mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
-        sink: Any = _Discard() if dry_run else output
+        sink: Any = _Discard() if dry_run else (output or "-")
         with console.progress("purge") as update:
             res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
                              progress=update)  # fmt: skip
         _file_report(res, dry_run, entity)
         return
+
+    _refuse_raw_options(target, output, input_format, key_field, entity_field, op_field, type_field, ts_field, ts_unit,
+                        data_field, meta_field, prev_key_field)  # fmt: skip
 
     def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
         return purge(
@@ -128,6 +132,14 @@ def purge_command(
         )  # fmt: skip
 
     _store_run(target, "purge", call, yes=yes, dry_run=dry_run, format=format)
+
+
+def _refuse_raw_options(target: str, output: str | None, input_format: str | None, *fields: Any) -> None:
+    names = ("--key-field", "--entity-field", "--op-field", "--type-field", "--ts-field", "--ts-unit", "--data-field",
+             "--meta-field", "--prev-key-field")  # fmt: skip
+    refuse_raw_only(target, {"-o": output, "--input-format": input_format, **dict(zip(names, fields, strict=True))},
+                    "a store is changed in place (its events were mapped when they were ingested); "
+                    "for a cleaned copy of a raw log, name the log file")  # fmt: skip
 
 
 def redact_command(
@@ -146,7 +158,7 @@ def redact_command(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     format: FormatOpt = None,
-    output: OutputOpt = "-",
+    output: OutputOpt = None,
     input_format: InputFormatOpt = None,
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
@@ -180,7 +192,7 @@ def redact_command(
     if Path(target).is_file():
         mapping = build_mapping(key_field, entity_field, op_field, type_field, ts_field, ts_unit, data_field, meta_field,
                            prev_key_field)  # fmt: skip
-        sink: Any = _Discard() if dry_run else output
+        sink: Any = _Discard() if dry_run else (output or "-")
         with console.progress("redact") as update:
             res = redact_file(
                 target, sink, field, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
@@ -188,6 +200,9 @@ def redact_command(
             )  # fmt: skip
         _file_report(res, dry_run, entity)
         return
+
+    _refuse_raw_options(target, output, input_format, key_field, entity_field, op_field, type_field, ts_field, ts_unit,
+                        data_field, meta_field, prev_key_field)  # fmt: skip
 
     def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
         return redact(
