@@ -21,6 +21,7 @@ or after the compaction point.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
@@ -95,6 +96,7 @@ class CompactResult:
     examples: list[dict[str, Any]] = field(default_factory=list)  # removed events (offset, key, reason)
     keyless_entities: dict[str, int] = field(default_factory=dict)  # entities with no key at all -> events dropped
     latest_removed_time: str | None = None  # the latest stamp of a removed event (for --at-time after it)
+    leftovers_removed: list[str] = field(default_factory=list)  # files no commit names, deleted with the commit
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -111,6 +113,7 @@ class CompactResult:
             "bytes_saved": self.bytes_before - self.bytes_after,
             "segments_rewritten": self.segments_rewritten,
             "latest_removed_time": self.latest_removed_time,
+            "leftovers_removed": self.leftovers_removed,
             "commit": self.commit,
         }
 
@@ -175,7 +178,8 @@ def compact(
     retention_us = parse_duration(tombstone_retention)
     lag_us = parse_duration(min_lag)
     now_us = _now_us(now)
-    with store.writer("compact"):
+    # a dry run changes nothing, so it takes no lock: it runs beside a writer, and on a read-only store
+    with contextlib.nullcontext(store) if dry_run else store.writer("compact"):
         st = store.state()
         con = engine.connect()
         store.events_view(con, files=store.segment_files(st))
@@ -272,6 +276,8 @@ def compact(
 
         segs = [x for x in st.segments if below_horizon(x) > untouched.get(x["path"], 0)]
         result.segments_rewritten = len(segs)
+        if segs:  # a commit sweeps the store of files no commit names: said, before and after
+            result.leftovers_removed = [store.rel(p) for p in store.leftovers(st)]
         if dry_run or not segs:
             share = result.events_after / result.events_before if result.events_before else 1.0
             result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before

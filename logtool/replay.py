@@ -1443,6 +1443,10 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str, *, whole
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file, not a directory")
+    inside = next((p for p in (out.absolute(), *out.absolute().parents) if (p / "_log").is_dir()), None)
+    if inside is not None:
+        raise UsageError(f"{out}: is inside the store {inside}",
+                         "export to a directory outside it: a store holds only what its commits name")  # fmt: skip
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -243,7 +243,13 @@ class Store:
         # The lock appears with its holder written in it (a link of a finished file), so no one
         # ever finds it empty, and a writer killed while taking it leaves none.
         mine = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}.new")
-        mine.write_text(json.dumps(holder))
+        try:
+            mine.write_text(json.dumps(holder))
+        except OSError as e:  # a read-only store (or disk): no change can be made to it
+            raise StoreError(
+                f"{self.path}: cannot change the store ({e.strerror or e})",
+                "check that it is writable by this user; reading it (replay, sql, verify, --dry-run) needs no write",
+            ) from None
         try:
             for _ in range(2):
                 try:

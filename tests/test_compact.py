@@ -1330,6 +1330,19 @@ def test_cli_raw_file_mode_writes_into_a_pipe_and_refuses_stdin(tmp_path: Path) 
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_a_dry_run_takes_no_lock_and_names_the_files_a_compaction_would_sweep(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(SHOP)], mapping=SHOP_MAPPING)
+    stray = store / "segments" / "stray.parquet"
+    stray.write_bytes(b"not named by any commit")
+    with Store.open(store).writer("ingest"):  # another writer at work: a dry run still answers
+        plan = logtool.compact(store, dry_run=True, now=LATER)
+    assert plan.segments_rewritten and plan.leftovers_removed == ["segments/stray.parquet"] and stray.exists()
+    r = cli("compact", store, "--yes", "--now", LATER)
+    assert r.code == 0 and "files no commit names deleted: segments/stray.parquet" in r.err
+    assert not stray.exists()
+
+
 def test_cli_store_mode_refuses_the_raw_file_options(tmp_path: Path) -> None:
     store = tmp_path / "s"
     logtool.ingest(store, [str(SHOP)], mapping=SHOP_MAPPING)

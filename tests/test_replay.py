@@ -1055,6 +1055,14 @@ def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path,
         export_state(replay(store), out / "a.csv" / "sub", "csv")
 
 
+def test_export_into_the_store_itself_is_refused(store: Path) -> None:
+    write_events(store, [{"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}}])
+    for inside in (store / "segments", store / "exports" / "today"):
+        with pytest.raises(UsageError, match="is inside the store"):
+            export_state(replay(store), inside, "parquet")
+    assert not (store / "exports").exists() and not list((store / "segments").glob("a.*"))
+
+
 def test_export_leaves_the_other_formats_files_and_the_entities_not_asked_for(store: Path, tmp_path: Path) -> None:
     write_events(store, [
         {"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}},

@@ -203,6 +203,22 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
         pass
 
 
+def test_a_store_that_cannot_be_written_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.create(tmp_path / "s")
+    real = Path.write_text
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> int:
+        if self.parent == store.path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    with pytest.raises(StoreError) as e, store.writer("purge"):
+        pass
+    assert e.value.message == f"{store.path}: cannot change the store (Permission denied)"
+    assert e.value.hint and "writable" in e.value.hint
+
+
 def test_lock_released_on_error(tmp_path: Path) -> None:
     store = Store.create(tmp_path / "s")
     with pytest.raises(RuntimeError), store.writer("x"):

@@ -139,6 +139,8 @@ def command(
         f"{verb} {sum(result.removed.values())} events ({', '.join(f'{k}: {v}' for k, v in result.removed.items()) or 'none'}); "
         f"{result.tombstones_kept} tombstones kept; {saved} bytes {'would be ' if dry_run else ''}saved"
     )
+    if result.leftovers_removed:
+        console.status(f"files no commit names {'would be ' if dry_run else ''}deleted: {', '.join(result.leftovers_removed)}")
 
 
 def _compact_raw_file(target: str, output: str | None, input_format: str | None, format: OutputFormat | None,

@@ -259,7 +259,7 @@ def _store_run(
     if result.commit is None:
         console.status(
             "nothing matched: the store is unchanged"
-            + (" (leftover files deleted)" if result.leftovers_removed else "")
+            + (" (files no commit named were deleted)" if result.leftovers_removed else "")
         )
     else:
         console.status(
@@ -286,7 +286,7 @@ def _describe(plan: PurgeResult) -> list[str]:
         ("snapshots removed", plan.snapshots_removed),
         ("snapshots rewritten (their events are gone)", plan.snapshots_rewritten),
         ("quarantine files rewritten", plan.quarantine_files),
-        ("leftover files deleted", plan.leftovers_removed),
+        ("files no commit names, deleted with it", plan.leftovers_removed),
     ):
         if items:
             lines.append(f"  {title}: {', '.join(items)}")
