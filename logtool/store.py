@@ -165,6 +165,9 @@ class Store:
                     raise StoreError(f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`") from None
                 if not isinstance(body, dict):
                     raise StoreError(f"{p}: commit file is damaged (not a JSON object)", f"run `logtool verify {self.path}`")
+                if body.get("hash") != commit_hash(body):  # edited: nothing read from it can be trusted
+                    raise StoreError(f"{p}: commit file was changed after it was written (its hash does not match)",
+                                     f"run `logtool verify {self.path}`")  # fmt: skip
                 self._read[name] = body
             out.append(self._read[name])
         return out
@@ -173,13 +176,19 @@ class Store:
         """Fold the commits into the current state (read-only: callers must not change it). Only
         commits published since the last call are folded, onto a copy of the state then."""
         commits = self.commits()
-        if self._folded is not None:
-            before, state = self._folded
-            if len(before) <= len(commits) and all(a is b for a, b in zip(before, commits, strict=False)):
-                state = fold(commits[len(before) :], state.copy()) if len(before) < len(commits) else state
-                self._folded = (commits, state)
-                return state
-        state = fold(commits)
+        try:
+            if self._folded is not None:
+                before, state = self._folded
+                if len(before) <= len(commits) and all(a is b for a, b in zip(before, commits, strict=False)):
+                    state = fold(commits[len(before) :], state.copy()) if len(before) < len(commits) else state
+                    self._folded = (commits, state)
+                    return state
+            state = fold(commits)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # valid JSON, but not a commit's
+            raise StoreError(
+                f"{self.log_dir}: a commit file is damaged (it does not read as a commit: {type(e).__name__} {e})",
+                f"run `logtool verify {self.path}` to find which",
+            ) from None
         self._folded = (commits, state)
         return state
 

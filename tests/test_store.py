@@ -101,11 +101,13 @@ def test_commit_never_overwrites(tmp_path: Path) -> None:
     with store.writer("test"):
         store.commit("one", {})
         # another writer published number 1 behind our back
-        (store.log_dir / "00000001.json").write_text('{"theirs":true}\n')
+        theirs: dict[str, Any] = {"theirs": True, "version": 1}
+        theirs["hash"] = commit_hash(theirs)
+        (store.log_dir / "00000001.json").write_text(canonical_json(theirs) + "\n")
         store.state = lambda: logtool.store.fold(store.commits()[:1])  # type: ignore[method-assign]
         with pytest.raises(StoreError, match="already exists"):
             store.commit("two", {})
-    assert (store.log_dir / "00000001.json").read_text() == '{"theirs":true}\n'
+    assert (store.log_dir / "00000001.json").read_text() == canonical_json(theirs) + "\n"
     assert list(store.log_dir.glob(".*.tmp")) == []
 
 

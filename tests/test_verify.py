@@ -148,6 +148,18 @@ def test_edited_commit_count(cli: Cli, store: Path) -> None:
     assert "does not match its hash" in problems[0]["problem"]
 
 
+@pytest.mark.parametrize("command", [["info"], ["log"], ["replay"], ["sql", "SELECT count(*) FROM events"]])
+def test_reads_refuse_an_edited_commit_in_one_line(cli: Cli, store: Path, command: list[str]) -> None:
+    p = store / "_log" / "00000001.json"
+    body = json.loads(p.read_text())
+    body["add"][0]["rows"] = "many"  # valid JSON, no longer what was committed
+    p.write_text(canonical_json(body) + "\n")
+    r = cli(command[0], store, *command[1:])
+    assert r.code == 2 and r.out == ""
+    assert r.errors() == [f"error: {p}: commit file was changed after it was written (its hash does not match)"]
+    assert f"hint: run `logtool verify {store}`" in r.err
+
+
 def test_edited_commit_bytes_only(cli: Cli, store: Path) -> None:
     p = store / "_log" / "00000002.json"
     p.write_text(json.dumps(json.loads(p.read_text()), indent=1))  # same content, other bytes
