@@ -384,12 +384,12 @@ def _redact_patch(
 
 
 def _redact_path(doc: dict[str, Any], spec: str, allow: Callable[[str], bool] | None) -> bool:
-    if spec in doc and (allow is None or allow(spec)):
-        if doc[spec] is None or doc[spec] == MARKER:
-            return False
-        doc[spec] = MARKER
-        return True
+    """Blank every member ``spec`` names: the member of that very name, and each dotted path it
+    reads as (``a.b`` is the member "a.b" and b inside a, both where a document has both)."""
     changed = False
+    if spec in doc and (allow is None or allow(spec)) and doc[spec] is not None and doc[spec] != MARKER:
+        doc[spec] = MARKER
+        changed = True
     start = 0
     while (dot := spec.find(".", start)) > 0:
         head, rest = spec[:dot], spec[dot + 1 :]

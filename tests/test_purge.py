@@ -462,6 +462,27 @@ def test_redact_reaches_meta_and_before(tmp_path: Path) -> None:
     assert residue(dest, "ann@example.org") == []
 
 
+def test_redact_of_a_dotted_name_blanks_both_members_it_can_name(tmp_path: Path) -> None:
+    """A document with a member "contact.email" and a nested contact.email: both go, in a store
+    and in a raw file, and a null one beside does not hide the other."""
+    path = tmp_path / "log.jsonl"
+    path.write_text(
+        json.dumps({"id": 1, "data": {"contact.email": "a@x.org", "contact": {"email": "nested-secret@x.org"}}}) + "\n"
+        + json.dumps({"id": 2, "data": {"contact.email": None, "contact": {"email": "other-secret@x.org"}}}) + "\n"
+    )  # fmt: skip
+    mapping = Mapping(key_fields=("id",), data_field="data")
+    ingest(tmp_path / "s", [str(path)], mapping=mapping)
+    assert redact(tmp_path / "s", ["contact.email"], where="TRUE").events == 2
+    for secret in ("a@x.org", "nested-secret@x.org", "other-secret@x.org"):
+        assert residue(tmp_path / "s", secret) == []
+    out = tmp_path / "clean.jsonl"
+    redact_file(path, out, ["contact.email"], where="TRUE", mapping=mapping)
+    assert [json.loads(line)["data"] for line in out.read_text().splitlines()] == [
+        {"contact.email": "[REDACTED]", "contact": {"email": "[REDACTED]"}},
+        {"contact.email": None, "contact": {"email": "[REDACTED]"}},
+    ]
+
+
 # --------------------------------------------------------------------------- snapshots and head
 
 
