@@ -1337,35 +1337,38 @@ def _store_keys(store: Store, entity: str) -> tuple[str, ...]:
     return ()
 
 
-def _store_entity(store: Store, entity: str | None) -> str:
+def _store_entity(store: Store, entity: str | None) -> tuple[str, str | None]:
+    """The entity to compare with a dump, and a note where the store holds none of its events
+    (an empty side: a table purged whole, or a name mistyped, which the note shows)."""
     from .query import events_connection
 
     entities = [
         r[0] for r in events_connection(store).execute("SELECT DISTINCT entity FROM events ORDER BY 1").fetchall()
     ]
+    if entity is not None and entity not in entities:
+        return entity, (f"{store.path} holds no events of entity {entity!r}: compared as an empty side "
+                        f"(its entities: {', '.join(map(repr, entities[:10])) or 'none'})")  # fmt: skip
     if not entities:
         raise UsageError(f"{store.path} holds no events: there is no table to compare", "ingest into it first")
     if entity is None:
         if len(entities) == 1:
-            return str(entities[0])
+            return str(entities[0]), None
         raise UsageError(
             f"{store.path} holds {len(entities)} entities: name the one the dump holds",
             f"add --entity (one of: {', '.join(entities[:10])})",
         )
-    if entity not in entities:
-        raise UsageError(f"{store.path}: no entity {entity!r}", f"entities: {', '.join(entities[:10]) or 'none'}")
-    return entity
+    return entity, None
 
 
 def _store_table(
-    con: duckdb.DuckDBPyConnection, store: Store, at_offset: int | None, entity: str, view: str, other: _Table
+    con: duckdb.DuckDBPyConnection, store: Store, at_offset: int | None, entity: str, view: str, other: _Table,
+    absent: bool = False,
 ) -> _Table:
     """A store's entity replayed to a table (typed columns); an entity with no live rows at the
-    target is an empty table of the other side's columns."""
+    target (or, ``absent``, no events at all) is an empty table of the other side's columns."""
     import pyarrow as pa
 
-    tables = _replay(store, at_offset, entity).tables()
-    table = tables.get(entity)
+    table = None if absent else _replay(store, at_offset, entity).tables().get(entity)
     label = f"{store.path}:{entity}" + (f"@{at_offset}" if at_offset is not None else "")
     if table is None:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {other.view} LIMIT 0")
@@ -1642,10 +1645,10 @@ def _two_tables(
     store = Store.open(specs[store_side])
     dump_side = 1 - store_side
     dump = _open_table(con, specs[dump_side], kinds[dump_side], f"_lt_{'lr'[dump_side]}t")
-    name = _store_entity(store, entity)
-    replayed = _store_table(con, store, at_offset, name, f"_lt_{'lr'[store_side]}t", dump)
+    name, absent = _store_entity(store, entity)
+    replayed = _store_table(con, store, at_offset, name, f"_lt_{'lr'[store_side]}t", dump, absent is not None)
     lt, rt = (replayed, dump) if store_side == 0 else (dump, replayed)
-    notes = []
+    notes = [absent] if absent else []
     if not keys:
         inferred = _store_keys(store, name)
         names = {c for c, _ in lt.columns} & {c for c, _ in rt.columns}

@@ -676,6 +676,21 @@ def test_an_entity_one_store_lacks_is_a_difference_and_one_neither_has_an_error(
         diff(a, b, entity="w")
 
 
+def test_a_store_without_the_entity_is_an_empty_side_against_a_dump(tmp_path: Path) -> None:
+    """A table purged whole meets the database's dump: every row differs, said as such (exit 1),
+    with a note naming the store's entities in case the name was mistyped."""
+    (tmp_path / "x.jsonl").write_text('{"id":1,"data":{"v":1}}\n')
+    (tmp_path / "t.csv").write_text("id,v\n1,1\n2,2\n")
+    store = tmp_path / "X"
+    logtool.ingest(store, [str(tmp_path / "x.jsonl")], mapping=Mapping(key_fields=("id",), data_field="data", entity="x"))
+    for entity in ("t", "x"):
+        if entity == "x":
+            logtool.purge(store, entity="x")  # the whole table erased
+        result = diff(store, tmp_path / "t.csv", entity=entity, key_columns=["id"])
+        assert not result.same and (result.only_left, result.only_right) == (0, 2)
+        assert any(f"holds no events of entity {entity!r}: compared as an empty side" in n for n in result.notes)
+
+
 def test_cli_csv_tells_a_json_null_from_a_missing_field(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text('{"id":1,"a":1}\n')
     (tmp_path / "b.jsonl").write_text('{"id":1,"a":1,"b":null}\n')
