@@ -386,7 +386,7 @@ def compact_file(
     from . import engine
     from .errors import InputError
     from .formats import detect, get_format
-    from .formats.base import BadRecord, Mapping, Source
+    from .formats.base import BOM, BadRecord, Mapping, Source
 
     if until_offset is not None and until_offset < 0:
         raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
@@ -514,6 +514,8 @@ def compact_file(
         drop.update(range(line, starts[i]) if i < len(starts) else [line])
     drop_tail = fmt.name == "csv" and starts and starts[-1] in removed_lines
     first_pass = src.bytes_read
+    if src.bom:
+        out.write(BOM)  # the file's byte order mark, as it was: the file is kept byte for byte
     with src.open() as stream:
         for n, raw in enumerate(stream_lines(stream, csv=fmt.name == "csv"), 1):
             if progress and n % 65536 == 0:

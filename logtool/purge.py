@@ -38,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from .engine import json_path, sql_string
 from .errors import LogtoolError, UsageError
 from .formats.base import (
+    BOM,
     BadRecord,
     Mapping,
     Source,
@@ -1559,8 +1560,12 @@ def _filter_records(
 
     judge = _RawJudge(sel, mapping, fmt.name, source.name)
     cond = sel.condition()
-    with Source(source.spec).open() as raw_stream:
+    second = Source(source.spec)
+    with second.open() as raw_stream:
         buffered = io.BufferedReader(cast(Any, raw_stream), 1 << 20)
+        buffered.peek(1)  # the first read, which takes off a byte order mark: it goes out as it came
+        if second.bom:
+            sink.write(BOM)
         records = _csv_records(buffered, mapping.max_line_bytes) if fmt.name == "csv" else _json_records(buffered)
         header: list[str] | None = None
         if fmt.name == "csv":

@@ -1368,6 +1368,23 @@ def test_raw_csv_lines_end_where_the_csv_reader_ends_them(tmp_path: Path, text: 
     assert out.read_bytes() == kept
 
 
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_raw_file_keeps_a_byte_order_mark(tmp_path: Path, kind: str) -> None:
+    """Some Windows tools begin a file with a UTF-8 BOM: compacting one that loses nothing gives
+    the same bytes, and purging its first record keeps the mark at the file's start."""
+    from logtool.purge import purge_file
+
+    text = ("id,a\n1,1\n2,2\n" if kind == "csv" else '{"id":1,"a":1}\n{"id":2,"a":2}\n').encode()
+    path = tmp_path / f"bom.{kind}"
+    path.write_bytes(b"\xef\xbb\xbf" + text)
+    with open(tmp_path / "out", "wb") as f:
+        compact_file(str(path), f, mapping=Mapping(key_fields=("id",)))
+    assert (tmp_path / "out").read_bytes() == path.read_bytes()
+    purge_file(path, tmp_path / "purged", key="1", mapping=Mapping(key_fields=("id",)))
+    lines = text.splitlines(keepends=True)
+    assert (tmp_path / "purged").read_bytes() == b"\xef\xbb\xbf" + b"".join(lines[:-2] + lines[-1:] if kind == "csv" else lines[1:])
+
+
 def test_raw_full_row_updates_supersede_as_in_a_store(tmp_path: Path) -> None:
     # an update carrying exactly the full image's columns is a full image (Debezium flattened,
     # Maxwell): the earlier records go; one that added a column before it keeps them

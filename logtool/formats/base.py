@@ -113,6 +113,7 @@ class Source:
         self._sha = hashlib.sha256()
         self.bytes_read = 0
         self.data_field_seen = False  # a record held the mapping's data field (null or not)
+        self.bom = False  # the content began with a UTF-8 byte order mark (not passed on by open())
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head
         if spec != "-":
@@ -283,6 +284,7 @@ class _HashingReader(io.RawIOBase):
             self._at_start = False
             while len(data) < len(BOM) and BOM.startswith(data) and (more := self._read(n)):
                 data += more
+            self._source.bom = data.startswith(BOM)
             data = data.removeprefix(BOM)
             if not data:  # nothing but the mark so far: the caller must not take that for the end
                 return self.read(n)
