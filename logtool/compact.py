@@ -458,7 +458,7 @@ def compact_file(
             trunc AS (SELECT entity, max(line) AS t FROM below WHERE op = 'truncate' GROUP BY entity),
             moved AS (SELECT entity, key FROM below WHERE prev_key <> key
                       UNION SELECT entity, prev_key FROM below WHERE prev_key <> key)
-            SELECT e.line, e."offset", e.entity, e.key, e.op, CASE
+            SELECT e.line, e."offset", e.entity, e.key, e.op, e.ts_us, e.tomb OR e.op = 'truncate' AS tomb, CASE
                 WHEN e."offset" >= {horizon} THEN NULL
                 WHEN e.op = 'truncate' THEN
                     CASE WHEN e.line < t.t THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
@@ -475,6 +475,10 @@ def compact_file(
     removed = dict(con.execute(
         "SELECT reason, count(*) FROM decided WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
     ).fetchall())  # fmt: skip
+    kept_tombstones = f'FROM decided WHERE reason IS NULL AND tomb AND "offset" < {horizon}'
+    tombstones_kept, earliest = con.execute(f"SELECT count(*), min(ts_us) {kept_tombstones}").fetchall()[0]
+    bytes_before = src.bytes_read
+    kept_share = (total - sum(removed.values())) / total if total else 1.0
     result: dict[str, Any] = {
         "dry_run": dry_run or out is None,
         "protected_from_offset": horizon,
@@ -487,6 +491,16 @@ def compact_file(
                 AND (d.entity, d.key) IN (SELECT (entity, key) FROM recs WHERE "offset" < {horizon} AND prev_key <> key
                                           UNION SELECT (entity, prev_key) FROM recs WHERE "offset" < {horizon} AND prev_key <> key)"""
         ).fetchall()[0][0],
+        "tombstones_kept": tombstones_kept,
+        "earliest_tombstone_expiry": None if earliest is None else _instant(earliest + retention_us),
+        "tombstones": [
+            {"line": line, "offset": o, "entity": e, "key": k, "op": op, "expires": _instant(t + retention_us)}
+            for line, o, e, k, op, t in con.execute(
+                f'SELECT line, "offset", entity, key, op, ts_us {kept_tombstones} ORDER BY line LIMIT 100'
+            ).fetchall()
+        ],
+        "bytes_before": bytes_before,
+        "bytes_after": int(bytes_before * kept_share),  # estimated on a dry run; counted when written
         "unreadable_kept": len(bad),
         "first_unreadable": f"{bad[0].file}:{bad[0].line}: {bad[0].reason}" if bad else None,
         "keyless_entities": dict(con.execute(
@@ -500,6 +514,7 @@ def compact_file(
             ).fetchall()
         ],
     }  # fmt: skip
+    result["bytes_saved"] = result["bytes_before"] - result["bytes_after"]
     if result["dry_run"]:
         return result
     assert out is not None
@@ -514,6 +529,7 @@ def compact_file(
         drop.update(range(line, starts[i]) if i < len(starts) else [line])
     drop_tail = fmt.name == "csv" and starts and starts[-1] in removed_lines
     first_pass = src.bytes_read
+    written = 0
     if src.bom:
         out.write(BOM)  # the file's byte order mark, as it was: the file is kept byte for byte
     with src.open() as stream:
@@ -523,6 +539,9 @@ def compact_file(
             if n in drop or (drop_tail and n >= starts[-1]):
                 continue
             out.write(raw)
+            written += len(raw)
+    result["bytes_after"] = written
+    result["bytes_saved"] = result["bytes_before"] - written
     return result
 
 

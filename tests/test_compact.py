@@ -1368,6 +1368,24 @@ def test_raw_csv_lines_end_where_the_csv_reader_ends_them(tmp_path: Path, text: 
     assert out.read_bytes() == kept
 
 
+def test_raw_dry_run_tells_the_tombstones_kept_and_the_bytes_saved(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        '{"id":1,"op":"c","ts":"2026-01-01T00:00:00Z","data":{"a":1}}\n'
+        '{"id":1,"op":"d","ts":"2026-01-01T00:00:00Z","data":null}\n'
+        '{"id":2,"op":"c","ts":"2026-01-01T00:00:00Z","data":{"a":2}}\n'
+    )
+    mapping = Mapping(key_fields=("id",), op_field="op", ts_field="ts", data_field="data")
+    plan = compact_file(str(path), None, mapping=mapping, now="2026-01-01T12:00:00Z", dry_run=True)
+    assert (plan["tombstones_kept"], plan["earliest_tombstone_expiry"]) == (1, "2026-01-02T00:00:00Z")
+    assert [(t["line"], t["key"], t["expires"]) for t in plan["tombstones"]] == [(2, "1", "2026-01-02T00:00:00Z")]
+    assert plan["bytes_before"] == path.stat().st_size and plan["bytes_saved"] > 0
+    with open(tmp_path / "out.jsonl", "wb") as f:
+        done = compact_file(str(path), f, mapping=mapping, now="2026-01-01T12:00:00Z")
+    assert done["bytes_after"] == (tmp_path / "out.jsonl").stat().st_size
+    assert done["bytes_saved"] == path.stat().st_size - (tmp_path / "out.jsonl").stat().st_size
+
+
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_raw_file_keeps_a_byte_order_mark(tmp_path: Path, kind: str) -> None:
     """Some Windows tools begin a file with a UTF-8 BOM: compacting one that loses nothing gives

@@ -170,23 +170,32 @@ def _compact_raw_file(target: str, output: str | None, input_format: str | None,
         went = "would be dropped" if dry_run else "are dropped"
         console.warn(f"entity {entity!r} has no key: all {n} of its records {went}; if they matter, pass --key-field")
     examples = result.pop("examples")
+    tombstones = result.pop("tombstones")
     if dry_run:
         if resolve(format) is OutputFormat.json:
-            render_object({**result, "removed_examples": examples}, format)
-        else:
-            render_object(result, format)
-            if examples:
-                import pyarrow as pa
+            render_object({**result, "removed_examples": examples, "tombstones": tombstones}, format)
+        elif resolve(format) is OutputFormat.table:
+            import pyarrow as pa
 
-                if resolve(format) is OutputFormat.table:
-                    console.status("first records that would be removed:")
+            render_object(result, format)
+            for title, rows in (("first records that would be removed:", examples),
+                                ("tombstones kept, with their expiry:", tombstones)):  # fmt: skip
+                if rows:
+                    console.status(title)
+                    render(pa.Table.from_pylist(rows), format)
+        else:
+            import pyarrow as pa
+
+            render_object({**result, "tombstones": tombstones}, format)
+            if examples:
                 render(pa.Table.from_pylist(examples), format)
     verb = "would remove" if dry_run else "removed"
     reasons = ", ".join(f"{k[len('removed_'):].replace('_', ' ')}: {v}" for k, v in result.items()
                         if k.startswith("removed_") and v)  # fmt: skip
     console.status(
         f"{target}: {result['records_kept']} of {result['records_in']} records kept; "
-        f"{verb} {result['records_removed']} ({reasons or 'none'})"
+        f"{verb} {result['records_removed']} ({reasons or 'none'}); {result['tombstones_kept']} tombstones kept; "
+        f"{result['bytes_saved']} bytes {'would be ' if dry_run else ''}saved"
     )
 
 
