@@ -803,6 +803,14 @@ def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(cli: Any, store: P
     assert files(store) == before
 
 
+def test_cli_says_why_nothing_changed(cli: Any, store: Path) -> None:
+    none = cli("purge", store, "--key", "no-such-key", "--yes")
+    assert none.code == 0 and "nothing matched: the store is unchanged" in none.err
+    fieldless = cli("redact", store, "--field", "no_such_field", "--key", PERSON["key"], "--yes")
+    assert fieldless.code == 0
+    assert "nothing to redact: 4 event(s) selected, none holds a named field with a value" in fieldless.err
+
+
 def test_cli_store_mode_refuses_the_raw_file_options(cli: Any, store: Path, tmp_path: Path) -> None:
     """A cleaned copy asked of a store (-o) must not rewrite the store in place instead."""
     before = files(store)

@@ -240,7 +240,7 @@ def _store_run(
         plan = call(True)  # checks the selection first, and shows what is at stake
         if not plan.changed and not plan.leftovers_removed:
             _warn(plan)
-            console.status("nothing matches: nothing to do")
+            console.status(_nothing(plan))
             return
         _warn(plan)
         for line in _describe(plan):
@@ -258,7 +258,7 @@ def _store_run(
     render_object(result.summary(), format)
     if result.commit is None:
         console.status(
-            "nothing matched: the store is unchanged"
+            _nothing(result) + ": the store is unchanged"
             + (" (files no commit named were deleted)" if result.leftovers_removed else "")
         )
     else:
@@ -266,6 +266,13 @@ def _store_run(
             f"{verb}: {result.events} event(s) in commit {result.commit}; "
             f"the receipt is in `logtool log {target}`; check with `logtool verify {target}`"
         )
+
+
+def _nothing(result: PurgeResult) -> str:
+    """Why nothing changes: no event selected, or (redact) none of those selected holds a field."""
+    if result.operation == "redact" and result.matched:
+        return f"nothing to redact: {result.matched} event(s) selected, none holds a named field with a value"
+    return "nothing matched"
 
 
 def _warn(plan: PurgeResult) -> None:
