@@ -1307,6 +1307,11 @@ def snapshot(
             if existing["offset"] == at and existing.get("reducer") == fingerprint:
                 return existing
         result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
+        if result.offset is None and at_offset is not None and store.state().segments:
+            raise UsageError(
+                f"offset {at_offset} is before every event left in the store (a compaction or purge removed those "
+                "up to it): its state cannot be known", "snapshot at a later offset, or at the head",
+            )  # fmt: skip
         if result.offset is None:
             raise UsageError("the store has no events to snapshot")
         table = result.state

@@ -1368,6 +1368,18 @@ def test_raw_csv_lines_end_where_the_csv_reader_ends_them(tmp_path: Path, text: 
     assert out.read_bytes() == kept
 
 
+def test_a_snapshot_below_every_event_left_says_so(tmp_path: Path) -> None:
+    from logtool.replay import snapshot
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"id":1,"v":1}\n{"id":1,"v":2}\n{"id":2,"v":2}\n')
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(path)], mapping=Mapping(key_fields=("id",)))
+    compact(store)  # offset 0 goes: superseded
+    with pytest.raises(UsageError, match="offset 0 is before every event left in the store"):
+        snapshot(store, at_offset=0)
+
+
 def test_raw_dry_run_tells_the_tombstones_kept_and_the_bytes_saved(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text(
