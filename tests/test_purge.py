@@ -569,6 +569,18 @@ def test_after_a_head_drop_a_purge_or_redact_rewrites_its_snapshot(store: Path) 
     assert_verified(store)
 
 
+def test_replays_after_a_key_purge_carry_no_warning_after_a_where_purge_they_do(tmp_path: Path) -> None:
+    from logtool.replay import replay
+
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps({"id": i % 3, "v": i}) + "\n" for i in range(9)))
+    for by, kwargs in (("key", {"key": "1"}), ("where", {"where": "data->>'v' = '4'"})):
+        store = tmp_path / by
+        ingest(store, [str(tmp_path / "log.jsonl")], mapping=Mapping(key_fields=("id",)))
+        purge(store, **kwargs)
+        warnings = replay(str(store)).warnings
+        assert (warnings == []) if by == "key" else any("cannot be known exactly" in w for w in warnings)
+
+
 def test_a_target_before_a_head_drop_is_not_answered_from_its_snapshot(store: Path) -> None:
     from logtool.replay import replay
 
