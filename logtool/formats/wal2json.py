@@ -11,8 +11,9 @@ Events:
 - ``key`` holds the primary key columns named by ``pk`` (include-pk), else by ``--key-field
   public.t:id``. A table without a key (``"pk":[]``) has a null key; its updates and deletes carry
   the full old row in ``before`` so a replay can treat it as a multiset. A change of a keyed table
-  whose key the output does not name is a bad record (with ``--on-error fail``, the default, it
-  stops the read with a hint), because guessing would key its rows wrongly.
+  whose key the output does not name is a bad record, and so is every later change of that table
+  (with ``--on-error fail``, the default, the first stops the read with a hint), because guessing
+  would key its rows wrongly.
 - An update that moves a row to another key has ``prev_key`` (the old key) and ``key`` (the new).
 - ``txn`` is the transaction: its xid, its commit record's LSN (``C``'s ``lsn``) and commit time.
   A replay to a position takes the transactions whose commit LSN is at or before it, so every
@@ -34,8 +35,8 @@ What the plugin loses (wal2json 2.5), so no reader can give it back:
 
 from __future__ import annotations
 
+import hashlib
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -122,9 +123,9 @@ class Decoder:
         self._pending: list[Change] | None = None  # None: not inside a transaction
         self._begin: tuple[str | None, int] = (None, 0)
         self._columns: dict[str, frozenset[str]] = {}  # last row shape seen per keyless entity
-        # names a transaction whose records carry no xid: unique to this read, so two captures
-        # whose transactions begin on the same lines are never taken for one transaction
-        self._read_id = secrets.token_hex(4)
+        # transactions without an xid, named by their content: how many of each name so far
+        self._unnamed: dict[str, int] = {}
+        self._unfollowable: dict[str, tuple[str, str]] = {}  # entity -> (why, hint): its key is not named
 
     def begin(self, xid: str | None, line: int) -> None:
         """A transaction begins (a transaction still open was cut short)."""
@@ -138,7 +139,9 @@ class Decoder:
         if self._pending is None or not change.transactional:
             # no bracket (wal2json without include-transaction): the xid on the change still
             # groups a transaction's changes, which the plugin writes together in commit order
-            txn = {"id": change.xid, "position": None, "ts": None, "aborted": None} if change.xid and change.transactional else None
+            txn = None
+            if change.xid and change.transactional:  # the change's own time is its transaction's commit time
+                txn = {"id": change.xid, "position": None, "ts": change.ts, "aborted": None}
             self._emit(change, txn)
         else:
             self._pending.append(change)
@@ -153,11 +156,19 @@ class Decoder:
             return
         # a commit record without an xid still bounds a transaction: it gets a name of its own
         xid = commit.xid or begin_xid or next((c.xid for c in self._pending if c.xid), None)
-        txn = {"id": xid or f"{self.source.name}:{self._begin[1]}:{self._read_id}", "position": commit.position,
-               "ts": commit.ts, "aborted": None}  # fmt: skip
+        txn = {"id": xid or self._unnamed_id(commit), "position": commit.position, "ts": commit.ts, "aborted": None}
         pending, self._pending = self._pending, None
         for change in pending:
             self._emit(change, txn)
+
+    def _unnamed_id(self, commit: Commit) -> str:
+        """A name for a transaction whose capture gives no xid, from what it holds (so the same
+        capture read twice, or by two replicas, names it alike), numbered where it repeats."""
+        text = "\x1e".join([str(commit.position), str(commit.ts), *(c.raw for c in self._pending or [])])
+        name = "txn-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        seen = self._unnamed.get(name, 0)
+        self._unnamed[name] = seen + 1
+        return name if not seen else f"{name}.{seen}"
 
     def drain(self) -> Iterator[pa.RecordBatch]:
         """The batches filled so far."""
@@ -191,7 +202,7 @@ class Decoder:
             self.report(BadRecord(self.source.name, change.line, str(e), change.raw.encode(), e.hint))
             return
         self._batcher.add(
-            ts=txn["ts"] if txn is not None else change.ts,
+            ts=txn["ts"] if txn is not None and txn["ts"] is not None else change.ts,
             entity=change.entity,
             key=key,
             prev_key=prev_key,
@@ -256,11 +267,16 @@ class Decoder:
         return ()
 
     def _check_keyless(self, ch: Change) -> None:
-        """Stop if a table nobody named a key for has one: keyless events would replay it wrongly.
+        """A bad record where a table nobody named a key for has one: keyless events would replay
+        it wrongly. From then on every change of the table is one (its earlier rows, read before
+        this showed, stay in without a key: the reason says so).
 
         A table with a replica identity key shows it in the old image, which then holds fewer
         columns than the row; under REPLICA IDENTITY FULL the old image is the whole row.
         """
+        if ch.entity in self._unfollowable:
+            why, hint = self._unfollowable[ch.entity]
+            raise _Unkeyable(why, hint)
         new_cols = frozenset(ch.new) if ch.new is not None else None
         old_cols = frozenset(ch.old) if ch.old is not None else None
         keyed = False
@@ -277,7 +293,10 @@ class Decoder:
                 what = "has an update that names no old row: a key the {} output does not name, or no replica identity"
                 hint = (f"if the table has a primary key, pass {fields} (one per key column){self.key_hint}; "
                         "if it has none, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and deletes can be followed")  # fmt: skip
-            raise _Unkeyable(f"{ch.entity} " + what.format(self.format_name), hint)
+            why = (f"{ch.entity} " + what.format(self.format_name)
+                   + f" (line {ch.line}): its changes from here on are set aside, its rows before are in without a key")  # fmt: skip
+            self._unfollowable[ch.entity] = (why, hint)
+            raise _Unkeyable(why, hint)
         if new_cols is not None:
             self._columns[ch.entity] = new_cols
 

@@ -128,7 +128,8 @@ def test_keyed_table_without_key_fields_stops_with_a_hint(tmp_path: Path) -> Non
     assert err.value.line == line_of("table public.customers: UPDATE:")
     assert err.value.message.endswith(
         "public.customers has an update that names no old row: a key the test_decoding output does not name, "
-        "or no replica identity"
+        f"or no replica identity (line {err.value.line}): its changes from here on are set aside, its rows before "
+        "are in without a key"
     )
     assert "--key-field public.customers:COLUMN" in (err.value.hint or "")
     assert "REPLICA IDENTITY FULL" in (err.value.hint or "")  # a table with no key at all
@@ -178,7 +179,8 @@ def test_without_xids_and_times_a_transaction_gets_a_name_of_its_own(tmp_path: P
     assert bad == []
     assert [(e["op"], e["ts"]) for e in got] == [("insert", None), ("event", None)]
     txn = got[0]["txn"]
-    assert txn["id"].startswith(f"{path}:1:") and (txn["position"], txn["ts"]) == (None, None)
+    assert txn["id"].startswith("txn-") and (txn["position"], txn["ts"]) == (None, None)
+    assert read(path, Mapping(key_fields=("id",)))[0][0]["txn"]["id"] == txn["id"]  # the same capture, the same name
     assert got[1]["txn"] is None  # a message outside a transaction
     assert json.loads(got[1]["data"]) == {"prefix": "p", "content": ""}
 
@@ -190,6 +192,18 @@ def test_sniffing() -> None:
     assert sniff(b"COMMIT 12 (at 2026-01-01 00:00:00+00)\n") > 10
     assert sniff(b"message: transactional: 0 prefix: p, sz: 1 content:x\n") > 10
     assert sniff(b"BEGIN TRANSACTION;\nINSERT INTO t VALUES (1);\n") == 0
+
+
+def test_once_a_table_shows_an_unnamed_key_every_later_change_of_it_is_set_aside(tmp_path: Path) -> None:
+    path = text_file(
+        tmp_path,
+        "BEGIN 1\ntable public.k: INSERT: id[integer]:1 v[text]:'a'\nCOMMIT 1\n"
+        "BEGIN 2\ntable public.k: UPDATE: id[integer]:1 v[text]:'b'\nCOMMIT 2\n"
+        "BEGIN 3\ntable public.k: INSERT: id[integer]:2 v[text]:'c'\ntable public.o: INSERT: id[integer]:9\nCOMMIT 3\n",
+    )
+    got, bad = read(path, Mapping(key_fields=("public.o:id",)))
+    assert [b.line for b in bad] == [5, 8] and all("set aside" in b.reason for b in bad)
+    assert [(e["entity"], e["key"]) for e in got] == [("public.k", None), ("public.o", "9")]
 
 
 def test_a_transaction_without_its_xid_is_still_one(tmp_path: Path) -> None:

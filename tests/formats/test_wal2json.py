@@ -13,7 +13,7 @@ import pytest
 
 from logtool.errors import InputError, UsageError
 from logtool.formats import all_formats, detect, get_format
-from logtool.formats.base import BadRecord, Mapping, Source, dumps_exact, loads_exact
+from logtool.formats.base import BadRecord, Mapping, Source, dumps_exact, loads_exact, parse_ts
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_logs" / "postgres"
 V2 = SAMPLES / "wal2json.jsonl"
@@ -346,10 +346,24 @@ def test_transactions_are_kept_where_the_capture_bounds_them_without_commit_deta
 
 def test_transactions_without_xids_in_two_captures_are_two_transactions(tmp_path: Path) -> None:
     """Two captures at one path (today's changes.json, then tomorrow's), their transactions on the
-    same lines: each transaction is named apart."""
+    same lines: each transaction is named apart; the same capture read again is named alike (so
+    two stores of it diff as the same)."""
     path = tmp_path / "changes.json"
     ids = []
-    for bal in ("100", "7"):
+    for bal in ("100", "7", "100"):
         path.write_text(ACCT_V1.replace("100", bal))
-        ids.append({e["txn"]["id"] for e in read("wal2json-v1", path, Mapping(key_fields=("public.acct:id",)))[0]})
-    assert len(ids[0]) == len(ids[1]) == 2 and not ids[0] & ids[1]
+        ids.append([e["txn"]["id"] for e in read("wal2json-v1", path, Mapping(key_fields=("public.acct:id",)))[0]])
+    assert len(set(ids[0])) == len(set(ids[1])) == 2 and not set(ids[0]) & set(ids[1])
+    assert ids[2] == ids[0]
+
+
+def test_changes_without_a_transaction_bracket_keep_their_own_time(tmp_path: Path) -> None:
+    """include-transaction=0: each change carries its xid and its transaction's commit time."""
+    path = tmp_path / "flat.jsonl"
+    lines = _acct_v2(bracket=False).splitlines()
+    stamps = ["2026-03-05 12:00:00.1+00", "2026-03-05 12:00:00.1+00", "2026-03-05 13:00:00+00", "2026-03-05 13:00:00+00"]
+    path.write_text("".join(line[:-1] + f', "timestamp": "{t}"}}\n' for line, t in zip(lines, stamps, strict=True)))
+    events, bad = read("wal2json", path, Mapping(key_fields=("public.acct:id",)))
+    micros = [parse_ts(t) for t in stamps]
+    assert bad == [] and [e["ts"].timestamp() * 1_000_000 for e in events] == micros
+    assert [e["txn"]["ts"].timestamp() * 1_000_000 for e in events] == micros
