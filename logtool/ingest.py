@@ -136,6 +136,10 @@ def _auto_snapshot(store: Store) -> str | None:
     try:
         fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
     except LogtoolError as e:
+        # due or not, by the last snapshot any reducer took (its own fingerprint cannot be had)
+        last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") != KV_FINGERPRINT), default=-1)
+        if state.next_offset - 1 - last < every:
+            return None
         return (f"no automatic snapshot: its reducer {reducer} cannot be loaded ({e.message}); "
                 "set it again with `logtool snapshot STORE --every N --reducer MODULE`")  # fmt: skip
     last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == fingerprint), default=-1)

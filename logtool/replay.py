@@ -213,8 +213,11 @@ def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str
     sample = con.execute(f"SELECT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL LIMIT 1").fetchall()
     if not sample:
         raise UsageError("this store's events carry no source positions", "use --at-offset or --at-time")
-    # what the text can be: an LSN (if it reads as one), and a position of its digits' shape
+    # what the text can be: an LSN (if it reads as one), and a position of its digits' shape --
+    # but not Kafka's partition/offset where it has hex digits (0/16B3748 is an LSN's)
     readings = {position_kind(position, lsn): position_order(position, lsn) for lsn in (True, False)}
+    if not position.strip().replace("/", "").isdecimal():
+        readings.pop("0/0", None)
 
     def kind(stored: str, order: str) -> str:  # an LSN only where it was stored as one
         return position_kind(stored, lsn=order == position_order(stored))
@@ -224,8 +227,6 @@ def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str
         query = f"SELECT DISTINCT {positions}, {orders} FROM events WHERE {orders} IS NOT NULL"
         kinds = {kind(p, o) for p, o in con.execute(query).fetchall()}
     found = next((k for k in readings if k in kinds), None)
-    if found == "0/0" and not position.strip().replace("/", "").isdecimal():
-        found = None  # Kafka's partition/offset are decimal: hex digits there are an LSN's (0/16B3748)
     if found is None:
         raise UsageError(
             f"--at-position: {position!r} is not a position of the kind this store holds", f"write one like {sample[0][0]!r}"

@@ -835,6 +835,8 @@ def test_cli_store_mode_refuses_the_raw_file_options(cli: Any, store: Path, tmp_
                  "--input-format", "csv", "--yes")  # fmt: skip
     assert mapped.code == 2 and "--input-format, --key-field are for raw files" in mapped.err
     assert files(store) == before and not (tmp_path / "clean").exists()
+    typo = cli("purge", tmp_path / "typo.jsonl", "--key", "1", "-o", tmp_path / "clean.jsonl")
+    assert typo.code == 2 and typo.errors() == [f"error: {tmp_path / 'typo.jsonl'}: no such file"]
 
 
 def test_cli_without_yes_checks_the_selection_first_and_shows_what_is_at_stake(cli: Any, store: Path) -> None:

@@ -283,6 +283,14 @@ def test_an_automatic_snapshot_whose_reducer_is_gone_is_a_warning(cli: Any, tmp_
     assert run.code == 0 and "1 ingested" in run.err
     assert "warning: no automatic snapshot" in run.err and str(reducer) in run.err and run.out == ""
     assert Store.open(store).state().of_kind("snapshot") == []
+    # not a word where none is due
+    shutil.copy(BANK_REDUCERS, reducer)
+    calm = tmp_path / "calm"
+    ingest(calm, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    assert cli("snapshot", calm, "--every", "1000", "--reducer", reducer).code == 0
+    reducer.unlink()
+    quiet = cli("ingest", calm, more, *args)
+    assert quiet.code == 0 and "1 ingested" in quiet.err and "warning" not in quiet.err
 
 
 def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_its_file(

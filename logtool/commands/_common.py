@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -254,5 +255,7 @@ def refuse_raw_only(target: str, options: dict[str, Any], hint: str) -> None:
     from ..errors import UsageError
 
     given = [name for name, value in options.items() if value]
+    if given and not Path(target).exists():  # a raw log's name mistyped, most likely
+        raise UsageError(f"{target}: no such file", "check the path: a raw log is named by its file, a store by its directory")
     if given:
         raise UsageError(f"{target} is a store: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for raw files", hint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -185,6 +186,20 @@ def test_replay_at_a_kafka_position(write_file, tmp_path) -> None:
     for lsn in ("0/16B3748", "0/1A"):  # an LSN typed at a dump of a PostgreSQL connector's topic
         with pytest.raises(UsageError, match="not a position of the kind this store holds"):
             logtool.replay(store, at_position=lsn)
+
+
+def test_an_lsn_is_read_as_one_in_a_store_of_kafka_and_postgresql_positions(tmp_path) -> None:
+    """Whichever file came first, a store holding a kcat dump and a wal2json capture reads
+    0/193DE90 as the LSN it is."""
+    import logtool
+
+    samples = Path(__file__).resolve().parents[2] / "sample_logs"
+    kcat, wal = samples / "cdc" / "kcat.jsonl", samples / "postgres" / "wal2json.jsonl"
+    states = []
+    for name, files in (("kafka_first", [kcat, wal]), ("lsn_first", [wal, kcat])):
+        logtool.ingest(tmp_path / name, [str(f) for f in files])
+        states.append(logtool.replay(tmp_path / name, at_position="0/193DE90").state.num_rows)
+    assert states[0] == states[1] > 0
 
 
 def test_a_tombstone_of_the_mongodb_connector_names_the_document(read_events, write_file) -> None:
