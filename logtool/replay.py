@@ -1105,7 +1105,12 @@ def _encode(value: Any) -> str:
         if isinstance(v, float):
             return v if math.isfinite(v) else "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
         if isinstance(v, Decimal):
-            return RawJSON(str(v)) if v.is_finite() else str(v)
+            if not v.is_finite():
+                return str(v)
+            # plain notation (0.00000001, as a numeric column prints it; str() gives 1E-8) where
+            # it stays short, else the exponent
+            plain_ok = v.as_tuple().exponent >= -76 and v.adjusted() < 76  # type: ignore[operator]
+            return RawJSON(format(v, "f") if plain_ok else str(v))
         if isinstance(v, dict):
             return {str(k): plain(x) for k, x in v.items()}
         if isinstance(v, list | tuple):

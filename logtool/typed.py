@@ -28,7 +28,7 @@ SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": fl
 # or digit (so that hardly any word in a string, a UUID's say, is taken for one); or a fraction
 # below 1e-6 written without an exponent, which DuckDB would write with one (0.00000001 as 1e-8,
 # so that a decimal column would read as a float)
-LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[0-9.][eE][-+]?[0-9]{3,}([^0-9a-zA-Z_]|$)|(^|[^0-9.])0\.0{6}"
+LONG_NUMBER = r"[0-9]{16}|[0-9.]{17}|[0-9.][eE][-+]?[0-9]{3,}([^0-9a-zA-Z_]|$)|(^|[^0-9.])0\.0{6}0*[1-9]"
 
 
 @dataclass

@@ -926,6 +926,10 @@ def test_fractions_below_a_millionth_stay_decimals(store: Path, tmp_path: Path) 
     logtool.snapshot(store)
     again = replay(store)
     assert again.snapshot is not None and again.digest == result.digest
+    # a zero is no fraction below a millionth, however many zeros it is written with
+    zeros = tmp_path / "zeros"
+    write_events(zeros, [{"key": 1, "op": "insert", "data": '{"x":0.0000000}'}])
+    assert [r["state"] for r in replay(zeros).state.to_pylist()] == ['{"x":0.0}']
 
 
 def test_nan_and_infinity_carried_as_strings_become_float64(store: Path, tmp_path: Path) -> None:
@@ -1402,6 +1406,25 @@ def test_upcasters_that_come_round_are_an_error_and_a_long_chain_runs_to_its_end
     """,
     )
     assert json.loads(replay(store, reducer=str(chain)).state.to_pylist()[0]["state"]) == {"version": 300}
+
+
+def test_a_reducers_small_decimals_stay_decimals(store: Path, tmp_path: Path) -> None:
+    module = write_module(
+        tmp_path / "amounts.py",
+        """
+        from decimal import Decimal
+
+        def paid(state, event):
+            return {"bal": Decimal(event["data"]["amt"])}
+        REDUCERS = {"Paid": paid}
+    """,
+    )
+    write_events(store, [{"key": "a", "op": "event", "type": "Paid", "data": {"amt": "0.00000001"}},
+                         {"key": "b", "op": "event", "type": "Paid", "data": {"amt": "0.50"}}])  # fmt: skip
+    result = replay(store, reducer=str(module))
+    assert [r["state"] for r in result.state.to_pylist()] == ['{"bal":0.00000001}', '{"bal":0.5}']
+    (parquet,) = export_state(result, tmp_path / "pq", "parquet")
+    assert pq.read_table(parquet).schema.field("bal").type == pa.decimal128(9, 8)
 
 
 def test_a_reducer_may_keep_the_events_time_in_its_state(store: Path, tmp_path: Path) -> None:
