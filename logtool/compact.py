@@ -164,7 +164,26 @@ def compact(
     dry_run: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> CompactResult:
-    """Compact a store with Kafka's semantics (see the module doc), in one commit."""
+    """Compact a store with Kafka's semantics (see the module doc), in one commit. A dry run
+    takes no lock: where a commit lands meanwhile and removes a segment it reads, it looks
+    again on the new state, as every read does."""
+    from .store import reads_latest
+
+    run = reads_latest(_compact) if dry_run else _compact
+    return run(path, tombstone_retention=tombstone_retention, min_lag=min_lag, until_offset=until_offset, now=now,
+               dry_run=dry_run, progress=progress)  # fmt: skip
+
+
+def _compact(
+    path: str | Path,
+    *,
+    tombstone_retention: str | int | None,
+    min_lag: str | int | None,
+    until_offset: int | None,
+    now: str | dt.datetime | None,
+    dry_run: bool,
+    progress: Callable[[int, int | None], None] | None,
+) -> CompactResult:
     import pyarrow.compute as pc
 
     from . import engine
@@ -276,8 +295,8 @@ def compact(
 
         segs = [x for x in st.segments if below_horizon(x) > untouched.get(x["path"], 0)]
         result.segments_rewritten = len(segs)
-        if segs:  # a commit sweeps the store of files no commit names: said, before and after
-            result.leftovers_removed = [store.rel(p) for p in store.leftovers(st)]
+        if segs and store.writer_at_work() is None:  # a commit sweeps the store of files no commit
+            result.leftovers_removed = [store.rel(p) for p in store.leftovers(st)]  # names: said
         if dry_run or not segs:
             share = result.events_after / result.events_before if result.events_before else 1.0
             result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before

@@ -343,6 +343,14 @@ class Store:
             gone.append(self.rel(p))
         return gone
 
+    def writer_at_work(self) -> str | None:
+        """Who holds the writer lock (None: no one, or a holder that is gone): files no commit
+        names may then be that writer's, not leftovers."""
+        lock = self.path / "_lock"
+        if self._lock_held or not lock.exists() or _stale(lock):
+            return None
+        return _describe_holder(lock)
+
     def leftovers(self, state: State | None = None) -> list[Path]:
         """Files in the store that no commit names (left by a crash): safe to delete."""
         state = state or self.state()

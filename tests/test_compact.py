@@ -1335,12 +1335,34 @@ def test_a_dry_run_takes_no_lock_and_names_the_files_a_compaction_would_sweep(tm
     logtool.ingest(store, [str(SHOP)], mapping=SHOP_MAPPING)
     stray = store / "segments" / "stray.parquet"
     stray.write_bytes(b"not named by any commit")
-    with Store.open(store).writer("ingest"):  # another writer at work: a dry run still answers
-        plan = logtool.compact(store, dry_run=True, now=LATER)
+    with Store.open(store).writer("ingest"):  # another writer at work: a dry run still answers, and
+        busy = logtool.compact(store, dry_run=True, now=LATER)  # takes no file of the store for its
+    assert busy.segments_rewritten and busy.leftovers_removed == []  # leftover (it may be the writer's)
+    plan = logtool.compact(store, dry_run=True, now=LATER)
     assert plan.segments_rewritten and plan.leftovers_removed == ["segments/stray.parquet"] and stray.exists()
     r = cli("compact", store, "--yes", "--now", LATER)
     assert r.code == 0 and "files no commit names deleted: segments/stray.parquet" in r.err
     assert not stray.exists()
+
+
+def test_a_dry_run_looks_again_when_a_commit_lands_while_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    replay_module = importlib.import_module("logtool.replay")
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(SHOP)], mapping=SHOP_MAPPING, segment_rows=8)
+    real = replay_module.whole_transactions_below
+    landed: list[int] = []
+
+    def purge_meanwhile(*args: Any) -> int:
+        if not landed:  # a purge commits after the dry run has listed the segments
+            landed.append(logtool.purge(store, key="1").events)
+        return real(*args)
+
+    monkeypatch.setattr(replay_module, "whole_transactions_below", purge_meanwhile)
+    plan = logtool.compact(store, dry_run=True, now=LATER)
+    assert landed and landed[0] > 0
+    assert plan.events_before == sum(s["rows"] for s in Store.open(store).state().segments)
 
 
 def test_cli_store_mode_refuses_the_raw_file_options(tmp_path: Path) -> None:

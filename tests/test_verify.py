@@ -306,6 +306,14 @@ def test_leftovers_reported_but_green(cli: Cli, store: Path) -> None:
     ]  # fmt: skip
 
 
+def test_files_a_working_writer_has_not_committed_yet_are_not_called_leftovers(cli: Cli, store: Path) -> None:
+    with Store.open(store).writer("ingest"):  # a writer at work, its segment not yet committed
+        (store / "segments" / "00000000000000000009-inflight.parquet").write_bytes(b"being written")
+        r = cli("verify", store)
+    assert r.code == 0 and "safe to delete" not in r.err
+    assert "1 file(s) not named by any commit: a writer is at work (pid" in r.err
+
+
 def test_quarantine_file_changed(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:
     f = write_lines(tmp_path / "q.jsonl", ['{"id":1}', "{", '{"id":3}'])
     store = tmp_path / "s"

@@ -39,7 +39,13 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
         raise typer.Exit(EXIT_DIFFERENT)
     if resolve(format) is not OutputFormat.table:
         render(problems, format)  # none: `[]` in JSON, the header in CSV
-    for path in report.leftovers:
+    from logtool.store import Store
+
+    at_work = Store.open(store).writer_at_work() if report.leftovers else None
+    if at_work:
+        console.warn(f"{len(report.leftovers)} file(s) not named by any commit: a writer is at work ({at_work}), "
+                     "and they may be its own; verify again when it is done")  # fmt: skip
+    for path in [] if at_work else report.leftovers:
         console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
     console.status(
         f"ok: {report.commits} commits, {report.segments} segments, {report.events} events verified"
