@@ -551,6 +551,7 @@ def compact_file(
     written = 0
     if src.bom:
         out.write(BOM)  # the file's byte order mark, as it was: the file is kept byte for byte
+        written += len(BOM)
     with src.open() as stream:
         for n, raw in enumerate(stream_lines(stream, csv=fmt.name == "csv"), 1):
             if progress and n % 65536 == 0:

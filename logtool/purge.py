@@ -639,10 +639,11 @@ def _refuse_redacting_the_key(
         else [sel.entity or ""]
     )
     for spec in specs:
-        name = spec.split(".", 1)[0]
-        is_key = any(name in m.keys_for(e or "") for m in mappings for e in entities)
-        if not is_key and con is not None and "." not in spec and entities:
-            member = json_path(name)
+        # a dotted spec names the member of that very name too (see redact_doc)
+        names = dict.fromkeys([spec, spec.split(".", 1)[0]])
+        is_key = any(name in m.keys_for(e or "") for name in names for m in mappings for e in entities)
+        if not is_key and con is not None and entities:
+            member = json_path(spec)
             in_key = f"CASE WHEN starts_with(key, '{{') THEN json_extract_string(key, {member}) ELSE key END"
             which = ", ".join(sql_string(e) for e in entities if e is not None)
             (is_key,) = con.execute(

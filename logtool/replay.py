@@ -1318,10 +1318,10 @@ def snapshot(
             if existing["offset"] == at and existing.get("reducer") == fingerprint:
                 return existing
         result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
-        if result.offset is None and at_offset is not None and store.state().segments:
+        if result.offset is None and at_offset is not None:
             raise UsageError(
-                f"offset {at_offset} is before every event left in the store (a compaction or purge removed those "
-                "up to it): its state cannot be known", "snapshot at a later offset, or at the head",
+                f"no event at or below offset {at_offset} is left in the store (a compaction or purge removed them): "
+                "there is no state there to snapshot", "snapshot at a later offset, or at the head",
             )  # fmt: skip
         if result.offset is None:
             raise UsageError("the store has no events to snapshot")
@@ -1442,7 +1442,9 @@ def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
 EXPORT_MANIFEST = ".logtool-export.json"  # the files the last export wrote into a directory
 
 
-def export_state(result: ReplayResult, directory: str | Path, fmt: str, *, whole: bool = True) -> list[Path]:
+def export_state(
+    result: ReplayResult, directory: str | Path, fmt: str, *, whole: bool = True, entity: str | None = None
+) -> list[Path]:
     """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files.
 
     A file name is the entity's name where it is a plain one (letters, digits, ``.``, ``_``, ``-``),
@@ -1459,7 +1461,8 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str, *, whole
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file, not a directory")
-    inside = next((p for p in (out.absolute(), *out.absolute().parents) if (p / "_log").is_dir()), None)
+    where = out.resolve()  # (links followed, `..` taken away)
+    inside = next((p for p in (where, *where.parents) if (p / "_log").is_dir()), None)
     if inside is not None:
         raise UsageError(f"{out}: is inside the store {inside}",
                          "export to a directory outside it: a store holds only what its commits name")  # fmt: skip
@@ -1492,8 +1495,10 @@ def export_state(result: ReplayResult, directory: str | Path, fmt: str, *, whole
     names = {p.name for p in written}
     # gone: this format's files of entities with no rows left, where the whole state was written
     # (another format's files, and the entities a replay of one entity or key did not ask for, stay)
+    # (a replay of one ``entity`` covers that entity's file only)
+    covered = None if entity is None else {f"{_file_name(entity)}.{fmt}", f"{_file_name(entity, hashed=True)}.{fmt}"}
     stale = {n for n in before - names if whole and n.endswith(f".{fmt}") and "/" not in n and "\\" not in n
-             and not n.startswith(".")}  # fmt: skip
+             and not n.startswith(".") and (covered is None or n in covered)}  # fmt: skip
     kept = sorted(n for n in (before - stale) | names if (out / n).exists())
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps({"files": kept, "offset": result.offset, "digest": result.digest}) + "\n", encoding="utf-8")

@@ -1398,7 +1398,7 @@ def test_a_snapshot_below_every_event_left_says_so(tmp_path: Path) -> None:
     store = tmp_path / "s"
     logtool.ingest(store, [str(path)], mapping=Mapping(key_fields=("id",)))
     compact(store)  # offset 0 goes: superseded
-    with pytest.raises(UsageError, match="offset 0 is before every event left in the store"):
+    with pytest.raises(UsageError, match="no event at or below offset 0 is left in the store"):
         snapshot(store, at_offset=0)
 
 

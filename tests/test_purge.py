@@ -1082,6 +1082,14 @@ def test_purge_leaves_every_other_event_untouched(
     assert_verified(path)
 
 
+def test_redact_refuses_a_dotted_field_that_is_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "k.jsonl"
+    path.write_text('{"a.b":"k1","t":"u","data":{"a.b":"k1","x":1}}\n')
+    ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("a.b",), entity_field="t", data_field="data"))
+    with pytest.raises(UsageError, match="it is the key of the events"):
+        redact(tmp_path / "s", ["a.b"], entity="u")
+
+
 def test_redact_reaches_into_path_patches(tmp_path: Path) -> None:
     """MongoDB's updates are stored as {"$set": {path: value}}: a redacted field is found there
     too, at its path, above it (inside the value) or below it (the whole value)."""

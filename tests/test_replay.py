@@ -383,6 +383,11 @@ def test_a_time_inside_a_transaction_leaves_the_whole_transaction_out(store: Pat
     blamed = logtool.blame(store, "1", at_time="2026-03-01T12:00:10Z")
     assert blamed.column("offset").to_pylist() == [0]
     assert b"inside a transaction" in (blamed.schema.metadata or {})[b"logtool.note"]
+    write_events(store, [{"key": 3, "op": "insert", "data": {"bal": 7}, "ts": "2026-03-01T12:00:20Z", "txn": "T3"},
+                         {"key": 1, "op": "update", "data": {"bal": 0}, "ts": "2026-03-01T12:00:21Z", "txn": "T3"}])  # fmt: skip
+    with pytest.raises(NotFoundError) as missing:  # the key is only in the transaction cut: the hint says why
+        logtool.blame(store, "3", at_time="2026-03-01T12:00:20Z")
+    assert "inside a transaction" in (missing.value.hint or "")
 
 
 def test_an_offset_leaves_out_every_transaction_it_cuts_interleaved_ones_too(store: Path) -> None:
@@ -1061,7 +1066,8 @@ def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path,
 
 def test_export_into_the_store_itself_is_refused(store: Path) -> None:
     write_events(store, [{"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}}])
-    for inside in (store / "segments", store / "exports" / "today"):
+    (store.parent / "link").symlink_to(store / "quarantine")
+    for inside in (store / "segments", store / "exports" / "today", store.parent / "link"):
         with pytest.raises(UsageError, match="is inside the store"):
             export_state(replay(store), inside, "parquet")
     assert not (store / "exports").exists() and not list((store / "segments").glob("a.*"))
@@ -1076,13 +1082,18 @@ def test_export_leaves_the_other_formats_files_and_the_entities_not_asked_for(st
     export_state(replay(store), out, "parquet")
     export_state(replay(store), out, "csv")  # the README's two examples, one after the other
     assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "a.parquet", "b.csv", "b.parquet"]
-    export_state(replay(store, entity="a"), out, "csv", whole=False)
+    export_state(replay(store, entity="a"), out, "csv", entity="a")
     assert (out / "b.csv").exists()
     write_events(store, [{"entity": "b", "key": 1, "op": "delete"}])
     export_state(replay(store), out, "parquet")  # b is gone: its Parquet file goes, its CSV file stays
     assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "a.parquet", "b.csv"]
     export_state(replay(store), out, "csv")
     assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.csv", "a.parquet"]
+    # the entity a replay of it alone finds without rows: its own file goes, and only it
+    write_events(store, [{"entity": "a", "key": 1, "op": "delete"}, {"entity": "c", "key": 1, "op": "insert", "data": {}}])
+    (out / "c.csv").write_text("an earlier export's\n")
+    export_state(replay(store, entity="a"), out, "csv", entity="a")
+    assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "a.parquet", "c.csv"]
 
 
 # --------------------------------------------------------------------------- canonical state, digest

@@ -85,7 +85,7 @@ def command(
     if output:
         from logtool.replay import export_state
 
-        written = export_state(result, output, fmt or "parquet", whole=entity is None and key is None)
+        written = export_state(result, output, fmt or "parquet", whole=key is None, entity=entity)
         for path in written:
             console.status(f"wrote {path}")
         if not written:
