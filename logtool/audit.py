@@ -664,13 +664,14 @@ def blame(
         where, condition, note = target.description, target.condition, target.note
     _con, events, steps = _history_steps(st, key, entity, reducer, condition)
     if not any(ev.key == key for ev in events):
-        raise NotFoundError(f"key {key!r} has no state at {where}", note or f"see `logtool history STORE {key}`")
+        hint = f"see `logtool history STORE {key}`"
+        raise NotFoundError(f"key {key!r} has no state at {where}", f"{hint} (note: {note})" if note else hint)
     slot = (_entity_of(events, key), key)
     lineage = _lineage(steps, slot)
     state = _as_object(lineage[0].after) if lineage else None
     if state is None:
         gone = _gone(steps, slot, where)
-        raise NotFoundError(gone.message, note) if note else gone
+        raise NotFoundError(gone.message, f"{gone.hint} (note: {note})") if note else gone
     rows = []
     for name, value in state.items():
         step = next(s for s in lineage if _changed(s, name))

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_ident, sql_string
 from .errors import InputError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
+from .formats.wal2json import UNNAMED
 from .store import reads_latest
 
 if TYPE_CHECKING:
@@ -1001,7 +1002,10 @@ class _LogCompare:
         self.by = by
         self.limit = limit
         self.align = ["offset"] if by == "offset" else ["_pos", "_seq"]
-        self.cols = ", ".join(sql_ident(c) for c in _EVENT_COLUMNS)
+        # a transaction name the reader made up (a capture without xids) is no content: not compared
+        unnamed = (f"CASE WHEN starts_with(txn.id, {sql_string(UNNAMED)}) THEN struct_update(txn, id := NULL::VARCHAR) "
+                   "ELSE txn END AS txn")  # fmt: skip
+        self.cols = ", ".join(unnamed if c == "txn" else sql_ident(c) for c in _EVENT_COLUMNS)
         self.reordered: Difference | None = None  # where the logs differ only in order
 
     def run(self) -> DiffResult:

@@ -927,7 +927,8 @@ def _execute(
     result.snapshots_removed = [s["path"] for s in snapshots]
     result.quarantine_files = [q.entry["path"] for q in quarantine]
     result.quarantine_records = sum(q.changed for q in quarantine)
-    leftovers = [store.rel(p) for p in store.leftovers(state)]
+    # (a running writer's files are not leftovers; a dry run beside it does not call them so)
+    leftovers = [store.rel(p) for p in store.leftovers(state)] if store.writer_at_work() is None else []
     if dry_run:
         result.leftovers_removed = leftovers
         return result

@@ -384,10 +384,9 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             if target.upto >= (removed_upto if point is None else point - 1) and not past:
                 continue
         cut = c.get("params", {}).get("before_offset")
-        by = c.get("params", {}).get("by")
-        if c["operation"] == "purge" and cut is None and by and set(by) <= {"key", "entity"}:
-            # a purge of whole keys or entities (every event of the row, earlier keys too): the log
-            # is as if the row had never been written, and so is every state replayed from it
+        if c["operation"] == "purge" and cut is None and c.get("params", {}).get("by") == ["entity"]:
+            # a purge of whole entities: the log is as if they had never been written, and so is
+            # every state replayed from it (a key's purge may leave the rest of a row that moved on)
             continue
         if cut is not None and snapshot_offset is not None and snapshot_offset >= min(cut, removed_upto + 1) - 1:
             continue  # a dropped head: the snapshot stored at the cut holds the state it built

@@ -569,16 +569,22 @@ def test_after_a_head_drop_a_purge_or_redact_rewrites_its_snapshot(store: Path) 
     assert_verified(store)
 
 
-def test_replays_after_a_key_purge_carry_no_warning_after_a_where_purge_they_do(tmp_path: Path) -> None:
+def test_replays_after_an_entity_purge_carry_no_warning_after_a_key_or_where_purge_they_do(tmp_path: Path) -> None:
+    """An entity goes whole; a key's purge leaves the rest of a row that moved on to another key
+    (purge does not follow a row forward), and --where may take part of a history."""
     from logtool.replay import replay
 
-    (tmp_path / "log.jsonl").write_text("".join(json.dumps({"id": i % 3, "v": i}) + "\n" for i in range(9)))
-    for by, kwargs in (("key", {"key": "1"}), ("where", {"where": "data->>'v' = '4'"})):
+    (tmp_path / "log.jsonl").write_text(
+        "".join(json.dumps({"t": "a" if i % 2 else "b", "id": i % 3, "v": i}) + "\n" for i in range(9))
+        + '{"t":"a","id":7,"pk":1,"v":99}\n'
+    )
+    mapping = Mapping(key_fields=("id",), entity_field="t", prev_key_field="pk")
+    for by, kwargs in (("entity", {"entity": "b"}), ("key", {"key": "1", "entity": "a"}), ("where", {"where": "data->>'v' = '4'"})):
         store = tmp_path / by
-        ingest(store, [str(tmp_path / "log.jsonl")], mapping=Mapping(key_fields=("id",)))
+        ingest(store, [str(tmp_path / "log.jsonl")], mapping=mapping)
         purge(store, **kwargs)
         warnings = replay(str(store)).warnings
-        assert (warnings == []) if by == "key" else any("cannot be known exactly" in w for w in warnings)
+        assert (warnings == []) if by == "entity" else any("cannot be known exactly" in w for w in warnings)
 
 
 def test_a_target_before_a_head_drop_is_not_answered_from_its_snapshot(store: Path) -> None:
@@ -815,6 +821,18 @@ def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(cli: Any, store: P
     assert files(store) == before
 
 
+def test_a_dry_run_beside_a_working_writer_calls_none_of_its_files_leftovers(store: Path) -> None:
+    stray = store / "segments" / "00000000000000000099-inflight.parquet"
+    with Store.open(store).writer("ingest"):
+        stray.write_bytes(b"being written")
+        assert purge(store, key=PERSON["key"], dry_run=True).leftovers_removed == []
+    assert purge(store, key=PERSON["key"], dry_run=True).leftovers_removed == [store_rel(stray, store)]
+
+
+def store_rel(path: Path, store: Path) -> str:
+    return path.relative_to(store).as_posix()
+
+
 def test_cli_says_why_nothing_changed(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "log.jsonl").write_text('{"id":1,"data":{"a":1}}\n{"id":1,"data":{"a":2}}\n')
     store = tmp_path / "s"
@@ -837,6 +855,8 @@ def test_cli_store_mode_refuses_the_raw_file_options(cli: Any, store: Path, tmp_
     assert files(store) == before and not (tmp_path / "clean").exists()
     typo = cli("purge", tmp_path / "typo.jsonl", "--key", "1", "-o", tmp_path / "clean.jsonl")
     assert typo.code == 2 and typo.errors() == [f"error: {tmp_path / 'typo.jsonl'}: no such file"]
+    either = cli("redact", tmp_path / "typo.jsonl", "--field", "v", "--where", "TRUE")
+    assert either.code == 2 and either.errors() == [f"error: {tmp_path / 'typo.jsonl'}: no such file or store"]
 
 
 def test_cli_without_yes_checks_the_selection_first_and_shows_what_is_at_stake(cli: Any, store: Path) -> None:

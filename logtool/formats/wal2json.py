@@ -35,8 +35,8 @@ What the plugin loses (wal2json 2.5), so no reader can give it back:
 
 from __future__ import annotations
 
-import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 NAME = "wal2json"
+# how the name of a transaction whose capture gives no xid begins: ``unnamed-<read>-<line>``, unique
+# to the read (two captures' transactions are never one); diff does not compare such names
+UNNAMED = "unnamed-"
 MESSAGE_ENTITY = "pg_logical_message"
 KEY_OPTIONS = {"--key-field"}
 
@@ -123,8 +126,8 @@ class Decoder:
         self._pending: list[Change] | None = None  # None: not inside a transaction
         self._begin: tuple[str | None, int] = (None, 0)
         self._columns: dict[str, frozenset[str]] = {}  # last row shape seen per keyless entity
-        # transactions without an xid, named by their content: how many of each name so far
-        self._unnamed: dict[str, int] = {}
+        # names the transactions whose capture gives no xid, apart from every other read's
+        self._read = secrets.token_hex(4)
         self._unfollowable: dict[str, tuple[str, str]] = {}  # entity -> (why, hint): its key is not named
 
     def begin(self, xid: str | None, line: int) -> None:
@@ -156,19 +159,11 @@ class Decoder:
             return
         # a commit record without an xid still bounds a transaction: it gets a name of its own
         xid = commit.xid or begin_xid or next((c.xid for c in self._pending if c.xid), None)
-        txn = {"id": xid or self._unnamed_id(commit), "position": commit.position, "ts": commit.ts, "aborted": None}
+        txn = {"id": xid or f"{UNNAMED}{self._read}-{self._begin[1]}", "position": commit.position, "ts": commit.ts,
+               "aborted": None}  # fmt: skip
         pending, self._pending = self._pending, None
         for change in pending:
             self._emit(change, txn)
-
-    def _unnamed_id(self, commit: Commit) -> str:
-        """A name for a transaction whose capture gives no xid, from what it holds (so the same
-        capture read twice, or by two replicas, names it alike), numbered where it repeats."""
-        text = "\x1e".join([str(commit.position), str(commit.ts), *(c.raw for c in self._pending or [])])
-        name = "txn-" + hashlib.sha256(text.encode()).hexdigest()[:16]
-        seen = self._unnamed.get(name, 0)
-        self._unnamed[name] = seen + 1
-        return name if not seen else f"{name}.{seen}"
 
     def drain(self) -> Iterator[pa.RecordBatch]:
         """The batches filled so far."""
@@ -294,7 +289,8 @@ class Decoder:
                 hint = (f"if the table has a primary key, pass {fields} (one per key column){self.key_hint}; "
                         "if it has none, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and deletes can be followed")  # fmt: skip
             why = (f"{ch.entity} " + what.format(self.format_name)
-                   + f" (line {ch.line}): its changes from here on are set aside, its rows before are in without a key")  # fmt: skip
+                   + f" (line {ch.line}): its changes from here on in this file are set aside, its rows before are in "
+                   "without a key")  # fmt: skip
             self._unfollowable[ch.entity] = (why, hint)
             raise _Unkeyable(why, hint)
         if new_cols is not None:

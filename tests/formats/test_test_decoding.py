@@ -128,8 +128,8 @@ def test_keyed_table_without_key_fields_stops_with_a_hint(tmp_path: Path) -> Non
     assert err.value.line == line_of("table public.customers: UPDATE:")
     assert err.value.message.endswith(
         "public.customers has an update that names no old row: a key the test_decoding output does not name, "
-        f"or no replica identity (line {err.value.line}): its changes from here on are set aside, its rows before "
-        "are in without a key"
+        f"or no replica identity (line {err.value.line}): its changes from here on in this file are set aside, its "
+        "rows before are in without a key"
     )
     assert "--key-field public.customers:COLUMN" in (err.value.hint or "")
     assert "REPLICA IDENTITY FULL" in (err.value.hint or "")  # a table with no key at all
@@ -179,8 +179,8 @@ def test_without_xids_and_times_a_transaction_gets_a_name_of_its_own(tmp_path: P
     assert bad == []
     assert [(e["op"], e["ts"]) for e in got] == [("insert", None), ("event", None)]
     txn = got[0]["txn"]
-    assert txn["id"].startswith("txn-") and (txn["position"], txn["ts"]) == (None, None)
-    assert read(path, Mapping(key_fields=("id",)))[0][0]["txn"]["id"] == txn["id"]  # the same capture, the same name
+    assert txn["id"].startswith("unnamed-") and txn["id"].endswith("-1") and (txn["position"], txn["ts"]) == (None, None)
+    assert read(path, Mapping(key_fields=("id",)))[0][0]["txn"]["id"] != txn["id"]  # each read names its own
     assert got[1]["txn"] is None  # a message outside a transaction
     assert json.loads(got[1]["data"]) == {"prefix": "p", "content": ""}
 
