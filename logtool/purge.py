@@ -43,6 +43,7 @@ from .formats.base import (
     Mapping,
     Source,
     dumps_exact,
+    file_entity,
     given_key,
     key_text,
     loads_exact,
@@ -1303,7 +1304,7 @@ class _RawJudge:
 
     def __init__(self, sel: Selection, mapping: Mapping, fmt: str, file: str) -> None:
         self.sel, self.mapping, self.fmt, self.file = sel, mapping, fmt, file
-        self.default_entity = mapping.entity or Path(file).name.split(".")[0] or "events"
+        self.default_entity = mapping.entity or file_entity(file)
         keys = sorted(sel.keys, key=len, reverse=True)
         # a token: not part of a longer word, number, dotted name or address (`4` is not in `2.5.4.Final`)
         edge = r"[\w.+\-@]"

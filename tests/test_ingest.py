@@ -175,7 +175,19 @@ def test_entity_field_entity_option_and_default(
     assert cli("ingest", s2, f, "--key-field", "id", "--entity", "audit").code == 0
     assert [e["entity"] for e in _rows(query, s2)] == ["audit", "audit"]
     assert cli("ingest", s3, f, "--key-field", "id").code == 0
-    assert [e["entity"] for e in _rows(query, s3)] == ["shop", "shop"]  # the file name up to its first dot
+    assert [e["entity"] for e in _rows(query, s3)] == ["shop.events", "shop.events"]  # the file name, less .jsonl
+
+
+def test_files_named_schema_table_are_entities_apart(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """public.customers.jsonl and public.orders.jsonl are two tables: cut at the first dot they
+    would be one entity, public, and a compaction would lose the customer."""
+    a = write_lines(tmp_path / "public.customers.jsonl", ['{"id":1,"name":"Ann"}'])
+    b = write_lines(tmp_path / "public.orders.csv", ["id,total", "1,9.50"])
+    store = new_store("s")
+    assert cli("ingest", store, a, b, "--key-field", "id").code == 0
+    assert [e["entity"] for e in _rows(query, store)] == ["public.customers", "public.orders"]
 
 
 def test_entity_field_missing_is_a_bad_record(

@@ -74,7 +74,20 @@ class Mapping:
         return scoped or plain
 
     def default_entity(self, source: Source) -> str:
-        return self.entity or Path(source.name).name.split(".")[0] or "events"
+        return self.entity or file_entity(source.name)
+
+
+# what a file name ends with that is no part of the entity it names (its format, its compression)
+_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".parquet", ".gz", ".zst", ".zstd")
+
+
+def file_entity(name: str) -> str:
+    """The entity of a file's records where the mapping names none: the file's name without its
+    format and compression extensions (public.customers.jsonl.gz is public.customers)."""
+    stem = Path(name).name
+    while stem.lower().endswith(_EXTENSIONS) and "." in stem:
+        stem = stem.rsplit(".", 1)[0]
+    return stem or "events"
 
 
 def entity_names(entity: str) -> list[str]:
