@@ -1477,9 +1477,10 @@ def export_state(
     written: list[Path] = []
     tables = result.tables()
     folded = [_file_name(e).lower() for e in tables]  # Foo and foo are one file where case is folded
+    present = {p.name.lower(): p.name for p in out.iterdir()}  # (an earlier export's Foo.csv, say)
     for ent, table in tables.items():
         name = _file_name(ent)
-        if folded.count(name.lower()) > 1:
+        if folded.count(name.lower()) > 1 or present.get(f"{name}.{fmt}".lower(), f"{name}.{fmt}") != f"{name}.{fmt}":
             name = _file_name(ent, hashed=True)
         target = out / f"{name}.{fmt}"
         tmp = target.with_name(target.name + ".tmp")

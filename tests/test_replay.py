@@ -1064,6 +1064,18 @@ def test_export_into_a_directory_removes_only_its_own_earlier_files(store: Path,
         export_state(replay(store), out / "a.csv" / "sub", "csv")
 
 
+def test_export_names_a_file_apart_from_one_that_differs_only_in_case(store: Path, tmp_path: Path) -> None:
+    """--entity Users, then --entity users, into one directory: on a file system that folds case,
+    users.csv would overwrite Users.csv."""
+    write_events(store, [{"entity": "Users", "key": 1, "op": "insert", "data": {"v": 1}},
+                         {"entity": "users", "key": 1, "op": "insert", "data": {"v": 2}}])  # fmt: skip
+    out = tmp_path / "one"
+    export_state(replay(store, entity="Users"), out, "csv", entity="Users")
+    export_state(replay(store, entity="users"), out, "csv", entity="users")
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names[0] == "Users.csv" and names[1].startswith("users-") and len(names) == 2
+
+
 def test_export_into_the_store_itself_is_refused(store: Path) -> None:
     write_events(store, [{"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}}])
     (store.parent / "link").symlink_to(store / "quarantine")
