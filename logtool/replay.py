@@ -1295,7 +1295,8 @@ def snapshot(
     reducer: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Store the state at an offset (default: the head) as a snapshot, in one commit."""
+    """Store the state at an offset (default: the head) as a snapshot, in one commit; returns its commit
+    entry (with ``already`` where one of the same reducer was there: none is taken again)."""
     import pyarrow.parquet as pq
 
     from .segments import write_parquet_options
@@ -1315,7 +1316,7 @@ def snapshot(
         at = next_offset - 1 if at_offset is None else at_offset
         for existing in store.state().of_kind("snapshot"):
             if existing["offset"] == at and existing.get("reducer") == fingerprint:
-                return existing
+                return {**existing, "already": True}  # (said so: no new snapshot was taken)
         result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
         if result.offset is None and at_offset is not None:
             raise UsageError(

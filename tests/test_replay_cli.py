@@ -233,6 +233,15 @@ def test_snapshot_command_and_replay_from_it(cli: Any, shop: Path, tmp_path: Pat
     assert "snapshot" not in earlier.err
 
 
+def test_a_snapshot_asked_for_again_says_none_was_taken(cli: Any, tmp_path: Path) -> None:
+    store = write_events(tmp_path / "s", [{"key": 1, "op": "insert", "data": {}}, {"key": 2, "op": "insert", "data": {}}])
+    first = cli("snapshot", store, "--at-offset", "1")
+    assert first.code == 0 and "already" not in first.err
+    again = cli("snapshot", store, "--at-offset", "1")
+    assert again.code == 0 and "snapshot at offset 1: already there, none taken;" in again.err
+    assert len(Store.open(store).state().of_kind("snapshot")) == 1
+
+
 def test_snapshot_every_is_a_store_setting(cli: Any, tmp_path: Path) -> None:
     store = write_events(tmp_path / "s", [{"key": 1, "op": "insert", "data": {}}])
     run = cli("snapshot", store, "--every", "1000")

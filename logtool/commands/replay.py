@@ -139,7 +139,8 @@ def snapshot(
             return
     with console.progress("snapshot", unit="") as update:
         entry = logtool.snapshot(store, at_offset=at_offset, reducer=reducer, progress=update)
-    console.status(f"snapshot at offset {entry['offset']}: {entry['rows']} rows, digest {entry['digest']}")
+    already = "already there, none taken; " if entry.get("already") else ""
+    console.status(f"snapshot at offset {entry['offset']}: {already}{entry['rows']} rows, digest {entry['digest']}")
 
 
 def register(app: typer.Typer) -> None:
