@@ -1002,9 +1002,10 @@ class _LogCompare:
         self.by = by
         self.limit = limit
         self.align = ["offset"] if by == "offset" else ["_pos", "_seq"]
-        # a transaction name the reader made up (a capture without xids) is no content: not compared
-        unnamed = (f"CASE WHEN starts_with(txn.id, {sql_string(UNNAMED)}) THEN struct_update(txn, id := NULL::VARCHAR) "
-                   "ELSE txn END AS txn")  # fmt: skip
+        # a transaction name the reader made up (a capture without xids) holds the read's own token,
+        # no content: compared by the line its transaction began on, which keeps its grouping
+        unnamed = (f"CASE WHEN starts_with(txn.id, {sql_string(UNNAMED)}) THEN struct_update(txn, id := "
+                   f"{sql_string(UNNAMED)} || regexp_extract(txn.id, '-([0-9]+)$', 1)) ELSE txn END AS txn")  # fmt: skip
         self.cols = ", ".join(unnamed if c == "txn" else sql_ident(c) for c in _EVENT_COLUMNS)
         self.reordered: Difference | None = None  # where the logs differ only in order
 

@@ -615,6 +615,19 @@ def _run(
         predicate = _predicate(sel, specs, record_predicate)
         params = {k: v for k, v in predicate.items() if k not in ("salt", "key_sha256", "where_sha256", "where")}
         params["by"] = [n for n, v in (("key", key), ("entity", entity), ("where", where)) if v is not None]
+        if operation == "purge" and where is None:
+            # rows gone whole (none moved on to a key the purge does not follow): a replay after it
+            # is exactly the state as if they had never been written, and says nothing of it
+            cond = sel.condition()
+            params["rows_whole"] = not con.execute(
+                f"""SELECT 1 FROM events WHERE NOT coalesce({cond}, FALSE) AND (
+                      -- an event kept where a purged row moved to, or one that moves a purged row on
+                      (entity, key) IN (SELECT (entity, key) FROM events
+                                        WHERE {cond} AND prev_key IS NOT NULL AND prev_key <> key)
+                      OR (prev_key IS NOT NULL AND prev_key <> key
+                          AND (entity, prev_key) IN (SELECT (entity, key) FROM events WHERE {cond})))
+                    LIMIT 1"""
+            ).fetchall()
         rewrite = functools.partial(_rewrite_snapshot, store, sel, specs if operation == "redact" else None)
         return _execute(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,

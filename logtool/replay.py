@@ -384,9 +384,9 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             if target.upto >= (removed_upto if point is None else point - 1) and not past:
                 continue
         cut = c.get("params", {}).get("before_offset")
-        if c["operation"] == "purge" and cut is None and c.get("params", {}).get("by") == ["entity"]:
-            # a purge of whole entities: the log is as if they had never been written, and so is
-            # every state replayed from it (a key's purge may leave the rest of a row that moved on)
+        if c["operation"] == "purge" and cut is None and c.get("params", {}).get("rows_whole"):
+            # rows purged whole (whole entities, or keys whose rows moved on to no other key): the
+            # log is as if they had never been written, and so is every state replayed from it
             continue
         if cut is not None and snapshot_offset is not None and snapshot_offset >= min(cut, removed_upto + 1) - 1:
             continue  # a dropped head: the snapshot stored at the cut holds the state it built
@@ -1478,12 +1478,29 @@ def export_state(
     written: list[Path] = []
     tables = result.tables()
     folded = [_file_name(e).lower() for e in tables]  # Foo and foo are one file where case is folded
-    present = {p.name.lower(): p.name for p in out.iterdir()}  # (an earlier export's Foo.csv, say)
+    # (a covered file of an earlier export of this format is written again or removed: it stays
+    # in no one's way; one this export does not cover, an earlier export's Foo.csv say, does)
+    covered = None if entity is None else {f"{_file_name(entity)}.{fmt}", f"{_file_name(entity, hashed=True)}.{fmt}"}
+
+    def replaced(n: str) -> bool:
+        return whole and n in before and n.endswith(f".{fmt}") and (covered is None or n in covered)
+
+    present = {p.name.lower(): p.name for p in out.iterdir() if not replaced(p.name)}
+    files = {}
+    for ent in tables:
+        name = f"{_file_name(ent)}.{fmt}"
+        if folded.count(_file_name(ent).lower()) > 1 or present.get(name.lower(), name) != name:
+            name = f"{_file_name(ent, hashed=True)}.{fmt}"
+        files[ent] = name
+    # gone: this format's files of entities with no rows left, where the whole state was written
+    # (another format's files, and the entities a replay of one entity or key did not ask for,
+    # stay); removed first, as on a file system that folds case Foo.csv is foo.csv
+    stale = {n for n in before - set(files.values()) if replaced(n) and "/" not in n and "\\" not in n
+             and not n.startswith(".")}  # fmt: skip
+    for name in sorted(stale):
+        (out / name).unlink(missing_ok=True)
     for ent, table in tables.items():
-        name = _file_name(ent)
-        if folded.count(name.lower()) > 1 or present.get(f"{name}.{fmt}".lower(), f"{name}.{fmt}") != f"{name}.{fmt}":
-            name = _file_name(ent, hashed=True)
-        target = out / f"{name}.{fmt}"
+        target = out / files[ent]
         tmp = target.with_name(target.name + ".tmp")
         if fmt == "parquet":
             pq.write_table(table, tmp, compression="zstd")
@@ -1494,18 +1511,10 @@ def export_state(
         tmp.replace(target)
         written.append(target)
     names = {p.name for p in written}
-    # gone: this format's files of entities with no rows left, where the whole state was written
-    # (another format's files, and the entities a replay of one entity or key did not ask for, stay)
-    # (a replay of one ``entity`` covers that entity's file only)
-    covered = None if entity is None else {f"{_file_name(entity)}.{fmt}", f"{_file_name(entity, hashed=True)}.{fmt}"}
-    stale = {n for n in before - names if whole and n.endswith(f".{fmt}") and "/" not in n and "\\" not in n
-             and not n.startswith(".") and (covered is None or n in covered)}  # fmt: skip
     kept = sorted(n for n in (before - stale) | names if (out / n).exists())
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps({"files": kept, "offset": result.offset, "digest": result.digest}) + "\n", encoding="utf-8")
     tmp.replace(manifest)
-    for name in sorted(stale):
-        (out / name).unlink(missing_ok=True)
     return written
 
 

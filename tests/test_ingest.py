@@ -188,6 +188,12 @@ def test_files_named_schema_table_are_entities_apart(
     store = new_store("s")
     assert cli("ingest", store, a, b, "--key-field", "id").code == 0
     assert [e["entity"] for e in _rows(query, store)] == ["public.customers", "public.orders"]
+    # a rotation's stamp is no part of the name: a month's files are one table's
+    jan = write_lines(tmp_path / "orders.2026-01.jsonl", ['{"id":1,"v":"a"}'])
+    feb = write_lines(tmp_path / "orders.2026-02-01T00.jsonl", ['{"id":1,"v":"b"}'])
+    rotated = new_store("r")
+    assert cli("ingest", rotated, jan, feb, "--key-field", "id").code == 0
+    assert [e["entity"] for e in _rows(query, rotated)] == ["orders", "orders"]
 
 
 def test_entity_field_missing_is_a_bad_record(

@@ -1076,6 +1076,17 @@ def test_export_names_a_file_apart_from_one_that_differs_only_in_case(store: Pat
     assert names[0] == "Users.csv" and names[1].startswith("users-") and len(names) == 2
 
 
+def test_an_exports_file_names_stay_put_when_an_earlier_files_entity_is_gone(store: Path, tmp_path: Path) -> None:
+    write_events(store, [{"entity": "Foo", "key": 1, "op": "insert", "data": {"v": 1}},
+                         {"entity": "Foo", "key": 1, "op": "delete"},
+                         {"entity": "foo", "key": 2, "op": "insert", "data": {"v": 2}}])  # fmt: skip
+    out = tmp_path / "out"
+    export_state(replay(store, at_offset=0), out, "csv")
+    for _ in range(2):  # Foo.csv is gone with its rows; foo keeps its plain name, export after export
+        export_state(replay(store), out, "csv")
+        assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "foo.csv"]
+
+
 def test_export_into_the_store_itself_is_refused(store: Path) -> None:
     write_events(store, [{"entity": "a", "key": 1, "op": "insert", "data": {"v": 1}}])
     (store.parent / "link").symlink_to(store / "quarantine")

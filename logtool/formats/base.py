@@ -77,17 +77,24 @@ class Mapping:
         return self.entity or file_entity(source.name)
 
 
-# what a file name ends with that is no part of the entity it names (its format, its compression)
-_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".parquet", ".gz", ".zst", ".zstd")
+# what a file name ends with that is no part of the entity it names: its format, its compression,
+# and a rotation's stamp (orders.2026-03-01.jsonl, orders.1.jsonl are orders)
+_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".log", ".parquet", ".gz", ".zst", ".zstd")
+_STAMP = re.compile(r"\.[0-9][0-9TZtz_:+\-]*$")
 
 
 def file_entity(name: str) -> str:
     """The entity of a file's records where the mapping names none: the file's name without its
-    format and compression extensions (public.customers.jsonl.gz is public.customers)."""
+    format and compression extensions and a rotation stamp (public.customers.jsonl.gz is
+    public.customers, orders.2026-03-01.jsonl is orders)."""
     stem = Path(name).name
-    while stem.lower().endswith(_EXTENSIONS) and "." in stem:
-        stem = stem.rsplit(".", 1)[0]
-    return stem or "events"
+    while True:
+        cut = stem[: -len(ext)] if (ext := next((e for e in _EXTENSIONS if stem.lower().endswith(e)), "")) else stem
+        cut = _STAMP.sub("", cut)
+        if cut == stem:
+            break
+        stem = cut
+    return stem.strip(".") or "events"
 
 
 def entity_names(entity: str) -> list[str]:
