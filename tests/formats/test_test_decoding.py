@@ -221,3 +221,19 @@ def test_a_transaction_without_its_xid_is_still_one(tmp_path: Path) -> None:
     cut = replay(tmp_path / "s", at_offset=1)
     assert cut.warnings and "inside a transaction" in cut.warnings[0]
     assert [(r["key"], json.loads(r["state"])["bal"]) for r in cut.state.to_pylist()] == [("1", 100)]
+
+
+def test_diff_tells_transaction_bounds_apart_without_xids(tmp_path: Path) -> None:
+    """The same two inserts, committed together in one capture and apart in the other: the logs
+    differ (a replay at offset 0 differs), though each read names its transactions its own way."""
+    from logtool import diff, ingest
+
+    together = "BEGIN\ntable public.t: INSERT: id[integer]:2\ntable public.t: INSERT: id[integer]:3\nCOMMIT (at 2026-03-01 10:00:01+00)\n"
+    apart = ("BEGIN\ntable public.t: INSERT: id[integer]:2\nCOMMIT (at 2026-03-01 10:00:01+00)\n"
+             "BEGIN\ntable public.t: INSERT: id[integer]:3\nCOMMIT (at 2026-03-01 10:00:01+00)\n")  # fmt: skip
+    for name, text in (("a", together), ("b", apart), ("c", together)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cap.txt").write_text(text)
+        ingest(tmp_path / f"{name}.store", [str(tmp_path / name / "cap.txt")], mapping=Mapping(key_fields=("id",)))
+    assert not diff(tmp_path / "a.store", tmp_path / "b.store").same
+    assert diff(tmp_path / "a.store", tmp_path / "c.store").same
