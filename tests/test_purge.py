@@ -371,7 +371,7 @@ def test_receipt_and_commit_log_hold_no_personal_data(store: Path) -> None:
     for value in (PERSON["key"], PERSON["old_key"], PERSON["email"], PERSON["name"], PERSON["phone"], where):
         assert value not in log
     for c in Store.open(store).commits()[1:]:
-        assert set(c["params"]) <= {"by", "entity", "identities", "fields"}
+        assert set(c["params"]) <= {"by", "entity", "identities", "fields", "rows_whole"}  # (a flag: no data)
     recorded = purge(store, where="op = 'delete'", record_predicate=True)
     assert recorded.receipt is not None and recorded.receipt["predicate"]["where"] == "op = 'delete'"
     assert receipt_matches(recorded.receipt, where="op = 'delete'")
