@@ -302,7 +302,8 @@ def resolve_identities(
         seen |= set(frontier)
     spans: dict[Pair, list[Span]] = {}
     for pair, span in sorted(seen - {start}, key=lambda s: (s[0][0] or "", s[0][1], s[1][1] or 0)):
-        spans.setdefault(pair, []).append(span)
+        if pair != start[0]:  # the key asked for is matched whole, whenever the row held it
+            spans.setdefault(pair, []).append(span)
     return {pair for pair, _ in seen}, spans
 
 

@@ -569,6 +569,25 @@ def test_after_a_head_drop_a_purge_or_redact_rewrites_its_snapshot(store: Path) 
     assert_verified(store)
 
 
+def test_a_key_purge_with_its_entity_takes_a_row_that_came_back_to_the_key(tmp_path: Path) -> None:
+    """A -> B -> A, then an update at A: --key A --entity u leaves nothing of the row, as --key A
+    alone does, in a store and in a raw file."""
+    path = tmp_path / "ev.jsonl"
+    path.write_text(
+        '{"entity":"u","id":"A","v":1}\n{"entity":"u","id":"X","v":9}\n{"entity":"u","id":"B","prev":"A","v":2}\n'
+        '{"entity":"u","id":"A","prev":"B","v":3}\n{"entity":"u","id":"A","v":4}\n'
+    )
+    mapping = Mapping(key_fields=("id",), entity_field="entity", prev_key_field="prev")
+    for entity in ("u", None):
+        store = tmp_path / f"s-{entity}"
+        ingest(store, [str(path)], mapping=mapping)
+        assert purge(store, key="A", entity=entity).events == 4
+        assert rows(store, 'SELECT key FROM events') == [{"key": "X"}]
+    out = tmp_path / "clean.jsonl"
+    purge_file(path, out, key="A", entity="u", mapping=mapping)
+    assert out.read_text() == '{"entity":"u","id":"X","v":9}\n'
+
+
 def test_replays_after_a_purge_of_whole_rows_carry_no_warning(tmp_path: Path) -> None:
     """An entity, or a key whose row never moved on, goes whole: the state after it is exactly as
     if it had never been written. A key whose row moved on to a key the purge does not follow
