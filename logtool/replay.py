@@ -384,7 +384,8 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             if target.upto >= (removed_upto if point is None else point - 1) and not past:
                 continue
         cut = c.get("params", {}).get("before_offset")
-        if c["operation"] == "purge" and cut is None and c.get("params", {}).get("rows_whole"):
+        params = c.get("params", {})
+        if c["operation"] == "purge" and cut is None and params.get("rows_whole", params.get("by") == ["entity"]):
             # rows purged whole (whole entities, or keys whose rows moved on to no other key): the
             # log is as if they had never been written, and so is every state replayed from it
             continue

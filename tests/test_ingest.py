@@ -194,6 +194,11 @@ def test_files_named_schema_table_are_entities_apart(
     rotated = new_store("r")
     assert cli("ingest", rotated, jan, feb, "--key-field", "id").code == 0
     assert [e["entity"] for e in _rows(query, rotated)] == ["orders", "orders"]
+    # but a version or a dotted word is part of the name
+    named = new_store("n")
+    for i, name in enumerate(("v1.1.jsonl", "v1.2.jsonl", "audit.log.jsonl")):
+        assert cli("ingest", named, write_lines(tmp_path / name, [f'{{"id":{i}}}']), "--key-field", "id").code == 0
+    assert [e["entity"] for e in _rows(query, named)] == ["v1.1", "v1.2", "audit.log"]
 
 
 def test_entity_field_missing_is_a_bad_record(

@@ -78,19 +78,21 @@ class Mapping:
 
 
 # what a file name ends with that is no part of the entity it names: its format, its compression,
-# and a rotation's stamp (orders.2026-03-01.jsonl, orders.1.jsonl are orders)
-_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".log", ".parquet", ".gz", ".zst", ".zstd")
-_STAMP = re.compile(r"\.[0-9][0-9TZtz_:+\-]*$")
+# a rotation's date (orders.2026-03-01.jsonl; logrotate's orders.jsonl-20260301) or, last of all,
+# its number (orders.jsonl.1)
+_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet", ".gz", ".zst", ".zstd")
+_DATE = re.compile(r"[.\-_][0-9]{4}-?[0-9]{2}(-?[0-9]{2}([T_\-]?[0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?Z?)?)?$")
+_NUMBER = re.compile(r"\.[0-9]{1,3}$")
 
 
 def file_entity(name: str) -> str:
     """The entity of a file's records where the mapping names none: the file's name without its
     format and compression extensions and a rotation stamp (public.customers.jsonl.gz is
     public.customers, orders.2026-03-01.jsonl is orders)."""
-    stem = Path(name).name
+    stem = _NUMBER.sub("", Path(name).name)
     while True:
         cut = stem[: -len(ext)] if (ext := next((e for e in _EXTENSIONS if stem.lower().endswith(e)), "")) else stem
-        cut = _STAMP.sub("", cut)
+        cut = _DATE.sub("", cut)
         if cut == stem:
             break
         stem = cut

@@ -61,8 +61,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 NAME = "wal2json"
-# how the name of a transaction whose capture gives no xid begins: ``unnamed-<read>-<line>``, unique
-# to the read (two captures' transactions are never one); diff does not compare such names
+# how the name of a transaction whose capture gives no xid begins: ``unnamed-<size>-<read>-<line>``,
+# unique to the read (two captures' transactions are never one); diff compares only its size, which
+# for events in one order tells the same transaction bounds from others
 UNNAMED = "unnamed-"
 MESSAGE_ENTITY = "pg_logical_message"
 KEY_OPTIONS = {"--key-field"}
@@ -159,8 +160,8 @@ class Decoder:
             return
         # a commit record without an xid still bounds a transaction: it gets a name of its own
         xid = commit.xid or begin_xid or next((c.xid for c in self._pending if c.xid), None)
-        txn = {"id": xid or f"{UNNAMED}{self._read}-{self._begin[1]}", "position": commit.position, "ts": commit.ts,
-               "aborted": None}  # fmt: skip
+        name = f"{UNNAMED}{len(self._pending)}-{self._read}-{self._begin[1]}"
+        txn = {"id": xid or name, "position": commit.position, "ts": commit.ts, "aborted": None}
         pending, self._pending = self._pending, None
         for change in pending:
             self._emit(change, txn)

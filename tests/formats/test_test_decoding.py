@@ -179,7 +179,7 @@ def test_without_xids_and_times_a_transaction_gets_a_name_of_its_own(tmp_path: P
     assert bad == []
     assert [(e["op"], e["ts"]) for e in got] == [("insert", None), ("event", None)]
     txn = got[0]["txn"]
-    assert txn["id"].startswith("unnamed-") and txn["id"].endswith("-1") and (txn["position"], txn["ts"]) == (None, None)
+    assert txn["id"].startswith("unnamed-1-") and txn["id"].endswith("-1") and (txn["position"], txn["ts"]) == (None, None)
     assert read(path, Mapping(key_fields=("id",)))[0][0]["txn"]["id"] != txn["id"]  # each read names its own
     assert got[1]["txn"] is None  # a message outside a transaction
     assert json.loads(got[1]["data"]) == {"prefix": "p", "content": ""}
@@ -237,3 +237,23 @@ def test_diff_tells_transaction_bounds_apart_without_xids(tmp_path: Path) -> Non
         ingest(tmp_path / f"{name}.store", [str(tmp_path / name / "cap.txt")], mapping=Mapping(key_fields=("id",)))
     assert not diff(tmp_path / "a.store", tmp_path / "b.store").same
     assert diff(tmp_path / "a.store", tmp_path / "c.store").same
+
+
+def test_diff_tells_transaction_bounds_apart_across_files(tmp_path: Path) -> None:
+    """A capture split into two files is the same log as the capture in one file; two
+    transactions in two files are not one transaction holding both events."""
+    from logtool import diff, ingest
+
+    commit = "COMMIT (at 2026-03-01 10:00:01+00)\n"
+    one = f"BEGIN\ntable public.t: INSERT: id[integer]:2\n{commit}"
+    two = f"BEGIN\ntable public.t: INSERT: id[integer]:3\n{commit}"
+    both = f"BEGIN\ntable public.t: INSERT: id[integer]:2\ntable public.t: INSERT: id[integer]:3\n{commit}"
+    layouts = {"split": {"cap.1.txt": one, "cap.2.txt": two}, "whole": {"cap.txt": one + two}, "joined": {"cap.txt": both}}
+    for name, files in layouts.items():
+        (tmp_path / name).mkdir()
+        for file, text in files.items():
+            (tmp_path / name / file).write_text(text)
+        ingest(tmp_path / f"{name}.store", [str(tmp_path / name / f) for f in sorted(files)],
+               mapping=Mapping(key_fields=("id",)))  # fmt: skip
+    assert diff(tmp_path / "split.store", tmp_path / "whole.store").same
+    assert not diff(tmp_path / "split.store", tmp_path / "joined.store").same
