@@ -1707,12 +1707,12 @@ def test_python_reducer_with_float_state_replays_from_a_snapshot(store: Path, tm
 # --------------------------------------------------------------------------- rewritten ranges
 
 
-def _rewrite_commit(store: Path, operation: str, gaps: list[list[int]]) -> None:
+def _rewrite_commit(store: Path, operation: str, gaps: list[list[int]], params: dict[str, Any] | None = None) -> None:
     # Faked: a commit of the kind compact/purge write, naming the offsets it removed (the segments
     # are left as they are, which is enough for the warning, which reads only the commit log).
     s = Store.open(store)
     with s.writer(operation):
-        s.commit(operation, {"test": True}, gaps=gaps)
+        s.commit(operation, params or {"test": True}, gaps=gaps)
 
 
 def test_a_target_inside_a_purged_range_is_answered_with_a_warning(store: Path) -> None:
@@ -1722,6 +1722,15 @@ def test_a_target_inside_a_purged_range_is_answered_with_a_warning(store: Path) 
     for target in (3, 7, None):
         (warning,) = replay(store, at_offset=target).warnings
         assert "purge" in warning and "offset 4" in warning and "cannot be known" in warning
+
+
+def test_an_entity_purge_an_older_logtool_recorded_is_not_warned_of(store: Path) -> None:
+    """Its commit has no rows_whole flag: a purge by --entity alone took its entities whole."""
+    write_events(store, [{"key": i, "op": "insert", "data": {"i": i}} for i in range(10)])
+    _rewrite_commit(store, "purge", [[3, 4]], {"by": ["entity"], "entity": "t"})
+    assert replay(store).warnings == []
+    _rewrite_commit(store, "purge", [[5, 5]], {"by": ["key"], "identities": 1})
+    assert any("cannot be known" in w for w in replay(store).warnings)
 
 
 def test_a_target_before_the_compaction_point_is_answered_with_a_warning(store: Path) -> None:
