@@ -1005,7 +1005,7 @@ class _LogCompare:
         # a transaction name the reader made up (a capture without xids) holds the read's own token,
         # no content: compared by its transaction's size, which (events in one order) tells its bounds
         unnamed = (f"CASE WHEN starts_with(txn.id, {sql_string(UNNAMED)}) THEN struct_update(txn, id := "
-                   f"{sql_string(UNNAMED)} || regexp_extract(txn.id, '^{UNNAMED}([0-9]+)-', 1)) ELSE txn END AS txn")  # fmt: skip
+                   f"{sql_string(UNNAMED)} || regexp_extract(txn.id, '^{UNNAMED}([0-9]+)', 1)) ELSE txn END AS txn")  # fmt: skip
         self.cols = ", ".join(unnamed if c == "txn" else sql_ident(c) for c in _EVENT_COLUMNS)
         self.reordered: Difference | None = None  # where the logs differ only in order
 

@@ -291,8 +291,8 @@ def resolve_identities(
     to a key it held has a span there for each time.
 
     ``moves(stint)`` gives, for each event within the stint that moved the row to its key, the
-    stint the row had at its previous key. A row that was at a key before, or moved into it later,
-    is another row.
+    stint the row had at its previous key. At an earlier key, a row that was there before, or
+    moved into it later, is another row; the key asked for is matched whole, every event at it.
     """
     start: Stint = ((entity, key), (None, None))
     seen = {start}

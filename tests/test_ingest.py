@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import json
 import os
 import signal
@@ -199,6 +200,14 @@ def test_files_named_schema_table_are_entities_apart(
     for i, name in enumerate(("v1.1.jsonl", "v1.2.jsonl", "audit.log.jsonl")):
         assert cli("ingest", named, write_lines(tmp_path / name, [f'{{"id":{i}}}']), "--key-field", "id").code == 0
     assert [e["entity"] for e in _rows(query, named)] == ["v1.1", "v1.2", "audit.log"]
+    # numbers that are no date stay; logrotate's numbered and compressed files are the table's
+    apart = new_store("t")
+    for i, name in enumerate(("tenant_100001.jsonl", "tenant_100002.jsonl", "orders.jsonl", "orders.jsonl.1")):
+        assert cli("ingest", apart, write_lines(tmp_path / name, [f'{{"id":{i}}}']), "--key-field", "id").code == 0
+    with gzip.open(tmp_path / "orders.jsonl.2.gz", "wt") as f:
+        f.write('{"id":9}\n')
+    assert cli("ingest", apart, tmp_path / "orders.jsonl.2.gz", "--key-field", "id").code == 0
+    assert [e["entity"] for e in _rows(query, apart)] == ["tenant_100001", "tenant_100002", "orders", "orders", "orders"]
 
 
 def test_entity_field_missing_is_a_bad_record(

@@ -81,18 +81,20 @@ class Mapping:
 # a rotation's date (orders.2026-03-01.jsonl; logrotate's orders.jsonl-20260301) or, last of all,
 # its number (orders.jsonl.1)
 _EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet", ".gz", ".zst", ".zstd")
-_DATE = re.compile(r"[.\-_][0-9]{4}-?[0-9]{2}(-?[0-9]{2}([T_\-]?[0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?Z?)?)?$")
-_NUMBER = re.compile(r"\.[0-9]{1,3}$")
+_DATE = re.compile(
+    r"[.\-_](19|20)[0-9]{2}-?(0[1-9]|1[0-2])(-?(0[1-9]|[12][0-9]|3[01])([T_\-]?[0-2][0-9](:?[0-5][0-9](:?[0-5][0-9])?)?Z?)?)?$"
+)
+_NUMBER = re.compile(r"(\.(jsonl|ndjson|json|csv|tsv|psv|txt|log))\.[0-9]{1,3}$", re.IGNORECASE)  # after its extension
 
 
 def file_entity(name: str) -> str:
     """The entity of a file's records where the mapping names none: the file's name without its
     format and compression extensions and a rotation stamp (public.customers.jsonl.gz is
     public.customers, orders.2026-03-01.jsonl is orders)."""
-    stem = _NUMBER.sub("", Path(name).name)
+    stem = Path(name).name
     while True:
         cut = stem[: -len(ext)] if (ext := next((e for e in _EXTENSIONS if stem.lower().endswith(e)), "")) else stem
-        cut = _DATE.sub("", cut)
+        cut = _DATE.sub("", _NUMBER.sub(r"\1", cut))
         if cut == stem:
             break
         stem = cut

@@ -158,13 +158,15 @@ class Decoder:
         if begin_xid is not None and commit.xid is not None and begin_xid != commit.xid:
             self._cut_off(f"line {line} commits transaction {commit.xid}, not {begin_xid}")
             return
-        # a commit record without an xid still bounds a transaction: it gets a name of its own
+        # a commit record without an xid still bounds a transaction: it gets a name of its own,
+        # holding the number of its events (its changes that are read: the bad ones are reported)
         xid = commit.xid or begin_xid or next((c.xid for c in self._pending if c.xid), None)
-        name = f"{UNNAMED}{len(self._pending)}-{self._read}-{self._begin[1]}"
-        txn = {"id": xid or name, "position": commit.position, "ts": commit.ts, "aborted": None}
         pending, self._pending = self._pending, None
-        for change in pending:
-            self._emit(change, txn)
+        read = [(change, fields) for change in pending if (fields := self._fields(change)) is not None]
+        name = f"{UNNAMED}{len(read)}-{self._read}-{self._begin[1]}"
+        txn = {"id": xid or name, "position": commit.position, "ts": commit.ts, "aborted": None}
+        for change, fields in read:
+            self._add(change, fields, txn)
 
     def drain(self) -> Iterator[pa.RecordBatch]:
         """The batches filled so far."""
@@ -192,11 +194,21 @@ class Decoder:
         self._pending = None
 
     def _emit(self, change: Change, txn: dict[str, Any] | None) -> None:
+        if (fields := self._fields(change)) is not None:
+            self._add(change, fields, txn)
+
+    def _fields(self, change: Change) -> tuple[str | None, str | None, str | None, str | None] | None:
+        """A change's key, prev_key, data and before; None where it is a bad record (reported)."""
         try:
-            key, prev_key, data, before = self._event_fields(change)
+            return self._event_fields(change)
         except _Unkeyable as e:
             self.report(BadRecord(self.source.name, change.line, str(e), change.raw.encode(), e.hint))
-            return
+            return None
+
+    def _add(
+        self, change: Change, fields: tuple[str | None, str | None, str | None, str | None], txn: dict[str, Any] | None
+    ) -> None:
+        key, prev_key, data, before = fields
         self._batcher.add(
             ts=txn["ts"] if txn is not None and txn["ts"] is not None else change.ts,
             entity=change.entity,

@@ -257,3 +257,25 @@ def test_diff_tells_transaction_bounds_apart_across_files(tmp_path: Path) -> Non
                mapping=Mapping(key_fields=("id",)))  # fmt: skip
     assert diff(tmp_path / "split.store", tmp_path / "whole.store").same
     assert not diff(tmp_path / "split.store", tmp_path / "joined.store").same
+
+
+def test_a_transactions_size_counts_its_events_not_its_bad_records(tmp_path: Path) -> None:
+    """Two transactions each holding a change set aside (a DELETE without its old row) against one
+    holding both events: the logs differ, and the difference names the transaction."""
+    from logtool import diff, ingest
+
+    commit = "COMMIT (at 2026-03-01 10:00:01+00)\n"
+    bad = "table public.t: DELETE: (no-tuple-data)\n"
+    texts = {
+        "a": f"BEGIN\ntable public.t: INSERT: id[integer]:1\n{bad}{commit}BEGIN\ntable public.t: INSERT: id[integer]:2\n{bad}{commit}",
+        "b": f"BEGIN\ntable public.t: INSERT: id[integer]:1\ntable public.t: INSERT: id[integer]:2\n{commit}",
+    }
+    for name, text in texts.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cap.txt").write_text(text)
+        ingest(tmp_path / f"{name}.store", [str(tmp_path / name / "cap.txt")], mapping=Mapping(key_fields=("id",)),
+               on_error="quarantine")  # fmt: skip
+    result = diff(tmp_path / "a.store", tmp_path / "b.store")
+    assert not result.same and result.changed == 2
+    assert all([f["field"] for f in ex["fields"]] == ["txn"] for ex in result.examples if ex["change"] == "changed")
+    assert {ex["left"]["txn"]["id"] for ex in result.examples if ex["change"] == "changed"} == {"unnamed-1"}
