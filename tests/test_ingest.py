@@ -210,6 +210,21 @@ def test_files_named_schema_table_are_entities_apart(
     assert [e["entity"] for e in _rows(query, apart)] == ["tenant_100001", "tenant_100002", "orders", "orders", "orders"]
 
 
+@pytest.mark.parametrize(
+    ("name", "entity"),
+    [
+        ("orders.jsonl.gz.1", "orders"), ("orders.parquet.1", "orders"), ("orders.jsonl.10.gz", "orders"),
+        ("audit.log.1.jsonl", "audit.log.1"), ("tenant_200001.jsonl", "tenant_200001"),
+        ("tenant_20260301.jsonl", "tenant"), ("x_19991231T235959Z.jsonl", "x"), ("events_202613.jsonl", "events_202613"),
+        ("data.json.1", "data"), ("2026-03-01.jsonl", "2026-03-01"), (".jsonl", "events"),
+    ],
+)  # fmt: skip
+def test_the_default_entity_of_a_file_name(name: str, entity: str) -> None:
+    from logtool.formats.base import file_entity
+
+    assert file_entity(name) == entity
+
+
 def test_entity_field_missing_is_a_bad_record(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
 ) -> None:

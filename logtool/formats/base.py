@@ -81,10 +81,11 @@ class Mapping:
 # a rotation's date (orders.2026-03-01.jsonl; logrotate's orders.jsonl-20260301) or, last of all,
 # its number (orders.jsonl.1)
 _EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet", ".gz", ".zst", ".zstd")
-_DATE = re.compile(
-    r"[.\-_](19|20)[0-9]{2}-?(0[1-9]|1[0-2])(-?(0[1-9]|[12][0-9]|3[01])([T_\-]?[0-2][0-9](:?[0-5][0-9](:?[0-5][0-9])?)?Z?)?)?$"
-)
-_NUMBER = re.compile(r"(\.(jsonl|ndjson|json|csv|tsv|psv|txt|log))\.[0-9]{1,3}$", re.IGNORECASE)  # after its extension
+_DAY = r"(0[1-9]|[12][0-9]|3[01])([T_\-]?[0-2][0-9](:?[0-5][0-9](:?[0-5][0-9])?)?Z?)?"
+# 2026-03, 2026-03-01, 20260301 (with a time after the day): not 200001, which may well be an id
+_DATE = re.compile(rf"[.\-_](19|20)[0-9]{{2}}(-(0[1-9]|1[0-2])(-{_DAY})?|(0[1-9]|1[0-2]){_DAY})$")
+_FORMATS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet")
+_NUMBER = re.compile(r"(\.(jsonl|ndjson|json|csv|tsv|psv|txt|log|parquet|gz|zst|zstd))\.[0-9]{1,3}$", re.IGNORECASE)
 
 
 def file_entity(name: str) -> str:
@@ -92,9 +93,13 @@ def file_entity(name: str) -> str:
     format and compression extensions and a rotation stamp (public.customers.jsonl.gz is
     public.customers, orders.2026-03-01.jsonl is orders)."""
     stem = Path(name).name
+    named = False  # a format extension came off: what is left is the name (audit.log.1 stays)
     while True:
-        cut = stem[: -len(ext)] if (ext := next((e for e in _EXTENSIONS if stem.lower().endswith(e)), "")) else stem
-        cut = _DATE.sub("", _NUMBER.sub(r"\1", cut))
+        cut = stem if named else _NUMBER.sub(r"\1", stem)
+        if ext := next((e for e in _EXTENSIONS if cut.lower().endswith(e)), ""):
+            cut = cut[: -len(ext)]
+            named = named or ext in _FORMATS
+        cut = _DATE.sub("", cut)
         if cut == stem:
             break
         stem = cut
