@@ -1006,7 +1006,8 @@ class _LogCompare:
         # no content: compared by its transaction's size, which (events in one order) tells its bounds
         unnamed = (f"CASE WHEN starts_with(txn.id, {sql_string(UNNAMED)}) THEN struct_update(txn, id := "
                    f"{sql_string(UNNAMED)} || regexp_extract(txn.id, '^{UNNAMED}([0-9]+)', 1)) ELSE txn END AS txn")  # fmt: skip
-        self.cols = ", ".join(unnamed if c == "txn" else sql_ident(c) for c in _EVENT_COLUMNS)
+        self.cols = ", ".join(sql_ident(c) for c in _EVENT_COLUMNS)  # of the _lt_?e views
+        self.raw_cols = ", ".join(unnamed if c == "txn" else sql_ident(c) for c in _EVENT_COLUMNS)  # of the events
         self.reordered: Difference | None = None  # where the logs differ only in order
 
     def run(self) -> DiffResult:
@@ -1066,7 +1067,7 @@ class _LogCompare:
         for side, store, files in (("l", self.left, lfiles), ("r", self.right, rfiles)):
             store.events_view(self.con, f"_lt_{side}raw", files=files)
             self.con.execute(
-                f"CREATE OR REPLACE VIEW _lt_{side}e AS SELECT {self.cols}{align} FROM _lt_{side}raw {where}"
+                f"CREATE OR REPLACE VIEW _lt_{side}e AS SELECT {self.raw_cols}{align} FROM _lt_{side}raw {where}"
             )
             if self.by == "position":
                 missing = self.con.execute(f"SELECT count(*) FROM _lt_{side}e WHERE _pos IS NULL").fetchall()[0][0]
@@ -1167,7 +1168,7 @@ class _LogCompare:
         if offset is None:
             return None
         cur = _cursor(self.con)
-        cur.execute(f'SELECT {self.cols} FROM _lt_{side}raw WHERE "offset" = {int(offset)}')
+        cur.execute(f'SELECT {self.raw_cols} FROM _lt_{side}raw WHERE "offset" = {int(offset)}')
         rows = cur.fetchall()
         return _event([d[0] for d in cur.description], rows[0]) if rows else None
 
