@@ -20,6 +20,12 @@ def status(message: str, style: str | None = None) -> None:
         err.print(message, style=style, markup=False, emoji=False, highlight=False)
 
 
+def say(message: str, style: str | None = None) -> None:
+    """A line for people on stderr that ``-q`` does not silence (a verdict, what a prompt is
+    about), plain text like ``status``."""
+    err.print(message, style=style, markup=False, emoji=False, highlight=False)
+
+
 def warn(message: str) -> None:
     """A warning on stderr (shown even under -q), plain text like ``status``."""
     from rich.text import Text

@@ -103,6 +103,7 @@ class VerifyReport:
     events: int = 0
     problems: list[Problem] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    writer_at_work: str | None = None  # who holds the writer lock: the leftovers may be its files
 
     @property
     def ok(self) -> bool:
@@ -262,6 +263,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
                 Problem(entry["path"], "key index in the commit does not match the file", entry.get("min_offset"))
             )
     report.leftovers = [store.rel(p) for p in store.leftovers(state)]
+    report.writer_at_work = store.writer_at_work() if report.leftovers else None
     return report
 
 

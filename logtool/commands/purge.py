@@ -248,7 +248,7 @@ def _store_run(
             return
         _warn(plan)
         for line in _describe(plan):
-            console.err.print(line, markup=False, emoji=False, highlight=False)
+            console.say(line)
         if not interactive():
             raise UsageError(
                 f"refusing to {verb} without --yes: stdin is not a terminal, so nobody can confirm",

@@ -34,18 +34,14 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
         verdict(EXIT_DIFFERENT)
         render(problems, format)
         first = report.problems[0]
-        console.err.print(f"verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}",
-                          style="red", markup=False, emoji=False, highlight=False)  # fmt: skip
+        console.say(f"verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}", style="red")
         raise typer.Exit(EXIT_DIFFERENT)
     if resolve(format) is not OutputFormat.table:
         render(problems, format)  # none: `[]` in JSON, the header in CSV
-    from logtool.store import Store
-
-    at_work = Store.open(store).writer_at_work() if report.leftovers else None
-    if at_work:
-        console.warn(f"{len(report.leftovers)} file(s) not named by any commit: a writer is at work ({at_work}), "
-                     "and they may be its own; verify again when it is done")  # fmt: skip
-    for path in [] if at_work else report.leftovers:
+    if report.writer_at_work:
+        console.warn(f"{len(report.leftovers)} file(s) not named by any commit: a writer is at work "
+                     f"({report.writer_at_work}), and they may be its own; verify again when it is done")  # fmt: skip
+    for path in [] if report.writer_at_work else report.leftovers:
         console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
     console.status(
         f"ok: {report.commits} commits, {report.segments} segments, {report.events} events verified"
