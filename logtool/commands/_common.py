@@ -249,13 +249,16 @@ def confirm(question: str, yes: bool) -> None:
         raise typer.Exit(1)
 
 
-def refuse_raw_only(target: str, options: dict[str, Any], hint: str) -> None:
+def refuse_raw_only(target: str, options: dict[str, Any], hint: str, file_or_store: bool = False) -> None:
     """A store given where options for raw files were too: refused, never silently ignored (a
-    purge with -o must not rewrite the store in place when a cleaned copy was asked for)."""
+    purge with -o must not rewrite the store in place when a cleaned copy was asked for). A
+    target that is not there is named as what it may be: a file (raw options given), or, where
+    the command takes either, a file or a store."""
     from ..errors import UsageError
 
     given = [name for name, value in options.items() if value]
-    if given and not Path(target).exists():  # a raw log's name mistyped, most likely
-        raise UsageError(f"{target}: no such file", "check the path: a raw log is named by its file, a store by its directory")
+    if not Path(target).exists() and (given or file_or_store):
+        what = "file" if given else "file or store"
+        raise UsageError(f"{target}: no such {what}", "check the path: a raw log is named by its file, a store by its directory")
     if given:
         raise UsageError(f"{target} is a store: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for raw files", hint)

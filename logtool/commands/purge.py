@@ -135,15 +135,11 @@ def purge_command(
 
 
 def _refuse_raw_options(target: str, output: str | None, input_format: str | None, *fields: Any) -> None:
-    from ..errors import UsageError
-
-    if not Path(target).exists() and not any((output, input_format, *fields)):
-        raise UsageError(f"{target}: no such file or store", "name a store's directory, or a JSON-lines or CSV file")
     names = ("--key-field", "--entity-field", "--op-field", "--type-field", "--ts-field", "--ts-unit", "--data-field",
              "--meta-field", "--prev-key-field")  # fmt: skip
     refuse_raw_only(target, {"-o": output, "--input-format": input_format, **dict(zip(names, fields, strict=True))},
                     "a store is changed in place (its events were mapped when they were ingested); "
-                    "for a cleaned copy of a raw log, name the log file")  # fmt: skip
+                    "for a cleaned copy of a raw log, name the log file", file_or_store=True)  # fmt: skip
 
 
 def redact_command(
