@@ -80,12 +80,13 @@ class Mapping:
 # what a file name ends with that is no part of the entity it names: its format, its compression,
 # a rotation's date (orders.2026-03-01.jsonl; logrotate's orders.jsonl-20260301) or, last of all,
 # its number (orders.jsonl.1)
-_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet", ".gz", ".zst", ".zstd")
+_FORMATS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet")
+_EXTENSIONS = (*_FORMATS, ".gz", ".zst", ".zstd")
 _DAY = r"(0[1-9]|[12][0-9]|3[01])([T_\-]?[0-2][0-9](:?[0-5][0-9](:?[0-5][0-9])?)?Z?)?"
 # 2026-03, 2026-03-01, 20260301 (with a time after the day): not 200001, which may well be an id
 _DATE = re.compile(rf"[.\-_](19|20)[0-9]{{2}}(-(0[1-9]|1[0-2])(-{_DAY})?|(0[1-9]|1[0-2]){_DAY})$")
-_FORMATS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".psv", ".txt", ".parquet")
-_NUMBER = re.compile(r"(\.(jsonl|ndjson|json|csv|tsv|psv|txt|log|parquet|gz|zst|zstd))\.[0-9]{1,3}$", re.IGNORECASE)
+# a rotation's number, right after an extension (a log's too: app.log.1 is app.log)
+_NUMBER = re.compile("(" + "|".join(re.escape(e) for e in (*_EXTENSIONS, ".log")) + r")\.[0-9]{1,3}$", re.IGNORECASE)
 
 
 def file_entity(name: str) -> str:
