@@ -1156,17 +1156,22 @@ def test_redact_reaches_into_path_patches(tmp_path: Path) -> None:
     assert_verified(store)
 
 
+def _quarantining_store(tmp_path: Path, lines: list[str]) -> Path:
+    """A store of these JSON lines, its bad records quarantined."""
+    log = tmp_path / "in.jsonl"
+    log.write_text("".join(line + "\n" for line in lines))
+    ingest(tmp_path / "s", [str(log)], mapping=MAPPING, on_error="quarantine")
+    return tmp_path / "s"
+
+
 def test_a_key_token_in_a_quarantined_record_is_a_whole_token(tmp_path: Path) -> None:
     # `4` is not in `2.5.4.Final`, nor `42` in `42.5` or `+4420`: those records are someone else's
-    log = tmp_path / "in.jsonl"
-    log.write_text("".join(line + "\n" for line in [
+    store = _quarantining_store(tmp_path, [
         '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 1, "data": {"v": 1}}',
         '{"ts": "bad", "table": "users", "op": "insert", "id": 77, "data": {"version": "2.5.4.Final", "n": 42.5, "p": "+4420"}}',
         '{"ts": "bad", "table": "users", "op": "insert", "id": 4, "data": {"n": 1}}',
         '{"ts": "bad", "table": "users", "op": "insert", "id": [42], "data": {}}',
-    ]))  # fmt: skip
-    store = tmp_path / "s"
-    ingest(store, [str(log)], mapping=MAPPING, on_error="quarantine")
+    ])  # fmt: skip
     assert purge(store, key="4", dry_run=True).quarantine_records == 1
     assert purge(store, key="42", dry_run=True).quarantine_records == 1  # the record whose key could not be read
     assert purge(store, key="Final", dry_run=True).quarantine_records == 0
@@ -1174,14 +1179,11 @@ def test_a_key_token_in_a_quarantined_record_is_a_whole_token(tmp_path: Path) ->
 
 def test_a_rewritten_quarantine_file_is_still_read_as_its_ingest_read_it(tmp_path: Path) -> None:
     """After a purge rewrote a quarantine file, a later --where purge still matches its records."""
-    log = tmp_path / "in.jsonl"
-    log.write_text("".join(line + "\n" for line in [
+    store = _quarantining_store(tmp_path, [
         '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 1, "data": {"email": "bob@example.org"}}',
         '{"ts": "not-a-time", "table": "users", "op": "update", "id": 1, "data": {"email": "bob@example.org"}}',
         '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "frobnicate", "id": 2, "data": {"email": "ann@example.org"}}',
-    ]))  # fmt: skip
-    store = tmp_path / "s"
-    ingest(store, [str(log)], mapping=MAPPING, on_error="quarantine")
+    ])  # fmt: skip
     assert purge(store, key="1").quarantine_records == 1
     res = purge(store, where="data->>'email' = 'ann@example.org'")
     assert res.quarantine_records == 1
