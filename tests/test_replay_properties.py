@@ -79,7 +79,7 @@ def kv_events(draw: st.DrawFn, *, exact_fold_cases: bool) -> dict[str, Any] | li
         return {"entity": entity, "key": new, "prev_key": key, "op": "update", "data": draw(rows_of(values))}
     if kind == "swap":
         other = draw(st.sampled_from([k for k in KEYS if k != key]))
-        txn = f"swap-{draw(st.integers(0, 10**6))}"
+        txn = "swap"  # (numbered apart in kv_logs)
         return [
             {
                 "entity": entity,
@@ -119,7 +119,10 @@ def kv_events(draw: st.DrawFn, *, exact_fold_cases: bool) -> dict[str, Any] | li
 def kv_logs(draw: st.DrawFn, *, exact_fold_cases: bool) -> list[dict[str, Any]]:
     """A log of 1..25 events, stamped mostly in order (ties, and a few steps back)."""
     out: list[dict[str, Any]] = []
-    for item in draw(st.lists(kv_events(exact_fold_cases=exact_fold_cases), min_size=1, max_size=20)):
+    for n, item in enumerate(draw(st.lists(kv_events(exact_fold_cases=exact_fold_cases), min_size=1, max_size=20))):
+        if isinstance(item, list):  # a swap: one transaction, whose id no other transaction of the log has
+            for ev in item:
+                ev["txn"] = f"swap-{n}"
         out += item if isinstance(item, list) else [item]
     ts = T0
     for ev in out:
