@@ -141,7 +141,10 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
                       FROM rows WHERE entity IN {which}"""
         found = con.execute(
             f"""WITH m AS (SELECT entity, unnest(range(1, {len(cols) + 1})) AS i, unnest(vs) AS j FROM ({extract})),
-                     d AS (SELECT entity, i, json_type(j) AS t, j::VARCHAR AS v, j ->> '$' AS a FROM m WHERE j IS NOT NULL)
+                     t AS (SELECT entity, i, j, json_type(j) AS t FROM m WHERE j IS NOT NULL),
+                     -- each value rendered only where its type is measured by it: a third less work
+                     d AS (SELECT entity, i, t, CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN j::VARCHAR END AS v,
+                                  CASE WHEN t = 'VARCHAR' THEN j ->> '$' END AS a FROM t)
                 SELECT entity, i, list(DISTINCT t), bool_or(t = 'VARCHAR' AND a IN {specials}),
                        bool_or(t = 'VARCHAR' AND a NOT IN {specials}),
                        bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')),
