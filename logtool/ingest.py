@@ -168,12 +168,14 @@ def _ingest_one(
     fmt = get_format(format_name) if format_name else detect(source)
     state = store.state()
     res = FileResult(source.name, fmt.name)
+    # the entity the events take from the file name (or --entity), where no field names it
+    named = mapping.default_entity(source) if fmt.name in MAPPED_FORMATS and not mapping.entity_field else None
     # A file of a size the store has taken before is hashed first: a copy it already holds is
     # refused without being read through the mapping.
     if not allow_duplicates and source.spec != "-" and source.size in state.ingested_sizes:
-        sha = source.whole_digest()
-        if sha in state.ingested:
-            res.duplicate, res.commit = True, state.ingested[sha]
+        done = state.ingested_in(source.whole_digest(), named)
+        if done is not None:
+            res.duplicate, res.commit = True, done
             return res
     bad: list[BadRecord] = []
 
@@ -220,11 +222,12 @@ def _ingest_one(
         writer.abort()
         raise
     sha = source.content_digest
-    if sha in state.ingested and not allow_duplicates:
+    done = state.ingested_in(sha, named)
+    if done is not None and not allow_duplicates:
         writer.abort()
         res.duplicate = True
         res.ingested = 0
-        res.commit = state.ingested[sha]
+        res.commit = done
         return res
     quarantine = []
     if bad and on_error == "quarantine":
@@ -240,6 +243,7 @@ def _ingest_one(
         "file": source.name,
         "format": fmt.name,
         "sha256": sha,
+        "default_entity": named,
         "bytes": source.bytes_read,
         "file_bytes": source.size,
         "mapping": {k: v for k, v in mapping.__dict__.items() if v and k != "max_line_bytes"},

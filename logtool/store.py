@@ -84,7 +84,8 @@ class State:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> entry (kind, digests, ...)
     next_offset: int = 0
     gaps: list[list[int]] = field(default_factory=list)  # offset ranges [first, last] commits explain
-    ingested: dict[str, int] = field(default_factory=dict)  # input content sha256 -> commit version
+    # (input content sha256, the entity its file name gave, or None where no name did) -> commit
+    ingested: dict[tuple[str, str | None], int] = field(default_factory=dict)
     ingested_sizes: set[int] = field(default_factory=set)  # the byte sizes of those inputs, on disk and read
     head_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # settings made by `config` commits
@@ -93,6 +94,13 @@ class State:
         """A copy to fold more commits onto (the entries themselves are shared: never changed)."""
         return State(self.version, dict(self.files), self.next_offset, list(self.gaps), dict(self.ingested),
                      set(self.ingested_sizes), self.head_hash, dict(self.config))  # fmt: skip
+
+    def ingested_in(self, sha: str, entity: str | None) -> int | None:
+        """The commit that ingested this content as events of this default entity (None: the
+        content's events do not depend on one), or None if none did. The same bytes under names
+        that give other entities are other events (orders.jsonl is not customers.jsonl)."""
+        found = self.ingested.get((sha, entity))
+        return self.ingested.get((sha, None)) if found is None else found
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         entries = [e for e in self.files.values() if e["kind"] == kind]
@@ -464,8 +472,9 @@ def fold(commits: list[dict[str, Any]], state: State | None = None) -> State:
                 state.next_offset = max(state.next_offset, entry["max_offset"] + 1)
         state.gaps.extend(c.get("gaps", []))
         source_sha = c.get("params", {}).get("sha256")
-        if c.get("operation") == "ingest" and source_sha:
-            state.ingested.setdefault(source_sha, c["version"])
+        # a file none of whose events went in (all quarantined or skipped) may be ingested again
+        if c.get("operation") == "ingest" and source_sha and c.get("info", {}).get("ingested", 1):
+            state.ingested.setdefault((source_sha, c["params"].get("default_entity")), c["version"])
             state.ingested_sizes.update(c["params"].get(n) for n in ("bytes", "file_bytes") if isinstance(c["params"].get(n), int))
         state.next_offset = max(state.next_offset, c.get("info", {}).get("next_offset", 0))
         if c.get("operation") == "config":

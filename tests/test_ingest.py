@@ -1069,16 +1069,20 @@ def test_duplicate_ingest_refused(
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', '{"id":2}'])
     store = new_store("s")
     assert cli("ingest", store, f, "--key-field", "id").code == 0
-    copy = tmp_path / "renamed.jsonl"
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "a.jsonl"
     copy.write_bytes(f.read_bytes())
+    rotated = tmp_path / "a.jsonl.1"
+    rotated.write_bytes(f.read_bytes())
     packed = tmp_path / "a.jsonl.gz"
     packed.write_bytes(gzip.compress(f.read_bytes()))
-    for again in (f, copy, packed):  # the content decides, not the name or the compression
+    # the content and the entity it gives decide, not the folder, a rotation number or the compression
+    for again in (f, copy, rotated, packed):
         r = cli("ingest", store, again, "--key-field", "id")
         assert r.out == ""
         assert f"{again}: already in the store (commit 0)" in r.err
         assert "--allow-duplicates" in r.err
-    r = cli("ingest", store, "-", "--key-field", "id", input=f.read_bytes())
+    r = cli("ingest", store, "-", "--key-field", "id", "--entity", "a", input=f.read_bytes())
     assert "<stdin>: already in the store (commit 0)" in r.err
     assert Store.open(store).state().version == 0
     assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 2}]
@@ -1087,6 +1091,42 @@ def test_duplicate_ingest_refused(
     assert r.code == 0, r.err
     assert [e["offset"] for e in _rows(query, store)] == [0, 1, 2, 3]
     assert [e["key"] for e in _rows(query, store)] == ["1", "2", "1", "2"]
+
+
+def test_same_content_as_another_entity_is_other_events(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # two tables' exports may hold the same bytes: named by the file, they are not the same events
+    customers = write_lines(tmp_path / "customers.jsonl", ['{"id":7,"op":"d"}'])
+    orders = tmp_path / "orders.jsonl"
+    orders.write_bytes(customers.read_bytes())
+    store = new_store("s")
+    r = cli("ingest", store, customers, orders, "--key-field", "id", "--op-field", "op")
+    assert r.code == 0 and "already in the store" not in r.err
+    r = cli("ingest", store, orders, "--key-field", "id", "--op-field", "op")
+    assert "orders.jsonl: already in the store (commit 1)" in r.err
+    r = cli("ingest", store, orders, "--key-field", "id", "--op-field", "op", "--entity", "returns")
+    assert r.code == 0 and "already in the store" not in r.err
+    assert query(store, "SELECT entity, key, op FROM events ORDER BY \"offset\"") == [
+        {"entity": "customers", "key": "7", "op": "delete"},
+        {"entity": "orders", "key": "7", "op": "delete"},
+        {"entity": "returns", "key": "7", "op": "delete"},
+    ]
+
+
+def test_file_none_of_whose_events_went_in_may_be_ingested_again(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # every record quarantined (read with the wrong unit): the rerun the reasons ask for is taken
+    f = write_lines(tmp_path / "ms.jsonl", ['{"id":1,"ts":1709301780123}', '{"id":2,"ts":1709301780456}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--on-error", "quarantine")
+    assert r.code == 0 and "0 ingested, 2 quarantined" in r.err
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--ts-unit", "ms")
+    assert r.code == 0 and "already in the store" not in r.err
+    assert query(store, "SELECT count(*) AS n FROM events") == [{"n": 2}]
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "ts", "--ts-unit", "ms")
+    assert "already in the store (commit 1)" in r.err
 
 
 def test_duplicate_is_refused_before_it_is_parsed(
@@ -1098,7 +1138,8 @@ def test_duplicate_is_refused_before_it_is_parsed(
     f = write_lines(tmp_path / "a.jsonl", ['{"id":1}', '{"id":2}'])
     store = new_store("s")
     assert cli("ingest", store, f, "--key-field", "id").code == 0
-    copy = tmp_path / "copy.jsonl"
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / "a.jsonl"
     copy.write_bytes(f.read_bytes())
 
     def not_again(*_a: object, **_k: object) -> None:
