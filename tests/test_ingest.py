@@ -541,6 +541,21 @@ def test_offset_field_keeps_source_offsets(
     assert cli("verify", store).code == 0
 
 
+def test_offset_field_takes_integers_only(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    f = write_lines(tmp_path / "k.jsonl", ['{"off":4.4,"id":1}', '{"off":5,"id":2}', '{"off":"7","id":3}',
+                                           '{"off":8.0,"id":4}', '{"off":"9x","id":5}', '{"id":6}'])  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--offset-field", "off", "--on-error", "skip")
+    assert r.code == 0, r.err
+    assert [ln.split(": ", 1)[0].strip() for ln in r.err.splitlines() if "non-integer offset" in ln] == [
+        f"{f}:{n}" for n in (1, 4, 5, 6)
+    ]
+    rows = query(store, 'SELECT "offset", key FROM events ORDER BY "offset"')
+    assert rows == [{"offset": 5, "key": "2"}, {"offset": 7, "key": "3"}]
+
+
 @pytest.mark.parametrize(
     ("lines", "bad_line", "offset", "previous"),
     [
