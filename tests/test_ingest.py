@@ -1052,6 +1052,25 @@ def test_whitespace_only_file_is_empty(cli: Cli, new_store: NewStore, tmp_path: 
 # --------------------------------------------------------------------------- duplicates
 
 
+def test_a_type_field_no_record_has_is_refused(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # a misnamed --type-field would leave every domain event without its type
+    f = write_lines(tmp_path / "bank.jsonl", ['{"acct":"a1","event_type":"Opened"}', '{"acct":"a1","event_type":"Deposited"}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "acct", "--type-field", "type")
+    assert r.code == 2
+    assert r.errors() == [f"error: {f}: no record has a type in the field 'type': no event would be a domain event"]
+    assert "hint: check --type-field" in r.err
+    assert Store.open(store).state().version == -1
+    r = cli("ingest", store, f, "--key-field", "acct", "--type-field", "event_type")
+    assert r.code == 0, r.err
+    assert query(store, "SELECT type FROM events ORDER BY \"offset\"") == [{"type": "Opened"}, {"type": "Deposited"}]
+    # one record with a type is enough: the others are events without one
+    g = write_lines(tmp_path / "mixed.jsonl", ['{"acct":"a2"}', '{"acct":"a2","event_type":"Opened"}'])
+    assert cli("ingest", store, g, "--key-field", "acct", "--type-field", "event_type").code == 0
+
+
 def test_a_data_field_no_record_has_is_refused(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
 ) -> None:

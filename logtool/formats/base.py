@@ -143,6 +143,7 @@ class Source:
         self._sha = hashlib.sha256()
         self.bytes_read = 0
         self.data_field_seen = False  # a record held the mapping's data field (null or not)
+        self.type_field_seen = False  # a record had a type in the mapping's type field
         self.bom = False  # the content began with a UTF-8 byte order mark (not passed on by open())
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head
