@@ -108,18 +108,42 @@ def ingest(
     store = Store.create(store_path)
     result = IngestResult(str(store.path))
     con = engine.connect()  # the digests' connection, one for every file
+    # the entities read, where keys are given per entity: to say which of them no key fits
+    entities: set[str] | None = set() if any(":" in k for k in mapping.key_fields) else None
     with store.writer("ingest"):
         store.sweep()  # what an ingest killed before its commit left (a rerun is the cleanup)
         for source in sources:
             result.files.append(
-                _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con)
+                _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con,
+                            entities)  # fmt: skip
             )
             if on_file:
                 on_file(result.files[-1])
+    if entities is not None:
+        result.warnings += _unfitting_keys(mapping, entities)
     note = _auto_snapshot(store)
     if note:
         result.warnings.append(note)
     return result
+
+
+def _unfitting_keys(mapping: Mapping, entities: set[str]) -> list[str]:
+    """Where entities were read that no key fits (their events have no key) while an
+    ``ENTITY:FIELD`` key fits no entity read (a typo, or a field name with a colon): both said."""
+    from .formats.base import entity_names
+
+    keyless = sorted(e for e in entities if not mapping.keys_for(e))
+    names = {n for e in entities for n in entity_names(e)}
+    unfitting = [spec for spec in mapping.key_fields if ":" in spec and spec.split(":", 1)[0] not in names]
+    if not keyless or not unfitting:
+        return []
+    return [
+        *(f"--key-field {spec}: no entity {spec.split(':', 1)[0]!r} was read, so this key fits no event"
+          for spec in unfitting),
+        f"no --key-field fits {', '.join(map(repr, keyless))}: its events have no key (replay keeps them as a "
+        "multiset of rows); name the entity in full or by its last part, e.g. --key-field "
+        f"{keyless[0].rsplit('.', 1)[-1]}:{unfitting[0].split(':', 1)[1]}",
+    ]  # fmt: skip
 
 
 def _auto_snapshot(store: Store) -> str | None:
@@ -162,7 +186,10 @@ def _ingest_one(
     segment_rows: int,
     progress: Callable[[str, int, int | None], None] | None,
     con: duckdb.DuckDBPyConnection,
+    entities: set[str] | None = None,
 ) -> FileResult:
+    import pyarrow.compute as pc
+
     if source.size == 0:
         raise InputError(source.name, None, "file is empty", "nothing to ingest")
     fmt = get_format(format_name) if format_name else detect(source)
@@ -210,6 +237,8 @@ def _ingest_one(
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
             res.ingested += batch.num_rows
+            if entities is not None:
+                entities.update(pc.unique(batch.column("entity")).to_pylist())
         if (mapping.data_field and not mapping.type_field and fmt.name in MAPPED_FORMATS and res.ingested
                 and not source.data_field_seen):  # (a domain event may carry no body)
             raise InputError(

@@ -130,6 +130,25 @@ def test_key_field_per_entity(
     assert [(e["entity"], e["key"]) for e in _rows(query, store)] == [("orders", "1"), ("customers", "c9")]
 
 
+def test_key_field_for_an_entity_never_read_is_said_where_events_go_keyless(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # `order` is a typo of `orders`: every event would silently go in without a key
+    f = write_lines(tmp_path / "ev.jsonl", ['{"table":"shop.orders","order_id":1,"v":1}',
+                                            '{"table":"shop.orders","order_id":1,"v":2}'])  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--entity-field", "table", "--key-field", "order:order_id")
+    assert r.code == 0, r.err
+    assert "warning: --key-field order:order_id: no entity 'order' was read, so this key fits no event" in r.err
+    assert "warning: no --key-field fits 'shop.orders': its events have no key" in r.err
+    assert "--key-field orders:order_id" in r.err  # what to write instead
+    # a key for an entity another file holds, while every entity read has its key: nothing to say
+    g = write_lines(tmp_path / "orders.jsonl", ['{"table":"shop.orders","order_id":2,"v":1}'])
+    r = cli("ingest", store, g, "--entity-field", "table", "--key-field", "orders:order_id",
+            "--key-field", "customers:id")  # fmt: skip
+    assert r.code == 0 and "warning" not in r.err
+
+
 @pytest.mark.parametrize("scope", ['public."a.b"', "public.a.b", "a.b", '"a.b"'])
 def test_key_field_per_entity_names_a_quoted_part_either_way(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path, scope: str
