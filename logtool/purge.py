@@ -1633,7 +1633,8 @@ def _filter_records(
 
 
 def _is_record(rec: _Rec) -> bool:
-    return bool(rec.raw.strip()) and rec.row not in ([], [""])
+    """A CSV record, as ingest reads one: not a blank line (a quoted "" alone is a record)."""
+    return bool(rec.raw.strip()) and rec.row != []
 
 
 def _act(

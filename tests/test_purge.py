@@ -999,6 +999,14 @@ def test_raw_csv_records_split_as_ingest_splits_them(tmp_path: Path) -> None:
     assert res.removed == 1 and out.read_bytes() == b'id,v\n1,a\n2,"' + b"y\n" * 20 + b'"\n'
 
 
+def test_raw_csv_quoted_empty_row_is_a_record_as_ingest_reads_it(tmp_path: Path) -> None:
+    src = tmp_path / "skus.csv"
+    src.write_bytes(b'sku\nA1\n""\n\nB2\n')
+    out = tmp_path / "clean.csv"
+    assert purge_file(src, out, key="", mapping=Mapping(key_fields=("sku",)), format="csv").removed == 1
+    assert out.read_bytes() == b"sku\nA1\n\nB2\n"
+
+
 def test_redact_refuses_only_a_field_that_is_the_key(tmp_path: Path) -> None:
     src = tmp_path / "p.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in [

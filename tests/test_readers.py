@@ -136,6 +136,20 @@ def test_csv_quoted_empty_field_is_the_empty_string(
     ]  # fmt: skip
 
 
+def test_single_column_csv_quoted_empty_row_is_a_record(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    # a blank line is no record; `""` on its own is one whose one field is the empty string
+    f = tmp_path / "skus.csv"
+    f.write_bytes(b'sku\nA1\n""\n\nB2\n')
+    store = new_store("s")
+    r = cli("ingest", store, f, "--format", "csv", "--entity", "skus")
+    assert r.code == 0 and "3 ingested" in r.err
+    assert [(e["line"], e["data"]) for e in _events(query, store)] == [
+        (2, '{"sku":"A1"}'), (3, '{"sku":""}'), (5, '{"sku":"B2"}'),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("text", "kept"),
     [

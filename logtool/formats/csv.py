@@ -176,8 +176,8 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                 start = reader.line_num + skipped + 1
                 continue
             line_no, start = start, reader.line_num + skipped + 1
-            if not row or row == [""]:
-                continue
+            if not row or row == [""] and not "".join(consumed).strip():
+                continue  # a blank line (a quoted "" on its own is a record: the empty string)
             if len(row) != len(header):
                 report(
                     BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed))
