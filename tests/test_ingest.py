@@ -347,6 +347,7 @@ TIME_TEXTS = [
     "2024-01-01T10:00:00+05", "2024-01-01T24:00:00Z", "2024-01-01 24:00", "2024-01-01 10:00:00 America/New_York",
     "2024-07-01 10:00:00 Europe/Lisbon", "2024-01-01 10:00:00 +01:00", "2024-W01-1", "20240101T100000Z",
     "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-01-01T10:00:00 UTC", "2024-07-01T10:00:00 Europe/Lisbon",
+    "2024-07-01 10:00:00 EST", "2024-07-01 10:00:00 gmt", "2024-01-01T10:00:00 Asia/Dhaka",
 ]  # fmt: skip
 
 
@@ -380,6 +381,22 @@ def test_a_utc_offset_no_zone_has_is_unparseable_in_sql_as_in_python(
         parse_ts(t) for t in good
     ]
     for t in BAD_OFFSETS:
+        with pytest.raises(ValueError):
+            parse_ts(t)
+
+
+def test_a_zone_abbreviation_is_unparseable_in_sql_as_in_python(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """DuckDB alone reads BST as Bangladesh's (not British Summer Time) and PST in June as PDT:
+    an abbreviation means nothing certain, and every reader refuses it."""
+    bad = ["2024-03-01T14:03:00 BST", "2024-06-01T14:03:00 PST", "2024-06-01 14:03 CEST"]
+    f = write_lines(tmp_path / "t.jsonl", [json.dumps({"id": i, "at": t}) for i, t in enumerate(bad)])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--ts-field", "at", "--on-error", "skip")
+    assert r.code == 0 and "0 ingested, 0 quarantined, 3 skipped" in r.err
+    for t in bad:
+        assert f"unparseable timestamp {json.dumps(t)}" in r.err
         with pytest.raises(ValueError):
             parse_ts(t)
 

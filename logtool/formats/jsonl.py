@@ -71,6 +71,12 @@ _LENIENT_NUMBER = r"(?i)nan|inf"
 
 
 PARSE_TS = "logtool_parse_ts"  # parse_ts as a SQL function of RecordMapper's connection
+
+
+def _named_zone(text: str) -> str:
+    """SQL: the time text names a zone (two letters or more; UTC and GMT, which mean one thing
+    everywhere, aside)."""
+    return f"(regexp_matches({text}, '[A-Za-z]{{2}}') AND NOT regexp_matches({text}, '[0-9] ?(UTC|GMT|utc|gmt)$'))"
 ENTITY_NAMES = "logtool_entity_names"  # the names an `ENTITY:FIELD` key may give an entity (Mapping.keys_for)
 
 
@@ -164,10 +170,12 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         # pattern is only tried where the cast failed. What DuckDB cannot read (ISO-8601's basic
         # form, a decimal comma) is read by parse_ts, the one definition of an event time.
         # DuckDB takes a UTC offset of 24 hours or more, or of 60 minutes, and moves the instant by
-        # it: such a text goes to parse_ts, which refuses it, as every other reader does
+        # it; and it reads zone abbreviations its own way (BST as Bangladesh's): such texts go to
+        # parse_ts, which refuses the first and reads zone names as every other reader does
         ts_expr = (
             f"(CASE WHEN {_number(t)} THEN {epoch(f'{t}::VARCHAR')} ELSE coalesce("
-            f"CASE WHEN NOT regexp_matches({text}, {sql_string(_BAD_OFFSET)}) THEN TRY_CAST({text} AS TIMESTAMPTZ) END, "
+            f"CASE WHEN NOT regexp_matches({text}, {sql_string(_BAD_OFFSET)}) AND NOT {_named_zone(text)} "
+            f"THEN TRY_CAST({text} AS TIMESTAMPTZ) END, "
             f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.[0-9]+)?') THEN {epoch(text)} END, "
             f"make_timestamp({PARSE_TS}({text}))::TIMESTAMPTZ) END)"
         )
