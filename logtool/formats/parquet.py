@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine import sql_ident, sql_string
 from ..errors import InputError
+from ..typed import SPECIAL_FLOATS
 from . import Format
-from .base import BATCH_ROWS, Mapping, RawNumber, Report, Source, dumps_exact
+from .base import BATCH_ROWS, Mapping, RawNumber, Report, Source, dumps_exact, json_string
 from .jsonl import RecordMapper
 
 if TYPE_CHECKING:
@@ -201,15 +202,20 @@ def _as_json_value(field: pa.Field, name: str) -> str:
 
 
 def _json_floats(typ: pa.DataType, expr: str, depth: int) -> str:
+    """SQL: ``expr`` of type ``typ`` with every float in it (however nested) as its JSON value,
+    NaN and infinities as strings."""
     import pyarrow as pa
 
     if not _holds(typ, pa.types.is_floating):
         return expr
     if pa.types.is_floating(typ):
-        return (
-            f"CASE WHEN isnan({expr}) THEN '\"NaN\"'::JSON WHEN isinf({expr}) AND {expr} > 0 THEN '\"Infinity\"'::JSON "
-            f"WHEN isinf({expr}) THEN '\"-Infinity\"'::JSON ELSE to_json({expr}) END"
-        )
+        # Decided on the rendered text (DuckDB renders them as SPECIAL_FLOATS spells them), not by
+        # isnan() or isinf(): DuckDB answers those from the file's min/max statistics, which
+        # pyarrow writes without NaN, so with two different finite values there isnan() is false
+        # on every row and the NaN went out bare.
+        text = f"to_json({expr})"
+        cases = " ".join(f"WHEN {sql_string(s)} THEN {sql_string(json_string(s))}::JSON" for s in SPECIAL_FLOATS)
+        return f"CASE {text}::VARCHAR {cases} ELSE {text} END"
     if pa.types.is_struct(typ):
         parts = ", ".join(
             f"{sql_ident(typ.field(i).name)} := {_json_floats(typ.field(i).type, f'struct_extract({expr}, {sql_string(typ.field(i).name)})', depth + 1)}"
