@@ -11,7 +11,7 @@ from ..engine import sql_ident, sql_string
 from ..errors import InputError
 from ..typed import SPECIAL_FLOATS
 from . import Format
-from .base import BATCH_ROWS, Mapping, RawNumber, Report, Source, dumps_exact, json_string
+from .base import BATCH_ROWS, Mapping, Report, Source, dumps_exact, json_string
 from .jsonl import RecordMapper
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     members = ", ".join(f"{sql_string(f.name)}, {_as_json_value(f, ref)}" for f, ref in zip(fields, refs, strict=True))
     line = f"json_object({members})::VARCHAR"
     if table == "_parquet_rows":
-        line = f"regexp_replace({line}, {sql_string(_WIDE_UNMARK)}, '\\1', 'g')"
+        line = f"regexp_replace({line}, {sql_string(_DECIMAL_UNMARK)}, '\\1', 'g')"
     reader = con.sql(
         f"SELECT (row_number() OVER ())::BIGINT AS line_no, {line} AS line FROM {table}"
     ).to_arrow_reader(BATCH_ROWS)
@@ -77,8 +77,10 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             yield batch
 
 
-_WIDE_MARK = "\x02decimal:"  # a wide decimal's text, marked, until it becomes a JSON number
-_WIDE_UNMARK = r'"\\u0002decimal:(-?[0-9][-+.0-9eE]*)"'
+# A decimal's text, marked as a string until the row's JSON text is written, then a JSON number
+# again: as a number, DuckDB would read it through float64 where it takes JSON text in.
+_DECIMAL_MARK = "\x02decimal:"
+_DECIMAL_UNMARK = r'"\\u0002decimal:(-?[0-9][-+.0-9eE]*)"'
 
 
 def _holds(typ: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
@@ -123,7 +125,8 @@ def _in_python(typ: pa.DataType) -> bool:
 
 def _as_json_text(column: pa.Array, typ: pa.DataType) -> pa.Array:
     """A nested column DuckDB would render wrongly, each value as JSON text written here, as
-    DuckDB writes what it can (wide decimals marked, NaN and infinities as strings)."""
+    DuckDB writes what it can (NaN and infinities as strings). Its decimals are marked: the text
+    goes back into DuckDB as JSON, which would read a bare decimal through float64."""
     import datetime as dt
     import math
 
@@ -133,8 +136,7 @@ def _as_json_text(column: pa.Array, typ: pa.DataType) -> pa.Array:
         if v is None:
             return None
         if pa.types.is_decimal(t):
-            text = format(v, "f")
-            return _WIDE_MARK + text if t.precision > 38 else RawNumber(text)
+            return _DECIMAL_MARK + format(v, "f")
         if pa.types.is_floating(t):
             return v if math.isfinite(v) else "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"
         if pa.types.is_struct(t):
@@ -195,7 +197,7 @@ def _as_json_value(field: pa.Field, name: str) -> str:
     floats). A decimal wider than DuckDB's 38 digits arrives as text, marked to become a number
     again."""
     if _is_wide(field.type):
-        return f"{sql_string(_WIDE_MARK)} || {name}"
+        return f"{sql_string(_DECIMAL_MARK)} || {name}"
     if _in_python(field.type):
         return f"{name}::JSON"
     return _json_floats(field.type, name, 0)

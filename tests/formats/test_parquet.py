@@ -1,8 +1,9 @@
-"""The Parquet reader on generic tables: NaN and infinities wherever a float is (the reader's CLI
-behaviour is tested with the other readers in test_readers)."""
+"""The Parquet reader on generic tables: NaN and infinities wherever a float is, exact decimals in
+every nested type (the reader's CLI behaviour is tested with the other readers in test_readers)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from logtool.formats.base import Mapping
+from logtool.formats.base import Mapping, object_members
 from logtool.formats.parquet import FORMAT
 
 BY_ID = Mapping(key_fields=("id",))
@@ -50,3 +51,42 @@ def test_nan_and_infinities_are_strings_whatever_the_statistics_say(
     special = ",".join(f'"{name}":{text.format(SPELLED[name])}' for name in SPECIALS)
     assert _data(read_events, f) == ["{" + plain + "}", "{" + plain.replace("0.5", "1.5") + "}", "{" + special + "}"]
 
+
+def test_map_of_decimals_is_exact(read_events: Any, tmp_path: Path) -> None:
+    """A map of decimals was written through float64 (123456789012345678.91 became
+    123456789012345680.0, 1.10 became 1.1); now as exactly as a list of the same decimals."""
+    big, small = Decimal("123456789012345678.91"), Decimal("1.10")
+    f = tmp_path / "mapdec.parquet"
+    pq.write_table(pa.table({
+        "id": [1, 2],
+        "by_ccy": pa.array([[("eur", big), ("usd", small)], [("x", None)]], pa.map_(pa.string(), pa.decimal128(20, 2))),
+        "as_list": pa.array([[big, small], [None]], pa.list_(pa.decimal128(20, 2))),
+        "nested": pa.array([[[("a", Decimal("0.000"))]], None], pa.list_(pa.map_(pa.string(), pa.decimal128(38, 3)))),
+    }), f)  # fmt: skip
+    assert _data(read_events, f) == [
+        '{"by_ccy":{"eur":123456789012345678.91,"usd":1.10},"as_list":[123456789012345678.91,1.10],'
+        '"nested":[{"a":0.000}]}',
+        '{"by_ccy":{"x":null},"as_list":[null],"nested":null}',
+    ]
+
+
+def test_structs_duckdb_cannot_name_keep_exact_decimals_and_floats(read_events: Any, tmp_path: Path) -> None:
+    """A struct holding a float under an empty member name or case-twin names is written in Python:
+    its decimals are exact there too, and its floats are written as DuckDB writes a float column."""
+    big = Decimal("123456789012345678.91")
+    floats = [0.1, 1e20, 1e-7, 2.0, 123456789012345678.0]
+    f = tmp_path / "structs.parquet"
+    pq.write_table(pa.table({
+        "id": [1],
+        "empty": pa.array([{"": 0.1, "d": big}], pa.struct([("", pa.float64()), ("d", pa.decimal128(20, 2))])),
+        "twins": pa.array([{"A": Decimal("1.10"), "a": floats}],
+                          pa.struct([("A", pa.decimal128(5, 2)), ("a", pa.list_(pa.float64()))])),
+        "twins32": pa.array([{"A": 0.1, "a": floats}], pa.struct([("A", pa.float32()), ("a", pa.list_(pa.float32()))])),
+        "f64": pa.array([floats], pa.list_(pa.float64())),
+        "f32": pa.array([floats], pa.list_(pa.float32())),
+    }), f)  # fmt: skip
+    [data] = _data(read_events, f)
+    assert data.startswith('{"empty":{"":0.1,"d":123456789012345678.91},"twins":{"A":1.10,"a":[')
+    written = {name: data[start:end] for name, _at, start, end in object_members(data)}
+    assert written["twins"] == '{"A":1.10,"a":' + written["f64"] + "}"  # floats as DuckDB writes a float64 list
+    assert written["twins32"] == '{"A":0.10000000149011612,"a":' + written["f32"] + "}"  # and a float32 list
