@@ -837,6 +837,20 @@ BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int
 }  # fmt: skip
 
 
+def test_the_line_limit_does_not_count_the_line_break(
+    cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # records of 25 bytes pass a limit of 25 whatever ends them (\n, \r\n, the end of the file)
+    f = tmp_path / "ml.jsonl"
+    f.write_bytes(b'{"id":1,"v":"abcdefghij"}\n{"id":2,"v":"abcdefghij"}\r\n{"id":3,"v":"abcdefghijk"}\n'
+                  b'{"id":4,"v":"abcdefghij"}')  # fmt: skip
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--max-line-bytes", "25", "--on-error", "quarantine")
+    assert r.code == 0 and _summary(3, 1, 0) in r.err
+    assert f"{f}:3: line of 26 bytes is longer than the limit of 25 bytes" in r.err
+    assert [e["key"] for e in _rows(query, store)] == ["1", "2", "4"]
+
+
 def test_a_quoted_csv_field_over_the_limit_is_one_bad_record(
     cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

@@ -54,7 +54,7 @@ def command(
     segment_rows: Annotated[
         int, typer.Option("--segment-rows", help="Events per segment file (default 262144).", min=1)
     ] = 262_144,
-    max_line_bytes: Annotated[int, typer.Option("--max-line-bytes", help="Longest line accepted.", min=1)] = 64 << 20,
+    max_line_bytes: Annotated[int, typer.Option("--max-line-bytes", help="Longest line accepted, in bytes, without its line break (CSV: longest field).", min=1)] = 64 << 20,
 ) -> None:
     """Append log files to STORE (created if absent), one atomic commit per file.
 

@@ -341,7 +341,8 @@ def iter_line_chunks(
     """Split a byte stream into lines, vectorized: yields (first line number, StringArray).
 
     Each element keeps its trailing newline; lines are numbered from 1. Invalid UTF-8 and
-    oversized lines are reported and replaced by an empty string (so numbering stays exact).
+    oversized lines (over ``max_line_bytes`` without their line break) are reported and replaced
+    by an empty string (so numbering stays exact).
     """
     import numpy as np
     import pyarrow as pa
@@ -377,7 +378,9 @@ def iter_line_chunks(
             continue
         end = int(newlines[-1]) + 1
         offsets = np.concatenate([[0], newlines + 1]).astype(np.int64)
-        lengths = np.diff(offsets)
+        # the limit is on a line without its line break (\n or \r\n)
+        before = np.frombuffer(buf, np.uint8)[np.maximum(newlines - 1, 0)]
+        lengths = np.diff(offsets) - 1 - ((before == 13) & (newlines > offsets[:-1]))
         arr = pa.Array.from_buffers(pa.large_binary(), len(newlines), [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
         if lengths.max() > max_line_bytes:
             import pyarrow.compute as pc
@@ -385,7 +388,7 @@ def iter_line_chunks(
             for i in np.flatnonzero(lengths > max_line_bytes):
                 start, stop = int(offsets[i]), int(offsets[i + 1])
                 raw = buf[start:stop].rstrip(b"\r\n")
-                report(BadRecord(source.name, line_no + int(i), _oversized(stop - start, max_line_bytes), raw))
+                report(BadRecord(source.name, line_no + int(i), _oversized(int(lengths[i]), max_line_bytes), raw))
             keep = pa.array(lengths <= max_line_bytes)
             arr = pc.if_else(keep, arr, pa.scalar(b"", pa.large_binary()))
         yield line_no, _decode(arr, line_no, source, report)
