@@ -456,7 +456,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
             SELECT entity, key,
                    max("offset") FILTER (WHERE is_reset) AS r,
                    arg_max_null(CASE WHEN op = 'delete' THEN NULL ELSE data END, "offset") FILTER (WHERE is_reset) AS rdata,
-                   max("offset") AS last
+                   max("offset") AS last, bool_or(op = 'patch') AS patched
             FROM (SELECT "offset", entity, key, op, data,
                          (op IN {RESETS} OR data IS NULL) AS is_reset
                   FROM live WHERE key IS NOT NULL
@@ -469,12 +469,25 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     # snapshot's row, or nothing. A document the SQL merge cannot take sends its key to the fold.
     con.execute(
         f"""CREATE TEMP TABLE bases AS
-            SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} OR len(cols) <> len(list_distinct(cols)) AS slow
-            FROM (SELECT a.entity, a.key, a.r, d, {_members("d")} AS cols
-                  FROM (SELECT a.*, coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{{}}') AS d
+            SELECT entity, key, r, d, cols, {_unmergeable("d", "cols")} OR len(cols) <> len(list_distinct(cols)) AS slow,
+                   unknown
+            FROM (SELECT a.entity, a.key, a.r, d, {_members("d")} AS cols, unknown
+                  FROM (SELECT a.*, coalesce(a.rdata, CASE WHEN a.r IS NULL THEN b.state END, '{{}}') AS d,
+                               a.patched AND a.r IS NULL AND b.state IS NULL AS unknown
                         FROM agg a LEFT JOIN base_live b ON b.entity = a.entity AND b.key = a.key
                         WHERE a.last IS DISTINCT FROM a.r) a)"""
     )
+    # Rows patched with no full image (nor snapshot row) before: the log began after they were
+    # written (a change stream opened on a live collection), and their other columns are unknown.
+    unknown = con.execute(
+        "SELECT count(*), arg_min(entity, [entity, key]), arg_min(key, [entity, key]) FROM bases WHERE unknown"
+    ).fetchall()[0]
+    if unknown[0]:
+        warnings.append(
+            f"{unknown[0]} row(s) were built from partial updates with no full image before them "
+            f"(e.g. {unknown[1]} key {unknown[2]}): the log begins after they were written, and their other "
+            "columns are unknown"
+        )
     # An update carrying exactly the base's columns, in the base's order, replaces the whole row
     # when no update before it added a column: the merge can start there.
     con.execute(

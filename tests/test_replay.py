@@ -196,7 +196,26 @@ def test_columns_with_names_no_path_syntax_likes_are_merged(store: Path) -> None
 
 def test_patch_of_a_key_without_state_starts_from_an_empty_row(store: Path) -> None:
     write_events(store, [{"key": 1, "op": "patch", "data": {"a": 1}}, {"key": 1, "op": "patch", "data": {"b": 2}}])
-    assert rows(replay(store)) == {"1": {"a": 1, "b": 2}}
+    result = replay(store)
+    assert rows(result) == {"1": {"a": 1, "b": 2}}
+    # the log began after the row was written (a change stream opened on a live collection): said
+    assert result.warnings == [
+        "1 row(s) were built from partial updates with no full image before them (e.g. t key 1): "
+        "the log begins after they were written, and their other columns are unknown"
+    ]
+
+
+def test_rows_with_a_full_image_or_a_snapshot_row_before_their_patches_are_not_partial(store: Path) -> None:
+    write_events(store, [
+        {"key": 1, "op": "insert", "data": {"a": 1}},
+        {"key": 2, "op": "update", "data": {"a": 2}},  # a whole after-image, merged: complete
+        {"key": 3, "op": "delete", "data": None},
+        {"key": 3, "op": "patch", "data": {"b": 3}},  # deleted, then patched: from nothing, as the log says
+    ])  # fmt: skip
+    snapshot(store)
+    write_events(store, [{"key": 1, "op": "patch", "data": {"b": 1}}])
+    assert replay(store).warnings == []
+    assert replay(store, use_snapshots=False).warnings == []
 
 
 def test_a_full_update_replaces_the_row_and_later_patches_merge_on_it(store: Path) -> None:
