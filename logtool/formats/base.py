@@ -881,22 +881,34 @@ def json_error(error: ValueError, line: int = 1) -> str:
 
 
 def sniff_lines(head: bytes, classify: Callable[[Any], bool | None], lines: int = 8) -> bool:
-    """Whether the first JSON lines of ``head`` are of one format: ``classify`` recognizes at least
-    one and rejects none (None: says nothing either way). A line that is not JSON, or is cut off at
-    the end of the head, says nothing."""
+    """Whether the JSON lines at the start of ``head`` are of one format: ``classify`` recognizes
+    at least one of the first ``lines`` lines it has a verdict on, and rejects none of them.
+
+    A record it has no verdict on (None: a tombstone, a heartbeat) is not counted, so that any
+    number of them at the start (a dump of a compacted topic may begin with thousands of
+    tombstones) cannot hide the records after them. A line that is not JSON, or is cut off at the
+    end of the head, decides nothing but is counted: text that is not JSON lines is not searched
+    through for a line that looks like one."""
     found = False
+    counted = 0
     # lines end at \n only: str.splitlines would also cut at U+2028, U+0085 and others, which JSON
     # strings may hold as they are
-    texts = [t for t in (b.decode("utf-8", "replace") for b in head.split(b"\n")) if t.strip()][:lines]
-    for text in texts:
+    for line in head.split(b"\n"):
+        text = line.decode("utf-8", "replace")
+        if not text.strip():
+            continue
+        if counted == lines:
+            break
         try:
             value = loads_exact(text)
         except (ValueError, RecursionError):
+            counted += 1
             continue
         verdict = classify(value)
         if verdict is False:
             return False
-        found = found or bool(verdict)
+        if verdict:
+            found, counted = True, counted + 1
     return found
 
 

@@ -25,8 +25,9 @@ How a change event becomes an event:
 - With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
   exact numbers; without one they stay the text Debezium wrote.
 - A tombstone takes its entity from the key schema's name (``server.inventory.customers.Key``), or
-  else from the delete of the same key shortly before it, as Debezium writes the two together. A
-  bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
+  else from the delete of the same key shortly before it, as Debezium writes the two together. One
+  with neither is passed over: in a dump of a compacted topic, whose deletes compaction dropped
+  with the rows' earlier records, it changes no row the dump holds. A bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
   no key and says nothing its delete did not: it is read and skipped.
 
 The MongoDB connector's events hold documents as extended JSON text, kept as they are (as the
@@ -490,7 +491,11 @@ class _RecentDeletes:
         return self._seen.pop(key, None)
 
 
-def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Event:
+def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Event | None:
+    """The delete a keyed tombstone stands for, or None for one that names no table and follows no
+    delete of its key: in a dump of a compacted topic every tombstone is such, compaction having
+    dropped its delete and the row's earlier records with it, so it changes no row the dump holds
+    (and which table's row of that key it deleted, the dump does not say)."""
     text, _ = record_key(key)
     if text is None:
         raise ValueError("tombstone (null value) without a key")
@@ -502,9 +507,7 @@ def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Even
     if recent is not None:
         entity, ts = entity or recent[0], recent[1]
     if entity is None:
-        raise ValueError(
-            f"tombstone for key {text}: no key schema names its table and no delete of that key comes before it"
-        )
+        return None
     return {"ts": ts, "entity": entity, "key": text, "op": "delete", "data": None, "source": where}
 
 
@@ -523,7 +526,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             key = _embedded(record.get("key"), "key")
             value = _embedded(record["value"], "value")
             if unwrap(value)[0] is None:
-                return [_tombstone(key, where, deletes)]
+                tombstone = _tombstone(key, where, deletes)
+                return [] if tombstone is None else [tombstone]
             event = decode_change(value, key, where, mapping)
         else:
             event = decode_change(record, NO_KEY, where, mapping)
