@@ -8,8 +8,12 @@
 - ``entity``: ``database.table`` (``database`` for database DDL).
 - ``ts``: ``ts``, in seconds for rows and in milliseconds for DDL, as Maxwell writes them.
 - ``key``: ``primary_key_columns`` with ``primary_key`` (or the row's values of those columns);
-  without them the ``--key-field`` columns of the row; a lone ``primary_key`` value is the key
-  as it is; else null.
+  without them the ``--key-field`` columns of the row; else ``primary_key`` (output_primary_keys
+  alone), whose columns are the row's columns holding its values, where exactly one holds each;
+  else null. An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds
+  the new key). Where the row does not tell the key columns apart, a lone ``primary_key`` value is
+  the key as it is, and a record whose ``old`` changes a column that could be the key is a bad
+  record: it may have moved the row, from a key that cannot be told.
 - ``data``: the row (Maxwell writes whole rows). An update's ``old`` holds the previous values
   of the columns that changed, so ``before`` is the row with ``old`` laid over it, and a column
   named in ``old`` but missing from ``data`` (``output_nulls=false``) was set to null. A delete's
@@ -97,7 +101,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
     if not isinstance(old, dict):
         raise ValueError(f"'old' is {kind_of(old)}, not the previous values of a row")
     before = {**row, **old} if kind == "update" else row if kind == "delete" else None
-    key, prev_key = _keys(record, row, before, mapping, entity)
+    key, prev_key = _keys(record, row, old if kind == "update" else {}, mapping, entity)
     if kind == "update":
         row = {**row, **{column: None for column in old if column not in row}}
     meta = {k: v for k, v in record.items() if k not in _COLUMNS}
@@ -113,8 +117,10 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
 
 
 def _keys(
-    record: dict[str, Any], row: dict[str, Any], before: dict[str, Any] | None, mapping: Mapping, entity: str
+    record: dict[str, Any], row: dict[str, Any], old: dict[str, Any], mapping: Mapping, entity: str
 ) -> tuple[str | None, str | None]:
+    """The row's key, and its key before an update that changed it (``old`` is an update's
+    previous values; empty for other records)."""
     columns, values = record.get("primary_key_columns"), record.get("primary_key")
     if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
         raise ValueError("primary_key_columns is not a list of column names")
@@ -127,16 +133,46 @@ def _keys(
         key = key_text(values, names)
     elif names:
         key = row_key(row, names)
-    elif values is not None and len(values) == 1:
-        return key_text(values, ("key",)), None
     elif values:
-        raise ValueError("primary_key has several values and no primary_key_columns: name them with --key-field")
+        names = _key_columns(values, row, old)
+        if names:
+            key = key_text(values, names)
+        elif len(values) == 1:
+            return key_text(values, ("key",)), None
+        else:
+            raise ValueError(
+                "primary_key has several values and no primary_key_columns, and the row does not tell which"
+                " columns hold them: pass --key-field, or enable Maxwell's output_primary_key_columns"
+            )
     else:
         return None, None
-    if before is None or before is row or any(n not in before for n in names):
+    before = {**row, **old}
+    if not any(n in old for n in names) or any(n not in before for n in names):
         return key, None
-    old = row_key(before, names)
-    return key, old if old != key else None
+    previous = row_key(before, names)
+    return key, previous if previous != key else None
+
+
+def _key_columns(values: list[Any], row: dict[str, Any], old: dict[str, Any]) -> tuple[str, ...]:
+    """The columns of the row that hold the ``primary_key`` values, where exactly one column holds
+    each; else none. Without ``primary_key_columns`` this is the only way to read an update that
+    changed the key: Maxwell fills ``primary_key`` from the new row, and the old key is in ``old``
+    under its column. Where several columns could be the key and ``old`` changes one of them, the
+    update may have moved the row, and a guess could leave it under both keys: that is refused."""
+    # of one type as well as equal: 1 is not true, nor "1"
+    holders = [[c for c, v in row.items() if type(v) is type(value) and v == value] for value in values]
+    names = tuple(h[0] for h in holders if len(h) == 1)
+    if len(names) == len(values) and len(set(names)) == len(names):
+        return names
+    candidates = list(dict.fromkeys(column for h in holders for column in h))
+    changed = [column for column in candidates if column in old]
+    if changed:
+        raise ValueError(
+            f"the row does not tell which of its columns ({', '.join(candidates)}) hold primary_key"
+            f" {dumps_exact(values)}, and 'old' changes {changed[0]}: cannot tell the row's old key;"
+            " pass --key-field, or enable Maxwell's output_primary_key_columns"
+        )
+    return ()
 
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:

@@ -108,7 +108,7 @@ def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -
         no_table,
         record(ts="soon", data={"id": 7}),
         record(),
-        record(data={"order_id": 3, "sku": "A"}, primary_key=[3, "A"]),
+        record(data={"order_id": 3, "line": 3, "sku": "A"}, primary_key=[3, "A"]),
         record(type="update", data={"id": 1, "status": "paid"}, old={"status": "new"}, primary_key=[1],
                primary_key_columns=["id"]),
         no_ts,
@@ -125,7 +125,8 @@ def test_bad_records_are_reported_and_reading_goes_on(read_events, write_file) -
         (6, "Maxwell insert record without a 'table'"),
         (7, "ts: unparseable timestamp 'soon'"),
         (8, "Maxwell insert record without a 'data' row"),
-        (9, "primary_key has several values and no primary_key_columns: name them with --key-field"),
+        (9, "primary_key has several values and no primary_key_columns, and the row does not tell which columns"
+            " hold them: pass --key-field, or enable Maxwell's output_primary_key_columns"),
         (11, "Maxwell record without a 'ts'"),
         (12, "'old' is a list, not the previous values of a row"),
     ]
@@ -181,3 +182,61 @@ def test_a_transaction_that_ends_with_commit_true_is_closed(write_file, tmp_path
     still_open = tmp_path / "open"
     logtool.ingest(still_open, [str(write_file("o.jsonl", "".join(_json.dumps(r) + "\n" for r in rows)))])
     assert logtool.snapshot(still_open)["offset"] == 1  # xid 8813 has no commit row yet
+
+
+def test_a_primary_key_change_without_primary_key_columns(read_events, write_file, tmp_path) -> None:
+    """With output_primary_keys alone, Maxwell fills primary_key from the new row and 'old' holds
+    the previous key under its column: the key columns are the row's columns that hold the
+    primary_key values, one each, and the update moves the row from its old key."""
+    import logtool
+
+    path = write_file("pk.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(xid=100, position="mysql-bin.000003:1500", primary_key=[2], data={"id": 2, "note": "x"}),
+        record(type="update", xid=101, position="mysql-bin.000003:1800", primary_key=[10],
+               data={"id": 10, "note": "x"}, old={"id": 2}),
+        record(type="update", xid=102, primary_key=[10], data={"id": 10, "note": "y"}, old={"note": "x"}),
+        record(table="items", xid=103, primary_key=[3, "A"], data={"order_id": 3, "sku": "A", "qty": 1}),
+        record(table="items", type="update", xid=104, primary_key=[3, "B"],
+               data={"order_id": 3, "sku": "B", "qty": 1}, old={"sku": "A"}),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["source"]["line"], r["op"], r["key"], r["prev_key"]) for r in rows] == [
+        (1, "insert", "2", None),
+        (2, "update", "10", "2"),
+        (3, "update", "10", None),
+        (4, "insert", '{"order_id":3,"sku":"A"}', None),
+        (5, "update", '{"order_id":3,"sku":"B"}', '{"order_id":3,"sku":"A"}'),
+    ]
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(path)])
+    state = logtool.replay(store).state.to_pylist()
+    assert [(r["entity"], r["key"], r["state"]) for r in state] == [
+        ("shop.items", '{"order_id":3,"sku":"B"}', '{"order_id":3,"sku":"B","qty":1}'),
+        ("shop.orders", "10", '{"id":10,"note":"y"}'),
+    ]
+
+
+def test_key_columns_the_row_does_not_tell_apart(read_events, write_file) -> None:
+    """Where more than one column holds a primary_key value, the key columns are not guessed: a
+    record whose 'old' changes one of them is reported (it may have moved the row); one whose
+    'old' leaves them alone keeps its key as primary_key gives it."""
+    path = write_file("twins.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(primary_key=[2], data={"id": 2, "parent": 2}),
+        record(type="update", primary_key=[10], data={"id": 10, "parent": 10}, old={"id": 2, "parent": 2}),
+        record(type="update", primary_key=[2], data={"id": 2, "parent": 2, "note": "n"}, old={"note": None}),
+        record(type="delete", primary_key=[2], data={"id": 2, "parent": 2, "note": "n"}),
+        # a value of another type is not the key's: true and "1" are not 1
+        record(type="update", primary_key=[1], data={"id": 1, "flag": True, "code": "1"}, old={"id": 5, "flag": False}),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert [(r["source"]["line"], r["op"], r["key"], r["prev_key"]) for r in rows] == [
+        (1, "insert", "2", None),
+        (3, "update", "2", None),
+        (4, "delete", "2", None),
+        (5, "update", "1", "5"),
+    ]
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "the row does not tell which of its columns (id, parent) hold primary_key [10], and 'old' changes id:"
+            " cannot tell the row's old key; pass --key-field, or enable Maxwell's output_primary_key_columns"),
+    ]
