@@ -23,7 +23,12 @@ How a change event becomes an event:
   gives it as a number), MySQL ``file:pos``, SQL Server ``change_lsn``, Oracle ``scn``.
 - ``meta``: the envelope without its images: ``source``, ``transaction``, the connector's ``ts_ms``.
 - With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
-  exact numbers; without one they stay the text Debezium wrote.
+  exact numbers; without one they stay the text Debezium wrote. Likewise dates, times and
+  timestamps without a zone (``io.debezium.time.Date``, ``Time``, ``MicroTime``, ``NanoTime``,
+  ``Timestamp``, ``MicroTimestamp``, ``NanoTimestamp``, and Kafka Connect's ``Date``, ``Time``,
+  ``Timestamp``), epoch numbers in the JSON, become ISO text to their full precision
+  (``2024-03-05``, ``12:34:56.789012``, ``2024-03-05T12:00:00.123456``); without a schema nothing
+  says what a number is, and it stays a number. Zoned types are ISO text already.
 - A tombstone takes its entity from the key schema's name (``server.inventory.customers.Key``), or
   else from the delete of the same key shortly before it, as Debezium writes the two together. One
   with neither is passed over: in a dump of a compacted topic, whose deletes compaction dropped
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -84,6 +90,21 @@ PLACEHOLDER = "__debezium_unavailable_value"
 _PLACEHOLDER_BYTES = base64.b64encode(PLACEHOLDER.encode()).decode()
 _DECIMAL = "org.apache.kafka.connect.data.Decimal"
 _VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
+# Temporal types Debezium's JSON gives as epoch numbers: what they are, and in how many digits of
+# a second (the timestamps are without a time zone; the zoned types are ISO text already)
+_TEMPORAL = {
+    "io.debezium.time.Date": ("date", 0),
+    "org.apache.kafka.connect.data.Date": ("date", 0),
+    "io.debezium.time.Time": ("time", 3),
+    "org.apache.kafka.connect.data.Time": ("time", 3),
+    "io.debezium.time.MicroTime": ("time", 6),
+    "io.debezium.time.NanoTime": ("time", 9),
+    "io.debezium.time.Timestamp": ("timestamp", 3),
+    "org.apache.kafka.connect.data.Timestamp": ("timestamp", 3),
+    "io.debezium.time.MicroTimestamp": ("timestamp", 6),
+    "io.debezium.time.NanoTimestamp": ("timestamp", 9),
+}
+_EPOCH_DAY = dt.date(1970, 1, 1)
 _RECENT_DELETES = 4096
 
 
@@ -427,7 +448,8 @@ def _image_fields(schema: dict[str, Any] | None) -> dict[str, dict[str, dict[str
 
 
 def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
-    """A column's value, with Kafka Connect decimals (base64 of the unscaled integer) made numbers."""
+    """A column's value as its field schema says to read it: Kafka Connect decimals (base64 of the
+    unscaled integer) made numbers, dates, times and timestamps (epoch numbers) made ISO text."""
     if field is None or value is None:
         return value
     name = field.get("name")
@@ -436,7 +458,42 @@ def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
         return _decimal(column, value, params.get("scale") if isinstance(params, dict) else None)
     if name == _VARIABLE_DECIMAL and isinstance(value, dict):
         return _decimal(column, value.get("value"), value.get("scale"))
+    if name in _TEMPORAL and isinstance(value, int) and not isinstance(value, bool):
+        return _temporal(value, *_TEMPORAL[name])
     return value
+
+
+def _temporal(value: int, kind: str, digits: int) -> str | int:
+    """An epoch number of a temporal type as the database writes the value: ``2024-03-05``,
+    ``12:34:56.789012``, ``2024-03-05T12:00:00.123456``. The fraction of a second is exact, to the
+    last digit that is not zero. A time may lie outside a day (PostgreSQL's ``24:00:00``, a MySQL
+    TIME below zero or past 24 hours); a date beyond the years 1 to 9999 (PostgreSQL's infinity)
+    cannot be written as ISO text and stays the number it is."""
+    if kind == "date":
+        try:
+            return (_EPOCH_DAY + dt.timedelta(days=value)).isoformat()
+        except OverflowError:
+            return value
+    if kind == "time":
+        seconds, fraction = divmod(abs(value), 10**digits)
+        minutes, second = divmod(seconds, 60)
+        hour, minute = divmod(minutes, 60)
+        sign = "-" if value < 0 else ""
+        return f"{sign}{hour:02d}:{minute:02d}:{second:02d}{_fraction(fraction, digits)}"
+    seconds, fraction = divmod(value, 10**digits)  # floored: a fraction counts up from the second before
+    days, second = divmod(seconds, 86400)
+    try:
+        day = _EPOCH_DAY + dt.timedelta(days=days)
+    except OverflowError:
+        return value
+    hour, rest = divmod(second, 3600)
+    return f"{day.isoformat()}T{hour:02d}:{rest // 60:02d}:{rest % 60:02d}{_fraction(fraction, digits)}"
+
+
+def _fraction(fraction: int, digits: int) -> str:
+    """A fraction of a second given in ``digits`` digits, as ``.123``; nothing for none."""
+    text = f"{fraction:0{digits}d}".rstrip("0") if digits else ""
+    return f".{text}" if text else ""
 
 
 def _decimal(column: str, encoded: Any, scale: Any) -> int | RawNumber:

@@ -247,6 +247,51 @@ def test_schema_wrapper_without_key_and_variable_scale_decimals(read_events, wri
     assert [(b.line, b.reason) for b in bad] == [(2, "column 'amount': '%%%' with scale 3 is not a Decimal")]
 
 
+def temporal_schema() -> dict:
+    """An envelope schema whose columns are of Debezium's (and Kafka Connect's) temporal types."""
+    types = {"d": ("int32", "io.debezium.time.Date"), "t": ("int32", "io.debezium.time.Time"),
+             "mt": ("int64", "io.debezium.time.MicroTime"), "nt": ("int64", "io.debezium.time.NanoTime"),
+             "ts": ("int64", "io.debezium.time.Timestamp"), "mts": ("int64", "io.debezium.time.MicroTimestamp"),
+             "nts": ("int64", "io.debezium.time.NanoTimestamp"), "zts": ("string", "io.debezium.time.ZonedTimestamp"),
+             "cd": ("int32", "org.apache.kafka.connect.data.Date"),
+             "cts": ("int64", "org.apache.kafka.connect.data.Timestamp")}  # fmt: skip
+    fields = [{"type": "int32", "optional": False, "field": "id"}]
+    fields += [{"type": t, "optional": True, "name": name, "version": 1, "field": f} for f, (t, name) in types.items()]
+    return {"type": "struct", "name": "pg.public.events.Envelope",
+            "fields": [{"type": "struct", "fields": fields, "field": "before"},
+                       {"type": "struct", "fields": fields, "field": "after"}]}  # fmt: skip
+
+
+def test_temporal_types_become_the_text_the_database_shows(read_events, write_file) -> None:
+    """With a schema, dates, times and timestamps without a zone (epoch numbers in Debezium's JSON)
+    become ISO text to their full precision; zoned ones are text already. Without a schema nothing
+    says what a number is: it stays as it is."""
+    after = {"id": 1, "d": 19787, "t": 45296789, "mt": 45296789012, "nt": 45296789012345, "ts": 1709640000123,
+             "mts": 1709640000123456, "nts": 1709640000123456789, "zts": "2024-03-05T12:00:00.5Z", "cd": 19787,
+             "cts": 1709640000000}  # fmt: skip
+    # before the epoch; the end of a day (PostgreSQL's 24:00:00); a MySQL TIME below zero; a
+    # timestamp beyond the years a date can be written in (PostgreSQL's infinity) stays a number
+    before = {"id": 1, "d": -1, "t": 0, "mt": 86400000000, "nt": -3600000000000, "ts": 1709640000000,
+              "mts": -1, "nts": None, "zts": None, "cd": 0, "cts": 9223372036854775807}  # fmt: skip
+    path = write_file(
+        "temporal.jsonl",
+        lines({"schema": temporal_schema(), "payload": envelope("u", before, after)}, envelope("u", before, after)),
+    )
+    rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert bad == []
+    assert json.loads(rows[0]["data"]) == {
+        "id": 1, "d": "2024-03-05", "t": "12:34:56.789", "mt": "12:34:56.789012", "nt": "12:34:56.789012345",
+        "ts": "2024-03-05T12:00:00.123", "mts": "2024-03-05T12:00:00.123456", "nts": "2024-03-05T12:00:00.123456789",
+        "zts": "2024-03-05T12:00:00.5Z", "cd": "2024-03-05", "cts": "2024-03-05T12:00:00",
+    }  # fmt: skip
+    assert json.loads(rows[0]["before"]) == {
+        "id": 1, "d": "1969-12-31", "t": "00:00:00", "mt": "24:00:00", "nt": "-01:00:00",
+        "ts": "2024-03-05T12:00:00", "mts": "1969-12-31T23:59:59.999999", "nts": None, "zts": None,
+        "cd": "1970-01-01", "cts": 9223372036854775807,
+    }  # fmt: skip
+    assert json.loads(rows[1]["data"]) == after and json.loads(rows[1]["before"]) == before
+
+
 def test_placeholder_in_an_insert_makes_it_an_update(read_events, write_file) -> None:
     placeholder = "__debezium_unavailable_value"
     after = {

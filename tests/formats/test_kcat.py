@@ -154,6 +154,26 @@ def test_debezium_payload_given_as_json_and_keyed_with_schema(read_events, write
     ]
 
 
+def test_debezium_payload_with_schema_decodes_temporal_types(read_events, write_file) -> None:
+    """A schema-wrapped Debezium payload is decoded as the Debezium reader decodes it: its dates
+    and timestamps become ISO text."""
+    fields = [{"type": "int32", "field": "id"},
+              {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "field": "born"},
+              {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "field": "seen"}]
+    schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "field": "before"},
+                                           {"type": "struct", "fields": fields, "field": "after"}]}
+    change = {"before": None, "after": {"id": 7, "born": 19787, "seen": 1709640000123456}, "op": "c",
+              "ts_ms": 1709660000900, "source": {"connector": "postgresql", "ts_ms": 1709660000800,
+                                                 "schema": "public", "table": "customers", "lsn": 100}}
+    record = {"topic": "pg.public.customers", "partition": 0, "offset": 1, "ts": 1709660001000, "key": "7",
+              "payload": json.dumps({"schema": schema, "payload": change})}  # fmt: skip
+    rows, bad = read_events(FORMAT, write_file("dbz.jsonl", json.dumps(record) + "\n"))
+    assert bad == []
+    assert [(r["entity"], r["key"], r["data"]) for r in rows] == [
+        ("public.customers", "7", '{"id":7,"born":"2024-03-05","seen":"2024-03-05T12:00:00.123456"}')
+    ]
+
+
 def test_mapping_options(read_events, cdc_samples) -> None:
     with pytest.raises(UsageError, match="--entity-field does not apply to kcat"):
         read_events(FORMAT, cdc_samples / "kcat.jsonl", Mapping(entity_field="topic"))
