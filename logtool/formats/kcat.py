@@ -3,6 +3,9 @@
 
 - A payload that is a Debezium change event (as JSON text, or as JSON) is read as Debezium reads it
   (entity, op, key, ts, txn from the event; the Kafka key is the record key).
+- A payload that is a Maxwell record is read as the Maxwell reader reads it (entity, op, key, ts,
+  txn from the record; Maxwell's Kafka key, which names the database and table, is not used), its
+  binlog ``position`` kept in ``meta``.
 - Any other payload is JSON: an ``upsert`` of that JSON, keyed by the Kafka key as it is (or, for a
   null key, by the ``--key-field`` fields of the payload), in the entity named by the topic, at the
   record's Kafka timestamp.
@@ -40,6 +43,8 @@ from .base import (
     sniff_lines,
 )
 from .debezium import decode_change, from_mongodb, is_envelope, key_entity, mongodb_record_id, record_key
+from .maxwell import decode_record as decode_maxwell
+from .maxwell import is_record as is_maxwell
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -103,6 +108,8 @@ def _decode(
             topics[topic] = (event["entity"], from_mongodb(value))
         times[topic, partition] = event.get("ts")
         return event
+    if is_maxwell(value):
+        return decode_maxwell(value, where, mapping, {"kafka": kafka})
     text = _key_text(raw_key)
     if text is None:
         names = mapping.keys_for(topic)
@@ -192,7 +199,7 @@ def _sniff(head: bytes) -> int:
 
 FORMAT = Format(
     name=NAME,
-    description="Kafka records from `kcat -C -J` (JSON payloads; Debezium payloads decoded as Debezium)",
+    description="Kafka records from `kcat -C -J` (JSON payloads; Debezium and Maxwell payloads decoded as such)",
     sniff=_sniff,
     read=_read,
 )

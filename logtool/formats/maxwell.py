@@ -18,7 +18,8 @@
   of the columns that changed, so ``before`` is the row with ``old`` laid over it, and a column
   named in ``old`` but missing from ``data`` (``output_nulls=false``) was set to null. A delete's
   row is its ``before``; its data is null.
-- ``txn``: ``xid``, with ``ts`` as its time; ``source.position``: ``position`` (``binlog-file:pos``).
+- ``txn``: ``xid``, with ``ts`` as its time; ``source.position``: ``position`` (``binlog-file:pos``);
+  in a Kafka dump (the kcat reader), the Kafka position, ``position`` then kept in ``meta``.
 - ``meta``: every other member (``commit``, ``xoffset``, ``server_id``, ``thread_id``, ``gtid``,
   ``query``, ``primary_key``...).
 """
@@ -60,7 +61,16 @@ _COLUMNS = (*_ROUTING, "data", "old")
 _DDL_CONTENT = ("sql", "def", "old")
 
 
-def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
+def decode_record(
+    record: Any, where: dict[str, Any], mapping: Mapping, extra_meta: dict[str, Any] | None = None
+) -> Event:
+    """One Maxwell record as an event.
+
+    ``where`` is the event's ``source`` column: where its position is still None, the record's
+    ``position`` fills it, else (a record read from a Kafka dump, at its Kafka position) the
+    record's position is kept in ``meta``. ``extra_meta`` is merged into ``meta``. Raises
+    ValueError for what is not a usable Maxwell record.
+    """
     if not isinstance(record, dict):
         raise ValueError(f"a Maxwell record is a JSON object, not {kind_of(record)}")
     kind = record.get("type")
@@ -81,17 +91,22 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
     except ValueError as e:
         raise ValueError(f"ts: {e}") from None
     xid, position = record.get("xid"), record.get("position")
+    extra = extra_meta or {}
+    if where["position"] is not None and position is not None:
+        extra = {"position": position, **extra}
+    elif position is not None:
+        where = {**where, "position": str(position)}
     event: Event = {
         "ts": ts,
         "entity": entity,
         "key": None,
         "data": None,
         "txn": None if xid is None else {"id": str(xid), "position": None, "ts": ts, "aborted": None},
-        "source": {**where, "position": None if position is None else str(position)},
+        "source": where,
     }
     if kind not in _ROW:
         content = {k: record[k] for k in _DDL_CONTENT if k in record} if kind in _DDL else record.get("data")
-        meta = {k: v for k, v in record.items() if k not in (*_ROUTING, *_DDL_CONTENT, "data")}
+        meta = {k: v for k, v in record.items() if k not in (*_ROUTING, *_DDL_CONTENT, "data")} | extra
         if kind == "table-drop":
             return {**event, "op": "truncate", "type": kind, "meta": dumps_exact({**meta, **(content or {})})}
         return {**event, "op": "event", "type": kind, "data": json_or_none(content), "meta": json_or_none(meta or None)}
@@ -104,7 +119,7 @@ def _decode(record: Any, where: dict[str, Any], mapping: Mapping) -> Event:
     key, prev_key = _keys(record, row, old if kind == "update" else {}, mapping, entity)
     if kind == "update":
         row = {**row, **{column: None for column in old if column not in row}}
-    meta = {k: v for k, v in record.items() if k not in _COLUMNS}
+    meta = {k: v for k, v in record.items() if k not in _COLUMNS} | extra
     return {
         **event,
         "op": _ROW[kind],
@@ -179,14 +194,16 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     check_mapping_for(NAME, mapping, {"--key-field"})
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        return [_decode(record, where, mapping)]
+        return [decode_record(record, where, mapping)]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
 
 
-def _classify(value: Any) -> bool:
+def is_record(value: Any) -> bool:
+    """Whether a JSON value is a Maxwell record: a row change (with its ``data`` row), a DDL record
+    or a bootstrap marker, naming its database and giving its ``ts``."""
     if not isinstance(value, dict) or not isinstance(value.get("database"), str) or "ts" not in value:
         return False
     kind = value.get("type")
@@ -196,7 +213,7 @@ def _classify(value: Any) -> bool:
 
 
 def _sniff(head: bytes) -> int:
-    return 90 if sniff_lines(head, _classify) else 0
+    return 90 if sniff_lines(head, is_record) else 0
 
 
 FORMAT = Format(

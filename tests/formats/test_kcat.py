@@ -174,6 +174,37 @@ def test_debezium_payload_with_schema_decodes_temporal_types(read_events, write_
     ]
 
 
+def test_maxwell_payloads_are_read_as_maxwell_reads_them(read_events, write_file) -> None:
+    """A payload that is a Maxwell record (as JSON text, or as JSON) is read as the Maxwell reader
+    reads it: entity, op, key (a key change moves the row), ts and txn from the record; the
+    position is Kafka's, and Maxwell's binlog position is kept in meta."""
+    maxwell = [
+        {"database": "shop", "table": "t", "type": "insert", "ts": 1709640001, "xid": 100, "commit": True,
+         "position": "mysql-bin.000003:1500", "primary_key": [2], "data": {"id": 2, "note": "x"}},
+        {"database": "shop", "table": "t", "type": "update", "ts": 1709640002, "xid": 101, "commit": True,
+         "position": "mysql-bin.000003:1800", "primary_key": [10], "data": {"id": 10, "note": "x"}, "old": {"id": 2}},
+        {"database": "shop", "table": "t", "type": "table-alter", "ts": 1709640003000,
+         "position": "mysql-bin.000003:2000", "sql": "ALTER TABLE t ADD COLUMN n int"},
+    ]
+    records = [
+        {"topic": "maxwell", "partition": 0, "offset": 5 + i, "ts": 1709660001000,
+         "key": json.dumps({"database": "shop", "table": "t"}), "payload": json.dumps(m) if i else m}
+        for i, m in enumerate(maxwell)
+    ]  # fmt: skip
+    rows, bad = read_events(FORMAT, write_file("mx.jsonl", "".join(json.dumps(r) + "\n" for r in records)))
+    assert bad == []
+    assert [(r["op"], r["type"], r["entity"], r["key"], r["prev_key"], r["ts"], r["source"]["position"],
+             r["txn"]["id"] if r["txn"] else None) for r in rows] == [
+        ("insert", None, "shop.t", "2", None, 1709640001000000, "0/5", "100"),
+        ("update", None, "shop.t", "10", "2", 1709640002000000, "0/6", "101"),
+        ("event", "table-alter", "shop.t", None, None, 1709640003000000, "0/7", None),
+    ]  # fmt: skip
+    assert rows[1]["data"] == '{"id":10,"note":"x"}' and rows[1]["before"] == '{"id":2,"note":"x"}'
+    meta = json.loads(rows[1]["meta"])
+    assert meta["position"] == "mysql-bin.000003:1800" and meta["commit"] is True
+    assert meta["kafka"]["offset"] == 6 and "payload" not in meta["kafka"]
+
+
 def test_mapping_options(read_events, cdc_samples) -> None:
     with pytest.raises(UsageError, match="--entity-field does not apply to kcat"):
         read_events(FORMAT, cdc_samples / "kcat.jsonl", Mapping(entity_field="topic"))
