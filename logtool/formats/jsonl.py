@@ -74,9 +74,9 @@ PARSE_TS = "logtool_parse_ts"  # parse_ts as a SQL function of RecordMapper's co
 
 
 def _named_zone(text: str) -> str:
-    """SQL: the time text names a zone (two letters or more; UTC and GMT, which mean one thing
-    everywhere, aside)."""
-    return f"(regexp_matches({text}, '[A-Za-z]{{2}}') AND NOT regexp_matches({text}, '[0-9] ?(UTC|GMT|utc|gmt)$'))"
+    """SQL: the time text names a zone after its time (two letters or more; UTC and GMT, which
+    mean one thing everywhere, aside)."""
+    return f"(regexp_matches({text}, '[0-9] ?[A-Za-z]{{2}}') AND NOT regexp_matches({text}, '[0-9] ?(UTC|GMT|utc|gmt)$'))"
 ENTITY_NAMES = "logtool_entity_names"  # the names an `ENTITY:FIELD` key may give an entity (Mapping.keys_for)
 
 
