@@ -604,6 +604,9 @@ def test_formats_listed(cli: Cli) -> None:
         (b"id,name\n1,a\n", "csv"),
         (gzip.compress(b"id,name\n1,a\n"), "csv"),
         (zstandard.ZstdCompressor().compress(b'{"id":1}\n'), "jsonl"),
+        # members of a CDC format's names that hold no string are no such record (and no crash)
+        (b'{"action":[]}\n', "jsonl"),
+        (b'{"op":["c"],"source":{}}\n', "jsonl"),
     ],
 )
 def test_detect_by_content_not_name(tmp_path: Path, content: bytes, expected: str) -> None:

@@ -130,7 +130,7 @@ def is_envelope(value: Any) -> bool:
     envelope, _ = unwrap(value)
     if not isinstance(envelope, dict) or "op" not in envelope or not isinstance(envelope.get("source"), dict):
         return False
-    return envelope["op"] in _OPS or "connector" in envelope["source"]
+    return isinstance(envelope["op"], str) and envelope["op"] in _OPS or "connector" in envelope["source"]
 
 
 def key_entity(record_key: Any) -> str | None:

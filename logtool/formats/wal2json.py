@@ -416,7 +416,7 @@ def sniff(head: bytes) -> int:
                 seen += 1
                 break
             return 0
-        if not isinstance(rec, dict) or rec.get("action") not in _ACTIONS:
+        if not isinstance(rec, dict) or not isinstance(rec.get("action"), str) or rec["action"] not in _ACTIONS:
             return 0
         if rec["action"] in _OPS and not {"schema", "table"} <= rec.keys():
             return 0
