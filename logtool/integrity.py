@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_string
 from .errors import interrupted
 from .keyindex import describe
-from .store import Store, canonical_json, commit_hash, file_sha256
+from .store import Store, canonical_json, chain_break, commit_hash, file_sha256
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -136,7 +136,8 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     commits = []
     prev = None
     untrusted = False  # a commit whose content fails its hash: nothing folded from the log is sure
-    for i, p in enumerate(store.commit_paths()):
+    commit_paths = store.commit_paths()
+    for i, p in enumerate(commit_paths):
         try:
             raw = p.read_bytes()
         except OSError as e:  # a directory, a dangling link, unreadable
@@ -150,8 +151,9 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         if not isinstance(body, dict):
             report.problems.append(Problem(f"_log/{p.name}", "not a commit: its JSON is not an object"))
             return report
-        if body.get("version") != i or p.stem != f"{i:08d}":
-            report.problems.append(Problem(f"_log/{p.name}", f"commit numbering broken: expected {i:08d}"))
+        broken = chain_break(int(commit_paths[i - 1].stem) + 1 if i else 0, p.name, body, prev)
+        if broken and "prev" not in broken:  # (a broken prev is said below, once)
+            report.problems.append(Problem(f"_log/{p.name}", broken))
         if body.get("hash") != commit_hash(body):
             report.problems.append(Problem(f"_log/{p.name}", "commit content does not match its hash (edited?)"))
             untrusted = True

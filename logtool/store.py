@@ -163,8 +163,8 @@ class Store:
     def commits(self) -> list[dict[str, Any]]:
         """Every commit, oldest first. A commit file is published once and never rewritten, so
         each is read once by this object (``verify`` reads the bytes themselves)."""
-        out = []
-        for name in self._commit_names():
+        out: list[dict[str, Any]] = []
+        for i, name in enumerate(self._commit_names()):
             if name not in self._read:
                 p = self.log_dir / name
                 try:
@@ -176,6 +176,12 @@ class Store:
                 if body.get("hash") != commit_hash(body):  # edited: nothing read from it can be trusted
                     raise StoreError(f"{p}: commit file was changed after it was written (its hash does not match)",
                                      f"run `logtool verify {self.path}`")  # fmt: skip
+                # a commit file lost, or two swapped: the state folded without it would be wrong,
+                # and a writer would sweep the files only it names
+                broken = chain_break(i, name, body, out[-1]["hash"] if out else None)
+                if broken:
+                    raise StoreError(f"{p}: {broken}", f"restore the commit log from a backup; `logtool verify {self.path}` "
+                                     "lists every problem")  # fmt: skip
                 self._read[name] = body
             out.append(self._read[name])
         return out
@@ -284,8 +290,8 @@ class Store:
         finally:
             mine.unlink(missing_ok=True)
         self._lock_held = True
-        self._locked_version = self.state().version
         try:
+            self._locked_version = self.state().version  # (a damaged log raises here: the lock goes)
             yield self
         finally:
             self._lock_held = False
@@ -453,6 +459,20 @@ def configure_store(path: str | os.PathLike[str], **settings: Any) -> dict[str, 
     with store.writer("config"):
         store.commit("config", settings)
     return store.state().config
+
+
+def chain_break(expected: int, name: str, body: dict[str, Any], prev: str | None) -> str | None:
+    """What is wrong where the commit file ``name``, holding ``body``, comes where commit number
+    ``expected`` should and does not follow the commit before it (whose hash is ``prev``), or None."""
+    number = int(name.removesuffix(".json"))
+    if number != expected:
+        missing = f"{expected:08d}.json" + ("" if number == expected + 1 else f" to {number - 1:08d}.json")
+        return f"commit {missing} missing: the log goes on at {name}"
+    if body.get("version") != number:
+        return f"commit file holds commit {body.get('version')!r}, not {number}"
+    if body.get("prev") != prev:
+        return "commit chain broken: its prev does not name the commit before it"
+    return None
 
 
 def commit_hash(body: dict[str, Any]) -> str:

@@ -99,9 +99,9 @@ def test_commits_are_numbered_canonical_and_chained(tmp_path: Path, monkeypatch:
 def test_commit_never_overwrites(tmp_path: Path) -> None:
     store = Store.create(tmp_path / "s")
     with store.writer("test"):
-        store.commit("one", {})
+        one = store.commit("one", {})
         # another writer published number 1 behind our back
-        theirs: dict[str, Any] = {"theirs": True, "version": 1}
+        theirs: dict[str, Any] = {"theirs": True, "version": 1, "prev": one["hash"]}
         theirs["hash"] = commit_hash(theirs)
         (store.log_dir / "00000001.json").write_text(canonical_json(theirs) + "\n")
         store.state = lambda: logtool.store.fold(store.commits()[:1])  # type: ignore[method-assign]

@@ -225,13 +225,26 @@ def test_deleted_segment(cli: Cli, store: Path) -> None:
     assert any("5..5 are missing" in p["problem"] for p in problems)
 
 
-def test_commit_removed_from_the_middle(cli: Cli, store: Path) -> None:
+def test_commit_removed_from_the_middle(cli: Cli, store: Path, write_lines: WriteLines, tmp_path: Path) -> None:
     (store / "_log" / "00000001.json").unlink()
     problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000002.json", None)
-    assert problems[0]["problem"] == "commit numbering broken: expected 00000001"
+    assert problems[0]["problem"] == "commit 00000001.json missing: the log goes on at 00000002.json"
     assert any("chain broken" in p["problem"] for p in problems)
     # the events of the removed commit are gone, and nothing explains the hole
     assert any(p["offset"] == 3 and "3..5 are missing" in p["problem"] for p in problems)
+    # reads refuse the log rather than answer from two thirds of it; a writer refuses before it
+    # sweeps the files only the lost commit names (restoring that one file then repairs the store)
+    files = sorted(p.name for p in (store / "segments").iterdir())
+    more = write_lines(tmp_path / "more.jsonl", ['{"id":99}'])
+    for command in (["sql", "SELECT count(*) FROM events"], ["replay"], ["ingest", more, "--key-field", "id"],
+                    ["compact", "--yes"], ["snapshot"]):  # fmt: skip
+        r = cli(command[0], store, *command[1:])
+        assert r.code == 2 and r.out == ""
+        assert r.errors() == [
+            f"error: {store / '_log' / '00000002.json'}: commit 00000001.json missing: the log goes on at 00000002.json"
+        ]
+        assert "hint: restore the commit log from a backup" in r.err
+    assert sorted(p.name for p in (store / "segments").iterdir()) == files
 
 
 def test_commits_swapped(cli: Cli, store: Path) -> None:
@@ -239,7 +252,10 @@ def test_commits_swapped(cli: Cli, store: Path) -> None:
     ta, tb = a.read_bytes(), b.read_bytes()
     a.write_bytes(tb)
     b.write_bytes(ta)
-    _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
+    assert problems[0]["problem"] == "commit file holds commit 2, not 1"
+    r = cli("replay", store)
+    assert r.code == 2 and r.errors() == [f"error: {a}: commit file holds commit 2, not 1"]
 
 
 def test_table_and_json_output(cli: Cli, store: Path) -> None:
