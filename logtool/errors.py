@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 #: Exit codes shared by every command (diff(1) convention).
 EXIT_OK = 0
 EXIT_DIFFERENT = 1  # "different" (diff), "problem found" (verify), "not found" (audit)
@@ -58,4 +60,30 @@ def interrupted(error: BaseException) -> bool:
     user stopping the command, never a finding about the store or the input."""
     return type(error).__name__ == "InterruptException" or (
         isinstance(error, RuntimeError) and str(error).strip() == "Query interrupted"
+    )
+
+
+# what the system says when a disk cannot take a write, as OSError or as DuckDB's message quotes it
+_DISK_TROUBLE = {
+    errno.ENOSPC: "No space left on device",
+    errno.EDQUOT: "Disk quota exceeded",
+    errno.EROFS: "Read-only file system",
+    errno.EACCES: "Permission denied",
+}
+
+
+def disk_trouble(error: BaseException) -> LogtoolError | None:
+    """A full disk, a quota, a read-only file system or a denied permission, met while reading
+    or writing, as one line and a hint (None: ``error`` is none of them)."""
+    if isinstance(error, OSError) and error.errno in _DISK_TROUBLE:
+        message = (f"{error.filename}: " if error.filename else "") + (error.strerror or _DISK_TROUBLE[error.errno])
+    else:  # DuckDB's error, quoting the system's words after the file it names
+        lines = str(error).strip().splitlines()
+        if not lines or not any(w.lower() in lines[0].lower() for w in _DISK_TROUBLE.values()):
+            return None
+        message = lines[0]
+    return LogtoolError(
+        message,
+        "free space or fix the permissions, then run it again: a store keeps its last commit (what this "
+        "run wrote and did not commit is deleted)",
     )

@@ -242,11 +242,11 @@ class Store:
         body["hash"] = commit_hash(body)
         final = self.log_dir / f"{body['version']:08d}.json"
         tmp = self.log_dir / f".{body['version']:08d}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(canonical_json(body) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
         try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(canonical_json(body) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
             os.link(tmp, final)  # fails if the name exists: a commit is never overwritten
         except FileExistsError:
             raise StoreError(f"commit {final.name} already exists", "another writer got in: retry") from None
@@ -293,6 +293,11 @@ class Store:
         try:
             self._locked_version = self.state().version  # (a damaged log raises here: the lock goes)
             yield self
+        except BaseException:
+            # what this writer wrote and did not commit goes with it (a full disk stays no fuller)
+            with contextlib.suppress(Exception):
+                self.sweep()
+            raise
         finally:
             self._lock_held = False
             lock.unlink(missing_ok=True)

@@ -1030,6 +1030,37 @@ def test_snapshots_below_the_compaction_point_are_not_reused(tmp_path: Path) -> 
     assert verify(str(store)).ok
 
 
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import logtool.segments
+
+    store = make_store(tmp_path / "s", [ev("insert", str(k % 5), {"v": k}) for k in range(40)], segment_rows=10)
+    before = sorted(p.name for p in (store / "segments").iterdir())
+    written = 0
+    real = logtool.segments.write_segment
+
+    def fill_the_disk(st: Store, table: Any) -> Any:
+        nonlocal written
+        if written == 1:  # the second segment meets a full disk, half written
+            (st.path / "segments" / "00000000000000000010-0000.parquet.partial").write_bytes(b"PAR1")
+            raise OSError(errno.ENOSPC, "No space left on device", str(st.path / "segments" / "x.parquet.partial"))
+        written += 1
+        return real(st, table)
+
+    monkeypatch.setattr(logtool.segments, "write_segment", fill_the_disk)
+    r = cli("compact", store, "--yes")
+    assert r.code == 2
+    assert r.err.splitlines()[0] == f"error: {store / 'segments' / 'x.parquet.partial'}: No space left on device"
+    assert "hint: free space" in r.err and "internal error" not in r.err
+    # what the failed run wrote (a whole segment, and half of one) is gone: the disk is as full as before
+    assert sorted(p.name for p in (store / "segments").iterdir()) == before
+    assert list((store / "_log").glob(".*")) == []
+    monkeypatch.setattr(logtool.segments, "write_segment", real)
+    assert cli("compact", store, "--yes").code == 0
+    assert cli("verify", store).code == 0
+
+
 # --------------------------------------------------------------------------- killed compaction
 
 _CHILD = r"""

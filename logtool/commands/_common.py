@@ -67,9 +67,10 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
                     "or use --threads 1",
                 )
                 raise typer.Exit(EXIT_TROUBLE) from None
+            from ..errors import disk_trouble
             from ..store import damaged_store
 
-            if (damage := damaged_store(e)) is not None:  # a writer (compact, purge...) met it
+            if (damage := disk_trouble(e) or damaged_store(e)) is not None:  # the disk, or a writer met damage
                 console.fail(damage.message, damage.hint)
                 raise typer.Exit(EXIT_TROUBLE) from None
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
