@@ -52,7 +52,7 @@ from .formats.base import (
 )
 from .formats.csv import delimiter
 from .formats.writers import output_file
-from .store import State, Store, actor, file_sha256, fsync_path, now_iso
+from .store import State, Store, actor, file_sha256, fsync_path, now_iso, unreadable_store
 
 if TYPE_CHECKING:
     import duckdb
@@ -739,6 +739,8 @@ def _plan_selection(
             f'WHERE {sel.condition()} ORDER BY "offset"'
         ).to_arrow_table()
     except duckdb.Error as e:
+        if (damage := unreadable_store(e, result.store)) is not None:
+            raise damage from None
         raise UsageError(f"selecting the events failed: {_first_line(e)}", _COLUMNS_HINT) from None
     result.matched = matched.num_rows
     result.keys = len(np.unique(matched.column("identity").to_numpy())) if matched.num_rows else 0

@@ -293,10 +293,14 @@ class Store:
         try:
             self._locked_version = self.state().version  # (a damaged log raises here: the lock goes)
             yield self
-        except BaseException:
+        except BaseException as e:
             # what this writer wrote and did not commit goes with it (a full disk stays no fuller)
             with contextlib.suppress(Exception):
                 self.sweep()
+            if isinstance(e, Exception) and not isinstance(e, LogtoolError):
+                damage = unreadable_store(e, str(self.path))
+                if damage is not None:
+                    raise damage from e
             raise
         finally:
             self._lock_held = False
@@ -402,7 +406,7 @@ def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
                 if _segments_named(e)[0] and attempt < READ_ATTEMPTS:
                     continue
                 # still gone on the latest state, or there but unreadable: the store is damaged
-                damage = damaged_store(e)
+                damage = damaged_store(e) or unreadable_store(e, args[0] if args else None)
                 if damage is not None:
                     raise damage from e
                 raise
@@ -418,6 +422,22 @@ def damaged_store(error: BaseException) -> StoreError | None:
     if not gone and not there:
         return None
     return segment_damage((gone or there)[0], None if gone else str(error).strip().splitlines()[0])
+
+
+# what DuckDB says of Parquet bytes it cannot decode, without naming the file
+_UNREADABLE = re.compile(r"TProtocolException|Couldn't deserialize thrift|[Cc]orrupt|Invalid (Parquet|page)")
+
+
+def unreadable_store(error: BaseException, path: object) -> StoreError | None:
+    """Where reading the store at ``path`` failed on Parquet bytes that cannot be decoded, but
+    the error names no file: the store is likely damaged, and ``verify`` finds which file."""
+    text = str(error).strip()
+    if not isinstance(path, str | Path) or not _UNREADABLE.search(text):
+        return None
+    return StoreError(
+        f"{path}: reading the store failed ({text.splitlines()[0]}): a segment or snapshot may be damaged",
+        f"`logtool verify {path}` finds which; if it finds nothing, rerun with --debug and report it",
+    )
 
 
 def segment_damage(segment: str, reading: str | None = None) -> StoreError:

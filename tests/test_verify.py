@@ -83,6 +83,23 @@ def test_flipped_byte_in_a_segment(cli: Cli, store: Path, eighths: int) -> None:
     assert problems[0]["problem"] == "file content changed since its commit"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["replay", "--no-snapshots"], ["history", "1"], ["stats"], ["compact", "--dry-run"], ["compact", "--yes"],
+     ["snapshot"], ["purge", "--key", "1", "--entity", "f0", "--dry-run"]],
+)  # fmt: skip
+def test_a_segment_whose_pages_cannot_be_decoded_is_named_as_damage(cli: Cli, store: Path, command: list[str]) -> None:
+    # a page header broken: DuckDB's error names no file, so the message points to verify
+    seg = _segments(store)[0]
+    _flip(store / seg["path"], 4)
+    r = cli(command[0], store, *command[1:])
+    assert r.code == 2 and "internal error" not in r.err
+    assert r.errors()[0].startswith(f"error: {store}: reading the store failed (")
+    assert r.errors()[0].endswith("): a segment or snapshot may be damaged")
+    assert f"hint: `logtool verify {store}` finds which" in r.err
+    _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 0)
+
+
 @pytest.mark.parametrize("pos", [-1, -5])
 def test_flipped_byte_in_a_segment_footer(cli: Cli, store: Path, pos: int) -> None:
     seg = _segments(store)[3]
