@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_string
 from .errors import interrupted
 from .keyindex import describe
-from .store import Store, canonical_json, chain_break, commit_hash, file_sha256
+from .store import State, Store, canonical_json, chain_break, commit_hash, file_sha256
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -188,8 +188,10 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         elif "row_groups" in entry and describe(f) != entry["row_groups"]:
             index_mismatches.append(entry)
 
-    # every event digest, every segment digest
+    # every event digest, every segment digest (and those of the segments a receipt vouches for)
     segments = state.segments
+    vouched = _vouched_segments(commits, state)
+    loaded: dict[str, tuple[list[int], list[bytes]]] = {}
     report.segments = len(segments)
     con = engine.connect()
 
@@ -219,6 +221,8 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         if digests_hash(seg_events.column("digest")).hexdigest() != seg["digest"]:
             report.problems.append(Problem(seg["path"], "segment digest does not match its events", seg["min_offset"]))
         offsets = seg_events.column("offset")
+        if seg["path"] in vouched:
+            loaded[seg["path"]] = (offsets.to_pylist(), seg_events.column("digest").to_pylist())
         if seg_events.num_rows != seg["rows"]:
             report.problems.append(
                 Problem(
@@ -256,6 +260,9 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
                 last_offset + 1,
             )
         )
+    for i, c in enumerate(commits):
+        for what, offset in _receipt_problems(c, loaded):
+            report.problems.append(Problem(f"_log/{commit_paths[i].name}", what, offset))
     # A key index unlike its file makes key lookups miss events. Where the file's events are
     # wrong too, that is the finding; the index is reported for a file otherwise intact.
     found = {p.where for p in report.problems}
@@ -267,6 +274,56 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     report.leftovers = [store.rel(p) for p in store.leftovers(state)]
     report.writer_at_work = store.writer_at_work() if report.leftovers else None
     return report
+
+
+def _receipts(commit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The segments a purge's or redaction's receipt accounts for (none for other commits)."""
+    if commit.get("operation") not in ("purge", "redact"):
+        return []
+    return list(((commit.get("info") or {}).get("receipt") or {}).get("segments") or [])
+
+
+def _vouched_segments(commits: list[dict[str, Any]], state: State) -> set[str]:
+    """The live segments that a receipt says a purge or redaction wrote."""
+    return {item["new"]["path"] for c in commits for item in _receipts(c)
+            if item.get("new") and item["new"].get("path") in state.files}  # fmt: skip
+
+
+def _receipt_problems(commit: dict[str, Any], loaded: dict[str, tuple[list[int], list[bytes]]]) -> list[tuple[str, int | None]]:
+    """Where a receipt does not account for what its commit did: each old segment's digest must be
+    the hash of its surviving events' digests and the receipt's removed (or, for a redaction,
+    replaced) digests, in offset order; the commit's gaps must be the receipt's offsets."""
+    out: list[tuple[str, int | None]] = []
+    receipt = (commit.get("info") or {}).get("receipt") or {}
+    if commit.get("operation") == "purge" and receipt.get("offsets") is not None and receipt["offsets"] != commit.get("gaps"):
+        out.append(("purge receipt's offsets are not the offsets its commit removed", None))
+    for item in _receipts(commit):
+        old, new, hexes = item.get("old") or {}, item.get("new"), item.get("digests")
+        if hexes is None:  # a whole segment dropped unread (the head of the log): its rows are the account
+            continue
+        listed = [o for a, b in item.get("offsets") or [] for o in range(a, b + 1)]
+        where = old.get("min_offset")
+        if len(listed) != len(hexes):
+            out.append((f"receipt lists {len(listed)} offsets and {len(hexes)} digests for {old.get('path')}", where))
+            continue
+        theirs = dict(zip(listed, (bytes.fromhex(h) for h in hexes), strict=True))
+        purge = commit["operation"] == "purge"
+        rows = (new or {}).get("rows", 0)
+        if old.get("rows") != (rows + len(listed) if purge else rows):
+            out.append((f"receipt does not account for the events of {old.get('path')}: {old.get('rows')} before, "
+                        f"{rows} after, {len(listed)} {'removed' if purge else 'redacted'}", where))  # fmt: skip
+            continue
+        if new is not None and new.get("path") not in loaded:
+            continue  # rewritten again since: the next receipt vouches for it
+        kept = dict(zip(*loaded[new["path"]], strict=True)) if new is not None else {}
+        merged = {**kept, **theirs} if purge else {o: theirs.get(o, d) for o, d in kept.items()}
+        h = hashlib.sha256()
+        for o in sorted(merged):
+            h.update(merged[o])
+        if h.hexdigest() != old.get("digest"):
+            out.append((f"receipt does not account for what changed in {old.get('path')}: the surviving events with "
+                        "the receipted ones do not hash to its digest", where))  # fmt: skip
+    return out
 
 
 def _explained(lo: int, hi: int, gaps: list[list[int]]) -> bool:

@@ -119,6 +119,57 @@ def _rewrite_commits(store: Path, change: Any) -> None:
         p.write_text(canonical_json(body) + "\n")
 
 
+def _forge_last_receipt(store: Path, change: Any) -> None:
+    """Edit the receipt of the last commit, and give it the hash its new content has."""
+    p = sorted((store / "_log").glob("*.json"))[-1]
+    body = json.loads(p.read_text())
+    change(body)
+    body["hash"] = commit_hash(body)
+    p.write_text(canonical_json(body) + "\n")
+
+
+def test_receipts_of_purges_and_redactions_are_checked(cli: Cli, store: Path) -> None:
+    # a purge of one key of one segment, a redaction of another, a purge of a whole segment, and a
+    # compaction after them that rewrites what the first receipt vouched for: all accounted for
+    logtool.purge(str(store), key="1", entity="f0")
+    logtool.redact(str(store), ["v"], key="12", entity="f1")
+    logtool.purge(str(store), key="20", entity="f2")
+    assert cli("verify", store).code == 0
+    logtool.purge(str(store), key="21", entity="f2")
+    logtool.compact(str(store), tombstone_retention="0s")
+    assert cli("verify", store).code == 0, cli("verify", store).err
+
+
+@pytest.mark.parametrize("operation", ["purge", "redact"])
+def test_a_receipt_that_understates_what_was_done_is_found(cli: Cli, store: Path, operation: str) -> None:
+    if operation == "purge":
+        logtool.purge(str(store), entity="f1")  # three events, two segments
+    else:
+        logtool.redact(str(store), ["v"], entity="f1")
+
+    def understate(body: dict[str, Any]) -> None:
+        receipt = body["info"]["receipt"]
+        item = next(i for i in receipt["segments"] if len(i["digests"]) > 1)
+        item["digests"], item["offsets"] = item["digests"][:1], [[item["offsets"][0][0]] * 2]
+
+    _forge_last_receipt(store, understate)
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000003.json", 3)
+    assert "receipt does not account for" in problems[0]["problem"]
+
+
+def test_a_receipt_that_vouches_for_changed_survivors_is_found(cli: Cli, store: Path) -> None:
+    # the receipt stays whole, but the survivors it vouches for are not the events there were
+    logtool.purge(str(store), key="11", entity="f1")
+
+    def other_old_digest(body: dict[str, Any]) -> None:
+        item = body["info"]["receipt"]["segments"][0]
+        item["old"]["digest"] = "0" * 64
+
+    _forge_last_receipt(store, other_old_digest)
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000003.json", 3)
+    assert "the surviving events with the receipted ones do not hash to its digest" in problems[0]["problem"]
+
+
 def test_changed_event_with_forged_checksums(cli: Cli, store: Path) -> None:
     """Even with the file checksum and the commit chain recomputed, a changed event is found by its digest."""
     seg = _segments(store)[2]  # offsets 3..4
