@@ -92,6 +92,9 @@ class PurgeResult:
     leftovers_removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what a person should know (a cut moved down)
     commit: int | None = None
+    # the salt of the receipt's key (or --where) digest, kept nowhere in the store: with it, and
+    # only with it, the receipt shows which key was purged (`receipt_matches`)
+    proof: str | None = None
     receipt: dict[str, Any] | None = None
 
     @property
@@ -559,10 +562,13 @@ def redact(
     return _run(st, "redact", key, entity, where, specs, reason, record_predicate, dry_run, progress)
 
 
-def receipt_matches(receipt: dict[str, Any], *, key: str | None = None, where: str | None = None) -> bool:
-    """Does a receipt's salted predicate digest match this key (or this ``--where`` text)?"""
+def receipt_matches(
+    receipt: dict[str, Any], *, key: str | None = None, where: str | None = None, proof: str | None = None
+) -> bool:
+    """Does a receipt's salted predicate digest match this key (or this ``--where`` text)? The
+    ``proof`` is the salt the purge printed (receipts written before it was kept apart hold theirs)."""
     pred = receipt.get("predicate", {})
-    salt = bytes.fromhex(pred.get("salt", ""))
+    salt = bytes.fromhex(proof if proof is not None else pred.get("salt", ""))
     if key is not None and pred.get("key_sha256") != hashlib.sha256(salt + given_key(key).encode()).hexdigest():
         return False
     if where is not None:
@@ -613,8 +619,9 @@ def _run(
         snapshots = [s for s in snapshots if s not in kept_snapshots]
         result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)
-        predicate = _predicate(sel, specs, record_predicate)
-        params = {k: v for k, v in predicate.items() if k not in ("salt", "key_sha256", "where_sha256", "where")}
+        proof = secrets.token_bytes(16)
+        predicate = _predicate(sel, specs, record_predicate, proof)
+        params = {k: v for k, v in predicate.items() if k not in ("key_sha256", "where_sha256", "where")}
         params["by"] = [n for n, v in (("key", key), ("entity", entity), ("where", where)) if v is not None]
         if operation == "purge" and where is None:
             # rows gone whole (none moved on to a key the purge does not follow): a replay after it
@@ -632,7 +639,7 @@ def _run(
         rewrite = functools.partial(_rewrite_snapshot, store, sel, specs if operation == "redact" else None)
         return _execute(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
-            dry_run, progress, [(s, rewrite) for s in kept_snapshots],
+            dry_run, progress, [(s, rewrite) for s in kept_snapshots], proof,
         )  # fmt: skip
 
 
@@ -901,10 +908,11 @@ def _cut_offset(store: Store, state: State, before_offset: int | None, before_ti
     return int(first) if first is not None else state.next_offset
 
 
-def _predicate(sel: Selection, specs: tuple[str, ...], record_predicate: bool) -> dict[str, Any]:
-    """The selection in a form that holds no personal data."""
-    salt = secrets.token_bytes(16)
-    out: dict[str, Any] = {"salt": salt.hex()}
+def _predicate(sel: Selection, specs: tuple[str, ...], record_predicate: bool, salt: bytes) -> dict[str, Any]:
+    """The selection in a form that holds no personal data: a key (or a --where text) as its
+    SHA-256 with ``salt``, which the store does not keep (the proof, given to the operator): without
+    it, a guessable key (an id, an email of a customer list) cannot be found by trying each."""
+    out: dict[str, Any] = {}
     if sel.key is not None:
         out["key_sha256"] = hashlib.sha256(salt + sel.key.encode()).hexdigest()
         out["identities"] = len(sel.identities)
@@ -938,6 +946,7 @@ def _execute(
     dry_run: bool,
     progress: Progress | None,
     rewrites: Iterable[tuple[dict[str, Any], Callable[[dict[str, Any], list[Path]], dict[str, Any]]]] = (),
+    proof: bytes | None = None,
 ) -> PurgeResult:
     result.segments_rewritten = [p.entry["path"] for p in plans if not (operation == "purge" and p.whole)]
     result.segments_removed = [p.entry["path"] for p in plans if operation == "purge" and p.whole]
@@ -999,6 +1008,8 @@ def _execute(
             raise
         result.commit = commit["version"]
         result.receipt = receipt
+        if proof is not None and ("key_sha256" in predicate or "where_sha256" in predicate):
+            result.proof = proof.hex()
         result.segments_added = [e["path"] for e in added]
     result.leftovers_removed = sweep(store)
     return result

@@ -356,15 +356,19 @@ def test_receipt_proves_that_nothing_else_changed(store: Path) -> None:
                         + [(o, bytes.fromhex(d)) for o, d in zip(removed, seg["digests"], strict=True)])  # fmt: skip
         assert hashlib.sha256(b"".join(d for _o, d in merged)).hexdigest() == seg["old"]["digest"]
         assert new["digest"] == hashlib.sha256(b"".join(r["digest"] for r in kept)).hexdigest()
-    assert receipt_matches(receipt, key=PERSON["key"])
-    assert not receipt_matches(receipt, key="b-100")
+    # the digest's salt is not in the store: the proof the purge gave opens it, and nothing else
+    assert "salt" not in receipt["predicate"] and res.proof is not None
+    assert receipt_matches(receipt, key=PERSON["key"], proof=res.proof)
+    assert not receipt_matches(receipt, key="b-100", proof=res.proof)
+    assert not receipt_matches(receipt, key=PERSON["key"])
+    assert res.proof not in "".join(p.read_text() for p in (store / "_log").glob("*.json"))
 
 
 def test_receipt_and_commit_log_hold_no_personal_data(store: Path) -> None:
     where = f"data->>'email' = '{PERSON['email']}'"
     res = purge(store, where=where)
     assert res.events == 2 and res.receipt is not None and "where" not in res.receipt["predicate"]
-    assert receipt_matches(res.receipt, where=where)
+    assert receipt_matches(res.receipt, where=where, proof=res.proof)
     purge(store, key=PERSON["key"])
     redact(store, ["customer", "note"], where="data->>'customer' = 'a-007'")
     log = "".join(p.read_text() for p in (store / "_log").glob("*.json"))

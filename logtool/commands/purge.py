@@ -266,6 +266,11 @@ def _store_run(
             f"{verb}: {result.events} event(s) in commit {result.commit}; "
             f"the receipt is in `logtool log {target}`; check with `logtool verify {target}`"
         )
+        if result.proof:
+            console.status(
+                f"proof: {result.proof} (in the output too): keep it with the request, apart from the store, which "
+                "does not keep it; with it, and only with it, the receipt shows which key was purged"
+            )
 
 
 def _nothing(result: PurgeResult) -> str:
