@@ -58,8 +58,11 @@ def interrupted(error: BaseException) -> bool:
     """Is ``error`` a Ctrl-C that reached DuckDB mid-query? (It raises RuntimeError('Query
     interrupted') for the signal, InterruptException for ``interrupt()``.) Such an error is the
     user stopping the command, never a finding about the store or the input."""
-    return type(error).__name__ == "InterruptException" or (
-        isinstance(error, RuntimeError) and str(error).strip() == "Query interrupted"
+    return (
+        type(error).__name__ == "InterruptException"
+        or isinstance(error, RuntimeError) and str(error).strip() == "Query interrupted"
+        # a Python function DuckDB called (a time parser, a reducer) got the signal
+        or "KeyboardInterrupt" in str(error)
     )
 
 
