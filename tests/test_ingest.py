@@ -837,6 +837,19 @@ BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int
 }  # fmt: skip
 
 
+def test_the_summary_says_how_many_bad_records_it_does_not_list(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
+    f = write_lines(tmp_path / "b.jsonl", ["{bad" if i % 2 else json.dumps({"id": i}) for i in range(16)])
+    r = cli("ingest", new_store("s"), f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0 and _summary(8, 8, 0) in r.err
+    assert [ln for ln in r.err.splitlines() if ln.startswith("  ")] == [
+        *(f"  {f}:{n}: broken JSON" for n in (2, 4, 6, 8, 10)), "  ... and 3 more (the store's quarantine/ holds every one)"
+    ]
+    r = cli("ingest", new_store("t"), f, "--key-field", "id", "--on-error", "skip")
+    assert "  ... and 3 more\n" in r.err
+
+
 def test_the_line_limit_does_not_count_the_line_break(
     cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

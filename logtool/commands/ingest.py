@@ -95,6 +95,9 @@ def _said(f: Any) -> None:  # an ingest.FileResult
     )
     for bad in f.errors:
         console.status(f"  {bad.file}:{bad.line}: {bad.reason}")
+    more = f.quarantined + f.skipped - len(f.errors)
+    if more > 0:
+        console.status(f"  ... and {more} more" + (" (the store's quarantine/ holds every one)" if f.quarantined else ""))
 
 
 def register(app: typer.Typer) -> None:
