@@ -17,7 +17,8 @@ them), one JSON object a line.
 - Other operation types (``dropDatabase``, ``create``, ``createIndexes``, ``modify``...) are
   ``event``s of that type whose data is ``operationDescription``: they change no document.
 - ``entity``: ``ns.db``.``ns.coll`` (``ns.db`` alone when the event names no collection).
-- ``key``: ``documentKey._id``: an ObjectId as its hex string, anything else through ``key_text``.
+- ``key``: ``documentKey._id``: an ObjectId as its hex string, a canonical ``$numberInt`` or
+  ``$numberLong`` as the integer (as relaxed mode writes it), anything else through ``key_text``.
 - ``ts``: ``wallTime`` (milliseconds), else the seconds of ``clusterTime``.
 - ``source.position`` and ``txn.position``: ``clusterTime`` as ``seconds:increment``.
 - ``txn``: ``lsid.id:txnNumber`` for events of a multi-document transaction.
@@ -28,6 +29,7 @@ Documents stay the extended JSON they are (``{"$oid": ...}``, ``{"$date": ...}``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +120,11 @@ def document_id(ident: Any) -> str:
     ``key_text`` (shared with Debezium's MongoDB connector, so both give a document one key)."""
     if isinstance(ident, dict) and list(ident) == ["$oid"] and isinstance(ident["$oid"], str):
         return ident["$oid"]
+    if isinstance(ident, dict) and len(ident) == 1 and list(ident)[0] in ("$numberInt", "$numberLong"):
+        # canonical extended JSON's integer: the key relaxed mode gives the same document
+        text = ident[list(ident)[0]]
+        if isinstance(text, str) and re.fullmatch(r"-?[0-9]+", text):
+            return key_text([int(text)], ("_id",))
     return key_text([ident], ("_id",))
 
 

@@ -148,11 +148,12 @@ def test_truncated_arrays_sizes_are_read_or_refused(read_events, write_file) -> 
 
 
 def test_keys_that_are_not_object_ids(read_events, write_file) -> None:
-    ids = [{"$numberLong": "7"}, {"region": "eu", "n": 1}, "plain", 3.5]
+    # canonical extended JSON's integers key a document as relaxed mode's plain numbers do
+    ids = [{"$numberLong": "7"}, {"$numberInt": "-8"}, 9, {"region": "eu", "n": 1}, "plain", 3.5, {"$numberInt": "x"}]
     text = "".join(json.dumps(change(i + 1, documentKey={"_id": ident})) + "\n" for i, ident in enumerate(ids))
     rows, bad = read_events(FORMAT, write_file("keys.jsonl", text))
     assert bad == []
-    assert [r["key"] for r in rows] == ['{"$numberLong":"7"}', '{"region":"eu","n":1}', "plain", "3.5"]
+    assert [r["key"] for r in rows] == ["7", "-8", "9", '{"region":"eu","n":1}', "plain", "3.5", '{"$numberInt":"x"}']
 
 
 def test_mapping_options(read_events, cdc_samples) -> None:
