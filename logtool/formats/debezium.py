@@ -16,7 +16,8 @@ How a change event becomes an event:
 - ``entity``: ``source.schema``.``source.table`` (``source.db`` where there is no schema: MySQL).
 - ``key``: the record key in keyed dumps, else the ``--key-field`` columns of the after (or before)
   image, else null. An update whose before image has another key sets ``prev_key``.
-- ``txn``: ``transaction.id``, else ``source.txId`` (PostgreSQL, Oracle) or ``source.gtid`` (MySQL);
+- ``txn``: ``transaction.id``, else ``source.txId`` (PostgreSQL, Oracle), ``source.gtid`` (MySQL)
+  or ``source.lsid`` with ``source.txnNumber`` (MongoDB);
   its position is the commit position where the source writes one (SQL Server ``commit_lsn``,
   Oracle ``commit_scn``), its time the event's ``ts``.
 - ``source.position``: PostgreSQL ``lsn`` written as PostgreSQL writes an LSN (``0/16B3748``; Debezium
@@ -142,9 +143,11 @@ def key_entity(record_key: Any) -> str | None:
     return None
 
 
-def record_key(record_key: Any) -> tuple[str | None, tuple[str, ...]]:
+def record_key(record_key: Any, row_fields: dict[str, dict[str, Any]] | None = None) -> tuple[str | None, tuple[str, ...]]:
     """A Kafka record key as the event key, and its column names: a JSON object (possibly
-    wrapped with its schema) gives ``key_text`` of its columns; text is the key as it is."""
+    wrapped with its schema) gives ``key_text`` of its columns; text is the key as it is. A key
+    written without its schema is read with ``row_fields``, the value's schema of the row's
+    columns (the key's columns are the row's), so that it is written as the row's images are."""
     if record_key is NO_KEY or record_key is None:
         return None, ()
     if isinstance(record_key, str) and not isinstance(record_key, RawNumber):
@@ -153,7 +156,7 @@ def record_key(record_key: Any) -> tuple[str | None, tuple[str, ...]]:
     if isinstance(fields, dict):
         if not fields:
             return None, ()
-        columns = _fields(schema)
+        columns = _fields(schema) or row_fields or {}
         row = {name: _decode_value(name, v, columns.get(name)) for name, v in fields.items()}
         names = tuple(row)
         return key_text(list(row.values()), names), names
@@ -213,7 +216,7 @@ def decode_change(
     after, partial = _image(envelope, "after", images.get("after", {}))
     if code != "d" and after is None:
         raise ValueError(f"op {code!r} without an 'after' image")
-    key_value, prev_key = _keys(key, before, after, mapping, entity)
+    key_value, prev_key = _keys(key, before, after, mapping, entity, images.get("after") or images.get("before") or {})
     if key_value is None and before is None and code in "ud":
         raise ValueError(
             f"op {code!r} of a row with no key and no before image: cannot tell which row changed"
@@ -321,9 +324,16 @@ def mongodb_record_id(key: Any) -> str | None:
 
 
 def _keys(
-    key: Any, before: dict[str, Any] | None, after: dict[str, Any] | None, mapping: Mapping, entity: str
+    key: Any,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    mapping: Mapping,
+    entity: str,
+    row_fields: dict[str, dict[str, Any]],
 ) -> tuple[str | None, str | None]:
-    text, names = record_key(key)
+    """The event's key and, where its before image holds another, the key it had: both written
+    alike, whichever of the record key and the value carries a schema."""
+    text, names = record_key(key, row_fields)
     if text is None:
         names = mapping.keys_for(entity)
         if not names:
@@ -333,7 +343,10 @@ def _keys(
             text = row_key(before, names, "before image")
     if not names or before is None or after is None or any(n not in before for n in names):
         return text, None
-    old = row_key(before, names)
+    # a key read with its own schema, from a value without one: its columns in the before image
+    # are read with that schema too
+    own = {} if row_fields or key is NO_KEY or key is None else _fields(unwrap(key)[1])
+    old = row_key({n: _decode_value(n, before[n], own.get(n)) for n in names} if own else before, names)
     return text, old if old != text else None
 
 
@@ -354,6 +367,8 @@ def _txn(envelope: dict[str, Any], src: dict[str, Any], ts: int | None) -> dict[
     for name in ("txId", "gtid"):
         if tid is None:
             tid = src.get(name)
+    if tid is None and src.get("txnNumber") is not None:  # MongoDB: a session's transaction number
+        tid = f"{_text(src['lsid']) + ':' if src.get('lsid') is not None else ''}{_text(src['txnNumber'])}"
     commit = src.get("commit_lsn") if src.get("commit_lsn") is not None else src.get("commit_scn")
     if tid is None:
         if commit is None:

@@ -292,6 +292,31 @@ def test_temporal_types_become_the_text_the_database_shows(read_events, write_fi
     assert json.loads(rows[1]["data"]) == after and json.loads(rows[1]["before"]) == before
 
 
+@pytest.mark.parametrize("schemas", ["value", "key", "both", "neither"])
+def test_a_temporal_key_and_the_key_it_had_are_written_alike(read_events, write_file, schemas: str) -> None:
+    """A key column of a temporal type: the record key and the before image's key read alike,
+    whichever of the two carries a schema (a Kafka key converter without schemas is common), so an
+    update that keeps the key moves nothing, and one that changes it moves the row."""
+    key_schema = {"type": "struct", "name": "pg.public.customers.Key",
+                  "fields": [{"type": "int32", "name": "io.debezium.time.Date", "field": "d"}]}  # fmt: skip
+
+    def record(day: int, before: dict | None, after: dict) -> dict:
+        key = {"schema": key_schema, "payload": {"d": day}} if schemas in ("key", "both") else {"d": day}
+        change = envelope("u" if before else "c", before, after)
+        value = {"schema": temporal_schema(), "payload": change} if schemas in ("value", "both") else change
+        return {"key": key, "value": value}
+
+    path = write_file("k.jsonl", lines(
+        record(19787, None, {"id": 1, "d": 19787}),
+        record(19787, {"id": 1, "d": 19787}, {"id": 2, "d": 19787}),  # the key stays
+        record(19788, {"id": 2, "d": 19787}, {"id": 2, "d": 19788}),  # the key changes
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    day = (lambda n: str(n)) if schemas == "neither" else (lambda n: "1970-01-01" if n == 0 else f"2024-03-0{n - 19782}")
+    assert [(r["key"], r["prev_key"]) for r in rows] == [(day(19787), None), (day(19787), None), (day(19788), day(19787))]
+
+
 def test_placeholder_in_an_insert_makes_it_an_update(read_events, write_file) -> None:
     placeholder = "__debezium_unavailable_value"
     after = {
@@ -488,6 +513,19 @@ def test_mongodb_connector_replays_like_the_change_stream_reader(write_file, tmp
     state = logtool.replay(tmp_path / "s").state.to_pylist()
     assert [(r["key"], json.loads(r["state"])) for r in state] == [(OID, {"_id": {"$oid": OID}, "name": "Anne",
                                                                           "tags": ["z", "b"]})]  # fmt: skip
+
+
+def test_mongodb_connector_transactions_are_named_by_session_and_number(read_events, write_file) -> None:
+    # without transaction metadata, a multi-document transaction is its session's lsid and txnNumber
+    key = {"id": json.dumps({"$oid": OID})}
+    first, second, alone = (mongo("c", n, after={"_id": {"$oid": OID}, "n": n}) for n in (1, 2, 3))
+    for value, number in ((first, 7), (second, 7)):
+        value["source"] |= {"lsid": '{"id": {"$binary": "AAA=", "$type": "04"}}', "txnNumber": number}
+    rows, bad = read_events(FORMAT, write_file("tx.jsonl", lines(*({"key": key, "value": v} for v in (first, second, alone)))))
+    assert bad == []
+    assert [r["txn"]["id"] if r["txn"] else None for r in rows] == [
+        '{"id": {"$binary": "AAA=", "$type": "04"}}:7', '{"id": {"$binary": "AAA=", "$type": "04"}}:7', None,
+    ]
 
 
 def test_mongodb_connector_values_alone(read_events, write_file) -> None:
