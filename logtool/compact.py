@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from .errors import UsageError
 from .schema import DOMAIN_EVENT
-from .store import Store, iso_utc
+from .store import Store, iso_utc, names_damage
 
 REASONS = ("superseded", "tombstone expired", "keyless", "aborted")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -154,6 +154,7 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
     """
 
 
+@names_damage
 def compact(
     path: str | Path,
     *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 #: Exit codes shared by every command (diff(1) convention).
 EXIT_OK = 0
@@ -87,6 +88,16 @@ def disk_trouble(error: BaseException) -> LogtoolError | None:
         message = lines[0]
     return LogtoolError(
         message,
-        "free space or fix the permissions, then run it again: a store keeps its last commit (what this "
-        "run wrote and did not commit is deleted)",
+        "free space or fix the permissions, then run it again: a store keeps its last commit (a change "
+        "that failed deletes what it wrote and did not commit)",
     )
+
+
+# what DuckDB says of Parquet bytes it cannot decode, without naming the file (a data value or a
+# query quoted later in a message is no such word)
+_UNDECODABLE = re.compile(r"([A-Z][a-z]+( [A-Z][a-z]+)* Error: )?(TProtocolException|Couldn't deserialize thrift)")
+
+
+def undecodable_parquet(error: BaseException) -> bool:
+    """Is ``error`` DuckDB failing to decode Parquet bytes, in words that name no file?"""
+    return bool(_UNDECODABLE.match(str(error).strip()))

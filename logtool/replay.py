@@ -47,7 +47,7 @@ from .formats.base import (
     position_order,
 )
 from .schema import DOMAIN_EVENT, OPEN_ENDED_TRANSACTION_FORMATS
-from .store import State, Store, file_sha256, reads_latest, segment_damage
+from .store import State, Store, file_sha256, names_damage, reads_latest, segment_damage
 
 if TYPE_CHECKING:
     import duckdb
@@ -1302,6 +1302,7 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
 # --------------------------------------------------------------------------- snapshots
 
 
+@names_damage
 def snapshot(
     path: str | Path,
     *,

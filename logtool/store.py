@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .errors import LockedError, LogtoolError, StoreError
+from .errors import LockedError, LogtoolError, StoreError, undecodable_parquet
 
 if TYPE_CHECKING:
     import duckdb
@@ -293,14 +293,10 @@ class Store:
         try:
             self._locked_version = self.state().version  # (a damaged log raises here: the lock goes)
             yield self
-        except BaseException as e:
+        except BaseException:
             # what this writer wrote and did not commit goes with it (a full disk stays no fuller)
             with contextlib.suppress(Exception):
                 self.sweep()
-            if isinstance(e, Exception) and not isinstance(e, LogtoolError):
-                damage = unreadable_store(e, str(self.path))
-                if damage is not None:
-                    raise damage from e
             raise
         finally:
             self._lock_held = False
@@ -415,6 +411,25 @@ def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def names_damage(work: Callable[P, R]) -> Callable[P, R]:
+    """For a writer that reads the store (its path the first argument): an error of reading one of
+    its files is the damage it is, named, not an internal error."""
+
+    @functools.wraps(work)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return work(*args, **kwargs)
+        except LogtoolError:
+            raise
+        except Exception as e:
+            damage = damaged_store(e) or unreadable_store(e, args[0] if args else None)
+            if damage is not None:
+                raise damage from e
+            raise
+
+    return run
+
+
 def damaged_store(error: BaseException) -> StoreError | None:
     """The error to give where ``error`` (or one it was raised from) is a segment file that is
     missing, or that is there but cannot be read; None where it is something else."""
@@ -424,15 +439,11 @@ def damaged_store(error: BaseException) -> StoreError | None:
     return segment_damage((gone or there)[0], None if gone else str(error).strip().splitlines()[0])
 
 
-# what DuckDB says of Parquet bytes it cannot decode, without naming the file
-_UNREADABLE = re.compile(r"TProtocolException|Couldn't deserialize thrift|[Cc]orrupt|Invalid (Parquet|page)")
-
-
 def unreadable_store(error: BaseException, path: object) -> StoreError | None:
     """Where reading the store at ``path`` failed on Parquet bytes that cannot be decoded, but
     the error names no file: the store is likely damaged, and ``verify`` finds which file."""
     text = str(error).strip()
-    if not isinstance(path, str | Path) or not _UNREADABLE.search(text):
+    if not isinstance(path, str | Path) or not undecodable_parquet(error):
         return None
     return StoreError(
         f"{path}: reading the store failed ({text.splitlines()[0]}): a segment or snapshot may be damaged",

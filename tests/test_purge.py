@@ -832,6 +832,16 @@ def test_where_parentheses_in_strings_names_and_comments_are_text(store: Path) -
     assert res.events == purge(store, key=PERSON["key"], dry_run=True).events > 0
 
 
+def test_a_where_that_fails_on_a_value_is_the_users_error_whatever_the_value_says(tmp_path: Path) -> None:
+    # a value that reads like damage ("corrupt upload") quoted in DuckDB's error is still a value
+    src = tmp_path / "f.jsonl"
+    src.write_text('{"id":1,"size":"12"}\n{"id":2,"size":"corrupt upload TProtocolException"}\n')
+    store = tmp_path / "s"
+    ingest(store, [str(src)], mapping=Mapping(key_fields=("id",)))
+    with pytest.raises(UsageError, match="^selecting the events failed: Conversion Error"):
+        purge(store, where="(data->>'size')::INT > 10", dry_run=True)
+
+
 def test_where_may_use_subqueries_over_events(store: Path) -> None:
     res = purge(store, where="key IN (SELECT key FROM events WHERE op = 'delete')", dry_run=True)
     assert res.offsets == [[1, 1], [6, 6], [14, 14]]

@@ -3,16 +3,18 @@ row by row through the field mapping, each row as a JSON object (its row number 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engine import sql_ident, sql_string
-from ..errors import InputError
+from ..errors import InputError, undecodable_parquet
 from ..typed import SPECIAL_FLOATS
 from . import Format
 from .base import BATCH_ROWS, Mapping, Report, Source, dumps_exact, json_string
 from .jsonl import RecordMapper
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
 
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read a Parquet file: event-schema files as events, other tables through the mapping."""
+    return _reading(source, _read(source, mapping, report))
+
+
+def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     from .. import engine
@@ -75,6 +81,28 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         batch = mapper.map(chunk.column("line_no"), chunk.column("line"))
         if batch is not None:
             yield batch
+
+
+def _reading(source: Source, batches: Iterable[T]) -> Iterator[T]:
+    """The batches, where a damaged file's error (pyarrow's, or DuckDB's reading Parquet) is said
+    of the input file."""
+    import duckdb
+    import pyarrow as pa
+
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (duckdb.Error, pa.ArrowException, OSError) as e:
+            if isinstance(e, duckdb.Error) and "parquet" not in str(e).lower() and not undecodable_parquet(e):
+                raise
+            raise InputError(
+                source.name, None, f"cannot be read as Parquet ({str(e).strip().splitlines()[0]})",
+                "check that the file is whole: a copy cut short, or damaged, reads so",
+            ) from None  # fmt: skip
+        yield batch
 
 
 # A decimal's text, marked as a string until the row's JSON text is written, then a JSON number

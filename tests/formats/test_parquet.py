@@ -90,3 +90,20 @@ def test_structs_duckdb_cannot_name_keep_exact_decimals_and_floats(read_events: 
     written = {name: data[start:end] for name, _at, start, end in object_members(data)}
     assert written["twins"] == '{"A":1.10,"a":' + written["f64"] + "}"  # floats as DuckDB writes a float64 list
     assert written["twins32"] == '{"A":0.10000000149011612,"a":' + written["f32"] + "}"  # and a float32 list
+
+
+def test_a_damaged_file_is_said_of_the_file(tmp_path: Path) -> None:
+    """A page whose bytes were changed: the input file is named, not the store."""
+    from logtool.errors import InputError
+    from logtool.ingest import ingest
+
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(300)), "name": ["x" * 20 + str(i % 7) for i in range(300)]}), path,
+                   compression="none")  # fmt: skip
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"xxxxxxxxxxxxxxxxxxxx")  # inside the first data page of `name`
+    raw[start - 8 : start - 2] = b"\xff" * 6  # its header's sizes
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError) as caught:
+        ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("id",)))
+    assert caught.value.reason.startswith("cannot be read as Parquet (") and caught.value.file == str(path)
