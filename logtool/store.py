@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .errors import LockedError, LogtoolError, StoreError, undecodable_parquet
+from .errors import LockedError, LogtoolError, StoreError, disk_trouble, undecodable_parquet
 
 if TYPE_CHECKING:
     import duckdb
@@ -403,7 +403,7 @@ def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
                     continue
                 # still gone on the latest state, or there but unreadable: the store is damaged
                 damage = damaged_store(e) or unreadable_store(e, args[0] if args else None)
-                if damage is not None:
+                if damage is not None and disk_trouble(e) is None:  # (a full disk is no damage)
                     raise damage from e
                 raise
         raise AssertionError("unreachable")
@@ -423,7 +423,7 @@ def names_damage(work: Callable[P, R]) -> Callable[P, R]:
             raise
         except Exception as e:
             damage = damaged_store(e) or unreadable_store(e, args[0] if args else None)
-            if damage is not None:
+            if damage is not None and disk_trouble(e) is None:  # (a full disk is no damage)
                 raise damage from e
             raise
 
