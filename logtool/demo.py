@@ -175,6 +175,8 @@ def steps(workdir: str | Path, samples: str | Path | None = None) -> Iterator[St
             "events mentioning her email, after": after_hits,
             "receipt (in the commit)": {k: v for k, v in receipt.items() if k != "segments"},
             "segments in the receipt": len(receipt.get("segments", [])),
+            # kept with the request, not in the store: it alone shows the receipt was for user 10033
+            "proof (printed by the purge)": erased.proof,
         },
     )
 

@@ -508,6 +508,7 @@ def purge(
     record_predicate: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    proof: str | None = None,
 ) -> PurgeResult:
     """Remove events from a store, as if they had never been written, leaving a receipt.
 
@@ -519,7 +520,9 @@ def purge(
 
     Only segments holding matching events are rewritten, in one commit; snapshots that may hold
     the data and matching quarantined records go too, and every file no commit names is deleted.
-    ``dry_run`` changes nothing and says what would go.
+    ``dry_run`` changes nothing and says what would go. ``proof`` (32 hex digits; default: drawn
+    at random, in the result) salts the receipt's digest of the key or ``where``, and is kept
+    nowhere in the store: a caller that must not lose it draws it and keeps it first.
     """
     st = store if isinstance(store, Store) else Store.open(store)
     head = before_offset is not None or before_time is not None
@@ -533,7 +536,7 @@ def purge(
         return _purge_head(st, before_offset, before_time, reason, dry_run, progress)
     if key is None and entity is None and where is None:
         raise UsageError("say what to purge", "give --key, --entity, --where, --before-offset or --before-time")
-    return _run(st, "purge", key, entity, where, (), reason, record_predicate, dry_run, progress)
+    return _run(st, "purge", key, entity, where, (), reason, record_predicate, dry_run, progress, proof)
 
 
 def redact(
@@ -547,6 +550,7 @@ def redact(
     record_predicate: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    proof: str | None = None,
 ) -> PurgeResult:
     """Replace named fields of the selected events' ``data``, ``before`` and ``meta`` with
     ``"[REDACTED]"`` and keep the events, leaving a receipt.
@@ -559,7 +563,7 @@ def redact(
     st = store if isinstance(store, Store) else Store.open(store)
     if key is None and entity is None and where is None:
         raise UsageError("say which events to redact", "give --key, --entity or --where")
-    return _run(st, "redact", key, entity, where, specs, reason, record_predicate, dry_run, progress)
+    return _run(st, "redact", key, entity, where, specs, reason, record_predicate, dry_run, progress, proof)
 
 
 def receipt_matches(
@@ -589,9 +593,12 @@ def _run(
     record_predicate: bool,
     dry_run: bool,
     progress: Progress | None,
+    proof: str | None = None,
 ) -> PurgeResult:
     from .query import events_connection
 
+    if proof is not None and not re.fullmatch("[0-9a-f]{32}", proof):
+        raise UsageError(f"proof {proof!r}: write 32 lower-case hex digits (16 random bytes)")
     if where is not None:
         check_where(where)  # refused before even the lock is taken
     lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if dry_run else store.writer(operation)
@@ -619,8 +626,8 @@ def _run(
         snapshots = [s for s in snapshots if s not in kept_snapshots]
         result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)
-        proof = secrets.token_bytes(16)
-        predicate = _predicate(sel, specs, record_predicate, proof)
+        salt = bytes.fromhex(proof) if proof is not None else secrets.token_bytes(16)
+        predicate = _predicate(sel, specs, record_predicate, salt)
         params = {k: v for k, v in predicate.items() if k not in ("key_sha256", "where_sha256", "where")}
         params["by"] = [n for n, v in (("key", key), ("entity", entity), ("where", where)) if v is not None]
         if operation == "purge" and where is None:
@@ -639,7 +646,7 @@ def _run(
         rewrite = functools.partial(_rewrite_snapshot, store, sel, specs if operation == "redact" else None)
         return _execute(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
-            dry_run, progress, [(s, rewrite) for s in kept_snapshots], proof,
+            dry_run, progress, [(s, rewrite) for s in kept_snapshots], salt,
         )  # fmt: skip
 
 

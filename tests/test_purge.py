@@ -364,6 +364,26 @@ def test_receipt_proves_that_nothing_else_changed(store: Path) -> None:
     assert res.proof not in "".join(p.read_text() for p in (store / "_log").glob("*.json"))
 
 
+def test_the_proof_is_said_before_the_change_and_a_given_one_is_used(cli: Any, store: Path) -> None:
+    # the CLI draws the proof and says it before the commit: no failure after that can lose it
+    r = cli("-q", "purge", store, "--key", PERSON["key"], "--yes", "--format", "json")
+    assert r.code == 0
+    said = [ln for ln in r.err.splitlines() if ln.startswith("proof: ")]
+    assert len(said) == 1
+    proof = said[0].split()[1]
+    assert json.loads(r.out)["proof"] == proof
+    receipt = Store.open(store).commits()[-1]["info"]["receipt"]
+    assert receipt_matches(receipt, key=PERSON["key"], proof=proof)
+    given = "00" * 16
+    res = redact(store, ["email"], where="op = 'insert'", proof=given)
+    assert res.proof == given and res.receipt is not None and receipt_matches(res.receipt, where="op = 'insert'", proof=given)
+    with pytest.raises(UsageError, match="write 32 lower-case hex digits"):
+        purge(store, key="x", proof="not hex")
+    # a head drop or a recorded --where needs none
+    r = cli("purge", store, "--where", "op = 'delete'", "--record-predicate", "--yes", "--format", "json")
+    assert "proof:" not in r.err and json.loads(r.out)["proof"] is None
+
+
 def test_receipt_and_commit_log_hold_no_personal_data(store: Path) -> None:
     where = f"data->>'email' = '{PERSON['email']}'"
     res = purge(store, where=where)
