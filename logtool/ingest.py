@@ -15,6 +15,7 @@ from . import engine
 from .errors import InputError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source
+from .formats.parquet import holds_events
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
 from .store import Store, file_sha256
 
@@ -196,7 +197,8 @@ def _ingest_one(
     state = store.state()
     res = FileResult(source.name, fmt.name)
     # the entity the events take from the file name (or --entity), where no field names it
-    named = mapping.default_entity(source) if fmt.name in MAPPED_FORMATS and not mapping.entity_field else None
+    named = (mapping.default_entity(source) if fmt.name in MAPPED_FORMATS and not mapping.entity_field
+             and not (fmt.name == "parquet" and source.spec != "-" and holds_events(source)) else None)  # fmt: skip
     # A file of a size the store has taken before is hashed first: a copy it already holds is
     # refused without being read through the mapping.
     if not allow_duplicates and source.spec != "-" and source.size in state.ingested_sizes:

@@ -1211,6 +1211,25 @@ def test_same_content_as_another_entity_is_other_events(
     ]
 
 
+def test_a_copy_of_an_event_table_is_a_duplicate_whatever_its_name(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    # a store's segment (events with their own entity) copied out twice: the names give no entity
+    import shutil
+
+    f = write_lines(tmp_path / "orders.jsonl", ['{"id":1}'])
+    first = new_store("s")
+    assert cli("ingest", first, f, "--key-field", "id").code == 0
+    export = tmp_path / "export.parquet"
+    shutil.copy(next((first / "segments").glob("*.parquet")), export)
+    shutil.copy(export, tmp_path / "export-copy.parquet")
+    store = new_store("t")
+    assert cli("ingest", store, export).code == 0
+    r = cli("ingest", store, tmp_path / "export-copy.parquet")
+    assert "export-copy.parquet: already in the store (commit 0)" in r.err
+    assert query(store, "SELECT entity, count(*) AS n FROM events GROUP BY 1") == [{"entity": "orders", "n": 1}]
+
+
 def test_file_none_of_whose_events_went_in_may_be_ingested_again(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

@@ -25,6 +25,23 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     return _reading(source, _read(source, mapping, report))
 
 
+def holds_events(source: Source) -> bool:
+    """Is the file a table of events (logtool's event schema: an export of a store), read as
+    they are, each with its own entity, rather than through the field mapping?"""
+    from ..schema import input_schema
+
+    return set(input_schema().names) - {"offset"} <= _column_names(source)
+
+
+def _column_names(source: Source) -> set[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        return set(pq.read_schema(source.spec).names)
+    except Exception as e:
+        raise InputError(source.name, None, f"not a readable Parquet file ({e})") from None
+
+
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
@@ -36,12 +53,9 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     with source.open() as f:  # hashed for duplicate detection; Parquet itself is read by path
         while f.read(1 << 20):
             pass
-    try:
-        names = set(pq.read_schema(source.spec).names)
-    except Exception as e:
-        raise InputError(source.name, None, f"not a readable Parquet file ({e})") from None
+    names = _column_names(source)
     schema = input_schema()
-    if set(schema.names) - {"offset"} <= names:
+    if holds_events(source):
         import pyarrow as pa
 
         keep_offsets = mapping.offset_field == "offset" and "offset" in names
