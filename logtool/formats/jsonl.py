@@ -286,9 +286,10 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         meta = "NULL::VARCHAR"
 
     if mapping.offset_field:
-        # an integer as written (a number, or a string of digits): a cast would round 4.4 to 4
+        # an integer (a number, or a string of digits; 10.0 as a Parquet DECIMAL(p,0) or double
+        # column renders it): a cast would round 4.4 to 4
         text = f"({f(mapping.offset_field)} ->> '$')"
-        off = f"CASE WHEN regexp_full_match({text}, '-?[0-9]+') THEN TRY_CAST({text} AS BIGINT) END"
+        off = f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.0+)?') THEN TRY_CAST(split_part({text}, '.', 1) AS BIGINT) END"
         checks.append((f"{off} IS NULL", sql_string(f"missing or non-integer offset field {mapping.offset_field!r}")))
         position = f"{off}::VARCHAR"
     else:
