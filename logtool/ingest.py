@@ -248,7 +248,7 @@ def _ingest_one(
                 f"no record has the data field {mapping.data_field!r}: every event would be a tombstone",
                 "check --data-field (it names the field that holds the row; a null there is a tombstone)",
             )  # fmt: skip
-        if mapping.type_field and fmt.name in MAPPED_FORMATS and res.ingested and not source.type_field_seen:
+        if mapping.type_field and fmt.name in MAPPED_FORMATS and source.domain_events_seen and not source.type_field_seen:
             raise InputError(
                 source.name, None,
                 f"no record has a type in the field {mapping.type_field!r}: no event would be a domain event",

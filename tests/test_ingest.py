@@ -1132,6 +1132,10 @@ def test_a_type_field_no_record_has_is_refused(
     # one record with a type is enough: the others are events without one
     g = write_lines(tmp_path / "mixed.jsonl", ['{"acct":"a2"}', '{"acct":"a2","event_type":"Opened"}'])
     assert cli("ingest", store, g, "--key-field", "acct", "--type-field", "event_type").code == 0
+    # a file of row changes in a mixed log (its --op-field says so) needs no type
+    rows = write_lines(tmp_path / "day2.jsonl", ['{"acct":"a1","op":"u","bal":6}'])
+    r = cli("ingest", store, rows, "--key-field", "acct", "--type-field", "event_type", "--op-field", "op")
+    assert r.code == 0, r.err
 
 
 def test_a_data_field_no_record_has_is_refused(

@@ -496,6 +496,9 @@ class RecordMapper:
             self.source.data_field_seen = bool(pc.any(out.column("has_data_field")).as_py())
         if self.mapping.type_field and not self.source.type_field_seen:
             self.source.type_field_seen = out.column("type").null_count < out.num_rows
+            self.source.domain_events_seen = self.source.domain_events_seen or bool(
+                pc.any(pc.equal(out.column("op"), "event")).as_py()
+            )
         if pc.any(out.column("rebuild")).as_py():
             out = self._rebuild_exact(out, line_no, lines)
         return out.select(self.schema.names).cast(self.schema)
