@@ -109,37 +109,40 @@ def ingest(
     store = Store.create(store_path)
     result = IngestResult(str(store.path))
     con = engine.connect()  # the digests' connection, one for every file
-    # the entities read, where keys are given per entity: to say which of them no key fits
-    entities: set[str] | None = set() if any(":" in k for k in mapping.key_fields) else None
+    # where keys are given per entity, the entities whose events went in without a key: to say
+    # so where a key given fits no entity
+    keyless: set[str] | None = set() if any(":" in k for k in mapping.key_fields) else None
     with store.writer("ingest"):
         store.sweep()  # what an ingest killed before its commit left (a rerun is the cleanup)
         for source in sources:
             result.files.append(
                 _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con,
-                            entities)  # fmt: skip
+                            keyless)  # fmt: skip
             )
             if on_file:
                 on_file(result.files[-1])
-    if entities is not None:
-        result.warnings += _unfitting_keys(mapping, entities)
+    if keyless:
+        result.warnings += _unfitting_keys(mapping, keyless, store)
     note = _auto_snapshot(store)
     if note:
         result.warnings.append(note)
     return result
 
 
-def _unfitting_keys(mapping: Mapping, entities: set[str]) -> list[str]:
-    """Where entities were read that no key fits (their events have no key) while an
-    ``ENTITY:FIELD`` key fits no entity read (a typo, or a field name with a colon): both said."""
+def _unfitting_keys(mapping: Mapping, keyless_entities: set[str], store: Store) -> list[str]:
+    """Where events went in without a key while an ``ENTITY:FIELD`` key fits no entity of the
+    store (a typo, or a field name with a colon): both said."""
     from .formats.base import entity_names
+    from .query import sql
 
-    keyless = sorted(e for e in entities if not mapping.keys_for(e))
+    keyless = sorted(keyless_entities)
+    entities = keyless_entities | set(sql(store.path, "SELECT DISTINCT entity FROM events").column("entity").to_pylist())
     names = {n for e in entities for n in entity_names(e)}
     unfitting = [spec for spec in mapping.key_fields if ":" in spec and spec.split(":", 1)[0] not in names]
-    if not keyless or not unfitting:
+    if not unfitting:
         return []
     return [
-        *(f"--key-field {spec}: no entity {spec.split(':', 1)[0]!r} was read, so this key fits no event"
+        *(f"--key-field {spec}: no entity {spec.split(':', 1)[0]!r} is in the store, so this key fits no event"
           for spec in unfitting),
         f"no --key-field fits {', '.join(map(repr, keyless))}: its events have no key (replay keeps them as a "
         "multiset of rows); name the entity in full or by its last part, e.g. --key-field "
@@ -187,7 +190,7 @@ def _ingest_one(
     segment_rows: int,
     progress: Callable[[str, int, int | None], None] | None,
     con: duckdb.DuckDBPyConnection,
-    entities: set[str] | None = None,
+    keyless: set[str] | None = None,
 ) -> FileResult:
     import pyarrow.compute as pc
 
@@ -239,8 +242,9 @@ def _ingest_one(
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
             res.ingested += batch.num_rows
-            if entities is not None:
-                entities.update(pc.unique(batch.column("entity")).to_pylist())
+            if keyless is not None:  # (a truncate has no key)
+                none = pc.and_(pc.is_null(batch.column("key")), pc.not_equal(batch.column("op"), "truncate"))
+                keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
         if (mapping.data_field and not mapping.type_field and fmt.name in MAPPED_FORMATS and res.ingested
                 and not source.data_field_seen):  # (a domain event may carry no body)
             raise InputError(

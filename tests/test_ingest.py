@@ -139,13 +139,22 @@ def test_key_field_for_an_entity_never_read_is_said_where_events_go_keyless(
     store = new_store("s")
     r = cli("ingest", store, f, "--entity-field", "table", "--key-field", "order:order_id")
     assert r.code == 0, r.err
-    assert "warning: --key-field order:order_id: no entity 'order' was read, so this key fits no event" in r.err
+    assert "warning: --key-field order:order_id: no entity 'order' is in the store, so this key fits no event" in r.err
     assert "warning: no --key-field fits 'shop.orders': its events have no key" in r.err
     assert "--key-field orders:order_id" in r.err  # what to write instead
     # a key for an entity another file holds, while every entity read has its key: nothing to say
     g = write_lines(tmp_path / "orders.jsonl", ['{"table":"shop.orders","order_id":2,"v":1}'])
     r = cli("ingest", store, g, "--entity-field", "table", "--key-field", "orders:order_id",
             "--key-field", "customers:id")  # fmt: skip
+    assert r.code == 0 and "warning" not in r.err
+    # an intended keyless entity beside a key whose entity the store holds from before: nothing
+    h = write_lines(tmp_path / "audit.jsonl", ['{"table":"audit","who":"ann"}'])
+    r = cli("ingest", store, h, "--entity-field", "table", "--key-field", "orders:order_id")
+    assert r.code == 0 and "warning" not in r.err
+    # events that carry their key (Maxwell's primary_key) are not keyless, whatever --key-field says
+    m = write_lines(tmp_path / "m.jsonl", ['{"database":"shop","table":"orders","type":"insert","ts":1,'
+                                           '"primary_key_columns":["id"],"primary_key":[1],"data":{"id":1}}'])  # fmt: skip
+    r = cli("ingest", new_store("m"), m, "--key-field", "ordrs:id")
     assert r.code == 0 and "warning" not in r.err
 
 
