@@ -53,7 +53,12 @@ NAME = "kcat"
 
 
 def _decode(
-    record: Any, where: dict[str, Any], mapping: Mapping, topics: dict[str, tuple[str, bool]], times: dict[Any, Any]
+    record: Any,
+    where: dict[str, Any],
+    mapping: Mapping,
+    topics: dict[str, tuple[str, bool]],
+    times: dict[Any, Any],
+    learned: dict[str, tuple[str, ...]],
 ) -> Event:
     if not isinstance(record, dict):
         raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
@@ -109,7 +114,7 @@ def _decode(
         times[topic, partition] = event.get("ts")
         return event
     if is_maxwell(value):
-        return decode_maxwell(value, where, mapping, {"kafka": kafka})
+        return decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
     text = _key_text(raw_key)
     if text is None:
         names = mapping.keys_for(topic)
@@ -168,9 +173,10 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     topics: dict[str, tuple[str, bool]] = {}  # topics that carried Debezium events -> their entity, and
     # whether they came from the MongoDB connector
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
+    learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        event = _decode(record, where, mapping, topics, times)
+        event = _decode(record, where, mapping, topics, times, learned)
         if mapping.offset_field:  # a single partition's dump keeps Kafka's offsets (--offset-field offset)
             offset = record.get(mapping.offset_field)
             if not isinstance(offset, int) or isinstance(offset, bool):

@@ -11,9 +11,10 @@
   without them the ``--key-field`` columns of the row; else ``primary_key`` (output_primary_keys
   alone), whose columns are the row's columns holding its values, where exactly one holds each;
   else null. An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds
-  the new key). Where the row does not tell the key columns apart, a lone ``primary_key`` value is
-  the key as it is, and a record whose ``old`` changes a column that could be the key is a bad
-  record: it may have moved the row, from a key that cannot be told.
+  the new key). Where the row does not tell the key columns apart, the columns an earlier record
+  of the table told are taken; else a lone ``primary_key`` value is the key as it is, unchanged
+  where one of the columns that could hold it kept its value, moved where all of them changed
+  from one value, and a bad record where they changed from several.
 - ``data``: the row (Maxwell writes whole rows). An update's ``old`` holds the previous values
   of the columns that changed, so ``before`` is the row with ``old`` laid over it, and a column
   named in ``old`` but missing from ``data`` (``output_nulls=false``) was set to null. A delete's
@@ -62,7 +63,11 @@ _DDL_CONTENT = ("sql", "def", "old")
 
 
 def decode_record(
-    record: Any, where: dict[str, Any], mapping: Mapping, extra_meta: dict[str, Any] | None = None
+    record: Any,
+    where: dict[str, Any],
+    mapping: Mapping,
+    extra_meta: dict[str, Any] | None = None,
+    learned: dict[str, tuple[str, ...]] | None = None,
 ) -> Event:
     """One Maxwell record as an event.
 
@@ -116,7 +121,7 @@ def decode_record(
     if not isinstance(old, dict):
         raise ValueError(f"'old' is {kind_of(old)}, not the previous values of a row")
     before = {**row, **old} if kind == "update" else row if kind == "delete" else None
-    key, prev_key = _keys(record, row, old if kind == "update" else {}, mapping, entity)
+    key, prev_key = _keys(record, row, old if kind == "update" else {}, mapping, entity, learned)
     if kind == "update":
         row = {**row, **{column: None for column in old if column not in row}}
     meta = {k: v for k, v in record.items() if k not in _COLUMNS} | extra
@@ -132,10 +137,16 @@ def decode_record(
 
 
 def _keys(
-    record: dict[str, Any], row: dict[str, Any], old: dict[str, Any], mapping: Mapping, entity: str
+    record: dict[str, Any],
+    row: dict[str, Any],
+    old: dict[str, Any],
+    mapping: Mapping,
+    entity: str,
+    learned: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[str | None, str | None]:
     """The row's key, and its key before an update that changed it (``old`` is an update's
-    previous values; empty for other records)."""
+    previous values; empty for other records). ``learned`` keeps each table's key columns where
+    a record told them, for the records that do not."""
     columns, values = record.get("primary_key_columns"), record.get("primary_key")
     if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
         raise ValueError("primary_key_columns is not a list of column names")
@@ -149,9 +160,11 @@ def _keys(
     elif names:
         key = row_key(row, names)
     elif values:
-        names = _key_columns(values, row, old)
+        names = _key_columns(values, row, old, (learned or {}).get(entity, ()))
         if names:
             key = key_text(values, names)
+            if learned is not None:
+                learned[entity] = names
         elif len(values) == 1:
             return key_text(values, ("key",)), None
         else:
@@ -168,19 +181,30 @@ def _keys(
     return key, previous if previous != key else None
 
 
-def _key_columns(values: list[Any], row: dict[str, Any], old: dict[str, Any]) -> tuple[str, ...]:
-    """The columns of the row that hold the ``primary_key`` values, where exactly one column holds
-    each; else none. Without ``primary_key_columns`` this is the only way to read an update that
-    changed the key: Maxwell fills ``primary_key`` from the new row, and the old key is in ``old``
-    under its column. Where several columns could be the key and ``old`` changes one of them, the
-    update may have moved the row, and a guess could leave it under both keys: that is refused."""
+def _key_columns(
+    values: list[Any], row: dict[str, Any], old: dict[str, Any], known: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The columns of the row that hold the ``primary_key`` values: where exactly one column holds
+    each, or else the columns an earlier record of the table told (``known``); else none. Without
+    ``primary_key_columns`` this is the only way to read an update that changed the key: Maxwell
+    fills ``primary_key`` from the new row, and the old key is in ``old`` under its column. Where
+    several columns could be the key and one of them kept its value, the key is taken to have kept
+    it (a flag or a count that now equals the id is likelier than an update of the key); where all
+    of them changed, the key changed, from the value they all had, and where they had several that
+    cannot be told, and the record is refused."""
     # of one type as well as equal: 1 is not true, nor "1"
     holders = [[c for c, v in row.items() if type(v) is type(value) and v == value] for value in values]
     names = tuple(h[0] for h in holders if len(h) == 1)
     if len(names) == len(values) and len(set(names)) == len(names):
         return names
+    if known and len(known) == len(values) and all(c in h for c, h in zip(known, holders, strict=True)):
+        return known
     candidates = list(dict.fromkeys(column for h in holders for column in h))
     changed = [column for column in candidates if column in old]
+    if len(changed) < len(candidates):
+        return ()  # a column that could hold the key kept its value: a key is seldom what an update changes
+    if len(values) == 1 and len({dumps_exact(old[c]) for c in candidates}) == 1:
+        return (candidates[0],)  # whichever it is, the key changed, from the one value all of them had
     if changed:
         raise ValueError(
             f"the row does not tell which of its columns ({', '.join(candidates)}) hold primary_key"

@@ -218,25 +218,36 @@ def test_a_primary_key_change_without_primary_key_columns(read_events, write_fil
 
 
 def test_key_columns_the_row_does_not_tell_apart(read_events, write_file) -> None:
-    """Where more than one column holds a primary_key value, the key columns are not guessed: a
-    record whose 'old' changes one of them is reported (it may have moved the row); one whose
-    'old' leaves them alone keeps its key as primary_key gives it."""
+    """Where more than one column holds a primary_key value, the columns an earlier record of the
+    table told are taken; else the key kept its value where one of them did (a flag now equal to
+    the id), moved where all of them changed from one value, and the record is reported where they
+    changed from several (it moved, from a key that cannot be told)."""
     path = write_file("twins.jsonl", "".join(json.dumps(r) + "\n" for r in [
         record(primary_key=[2], data={"id": 2, "parent": 2}),
         record(type="update", primary_key=[10], data={"id": 10, "parent": 10}, old={"id": 2, "parent": 2}),
-        record(type="update", primary_key=[2], data={"id": 2, "parent": 2, "note": "n"}, old={"note": None}),
-        record(type="delete", primary_key=[2], data={"id": 2, "parent": 2, "note": "n"}),
+        record(type="update", primary_key=[10], data={"id": 10, "parent": 10, "note": "n"}, old={"note": None}),
+        record(type="update", primary_key=[7], data={"id": 7, "parent": 7}, old={"id": 10, "parent": 3}),
+        record(type="delete", primary_key=[10], data={"id": 10, "parent": 10, "note": "n"}),
         # a value of another type is not the key's: true and "1" are not 1
         record(type="update", primary_key=[1], data={"id": 1, "flag": True, "code": "1"}, old={"id": 5, "flag": False}),
+        # learned from the table's insert: `id` (only it held 1 there), though `active` now holds 1 too
+        record(table="flags", primary_key=[1], data={"id": 1, "active": 0}),
+        record(table="flags", type="update", primary_key=[1], data={"id": 1, "active": 1}, old={"active": 0}),
+        # no earlier record of the table: `active` changed, `id` kept its value, the key with it
+        record(table="fresh", type="update", primary_key=[1], data={"id": 1, "active": 1}, old={"active": 0}),
     ]))  # fmt: skip
     rows, bad = read_events(FORMAT, path)
     assert [(r["source"]["line"], r["op"], r["key"], r["prev_key"]) for r in rows] == [
         (1, "insert", "2", None),
-        (3, "update", "2", None),
-        (4, "delete", "2", None),
-        (5, "update", "1", "5"),
+        (2, "update", "10", "2"),
+        (3, "update", "10", None),
+        (5, "delete", "10", None),
+        (6, "update", "1", "5"),
+        (7, "insert", "1", None),
+        (8, "update", "1", None),
+        (9, "update", "1", None),
     ]
     assert [(b.line, b.reason) for b in bad] == [
-        (2, "the row does not tell which of its columns (id, parent) hold primary_key [10], and 'old' changes id:"
+        (4, "the row does not tell which of its columns (id, parent) hold primary_key [7], and 'old' changes id:"
             " cannot tell the row's old key; pass --key-field, or enable Maxwell's output_primary_key_columns"),
     ]
