@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import Format
 from .base import (
+    HEAD_BYTES,
     Event,
     Mapping,
     RawNumber,
@@ -640,7 +641,24 @@ def _classify(value: Any) -> bool | None:
 
 
 def _sniff(head: bytes) -> int:
-    return 90 if sniff_lines(head, _classify) else 0
+    if sniff_lines(head, _classify):
+        return 90
+    # A dump of a compacted topic may begin with more tombstones than detection reads: a head
+    # full of nothing else is such a dump, before JSON lines of no format (which score 10)
+    return 20 if len(head) >= HEAD_BYTES and _all_keyed_tombstones(head) else 0
+
+
+def _all_keyed_tombstones(head: bytes) -> bool:
+    """Every whole line of the head is ``{"key": ..., "value": null}``."""
+    lines = [line for line in head.split(b"\n")[:-1] if line.strip()]  # (the last may be cut short)
+    for line in lines:
+        try:
+            value = loads_exact(line.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not (isinstance(value, dict) and set(value) == {"key", "value"} and value["value"] is None):
+            return False
+    return bool(lines)
 
 
 FORMAT = Format(

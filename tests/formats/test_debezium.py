@@ -219,6 +219,13 @@ def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_f
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["data"]) for r in rows] == [
         (13, "insert", "inv.c", "1", '{"id":1,"a":1}')
     ]
+    # more tombstones than detection reads: a head full of nothing else is such a dump
+    many = [{"key": {"id": i}, "value": None} for i in range(3000)]
+    longer = write_file("longer.jsonl", lines(*many, {"key": {"id": 1}, "value": change}))
+    assert detect(Source(str(longer))).name == "debezium"
+    # (and a head with anything else in it is not)
+    other = write_file("other.jsonl", lines(*many[:10], {"key": 1, "value": 2}, *many))
+    assert detect(Source(str(other))).name == "jsonl"
 
 
 def test_schema_wrapper_without_key_and_variable_scale_decimals(read_events, write_file) -> None:
