@@ -217,7 +217,7 @@ def decode_change(
     after, partial = _image(envelope, "after", images.get("after", {}))
     if code != "d" and after is None:
         raise ValueError(f"op {code!r} without an 'after' image")
-    key_value, prev_key = _keys(key, before, after, mapping, entity, images.get("after") or images.get("before") or {})
+    key_value, prev_key = _keys(key, before, after, mapping, entity, row_fields(value))
     if key_value is None and before is None and code in "ud":
         raise ValueError(
             f"op {code!r} of a row with no key and no before image: cannot tell which row changed"
@@ -232,6 +232,13 @@ def decode_change(
         "data": None if code == "d" else dumps_exact(after),
         "before": json_or_none(before),
     }
+
+
+def row_fields(value: Any) -> dict[str, dict[str, Any]]:
+    """The row's columns as a change event's schema describes them (none without a schema): a
+    record key written without its own schema is read by them."""
+    images = _image_fields(unwrap(value)[1])
+    return images.get("after") or images.get("before") or {}
 
 
 def from_mongodb(value: Any) -> bool:
@@ -564,12 +571,16 @@ class _RecentDeletes:
         return self._seen.pop(key, None)
 
 
-def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Event | None:
+def _tombstone(
+    key: Any, where: dict[str, Any], deletes: _RecentDeletes, fields: dict[str, dict[str, Any]]
+) -> Event | None:
     """The delete a keyed tombstone stands for, or None for one that names no table and follows no
     delete of its key: in a dump of a compacted topic every tombstone is such, compaction having
     dropped its delete and the row's earlier records with it, so it changes no row the dump holds
-    (and which table's row of that key it deleted, the dump does not say)."""
-    text, _ = record_key(key)
+    (and which table's row of that key it deleted, the dump does not say). ``fields``: the row's
+    columns as the change before it described them, to read a key written without its schema as
+    that change's key was read."""
+    text, _ = record_key(key, fields)
     if text is None:
         raise ValueError("tombstone (null value) without a key")
     entity, ts = key_entity(key), None
@@ -587,8 +598,10 @@ def _tombstone(key: Any, where: dict[str, Any], deletes: _RecentDeletes) -> Even
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     check_mapping_for(NAME, mapping, {"--key-field"})
     deletes = _RecentDeletes()
+    fields: dict[str, dict[str, Any]] = {}  # the row's columns, as the last change described them
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
+        nonlocal fields
         if record is None:
             return []  # a tombstone in a dump of values alone: its key is not there, its delete was
         if not isinstance(record, dict):
@@ -599,9 +612,10 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             key = _embedded(record.get("key"), "key")
             value = _embedded(record["value"], "value")
             if unwrap(value)[0] is None:
-                tombstone = _tombstone(key, where, deletes)
+                tombstone = _tombstone(key, where, deletes, fields)
                 return [] if tombstone is None else [tombstone]
             event = decode_change(value, key, where, mapping)
+            fields = row_fields(value)
         else:
             event = decode_change(record, NO_KEY, where, mapping)
         if event["op"] == "delete" and event["key"] is not None:

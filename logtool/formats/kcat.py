@@ -42,7 +42,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .debezium import decode_change, from_mongodb, is_envelope, key_entity, mongodb_record_id, record_key
+from .debezium import decode_change, from_mongodb, is_envelope, key_entity, mongodb_record_id, record_key, row_fields
 from .maxwell import decode_record as decode_maxwell
 from .maxwell import is_record as is_maxwell
 
@@ -56,7 +56,7 @@ def _decode(
     record: Any,
     where: dict[str, Any],
     mapping: Mapping,
-    topics: dict[str, tuple[str, bool]],
+    topics: dict[str, tuple[str, bool, dict[str, Any]]],
     times: dict[Any, Any],
     learned: dict[str, tuple[str, ...]],
 ) -> Event:
@@ -84,9 +84,10 @@ def _decode(
     key = _parsed_key(raw_key)
     payload = record["payload"]
     if payload is None:
-        seen, mongodb = topics.get(topic, (None, False))
+        seen, mongodb, fields = topics.get(topic, (None, False, {}))
         entity = key_entity(key) or seen
-        text = record_key(key)[0] if entity is not None else _key_text(raw_key)
+        # a key written without its schema is read as the topic's change events' keys were
+        text = record_key(key, fields)[0] if entity is not None else _key_text(raw_key)
         if mongodb:  # the MongoDB connector's key names the document as its events' keys do
             text = mongodb_record_id(key) or text
         # A Debezium tombstone follows its delete in the partition: it takes the delete's (the
@@ -110,7 +111,7 @@ def _decode(
     if is_envelope(value):
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
-            topics[topic] = (event["entity"], from_mongodb(value))
+            topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
         times[topic, partition] = event.get("ts")
         return event
     if is_maxwell(value):
@@ -170,8 +171,9 @@ def _pairs(headers: Any) -> list[list[Any]] | None:
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     check_mapping_for(NAME, mapping, {"--key-field", "--offset-field"})
-    topics: dict[str, tuple[str, bool]] = {}  # topics that carried Debezium events -> their entity, and
-    # whether they came from the MongoDB connector
+    # topics that carried Debezium events -> their entity, whether they came from the MongoDB
+    # connector, and their rows' columns as the schema describes them
+    topics: dict[str, tuple[str, bool, dict[str, Any]]] = {}
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
     learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
 

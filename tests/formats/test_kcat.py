@@ -174,6 +174,27 @@ def test_debezium_payload_with_schema_decodes_temporal_types(read_events, write_
     ]
 
 
+def test_a_tombstone_key_without_its_schema_is_read_as_the_topics_changes_read_theirs(read_events, write_file) -> None:
+    # a date key column: the tombstone (a compacted topic's only record of the delete) must name
+    # the row as its insert did, or the row stays
+    fields = [{"type": "int32", "name": "io.debezium.time.Date", "field": "d"}, {"type": "string", "field": "v"}]
+    schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "field": "before"},
+                                           {"type": "struct", "fields": fields, "field": "after"}]}  # fmt: skip
+    change = {"before": None, "after": {"d": 19787, "v": "a"}, "op": "c",
+              "source": {"connector": "postgresql", "schema": "public", "table": "t", "ts_ms": 1000, "lsn": 1}}  # fmt: skip
+    records = [
+        {"topic": "srv.public.t", "partition": 0, "offset": 0, "ts": 1700000000000, "key": json.dumps({"d": 19787}),
+         "payload": json.dumps({"schema": schema, "payload": change})},
+        {"topic": "srv.public.t", "partition": 0, "offset": 9, "ts": 1700000000009, "key": json.dumps({"d": 19787}),
+         "payload": None},
+    ]  # fmt: skip
+    rows, bad = read_events(FORMAT, write_file("k.jsonl", "".join(json.dumps(r) + "\n" for r in records)))
+    assert bad == []
+    assert [(r["entity"], r["key"], r["op"]) for r in rows] == [
+        ("public.t", "2024-03-05", "insert"), ("public.t", "2024-03-05", "delete"),
+    ]  # fmt: skip
+
+
 def test_maxwell_payloads_are_read_as_maxwell_reads_them(read_events, write_file) -> None:
     """A payload that is a Maxwell record (as JSON text, or as JSON) is read as the Maxwell reader
     reads it: entity, op, key (a key change moves the row), ts and txn from the record; the
