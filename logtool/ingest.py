@@ -192,6 +192,7 @@ def _ingest_one(
     con: duckdb.DuckDBPyConnection,
     keyless: set[str] | None = None,
 ) -> FileResult:
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if source.size == 0:
@@ -242,8 +243,9 @@ def _ingest_one(
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
             res.ingested += batch.num_rows
-            if keyless is not None:  # (a truncate has no key)
-                none = pc.and_(pc.is_null(batch.column("key")), pc.not_equal(batch.column("op"), "truncate"))
+            if keyless is not None:  # (a truncate has no key, nor a CDC format's DDL or message event)
+                not_rows = ["truncate"] if fmt.name in MAPPED_FORMATS else ["truncate", "event"]
+                none = pc.and_(pc.is_null(batch.column("key")), pc.invert(pc.is_in(batch.column("op"), pa.array(not_rows))))
                 keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
         if (mapping.data_field and not mapping.type_field and fmt.name in MAPPED_FORMATS and res.ingested
                 and not source.data_field_seen):  # (a domain event may carry no body)

@@ -156,6 +156,13 @@ def test_key_field_for_an_entity_never_read_is_said_where_events_go_keyless(
                                            '"primary_key_columns":["id"],"primary_key":[1],"data":{"id":1}}'])  # fmt: skip
     r = cli("ingest", new_store("m"), m, "--key-field", "ordrs:id")
     assert r.code == 0 and "warning" not in r.err
+    # nor a CDC format's DDL (an event of no row): only the key that fits nothing is said
+    ddl = write_lines(tmp_path / "ddl.jsonl", ['{"database":"db","table":"t","type":"table-create","ts":1700000000000,'
+                                               '"sql":"create table t (id int primary key)","def":{}}',
+                                               '{"database":"db","table":"t","type":"insert","ts":1700000001,'
+                                               '"primary_key":[1],"primary_key_columns":["id"],"data":{"id":1}}'])  # fmt: skip
+    r = cli("ingest", new_store("d"), ddl, "--format", "maxwell", "--key-field", "db.other:id")
+    assert r.code == 0 and "fits no event" not in r.err and "its events have no key" not in r.err
 
 
 @pytest.mark.parametrize("scope", ['public."a.b"', "public.a.b", "a.b", '"a.b"'])

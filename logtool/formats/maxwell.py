@@ -89,6 +89,8 @@ def decode_record(
     if not kind.startswith("database-") and not isinstance(table, str):
         raise ValueError(f"Maxwell {kind} record without a 'table'")
     entity = qualified_name(database, table) if isinstance(table, str) else database
+    if learned is not None and kind in _DDL:  # a table created, altered or dropped: its key is told anew
+        learned.pop(entity, None)
     if record.get("ts") is None:
         raise ValueError("Maxwell record without a 'ts'")
     try:
@@ -160,11 +162,12 @@ def _keys(
     elif names:
         key = row_key(row, names)
     elif values:
-        names = _key_columns(values, row, old, (learned or {}).get(entity, ()))
+        names = _told_columns(values, row)
+        if names and learned is not None:
+            learned[entity] = names
+        names = names or _key_columns(values, row, old, (learned or {}).get(entity, ()))
         if names:
             key = key_text(values, names)
-            if learned is not None:
-                learned[entity] = names
         elif len(values) == 1:
             return key_text(values, ("key",)), None
         else:
@@ -181,22 +184,31 @@ def _keys(
     return key, previous if previous != key else None
 
 
+def _holders(values: list[Any], row: dict[str, Any]) -> list[list[str]]:
+    """For each ``primary_key`` value, the row's columns holding it: of one type as well as equal
+    (1 is not true, nor "1")."""
+    return [[c for c, v in row.items() if type(v) is type(value) and v == value] for value in values]
+
+
+def _told_columns(values: list[Any], row: dict[str, Any]) -> tuple[str, ...]:
+    """The columns holding the ``primary_key`` values where exactly one column holds each (the
+    row tells its key columns); else none."""
+    names = tuple(h[0] for h in _holders(values, row) if len(h) == 1)
+    return names if len(names) == len(values) and len(set(names)) == len(names) else ()
+
+
 def _key_columns(
     values: list[Any], row: dict[str, Any], old: dict[str, Any], known: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
-    """The columns of the row that hold the ``primary_key`` values: where exactly one column holds
-    each, or else the columns an earlier record of the table told (``known``); else none. Without
+    """For a row that does not tell its key columns (``_told_columns``), the columns an earlier
+    record of the table told (``known``) where they still hold the values; else none. Without
     ``primary_key_columns`` this is the only way to read an update that changed the key: Maxwell
     fills ``primary_key`` from the new row, and the old key is in ``old`` under its column. Where
     several columns could be the key and one of them kept its value, the key is taken to have kept
     it (a flag or a count that now equals the id is likelier than an update of the key); where all
-    of them changed, the key changed, from the value they all had, and where they had several that
-    cannot be told, and the record is refused."""
-    # of one type as well as equal: 1 is not true, nor "1"
-    holders = [[c for c, v in row.items() if type(v) is type(value) and v == value] for value in values]
-    names = tuple(h[0] for h in holders if len(h) == 1)
-    if len(names) == len(values) and len(set(names)) == len(names):
-        return names
+    of them changed, the key changed, from the value they all had; where they had several, the
+    record is refused. What is taken here is not learned: only a row that tells its columns is."""
+    holders = _holders(values, row)
     if known and len(known) == len(values) and all(c in h for c, h in zip(known, holders, strict=True)):
         return known
     candidates = list(dict.fromkeys(column for h in holders for column in h))
@@ -217,8 +229,10 @@ def _key_columns(
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     check_mapping_for(NAME, mapping, {"--key-field"})
 
+    learned: dict[str, tuple[str, ...]] = {}  # each table's key columns, once a record told them
+
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        return [decode_record(record, where, mapping)]
+        return [decode_record(record, where, mapping, learned=learned)]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)

@@ -251,3 +251,26 @@ def test_key_columns_the_row_does_not_tell_apart(read_events, write_file) -> Non
         (4, "the row does not tell which of its columns (id, parent) hold primary_key [7], and 'old' changes id:"
             " cannot tell the row's old key; pass --key-field, or enable Maxwell's output_primary_key_columns"),
     ]
+
+
+def test_learned_key_columns_move_a_row_and_guesses_are_not_learned(read_events, write_file) -> None:
+    # the insert told `id`; an update then changes `id` 5 -> 1 while `active` (1) equals the new
+    # key: the row moves. A guess (every candidate changed from one value) teaches nothing, and a
+    # table's DDL forgets what it taught.
+    path = write_file("learned.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(table="t", primary_key=[5], data={"id": 5, "active": 1}),
+        record(table="t", type="update", primary_key=[1], data={"id": 1, "active": 1}, old={"id": 5}),
+        record(table="g", primary_key=[2], data={"flag": 0, "id": 2}),
+        record(table="g", primary_key=[9], data={"flag": 2, "id": 9}),
+        record(table="g", primary_key=[5], data={"flag": 5, "id": 5}),
+        record(table="g", type="update", primary_key=[7], data={"flag": 7, "id": 7}, old={"flag": 5, "id": 5}),
+        record(table="g", type="update", primary_key=[9], data={"flag": 9, "id": 9}, old={"flag": 2}),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["prev_key"]) for r in rows] == [
+        ("shop.t", "5", None), ("shop.t", "1", "5"),
+        ("shop.g", "2", None), ("shop.g", "9", None), ("shop.g", "5", None),
+        ("shop.g", "7", "5"),
+        ("shop.g", "9", None),  # `id` (told by the inserts) kept 9: `flag`, which changed, is no key
+    ]
