@@ -58,7 +58,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import Format
 from .base import (
-    HEAD_BYTES,
     Event,
     Mapping,
     RawNumber,
@@ -657,20 +656,21 @@ def _classify(value: Any) -> bool | None:
 def _sniff(head: bytes) -> int:
     if sniff_lines(head, _classify):
         return 90
-    # A dump of a compacted topic may begin with more tombstones than detection reads: a head
-    # full of nothing else is such a dump, before JSON lines of no format (which score 10)
-    return 20 if len(head) >= HEAD_BYTES and _all_keyed_tombstones(head) else 0
+    # A dump of a compacted topic may begin with more tombstones than detection reads: a head of
+    # nothing else is such a dump (whatever its length), before JSON lines of no format (10)
+    return 20 if _all_keyed_tombstones(head) else 0
 
 
 def _all_keyed_tombstones(head: bytes) -> bool:
-    """Every whole line of the head is ``{"key": ..., "value": null}``."""
-    lines = [line for line in head.split(b"\n")[:-1] if line.strip()]  # (the last may be cut short)
+    """Every whole line of the head is a keyed tombstone, ``{"key": ..., "value": null}`` (with
+    other members, as a dump may add, such as the offset)."""
+    lines = [line for line in head.split(b"\n")[:-1] if line.strip()]  # (what follows the last newline may be cut short)
     for line in lines:
         try:
             value = loads_exact(line.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             return False
-        if not (isinstance(value, dict) and set(value) == {"key", "value"} and value["value"] is None):
+        if not (isinstance(value, dict) and "key" in value and _is_keyed(value) and value["value"] is None):
             return False
     return bool(lines)
 
