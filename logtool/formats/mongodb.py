@@ -45,6 +45,7 @@ from .base import (
     json_or_none,
     key_text,
     kind_of,
+    loads_exact,
     parse_ts,
     read_records,
     sniff_lines,
@@ -120,12 +121,24 @@ def document_id(ident: Any) -> str:
     ``key_text`` (shared with Debezium's MongoDB connector, so both give a document one key)."""
     if isinstance(ident, dict) and list(ident) == ["$oid"] and isinstance(ident["$oid"], str):
         return ident["$oid"]
-    if isinstance(ident, dict) and len(ident) == 1 and list(ident)[0] in ("$numberInt", "$numberLong"):
-        # canonical extended JSON's integer: the key relaxed mode gives the same document
-        text = ident[list(ident)[0]]
-        if isinstance(text, str) and re.fullmatch(r"-?[0-9]+", text):
-            return key_text([int(text)], ("_id",))
-    return key_text([ident], ("_id",))
+    return key_text([_relaxed(ident)], ("_id",))
+
+
+def _relaxed(value: Any) -> Any:
+    """A value of canonical extended JSON with its numbers as relaxed mode writes them (7 for
+    ``{"$numberInt": "7"}``, 7.5 for ``{"$numberDouble": "7.5"}``), in objects and lists too: the
+    same document keyed alike, whichever mode wrote its events."""
+    if isinstance(value, list):
+        return [_relaxed(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (name, text), = value.items()
+        if name in ("$numberInt", "$numberLong") and isinstance(text, str) and re.fullmatch(r"-?[0-9]+", text):
+            return int(text)
+        if name == "$numberDouble" and isinstance(text, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text):
+            return loads_exact(text)
+    return {k: _relaxed(v) for k, v in value.items()}
 
 
 def update_patch(description: Any) -> dict[str, Any]:
