@@ -63,7 +63,7 @@ def interrupted(error: BaseException) -> bool:
         type(error).__name__ == "InterruptException"
         or isinstance(error, RuntimeError) and str(error).strip() == "Query interrupted"
         # a Python function DuckDB called (a time parser, a reducer) got the signal
-        or "KeyboardInterrupt" in str(error)
+        or "while executing the UDF: KeyboardInterrupt:" in str(error)
     )
 
 
@@ -93,11 +93,18 @@ def disk_trouble(error: BaseException) -> LogtoolError | None:
     )
 
 
-# what DuckDB says of Parquet bytes it cannot decode, without naming the file (a data value or a
-# query quoted later in a message is no such word)
-_UNDECODABLE = re.compile(r"([A-Z][a-z]+( [A-Z][a-z]+)* Error: )?(TProtocolException|Couldn't deserialize thrift)")
+# what DuckDB's Parquet reader says of bytes it cannot decode, often without naming the file
+_UNDECODABLE = re.compile(
+    r"TProtocolException|deserialize thrift|invalid TType|don't know what type|[Cc]orrupt|Out of buffer|"
+    r"bit width too large|Variable-length int over|Payload value bigger|Page sizes must|dictionary offset|"
+    r"Invalid (Parquet|page|[Dd]ictionary)"
+)
+# the errors its reader raises them as: a user's query failing on a value (a conversion that
+# quotes "corrupt upload") is another kind, whatever its words
+_READER_ERRORS = {"Error", "IOException", "InvalidInputException", "InternalException", "SerializationException"}
 
 
 def undecodable_parquet(error: BaseException) -> bool:
-    """Is ``error`` DuckDB failing to decode Parquet bytes, in words that name no file?"""
-    return bool(_UNDECODABLE.match(str(error).strip()))
+    """Is ``error`` DuckDB's Parquet reader failing to decode bytes (a damaged file)?"""
+    lines = str(error).strip().splitlines()
+    return type(error).__name__ in _READER_ERRORS and bool(lines) and bool(_UNDECODABLE.search(lines[0]))

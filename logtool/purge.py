@@ -52,7 +52,7 @@ from .formats.base import (
 )
 from .formats.csv import delimiter
 from .formats.writers import output_file
-from .store import State, Store, actor, file_sha256, fsync_path, now_iso, unreadable_store
+from .store import State, Store, actor, damaged_store, file_sha256, fsync_path, now_iso, unreadable_store
 
 if TYPE_CHECKING:
     import duckdb
@@ -509,6 +509,7 @@ def purge(
     dry_run: bool = False,
     progress: Progress | None = None,
     proof: str | None = None,
+    on_proof: Callable[[str], None] | None = None,
 ) -> PurgeResult:
     """Remove events from a store, as if they had never been written, leaving a receipt.
 
@@ -522,8 +523,10 @@ def purge(
     the data and matching quarantined records go too, and every file no commit names is deleted.
     ``dry_run`` changes nothing and says what would go. ``proof`` (32 hex digits; default: drawn
     at random, in the result) salts the receipt's digest of the key or ``where``, and is kept
-    nowhere in the store: a caller that must not lose it draws it and keeps it first.
+    nowhere in the store; ``on_proof(proof)`` is called just before the commit that writes such a
+    receipt, so that no failure after it can lose the proof.
     """
+    _check_proof(proof)
     st = store if isinstance(store, Store) else Store.open(store)
     head = before_offset is not None or before_time is not None
     if head:
@@ -536,7 +539,7 @@ def purge(
         return _purge_head(st, before_offset, before_time, reason, dry_run, progress)
     if key is None and entity is None and where is None:
         raise UsageError("say what to purge", "give --key, --entity, --where, --before-offset or --before-time")
-    return _run(st, "purge", key, entity, where, (), reason, record_predicate, dry_run, progress, proof)
+    return _run(st, "purge", key, entity, where, (), reason, record_predicate, dry_run, progress, proof, on_proof)
 
 
 def redact(
@@ -551,6 +554,7 @@ def redact(
     dry_run: bool = False,
     progress: Progress | None = None,
     proof: str | None = None,
+    on_proof: Callable[[str], None] | None = None,
 ) -> PurgeResult:
     """Replace named fields of the selected events' ``data``, ``before`` and ``meta`` with
     ``"[REDACTED]"`` and keep the events, leaving a receipt.
@@ -563,7 +567,12 @@ def redact(
     st = store if isinstance(store, Store) else Store.open(store)
     if key is None and entity is None and where is None:
         raise UsageError("say which events to redact", "give --key, --entity or --where")
-    return _run(st, "redact", key, entity, where, specs, reason, record_predicate, dry_run, progress, proof)
+    return _run(st, "redact", key, entity, where, specs, reason, record_predicate, dry_run, progress, proof, on_proof)
+
+
+def _check_proof(proof: str | None) -> None:
+    if proof is not None and not (isinstance(proof, str) and re.fullmatch("[0-9a-f]{32}", proof)):
+        raise UsageError(f"proof {proof!r}: write 32 lower-case hex digits (16 random bytes)")
 
 
 def receipt_matches(
@@ -571,6 +580,7 @@ def receipt_matches(
 ) -> bool:
     """Does a receipt's salted predicate digest match this key (or this ``--where`` text)? The
     ``proof`` is the salt the purge printed (receipts written before it was kept apart hold theirs)."""
+    _check_proof(proof)
     pred = receipt.get("predicate", {})
     salt = bytes.fromhex(proof if proof is not None else pred.get("salt", ""))
     if key is not None and pred.get("key_sha256") != hashlib.sha256(salt + given_key(key).encode()).hexdigest():
@@ -594,11 +604,11 @@ def _run(
     dry_run: bool,
     progress: Progress | None,
     proof: str | None = None,
+    on_proof: Callable[[str], None] | None = None,
 ) -> PurgeResult:
     from .query import events_connection
 
-    if proof is not None and not re.fullmatch("[0-9a-f]{32}", proof):
-        raise UsageError(f"proof {proof!r}: write 32 lower-case hex digits (16 random bytes)")
+    _check_proof(proof)
     if where is not None:
         check_where(where)  # refused before even the lock is taken
     lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if dry_run else store.writer(operation)
@@ -646,7 +656,7 @@ def _run(
         rewrite = functools.partial(_rewrite_snapshot, store, sel, specs if operation == "redact" else None)
         return _execute(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
-            dry_run, progress, [(s, rewrite) for s in kept_snapshots], salt,
+            dry_run, progress, [(s, rewrite) for s in kept_snapshots], salt, on_proof,
         )  # fmt: skip
 
 
@@ -753,7 +763,7 @@ def _plan_selection(
             f'WHERE {sel.condition()} ORDER BY "offset"'
         ).to_arrow_table()
     except duckdb.Error as e:
-        if (damage := unreadable_store(e, result.store)) is not None:
+        if (damage := damaged_store(e) or unreadable_store(e, result.store)) is not None:
             raise damage from None
         raise UsageError(f"selecting the events failed: {_first_line(e)}", _COLUMNS_HINT) from None
     result.matched = matched.num_rows
@@ -954,6 +964,7 @@ def _execute(
     progress: Progress | None,
     rewrites: Iterable[tuple[dict[str, Any], Callable[[dict[str, Any], list[Path]], dict[str, Any]]]] = (),
     proof: bytes | None = None,
+    on_proof: Callable[[str], None] | None = None,
 ) -> PurgeResult:
     result.segments_rewritten = [p.entry["path"] for p in plans if not (operation == "purge" and p.whole)]
     result.segments_removed = [p.entry["path"] for p in plans if operation == "purge" and p.whole]
@@ -1002,6 +1013,9 @@ def _execute(
             if result.snapshot_taken:
                 receipt["snapshot_taken"] = result.snapshot_taken
             info = {f"events_{'removed' if operation == 'purge' else 'redacted'}": result.events, "receipt": receipt}
+            needs_proof = proof is not None and ("key_sha256" in predicate or "where_sha256" in predicate)
+            if on_proof is not None and proof is not None and needs_proof:
+                on_proof(proof.hex())
             commit = store.commit(
                 operation, params, add=added + q_added + [new for _, new in rewritten], remove=removed,
                 gaps=result.offsets if operation == "purge" else [], info=info,
@@ -1015,7 +1029,7 @@ def _execute(
             raise
         result.commit = commit["version"]
         result.receipt = receipt
-        if proof is not None and ("key_sha256" in predicate or "where_sha256" in predicate):
+        if proof is not None and needs_proof:
             result.proof = proof.hex()
         result.segments_added = [e["path"] for e in added]
     result.leftovers_removed = sweep(store)

@@ -379,9 +379,17 @@ def test_the_proof_is_said_before_the_change_and_a_given_one_is_used(cli: Any, s
     assert res.proof == given and res.receipt is not None and receipt_matches(res.receipt, where="op = 'insert'", proof=given)
     with pytest.raises(UsageError, match="write 32 lower-case hex digits"):
         purge(store, key="x", proof="not hex")
-    # a head drop or a recorded --where needs none
+    # a head drop or a recorded --where needs none, nor a change that commits nothing
     r = cli("purge", store, "--where", "op = 'delete'", "--record-predicate", "--yes", "--format", "json")
     assert "proof:" not in r.err and json.loads(r.out)["proof"] is None
+    r = cli("purge", store, "--key", "no-such-key", "--yes", "--format", "json")
+    assert r.code == 0 and "proof:" not in r.err and json.loads(r.out)["proof"] is None
+    r = cli("purge", store, "--where", "key = = 1", "--yes")
+    assert r.code == 2 and "proof:" not in r.err
+    with pytest.raises(UsageError, match="write 32 lower-case hex digits"):
+        purge(store, before_offset=1, proof="not hex")
+    with pytest.raises(UsageError, match="write 32 lower-case hex digits"):
+        receipt_matches(receipt, key=PERSON["key"], proof="nothex")
 
 
 def test_receipt_and_commit_log_hold_no_personal_data(store: Path) -> None:

@@ -100,6 +100,23 @@ def test_a_segment_whose_pages_cannot_be_decoded_is_named_as_damage(cli: Cli, st
     _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 0)
 
 
+def test_what_reads_as_parquet_damage() -> None:
+    """DuckDB's Parquet reader's own words for bytes it cannot decode, as the errors it raises;
+    a user's query failing on a value that quotes such a word is not damage."""
+    import duckdb
+
+    from logtool.errors import undecodable_parquet
+
+    for text in ("Payload value bigger than allowed. Corrupted file?", "invalid TType", "don't know what type: \x0f",
+                 "Out of buffer", "Decode bit width too large", "Variable-length int over 10 bytes.",
+                 "TProtocolException: Invalid data", "Parquet file is likely corrupted, dictionary offset out of range"):  # fmt: skip
+        assert undecodable_parquet(duckdb.Error(text)), text
+        assert undecodable_parquet(duckdb.InvalidInputException(f"Invalid Input Error: {text}")), text
+    assert not undecodable_parquet(duckdb.ConversionException("Conversion Error: Could not convert string 'corrupt' to INT32"))
+    assert not undecodable_parquet(duckdb.BinderException("Binder Error: column invalid TType not found"))
+    assert not undecodable_parquet(ValueError("Corrupted file?"))
+
+
 @pytest.mark.parametrize("pos", [-1, -5])
 def test_flipped_byte_in_a_segment_footer(cli: Cli, store: Path, pos: int) -> None:
     seg = _segments(store)[3]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -126,16 +125,14 @@ def purge_command(
     _refuse_raw_options(target, output, input_format, key_field, entity_field, op_field, type_field, ts_field, ts_unit,
                         data_field, meta_field, prev_key_field)  # fmt: skip
 
-    proof = secrets.token_hex(16)
-
     def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
         return purge(
             target, key=key, entity=entity, where=where, before_offset=before_offset, before_time=before_time,
-            reason=reason, record_predicate=record_predicate, dry_run=dry, progress=progress, proof=proof,
+            reason=reason, record_predicate=record_predicate, dry_run=dry, progress=progress,
+            on_proof=_say_proof("purge"),
         )  # fmt: skip
 
-    hashed = key is not None or (where is not None and not record_predicate)
-    _store_run(target, "purge", call, yes=yes, dry_run=dry_run, format=format, proof=proof if hashed else None)
+    _store_run(target, "purge", call, yes=yes, dry_run=dry_run, format=format)
 
 
 def _refuse_raw_options(target: str, output: str | None, input_format: str | None, *fields: Any) -> None:
@@ -208,16 +205,26 @@ def redact_command(
     _refuse_raw_options(target, output, input_format, key_field, entity_field, op_field, type_field, ts_field, ts_unit,
                         data_field, meta_field, prev_key_field)  # fmt: skip
 
-    proof = secrets.token_hex(16)
-
     def call(dry: bool, progress: Callable[[int, int | None], None] | None = None) -> PurgeResult:
         return redact(
             target, field, key=key, entity=entity, where=where, reason=reason,
-            record_predicate=record_predicate, dry_run=dry, progress=progress, proof=proof,
+            record_predicate=record_predicate, dry_run=dry, progress=progress, on_proof=_say_proof("redact"),
         )  # fmt: skip
 
-    hashed = key is not None or (where is not None and not record_predicate)
-    _store_run(target, "redact", call, yes=yes, dry_run=dry_run, format=format, proof=proof if hashed else None)
+    _store_run(target, "redact", call, yes=yes, dry_run=dry_run, format=format)
+
+
+def _say_proof(verb: str) -> Callable[[str], None]:
+    """What says the proof of a receipt, just before the commit that writes the receipt: no failure
+    after it (a closed stdout, Ctrl-C, a full disk) can lose it."""
+
+    def say(proof: str) -> None:
+        console.say(
+            f"proof: {proof} (keep it with the request, apart from the store, which does not keep it: with it, "
+            f"and only with it, this {verb}'s receipt shows which key or selection it was)"
+        )
+
+    return say
 
 
 def interactive() -> bool:
@@ -233,11 +240,8 @@ def _store_run(
     yes: bool,
     dry_run: bool,
     format: FormatOpt,
-    proof: str | None = None,
 ) -> None:
-    """Run a purge or redaction as the user asked: a dry run, or a change after a look (unless
-    --yes). ``proof``, the salt of the receipt's digests, is said before the change is made, so
-    that no failure after its commit can lose it."""
+    """Run a purge or redaction as the user asked: a dry run, or a change after a look (unless --yes)."""
     from ..errors import UsageError
 
     if dry_run:
@@ -262,11 +266,6 @@ def _store_run(
                 f"look first with `logtool {verb} {target} ... --dry-run`, then pass --yes",
             )
         typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
-    if proof is not None:
-        console.say(
-            f"proof: {proof} (if this {verb} is committed, keep it with the request, apart from the store, which "
-            "does not keep it: with it, and only with it, the receipt shows which key or selection this was)"
-        )
     with console.progress(verb, unit="events") as update:
         result = call(False, update)
     if yes:  # (the preview showed them otherwise)
