@@ -119,6 +119,7 @@ def ingest(
                 _ingest_one(store, source, format, mapping, on_error, allow_duplicates, segment_rows, progress, con,
                             keyless)  # fmt: skip
             )
+            result.warnings += source.notes
             if on_file:
                 on_file(result.files[-1])
     if keyless:

@@ -145,6 +145,7 @@ class Source:
         self.data_field_seen = False  # a record held the mapping's data field (null or not)
         self.type_field_seen = False  # a record had a type in the mapping's type field
         self.domain_events_seen = False  # (until one had) a record was a domain event (op `event`)
+        self.notes: list[str] = []  # what a reader passed over that a person should hear of
         self.bom = False  # the content began with a UTF-8 byte order mark (not passed on by open())
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head

@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import Format
 from .base import (
+    BOM,
+    HEAD_BYTES,
     Event,
     Mapping,
     RawNumber,
@@ -598,6 +600,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     check_mapping_for(NAME, mapping, {"--key-field"})
     deletes = _RecentDeletes()
     fields: dict[str, dict[str, Any]] = {}  # the row's columns, as the last change described them
+    orphans = [0]  # tombstones passed over: naming no table, following no delete of their key
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
         nonlocal fields
@@ -612,6 +615,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             value = _embedded(record["value"], "value")
             if unwrap(value)[0] is None:
                 tombstone = _tombstone(key, where, deletes, fields)
+                if tombstone is None:
+                    orphans[0] += 1
                 return [] if tombstone is None else [tombstone]
             event = decode_change(value, key, where, mapping)
             fields = row_fields(value)
@@ -624,6 +629,12 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
+    if orphans[0]:
+        source.notes.append(
+            f"{source.name}: {orphans[0]} tombstone(s) naming no table and following no delete of their key were "
+            "passed over (a compacted topic's dump holds such); if the file is no Debezium dump, ingest it with "
+            "--format jsonl"
+        )
 
 
 def _not_a_change(value: Any) -> bool:
@@ -656,21 +667,23 @@ def _classify(value: Any) -> bool | None:
 def _sniff(head: bytes) -> int:
     if sniff_lines(head, _classify):
         return 90
-    # A dump of a compacted topic may begin with more tombstones than detection reads: a head of
-    # nothing else is such a dump (whatever its length), before JSON lines of no format (10)
-    return 20 if _all_keyed_tombstones(head) else 0
+    # A dump of a compacted topic may begin with more tombstones than detection reads: a head
+    # full of nothing else is such a dump, before JSON lines of no format (10). A shorter file of
+    # them alone may as well be any key/value export: it is left to those (and the reader says
+    # what it passed over where one is read as Debezium).
+    full = len(head) >= HEAD_BYTES - len(BOM)  # (the head of a file with a BOM is read without it)
+    return 20 if full and _all_keyed_tombstones(head) else 0
 
 
 def _all_keyed_tombstones(head: bytes) -> bool:
-    """Every whole line of the head is a keyed tombstone, ``{"key": ..., "value": null}`` (with
-    other members, as a dump may add, such as the offset)."""
+    """Every whole line of the head is exactly a keyed tombstone, ``{"key": ..., "value": null}``."""
     lines = [line for line in head.split(b"\n")[:-1] if line.strip()]  # (what follows the last newline may be cut short)
     for line in lines:
         try:
             value = loads_exact(line.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             return False
-        if not (isinstance(value, dict) and "key" in value and _is_keyed(value) and value["value"] is None):
+        if not (isinstance(value, dict) and set(value) == {"key", "value"} and value["value"] is None):
             return False
     return bool(lines)
 

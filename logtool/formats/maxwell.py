@@ -89,8 +89,12 @@ def decode_record(
     if not kind.startswith("database-") and not isinstance(table, str):
         raise ValueError(f"Maxwell {kind} record without a 'table'")
     entity = qualified_name(database, table) if isinstance(table, str) else database
-    if learned is not None and kind in _DDL:  # a table created, altered or dropped: its key is told anew
-        learned.pop(entity, None)
+    if learned is not None and kind in _DDL:  # a table created, altered or dropped: its key as the DDL tells it
+        told = record.get("def", {}).get("primary-key") if isinstance(record.get("def"), dict) else None
+        if isinstance(told, list) and told and all(isinstance(c, str) for c in told):
+            learned[entity] = tuple(told)
+        else:
+            learned.pop(entity, None)
     if record.get("ts") is None:
         raise ValueError("Maxwell record without a 'ts'")
     try:

@@ -202,7 +202,7 @@ MYSQL_SOURCE = {"version": "2.5.0.Final", "connector": "mysql", "name": "d", "ts
                 "file": "mysql-bin.000001", "pos": 10, "row": 0}  # fmt: skip
 
 
-def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_file, generic_lines) -> None:
+def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_file, generic_lines, tmp_path) -> None:
     """Compaction keeps a deleted key's tombstone and drops its delete (and the row's earlier
     records): such a tombstone names no table and changes no row the dump holds. It is passed
     over, however many come first, and the dump is still recognized and read whole."""
@@ -213,7 +213,7 @@ def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_f
     assert detect(Source(str(path))).name == "debezium"
     # the tombstones decide nothing either way: what comes after them does
     assert FORMAT.sniff(lines(*tombstones).encode() + generic_lines) == 0
-    assert FORMAT.sniff(lines(*tombstones).encode()) == 20  # nothing but tombstones: a dump, read as one
+    assert FORMAT.sniff(lines(*tombstones).encode()) == 0  # a short file of them alone: any key/value export
     rows, bad = read_events(FORMAT, path)
     assert bad == []
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["data"]) for r in rows] == [
@@ -226,12 +226,22 @@ def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_f
     # (and a head with anything else in it is not)
     other = write_file("other.jsonl", lines(*many[:10], {"key": 1, "value": 2}, *many))
     assert detect(Source(str(other))).name == "jsonl"
-    # with a byte order mark, or members a dump adds (its offset), the same
+    # with a byte order mark, the same; records with other members (a cache export's ttl) are not
+    # tombstones of a dump, nor is a short file of null values (any key/value export)
     bom = write_file("bom.jsonl", "\ufeff" + lines(*many, {"key": {"id": 1}, "value": change}))
     assert detect(Source(str(bom))).name == "debezium"
-    offsets = write_file("offsets.jsonl", lines(*({"offset": i} | t for i, t in enumerate(many)),
-                                                {"key": {"id": 1}, "value": change}))  # fmt: skip
-    assert detect(Source(str(offsets))).name == "debezium"
+    # what was passed over is said
+    import logtool
+
+    result = logtool.ingest(tmp_path / "s", [str(path)])
+    assert result.warnings == [
+        f"{path}: 12 tombstone(s) naming no table and following no delete of their key were passed over (a "
+        "compacted topic's dump holds such); if the file is no Debezium dump, ingest it with --format jsonl"
+    ]
+    cache = write_file("cache.jsonl", lines(*({"ttl": 60} | t for t in many)))
+    assert detect(Source(str(cache))).name == "jsonl"
+    flags = write_file("flags.jsonl", lines({"key": "flag_a", "value": None}, {"key": "flag_b", "value": None}))
+    assert detect(Source(str(flags))).name == "jsonl"
 
 
 def test_schema_wrapper_without_key_and_variable_scale_decimals(read_events, write_file) -> None:
@@ -461,7 +471,7 @@ def test_sniff(cdc_samples, generic_lines) -> None:
     # a dump that starts with a tombstone is still recognized by the records after it
     keyed = (cdc_samples / "debezium_keyed.jsonl").read_bytes().splitlines(keepends=True)
     assert FORMAT.sniff(keyed[5] + keyed[6]) == 90
-    assert FORMAT.sniff(keyed[5]) == 20  # a tombstone alone: a keyed dump, before plain JSON lines
+    assert FORMAT.sniff(keyed[5]) == 0
 
 
 # --------------------------------------------------------------------------- the MongoDB connector

@@ -274,3 +274,16 @@ def test_learned_key_columns_move_a_row_and_guesses_are_not_learned(read_events,
         ("shop.g", "7", "5"),
         ("shop.g", "9", None),  # `id` (told by the inserts) kept 9: `flag`, which changed, is no key
     ]
+
+
+def test_a_tables_ddl_tells_its_key_columns(read_events, write_file) -> None:
+    # a table-create or -alter states its primary key: the columns are known from there
+    ddl = {"type": "table-alter", "database": "shop", "table": "t", "ts": 1709640000500, "sql": "ALTER TABLE t ...",
+           "def": {"database": "shop", "table": "t", "columns": [{"type": "int", "name": "id"}], "primary-key": ["id"]}}
+    path = write_file("ddl.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        ddl,
+        record(table="t", type="update", primary_key=[1], data={"id": 1, "n": 1}, old={"id": 5, "n": 0}),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["key"], r["prev_key"]) for r in rows if r["op"] == "update"] == [("1", "5")]
