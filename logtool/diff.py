@@ -1580,8 +1580,11 @@ def diff(
         result.notes += list(dict.fromkeys(_replay_warnings))  # what a replayed state cannot know
         return result
     except duckdb.Error as e:
+        from .errors import interrupted
         from .store import damaged_store
 
+        if interrupted(e):  # Ctrl-C, reaching the comparators DuckDB was calling
+            raise KeyboardInterrupt from e
         if (damage := damaged_store(e)) is not None:
             raise damage from e
         text = str(e)

@@ -93,18 +93,22 @@ def disk_trouble(error: BaseException) -> LogtoolError | None:
     )
 
 
-# what DuckDB's Parquet reader says of bytes it cannot decode, often without naming the file
+# what DuckDB's (or pyarrow's) Parquet reader says of bytes it cannot decode, often without naming
+# the file: its message begins so (a user's query failing on a value quotes the value later, as in
+# 'Could not parse string "corrupt upload"', and is another matter)
 _UNDECODABLE = re.compile(
-    r"TProtocolException|deserialize thrift|invalid TType|don't know what type|[Cc]orrupt|Out of buffer|"
-    r"bit width too large|Variable-length int over|Payload value bigger|Page sizes must|dictionary offset|"
-    r"Invalid (Parquet|page|[Dd]ictionary)"
+    r"([A-Z][A-Za-z]*( [A-Z][A-Za-z]*)* Error: )?"
+    r"(TProtocolException|Couldn't deserialize thrift|invalid TType|don't know what type|Out of buffer|"
+    r"Decode bit width too large|Variable-length int over|Payload value bigger|Page sizes must|"
+    r"Parquet file is likely corrupted|Invalid (Parquet|page|[Dd]ictionary)|Footer length error|Corrupted|"
+    r"ZSTD decompression failed|Snappy decompression failed|Corrupt snappy)"
 )
-# the errors its reader raises them as: a user's query failing on a value (a conversion that
-# quotes "corrupt upload") is another kind, whatever its words
-_READER_ERRORS = {"Error", "IOException", "InvalidInputException", "InternalException", "SerializationException"}
+# the errors the readers raise them as (a user's conversion or binding error is another kind)
+_READER_ERRORS = {"Error", "IOException", "InvalidInputException", "InternalException", "SerializationException",
+                  "OSError", "ArrowInvalid", "ArrowIOError"}  # fmt: skip
 
 
 def undecodable_parquet(error: BaseException) -> bool:
     """Is ``error`` DuckDB's Parquet reader failing to decode bytes (a damaged file)?"""
     lines = str(error).strip().splitlines()
-    return type(error).__name__ in _READER_ERRORS and bool(lines) and bool(_UNDECODABLE.search(lines[0]))
+    return type(error).__name__ in _READER_ERRORS and bool(lines) and bool(_UNDECODABLE.match(lines[0]))

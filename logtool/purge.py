@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from .engine import json_path, sql_string
-from .errors import LogtoolError, UsageError
+from .errors import LogtoolError, UsageError, interrupted, undecodable_parquet
 from .formats.base import (
     BOM,
     BadRecord,
@@ -52,7 +52,7 @@ from .formats.base import (
 )
 from .formats.csv import delimiter
 from .formats.writers import output_file
-from .store import State, Store, actor, damaged_store, file_sha256, fsync_path, now_iso, unreadable_store
+from .store import State, Store, actor, damaged_store, file_sha256, fsync_path, names_damage, now_iso, unreadable_store
 
 if TYPE_CHECKING:
     import duckdb
@@ -496,6 +496,7 @@ def _plan_ranges(plans: list[_SegPlan]) -> list[list[int]]:
 # --------------------------------------------------------------------------- store: entry points
 
 
+@names_damage
 def purge(
     store: str | os.PathLike[str] | Store,
     *,
@@ -542,6 +543,7 @@ def purge(
     return _run(st, "purge", key, entity, where, (), reason, record_predicate, dry_run, progress, proof, on_proof)
 
 
+@names_damage
 def redact(
     store: str | os.PathLike[str] | Store,
     fields: Iterable[str],
@@ -672,11 +674,18 @@ def _refuse_redacting_the_key(
     """A field that is the selected events' key (or a member of it) cannot be redacted: the key
     would still hold it. A key field of their entity says so; where the source named its key
     (CDC), a member whose value is the key in every event of the entity does."""
-    entities = (
-        [e for (e,) in con.execute(f"SELECT DISTINCT entity FROM events WHERE {sel.condition()}").fetchall()]
-        if con is not None
-        else [sel.entity or ""]
-    )
+    import duckdb
+
+    try:
+        entities = (
+            [e for (e,) in con.execute(f"SELECT DISTINCT entity FROM events WHERE {sel.condition()}").fetchall()]
+            if con is not None
+            else [sel.entity or ""]
+        )
+    except duckdb.Error as e:  # the selection fails on a value: the user's --where, as purge says
+        if damaged_store(e) is not None or undecodable_parquet(e) or interrupted(e):
+            raise  # (damage is named by redact's caller; Ctrl-C is Ctrl-C)
+        raise UsageError(f"selecting the events failed: {_first_line(e)}", _COLUMNS_HINT) from None
     for spec in specs:
         # a dotted spec names the member of that very name too (see redact_doc)
         names = dict.fromkeys([spec, spec.split(".", 1)[0]])

@@ -443,6 +443,7 @@ def unreadable_store(error: BaseException, path: object) -> StoreError | None:
     """Where reading the store at ``path`` failed on Parquet bytes that cannot be decoded, but
     the error names no file: the store is likely damaged, and ``verify`` finds which file."""
     text = str(error).strip()
+    path = path.path if isinstance(path, Store) else path
     if not isinstance(path, str | Path) or not undecodable_parquet(error):
         return None
     return StoreError(
@@ -468,7 +469,7 @@ def segment_damage(segment: str, reading: str | None = None) -> StoreError:
 
 # Errors of reading a file (DuckDB's, pyarrow's, the OS's): where one names a segment that is
 # there, that segment's bytes are what failed
-_READ_ERRORS = {"IOException", "InvalidInputException", "ArrowInvalid", "ArrowIOError", "OSError"}
+_READ_ERRORS = {"IOException", "InvalidInputException", "ArrowInvalid", "ArrowIOError", "OSError", "Error"}
 
 
 def _segments_named(error: BaseException) -> tuple[list[str], list[str]]:

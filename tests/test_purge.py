@@ -868,6 +868,11 @@ def test_a_where_that_fails_on_a_value_is_the_users_error_whatever_the_value_say
     ingest(store, [str(src)], mapping=Mapping(key_fields=("id",)))
     with pytest.raises(UsageError, match="^selecting the events failed: Conversion Error"):
         purge(store, where="(data->>'size')::INT > 10", dry_run=True)
+    for where in ("strptime(data->>'size', '%Y') > TIMESTAMP '2000-01-01'", "json_extract(data->>'size', '$.a') IS NOT NULL"):
+        with pytest.raises(UsageError, match="^selecting the events failed: Invalid Input Error"):
+            purge(store, where=where, dry_run=True)
+        with pytest.raises(UsageError, match="^selecting the events failed: Invalid Input Error"):
+            redact(store, ["size"], where=where, dry_run=True)
 
 
 def test_where_may_use_subqueries_over_events(store: Path) -> None:

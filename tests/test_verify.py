@@ -86,7 +86,8 @@ def test_flipped_byte_in_a_segment(cli: Cli, store: Path, eighths: int) -> None:
 @pytest.mark.parametrize(
     "command",
     [["replay", "--no-snapshots"], ["history", "1"], ["stats"], ["compact", "--dry-run"], ["compact", "--yes"],
-     ["snapshot"], ["purge", "--key", "1", "--entity", "f0", "--dry-run"]],
+     ["snapshot"], ["purge", "--key", "1", "--entity", "f0", "--dry-run"], ["purge", "--key", "1", "--entity", "f0", "--yes"],
+     ["redact", "--field", "v", "--key", "1", "--entity", "f0", "--yes"]],
 )  # fmt: skip
 def test_a_segment_whose_pages_cannot_be_decoded_is_named_as_damage(cli: Cli, store: Path, command: list[str]) -> None:
     # a page header broken: DuckDB's error names no file, so the message points to verify
@@ -112,7 +113,13 @@ def test_what_reads_as_parquet_damage() -> None:
                  "TProtocolException: Invalid data", "Parquet file is likely corrupted, dictionary offset out of range"):  # fmt: skip
         assert undecodable_parquet(duckdb.Error(text)), text
         assert undecodable_parquet(duckdb.InvalidInputException(f"Invalid Input Error: {text}")), text
+    for text in ("Footer length error in file 'x.parquet'", "Couldn't deserialize thrift: No more data to read.",
+                 "ZSTD decompression failed"):  # fmt: skip
+        assert undecodable_parquet(OSError(text) if "file" not in text else duckdb.Error(text)), text
     assert not undecodable_parquet(duckdb.ConversionException("Conversion Error: Could not convert string 'corrupt' to INT32"))
+    # a user's function failing on a value that reads like damage: the value is quoted, not said
+    assert not undecodable_parquet(duckdb.InvalidInputException(
+        'Invalid Input Error: Could not parse string "corrupt upload" according to format specifier "%Y"'))  # fmt: skip
     assert not undecodable_parquet(duckdb.BinderException("Binder Error: column invalid TType not found"))
     assert not undecodable_parquet(ValueError("Corrupted file?"))
 
