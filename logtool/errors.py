@@ -101,7 +101,8 @@ _UNDECODABLE = re.compile(
     r"(TProtocolException|Couldn't deserialize thrift|invalid TType|don't know what type|Out of buffer|"
     r"Decode bit width too large|Variable-length int over|Payload value bigger|Page sizes must|"
     r"Parquet file is likely corrupted|Invalid (Parquet|page|[Dd]ictionary)|Footer length error|Corrupted|"
-    r"ZSTD decompression failed|Snappy decompression failed|Corrupt snappy|Invalid base64 input|Malformed levels)"
+    r"ZSTD decompression failed|Snappy decompression failed|Corrupt snappy|Invalid base64 input|Malformed levels|"
+    r"Parquet metadata is corrupt|Corrupt Parquet file|DELTA_[A-Z_]+ - )"
 )
 # the errors the readers raise them as (a user's conversion or binding error is another kind)
 _READER_ERRORS = {"Error", "IOException", "InvalidInputException", "InternalException", "SerializationException",

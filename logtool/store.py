@@ -472,6 +472,11 @@ def segment_damage(segment: str, reading: str | None = None) -> StoreError:
 _READ_ERRORS = {"IOException", "InvalidInputException", "ArrowInvalid", "ArrowIOError", "OSError", "Error"}
 
 
+def _in_a_store(name: str) -> bool:
+    folder = Path(name).parent
+    return folder.name in ("segments", "snapshots") and (folder.parent / "_log").is_dir()
+
+
 def _segments_named(error: BaseException) -> tuple[list[str], list[str]]:
     """The segment files an error (or the ones it was raised from) names: those gone, and those
     there that an error of reading names."""
@@ -480,7 +485,9 @@ def _segments_named(error: BaseException) -> tuple[list[str], list[str]]:
     seen: BaseException | None = error
     while seen is not None:
         for name in [str(getattr(seen, "filename", None) or ""), *_SEGMENT_PATH.findall(str(seen))]:
-            if not _SEGMENT_PATH.fullmatch(name) or name in gone + there:
+            # a file of a store's segments/ or snapshots/ (a store holds _log/): not a dump of a
+            # table kept in a folder of that name, nor a value quoted in an error
+            if not _SEGMENT_PATH.fullmatch(name) or name in gone + there or not _in_a_store(name):
                 continue
             if not os.path.exists(name):
                 gone.append(name)

@@ -445,6 +445,7 @@ def test_a_read_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
     from logtool.store import reads_latest
 
     calls: list[int] = []
+    (tmp_path / "_log").mkdir()  # (a store's segments/ is beside its _log/)
 
     @reads_latest
     def broken() -> None:
@@ -461,6 +462,23 @@ def test_a_read_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="gone.parquet: a segment the commit log names is missing"):
         lost()
     assert calls == [1, 2, 2, 2]  # only a lost segment is tried again, up to three times in all
+
+
+def test_a_file_in_a_folder_named_segments_outside_a_store_is_no_segment(tmp_path: Path) -> None:
+    # a table dump kept in exports/segments/ (no _log/ beside it) that cannot be read: the dump's
+    # trouble, not the store's damage; the same file in a store's segments/ is damage
+    import duckdb
+
+    from logtool.store import damaged_store
+
+    for folder in (tmp_path / "exports" / "segments", tmp_path / "store" / "segments"):
+        folder.mkdir(parents=True)
+        (folder / "bad.parquet").write_bytes(b"PAR1 not parquet")
+    (tmp_path / "store" / "_log").mkdir()
+    for root, named in (("exports", False), ("store", True)):
+        path = tmp_path / root / "segments" / "bad.parquet"
+        error = duckdb.Error(f"don't know what type: \nLINE 1: SELECT * FROM read_parquet('{path}')")
+        assert (damaged_store(error) is not None) is named, root
 
 
 @pytest.mark.parametrize("damage", ["removed", "truncated"])

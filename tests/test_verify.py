@@ -113,6 +113,9 @@ def test_what_reads_as_parquet_damage() -> None:
                  "TProtocolException: Invalid data", "Parquet file is likely corrupted, dictionary offset out of range"):  # fmt: skip
         assert undecodable_parquet(duckdb.Error(text)), text
         assert undecodable_parquet(duckdb.InvalidInputException(f"Invalid Input Error: {text}")), text
+    for text in ("Parquet metadata is corrupt. Column has invalid number of values (5)",
+                 "Corrupt Parquet file: a value in list column", "DELTA_BYTE_ARRAY - total length is too large - corrupt file?"):  # fmt: skip
+        assert undecodable_parquet(duckdb.InvalidInputException(f"Invalid Input Error: {text}")), text
     for text in ("Footer length error in file 'x.parquet'", "Couldn't deserialize thrift: No more data to read.",
                  "ZSTD decompression failed"):  # fmt: skip
         assert undecodable_parquet(OSError(text) if "file" not in text else duckdb.Error(text)), text
