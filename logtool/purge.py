@@ -52,7 +52,7 @@ from .formats.base import (
 )
 from .formats.csv import delimiter
 from .formats.writers import output_file
-from .store import State, Store, actor, damaged_store, file_sha256, fsync_path, names_damage, now_iso, unreadable_store
+from .store import State, Store, actor, damaged_store, file_sha256, fsync_path, names_damage, now_iso
 
 if TYPE_CHECKING:
     import duckdb
@@ -668,6 +668,14 @@ def _ingested_mappings(store: Store) -> list[Mapping]:
             for c in store.commits() if c["operation"] == "ingest"]  # fmt: skip
 
 
+def _selection_failed(error: duckdb.Error) -> BaseException:
+    """What to raise where selecting the events failed: the user's selection failing on a value
+    (a --where), or, as it is, damage of the store (which ``purge`` and ``redact`` name) or Ctrl-C."""
+    if damaged_store(error) is not None or undecodable_parquet(error) or interrupted(error):
+        return error
+    return UsageError(f"selecting the events failed: {_first_line(error)}", _COLUMNS_HINT)
+
+
 def _refuse_redacting_the_key(
     con: duckdb.DuckDBPyConnection | None, sel: Selection, specs: tuple[str, ...], mappings: list[Mapping]
 ) -> None:
@@ -682,10 +690,8 @@ def _refuse_redacting_the_key(
             if con is not None
             else [sel.entity or ""]
         )
-    except duckdb.Error as e:  # the selection fails on a value: the user's --where, as purge says
-        if damaged_store(e) is not None or undecodable_parquet(e) or interrupted(e):
-            raise  # (damage is named by redact's caller; Ctrl-C is Ctrl-C)
-        raise UsageError(f"selecting the events failed: {_first_line(e)}", _COLUMNS_HINT) from None
+    except duckdb.Error as e:
+        raise _selection_failed(e) from None
     for spec in specs:
         # a dotted spec names the member of that very name too (see redact_doc)
         names = dict.fromkeys([spec, spec.split(".", 1)[0]])
@@ -772,9 +778,7 @@ def _plan_selection(
             f'WHERE {sel.condition()} ORDER BY "offset"'
         ).to_arrow_table()
     except duckdb.Error as e:
-        if (damage := damaged_store(e) or unreadable_store(e, result.store)) is not None:
-            raise damage from None
-        raise UsageError(f"selecting the events failed: {_first_line(e)}", _COLUMNS_HINT) from None
+        raise _selection_failed(e) from None
     result.matched = matched.num_rows
     result.keys = len(np.unique(matched.column("identity").to_numpy())) if matched.num_rows else 0
     redactions: dict[int, tuple[str | None, str | None, str | None]] = {}

@@ -389,7 +389,8 @@ _SEGMENT_PATH = re.compile(r"""[^"'\s]*(?:segments|snapshots)/[^"'\s]+\.parquet"
 
 def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
     """For a read (readers take no lock): where a segment it was about to open has been removed
-    meanwhile by a commit (a compaction or a purge), the read runs again, on the new state."""
+    meanwhile by a commit (a compaction or a purge), the read runs again, on the new state; still
+    gone on the latest state, or there but unreadable, the store is damaged (``names_damage``)."""
 
     @functools.wraps(read)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -401,19 +402,15 @@ def reads_latest(read: Callable[P, R]) -> Callable[P, R]:
             except Exception as e:
                 if _segments_named(e)[0] and attempt < READ_ATTEMPTS:
                     continue
-                # still gone on the latest state, or there but unreadable: the store is damaged
-                damage = damaged_store(e) or unreadable_store(e, args[0] if args else None)
-                if damage is not None and disk_trouble(e) is None:  # (a full disk is no damage)
-                    raise damage from e
                 raise
         raise AssertionError("unreachable")
 
-    return run
+    return names_damage(run)
 
 
 def names_damage(work: Callable[P, R]) -> Callable[P, R]:
-    """For a writer that reads the store (its path the first argument): an error of reading one of
-    its files is the damage it is, named, not an internal error."""
+    """For work that reads a store (its path the first argument): an error of reading one of its
+    files is the damage it is, named, not an internal error (a full disk is no damage)."""
 
     @functools.wraps(work)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -423,7 +420,7 @@ def names_damage(work: Callable[P, R]) -> Callable[P, R]:
             raise
         except Exception as e:
             damage = damaged_store(e) or unreadable_store(e, args[0] if args else None)
-            if damage is not None and disk_trouble(e) is None:  # (a full disk is no damage)
+            if damage is not None and disk_trouble(e) is None:
                 raise damage from e
             raise
 
