@@ -191,7 +191,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     # every event digest, every segment digest (and those of the segments a receipt vouches for)
     segments = state.segments
     vouched = _vouched_segments(commits, state)
-    loaded: dict[str, tuple[list[int], list[bytes]]] = {}
+    loaded: dict[str, pa.Table] = {}  # (offset, digest) of the segments a receipt vouches for
     report.segments = len(segments)
     con = engine.connect()
 
@@ -222,7 +222,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
             report.problems.append(Problem(seg["path"], "segment digest does not match its events", seg["min_offset"]))
         offsets = seg_events.column("offset")
         if seg["path"] in vouched:
-            loaded[seg["path"]] = (offsets.to_pylist(), seg_events.column("digest").to_pylist())
+            loaded[seg["path"]] = seg_events.select(["offset", "digest"])
         if seg_events.num_rows != seg["rows"]:
             report.problems.append(
                 Problem(
@@ -289,10 +289,13 @@ def _vouched_segments(commits: list[dict[str, Any]], state: State) -> set[str]:
             if item.get("new") and item["new"].get("path") in state.files}  # fmt: skip
 
 
-def _receipt_problems(commit: dict[str, Any], loaded: dict[str, tuple[list[int], list[bytes]]]) -> list[tuple[str, int | None]]:
+def _receipt_problems(commit: dict[str, Any], loaded: dict[str, pa.Table]) -> list[tuple[str, int | None]]:
     """Where a receipt does not account for what its commit did: each old segment's digest must be
     the hash of its surviving events' digests and the receipt's removed (or, for a redaction,
     replaced) digests, in offset order; the commit's gaps must be the receipt's offsets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out: list[tuple[str, int | None]] = []
     receipt = (commit.get("info") or {}).get("receipt") or {}
     if commit.get("operation") == "purge" and receipt.get("offsets") is not None and receipt["offsets"] != commit.get("gaps"):
@@ -306,7 +309,8 @@ def _receipt_problems(commit: dict[str, Any], loaded: dict[str, tuple[list[int],
         if len(listed) != len(hexes):
             out.append((f"receipt lists {len(listed)} offsets and {len(hexes)} digests for {old.get('path')}", where))
             continue
-        theirs = dict(zip(listed, (bytes.fromhex(h) for h in hexes), strict=True))
+        theirs = pa.table({"offset": pa.array(listed, pa.int64()),
+                           "digest": pa.array([bytes.fromhex(h) for h in hexes], pa.binary())})  # fmt: skip
         purge = commit["operation"] == "purge"
         rows = (new or {}).get("rows", 0)
         if old.get("rows") != (rows + len(listed) if purge else rows):
@@ -315,12 +319,13 @@ def _receipt_problems(commit: dict[str, Any], loaded: dict[str, tuple[list[int],
             continue
         if new is not None and new.get("path") not in loaded:
             continue  # rewritten again since: the next receipt vouches for it
-        kept = dict(zip(*loaded[new["path"]], strict=True)) if new is not None else {}
-        merged = {**kept, **theirs} if purge else {o: theirs.get(o, d) for o, d in kept.items()}
-        h = hashlib.sha256()
-        for o in sorted(merged):
-            h.update(merged[o])
-        if h.hexdigest() != old.get("digest"):
+        kept = loaded[new["path"]].cast(theirs.schema) if new is not None else theirs.slice(0, 0)
+        if purge:  # the survivors and the removed, in offset order
+            merged = pa.concat_tables([kept, theirs]).sort_by("offset").column("digest")
+        else:  # the survivors, the redacted ones as they were
+            at = pc.index_in(kept.column("offset"), value_set=theirs.column("offset"))
+            merged = pc.if_else(pc.is_valid(at), pc.take(theirs.column("digest"), at), kept.column("digest"))
+        if digests_hash(merged).hexdigest() != old.get("digest"):
             out.append((f"receipt does not account for what changed in {old.get('path')}: the surviving events with "
                         "the receipted ones do not hash to its digest", where))  # fmt: skip
     return out
