@@ -484,6 +484,14 @@ def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
         return _decimal(column, value.get("value"), value.get("scale"))
     if name in _TEMPORAL and isinstance(value, int) and not isinstance(value, bool):
         return _temporal(value, *_TEMPORAL[name])
+    kind = field.get("type")
+    if kind == "array" and isinstance(value, list) and isinstance(field.get("items"), dict):
+        return [_decode_value(column, v, field["items"]) for v in value]  # a numeric[] or date[] column
+    if kind == "struct" and isinstance(value, dict):
+        members = _fields(field)
+        return {k: _decode_value(column, v, members.get(k)) for k, v in value.items()}
+    if kind == "map" and isinstance(value, dict) and isinstance(field.get("values"), dict):
+        return {k: _decode_value(column, v, field["values"]) for k, v in value.items()}
     return value
 
 

@@ -315,6 +315,33 @@ def test_temporal_types_become_the_text_the_database_shows(read_events, write_fi
     assert json.loads(rows[1]["data"]) == after and json.loads(rows[1]["before"]) == before
 
 
+def test_arrays_structs_and_maps_are_read_by_their_items_schema(read_events, write_file) -> None:
+    """A numeric[] or date[] column (an array schema whose items are Decimal or Date), a struct
+    and a map of decimals: each element is decoded as its own schema says; a NULL element stays null."""
+    dec = {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal",
+           "parameters": {"scale": "2"}}  # fmt: skip
+    date = {"type": "int32", "optional": True, "name": "io.debezium.time.Date"}
+    fields = [
+        {"type": "int32", "optional": False, "field": "id"},
+        {"type": "array", "optional": True, "items": dec, "field": "prices"},
+        {"type": "array", "optional": True, "items": date, "field": "days"},
+        {"type": "struct", "optional": True, "fields": [{**dec, "field": "amount"}, {**date, "field": "on"}],
+         "field": "entry"},
+        {"type": "map", "optional": True, "keys": {"type": "string"}, "values": dec, "field": "by_code"},
+    ]  # fmt: skip
+    schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "field": "before"},
+                                           {"type": "struct", "fields": fields, "field": "after"}]}  # fmt: skip
+    after = {"id": 1, "prices": ["AQU=", None, "/zg="], "days": [19787, None], "entry": {"amount": "AQU=", "on": 0},
+             "by_code": {"a": "AQU="}}  # fmt: skip
+    path = write_file("arrays.jsonl", lines({"schema": schema, "payload": envelope("c", None, after)}))
+    rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
+    assert bad == []
+    assert json.loads(rows[0]["data"], parse_float=str) == {
+        "id": 1, "prices": ["2.61", None, "-2.00"], "days": ["2024-03-05", None],
+        "entry": {"amount": "2.61", "on": "1970-01-01"}, "by_code": {"a": "2.61"},
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize("schemas", ["value", "key", "both", "neither"])
 def test_a_temporal_key_and_the_key_it_had_are_written_alike(read_events, write_file, schemas: str) -> None:
     """A key column of a temporal type: the record key and the before image's key read alike,
