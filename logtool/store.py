@@ -441,8 +441,14 @@ def unreadable_store(error: BaseException, path: object) -> StoreError | None:
     the error names no file: the store is likely damaged, and ``verify`` finds which file."""
     text = str(error).strip()
     path = path.path if isinstance(path, Store) else path
-    if not isinstance(path, str | Path) or not undecodable_parquet(error):
+    # the store writes only UTF-8: text read back from it that is not was damaged on disk
+    not_utf8 = isinstance(error, UnicodeDecodeError) or (
+        isinstance(error, RuntimeError) and text.endswith("str(): conversion error!")  # DuckDB's binding, naming text
+    )
+    if not isinstance(path, str | Path) or not (undecodable_parquet(error) or not_utf8):
         return None
+    if not_utf8:
+        text = "text in it is not UTF-8"
     return StoreError(
         f"{path}: reading the store failed ({text.splitlines()[0]}): a segment or snapshot may be damaged",
         f"`logtool verify {path}` finds which; if it finds nothing, rerun with --debug and report it",

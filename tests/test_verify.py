@@ -101,6 +101,23 @@ def test_a_segment_whose_pages_cannot_be_decoded_is_named_as_damage(cli: Cli, st
     _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 0)
 
 
+@pytest.mark.parametrize("command", [["replay", "--no-snapshots"], ["history", "1"], ["compact", "--dry-run"], ["snapshot"],
+                                     ["sql", "SELECT * FROM events"], ["purge", "--key", "1", "--dry-run"]])  # fmt: skip
+def test_a_column_name_that_is_not_utf8_in_a_segment_footer_is_damage(cli: Cli, store: Path, command: list[str]) -> None:
+    """A flipped byte in a name the footer holds: the readers meet text that is not UTF-8, which
+    the store never writes. It is named as damage, not an internal error."""
+    seg = _segments(store)[0]
+    path = store / seg["path"]
+    data = bytearray(path.read_bytes())
+    at = data.index(b"prev_key", _footer_start(path))
+    data[at] = 0x8F  # a continuation byte with nothing before it
+    path.write_bytes(bytes(data))
+    r = cli(command[0], store, *command[1:])
+    assert r.code == 2 and "internal error" not in r.err, r.err
+    assert r.errors()[0] == f"error: {store}: reading the store failed (text in it is not UTF-8): a segment or snapshot may be damaged"
+    assert cli("verify", store).code == 1
+
+
 def test_what_reads_as_parquet_damage() -> None:
     """DuckDB's Parquet reader's own words for bytes it cannot decode, as the errors it raises;
     a user's query failing on a value that quotes such a word is not damage."""
