@@ -227,7 +227,7 @@ def decode_change(
     return {
         **event,
         "entity": entity,
-        "op": "update" if partial else event["op"],
+        "op": "patch" if partial else event["op"],  # it sets what it sent and keeps the rest
         "key": key_value,
         "prev_key": prev_key,
         "data": None if code == "d" else dumps_exact(after),

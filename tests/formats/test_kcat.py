@@ -31,7 +31,7 @@ def test_sample(read_events, cdc_samples) -> None:
         (4, "delete", "shop.orders.v1", "ord-1043", 1709660004000000, "1/18", None),
         (5, "upsert", "shop.metrics", None, 1709660004100000, "0/9000", None),
         # Debezium payloads: the database's time and entity, the Kafka position
-        (6, "update", "public.customers", "1001", 1709660004900000, "2/310", "801"),
+        (6, "patch", "public.customers", "1001", 1709660004900000, "2/310", "801"),
         (7, "delete", "public.customers", "1003", 1709660005950000, "2/311", "802"),
         # the tombstone of a Debezium topic lands in the Debezium entity, keyed as Debezium keys,
         # at its delete's (the database's) time, not the later Kafka time (1709660006001)
