@@ -13,6 +13,14 @@ message: transactional: 1 prefix: p, sz: 3 content:abc
 COMMIT 1234 (at 2026-03-05 12:00:00.123456+00)
 ```
 
+Two-phase transactions (``pg_recvlogical --enable-two-phase``) are written when they are
+prepared: ``BEGIN``, the changes, then ``PREPARE TRANSACTION 'gid', txid 1235 (at ...)``; other
+transactions may follow before ``COMMIT PREPARED 'gid', txid 1235 (at ...)`` or ``ROLLBACK PREPARED
+'gid' ...`` ends it. Its changes wait for that record and become events there, in commit order,
+with its time; a rolled back transaction's events are marked ``txn.aborted``, which replay and
+compaction leave out. One still prepared at the end of the input is reported as a transaction
+cut short is.
+
 A quoted value, and a message's content, can hold newlines, so one record can span several
 lines: a record ends where its quotes close (a message: after ``sz`` bytes of content).
 Identifiers are unquoted (``public."My Table"`` is the entity ``public.My Table``).
@@ -51,6 +59,11 @@ if TYPE_CHECKING:
 NAME = "test_decoding"
 
 _BRACKET = re.compile(r"(BEGIN|COMMIT)(?: (\d+))?(?: \(at (.+)\))?")
+# two-phase commit (pg_recvlogical --enable-two-phase): the gid as quote_literal writes it
+_TWO_PHASE = re.compile(
+    r"(PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED) (E?)'((?:[^']|'')*)'(?:, txid (\d+))?(?: \(at (.+)\))?"
+)
+_TWO_PHASE_WORDS = ("PREPARE TRANSACTION ", "COMMIT PREPARED ", "ROLLBACK PREPARED ")
 _MESSAGE = re.compile(r"message: transactional: ([01]) prefix: (.*?), sz: (\d+) content:")
 _QUOTES = re.compile(r"['\"]")
 _BARE_IDENT = re.compile(r'[^".,:\[\]\s]+')
@@ -101,7 +114,7 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
                         content_left = int(m.group(3)) if m else 0
                         line_content = line[m.end() :] if m else ""
                         content_left -= len(line_content.encode()) - line_content.endswith("\n")
-                    elif line.startswith("table "):
+                    elif line.startswith(("table ", *_TWO_PHASE_WORDS)):  # a gid, as a value, may hold newlines
                         quote = _open_quote(line, None)
                 elif line == "":
                     # a line iter_line_chunks could not read (and reported): the record is broken
@@ -245,6 +258,14 @@ def _record(dec: Decoder, text: str, line: int) -> None:
             dec.begin(xid, line)
         else:
             dec.commit(Commit(xid, None, ts_or_none(at)), line)
+    elif two_phase := _TWO_PHASE.fullmatch(text):
+        word, escaped, quoted, xid, at = two_phase.groups()
+        gid = quoted.replace("''", "'")
+        gid = gid.replace("\\\\", "\\") if escaped else gid  # E'...' doubles each backslash
+        if word == "PREPARE TRANSACTION":
+            dec.prepare(gid, xid, line)
+        else:
+            dec.finish_prepared(gid, Commit(xid, None, ts_or_none(at)), line, aborted=word == "ROLLBACK PREPARED")
     elif text.startswith("table "):
         for change in _table_record(text, line):
             dec.add(change)
@@ -262,7 +283,9 @@ def _record(dec: Decoder, text: str, line: int) -> None:
             )
         )  # fmt: skip
     else:
-        raise ValueError("expected BEGIN, COMMIT, 'table ...' or 'message: ...'")
+        raise ValueError(
+            "expected BEGIN, COMMIT, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, 'table ...' or 'message: ...'"
+        )
 
 
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
@@ -280,7 +303,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
 
 _FIRST = re.compile(
     rb"(BEGIN|COMMIT)( \d+)?( \(at [^)\n]+\))?\r?\n|table \S.*: (INSERT|UPDATE|DELETE|TRUNCATE): "
-    rb"|message: transactional: [01] prefix: "
+    rb"|message: transactional: [01] prefix: |(PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED) E?'"
 )
 
 

@@ -130,6 +130,8 @@ class Decoder:
         # names the transactions whose capture gives no xid, apart from every other read's
         self._read = secrets.token_hex(4)
         self._unfollowable: dict[str, tuple[str, str]] = {}  # entity -> (why, hint): its key is not named
+        # two-phase commit: gid -> (its BEGIN's xid and line, its changes, its PREPARE's line)
+        self._prepared: dict[str, tuple[tuple[str | None, int], list[Change], int]] = {}
 
     def begin(self, xid: str | None, line: int) -> None:
         """A transaction begins (a transaction still open was cut short)."""
@@ -150,8 +152,9 @@ class Decoder:
         else:
             self._pending.append(change)
 
-    def commit(self, commit: Commit, line: int) -> None:
-        """The open transaction commits: its changes become events carrying ``commit``."""
+    def commit(self, commit: Commit, line: int, aborted: bool = False) -> None:
+        """The open transaction commits (or, ``aborted``, rolls back): its changes become events
+        carrying ``commit`` (an aborted transaction's are marked so, and replay leaves them out)."""
         if self._pending is None:
             return  # the input began inside this transaction: its changes went out unbracketed
         begin_xid, _ = self._begin
@@ -164,9 +167,35 @@ class Decoder:
         pending, self._pending = self._pending, None
         read = [(change, fields) for change in pending if (fields := self._fields(change)) is not None]
         name = f"{UNNAMED}{len(read)}-{self._read}-{self._begin[1]}"
-        txn = {"id": xid or name, "position": commit.position, "ts": commit.ts, "aborted": None}
+        txn = {"id": xid or name, "position": commit.position, "ts": commit.ts, "aborted": aborted or None}
         for change, fields in read:
             self._add(change, fields, txn)
+
+    def prepare(self, gid: str, xid: str | None, line: int) -> None:
+        """The open transaction is prepared (two-phase commit, ``PREPARE TRANSACTION gid``): its
+        changes wait, apart, for the ``COMMIT PREPARED`` or ``ROLLBACK PREPARED`` of its gid, which
+        other transactions may come before."""
+        if self._pending is None:
+            return  # the input began inside this transaction: its changes went out unbracketed
+        begin_xid, _ = self._begin
+        if begin_xid is not None and xid is not None and begin_xid != xid:
+            self._cut_off(f"line {line} prepares transaction {xid}, not {begin_xid}")
+            return
+        if gid in self._prepared:  # a gid is free again once its transaction ends: that one never did
+            self._cut_off_prepared(gid, f"its gid is prepared again at line {line} without a COMMIT PREPARED")
+        self._prepared[gid] = (self._begin, self._pending, line)
+        self._pending = None
+
+    def finish_prepared(self, gid: str, commit: Commit, line: int, aborted: bool) -> None:
+        """``COMMIT PREPARED gid`` (or, ``aborted``, ``ROLLBACK PREPARED gid``): the prepared
+        transaction commits here, in commit order, at ``commit``'s time."""
+        if self._pending is not None:
+            self._cut_off(f"line {line} ends a prepared transaction before its commit record")
+        held = self._prepared.pop(gid, None)
+        if held is None:
+            return  # prepared before the input began (or with no change to write)
+        self._begin, self._pending, _ = held
+        self.commit(commit, line, aborted)
 
     def drain(self) -> Iterator[pa.RecordBatch]:
         """The batches filled so far."""
@@ -177,6 +206,8 @@ class Decoder:
         """End of input: report a transaction left open, then yield every remaining event."""
         if self._pending is not None:
             self._cut_off("the input ends before its commit record (was the capture cut short?)")
+        for gid in list(self._prepared):
+            self._cut_off_prepared(gid, "the input ends before its COMMIT PREPARED or ROLLBACK PREPARED")
         yield from self.drain()
         if len(self._batcher):
             yield self._batcher.flush()
@@ -192,6 +223,12 @@ class Decoder:
                 )
             )  # fmt: skip
         self._pending = None
+
+    def _cut_off_prepared(self, gid: str, why: str) -> None:
+        current = self._begin, self._pending
+        self._begin, self._pending, line = self._prepared.pop(gid)
+        self._cut_off(f"prepared as {gid!r} at line {line}, {why}")
+        self._begin, self._pending = current
 
     def _emit(self, change: Change, txn: dict[str, Any] | None) -> None:
         if (fields := self._fields(change)) is not None:

@@ -92,14 +92,17 @@ def test_damaged_records_are_reported_and_the_rest_is_read(tmp_path: Path) -> No
     garbage = line_of("table public.lines: INSERT: order_id[integer]:1 line[smallint]:2")
     no_colon = line_of("table public.lines: INSERT: order_id[integer]:2")
     bad_size = line_of("message: transactional: 0")
-    lines[garbage - 1] = "PREPARE TRANSACTION 'x'"
+    lines[garbage - 1] = "SAVEPOINT 'x'"
     lines[no_colon - 1] = "table public.lines INSERT: order_id[integer]:2 line[smallint]:1 qty[integer]:1"
     lines[bad_size - 1] = "message: transactional: 0 prefix: audit, sz: 3 content:ping"
     path = text_file(tmp_path, "\n".join(lines))
     got, bad = read(path)
     assert [(b.file, b.line) for b in bad] == [(str(path), garbage), (str(path), no_colon), (str(path), bad_size)]
-    assert bad[0].reason == "not a test_decoding record: expected BEGIN, COMMIT, 'table ...' or 'message: ...'"
-    assert bad[0].raw == b"PREPARE TRANSACTION 'x'"
+    assert bad[0].reason == (
+        "not a test_decoding record: expected BEGIN, COMMIT, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, "
+        "'table ...' or 'message: ...'"
+    )
+    assert bad[0].raw == b"SAVEPOINT 'x'"
     assert "expected ': INSERT|UPDATE|DELETE|TRUNCATE: '" in bad[1].reason
     assert bad[2].reason == "not a test_decoding record: the content is 4 bytes, sz says 3"
     assert len(got) == len(events) - 3
@@ -191,7 +194,9 @@ def test_sniffing() -> None:
     assert sniff(b"table public.t: INSERT: id[integer]:1\n") > 10
     assert sniff(b"COMMIT 12 (at 2026-01-01 00:00:00+00)\n") > 10
     assert sniff(b"message: transactional: 0 prefix: p, sz: 1 content:x\n") > 10
+    assert sniff(b"COMMIT PREPARED 'g1', txid 764 (at 2026-01-01 00:00:00+00)\nBEGIN 765\n") > 10
     assert sniff(b"BEGIN TRANSACTION;\nINSERT INTO t VALUES (1);\n") == 0
+    assert sniff(b"PREPARE TRANSACTION g1;\n") == 0  # SQL, not the plugin's output
 
 
 def test_once_a_table_shows_an_unnamed_key_every_later_change_of_it_is_set_aside(tmp_path: Path) -> None:
@@ -279,3 +284,77 @@ def test_a_transactions_size_counts_its_events_not_its_bad_records(tmp_path: Pat
     assert not result.same and result.changed == 2
     assert all([f["field"] for f in ex["fields"]] == ["txn"] for ex in result.examples if ex["change"] == "changed")
     assert {ex["left"]["txn"]["id"] for ex in result.examples if ex["change"] == "changed"} == {"unnamed-1"}
+
+
+TWO_PHASE = """\
+BEGIN 762
+table public.k: INSERT: id[integer]:1 v[text]:'a'
+table public.k: INSERT: id[integer]:2 v[text]:'b'
+COMMIT 762 (at 2026-11-27 21:36:39.754838+00)
+BEGIN 764
+table public.k: INSERT: id[integer]:3 v[text]:'prepared-committed'
+table public.k: UPDATE: id[integer]:1 v[text]:'a2'
+PREPARE TRANSACTION 'g1', txid 764 (at 2026-11-27 21:36:39.772374+00)
+BEGIN 765
+table public.k: INSERT: id[integer]:4 v[text]:'prepared-rolledback'
+table public.k: DELETE: id[integer]:2
+PREPARE TRANSACTION 'g2', txid 765 (at 2026-11-27 21:36:39.772755+00)
+BEGIN 766
+table public.k: INSERT: id[integer]:5 v[text]:'plain'
+COMMIT 766 (at 2026-11-27 21:36:39.777085+00)
+COMMIT PREPARED 'g1', txid 764 (at 2026-11-27 21:36:39.783572+00)
+ROLLBACK PREPARED 'g2', txid 765 (at 2026-11-27 21:36:39.789099+00)
+"""
+
+
+def test_a_prepared_transaction_commits_at_its_commit_prepared_and_a_rolled_back_one_is_aborted(
+    tmp_path: Path,
+) -> None:
+    """Two-phase output (--enable-two-phase): a prepared transaction's changes become events at its
+    COMMIT PREPARED, in commit order and with that record's time; a ROLLBACK PREPARED one's are
+    kept, marked aborted, and replay leaves them out."""
+    from logtool import ingest, replay
+
+    path = text_file(tmp_path, TWO_PHASE)
+    got, bad = read(path, Mapping(key_fields=("public.k:id",)))
+    assert bad == []
+    assert [(e["key"], e["op"], e["txn"]["id"], e["txn"]["aborted"], e["source"]["line"]) for e in got] == [
+        ("1", "insert", "762", None, 2), ("2", "insert", "762", None, 3), ("5", "insert", "766", None, 14),
+        ("3", "insert", "764", None, 6), ("1", "update", "764", None, 7),
+        ("4", "insert", "765", True, 10), ("2", "delete", "765", True, 11),
+    ]  # fmt: skip
+    assert got[3]["txn"]["ts"] == got[3]["ts"] and str(got[3]["ts"]) == "2026-11-27 21:36:39.783572+00:00"
+    assert str(got[5]["ts"]) == "2026-11-27 21:36:39.789099+00:00"  # the rollback's time
+    ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("public.k:id",)))
+    state = replay(tmp_path / "s").state.to_pylist()
+    assert [(r["key"], json.loads(r["state"])["v"]) for r in state] == [
+        ("1", "a2"), ("2", "b"), ("3", "prepared-committed"), ("5", "plain")
+    ]
+
+
+def test_two_phase_records_without_xids_or_times_and_with_quoted_gids(tmp_path: Path) -> None:
+    """With include-xids=0 and no timestamps the gid alone pairs a PREPARE with its end; a gid is
+    written as quote_literal writes it (quotes doubled, E'...' with backslashes doubled, newlines as
+    they are)."""
+    gids = {"g1": "'it''s'", "g2": "E'a\\\\b'", "g3": "'two\nlines'"}
+    text = "".join(
+        f"BEGIN\ntable public.k: INSERT: id[integer]:{i}\nPREPARE TRANSACTION {gid}\n" for i, gid in enumerate(gids.values())
+    )
+    text += f"COMMIT PREPARED {gids['g3']}\nROLLBACK PREPARED {gids['g2']}\nCOMMIT PREPARED {gids['g1']}\n"
+    got, bad = read(text_file(tmp_path, text), Mapping(key_fields=("id",)))
+    assert bad == []
+    assert [(e["key"], e["txn"]["aborted"]) for e in got] == [("2", None), ("1", True), ("0", None)]
+    assert all(e["txn"]["id"].startswith("unnamed-1-") for e in got) and len({e["txn"]["id"] for e in got}) == 3
+
+
+def test_a_transaction_still_prepared_at_the_end_is_reported_as_cut_short(tmp_path: Path) -> None:
+    """A PREPARE with no COMMIT PREPARED or ROLLBACK PREPARED in the input is an open transaction:
+    its changes are reported, never half-ingested; the transactions around it are read; and a
+    COMMIT PREPARED whose PREPARE is not in the input has nothing to commit."""
+    text = TWO_PHASE.replace("COMMIT PREPARED 'g1', txid 764 (at 2026-11-27 21:36:39.783572+00)\n", "")
+    text = "COMMIT PREPARED 'g0', txid 700 (at 2026-11-27 21:36:39.7+00)\n" + text
+    got, bad = read(text_file(tmp_path, text), Mapping(key_fields=("public.k:id",)))
+    assert [e["key"] for e in got] == ["1", "2", "5", "4", "2"]
+    why = ("transaction 764 (begun at line 6) is not committed: prepared as 'g1' at line 9, "
+           "the input ends before its COMMIT PREPARED or ROLLBACK PREPARED")  # fmt: skip
+    assert [(b.line, b.reason) for b in bad] == [(7, why), (8, why)]
