@@ -2,7 +2,8 @@
 
 Capture it with ``pg_recvlogical --start -f FILE -o format-version=1 -o include-lsn=1
 -o include-xids=1 -o include-timestamp=1`` (``-o include-pk=1`` names the key columns;
-``pretty-print=1`` spreads a transaction over many lines, which reads the same). A transaction is
+``pretty-print=1`` spreads a transaction over many lines, and ``write-in-chunks=1`` puts each change
+on a line of its own; both read the same). A transaction is
 ``{"xid", "nextlsn", "timestamp", "change": [{"kind": "insert"|"update"|"delete"|"message",
 "schema", "table", "columnnames", "columntypes", "columnvalues", "oldkeys": {"keynames",
 "keytypes", "keyvalues"}, "pk": {"pknames", "pktypes"}}]}``.
@@ -54,6 +55,7 @@ NAME = "wal2json-v1"
 
 _WS = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_CHANGE_LINE = re.compile(r'\{\s*"kind"\s*:')  # a change that write-in-chunks put on a line of its own
 
 
 class _Malformed(ValueError):
@@ -148,16 +150,18 @@ def _objects(
 ) -> Iterator[tuple[list[int], list[int], str]]:
     """Whole JSON values from lines: (line numbers, their start offsets, text joined by newlines).
 
-    A value ends where its brackets balance. A line that starts with ``{`` in its first column
-    always begins a new value (pretty-printed members are indented), so a value that never closes
-    costs only itself.
+    A value ends where its brackets balance (brackets inside strings do not count), however its
+    lines are laid out: one line, pretty-printed, or write-in-chunks (the transaction's members on
+    one line, then each change on its own line, ``{...}`` then ``,{...}``, then ``]}``). A line
+    that starts with ``{`` in its first column and is not a change (``{"kind": ...``) begins a
+    new transaction, so one that never closes costs only itself.
     """
     numbers: list[int] = []
     starts: list[int] = []
     parts: list[str] = []
     depth = size = 0
     for number, text in lines:
-        if parts and text.startswith("{"):
+        if parts and text.startswith("{") and not _CHANGE_LINE.match(text):
             report(BadRecord(source.name, numbers[0], "JSON object does not close before the next one begins",
                              "\n".join(parts).encode()))  # fmt: skip
             numbers, starts, parts, depth, size = [], [], [], 0, 0

@@ -195,6 +195,54 @@ def test_v1_pretty_printed_reads_as_compact() -> None:
     assert len({e["source"]["line"] for e in pretty}) == len(pretty)  # each change has its own line
 
 
+def _chunked(sample: Path) -> str:
+    """The compact sample as wal2json's write-in-chunks=1 writes it: a transaction's members on one
+    line, each change on its own line (the ones after the first behind a comma), then ``]}``."""
+    from logtool.formats.base import dumps_exact
+    from logtool.formats.wal2json_v1 import parse_transaction
+
+    out = []
+    for line in sample.read_text(encoding="utf-8").splitlines():
+        header, changes = parse_transaction(line)
+        out.append("{" + "".join(f"{dumps_exact(k)}:{dumps_exact(v)}," for k, v in header.items()) + '"change":[')
+        out += [("," if i else "") + line[start:end] for i, (start, end, _) in enumerate(changes)]
+        out.append("]}")
+    return "\n".join(out) + "\n"
+
+
+def test_v1_written_in_chunks_reads_as_compact(tmp_path: Path) -> None:
+    """write-in-chunks=1 puts each change on a line of its own, in the first column: a transaction
+    ends where its brackets balance, not at the next line that starts with a brace."""
+    path = tmp_path / "chunks.json"
+    path.write_text(_chunked(V1), encoding="utf-8")
+    assert detect(Source(str(path))).name == "wal2json-v1"
+    compact, _ = read("wal2json-v1", V1, KEYS)
+    chunked, bad = read("wal2json-v1", path, KEYS)
+    assert bad == []
+
+    def strip(e: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in e.items() if k != "source"}
+
+    assert [strip(e) for e in chunked] == [strip(e) for e in compact]
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert all(lines[e["source"]["line"] - 1].lstrip(",").startswith('{"kind"') for e in chunked)
+
+
+def test_v1_chunked_transaction_cut_short_costs_only_itself(tmp_path: Path) -> None:
+    """A capture restarted inside a chunked transaction (pg_recvlogical resends it whole): the
+    part before the restart is reported from its first line, the resent transaction is read."""
+    lines = _chunked(V1).split("\n")
+    start = next(i for i, line in enumerate(lines) if '"table":"lines"' in line) - 1  # its header line
+    end = lines.index("]}", start)
+    cut = lines[: end - 1] + lines[start:]  # its last change and its "]}" never written, then resent
+    path = tmp_path / "chunks.json"
+    path.write_text("\n".join(cut), encoding="utf-8")
+    compact, _ = read("wal2json-v1", V1, KEYS)
+    got, bad = read("wal2json-v1", path, KEYS)
+    assert [(b.line, b.reason) for b in bad] == [(start + 1, "JSON object does not close before the next one begins")]
+    assert len(got) == len(compact)
+
+
 @pytest.mark.parametrize(
     ("edit", "reason"),
     [
