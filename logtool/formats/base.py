@@ -338,13 +338,19 @@ class _HashingReader(io.RawIOBase):
 
 
 def iter_line_chunks(
-    stream: IO[bytes], source: Source, report: Report, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    stream: IO[bytes],
+    source: Source,
+    report: Report,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    undecodable: dict[int, bytes] | None = None,
 ) -> Iterator[tuple[int, pa.Array]]:
     """Split a byte stream into lines, vectorized: yields (first line number, StringArray).
 
     Each element keeps its trailing newline; lines are numbered from 1. Invalid UTF-8 and
     oversized lines (over ``max_line_bytes`` without their line break) are reported and replaced
-    by an empty string (so numbering stays exact).
+    by an empty string (so numbering stays exact). Given ``undecodable``, a line that is not UTF-8
+    is not reported: its bytes are put there under its number before its chunk is yielded, for a
+    reader to which some such lines are good (see ``lossless_line``).
     """
     import numpy as np
     import pyarrow as pa
@@ -359,7 +365,7 @@ def iter_line_chunks(
                 if len(carry) > max_line_bytes:
                     report(BadRecord(source.name, line_no, _oversized(len(carry), max_line_bytes), carry[:4096]))
                     carry = b""
-                yield line_no, _decode(pa.array([carry], pa.binary()), line_no, source, report)
+                yield line_no, _decode(pa.array([carry], pa.binary()), line_no, source, report, undecodable)
             return
         buf = carry + block if carry else block
         newlines = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
@@ -393,7 +399,7 @@ def iter_line_chunks(
                 report(BadRecord(source.name, line_no + int(i), _oversized(int(lengths[i]), max_line_bytes), raw))
             keep = pa.array(lengths <= max_line_bytes)
             arr = pc.if_else(keep, arr, pa.scalar(b"", pa.large_binary()))
-        yield line_no, _decode(arr, line_no, source, report)
+        yield line_no, _decode(arr, line_no, source, report, undecodable)
         line_no += len(newlines)
         carry = buf[end:]
 
@@ -407,7 +413,9 @@ def not_utf8(where: str) -> str:
     return f"invalid UTF-8 {where} (a file in another encoding can be converted with iconv)"
 
 
-def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Array:
+def _decode(
+    arr: pa.Array, first: int, source: Source, report: Report, undecodable: dict[int, bytes] | None = None
+) -> pa.Array:
     import pyarrow as pa
 
     try:
@@ -419,18 +427,52 @@ def _decode(arr: pa.Array, first: int, source: Source, report: Report) -> pa.Arr
         try:
             out.append(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
-            report(BadRecord(source.name, first + i, not_utf8(f"at byte {e.start}"), raw))
+            if undecodable is not None:
+                undecodable[first + i] = raw
+            else:
+                report(BadRecord(source.name, first + i, not_utf8(f"at byte {e.start}"), raw))
             out.append("")
     return pa.array(out, pa.large_string()).cast(pa.string())
 
 
-def iter_lines(stream: IO[bytes], source: Source, report: Report, max_line_bytes: int) -> Iterator[tuple[int, str]]:
-    """(line number, text without its newline) for every non-blank line: for per-record readers."""
-    for first, arr in iter_line_chunks(stream, source, report, max_line_bytes):
+def iter_lines(
+    stream: IO[bytes], source: Source, report: Report, max_line_bytes: int, lossless: bool = False
+) -> Iterator[tuple[int, str]]:
+    """(line number, text without its newline) for every non-blank line: for per-record readers.
+
+    With ``lossless``, a line that is not UTF-8 is not reported but yielded as ``lossless_line``
+    decodes it: the reader says which of its values may be bytes (``undecoded``)."""
+    undecodable: dict[int, bytes] | None = {} if lossless else None
+    for first, arr in iter_line_chunks(stream, source, report, max_line_bytes, undecodable):
         for i, text in enumerate(arr.to_pylist()):
+            if undecodable and (raw := undecodable.pop(first + i, None)) is not None:
+                text = lossless_line(raw)
             text = text.rstrip("\r\n")
             if text.strip():
                 yield first + i, text
+
+
+def lossless_line(raw: bytes) -> str:
+    """Bytes that are not all UTF-8 as text that keeps every byte: each byte that is not UTF-8
+    becomes a lone surrogate (U+DC80..U+DCFF), which no UTF-8 text holds. Such text cannot go
+    into the store: ``undecoded`` finds it, ``raw_bytes`` gives the bytes back."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def undecoded(text: str) -> int | None:
+    """Where (in bytes) the first byte that is not UTF-8 is in text ``lossless_line`` gave, or
+    None where there is none."""
+    if text.isascii() or (m := _UNDECODED.search(text)) is None:
+        return None
+    return len(raw_bytes(text[: m.start()]))
+
+
+def raw_bytes(text: str) -> bytes:
+    """The bytes of a text, also of one ``lossless_line`` gave (for reports: quarantine keeps them)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 # --------------------------------------------------------------------------- exact JSON

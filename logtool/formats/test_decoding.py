@@ -50,8 +50,21 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import BadRecord, Mapping, RawNumber, Report, Source, check_mapping_for, iter_line_chunks, qualified_name
-from .wal2json import KEY_OPTIONS, MESSAGE_ENTITY, Change, Commit, Decoder, ts_or_none
+from .base import (
+    BadRecord,
+    Mapping,
+    RawNumber,
+    Report,
+    Source,
+    check_mapping_for,
+    iter_line_chunks,
+    lossless_line,
+    not_utf8,
+    qualified_name,
+    raw_bytes,
+    undecoded,
+)
+from .wal2json import KEY_OPTIONS, MESSAGE_ENTITY, Change, Commit, Decoder, message_body, ts_or_none
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -101,10 +114,13 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
     quote: str | None = None
     content_left = 0  # bytes of message content still to come
     size = 0
+    undecodable: dict[int, bytes] = {}  # lines that are not UTF-8: a message's content may be bytes
     with source.open() as stream:
-        for start, chunk in iter_line_chunks(stream, source, report, limit):
+        for start, chunk in iter_line_chunks(stream, source, report, limit, undecodable):
             for i, line in enumerate(chunk.to_pylist()):
                 number = start + i
+                if undecodable and (raw := undecodable.pop(number, None)) is not None:
+                    line = lossless_line(raw)
                 if not parts:
                     if not line.strip():
                         continue
@@ -113,18 +129,18 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
                         m = _MESSAGE.match(line)
                         content_left = int(m.group(3)) if m else 0
                         line_content = line[m.end() :] if m else ""
-                        content_left -= len(line_content.encode()) - line_content.endswith("\n")
+                        content_left -= len(raw_bytes(line_content)) - line_content.endswith("\n")
                     elif line.startswith(("table ", *_TWO_PHASE_WORDS)):  # a gid, as a value, may hold newlines
                         quote = _open_quote(line, None)
                 elif line == "":
                     # a line iter_line_chunks could not read (and reported): the record is broken
                     report(BadRecord(source.name, first, "record spans a line that could not be read",
-                                     "".join(parts).encode()))  # fmt: skip
+                                     raw_bytes("".join(parts))))  # fmt: skip
                     parts = []
                     continue
                 elif content_left > 0:
                     # the newline that ended the line before belongs to the content
-                    content_left -= 1 + len(line.encode()) - line.endswith("\n")
+                    content_left -= 1 + len(raw_bytes(line)) - line.endswith("\n")
                 else:
                     quote = _open_quote(line, quote)
                 parts.append(line)
@@ -134,11 +150,11 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
                     parts = []
                 elif size > limit:
                     report(BadRecord(source.name, first, f"record longer than the limit of {limit} bytes",
-                                     "".join(parts)[:4096].encode()))  # fmt: skip
+                                     raw_bytes("".join(parts)[:4096])))  # fmt: skip
                     parts = []
     if parts:
         what = "a message's content" if content_left > 0 else "a quoted value"
-        report(BadRecord(source.name, first, f"the input ends inside {what} (cut short?)", "".join(parts).encode()))
+        report(BadRecord(source.name, first, f"the input ends inside {what} (cut short?)", raw_bytes("".join(parts))))
 
 
 def _ident(text: str, i: int) -> tuple[str, int]:
@@ -274,12 +290,12 @@ def _record(dec: Decoder, text: str, line: int) -> None:
         if m is None:
             raise ValueError("expected 'message: transactional: 0|1 prefix: P, sz: N content:'")
         content = text[m.end() :]
-        if len(content.encode()) != int(m.group(3)):
-            raise ValueError(f"the content is {len(content.encode())} bytes, sz says {m.group(3)}")
+        if len(raw_bytes(content)) != int(m.group(3)):
+            raise ValueError(f"the content is {len(raw_bytes(content))} bytes, sz says {m.group(3)}")
         dec.add(
             Change(
                 "event", MESSAGE_ENTITY, line, text,
-                message={"prefix": m.group(2), "content": content}, transactional=m.group(1) == "1",
+                message=message_body(m.group(2), content), transactional=m.group(1) == "1",
             )
         )  # fmt: skip
     else:
@@ -293,10 +309,13 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     check_mapping_for(NAME, mapping, KEY_OPTIONS)
     dec = Decoder(NAME, source, mapping, report, "")
     for line, text in _records(source, report, mapping.max_line_bytes):
+        if not text.startswith("message: ") and (at := undecoded(text)) is not None:
+            report(BadRecord(source.name, line, not_utf8(f"at byte {at}"), raw_bytes(text)))
+            continue
         try:
             _record(dec, text, line)
         except ValueError as e:
-            report(BadRecord(source.name, line, f"not a test_decoding record: {e}", text.encode()))
+            report(BadRecord(source.name, line, f"not a test_decoding record: {e}", raw_bytes(text)))
         yield from dec.drain()
     yield from dec.finish()
 

@@ -21,7 +21,8 @@ Events:
   ``source.position`` is the change's own LSN. A transaction whose commit record is missing at the
   end of the input (a capture cut short) is reported change by change, never half-ingested.
 - Logical messages are ``op: event``, ``type: message``, entity ``pg_logical_message``, data
-  ``{prefix, content}``, meta ``{transactional}``; a non-transactional one has no ``txn``.
+  ``{prefix, content}``, meta ``{transactional}``; a non-transactional one has no ``txn``. A
+  content that is not UTF-8 (a ``bytea`` message, written byte for byte) is ``content_base64``.
 - Numbers stay exact (never through float64); every other value is the JSON string the plugin
   wrote (jsonb and arrays as their text, timestamptz as PostgreSQL printed it).
 
@@ -35,6 +36,7 @@ What the plugin loses (wal2json 2.5), so no reader can give it back:
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import Iterator
@@ -53,8 +55,11 @@ from .base import (
     iter_lines,
     key_text,
     loads_exact,
+    not_utf8,
     parse_ts,
     qualified_name,
+    raw_bytes,
+    undecoded,
 )
 
 if TYPE_CHECKING:
@@ -219,7 +224,7 @@ class Decoder:
             self.report(
                 BadRecord(
                     self.source.name, change.line, f"{name} (begun at line {line}) is not committed: {why}",
-                    change.raw.encode(),
+                    raw_bytes(change.raw),
                 )
             )  # fmt: skip
         self._pending = None
@@ -239,7 +244,7 @@ class Decoder:
         try:
             return self._event_fields(change)
         except _Unkeyable as e:
-            self.report(BadRecord(self.source.name, change.line, str(e), change.raw.encode(), e.hint))
+            self.report(BadRecord(self.source.name, change.line, str(e), raw_bytes(change.raw), e.hint))
             return None
 
     def _add(
@@ -366,8 +371,19 @@ def message_change(
         raise ValueError("a message needs a string prefix and content")
     return Change(
         "event", MESSAGE_ENTITY, line, raw, position=position, ts=ts,
-        message={"prefix": prefix, "content": content}, transactional=bool(record.get("transactional", True)), xid=xid,
+        message=message_body(prefix, content), transactional=bool(record.get("transactional", True)), xid=xid,
     )  # fmt: skip
+
+
+def message_body(prefix: str, content: str) -> dict[str, Any]:
+    """A logical message's data: ``{prefix, content}``; a content that is not UTF-8 (a bytea
+    message, whose bytes the plugins write as they are) is ``content_base64``, its bytes kept.
+    Text from ``lossless_line``; a prefix that is not UTF-8 is a ValueError."""
+    if (at := undecoded(prefix)) is not None:
+        raise ValueError(not_utf8(f"in the message's prefix, at byte {at}"))
+    if undecoded(content) is None:
+        return {"prefix": prefix, "content": content}
+    return {"prefix": prefix, "content_base64": base64.b64encode(raw_bytes(content)).decode("ascii")}
 
 
 def entity_of(record: dict[str, Any]) -> str:
@@ -424,14 +440,16 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     check_mapping_for(NAME, mapping, KEY_OPTIONS)
     dec = Decoder(NAME, source, mapping, report, ", or capture with -o include-pk=1")
     with source.open() as stream:
-        for line, text in iter_lines(stream, source, report, mapping.max_line_bytes):
+        for line, text in iter_lines(stream, source, report, mapping.max_line_bytes, lossless=True):
             try:
                 rec = loads_exact(text)
                 if not isinstance(rec, dict):
                     raise ValueError("not a JSON object")
+                if (at := undecoded(text)) is not None and rec.get("action") != "M":  # a message's content may be bytes
+                    raise ValueError(not_utf8(f"at byte {at}"))
                 _record(dec, rec, line, text)
             except ValueError as e:
-                report(BadRecord(source.name, line, f"not a wal2json format-version 2 record: {e}", text.encode()))
+                report(BadRecord(source.name, line, f"not a wal2json format-version 2 record: {e}", raw_bytes(text)))
             yield from dec.drain()
     yield from dec.finish()
 
@@ -446,7 +464,8 @@ def sniff(head: bytes) -> int:
     seen = 0
     for i, raw in enumerate(lines):
         try:
-            rec = loads_exact(raw.decode("utf-8"))
+            # a message's content may be bytes that are not UTF-8 (a bytea message)
+            rec = loads_exact(raw.decode("utf-8", "replace"))
         except ValueError:
             # only the last line may fail: where the head cut it short
             if i == len(lines) - 1 and _CUT_RECORD.match(raw):

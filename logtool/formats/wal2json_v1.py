@@ -36,7 +36,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import Format
-from .base import BadRecord, Mapping, Report, Source, check_mapping_for, iter_lines, raw_decode_exact
+from .base import (
+    BadRecord,
+    Mapping,
+    Report,
+    Source,
+    check_mapping_for,
+    iter_lines,
+    not_utf8,
+    raw_bytes,
+    raw_decode_exact,
+    undecoded,
+)
 from .wal2json import (
     KEY_OPTIONS,
     Change,
@@ -163,10 +174,10 @@ def _objects(
     for number, text in lines:
         if parts and text.startswith("{") and not _CHANGE_LINE.match(text):
             report(BadRecord(source.name, numbers[0], "JSON object does not close before the next one begins",
-                             "\n".join(parts).encode()))  # fmt: skip
+                             raw_bytes("\n".join(parts))))  # fmt: skip
             numbers, starts, parts, depth, size = [], [], [], 0, 0
         if not parts and not text.lstrip().startswith("{"):
-            report(BadRecord(source.name, number, "expected a JSON object (a transaction)", text.encode()))
+            report(BadRecord(source.name, number, "expected a JSON object (a transaction)", raw_bytes(text)))
             continue
         numbers.append(number)
         starts.append(size)
@@ -178,11 +189,11 @@ def _objects(
             numbers, starts, parts, depth, size = [], [], [], 0, 0
         elif size > limit:
             report(BadRecord(source.name, numbers[0], f"JSON object longer than the limit of {limit} bytes",
-                             "\n".join(parts)[:4096].encode()))  # fmt: skip
+                             raw_bytes("\n".join(parts)[:4096])))  # fmt: skip
             numbers, starts, parts, depth, size = [], [], [], 0, 0
     if parts:
         report(BadRecord(source.name, numbers[0], "the input ends inside a JSON object (cut short?)",
-                         "\n".join(parts).encode()))  # fmt: skip
+                         raw_bytes("\n".join(parts))))  # fmt: skip
 
 
 _KINDS = {"insert": "insert", "update": "update", "delete": "delete"}
@@ -221,7 +232,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     check_mapping_for(NAME, mapping, KEY_OPTIONS)
     dec = Decoder(NAME, source, mapping, report, ", or capture with -o include-pk=1")
     with source.open() as stream:
-        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes, lossless=True)
         for numbers, starts, text in _objects(lines, source, report, mapping.max_line_bytes):
 
             def line_at(pos: int, numbers: list[int] = numbers, starts: list[int] = starts) -> int:
@@ -229,24 +240,29 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
 
             try:
                 header, changes = parse_transaction(text)
+                if any(isinstance(v, str) and undecoded(v) is not None for v in header.values()):
+                    raise ValueError(not_utf8("in the transaction's members"))
                 xid = xid_text(header.get("xid"))
                 commit = Commit(xid, header.get("nextlsn"), ts_or_none(header.get("timestamp")))
             except _Malformed as e:
                 at = line_at(e.pos)
                 column = e.pos - starts[numbers.index(at)] + 1
                 report(BadRecord(source.name, numbers[0], f"invalid JSON at line {at} column {column}: {e}",
-                                 text.encode()))  # fmt: skip
+                                 raw_bytes(text)))  # fmt: skip
                 continue
             except ValueError as e:
-                report(BadRecord(source.name, numbers[0], f"not a wal2json transaction: {e}", text.encode()))
+                report(BadRecord(source.name, numbers[0], f"not a wal2json transaction: {e}", raw_bytes(text)))
                 continue
             dec.begin(xid, numbers[0])
             for start, end, value in changes:
                 line = line_at(start)
                 try:
+                    byte = undecoded(text[start:end])
+                    if byte is not None and not (isinstance(value, dict) and value.get("kind") == "message"):
+                        raise ValueError(not_utf8(f"at byte {byte} of the change"))  # a message's content may be bytes
                     dec.add(_change(value, line, text[start:end]))
                 except ValueError as e:
-                    report(BadRecord(source.name, line, f"not a wal2json change: {e}", text[start:end].encode()))
+                    report(BadRecord(source.name, line, f"not a wal2json change: {e}", raw_bytes(text[start:end])))
             dec.commit(commit, numbers[-1])
             yield from dec.drain()
     yield from dec.finish()

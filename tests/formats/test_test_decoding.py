@@ -358,3 +358,20 @@ def test_a_transaction_still_prepared_at_the_end_is_reported_as_cut_short(tmp_pa
     why = ("transaction 764 (begun at line 6) is not committed: prepared as 'g1' at line 9, "
            "the input ends before its COMMIT PREPARED or ROLLBACK PREPARED")  # fmt: skip
     assert [(b.line, b.reason) for b in bad] == [(7, why), (8, why)]
+
+
+def test_a_binary_message_keeps_its_bytes_and_a_row_that_is_not_utf8_is_one_bad_record(tmp_path: Path) -> None:
+    """pg_logical_emit_message(..., bytea) writes its bytes as they are, a newline among them too:
+    the message keeps them as content_base64 and the records after it are read."""
+    path = tmp_path / "bin.txt"
+    path.write_bytes(
+        b"BEGIN 9\ntable public.t: INSERT: id[integer]:1\n"
+        b"message: transactional: 1 prefix: bin, sz: 3 content:\xff\n\xfe\n"
+        b"table public.t: INSERT: id[integer]:2 v[text]:'\xff'\ntable public.t: INSERT: id[integer]:3\nCOMMIT 9\n"
+    )
+    got, bad = read(path, Mapping(key_fields=("id",)))
+    assert [(e["key"], json.loads(e["data"])) for e in got] == [
+        ("1", {"id": 1}), (None, {"prefix": "bin", "content_base64": "/wr+"}), ("3", {"id": 3})
+    ]  # fmt: skip
+    assert [(b.line, b.raw) for b in bad] == [(5, b"table public.t: INSERT: id[integer]:2 v[text]:'\xff'")]
+    assert bad[0].reason.startswith("invalid UTF-8 at byte 47")

@@ -420,3 +420,56 @@ def test_changes_without_a_transaction_bracket_keep_their_own_time(tmp_path: Pat
     micros = [parse_ts(t) for t in stamps]
     assert bad == [] and [e["ts"].timestamp() * 1_000_000 for e in events] == micros
     assert [e["txn"]["ts"].timestamp() * 1_000_000 for e in events] == micros
+
+
+# --------------------------------------------------------------------------- bytes that are not UTF-8
+
+_INSERT_V2 = (
+    b'{"action":"I","xid":778,"lsn":"0/3764440","schema":"public","table":"a","columns":[{"name":"id","type":"integer",'
+    b'"value":1},{"name":"v","type":"text","value":"x"}],"pk":[{"name":"id","type":"integer"}]}\n'
+)
+
+
+def test_v2_binary_message_is_detected_read_and_kept_as_bytes(tmp_path: Path) -> None:
+    """pg_logical_emit_message(..., bytea): wal2json writes the bytes as they are, not UTF-8. The
+    capture is still wal2json, its rows are read, and the message keeps its bytes as
+    content_base64; invalid UTF-8 in a row's value is that line's bad record, bytes kept."""
+    path = tmp_path / "w2.jsonl"
+    bad_row = _INSERT_V2.replace(b'"value":"x"', b'"value":"\xfe"').replace(b'"value":1}', b'"value":2}')
+    path.write_bytes(
+        b'{"action":"B","xid":778,"lsn":"0/3764748","nextlsn":"0/3764778"}\n' + _INSERT_V2
+        + b'{"action":"M","xid":778,"lsn":"0/3764630","transactional":true,"prefix":"bin","content":"\xff\\"a\xc3\xa9"}\n'
+        + bad_row + b'{"action":"C","xid":778,"lsn":"0/3764748","nextlsn":"0/3764778"}\n'
+    )  # fmt: skip
+    assert detect(Source(str(path))).name == "wal2json"
+    got, bad = read("wal2json", path)
+    assert [(e["entity"], e["key"], json.loads(e["data"])) for e in got] == [
+        ("public.a", "1", {"id": 1, "v": "x"}),
+        ("pg_logical_message", None, {"prefix": "bin", "content_base64": "/yJhw6k="}),  # \xff"aé
+    ]
+    assert [(b.line, b.reason, b.raw) for b in bad] == [
+        (4, "not a wal2json format-version 2 record: invalid UTF-8 at byte 159 (a file in another encoding can be "
+            "converted with iconv)", bad_row.rstrip(b"\n"))
+    ]  # fmt: skip
+
+
+def test_v1_binary_message_costs_no_row_of_its_transaction(tmp_path: Path) -> None:
+    """A bytea message in a format-version 1 transaction: the rows around it are read and the
+    message keeps its bytes; invalid UTF-8 in a row's value costs that change alone."""
+    insert = (
+        '{"kind":"insert","schema":"public","table":"%s","columnnames":["id","v"],"columntypes":["integer","text"],'
+        '"columnvalues":[1,"%s"],"pk":{"pknames":["id"],"pktypes":["integer"]}}'
+    )
+    message = b'{"kind":"message","transactional":true,"prefix":"bin","content":"\xff"}'
+    changes = [(insert % ("a", "x")).encode(), message, (insert % ("c", "\udcfe")).encode("utf-8", "surrogateescape"),
+               (insert % ("b", "y")).encode()]  # fmt: skip
+    path = tmp_path / "binv1.json"
+    path.write_bytes(b'{"xid":778,"nextlsn":"0/3764778","change":[' + b",".join(changes) + b"]}\n")
+    got, bad = read("wal2json-v1", path)
+    assert [(e["entity"], json.loads(e["data"])) for e in got] == [
+        ("public.a", {"id": 1, "v": "x"}),
+        ("pg_logical_message", {"prefix": "bin", "content_base64": "/w=="}),
+        ("public.b", {"id": 1, "v": "y"}),
+    ]
+    assert [(b.line, b.raw) for b in bad] == [(1, changes[2])]
+    assert bad[0].reason.startswith("not a wal2json change: invalid UTF-8 at byte 124 of the change")
