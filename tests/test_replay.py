@@ -538,6 +538,40 @@ def test_keyless_change_matching_no_row_is_reported(store: Path) -> None:
     assert any("before-image" in w for w in result.warnings)
 
 
+def test_keyless_before_image_leaving_out_a_column_matches_only_a_null_there(store: Path) -> None:
+    """test_decoding and wal2json format-version 1 leave the old row's NULL columns out of a
+    REPLICA IDENTITY FULL before-image: a column it leaves out matches a NULL (or absent) one, and
+    a change still changes exactly one matching row, duplicates included."""
+    y, y2 = {"who": "y", "n": None, "note": None}, {"who": "y", "n": 2, "note": None}
+    write_events(store, [
+        {"key": None, "op": "insert", "data": y},
+        {"key": None, "op": "insert", "data": y},
+        {"key": None, "op": "insert", "data": y2},
+        {"key": None, "op": "insert", "data": {"who": "x", "n": 1}},
+        {"key": None, "op": "update", "before": {"who": "y"}, "data": {"who": "y", "n": 3, "note": None}},
+        {"key": None, "op": "delete", "before": {"who": "y", "n": 2}, "data": None},
+        {"key": None, "op": "delete", "before": {"who": "x", "n": 1, "note": None}, "data": None},
+    ])  # fmt: skip
+    result = replay(store)
+    assert keyless(result) == multiset([y, {"who": "y", "n": 3, "note": None}])
+    assert result.warnings == []
+
+
+def test_keyless_before_image_naming_a_key_is_warned_of_with_the_key_field(store: Path) -> None:
+    """A before-image that names only some columns of a row holding values in the others is no
+    row of a keyless table: were those columns a key nobody named, the warning says how to name it."""
+    write_events(store, [
+        {"key": None, "op": "insert", "data": {"id": 1, "v": "a"}},
+        {"key": None, "op": "delete", "before": {"id": 1}, "data": None},
+    ])  # fmt: skip
+    result = replay(store)
+    assert keyless(result) == [{"id": 1, "v": "a"}]
+    assert result.warnings == [
+        "offset 1: no row of t matches its before-image (a row holds the id it names, and values in columns it "
+        "leaves out: if id is t's key, ingest with --key-field t:id)"
+    ]
+
+
 # --------------------------------------------------------------------------- path patches
 
 
