@@ -34,8 +34,11 @@ not change) is left out of ``data``, so a replay keeps the old value.
 Keys: the output does not say which columns form a table's key. Name them with ``--key-field
 public.t:id`` (several for a composite key). A table with none named is read as a table without a
 key (null key, the old row in ``before``), which is right under REPLICA IDENTITY FULL; if the
-output shows that the table has a key after all (an UPDATE without ``old-key``, or an old key
-narrower than the row) the read stops and says which option to pass.
+output shows that the table has a key after all (an UPDATE without ``old-key``, which FULL never
+writes) the read stops and says which option to pass. An old key narrower than the row shows
+nothing: under FULL, ``old-key:`` and a DELETE's old row leave out the old row's NULL columns
+(replay matches a column left out with a NULL only), as a key change of a keyed table looks; where
+every old row of such a table named the same columns, a note says how to name them as its key.
 
 Events are otherwise as for wal2json (see ``logtool.formats.wal2json``): a transaction is held
 until its COMMIT, whose xid and time every change carries. **test_decoding writes no LSN** and
@@ -307,7 +310,7 @@ def _record(dec: Decoder, text: str, line: int) -> None:
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read test_decoding text output into canonical events (see the module docstring)."""
     check_mapping_for(NAME, mapping, KEY_OPTIONS)
-    dec = Decoder(NAME, source, mapping, report, "")
+    dec = Decoder(NAME, source, mapping, report, "", old_omits_nulls=True)
     for line, text in _records(source, report, mapping.max_line_bytes):
         if not text.startswith("message: ") and (at := undecoded(text)) is not None:
             report(BadRecord(source.name, line, not_utf8(f"at byte {at}"), raw_bytes(text)))

@@ -11,7 +11,8 @@ Events:
 - ``key`` holds the primary key columns named by ``pk`` (include-pk), else by ``--key-field
   public.t:id``. A table without a key (``"pk":[]``) has a null key; its updates and deletes carry
   the full old row in ``before`` so a replay can treat it as a multiset. A change of a keyed table
-  whose key the output does not name is a bad record, and so is every later change of that table
+  whose key the output does not name (an ``identity`` narrower than the row: version 2 writes a
+  FULL old row whole, its NULLs too) is a bad record, and so is every later change of that table
   (with ``--on-error fail``, the default, the first stops the read with a hint), because guessing
   would key its rows wrongly.
 - An update that moves a row to another key has ``prev_key`` (the old key) and ``key`` (the new).
@@ -121,12 +122,20 @@ class Decoder:
     ``finish`` reports a transaction left open and yields the rest.
     """
 
-    def __init__(self, format_name: str, source: Source, mapping: Mapping, report: Report, key_hint: str) -> None:
+    def __init__(
+        self, format_name: str, source: Source, mapping: Mapping, report: Report, key_hint: str,
+        old_omits_nulls: bool = False,
+    ) -> None:  # fmt: skip
         self.format_name = format_name
         self.source = source
         self.mapping = mapping
         self.report = report
         self.key_hint = key_hint  # how this plugin's output can be made to name keys
+        # the plugin leaves the old row's NULL columns out of its old image (test_decoding, wal2json
+        # format-version 1), so under REPLICA IDENTITY FULL an old image narrower than the row is
+        # no sign of a key
+        self.old_omits_nulls = old_omits_nulls
+        self._pk_named = False  # a change named its table's key columns: the capture names them
         self._batcher = Batcher()
         self._ready: list[pa.RecordBatch] = []
         self._pending: list[Change] | None = None  # None: not inside a transaction
@@ -137,6 +146,9 @@ class Decoder:
         self._unfollowable: dict[str, tuple[str, str]] = {}  # entity -> (why, hint): its key is not named
         # two-phase commit: gid -> (its BEGIN's xid and line, its changes, its PREPARE's line)
         self._prepared: dict[str, tuple[tuple[str | None, int], list[Change], int]] = {}
+        # entity read without a key -> the column sets its old rows named (up to two), narrower ones
+        # where the plugin leaves NULLs out: one narrower set every time may be a key nobody named
+        self._old_shapes: dict[str, set[tuple[str, ...]]] = {}
 
     def begin(self, xid: str | None, line: int) -> None:
         """A transaction begins (a transaction still open was cut short)."""
@@ -208,11 +220,25 @@ class Decoder:
         yield from ready
 
     def finish(self) -> Iterator[pa.RecordBatch]:
-        """End of input: report a transaction left open, then yield every remaining event."""
+        """End of input: report a transaction left open, then yield every remaining event; note a
+        table read without a key whose old rows all named the same few columns."""
         if self._pending is not None:
             self._cut_off("the input ends before its commit record (was the capture cut short?)")
         for gid in list(self._prepared):
             self._cut_off_prepared(gid, "the input ends before its COMMIT PREPARED or ROLLBACK PREPARED")
+        for entity, shapes in self._old_shapes.items():
+            if len(shapes) != 1 or entity in self._unfollowable:
+                continue
+            named = next(iter(shapes))
+            if not set(named) < self._columns.get(entity, frozenset()):
+                continue
+            cols, fields = ", ".join(named), " ".join(f"--key-field {entity}:{c}" for c in named)
+            self.source.notes.append(
+                f"{self.source.name}: {entity} is read without a key, though the old row of each of its updates and "
+                f"deletes names only {cols}, as a key would (REPLICA IDENTITY FULL leaves out the old row's NULLs "
+                f"alike): if {cols} {'is' if len(named) == 1 else 'are'} its key, ingest the file into a new store "
+                f"with {fields}"
+            )
         yield from self.drain()
         if len(self._batcher):
             yield self._batcher.flush()
@@ -309,11 +335,13 @@ class Decoder:
 
     def _key_names(self, ch: Change) -> tuple[str, ...]:
         if ch.pk is not None:
+            self._pk_named = True
             return ch.pk
         names = self.mapping.keys_for(ch.entity)
         if names:
             return names
-        self._check_keyless(ch)
+        if not self._pk_named:  # where the capture names keys (include-pk), a table it names none for has none
+            self._check_keyless(ch)
         return ()
 
     def _check_keyless(self, ch: Change) -> None:
@@ -321,19 +349,23 @@ class Decoder:
         it wrongly. From then on every change of the table is one (its earlier rows, read before
         this showed, stay in without a key: the reason says so).
 
-        A table with a replica identity key shows it in the old image, which then holds fewer
-        columns than the row; under REPLICA IDENTITY FULL the old image is the whole row.
+        A table with a replica identity key shows it in an update without an old image (test_decoding
+        writes one only where the key changed), or in an old image holding fewer columns than the
+        row. Under REPLICA IDENTITY FULL every update has an old image, the whole old row, but for a
+        plugin that leaves its NULLs out of it: there a narrower old image shows nothing.
         """
         if ch.entity in self._unfollowable:
             why, hint = self._unfollowable[ch.entity]
             raise _Unkeyable(why, hint)
         new_cols = frozenset(ch.new) if ch.new is not None else None
         old_cols = frozenset(ch.old) if ch.old is not None else None
-        keyed = False
-        if ch.op == "update":
-            keyed = old_cols is None or (new_cols is not None and old_cols < new_cols)
-        elif ch.op == "delete" and old_cols is not None and ch.entity in self._columns:
-            keyed = old_cols < self._columns[ch.entity]
+        row_cols = new_cols if ch.op == "update" else self._columns.get(ch.entity)
+        narrower = old_cols is not None and row_cols is not None and old_cols < row_cols
+        keyed = (ch.op == "update" and old_cols is None) or (narrower and not self.old_omits_nulls)
+        if ch.old is not None and row_cols is not None:  # what the table's old rows name, for finish's note
+            shapes = self._old_shapes.setdefault(ch.entity, set())
+            if len(shapes) < 2:
+                shapes.add(tuple(ch.old) if narrower else tuple(sorted(row_cols)))
         if keyed:
             named = list(ch.old) if ch.old is not None else []
             fields = " ".join(f"--key-field {ch.entity}:{n}" for n in named) or f"--key-field {ch.entity}:COLUMN"

@@ -16,7 +16,10 @@ tables, messages, exact numbers), with these differences:
   by that one transaction; positions taken with ``pg_current_wal_lsn()`` after a commit are past
   both. Changes have no LSN of their own (``source.position`` is null) and ``source.line`` is the
   line where the change's object begins.
-- Without ``include-pk`` the key columns come from ``--key-field public.t:id``.
+- Without ``include-pk`` the key columns come from ``--key-field public.t:id``; with it, a table
+  the capture names no key for has none. ``oldkeys`` under REPLICA IDENTITY FULL is the old row
+  but its NULL columns, which a keyed table's key looks like: a table whose key nobody named is read
+  without a key, with a note where every old row of it named the same columns.
 
 What the plugin loses (wal2json 2.5), besides what version 2 loses (NaN and infinities as null,
 unchanged TOASTed columns left out of updates):
@@ -230,7 +233,7 @@ def _change(value: Any, line: int, raw: str) -> Change:
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read wal2json format-version 1 output into canonical events (see the module docstring)."""
     check_mapping_for(NAME, mapping, KEY_OPTIONS)
-    dec = Decoder(NAME, source, mapping, report, ", or capture with -o include-pk=1")
+    dec = Decoder(NAME, source, mapping, report, ", or capture with -o include-pk=1", old_omits_nulls=True)
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes, lossless=True)
         for numbers, starts, text in _objects(lines, source, report, mapping.max_line_bytes):
