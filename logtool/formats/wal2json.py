@@ -16,9 +16,10 @@ Events:
   (with ``--on-error fail``, the default, the first stops the read with a hint), because guessing
   would key its rows wrongly.
 - An update that moves a row to another key has ``prev_key`` (the old key) and ``key`` (the new).
-- ``txn`` is the transaction: its xid, its commit record's LSN (``C``'s ``lsn``) and commit time.
-  A replay to a position takes the transactions whose commit LSN is at or before it, so every
-  change waits for its commit record before it is emitted: **one transaction is held in memory**.
+- ``txn`` is the transaction: its xid, where its commit record ends (``C``'s ``nextlsn``; its
+  ``lsn``, where the record begins, where it has none) and its commit time. A replay to a position
+  takes the transactions whose commit is at or before it, so every change waits for its commit
+  record before it is emitted: **one transaction is held in memory**.
   ``source.position`` is the change's own LSN. A transaction whose commit record is missing at the
   end of the input (a capture cut short) is reported change by change, never half-ingested.
 - Logical messages are ``op: event``, ``type: message``, entity ``pg_logical_message``, data
@@ -445,7 +446,10 @@ def _record(dec: Decoder, rec: dict[str, Any], line: int, raw: str) -> None:
     if action == "B":
         dec.begin(xid, line)
     elif action == "C":
-        dec.commit(Commit(xid, lsn, ts), line)
+        # where the commit record ends (nextlsn, as version 1 gives it): a position taken just after
+        # the commit (pg_current_wal_lsn(), a subscriber's flush position) is there, and it is where
+        # the next record begins, which may be the next transaction's commit record
+        dec.commit(Commit(xid, rec.get("nextlsn") or lsn, ts), line)
     elif action in _OPS:
         pk = rec.get("pk")
         if pk is not None and not (isinstance(pk, list) and all(isinstance(c, dict) and "name" in c for c in pk)):

@@ -11,11 +11,9 @@ on a line of its own; both read the same). A transaction is
 Events are as for format-version 2 (see ``logtool.formats.wal2json``: keys, key changes, keyless
 tables, messages, exact numbers), with these differences:
 
-- ``txn.position`` is ``nextlsn``, the end of the commit record: the only LSN version 1 writes. A
-  replay to a position between a commit record's start and end therefore differs from version 2's
-  by that one transaction; positions taken with ``pg_current_wal_lsn()`` after a commit are past
-  both. Changes have no LSN of their own (``source.position`` is null) and ``source.line`` is the
-  line where the change's object begins.
+- ``txn.position`` is ``nextlsn``, the end of the commit record, as in version 2: the only LSN
+  version 1 writes. Changes have no LSN of their own (``source.position`` is null) and
+  ``source.line`` is the line where the change's object begins.
 - Without ``include-pk`` the key columns come from ``--key-field public.t:id``; with it, a table
   the capture names no key for has none. ``oldkeys`` under REPLICA IDENTITY FULL is the old row
   but its NULL columns, which a keyed table's key looks like: a table whose key nobody named is read

@@ -153,9 +153,48 @@ def test_v2_positions_and_times() -> None:
         if e["txn"] is None:
             continue
         commit = commits[int(e["txn"]["id"])]
-        assert e["txn"]["position"] == commit["lsn"]
+        assert e["txn"]["position"] == commit["nextlsn"]
         stamp = e["ts"].strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
         assert commit["timestamp"] == stamp + "+00"
+
+
+def test_v2_transaction_commits_where_its_commit_record_ends(tmp_path: Path) -> None:
+    """A position just after a commit (pg_current_wal_lsn(), the commit's nextlsn) is where the next
+    record begins, which may be the next transaction's commit record: that transaction (774, whose
+    change was written before 775 committed) is not in at it. Without nextlsn, C's lsn is taken."""
+    from logtool import ingest, replay
+
+    acct = '"schema":"public","table":"acct","pk":[{"name":"id","type":"integer"}]'
+
+    def change(action: str, xid: int, lsn: str, key: int, bal: int) -> str:
+        cols = f'[{{"name":"id","type":"integer","value":{key}}},{{"name":"bal","type":"integer","value":{bal}}}]'
+        return f'{{"action":"{action}","xid":{xid},"lsn":"{lsn}",{acct},"columns":{cols}}}'
+
+    lines = [  # as PostgreSQL 15's wal2json 2.5 wrote them (identity left out)
+        '{"action":"B","xid":773,"lsn":"0/333C358","nextlsn":"0/333C388"}',
+        change("I", 773, "0/333C1F8", 1, 100), change("I", 773, "0/333C2D8", 2, 200),
+        '{"action":"C","xid":773,"lsn":"0/333C358","nextlsn":"0/333C388"}',
+        '{"action":"B","xid":775,"lsn":"0/333C428","nextlsn":"0/333C458"}',
+        change("U", 775, "0/333C3D8", 2, 250),
+        '{"action":"C","xid":775,"lsn":"0/333C428","nextlsn":"0/333C458"}',
+        '{"action":"B","xid":774,"lsn":"0/333C458","nextlsn":"0/333C488"}',
+        change("U", 774, "0/333C388", 1, 0),
+        '{"action":"C","xid":774,"lsn":"0/333C458","nextlsn":"0/333C488"}',
+    ]  # fmt: skip
+    path = tmp_path / "acct.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    ingest(tmp_path / "s", [str(path)])
+
+    def bal(position: str) -> dict[str, int]:
+        state = replay(tmp_path / "s", at_position=position).state.to_pylist()
+        return {r["key"]: json.loads(r["state"])["bal"] for r in state}
+
+    assert bal("0/333C458") == {"1": 100, "2": 250}
+    assert bal("0/333C488") == {"1": 0, "2": 250}
+    assert bal("0/333C430") == {"1": 100, "2": 200}  # inside 775's commit record: not yet committed
+    path.write_text("\n".join(line.replace(',"nextlsn":"0/333C458"', "") for line in lines) + "\n")
+    (got,) = {e["txn"]["position"] for e in read("wal2json", path)[0] if e["txn"]["id"] == "775"}
+    assert got == "0/333C428"
 
 
 def test_nan_and_infinity_are_lost_by_the_plugin() -> None:
