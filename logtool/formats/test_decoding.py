@@ -310,7 +310,7 @@ def _record(dec: Decoder, text: str, line: int) -> None:
 def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     """Read test_decoding text output into canonical events (see the module docstring)."""
     check_mapping_for(NAME, mapping, KEY_OPTIONS)
-    dec = Decoder(NAME, source, mapping, report, "", old_omits_nulls=True)
+    dec = Decoder(NAME, source, mapping, report, "", old_omits_nulls=True, keyed_updates_name_no_old=True)
     for line, text in _records(source, report, mapping.max_line_bytes):
         if not text.startswith("message: ") and (at := undecoded(text)) is not None:
             report(BadRecord(source.name, line, not_utf8(f"at byte {at}"), raw_bytes(text)))

@@ -125,7 +125,7 @@ class Decoder:
 
     def __init__(
         self, format_name: str, source: Source, mapping: Mapping, report: Report, key_hint: str,
-        old_omits_nulls: bool = False,
+        old_omits_nulls: bool = False, keyed_updates_name_no_old: bool = False,
     ) -> None:  # fmt: skip
         self.format_name = format_name
         self.source = source
@@ -136,6 +136,12 @@ class Decoder:
         # format-version 1), so under REPLICA IDENTITY FULL an old image narrower than the row is
         # no sign of a key
         self.old_omits_nulls = old_omits_nulls
+        # a keyed table's update names no old row unless its key changed (test_decoding): that, not
+        # a narrower old row, is what shows a key; elsewhere (wal2json format-version 1, whose every
+        # update of a keyed table names the key) a narrower old row shows one until the table has
+        # shown an old row as wide as the row, which only REPLICA IDENTITY FULL writes
+        self.keyed_updates_name_no_old = keyed_updates_name_no_old
+        self._whole_old: set[str] = set()  # tables an old row as wide as the row showed keyless
         self._pk_named = False  # a change named its table's key columns: the capture names them
         self._batcher = Batcher()
         self._ready: list[pa.RecordBatch] = []
@@ -353,7 +359,8 @@ class Decoder:
         A table with a replica identity key shows it in an update without an old image (test_decoding
         writes one only where the key changed), or in an old image holding fewer columns than the
         row. Under REPLICA IDENTITY FULL every update has an old image, the whole old row, but for a
-        plugin that leaves its NULLs out of it: there a narrower old image shows nothing.
+        plugin that leaves its NULLs out of it: there a narrower old image shows a key only until an
+        old image as wide as the row was seen, or not at all where updates show keys otherwise.
         """
         if ch.entity in self._unfollowable:
             why, hint = self._unfollowable[ch.entity]
@@ -362,7 +369,10 @@ class Decoder:
         old_cols = frozenset(ch.old) if ch.old is not None else None
         row_cols = new_cols if ch.op == "update" else self._columns.get(ch.entity)
         narrower = old_cols is not None and row_cols is not None and old_cols < row_cols
-        keyed = (ch.op == "update" and old_cols is None) or (narrower and not self.old_omits_nulls)
+        if old_cols is not None and old_cols == row_cols:
+            self._whole_old.add(ch.entity)
+        ambiguous = self.old_omits_nulls and (self.keyed_updates_name_no_old or ch.entity in self._whole_old)
+        keyed = (ch.op == "update" and old_cols is None) or (narrower and not ambiguous)
         if ch.old is not None and row_cols is not None:  # what the table's old rows name, for finish's note
             shapes = self._old_shapes.setdefault(ch.entity, set())
             if len(shapes) < 2:

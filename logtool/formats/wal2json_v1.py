@@ -16,8 +16,9 @@ tables, messages, exact numbers), with these differences:
   ``source.line`` is the line where the change's object begins.
 - Without ``include-pk`` the key columns come from ``--key-field public.t:id``; with it, a table
   the capture names no key for has none. ``oldkeys`` under REPLICA IDENTITY FULL is the old row
-  but its NULL columns, which a keyed table's key looks like: a table whose key nobody named is read
-  without a key, with a note where every old row of it named the same columns.
+  but its NULL columns, which a keyed table's key looks like: where no key is named anywhere in the
+  capture, a table whose oldkeys are narrower than the row stops the read (with the options to
+  pass) unless an old row of it as wide as the row came first.
 
 What the plugin loses (wal2json 2.5), besides what version 2 loses (NaN and infinities as null,
 unchanged TOASTed columns left out of updates):

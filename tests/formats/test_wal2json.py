@@ -334,22 +334,17 @@ def test_v1_object_without_a_change_list_is_a_bad_record(tmp_path: Path) -> None
     assert [(b.line, b.reason) for b in bad] == [(n, "not a wal2json transaction: it has no 'change' list") for n in (2, 3)]
 
 
-def test_v1_without_keys_reads_keyed_tables_without_a_key_and_says_which_option_to_pass(tmp_path: Path) -> None:
-    """A keyed table's oldkeys (its key) and a REPLICA IDENTITY FULL row's (its columns but the
-    NULL ones) look alike: without include-pk or --key-field the table is read without a key, and
-    where every old row named the same columns the ingest says how to name them as its key."""
+def test_v1_without_keys_stops_with_the_option_to_pass(tmp_path: Path) -> None:
+    """A keyed table's oldkeys (its key, on every update) look like a REPLICA IDENTITY FULL old
+    row holding NULLs (its columns but the NULL ones): with no old row as wide as the row seen
+    first, nor a key named anywhere in the capture, the read stops and says what to pass."""
     from logtool import ingest
 
-    result = ingest(tmp_path / "s", [str(V1)], format="wal2json-v1")
-    assert result.quarantined == 0
-    notes = [w for w in result.warnings if " is read without a key" in w]
-    assert [n.split(": ", 1)[1].split(" ", 1)[0] for n in notes] == [
-        "public.customers", "public.lines", "public.scratch", "public.measures"
-    ]  # fmt: skip  (not public.tally: its old rows are whole)
-    assert notes[1].endswith(
-        "if order_id, line are its key, ingest the file into a new store with --key-field public.lines:order_id "
-        "--key-field public.lines:line"
-    )
+    with pytest.raises(InputError) as err:
+        ingest(tmp_path / "s", [str(V1)], format="wal2json-v1")
+    assert err.value.line == line_of(V1, '"kind":"update"')
+    assert "--key-field public.customers:id" in (err.value.hint or "")
+    assert "include-pk=1" in (err.value.hint or "")
 
 
 # PostgreSQL 15's wal2json 2.5, format-version 1 with include-pk: tally (REPLICA IDENTITY FULL, no
@@ -385,8 +380,15 @@ def test_v1_full_identity_old_rows_leave_out_nulls_and_the_table_stays_keyless(t
     row are no sign of one either way. The table replays as PostgreSQL held it, and nothing is noted."""
     from logtool import ingest, replay
 
+    # no key named anywhere, but an old row as wide as the row (z's, which holds no NULL) first
+    cols = {"schema": "public", "table": "tally", "columnnames": ["who", "n", "note"], "columntypes": ["text", "integer", "text"]}
+    old_z = {"oldkeys": {"keynames": ["who", "n", "note"], "keytypes": ["text", "integer", "text"], "keyvalues": ["z", 3, "n"]}}
+    z_whole = [{"kind": "insert", **cols, "columnvalues": ["z", 3, "n"]},
+               {"kind": "update", **cols, "columnvalues": ["z", 3, "n"], **old_z},
+               {"kind": "delete", "schema": "public", "table": "tally", **old_z}]  # fmt: skip
     without_pk = [{**t, "change": t["change"][:2]} if t["xid"] == 726 else t for t in FULL_WITH_NULLS_V1]
-    for name, transactions in (("pk", FULL_WITH_NULLS_V1), ("no-pk", without_pk)):
+    whole_first = [without_pk[0], {"xid": 729, "change": z_whole}, *without_pk[1:]]
+    for name, transactions in (("pk", FULL_WITH_NULLS_V1), ("whole-first", whole_first)):
         path = tmp_path / f"{name}.json"
         path.write_text("".join(json.dumps(t) + "\n" for t in transactions))
         got, bad = read("wal2json-v1", path)
