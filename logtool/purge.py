@@ -631,10 +631,10 @@ def _run(
         first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
         snapshots = _snapshots_holding(store, state, sel, first)
         # A snapshot built from events that are gone cannot be rebuilt: it is rewritten without the
-        # data rather than removed, or the rows it alone holds would go with it.
-        gone_upto = store.first_removed()
-        kept_snapshots = [s for s in snapshots if gone_upto is not None and s.get("offset") is not None
-                          and s["offset"] >= gone_upto and "typed" not in _snapshot_columns(store, s)]  # fmt: skip
+        # data rather than removed, or the rows it alone holds would go with it. Any other is
+        # removed (rewriting it by its rows would keep values only the purged events gave them).
+        only = store.unrebuildable_snapshots()
+        kept_snapshots = [s for s in snapshots if s["path"] in only and "typed" not in _snapshot_columns(store, s)]
         snapshots = [s for s in snapshots if s not in kept_snapshots]
         result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)

@@ -323,6 +323,30 @@ class Store:
         starts = [a for c in self.commits() if c["operation"] in ("purge", "compact") for a, _b in c.get("gaps") or []]
         return min(starts, default=None)
 
+    def unrebuildable_snapshots(self) -> set[str]:
+        """The snapshots whose state the log cannot rebuild (paths): after a head drop, of each
+        reducer, the lowest of the snapshots the drop left (the one it stored at its cut, or one
+        taken before it), or the file a purge or redact rewrote that one into. Every other snapshot
+        is a replay of the log, or of that one and the events after it: removed, it is rebuilt. A
+        key purge or a compaction leaves no such snapshot (compaction drops those below its point)."""
+        live: dict[str, dict[str, Any]] = {}
+        left: set[str] = set()
+        for c in self.commits():
+            for entry in c.get("remove", []):
+                live.pop(entry["path"], None)
+            live.update((e["path"], e) for e in c.get("add", []) if e["kind"] == "snapshot")
+            receipt = (c.get("info") or {}).get("receipt") or {}
+            left |= {r["replaced_by"] for r in receipt.get("snapshots_rewritten") or [] if r.get("path") in left}
+            if c["operation"] == "purge" and (c.get("params") or {}).get("before_offset") is not None:
+                left = set(live)
+        lowest: dict[Any, dict[str, Any]] = {}
+        for path in left & set(live):
+            snap = live[path]
+            low = lowest.get(snap.get("reducer"))
+            if low is None or snap["offset"] < low["offset"]:
+                lowest[snap.get("reducer")] = snap
+        return {s["path"] for s in lowest.values()}
+
     def check_segments_present(self, state: State | None = None) -> None:
         """A StoreError for the first live segment whose file is gone or is not the size its commit
         recorded (for work that would otherwise trust the commit log's digests without opening

@@ -601,6 +601,39 @@ def test_after_a_head_drop_a_purge_or_redact_rewrites_its_snapshot(store: Path) 
     assert_verified(store)
 
 
+@pytest.mark.parametrize("earlier", ["key purge", "head drop"])
+@pytest.mark.parametrize("operation", ["purge", "redact"])
+def test_a_snapshot_the_log_can_rebuild_goes_whatever_was_purged_before(
+    tmp_path: Path, earlier: str, operation: str
+) -> None:
+    """Only a snapshot whose events are gone (the lowest a head drop left) is rewritten; any other
+    that may hold the data is removed and rebuilt, after an earlier purge of other rows too: read
+    by its rows, it kept the values a purged or redacted patch alone gave them."""
+    from logtool.replay import replay, snapshot
+
+    log = tmp_path / "in.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"table": "u", "op": "insert", "id": 1, "data": {"id": 1, "email": "a@x.org", "city": "Aberdeen"}},
+        {"table": "u", "op": "insert", "id": 2, "data": {"id": 2, "email": "b@x.org", "city": "Bath"}},
+        {"table": "u", "op": "patch", "id": 1, "data": {"email": "secret@x.org", "city": "Zagreb"}},
+        {"table": "u", "op": "patch", "id": 1, "data": {"email": "y@x.org"}},
+    ]))  # fmt: skip
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), entity_field="table", op_field="op", data_field="data"))
+    if earlier == "key purge":
+        purge(store, key="2", entity="u")
+    else:
+        purge(store, before_offset=2)  # its snapshot at 1 holds both rows; the one at the head is rebuilt
+    late = snapshot(str(store))
+    where = "data->>'email' = 'secret@x.org'"
+    res = purge(store, where=where) if operation == "purge" else redact(store, ["city"], where=where)
+    assert res.snapshots_removed == [late["path"]] and res.snapshots_rewritten == []
+    (row,) = replay(str(store), entity="u", key="1").state.to_pylist()
+    assert json.loads(row["state"])["city"] == ("Aberdeen" if operation == "purge" else "[REDACTED]")
+    assert residue(store, "Zagreb") == []
+    assert_verified(store)
+
+
 def test_a_key_purge_with_its_entity_takes_a_row_that_came_back_to_the_key(tmp_path: Path) -> None:
     """A -> B -> A, then an update at A: --key A --entity u leaves nothing of the row, as --key A
     alone does, in a store and in a raw file."""
