@@ -1241,7 +1241,7 @@ def _redact_quarantine_line(line: bytes, specs: tuple[str, ...], mapping: Mappin
         return None
     if not redact_record(record, specs, mapping):
         return line
-    rec["raw"] = dumps_exact(record)
+    rec["raw"] = _escape_surrogates(dumps_exact(record))
     return (json.dumps(rec, ensure_ascii=False) + "\n").encode()
 
 
@@ -1349,11 +1349,32 @@ def lenient_event(
         _key, data, meta = exact_fields(text, mapping, entity)
     except (ValueError, AttributeError):
         data, meta = None, None
-    return {
+    event = {
         "offset": None, "ts": ts, "entity": entity, "key": key, "prev_key": _scalar(record, mapping.prev_key_field),
         "op": op, "type": _scalar(record, mapping.type_field), "data": data, "before": None, "meta": meta,
-        "txn": None, "source": {"format": fmt, "file": file, "line": line, "position": None, "position_order": None},
+        "txn": None, "source": {"format": fmt, "file": _readable(file), "line": line, "position": None, "position_order": None},
     }  # fmt: skip
+    return {k: _readable(v) if isinstance(v, str) else v for k, v in event.items()}
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # an undecodable byte, as surrogateescape reads it
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # any other
+
+
+def _readable(text: str) -> str:
+    """Text as it is judged: a lone surrogate (a JSON escape such as \\ud83d, half an emoji, that
+    the JSON parser gives back as it is) read as U+FFFD, as an undecodable byte is read; Arrow and
+    DuckDB take no surrogate."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _escape_surrogates(json_text: str, undecodable: bool = False) -> str:
+    """JSON text with each lone surrogate written as its escape (``\\ud83d``), as the source had
+    it, so that the text encodes as UTF-8; with ``undecodable`` (the line held undecodable bytes,
+    read with surrogateescape), those of the bytes are left for the encoder to write back."""
+    found = _LONE_SURROGATE if undecodable else _SURROGATE
+    return found.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
 
 
 class _RawJudge:
@@ -1715,7 +1736,8 @@ def _redact_json_line(raw: bytes, specs: tuple[str, ...], mapping: Mapping) -> b
         return None
     if not isinstance(record, dict) or not redact_record(record, specs, mapping):
         return None
-    return (dumps_exact(record) + text[len(body) :]).encode("utf-8", "surrogateescape")
+    out = _escape_surrogates(dumps_exact(record), undecodable=bool(_ESCAPED_BYTE.search(body)))
+    return (out + text[len(body) :]).encode("utf-8", "surrogateescape")
 
 
 def _redact_csv(rec: _Rec, header: list[str], specs: tuple[str, ...], mapping: Mapping) -> bytes | None:

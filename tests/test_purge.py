@@ -1294,3 +1294,33 @@ def test_redact_in_a_path_patch_follows_disambiguated_paths(tmp_path: Path) -> N
     redact(store, ["a"], key="1")
     (row,) = replay(str(store)).state.to_pylist()
     assert json.loads(row["state"]) == {"a.b": 5, "a": "[REDACTED]"}
+
+
+def test_a_lone_surrogate_escape_in_a_quarantined_or_unreadable_record_is_judged_not_fatal(tmp_path: Path) -> None:
+    """A record holding half an emoji (a \\ud83d escape, as JavaScript writes a truncated one) is
+    judged as any other, its lone surrogate read as U+FFFD; one redacted keeps the escape as written."""
+    lines = [
+        '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 1, "data": {"email": "p1@x.org"}}',
+        '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 2, "data": {"email": "p2@x.org"}}',
+        '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 3, "data": {"bio": "pizza \\ud83d"}}',
+        '{"ts": "2026-03-01T00:00:00Z", "table": "users", "op": "insert", "id": 2, "data": {"email": "p2@x.org", '
+        '"bio": "half \\uD83D, \\udcff"}}',
+    ]  # fmt: skip
+    store = _quarantining_store(tmp_path, lines)
+    assert Store.open(store).state().of_kind("quarantine")[0]["rows"] == 2
+    assert purge(store, key="2", dry_run=True).quarantine_records == 1
+    assert purge(store, where="data->>'bio' LIKE 'pizza %'", dry_run=True).quarantine_records == 1
+    redact(store, ["email"], key="2")
+    (entry,) = Store.open(store).state().of_kind("quarantine")
+    raws = [json.loads(line)["raw"] for line in (store / entry["path"]).read_text("utf-8").splitlines()]
+    assert raws[1] == '{"ts":"2026-03-01T00:00:00Z","table":"users","op":"insert","id":2,"data":{"email":"[REDACTED]",' \
+        '"bio":"half \\ud83d, \\udcff"}}'  # fmt: skip
+    assert purge(store, key="2").quarantine_records == 1
+    assert residue(store, "p2@x.org") == []
+    assert_verified(store)
+    # raw-file mode: the unreadable lines are judged the same way, and a redacted one keeps its escapes
+    out = tmp_path / "clean.jsonl"
+    result = purge_file(tmp_path / "in.jsonl", out, key="2", mapping=MAPPING)
+    assert (result.removed, out.read_text().splitlines()) == (2, [lines[0], lines[2]])
+    redact_file(tmp_path / "in.jsonl", out, ["email"], key="2", mapping=MAPPING)
+    assert out.read_text().splitlines()[3].endswith('{"email":"[REDACTED]","bio":"half \\ud83d, \\udcff"}}')
