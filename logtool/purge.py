@@ -873,6 +873,7 @@ def _purge_head(
             "that goes on at or after the cut (or may go on in the next file), and a head drop keeps transactions whole"
         )
     cut = whole
+    _refuse_losing_reducer_state(store, state, cut, flag)
     if not dry_run:
         # Stored before the lock: the snapshot commits on its own. It holds the state after every
         # event below the cut, so replay from there on needs none of them.
@@ -901,6 +902,30 @@ def _purge_head(
         return _execute(
             store, state, "purge", plans, {}, snapshots, [], predicate, params, reason, result, dry_run, progress
         )
+
+
+def _refuse_losing_reducer_state(store: Store, state: State, cut: int, flag: str) -> None:
+    """The snapshot a head drop stores is the kv reducer's, which holds nothing of domain events:
+    where the head holds some, a replay with the log's reducers after the drop would start from
+    nothing. Refused, unless a snapshot taken with a reducer is there at the cut already."""
+    from .query import events_connection
+    from .replay import KV_FINGERPRINT
+    from .schema import DOMAIN_EVENT
+
+    con = events_connection(store, files=store.segment_files(state))
+    domain, last = con.execute(
+        f'SELECT max("offset") FILTER (WHERE {DOMAIN_EVENT}), max("offset") FROM events WHERE "offset" < {int(cut)}'
+    ).fetchall()[0]
+    if domain is None or any(
+        s.get("reducer", KV_FINGERPRINT) != KV_FINGERPRINT and last <= s["offset"] < cut for s in state.of_kind("snapshot")
+    ):
+        return
+    raise UsageError(
+        f"{flag}: the events below offset {cut} include domain events (an event-sourced log), and the snapshot a head "
+        "drop stores holds only the kv reducer's state: a replay with your reducers after it would start from nothing",
+        f"store their state there first: `logtool snapshot {store.path} --at-offset {cut - 1} --reducer MODULE`, "
+        "then drop the head",
+    )
 
 
 def _snapshot_function(flag: str) -> Callable[..., dict[str, Any]]:

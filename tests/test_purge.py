@@ -737,6 +737,29 @@ def test_a_snapshot_built_from_dropped_events_goes_with_the_person(store: Path) 
     assert residue(store, PERSON["email"]) == []
 
 
+def test_a_head_drop_of_domain_events_needs_their_reducers_snapshot_at_the_cut(tmp_path: Path) -> None:
+    """The head drop stores a kv snapshot, which holds nothing of domain events: it is refused
+    (a dry run too) until a snapshot taken with the reducers is there, and then replays exactly."""
+    from logtool.demo import BANK
+    from logtool.replay import replay, snapshot
+
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK)
+    reducers = str(SAMPLES / "bank_reducers.py")
+    head = replay(str(store), reducer=reducers).digest
+    before = files(store)
+    for dry_run in (True, False):
+        with pytest.raises(UsageError, match="domain events") as refused:
+            purge(store, before_offset=40, dry_run=dry_run)
+        assert "--at-offset 39 --reducer" in (refused.value.hint or "")
+    assert files(store) == before
+    snapshot(str(store), at_offset=39, reducer=reducers)
+    assert purge(store, before_offset=40).events == 40
+    after = replay(str(store), reducer=reducers)
+    assert (after.digest, after.snapshot) == (head, 39)
+    assert_verified(store)
+
+
 def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from logtool.errors import LogtoolError
 
