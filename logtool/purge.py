@@ -853,34 +853,38 @@ def _purge_head(
 
     flag = "--before-offset" if before_offset is not None else "--before-time"
     snapshot = _snapshot_function(flag)
-    state = store.state()
-    cut = _cut_offset(store, state, before_offset, before_time)
-    result = PurgeResult(str(store.path), "purge", dry_run)
-    if not any(s["min_offset"] < cut for s in state.segments):
-        return result
-    from .replay import whole_transactions_below
-
-    # the snapshot stored at the cut holds whole transactions: the events of one it cut would be lost
-    whole = whole_transactions_below(store, cut)
-    if whole == 0:
-        raise UsageError(
-            f"{flag}: the cut falls inside the log's first transaction, which a head drop cannot split",
-            "drop the head after that transaction's end",
-        )
-    if whole < cut:
-        result.notes.append(
-            f"the cut moved down from offset {cut} to {whole}: offsets {whole}..{cut - 1} belong to a transaction "
-            "that goes on at or after the cut (or may go on in the next file), and a head drop keeps transactions whole"
-        )
-    cut = whole
-    _refuse_losing_reducer_state(store, state, cut, flag)
-    if not dry_run:
-        # Stored before the lock: the snapshot commits on its own. It holds the state after every
-        # event below the cut, so replay from there on needs none of them.
-        result.snapshot_taken = snapshot(str(store.path), at_offset=cut - 1)["path"]
+    # Everything under the one lock: a purge committed between the drop's snapshot and the drop
+    # could remove that snapshot, and the head would go without the state it holds.
     lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if dry_run else store.writer("purge")
     with lock:
         state = store.state()
+        cut = _cut_offset(store, state, before_offset, before_time)
+        result = PurgeResult(str(store.path), "purge", dry_run)
+        if not any(s["min_offset"] < cut for s in state.segments):
+            return result
+        from .replay import whole_transactions_below
+
+        # the snapshot stored at the cut holds whole transactions: the events of one it cut would be lost
+        whole = whole_transactions_below(store, cut)
+        if whole == 0:
+            raise UsageError(
+                f"{flag}: the cut falls inside the log's first transaction, which a head drop cannot split",
+                "drop the head after that transaction's end",
+            )
+        if whole < cut:
+            result.notes.append(
+                f"the cut moved down from offset {cut} to {whole}: offsets {whole}..{cut - 1} belong to a transaction "
+                "that goes on at or after the cut (or may go on in the next file), and a head drop keeps transactions whole"
+            )
+        cut = whole
+        _refuse_losing_reducer_state(store, state, cut, flag)
+        keep_from = cut - 1
+        if not dry_run:
+            # It commits on its own, first. It holds the state after every event below the cut, so
+            # replay from there on needs none of them.
+            taken = snapshot(store, at_offset=cut - 1)
+            result.snapshot_taken, keep_from = taken["path"], taken["offset"]
+            state = store.state()
         plans = []
         for seg in state.segments:
             if seg["max_offset"] < cut:
@@ -892,8 +896,6 @@ def _purge_head(
                 plans += _group(state, part.sort_by("offset"))
         result.events = result.matched = sum(p.count for p in plans)
         result.offsets = _plan_ranges(plans)
-        taken = [s for s in state.of_kind("snapshot") if s["path"] == result.snapshot_taken]
-        keep_from = taken[0]["offset"] if taken else cut - 1
         snapshots = [s for s in state.of_kind("snapshot") if s.get("offset", -1) < keep_from]
         predicate: dict[str, Any] = {"before_offset": cut}
         if before_time is not None:
@@ -930,12 +932,12 @@ def _refuse_losing_reducer_state(store: Store, state: State, cut: int, flag: str
 
 def _snapshot_function(flag: str) -> Callable[..., dict[str, Any]]:
     try:
-        from .replay import snapshot
+        from .replay import store_snapshot
     except ImportError:
         raise LogtoolError(
             f"{flag} needs snapshots, not available yet", "purge by --key, --entity or --where"
         ) from None
-    return snapshot
+    return store_snapshot
 
 
 def _cut_offset(store: Store, state: State, before_offset: int | None, before_time: str | None) -> int:

@@ -1334,60 +1334,74 @@ def snapshot(
 ) -> dict[str, Any]:
     """Store the state at an offset (default: the head) as a snapshot, in one commit; returns its commit
     entry (with ``already`` where one of the same reducer was there: none is taken again)."""
+    store = Store.open(path)
+    # The lock is taken before the replay: a purge committed meanwhile would come back in it.
+    with store.writer("snapshot"):
+        entry = store_snapshot(store, at_offset=at_offset, reducer=reducer, progress=progress)
+        if not entry.get("already"):
+            store.sweep()  # what a writer killed after its commit left behind
+    return entry
+
+
+def store_snapshot(
+    store: Store,
+    *,
+    at_offset: int | None = None,
+    reducer: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`snapshot` for a writer that holds the store's lock already (a head drop stores its
+    snapshot under its own lock, so that no other writer can remove it before the drop)."""
     import pyarrow.parquet as pq
 
     from .segments import write_parquet_options
 
-    store = Store.open(path)
-    # The lock is taken before the replay: a purge committed meanwhile would come back in it.
-    with store.writer("snapshot"):
-        next_offset = store.state().next_offset
-        if at_offset is not None and at_offset >= next_offset:
-            raise UsageError(
-                f"--at-offset {at_offset} is past the end of the log (its last offset is {next_offset - 1})",
-                "leave --at-offset out to snapshot the head",
-            )
-        at_offset = transaction_boundary(store, at_offset)
-        # one there already (automatic snapshots while the head transaction stays open): kept
-        fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
-        at = next_offset - 1 if at_offset is None else at_offset
-        for existing in store.state().of_kind("snapshot"):
-            if existing["offset"] == at and existing.get("reducer") == fingerprint:
-                return {**existing, "already": True}  # (said so: no new snapshot was taken)
-        result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
-        if result.offset is None and at_offset is not None:
-            raise UsageError(
-                f"no event at or below offset {at_offset} is left in the store (a compaction or purge removed them): "
-                "there is no state there to snapshot", "snapshot at a later offset, or at the head",
-            )  # fmt: skip
-        if result.offset is None:
-            raise UsageError("the store has no events to snapshot")
-        table = result.state
-        if result.typed_states is not None:
-            from . import engine
+    next_offset = store.state().next_offset
+    if at_offset is not None and at_offset >= next_offset:
+        raise UsageError(
+            f"--at-offset {at_offset} is past the end of the log (its last offset is {next_offset - 1})",
+            "leave --at-offset out to snapshot the head",
+        )
+    at_offset = transaction_boundary(store, at_offset)
+    # one there already (automatic snapshots while the head transaction stays open): kept
+    fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
+    at = next_offset - 1 if at_offset is None else at_offset
+    for existing in store.state().of_kind("snapshot"):
+        if existing["offset"] == at and existing.get("reducer") == fingerprint:
+            return {**existing, "already": True}  # (said so: no new snapshot was taken)
+    result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
+    if result.offset is None and at_offset is not None:
+        raise UsageError(
+            f"no event at or below offset {at_offset} is left in the store (a compaction or purge removed them): "
+            "there is no state there to snapshot", "snapshot at a later offset, or at the head",
+        )  # fmt: skip
+    if result.offset is None:
+        raise UsageError("the store has no events to snapshot")
+    table = result.state
+    if result.typed_states is not None:
+        from . import engine
 
-            con = engine.connect()
-            typed = result.typed_states  # noqa: F841 - read by the query
-            state = result.state  # noqa: F841 - read by the query
-            table = con.sql(
-                "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
-                "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
-            ).to_arrow_table()
-        target = store.new_file("snapshot", f"{result.offset:020d}")
-        options = write_parquet_options()
-        pq.write_table(table, target, **options)
-        entry = {
-            "kind": "snapshot",
-            "path": store.rel(target),
-            "offset": result.offset,
-            "rows": result.state.num_rows,
-            "digest": result.digest,
-            "reducer": result.reducer,
-            "sha256": file_sha256(target),
-            "bytes": target.stat().st_size,
-        }
-        store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
-        store.sweep()  # what a writer killed after its commit left behind
+        con = engine.connect()
+        typed = result.typed_states  # noqa: F841 - read by the query
+        state = result.state  # noqa: F841 - read by the query
+        table = con.sql(
+            "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
+            "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
+        ).to_arrow_table()
+    target = store.new_file("snapshot", f"{result.offset:020d}")
+    options = write_parquet_options()
+    pq.write_table(table, target, **options)
+    entry = {
+        "kind": "snapshot",
+        "path": store.rel(target),
+        "offset": result.offset,
+        "rows": result.state.num_rows,
+        "digest": result.digest,
+        "reducer": result.reducer,
+        "sha256": file_sha256(target),
+        "bytes": target.stat().st_size,
+    }
+    store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
     return entry
 
 

@@ -827,6 +827,39 @@ def test_snapshot_takes_the_lock_before_it_replays(store: Path, monkeypatch: pyt
     assert seen == [True]
 
 
+def test_no_writer_gets_in_between_a_head_drops_snapshot_and_the_drop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purge committed there could remove the snapshot, and the head would go without the state
+    it holds: the drop holds the lock from before its snapshot to its commit."""
+    from logtool.errors import LockedError
+    from logtool.replay import replay
+
+    log = tmp_path / "in.jsonl"
+    log.write_text("".join(json.dumps({"id": i, "v": i}) + "\n" for i in range(1, 6)))
+    store = tmp_path / "s"
+    ingest(store, [str(log)], mapping=Mapping(key_fields=("id",), entity="u"))
+    replay_module = sys.modules["logtool.replay"]
+    real = replay_module.store_snapshot
+    refused = []
+
+    def with_another_writer(*args: Any, **kwargs: Any) -> Any:
+        entry = real(*args, **kwargs)
+        with pytest.raises(LockedError) as e:  # another writer's erasure, right after the snapshot
+            purge(store, key="2", entity="u")
+        refused.append(e.value)
+        return entry
+
+    monkeypatch.setattr(replay_module, "store_snapshot", with_another_writer)
+    res = purge(store, before_offset=3)
+    assert refused and res.events == 3
+    assert [s["path"] for s in Store.open(store).state().of_kind("snapshot")] == [res.snapshot_taken]
+    monkeypatch.undo()
+    purge(store, key="2", entity="u")  # once the drop is done: out of its snapshot too
+    assert [r["key"] for r in replay(str(store)).state.to_pylist()] == ["1", "3", "4", "5"]
+    assert_verified(store)
+
+
 @pytest.mark.parametrize("writer", ["compact", "snapshot"])
 def test_compact_and_snapshot_delete_what_a_killed_writer_left(store: Path, writer: str) -> None:
     from logtool import compact, snapshot
