@@ -204,6 +204,10 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         if not f.exists():
             continue
         try:
+            wrong = _wrong_columns(f)
+            if wrong:
+                report.problems.append(Problem(seg["path"], f"not a segment as written: {wrong}", seg["min_offset"]))
+                continue
             seg_events = con.sql(
                 f"""SELECT "offset", digest, {expected_digest} AS recomputed
                     FROM read_parquet({sql_string(str(f))}) ORDER BY "offset" """
@@ -218,9 +222,16 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         bad = con.execute('SELECT min("offset") FROM seg_events WHERE digest IS DISTINCT FROM recomputed').fetchall()[0]
         if bad and bad[0] is not None:
             report.problems.append(Problem(seg["path"], "event digest does not match its content", bad[0]))
-        if digests_hash(seg_events.column("digest")).hexdigest() != seg["digest"]:
+        digests = seg_events.column("digest")
+        if digests.null_count:
+            (at,) = con.execute('SELECT min("offset") FROM seg_events WHERE digest IS NULL').fetchall()[0]
+            report.problems.append(Problem(seg["path"], f"{digests.null_count} event(s) have no digest", at))
+        if digests.null_count or digests_hash(digests).hexdigest() != seg["digest"]:
             report.problems.append(Problem(seg["path"], "segment digest does not match its events", seg["min_offset"]))
         offsets = seg_events.column("offset")
+        if offsets.null_count:  # (ordered last) the offset checks below are of the others
+            report.problems.append(Problem(seg["path"], f"{offsets.null_count} event(s) have no offset"))
+            offsets = offsets.drop_null()
         if seg["path"] in vouched:
             loaded[seg["path"]] = seg_events.select(["offset", "digest"])
         if seg_events.num_rows != seg["rows"]:
@@ -229,7 +240,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
                     seg["path"], f"holds {seg_events.num_rows} events, commit says {seg['rows']}", seg["min_offset"]
                 )
             )
-        if seg_events.num_rows:
+        if len(offsets):
             first, last = offsets[0].as_py(), offsets[-1].as_py()
             if (first, last) != (seg["min_offset"], seg["max_offset"]):
                 report.problems.append(Problem(seg["path"], "offset range differs from its commit", first))
@@ -274,6 +285,26 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     report.leftovers = [store.rel(p) for p in store.leftovers(state)]
     report.writer_at_work = store.writer_at_work() if report.leftovers else None
     return report
+
+
+def _wrong_columns(path: Any) -> str | None:
+    """What makes a file's offset or digest column unlike a segment's (integers, and bytes): the
+    other checks compare them as such. None where both are as written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def binary(t: pa.DataType) -> bool:
+        return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t))
+
+    schema = pq.read_schema(path)
+    wrong = []
+    for name, fits in (("offset", pa.types.is_integer), ("digest", binary)):
+        i = schema.get_field_index(name)
+        if i < 0:
+            wrong.append(f"it has no {name} column")
+        elif not fits(schema.field(i).type):
+            wrong.append(f"its {name} column is {schema.field(i).type}")
+    return ", ".join(wrong) or None
 
 
 def _receipts(commit: dict[str, Any]) -> list[dict[str, Any]]:
@@ -325,7 +356,7 @@ def _receipt_problems(commit: dict[str, Any], loaded: dict[str, pa.Table]) -> li
         else:  # the survivors, the redacted ones as they were
             at = pc.index_in(kept.column("offset"), value_set=theirs.column("offset"))
             merged = pc.if_else(pc.is_valid(at), pc.take(theirs.column("digest"), at), kept.column("digest"))
-        if digests_hash(merged).hexdigest() != old.get("digest"):
+        if merged.null_count or digests_hash(merged).hexdigest() != old.get("digest"):
             out.append((f"receipt does not account for what changed in {old.get('path')}: the surviving events with "
                         "the receipted ones do not hash to its digest", where))  # fmt: skip
     return out

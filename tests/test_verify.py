@@ -237,6 +237,40 @@ def test_changed_event_with_forged_checksums(cli: Cli, store: Path) -> None:
     assert problems == [{"where": seg["path"], "offset": 4, "problem": "event digest does not match its content"}]
 
 
+@pytest.mark.parametrize(
+    ("column", "change", "problem"),
+    [
+        ("digest", "null", "1 event(s) have no digest"),
+        ("offset", "null", "1 event(s) have no offset"),
+        ("offset", "text", "not a segment as written: its offset column is string"),
+        ("digest", "text", "not a segment as written: its digest column is string"),
+    ],
+)
+@pytest.mark.parametrize("purged_first", [False, True])
+def test_a_segment_with_a_null_or_retyped_offset_or_digest_is_a_finding(
+    cli: Cli, store: Path, column: str, change: str, problem: str, purged_first: bool
+) -> None:
+    """Not an internal error: verify names the segment, and the event where it can."""
+    if purged_first:  # the segment of offsets 3..4 rewritten by a purge, which its receipt vouches for
+        logtool.purge(str(store), key="11", entity="f1")
+    seg = next(s for s in _segments(store) if s["min_offset"] == 3)
+    path = store / seg["path"]
+    table = pq.read_table(path)
+    i = table.schema.get_field_index(column)
+    values = table.column(column).to_pylist()
+    last = table.column("offset")[-1].as_py()
+    if change == "null":
+        values[-1] = None
+        typ = table.schema.field(i).type
+    else:
+        values, typ = [str(v) for v in values], pa.string()
+    pq.write_table(table.set_column(i, pa.field(column, typ), pa.array(values, typ)), path)
+    problems = _assert_found(cli("verify", store, "--format", "jsonl"), seg["path"], 3)
+    assert problems[0]["problem"] == "file content changed since its commit"
+    at = {"digest": last, "offset": None}[column] if change == "null" else 3
+    assert {"where": seg["path"], "offset": at, "problem": problem} in problems
+
+
 def test_key_index_that_does_not_match_its_file(cli: Cli, store: Path) -> None:
     """The commit's description of a segment's row groups (what key lookups trust) is checked."""
     seg = _segments(store)[2]
