@@ -29,7 +29,7 @@ Values: unquoted numbers (the integer types, numeric, real, double precision) be
 numbers, ``true``/``false`` booleans, ``null`` NULL; NaN and the infinities stay strings, so,
 unlike wal2json, nothing is lost; everything else is the text PostgreSQL printed, as a JSON string
 (jsonb, arrays, timestamptz as printed). ``unchanged-toast-datum`` (a TOASTed value an update did
-not change) is left out of ``data``, so a replay keeps the old value.
+not change) is left out of ``data``, so a replay keeps the old value, and the update is a ``patch``.
 
 Keys: the output does not say which columns form a table's key. Name them with ``--key-field
 public.t:id`` (several for a composite key). A table with none named is read as a table without a
@@ -217,8 +217,9 @@ def _value(text: str, i: int) -> tuple[Any, int]:
     return token, k  # NaN, Infinity, -Infinity
 
 
-def _tuple(text: str, i: int, stop: str | None = None) -> tuple[dict[str, Any], int]:
-    """Columns ``name[type]:value`` separated by spaces, up to the end or to ``stop``."""
+def _tuple(text: str, i: int, stop: str | None = None, omitted: list[str] | None = None) -> tuple[dict[str, Any], int]:
+    """Columns ``name[type]:value`` separated by spaces, up to the end or to ``stop``; the names of
+    unchanged TOASTed ones (left out of the row) go to ``omitted``."""
     row: dict[str, Any] = {}
     while i < len(text) and not (stop and text.startswith(stop, i)):
         name, i = _ident(text, i)
@@ -230,6 +231,8 @@ def _tuple(text: str, i: int, stop: str | None = None) -> tuple[dict[str, Any], 
         value, i = _value(text, j + 2)
         if value is not _TOAST:
             row[name] = value
+        elif omitted is not None:
+            omitted.append(name)
         if i < len(text):
             if text[i] != " ":
                 raise ValueError(f"expected a space after column {name!r} at char {i}")
@@ -263,10 +266,11 @@ def _table_record(text: str, line: int) -> list[Change]:
         if not text.startswith("new-tuple: ", i):
             raise ValueError("old-key without new-tuple")
         i += len("new-tuple: ")
-    row, i = _tuple(text, i)
+    omitted: list[str] = []
+    row, i = _tuple(text, i, omitted=omitted)
     if action == "DELETE":
         return [Change("delete", entity, line, text, old=row)]
-    return [Change(action.lower(), entity, line, text, new=row, old=old)]
+    return [Change(action.lower(), entity, line, text, new=row, old=old, partial=bool(omitted))]
 
 
 def _record(dec: Decoder, text: str, line: int) -> None:

@@ -95,6 +95,7 @@ class Change:
     message: dict[str, Any] | None = None  # {prefix, content} of a logical message
     transactional: bool = True
     xid: str | None = None  # the change's own transaction id, where the plugin writes one on it
+    partial: bool = False  # the plugin marked values it left out (test_decoding's unchanged-toast-datum)
 
 
 @dataclass
@@ -289,7 +290,7 @@ class Decoder:
             entity=change.entity,
             key=key,
             prev_key=prev_key,
-            op=change.op,
+            op="patch" if change.partial else change.op,  # it sets what it sent and keeps the rest
             type="message" if change.op == "event" else None,
             data=data,
             before=before,

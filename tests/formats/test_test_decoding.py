@@ -431,3 +431,22 @@ def test_a_binary_message_keeps_its_bytes_and_a_row_that_is_not_utf8_is_one_bad_
     ]  # fmt: skip
     assert [(b.line, b.raw) for b in bad] == [(5, b"table public.t: INSERT: id[integer]:2 v[text]:'\xff'")]
     assert bad[0].reason.startswith("invalid UTF-8 at byte 47")
+
+
+def test_an_update_leaving_a_toasted_value_out_is_a_patch(tmp_path: Path) -> None:
+    """``unchanged-toast-datum``: the update sets what it sent and keeps the rest, as a patch does,
+    so a row whose first change in the log is one is warned of by replay (its other values are unknown)."""
+    from logtool import ingest, replay
+
+    path = text_file(tmp_path, (
+        "BEGIN 700\n"
+        "table public.t: UPDATE: id[integer]:1 doc[text]:unchanged-toast-datum n[integer]:2\n"
+        "table public.t: UPDATE: id[integer]:2 doc[text]:'d' n[integer]:3\n"
+        "COMMIT 700\n"
+    ))  # fmt: skip
+    events, bad = read(path, Mapping(key_fields=("public.t:id",)))
+    assert bad == [] and [(e["key"], e["op"], e["data"]) for e in events] == [
+        ("1", "patch", '{"id":1,"n":2}'), ("2", "update", '{"id":2,"doc":"d","n":3}')]  # fmt: skip
+    ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("public.t:id",)))
+    warnings = replay(tmp_path / "s").warnings
+    assert any(w.startswith("1 row(s) were built from partial updates") and "public.t key 1" in w for w in warnings)
