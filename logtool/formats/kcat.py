@@ -9,7 +9,8 @@
 - Any other payload is JSON: an ``upsert`` of that JSON, keyed by the Kafka key as it is (or, for a
   null key, by the ``--key-field`` fields of the payload), in the entity named by the topic, at the
   record's Kafka timestamp.
-- A null payload is a tombstone: a ``delete`` of the key with null data. On a topic that carried
+- A null payload is a tombstone: a ``delete`` of the key with null data (but for a key a Debezium key
+  change moved a row from: see ``_key_change``). On a topic that carried
   Debezium events (or whose key has a Debezium key schema) it is placed in the Debezium entity and
   keyed as Debezium keys are, at the time of the partition's last Debezium event (its delete).
 - ``payload_error`` or ``key_error`` (kcat could not deserialize the record) is a bad record, not a
@@ -59,7 +60,8 @@ def _decode(
     topics: dict[str, tuple[str, bool, dict[str, Any]]],
     times: dict[Any, Any],
     learned: dict[str, tuple[str, ...]],
-) -> Event:
+    moving: set[tuple[str, str | None]],
+) -> Event | None:
     if not isinstance(record, dict):
         raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
     topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
@@ -93,6 +95,9 @@ def _decode(
         # A Debezium tombstone follows its delete in the partition: it takes the delete's (the
         # database's) time, not the later Kafka time, which would end an --at-time prefix early.
         ts = times.get((topic, partition)) if entity is not None else None
+        if (topic, text) in moving:  # the tombstone of a key a row moved away from: nothing to delete
+            moving.discard((topic, text))
+            return None
         return {
             "ts": ts if ts is not None else _kafka_time(record),
             "entity": entity or topic,
@@ -113,7 +118,7 @@ def _decode(
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
         times[topic, partition] = event.get("ts")
-        return event
+        return _key_change(event, kafka.get("headers"), topic, row_fields(value), moving)
     if is_maxwell(value):
         return decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
     text = _key_text(raw_key)
@@ -132,6 +137,29 @@ def _decode(
         "meta": dumps_exact({"kafka": kafka}),
         "source": where,
     }
+
+
+def _key_change(
+    event: Event, headers: list[list[Any]] | None, topic: str, fields: dict[str, Any], moving: set[tuple[str, str | None]]
+) -> Event | None:
+    """Debezium writes a change of a row's key as a delete of the old key (header
+    ``__debezium.newkey``), its tombstone, and a create of the new key (``__debezium.oldkey``).
+    Read as such, the create would start the row afresh: its unchanged TOASTed values, and its
+    history, would stay behind with the deleted row. So the delete and its tombstone are passed
+    over and the create moves the row (``prev_key``), carrying what it did not send. Partitions
+    may come in any order in a dump: the create moves the row whether the delete came before it
+    or comes after."""
+    named = {n: v for n, v in headers or () if isinstance(v, str)}
+    if event["op"] == "delete" and "__debezium.newkey" in named:
+        moving.add((topic, event["key"]))
+        return None
+    old = named.get("__debezium.oldkey")
+    if old is None or event["op"] not in ("insert", "read", "update", "patch"):
+        return event
+    old_key = record_key(_parsed_key(old), fields)[0]
+    if old_key is None or old_key == event["key"]:
+        return event
+    return {**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}
 
 
 def _parsed_key(raw: Any) -> Any:
@@ -176,9 +204,12 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     topics: dict[str, tuple[str, bool, dict[str, Any]]] = {}
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
     learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
+    moving: set[tuple[str, str | None]] = set()  # (topic, key) a Debezium key change moved a row from
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        event = _decode(record, where, mapping, topics, times, learned)
+        event = _decode(record, where, mapping, topics, times, learned, moving)
+        if event is None:
+            return []
         if mapping.offset_field:  # a single partition's dump keeps Kafka's offsets (--offset-field offset)
             offset = record.get(mapping.offset_field)
             if not isinstance(offset, int) or isinstance(offset, bool):
