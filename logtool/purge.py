@@ -634,7 +634,9 @@ def _run(
         # data rather than removed, or the rows it alone holds would go with it. Any other is
         # removed (rewriting it by its rows would keep values only the purged events gave them).
         only = store.unrebuildable_snapshots()
-        kept_snapshots = [s for s in snapshots if s["path"] in only and "typed" not in _snapshot_columns(store, s)]
+        # (a reducer's snapshot loses the purged keys' rows alike; its states are not redacted)
+        kept_snapshots = [s for s in snapshots if s["path"] in only
+                          and (operation == "purge" or "typed" not in _snapshot_columns(store, s))]  # fmt: skip
         snapshots = [s for s in snapshots if s not in kept_snapshots]
         result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)
@@ -723,8 +725,9 @@ def _snapshot_columns(store: Store, snap: dict[str, Any]) -> list[str]:
 def _rewrite_snapshot(
     store: Store, sel: Selection, specs: tuple[str, ...] | None, snap: dict[str, Any], new_files: list[Path]
 ) -> dict[str, Any]:
-    """A kv snapshot without the selected rows (purge), or with their fields redacted (``specs``):
-    a new file and its commit entry (same offset, new digest)."""
+    """A snapshot without the selected rows (purge; a reducer's too, its typed states with them),
+    or a kv snapshot with their fields redacted (``specs``): a new file and its commit entry (same
+    offset, new digest)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

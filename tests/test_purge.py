@@ -760,6 +760,28 @@ def test_a_head_drop_of_domain_events_needs_their_reducers_snapshot_at_the_cut(t
     assert_verified(store)
 
 
+def test_a_key_purged_after_a_head_drop_leaves_the_reducers_snapshot_without_it(tmp_path: Path) -> None:
+    """After a head drop, the reducers' snapshot at the cut holds what no event holds any more: a
+    later purge of a key rewrites it without that key's state, as it does a kv snapshot, instead
+    of removing it with every other account's balance."""
+    from logtool.demo import BANK
+    from logtool.replay import replay, snapshot
+
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK)
+    reducers = str(SAMPLES / "bank_reducers.py")
+    snapshot(str(store), at_offset=39, reducer=reducers)
+    purge(store, before_offset=40)
+    head = {(r["entity"], r["key"]): r["state"] for r in replay(str(store), reducer=reducers).state.to_pylist()}
+    gone = sorted(head)[0]
+    result = purge(store, key=gone[1], entity=gone[0])
+    assert len(result.snapshots_rewritten) == 1
+    after = replay(str(store), reducer=reducers)
+    assert {(r["entity"], r["key"]): r["state"] for r in after.state.to_pylist()} == {
+        k: v for k, v in head.items() if k != gone}  # fmt: skip
+    assert_verified(store)
+
+
 def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from logtool.errors import LogtoolError
 
