@@ -293,6 +293,9 @@ class _Step:
     before: Any  # the row as a JSON value, or None where there was none
     after: Any
     row: int = 0  # which row it is: kept through key changes, a new one after a delete or truncate
+    # A key change that took the row at ``source`` away (not one moving a row another key change
+    # had displaced from ``source`` inside the transaction: the row that displaced it stays there).
+    vacates: bool = False
 
 
 def _as_object(row: Any) -> dict[str, Any] | None:
@@ -349,6 +352,7 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
         same_txn = ev.txn_id is not None and ev.txn_id == fold._txid
         displaced = fold._displaced if same_txn else {}
         before = displaced.get(source, fold.rows.get(source)) if ev.moved else fold.rows.get(source)
+        vacates = ev.moved and source not in aside
         if ev.moved:
             row = aside.pop(source) if source in aside else rows.pop(source, None)
             if target in rows:
@@ -362,7 +366,7 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
             rows.pop(target, None)
         else:
             rows[target] = row
-        steps.append(_Step(ev, source, target, before, after, row))
+        steps.append(_Step(ev, source, target, before, after, row, vacates))
     return steps
 
 
@@ -435,10 +439,15 @@ def _changed(step: _Step, name: str) -> bool:
     return not _same(_lookup(step.before, name), _lookup(step.after, name))
 
 
+def _last_at(steps: list[_Step], slot: Slot) -> _Step | None:
+    """The last step that put a row at ``slot``, or took its row away."""
+    return next((s for s in reversed(steps) if s.target == slot or (s.vacates and s.source == slot)), None)
+
+
 def _lineage(steps: list[_Step], slot: Slot) -> list[_Step]:
     """The steps that made the row now at ``slot``, newest first, back through key changes
     (empty: the row at ``slot`` moved away, or is gone)."""
-    last = next((s for s in reversed(steps) if slot in (s.target, s.source)), None)
+    last = _last_at(steps, slot)
     if last is None or last.target != slot or last.after is None:
         return []
     return [s for s in reversed(steps) if s.row == last.row]
@@ -462,7 +471,7 @@ def _entity_of(events: list[_Event], key: str) -> str:
 
 def _gone(steps: list[_Step], slot: Slot, where: str) -> NotFoundError:
     """Why a key has no row: deleted, moved to another key, truncated, or never written."""
-    last = next((s for s in reversed(steps) if slot in (s.target, s.source)), None)
+    last = _last_at(steps, slot)
     what = f"key {slot[1]!r} has no state at {where}"
     if last is None:
         return NotFoundError(what, "see `logtool history`")

@@ -330,22 +330,26 @@ def test_blame_at_a_position_of_transactions_named_without_their_commit(tmp_path
     assert {r["field"]: (r["value"], r["offset"]) for r in rows} == {"id": ("1", 0), "v": ('"b"', 1)}
 
 
+def change(xid: int, lsn: int, kind: str, new: int, name: str, old: int | None = None) -> list[dict[str, Any]]:
+    """A wal2json v2 change of table t (id, name); ``old`` is the key an update moved the row from."""
+    body = {"action": kind, "schema": "public", "table": "t", "lsn": f"0/{lsn}",
+            "columns": [{"name": "id", "type": "integer", "value": new}, {"name": "name", "type": "text", "value": name}],
+            "pk": [{"name": "id", "type": "integer"}]}  # fmt: skip
+    if old is not None:
+        body["identity"] = [{"name": "id", "type": "integer", "value": old}]
+    return [body]
+
+
+def txn(xid: int, lsn: int, *changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A wal2json v2 transaction holding these changes."""
+    stamp = f"2026-01-01 00:00:0{xid}+00"
+    return ([{"action": "B", "xid": xid, "timestamp": stamp, "lsn": f"0/{lsn}", "nextlsn": f"0/{lsn + 9}"}]
+            + [c | {"xid": xid, "timestamp": stamp} for part in changes for c in part]
+            + [{"action": "C", "xid": xid, "timestamp": stamp, "lsn": f"0/{lsn + 8}", "nextlsn": f"0/{lsn + 9}"}])  # fmt: skip
+
+
 def test_blame_and_why_follow_rows_that_swapped_keys_in_one_transaction(tmp_path: Path) -> None:
     """wal2json: 1 and 2 swap keys in one transaction, then 2 moves to 3. Blame follows the row."""
-    def change(xid: int, lsn: int, kind: str, new: int, name: str, old: int | None = None) -> list[dict[str, Any]]:
-        body = {"action": kind, "schema": "public", "table": "t", "lsn": f"0/{lsn}",
-                "columns": [{"name": "id", "type": "integer", "value": new}, {"name": "name", "type": "text", "value": name}],
-                "pk": [{"name": "id", "type": "integer"}]}  # fmt: skip
-        if old is not None:
-            body["identity"] = [{"name": "id", "type": "integer", "value": old}]
-        return [body]
-
-    def txn(xid: int, lsn: int, *changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        stamp = f"2026-01-01 00:00:0{xid}+00"
-        return ([{"action": "B", "xid": xid, "timestamp": stamp, "lsn": f"0/{lsn}", "nextlsn": f"0/{lsn + 9}"}]
-                + [c | {"xid": xid, "timestamp": stamp} for part in changes for c in part]
-                + [{"action": "C", "xid": xid, "timestamp": stamp, "lsn": f"0/{lsn + 8}", "nextlsn": f"0/{lsn + 9}"}])  # fmt: skip
-
     records = (txn(1, 10, change(1, 11, "I", 1, "A")) + txn(2, 20, change(2, 21, "I", 2, "B"))
                + txn(3, 30, change(3, 31, "U", 2, "A", old=1), change(3, 32, "U", 1, "B", old=2))
                + txn(4, 40, change(4, 41, "U", 3, "A", old=2)))  # fmt: skip
@@ -357,6 +361,34 @@ def test_blame_and_why_follow_rows_that_swapped_keys_in_one_transaction(tmp_path
     three = {r["field"]: r["offset"] for r in logtool.blame(tmp_path / "s", "3").to_pylist()}
     assert (one, three) == ({"id": 3, "name": 1}, {"id": 4, "name": 0})
     assert logtool.why(tmp_path / "s", "3", "name").event["offset"] == 0
+
+
+def test_blame_and_why_find_both_rows_of_a_swap_and_a_rotation_in_one_transaction(tmp_path: Path) -> None:
+    """wal2json: 1 and 2 swap keys in one transaction (the second change moves the row the first
+    displaced, not the row now at 2); then 1 -> 2 -> 3 -> 1 rotate in one. Each key has the row
+    replay gives it, at the head and at every offset after the transaction."""
+    swap = (txn(1, 10, change(1, 11, "I", 1, "a"), change(1, 12, "I", 2, "b"))
+            + txn(2, 20, change(2, 21, "U", 2, "a", old=1), change(2, 22, "U", 1, "b", old=2)))  # fmt: skip
+    rotate = (txn(1, 10, change(1, 11, "I", 1, "a"), change(1, 12, "I", 2, "b"), change(1, 13, "I", 3, "c"))
+              + txn(2, 20, change(2, 21, "U", 2, "a", old=1), change(2, 22, "U", 3, "b", old=2),
+                    change(2, 23, "U", 1, "c", old=3)))  # fmt: skip
+    for name, records, expected in (
+        ("swap", swap, {"1": ("b", 1, 3), "2": ("a", 0, 2)}),
+        ("rotate", rotate, {"1": ("c", 2, 5), "2": ("a", 0, 3), "3": ("b", 1, 4)}),
+    ):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        store = tmp_path / name
+        ingest(store, [str(tmp_path / f"{name}.jsonl")])
+        state = {r["key"]: json.loads(r["state"])["name"] for r in replay(store).state.to_pylist()}
+        assert state == {k: v for k, (v, _n, _i) in expected.items()}, name
+        last = max(i for _v, _n, i in expected.values())
+        for key, (value, named, moved) in expected.items():
+            for at in (None, last):
+                rows = logtool.blame(store, key, at_offset=at).to_pylist()
+                blamed = {r["field"]: (r["value"], r["offset"]) for r in rows}
+                assert blamed == {"id": (key, moved), "name": (json.dumps(value), named)}, (name, key, at)
+            answer = logtool.why(store, key, "name")
+            assert (answer.value, answer.event["offset"]) == (value, named), (name, key)
 
 
 def test_blame_of_a_key_in_two_entities_asks_for_one(cli: Any, stores: dict[str, Path]) -> None:
