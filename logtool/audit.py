@@ -12,12 +12,19 @@ exclude it). Key changes are followed through
 ``prev_key`` (backwards: a key shows the history of the keys it had before; an old key also shows
 the event that moved it away); ``prev_key`` and truncates are found through row-group statistics.
 
-Names looked up in an event's ``meta``, first present wins:
+Names looked up in an event's ``meta``, first present wins, then in its Kafka headers (kcat's
+``meta.kafka.headers``, ``[name, value]`` pairs; the last header of a name, as Kafka's
+``lastHeader`` reads it; each name also with the ``ce_`` prefix of CloudEvents' Kafka binding),
+again first present wins:
 
-- actor: ``actor``, ``user``, ``user_id``, ``userId``, ``username``, ``principal``;
-- event id: ``event_id``, ``eventId``, ``id``; causation id: ``causation_id``, ``causationId``;
-  correlation id: ``correlation_id``, ``correlationId``;
-- transaction: the event's ``txn.id``, else meta ``txid``, ``transaction_id``.
+- actor: ``actor``, ``user``, ``user_id``, ``userId``, ``username``, ``principal``, ``authid``
+  (CloudEvents' authcontext extension);
+- event id: ``event_id``, ``eventId``, ``eventid``, ``message_id``, ``messageId``, ``id`` (a
+  CloudEvent's own ``id``);
+- causation id: ``causation_id``, ``causationId``, ``causationid``; correlation id:
+  ``correlation_id``, ``correlationId``, ``correlationid`` (CloudEvents' correlation extension:
+  extension names are lower case);
+- transaction: the event's ``txn.id``, else ``txid``, ``transaction_id``.
 """
 
 from __future__ import annotations
@@ -44,10 +51,10 @@ if TYPE_CHECKING:
 
     from .replay import ReducerModule
 
-ACTOR_FIELDS = ("actor", "user", "user_id", "userId", "username", "principal")
-EVENT_ID_FIELDS = ("event_id", "eventId", "id")
-CAUSATION_FIELDS = ("causation_id", "causationId")
-CORRELATION_FIELDS = ("correlation_id", "correlationId")
+ACTOR_FIELDS = ("actor", "user", "user_id", "userId", "username", "principal", "authid")
+EVENT_ID_FIELDS = ("event_id", "eventId", "eventid", "message_id", "messageId", "id")
+CAUSATION_FIELDS = ("causation_id", "causationId", "causationid")
+CORRELATION_FIELDS = ("correlation_id", "correlationId", "correlationid")
 TXID_FIELDS = ("txid", "transaction_id")
 BUCKETS = ("minute", "hour", "day")
 # Longest causation chain followed: a guard against ids that loop.
@@ -87,8 +94,22 @@ def _connect(store: Store) -> duckdb.DuckDBPyConnection:
 
 
 def _first(meta: dict[str, Any], names: Iterable[str]) -> Any:
+    """The first of these meta members present, else the first of these Kafka headers present."""
     for name in names:
         value = meta.get(name)
+        if value is not None:
+            return value
+    kafka = meta.get("kafka")
+    pairs = kafka.get("headers") if isinstance(kafka, dict) else None
+    if not pairs or not isinstance(pairs, list):
+        return None
+    # A name may repeat: its last header counts, as Kafka's Headers.lastHeader reads it.
+    headers = {p[0]: p[1] for p in pairs if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)}
+    for name in names:
+        # ce_: a CloudEvent's attribute in Kafka's binary content mode (ce_id, ce_correlationid)
+        value = headers.get(name)
+        if value is None:
+            value = headers.get("ce_" + name)
         if value is not None:
             return value
     return None
@@ -171,12 +192,10 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> list[_Event]:
     return list(map(_Event.from_values, *(column.to_pylist() for column in table.columns)))
 
 
-def _scan(
-    con: duckdb.DuckDBPyConnection, condition: str, order: str = '"offset"', limit: int | None = None
-) -> list[_Event]:
+def _scan(con: duckdb.DuckDBPyConnection, condition: str, order: str = '"offset"') -> list[_Event]:
     """The events matching a condition no statistic can prune (a search of ``meta``): the
     offsets first, reading only the columns the condition needs, then those events whole."""
-    sql = f'SELECT "offset" FROM events WHERE {condition} ORDER BY {order}' + (f" LIMIT {limit}" if limit else "")
+    sql = f'SELECT "offset" FROM events WHERE {condition} ORDER BY {order}'
     offsets = [o for (o,) in con.execute(sql).fetchall()]
     if not offsets:
         return []
@@ -879,9 +898,12 @@ def caveats(store: str | Path | Store, offsets: Iterable[int], field: str | None
 
 
 def _id_sql(names: Iterable[str], wanted: str) -> str:
-    """SQL: the first of these meta members present equals the id."""
+    """SQL that every event whose id (of these names, as ``_first`` reads them) is ``wanted``
+    passes: the first of these meta members present equals it, or a Kafka header's value does.
+    Some others pass too (a header of another name): the events it gives are checked in Python."""
     member = "coalesce(" + ", ".join(f"meta->>{json_path(n)}" for n in names) + ")"
-    test = f"{member} = {sql_string(wanted)}"
+    header = f"list_contains(json_extract_string(meta, '$.kafka.headers[*][1]'), {sql_string(wanted)})"
+    test = f"({member} = {sql_string(wanted)} OR {header})"
     if '"' in wanted or "\\" in wanted:
         return test
     # The id's text appears in the meta text: a cheap test that spares parsing most metas.
@@ -904,7 +926,7 @@ def _behind(
         if ev.txid is None:
             return [], [], [], lacking + " and no transaction id: nothing links it to other events"
         cond = f"(txn.id = {sql_string(ev.txid)} OR (txn.id IS NULL AND {_id_sql(TXID_FIELDS, ev.txid)}))"
-        same = [e for e in _scan(con, cond) if e.offset != ev.offset]
+        same = [e for e in _scan(con, cond) if e.offset != ev.offset and e.txid == ev.txid]
         if not same:
             return [], [], [], lacking + f"; its transaction {ev.txid} holds no other event"
         return (
@@ -916,7 +938,7 @@ def _behind(
     known: dict[str, _Event] = {}
     correlated: list[_Event] = []
     if corr is not None:
-        correlated = _scan(con, _id_sql(CORRELATION_FIELDS, corr))
+        correlated = [e for e in _scan(con, _id_sql(CORRELATION_FIELDS, corr)) if e.correlation_id == corr]
         known.update({e.event_id: e for e in correlated if e.event_id is not None})
     chain: list[_Event] = []
     seen = {ev.offset}
@@ -946,9 +968,10 @@ def _find_event(con: duckdb.DuckDBPyConnection, event_id: str, before: int) -> _
     """The event with this event id, looked for first among the events before ``before`` (a
     cause comes before its effect), then in the whole log."""
     for bound in (f'"offset" < {before}', "TRUE"):
-        rows = _scan(con, f"{bound} AND {_id_sql(EVENT_ID_FIELDS, event_id)}", order='"offset" DESC', limit=1)
-        if rows:
-            return rows[0]
+        rows = _scan(con, f"{bound} AND {_id_sql(EVENT_ID_FIELDS, event_id)}", order='"offset" DESC')
+        found = next((e for e in rows if e.event_id == event_id), None)
+        if found is not None:
+            return found
     return None
 
 

@@ -439,6 +439,57 @@ def test_why_follows_the_causation_chain_across_accounts(cli: Any, stores: dict[
     assert result["note"] is None
 
 
+def test_why_reads_the_ids_of_cloudevents_extensions(tmp_path: Path) -> None:
+    """CloudEvents: extension names are lower case, so the correlation extension's causationid
+    and correlationid are read, and authcontext's authid as the actor; a cause is named by its id."""
+    def ce(i: int, subject: str, **extensions: str) -> str:
+        return json.dumps({"specversion": "1.0", "id": f"e{i}", "source": "/bank", "type": "com.acme.moved",
+                           "subject": subject, "time": f"2024-03-05T12:00:0{i}Z", **extensions,
+                           "data": {"balance": str(i)}})  # fmt: skip
+
+    (tmp_path / "ce.jsonl").write_text("\n".join([
+        ce(1, "acc-1", correlationid="c-9", authid="teller-7"),
+        ce(2, "acc-2", causationid="e1", correlationid="c-9", authid="sweep-bot"),
+        ce(3, "acc-3", causationid="e2", correlationid="c-9"),
+        ce(4, "acc-4", correlationid="c-other"),
+    ]) + "\n")  # fmt: skip
+    ingest(tmp_path / "s", [str(tmp_path / "ce.jsonl")])
+    result = logtool.why(tmp_path / "s", "acc-2", "balance")
+    event = result.event
+    assert (event["offset"], event["event_id"], event["causation_id"], event["correlation_id"], event["actor"]) == (
+        1, "e2", "e1", "c-9", "sweep-bot")  # fmt: skip
+    assert [(e["offset"], e["key"], e["actor"]) for e in result.chain] == [(0, "acc-1", "teller-7")]
+    assert [e["offset"] for e in result.correlated] == [2]
+    assert result.note is None
+
+
+def test_why_reads_the_ids_of_kafka_headers(tmp_path: Path) -> None:
+    """kcat: ids and the actor producers put in Kafka headers are read (the last header of a
+    name, as Kafka reads it), also as CloudEvents' binary content mode writes them (ce_ prefix)."""
+    def record(offset: int, key: str, *headers: str) -> str:
+        return json.dumps({"topic": "bank", "partition": 0, "offset": offset, "tstype": "create",
+                           "ts": 1709660000000 + offset, "broker": 1, "headers": list(headers), "key": key,
+                           "payload": json.dumps({"balance": str(offset)})})  # fmt: skip
+
+    (tmp_path / "k.jsonl").write_text("\n".join([
+        record(10, "acc-1", "message_id", "m1", "correlation_id", "c-1", "actor", "teller-7"),
+        record(11, "acc-2", "message_id", "m2", "causation_id", "m1", "correlation_id", "stale",
+               "correlation_id", "c-1", "actor", "sweep-bot"),
+        record(12, "acc-3", "ce_id", "m3", "ce_causationid", "m2", "ce_correlationid", "c-1"),
+        record(13, "acc-4", "other", "m2", "correlation_id", "c-2"),
+    ]) + "\n")  # fmt: skip
+    ingest(tmp_path / "s", [str(tmp_path / "k.jsonl")])
+    result = logtool.why(tmp_path / "s", "acc-3", "balance")
+    event = result.event
+    assert (event["event_id"], event["causation_id"], event["correlation_id"]) == ("m3", "m2", "c-1")
+    # the header holding m2 at offset 3 is no event id: the cause is offset 1, then its own cause
+    assert [(e["offset"], e["key"], e["actor"]) for e in result.chain] == [(1, "acc-2", "sweep-bot"),
+                                                                         (0, "acc-1", "teller-7")]  # fmt: skip
+    assert result.correlated == [] and result.note is None
+    assert logtool.why(tmp_path / "s", "acc-2", "balance").event["correlation_id"] == "c-1"
+    assert logtool.history(tmp_path / "s", "acc-2").column("actor").to_pylist() == ["sweep-bot"]
+
+
 def test_why_as_a_terminal_table(cli: Any, stores: dict[str, Path], at_root: None) -> None:
     run = cli("why", stores["bank"], "acc-1003", "balance", "--reducer", BANK_REDUCERS, "--format", "table")
     assert run.code == 0
