@@ -16,7 +16,7 @@ compared as multisets of rows.
 Values are compared exactly: NULL, the empty string and the text ``<null>`` are three values;
 composite keys are joined column by column (never concatenated); decimals are compared as decimals
 (``1.10`` equals ``1.1``, nothing passes through float64); floats are equal only when equal, unless
-a tolerance is given; timestamps are compared as instants; JSON is compared as values (key order
+a tolerance is given (a number against a float32 column is its float32); timestamps are compared as instants; JSON is compared as values (key order
 ignored, numbers by value). A CSV field has no type: it is read as text and compared as the other
 side's type (a number, an instant, a boolean, JSON); against another CSV field it is equal when
 the texts are equal, or both are numbers of equal value, or both are dates/times of the same
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import struct
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -160,6 +161,26 @@ def _float(text: str) -> Norm | None:
     return ("f", repr(value if value != 0 else 0.0))
 
 
+def _float32(text: str) -> Norm | None:
+    """A number read as a float32 (PostgreSQL's `real`), rounded once from its text: the norm of
+    that float32's double, so two texts meet when they round to the same float32."""
+    norm = _float(text)
+    if norm is None or norm[1] in ("nan", "inf", "-inf"):
+        return norm
+    x = float(norm[1])
+    try:
+        f = struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return ("f", "-inf" if x < 0 else "inf")
+    # the text reached a double first: where that double lies halfway between two float32s, the
+    # text itself says which one is nearer (a tie broken twice would pick the even one wrongly)
+    other = 2 * x - f
+    if other != f and struct.unpack("<f", struct.pack("<f", other))[0] == other:
+        exact, mid = Decimal(text), Decimal(x)
+        f = max(f, other) if exact > mid else min(f, other) if exact < mid else f
+    return ("f", repr(f if f != 0 else 0.0))
+
+
 def _instant(text: str) -> Norm | None:
     """An instant to the nanosecond: its microseconds, and the digits of a fraction past them."""
     if not _DATETIME.fullmatch(text.strip()):
@@ -264,6 +285,11 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     """A value (as text, with its mode) in the canonical form of a comparison domain."""
     if text is None:
         return None
+    if domain == "float32":  # against a float32 column: a number of any mode is read as one
+        parsed = _parsed_json(text) if mode == "j" else None
+        if parsed is not None and parsed[0] != "n":  # a JSON value that is not a number
+            return parsed
+        return _float32(text.strip()) or ("s", text)
     typed = {"j": _parsed_json, "n": _number, "f": _float, "d": _instant, "b": _boolean}
     if mode in typed:
         return typed[mode](text) or ("s", text)
@@ -415,7 +441,9 @@ def _type_class(sql_type: str) -> str:
         return "int"
     if t.startswith("DECIMAL"):
         return "decimal"
-    if t in ("FLOAT", "DOUBLE"):
+    if t == "FLOAT":
+        return "float32"
+    if t == "DOUBLE":
         return "float"
     if t == "DATE" or t.startswith("TIMESTAMP"):
         return "time"
@@ -436,6 +464,7 @@ class _Table:
     row_json: str | None = None  # the column holding each row as a JSON object (a replayed state)
     untyped_columns: frozenset[str] = frozenset()  # text without a type in an otherwise typed table
     json_text_columns: frozenset[str] = frozenset()  # a store's strings: text, or an instant JSON has no type for
+    json_numbers: bool = False  # a store's numbers: JSON's, whose floats carry no width
 
     def type_class(self, name: str) -> str:
         if name in self.json_columns or name == self.row_json:
@@ -469,11 +498,13 @@ _AS_TEXT = {
     "int": ("{x}::VARCHAR", "n"),
     "decimal": ("{x}::VARCHAR", "n"),
     "float": ("{x}::VARCHAR", "f"),
+    "float32": ("{x}::DOUBLE::VARCHAR", "f"),  # its own value (its shortest text is a float32's)
     "time": ("{x}::TIMESTAMPTZ::VARCHAR", "d"),
     "bool": ("{x}::VARCHAR", "b"),
     "other": ("{x}::VARCHAR", "t"),
 }
 _NUMERIC = ("int", "decimal")
+_FLOATS = frozenset({"float", "float32"})
 _TEXTUAL = ("untyped", "text")
 
 
@@ -498,6 +529,10 @@ class _Column:
     # float): it equals no float, however close its double comes
     linexact: str | None = None
     rinexact: str | None = None
+    # SQL, each side's number as a tolerance measures it, where that is not its form (a number
+    # compared as its float32 is measured as itself)
+    lmeasure: str | None = None
+    rmeasure: str | None = None
 
     def left(self, expr: str) -> str:
         return self.lform.replace("{x}", expr)
@@ -512,7 +547,9 @@ class _Column:
         if self.float_tolerance and tolerance is not None:
             # abs() of a NULL is NULL: a NULL against a number differs, whatever the tolerance. A
             # number without an exact double is a candidate, measured exactly in Python (confirmed)
-            near = f"({a} IS NOT DISTINCT FROM {b} OR abs({a} - {b}) <= {tolerance})"
+            ma, mb = ((m or f).replace("{x}", e) for m, f, e in
+                      ((self.lmeasure, self.lform, lexpr), (self.rmeasure, self.rform, rexpr)))  # fmt: skip
+            near = f"({a} IS NOT DISTINCT FROM {b} OR abs({ma} - {mb}) <= {tolerance})"
             return f"NOT coalesce({near} AND NOT ({' OR '.join(inexact) or 'false'}), false)"
         return " OR ".join([f"NOT ({a} IS NOT DISTINCT FROM {b})", *inexact])
 
@@ -576,16 +613,29 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
             return "epoch_ns({x})::HUGEINT" if "_NS" in sql_type else "epoch_us({x}::TIMESTAMPTZ)::HUGEINT * 1000"
 
         return _Column(name, lc, rc, ns(lt), ns(rt), True)
-    if "float" in pair and pair <= {"float", *_NUMERIC}:
-        # the number's double is compared; where it is not the number itself, they differ
-        def inexact(cls: str, sql_type: str) -> str | None:
-            # (a double past the type's range does not cast back: no number of that type is it)
-            return None if cls == "float" else f"TRY_CAST({{x}}::DOUBLE AS {sql_type}) IS DISTINCT FROM {{x}}"
+    if pair & _FLOATS and pair <= {*_FLOATS, *_NUMERIC}:
+        # the number's double is compared; where it is not the number itself, they differ. Against
+        # a float32 column (PostgreSQL's real) a number, or a store's float (a JSON number, of no
+        # width), is its float32 instead: 1.1 is the real 1.1, whose double is 1.100000023841858
+        def narrowed(cls: str, table: _Table, other: str) -> bool:
+            return other == "float32" and (cls in _NUMERIC or (cls == "float" and table.json_numbers))
 
-        return _Column(name, lc, rc, "{x}::DOUBLE", "{x}::DOUBLE", True, float_tolerance=True,
-                       linexact=inexact(lc, lt), rinexact=inexact(rc, rt))  # fmt: skip
+        def inexact(cls: str, sql_type: str, narrow: bool) -> str | None:
+            # (a double past the type's range does not cast back: no number of that type is it)
+            if cls in _FLOATS:
+                return "({x} IS NOT NULL AND TRY_CAST({x} AS FLOAT) IS NULL)" if narrow else None
+            return f"TRY_CAST(TRY_CAST({{x}} AS {'FLOAT' if narrow else 'DOUBLE'}) AS {sql_type}) IS DISTINCT FROM {{x}}"
+
+        ln, rn = narrowed(lc, left, rc), narrowed(rc, right, lc)
+        narrow = "TRY_CAST({x} AS FLOAT)::DOUBLE"
+        return _Column(name, lc, rc, narrow if ln else "{x}::DOUBLE", narrow if rn else "{x}::DOUBLE", True,
+                       float_tolerance=True, linexact=inexact(lc, lt, ln), rinexact=inexact(rc, rt, rn),
+                       lmeasure="{x}::DOUBLE" if ln else None, rmeasure="{x}::DOUBLE" if rn else None)  # fmt: skip
     if lc == rc and lc in ("nested", "other") and lt == rt and not lt.upper().startswith("MAP"):
         return exact()
+    if pair == {"json", "float32"}:
+        # a JSON number against a float32: read as one (equal texts are the same float32)
+        return _Column(name, lc, rc, "_lt_num({x}::VARCHAR)", "_lt_num({x}::VARCHAR)", False, "float32")
     if pair & {"json", "nested"}:
         forms = {c: "{x}" if c in _TEXTUAL else "{x}::VARCHAR" if c == "json" else "to_json({x})::VARCHAR"
                  for c in pair}  # fmt: skip
@@ -594,14 +644,15 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
         return _Column(name, lc, rc, "{x}", "{x}", False, "loose")
     if lc in _TEXTUAL and rc in _TEXTUAL:
         return exact()
-    if pair & {"text"} and pair & {*_NUMERIC, "float", "bool"}:
+    if pair & {"text"} and pair & {*_NUMERIC, *_FLOATS, "bool"}:
         # a typed text column is text: against a number, its text must be the number's own
         return _Column(name, lc, rc, "{x}::VARCHAR", "{x}::VARCHAR", True)
     if lc in _TEXTUAL or rc in _TEXTUAL:
         other = rc if lc in _TEXTUAL else lc
-        if other in _NUMERIC or other == "float":
+        if other in _NUMERIC or other in _FLOATS:
+            # (a float32's text is its shortest as a float32: the same text is the same float32)
             text_form, typed_form = "_lt_num({x})", "_lt_num({x}::VARCHAR)"
-            domain = "float" if other == "float" else "number"
+            domain = other if other in _FLOATS else "number"
         elif other == "time" and "_NS" in (rt if lc in _TEXTUAL else lt):
             # the typed side keeps nanoseconds: the text's instant to the nanosecond too (DuckDB
             # cuts it at the microsecond; the digits past it are added), compared exactly
@@ -1406,6 +1457,7 @@ def _store_table(
     # Against a CSV dump, whose fields carry no type, the store's strings carry none either: JSON
     # has no type for an instant, say, so `2026-03-01T12:00:00Z` meets `2026-03-01 12:00:00+00`.
     found.untyped_columns = frozenset(derived)
+    found.json_numbers = True
     found.json_text_columns = frozenset(table.column_names) - found.untyped_columns if other.untyped else frozenset()
     return found
 

@@ -138,6 +138,54 @@ def test_numbers_at_the_end_of_their_type_against_floats_differ_without_trouble(
         False, 0, 0, 1)  # fmt: skip
 
 
+def test_a_number_against_a_float32_column_is_its_float32(tmp_path: Path) -> None:
+    """A REAL (float32) dump against a store's JSON numbers, a decimal or a CSV field: the number is
+    read as a float32 (1.1 is the real 1.1, whose double is 1.100000023841858), as against a
+    DOUBLE it is read as a double; a number that is not its float32 still differs, and two typed
+    floats of two widths are compared exactly."""
+    lines = ['{"id":1,"r":1.1}', '{"id":3,"r":"NaN"}', '{"id":4,"r":0.3}']  # "NaN": a float64 column in the replay
+    write_lines(tmp_path / "in.jsonl", lines)
+    write_lines(tmp_path / "more.jsonl", ['{"id":1,"r":1.1}', '{"id":2,"r":16777217}'])
+    store, more = tmp_path / "s", tmp_path / "more"
+    logtool.ingest(store, [str(tmp_path / "in.jsonl")], mapping=Mapping(key_fields=("id",), entity="m"))
+    logtool.ingest(more, [str(tmp_path / "more.jsonl")], mapping=Mapping(key_fields=("id",), entity="m"))
+    real = pa.float32()
+    pq.write_table(pa.table({"id": [1, 3, 4], "r": pa.array([1.1, float("nan"), 0.3], real)}), tmp_path / "same.parquet")
+    assert diff(store, tmp_path / "same.parquet").same
+    assert diff(store, tmp_path / "same.parquet", key_columns=["id"]).same
+    pq.write_table(pa.table({"id": [1, 2], "r": pa.array([1.1, 2.0**24], real)}), tmp_path / "m.parquet")
+    result = diff(more, tmp_path / "m.parquet")  # 2**24 + 1 has no float32 of its own: a difference
+    assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": "2"}
+    ids = pa.int64(), [1, 2]
+    reals = table({"id": ids, "v": (real, [1.1, 1.25])})
+    decimals = table({"id": ids, "v": (pa.decimal128(3, 2), [Decimal("1.1"), Decimal("1.25")])})
+    assert diff(decimals, reals, key_columns=["id"]).same
+    assert diff(table({"v": (pa.decimal128(3, 1), [Decimal("1.1")])}), table({"v": (real, [1.1])})).same  # keyless
+    close = table({"id": ids, "v": (pa.decimal128(9, 8), [Decimal("1.10000001"), Decimal("1.25")])})
+    assert counts(diff(close, reals, key_columns=["id"])) == (False, 0, 0, 1)  # more digits than its float32 has
+    assert counts(diff(table({"id": ids, "v": (pa.float64(), [1.1, 1.25])}), reals, key_columns=["id"])) == (
+        False, 0, 0, 1)  # fmt: skip
+    # a tolerance measures the number itself: 1.1 is 0.1000000477 from the real 1.2 (1.2000000477)
+    one = table({"id": (pa.int64(), [1]), "v": (pa.decimal128(2, 1), [Decimal("1.1")])})
+    further = table({"id": (pa.int64(), [1]), "v": (real, [1.2])})
+    assert not diff(one, further, key_columns=["id"], float_tolerance="0.10000003").same  # not float32 to float32
+    assert diff(one, further, key_columns=["id"], float_tolerance="0.10000005").same
+    # a CSV field: any text that rounds to the same float32
+    write_lines(tmp_path / "m.csv", ["id,r", "1,1.1", "3,NaN", "4,0.30000001192092896"])
+    assert diff(tmp_path / "m.csv", tmp_path / "same.parquet", key_columns=["id"]).same
+    assert diff(tmp_path / "m.csv", tmp_path / "same.parquet").same
+    write_lines(tmp_path / "off.csv", ["id,r", "1,1.1000001", "3,NaN", "4,0.3"])
+    assert counts(diff(tmp_path / "off.csv", tmp_path / "same.parquet", key_columns=["id"])) == (False, 0, 0, 1)
+    # a JSON number too (a JSON string is no number)
+    json = table({"id": (pa.int64(), [1, 2]), "v": (pa.string(), ["1.100000023841858", '"1.25"'])}, json_columns=("v",))
+    result = diff(json, reals, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 2}
+    # rounded once from the text: past a double's halfway point between two float32s, the upper one
+    assert D.values_equal("float32", "t", "f", "1.0000000596046447753906250001", "1.0000001192092896")
+    assert D.values_equal("float32", "t", "f", "1.000000059604644775390625", "1.0")  # a tie: the even one
+    assert D.values_equal("float32", "t", "f", "1e39", "inf")
+
+
 def test_nanosecond_timestamps_are_compared_and_keyed_to_the_nanosecond() -> None:
     ns = pa.timestamp("ns")
     assert counts(diff(table({"id": (pa.int64(), [1]), "t": (ns, [1])}), table({"id": (pa.int64(), [1]), "t": (ns, [2])}),
