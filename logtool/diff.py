@@ -1052,7 +1052,7 @@ class _LogCompare:
         self.entity = entity
         self.by = by
         self.limit = limit
-        self.align = ["offset"] if by == "offset" else ["_pos", "_seq"]
+        self.align = ["offset"] if by == "offset" else ["_stream", "_pos", "_seq"]
         # a transaction name the reader made up (a capture without xids) holds the read's own token,
         # no content: compared by its transaction's size, which (events in one order) tells its bounds
         unnamed = (f"CASE WHEN starts_with(txn.id, {sql_string(UNNAMED)}) THEN struct_update(txn, id := "
@@ -1090,8 +1090,10 @@ class _LogCompare:
         result.info["left_event"] = self._fetch_event("l", lo)
         result.info["right_event"] = self._fetch_event("r", ro)
         if self.by == "position":
-            result.info["first_divergent_position"] = where[0]
-            tail = f"(_pos > {sql_string(where[0])} OR (_pos = {sql_string(where[0])} AND _seq >= {int(where[1])}))"
+            result.info["first_divergent_position"] = where[1]
+            stream, pos, seq = (sql_string(where[0]), sql_string(where[1]), int(where[2]))
+            tail = (f"(_stream > {stream} OR (_stream = {stream} AND (_pos > {pos} OR (_pos = {pos} "
+                    f"AND _seq >= {seq}))))")  # fmt: skip
         else:
             tail = f'"offset" >= {int(where[0])}'
         self._tail(tail)
@@ -1113,8 +1115,11 @@ class _LogCompare:
         where = f"WHERE entity = {sql_string(self.entity)}" if self.entity is not None else ""
         align = ""
         if self.by == "position":
-            align = (', source.position_order AS _pos, row_number() OVER (PARTITION BY source.position_order '
-                     'ORDER BY "offset") AS _seq')  # fmt: skip
+            # A Kafka position (partition/offset) is one topic's: a capture of several topics is
+            # aligned by topic too (two consumers interleave topics each their own way)
+            stream = "coalesce(CASE WHEN source.format = 'kcat' THEN json_extract_string(meta, '$.kafka.topic') END, '')"
+            align = (f", {stream} AS _stream, source.position_order AS _pos, row_number() OVER "
+                     f'(PARTITION BY {stream}, source.position_order ORDER BY "offset") AS _seq')  # fmt: skip
         for side, store, files in (("l", self.left, lfiles), ("r", self.right, rfiles)):
             store.events_view(self.con, f"_lt_{side}raw", files=files)
             self.con.execute(

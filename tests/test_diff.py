@@ -571,6 +571,27 @@ def test_logs_captured_apart_align_by_source_position(tmp_path: Path) -> None:
     assert diff(a, b, entity="stock").first_divergent_offset == 0  # by offset, everything moved
 
 
+def test_kcat_captures_of_several_topics_align_by_topic_partition_and_offset(tmp_path: Path) -> None:
+    """A Kafka position (partition/offset) is one topic's: two consumers that interleave the topics
+    each their own way hold the same log."""
+
+    def record(topic: str, offset: int, value: int) -> str:
+        return json.dumps({"topic": topic, "partition": 0, "offset": offset, "tstype": "create",
+                           "ts": 1709660000000 + 1000 * offset + len(topic), "broker": 1, "headers": [], "key": "k1",
+                           "payload": json.dumps({"v": value})})  # fmt: skip
+
+    a1, b1, a2, b2 = record("t.a", 1, 1), record("t.b", 1, 10), record("t.a", 2, 2), record("t.b", 2, 20)
+    one, two, three = tmp_path / "one", tmp_path / "two", tmp_path / "three"
+    logtool.ingest(one, [str(write_lines(tmp_path / "one.jsonl", [a1, b1, a2, b2]))])
+    logtool.ingest(two, [str(write_lines(tmp_path / "two.jsonl", [b1, b2, a1, a2]))])
+    logtool.ingest(three, [str(write_lines(tmp_path / "three.jsonl", [b1, record("t.b", 2, 21), a1, a2]))])
+    assert diff(one, two, by="position").same
+    result = diff(one, three, by="position")
+    assert counts(result) == (False, 0, 0, 1)
+    assert result.first_divergent_offset == 3
+    assert as_json(result.to_dict()["right_event"])["meta"]["kafka"]["topic"] == "t.b"
+
+
 # --------------------------------------------------------------------------- sample replicas
 
 
