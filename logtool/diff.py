@@ -1090,7 +1090,9 @@ class _LogCompare:
         result.info["left_event"] = self._fetch_event("l", lo)
         result.info["right_event"] = self._fetch_event("r", ro)
         if self.by == "position":
-            result.info["first_divergent_position"] = where[1]
+            # the position as the source wrote it (what --at-position takes), not its sort form
+            event = result.info["left_event"] or result.info["right_event"]
+            result.info["first_divergent_position"] = event["source"].get("position") if event else None
             stream, pos, seq = (sql_string(where[0]), sql_string(where[1]), int(where[2]))
             tail = (f"(_stream > {stream} OR (_stream = {stream} AND (_pos > {pos} OR (_pos = {pos} "
                     f"AND _seq >= {seq}))))")  # fmt: skip
