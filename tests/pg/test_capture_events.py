@@ -67,6 +67,9 @@ def test_op_counts_per_table(case: tuple[str, str, list[dict[str, Any]]]) -> Non
     }  # fmt: skip
     if fmt == "wal2json-v1":  # wal2json 2.5's format-version 1 never writes a TRUNCATE
         del expected["public.scratch", "truncate"], expected["public.scratch2", "truncate"]
+    if fmt == "test_decoding":  # it marks the TOASTed values two updates left out: they are patches
+        expected["public.customers", "update"] -= 2
+        expected["public.customers", "patch"] = 2
     assert Counter((e["entity"], e["op"]) for e in events) == expected
 
 
