@@ -27,11 +27,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .schema import DOMAIN_EVENT
 from .store import Store, iso_utc, names_damage
+
+if TYPE_CHECKING:
+    import duckdb
 
 REASONS = ("superseded", "tombstone expired", "keyless", "aborted")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -97,6 +100,8 @@ class CompactResult:
     keyless_entities: dict[str, int] = field(default_factory=dict)  # entities with no key at all -> events dropped
     latest_removed_time: str | None = None  # the latest stamp of a removed event (for --at-time after it)
     leftovers_removed: list[str] = field(default_factory=list)  # files no commit names, deleted with the commit
+    # the snapshot a head drop left, rewritten without what the compacted range changes: {path, replaced_by}
+    snapshots_rewritten: list[dict[str, str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -114,6 +119,7 @@ class CompactResult:
             "segments_rewritten": self.segments_rewritten,
             "latest_removed_time": self.latest_removed_time,
             "leftovers_removed": self.leftovers_removed,
+            "snapshots_rewritten": self.snapshots_rewritten,
             "commit": self.commit,
         }
 
@@ -359,6 +365,13 @@ def _compact(
             if entry:
                 adds.append(entry)
         stale_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1]
+        # A snapshot a head drop left holds rows no event holds any more: it stays, without the
+        # rows that events up to the compaction point touch (their survivors, or their expiry,
+        # say what is left of them), so that replay starts from it and applies the survivors.
+        unrebuildable = store.unrebuildable_snapshots()
+        kept_snapshots = [(s, _untouched_rows(store, con, s, horizon)) for s in stale_snapshots if s["path"] in unrebuildable]
+        for old, entry in kept_snapshots:
+            result.snapshots_rewritten.append({"path": old["path"], "replaced_by": entry["path"]})
         result.bytes_after = result.bytes_before - sum(s["bytes"] for s in segs) + sum(e["bytes"] for e in adds)
         params = {
             "tombstone_retention_us": retention_us,
@@ -366,15 +379,34 @@ def _compact(
             "until_offset": until_offset,
             "now": _instant(now_us),
         }
-        info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit")}
+        info = {k: v for k, v in result.summary().items() if k not in ("dry_run", "commit", "snapshots_rewritten")}
+        if result.snapshots_rewritten:  # as a purge's receipt says it: the snapshot a head drop left lives on there
+            info["receipt"] = {"snapshots_rewritten": result.snapshots_rewritten}
         commit = store.commit(
-            "compact", params, add=adds, remove=removes + stale_snapshots, gaps=gaps, info=info
+            "compact", params, add=adds + [entry for _old, entry in kept_snapshots], remove=removes + stale_snapshots,
+            gaps=gaps, info=info,
         )
         result.commit = commit["version"]
         store.sweep()  # the files it replaced, and what a writer killed after its commit left
         if progress:
             progress(3, 3)
     return result
+
+
+def _untouched_rows(store: Store, con: duckdb.DuckDBPyConnection, snap: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """The snapshot a head drop left, rewritten without the rows an event after it and before
+    ``horizon`` changes, moves away or truncates: its commit entry."""
+    from .engine import sql_string
+    from .replay import rewritten_snapshot
+
+    rows = con.sql(
+        f"""SELECT s.* FROM read_parquet({sql_string(str(store.path / snap["path"]))}) s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM events e WHERE e."offset" > {snap["offset"]} AND e."offset" < {horizon}
+                AND e.entity = s.entity AND (e.op = 'truncate' OR e.key IS NOT DISTINCT FROM s.key
+                                             OR (e.prev_key IS NOT NULL AND e.prev_key = s.key)))"""
+    ).to_arrow_table()
+    return rewritten_snapshot(store, snap, rows)
 
 
 # --------------------------------------------------------------------------- raw files

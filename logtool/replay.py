@@ -1343,6 +1343,23 @@ def snapshot(
     return entry
 
 
+def rewritten_snapshot(store: Store, snap: dict[str, Any], rows: pa.Table) -> dict[str, Any]:
+    """A snapshot's rows (some taken out, or redacted) written to a new file, sorted as replay
+    sorts them: its commit entry (same offset and reducer, new digest). The caller commits it."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from .segments import write_parquet_options
+
+    con = duckdb.connect()
+    con.register("_snapshot_rows", rows)
+    rows = con.sql("SELECT * FROM _snapshot_rows ORDER BY entity, key NULLS LAST, state").to_arrow_table()
+    target = store.new_file("snapshot", f"{snap['offset']:020d}")
+    pq.write_table(rows, target, **write_parquet_options())
+    return {**snap, "path": store.rel(target), "rows": rows.num_rows, "digest": state_digest(rows),
+            "sha256": file_sha256(target), "bytes": target.stat().st_size}  # fmt: skip
+
+
 def store_snapshot(
     store: Store,
     *,
