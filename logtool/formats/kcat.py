@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import Format
 from .base import (
+    Batcher,
     Event,
     Mapping,
     RawNumber,
@@ -60,8 +61,9 @@ def _decode(
     topics: dict[str, tuple[str, bool, dict[str, Any]]],
     times: dict[Any, Any],
     learned: dict[str, tuple[str, ...]],
-    moving: set[tuple[str, str | None]],
-) -> Event | None:
+    moves: _KeyMoves,
+    offset: int | None = None,
+) -> list[Event]:
     if not isinstance(record, dict):
         raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
     topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
@@ -95,10 +97,9 @@ def _decode(
         # A Debezium tombstone follows its delete in the partition: it takes the delete's (the
         # database's) time, not the later Kafka time, which would end an --at-time prefix early.
         ts = times.get((topic, partition)) if entity is not None else None
-        if (topic, text) in moving:  # the tombstone of a key a row moved away from: nothing to delete
-            moving.discard((topic, text))
-            return None
-        return {
+        if moves.tombstone(topic, text):  # of a key a row moved away from: nothing to delete
+            return []
+        return [{
             "ts": ts if ts is not None else _kafka_time(record),
             "entity": entity or topic,
             "key": text,
@@ -106,7 +107,7 @@ def _decode(
             "data": None,
             "meta": dumps_exact({"kafka": kafka}),
             "source": where,
-        }
+        }]
     value = payload
     if isinstance(payload, str) and not isinstance(payload, RawNumber):
         try:
@@ -118,9 +119,11 @@ def _decode(
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
         times[topic, partition] = event.get("ts")
-        return _key_change(event, kafka.get("headers"), topic, row_fields(value), moving)
+        if offset is not None:
+            event["offset"] = offset
+        return moves.event(topic, event, kafka.get("headers"), row_fields(value))
     if is_maxwell(value):
-        return decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
+        return [decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)]
     text = _key_text(raw_key)
     if text is None:
         names = mapping.keys_for(topic)
@@ -128,7 +131,7 @@ def _decode(
             if not isinstance(value, dict):
                 raise ValueError(f"payload is {kind_of(value)}: it has no key field {names[0]!r}")
             text = row_key(value, names, "payload")
-    return {
+    return [{
         "ts": _kafka_time(record),
         "entity": topic,
         "key": text,
@@ -136,30 +139,69 @@ def _decode(
         "data": dumps_exact(value),
         "meta": dumps_exact({"kafka": kafka}),
         "source": where,
-    }
+    }]
 
 
-def _key_change(
-    event: Event, headers: list[list[Any]] | None, topic: str, fields: dict[str, Any], moving: set[tuple[str, str | None]]
-) -> Event | None:
+class _KeyMoves:
     """Debezium writes a change of a row's key as a delete of the old key (header
     ``__debezium.newkey``), its tombstone, and a create of the new key (``__debezium.oldkey``).
     Read as such, the create would start the row afresh: its unchanged TOASTed values, and its
-    history, would stay behind with the deleted row. So the delete and its tombstone are passed
-    over and the create moves the row (``prev_key``), carrying what it did not send. Partitions
-    may come in any order in a dump: the create moves the row whether the delete came before it
-    or comes after."""
-    named = {n: v for n, v in headers or () if isinstance(v, str)}
-    if event["op"] == "delete" and "__debezium.newkey" in named:
-        moving.add((topic, event["key"]))
-        return None
-    old = named.get("__debezium.oldkey")
-    if old is None or event["op"] not in ("insert", "read", "update", "patch"):
-        return event
-    old_key = record_key(_parsed_key(old), fields)[0]
-    if old_key is None or old_key == event["key"]:
-        return event
-    return {**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}
+    history, would stay behind with the deleted row. So the create moves the row (``prev_key``),
+    carrying what it did not send, and the delete and its tombstone are held back.
+
+    The old and new keys may sit in two partitions, which a dump gives in any order:
+    - the create first: it moves the row, and the delete and tombstone that come later are passed over;
+    - the delete first: it waits for the create, which then moves the row; an event of the old key
+      coming before the create (a new row took the key) lets the delete out first, and the create
+      then starts its row afresh, as it would have without the headers; a delete still waiting at
+      the end of the file goes out there."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, str | None], Event] = {}  # (topic, old key) -> its delete, waiting
+        self.moved: set[tuple[str, str | None]] = set()  # old keys a create moved from before their delete
+        self.let_out: set[tuple[str, str | None]] = set()  # old keys whose delete went out: no move
+        self.quiet: set[tuple[str, str | None]] = set()  # old keys whose tombstone is still to pass over
+
+    def event(self, topic: str, event: Event, headers: list[list[Any]] | None, fields: dict[str, Any]) -> list[Event]:
+        named = {n: v for n, v in headers or () if isinstance(v, str)}
+        here = (topic, event["key"])
+        if event["op"] == "delete" and "__debezium.newkey" in named:
+            if here in self.moved:  # its create moved the row already
+                self.moved.discard(here)
+                self.quiet.add(here)
+            else:
+                self.held[here] = event
+            return []
+        old = named.get("__debezium.oldkey")
+        old_key = record_key(_parsed_key(old), fields)[0] if old is not None else None
+        out = [self.held.pop(here)] if here in self.held else []  # a new row takes a key a row left
+        if out:
+            self.let_out.add(here)
+        if old_key is None or old_key == event["key"] or event["op"] not in ("insert", "read", "update", "patch"):
+            return [*out, event]
+        was = (topic, old_key)
+        if was in self.let_out:
+            self.let_out.discard(was)
+            return [*out, event]
+        if self.held.pop(was, None) is None:
+            self.moved.add(was)
+        else:
+            self.quiet.add(was)
+        return [*out, {**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
+
+    def tombstone(self, topic: str, key: str | None) -> bool:
+        """Whether the tombstone of ``key`` is passed over (its delete is held back, or a move made it moot)."""
+        if (topic, key) in self.held:
+            return True
+        if (topic, key) in self.quiet:
+            self.quiet.discard((topic, key))
+            return True
+        return False
+
+    def rest(self) -> list[Event]:
+        """The deletes still held back at the end of the file: no create moved their rows."""
+        out, self.held = list(self.held.values()), {}
+        return out
 
 
 def _parsed_key(raw: Any) -> Any:
@@ -204,22 +246,28 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     topics: dict[str, tuple[str, bool, dict[str, Any]]] = {}
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
     learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
-    moving: set[tuple[str, str | None]] = set()  # (topic, key) a Debezium key change moved a row from
+    moves = _KeyMoves()
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        event = _decode(record, where, mapping, topics, times, learned, moving)
-        if event is None:
-            return []
+        offset = None
         if mapping.offset_field:  # a single partition's dump keeps Kafka's offsets (--offset-field offset)
-            offset = record.get(mapping.offset_field)
+            offset = record.get(mapping.offset_field) if isinstance(record, dict) else None
             if not isinstance(offset, int) or isinstance(offset, bool):
                 raise ValueError(f"missing or non-integer offset field {mapping.offset_field!r}")
-            event["offset"] = offset
-        return [event]
+        events = _decode(record, where, mapping, topics, times, learned, moves, offset)
+        for event in events:  # (a delete held back has its own record's offset already)
+            if offset is not None:
+                event.setdefault("offset", offset)
+        return events
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
+    held = Batcher()
+    for event in moves.rest():
+        held.add(**event)
+    if len(held):
+        yield held.flush()
 
 
 def _classify(value: Any) -> bool:

@@ -361,3 +361,11 @@ def test_a_debezium_key_change_moves_the_row_with_what_it_did_not_send(write_fil
         history = logtool.history(str(store), "2")
         rows = sorted({(e["offset"], e["key"], e["prev_key"]) for e in history.to_pylist()})
         assert rows == [(0, "1", None), (1, "2", "1")]
+    # the create in another partition, after a new row took the old key: the delete goes out
+    # before that row, and the create starts its row afresh (without the value it did not send)
+    reuse = rec(4, 1, {"before": None, "after": {"id": 1, "name": "b", "doc": "bdoc"}, "source": {**src, "txId": 4}, "op": "c"}, [])
+    for name, order in (("reused", [insert, delete, tombstone, reuse, create]), ("no-create", [insert, delete, tombstone])):
+        store = tmp_path / name
+        logtool.ingest(store, [str(write_file(f"{name}.jsonl", "\n".join(order) + "\n"))])
+        state = {r["key"]: json.loads(r["state"]) for r in logtool.replay(str(store)).state.to_pylist()}
+        assert state == ({"1": {"id": 1, "name": "b", "doc": "bdoc"}, "2": {"id": 2, "name": "a"}} if name == "reused" else {})
