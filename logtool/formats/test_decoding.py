@@ -249,7 +249,7 @@ def _table_record(text: str, line: int) -> list[Change]:
         if not text.startswith(", ", i):
             break
         i += 2
-    m = re.compile(r": (INSERT|UPDATE|DELETE|TRUNCATE): ").match(text, i)
+    m = re.compile(r": (INSERT|UPDATE|DELETE|TRUNCATE):( |$)").match(text, i)  # a FULL row all NULL: nothing after
     if m is None:
         raise ValueError(f"expected ': INSERT|UPDATE|DELETE|TRUNCATE: ' at char {i}")
     action, i = m.group(1), m.end()

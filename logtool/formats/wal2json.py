@@ -115,6 +115,14 @@ class _Unkeyable(ValueError):
         self.hint = hint
 
 
+# pg_recvlogical confirms a prepared transaction at its PREPARE: a capture stopped between the two
+# holds its changes, and the next one only its COMMIT PREPARED
+_PREPARED_ACROSS = (
+    "where one capture holds the PREPARE and the next the COMMIT PREPARED, ingest them as one input "
+    "(e.g. cat first.out next.out | logtool ingest STORE -)"
+)
+
+
 class Decoder:
     """Turns a PostgreSQL change stream into canonical events.
 
@@ -143,7 +151,6 @@ class Decoder:
         # shown an old row as wide as the row, which only REPLICA IDENTITY FULL writes
         self.keyed_updates_name_no_old = keyed_updates_name_no_old
         self._whole_old: set[str] = set()  # tables an old row as wide as the row showed keyless
-        self._pk_named = False  # a change named its table's key columns: the capture names them
         self._batcher = Batcher()
         self._ready: list[pa.RecordBatch] = []
         self._pending: list[Change] | None = None  # None: not inside a transaction
@@ -217,8 +224,13 @@ class Decoder:
         if self._pending is not None:
             self._cut_off(f"line {line} ends a prepared transaction before its commit record")
         held = self._prepared.pop(gid, None)
-        if held is None:
-            return  # prepared before the input began (or with no change to write)
+        if held is None:  # prepared before the input began (or with no change to write)
+            if not aborted:
+                self.source.notes.append(
+                    f"{self.source.name}:{line}: COMMIT PREPARED {gid!r} commits a transaction prepared before this "
+                    f"file began: whatever it changed is not in this file; {_PREPARED_ACROSS}"
+                )
+            return
         self._begin, self._pending, _ = held
         self.commit(commit, line, aborted)
 
@@ -233,12 +245,12 @@ class Decoder:
         if self._pending is not None:
             self._cut_off("the input ends before its commit record (was the capture cut short?)")
         for gid in list(self._prepared):
-            self._cut_off_prepared(gid, "the input ends before its COMMIT PREPARED or ROLLBACK PREPARED")
+            self._cut_off_prepared(gid, f"its COMMIT PREPARED or ROLLBACK PREPARED is not in this file; {_PREPARED_ACROSS}")
         for entity, shapes in self._old_shapes.items():
             if len(shapes) != 1 or entity in self._unfollowable:
                 continue
             named = next(iter(shapes))
-            if not set(named) < self._columns.get(entity, frozenset()):
+            if not named or not set(named) < self._columns.get(entity, frozenset()):  # (a key has a column)
                 continue
             cols, fields = ", ".join(named), " ".join(f"--key-field {entity}:{c}" for c in named)
             self.source.notes.append(
@@ -343,13 +355,13 @@ class Decoder:
 
     def _key_names(self, ch: Change) -> tuple[str, ...]:
         if ch.pk is not None:
-            self._pk_named = True
             return ch.pk
         names = self.mapping.keys_for(ch.entity)
         if names:
             return names
-        if not self._pk_named:  # where the capture names keys (include-pk), a table it names none for has none
-            self._check_keyless(ch)
+        # (format-version 1 names a primary key only, never a REPLICA IDENTITY USING INDEX key: a
+        # table it names none for may still have one)
+        self._check_keyless(ch)
         return ()
 
     def _check_keyless(self, ch: Change) -> None:
@@ -370,7 +382,7 @@ class Decoder:
         old_cols = frozenset(ch.old) if ch.old is not None else None
         row_cols = new_cols if ch.op == "update" else self._columns.get(ch.entity)
         narrower = old_cols is not None and row_cols is not None and old_cols < row_cols
-        if old_cols is not None and old_cols == row_cols:
+        if old_cols is not None and (old_cols == row_cols or not old_cols):  # (a key has a column)
             self._whole_old.add(ch.entity)
         ambiguous = self.old_omits_nulls and (self.keyed_updates_name_no_old or ch.entity in self._whole_old)
         keyed = (ch.op == "update" and old_cols is None) or (narrower and not ambiguous)
@@ -381,7 +393,13 @@ class Decoder:
         if keyed:
             named = list(ch.old) if ch.old is not None else []
             fields = " ".join(f"--key-field {ch.entity}:{n}" for n in named) or f"--key-field {ch.entity}:COLUMN"
-            if named:
+            if named and self.old_omits_nulls:  # a key, or a FULL old row whose NULLs were left out
+                what = ("names fewer columns in an old row than its rows hold: a key the {} output does not name, "
+                        "or a REPLICA IDENTITY FULL row's NULL columns, which the plugin leaves out of old rows")
+                hint = (f"if {', '.join(named)} {'is' if len(named) == 1 else 'are'} its key, pass {fields} (one per "
+                        f"key column){self.key_hint}; if the table has no key, capture with format-version 2, whose old "
+                        "rows keep their NULLs")  # fmt: skip
+            elif named:
                 what, hint = "has a key that the {} output does not name", f"pass {fields} (one per key column){self.key_hint}"
             else:  # nothing of the old row: a key left unnamed, or no replica identity at all
                 what = "has an update that names no old row: a key the {} output does not name, or no replica identity"

@@ -412,7 +412,8 @@ def test_a_transaction_still_prepared_at_the_end_is_reported_as_cut_short(tmp_pa
     got, bad = read(text_file(tmp_path, text), Mapping(key_fields=("public.k:id",)))
     assert [e["key"] for e in got] == ["1", "2", "5", "4", "2"]
     why = ("transaction 764 (begun at line 6) is not committed: prepared as 'g1' at line 9, "
-           "the input ends before its COMMIT PREPARED or ROLLBACK PREPARED")  # fmt: skip
+           "its COMMIT PREPARED or ROLLBACK PREPARED is not in this file; where one capture holds the PREPARE and "
+           "the next the COMMIT PREPARED, ingest them as one input (e.g. cat first.out next.out | logtool ingest STORE -)")  # fmt: skip
     assert [(b.line, b.reason) for b in bad] == [(7, why), (8, why)]
 
 
@@ -450,3 +451,31 @@ def test_an_update_leaving_a_toasted_value_out_is_a_patch(tmp_path: Path) -> Non
     ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("public.t:id",)))
     warnings = replay(tmp_path / "s").warnings
     assert any(w.startswith("1 row(s) were built from partial updates") and "public.t key 1" in w for w in warnings)
+
+
+def test_a_commit_prepared_whose_prepare_came_before_the_file_is_noted(tmp_path: Path) -> None:
+    """pg_recvlogical confirms a prepared transaction at its PREPARE: the next capture holds only
+    its COMMIT PREPARED. Nothing of it is in the file, and the ingest says so instead of nothing."""
+    from logtool import ingest
+
+    path = text_file(tmp_path, "COMMIT PREPARED 'g', txid 753 (at 2026-01-01 00:00:00+00)\n"
+                               "ROLLBACK PREPARED 'h', txid 754 (at 2026-01-01 00:00:01+00)\n")  # fmt: skip
+    result = ingest(tmp_path / "s", [str(path)], mapping=KEYS)
+    notes = [w for w in result.warnings if "PREPARED" in w]
+    assert len(notes) == 1 and f"{path}:1: COMMIT PREPARED 'g' commits a transaction prepared before this file" in notes[0]
+
+
+def test_a_full_row_all_null_is_read(tmp_path: Path) -> None:
+    """REPLICA IDENTITY FULL leaves an old row's NULL columns out: a row all NULL has none left."""
+    path = text_file(tmp_path, (
+        "BEGIN 700\n"
+        "table public.f: INSERT: a[integer]:null b[text]:null\n"
+        "table public.f: UPDATE: old-key: new-tuple: a[integer]:1 b[text]:null\n"
+        "table public.f: DELETE:\n"
+        "COMMIT 700\n"
+    ))  # fmt: skip
+    got, bad = read(path, Mapping())
+    assert bad == [] and [(e["op"], e["before"]) for e in got] == [("insert", None), ("update", "{}"), ("delete", "{}")]
+    from logtool import ingest
+
+    assert not [w for w in ingest(tmp_path / "s", [str(path)]).warnings if "without a key" in w]

@@ -376,8 +376,10 @@ FULL_WITH_NULLS_V1 = [
 
 
 def test_v1_full_identity_old_rows_leave_out_nulls_and_the_table_stays_keyless(tmp_path: Path) -> None:
-    """Under include-pk a table the capture names no key for has none; oldkeys narrower than the
-    row are no sign of one either way. The table replays as PostgreSQL held it, and nothing is noted."""
+    """format-version 1 leaves the NULL columns out of a REPLICA IDENTITY FULL old row, which then
+    looks like a key (and include-pk names primary keys only, not a USING INDEX key). An old row as
+    wide as the row first shows the table keyless: it replays as PostgreSQL held it, and nothing is
+    noted. A narrower one first stops the read, saying both what it may be and what to do."""
     from logtool import ingest, replay
 
     # no key named anywhere, but an old row as wide as the row (z's, which holds no NULL) first
@@ -386,18 +388,25 @@ def test_v1_full_identity_old_rows_leave_out_nulls_and_the_table_stays_keyless(t
     z_whole = [{"kind": "insert", **cols, "columnvalues": ["z", 3, "n"]},
                {"kind": "update", **cols, "columnvalues": ["z", 3, "n"], **old_z},
                {"kind": "delete", "schema": "public", "table": "tally", **old_z}]  # fmt: skip
-    without_pk = [{**t, "change": t["change"][:2]} if t["xid"] == 726 else t for t in FULL_WITH_NULLS_V1]
-    whole_first = [without_pk[0], {"xid": 729, "change": z_whole}, *without_pk[1:]]
-    for name, transactions in (("pk", FULL_WITH_NULLS_V1), ("whole-first", whole_first)):
-        path = tmp_path / f"{name}.json"
-        path.write_text("".join(json.dumps(t) + "\n" for t in transactions))
-        got, bad = read("wal2json-v1", path)
-        assert bad == [] and {e["key"] for e in got if e["entity"] == "public.tally"} == {None}
-        result = ingest(tmp_path / name, [str(path)])
-        assert not [w for w in result.warnings if "without a key" in w]
-        tally = replay(tmp_path / name, entity="public.tally").state.to_pylist()
-        assert [json.loads(r["state"]) for r in tally] == [{"who": "x", "n": 1, "note": "m"}]
+    whole_first = [FULL_WITH_NULLS_V1[0], {"xid": 729, "change": z_whole}, *FULL_WITH_NULLS_V1[1:]]
+    path = tmp_path / "whole-first.json"
+    path.write_text("".join(json.dumps(t) + "\n" for t in whole_first))
+    got, bad = read("wal2json-v1", path)
+    assert bad == [] and {e["key"] for e in got if e["entity"] == "public.tally"} == {None}
+    result = ingest(tmp_path / "s", [str(path)])
+    assert not [w for w in result.warnings if "without a key" in w]
+    tally = replay(tmp_path / "s", entity="public.tally").state.to_pylist()
+    assert [json.loads(r["state"]) for r in tally] == [{"who": "x", "n": 1, "note": "m"}]
 
+    path = tmp_path / "narrow-first.json"
+    path.write_text("".join(json.dumps(t) + "\n" for t in FULL_WITH_NULLS_V1))
+    with pytest.raises(InputError) as err:
+        ingest(tmp_path / "s2", [str(path)])
+    assert "public.tally names fewer columns in an old row than its rows hold" in str(err.value)
+    assert err.value.hint == (
+        "if who is its key, pass --key-field public.tally:who (one per key column), or capture with -o include-pk=1; "
+        "if the table has no key, capture with format-version 2, whose old rows keep their NULLs"
+    )
 
 def test_v1_transaction_position_is_nextlsn() -> None:
     events, _ = read("wal2json-v1", V1, KEYS)
