@@ -16,11 +16,12 @@ compared as multisets of rows.
 Values are compared exactly: NULL, the empty string and the text ``<null>`` are three values;
 composite keys are joined column by column (never concatenated); decimals are compared as decimals
 (``1.10`` equals ``1.1``, nothing passes through float64); floats are equal only when equal, unless
-a tolerance is given (a number against a float32 column is its float32); timestamps are compared as instants; JSON is compared as values (key order
-ignored, numbers by value). A CSV field has no type: it is read as text and compared as the other
-side's type (a number, an instant, a boolean, JSON); against another CSV field it is equal when
-the texts are equal, or both are numbers of equal value, or both are dates/times of the same
-instant, or both are equal JSON objects or arrays.
+a tolerance is given (a number equals a float32 only where it is that float32 as written: its
+shortest digits, its double's, or its exact value); timestamps are compared as instants; JSON is
+compared as values (key order ignored, numbers by value). A CSV field has no type: it is read as
+text and compared as the other side's type (a number, an instant, a boolean, JSON); against
+another CSV field it is equal when the texts are equal, or both are numbers of equal value, or
+both are dates/times of the same instant, or both are equal JSON objects or arrays.
 
 Two events are the same when their content is: every column but ``offset`` (the alignment),
 ``source`` (where each replica read it) and the integrity columns (salts are per event and per
@@ -32,6 +33,7 @@ DuckDB, and only the first window of offsets whose hashes differ is compared row
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import struct
 import sys
@@ -161,24 +163,53 @@ def _float(text: str) -> Norm | None:
     return ("f", repr(value if value != 0 else 0.0))
 
 
-def _float32(text: str) -> Norm | None:
-    """A number read as a float32 (PostgreSQL's `real`), rounded once from its text: the norm of
-    that float32's double, so two texts meet when they round to the same float32."""
-    norm = _float(text)
-    if norm is None or norm[1] in ("nan", "inf", "-inf"):
-        return norm
-    x = float(norm[1])
-    try:
-        f = struct.unpack("<f", struct.pack("<f", x))[0]
-    except OverflowError:
-        return ("f", "-inf" if x < 0 else "inf")
+def _round32(text: str) -> float:
+    """A number's float32 (PostgreSQL's `real`), rounded once from its text (OverflowError past
+    the float32 range)."""
+    x = float(text)
+    f: float = struct.unpack("<f", struct.pack("<f", x))[0]
     # the text reached a double first: where that double lies halfway between two float32s, the
     # text itself says which one is nearer (a tie broken twice would pick the even one wrongly)
     other = 2 * x - f
     if other != f and struct.unpack("<f", struct.pack("<f", other))[0] == other:
         exact, mid = Decimal(text), Decimal(x)
         f = max(f, other) if exact > mid else min(f, other) if exact < mid else f
-    return ("f", repr(f if f != 0 else 0.0))
+    return f
+
+
+def _shortest32(f: float) -> str:
+    """A float32's shortest digits, as PostgreSQL writes a real (1.1, 1.0737418e+09): the fewest
+    digits (1 to 9) that read back as it, the nearest such (at a power of two, whose float32 below
+    is nearer than the one above, the nearest may miss where the next one up reads back). The SQL
+    macro ``_lt_f32s`` is the same rule."""
+    for n in range(9):
+        text = f"{f:.{n}e}"
+        if _round32(text) == f:
+            return text
+        if abs(math.frexp(f)[0]) == 0.5:
+            digits, exponent = text.split("e")
+            up = f"{Decimal(digits) + Decimal((0, (1,), -n)).copy_sign(Decimal(digits)):.{n}f}e{exponent}"
+            if _round32(up) == f:
+                return up
+    return f"{f:.8e}"
+
+
+def _float32(text: str) -> Norm | None:
+    """A number against a float32: the norm of that float32's double where the number is the
+    float32 as written (its shortest digits, its double's shortest digits, or its exact value:
+    1.1, 1.100000023841858, 0.5), else the number itself, which equals no float32 (16777217 is
+    not the float32 16777216, nor 1e-50 the float32 0)."""
+    norm = _float(text)
+    if norm is None or norm[1] in ("nan", "inf", "-inf"):
+        return norm
+    try:
+        f = _round32(text)
+    except OverflowError:
+        return _number(text)
+    value = Decimal(text)
+    if value == Decimal(f) or value == Decimal(repr(f)) or value == Decimal(_shortest32(f)):
+        return ("f", repr(f if f != 0 else 0.0))
+    return _number(text)
 
 
 def _instant(text: str) -> Norm | None:
@@ -368,6 +399,40 @@ def canonical(domain: str, mode: str, text: str | None) -> str | None:
 # --------------------------------------------------------------------------- engine
 
 
+def _shortest32_sql() -> str:
+    """SQL (a macro's body, of a FLOAT ``f``): its shortest digits, as ``_shortest32`` finds them
+    (DuckDB's own FLOAT text is at times the exact value instead: 343126.125, not 343126.12)."""
+    g, cases = "f::DOUBLE", []
+    power_of_two = f"({g} <> 0 AND abs({g}) = pow(2, round(log2(abs({g})))))"
+    for n in range(9):
+        near = f"printf('%.{n}e', {g})"
+        unit = f"sign({g}) * pow(10, TRY_CAST(split_part({near}, 'e', 2) AS INTEGER) - {n})"
+        up = f"printf('%.{n}e', TRY_CAST({near} AS DOUBLE) + {unit})"
+        cases += [f"WHEN TRY_CAST({near} AS FLOAT) = f THEN {near}",
+                  f"WHEN {power_of_two} AND TRY_CAST({up} AS FLOAT) = f THEN {up}"]  # fmt: skip
+    return f"CASE WHEN f IS NULL OR NOT isfinite(f) THEN f::VARCHAR {' '.join(cases)} ELSE printf('%.8e', {g}) END"
+
+
+_SHORTEST32_SQL = _shortest32_sql()
+
+
+def _as_float32_sql(cls: str, sql_type: str) -> str:
+    """SQL, true where a number (an integer, a decimal, or a store's double, itself the nearest to
+    its JSON text) is its float32 as written: that float32 exactly, its double's shortest digits,
+    or its own shortest digits (1.1 is the real 1.1; 16777217 is not the real 16777216, nor 1e-50
+    the real 0). NULL where the number has no float32 (past its range)."""
+    f = "TRY_CAST({x} AS FLOAT)"
+    if cls == "float":  # a double is a float32's shortest digits where it is their double
+        return (f"CASE WHEN {{x}} = {f} OR {{x}} = TRY_CAST({f}::VARCHAR AS DOUBLE) THEN true "
+                f"ELSE {{x}} = TRY_CAST(_lt_f32s({f}) AS DOUBLE) END")  # fmt: skip
+    # a digit text cast to the number's type is rounded to its scale: the double check rules that
+    # out (a number of fewer digits reading back as the float32 would be its shortest digits)
+    same = f"{{x}}::DOUBLE = {f}::DOUBLE"
+    return (f"CASE WHEN {same} AND (TRY_CAST({f} AS {sql_type}) = {{x}} OR TRY_CAST({f}::DOUBLE::VARCHAR AS {sql_type}) = {{x}}) "
+            f"THEN true WHEN TRY_CAST({f}::VARCHAR AS DOUBLE) = {{x}}::DOUBLE AND TRY_CAST({f}::VARCHAR AS {sql_type}) = {{x}} "
+            f"THEN true ELSE TRY_CAST(_lt_f32s({f}) AS {sql_type}) = {{x}} END")  # fmt: skip
+
+
 #: Connections whose Python comparators are not registered yet, with the tolerance they will use.
 _PENDING: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Decimal | None] = weakref.WeakKeyDictionary()
 
@@ -385,6 +450,7 @@ def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
               || coalesce('.' || nullif(rtrim(split_part(ltrim(x, '+-'), '.', 2), '0'), ''), '')
             ELSE x END"""
     )
+    con.execute(f"CREATE TEMP MACRO _lt_f32s(f) AS {_SHORTEST32_SQL}")
     _PENDING[con] = tolerance
     return con
 
@@ -621,10 +687,10 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
             return other == "float32" and (cls in _NUMERIC or (cls == "float" and table.json_numbers))
 
         def inexact(cls: str, sql_type: str, narrow: bool) -> str | None:
+            if narrow:
+                return f"({{x}} IS NOT NULL AND NOT coalesce({_as_float32_sql(cls, sql_type)}, false))"
             # (a double past the type's range does not cast back: no number of that type is it)
-            if cls in _FLOATS:
-                return "({x} IS NOT NULL AND TRY_CAST({x} AS FLOAT) IS NULL)" if narrow else None
-            return f"TRY_CAST(TRY_CAST({{x}} AS {'FLOAT' if narrow else 'DOUBLE'}) AS {sql_type}) IS DISTINCT FROM {{x}}"
+            return None if cls in _FLOATS else f"TRY_CAST({{x}}::DOUBLE AS {sql_type}) IS DISTINCT FROM {{x}}"
 
         ln, rn = narrowed(lc, left, rc), narrowed(rc, right, lc)
         narrow = "TRY_CAST({x} AS FLOAT)::DOUBLE"
@@ -650,7 +716,7 @@ def _plan(name: str, left: _Table, right: _Table) -> _Column:
     if lc in _TEXTUAL or rc in _TEXTUAL:
         other = rc if lc in _TEXTUAL else lc
         if other in _NUMERIC or other in _FLOATS:
-            # (a float32's text is its shortest as a float32: the same text is the same float32)
+            # (a float32's text is its shortest digits or its exact value: the same text is it as written)
             text_form, typed_form = "_lt_num({x})", "_lt_num({x}::VARCHAR)"
             domain = other if other in _FLOATS else "number"
         elif other == "time" and "_NS" in (rt if lc in _TEXTUAL else lt):

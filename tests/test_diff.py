@@ -181,9 +181,57 @@ def test_a_number_against_a_float32_column_is_its_float32(tmp_path: Path) -> Non
     result = diff(json, reals, key_columns=["id"])
     assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 2}
     # rounded once from the text: past a double's halfway point between two float32s, the upper one
-    assert D.values_equal("float32", "t", "f", "1.0000000596046447753906250001", "1.0000001192092896")
-    assert D.values_equal("float32", "t", "f", "1.000000059604644775390625", "1.0")  # a tie: the even one
-    assert D.values_equal("float32", "t", "f", "1e39", "inf")
+    assert D._round32("1.0000000596046447753906250001") == 1.0000001192092896
+    assert D._round32("1.000000059604644775390625") == 1.0  # a tie: the even one
+    # a number rounding to a float32 is not that float32 unless it is the float32 as written
+    assert not D.values_equal("float32", "t", "f", "1.0000000596046447753906250001", "1.0000001192092896")
+    assert not D.values_equal("float32", "t", "f", "1e39", "inf")
+
+
+def test_a_number_is_a_float32_only_as_written(tmp_path: Path) -> None:
+    """Against a float32 column a number is equal only where it is that float32 as written: its
+    shortest digits (as PostgreSQL writes a real), its double's shortest digits, or its exact
+    value; a store's double, the nearest to its JSON text, likewise. 16777217 is not the real
+    16777216, nor 1e-50 the real 0, whatever the side (a store, a CSV field, an integer column)."""
+    write_lines(tmp_path / "e.jsonl", ['{"id":1,"x":16777217}', '{"id":2,"x":1e-50}'])  # the store's column: DOUBLE
+    logtool.ingest(tmp_path / "s", [str(tmp_path / "e.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+    real = pa.float32()
+    pq.write_table(pa.table({"id": [1, 2], "x": pa.array([16777216.0, 0.0], real)}), tmp_path / "real.parquet")
+    assert counts(diff(tmp_path / "s", tmp_path / "real.parquet", key_columns=["id"])) == (False, 0, 0, 2)
+    assert not diff(tmp_path / "s", tmp_path / "real.parquet").same  # as multisets
+    write_lines(tmp_path / "e.csv", ["id,x", "1,16777217", "2,1e-50"])
+    assert counts(diff(tmp_path / "e.csv", tmp_path / "real.parquet", key_columns=["id"])) == (False, 0, 0, 2)
+    assert not diff(tmp_path / "e.csv", tmp_path / "real.parquet").same
+    # the float32's shortest digits, its double's and its exact value are it; DuckDB's own text of
+    # the real 343126.125 is that exact value, its shortest digits are 343126.12; 2**30's are 1.0737418e+09
+    reals = [16777216.0, 343126.125, 2.0**30, 1.1, 2.0**-96, 0.0]
+    written = ["16777216", "343126.12", "1.0737418e+09", "1.1", "1.2621775e-29", "0"]
+    doubles = ["16777216.0", "343126.125", "1073741824", "1.100000023841858", "1.262177448353619e-29", "-0.0"]
+    ids = list(range(len(reals)))
+    pq.write_table(pa.table({"id": ids, "x": pa.array(reals, real)}), tmp_path / "r.parquet")
+    for name, texts in (("w", written), ("d", doubles)):
+        write_lines(tmp_path / f"{name}.jsonl", [f'{{"id":{i},"x":{t}}}' for i, t in zip(ids, texts, strict=True)])
+        logtool.ingest(tmp_path / name, [str(tmp_path / f"{name}.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+        write_lines(tmp_path / f"{name}.csv", ["id,x", *(f"{i},{t}" for i, t in zip(ids, texts, strict=True))])
+        for left in (tmp_path / name, tmp_path / f"{name}.csv"):
+            assert diff(left, tmp_path / "r.parquet", key_columns=["id"]).same, (name, left)
+            assert diff(left, tmp_path / "r.parquet").same, (name, left)
+    near = ["16777215.9", "343126.13", "1073741800.5", "1.10000002", "1.26217745e-29", "1e-46"]  # each rounds to its real
+    write_lines(tmp_path / "n.jsonl", [f'{{"id":{i},"x":{t}}}' for i, t in zip(ids, near, strict=True)])
+    logtool.ingest(tmp_path / "n", [str(tmp_path / "n.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+    write_lines(tmp_path / "n.csv", ["id,x", *(f"{i},{t}" for i, t in zip(ids, near, strict=True))])
+    for left in (tmp_path / "n", tmp_path / "n.csv"):
+        assert counts(diff(left, tmp_path / "r.parquet", key_columns=["id"])) == (False, 0, 0, len(near)), left
+    # integers and decimals: exact, or the float32's digits (1073741800 is the real 2**30 as PostgreSQL writes it)
+    r3 = table({"id": (pa.int64(), [1, 2, 3]), "v": (real, [2.0**30, 16777216.0, 343126.125])})
+    ints = table({"id": (pa.int64(), [1, 2, 3]), "v": (pa.int64(), [1073741800, 16777217, 343126])})
+    result = diff(ints, r3, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 2) and {e["key"]["id"] for e in result.examples} == {2, 3}
+    exact = table({"id": (pa.int64(), [1, 2, 3]), "v": (pa.int64(), [2**30, 16777216, 343126])})
+    assert counts(diff(exact, r3, key_columns=["id"])) == (False, 0, 0, 1)
+    decimals = table({"id": (pa.int64(), [1, 2, 3]), "v": (pa.decimal128(12, 2), [Decimal(2**30), Decimal(16777216), Decimal("343126.13")])})
+    result = diff(decimals, r3, key_columns=["id"])  # 343126.13 reads back as the real 343126.125, but is not it
+    assert counts(result) == (False, 0, 0, 1) and result.examples[0]["key"] == {"id": 3}
 
 
 def test_nanosecond_timestamps_are_compared_and_keyed_to_the_nanosecond() -> None:
