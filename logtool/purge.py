@@ -910,9 +910,11 @@ def _purge_head(
 
 
 def _refuse_losing_reducer_state(store: Store, state: State, cut: int, flag: str) -> None:
-    """The snapshot a head drop stores is the kv reducer's, which holds nothing of domain events:
-    where the head holds some, a replay with the log's reducers after the drop would start from
-    nothing. Refused, unless a snapshot taken with a reducer is there at the cut already."""
+    """The snapshot a head drop stores is the kv reducer's, which holds nothing of domain events,
+    and the drop removes every snapshot below the cut. Refused where the reducers' state would go
+    with them: the head holds domain events, or a reducer's snapshot an earlier head drop left (its
+    events gone, it alone holds that state) lies below the cut — unless a snapshot taken with that
+    reducer (with any reducer, for domain events alone) is there at the cut already."""
     from .query import events_connection
     from .replay import KV_FINGERPRINT
     from .schema import DOMAIN_EVENT
@@ -921,16 +923,58 @@ def _refuse_losing_reducer_state(store: Store, state: State, cut: int, flag: str
     domain, last = con.execute(
         f'SELECT max("offset") FILTER (WHERE {DOMAIN_EVENT}), max("offset") FROM events WHERE "offset" < {int(cut)}'
     ).fetchall()[0]
-    if domain is None or any(
-        s.get("reducer", KV_FINGERPRINT) != KV_FINGERPRINT and last <= s["offset"] < cut for s in state.of_kind("snapshot")
-    ):
+    reduced = [s for s in state.of_kind("snapshot") if s.get("reducer", KV_FINGERPRINT) != KV_FINGERPRINT]
+    at_cut = {s.get("reducer") for s in reduced if last <= s["offset"] < cut}
+    only = store.unrebuildable_snapshots()
+    lost = [s for s in reduced if s["path"] in only and s["offset"] < last and s.get("reducer") not in at_cut]
+    if lost:
+        what = (
+            f"the snapshot at offset {lost[0]['offset']} taken with a reducer holds the only copy of that reducer's "
+            "state (an earlier head drop removed its events), and this drop would remove it"
+        )
+    elif domain is not None and not at_cut:
+        what = (
+            f"the events below offset {cut} include domain events (an event-sourced log), and the snapshot a head "
+            "drop stores holds only the kv reducer's state"
+        )
+    else:
         return
-    raise UsageError(
-        f"{flag}: the events below offset {cut} include domain events (an event-sourced log), and the snapshot a head "
-        "drop stores holds only the kv reducer's state: a replay with your reducers after it would start from nothing",
-        f"store their state there first: `logtool snapshot {store.path} --at-offset {cut - 1} --reducer MODULE`, "
-        "then drop the head",
-    )
+    # A reducer's snapshot replays the events after the one it starts from, and a change (an event
+    # that is not a domain event) stops a reducer: where one comes first, no snapshot can be taken
+    # at the cut, only before it.
+    base = max((s["offset"] for s in (lost or reduced) if s["offset"] < cut), default=-1)
+    change, furthest = con.execute(
+        f"""WITH tail AS (SELECT "offset", {DOMAIN_EVENT} AS domain FROM events WHERE "offset" > {base} AND "offset" < {int(cut)}),
+                 first_change AS (SELECT min("offset") AS o FROM tail WHERE NOT domain)
+            SELECT (SELECT o FROM first_change),
+                   (SELECT max("offset") FROM tail WHERE "offset" < coalesce((SELECT o FROM first_change), {int(cut)}))"""
+    ).fetchall()[0]
+
+    def command(at: int) -> str:
+        return f"logtool snapshot {store.path} --at-offset {at} --reducer MODULE"
+
+    if change is None:
+        hint = f"store your reducers' state there first: `{command(cut - 1)}`, then drop the head"
+    else:
+        mixed = (
+            f"the event at offset {change} is a change, not a domain event, and a reducer cannot replay it: no "
+            "snapshot of your reducers can be taken at the cut"
+        )
+        if furthest is not None:
+            hint = (
+                f"{mixed}: take one at offset {furthest}, before that change (`{command(furthest)}`), and drop the "
+                f"head no further than --before-offset {furthest + 1}"
+            )
+        elif base >= 0:
+            hint = (
+                f"{mixed}: drop the head no further than the reducers' snapshot at offset {base} "
+                f"(--before-offset {base + 1})"
+            )
+        else:
+            (first,) = con.execute(f'SELECT min("offset") FROM events WHERE {DOMAIN_EVENT}').fetchall()[0]
+            hint = f"{mixed}: drop the head no further than the first domain event (--before-offset {first})"
+        hint += ", or purge by --key or --entity instead"
+    raise UsageError(f"{flag}: {what}: a replay with your reducers after it would start from nothing", hint)
 
 
 def _snapshot_function(flag: str) -> Callable[..., dict[str, Any]]:

@@ -760,6 +760,61 @@ def test_a_head_drop_of_domain_events_needs_their_reducers_snapshot_at_the_cut(t
     assert_verified(store)
 
 
+def test_a_second_head_drop_keeps_the_reducers_snapshot_the_first_one_left(tmp_path: Path) -> None:
+    """After a head drop, the reducers' snapshot at its cut alone holds their state: a later drop
+    past it is refused (a dry run too) until a snapshot with those reducers is at the new cut."""
+    from logtool.demo import BANK
+    from logtool.replay import replay, snapshot
+
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK)
+    reducers = str(SAMPLES / "bank_reducers.py")
+    head = replay(str(store), reducer=reducers).digest
+    snapshot(str(store), at_offset=39, reducer=reducers)
+    purge(store, before_offset=40)
+    before = files(store)
+    for dry_run in (True, False):
+        with pytest.raises(UsageError, match="only copy of that reducer's state") as refused:
+            purge(store, before_offset=50, dry_run=dry_run)
+        assert "--at-offset 49 --reducer" in (refused.value.hint or "")
+    assert files(store) == before
+    snapshot(str(store), at_offset=49, reducer=reducers)
+    assert purge(store, before_offset=50).events == 10
+    after = replay(str(store), reducer=reducers)
+    assert (after.digest, after.snapshot) == (head, 49)
+    assert_verified(store)
+
+
+def test_a_head_drop_over_changes_and_domain_events_says_how_far_it_can_go(tmp_path: Path) -> None:
+    """A reducer cannot replay a change, so in a log of both no reducers' snapshot can be taken past
+    a change: the refusal names the furthest cut that keeps the reducers' state."""
+    reducers = tmp_path / "red.py"
+    reducers.write_text(
+        'def opened(s, e): return {"owner": e["data"]["owner"], "n": 0}\n'
+        'def bumped(s, e): return {**s, "n": s["n"] + 1}\n'
+        'REDUCERS = {"Opened": opened, "Bumped": bumped}\n'
+    )
+    domain, changes = tmp_path / "dom.jsonl", tmp_path / "kv.jsonl"
+    domain.write_text("".join(json.dumps({"stream": "acct", "id": k, "type": t, "body": b}) + "\n" for k, t, b in (
+        ("a", "Opened", {"owner": "Ann"}), ("b", "Opened", {"owner": "Bob"}), ("a", "Bumped", {}))))  # fmt: skip
+    changes.write_text("".join(json.dumps({"table": "t", "id": i, "v": i}) + "\n" for i in (1, 2, 3)))
+    store = tmp_path / "s"
+    ingest(store, [str(domain)], mapping=Mapping(key_fields=("id",), entity_field="stream", type_field="type",
+                                                  data_field="body"))  # fmt: skip
+    ingest(store, [str(changes)], mapping=Mapping(key_fields=("id",), entity_field="table"))
+    with pytest.raises(UsageError, match="domain events") as refused:
+        purge(store, before_offset=5, dry_run=True)
+    hint = refused.value.hint or ""
+    assert "offset 3 is a change" in hint and "--at-offset 2 --reducer" in hint and "--before-offset 3" in hint
+    from logtool.replay import snapshot
+
+    snapshot(str(store), at_offset=2, reducer=str(reducers))
+    purge(store, before_offset=3)
+    with pytest.raises(UsageError, match="only copy of that reducer's state") as refused:
+        purge(store, before_offset=5)
+    assert "no further than the reducers' snapshot at offset 2" in (refused.value.hint or "")
+
+
 def test_a_key_purged_after_a_head_drop_leaves_the_reducers_snapshot_without_it(tmp_path: Path) -> None:
     """After a head drop, the reducers' snapshot at the cut holds what no event holds any more: a
     later purge of a key rewrites it without that key's state, as it does a kv snapshot, instead
