@@ -629,14 +629,18 @@ def _run(
                                 f"{', '.join(map(repr, known[:10]))}{', ...' if len(known) > 10 else ''}")  # fmt: skip
         plans, redactions = _plan_selection(con, state, sel, specs, result)
         first = min((int(p.offsets[0]) for p in plans if p.offsets is not None), default=None)
-        snapshots = _snapshots_holding(store, state, sel, first)
         # A snapshot built from events that are gone cannot be rebuilt: it is rewritten without the
         # data rather than removed, or the rows it alone holds would go with it. Any other is
         # removed (rewriting it by its rows would keep values only the purged events gave them).
         only = store.unrebuildable_snapshots()
-        # (a reducer's snapshot loses the purged keys' rows alike; its states are not redacted)
-        kept_snapshots = [s for s in snapshots if s["path"] in only
-                          and (operation == "purge" or "typed" not in _snapshot_columns(store, s))]  # fmt: skip
+        snapshots = _snapshots_holding(store, state, sel, first)
+        reducers = [s for s in snapshots if s["path"] in only and "typed" in _snapshot_columns(store, s)]
+        if operation == "redact":
+            # a reducer's states cannot be redacted: one whose matching rows hold none of the fields
+            # is left as it is, and one holding them is refused
+            snapshots = [s for s in snapshots if s not in _reducer_snapshots_without(store, sel, specs, reducers)]
+        # (a key purge rewrites a reducer's snapshot without the key's rows: its events go whole)
+        kept_snapshots = [s for s in snapshots if s["path"] in only and (operation == "purge" or s not in reducers)]
         snapshots = [s for s in snapshots if s not in kept_snapshots]
         result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)
@@ -722,6 +726,32 @@ def _snapshot_columns(store: Store, snap: dict[str, Any]) -> list[str]:
         return ["typed"]  # unreadable: removed, as before
 
 
+def _reducer_snapshots_without(
+    store: Store, sel: Selection, specs: tuple[str, ...], reducers: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Of reducers' snapshots that alone hold their state, those whose rows the selection matches
+    hold none of the fields to redact (left as they are). One holding them is refused: a
+    reducer's state cannot be redacted (a replay from it must see the reducer's own values), and
+    removing the snapshot would lose every key's state."""
+    import pyarrow.parquet as pq
+
+    con = _sandbox()
+    out = []
+    for snap in reducers:
+        rows = pq.read_table(store.path / snap["path"])
+        hit = rows.filter(_rows_matching(con, sel, snap, rows))
+        if any(_redact_text(text, specs) is not None for name in ("state", "typed") for text in hit.column(name).to_pylist()):
+            raise UsageError(
+                f"the snapshot at offset {snap['offset']} taken with a reducer holds {', '.join(specs)} in the state of "
+                "the selected keys, and alone holds the reducers' state (a head drop removed its events): a reducer's "
+                "state cannot be redacted, and removing the snapshot would lose every key's",
+                f"purge the key instead (logtool purge {store.path} --key K): its events go whole, and that snapshot is "
+                "rewritten without its state",
+            )
+        out.append(snap)
+    return out
+
+
 def _rewrite_snapshot(
     store: Store, sel: Selection, specs: tuple[str, ...] | None, snap: dict[str, Any], new_files: list[Path]
 ) -> dict[str, Any]:
@@ -733,20 +763,11 @@ def _rewrite_snapshot(
     import pyarrow.parquet as pq
 
     from .replay import state_digest
-    from .schema import input_schema
     from .segments import write_parquet_options
 
     rows = pq.read_table(store.path / snap["path"])
-    n = rows.num_rows
-    columns = {name: pa.nulls(n, f.type) for name, f in zip(input_schema().names, input_schema(), strict=True)}
-    columns.update(
-        offset=pa.array([snap["offset"]] * n, pa.int64()), entity=rows.column("entity"), key=rows.column("key"),
-        op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
-    )  # fmt: skip
     con = _sandbox()
-    _events_of(con, pa.table(columns, schema=input_schema()))
-    # rows in their order (DuckDB keeps insertion order without ORDER BY)
-    hit = con.sql(f"SELECT coalesce({sel.condition()}, FALSE) AS hit FROM events").to_arrow_table().column("hit")
+    hit = _rows_matching(con, sel, snap, rows)
     if specs is None:
         rows = rows.filter(pc.invert(hit))
     else:  # only the matching rows are redacted in Python
@@ -803,6 +824,26 @@ def _plan_selection(
     return plans, redactions
 
 
+def _rows_matching(
+    con: duckdb.DuckDBPyConnection, sel: Selection, snap: dict[str, Any], rows: pa.Table
+) -> pa.ChunkedArray:
+    """Which rows of a snapshot (``entity``, ``key``, ``state``) the selection matches, each read
+    as an event (``op`` read at the snapshot's offset, ``data`` the row), in their order."""
+    import pyarrow as pa
+
+    from .schema import input_schema
+
+    n = rows.num_rows
+    columns = {name: pa.nulls(n, f.type) for name, f in zip(input_schema().names, input_schema(), strict=True)}
+    columns.update(
+        offset=pa.array([snap["offset"]] * n, pa.int64()), entity=rows.column("entity"), key=rows.column("key"),
+        op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
+    )  # fmt: skip
+    _events_of(con, pa.table(columns, schema=input_schema()))
+    # rows in their order (DuckDB keeps insertion order without ORDER BY)
+    return con.sql(f"SELECT coalesce({sel.condition()}, FALSE) AS hit FROM events").to_arrow_table().column("hit")
+
+
 def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | None) -> list[dict[str, Any]]:
     """Snapshots that may hold the selected data: every one at or after the first matched event
     (its state was built from it), and any earlier one with a row the predicate matches when the
@@ -810,9 +851,8 @@ def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | 
     are gone already (an earlier head drop or compaction). Unreadable snapshots count as holding it."""
     import duckdb
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from .schema import input_schema
 
     out = []
     con: duckdb.DuckDBPyConnection | None = None
@@ -826,17 +866,10 @@ def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | 
         except (OSError, KeyError, pa.ArrowException):
             out.append(snap)
             continue
-        n = rows.num_rows
-        columns = {name: pa.nulls(n, f.type) for name, f in zip(input_schema().names, input_schema(), strict=True)}
-        columns.update(
-            offset=pa.array([at] * n, pa.int64()), entity=rows.column("entity"), key=rows.column("key"),
-            op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
-        )  # fmt: skip
         if con is None:
             con = _sandbox()
-        _events_of(con, pa.table(columns, schema=input_schema()))
         try:
-            held = con.execute(f"SELECT count(*) FROM events WHERE {sel.condition()}").fetchall()[0][0]
+            held = pc.any(_rows_matching(con, sel, snap, rows)).as_py()
         except duckdb.Error:
             held = 1
         if held:

@@ -837,6 +837,40 @@ def test_a_key_purged_after_a_head_drop_leaves_the_reducers_snapshot_without_it(
     assert_verified(store)
 
 
+def _bank_after_a_head_drop(tmp_path: Path) -> tuple[Path, str]:
+    from logtool.demo import BANK
+    from logtool.replay import snapshot
+
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK)
+    reducers = str(SAMPLES / "bank_reducers.py")
+    snapshot(str(store), at_offset=39, reducer=reducers)
+    purge(store, before_offset=40)
+    return store, reducers
+
+
+def test_a_redact_keeps_the_reducers_snapshot_a_head_drop_left(tmp_path: Path) -> None:
+    """A reducer's state cannot be redacted, and after a head drop its snapshot alone holds every
+    account's: a redact whose keys' states hold the field is refused (a dry run too), with purge as
+    the hint; one whose keys' states hold none of the fields leaves that snapshot as it is."""
+    from logtool.replay import replay
+
+    store, reducers = _bank_after_a_head_drop(tmp_path)
+    head = replay(str(store), reducer=reducers).digest
+    before = files(store)
+    for dry_run in (True, False):
+        with pytest.raises(UsageError, match="a reducer's state cannot be redacted") as refused:
+            redact(store, ["currency"], key="acc-1001", dry_run=dry_run)
+        assert "purge the key instead" in (refused.value.hint or "")
+    assert files(store) == before
+    (kept,) = [s["path"] for s in Store.open(store).state().of_kind("snapshot") if s["reducer"] != "kv/1"]
+    result = redact(store, ["to_account"], key="acc-1001")
+    assert result.events and kept not in result.snapshots_removed + result.snapshots_rewritten
+    after = replay(str(store), reducer=reducers)
+    assert (after.digest, after.snapshot) == (head, 39)
+    assert_verified(store)
+
+
 def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from logtool.errors import LogtoolError
 
