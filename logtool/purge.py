@@ -633,9 +633,11 @@ def _run(
         # data rather than removed, or the rows it alone holds would go with it. Any other is
         # removed (rewriting it by its rows would keep values only the purged events gave them).
         only = store.unrebuildable_snapshots()
-        snapshots = _snapshots_holding(store, state, sel, first)
+        snapshots = _snapshots_holding(store, state, sel, first, only)
         reducers = [s for s in snapshots if s["path"] in only and "typed" in _snapshot_columns(store, s)]
-        if operation == "redact":
+        if operation == "purge" and where is not None:
+            _refuse_orphaning_reducer_state(store, reducers)
+        elif operation == "redact":
             # a reducer's states cannot be redacted: one whose matching rows hold none of the fields
             # is left as it is, and one holding them is refused
             snapshots = [s for s in snapshots if s not in _reducer_snapshots_without(store, sel, specs, reducers)]
@@ -724,6 +726,20 @@ def _snapshot_columns(store: Store, snap: dict[str, Any]) -> list[str]:
         return list(pq.read_schema(store.path / snap["path"]).names)
     except (OSError, ValueError):
         return ["typed"]  # unreadable: removed, as before
+
+
+def _refuse_orphaning_reducer_state(store: Store, reducers: list[dict[str, Any]]) -> None:
+    """A --where purge matching rows of a reducer's snapshot that alone holds their state (after a
+    head drop) would take those rows' states and leave the events after it that the predicate does
+    not match, which the reducers then apply to no state: refused. A key's events go whole."""
+    if reducers:
+        at = reducers[0]["offset"]
+        raise UsageError(
+            f"--where matches rows of the snapshot at offset {at} taken with a reducer, which alone holds their state "
+            "(a head drop removed its events): purged by a predicate, those keys' later events would be left without it",
+            f"purge by --key (logtool purge {store.path} --key K): a key's events go whole, and that snapshot is "
+            "rewritten without its state",
+        )
 
 
 def _reducer_snapshots_without(
@@ -828,7 +844,9 @@ def _rows_matching(
     con: duckdb.DuckDBPyConnection, sel: Selection, snap: dict[str, Any], rows: pa.Table
 ) -> pa.ChunkedArray:
     """Which rows of a snapshot (``entity``, ``key``, ``state``) the selection matches, each read
-    as an event (``op`` read at the snapshot's offset, ``data`` the row), in their order."""
+    as an event (``op`` read at the snapshot's offset, ``data`` the row), in their order. A
+    selection failing on a row (a --where's cast of a value only a snapshot holds) is the user's."""
+    import duckdb
     import pyarrow as pa
 
     from .schema import input_schema
@@ -840,16 +858,30 @@ def _rows_matching(
         op=pa.array(["read"] * n, pa.string()), data=rows.column("state"),
     )  # fmt: skip
     _events_of(con, pa.table(columns, schema=input_schema()))
-    # rows in their order (DuckDB keeps insertion order without ORDER BY)
-    return con.sql(f"SELECT coalesce({sel.condition()}, FALSE) AS hit FROM events").to_arrow_table().column("hit")
+    try:
+        # rows in their order (DuckDB keeps insertion order without ORDER BY)
+        return con.sql(f"SELECT coalesce({sel.condition()}, FALSE) AS hit FROM events").to_arrow_table().column("hit")
+    except duckdb.Error as e:
+        if interrupted(e):
+            raise
+        raise UsageError(
+            f"selecting the rows of the snapshot at offset {snap['offset']} (read as events: op 'read', data the "
+            f"row) failed: {_first_line(e)}",
+            "after a head drop its rows are the only copy of their state, and --where is tested on them too: "
+            "make it hold for them (e.g. TRY_CAST), or purge by --key",
+        ) from None
 
 
-def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | None) -> list[dict[str, Any]]:
+def _snapshots_holding(
+    store: Store, state: State, sel: Selection, first: int | None, only: set[str]
+) -> list[dict[str, Any]]:
     """Snapshots that may hold the selected data: every one at or after the first matched event
     (its state was built from it), and any earlier one with a row the predicate matches when the
     row is read as an event (``op`` read, ``data`` the row) — its state can come from events that
-    are gone already (an earlier head drop or compaction). Unreadable snapshots count as holding it."""
-    import duckdb
+    are gone already (an earlier head drop or compaction). Unreadable snapshots count as holding
+    it, and so does one on whose rows the predicate fails, unless it is one of ``only`` (whose
+    state the log cannot rebuild: see ``Store.unrebuildable_snapshots``), where that failure is
+    the user's error."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -870,8 +902,10 @@ def _snapshots_holding(store: Store, state: State, sel: Selection, first: int | 
             con = _sandbox()
         try:
             held = pc.any(_rows_matching(con, sel, snap, rows)).as_py()
-        except duckdb.Error:
-            held = 1
+        except UsageError:
+            if snap["path"] in only:
+                raise
+            held = 1  # removed: replay rebuilds it
         if held:
             out.append(snap)
     return out

@@ -871,6 +871,21 @@ def test_a_redact_keeps_the_reducers_snapshot_a_head_drop_left(tmp_path: Path) -
     assert_verified(store)
 
 
+def test_a_where_purge_leaves_the_reducers_snapshot_a_head_drop_left_alone(tmp_path: Path) -> None:
+    """A --where matching rows of the reducers' snapshot a head drop left would take those keys'
+    states and keep their later events: refused (a dry run too), with --key as the hint. A --where
+    that fails on a snapshot row (a cast of a value only the snapshot holds) is the user's error."""
+    store, _reducers = _bank_after_a_head_drop(tmp_path)
+    before = files(store)
+    for dry_run in (True, False):
+        with pytest.raises(UsageError, match="later events would be left without it") as refused:
+            purge(store, where="data->>'owner' = 'Ada Lindqvist'", dry_run=dry_run)
+        assert "purge by --key" in (refused.value.hint or "")
+    with pytest.raises(UsageError, match="selecting the rows of the snapshot at offset 39 .* failed: Conversion"):
+        purge(store, where="CAST(data->>'owner' AS INTEGER) = 1", dry_run=True)
+    assert files(store) == before
+
+
 def test_head_drop_needs_snapshots(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from logtool.errors import LogtoolError
 
