@@ -71,7 +71,8 @@ _COLUMNS = (
     "struct_extract(txn, 'id') AS txn_id, "
     "coalesce(CASE WHEN struct_extract(txn, 'position') <> '' THEN struct_extract(txn, 'position') "
     "ELSE struct_extract(source, 'position') END, "
-    "struct_extract(source, 'file') || ':' || struct_extract(source, 'line'), struct_extract(source, 'file')) AS position"
+    "struct_extract(source, 'file') || ':' || struct_extract(source, 'line'), struct_extract(source, 'file')) AS position, "
+    "coalesce(struct_extract(txn, 'aborted'), FALSE) AS aborted"
 )
 _ABSENT = object()
 # The zone pyarrow gives a UTC timestamp, so events carry the same datetimes as a table's rows.
@@ -142,11 +143,13 @@ class _Event:
     position: str | None
     meta: dict[str, Any] = field(default_factory=dict)
     txn_id: str | None = None  # the stored transaction (txn.id) alone, which the kv fold goes by
+    aborted: bool = False  # of a rolled-back transaction (txn.aborted): the kv fold leaves it out, as replay does
 
     @classmethod
     def from_values(
         cls, offset: int, micros: int, entity: str, key: str | None, prev_key: str | None, op: str,
         type: str | None, data: str | None, meta_text: str | None, txn_id: str | None, position: str | None,
+        aborted: bool,
     ) -> _Event:  # fmt: skip
         """An event from the columns of _COLUMNS, in their order."""
         meta = loads_exact(meta_text) if meta_text else {}
@@ -154,7 +157,9 @@ class _Event:
             meta = {"value": meta}
         txid = txn_id or _text(_first(meta, TXID_FIELDS))
         ts = _EPOCH + dt.timedelta(microseconds=micros)
-        return cls(offset, micros, ts, entity, key, prev_key, op, type, data, meta_text, txid, position, meta, txn_id)
+        return cls(
+            offset, micros, ts, entity, key, prev_key, op, type, data, meta_text, txid, position, meta, txn_id, aborted
+        )
 
     @property
     def actor(self) -> str | None:
@@ -255,7 +260,8 @@ def _key_events(
             if not mine or ev.offset in found:
                 continue
             found[ev.offset] = ev
-            if ev.moved and _in(family, ev.entity, ev.key) and not _in(family, ev.entity, ev.prev_key):
+            # (a rolled-back key change moved nothing: its earlier key's row is another one)
+            if ev.moved and not ev.aborted and _in(family, ev.entity, ev.key) and not _in(family, ev.entity, ev.prev_key):
                 assert ev.prev_key is not None
                 family.add((ev.entity, ev.prev_key))
                 if ev.prev_key not in seen_keys:
@@ -328,6 +334,9 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
     from .replay import KvFold, _apply_reducer, _encode
 
     steps: list[_Step] = []
+    # A rolled-back transaction's events change nothing, as replay leaves them out (only CDC
+    # sources mark one, so a reducer's domain events never are).
+    events = [ev for ev in events if not ev.aborted]
     if module is not None:
         states: dict[tuple[str, str | None], Any] = {}
         plain: dict[Slot, Any] = {}
@@ -574,13 +583,17 @@ def history(
     partition/offset) or ``file:line``. The history of the keys this key had before
     (``prev_key``) comes first. ``field`` keeps the events that changed it (a dotted name reaches
     into objects); ``since``/``until`` (ISO-8601, inclusive) bound the events shown, not the fold.
-    ``reducer`` names a Python reducer module for an event-sourced log.
+    ``reducer`` names a Python reducer module for an event-sourced log. The events of rolled-back
+    transactions (``txn.aborted``) changed nothing, as replay leaves them out: they are not rows,
+    and the schema's metadata ``logtool.note`` names their offsets.
     Raises NotFoundError for a key no event holds.
     """
     lo, hi = _since_until(since, "--since"), _since_until(until, "--until")
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"--since {since} is after --until {until}", "swap them")
-    _con, _events, steps = _history_steps(_open(store), key, entity, reducer)
+    _con, events_read, steps = _history_steps(_open(store), key, entity, reducer)
+    rolled_back = [ev.offset for ev in events_read if ev.aborted and (entity is None or ev.entity == entity)
+                   and (lo is None or (ev.micros or 0) >= lo) and (hi is None or (ev.micros or 0) <= hi)]  # fmt: skip
     steps = _steps_of_rows_at(steps, given_key(key), entity)
     if entity is not None:
         steps = [s for s in steps if s.target[0] == entity]
@@ -598,13 +611,25 @@ def history(
         steps = [s for s in steps if s.event.micros is not None and s.event.micros <= hi]
     events = [s.event for s in steps]
     # Column by column, the time as epoch microseconds: no datetime per row on the way to Arrow.
-    return _column_table({
+    table = _column_table({
         "offset": [ev.offset for ev in events], "ts": [ev.micros for ev in events],
         "entity": [ev.entity for ev in events], "key": [s.target[1] for s in steps],
         "prev_key": [s.source[1] if s.source != s.target else None for s in steps],
         "op": [ev.op for ev in events], "type": [ev.type for ev in events], "actor": [ev.actor for ev in events],
         "position": [ev.position for ev in events], "changes": [_changes(s.before, s.after) for s in steps],
     })  # fmt: skip
+    if not rolled_back:
+        return table
+    from .purge import format_ranges
+
+    which = format_ranges([[o, o] for o in rolled_back])
+    one = len(rolled_back) == 1
+    note = (
+        (f"the event at offset {which} is of a rolled-back transaction" if one
+         else f"the events at offsets {which} are of rolled-back transactions")
+        + f" (txn.aborted), which replay leaves out: not listed, as {'it' if one else 'they'} changed nothing"
+    )  # fmt: skip
+    return table.replace_schema_metadata({"logtool.note": note})
 
 
 HISTORY_FIELDS = ("offset", "ts", "entity", "key", "prev_key", "op", "type", "actor", "position", "changes")

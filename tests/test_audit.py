@@ -391,6 +391,39 @@ def test_blame_and_why_find_both_rows_of_a_swap_and_a_rotation_in_one_transactio
             assert (answer.value, answer.event["offset"]) == (value, named), (name, key)
 
 
+def test_the_audit_leaves_rolled_back_transactions_out_as_replay_does(cli: Any, tmp_path: Path) -> None:
+    """test_decoding: a prepared transaction that updates key 1, moves it to 2 and inserts 3 is
+    rolled back. Blame and why answer as replay does, the move is not followed, and history lists
+    none of its events, naming their offsets in its note."""
+    (tmp_path / "td.txt").write_text(
+        "BEGIN 700\ntable public.t: INSERT: id[integer]:1 v[text]:'a'\nCOMMIT 700 (at 2026-01-01 00:00:00+00)\n"
+        "BEGIN 701\ntable public.t: UPDATE: id[integer]:1 v[text]:'rolled-back'\n"
+        "table public.t: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 v[text]:'moved'\n"
+        "table public.t: INSERT: id[integer]:3 v[text]:'never'\n"
+        "PREPARE TRANSACTION 'g', txid 701 (at 2026-01-01 00:00:01+00)\n"
+        "ROLLBACK PREPARED 'g', txid 701 (at 2026-01-01 00:00:02+00)\n"
+        "BEGIN 702\ntable public.t: UPDATE: id[integer]:1 v[text]:'b'\nCOMMIT 702 (at 2026-01-01 00:00:03+00)\n"
+    )
+    store = tmp_path / "s"
+    ingest(store, [str(tmp_path / "td.txt")], mapping=Mapping(key_fields=("public.t:id",)))
+    assert [(r["key"], json.loads(r["state"])) for r in replay(store).state.to_pylist()] == [("1", {"id": 1, "v": "b"})]
+    assert {r["field"]: (r["value"], r["offset"]) for r in logtool.blame(store, "1").to_pylist()} == {
+        "id": ("1", 0), "v": ('"b"', 4)}  # fmt: skip
+    assert {r["field"]: r["offset"] for r in logtool.blame(store, "1", at_offset=3).to_pylist()} == {"id": 0, "v": 0}
+    assert logtool.why(store, "1", "v", value="a").event["offset"] == 0
+    with pytest.raises(NotFoundError):
+        logtool.why(store, "1", "v", value="rolled-back")
+    for key in ("2", "3"):
+        with pytest.raises(NotFoundError, match="has no state"):
+            logtool.blame(store, key)
+    history = logtool.history(store, "1")
+    assert history.column("offset").to_pylist() == [0, 4]
+    assert b"offsets 1, 2 are of rolled-back transactions" in (history.schema.metadata or {})[b"logtool.note"]
+    run = cli("history", store, "3", "--format", "jsonl")
+    assert (run.code, run.out) == (0, "")
+    assert "note: the event at offset 3 is of a rolled-back transaction (txn.aborted)" in run.err
+
+
 def test_blame_of_a_key_in_two_entities_asks_for_one(cli: Any, stores: dict[str, Path]) -> None:
     run = cli("blame", stores["widgets"], "2")
     assert run.code == 2

@@ -58,6 +58,8 @@ def history(
     table = logtool.history(store, key, entity=entity, field=field, since=since, until=until, reducer=reducer)
     fmt = resolve(format)
     console.status(f"{table.num_rows} events")
+    if note := (table.schema.metadata or {}).get(b"logtool.note"):
+        console.status(f"note: {note.decode()}")
     _caveats(store, table.column("offset").to_pylist(), field)
     if fmt in (OutputFormat.table, OutputFormat.csv):
         table = history_by_field(table)
