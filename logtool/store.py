@@ -328,7 +328,7 @@ class Store:
         reducer, the lowest of the snapshots the drop left (the one it stored at its cut, or one
         taken before it), or the file a purge or redact rewrote that one into. Every other snapshot
         is a replay of the log, or of that one and the events after it: removed, it is rebuilt. A
-        key purge or a compaction leaves no such snapshot (compaction drops those below its point)."""
+        key purge leaves no such snapshot; a compaction rewrites that one (its receipt names the new file)."""
         live: dict[str, dict[str, Any]] = {}
         left: set[str] = set()
         for c in self.commits():
