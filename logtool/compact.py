@@ -101,7 +101,8 @@ class CompactResult:
     latest_removed_time: str | None = None  # the latest stamp of a removed event (for --at-time after it)
     leftovers_removed: list[str] = field(default_factory=list)  # files no commit names, deleted with the commit
     # the snapshot a head drop left, rewritten without what the compacted range changes: {path, replaced_by}
-    snapshots_rewritten: list[dict[str, str]] = field(default_factory=list)
+    # (replaced_by None on a dry run)
+    snapshots_rewritten: list[dict[str, str | None]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -304,6 +305,10 @@ def _compact(
         result.segments_rewritten = len(segs)
         if segs and store.writer_at_work() is None:  # a commit sweeps the store of files no commit
             result.leftovers_removed = [store.rel(p) for p in store.leftovers(st)]  # names: said
+        if dry_run and segs:  # the snapshot a head drop left, which the compaction would rewrite
+            unrebuildable = store.unrebuildable_snapshots()
+            result.snapshots_rewritten = [{"path": s["path"], "replaced_by": None} for s in st.of_kind("snapshot")
+                                          if s["offset"] < horizon - 1 and s["path"] in unrebuildable]  # fmt: skip
         if dry_run or not segs:
             share = result.events_after / result.events_before if result.events_before else 1.0
             result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before
@@ -395,16 +400,17 @@ def _compact(
 
 def _untouched_rows(store: Store, con: duckdb.DuckDBPyConnection, snap: dict[str, Any], horizon: int) -> dict[str, Any]:
     """The snapshot a head drop left, rewritten without the rows an event after it and before
-    ``horizon`` changes, moves away or truncates: its commit entry."""
+    ``horizon`` changes, moves away or truncates (events of aborted transactions change nothing),
+    and without its keyless rows, which a compacted log holds none of: its commit entry."""
     from .engine import sql_string
     from .replay import rewritten_snapshot
 
     rows = con.sql(
         f"""SELECT s.* FROM read_parquet({sql_string(str(store.path / snap["path"]))}) s
-            WHERE NOT EXISTS (
+            WHERE s.key IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM events e WHERE e."offset" > {snap["offset"]} AND e."offset" < {horizon}
-                AND e.entity = s.entity AND (e.op = 'truncate' OR e.key IS NOT DISTINCT FROM s.key
-                                             OR (e.prev_key IS NOT NULL AND e.prev_key = s.key)))"""
+                AND NOT coalesce(e.txn.aborted, FALSE) AND e.entity = s.entity
+                AND (e.op = 'truncate' OR e.key = s.key OR (e.prev_key IS NOT NULL AND e.prev_key = s.key)))"""
     ).to_arrow_table()
     return rewritten_snapshot(store, snap, rows)
 

@@ -1663,3 +1663,33 @@ def test_compaction_keeps_what_only_a_head_drops_snapshot_holds(tmp_path: Path) 
     again = logtool.replay(str(store)).state.to_pylist()
     compact(store, now="2030-01-01T00:00:00Z")
     assert logtool.replay(str(store)).state.to_pylist() == again
+
+
+def test_a_kept_head_drop_snapshot_ignores_rolled_back_events_and_warns_below_the_point(tmp_path: Path) -> None:
+    """The snapshot a head drop left keeps a row that only a rolled-back transaction touched after
+    it; a replay below the compaction point from it says it cannot be known exactly; a dry run
+    names the snapshot it would rewrite."""
+    from logtool.purge import purge
+
+    capture = tmp_path / "td.txt"
+    capture.write_text(
+        "BEGIN 100\ntable public.t: INSERT: id[integer]:1 v[text]:'a'\ntable public.t: INSERT: id[integer]:2 v[text]:'b'\n"
+        "COMMIT 100 (at 2026-01-01 00:00:00+00)\n"
+        "BEGIN 101\ntable public.t: INSERT: id[integer]:3 v[text]:'c'\nCOMMIT 101 (at 2026-01-01 00:00:01+00)\n"
+        "BEGIN 102\ntable public.t: UPDATE: id[integer]:1 v[text]:'ROLLED'\n"
+        "PREPARE TRANSACTION 'g1', txid 102 (at 2026-01-01 00:00:02+00)\n"
+        "ROLLBACK PREPARED 'g1', txid 102 (at 2026-01-01 00:00:03+00)\n"
+        "BEGIN 103\ntable public.t: UPDATE: id[integer]:3 v[text]:'c2'\nCOMMIT 103 (at 2026-01-01 00:00:04+00)\n"
+        "BEGIN 104\ntable public.t: UPDATE: id[integer]:3 v[text]:'c3'\nCOMMIT 104 (at 2026-01-01 00:00:05+00)\n"
+    )
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(capture)], mapping=logtool.Mapping(key_fields=("public.t:id",)))
+    purge(store, before_offset=3)
+    head = logtool.replay(str(store)).state.to_pylist()
+    assert [json.loads(r["state"])["v"] for r in head] == ["a", "b", "c3"]
+    dry = compact(store, now="2026-01-02T00:00:00Z", dry_run=True)
+    assert [s["replaced_by"] for s in dry.snapshots_rewritten] == [None]
+    compact(store, now="2026-01-02T00:00:00Z")
+    assert logtool.replay(str(store)).state.to_pylist() == head
+    below = logtool.replay(str(store), at_offset=3)
+    assert any("cannot be known exactly" in w and "kept by compact" in w for w in below.warnings)
