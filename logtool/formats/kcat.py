@@ -144,55 +144,37 @@ def _decode(
 
 class _KeyMoves:
     """Debezium writes a change of a row's key as a delete of the old key (header
-    ``__debezium.newkey``), its tombstone, and a create of the new key (``__debezium.oldkey``).
-    Read as such, the create would start the row afresh: its unchanged TOASTed values, and its
-    history, would stay behind with the deleted row. So the create moves the row (``prev_key``),
-    carrying what it did not send, and the delete and its tombstone are held back.
-
-    The old and new keys may sit in two partitions, which a dump gives in any order:
-    - the create first: it moves the row, and the delete and tombstone that come later are passed over;
-    - the delete first: it waits for the create, which then moves the row; an event of the old key
-      coming before the create (a new row took the key) lets the delete out first, and the create
-      then starts its row afresh, as it would have without the headers; a delete still waiting at
-      the end of the file goes out there."""
+    ``__debezium.newkey``), its tombstone, and a create of the new key (``__debezium.oldkey``),
+    one after the other. Read as such, the create would start the row afresh: its unchanged
+    TOASTed values, and its history, would stay behind with the deleted row. So the delete is held
+    back, and where the topic's next change is that create, the create moves the row
+    (``prev_key``), carrying what it did not send, and the delete and its tombstone never go in.
+    Any other next change of the topic (the create sits in another partition the dump gives
+    later, or in another file) lets the delete out first, and the create, when it comes, starts
+    its row afresh, as it would have without the headers: in that order nothing can be moved onto
+    a row that is not the one that left."""
 
     def __init__(self) -> None:
-        self.held: dict[tuple[str, str | None], Event] = {}  # (topic, old key) -> its delete, waiting
-        self.moved: set[tuple[str, str | None]] = set()  # old keys a create moved from before their delete
-        self.let_out: set[tuple[str, str | None]] = set()  # old keys whose delete went out: no move
-        self.quiet: set[tuple[str, str | None]] = set()  # old keys whose tombstone is still to pass over
+        self.held: dict[str, Event] = {}  # topic -> the delete of a key change, waiting for its create
+        self.quiet: set[tuple[str, str | None]] = set()  # (topic, key) whose tombstone is passed over
 
     def event(self, topic: str, event: Event, headers: list[list[Any]] | None, fields: dict[str, Any]) -> list[Event]:
         named = {n: v for n, v in headers or () if isinstance(v, str)}
-        here = (topic, event["key"])
-        if event["op"] == "delete" and "__debezium.newkey" in named:
-            if here in self.moved:  # its create moved the row already
-                self.moved.discard(here)
-                self.quiet.add(here)
-            else:
-                self.held[here] = event
-            return []
+        held = self.held.pop(topic, None)
         old = named.get("__debezium.oldkey")
         old_key = record_key(_parsed_key(old), fields)[0] if old is not None else None
-        out = [self.held.pop(here)] if here in self.held else []  # a new row takes a key a row left
-        if out:
-            self.let_out.add(here)
-        if old_key is None or old_key == event["key"] or event["op"] not in ("insert", "read", "update", "patch"):
-            return [*out, event]
-        was = (topic, old_key)
-        if was in self.let_out:
-            self.let_out.discard(was)
-            return [*out, event]
-        if self.held.pop(was, None) is None:
-            self.moved.add(was)
-        else:
-            self.quiet.add(was)
-        return [*out, {**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
+        if held is not None and old_key is not None and old_key == held["key"] != event["key"] \
+                and event["op"] in ("insert", "read", "update", "patch"):  # fmt: skip
+            return [{**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
+        out = [held] if held is not None else []  # (its tombstone stays passed over: the delete did its work)
+        if event["op"] == "delete" and "__debezium.newkey" in named:
+            self.held[topic] = event
+            self.quiet.add((topic, event["key"]))
+            return out
+        return [*out, event]
 
     def tombstone(self, topic: str, key: str | None) -> bool:
-        """Whether the tombstone of ``key`` is passed over (its delete is held back, or a move made it moot)."""
-        if (topic, key) in self.held:
-            return True
+        """Whether the tombstone of ``key`` is passed over: its delete is held back (or went in already)."""
         if (topic, key) in self.quiet:
             self.quiet.discard((topic, key))
             return True

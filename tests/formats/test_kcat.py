@@ -351,16 +351,22 @@ def test_a_debezium_key_change_moves_the_row_with_what_it_did_not_send(write_fil
     tombstone = rec(2, 1, None, [])
     create = rec(3, 2, {"before": None, "after": {**row, "id": 2, "doc": "__debezium_unavailable_value"}, "source": src,
                         "op": "c"}, ["__debezium.oldkey", '{"id":1}'])  # fmt: skip
-    for name, order in (("in-order", [insert, delete, tombstone, create]), ("create-first", [insert, create, delete, tombstone])):
-        store = tmp_path / name
-        logtool.ingest(store, [str(write_file(f"{name}.jsonl", "\n".join(order) + "\n"))])
-        result = logtool.replay(str(store))
-        assert [(r["key"], json.loads(r["state"])) for r in result.state.to_pylist()] == [
-            ("2", {"id": 2, "name": "a", "doc": "big"})]  # fmt: skip
-        assert not [w for w in result.warnings if "partial updates" in w]
-        history = logtool.history(str(store), "2")
-        rows = sorted({(e["offset"], e["key"], e["prev_key"]) for e in history.to_pylist()})
-        assert rows == [(0, "1", None), (1, "2", "1")]
+    store = tmp_path / "in-order"
+    logtool.ingest(store, [str(write_file("in-order.jsonl", "\n".join([insert, delete, tombstone, create]) + "\n"))])
+    result = logtool.replay(str(store))
+    assert [(r["key"], json.loads(r["state"])) for r in result.state.to_pylist()] == [
+        ("2", {"id": 2, "name": "a", "doc": "big"})]  # fmt: skip
+    assert not [w for w in result.warnings if "partial updates" in w]
+    history = logtool.history(str(store), "2")
+    rows = sorted({(e["offset"], e["key"], e["prev_key"]) for e in history.to_pylist()})
+    assert rows == [(0, "1", None), (1, "2", "1")]
+    # the create before its delete (another partition first): nothing is moved, as without the
+    # headers; the row at the new key lacks what the create did not send, and replay says so
+    store = tmp_path / "create-first"
+    logtool.ingest(store, [str(write_file("create-first.jsonl", "\n".join([insert, create, delete, tombstone]) + "\n"))])
+    result = logtool.replay(str(store))
+    assert [(r["key"], json.loads(r["state"])) for r in result.state.to_pylist()] == [("2", {"id": 2, "name": "a"})]
+    assert [w for w in result.warnings if "partial updates" in w]
     # the create in another partition, after a new row took the old key: the delete goes out
     # before that row, and the create starts its row afresh (without the value it did not send)
     reuse = rec(4, 1, {"before": None, "after": {"id": 1, "name": "b", "doc": "bdoc"}, "source": {**src, "txId": 4}, "op": "c"}, [])
