@@ -118,8 +118,8 @@ class _Unkeyable(ValueError):
 # pg_recvlogical confirms a prepared transaction at its PREPARE: a capture stopped between the two
 # holds its changes, and the next one only its COMMIT PREPARED
 _PREPARED_ACROSS = (
-    "where one capture holds the PREPARE and the next the COMMIT PREPARED, ingest them as one input "
-    "(e.g. cat first.out next.out | logtool ingest STORE -)"
+    "where one capture holds the PREPARE and the next the COMMIT PREPARED, ingest them as one input, into a new "
+    "store or instead of the two files (e.g. cat first.out next.out | logtool ingest NEW_STORE -)"
 )
 
 
@@ -151,6 +151,7 @@ class Decoder:
         # shown an old row as wide as the row, which only REPLICA IDENTITY FULL writes
         self.keyed_updates_name_no_old = keyed_updates_name_no_old
         self._whole_old: set[str] = set()  # tables an old row as wide as the row showed keyless
+        self._pk_seen = False  # the capture names primary keys (include-pk): a hint to capture so is moot
         self._batcher = Batcher()
         self._ready: list[pa.RecordBatch] = []
         self._pending: list[Change] | None = None  # None: not inside a transaction
@@ -355,6 +356,7 @@ class Decoder:
 
     def _key_names(self, ch: Change) -> tuple[str, ...]:
         if ch.pk is not None:
+            self._pk_seen = True
             return ch.pk
         names = self.mapping.keys_for(ch.entity)
         if names:
@@ -397,8 +399,8 @@ class Decoder:
                 what = ("names fewer columns in an old row than its rows hold: a key the {} output does not name, "
                         "or a REPLICA IDENTITY FULL row's NULL columns, which the plugin leaves out of old rows")
                 hint = (f"if {', '.join(named)} {'is' if len(named) == 1 else 'are'} its key, pass {fields} (one per "
-                        f"key column){self.key_hint}; if the table has no key, capture with format-version 2, whose old "
-                        "rows keep their NULLs")  # fmt: skip
+                        f"key column){'' if self._pk_seen else self.key_hint}; if the table has no key, capture with "
+                        "format-version 2, whose old rows keep their NULLs")  # fmt: skip
             elif named:
                 what, hint = "has a key that the {} output does not name", f"pass {fields} (one per key column){self.key_hint}"
             else:  # nothing of the old row: a key left unnamed, or no replica identity at all

@@ -413,7 +413,8 @@ def test_a_transaction_still_prepared_at_the_end_is_reported_as_cut_short(tmp_pa
     assert [e["key"] for e in got] == ["1", "2", "5", "4", "2"]
     why = ("transaction 764 (begun at line 6) is not committed: prepared as 'g1' at line 9, "
            "its COMMIT PREPARED or ROLLBACK PREPARED is not in this file; where one capture holds the PREPARE and "
-           "the next the COMMIT PREPARED, ingest them as one input (e.g. cat first.out next.out | logtool ingest STORE -)")  # fmt: skip
+           "the next the COMMIT PREPARED, ingest them as one input, into a new store or instead of the two files "
+           "(e.g. cat first.out next.out | logtool ingest NEW_STORE -)")  # fmt: skip
     assert [(b.line, b.reason) for b in bad] == [(7, why), (8, why)]
 
 
