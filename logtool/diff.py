@@ -182,14 +182,20 @@ def _shortest32(f: float) -> str:
     digits (1 to 9) that read back as it, the nearest such (at a power of two, whose float32 below
     is nearer than the one above, the nearest may miss where the next one up reads back). The SQL
     macro ``_lt_f32s`` is the same rule."""
+    def reads_back(text: str) -> bool:
+        try:
+            return _round32(text) == f
+        except OverflowError:  # a shorter text of the largest reals can round past the range
+            return False
+
     for n in range(9):
         text = f"{f:.{n}e}"
-        if _round32(text) == f:
+        if reads_back(text):
             return text
         if abs(math.frexp(f)[0]) == 0.5:
             digits, exponent = text.split("e")
             up = f"{Decimal(digits) + Decimal((0, (1,), -n)).copy_sign(Decimal(digits)):.{n}f}e{exponent}"
-            if _round32(up) == f:
+            if reads_back(up):
                 return up
     return f"{f:.8e}"
 
@@ -200,8 +206,10 @@ def _float32(text: str) -> Norm | None:
     1.1, 1.100000023841858, 0.5), else the number itself, which equals no float32 (16777217 is
     not the float32 16777216, nor 1e-50 the float32 0)."""
     norm = _float(text)
-    if norm is None or norm[1] in ("nan", "inf", "-inf"):
+    if norm is None or norm[1] == "nan":
         return norm
+    if norm[1] in ("inf", "-inf"):  # an infinity as written; a number past the double's range is not one
+        return norm if not _NUMBER.fullmatch(text) else _number(text)
     try:
         f = _round32(text)
     except OverflowError:

@@ -138,6 +138,19 @@ def test_numbers_at_the_end_of_their_type_against_floats_differ_without_trouble(
         False, 0, 0, 1)  # fmt: skip
 
 
+def test_the_largest_real_and_numbers_past_the_double_range_against_float32(tmp_path: Path) -> None:
+    """The largest real written as PostgreSQL writes it equals it (its shorter texts round past the
+    float32 range: no trouble); a number past the double's range is not an infinity, which only
+    an infinity as written is."""
+    real = pa.float32()
+    pq.write_table(pa.table({"id": [1, 2, 3], "r": pa.array([3.4028234663852886e38, float("inf"), float("-inf")], real)}),
+                   tmp_path / "r.parquet")  # fmt: skip
+    (tmp_path / "same.csv").write_text("id,r\n1,3.4028235e+38\n2,Infinity\n3,-Infinity\n")
+    (tmp_path / "past.csv").write_text("id,r\n1,3.4028235e38\n2,1e400\n3,-1e400\n")
+    assert diff(tmp_path / "r.parquet", tmp_path / "same.csv", key_columns=["id"]).same
+    assert counts(diff(tmp_path / "r.parquet", tmp_path / "past.csv", key_columns=["id"])) == (False, 0, 0, 2)
+
+
 def test_a_number_against_a_float32_column_is_its_float32(tmp_path: Path) -> None:
     """A REAL (float32) dump against a store's JSON numbers, a decimal or a CSV field: the number is
     read as a float32 (1.1 is the real 1.1, whose double is 1.100000023841858), as against a
