@@ -100,6 +100,8 @@ class CompactResult:
     keyless_entities: dict[str, int] = field(default_factory=dict)  # entities with no key at all -> events dropped
     latest_removed_time: str | None = None  # the latest stamp of a removed event (for --at-time after it)
     leftovers_removed: list[str] = field(default_factory=list)  # files no commit names, deleted with the commit
+    # keyless rows of the snapshot a head drop left, which go with it as keyless records do: entity -> rows
+    keyless_snapshot_rows: dict[str, int] = field(default_factory=dict)
     # the snapshot a head drop left, rewritten without what the compacted range changes: {path, replaced_by}
     # (replaced_by None on a dry run)
     snapshots_rewritten: list[dict[str, str | None]] = field(default_factory=list)
@@ -121,6 +123,7 @@ class CompactResult:
             "latest_removed_time": self.latest_removed_time,
             "leftovers_removed": self.leftovers_removed,
             "snapshots_rewritten": self.snapshots_rewritten,
+            "keyless_snapshot_rows": self.keyless_snapshot_rows,
             "commit": self.commit,
         }
 
@@ -305,10 +308,17 @@ def _compact(
         result.segments_rewritten = len(segs)
         if segs and store.writer_at_work() is None:  # a commit sweeps the store of files no commit
             result.leftovers_removed = [store.rel(p) for p in store.leftovers(st)]  # names: said
-        if dry_run and segs:  # the snapshot a head drop left, which the compaction would rewrite
+        if segs:  # the snapshot a head drop left, which the compaction rewrites: its keyless rows go
             unrebuildable = store.unrebuildable_snapshots()
-            result.snapshots_rewritten = [{"path": s["path"], "replaced_by": None} for s in st.of_kind("snapshot")
-                                          if s["offset"] < horizon - 1 and s["path"] in unrebuildable]  # fmt: skip
+            head_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1 and s["path"] in unrebuildable]
+            if dry_run:
+                result.snapshots_rewritten = [{"path": s["path"], "replaced_by": None} for s in head_snapshots]
+            for snap in head_snapshots:
+                for entity, n in con.execute(
+                    f"SELECT entity, count(*) FROM read_parquet({sql_string(str(store.path / snap['path']))}) "
+                    "WHERE key IS NULL GROUP BY entity ORDER BY entity"
+                ).fetchall():
+                    result.keyless_snapshot_rows[entity] = result.keyless_snapshot_rows.get(entity, 0) + n
         if dry_run or not segs:
             share = result.events_after / result.events_before if result.events_before else 1.0
             result.bytes_after = int(result.bytes_before * share) if segs else result.bytes_before
@@ -373,8 +383,7 @@ def _compact(
         # A snapshot a head drop left holds rows no event holds any more: it stays, without the
         # rows that events up to the compaction point touch (their survivors, or their expiry,
         # say what is left of them), so that replay starts from it and applies the survivors.
-        unrebuildable = store.unrebuildable_snapshots()
-        kept_snapshots = [(s, _untouched_rows(store, con, s, horizon)) for s in stale_snapshots if s["path"] in unrebuildable]
+        kept_snapshots = [(s, _untouched_rows(store, con, s, horizon)) for s in head_snapshots]
         for old, entry in kept_snapshots:
             result.snapshots_rewritten.append({"path": old["path"], "replaced_by": entry["path"]})
         result.bytes_after = result.bytes_before - sum(s["bytes"] for s in segs) + sum(e["bytes"] for e in adds)

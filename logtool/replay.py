@@ -375,8 +375,9 @@ def _rewritten_warnings(store: Store, target: _Target, snapshot_offset: int | No
             if (snapshot_offset is not None and point is not None and snapshot_offset < point - 1
                     and target.upto is not None and target.upto < point - 1):  # fmt: skip
                 out.append(
-                    f"the snapshot at offset {snapshot_offset} was kept by compact (commit {c['version']}) without the "
-                    f"rows changed before offset {point}: the state at {target.description} cannot be known exactly"
+                    f"replay starts from the snapshot at offset {snapshot_offset}, below the point of compact (commit "
+                    f"{c['version']}), which kept the snapshot a head drop left without the rows changed before offset "
+                    f"{point}: the state at {target.description} cannot be known exactly"
                 )
                 continue
         if c["operation"] not in ("compact", "purge") or not c.get("gaps"):

@@ -1692,4 +1692,21 @@ def test_a_kept_head_drop_snapshot_ignores_rolled_back_events_and_warns_below_th
     compact(store, now="2026-01-02T00:00:00Z")
     assert logtool.replay(str(store)).state.to_pylist() == head
     below = logtool.replay(str(store), at_offset=3)
-    assert any("cannot be known exactly" in w and "kept by compact" in w for w in below.warnings)
+    assert any("cannot be known exactly" in w and "below the point of compact" in w for w in below.warnings)
+
+
+def test_keyless_rows_of_a_head_drops_snapshot_go_and_are_counted(tmp_path: Path) -> None:
+    """A compacted log holds no keyless record: the keyless rows the snapshot of a head drop holds
+    go too, and the result (dry run too) counts them per entity."""
+    from logtool.purge import purge
+
+    lines = [{"tb": "u", "v": "a"}, {"tb": "u", "v": "b"}, {"tb": "t", "id": 1, "v": 1}, {"tb": "t", "id": 2, "v": 2},
+             {"tb": "t", "id": 1, "v": 11}, {"tb": "t", "id": 2, "v": 22}]  # fmt: skip
+    log = tmp_path / "in.jsonl"
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(log)], mapping=logtool.Mapping(key_fields=("t:id",), entity_field="tb"))
+    purge(store, before_offset=3)
+    assert compact(store, now="2030-01-01T00:00:00Z", dry_run=True).keyless_snapshot_rows == {"u": 2}
+    assert compact(store, now="2030-01-01T00:00:00Z").keyless_snapshot_rows == {"u": 2}
+    assert sorted(r["entity"] for r in logtool.replay(str(store)).state.to_pylist()) == ["t", "t"]

@@ -212,3 +212,8 @@ def _warn_keyless(result: Any) -> None:  # a logtool.compact.CompactResult
             f"entity {entity!r} has no key: all {n} of its events {went}, as compaction keeps no keyless record; "
             "if its rows matter, ingest it with --key-field"
         )
+    for entity, n in result.keyless_snapshot_rows.items():
+        console.warn(
+            f"entity {entity!r}: the {n} keyless row(s) the snapshot of a head drop holds {went}, as compaction "
+            "keeps no keyless record"
+        )

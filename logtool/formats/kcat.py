@@ -99,7 +99,7 @@ def _decode(
         ts = times.get((topic, partition)) if entity is not None else None
         if moves.tombstone(topic, text):  # of a key a row moved away from: nothing to delete
             return []
-        return [{
+        return [*moves.let_out(), {
             "ts": ts if ts is not None else _kafka_time(record),
             "entity": entity or topic,
             "key": text,
@@ -123,7 +123,7 @@ def _decode(
             event["offset"] = offset
         return moves.event(topic, event, kafka.get("headers"), row_fields(value))
     if is_maxwell(value):
-        return [decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)]
+        return [*moves.let_out(), decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)]
     text = _key_text(raw_key)
     if text is None:
         names = mapping.keys_for(topic)
@@ -131,7 +131,7 @@ def _decode(
             if not isinstance(value, dict):
                 raise ValueError(f"payload is {kind_of(value)}: it has no key field {names[0]!r}")
             text = row_key(value, names, "payload")
-    return [{
+    return [*moves.let_out(), {
         "ts": _kafka_time(record),
         "entity": topic,
         "key": text,
@@ -147,26 +147,32 @@ class _KeyMoves:
     ``__debezium.newkey``), its tombstone, and a create of the new key (``__debezium.oldkey``),
     one after the other. Read as such, the create would start the row afresh: its unchanged
     TOASTed values, and its history, would stay behind with the deleted row. So the delete is held
-    back, and where the topic's next change is that create, the create moves the row
+    back, and where the next record (its tombstone aside) is that create, the create moves the row
     (``prev_key``), carrying what it did not send, and the delete and its tombstone never go in.
-    Any other next change of the topic (the create sits in another partition the dump gives
-    later, or in another file) lets the delete out first, and the create, when it comes, starts
+    Any other next record (the create sits in another partition the dump gives later, or in
+    another file) lets the delete out first, at its place, and the create, when it comes, starts
     its row afresh, as it would have without the headers: in that order nothing can be moved onto
     a row that is not the one that left."""
 
     def __init__(self) -> None:
-        self.held: dict[str, Event] = {}  # topic -> the delete of a key change, waiting for its create
+        self.held: dict[str, Event] = {}  # topic -> the delete of a key change, waiting for its create (one at most)
         self.quiet: set[tuple[str, str | None]] = set()  # (topic, key) whose tombstone is passed over
+
+    def let_out(self) -> list[Event]:
+        """A record other than the held delete's create comes: the delete goes in first."""
+        out, self.held = list(self.held.values()), {}
+        return out
 
     def event(self, topic: str, event: Event, headers: list[list[Any]] | None, fields: dict[str, Any]) -> list[Event]:
         named = {n: v for n, v in headers or () if isinstance(v, str)}
         held = self.held.pop(topic, None)
+        other = self.let_out()  # (another topic's: its record came between)
         old = named.get("__debezium.oldkey")
         old_key = record_key(_parsed_key(old), fields)[0] if old is not None else None
         if held is not None and old_key is not None and old_key == held["key"] != event["key"] \
                 and event["op"] in ("insert", "read", "update", "patch"):  # fmt: skip
-            return [{**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
-        out = [held] if held is not None else []  # (its tombstone stays passed over: the delete did its work)
+            return [*other, {**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
+        out = [*other, *([held] if held is not None else [])]  # (its tombstone stays passed over: the delete did its work)
         if event["op"] == "delete" and "__debezium.newkey" in named:
             self.held[topic] = event
             self.quiet.add((topic, event["key"]))

@@ -393,19 +393,20 @@ class Decoder:
             if len(shapes) < 2:
                 shapes.add(tuple(ch.old) if narrower else tuple(sorted(row_cols)))
         if keyed:
+            key_hint = "" if self._pk_seen else self.key_hint  # a capture naming primary keys names them already
             named = list(ch.old) if ch.old is not None else []
             fields = " ".join(f"--key-field {ch.entity}:{n}" for n in named) or f"--key-field {ch.entity}:COLUMN"
             if named and self.old_omits_nulls:  # a key, or a FULL old row whose NULLs were left out
                 what = ("names fewer columns in an old row than its rows hold: a key the {} output does not name, "
                         "or a REPLICA IDENTITY FULL row's NULL columns, which the plugin leaves out of old rows")
                 hint = (f"if {', '.join(named)} {'is' if len(named) == 1 else 'are'} its key, pass {fields} (one per "
-                        f"key column){'' if self._pk_seen else self.key_hint}; if the table has no key, capture with "
+                        f"key column){key_hint}; if the table has no key, capture with "
                         "format-version 2, whose old rows keep their NULLs")  # fmt: skip
             elif named:
-                what, hint = "has a key that the {} output does not name", f"pass {fields} (one per key column){self.key_hint}"
+                what, hint = "has a key that the {} output does not name", f"pass {fields} (one per key column){key_hint}"
             else:  # nothing of the old row: a key left unnamed, or no replica identity at all
                 what = "has an update that names no old row: a key the {} output does not name, or no replica identity"
-                hint = (f"if the table has a primary key, pass {fields} (one per key column){self.key_hint}; "
+                hint = (f"if the table has a primary key, pass {fields} (one per key column){key_hint}; "
                         "if it has none, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and deletes can be followed")  # fmt: skip
             why = (f"{ch.entity} " + what.format(self.format_name)
                    + f" (line {ch.line}): its changes from here on in this file are set aside, its rows before are in "
