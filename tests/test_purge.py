@@ -741,23 +741,13 @@ def test_a_head_drop_of_domain_events_needs_their_reducers_snapshot_at_the_cut(t
     """The head drop stores a kv snapshot, which holds nothing of domain events: it is refused
     (a dry run too) until a snapshot taken with the reducers is there, and then replays exactly."""
     from logtool.demo import BANK
-    from logtool.replay import replay, snapshot
+    from logtool.replay import replay
 
     store = tmp_path / "bank"
     ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK)
     reducers = str(SAMPLES / "bank_reducers.py")
     head = replay(str(store), reducer=reducers).digest
-    before = files(store)
-    for dry_run in (True, False):
-        with pytest.raises(UsageError, match="domain events") as refused:
-            purge(store, before_offset=40, dry_run=dry_run)
-        assert "--at-offset 39 --reducer" in (refused.value.hint or "")
-    assert files(store) == before
-    snapshot(str(store), at_offset=39, reducer=reducers)
-    assert purge(store, before_offset=40).events == 40
-    after = replay(str(store), reducer=reducers)
-    assert (after.digest, after.snapshot) == (head, 39)
-    assert_verified(store)
+    _refused_until_the_reducers_snapshot_is_at_the_cut(store, reducers, 40, "domain events", head, dropped=40)
 
 
 def test_a_second_head_drop_keeps_the_reducers_snapshot_the_first_one_left(tmp_path: Path) -> None:
@@ -772,16 +762,26 @@ def test_a_second_head_drop_keeps_the_reducers_snapshot_the_first_one_left(tmp_p
     head = replay(str(store), reducer=reducers).digest
     snapshot(str(store), at_offset=39, reducer=reducers)
     purge(store, before_offset=40)
+    _refused_until_the_reducers_snapshot_is_at_the_cut(store, reducers, 50, "only copy of that reducer's state", head, dropped=10)
+
+
+def _refused_until_the_reducers_snapshot_is_at_the_cut(
+    store: Path, reducers: str, cut: int, why: str, head: str, dropped: int
+) -> None:
+    """A head drop at ``cut`` is refused (a dry run too, changing nothing) with the snapshot command
+    as the hint; once that snapshot is taken the drop goes and replay with the reducers is the head."""
+    from logtool.replay import replay, snapshot
+
     before = files(store)
     for dry_run in (True, False):
-        with pytest.raises(UsageError, match="only copy of that reducer's state") as refused:
-            purge(store, before_offset=50, dry_run=dry_run)
-        assert "--at-offset 49 --reducer" in (refused.value.hint or "")
+        with pytest.raises(UsageError, match=why) as refused:
+            purge(store, before_offset=cut, dry_run=dry_run)
+        assert f"--at-offset {cut - 1} --reducer" in (refused.value.hint or "")
     assert files(store) == before
-    snapshot(str(store), at_offset=49, reducer=reducers)
-    assert purge(store, before_offset=50).events == 10
+    snapshot(str(store), at_offset=cut - 1, reducer=reducers)
+    assert purge(store, before_offset=cut).events == dropped
     after = replay(str(store), reducer=reducers)
-    assert (after.digest, after.snapshot) == (head, 49)
+    assert (after.digest, after.snapshot) == (head, cut - 1)
     assert_verified(store)
 
 
