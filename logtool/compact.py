@@ -314,9 +314,12 @@ def _compact(
             if dry_run:
                 result.snapshots_rewritten = [{"path": s["path"], "replaced_by": None} for s in head_snapshots]
             for snap in head_snapshots:
-                for entity, n in con.execute(
-                    f"SELECT entity, count(*) FROM read_parquet({sql_string(str(store.path / snap['path']))}) "
-                    "WHERE key IS NULL GROUP BY entity ORDER BY entity"
+                for entity, n in con.execute(  # (those a truncate after it took out are gone already)
+                    f"""SELECT entity, count(*) FROM read_parquet({sql_string(str(store.path / snap['path']))}) s
+                        WHERE key IS NULL AND NOT EXISTS (
+                            SELECT 1 FROM events e WHERE e."offset" > {snap["offset"]} AND e."offset" < {horizon}
+                            AND e.entity = s.entity AND e.op = 'truncate' AND NOT coalesce(e.txn.aborted, FALSE))
+                        GROUP BY entity ORDER BY entity"""
                 ).fetchall():
                     result.keyless_snapshot_rows[entity] = result.keyless_snapshot_rows.get(entity, 0) + n
         if dry_run or not segs:

@@ -466,8 +466,14 @@ def unreadable_store(error: BaseException, path: object) -> StoreError | None:
     text = str(error).strip()
     path = path.path if isinstance(path, Store) else path
     # the store writes only UTF-8: text read back from it that is not was damaged on disk
-    not_utf8 = isinstance(error, UnicodeDecodeError) or (
-        isinstance(error, RuntimeError) and text.endswith("str(): conversion error!")  # DuckDB's binding, naming text
+    import duckdb
+
+    # how DuckDB's Python binding meets it varies with the Python: a UnicodeDecodeError, its own
+    # "str(): conversion error!", or an error of its own whose message (naming the text) is lost
+    not_utf8 = (
+        isinstance(error, UnicodeDecodeError)
+        or (isinstance(error, RuntimeError) and text.endswith("str(): conversion error!"))
+        or (isinstance(error, duckdb.Error) and not text)
     )
     if not isinstance(path, str | Path) or not (undecodable_parquet(error) or not_utf8):
         return None

@@ -1710,3 +1710,11 @@ def test_keyless_rows_of_a_head_drops_snapshot_go_and_are_counted(tmp_path: Path
     assert compact(store, now="2030-01-01T00:00:00Z", dry_run=True).keyless_snapshot_rows == {"u": 2}
     assert compact(store, now="2030-01-01T00:00:00Z").keyless_snapshot_rows == {"u": 2}
     assert sorted(r["entity"] for r in logtool.replay(str(store)).state.to_pylist()) == ["t", "t"]
+    # rows a truncate after the snapshot took out are gone already: not counted
+    with_truncate = [{"op": "upsert", **x} for x in lines[:4]] + [{"tb": "u", "op": "truncate"}]
+    with_truncate += [{"op": "upsert", **x} for x in lines[4:]]
+    log.write_text("".join(json.dumps(x) + "\n" for x in with_truncate))
+    store = tmp_path / "s2"
+    logtool.ingest(store, [str(log)], mapping=logtool.Mapping(key_fields=("t:id",), entity_field="tb", op_field="op"))
+    purge(store, before_offset=3)
+    assert compact(store, now="2030-01-01T00:00:00Z").keyless_snapshot_rows == {}

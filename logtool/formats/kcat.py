@@ -99,7 +99,7 @@ def _decode(
         ts = times.get((topic, partition)) if entity is not None else None
         if moves.tombstone(topic, text):  # of a key a row moved away from: nothing to delete
             return []
-        return [*moves.let_out(), {
+        tombstone = {
             "ts": ts if ts is not None else _kafka_time(record),
             "entity": entity or topic,
             "key": text,
@@ -107,7 +107,8 @@ def _decode(
             "data": None,
             "meta": dumps_exact({"kafka": kafka}),
             "source": where,
-        }]
+        }
+        return [*moves.let_out(), tombstone]  # (read whole first: a bad record lets no held delete out)
     value = payload
     if isinstance(payload, str) and not isinstance(payload, RawNumber):
         try:
@@ -123,7 +124,8 @@ def _decode(
             event["offset"] = offset
         return moves.event(topic, event, kafka.get("headers"), row_fields(value))
     if is_maxwell(value):
-        return [*moves.let_out(), decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)]
+        maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
+        return [*moves.let_out(), maxwell]
     text = _key_text(raw_key)
     if text is None:
         names = mapping.keys_for(topic)
@@ -131,7 +133,7 @@ def _decode(
             if not isinstance(value, dict):
                 raise ValueError(f"payload is {kind_of(value)}: it has no key field {names[0]!r}")
             text = row_key(value, names, "payload")
-    return [*moves.let_out(), {
+    upsert = {
         "ts": _kafka_time(record),
         "entity": topic,
         "key": text,
@@ -139,7 +141,8 @@ def _decode(
         "data": dumps_exact(value),
         "meta": dumps_exact({"kafka": kafka}),
         "source": where,
-    }]
+    }
+    return [*moves.let_out(), upsert]
 
 
 class _KeyMoves:
