@@ -104,7 +104,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _offset_hint(query: str, e: Exception) -> str | None:
-    if re.search(r"\boffset\b", query, re.IGNORECASE) and (
+    if re.search(r'(?<!")\boffset\b(?!")', query, re.IGNORECASE) and (  # an offset not written "offset"
         "syntax error" in str(e).lower() or "offset" in str(e).lower()
     ):
         return 'OFFSET is a reserved word in SQL: write the column as "offset" (in double quotes)'

@@ -224,6 +224,12 @@ def test_sql_bare_offset_gets_a_hint(cli: Cli, store: Path, query: str) -> None:
     assert 'hint: OFFSET is a reserved word in SQL: write the column as "offset" (in double quotes)' in r.err
 
 
+def test_sql_a_quoted_offset_gets_no_offset_hint(cli: Cli, store: Path) -> None:
+    """The column written "offset" beside another mistake: the hint is not about offset."""
+    r = cli("sql", store, 'SELECT "offset", position FROM events')
+    assert r.code == 2 and "OFFSET is a reserved word" not in r.err
+
+
 def test_sql_other_errors_point_to_the_view(cli: Cli, store: Path) -> None:
     r = cli("sql", store, "SELECT nosuch FROM events")
     assert r.code == 2

@@ -210,7 +210,8 @@ def _warn_keyless(result: Any) -> None:  # a logtool.compact.CompactResult
     for entity, n in result.keyless_entities.items():
         console.warn(
             f"entity {entity!r} has no key: all {n} of its events {went}, as compaction keeps no keyless record; "
-            "if its rows matter, ingest it with --key-field"
+            "if its rows matter, ingest it with --key-field where it has a key, and do not compact a log of a "
+            "table that has none"
         )
     for entity, n in result.keyless_snapshot_rows.items():
         console.warn(

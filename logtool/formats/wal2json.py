@@ -355,12 +355,14 @@ class Decoder:
         return key_text(values, names)
 
     def _key_names(self, ch: Change) -> tuple[str, ...]:
-        if ch.pk is not None:
+        if ch.pk:
             self._pk_seen = True
             return ch.pk
         names = self.mapping.keys_for(ch.entity)
-        if names:
+        if names:  # (also for a table the capture names no primary key for: a replica identity index)
             return names
+        if ch.pk is not None:  # include-pk, and this table has no primary key: a FULL or USING INDEX identity
+            self._pk_seen = True
         # (format-version 1 names a primary key only, never a REPLICA IDENTITY USING INDEX key: a
         # table it names none for may still have one)
         self._check_keyless(ch)
@@ -406,8 +408,9 @@ class Decoder:
                 what, hint = "has a key that the {} output does not name", f"pass {fields} (one per key column){key_hint}"
             else:  # nothing of the old row: a key left unnamed, or no replica identity at all
                 what = "has an update that names no old row: a key the {} output does not name, or no replica identity"
-                hint = (f"if the table has a primary key, pass {fields} (one per key column){key_hint}; "
-                        "if it has none, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and deletes can be followed")  # fmt: skip
+                hint = (f"if the table has a primary key or a replica identity index, pass {fields} (one per key "
+                        f"column){key_hint}; if it has neither, ALTER TABLE ... REPLICA IDENTITY FULL so its updates and "
+                        "deletes can be followed")  # fmt: skip
             why = (f"{ch.entity} " + what.format(self.format_name)
                    + f" (line {ch.line}): its changes from here on in this file are set aside, its rows before are in "
                    "without a key")  # fmt: skip

@@ -577,3 +577,44 @@ def test_v1_binary_message_costs_no_row_of_its_transaction(tmp_path: Path) -> No
     ]
     assert [(b.line, b.raw) for b in bad] == [(1, changes[2])]
     assert bad[0].reason.startswith("not a wal2json change: invalid UTF-8 at byte 124 of the change")
+
+
+# PostgreSQL 15's wal2json 2.5 with include-pk: sku has no primary key ("pk":[]) but REPLICA
+# IDENTITY USING INDEX on (code, region), whose columns are its updates' and deletes' identity
+USING_INDEX_V2 = [
+    {"action": "B", "xid": 732, "lsn": "0/192E560", "nextlsn": "0/192E590"},
+    {"action": "I", "xid": 732, "lsn": "0/192E368", "schema": "public", "table": "sku", "pk": [], "columns": [
+        {"name": "code", "type": "text", "value": "A"}, {"name": "region", "type": "text", "value": "eu"},
+        {"name": "qty", "type": "integer", "value": 1}]},
+    {"action": "I", "xid": 732, "lsn": "0/192E4D8", "schema": "public", "table": "sku", "pk": [], "columns": [
+        {"name": "code", "type": "text", "value": "B"}, {"name": "region", "type": "text", "value": "eu"},
+        {"name": "qty", "type": "integer", "value": 3}]},
+    {"action": "C", "xid": 732, "lsn": "0/192E560", "nextlsn": "0/192E590"},
+    {"action": "B", "xid": 736, "lsn": "0/192E9D0", "nextlsn": "0/192EA00"},
+    {"action": "U", "xid": 736, "lsn": "0/192E898", "schema": "public", "table": "sku", "pk": [], "columns": [
+        {"name": "code", "type": "text", "value": "A"}, {"name": "region", "type": "text", "value": "eu"},
+        {"name": "qty", "type": "integer", "value": 10}],
+     "identity": [{"name": "code", "type": "text", "value": "A"}, {"name": "region", "type": "text", "value": "eu"}]},
+    {"action": "U", "xid": 736, "lsn": "0/192E8E8", "schema": "public", "table": "sku", "pk": [], "columns": [
+        {"name": "code", "type": "text", "value": "B"}, {"name": "region", "type": "text", "value": "apac"},
+        {"name": "qty", "type": "integer", "value": 3}],
+     "identity": [{"name": "code", "type": "text", "value": "B"}, {"name": "region", "type": "text", "value": "eu"}]},
+    {"action": "C", "xid": 736, "lsn": "0/192E9D0", "nextlsn": "0/192EA00"},
+]  # fmt: skip
+
+
+def test_a_replica_identity_index_is_the_key_where_include_pk_names_none(tmp_path: Path) -> None:
+    """include-pk writes "pk":[] for a table without a primary key; its REPLICA IDENTITY USING
+    INDEX columns are its key all the same: --key-field names them, and without it the narrower
+    identity stops the read with that option (it was read keyless, --key-field ignored)."""
+    from logtool import ingest, replay
+
+    path = tmp_path / "sku.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in USING_INDEX_V2))
+    with pytest.raises(InputError) as err:
+        ingest(tmp_path / "s", [str(path)])
+    assert err.value.hint == "pass --key-field public.sku:code --key-field public.sku:region (one per key column)"
+    ingest(tmp_path / "k", [str(path)], mapping=Mapping(key_fields=("public.sku:code", "public.sku:region")))
+    state = replay(tmp_path / "k").state.to_pylist()
+    assert sorted((r["key"], json.loads(r["state"])["qty"]) for r in state) == [
+        ('{"code":"A","region":"eu"}', 10), ('{"code":"B","region":"apac"}', 3)]  # fmt: skip
