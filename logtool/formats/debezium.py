@@ -490,8 +490,13 @@ def _decode_value(column: str, value: Any, field: dict[str, Any] | None) -> Any:
     if kind == "struct" and isinstance(value, dict):
         members = _fields(field)
         return {k: _decode_value(column, v, members.get(k)) for k, v in value.items()}
-    if kind == "map" and isinstance(value, dict) and isinstance(field.get("values"), dict):
-        return {k: _decode_value(column, v, field["values"]) for k, v in value.items()}
+    if kind == "map" and isinstance(field.get("values"), dict):
+        if isinstance(value, dict):
+            return {k: _decode_value(column, v, field["values"]) for k, v in value.items()}
+        if isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+            # keys that are not strings: the JSON converter writes [key, value] pairs
+            keys = field.get("keys") if isinstance(field.get("keys"), dict) else None
+            return [[_decode_value(column, k, keys), _decode_value(column, v, field["values"])] for k, v in value]
     return value
 
 

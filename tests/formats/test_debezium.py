@@ -328,17 +328,18 @@ def test_arrays_structs_and_maps_are_read_by_their_items_schema(read_events, wri
         {"type": "struct", "optional": True, "fields": [{**dec, "field": "amount"}, {**date, "field": "on"}],
          "field": "entry"},
         {"type": "map", "optional": True, "keys": {"type": "string"}, "values": dec, "field": "by_code"},
+        {"type": "map", "optional": True, "keys": {"type": "int32"}, "values": dec, "field": "by_id"},
     ]  # fmt: skip
     schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "field": "before"},
                                            {"type": "struct", "fields": fields, "field": "after"}]}  # fmt: skip
     after = {"id": 1, "prices": ["AQU=", None, "/zg="], "days": [19787, None], "entry": {"amount": "AQU=", "on": 0},
-             "by_code": {"a": "AQU="}}  # fmt: skip
+             "by_code": {"a": "AQU="}, "by_id": [[1, "AQU="]]}  # fmt: skip
     path = write_file("arrays.jsonl", lines({"schema": schema, "payload": envelope("c", None, after)}))
     rows, bad = read_events(FORMAT, path, Mapping(key_fields=("id",)))
     assert bad == []
     assert json.loads(rows[0]["data"], parse_float=str) == {
         "id": 1, "prices": ["2.61", None, "-2.00"], "days": ["2024-03-05", None],
-        "entry": {"amount": "2.61", "on": "1970-01-01"}, "by_code": {"a": "2.61"},
+        "entry": {"amount": "2.61", "on": "1970-01-01"}, "by_code": {"a": "2.61"}, "by_id": [[1, "2.61"]],
     }  # fmt: skip
 
 

@@ -370,7 +370,7 @@ def test_a_debezium_key_change_moves_the_row_with_what_it_did_not_send(write_fil
     # the create in another partition, after a new row took the old key: the delete goes out
     # before that row, and the create starts its row afresh (without the value it did not send)
     reuse = rec(4, 1, {"before": None, "after": {"id": 1, "name": "b", "doc": "bdoc"}, "source": {**src, "txId": 4}, "op": "c"}, [])
-    # a bad record between the delete and its create: the delete still goes in, at its place
+    # a bad record between the delete and its create is passed over: the create is still the move
     bad = json.dumps({"topic": "other", "partition": 0, "offset": 9, "ts": "garbage", "headers": [], "key": "k",
                       "payload": '{"v": 1}'})  # fmt: skip
     store = tmp_path / "bad-between"
