@@ -778,8 +778,7 @@ def _rewrite_snapshot(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .replay import state_digest
-    from .segments import write_parquet_options
+    from .replay import rewritten_snapshot
 
     rows = pq.read_table(store.path / snap["path"])
     con = _sandbox()
@@ -791,13 +790,7 @@ def _rewrite_snapshot(
         for i in pc.indices_nonzero(hit).to_pylist():
             states[i] = _redact_text(states[i], specs) or states[i]
         rows = rows.set_column(rows.schema.get_field_index("state"), "state", pa.array(states, pa.string()))
-    con.register("_snapshot_rows", rows)
-    rows = con.sql("SELECT * FROM _snapshot_rows ORDER BY entity, key NULLS LAST, state").to_arrow_table()  # as replay sorts
-    target = store.new_file("snapshot", f"{snap['offset']:020d}")
-    new_files.append(target)
-    pq.write_table(rows, target, **write_parquet_options())
-    return {**snap, "path": store.rel(target), "rows": rows.num_rows, "digest": state_digest(rows),
-            "sha256": file_sha256(target), "bytes": target.stat().st_size}  # fmt: skip
+    return rewritten_snapshot(store, snap, rows, new_files)
 
 
 def _plan_selection(

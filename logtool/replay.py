@@ -1356,9 +1356,12 @@ def snapshot(
     return entry
 
 
-def rewritten_snapshot(store: Store, snap: dict[str, Any], rows: pa.Table) -> dict[str, Any]:
+def rewritten_snapshot(
+    store: Store, snap: dict[str, Any], rows: pa.Table, new_files: list[Path] | None = None
+) -> dict[str, Any]:
     """A snapshot's rows (some taken out, or redacted) written to a new file, sorted as replay
-    sorts them: its commit entry (same offset and reducer, new digest). The caller commits it."""
+    sorts them: its commit entry (same offset and reducer, new digest). The caller commits it;
+    ``new_files`` gets the file before it is written (for the caller's cleanup)."""
     import duckdb
     import pyarrow.parquet as pq
 
@@ -1368,6 +1371,8 @@ def rewritten_snapshot(store: Store, snap: dict[str, Any], rows: pa.Table) -> di
     con.register("_snapshot_rows", rows)
     rows = con.sql("SELECT * FROM _snapshot_rows ORDER BY entity, key NULLS LAST, state").to_arrow_table()
     target = store.new_file("snapshot", f"{snap['offset']:020d}")
+    if new_files is not None:
+        new_files.append(target)
     pq.write_table(rows, target, **write_parquet_options())
     return {**snap, "path": store.rel(target), "rows": rows.num_rows, "digest": state_digest(rows),
             "sha256": file_sha256(target), "bytes": target.stat().st_size}  # fmt: skip
