@@ -62,7 +62,7 @@ def _decode(
     times: dict[Any, Any],
     learned: dict[str, tuple[str, ...]],
     moves: _KeyMoves,
-    offset: int | None = None,
+    store_offset: int | None = None,
 ) -> list[Event]:
     if not isinstance(record, dict):
         raise ValueError(f"a kcat record is a JSON object, not {kind_of(record)}")
@@ -120,8 +120,8 @@ def _decode(
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
         times[topic, partition] = event.get("ts")
-        if offset is not None:
-            event["offset"] = offset
+        if store_offset is not None:  # (--offset-field: set here, as a delete held back keeps its own)
+            event["offset"] = store_offset
         return moves.event(topic, event, kafka.get("headers"), row_fields(value))
     if is_maxwell(value):
         maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
@@ -158,26 +158,25 @@ class _KeyMoves:
     a row that is not the one that left."""
 
     def __init__(self) -> None:
-        self.held: dict[str, Event] = {}  # topic -> the delete of a key change, waiting for its create (one at most)
+        self.held: tuple[str, Event] | None = None  # (topic, the delete of a key change), waiting for its create
         self.quiet: set[tuple[str, str | None]] = set()  # (topic, key) whose tombstone is passed over
 
     def let_out(self) -> list[Event]:
-        """A record other than the held delete's create comes: the delete goes in first."""
-        out, self.held = list(self.held.values()), {}
+        """A record other than the held delete's create comes (or the file ends): the delete goes in."""
+        out, self.held = [self.held[1]] if self.held else [], None
         return out
 
     def event(self, topic: str, event: Event, headers: list[list[Any]] | None, fields: dict[str, Any]) -> list[Event]:
         named = {n: v for n, v in headers or () if isinstance(v, str)}
-        held = self.held.pop(topic, None)
-        other = self.let_out()  # (another topic's: its record came between)
         old = named.get("__debezium.oldkey")
         old_key = record_key(_parsed_key(old), fields)[0] if old is not None else None
-        if held is not None and old_key is not None and old_key == held["key"] != event["key"] \
-                and event["op"] in ("insert", "read", "update", "patch"):  # fmt: skip
-            return [*other, {**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
-        out = [*other, *([held] if held is not None else [])]  # (its tombstone stays passed over: the delete did its work)
+        if self.held is not None and self.held[0] == topic and old_key is not None \
+                and old_key == self.held[1]["key"] != event["key"] and event["op"] in ("insert", "read", "update", "patch"):  # fmt: skip
+            self.held = None
+            return [{**event, "prev_key": old_key, "op": "update" if event["op"] in ("insert", "read") else event["op"]}]
+        out = self.let_out()  # (its tombstone stays passed over: the delete did its work)
         if event["op"] == "delete" and "__debezium.newkey" in named:
-            self.held[topic] = event
+            self.held = (topic, event)
             self.quiet.add((topic, event["key"]))
             return out
         return [*out, event]
@@ -188,11 +187,6 @@ class _KeyMoves:
             self.quiet.discard((topic, key))
             return True
         return False
-
-    def rest(self) -> list[Event]:
-        """The deletes still held back at the end of the file: no create moved their rows."""
-        out, self.held = list(self.held.values()), {}
-        return out
 
 
 def _parsed_key(raw: Any) -> Any:
@@ -255,7 +249,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
     held = Batcher()
-    for event in moves.rest():
+    for event in moves.let_out():
         held.add(**event)
     if len(held):
         yield held.flush()

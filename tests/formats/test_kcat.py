@@ -382,3 +382,16 @@ def test_a_debezium_key_change_moves_the_row_with_what_it_did_not_send(write_fil
         logtool.ingest(store, [str(write_file(f"{name}.jsonl", "\n".join(order) + "\n"))])
         state = {r["key"]: json.loads(r["state"]) for r in logtool.replay(str(store)).state.to_pylist()}
         assert state == ({"1": {"id": 1, "name": "b", "doc": "bdoc"}, "2": {"id": 2, "name": "a"}} if name == "reused" else {})
+
+
+def test_kafka_offsets_are_the_events_offsets_only_with_offset_field(read_events, write_file) -> None:
+    """A Debezium payload's Kafka offset is its position, not its store offset, unless
+    --offset-field offset says so (a single partition's dump)."""
+    src = {"connector": "postgresql", "db": "d", "schema": "public", "table": "c", "ts_ms": 1000, "txId": 1, "lsn": 1}
+    payload = {"before": None, "after": {"id": 1}, "source": src, "op": "c"}
+    path = write_file("one.jsonl", json.dumps({"topic": "pg.public.c", "partition": 0, "offset": 5, "ts": 1,
+                                               "headers": [], "key": '{"id":1}', "payload": json.dumps(payload)}) + "\n")  # fmt: skip
+    rows, _ = read_events(FORMAT, path, Mapping())
+    assert [r["offset"] for r in rows] == [None]
+    rows, _ = read_events(FORMAT, path, Mapping(offset_field="offset"))
+    assert [r["offset"] for r in rows] == [5]
