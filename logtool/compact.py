@@ -315,10 +315,8 @@ def _compact(
                 result.snapshots_rewritten = [{"path": s["path"], "replaced_by": None} for s in head_snapshots]
             for snap in head_snapshots:
                 for entity, n in con.execute(  # (those a truncate after it took out are gone already)
-                    f"""SELECT entity, count(*) FROM read_parquet({sql_string(str(store.path / snap['path']))}) s
-                        WHERE key IS NULL AND NOT EXISTS (
-                            SELECT 1 FROM events e WHERE e."offset" > {snap["offset"]} AND e."offset" < {horizon}
-                            AND e.entity = s.entity AND e.op = 'truncate' AND NOT coalesce(e.txn.aborted, FALSE))
+                    f"""SELECT entity, count(*) FROM {_snapshot_rows(store, snap)}
+                        WHERE key IS NULL AND NOT {_changed_after(snap, horizon, "e.op = 'truncate'")}
                         GROUP BY entity ORDER BY entity"""
                 ).fetchall():
                     result.keyless_snapshot_rows[entity] = result.keyless_snapshot_rows.get(entity, 0) + n
@@ -414,17 +412,27 @@ def _untouched_rows(store: Store, con: duckdb.DuckDBPyConnection, snap: dict[str
     """The snapshot a head drop left, rewritten without the rows an event after it and before
     ``horizon`` changes, moves away or truncates (events of aborted transactions change nothing),
     and without its keyless rows, which a compacted log holds none of: its commit entry."""
-    from .engine import sql_string
     from .replay import rewritten_snapshot
 
+    touched = "e.op = 'truncate' OR e.key = s.key OR (e.prev_key IS NOT NULL AND e.prev_key = s.key)"
     rows = con.sql(
-        f"""SELECT s.* FROM read_parquet({sql_string(str(store.path / snap["path"]))}) s
-            WHERE s.key IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM events e WHERE e."offset" > {snap["offset"]} AND e."offset" < {horizon}
-                AND NOT coalesce(e.txn.aborted, FALSE) AND e.entity = s.entity
-                AND (e.op = 'truncate' OR e.key = s.key OR (e.prev_key IS NOT NULL AND e.prev_key = s.key)))"""
+        f"SELECT s.* FROM {_snapshot_rows(store, snap)} WHERE s.key IS NOT NULL AND NOT {_changed_after(snap, horizon, touched)}"
     ).to_arrow_table()
     return rewritten_snapshot(store, snap, rows)
+
+
+def _snapshot_rows(store: Store, snap: dict[str, Any]) -> str:
+    """SQL: a snapshot's rows, as ``s``."""
+    from .engine import sql_string
+
+    return f"read_parquet({sql_string(str(store.path / snap['path']))}) s"
+
+
+def _changed_after(snap: dict[str, Any], horizon: int, how: str) -> str:
+    """SQL, of a snapshot row ``s``: an event of its entity after the snapshot and before ``horizon``,
+    not of an aborted transaction, changes it ``how`` (a condition on the event ``e``)."""
+    return f"""EXISTS (SELECT 1 FROM events e WHERE e."offset" > {snap["offset"]} AND e."offset" < {horizon}
+                       AND NOT coalesce(e.txn.aborted, FALSE) AND e.entity = s.entity AND ({how}))"""
 
 
 # --------------------------------------------------------------------------- raw files
