@@ -640,9 +640,10 @@ def _run(
         elif operation == "redact":
             # a reducer's states cannot be redacted: one whose matching rows hold none of the fields
             # is left as it is, and one holding them is refused
-            snapshots = [s for s in snapshots if s not in _reducer_snapshots_without(store, sel, specs, reducers)]
+            _refuse_redacting_reducer_state(store, sel, specs, reducers)
+            snapshots = [s for s in snapshots if s not in reducers]
         # (a key purge rewrites a reducer's snapshot without the key's rows: its events go whole)
-        kept_snapshots = [s for s in snapshots if s["path"] in only and (operation == "purge" or s not in reducers)]
+        kept_snapshots = [s for s in snapshots if s["path"] in only]
         snapshots = [s for s in snapshots if s not in kept_snapshots]
         result.snapshots_rewritten = [s["path"] for s in kept_snapshots]
         quarantine = _plan_quarantine(store, state, sel, specs)
@@ -742,17 +743,16 @@ def _refuse_orphaning_reducer_state(store: Store, reducers: list[dict[str, Any]]
         )
 
 
-def _reducer_snapshots_without(
+def _refuse_redacting_reducer_state(
     store: Store, sel: Selection, specs: tuple[str, ...], reducers: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Of reducers' snapshots that alone hold their state, those whose rows the selection matches
-    hold none of the fields to redact (left as they are). One holding them is refused: a
-    reducer's state cannot be redacted (a replay from it must see the reducer's own values), and
-    removing the snapshot would lose every key's state."""
+) -> None:
+    """Reducers' snapshots that alone hold their state are left as they are by a redaction whose
+    selected rows in them hold none of the fields; one holding them is refused: a reducer's state
+    cannot be redacted (a replay from it must see the reducer's own values), and removing the
+    snapshot would lose every key's state."""
     import pyarrow.parquet as pq
 
     con = _sandbox()
-    out = []
     for snap in reducers:
         rows = pq.read_table(store.path / snap["path"])
         hit = rows.filter(_rows_matching(con, sel, snap, rows))
@@ -764,8 +764,6 @@ def _reducer_snapshots_without(
                 f"purge the key instead (logtool purge {store.path} --key K): its events go whole, and that snapshot is "
                 "rewritten without its state",
             )
-        out.append(snap)
-    return out
 
 
 def _rewrite_snapshot(
