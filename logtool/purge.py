@@ -52,7 +52,17 @@ from .formats.base import (
 )
 from .formats.csv import delimiter
 from .formats.writers import output_file
-from .store import State, Store, actor, damaged_store, file_sha256, fsync_path, names_damage, now_iso
+from .store import (
+    State,
+    Store,
+    actor,
+    damaged_store,
+    file_sha256,
+    fsync_path,
+    names_damage,
+    now_iso,
+    read_text_not_utf8,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -680,7 +690,7 @@ def _ingested_mappings(store: Store) -> list[Mapping]:
 def _selection_failed(error: duckdb.Error) -> BaseException:
     """What to raise where selecting the events failed: the user's selection failing on a value
     (a --where), or, as it is, damage of the store (which ``purge`` and ``redact`` name) or Ctrl-C."""
-    if damaged_store(error) is not None or undecodable_parquet(error) or interrupted(error):
+    if damaged_store(error) is not None or undecodable_parquet(error) or read_text_not_utf8(error) or interrupted(error):
         return error
     return UsageError(f"selecting the events failed: {_first_line(error)}", _COLUMNS_HINT)
 

@@ -465,16 +465,7 @@ def unreadable_store(error: BaseException, path: object) -> StoreError | None:
     the error names no file: the store is likely damaged, and ``verify`` finds which file."""
     text = str(error).strip()
     path = path.path if isinstance(path, Store) else path
-    # the store writes only UTF-8: text read back from it that is not was damaged on disk
-    import duckdb
-
-    # how DuckDB's Python binding meets it varies with the Python: a UnicodeDecodeError, its own
-    # "str(): conversion error!", or an error of its own whose message (naming the text) is lost
-    not_utf8 = (
-        isinstance(error, UnicodeDecodeError)
-        or (isinstance(error, RuntimeError) and text.endswith("str(): conversion error!"))
-        or (isinstance(error, duckdb.Error) and not text)
-    )
+    not_utf8 = read_text_not_utf8(error)
     if not isinstance(path, str | Path) or not (undecodable_parquet(error) or not_utf8):
         return None
     if not_utf8:
@@ -482,6 +473,21 @@ def unreadable_store(error: BaseException, path: object) -> StoreError | None:
     return StoreError(
         f"{path}: reading the store failed ({text.splitlines()[0]}): a segment or snapshot may be damaged",
         f"`logtool verify {path}` finds which; if it finds nothing, rerun with --debug and report it",
+    )
+
+
+def read_text_not_utf8(error: BaseException) -> bool:
+    """Is ``error`` a read meeting text that is not UTF-8? The store writes only UTF-8: such text
+    read back from it was damaged on disk. How DuckDB's Python binding meets it varies with the
+    Python: a UnicodeDecodeError, its own "str(): conversion error!", or an error of its own whose
+    message (naming the text) is lost."""
+    import duckdb
+
+    text = str(error).strip()
+    return (
+        isinstance(error, UnicodeDecodeError)
+        or (isinstance(error, RuntimeError) and text.endswith("str(): conversion error!"))
+        or (isinstance(error, duckdb.Error) and not text)
     )
 
 
