@@ -435,10 +435,10 @@ def _decode(
     return pa.array(out, pa.large_string()).cast(pa.string())
 
 
-def iter_lines(
+def iter_each_line(
     stream: IO[bytes], source: Source, report: Report, max_line_bytes: int, lossless: bool = False
 ) -> Iterator[tuple[int, str]]:
-    """(line number, text without its newline) for every non-blank line: for per-record readers.
+    """(line number, text with its newline) for every line.
 
     With ``lossless``, a line that is not UTF-8 is not reported but yielded as ``lossless_line``
     decodes it: the reader says which of its values may be bytes (``undecoded``)."""
@@ -447,9 +447,18 @@ def iter_lines(
         for i, text in enumerate(arr.to_pylist()):
             if undecodable and (raw := undecodable.pop(first + i, None)) is not None:
                 text = lossless_line(raw)
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield first + i, text
+            yield first + i, text
+
+
+def iter_lines(
+    stream: IO[bytes], source: Source, report: Report, max_line_bytes: int, lossless: bool = False
+) -> Iterator[tuple[int, str]]:
+    """(line number, text without its newline) for every non-blank line: for per-record readers
+    (``lossless`` as for ``iter_each_line``)."""
+    for number, text in iter_each_line(stream, source, report, max_line_bytes, lossless):
+        text = text.rstrip("\r\n")
+        if text.strip():
+            yield number, text
 
 
 def lossless_line(raw: bytes) -> str:

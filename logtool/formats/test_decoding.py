@@ -60,8 +60,7 @@ from .base import (
     Report,
     Source,
     check_mapping_for,
-    iter_line_chunks,
-    lossless_line,
+    iter_each_line,
     not_utf8,
     qualified_name,
     raw_bytes,
@@ -117,44 +116,39 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
     quote: str | None = None
     content_left = 0  # bytes of message content still to come
     size = 0
-    undecodable: dict[int, bytes] = {}  # lines that are not UTF-8: a message's content may be bytes
-    with source.open() as stream:
-        for start, chunk in iter_line_chunks(stream, source, report, limit, undecodable):
-            for i, line in enumerate(chunk.to_pylist()):
-                number = start + i
-                if undecodable and (raw := undecodable.pop(number, None)) is not None:
-                    line = lossless_line(raw)
-                if not parts:
-                    if not line.strip():
-                        continue
-                    first, size, quote, content_left = number, 0, None, 0
-                    if line.startswith("message: "):
-                        m = _MESSAGE.match(line)
-                        content_left = int(m.group(3)) if m else 0
-                        line_content = line[m.end() :] if m else ""
-                        content_left -= len(raw_bytes(line_content)) - line_content.endswith("\n")
-                    elif line.startswith(("table ", *_TWO_PHASE_WORDS)):  # a gid, as a value, may hold newlines
-                        quote = _open_quote(line, None)
-                elif line == "":
-                    # a line iter_line_chunks could not read (and reported): the record is broken
-                    report(BadRecord(source.name, first, "record spans a line that could not be read",
-                                     raw_bytes("".join(parts))))  # fmt: skip
-                    parts = []
+    with source.open() as stream:  # (lossless: a message's content may be bytes that are not UTF-8)
+        for number, line in iter_each_line(stream, source, report, limit, lossless=True):
+            if not parts:
+                if not line.strip():
                     continue
-                elif content_left > 0:
-                    # the newline that ended the line before belongs to the content
-                    content_left -= 1 + len(raw_bytes(line)) - line.endswith("\n")
-                else:
-                    quote = _open_quote(line, quote)
-                parts.append(line)
-                size += len(line)
-                if quote is None and content_left <= 0:
-                    yield first, "".join(parts).removesuffix("\n").removesuffix("\r")
-                    parts = []
-                elif size > limit:
-                    report(BadRecord(source.name, first, f"record longer than the limit of {limit} bytes",
-                                     raw_bytes("".join(parts)[:4096])))  # fmt: skip
-                    parts = []
+                first, size, quote, content_left = number, 0, None, 0
+                if line.startswith("message: "):
+                    m = _MESSAGE.match(line)
+                    content_left = int(m.group(3)) if m else 0
+                    line_content = line[m.end() :] if m else ""
+                    content_left -= len(raw_bytes(line_content)) - line_content.endswith("\n")
+                elif line.startswith(("table ", *_TWO_PHASE_WORDS)):  # a gid, as a value, may hold newlines
+                    quote = _open_quote(line, None)
+            elif line == "":
+                # a line iter_line_chunks could not read (and reported): the record is broken
+                report(BadRecord(source.name, first, "record spans a line that could not be read",
+                                 raw_bytes("".join(parts))))  # fmt: skip
+                parts = []
+                continue
+            elif content_left > 0:
+                # the newline that ended the line before belongs to the content
+                content_left -= 1 + len(raw_bytes(line)) - line.endswith("\n")
+            else:
+                quote = _open_quote(line, quote)
+            parts.append(line)
+            size += len(line)
+            if quote is None and content_left <= 0:
+                yield first, "".join(parts).removesuffix("\n").removesuffix("\r")
+                parts = []
+            elif size > limit:
+                report(BadRecord(source.name, first, f"record longer than the limit of {limit} bytes",
+                                 raw_bytes("".join(parts)[:4096])))  # fmt: skip
+                parts = []
     if parts:
         what = "a message's content" if content_left > 0 else "a quoted value"
         report(BadRecord(source.name, first, f"the input ends inside {what} (cut short?)", raw_bytes("".join(parts))))
