@@ -5,7 +5,9 @@ What is compared depends on what LEFT and RIGHT are:
 - **Two stores** are two logs: events aligned by offset (or by source position), the **first
   divergent offset** with the two events there, then the events after it that are only on the left
   (missing from the right), only on the right (extra) and changed. Then, when replay is available,
-  the two states at the head. ``at_offset`` compares the two states at that offset instead.
+  the two states at the head. A target (``at_offset``, ``at_time`` or ``at_position``) compares
+  the two states there instead: a position or a time, for replicas captured separately from one
+  source, whose offsets differ.
 - **A store and a table dump** (Parquet or CSV): the store's entity, replayed, against the dump.
 - **Two dumps**: table against table.
 
@@ -62,6 +64,35 @@ Difference = dict[str, Any]
 #: Offsets per window of the log comparison: the unit that is compared row by row.
 WINDOW = 1 << 16
 BY = ("offset", "position")
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where a store's state is replayed to: one of an offset, a time or a source position."""
+
+    offset: int | None = None
+    time: str | None = None
+    position: str | None = None
+
+    def replay_args(self) -> dict[str, Any]:
+        return {"at_offset": self.offset, "at_time": self.time, "at_position": self.position}
+
+    def info(self) -> dict[str, Any]:
+        """The target, as a result's ``info`` says it (``at_offset`` always: null at the head)."""
+        out: dict[str, Any] = {"at_offset": self.offset}
+        out |= {k: v for k, v in (("at_time", self.time), ("at_position", self.position)) if v is not None}
+        return out
+
+    @property
+    def given(self) -> bool:
+        return self != _HEAD
+
+    @property
+    def label(self) -> str:
+        return next((f"@{v}" for v in (self.offset, self.time, self.position) if v is not None), "")
+
+
+_HEAD = _At()
 
 
 @dataclass
@@ -1348,15 +1379,15 @@ def replay_available() -> bool:
 _replay_warnings: list[str] = []  # a diff's replays' warnings, for its notes (reset by `diff`)
 
 
-def _replay(store: Store, at_offset: int | None, entity: str | None) -> Any:
+def _replay(store: Store, at: _At, entity: str | None) -> Any:
     import logtool
 
     if not replay_available():
         raise UsageError(
             "comparing a store's state needs replay, which this logtool does not have",
-            "compare two stores as logs (leave out --at-offset), or two table dumps",
+            "compare two stores as logs (leave out --at-offset, --at-time and --at-position), or two table dumps",
         )
-    result = logtool.replay(str(store.path), at_offset=at_offset, entity=entity)
+    result = logtool.replay(str(store.path), entity=entity, **at.replay_args())
     _replay_warnings.extend(f"{store.path}: {w}" for w in result.warnings)
     return result
 
@@ -1499,15 +1530,15 @@ def _store_entity(store: Store, entity: str | None) -> tuple[str, str | None]:
 
 
 def _store_table(
-    con: duckdb.DuckDBPyConnection, store: Store, at_offset: int | None, entity: str, view: str, other: _Table,
+    con: duckdb.DuckDBPyConnection, store: Store, at: _At, entity: str, view: str, other: _Table,
     absent: bool = False,
 ) -> _Table:
     """A store's entity replayed to a table (typed columns); an entity with no live rows at the
     target (or, ``absent``, no events at all) is an empty table of the other side's columns."""
     import pyarrow as pa
 
-    table = None if absent else _replay(store, at_offset, entity).tables().get(entity)
-    label = f"{store.path}:{entity}" + (f"@{at_offset}" if at_offset is not None else "")
+    table = None if absent else _replay(store, at, entity).tables().get(entity)
+    label = f"{store.path}:{entity}{at.label}"
     if table is None:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {other.view} LIMIT 0")
         return _Table(label, view, _columns(con, view), other.untyped, other.json_columns)
@@ -1572,7 +1603,7 @@ def _compare_states(
     labels: tuple[str, str],
     tolerance: Decimal | None,
     limit: int,
-    at_offset: int | None,
+    at: _At,
 ) -> DiffResult:
     """Two replayed states (entity, key, state JSON): keyed rows on (entity, key); the rows of
     keyless tables (null key) as multisets per entity."""
@@ -1599,7 +1630,7 @@ def _compare_states(
     result.only_left = keyed.only_left + keyless.only_left
     result.only_right = keyed.only_right + keyless.only_right
     result.changed = keyed.changed
-    result.info = {"at_offset": at_offset, "key_columns": ["entity", "key"]}
+    result.info = {**at.info(), "key_columns": ["entity", "key"]}
     result._listing = listing
     result.examples = list(itertools.islice(listing(), limit))
     return result
@@ -1609,22 +1640,22 @@ def _state_diff(
     con: duckdb.DuckDBPyConnection,
     left: Store,
     right: Store,
-    at_offset: int | None,
+    at: _At,
     entity: str | None,
     tolerance: Decimal | None,
     limit: int,
 ) -> DiffResult:
-    lstate, rstate = _entity_state(left, at_offset, entity), _entity_state(right, at_offset, entity)
-    return _compare_states(con, lstate, rstate, (str(left.path), str(right.path)), tolerance, limit, at_offset)
+    lstate, rstate = _entity_state(left, at, entity), _entity_state(right, at, entity)
+    return _compare_states(con, lstate, rstate, (str(left.path), str(right.path)), tolerance, limit, at)
 
 
-def _entity_state(store: Store, at_offset: int | None, entity: str | None) -> pa.Table:
+def _entity_state(store: Store, at: _At, entity: str | None) -> pa.Table:
     """A store's state (of one entity): an entity the store has no events of is an empty state
     there, a difference to show, not an error (both stores lacking it was refused before)."""
     from .errors import NotFoundError
 
     try:
-        return _replay(store, at_offset, entity).state
+        return _replay(store, at, entity).state
     except NotFoundError:
         if entity is None:
             raise
@@ -1673,6 +1704,8 @@ def diff(
     right: str | Path | pa.Table,
     *,
     at_offset: int | None = None,
+    at_time: str | None = None,
+    at_position: str | None = None,
     entity: str | None = None,
     key_columns: Sequence[str] = (),
     float_tolerance: float | str | Decimal | None = None,
@@ -1680,7 +1713,8 @@ def diff(
     by: str = "offset",
 ) -> DiffResult:
     """Compare two replicas: two stores (as logs, then their states at the head, or their states
-    at ``at_offset``), a store's ``entity`` against a table dump, or two dumps (Parquet, CSV or
+    at a target: ``at_offset``, ``at_time`` or ``at_position``, as replay takes them), a store's
+    ``entity`` (replayed to the target) against a table dump, or two dumps (Parquet, CSV or
     pyarrow Tables) on ``key_columns`` (none: as multisets of rows).
 
     ``by="position"`` aligns two logs by source position instead of offset (logs captured
@@ -1697,6 +1731,9 @@ def diff(
         raise UsageError(f"--by must be one of {', '.join(BY)}, not {by!r}")
     if at_offset is not None and at_offset < 0:
         raise UsageError(f"--at-offset must be at least 0, not {at_offset}")
+    if sum(t is not None for t in (at_offset, at_time, at_position)) > 1:
+        raise UsageError("give at most one of --at-offset, --at-time, --at-position")
+    at = _At(at_offset, at_time, at_position)
     kinds = (_kind(left), _kind(right))
     con = _connect(tolerance)
     _replay_warnings.clear()
@@ -1704,12 +1741,12 @@ def diff(
         if kinds == ("store", "store"):
             from .store import Store
 
-            result = _two_stores(con, Store.open(left), Store.open(right), at_offset, entity, key_columns, tolerance,
+            result = _two_stores(con, Store.open(left), Store.open(right), at, entity, key_columns, tolerance,
                                  limit, by)  # fmt: skip
         else:
             if by != "offset":
                 raise UsageError("--by aligns two logs: it needs two stores")
-            result = _two_tables(con, (left, right), kinds, at_offset, entity, key_columns, tolerance, limit)
+            result = _two_tables(con, (left, right), kinds, at, entity, key_columns, tolerance, limit)
         result.notes += list(dict.fromkeys(_replay_warnings))  # what a replayed state cannot know
         return result
     except duckdb.Error as e:
@@ -1736,7 +1773,7 @@ def _two_stores(
     con: duckdb.DuckDBPyConnection,
     left: Store,
     right: Store,
-    at_offset: int | None,
+    at: _At,
     entity: str | None,
     key_columns: Sequence[str],
     tolerance: Decimal | None,
@@ -1751,14 +1788,14 @@ def _two_stores(
             "--key-column is for table dumps: two stores are compared on their own keys",
             "leave out --key-column, or compare a store with a dump: logtool diff STORE dump.parquet --key-column id",
         )
-    if at_offset is not None:
+    if at.given:
         if by != "offset":
-            raise UsageError("--by aligns logs; --at-offset compares states: use one of them")
-        return _state_diff(con, left, right, at_offset, entity, tolerance, limit)
+            raise UsageError("--by aligns logs; --at-offset, --at-time and --at-position compare states: use one of them")
+        return _state_diff(con, left, right, at, entity, tolerance, limit)
     result = _LogCompare(con, left, right, entity, by, limit).run()
     if not result.same:
         if replay_available():
-            result.state = _state_diff(con, left, right, None, entity, tolerance, limit)
+            result.state = _state_diff(con, left, right, _HEAD, entity, tolerance, limit)
         else:
             result.notes.append("the head states were not compared: this logtool has no replay")
     return result
@@ -1768,7 +1805,7 @@ def _two_tables(
     con: duckdb.DuckDBPyConnection,
     specs: tuple[Any, Any],
     kinds: tuple[str, str],
-    at_offset: int | None,
+    at: _At,
     entity: str | None,
     key_columns: Sequence[str],
     tolerance: Decimal | None,
@@ -1776,8 +1813,8 @@ def _two_tables(
 ) -> DiffResult:
     keys = tuple(key_columns)
     if "store" not in kinds:
-        if at_offset is not None or entity is not None:
-            raise UsageError("--at-offset and --entity name a state of a store; two dumps have none")
+        if at.given or entity is not None:
+            raise UsageError("--at-offset, --at-time, --at-position and --entity name a state of a store; two dumps have none")
         lt = _open_table(con, specs[0], kinds[0], "_lt_lt")
         rt = _open_table(con, specs[1], kinds[1], "_lt_rt")
         return _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit, {})
@@ -1788,7 +1825,7 @@ def _two_tables(
     dump_side = 1 - store_side
     dump = _open_table(con, specs[dump_side], kinds[dump_side], f"_lt_{'lr'[dump_side]}t")
     name, absent = _store_entity(store, entity)
-    replayed = _store_table(con, store, at_offset, name, f"_lt_{'lr'[store_side]}t", dump, absent is not None)
+    replayed = _store_table(con, store, at, name, f"_lt_{'lr'[store_side]}t", dump, absent is not None)
     lt, rt = (replayed, dump) if store_side == 0 else (dump, replayed)
     notes = [absent] if absent else []
     if not keys:
@@ -1801,6 +1838,6 @@ def _two_tables(
             keys = (replayed.columns[0][0],)  # the store's own export: its key column
             notes.append(f"key column: {keys[0]} (the store's key, as its export writes it)")
     result = _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit,
-                           {"entity": name, "at_offset": at_offset})  # fmt: skip
+                           {"entity": name, **at.info()})  # fmt: skip
     result.notes += notes
     return result

@@ -602,6 +602,39 @@ def test_states_at_an_offset(logs: dict[str, Path]) -> None:
                                 "fields": [{"field": "qty", "left": 17, "right": 999}]}]  # fmt: skip
 
 
+def test_states_of_replicas_captured_apart_at_a_source_position_or_a_time(tmp_path: Path) -> None:
+    """Two captures of one Kafka topic whose offsets differ (one store holds other events first)
+    are compared at a source position, or at a time: each store is replayed to its own prefix."""
+
+    def record(offset: int, key: str, value: int) -> str:
+        return json.dumps({"topic": "t", "partition": 0, "offset": offset, "tstype": "create",
+                           "ts": 1709660000000 + 1000 * offset, "broker": 1, "headers": [], "key": key,
+                           "payload": json.dumps({"v": value})})  # fmt: skip
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    logtool.ingest(a, [str(write_lines(tmp_path / "a.jsonl", [record(1, "k1", 10), record(2, "k2", 20),
+                                                              record(3, "k1", 11)]))])  # fmt: skip
+    other = json.dumps({"id": 1, "v": 5, "ts": "2024-03-05T17:00:00Z"})
+    logtool.ingest(b, [str(write_lines(tmp_path / "other.jsonl", [other]))],
+                   mapping=Mapping(entity="other", key_fields=("id",), ts_field="ts"))  # fmt: skip
+    logtool.ingest(b, [str(write_lines(tmp_path / "b.jsonl", [record(1, "k1", 10), record(2, "k2", 20),
+                                                              record(3, "k1", 99)]))])  # fmt: skip
+    assert diff(a, b, at_position="0/2", entity="t").same
+    assert not diff(a, b, at_offset=2, entity="t").same  # by offset, B is a step behind
+    result = diff(a, b, at_position="0/3", entity="t")
+    assert counts(result) == (False, 0, 0, 1)
+    assert result.to_dict()["at_position"] == "0/3"
+    assert result.examples[0]["fields"] == [{"field": "v", "left": 11, "right": 99}]
+    assert diff(a, b, at_time="2024-03-05T17:33:22Z", entity="t").same  # the second record's time
+    assert counts(diff(a, b, at_time="2024-03-05T17:33:23Z", entity="t")) == (False, 0, 0, 1)
+    from logtool.errors import UsageError
+
+    with pytest.raises(UsageError, match="at most one of"):
+        diff(a, b, at_position="0/2", at_offset=1)
+    with pytest.raises(UsageError, match="--by aligns logs"):
+        diff(a, b, at_time="2024-03-05T17:33:22Z", by="position")
+
+
 def _positioned(path: Path, rows: list[tuple[str, int, int]]) -> Path:
     """An event-schema Parquet file: (entity, key, source position) per event."""
     from logtool.schema import input_schema
@@ -940,6 +973,8 @@ def test_cli_exit_codes(cli: Cli, replicas: tuple[Path, Path], tmp_path: Path) -
     assert cli("diff", a).code == 2
     assert cli("diff", a, b, "--by", "position").code == 2  # no source positions in these logs
     assert cli("diff", a, b, "--float-tolerance", "lots").code == 2
+    both = cli("diff", a, b, "--at-offset", "3", "--at-time", "2026-03-01T00:00:00Z")
+    assert (both.code, both.errors()) == (2, ["error: give at most one of --at-offset, --at-time, --at-position"])
     huge = cli("diff", a, b, "--limit", "99999999999999999999", "--format", "json")  # past any index: all
     assert huge.code == 1 and "internal" not in huge.err
 

@@ -13,6 +13,7 @@ import typer
 from .. import console
 from ..errors import EXIT_DIFFERENT
 from ._common import FormatOpt, OutputFormat, boundary, render, render_object, resolve, verdict
+from .replay import AtPosition, AtTime
 
 if TYPE_CHECKING:
     from ..diff import DiffResult
@@ -30,6 +31,8 @@ def command(
         int | None,
         typer.Option("--at-offset", help="Compare states at this offset (two stores), or replay the store to it."),
     ] = None,
+    at_time: AtTime = None,
+    at_position: AtPosition = None,
     entity: Annotated[
         str | None, typer.Option("--entity", "-e", help="Only this entity (the one a dump holds).")
     ] = None,
@@ -53,8 +56,10 @@ def command(
     """Compare two replicas: exit 0 same, 1 different, 2 trouble.
 
     Two stores are compared as logs (the first divergent offset, then events missing, extra and
-    changed after it), then as states at the head; `--at-offset N` compares their states at N.
-    A store against a table dump compares the store's entity, replayed, with the dump; two dumps
+    changed after it), then as states at the head; `--at-offset N` compares their states at N,
+    `--at-time T` or `--at-position P` at a time or a source position (replicas captured
+    separately, whose offsets differ). A store against a table dump compares the store's entity,
+    replayed (to the head, or to that target), with the dump; two dumps
     are compared table to table. Tables are joined on `--key-column` (keys only on one side,
     changed keys with each differing field); without one, as multisets of rows.
 
@@ -66,12 +71,13 @@ def command(
 
         logtool diff replica_a.store replica_b.store
         logtool diff shop.store customers.parquet --entity public.customers --key-column id
+        logtool diff primary.store standby.store --at-position 0/1B4F678
         logtool diff a.parquet b.csv --key-column region --key-column id --format json
     """
     import logtool
 
     result = logtool.diff(  # type: ignore[operator]  # the function, not the module of that name
-        left, right, at_offset=at_offset, entity=entity, key_columns=tuple(key_column or ()),
+        left, right, at_offset=at_offset, at_time=at_time, at_position=at_position, entity=entity, key_columns=tuple(key_column or ()),
         float_tolerance=float_tolerance, limit=limit, by=by.value,
     )  # fmt: skip
     verdict(0 if result.same else EXIT_DIFFERENT)
