@@ -216,7 +216,7 @@ def _compact(
         if con.execute(f"SELECT count(*) FROM events WHERE {DOMAIN_EVENT}").fetchall()[0][0]:
             raise UsageError(
                 "this log holds domain events (an event-sourced log): compacting it would lose history its reducers need",
-                f"take a snapshot instead: `logtool snapshot {path}`",
+                f"take a snapshot with its reducers instead: `logtool snapshot {path} --reducer MODULE`",
             )
         horizon = st.next_offset if until_offset is None else min(until_offset, st.next_offset)
         if lag_us:
@@ -499,7 +499,8 @@ def compact_file(
     if con.execute("SELECT count(*) FROM ev WHERE op = 'event'").fetchall()[0][0]:
         raise UsageError(
             "this log holds domain events (an event-sourced log): compacting it would lose history its reducers need",
-            f"ingest it and take a snapshot instead: `logtool ingest STORE {path} ...; logtool snapshot STORE`",
+            f"ingest it and take a snapshot with its reducers instead: `logtool ingest STORE {path} ...; "
+            "logtool snapshot STORE --reducer MODULE`",
         )
     if bad and not total:
         first = bad[0]

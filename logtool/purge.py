@@ -770,7 +770,7 @@ def _refuse_redacting_reducer_state(
             raise UsageError(
                 f"the snapshot at offset {snap['offset']} taken with a reducer holds {', '.join(specs)} in the state of "
                 "the selected keys, and alone holds the reducers' state (a head drop removed its events): a reducer's "
-                "state cannot be redacted, and removing the snapshot would lose every key's",
+                "state cannot be redacted, and removing the snapshot would lose every key's state",
                 f"purge the key instead (logtool purge {store.path} --key K): its events go whole, and that snapshot is "
                 "rewritten without its state",
             )

@@ -1312,6 +1312,12 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
                     "each upcaster must lead to a newer version: a chain of them may not come round",
                 )
         fn = module.reducers.get(event["type"])
+        if fn is None and event["type"] is None and ev.get("op") == "event":
+            raise ReducerError(
+                f"the event at offset {ev['offset']} (key {ev['key']}) is a domain event without a type: its record had "
+                "none in the --type-field field",
+                f"see its record: logtool sql STORE 'SELECT source, data FROM events WHERE \"offset\" = {ev['offset']}'",
+            )
         if fn is None and event["type"] is None:
             raise ReducerError(
                 f"the event at offset {ev['offset']} (key {ev['key']}) is a change ({ev.get('op')}), not a domain event: "
@@ -1346,7 +1352,8 @@ def snapshot(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Store the state at an offset (default: the head) as a snapshot, in one commit; returns its commit
-    entry (with ``already`` where one of the same reducer was there: none is taken again)."""
+    entry (with ``already`` where one of the same reducer was there: none is taken again), and the
+    ``warnings`` of the replay that built it."""
     store = Store.open(path)
     # The lock is taken before the replay: a purge committed meanwhile would come back in it.
     with store.writer("snapshot"):
@@ -1437,7 +1444,7 @@ def store_snapshot(
         "bytes": target.stat().st_size,
     }
     store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
-    return entry
+    return {**entry, "warnings": result.warnings}  # (what the replay said of the state it stored)
 
 
 def transaction_boundary(store: Store, at_offset: int | None) -> int | None:

@@ -1345,6 +1345,19 @@ def test_snapshot_of_an_empty_store_is_a_usage_error(store: Path) -> None:
         snapshot(store)
 
 
+def test_a_snapshot_without_the_reducers_of_a_domain_event_log_says_what_it_left_out(cli: Any, tmp_path: Path) -> None:
+    """A kv snapshot of an event-sourced log leaves its domain events out, as a kv replay does: it says so."""
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    entry = snapshot(store)
+    assert any("this log holds domain events" in w and "--reducer MODULE" in w for w in entry["warnings"])
+    assert "warnings" not in Store.open(store).state().of_kind("snapshot")[0]  # (not part of the commit)
+    r = cli("snapshot", store, "--at-offset", "10")
+    assert r.code == 0 and "warning: this log holds domain events" in r.err
+    quiet = cli("snapshot", store, "--at-offset", "20", "--reducer", SAMPLES / "bank_reducers.py")
+    assert quiet.code == 0 and "domain events" not in quiet.err
+
+
 def test_an_offset_past_the_end_of_the_log(store: Path) -> None:
     """A replay there is the head, with a warning; a snapshot there is refused (no duplicate of the head's)."""
     write_events(store, [{"op": "insert", "key": "1", "data": {"v": 1}}, {"op": "insert", "key": "2", "data": {"v": 2}}])
@@ -1615,6 +1628,16 @@ def test_a_change_among_domain_events_is_named_as_such_under_a_reducer(store: Pa
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}, {"key": "b", "op": "upsert", "data": {"v": 1}}])
     with pytest.raises(ReducerError, match=r"the event at offset 1 \(key b\) is a change \(upsert\), not a domain event"):
         replay(store, reducer=str(module))
+
+
+def test_a_domain_event_without_a_type_is_named_as_such_under_a_reducer(store: Path, tmp_path: Path) -> None:
+    """A record that had no type in the --type-field field is a domain event without one: the
+    error says so and how to find its record, not that it is a change."""
+    module = write_module(tmp_path / "steps.py", 'REDUCERS = {"Step": lambda state, event: {"n": 1}}\n')
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}, {"key": "a", "op": "event", "data": {"v": 1}}])
+    with pytest.raises(ReducerError, match=r"the event at offset 1 \(key a\) is a domain event without a type") as e:
+        replay(store, reducer=str(module))
+    assert "SELECT source, data FROM events WHERE" in str(e.value.hint)
 
 
 def test_a_reducer_module_whose_top_level_exits_is_a_usage_error(store: Path, tmp_path: Path) -> None:

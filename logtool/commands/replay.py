@@ -139,6 +139,8 @@ def snapshot(
             return
     with console.progress("snapshot", unit="") as update:
         entry = logtool.snapshot(store, at_offset=at_offset, reducer=reducer, progress=update)
+    for w in entry.get("warnings", []):
+        console.warn(w)
     already = "already there, none taken; " if entry.get("already") else ""
     console.status(f"snapshot at offset {entry['offset']}: {already}{entry['rows']} rows, digest {entry['digest']}")
 
