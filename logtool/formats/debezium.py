@@ -12,7 +12,8 @@ How a change event becomes an event:
   value it did not receive (an unchanged TOASTed column) is left out of the image, so it keeps its
   old value on replay, and the event becomes an ``update``.
 - ``ts``: the database's time, ``source.ts_us``/``ts_ns``/``ts_ms`` (the most precise given); the
-  connector's top-level time only where the source block has none.
+  connector's top-level time only where the source block has none, or gives 0 (Debezium 1.x's
+  MySQL snapshot rows: no binlog event gave them a time).
 - ``entity``: ``source.schema``.``source.table`` (``source.db`` where there is no schema: MySQL).
 - ``key``: the record key in keyed dumps, else the ``--key-field`` columns of the after (or before)
   image, else null. An update whose before image has another key sets ``prev_key``.
@@ -360,14 +361,20 @@ def _keys(
 
 
 def _time(src: dict[str, Any], envelope: dict[str, Any]) -> int | None:
+    """The database's time, else the connector's. A source time of 0 is none: Debezium 1.x's MySQL
+    snapshot rows carry ``source.ts_ms`` 0, having read no binlog event to take a time from."""
     for block, prefix in ((src, "source."), (envelope, "")):
         for name, unit in (("ts_us", "us"), ("ts_ns", "ns"), ("ts_ms", "ms")):
-            if block.get(name) is not None:
+            if block.get(name) is not None and not (block is src and _is_zero(block[name])):
                 try:
                     return parse_ts(block[name], unit)
                 except ValueError as e:
                     raise ValueError(f"{prefix}{name}: {e}") from None
     return None
+
+
+def _is_zero(value: Any) -> bool:
+    return not isinstance(value, bool) and value in (0, "0")
 
 
 def _txn(envelope: dict[str, Any], src: dict[str, Any], ts: int | None) -> dict[str, Any] | None:

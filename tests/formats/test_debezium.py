@@ -202,6 +202,22 @@ MYSQL_SOURCE = {"version": "2.5.0.Final", "connector": "mysql", "name": "d", "ts
                 "file": "mysql-bin.000001", "pos": 10, "row": 0}  # fmt: skip
 
 
+def test_a_source_time_of_zero_is_no_time(read_events, write_file) -> None:
+    """Debezium 1.x's MySQL snapshot rows carry `source.ts_ms` 0 (no binlog event gave them a
+    time): such a row takes the connector's time, not 1970."""
+    snapshot = {**MYSQL_SOURCE, "version": "1.4.1.Final", "ts_ms": 0, "snapshot": "true", "server_id": 0}
+    rows, bad = read_events(FORMAT, write_file("snap.jsonl", lines(
+        {"before": None, "after": {"id": 1}, "source": snapshot, "op": "r", "ts_ms": 1612758600095},
+        {"before": None, "after": {"id": 2}, "source": {**snapshot, "ts_ms": "0"}, "op": "r", "ts_ms": 1612758600096},
+        {"before": None, "after": {"id": 3}, "source": snapshot, "op": "r"},
+        {"before": None, "after": {"id": 4}, "source": MYSQL_SOURCE, "op": "c", "ts_ms": 1709640000100},
+    )), Mapping(key_fields=("id",)))  # fmt: skip
+    assert bad == []
+    assert [(r["key"], r["ts"]) for r in rows] == [
+        ("1", 1612758600095000), ("2", 1612758600096000), ("3", None), ("4", 1709640000000000),
+    ]
+
+
 def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_file, generic_lines, tmp_path) -> None:
     """Compaction keeps a deleted key's tombstone and drops its delete (and the row's earlier
     records): such a tombstone names no table and changes no row the dump holds. It is passed
