@@ -31,9 +31,11 @@ How a change event becomes an event:
   ``Timestamp``), epoch numbers in the JSON, become ISO text to their full precision
   (``2024-03-05``, ``12:34:56.789012``, ``2024-03-05T12:00:00.123456``); without a schema nothing
   says what a number is, and it stays a number. Zoned types are ISO text already.
-- A tombstone takes its entity from the key schema's name (``server.inventory.customers.Key``), or
-  else from the delete of the same key shortly before it, as Debezium writes the two together. One
-  with neither is passed over: in a dump of a compacted topic, whose deletes compaction dropped
+- A tombstone takes its entity (and time) from the delete of the same key shortly before it, as
+  Debezium writes the two together, or else from its key schema's name
+  (``server.inventory.customers.Key``) where the file's change events make that name sure (see
+  ``KeyNames``: a name alone does not say which of its parts are the table's). One with neither is
+  passed over: in a dump of a compacted topic, whose deletes compaction dropped
   with the rows' earlier records, it changes no row the dump holds. A bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
   no key and says nothing its delete did not: it is read and skipped.
 
@@ -73,6 +75,7 @@ from .base import (
     key_text,
     kind_of,
     loads_exact,
+    name_parts,
     parse_ts,
     qualified_name,
     read_records,
@@ -137,13 +140,63 @@ def is_envelope(value: Any) -> bool:
     return isinstance(envelope["op"], str) and envelope["op"] in _OPS or "connector" in envelope["source"]
 
 
-def key_entity(record_key: Any) -> str | None:
-    """The entity a Debezium record key names in its schema (``server.inventory.customers.Key``)."""
+def key_schema_name(record_key: Any) -> str | None:
+    """The name of a Debezium record key's schema (``server.inventory.customers.Key``), or None."""
     if isinstance(record_key, dict) and isinstance(record_key.get("schema"), dict):
         name = record_key["schema"].get("name")
-        if isinstance(name, str) and name.endswith(".Key") and name.count(".") >= 3:
-            return ".".join(name[: -len(".Key")].split(".")[-2:])
+        if isinstance(name, str) and name.endswith(".Key") and len(name) > len(".Key"):
+            return name
     return None
+
+
+class KeyNames:
+    """The tables a file's key schemas stand for, as its change events showed them.
+
+    Debezium names a key schema after its topic, by default ``<topic prefix>.<table>.Key``, where
+    the table is named as its connector names it (PostgreSQL and Oracle ``schema.table``, MySQL
+    ``db.table``, SQL Server 2.x ``db.schema.table`` but 1.x ``schema.table`` alone), a prefix may
+    hold dots and a topic may be routed anywhere: a name alone says no table surely. A change event
+    of a keyed dump gives both its key schema's name and its table, so a name a change carried
+    stands for that table (for none where changes of two tables carried it, as a router merging
+    tables makes them), and the way it was made (its prefix, how many parts follow, and the leading
+    parts of the table's name it left out) makes the names of the prefix's other tables alike.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[str, str | None] = {}  # name -> entity (None: changes of two carried it)
+        self._forms: set[tuple[str, int, tuple[str, ...]]] = set()  # prefix, parts after it, parts left out
+
+    def learn(self, record_key: Any, entity: str) -> None:
+        """Learn from a change event of ``entity`` keyed by ``record_key``."""
+        name = key_schema_name(record_key)
+        if name is None:
+            return
+        if self._tables.setdefault(name, entity) != entity:
+            self._tables[name] = None
+        parts = name_parts(entity)
+        if any("." in p for p in parts):
+            return  # (a part holding a dot cannot be told from two parts in a name)
+        stem = name[: -len(".Key")]
+        for kept in range(len(parts), 1, -1):  # the most of the table's name the schema's name ends with
+            tail = ".".join(parts[-kept:])
+            if stem.endswith("." + tail):
+                self._forms.add((stem[: -len(tail)], kept, tuple(parts[:-kept])))
+                return
+
+    def entity(self, record_key: Any) -> str | None:
+        """The entity a record key's schema stands for, or None where that is not sure."""
+        name = key_schema_name(record_key)
+        if name is None:
+            return None
+        if name in self._tables:
+            return self._tables[name]
+        stem = name[: -len(".Key")]
+        found = set()
+        for prefix, kept, left_out in self._forms:
+            rest = stem[len(prefix):].split(".") if stem.startswith(prefix) else []
+            if len(rest) == kept and all(rest):
+                found.add(qualified_name(*left_out, *rest))
+        return found.pop() if len(found) == 1 else None
 
 
 def record_key(record_key: Any, row_fields: dict[str, dict[str, Any]] | None = None) -> tuple[str | None, tuple[str, ...]]:
@@ -576,41 +629,41 @@ def _is_keyed(record: dict[str, Any]) -> bool:
 
 
 class _RecentDeletes:
-    """Entity and time of the latest deletes by key: Debezium writes a tombstone right after the
-    delete of its key, and a tombstone without a key schema says nothing else of its table."""
+    """Entity and time of the latest deletes by key (and the name of the key's schema, so that the
+    deletes of one key in two topics stay apart): Debezium writes a tombstone right after the
+    delete of its key, and a tombstone says nothing else of its table surely."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[str, int | None]] = {}
+        self._seen: dict[tuple[str | None, str], tuple[str, int | None]] = {}
 
-    def remember(self, key: str, entity: str, ts: int | None) -> None:
-        self._seen.pop(key, None)
-        self._seen[key] = (entity, ts)
+    def remember(self, name: str | None, key: str, entity: str, ts: int | None) -> None:
+        self._seen.pop((name, key), None)
+        self._seen[name, key] = (entity, ts)
         if len(self._seen) > _RECENT_DELETES:
             del self._seen[next(iter(self._seen))]
 
-    def take(self, key: str) -> tuple[str, int | None] | None:
-        return self._seen.pop(key, None)
+    def take(self, name: str | None, key: str) -> tuple[str, int | None] | None:
+        return self._seen.pop((name, key), None)
 
 
 def _tombstone(
-    key: Any, where: dict[str, Any], deletes: _RecentDeletes, fields: dict[str, dict[str, Any]]
+    key: Any, where: dict[str, Any], deletes: _RecentDeletes, names: KeyNames, fields: dict[str, dict[str, Any]]
 ) -> Event | None:
-    """The delete a keyed tombstone stands for, or None for one that names no table and follows no
-    delete of its key: in a dump of a compacted topic every tombstone is such, compaction having
-    dropped its delete and the row's earlier records with it, so it changes no row the dump holds
-    (and which table's row of that key it deleted, the dump does not say). ``fields``: the row's
-    columns as the change before it described them, to read a key written without its schema as
-    that change's key was read."""
+    """The delete a keyed tombstone stands for, or None for one that follows no delete of its key
+    and whose key schema names no table surely (``names``: what the changes before it showed of
+    their key schemas): in a dump of a compacted topic every tombstone follows no delete,
+    compaction having dropped its delete and the row's earlier records with it, so it changes no
+    row the dump holds. ``fields``: the row's columns as the change before it described them, to
+    read a key written without its schema as that change's key was read."""
     text, _ = record_key(key, fields)
     if text is None:
         raise ValueError("tombstone (null value) without a key")
-    entity, ts = key_entity(key), None
-    recent = deletes.take(text)
+    name = key_schema_name(key)
+    recent = deletes.take(name, text)
     mongodb = mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
-    if recent is None and mongodb is not None and (recent := deletes.take(mongodb)) is not None:
+    if recent is None and mongodb is not None and (recent := deletes.take(name, mongodb)) is not None:
         text = mongodb
-    if recent is not None:
-        entity, ts = entity or recent[0], recent[1]
+    entity, ts = recent if recent is not None else (names.entity(key), None)
     if entity is None:
         return None
     return {"ts": ts, "entity": entity, "key": text, "op": "delete", "data": None, "source": where}
@@ -619,6 +672,7 @@ def _tombstone(
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     check_mapping_for(NAME, mapping, {"--key-field"})
     deletes = _RecentDeletes()
+    names = KeyNames()
     fields: dict[str, dict[str, Any]] = {}  # the row's columns, as the last change described them
     orphans = [0]  # tombstones passed over: naming no table, following no delete of their key
 
@@ -634,16 +688,18 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             key = _embedded(record.get("key"), "key")
             value = _embedded(record["value"], "value")
             if unwrap(value)[0] is None:
-                tombstone = _tombstone(key, where, deletes, fields)
+                tombstone = _tombstone(key, where, deletes, names, fields)
                 if tombstone is None:
                     orphans[0] += 1
                 return [] if tombstone is None else [tombstone]
             event = decode_change(value, key, where, mapping)
             fields = row_fields(value)
+            if event["op"] not in ("event", "truncate"):
+                names.learn(key, event["entity"])
         else:
-            event = decode_change(record, NO_KEY, where, mapping)
+            key, event = NO_KEY, decode_change(record, NO_KEY, where, mapping)
         if event["op"] == "delete" and event["key"] is not None:
-            deletes.remember(event["key"], event["entity"], event["ts"])
+            deletes.remember(key_schema_name(key), event["key"], event["entity"], event["ts"])
         return [event]
 
     with source.open() as stream:
@@ -651,9 +707,9 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         yield from read_records(lines, source, report, NAME, decode)
     if orphans[0]:
         source.notes.append(
-            f"{source.name}: {orphans[0]} tombstone(s) naming no table and following no delete of their key were "
-            "passed over (a compacted topic's dump holds such); if the file is no Debezium dump, ingest it with "
-            "--format jsonl"
+            f"{source.name}: {orphans[0]} tombstone(s) naming no table the file's changes show and following no "
+            "delete of their key were passed over (a compacted topic's dump holds such); if the file is no "
+            "Debezium dump, ingest it with --format jsonl"
         )
 
 

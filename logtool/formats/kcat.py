@@ -11,7 +11,8 @@
   record's Kafka timestamp.
 - A null payload is a tombstone: a ``delete`` of the key with null data (but for a key a Debezium key
   change moved a row from: see ``_key_change``). On a topic that carried
-  Debezium events (or whose key has a Debezium key schema) it is placed in the Debezium entity and
+  Debezium events (or whose key schema's name the file's Debezium events make sure of: see
+  ``debezium.KeyNames``) it is placed in the Debezium entity and
   keyed as Debezium keys are, at the time of the partition's last Debezium event (its delete).
 - ``payload_error`` or ``key_error`` (kcat could not deserialize the record) is a bad record, not a
   tombstone.
@@ -44,7 +45,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .debezium import decode_change, from_mongodb, is_envelope, key_entity, mongodb_record_id, record_key, row_fields
+from .debezium import KeyNames, decode_change, from_mongodb, is_envelope, mongodb_record_id, record_key, row_fields
 from .maxwell import decode_record as decode_maxwell
 from .maxwell import is_record as is_maxwell
 
@@ -62,6 +63,7 @@ def _decode(
     times: dict[Any, Any],
     learned: dict[str, tuple[str, ...]],
     moves: _KeyMoves,
+    key_names: KeyNames,
     store_offset: int | None = None,
 ) -> list[Event]:
     if not isinstance(record, dict):
@@ -89,7 +91,7 @@ def _decode(
     payload = record["payload"]
     if payload is None:
         seen, mongodb, fields = topics.get(topic, (None, False, {}))
-        entity = key_entity(key) or seen
+        entity = key_names.entity(key) or seen
         # a key written without its schema is read as the topic's change events' keys were
         text = record_key(key, fields)[0] if entity is not None else _key_text(raw_key)
         if mongodb:  # the MongoDB connector's key names the document as its events' keys do
@@ -119,6 +121,7 @@ def _decode(
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
+            key_names.learn(key, event["entity"])
         times[topic, partition] = event.get("ts")
         if store_offset is not None:  # (--offset-field: set here, as a delete held back keeps its own)
             event["offset"] = store_offset
@@ -232,6 +235,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
     learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
     moves = _KeyMoves()
+    key_names = KeyNames()  # what the Debezium events' key schemas stand for
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
         offset = None
@@ -239,7 +243,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             offset = record.get(mapping.offset_field) if isinstance(record, dict) else None
             if not isinstance(offset, int) or isinstance(offset, bool):
                 raise ValueError(f"missing or non-integer offset field {mapping.offset_field!r}")
-        events = _decode(record, where, mapping, topics, times, learned, moves, offset)
+        events = _decode(record, where, mapping, topics, times, learned, moves, key_names, offset)
         for event in events:  # (a delete held back has its own record's offset already)
             if offset is not None:
                 event.setdefault("offset", offset)

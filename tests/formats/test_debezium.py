@@ -181,6 +181,8 @@ def test_tombstones(read_events, write_file) -> None:
         "tombstones.jsonl",
         lines(
             {"key": {"schema": key_schema, "payload": {"id": 4}}, "value": None},
+            {"key": {"schema": key_schema, "payload": {"id": 3}}, "value": envelope("c", None, {"id": 3})},
+            {"key": {"schema": key_schema, "payload": {"id": 4}}, "value": None},
             {"key": {"id": 5}, "value": None},
             {"key": json.dumps({"id": 6}), "value": json.dumps(envelope("d", {"id": 6}, None))},
             {"key": json.dumps({"id": 6}), "value": None},
@@ -189,12 +191,87 @@ def test_tombstones(read_events, write_file) -> None:
     )
     rows, bad = read_events(FORMAT, path)
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
-        (1, "delete", "public.customers", "4", None),
-        (3, "delete", "public.customers", "6", 1709631000000000),
-        (4, "delete", "public.customers", "6", 1709631000000000),
+        (2, "insert", "public.customers", "3", 1709631000000000),
+        (3, "delete", "public.customers", "4", None),  # its key schema is line 2's
+        (5, "delete", "public.customers", "6", 1709631000000000),
+        (6, "delete", "public.customers", "6", 1709631000000000),
     ]
-    # line 2 names no table and follows no delete of its key: passed over (see the next test)
-    assert [(b.line, b.reason) for b in bad] == [(5, "tombstone (null value) without a key")]
+    # line 1 comes before any change showed what its key schema stands for, and line 4 names no
+    # table; neither follows a delete of its key: they are passed over (see the next tests)
+    assert [(b.line, b.reason) for b in bad] == [(7, "tombstone (null value) without a key")]
+
+
+def sqlserver(op: str, before: dict | None, after: dict | None, db: str = "testDB", table: str = "customers") -> dict:
+    source = {"version": "2.5.4.Final", "connector": "sqlserver", "name": "server1", "ts_ms": 1559729468470,
+              "snapshot": "false", "db": db, "schema": "dbo", "table": table, "change_lsn": "00000027:00000758:0003",
+              "commit_lsn": "00000027:00000758:0005", "event_serial_no": 1}  # fmt: skip
+    return {"before": before, "after": after, "source": source, "op": op, "ts_ms": 1559729471739}
+
+
+def schema_key(name: str, key: int) -> dict:
+    return {"schema": {"type": "struct", "fields": [{"type": "int32", "field": "id"}], "name": name},
+            "payload": {"id": key}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("prefix", "made", "other"),
+    [
+        ("server1.testDB.dbo", "server1.testDB.dbo.orders.Key", "testDB.dbo.orders"),  # SQL Server 2.x
+        ("server1.dbo", "server1.dbo.orders.Key", "testDB.dbo.orders"),  # 1.x: no database in the name
+        ("my.server.testDB.dbo", "my.server.testDB.dbo.orders.Key", "testDB.dbo.orders"),  # a prefix with a dot
+        ("all_shards", "all_shards.orders.Key", None),  # a router's topic: it says no more of another table
+    ],
+)
+def test_a_tombstone_takes_its_table_only_from_what_the_file_shows(
+    read_events, write_file, prefix: str, made: str, other: str | None
+) -> None:
+    """A key schema's name is its topic's (`<prefix>.<table>.Key`), the table named as the
+    connector names it, the prefix free to hold dots, a topic free to be routed anywhere: a name
+    alone says no table. The delete of the key just before a tombstone gives its table and time;
+    else its key schema's name does where a change event of the file carried it, or the name of
+    another table's key schema made alike; else it is passed over, no table made up."""
+    name = f"{prefix}.customers.Key"
+    path = write_file("sqlserver.jsonl", lines(
+        {"key": schema_key(name, 7), "value": None},  # nothing shows what the name stands for yet
+        {"key": schema_key(name, 1001), "value": sqlserver("c", None, {"id": 1001})},
+        {"key": schema_key(name, 1002), "value": sqlserver("c", None, {"id": 1002})},
+        {"key": schema_key(name, 1001), "value": sqlserver("d", {"id": 1001}, None)},
+        {"key": schema_key(name, 1001), "value": None},  # its delete's
+        {"key": schema_key(name, 1002), "value": None},  # a compacted topic's: its delete went
+        {"key": schema_key(made, 5), "value": None},  # another table's, its name made alike (or not)
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
+        (2, "insert", "testDB.dbo.customers", "1001", 1559729468470000),
+        (3, "insert", "testDB.dbo.customers", "1002", 1559729468470000),
+        (4, "delete", "testDB.dbo.customers", "1001", 1559729468470000),
+        (5, "delete", "testDB.dbo.customers", "1001", 1559729468470000),
+        (6, "delete", "testDB.dbo.customers", "1002", None),
+    ] + ([(7, "delete", other, "5", None)] if other else [])
+
+
+def test_a_tombstone_follows_the_delete_of_its_own_topic(read_events, write_file) -> None:
+    """Deletes of one key in two tables, their tombstones after both (a dump of two topics): each
+    tombstone is its own table's, its key schema telling the two deletes apart; and a name that
+    changes of two tables carried (a router merging them) names neither."""
+    merged = "server1.all.Key"
+    path = write_file("two.jsonl", lines(
+        {"key": schema_key("server1.testDB.dbo.customers.Key", 1), "value": sqlserver("d", {"id": 1}, None)},
+        {"key": schema_key("server1.testDB.dbo.orders.Key", 1), "value": sqlserver("d", {"id": 1}, None, table="orders")},
+        {"key": schema_key("server1.testDB.dbo.customers.Key", 1), "value": None},
+        {"key": schema_key("server1.testDB.dbo.orders.Key", 1), "value": None},
+        {"key": schema_key(merged, 2), "value": sqlserver("c", None, {"id": 2})},
+        {"key": schema_key(merged, 3), "value": sqlserver("c", None, {"id": 3}, db="otherDB")},
+        {"key": schema_key(merged, 4), "value": None},
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["source"]["line"], r["entity"], r["key"]) for r in rows] == [
+        (1, "testDB.dbo.customers", "1"), (2, "testDB.dbo.orders", "1"),
+        (3, "testDB.dbo.customers", "1"), (4, "testDB.dbo.orders", "1"),
+        (5, "testDB.dbo.customers", "2"), (6, "otherDB.dbo.customers", "3"),
+    ]
 
 
 MYSQL_SOURCE = {"version": "2.5.0.Final", "connector": "mysql", "name": "d", "ts_ms": 1709640000000,
@@ -251,8 +328,9 @@ def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_f
 
     result = logtool.ingest(tmp_path / "s", [str(path)])
     assert result.warnings == [
-        f"{path}: 12 tombstone(s) naming no table and following no delete of their key were passed over (a "
-        "compacted topic's dump holds such); if the file is no Debezium dump, ingest it with --format jsonl"
+        f"{path}: 12 tombstone(s) naming no table the file's changes show and following no delete of their key "
+        "were passed over (a compacted topic's dump holds such); if the file is no Debezium dump, ingest it with "
+        "--format jsonl"
     ]
     cache = write_file("cache.jsonl", lines(*({"ttl": 60} | t for t in many)))
     assert detect(Source(str(cache))).name == "jsonl"
