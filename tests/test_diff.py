@@ -665,6 +665,29 @@ def test_logs_captured_apart_align_by_source_position(tmp_path: Path) -> None:
     assert diff(a, b, entity="stock").first_divergent_offset == 0  # by offset, everything moved
 
 
+def test_debezium_dumps_with_deletes_align_by_position(tmp_path: Path) -> None:
+    """A Debezium tombstone is at its delete's source position: two identical keyed dumps holding a
+    delete are the same by position (the tombstone had no position, and every such dump was refused)."""
+
+    def change(op: str, lsn: int, before: dict | None, after: dict | None) -> dict:
+        return {"before": before, "after": after, "op": op, "ts_ms": 1709640000050 + lsn,
+                "source": {"connector": "postgresql", "name": "pg", "ts_ms": 1709640000000 + lsn, "db": "shop",
+                           "schema": "public", "table": "t", "txId": 700 + lsn, "lsn": lsn}}  # fmt: skip
+
+    records = [{"key": {"id": 1}, "value": change("c", 1000, None, {"id": 1, "v": "a"})},
+               {"key": {"id": 1}, "value": change("d", 2000, {"id": 1, "v": None}, None)},
+               {"key": {"id": 1}, "value": None}]  # fmt: skip
+    dump = write_lines(tmp_path / "dump.jsonl", [json.dumps(r) for r in records])
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for store in (a, b):
+        logtool.ingest(store, [str(dump)])
+    assert diff(a, b, by="position").same
+    logtool.ingest(c, [str(write_lines(tmp_path / "c.jsonl", [json.dumps(r) for r in records[:1]]))])
+    result = diff(a, c, by="position")
+    assert counts(result) == (False, 2, 0, 0)  # the delete and its tombstone, at one position
+    assert result.to_dict()["first_divergent_position"] == "0/7D0"
+
+
 def test_kcat_captures_of_several_topics_align_by_topic_partition_and_offset(tmp_path: Path) -> None:
     """A Kafka position (partition/offset) is one topic's: two consumers that interleave the topics
     each their own way hold the same log; the divergence is named by the position as kcat wrote it."""

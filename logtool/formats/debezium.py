@@ -22,7 +22,9 @@ How a change event becomes an event:
   its position is the commit position where the source writes one (SQL Server ``commit_lsn``,
   Oracle ``commit_scn``), its time the event's ``ts``.
 - ``source.position``: PostgreSQL ``lsn`` written as PostgreSQL writes an LSN (``0/16B3748``; Debezium
-  gives it as a number), MySQL ``file:pos``, SQL Server ``change_lsn``, Oracle ``scn``.
+  gives it as a number), MySQL ``file:pos``, SQL Server ``change_lsn`` (``commit_lsn`` for a snapshot
+  row, which has no change LSN), Oracle ``scn``. A tombstone following its delete is at the
+  delete's position, in its transaction.
 - ``meta``: the envelope without its images: ``source``, ``transaction``, the connector's ``ts_ms``.
 - With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
   exact numbers; without one they stay the text Debezium wrote. Likewise dates, times and
@@ -460,7 +462,7 @@ def _position(src: dict[str, Any]) -> str | None:
         raise ValueError(f"source.lsn {lsn!r} is not an LSN")
     if src.get("file") is not None and src.get("pos") is not None:
         return f"{_text(src['file'])}:{_text(src['pos'])}"
-    for name in ("change_lsn", "scn"):
+    for name in ("change_lsn", "scn", "commit_lsn"):  # (a SQL Server snapshot row has the commit's alone)
         if src.get(name) is not None:
             return _text(src[name])
     if _from_mongodb(src) and src.get("ord") is not None and src.get("ts_ms") is not None:
@@ -629,20 +631,22 @@ def _is_keyed(record: dict[str, Any]) -> bool:
 
 
 class _RecentDeletes:
-    """Entity and time of the latest deletes by key (and the name of the key's schema, so that the
-    deletes of one key in two topics stay apart): Debezium writes a tombstone right after the
-    delete of its key, and a tombstone says nothing else of its table surely."""
+    """The latest deletes by key (and the name of the key's schema, so that the deletes of one key
+    in two topics stay apart): Debezium writes a tombstone right after the delete of its key, and a
+    tombstone says nothing else of its table, time or place in the source surely."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str | None, str], tuple[str, int | None]] = {}
+        self._seen: dict[tuple[str | None, str], Event] = {}
 
-    def remember(self, name: str | None, key: str, entity: str, ts: int | None) -> None:
-        self._seen.pop((name, key), None)
-        self._seen[name, key] = (entity, ts)
+    def remember(self, name: str | None, delete: Event) -> None:
+        self._seen.pop((name, delete["key"]), None)
+        # (what a tombstone takes of it: not its before image, which may be large)
+        self._seen[name, delete["key"]] = {"entity": delete["entity"], "ts": delete["ts"], "txn": delete["txn"],
+                                           "position": delete["source"]["position"]}  # fmt: skip
         if len(self._seen) > _RECENT_DELETES:
             del self._seen[next(iter(self._seen))]
 
-    def take(self, name: str | None, key: str) -> tuple[str, int | None] | None:
+    def take(self, name: str | None, key: str) -> Event | None:
         return self._seen.pop((name, key), None)
 
 
@@ -654,19 +658,24 @@ def _tombstone(
     their key schemas): in a dump of a compacted topic every tombstone follows no delete,
     compaction having dropped its delete and the row's earlier records with it, so it changes no
     row the dump holds. ``fields``: the row's columns as the change before it described them, to
-    read a key written without its schema as that change's key was read."""
+    read a key written without its schema as that change's key was read.
+
+    A tombstone following its delete is at the delete's place: its table, time, source position
+    and transaction (so that a replay to a time or position takes both or neither, and no
+    transaction ends later for it)."""
     text, _ = record_key(key, fields)
     if text is None:
         raise ValueError("tombstone (null value) without a key")
     name = key_schema_name(key)
-    recent = deletes.take(name, text)
+    delete = deletes.take(name, text)
     mongodb = mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
-    if recent is None and mongodb is not None and (recent := deletes.take(name, mongodb)) is not None:
+    if delete is None and mongodb is not None and (delete := deletes.take(name, mongodb)) is not None:
         text = mongodb
-    entity, ts = recent if recent is not None else (names.entity(key), None)
-    if entity is None:
-        return None
-    return {"ts": ts, "entity": entity, "key": text, "op": "delete", "data": None, "source": where}
+    tombstone: Event = {"ts": None, "entity": names.entity(key), "key": text, "op": "delete", "data": None, "source": where}
+    if delete is not None:
+        tombstone.update(entity=delete["entity"], ts=delete["ts"], txn=delete["txn"],
+                         source={**where, "position": delete["position"]})  # fmt: skip
+    return tombstone if tombstone["entity"] is not None else None
 
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
@@ -699,7 +708,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         else:
             key, event = NO_KEY, decode_change(record, NO_KEY, where, mapping)
         if event["op"] == "delete" and event["key"] is not None:
-            deletes.remember(key_schema_name(key), event["key"], event["entity"], event["ts"])
+            deletes.remember(key_schema_name(key), event)
         return [event]
 
     with source.open() as stream:

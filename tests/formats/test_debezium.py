@@ -90,18 +90,19 @@ def test_keyed_dump(read_events, cdc_samples) -> None:
         (3, "insert", "inventory.customers", "1003", None, 1709640030000000, "mysql-bin.000003:1028", gtid + "23"),
         (4, "update", "inventory.customers", "1003", None, 1709640045000000, "mysql-bin.000003:1342", gtid + "24"),
         (5, "delete", "inventory.customers", "1002", None, 1709640060000000, "mysql-bin.000003:1690", gtid + "25"),
-        (6, "delete", "inventory.customers", "1002", None, 1709640060000000, None, None),
+        (6, "delete", "inventory.customers", "1002", None, 1709640060000000, "mysql-bin.000003:1690", gtid + "25"),
         (7, "insert", "inventory.products", "101", None, 1709640070000000, "mysql-bin.000003:2001", gtid + "26"),
         (8, "update", "inventory.products", "101", None, 1709640080000000, "mysql-bin.000003:2300", gtid + "27"),
         (9, "delete", "inventory.products", "101", None, 1709640090000000, "mysql-bin.000003:2600", gtid + "28"),
-        (10, "delete", "inventory.products", "101", None, 1709640090000000, None, None),
+        (10, "delete", "inventory.products", "101", None, 1709640090000000, "mysql-bin.000003:2600", gtid + "28"),
         (11, "insert", "inventory.customers", "1004", None, 1709640095000000, "mysql-bin.000003:2950", gtid + "29"),
     ]
     # snapshot as a boolean (older connectors) and as a string (newer ones)
     assert json.loads(rows[0]["meta"])["source"]["snapshot"] is True
     assert json.loads(rows[1]["meta"])["source"]["snapshot"] == "last"
-    # tombstones: a delete with null data and nothing else
-    assert all(rows[i][c] is None for i in (5, 9) for c in ("data", "before", "meta", "txn"))
+    # tombstones: a delete with null data, at its delete's place (time, position, transaction)
+    assert all(rows[i][c] is None for i in (5, 9) for c in ("data", "before", "meta"))
+    assert rows[5]["txn"] == rows[4]["txn"] and rows[9]["txn"] == rows[8]["txn"]
     # with the schema, Kafka Connect decimals (base64 bytes) become exact numbers
     assert rows[6]["data"] == (f'{{"id":101,"name":"scooter","price":3.14,"units_sold":{BIG38},"sku_hash":{BIG64}}}')
     assert json.loads(rows[7]["data"], parse_float=str)["price"] == "-0.05"
@@ -515,6 +516,43 @@ def test_sql_server_transaction_is_its_commit_lsn(read_events, write_file, tmp_p
     assert logtool.replay(str(tmp_path / "s"), at_position="00000027:00000758:0005").state.num_rows == 2
 
 
+def test_a_tombstone_is_at_its_deletes_position_and_in_its_transaction(read_events, write_file, tmp_path) -> None:
+    """A tombstone takes its delete's source position and transaction, as it takes its time: a
+    replay to a position takes both or neither, and a transaction ends where it did. A SQL Server
+    snapshot row, which has no change_lsn, is at its commit_lsn."""
+    import logtool
+
+    def pg(op: str, key: int, lsn: int, before: dict | None, after: dict | None) -> dict:
+        return {"key": {"id": key}, "value": envelope(op, before, after, txId=701, lsn=lsn)}
+
+    path = write_file("txn.jsonl", lines(
+        pg("c", 1, 100, None, {"id": 1}),
+        {"key": {"id": 2}, "value": envelope("c", None, {"id": 2}, txId=700, lsn=50)},
+        pg("d", 2, 200, {"id": 2}, None),  # one transaction: the delete, its tombstone, then an insert
+        {"key": {"id": 2}, "value": None},
+        pg("c", 3, 300, None, {"id": 3}),
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["source"]["line"], r["op"], r["key"], r["source"]["position"], r["txn"]["id"]) for r in rows] == [
+        (1, "insert", "1", "0/64", "701"), (2, "insert", "2", "0/32", "700"), (3, "delete", "2", "0/C8", "701"),
+        (4, "delete", "2", "0/C8", "701"), (5, "insert", "3", "0/12C", "701"),
+    ]  # fmt: skip
+    logtool.ingest(tmp_path / "s", [str(path)])
+
+    def keys(position: str) -> list[str]:
+        return sorted(logtool.replay(str(tmp_path / "s"), at_position=position).state.column("key").to_pylist())
+
+    assert keys("0/C8") == ["2"]  # transaction 701 has not committed: its tombstone is not in either
+    assert keys("0/12C") == ["1", "3"]
+    snapshot = {"connector": "sqlserver", "ts_ms": 1709631000000, "db": "shop", "schema": "dbo", "table": "t",
+                "snapshot": "true", "change_lsn": None, "commit_lsn": "00000027:00000758:0005"}  # fmt: skip
+    rows, bad = read_events(FORMAT, write_file("mssql.jsonl", lines(
+        {"before": None, "after": {"id": 1}, "source": snapshot, "op": "r", "ts_ms": 1709631000100},
+    )), Mapping(key_fields=("id",)))  # fmt: skip
+    assert bad == [] and rows[0]["source"]["position"] == "00000027:00000758:0005"
+
+
 def test_decimals_the_json_converter_wrote_as_numbers(read_events, write_file) -> None:
     schema = {"type": "struct", "fields": [
         {"field": "after", "type": "struct", "fields": [
@@ -634,7 +672,7 @@ def test_mongodb_connector_keyed_dump(read_events, write_file) -> None:
         ("inventory.customers", OID, "patch", "1709631003:3"),
         ("inventory.customers", "1004", "upsert", "1709631004:4"),
         ("inventory.customers", OID, "delete", "1709631005:5"),
-        ("inventory.customers", OID, "delete", None),  # the tombstone
+        ("inventory.customers", OID, "delete", "1709631005:5"),  # the tombstone, at its delete's place
     ]
     assert json.loads(rows[0]["data"]) == doc
     assert json.loads(rows[1]["data"]) == {"$set": {"name": "Anne Marie", "tags.0": "z"}, "$unset": ["n"],
