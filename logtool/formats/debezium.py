@@ -43,8 +43,8 @@ How a change event becomes an event:
 
 The MongoDB connector's events hold documents as extended JSON text, kept as they are (as the
 change-stream reader keeps them): ``c``/``r`` insert or read ``after``; ``u`` is a patch built from
-``updateDescription`` (or the older capture mode's ``patch``, or an upsert where that is a whole
-document), and ``after``, the document looked up later, is used only where nothing says what
+``updateDescription`` (or the older capture mode's ``patch``, the oplog's update: ``$set`` and
+``$unset``, or MongoDB 5's ``$v: 2`` diff; an upsert where that is a whole document), and ``after``, the document looked up later, is used only where nothing says what
 changed; the key is the document's ``_id`` (the record key's ``id``, else a document's ``_id``, else
 the oplog ``filter``), an ObjectId as its hex string; the position is the oplog time's
 ``seconds:ord``.
@@ -338,17 +338,105 @@ def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, 
             "disambiguatedPaths": description.get("disambiguatedPaths"),
         }))}  # fmt: skip
     if patch is not None:
-        operators = {k: v for k, v in patch.items() if k.startswith("$") and k != "$v"}
-        if not operators:  # a whole new document
-            return {**changed, "op": "upsert", "data": dumps_exact({k: v for k, v in patch.items() if k != "$v"})}
-        unset = operators.get("$unset") or {}
-        return {**changed, "op": "patch", "data": dumps_exact(update_patch({
-            "updatedFields": operators.get("$set") or {},
-            "removedFields": list(unset) if isinstance(unset, dict) else unset,
-        }))}  # fmt: skip
+        if "$v" not in patch and not any(k.startswith("$") for k in patch):  # a whole new document
+            return {**changed, "op": "upsert", "data": dumps_exact(patch)}
+        return {**changed, "op": "patch", "data": dumps_exact(update_patch(_oplog_update(patch)))}
     if after is not None:
         return {**changed, "op": "upsert", "data": dumps_exact(after)}
     raise ValueError("MongoDB update without an updateDescription, a patch or an 'after' document")
+
+
+_UNSUPPORTED_PATCH = "(capture with capture.mode change_streams, whose updateDescription says what changed)"
+
+
+def _oplog_update(patch: dict[str, Any]) -> dict[str, Any]:
+    """An update as the oplog wrote it (the older capture mode's ``patch``), as an update
+    description: ``$v`` 1 (or none) sets and unsets paths (``$set``, ``$unset``); ``$v`` 2
+    (MongoDB 5 and later) is a diff of the document (see ``_object_diff``)."""
+    version = patch.get("$v")
+    if isinstance(version, dict):  # (extended JSON: {"$numberInt": "2"})
+        version = version.get("$numberInt", version.get("$numberLong"))
+    version = None if version is None else str(version)
+    if version == "2":
+        if set(patch) != {"$v", "diff"}:
+            raise ValueError(f"unsupported oplog patch: $v 2 with {', '.join(sorted(set(patch) - {'$v'}))} "
+                             f"{_UNSUPPORTED_PATCH}")  # fmt: skip
+        description = _Description()
+        _object_diff(patch["diff"], [], description)
+        return description.as_update()
+    unknown = sorted(set(patch) - {"$v", "$set", "$unset"})
+    if version not in (None, "1") or unknown:
+        what = f"$v {version}" if version not in (None, "1") else ", ".join(unknown)
+        raise ValueError(f"unsupported oplog patch: {what} {_UNSUPPORTED_PATCH}")
+    unset = patch.get("$unset") or {}
+    return {"updatedFields": patch.get("$set") or {}, "removedFields": list(unset) if isinstance(unset, dict) else unset}
+
+
+class _Description:
+    """The paths an oplog diff sets, removes and truncates, as an update description names them:
+    dotted, with their parts given apart where a field name holds a dot."""
+
+    def __init__(self) -> None:
+        self.updated: dict[str, Any] = {}
+        self.removed: list[str] = []
+        self.truncated: list[dict[str, Any]] = []
+        self._parts: dict[str, list[str | int]] = {}
+
+    def path(self, parts: list[str | int]) -> str:
+        text = ".".join(str(p) for p in parts)
+        if self._parts.setdefault(text, parts) != parts:
+            raise ValueError(f"unsupported oplog patch: two paths are written {text!r} {_UNSUPPORTED_PATCH}")
+        return text
+
+    def as_update(self) -> dict[str, Any]:
+        dotted = {text: parts for text, parts in self._parts.items() if any("." in str(p) for p in parts)}
+        return {"updatedFields": self.updated, "removedFields": self.removed, "truncatedArrays": self.truncated,
+                "disambiguatedPaths": dotted}  # fmt: skip
+
+
+def _object_diff(diff: Any, at: list[str | int], out: _Description) -> None:
+    """A document's diff in the oplog's ``$v`` 2 format: ``d`` the fields it deletes, ``u`` those it
+    updates, ``i`` those it inserts (their new values), ``s<field>`` a sub-diff of a field holding a
+    document or (``a: true``) an array. A section of another kind (``b``, a binary diff) is not
+    read: the update is refused rather than applied in part."""
+    if not isinstance(diff, dict):
+        raise ValueError(f"unsupported oplog patch: a diff is {kind_of(diff)}, not an object {_UNSUPPORTED_PATCH}")
+    for section, value in diff.items():
+        if section in ("d", "u", "i") and isinstance(value, dict):
+            for field, new in value.items():
+                if section == "d":
+                    out.removed.append(out.path([*at, field]))
+                else:
+                    out.updated[out.path([*at, field])] = new
+        elif section.startswith("s") and len(section) > 1:
+            _sub_diff(value, [*at, section[1:]], out)
+        else:
+            raise ValueError(f"unsupported oplog patch: diff section {section!r} {_UNSUPPORTED_PATCH}")
+
+
+def _array_diff(diff: dict[str, Any], at: list[str | int], out: _Description) -> None:
+    """An array's diff: ``a: true``, ``l`` its new length where it shrank, ``u<index>`` an element's
+    new value and ``s<index>`` a sub-diff of an element."""
+    for section, value in diff.items():
+        if section == "a":
+            continue
+        if section == "l":  # (update_patch checks it is a size)
+            out.truncated.append({"field": out.path(at), "newSize": value})
+        elif section[:1] in ("u", "s") and section[1:].isdigit():
+            index: list[str | int] = [*at, int(section[1:])]
+            if section[0] == "u":
+                out.updated[out.path(index)] = value
+            else:
+                _sub_diff(value, index, out)
+        else:
+            raise ValueError(f"unsupported oplog patch: array diff section {section!r} {_UNSUPPORTED_PATCH}")
+
+
+def _sub_diff(diff: Any, at: list[str | int], out: _Description) -> None:
+    if isinstance(diff, dict) and diff.get("a") is True:
+        _array_diff(diff, at, out)
+    else:
+        _object_diff(diff, at, out)
 
 
 def _document(envelope: dict[str, Any], name: str) -> dict[str, Any] | None:

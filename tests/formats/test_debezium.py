@@ -698,6 +698,46 @@ def test_mongodb_connector_replays_like_the_change_stream_reader(write_file, tmp
                                                                           "tags": ["z", "b"]})]  # fmt: skip
 
 
+def test_mongodb_connector_oplog_diffs_of_mongodb_5_are_applied(read_events, write_file, tmp_path) -> None:
+    """The older capture mode's patch from MongoDB 5 on is the oplog's `$v: 2` diff: `u` updates,
+    `i` inserts and `d` deletes fields, `s<field>` diffs a document or (`a: true`) an array within,
+    whose `l` is its new length and `u<index>`/`s<index>` its elements. It is applied as such, never
+    taken for a whole document; what the reader cannot apply exactly is refused, named."""
+    import logtool
+
+    key = {"id": json.dumps({"$oid": OID})}
+    doc = {"_id": {"$oid": OID}, "name": "Anne", "n": 5, "address": {"city": "Oslo", "zip": "0150", "a.b": 1},
+           "tags": ["a", "b", "c"], "items": [{"sku": 1, "qty": 1}, {"sku": 2, "qty": 1}]}  # fmt: skip
+    diff = {"d": {"n": False}, "u": {"name": "Anne Marie"}, "i": {"vip": True},
+            "saddress": {"u": {"city": "Bergen", "a.b": 2}, "d": {"zip": False}},
+            "stags": {"a": True, "l": 2, "u0": "z"},
+            "sitems": {"a": True, "s1": {"u": {"qty": 3}}, "u2": {"sku": 3, "qty": 1}}}  # fmt: skip
+    path = write_file("mongo.jsonl", lines(
+        {"key": key, "value": mongo("c", 1, after=doc)},
+        {"key": key, "value": mongo("u", 2, patch={"$v": 2, "diff": diff})},
+        {"key": key, "value": mongo("u", 3, patch={"$v": 2, "diff": {"sname": {"b": {"o": 0}}}})},
+        {"key": key, "value": mongo("u", 4, patch={"$v": 3, "diff": {}})},
+        {"key": key, "value": mongo("u", 5, patch={"$v": 1, "$inc": {"n": 1}})},
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert [(r["op"], json.loads(r["data"])) for r in rows[1:]] == [("patch", {
+        "$set": {"name": "Anne Marie", "vip": True, "address.city": "Bergen", "address.a.b": 2, "tags.0": "z",
+                 "items.1.qty": 3, "items.2": {"sku": 3, "qty": 1}},
+        "$unset": ["n", "address.zip"], "$truncate": {"tags": 2}, "$paths": {"address.a.b": ["address", "a.b"]},
+    })]  # fmt: skip
+    hint = "(capture with capture.mode change_streams, whose updateDescription says what changed)"
+    assert [(b.line, b.reason) for b in bad] == [
+        (3, f"unsupported oplog patch: diff section 'b' {hint}"),
+        (4, f"unsupported oplog patch: $v 3 {hint}"),
+        (5, f"unsupported oplog patch: $inc {hint}"),
+    ]
+    logtool.ingest(tmp_path / "s", [str(path)], on_error="skip")
+    state = json.loads(logtool.replay(tmp_path / "s").state.to_pylist()[0]["state"])
+    assert state == {"_id": {"$oid": OID}, "name": "Anne Marie", "address": {"city": "Bergen", "a.b": 2},
+                     "tags": ["z", "b"], "items": [{"sku": 1, "qty": 1}, {"sku": 2, "qty": 3}, {"sku": 3, "qty": 1}],
+                     "vip": True}  # fmt: skip
+
+
 def test_mongodb_connector_transactions_are_named_by_session_and_number(read_events, write_file) -> None:
     # without transaction metadata, a multi-document transaction is its session's lsid and txnNumber
     key = {"id": json.dumps({"$oid": OID})}
