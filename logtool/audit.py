@@ -144,6 +144,7 @@ class _Event:
     meta: dict[str, Any] = field(default_factory=dict)
     txn_id: str | None = None  # the stored transaction (txn.id) alone, which the kv fold goes by
     aborted: bool = False  # of a rolled-back transaction (txn.aborted): the kv fold leaves it out, as replay does
+    state: Any = None  # of a row of a reducer's snapshot: its state, as replay reads it back (data: its JSON)
 
     @classmethod
     def from_values(
@@ -217,13 +218,15 @@ def _key_events(
     key: str,
     entity: str | None,
     condition: str = "TRUE",
-    kv: bool = True,
+    reducer: ReducerModule | None = None,
 ) -> list[_Event]:
-    """Every event of the key and of the keys it had before, in offset order.
+    """Every event of the key and of the keys it had before, in offset order, after a head drop
+    led by the key's rows in the snapshot of this reducer (None: kv) stored at the cut.
 
     With the kv reducer also the events that moved the key away (``prev_key`` = key) and the
     truncates of its entities. ``condition`` (SQL over events) bounds them, e.g. to a target.
     """
+    kv = reducer is None
     segments = SegmentIndex(store.path, store.state().segments)
     found: dict[int, _Event] = {}
     truncates: list[_Event] = []
@@ -268,16 +271,27 @@ def _key_events(
                     pending.append(ev.prev_key)
     entities = {ev.entity for ev in found.values()}
     found.update({ev.offset: ev for ev in truncates if ev.entity in entities})
-    base = _dropped_head_rows(store, con, family, condition) if kv else []
+    base = _dropped_head_rows(store, con, family, condition, reducer)
     return base + [found[o] for o in sorted(found) if not base or o > base[0].offset]
 
 
 def _dropped_head_rows(
-    store: Store, con: duckdb.DuckDBPyConnection, family: set[tuple[str | None, str]], condition: str
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    family: set[tuple[str | None, str]],
+    condition: str,
+    reducer: ReducerModule | None,
 ) -> list[_Event]:
-    """After a head drop, the family's rows in the snapshot stored at the cut, as ``read`` events
-    at its offset (their own events are gone): the fold starts from them, as replay does."""
+    """After a head drop, the family's rows in this reducer's snapshot stored at the cut (None: the
+    kv reducer's), as ``read`` events at its offset (their own events are gone): the fold starts
+    from them, as replay does; a reducer's rows carry its state as replay reads it back.
+
+    Raises UsageError where the cut holds no snapshot of this reducer but another reducer's
+    snapshot there holds one of the rows: its state with this reducer cannot be known.
+    """
     import pyarrow.parquet as pq
+
+    from .replay import KV_FINGERPRINT, _encode, reducer_state, reducer_state_column
 
     gone_from = store.first_removed()
     first_kept = con.execute('SELECT min("offset") FROM events').fetchall()[0][0]
@@ -285,20 +299,43 @@ def _dropped_head_rows(
             and (first_kept is None or s["offset"] < first_kept)]  # fmt: skip
     if not cuts:
         return []
-    cut = max(cuts, key=lambda s: s["offset"])
     if condition != "TRUE" and first_kept is not None and not con.execute(
         f'SELECT bool_and({condition}) FROM events WHERE "offset" = {first_kept}'
     ).fetchall()[0][0]:
         return []  # the target lies before the cut: what was there is not known
     keys = sorted({k for _e, k in family})
-    table = pq.read_table(store.path / cut["path"], columns=["entity", "key", "state"],
-                          filters=[("key", "in", keys)])  # fmt: skip
+
+    def rows(snap: dict[str, Any], column: str) -> list[tuple[str, str, str]]:
+        path = store.path / snap["path"]
+        table = pq.read_table(path, columns=["entity", "key", column], filters=[("key", "in", keys)])
+        found = zip(*(table.column(c).to_pylist() for c in ("entity", "key", column)), strict=True)
+        return [(e, k, s) for e, k, s in found if _in(family, e, k)]
+
+    fingerprint = reducer.fingerprint if reducer else KV_FINGERPRINT
+    mine = [s for s in cuts if s.get("reducer") == fingerprint]
+    if not mine:
+        for other in sorted(cuts, key=lambda s: s["offset"], reverse=True):
+            held = rows(other, "state")
+            if held:
+                with_which = f"the reducer {reducer.name}" if reducer else "the kv reducer"
+                raise UsageError(
+                    f"the events of key {held[0][1]!r} of {held[0][0]} up to offset {other['offset']} were dropped, "
+                    f"and the snapshot stored there holds its state as another reducer made it ({other.get('reducer')}): "
+                    f"its state with {with_which} cannot be known",
+                    "audit with the reducer that snapshot was taken with (a module, or a helper it imports, changed "
+                    "since is another reducer)" if reducer else "audit with --reducer MODULE, the reducer that snapshot "
+                    "was taken with",
+                )  # fmt: skip
+        return []
+    cut = max(mine, key=lambda s: s["offset"])
     where = f"snapshot at offset {cut['offset']}"
-    return [
-        _Event(cut["offset"], None, None, e, k, None, "read", None, s, None, None, where)
-        for e, k, s in zip(*(table.column(c).to_pylist() for c in ("entity", "key", "state")), strict=True)
-        if _in(family, e, k)
-    ]
+    column = "state" if reducer is None else reducer_state_column(pq.read_schema(store.path / cut["path"]).names)
+    found = []
+    for e, k, text in rows(cut, column):
+        state = None if reducer is None else reducer_state(text, column)
+        data = text if reducer is None else _encode(state)  # its JSON, as the fold shows a reducer's states
+        found.append(_Event(cut["offset"], None, None, e, k, None, "read", None, data, None, None, where, state=state))
+    return found
 
 
 def _in(family: set[tuple[str | None, str]], entity: str, key: str | None) -> bool:
@@ -343,10 +380,13 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
         for ev in events:
             assert ev.key is not None
             slot = (ev.entity, ev.key)
-            _apply_reducer(module, states, {
-                "offset": ev.offset, "ts": ev.ts, "entity": ev.entity, "key": ev.key, "type": ev.type,
-                "data": ev.data, "meta": ev.meta_text,
-            })  # fmt: skip
+            if ev.micros is None:  # a row of the snapshot at a head drop's cut: the fold starts from it
+                states[slot] = ev.state
+            else:
+                _apply_reducer(module, states, {
+                    "offset": ev.offset, "ts": ev.ts, "entity": ev.entity, "key": ev.key, "type": ev.type,
+                    "data": ev.data, "meta": ev.meta_text,
+                })  # fmt: skip
             # A reducer may change its state in place: keep a JSON copy of each state.
             after = None if states.get(slot) is None else loads_exact(_encode(states[slot]))
             steps.append(_Step(ev, slot, slot, plain.get(slot), after))
@@ -531,7 +571,7 @@ def _history_steps(
     module = _load_reducer(reducer)
     con = _connect(store)
     key = given_key(key)
-    events = _key_events(store, con, key, entity, condition, kv=module is None)
+    events = _key_events(store, con, key, entity, condition, module)
     if not any(ev.key == key for ev in events) and condition == "TRUE":
         where = f" in {entity}" if entity else ""
         raise NotFoundError(f"key {key!r} not found{where}")

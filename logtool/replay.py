@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -1235,6 +1235,17 @@ def _typed_loads(text: str) -> Any:
     return json.loads(text, object_hook=untag)
 
 
+def reducer_state_column(columns: Iterable[str]) -> str:
+    """The column of a reducer's snapshot its states are read from: ``typed``, which gives back the
+    very Python values the reducers left, where the snapshot has it, else ``state`` (its JSON)."""
+    return "typed" if "typed" in columns else "state"
+
+
+def reducer_state(text: str, column: str) -> Any:
+    """A reducer's state as a snapshot keeps it in ``column`` (see :func:`reducer_state_column`)."""
+    return _typed_loads(text) if column == "typed" else _decode(text)
+
+
 def _replay_python(
     con: duckdb.DuckDBPyConnection, module: ReducerModule, progress: Progress | None
 ) -> tuple[pa.Table, pa.Table]:
@@ -1243,9 +1254,9 @@ def _replay_python(
     import pyarrow as pa
 
     states: dict[tuple[str, str | None], Any] = {}
-    typed = "typed" in con.sql("SELECT * FROM base LIMIT 0").columns
-    for ent, k, s in con.execute(f"SELECT entity, key, {'typed' if typed else 'state'} FROM base").fetchall():
-        states[(ent, k)] = _typed_loads(s) if typed else _decode(s)
+    column = reducer_state_column(con.sql("SELECT * FROM base LIMIT 0").columns)
+    for ent, k, s in con.execute(f"SELECT entity, key, {column} FROM base").fetchall():
+        states[(ent, k)] = reducer_state(s, column)
     total = con.execute("SELECT count(*) FROM ev").fetchall()[0][0]
     done = 0
     reader = con.sql(

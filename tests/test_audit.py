@@ -595,6 +595,118 @@ def test_why_after_a_head_drop_says_the_changes_before_it_are_gone(cli: Any, sto
     assert logtool.audit.caveats(store, [120, 130]) == []  # a key whose events all come after the cut lost nothing
 
 
+# A reducer keeping money as Decimal: its snapshot must give the fold the very values back.
+LEDGER_REDUCERS = """\
+from decimal import Decimal
+Z = {"owner": None, "balance": Decimal("0.00")}
+def opened(s, e): return {"owner": e["data"]["owner"], "balance": Decimal("0.00")}
+def dep(s, e): s = s or Z; return {**s, "balance": s["balance"] + Decimal(e["data"]["amount"])}
+def wd(s, e):  s = s or Z; return {**s, "balance": s["balance"] - Decimal(e["data"]["amount"])}
+REDUCERS = {"Opened": opened, "Deposited": dep, "Withdrawn": wd}
+"""
+
+
+def _ledger_after_a_head_drop(tmp_path: Path) -> tuple[Path, str]:
+    """One account opened, paid in twice and drawn on; the reducers' snapshot at offset 1, then
+    the head before offset 2 dropped (the opening and the first deposit are gone)."""
+    from logtool.replay import snapshot
+
+    lines = [("Opened", {"owner": "Ann"}), ("Deposited", {"amount": "100.00"}), ("Deposited", {"amount": "50.00"}),
+             ("Withdrawn", {"amount": "30.00"})]  # fmt: skip
+    log = tmp_path / "ledger.jsonl"
+    log.write_text("".join(json.dumps({"ts": f"2026-01-01T00:00:0{i}Z", "id": "acc-1", "type": t, "body": b}) + "\n"
+                           for i, (t, b) in enumerate(lines)))  # fmt: skip
+    reducers = tmp_path / "ledger_reducers.py"
+    reducers.write_text(LEDGER_REDUCERS)
+    store = tmp_path / "ledger"
+    mapping = Mapping(key_fields=("id",), entity="account", type_field="type", ts_field="ts", data_field="body")
+    with contextlib.chdir(tmp_path):
+        ingest(store, [log.name], mapping=mapping)
+    snapshot(str(store), at_offset=1, reducer=str(reducers))
+    logtool.purge(store, before_offset=2)
+    return store, str(reducers)
+
+
+def test_audit_with_a_reducer_after_a_head_drop_starts_from_its_snapshot(cli: Any, tmp_path: Path) -> None:
+    """After a head drop, history, blame and why with a reducer fold from that reducer's snapshot at
+    the cut, read back as replay reads it (typed: 100.00 stays a Decimal), as the kv audit does:
+    blame credits the fields the dropped events set to the snapshot, and says so on stderr."""
+    store, reducers = _ledger_after_a_head_drop(tmp_path)
+    n = loads_exact  # a number as the audit writes it: 120.00, not 120.0
+    assert json.loads(replay(store, reducer=reducers).state.to_pylist()[0]["state"]) == {"owner": "Ann", "balance": 120}
+    dropped = "the log's head up to offset 1 was dropped (commit 3)"
+    run = cli("blame", store, "acc-1", "--reducer", reducers, "--format", "json")
+    assert run.code == 0 and dropped in run.err
+    blamed = {r["field"]: (r["value"], r["offset"], r["position"]) for r in out_json(run)}
+    assert blamed == {"owner": ("Ann", 1, "snapshot at offset 1"), "balance": (n("120.00"), 3, "ledger.jsonl:4")}
+    run = cli("history", store, "acc-1", "--reducer", reducers, "--format", "jsonl")
+    assert run.code == 0 and dropped in run.err
+    rows = [loads_exact(line) for line in run.lines()]
+    assert [(r["offset"], r["op"], r["position"]) for r in rows] == [
+        (1, "read", "snapshot at offset 1"), (2, "event", "ledger.jsonl:3"), (3, "event", "ledger.jsonl:4")]  # fmt: skip
+    assert rows[0]["ts"] is None
+    assert [r["changes"]["balance"] for r in rows] == [
+        {"after": n("100.00")}, {"before": n("100.00"), "after": n("150.00")},
+        {"before": n("150.00"), "after": n("120.00")},
+    ]  # fmt: skip
+    assert rows[0]["changes"]["owner"] == {"after": "Ann"}
+    run = cli("why", store, "acc-1", "owner", "--reducer", reducers, "--format", "json")
+    assert run.code == 0 and dropped in run.err
+    answer = out_json(run)
+    assert (answer["event"]["offset"], answer["event"]["data"]) == (1, {"owner": "Ann", "balance": n("100.00")})
+    assert "the events before it were dropped" in answer["note"]
+    assert logtool.why(store, "acc-1", "balance", reducer=reducers).value == n("120.00")
+    # an offset before the cut: what was there is not known
+    with pytest.raises(NotFoundError, match="no state at offset 0"):
+        logtool.blame(store, "acc-1", at_offset=0, reducer=reducers)
+
+
+def test_why_of_the_readme_bank_after_its_head_drop_answers_as_replay(tmp_path: Path) -> None:
+    """The README's recipe: the reducers' snapshot at 39, the head before 40 dropped; why still
+    finds the TransferSent at offset 66 behind acc-1003's balance, which replay gives."""
+    from logtool.replay import snapshot
+
+    store = tmp_path / "bank"
+    with contextlib.chdir(ROOT):
+        ingest(store, ["sample_logs/bank_events.jsonl"], mapping=BANK)
+    reducers = str(ROOT / BANK_REDUCERS)
+    snapshot(str(store), at_offset=39, reducer=reducers)
+    logtool.purge(store, before_offset=40)
+    state = replay(store, key="acc-1003", reducer=reducers).state.to_pylist()[0]["state"]
+    answer = logtool.why(store, "acc-1003", "balance", reducer=reducers)
+    assert (answer.value, answer.event["offset"], json.loads(state)["balance"]) == ("-300.00", 66, "-300.00")
+    blamed = {r["field"]: r["offset"] for r in logtool.blame(store, "acc-1003", reducer=reducers).to_pylist()}
+    assert blamed == {"owner": 39, "currency": 39, "balance": 66, "status": 68}
+
+
+def test_audit_after_a_head_drop_never_starts_from_another_reducers_snapshot(cli: Any, tmp_path: Path) -> None:
+    """The snapshot at the cut is of one reducer: a reducer changed since cannot know the state it
+    held (an error saying so, not a fold from nothing), and the kv audit does not read the
+    reducer's snapshot as rows of its own (the kv one at the cut holds no domain events' rows)."""
+    store, reducers = _ledger_after_a_head_drop(tmp_path)
+    Path(reducers).write_text(LEDGER_REDUCERS + "# changed\n")
+    for command in ("history", "blame"):
+        run = cli(command, store, "acc-1", "--reducer", reducers)
+        assert run.code == 2 and run.out == "", command
+        assert run.errors() == [
+            "error: the events of key 'acc-1' of account up to offset 1 were dropped, and the snapshot stored there "
+            f"holds its state as another reducer made it ({_fingerprint_at(store, 1)}): its state with the reducer "
+            f"{reducers} cannot be known"
+        ]
+    with pytest.raises(UsageError, match="cannot be known"):
+        logtool.why(store, "acc-1", "balance", reducer=reducers)
+    history = logtool.history(store, "acc-1").to_pylist()
+    assert [(h["offset"], h["op"]) for h in history] == [(2, "event"), (3, "event")]
+
+
+def _fingerprint_at(store: Path, offset: int) -> str:
+    """The fingerprint of the reducer (not kv) whose snapshot is at this offset."""
+    from logtool.store import Store
+
+    return next(s["reducer"] for s in Store.open(store).state().of_kind("snapshot")
+                if s["offset"] == offset and s["reducer"] != "kv/1")  # fmt: skip
+
+
 def test_stats_of_the_shop(cli: Any, stores: dict[str, Path], at_root: None) -> None:
     run = cli("stats", stores["shop"], "--by", "minute", "--format", "json")
     result = _stable(out_json(run))
