@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
-import inspect
 import json
 import math
 import os
 import re
 import secrets
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .engine import json_path, sql_string
@@ -995,13 +998,15 @@ def _unmatched(ev: dict[str, Any], before: Any, rows: list[Any]) -> str:
 
 @dataclass
 class ReducerModule:
-    """A user's reducer module: REDUCERS by event type, optional UPCASTERS by (type, version)."""
+    """A user's reducer module: REDUCERS by event type, optional UPCASTERS by (type, version).
+    Its reducers and upcasters run with its own imports (see :class:`_ReducerImports`)."""
 
     name: str
     reducers: dict[str, Callable[[Any, dict[str, Any]], Any]]
     upcasters: dict[tuple[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]
     version_field: str
     fingerprint: str
+    imports: _ReducerImports = field(repr=False)
 
 
 def reducer_location(spec: str) -> str:
@@ -1022,11 +1027,12 @@ def reducer_location(spec: str) -> str:
     return str(Path(origin).parent) if Path(origin).name == "__init__.py" else origin
 
 
-_HELPER_HOMES: dict[str, str] = {}  # module name -> the directory of the reducer whose helper it is
-
-
 def load_reducer(spec: str) -> ReducerModule:
-    """Load a reducer module from a file path or an importable name."""
+    """Load a reducer module from a file path or an importable name.
+
+    Its source and the helpers beside it that it imports are read once: the fingerprint is their
+    hash, and the code that runs is compiled from those very bytes, however often the module is
+    loaded (and edited) in one process."""
     path = Path(spec)
     try:
         if path.is_dir() and not (path / "__init__.py").exists():
@@ -1034,48 +1040,15 @@ def load_reducer(spec: str) -> ReducerModule:
         if spec.endswith(".py") or path.is_file():
             if not path.exists():
                 raise UsageError(f"reducer module {spec}: no such file")
-            module_name = f"logtool_reducer_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-            loader_spec = importlib.util.spec_from_file_location(module_name, path)
-            if loader_spec is None or loader_spec.loader is None:
-                raise UsageError(f"reducer module {spec}: cannot be loaded")
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[module_name] = module
-            home = str(path.resolve().parent)  # its helpers beside it import, as `python FILE` would find them
-            added = home not in sys.path
-            if added:
-                sys.path.insert(0, home)
-            # its helpers are its own: another reducer's helper of the same name, loaded before
-            # from elsewhere, must not stand in for them (its own stay loaded, for later imports)
-            for name, where in list(_HELPER_HOMES.items()):
-                if where != home:
-                    sys.modules.pop(name, None)
-                    del _HELPER_HOMES[name]
-            before = set(sys.modules)
-            try:
-                loader_spec.loader.exec_module(module)
-            finally:
-                if added:
-                    sys.path.remove(home)
-                for name in set(sys.modules) - before:
-                    helper = getattr(sys.modules[name], "__file__", None)
-                    if name != module_name and helper and Path(helper).resolve().is_relative_to(home):
-                        _HELPER_HOMES[name] = home
-            source = path.read_bytes()
+            file = path.resolve()
+            name, root, home = f"logtool_reducer_{hashlib.sha256(str(file).encode()).hexdigest()[:12]}", file.parent, file.parent
         else:
             # importable from here: the working directory is searched too, as `python -m` would; a
             # package named by its directory (./mypkg) is imported by its name from beside it
-            where, name = (str(path.resolve().parent), path.resolve().name) if path.is_dir() else (os.getcwd(), spec)
-            added = where not in sys.path
-            if added:
-                sys.path.insert(0, where)
-            try:
-                module = importlib.import_module(name)
-            finally:
-                if added:
-                    sys.path.remove(where)
-            # its file's bytes, as when it is named by its path (the same fingerprint either way)
-            file = getattr(module, "__file__", None)
-            source = Path(file).read_bytes() if file and Path(file).is_file() else inspect.getsource(module).encode()
+            name, where = (path.resolve().name, path.resolve().parent) if path.is_dir() else (spec, Path.cwd())
+            file, root, home = _import_file(name, where)
+        imports = _ReducerImports(name, file, root, home)
+        module = imports.load()
     except UsageError:
         raise
     except (Exception, SystemExit) as e:  # (a top level that calls sys.exit ends the load, not logtool)
@@ -1087,31 +1060,173 @@ def load_reducer(spec: str) -> ReducerModule:
     reducers = getattr(module, "REDUCERS", None)
     if not isinstance(reducers, dict) or not reducers:
         raise UsageError(f"reducer module {spec} has no REDUCERS dict", "map event types to functions (state, event) -> state")
-    # the modules it imports from beside it (its helpers) count in its fingerprint too
-    file = getattr(module, "__file__", None)
-    if file:
-        source += _helper_sources(Path(file).resolve(), Path(file).resolve().parent, set())
     return ReducerModule(
         name=spec,
-        reducers=reducers,
-        upcasters=dict(getattr(module, "UPCASTERS", {}) or {}),
+        reducers={t: imports.running(fn) for t, fn in reducers.items()},
+        upcasters={k: imports.running(fn) for k, fn in dict(getattr(module, "UPCASTERS", {}) or {}).items()},
         version_field=str(getattr(module, "VERSION_FIELD", "version")),
-        fingerprint="py/" + hashlib.sha256(source).hexdigest(),
+        fingerprint=imports.fingerprint,
+        imports=imports,
     )
 
 
-def _helper_sources(file: Path, home: Path, seen: set[Path]) -> bytes:
-    """The sources of the modules a module's import statements name that lie in ``home`` (the
-    reducer's directory, or its package's), and of theirs, in the order found: what else decides
-    what the reducers do. Relative imports are read from the importing module's package; absolute
-    ones from ``home`` and the directory above it (a package importing itself by name)."""
+def _import_file(name: str, where: Path) -> tuple[Path, Path, Path]:
+    """An import name's source file, the directory it is imported from (``where`` first, then
+    ``sys.path``, as `python -m` run there would) and its home: its top-level package's directory
+    (a module's own directory where it is in no package). Imports nothing."""
+    parts = name.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    top, where = parts[0], where.resolve()
+    root = where if (where / top / "__init__.py").is_file() or (where / f"{top}.py").is_file() else _found_root(top, where)
+    base = root.joinpath(*parts)
+    file = next((f for f in (base / "__init__.py", base.parent / f"{base.name}.py") if f.is_file()), None)
+    if file is None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return file.resolve(), root, root / top if file.is_relative_to(root / top) else root
+
+
+def _found_root(top: str, where: Path) -> Path:
+    """The directory a top-level module or package that is not in ``where`` as a file is imported
+    from: a namespace package there, one on ``sys.path``, or one an installed finder maps."""
+    sys.path.insert(0, str(where))
+    try:
+        found = importlib.util.find_spec(top)  # (a top-level name: no package is imported)
+    except (ImportError, ValueError):
+        found = None
+    finally:
+        sys.path.remove(str(where))
+    if found is None:
+        raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+    if found.origin and Path(found.origin).is_file():
+        origin = Path(found.origin).resolve()
+        return origin.parent.parent if found.submodule_search_locations is not None else origin.parent
+    if found.submodule_search_locations:
+        return Path(list(found.submodule_search_locations)[0]).resolve().parent
+    raise ImportError(f"module {top!r} has no Python source file", name=top)
+
+
+class _ReducerImports(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """A reducer's own code: its module and the modules beside it that it imports (its helpers),
+    each read once and compiled from the bytes its fingerprint hashes — never from a cached .pyc
+    nor from a copy an earlier load, or the process, left in ``sys.modules``. While that code runs
+    (its top level as it loads, then each reducer and upcaster) its modules are the ones ``import``
+    finds under their names, and its directory is searched first, as ``python FILE`` (or ``python
+    -m``) would search it; afterwards the names are given back as they were, so another reducer's
+    helpers of the same names stay that reducer's own."""
+
+    def __init__(self, name: str, file: Path, root: Path, home: Path) -> None:
+        self.name, self.root = name, root
+        self.sources = _own_sources(file, root, home)
+        source = self.sources[file]
+        for helper, text in list(self.sources.items())[1:]:
+            source += b"\0" + str(helper.relative_to(home)).encode() + b"\0" + text
+        self.fingerprint = "py/" + hashlib.sha256(source).hexdigest()
+        self.files: dict[str, Path] = {}
+        for f in self.sources:
+            if (n := _module_name(f, root)) and (n not in self.files or f.name == "__init__.py"):
+                self.files[n] = f  # (a package before a module of its name, as import finds them)
+        self.files[name] = file
+        self.modules: dict[str, ModuleType] = {}
+        self._saved: dict[str, ModuleType] = {}
+        self._depth = 0
+        self._on_path = False
+
+    def load(self) -> ModuleType:
+        with self:
+            return importlib.import_module(self.name)
+
+    def running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` (the module's reducer or upcaster), run with the module's imports."""
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+
+        return run
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        file = self.files.get(fullname)
+        if file is None:
+            return None
+        package = [str(file.parent)] if file.name == "__init__.py" else None
+        return importlib.util.spec_from_file_location(fullname, file, loader=self, submodule_search_locations=package)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        file = Path(module.__file__ or "")
+        exec(compile(self.sources[file], str(file), "exec", dont_inherit=True), module.__dict__)
+
+    def get_source(self, fullname: str) -> str:
+        return importlib.util.decode_source(self.sources[self.files[fullname]])
+
+    def __enter__(self) -> _ReducerImports:
+        self._depth += 1
+        if self._depth == 1:
+            self._saved = {n: m for n in self.files if (m := sys.modules.pop(n, None)) is not None}
+            sys.modules.update(self.modules)
+            sys.meta_path.insert(0, self)
+            self._on_path = str(self.root) not in sys.path
+            if self._on_path:
+                sys.path.insert(0, str(self.root))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            sys.meta_path.remove(self)
+            if self._on_path:
+                sys.path.remove(str(self.root))
+            for n in self.files:
+                if (m := sys.modules.pop(n, None)) is not None:
+                    self.modules[n] = m
+            sys.modules.update(self._saved)
+
+
+def _module_name(file: Path, root: Path) -> str | None:
+    """The name a module's file is imported by from ``root``."""
+    parts = list(file.relative_to(root).with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) if parts and all(p.isidentifier() for p in parts) else None
+
+
+def _own_sources(file: Path, root: Path, home: Path) -> dict[Path, bytes]:
+    """A reducer's source, then its helpers' in the order found (see :func:`_helper_sources`),
+    then the ``__init__.py`` of the packages in ``home`` they are imported through (which run
+    when they are imported) and those modules' helpers: what decides what the reducers do."""
+    sources = {file: file.read_bytes()}
+    _helper_sources(file, home, sources)
+    done: set[Path] = set()
+    while todo := [f for f in sources if f not in done]:
+        for f in todo:
+            done.add(f)
+            package = f.parent if f.name != "__init__.py" else f.parent.parent
+            while package.is_relative_to(home) and package != root:
+                init = (package / "__init__.py").resolve()
+                if init.is_file() and init not in sources:
+                    sources[init] = init.read_bytes()
+                    _helper_sources(init, home, sources)
+                package = package.parent
+    return sources
+
+
+def _helper_sources(file: Path, home: Path, sources: dict[Path, bytes]) -> None:
+    """Add to ``sources`` the sources of the modules ``file``'s import statements name that lie
+    in ``home`` (the reducer's directory, or its package's), and of theirs, in the order found.
+    Relative imports are read from the importing module's package; absolute ones from ``home``
+    and the directory above it (a package importing itself by name)."""
     import ast
 
-    seen.add(file)
     try:
-        tree = ast.parse(file.read_bytes())
-    except (OSError, SyntaxError, ValueError):
-        return b""
+        tree = ast.parse(sources[file])
+    except (SyntaxError, ValueError):
+        return
     stems: list[Path] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -1128,14 +1243,15 @@ def _helper_sources(file: Path, home: Path, seen: set[Path]) -> bytes:
             for root in roots:
                 stems.append(root.joinpath(*module))
                 stems += [root.joinpath(*module, a.name) for a in node.names]  # `from pkg import module`
-    out = b""
     for stem in stems:
         for found in (stem.with_suffix(".py"), stem / "__init__.py"):
             found = found.resolve() if found.is_file() else found
-            if found.is_file() and found.is_relative_to(home) and found not in seen:
-                out += b"\0" + str(found.relative_to(home)).encode() + b"\0" + found.read_bytes()
-                out += _helper_sources(found, home, seen)
-    return out
+            if found.is_file() and found.is_relative_to(home) and found not in sources:
+                try:
+                    sources[found] = found.read_bytes()
+                except OSError:
+                    continue
+                _helper_sources(found, home, sources)
 
 
 def _decode(text: str | None) -> Any:
@@ -1263,8 +1379,9 @@ def _replay_python(
         'SELECT "offset", ts, entity, key, type, data, meta, op FROM ev ORDER BY entity, key, "offset"'
     ).to_arrow_reader(65536)
     for batch in reader:
-        for ev in batch.to_pylist():
-            _apply_reducer(module, states, ev)
+        with module.imports:  # (entered once a batch, not at each reducer call)
+            for ev in batch.to_pylist():
+                _apply_reducer(module, states, ev)
         done += batch.num_rows
         if progress:
             progress(done, total)

@@ -1604,6 +1604,70 @@ def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_
     assert load_reducer(str(package)).fingerprint != before
 
 
+def test_the_reducer_code_that_runs_is_the_code_its_fingerprint_hashes(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each load reads the reducer and its helpers as they are on disk and runs those very bytes:
+    a helper edited in a long-lived process is not the copy an earlier load (or the process
+    itself) imported, nor a stale .pyc of an edit in the same second, so a snapshot taken after
+    the edit holds what a replay from zero gives. Named by its import name, the same."""
+    import importlib.util
+
+    from logtool.replay import load_reducer
+
+    (tmp_path / "fee.py").write_text("RATE = 1\n")
+    module = write_module(tmp_path / "red.py", """
+        import fee
+        def dep(state, event):
+            return {"bal": (state or {}).get("bal", 0) + event["data"]["amt"] * fee.RATE * 1}
+        REDUCERS = {"Dep": dep}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    first = load_reducer(str(module)).fingerprint
+    assert rows(replay(store, reducer=str(module))) == {"a": {"bal": 15}}
+    # the process holds a copy of its own, as a notebook that imported the helper would
+    spec = importlib.util.spec_from_file_location("fee", tmp_path / "fee.py")
+    assert spec is not None and spec.loader is not None
+    own = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(own)
+    monkeypatch.setitem(sys.modules, "fee", own)
+    (tmp_path / "fee.py").write_text("RATE = 2\n")  # (the same size, within the same second)
+    snapshot(store, reducer=str(module))
+    from_snapshot = replay(store, reducer=str(module))
+    assert from_snapshot.snapshot == 1 and from_snapshot.reducer != first
+    assert rows(from_snapshot) == rows(replay(store, reducer=str(module), use_snapshots=False)) == {"a": {"bal": 30}}
+    assert sys.modules["fee"] is own and own.RATE == 1  # the process's own copy is left as it was
+    module.write_text(module.read_text().replace("RATE * 1", "RATE * 3"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("red", str(module)):
+        tripled = replay(store, reducer=name)
+        assert tripled.snapshot is None and rows(tripled) == {"a": {"bal": 90}}
+    assert "red" not in sys.modules  # a load leaves no module of its own behind
+
+
+def test_a_helper_imported_inside_a_reducer_is_found_as_it_runs(store: Path, tmp_path: Path) -> None:
+    """The reducer's directory is searched while its reducers run, not only while it loads: a
+    helper imported inside a reducer function is found (by replay and by the audit commands)
+    and counts in the fingerprint."""
+    from logtool.replay import load_reducer
+
+    (tmp_path / "moneyutil.py").write_text("from decimal import Decimal\ndef parse(x): return Decimal(x)\n")
+    module = write_module(tmp_path / "red.py", """
+        def dep(state, event):
+            from moneyutil import parse
+            return {"bal": (state or {}).get("bal", 0) + parse(event["data"]["amt"])}
+        REDUCERS = {"Dep": dep}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": "10.50"}}])
+    assert rows(replay(store, reducer=str(module))) == {"a": {"bal": Decimal("10.50")}}
+    (change,) = logtool.history(store, "a", reducer=str(module)).column("changes").to_pylist()
+    assert decode(change) == {"bal": {"after": Decimal("10.50")}}
+    before = load_reducer(str(module)).fingerprint
+    (tmp_path / "moneyutil.py").write_text("from decimal import Decimal\ndef parse(x): return 2 * Decimal(x)\n")
+    assert load_reducer(str(module)).fingerprint != before
+    assert rows(replay(store, reducer=str(module))) == {"a": {"bal": Decimal("21.00")}}
+
+
 def test_a_package_in_the_working_directory_is_a_reducer_by_its_name(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
