@@ -159,23 +159,25 @@ def _auto_snapshot(store: Store) -> str | None:
     if not every or not state.segments:
         return None
     from .errors import LogtoolError
-    from .replay import KV_FINGERPRINT, load_reducer, snapshot
+    from .replay import KV_FINGERPRINT, load_reducer, reducer_label, snapshot
 
-    reducer = state.config.get("snapshot_reducer")
+    # (an import name is imported from the directory it was found from when it was set)
+    reducer, where = state.config.get("snapshot_reducer"), state.config.get("snapshot_reducer_from")
     try:
-        fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
+        module = load_reducer(reducer, search=where) if reducer else None
     except LogtoolError as e:
         # due or not, by the last snapshot any reducer took (its own fingerprint cannot be had)
         last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") != KV_FINGERPRINT), default=-1)
         if state.next_offset - 1 - last < every:
             return None
-        return (f"no automatic snapshot: its reducer {reducer} cannot be loaded ({e.message}); "
+        return (f"no automatic snapshot: its reducer {reducer_label(str(reducer), where)} cannot be loaded ({e.message}); "
                 "set it again with `logtool snapshot STORE --every N --reducer MODULE`")  # fmt: skip
+    fingerprint = module.fingerprint if module else KV_FINGERPRINT
     last = max((s["offset"] for s in state.of_kind("snapshot") if s.get("reducer") == fingerprint), default=-1)
     if state.next_offset - 1 - last < every:
         return None
     try:
-        snapshot(store.path, reducer=reducer)
+        snapshot(store.path, reducer=module)
     except LogtoolError as e:  # an open transaction, another writer, a reducer that fails
         return f"no automatic snapshot this time: {e.message} (a later ingest tries again)"
     return None

@@ -249,15 +249,15 @@ def replay(
     at_position: str | None = None,
     entity: str | None = None,
     key: str | None = None,
-    reducer: str | None = None,
+    reducer: str | ReducerModule | None = None,
     use_snapshots: bool = True,
     progress: Progress | None = None,
 ) -> ReplayResult:
     """The state of a store at a target (default: the head), optionally of one entity or key.
 
-    ``reducer`` names a Python module (file path or importable name) for an event-sourced log;
-    without it the ``kv`` reducer applies. Replay starts from the nearest valid snapshot at or
-    below the target.
+    ``reducer`` names a Python module (file path or importable name) for an event-sourced log, or
+    is one :func:`load_reducer` loaded; without it the ``kv`` reducer applies. Replay starts from
+    the nearest valid snapshot at or below the target.
     """
     import pyarrow as pa
 
@@ -269,7 +269,7 @@ def replay(
     con = engine.connect()
     store.events_view(con, files=store.segment_files(st))
     target = _within_the_store(_resolve_target(con, at_offset, at_time, at_position), st.next_offset, con)
-    module = load_reducer(reducer) if reducer else None
+    module = reducer if isinstance(reducer, ReducerModule) else load_reducer(reducer) if reducer else None
     fingerprint = module.fingerprint if module else KV_FINGERPRINT
     warnings: list[str] = [target.note] if target.note else []
     if target.by == "offset" and target.upto is not None and target.upto >= st.next_offset:
@@ -1009,26 +1009,27 @@ class ReducerModule:
     imports: _ReducerImports = field(repr=False)
 
 
-def reducer_location(spec: str) -> str:
+def reducer_location(spec: str) -> tuple[str, str | None]:
     """Where a reducer module is, from any working directory: its file's (or package directory's)
-    absolute path; the name itself where it has no file."""
+    absolute path; or, for an import name, the name and the directory it is imported from (its
+    package stays its package); the name itself, and None, where it is not found."""
     if Path(spec).exists():
-        return str(Path(spec).resolve())
-    sys.path.insert(0, os.getcwd())
+        return str(Path(spec).resolve()), None
     try:
-        found = importlib.util.find_spec(spec)
-    except (ImportError, ValueError):
-        found = None
-    finally:
-        sys.path.remove(os.getcwd())
-    origin = getattr(found, "origin", None)
-    if not origin or not Path(origin).is_file():
-        return spec
-    return str(Path(origin).parent) if Path(origin).name == "__init__.py" else origin
+        _, root, _ = _import_file(spec, Path.cwd())
+    except ImportError:
+        return spec, None
+    return spec, str(root)
 
 
-def load_reducer(spec: str) -> ReducerModule:
-    """Load a reducer module from a file path or an importable name.
+def reducer_label(spec: str, where: str | None) -> str:
+    """A reducer as :func:`reducer_location` gives it, for a message."""
+    return f"{spec} (imported from {where})" if where else spec
+
+
+def load_reducer(spec: str, search: str | None = None) -> ReducerModule:
+    """Load a reducer module from a file path or an importable name (found from ``search``,
+    default the working directory, before ``sys.path``).
 
     Its source and the helpers beside it that it imports are read once: the fingerprint is their
     hash, and the code that runs is compiled from those very bytes, however often the module is
@@ -1045,7 +1046,7 @@ def load_reducer(spec: str) -> ReducerModule:
         else:
             # importable from here: the working directory is searched too, as `python -m` would; a
             # package named by its directory (./mypkg) is imported by its name from beside it
-            name, where = (path.resolve().name, path.resolve().parent) if path.is_dir() else (spec, Path.cwd())
+            name, where = (path.resolve().name, path.resolve().parent) if path.is_dir() else (spec, Path(search or os.getcwd()))
             file, root, home = _import_file(name, where)
         imports = _ReducerImports(name, file, root, home)
         module = imports.load()
@@ -1476,12 +1477,12 @@ def snapshot(
     path: str | Path,
     *,
     at_offset: int | None = None,
-    reducer: str | None = None,
+    reducer: str | ReducerModule | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Store the state at an offset (default: the head) as a snapshot, in one commit; returns its commit
     entry (with ``already`` where one of the same reducer was there: none is taken again), and the
-    ``warnings`` of the replay that built it."""
+    ``warnings`` of the replay that built it. ``reducer`` is as :func:`replay` takes it."""
     store = Store.open(path)
     # The lock is taken before the replay: a purge committed meanwhile would come back in it.
     with store.writer("snapshot"):
@@ -1517,7 +1518,7 @@ def store_snapshot(
     store: Store,
     *,
     at_offset: int | None = None,
-    reducer: str | None = None,
+    reducer: str | ReducerModule | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """:func:`snapshot` for a writer that holds the store's lock already (a head drop stores its
@@ -1533,13 +1534,15 @@ def store_snapshot(
             "leave --at-offset out to snapshot the head",
         )
     at_offset = transaction_boundary(store, at_offset)
-    # one there already (automatic snapshots while the head transaction stays open): kept
-    fingerprint = load_reducer(reducer).fingerprint if reducer else KV_FINGERPRINT
+    # one there already (automatic snapshots while the head transaction stays open): kept; the
+    # reducer is loaded once, so the snapshot is of the code whose fingerprint it is checked by
+    module = reducer if isinstance(reducer, ReducerModule) else load_reducer(reducer) if reducer else None
+    fingerprint = module.fingerprint if module else KV_FINGERPRINT
     at = next_offset - 1 if at_offset is None else at_offset
     for existing in store.state().of_kind("snapshot"):
         if existing["offset"] == at and existing.get("reducer") == fingerprint:
             return {**existing, "already": True}  # (said so: no new snapshot was taken)
-    result = replay(store.path, at_offset=at_offset, reducer=reducer, progress=progress)
+    result = replay(store.path, at_offset=at_offset, reducer=module, progress=progress)
     if result.offset is None and at_offset is not None:
         raise UsageError(
             f"no event at or below offset {at_offset} is left in the store (a compaction or purge removed them): "
@@ -1571,7 +1574,7 @@ def store_snapshot(
         "sha256": file_sha256(target),
         "bytes": target.stat().st_size,
     }
-    store.commit("snapshot", {"at_offset": result.offset, "reducer": reducer or "kv"}, add=[entry])
+    store.commit("snapshot", {"at_offset": result.offset, "reducer": module.name if module else "kv"}, add=[entry])
     return {**entry, "warnings": result.warnings}  # (what the replay said of the state it stored)
 
 

@@ -302,7 +302,7 @@ def test_an_automatic_snapshot_whose_reducer_is_gone_is_a_warning(cli: Any, tmp_
     assert quiet.code == 0 and "1 ingested" in quiet.err and "warning" not in quiet.err
 
 
-def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_its_file(
+def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_where_it_is_imported_from(
     cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a later ingest run from elsewhere still finds it; a replay naming it either way uses the snapshot
@@ -311,7 +311,7 @@ def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_its_file(
     ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
     monkeypatch.chdir(tmp_path)
     run = cli("snapshot", store, "--every", "10", "--reducer", "bank_rules")
-    assert run.code == 0 and f"with reducer {(tmp_path / 'bank_rules.py').resolve()}" in run.err
+    assert run.code == 0 and f"with reducer bank_rules (imported from {tmp_path.resolve()})" in run.err
     monkeypatch.chdir(SAMPLES)
     more = tmp_path / "more.jsonl"
     more.write_text('{"ts": "2026-03-02T00:00:00Z", "stream": "account", "account_id": "acc-1001", "type": "AccountClosed", '
@@ -320,6 +320,39 @@ def test_snapshot_every_with_a_reducer_named_as_a_module_keeps_its_file(
     assert Store.open(store).state().of_kind("snapshot") != []
     monkeypatch.chdir(tmp_path)
     assert replay(store, reducer="bank_rules").snapshot is not None
+
+
+def test_snapshot_every_with_a_reducer_in_a_package_imports_it_as_replay_does(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reducer named as a module of a package keeps its package for the automatic snapshots:
+    one with relative imports is accepted, one importing its package by name too, and a later
+    ingest run from elsewhere imports it by its name from the directory it was found from, and
+    takes the snapshots that replay then uses."""
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"id": "a", "type": "Dep", "body": {"amt": "1"}}\n' * 2)
+    for package, imports in (("bankpkg", "from .money import add"), ("bank2", "from bank2.money import add")):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / "money.py").write_text("from decimal import Decimal\ndef add(a, b): return Decimal(a) + Decimal(b)\n")
+        write_module(tmp_path / package / "reducers.py", f"""
+            {imports}
+            def dep(state, event):
+                return {{"bal": add((state or {{}}).get("bal", 0), event["data"]["amt"])}}
+            REDUCERS = {{"Dep": dep}}
+        """)
+        store = write_events(tmp_path / f"{package}.store", [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": "10"}}])
+        monkeypatch.chdir(tmp_path)
+        run = cli("snapshot", store, "--every", "2", "--reducer", f"{package}.reducers")
+        assert run.code == 0 and f"with reducer {package}.reducers (imported from {tmp_path.resolve()})" in run.err
+        monkeypatch.chdir(SAMPLES)
+        added = cli("ingest", store, more, "--key-field", "id", "--entity", "t", "--type-field", "type", "--data-field", "body")
+        assert added.code == 0 and "warning" not in added.err
+        (taken,) = Store.open(store).state().of_kind("snapshot")
+        assert taken["offset"] == 2
+        monkeypatch.chdir(tmp_path)
+        used = replay(store, reducer=f"{package}.reducers")
+        assert used.snapshot == 2 and json.loads(used.state.column("state")[0].as_py()) == {"bal": 12}
 
 
 def test_a_stale_snapshot_is_a_warning_on_stderr(cli: Any, bank: Path, tmp_path: Path) -> None:

@@ -126,14 +126,14 @@ def snapshot(
     import logtool
 
     if every is not None:
-        from logtool.replay import load_reducer, reducer_location
+        from logtool.replay import load_reducer, reducer_label, reducer_location
 
         # the reducer the automatic snapshots are taken with, where an ingest run from elsewhere finds it
-        spec = reducer_location(reducer) if reducer else None
+        spec, where = reducer_location(reducer) if reducer else (None, None)
         if spec:
-            load_reducer(spec)  # refused now, not at every later ingest
-        logtool.configure_store(store, snapshot_every=every, snapshot_reducer=spec)
-        with_reducer = f" with reducer {spec}" if spec else ""
+            load_reducer(spec, search=where)  # refused now, not at every later ingest
+        logtool.configure_store(store, snapshot_every=every, snapshot_reducer=spec, snapshot_reducer_from=where)
+        with_reducer = f" with reducer {reducer_label(spec, where)}" if spec else ""
         console.status(f"automatic snapshots: {'every ' + str(every) + ' events' + with_reducer if every else 'off'}")
         if at_offset is None:
             return
