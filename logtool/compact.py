@@ -380,7 +380,13 @@ def _compact(
             removes.append(seg)
             if entry:
                 adds.append(entry)
-        stale_snapshots = [s for s in st.of_kind("snapshot") if s["offset"] < horizon - 1]
+        # Below the compaction point a snapshot no longer matches the log; at or after it, one holds
+        # the keyless rows the compaction drops, which a replay of the log no longer has (a head
+        # drop's snapshot there is the only start a replay has: it stays).
+        stale_snapshots = [
+            s for s in st.of_kind("snapshot")
+            if s["offset"] < horizon - 1 or (result.removed.get("keyless") and s["path"] not in unrebuildable)
+        ]  # fmt: skip
         # A snapshot a head drop left holds rows no event holds any more: it stays, without the
         # rows that events up to the compaction point touch (their survivors, or their expiry,
         # say what is left of them), so that replay starts from it and applies the survivors.

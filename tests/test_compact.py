@@ -578,6 +578,29 @@ def test_keyless_records_are_dropped_outside_the_head(tmp_path: Path) -> None:
     assert state(store) == {("e", "k"): {"v": 1}, ("e", None): {"row": 3}}
 
 
+def test_a_snapshot_at_or_after_the_point_holding_keyless_rows_goes_with_them(tmp_path: Path) -> None:
+    """A snapshot is a cache of a replay of the log: one at or after the compaction point holds the
+    keyless rows the compaction drops, so it goes too, and a replay from the store's snapshots
+    equals one from zero."""
+    events = [ev("insert", None, {"row": 1}), ev("insert", "k", {"v": 1}, t=1), ev("insert", "k", {"v": 2}, t=2),
+              ev("insert", "j", {"v": 3}, t=3)]  # fmt: skip
+    for until in (None, 2):
+        store = make_store(tmp_path / f"s{until}", events)
+        logtool.snapshot(store, at_offset=3)
+        logtool.snapshot(store, at_offset=2)
+        compact(store, until_offset=until, now=LATER)
+        assert Store.open(store).state().of_kind("snapshot") == []
+        from_snapshots = replay(store)
+        assert from_snapshots.digest == replay(store, use_snapshots=False).digest
+        assert ("e", None) not in {(r["entity"], r["key"]) for r in from_snapshots.state.to_pylist()}
+    # where no keyless row goes, a snapshot at the point stays (it still matches the log)
+    store = make_store(tmp_path / "keyed", events[1:])
+    logtool.snapshot(store)
+    compact(store, now=LATER)
+    assert len(Store.open(store).state().of_kind("snapshot")) == 1
+    assert replay(store).digest == replay(store, use_snapshots=False).digest
+
+
 def test_an_entity_without_any_key_is_named_before_its_rows_go(tmp_path: Path) -> None:
     """Keyless records go (Kafka's rule); an entity none of whose events has a key loses every
     row, as when its key was simply not mapped: the dry run and the run say so on stderr."""
