@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import sql_string
 from .errors import interrupted
 from .keyindex import describe
-from .store import State, Store, canonical_json, chain_break, commit_hash, file_sha256
+from .store import HEAD_MARK, State, Store, canonical_json, chain_break, commit_hash, file_sha256
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -166,6 +166,9 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         prev = body.get("hash")
         commits.append(body)
     report.commits = len(commits)
+    lost = store.lost_head(int(commit_paths[-1].stem) if commit_paths else -1)
+    if lost:  # the files only that commit names look like leftovers: they are not safe to delete
+        report.problems.append(Problem(f"_log/{HEAD_MARK}", lost + " (files no commit names may be its: restore it first)"))
     if untrusted:
         return report  # the commit log cannot be trusted: nothing folded from it would be either
     state = fold(commits)
@@ -282,7 +285,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
             report.problems.append(
                 Problem(entry["path"], "key index in the commit does not match the file", entry.get("min_offset"))
             )
-    report.leftovers = [store.rel(p) for p in store.leftovers(state)]
+    report.leftovers = [] if lost else [store.rel(p) for p in store.leftovers(state)]
     report.writer_at_work = store.writer_at_work() if report.leftovers else None
     return report
 

@@ -184,7 +184,40 @@ class Store:
                                      "lists every problem")  # fmt: skip
                 self._read[name] = body
             out.append(self._read[name])
+        lost = self.lost_head(len(out) - 1)
+        if lost:
+            raise StoreError(f"{self.log_dir}: {lost}", f"restore that commit file from a backup; `logtool verify {self.path}` "
+                             "lists every problem")  # fmt: skip
         return out
+
+    def lost_head(self, newest: int) -> str | None:
+        """What is wrong where the head mark names a commit after ``newest`` (the newest commit file
+        read) and that commit's file is gone, or None. A commit is published before the mark, so a
+        commit a writer published meanwhile is found there, not taken for lost."""
+        try:
+            mark = json.loads((self.log_dir / HEAD_MARK).read_text("utf-8"))
+            version = int(mark["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no mark (a store from before it), or one a crash left half-written
+        if version <= newest or (self.log_dir / f"{version:08d}.json").exists():
+            return None
+        files = f"{newest + 1:08d}.json" + ("" if version == newest + 1 else f" to {version:08d}.json")
+        return f"commit {files} missing: the log's head mark ({HEAD_MARK}) names commit {version}, the newest commit file is {newest}"
+
+    def _mark_head(self, version: int) -> None:
+        """Record the newest commit's number in the head mark (after that commit is published):
+        a lost newest commit file is then told from a log that never had it."""
+        tmp = self.log_dir / f".{HEAD_MARK}.{secrets.token_hex(4)}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(canonical_json({"version": version}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, self.log_dir / HEAD_MARK)  # (atomic, and replaces the mark before it)
+        except OSError:
+            pass  # the commit is published: a mark left behind names an older one, which checks nothing
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def state(self) -> State:
         """Fold the commits into the current state (read-only: callers must not change it). Only
@@ -252,6 +285,7 @@ class Store:
             raise StoreError(f"commit {final.name} already exists", "another writer got in: retry") from None
         finally:
             tmp.unlink(missing_ok=True)
+        self._mark_head(body["version"])
         fsync_path(self.log_dir)
         self._locked_version = body["version"]
         return body
@@ -408,6 +442,7 @@ class Store:
 
 
 READ_ATTEMPTS = 3
+HEAD_MARK = "HEAD"  # in _log/: the newest commit's number, as JSON (no commit: its name is no number.json)
 _SEGMENT_PATH = re.compile(r"""[^"'\s]*(?:segments|snapshots)/[^"'\s]+\.parquet""")
 
 

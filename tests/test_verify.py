@@ -393,6 +393,30 @@ def test_commit_removed_from_the_middle(cli: Cli, store: Path, write_lines: Writ
     assert sorted(p.name for p in (store / "segments").iterdir()) == files
 
 
+def test_newest_commit_removed(cli: Cli, store: Path, write_lines: WriteLines, tmp_path: Path) -> None:
+    """A lost newest commit file is told from a log that never had it (the head mark names it):
+    verify finds it and calls no file safe to delete, and no writer sweeps the files only it names."""
+    newest = sorted((store / "_log").glob("0*.json"))[-1]
+    newest.unlink()
+    r = cli("verify", store, "--format", "jsonl")
+    assert r.code == 1
+    problems = [json.loads(line) for line in r.out.splitlines()]
+    assert problems[0]["where"] == "_log/HEAD"
+    assert problems[0]["problem"].startswith(f"commit {newest.name} missing: the log's head mark (HEAD) names commit")
+    assert "safe to delete" not in r.err
+    files = sorted(p.name for p in (store / "segments").iterdir())
+    more = write_lines(tmp_path / "more.jsonl", ['{"id":99}'])
+    for command in (["sql", "SELECT count(*) FROM events"], ["ingest", more, "--key-field", "id"], ["compact", "--yes"]):
+        r = cli(command[0], store, *command[1:])
+        assert r.code == 2 and r.out == ""
+        assert r.errors()[0].endswith(f"commit {newest.name} missing: the log's head mark (HEAD) names commit "
+                                      f"{int(newest.stem)}, the newest commit file is {int(newest.stem) - 1}")  # fmt: skip
+    assert sorted(p.name for p in (store / "segments").iterdir()) == files
+    # restoring nothing but an older log (no mark): as before the mark existed, no check
+    (store / "_log" / "HEAD").unlink()
+    assert cli("verify", store).code == 0
+
+
 def test_commits_swapped(cli: Cli, store: Path) -> None:
     a, b = store / "_log" / "00000001.json", store / "_log" / "00000002.json"
     ta, tb = a.read_bytes(), b.read_bytes()
