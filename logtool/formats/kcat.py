@@ -6,6 +6,8 @@
 - A payload that is a Maxwell record is read as the Maxwell reader reads it (entity, op, key, ts,
   txn from the record; Maxwell's Kafka key, which names the database and table, is not used), its
   binlog ``position`` kept in ``meta``.
+- A payload Debezium writes beside its change events (a heartbeat, a schema change, a transaction's
+  BEGIN or END) is read and passed over on a topic of Debezium's (see ``_beside_changes``).
 - Any other payload is JSON: an ``upsert`` of that JSON, keyed by the Kafka key as it is (or, for a
   null key, by the ``--key-field`` fields of the payload), in the entity named by the topic, at the
   record's Kafka timestamp.
@@ -45,7 +47,17 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .debezium import KeyNames, decode_change, from_mongodb, is_envelope, mongodb_record_id, record_key, row_fields
+from .debezium import (
+    KeyNames,
+    _not_a_change,
+    decode_change,
+    from_mongodb,
+    is_envelope,
+    mongodb_record_id,
+    record_key,
+    row_fields,
+    unwrap,
+)
 from .maxwell import decode_record as decode_maxwell
 from .maxwell import is_record as is_maxwell
 
@@ -117,6 +129,8 @@ def _decode(
             value = loads_exact(payload)
         except ValueError as e:
             raise ValueError(f"payload is not JSON: {json_error(e)}") from None
+    if _beside_changes(topic, key, value, topics):
+        return []  # read, not a change (as the Debezium reader passes it over); a held delete waits on
     if is_envelope(value):
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
@@ -146,6 +160,28 @@ def _decode(
         "source": where,
     }
     return [*moves.let_out(), upsert]
+
+
+def _beside_changes(topic: str, key: Any, value: Any, topics: dict[str, Any]) -> bool:
+    """Whether a payload is a record Debezium writes beside its change events (a heartbeat, a
+    schema change, a transaction's BEGIN or END) on a topic of Debezium's: one that carried its
+    change events, or one that its name or the record's Kafka key shows to be Debezium's heartbeat
+    topic (``__debezium-heartbeat.<prefix>``, key ``{"serverName": ...}``), transaction topic
+    (``<prefix>.transaction``, key ``{"id": ...}`` naming the transaction) or schema-change topic
+    (key ``{"databaseName": ...}``, or a value naming the database). On another topic such JSON is
+    an application's own, and is read as any payload is."""
+    if not _not_a_change(value):
+        return False
+    if topic in topics:
+        return True
+    inner, _ = unwrap(value)
+    fields, _ = unwrap(key)
+    named = list(fields) if isinstance(fields, dict) else []
+    if "ddl" in inner or "tableChanges" in inner:
+        return named == ["databaseName"] or "databaseName" in inner
+    if "status" in inner:
+        return topic.endswith(".transaction") or named == ["id"] and fields["id"] == inner["id"]
+    return topic.startswith("__debezium-heartbeat") or named == ["serverName"]
 
 
 class _KeyMoves:

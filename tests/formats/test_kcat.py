@@ -395,3 +395,38 @@ def test_kafka_offsets_are_the_events_offsets_only_with_offset_field(read_events
     assert [r["offset"] for r in rows] == [None]
     rows, _ = read_events(FORMAT, path, Mapping(offset_field="offset"))
     assert [r["offset"] for r in rows] == [5]
+
+
+def test_debezium_heartbeats_transaction_metadata_and_schema_changes_are_passed_over(read_events, write_file) -> None:
+    """A heartbeat, a transaction's BEGIN or END and a schema change change no row, on a topic that
+    carried Debezium's change events or that its name or Kafka key shows to be Debezium's, also
+    before the first change of the file; they go in nowhere (their Kafka time would end an
+    --at-time prefix early). The same JSON on an application's own topic is a payload as any."""
+    src = {"connector": "postgresql", "name": "pg", "ts_ms": 1709640000000, "db": "shop", "schema": "public",
+           "table": "t", "txId": 771, "lsn": 1000}  # fmt: skip
+    change = {"before": None, "after": {"id": 1, "v": "a"}, "source": src, "op": "c", "ts_ms": 1709640000350}
+    end = {"status": "END", "id": "771:1000", "event_count": 1, "ts_ms": 1709640000000,
+           "data_collections": [{"data_collection": "public.t", "event_count": 1}]}  # fmt: skip
+    ddl = {"source": {"connector": "mysql", "name": "my", "ts_ms": 1709640000000, "db": "inv"}, "databaseName": "inv",
+           "ddl": "ALTER TABLE t ADD COLUMN n int", "tableChanges": []}  # fmt: skip
+    sides = [
+        ("my", None, ddl),  # before any change event
+        ("pg.transaction", None, {**end, "status": "BEGIN", "event_count": None, "data_collections": None}),
+        ("__debezium-heartbeat.pg", {"serverName": "pg"}, {"ts_ms": 1709640005000}),
+        ("beats", {"serverName": "pg"}, {"ts_ms": 1709640005000}),  # a heartbeat topic of another name
+        ("txns", {"id": "771:1000"}, end),
+        ("pg.public.t", {"id": 1}, change),
+        ("pg.public.t", None, end),  # (transaction metadata routed to the table's topic)
+        ("pg.transaction", {"id": "771:1000"}, {"schema": {"type": "struct"}, "payload": end}),
+    ]
+    apps = [("jobs", {"id": 5}, {"id": 7, "status": "END"}), ("ticks", "k", {"ts_ms": 1709640005000})]
+    lines = [json.dumps({"topic": topic, "partition": 0, "offset": n, "ts": 1709640009000 + n,
+                         "key": None if key is None else json.dumps(key), "payload": json.dumps(payload)})
+             for n, (topic, key, payload) in enumerate(sides + apps)]  # fmt: skip
+    rows, bad = read_events(FORMAT, write_file("k.jsonl", "\n".join(lines) + "\n"))
+    assert bad == []
+    assert [(r["entity"], r["op"], r["ts"]) for r in rows] == [
+        ("public.t", "insert", 1709640000000000),
+        ("jobs", "upsert", 1709640009008000),
+        ("ticks", "upsert", 1709640009009000),
+    ]
