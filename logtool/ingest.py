@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +243,7 @@ def _ingest_one(
         on_rows=on_rows,
         con=con,
     )
+    source.store_topics = partial(_debezium_topics, store)
     try:
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
@@ -302,6 +304,24 @@ def _ingest_one(
     commit = store.commit("ingest", params, add=entries + quarantine, gaps=writer.gaps, info=info)
     res.commit = commit["version"]
     return res
+
+
+def _debezium_topics(store: Store, topics: list[str]) -> dict[str, tuple[str, bool]]:
+    """Of these Kafka topics, those whose Debezium changes earlier ingests of kcat dumps read: the
+    entity of the changes, and whether they came from the MongoDB connector. (A kcat reader asks
+    it of the tombstones of a topic its file holds no other record of.)"""
+    from .query import events_connection
+
+    rows = events_connection(store).execute(
+        """SELECT json_extract_string(meta, '$.kafka.topic') AS topic, min(entity),
+                  bool_or(json_extract_string(meta, '$.source.connector') = 'mongodb')
+           FROM events
+           WHERE source.format = 'kcat' AND data IS NOT NULL AND op <> 'event'
+             AND json_type(meta, '$.source') = 'OBJECT' AND topic IN (SELECT unnest(?::VARCHAR[]))
+           GROUP BY topic""",
+        [topics],
+    ).fetchall()
+    return {topic: (entity, bool(mongodb)) for topic, entity, mongodb in rows}
 
 
 def _write_quarantine(store: Store, source: Source, bad: list[BadRecord]) -> dict[str, Any]:

@@ -146,6 +146,10 @@ class Source:
         self.type_field_seen = False  # a record had a type in the mapping's type field
         self.domain_events_seen = False  # (until one had) a record was a domain event (op `event`)
         self.notes: list[str] = []  # what a reader passed over that a person should hear of
+        # what the store the input goes into holds, for a reader to ask (None: no store): of some
+        # Kafka topics, the entity of the Debezium changes earlier ingests read from each, and
+        # whether they came from the MongoDB connector
+        self.store_topics: Callable[[list[str]], dict[str, tuple[str, bool]]] | None = None
         self.bom = False  # the content began with a UTF-8 byte order mark (not passed on by open())
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head

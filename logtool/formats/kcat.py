@@ -15,7 +15,9 @@
   change moved a row from: see ``_key_change``). On a topic that carried
   Debezium events (or whose key schema's name the file's Debezium events make sure of: see
   ``debezium.KeyNames``) it is placed in the Debezium entity and
-  keyed as Debezium keys are, at the time of the partition's last Debezium event (its delete).
+  keyed as Debezium keys are, at the time of the partition's last Debezium event (its delete). A
+  tombstone that comes before any other record of its topic, and whose key schema's name the file
+  has not made sure of yet, waits for one (see ``_Unplaced``).
 - ``payload_error`` or ``key_error`` (kcat could not deserialize the record) is a bad record, not a
   tombstone.
 - ``source.position`` is ``partition/offset``; ``meta.kafka`` holds the record's members other
@@ -25,6 +27,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import Format
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 NAME = "kcat"
+_HELD = 10_000  # tombstones held at most until their topic shows what it carries (see _Unplaced)
 
 
 def _decode(
@@ -76,6 +80,7 @@ def _decode(
     learned: dict[str, tuple[str, ...]],
     moves: _KeyMoves,
     key_names: KeyNames,
+    unplaced: _Unplaced,
     store_offset: int | None = None,
 ) -> list[Event]:
     if not isinstance(record, dict):
@@ -102,27 +107,16 @@ def _decode(
     key = _parsed_key(raw_key)
     payload = record["payload"]
     if payload is None:
-        seen, mongodb, fields = topics.get(topic, (None, False, {}))
-        entity = key_names.entity(key) or seen
-        # a key written without its schema is read as the topic's change events' keys were
-        text = record_key(key, fields)[0] if entity is not None else _key_text(raw_key)
-        if mongodb:  # the MongoDB connector's key names the document as its events' keys do
-            text = mongodb_record_id(key) or text
-        # A Debezium tombstone follows its delete in the partition: it takes the delete's (the
-        # database's) time, not the later Kafka time, which would end an --at-time prefix early.
-        ts = times.get((topic, partition)) if entity is not None else None
-        if moves.tombstone(topic, text):  # of a key a row moved away from: nothing to delete
+        meta: Event = {"meta": dumps_exact({"kafka": kafka}), "source": where}
+        if store_offset is not None:  # (--offset-field: its own, wherever it is let in)
+            meta["offset"] = store_offset
+        tombstone = _Tombstone(topic, partition, key, raw_key, _kafka_time(record), meta)
+        if topic not in unplaced.shown and key_names.entity(key) is None:  # what does it carry? the records after it tell
+            return [*moves.let_out(), *unplaced.hold(tombstone, topics, times)]
+        event = tombstone.placed(topics, times, key_names)
+        if moves.tombstone(topic, event["key"]):  # of a key a row moved away from: nothing to delete
             return []
-        tombstone = {
-            "ts": ts if ts is not None else _kafka_time(record),
-            "entity": entity or topic,
-            "key": text,
-            "op": "delete",
-            "data": None,
-            "meta": dumps_exact({"kafka": kafka}),
-            "source": where,
-        }
-        return [*moves.let_out(), tombstone]  # (read whole first: a bad record lets no held delete out)
+        return [*moves.let_out(), event]  # (read whole first: a bad record lets no held delete out)
     value = payload
     if isinstance(payload, str) and not isinstance(payload, RawNumber):
         try:
@@ -136,13 +130,15 @@ def _decode(
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
             key_names.learn(key, event["entity"])
+        early = unplaced.release(topic, topics, times)  # (before this event's time is the partition's)
         times[topic, partition] = event.get("ts")
         if store_offset is not None:  # (--offset-field: set here, as a delete held back keeps its own)
             event["offset"] = store_offset
-        return moves.event(topic, event, kafka.get("headers"), row_fields(value))
+        return [*early, *moves.event(topic, event, kafka.get("headers"), row_fields(value))]
+    early = unplaced.release(topic, topics, times)  # a topic of other records: its tombstones are its own
     if is_maxwell(value):
         maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
-        return [*moves.let_out(), maxwell]
+        return [*early, *moves.let_out(), maxwell]
     text = _key_text(raw_key)
     if text is None:
         names = mapping.keys_for(topic)
@@ -159,7 +155,90 @@ def _decode(
         "meta": dumps_exact({"kafka": kafka}),
         "source": where,
     }
-    return [*moves.let_out(), upsert]
+    return [*early, *moves.let_out(), upsert]
+
+
+@dataclass
+class _Tombstone:
+    """A tombstone as read. Its entity, key and time depend on what its topic carries: on a topic
+    of Debezium change events (or where the file's changes made its key schema's name sure: see
+    ``KeyNames``) it deletes the row of the Debezium entity, keyed as Debezium keys are, at the time of the partition's last Debezium event (its delete: Debezium writes the
+    tombstone right after it, and the later Kafka time would end an --at-time prefix early)."""
+
+    topic: str
+    partition: Any  # (an int)
+    key: Any  # parsed
+    raw_key: Any  # as kcat gave it
+    kafka_ts: int | None
+    rest: Event  # meta, source, and the offset --offset-field gives
+
+    def placed(
+        self, topics: dict[str, tuple[str, bool, dict[str, Any]]], times: dict[Any, Any], key_names: KeyNames
+    ) -> Event:
+        seen, mongodb, fields = topics.get(self.topic, (None, False, {}))
+        entity = key_names.entity(self.key) or seen
+        # a key written without its schema is read as the topic's change events' keys were
+        text = record_key(self.key, fields)[0] if entity is not None else _key_text(self.raw_key)
+        if mongodb:  # the MongoDB connector's key names the document as its events' keys do
+            text = mongodb_record_id(self.key) or text
+        ts = times.get((self.topic, self.partition)) if entity is not None else None
+        return {"ts": ts if ts is not None else self.kafka_ts, "entity": entity or self.topic, "key": text,
+                "op": "delete", "data": None, **self.rest}  # fmt: skip
+
+
+class _Unplaced:
+    """Tombstones of topics whose kind the file has not shown yet. In a dump of a compacted
+    topic, a tombstone whose delete compaction dropped may come before the topic's first
+    surviving change: unless the changes read so far made its key schema's name sure (``key_names``),
+    it is held until a record of its topic shows what the topic carries (the name learned from that
+    record's change too), and goes in just before that record (after other topics' records read meanwhile: Kafka orders
+    no topic or partition against another). At most ``_HELD`` are held: past that, the topic held
+    longest lets its tombstones in. Those of a topic no record of the file shows (the limit reached,
+    or at the end of the file) are placed by what the store holds: on a topic whose Debezium
+    changes an earlier ingest read, in their entity; else as the topic's own. Where the topic turns
+    out to carry Debezium events after all, a note says how many went in as its own."""
+
+    def __init__(self, source: Source, key_names: KeyNames) -> None:
+        self.source = source
+        self.key_names = key_names
+        self.held: dict[str, list[_Tombstone]] = {}
+        self.count = 0
+        self.early: dict[str, int] = {}  # topic -> tombstones let in as its own, the limit reached
+        self.shown: set[str] = set()  # topics a record of which (other than a tombstone) was read
+
+    def hold(self, tombstone: _Tombstone, topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
+        self.held.setdefault(tombstone.topic, []).append(tombstone)
+        self.count += 1
+        return self.settle([next(iter(self.held))], topics, times) if self.count > _HELD else []
+
+    def settle(self, names: list[str], topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
+        """Tombstones of topics the file did not show: placed by what the store holds of them."""
+        ask = self.source.store_topics
+        for name, (entity, mongodb) in (ask(names) if ask and names else {}).items():
+            topics.setdefault(name, (entity, mongodb, {}))  # (the rest of the file is placed so too)
+        for name in names:
+            if name not in topics:  # (as the topic's own: where no change made the key's schema name sure)
+                own = sum(self.key_names.entity(t.key) is None for t in self.held.get(name, ()))
+                self.early[name] = self.early.get(name, 0) + own
+        return [e for name in names for e in self.release(name, topics, times)]
+
+    def release(self, topic: str, topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
+        """A record of ``topic`` showed what it carries (or the file ended): its tombstones go in."""
+        self.shown.add(topic)
+        if topic not in self.held:
+            return []
+        held = self.held.pop(topic)
+        self.count -= len(held)
+        return [t.placed(topics, times, self.key_names) for t in held]
+
+    def notes(self, source: Source, topics: dict[str, Any]) -> None:
+        for topic, n in self.early.items():
+            if n and topic in topics:
+                source.notes.append(
+                    f"{source.name}: {n} tombstone(s) of topic {topic} came more than {_HELD} tombstones before its "
+                    f"first Debezium change and went in as deletes in entity {topic}, not {topics[topic][0]}; "
+                    "ingest the topic's dump on its own, or as a file that shows a change of the topic earlier"
+                )
 
 
 def _beside_changes(topic: str, key: Any, value: Any, topics: dict[str, Any]) -> bool:
@@ -272,6 +351,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
     moves = _KeyMoves()
     key_names = KeyNames()  # what the Debezium events' key schemas stand for
+    unplaced = _Unplaced(source, key_names)
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
         offset = None
@@ -279,7 +359,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             offset = record.get(mapping.offset_field) if isinstance(record, dict) else None
             if not isinstance(offset, int) or isinstance(offset, bool):
                 raise ValueError(f"missing or non-integer offset field {mapping.offset_field!r}")
-        events = _decode(record, where, mapping, topics, times, learned, moves, key_names, offset)
+        events = _decode(record, where, mapping, topics, times, learned, moves, key_names, unplaced, offset)
         for event in events:  # (a delete held back has its own record's offset already)
             if offset is not None:
                 event.setdefault("offset", offset)
@@ -289,8 +369,9 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
     held = Batcher()
-    for event in moves.let_out():
+    for event in [*moves.let_out(), *unplaced.settle(list(unplaced.held), topics, times)]:
         held.add(**event)
+    unplaced.notes(source, topics)
     if len(held):
         yield held.flush()
 
