@@ -234,7 +234,29 @@ def _position_order_like_the_store(con: duckdb.DuckDBPyConnection, position: str
         raise UsageError(
             f"--at-position: {position!r} is not a position of the kind this store holds", f"write one like {sample[0][0]!r}"
         )
+    if found == position_kind("0/0", lsn=False):
+        _one_kafka_partition(con)
     return readings[found] or ""
+
+
+def _one_kafka_partition(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a Kafka position where the store's Kafka records come from several topic-partitions:
+    ``partition/offset`` orders the records of one partition, and none against another's, so a
+    position there is no point in the whole log (partition 0 would all sort before partition 1,
+    and a transaction spread over partitions be cut)."""
+    found = con.execute(
+        "SELECT DISTINCT coalesce(json_extract_string(meta, '$.kafka.topic'), '?') AS topic, "
+        "split_part(source.position, '/', 1) AS part FROM events "
+        "WHERE source.format = 'kcat' AND source.position IS NOT NULL ORDER BY topic, part LIMIT 3"
+    ).fetchall()
+    if len(found) > 1:
+        some = ", ".join(f"{topic} partition {part}" for topic, part in found[:2]) + (", ..." if len(found) > 2 else "")
+        raise UsageError(
+            f"--at-position: this store's Kafka records come from several topic-partitions ({some}), and a "
+            "partition/offset orders the records of one partition only: no such position is a point of the whole log",
+            "use --at-time or --at-offset (a Debezium event's own position, its LSN or binlog position, is in its "
+            "meta.source)",
+        )
 
 
 # --------------------------------------------------------------------------- entry point

@@ -498,3 +498,26 @@ def test_a_tombstone_before_its_topics_first_change_takes_the_table_its_key_sche
         ("testDB.dbo.customers", "1002", "delete", "0/3"), ("testDB.dbo.customers", "1001", "insert", "0/4"),
         ("testDB.dbo.orders", "5", "delete", "0/7"), ("app", "k", "upsert", "0/0"),
     ]  # fmt: skip
+
+
+def test_a_kafka_position_is_refused_where_the_store_holds_several_topic_partitions(write_file, tmp_path) -> None:
+    """partition/offset orders the records of one partition only: where the store's Kafka records
+    come from several topic-partitions, no such position is a point of the whole log (partition 0
+    would sort wholly before partition 1, a transaction over both be cut), and --at-position is
+    refused with the targets that are; one partition, over several files too, is replayed by it."""
+    import logtool
+
+    def record(topic: str, partition: int, offset: int) -> str:
+        return json.dumps({"topic": topic, "partition": partition, "offset": offset, "ts": 1704103200000 + offset,
+                           "key": f"k{partition}", "payload": json.dumps({"v": offset})})  # fmt: skip
+
+    one = tmp_path / "one"
+    logtool.ingest(one, [str(write_file("a.jsonl", record("t", 3, 5) + "\n")), str(write_file("b.jsonl", record("t", 3, 9) + "\n"))])
+    assert logtool.replay(one, at_position="3/7").state.column("state").to_pylist() == ['{"v":5}']
+    for name, records in (("partitions", [record("t", 0, 5), record("t", 1, 0)]), ("topics", [record("t", 0, 5), record("u", 0, 0)])):
+        store = tmp_path / name
+        logtool.ingest(store, [str(write_file(f"{name}.jsonl", "\n".join(records) + "\n"))])
+        with pytest.raises(UsageError, match="several topic-partitions") as refused:
+            logtool.replay(store, at_position="0/5")
+        assert "--at-time or --at-offset" in (refused.value.hint or "")
+        assert logtool.replay(store, at_offset=0).state.num_rows == 1
