@@ -8,7 +8,8 @@ them), one JSON object a line.
   ``{"$set": {updatedFields, dotted paths as given}, "$unset": [removedFields],
   "$truncate": {field: newSize}}`` (from ``truncatedArrays``: the array is cut to that size before
   ``$set`` applies), each member only when not empty; ``"$paths"`` keeps ``disambiguatedPaths``
-  (the parts of a path whose field names hold dots), which replay follows.
+  (the parts of a path whose field names hold dots; an array index, plain or ``$numberInt``, as
+  the integer), which replay follows.
 - ``drop``: a ``truncate`` of the collection; ``rename``: a ``truncate`` of the collection under
   its old name (the documents now live under ``to``, which the stream does not replay). Their
   ``type`` is the operation type.
@@ -37,6 +38,7 @@ from . import Format
 from .base import (
     Event,
     Mapping,
+    RawJSON,
     Report,
     Source,
     check_mapping_for,
@@ -171,10 +173,21 @@ def update_patch(description: Any) -> dict[str, Any]:
         patch["$truncate"] = sizes
     paths = description.get("disambiguatedPaths")  # MongoDB 6.1+: field names holding dots
     if isinstance(paths, dict) and paths:
-        if not all(isinstance(v, list) and all(isinstance(c, str | int) for c in v) for v in paths.values()):
+        parts = {path: [_path_part(c) for c in v] if isinstance(v, list) else None for path, v in paths.items()}
+        if not all(v is not None and None not in v for v in parts.values()):
             raise ValueError("updateDescription.disambiguatedPaths is not an object of path-part lists")
-        patch["$paths"] = paths
+        patch["$paths"] = parts
     return patch
+
+
+def _path_part(part: Any) -> str | int | None:
+    """A part of a disambiguated path: a field name, or an array index, which MongoDB writes as an
+    integer (``{"$numberInt": "0"}`` in canonical mode, 0 in relaxed mode), 0 or more. A number
+    that is no integer (read as its text) is neither."""
+    if isinstance(part, str) and not isinstance(part, RawJSON):
+        return part
+    index = _integer(part)
+    return index if index is not None and index >= 0 else None
 
 
 def _member(block: dict[str, Any], name: str, default: Any) -> Any:

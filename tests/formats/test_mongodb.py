@@ -187,3 +187,33 @@ def test_disambiguated_paths_set_a_field_whose_name_holds_a_dot(write_file, tmp_
     logtool.ingest(tmp_path / "s", [str(path)])
     (row,) = logtool.replay(str(tmp_path / "s")).state.to_pylist()
     assert json.loads(row["state"]) == {"_id": 1, "a.b": 2, "a": {"b": 3}, "m": {"0": "ZERO"}, "arr": [1, 20]}
+
+
+def test_disambiguated_path_indexes_read_alike_in_canonical_and_relaxed_mode(read_events, write_file, tmp_path) -> None:
+    """MongoDB writes an array index of a disambiguated path as an integer: canonical extended
+    JSON's {"$numberInt": "0"} (or $numberLong) is the index 0, as relaxed mode's 0 is; a part that
+    is neither a field name nor an index (an integer, 0 or more) is refused."""
+    import logtool
+
+    def log(*parts: object) -> str:
+        records = [
+            change(1, fullDocument={"_id": 1, "a": [{"1": "x"}]}, documentKey={"_id": 1}),
+            change(2, "update", documentKey={"_id": 1}, updateDescription={
+                "updatedFields": {"a.0.1": "y"}, "removedFields": [], "truncatedArrays": [],
+                "disambiguatedPaths": {"a.0.1": ["a", *parts, "1"]}}),
+        ]  # fmt: skip
+        return "".join(json.dumps(r) + "\n" for r in records)
+
+    forms = [[0], [{"$numberInt": "0"}], [{"$numberLong": "0"}]]
+    for i, parts in enumerate(forms):
+        path = write_file(f"p{i}.jsonl", log(*parts))
+        rows, bad = read_events(FORMAT, path)
+        assert bad == []
+        assert json.loads(rows[1]["data"])["$paths"] == {"a.0.1": ["a", 0, "1"]}
+        logtool.ingest(tmp_path / f"s{i}", [str(path)])
+        (row,) = logtool.replay(str(tmp_path / f"s{i}")).state.to_pylist()
+        assert json.loads(row["state"]) == {"_id": 1, "a": [{"1": "y"}]}
+    for i, parts in enumerate([[{"$numberInt": "x"}], [0.5], [-1], [None], [{"$numberDouble": "0"}]]):
+        rows, bad = read_events(FORMAT, write_file(f"bad{i}.jsonl", log(*parts)))
+        assert [b.line for b in bad] == [2]
+        assert "disambiguatedPaths is not an object of path-part lists" in bad[0].reason
