@@ -49,6 +49,7 @@ from .formats.base import (
     position_kind,
     position_order,
 )
+from .formats.mongodb import apply_update, is_update_patch
 from .schema import DOMAIN_EVENT, OPEN_ENDED_TRANSACTION_FORMATS
 from .store import State, Store, file_sha256, names_damage, reads_latest, segment_damage
 
@@ -820,104 +821,17 @@ def _canon(value: Any) -> Any:
     return ("?", repr(value))
 
 
-def _is_path_patch(data: Any) -> bool:
-    """MongoDB's update as the readers write it: ``$set`` (an object of paths), ``$unset`` (a list of
-    paths), ``$truncate`` and ``$paths`` (objects). Anything else is a row of columns."""
-    if not (isinstance(data, dict) and data and set(data) <= {"$set", "$unset", "$truncate", "$paths"}):
-        return False
-    unset = data.get("$unset", [])
-    return (
-        all(isinstance(data.get(m, {}), dict) for m in ("$set", "$truncate", "$paths"))
-        and isinstance(unset, list) and all(isinstance(p, str) for p in unset)
-    )
-
-
-def _index(node: Any, part: str | int) -> int | None:
-    """The list index a path part names in ``node`` (a number, or digits in a dotted path)."""
-    if isinstance(node, list) and (isinstance(part, int) or part.isdigit()):
-        return int(part)
-    return None
-
-
-def _set_path(row: dict[str, Any], parts: list[str | int], value: Any) -> None:
-    node: Any = row
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
-        idx = _index(node, part)
-        if idx is not None:
-            while len(node) <= idx:
-                node.append(None)
-            if not isinstance(node[idx], dict | list):
-                node[idx] = [] if isinstance(nxt, int) or nxt.isdigit() else {}
-            node = node[idx]
-        elif isinstance(node, dict):
-            if not isinstance(node.get(str(part)), dict | list):
-                node[str(part)] = {}
-            node = node[str(part)]
-        else:
-            return  # a field inside an array: MongoDB refuses such an update, so none is applied
-    idx = _index(node, parts[-1])
-    if isinstance(node, list) and idx is None:
-        return
-    if idx is not None:
-        while len(node) <= idx:
-            node.append(None)
-        node[idx] = value
-    else:
-        node[str(parts[-1])] = value
-
-
-def _walk(row: dict[str, Any], parts: list[str | int]) -> Any:
-    """The node at a path, or None where the path leads nowhere."""
-    node: Any = row
-    for part in parts:
-        idx = _index(node, part)
-        if idx is not None and idx < len(node):
-            node = node[idx]
-        elif isinstance(node, dict) and str(part) in node:
-            node = node[str(part)]
-        else:
-            return None
-    return node
-
-
-def _truncate_path(row: dict[str, Any], parts: list[str | int], size: int) -> None:
-    node = _walk(row, parts)
-    if isinstance(node, list):
-        del node[size:]
-
-
-def _unset_path(row: dict[str, Any], parts: list[str | int]) -> None:
-    node = _walk(row, parts[:-1])
-    idx = _index(node, parts[-1])
-    if isinstance(node, dict):
-        node.pop(str(parts[-1]), None)
-    elif idx is not None and idx < len(node):
-        node[idx] = None
-
-
 def merge_row(base: Any, data: Any) -> Any:
     """A partial update applied to a row: the columns it carries are set (NULL is a value), the
     others keep their value; a path patch sets and removes dotted paths."""
-    path_patch = _is_path_patch(data)
+    path_patch = is_update_patch(data)
     if not isinstance(data, dict) or not (isinstance(base, dict | None) or path_patch):
         return _copy(data)  # not a row of columns: the payload is the value
     if not path_patch:
         # values are replaced whole, never changed in place: the row's values can be shared
         return {**(base or {}), **data}
     row = _copy(base) if isinstance(base, dict) else {}  # changed in place: on a copy of its own
-    # MongoDB's disambiguatedPaths: the parts of a path whose field names hold dots (or digits)
-    given = data.get("$paths") or {}
-
-    def parts(path: str) -> list[str | int]:
-        return list(given[path]) if isinstance(given.get(path), list) and given[path] else list(path.split("."))
-
-    for path, size in (data.get("$truncate") or {}).items():  # MongoDB's truncatedArrays
-        _truncate_path(row, parts(path), int(size))
-    for path, value in (data.get("$set") or {}).items():
-        _set_path(row, parts(path), value)
-    for path in data.get("$unset") or []:
-        _unset_path(row, parts(path))
+    apply_update(row, data)
     return row
 
 

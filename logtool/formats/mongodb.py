@@ -3,13 +3,16 @@ them), one JSON object a line.
 
 - ``insert``: an ``insert`` of ``fullDocument``; ``replace``: an ``upsert`` of ``fullDocument``;
   ``delete``: a ``delete``.
-- ``update``: a ``patch`` built from ``updateDescription`` only (``fullDocument``, when the stream
-  asked for it, is the document as it was later, not what this change did):
+- ``update``: a ``patch`` built from ``updateDescription``:
   ``{"$set": {updatedFields, dotted paths as given}, "$unset": [removedFields],
   "$truncate": {field: newSize}}`` (from ``truncatedArrays``: the array is cut to that size before
   ``$set`` applies), each member only when not empty; ``"$paths"`` keeps ``disambiguatedPaths``
   (the parts of a path whose field names hold dots; an array index, plain or ``$numberInt``, as
-  the integer), which replay follows.
+  the integer), which replay follows (``apply_update``). ``fullDocument``, when the stream asked
+  for it, is the document as it was later, not what this change did, and is not used. Where the
+  event carries the pre-image (``fullDocumentBeforeChange``, the whole document just before this
+  change), the update is an ``upsert`` of the pre-image with that patch applied: the exact
+  document the change left.
 - ``drop``: a ``truncate`` of the collection; ``rename``: a ``truncate`` of the collection under
   its old name (the documents now live under ``to``, which the stream does not replay). Their
   ``type`` is the operation type.
@@ -94,7 +97,13 @@ def _decode(record: Any, where: dict[str, Any]) -> Event:
     if kind == "delete":
         return event
     if kind == "update":
-        return {**event, "data": dumps_exact(update_patch(record.get("updateDescription")))}
+        patch = update_patch(record.get("updateDescription"))
+        if before is None:
+            return {**event, "data": dumps_exact(patch)}
+        # The pre-image is the whole document just before this change: with the update applied
+        # it is the document this change left, a full image (its before-image written first)
+        apply_update(before, patch)
+        return {**event, "op": "upsert", "data": dumps_exact(before)}
     document = record.get("fullDocument")
     if not isinstance(document, dict):
         raise ValueError(f"{kind} without a fullDocument")
@@ -188,6 +197,99 @@ def _path_part(part: Any) -> str | int | None:
         return part
     index = _integer(part)
     return index if index is not None and index >= 0 else None
+
+
+def is_update_patch(data: Any) -> bool:
+    """An update as ``update_patch`` writes it: ``$set`` (an object of paths), ``$unset`` (a list of
+    paths), ``$truncate`` and ``$paths`` (objects). Anything else is a row of columns."""
+    if not (isinstance(data, dict) and data and set(data) <= {"$set", "$unset", "$truncate", "$paths"}):
+        return False
+    unset = data.get("$unset", [])
+    return (
+        all(isinstance(data.get(m, {}), dict) for m in ("$set", "$truncate", "$paths"))
+        and isinstance(unset, list) and all(isinstance(p, str) for p in unset)
+    )
+
+
+def _index(node: Any, part: str | int) -> int | None:
+    """The list index a path part names in ``node`` (a number, or digits in a dotted path)."""
+    if isinstance(node, list) and (isinstance(part, int) or part.isdigit()):
+        return int(part)
+    return None
+
+
+def _set_path(row: dict[str, Any], parts: list[str | int], value: Any) -> None:
+    node: Any = row
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        idx = _index(node, part)
+        if idx is not None:
+            while len(node) <= idx:
+                node.append(None)
+            if not isinstance(node[idx], dict | list):
+                node[idx] = [] if isinstance(nxt, int) or nxt.isdigit() else {}
+            node = node[idx]
+        elif isinstance(node, dict):
+            if not isinstance(node.get(str(part)), dict | list):
+                node[str(part)] = {}
+            node = node[str(part)]
+        else:
+            return  # a field inside an array: MongoDB refuses such an update, so none is applied
+    idx = _index(node, parts[-1])
+    if isinstance(node, list) and idx is None:
+        return
+    if idx is not None:
+        while len(node) <= idx:
+            node.append(None)
+        node[idx] = value
+    else:
+        node[str(parts[-1])] = value
+
+
+def _walk(row: dict[str, Any], parts: list[str | int]) -> Any:
+    """The node at a path, or None where the path leads nowhere."""
+    node: Any = row
+    for part in parts:
+        idx = _index(node, part)
+        if idx is not None and idx < len(node):
+            node = node[idx]
+        elif isinstance(node, dict) and str(part) in node:
+            node = node[str(part)]
+        else:
+            return None
+    return node
+
+
+def _truncate_path(row: dict[str, Any], parts: list[str | int], size: int) -> None:
+    node = _walk(row, parts)
+    if isinstance(node, list):
+        del node[size:]
+
+
+def _unset_path(row: dict[str, Any], parts: list[str | int]) -> None:
+    node = _walk(row, parts[:-1])
+    idx = _index(node, parts[-1])
+    if isinstance(node, dict):
+        node.pop(str(parts[-1]), None)
+    elif idx is not None and idx < len(node):
+        node[idx] = None
+
+
+def apply_update(document: dict[str, Any], patch: dict[str, Any]) -> None:
+    """An update as ``update_patch`` writes it applied to a document, in place, as MongoDB applies
+    it: the arrays of ``$truncate`` cut to their sizes, then ``$set``, then ``$unset``; a path's
+    parts are its ``$paths`` entry where it has one, else its dots."""
+    given = patch.get("$paths") or {}
+
+    def parts(path: str) -> list[str | int]:
+        return list(given[path]) if isinstance(given.get(path), list) and given[path] else list(path.split("."))
+
+    for path, size in (patch.get("$truncate") or {}).items():
+        _truncate_path(document, parts(path), int(size))
+    for path, value in (patch.get("$set") or {}).items():
+        _set_path(document, parts(path), value)
+    for path in patch.get("$unset") or []:
+        _unset_path(document, parts(path))
 
 
 def _member(block: dict[str, Any], name: str, default: Any) -> Any:

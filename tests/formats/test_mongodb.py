@@ -217,3 +217,37 @@ def test_disambiguated_path_indexes_read_alike_in_canonical_and_relaxed_mode(rea
         rows, bad = read_events(FORMAT, write_file(f"bad{i}.jsonl", log(*parts)))
         assert [b.line for b in bad] == [2]
         assert "disambiguatedPaths is not an object of path-part lists" in bad[0].reason
+
+
+def test_an_update_carrying_its_pre_image_is_the_document_it_left(read_events, write_file, tmp_path) -> None:
+    """An update with fullDocumentBeforeChange (a pre-image) is an upsert of the pre-image with the
+    update applied, as replay applies a patch (truncated arrays, set and removed paths, paths whose
+    names hold dots); the pre-image is its before-image, and replay warns of no partial row. An
+    update whose pre-image was not available (null) stays a patch."""
+    import logtool
+
+    pre = {"_id": 7, "name": "Ann", "email": "old@x.com", "tags": ["a", "b", "c"], "a.b": 1, "gone": True}
+    description = {"updatedFields": {"email": "new@x.com", "tags.1": "B", "a.b": 2}, "removedFields": ["gone"],
+                   "truncatedArrays": [{"field": "tags", "newSize": 2}], "disambiguatedPaths": {"a.b": ["a.b"]}}  # fmt: skip
+    records = [
+        change(1, "update", documentKey={"_id": 7}, fullDocument=None, updateDescription=description,
+               fullDocumentBeforeChange=pre),
+        change(2, "update", documentKey={"_id": 8}, fullDocument=None, updateDescription=description,
+               fullDocumentBeforeChange=None),
+    ]  # fmt: skip
+    path = write_file("pre.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    post = {"_id": 7, "name": "Ann", "email": "new@x.com", "tags": ["a", "B"], "a.b": 2}
+    assert (rows[0]["op"], json.loads(rows[0]["data"]), json.loads(rows[0]["before"])) == ("upsert", post, pre)
+    assert (rows[1]["op"], rows[1]["before"]) == ("patch", None)
+    # the same update replayed onto the pre-image as a patch gives the same document
+    patched = [change(1, documentKey={"_id": 7}, fullDocument=pre), change(2, "update", documentKey={"_id": 7},
+               fullDocument=None, updateDescription=description)]  # fmt: skip
+    other = write_file("patched.jsonl", "".join(json.dumps(r) + "\n" for r in patched))
+    logtool.ingest(tmp_path / "p", [str(other)])
+    assert [json.loads(r["state"]) for r in logtool.replay(str(tmp_path / "p")).state.to_pylist()] == [post]
+    logtool.ingest(tmp_path / "s", [str(path)])
+    result = logtool.replay(str(tmp_path / "s"), key="7")
+    assert [json.loads(r["state"]) for r in result.state.to_pylist()] == [post]
+    assert result.warnings == []
