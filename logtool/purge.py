@@ -51,6 +51,7 @@ from .formats.base import (
     parse_ts,
 )
 from .formats.csv import delimiter
+from .formats.mongodb import path_parts
 from .formats.writers import output_file
 from .store import (
     State,
@@ -373,21 +374,19 @@ def redact_doc(doc: Any, specs: Iterable[str], allow: Callable[[str], bool] | No
     for spec in specs:
         changed |= _redact_path(doc, spec, allow)
         if isinstance(doc.get("$set"), dict) and set(doc) <= {"$set", "$unset", "$truncate", "$paths"}:
-            given = doc.get("$paths")
-            changed |= _redact_patch(doc["$set"], given if isinstance(given, dict) else {}, spec, allow)
+            changed |= _redact_patch(doc, spec, allow)
     return changed
 
 
-def _redact_patch(
-    paths: dict[str, Any], given: dict[str, Any], spec: str, allow: Callable[[str], bool] | None
-) -> bool:
+def _redact_patch(patch: dict[str, Any], spec: str, allow: Callable[[str], bool] | None) -> bool:
     """A path patch's values (MongoDB's ``$set``: dotted path -> value) that hold the field: a path
     at or inside it is redacted whole; a path above it, inside its value. A path's parts are its
     ``disambiguatedPaths`` entry where it has one (a field name holding a dot), else its dots."""
     changed = False
     wanted = spec.split(".")
+    paths = patch["$set"]
     for path, value in paths.items():
-        parts = [str(p) for p in given[path]] if isinstance(given.get(path), list) and given[path] else path.split(".")
+        parts = [str(p) for p in path_parts(patch, path)]
         if allow is not None and not allow(parts[0]):
             continue
         if path == spec or parts[: len(wanted)] == wanted:

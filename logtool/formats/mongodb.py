@@ -278,18 +278,21 @@ def _unset_path(row: dict[str, Any], parts: list[str | int]) -> None:
 def apply_update(document: dict[str, Any], patch: dict[str, Any]) -> None:
     """An update as ``update_patch`` writes it applied to a document, in place, as MongoDB applies
     it: the arrays of ``$truncate`` cut to their sizes, then ``$set``, then ``$unset``; a path's
-    parts are its ``$paths`` entry where it has one, else its dots."""
-    given = patch.get("$paths") or {}
-
-    def parts(path: str) -> list[str | int]:
-        return list(given[path]) if isinstance(given.get(path), list) and given[path] else list(path.split("."))
-
+    parts are ``path_parts``."""
     for path, size in (patch.get("$truncate") or {}).items():
-        _truncate_path(document, parts(path), int(size))
+        _truncate_path(document, path_parts(patch, path), int(size))
     for path, value in (patch.get("$set") or {}).items():
-        _set_path(document, parts(path), value)
+        _set_path(document, path_parts(patch, path), value)
     for path in patch.get("$unset") or []:
-        _unset_path(document, parts(path))
+        _unset_path(document, path_parts(patch, path))
+
+
+def path_parts(patch: dict[str, Any], path: str) -> list[str | int]:
+    """The parts of a path of an update as ``update_patch`` writes it: its ``$paths`` entry
+    (disambiguatedPaths) where it has one, else its dots."""
+    given = patch.get("$paths")
+    parts = given.get(path) if isinstance(given, dict) else None
+    return list(parts) if isinstance(parts, list) and parts else list(path.split("."))
 
 
 def _member(block: dict[str, Any], name: str, default: Any) -> Any:
