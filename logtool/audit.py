@@ -42,7 +42,7 @@ from .engine import json_path, sql_string
 from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, given_key, loads_exact, parse_ts
 from .keyindex import SegmentIndex
-from .replay import _canon
+from .replay import _canon, keyless_reason
 from .store import Store, reads_latest
 
 if TYPE_CHECKING:
@@ -574,6 +574,9 @@ def _history_steps(
     events = _key_events(store, con, key, entity, condition, module)
     if not any(ev.key == key for ev in events) and condition == "TRUE":
         where = f" in {entity}" if entity else ""
+        keyless = keyless_reason(con, entity)
+        if keyless:
+            raise NotFoundError(f"key {key!r} not found{where}: {keyless[0]}", keyless[1])
         raise NotFoundError(f"key {key!r} not found{where}")
     return con, events, _fold(events, module)
 

@@ -354,6 +354,9 @@ def replay(
 
         state = state.filter(pc.equal(state.column("key"), pa.scalar(key, pa.string())))
     if key is not None and state.num_rows == 0:
+        keyless = None if pairs else keyless_reason(con, entity)
+        if keyless:
+            raise NotFoundError(f"key {key!r} has no state at {target.description}: {keyless[0]}", keyless[1])
         raise NotFoundError(f"key {key!r} has no state at {target.description}",
                             warnings[-1] if warnings else "check the key, or see `logtool history`")  # fmt: skip
     last = target.last
@@ -801,6 +804,26 @@ def state_digest(table: pa.Table) -> str:
             first, last = (int.from_bytes(offsets[8 * i : 8 * i + 8], "little") for i in (joined.offset, joined.offset + len(joined)))
             h.update(memoryview(joined.buffers()[2])[first:last])
     return h.hexdigest()
+
+
+def keyless_reason(con: duckdb.DuckDBPyConnection, entity: str | None) -> tuple[str, str] | None:
+    """Why no event holds a key, where it may be why: the entity named (or, none named, the
+    entities) whose rows all went in without a key. Replay keeps such rows as a multiset, which no
+    key finds. The reason, as the tail of a not-found message, and the hint to key them."""
+    from .formats import keyless_hint
+
+    named = "" if entity is None else f"AND entity = {sql_string(entity)}"
+    found = con.execute(
+        f"""SELECT entity, any_value(source.format) FROM events
+            WHERE op IN ('insert', 'read', 'upsert', 'update', 'patch', 'delete') {named}
+            GROUP BY entity HAVING count(key) = 0 ORDER BY entity LIMIT 4"""
+    ).fetchall()
+    if not found:
+        return None
+    names = ", ".join(e for e, _f in found[:3]) + (", ..." if len(found) > 3 else "")
+    (first, fmt) = found[0]
+    what = "its rows" if entity is not None else f"the rows of {names}"
+    return f"{what} went in without a key (replay keeps them as a multiset, which no key finds)", keyless_hint(first, fmt)
 
 
 # --------------------------------------------------------------------------- kv, exact fold

@@ -812,3 +812,29 @@ def test_a_string_and_a_number_written_alike_keep_their_own_texts() -> None:
     before = {"n": RawNumber("1.10"), "o": {"p": [RawNumber("2"), "s"]}, "t": True}
     after = {"n": RawNumber("1.1"), "o": {"p": [2, "s"]}, "t": 1}
     assert audit._changes(before, after) == '{"t":{"before":true,"after":1}}'
+
+
+@pytest.mark.parametrize("command", [["history"], ["blame"], ["replay", "--key"]])
+def test_a_key_of_a_keyless_entity_is_said_to_be_keyless(
+    cli: Any, new_store: Any, tmp_path: Path, write_lines: Any, command: list[str]
+) -> None:
+    """A key no event holds, where the entity's rows all went in without a key (Maxwell's default
+    output): the error says so in one line, and the hint how to key them."""
+    path = write_lines(tmp_path / "x.jsonl", [json.dumps(r) for r in [
+        {"database": "shop", "table": "u", "type": "insert", "ts": 1709650040, "xid": 1, "data": {"id": 1, "n": "a"}},
+        {"database": "shop", "table": "u", "type": "update", "ts": 1709650041, "xid": 2, "data": {"id": 1, "n": "b"},
+         "old": {"n": "a"}},
+    ]])  # fmt: skip
+    store = new_store()
+    assert cli("-q", "ingest", store, path).code == 0
+    hint = ("hint: if it has a key, ingest the input into a new store with --key-field shop.u:COLUMN (its key "
+            "column), or run Maxwell with output_primary_keys and output_primary_key_columns")  # fmt: skip
+    missing = "has no state at head" if command[0] == "replay" else "not found"
+    for entity, rows in (["--entity", "shop.u"], "its rows"), ([], "the rows of shop.u"):
+        run = cli(command[0], store, *command[1:], "1", *entity)
+        assert run.code == 1 and run.out == ""
+        where = " in shop.u" if entity and command[0] != "replay" else ""
+        assert " ".join(run.err.split()) == (
+            f"error: key '1' {missing}{where}: {rows} went in without a key (replay keeps them as a multiset, "
+            f"which no key finds) {hint}"
+        )

@@ -26,12 +26,23 @@ class Format:
     ``sniff(head)`` scores the first bytes of an input from 0 (not this format) to 100 (surely
     this one); the highest score wins auto-detection. ``read(source, mapping, report)`` yields
     batches in the input schema and calls ``report`` for every record it cannot read, then goes on.
+    ``keyless_hint`` says how to have the source write its rows' keys, where it reads a table with
+    a key as one without by default.
     """
 
     name: str
     description: str
     sniff: Callable[[bytes], int]
     read: Callable[[Source, Mapping, Report], Iterator[pa.RecordBatch]]
+    keyless_hint: str | None = None
+
+
+def keyless_hint(entity: str, format_name: str | None) -> str:
+    """What to do about an entity whose rows went in without a key, if it has one: ingest again
+    with ``--key-field``, or (``Format.keyless_hint``) have the source write the key."""
+    fmt = all_formats().get(format_name or "")
+    hint = f"if it has a key, ingest the input into a new store with --key-field {entity}:COLUMN (its key column)"
+    return f"{hint}, or {fmt.keyless_hint}" if fmt is not None and fmt.keyless_hint else hint
 
 
 def all_formats() -> dict[str, Format]:

@@ -10,7 +10,9 @@
 - ``key``: ``primary_key_columns`` with ``primary_key`` (or the row's values of those columns);
   without them the ``--key-field`` columns of the row; else ``primary_key`` (output_primary_keys
   alone), whose columns are the row's columns holding its values, where exactly one holds each;
-  else null. An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds
+  else (Maxwell's default output) the columns of the primary key the table's last DDL record in
+  the input stated (``def.primary-key`` of a ``table-create`` or ``table-alter``); else null, and
+  the input's notes name each table whose rows went in so, unless its DDL stated no primary key. An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds
   the new key). Where the row does not tell the key columns apart, the columns an earlier record
   of the table told are taken; else a lone ``primary_key`` value is the key as it is, unchanged
   where one of the columns that could hold it kept its value, moved where all of them changed
@@ -30,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import Format
+from . import Format, keyless_hint
 from .base import (
     Event,
     Mapping,
@@ -91,8 +93,8 @@ def decode_record(
     entity = qualified_name(database, table) if isinstance(table, str) else database
     if learned is not None and kind in _DDL:  # a table created, altered or dropped: its key as the DDL tells it
         told = record.get("def", {}).get("primary-key") if isinstance(record.get("def"), dict) else None
-        if isinstance(told, list) and told and all(isinstance(c, str) for c in told):
-            learned[entity] = tuple(told)
+        if isinstance(told, list) and all(isinstance(c, str) for c in told):
+            learned[entity] = tuple(told)  # () where the table has no primary key
         else:
             learned.pop(entity, None)
     if record.get("ts") is None:
@@ -158,7 +160,8 @@ def _keys(
         raise ValueError("primary_key_columns is not a list of column names")
     if values is not None and not isinstance(values, list):
         raise ValueError(f"primary_key is {kind_of(values)}, not a list of values")
-    names = tuple(columns) if columns else mapping.keys_for(entity)
+    # without primary_key (Maxwell's default) nor --key-field, the key its table's DDL stated
+    names = tuple(columns) if columns else mapping.keys_for(entity) or (() if values else (learned or {}).get(entity, ()))
     if names and values is not None and columns:
         if len(values) != len(names):
             raise ValueError(f"primary_key has {len(values)} values for {len(names)} primary_key_columns")
@@ -234,13 +237,23 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     check_mapping_for(NAME, mapping, {"--key-field"})
 
     learned: dict[str, tuple[str, ...]] = {}  # each table's key columns, once a record told them
+    keyless: dict[str, None] = {}  # the tables whose rows went in without a key, in order
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        return [decode_record(record, where, mapping, learned=learned)]
+        event = decode_record(record, where, mapping, learned=learned)
+        if event["key"] is None and event["op"] in _ROW.values() and learned.get(event["entity"]) != ():
+            keyless[event["entity"]] = None
+        return [event]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
+    for entity in keyless:
+        source.notes.append(
+            f"{source.name}: {entity} went in without a key (its records carry no primary_key, which Maxwell leaves "
+            "out by default, and no DDL record in the input states its primary key): replay keeps its rows as a "
+            f"multiset, which no key finds; {keyless_hint(entity, NAME)}"
+        )
 
 
 def is_record(value: Any) -> bool:
@@ -263,4 +276,5 @@ FORMAT = Format(
     description="Maxwell's daemon MySQL change records (JSON lines)",
     sniff=_sniff,
     read=_read,
+    keyless_hint="run Maxwell with output_primary_keys and output_primary_key_columns",
 )

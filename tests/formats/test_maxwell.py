@@ -41,7 +41,8 @@ def test_sample(read_events, cdc_samples) -> None:
         (10, "event", "table-alter", "shop.orders", None, None, 1709650150512000, "mysql-bin.000012:7001", None),
         (11, "delete", None, "shop.orders", "1", None, 1709650180000000, "mysql-bin.000012:7420", "8870"),
         (12, "event", "table-create", "shop.coupons", None, None, 1709650200003000, "mysql-bin.000012:7800", None),
-        (13, "insert", None, "shop.coupons", None, None, 1709650210000000, "mysql-bin.000012:8120", "8901"),
+        # no primary_key (Maxwell's default): the key its table-create stated
+        (13, "insert", None, "shop.coupons", "SPRING24", None, 1709650210000000, "mysql-bin.000012:8120", "8901"),
         (14, "truncate", "table-drop", "shop.coupons", None, None, 1709650260077000, "mysql-bin.000012:8400", None),
         (15, "event", "database-create", "archive", None, None, 1709650300000000, "mysql-bin.000012:8650", None),
     ]  # fmt: skip
@@ -287,3 +288,54 @@ def test_a_tables_ddl_tells_its_key_columns(read_events, write_file) -> None:
     rows, bad = read_events(FORMAT, path)
     assert bad == []
     assert [(r["key"], r["prev_key"]) for r in rows if r["op"] == "update"] == [("1", "5")]
+
+
+def test_maxwells_default_output_is_keyed_by_the_tables_ddl(read_events, write_file) -> None:
+    """Maxwell writes no primary_key by default: a table-create (or -alter) in the input that
+    states the primary key keys the rows after it, an update of the key moving the row; --key-field
+    wins over it; a DDL stating no primary key, or a table-drop, leaves the table keyless."""
+    def ddl(kind: str, table: str, key: list[str] | None) -> dict:
+        return {"type": kind, "database": "shop", "table": table, "ts": 1709640000500, "sql": "...",
+                **({} if key is None else {"def": {"database": "shop", "table": table, "primary-key": key}})}  # fmt: skip
+
+    path = write_file("ddl.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(table="u", data={"id": 1, "n": 0}),  # before its DDL: nothing told
+        ddl("table-create", "u", ["id"]),
+        record(table="u", data={"id": 2, "n": 0}),
+        record(table="u", type="update", data={"id": 3, "n": 0}, old={"id": 2}),
+        ddl("table-create", "v", ["a", "b"]),
+        record(table="v", type="delete", data={"a": 1, "b": "x", "n": 0}),
+        ddl("table-create", "w", []),
+        record(table="w", data={"id": 1}),
+        ddl("table-drop", "u", None),
+        record(table="u", data={"id": 4, "n": 0}),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["prev_key"]) for r in rows if r["op"] != "event"] == [
+        ("shop.u", None, None), ("shop.u", "2", None), ("shop.u", "3", "2"), ("shop.v", '{"a":1,"b":"x"}', None),
+        ("shop.w", None, None), ("shop.u", None, None), ("shop.u", None, None),
+    ]  # fmt: skip
+    rows, _ = read_events(FORMAT, path, Mapping(key_fields=("u:n",)))
+    assert [r["key"] for r in rows if r["entity"] == "shop.u" and r["op"] == "insert"] == ["0", "0", "0"]
+
+
+def test_a_table_read_without_a_key_is_warned_of_once(write_file, tmp_path) -> None:
+    """Where a table's rows go in without a key (Maxwell's default output, no DDL stating its key),
+    ingest warns once per table, saying how to key it; not for a table whose DDL states no key."""
+    import logtool
+
+    path = write_file("x.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(table="u", data={"id": 1}),
+        record(table="u", type="update", data={"id": 1, "n": 2}, old={"n": 1}),
+        record(table="p", primary_key=[1], primary_key_columns=["id"], data={"id": 1}),
+        {"type": "table-create", "database": "shop", "table": "w", "ts": 1709640000500, "def": {"primary-key": []}},
+        record(table="w", data={"id": 1}),
+    ]))  # fmt: skip
+    result = logtool.ingest(tmp_path / "s", [str(path)])
+    assert result.warnings == [
+        f"{path}: shop.u went in without a key (its records carry no primary_key, which Maxwell leaves out by "
+        "default, and no DDL record in the input states its primary key): replay keeps its rows as a multiset, "
+        "which no key finds; if it has a key, ingest the input into a new store with --key-field shop.u:COLUMN "
+        "(its key column), or run Maxwell with output_primary_keys and output_primary_key_columns"
+    ]
