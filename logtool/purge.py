@@ -326,6 +326,36 @@ def _span_condition(span: Span) -> str:
     return (f' AND "offset" > {since}' if since is not None else "") + (f' AND "offset" <= {until}' if until is not None else "")
 
 
+def _ends_row_at(key: str) -> str:
+    """SQL over an event of the row's entity: does it end the row at ``key`` (an SQL expression)?
+    It moves the row away, deletes it (or carries no data), or truncates the entity."""
+    return f"((prev_key = {key} AND key IS DISTINCT FROM {key}) OR (key = {key} AND (op = 'delete' OR data IS NULL)) OR op = 'truncate')"
+
+
+def _rows_whole(con: duckdb.DuckDBPyConnection, cond: str) -> bool:
+    """Does a purge by ``cond`` (no ``--where``) take its rows whole, none moved on to a key it
+    does not follow? A purged event that moved a row to a key puts the row there up to the event
+    that ends it there (from that very event, for a move that deletes it); a kept event at that
+    key, or moving it away, within that stint is the rest of the row. A later event at the key is
+    another row's, and so is an earlier one."""
+    kept = f"NOT coalesce({cond}, FALSE)"
+    return not con.execute(
+        f"""WITH arrived AS (
+              SELECT entity AS stint_entity, key AS stint_key, "offset" AS stint_from FROM events
+              WHERE {cond} AND prev_key IS NOT NULL AND prev_key <> key
+                -- only where an event is kept at all (an entity's purge keeps none of its events)
+                AND (entity, key) IN (SELECT (entity, key) FROM events WHERE {kept}
+                                      UNION ALL SELECT (entity, prev_key) FROM events WHERE {kept})),
+            stints AS (
+              SELECT *, (SELECT min("offset") FROM events WHERE entity = stint_entity AND "offset" >= stint_from
+                         AND {_ends_row_at("stint_key")}) AS stint_to
+              FROM arrived)
+            SELECT 1 FROM stints JOIN events ON entity = stint_entity AND (key = stint_key OR prev_key = stint_key)
+                AND "offset" > stint_from AND (stint_to IS NULL OR "offset" <= stint_to)
+            WHERE {kept} LIMIT 1"""
+    ).fetchall()
+
+
 def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[Stint], list[Stint]]:
     def moves(stint: Stint) -> list[Stint]:
         (ent, k), span = stint
@@ -337,9 +367,7 @@ def _store_moves(con: duckdb.DuckDBPyConnection) -> Callable[[Stint], list[Stint
         ).fetchall():
             # the row before it at the earlier key ended there before: moved away, deleted, truncated
             (since,) = con.execute(
-                f"""SELECT max("offset") FROM events WHERE entity = $1 AND "offset" < {int(at)}
-                    AND ((prev_key = $2 AND key IS DISTINCT FROM $2) OR (key = $2 AND (op = 'delete' OR data IS NULL))
-                         OR op = 'truncate')""",
+                f"""SELECT max("offset") FROM events WHERE entity = $1 AND "offset" < {int(at)} AND {_ends_row_at("$2")}""",
                 [e, pk],
             ).fetchall()[0]
             out.append(((e, pk), (since, at)))
@@ -663,16 +691,7 @@ def _run(
         if operation == "purge" and where is None:
             # rows gone whole (none moved on to a key the purge does not follow): a replay after it
             # is exactly the state as if they had never been written, and says nothing of it
-            cond = sel.condition()
-            params["rows_whole"] = not con.execute(
-                f"""SELECT 1 FROM events WHERE NOT coalesce({cond}, FALSE) AND (
-                      -- an event kept where a purged row moved to, or one that moves a purged row on
-                      (entity, key) IN (SELECT (entity, key) FROM events
-                                        WHERE {cond} AND prev_key IS NOT NULL AND prev_key <> key)
-                      OR (prev_key IS NOT NULL AND prev_key <> key
-                          AND (entity, prev_key) IN (SELECT (entity, key) FROM events WHERE {cond})))
-                    LIMIT 1"""
-            ).fetchall()
+            params["rows_whole"] = _rows_whole(con, sel.condition())
         rewrite = functools.partial(_rewrite_snapshot, store, sel, specs if operation == "redact" else None)
         return _execute(
             store, state, operation, plans, redactions, snapshots, quarantine, predicate, params, reason, result,
