@@ -1503,10 +1503,18 @@ def store_snapshot(
             return {**existing, "already": True}  # (said so: no new snapshot was taken)
     result = replay(store.path, at_offset=at_offset, reducer=module, progress=progress)
     if result.offset is None and at_offset is not None:
+        removed = store.first_removed()
+        if removed is not None and removed <= at_offset:
+            raise UsageError(
+                f"no event at or below offset {at_offset} is left in the store (a compaction or purge removed them): "
+                "there is no state there to snapshot", "snapshot at a later offset, or at the head",
+            )  # fmt: skip
+        segments = store.state().segments
         raise UsageError(
-            f"no event at or below offset {at_offset} is left in the store (a compaction or purge removed them): "
-            "there is no state there to snapshot", "snapshot at a later offset, or at the head",
-        )  # fmt: skip
+            f"no event at or below offset {at_offset}: the log starts at offset {log_start(store)}, "
+            "so there is no state there to snapshot",
+            f"snapshot at offset {segments[0]['min_offset']} or later, or at the head" if segments else None,
+        )
     if result.offset is None:
         raise UsageError("the store has no events to snapshot")
     table = result.state
@@ -1537,6 +1545,16 @@ def store_snapshot(
     return {**entry, "warnings": result.warnings}  # (what the replay said of the state it stored)
 
 
+def log_start(store: Store) -> int | None:
+    """The first offset the log was written at (None: no event ever was). A log ingested with
+    ``--offset-field`` starts where its source's offsets did; a purge or compaction that removed
+    its first events leaves it where it was."""
+    segments = store.state().segments
+    removed = store.first_removed()
+    firsts = ([segments[0]["min_offset"]] if segments else []) + ([removed] if removed is not None else [])
+    return min(firsts, default=None)
+
+
 def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     """The offset to snapshot at: ``at_offset`` (None: the head), or the end of the last
     transaction that is complete there (a snapshot inside a transaction would miss a row displaced
@@ -1547,8 +1565,9 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     con = engine.connect()
     store.events_view(con)
     open_start = _open_transaction_start(con)
+    start = log_start(store)
     if open_start is not None and (at_offset is None or at_offset >= open_start):
-        if open_start == 0:
+        if open_start == start:
             raise UsageError(
                 "the log is one transaction that may still be open (its source does not mark its end)",
                 "ingest the rest of it first",
@@ -1561,7 +1580,7 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
     first = _spanning_transaction_start(con, at_offset)
     if first is None:
         return at_offset
-    if first == 0:
+    if first == start:
         raise UsageError(f"offset {at_offset} is inside the log's first transaction", "snapshot at a later offset")
     return int(first) - 1
 

@@ -69,13 +69,16 @@ def write_events(path: Path, events: Iterable[dict[str, Any]], *, segment_rows: 
     (any value, stored as text; ``None`` for keyless), ``data``, ``before``, ``meta`` (Python
     values, or a str of JSON text), ``type``, ``ts`` (ISO text or epoch microseconds; default
     T0 + offset seconds), ``txn`` (a transaction id, or a dict with ``id``, ``position``, ``ts``,
-    ``aborted``) and ``position`` (the change's own source position).
+    ``aborted``), ``position`` (the change's own source position) and ``offset`` (the source's,
+    as ``--offset-field`` gives it; given to one event, given to all).
     """
     store = Store.create(path)
     with store.writer("ingest"):
         first = store.state().next_offset
         batcher = Batcher()
+        sourced = False
         for i, ev in enumerate(events):
+            sourced |= "offset" in ev
             txn = ev.get("txn")
             if txn is not None and not isinstance(txn, dict):
                 txn = {"id": str(txn)}
@@ -94,8 +97,9 @@ def write_events(path: Path, events: Iterable[dict[str, Any]], *, segment_rows: 
                 meta=_json_text(ev.get("meta")),
                 txn=txn,
                 source={"format": "test", "file": "test.jsonl", "line": first + i + 1, "position": ev.get("position")},
+                offset=ev.get("offset"),
             )
-        writer = SegmentWriter(store, first, segment_rows=segment_rows)
+        writer = SegmentWriter(store, first, segment_rows=segment_rows, source_offsets=sourced)
         try:
             if len(batcher):
                 writer.write(batcher.flush())
@@ -1337,6 +1341,37 @@ def test_a_snapshot_inside_a_key_swapping_transaction(store: Path) -> None:
     ])  # fmt: skip
     snapshot(store, at_offset=2)
     assert rows(replay(store)) == {"1": {"n": "two"}, "2": {"n": "one"}}
+
+
+def test_a_snapshot_below_where_the_log_starts_says_so(store: Path) -> None:
+    """A log whose offsets start at 1000 (--offset-field) holds nothing below it: a snapshot there
+    says where the log starts, and blames a purge or compaction only where one removed events at or
+    below the target. Its first transaction is its first, whatever its first offset: a snapshot or
+    a head drop inside it is refused as in a log starting at 0."""
+    from logtool.purge import purge
+
+    write_events(store, [
+        {"offset": 1000, "key": 1, "op": "insert", "data": {"n": 1}, "txn": "T1"},
+        {"offset": 1001, "key": 2, "op": "insert", "data": {"n": 2}, "txn": "T1"},
+        {"offset": 1005, "key": 3, "op": "insert", "data": {"n": 3}, "txn": "T2"},
+        {"offset": 1006, "key": 1, "op": "update", "data": {"n": 4}, "txn": "T2"},
+    ])  # fmt: skip
+    with pytest.raises(UsageError, match=r"^no event at or below offset 5: the log starts at offset 1000,") as e:
+        snapshot(store, at_offset=5)
+    assert e.value.hint == "snapshot at offset 1000 or later, or at the head"
+    assert replay(store, at_offset=5).warnings == []  # before any event: nothing is unknown there
+    with pytest.raises(UsageError, match=r"^offset 1000 is inside the log's first transaction"):
+        snapshot(store, at_offset=1000)
+    with pytest.raises(UsageError, match=r"cut falls inside the log's first transaction"):
+        purge(store, before_offset=1001, dry_run=True)
+    assert snapshot(store, at_offset=1004)["offset"] == 1001
+    purge(store, key="2")  # offset 1001: T1 keeps 1000
+    purge(store, key="1")  # 1000 and 1006
+    with pytest.raises(UsageError, match=r"^no event at or below offset 1000 is left in the store \(a compaction or purge"):
+        snapshot(store, at_offset=1000)
+    with pytest.raises(UsageError, match=r"^no event at or below offset 999: the log starts at offset 1000,") as e:
+        snapshot(store, at_offset=999)
+    assert e.value.hint == "snapshot at offset 1005 or later, or at the head"
 
 
 def test_snapshot_of_an_empty_store_is_a_usage_error(store: Path) -> None:
