@@ -698,6 +698,31 @@ def test_mongodb_connector_replays_like_the_change_stream_reader(write_file, tmp
                                                                           "tags": ["z", "b"]})]  # fmt: skip
 
 
+def test_mongodb_connector_update_with_its_pre_image_is_the_whole_document_it_left(read_events, write_file, tmp_path) -> None:
+    """In the connector's pre-image capture modes an update carries the document before it: the
+    update applied to it is the whole document, so a document the log saw no insert of is whole."""
+    import logtool
+
+    key = {"id": json.dumps({"$oid": OID})}
+    pre = {"_id": {"$oid": OID}, "name": "Anne", "tags": ["a", "b", "c"], "n": 5}
+    described = {"updatedFields": json.dumps({"tags.0": "z"}), "removedFields": ["n"],
+                 "truncatedArrays": [{"field": "tags", "size": 2}]}  # fmt: skip
+    path = write_file("mongo.jsonl", lines(
+        {"key": key, "value": mongo("u", 1, before=pre, updateDescription=described)},
+        {"key": key, "value": mongo("u", 2, before={"_id": {"$oid": OID}, "name": "Anne", "tags": ["z", "b"]},
+                                    patch={"$v": 2, "diff": {"u": {"name": "Ann"}}})},
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    whole = {"_id": {"$oid": OID}, "name": "Anne", "tags": ["z", "b"]}
+    assert [(r["op"], json.loads(r["data"]), json.loads(r["before"])) for r in rows] == [
+        ("upsert", whole, pre), ("upsert", {**whole, "name": "Ann"}, whole)]  # fmt: skip
+    logtool.ingest(tmp_path / "s", [str(path)])
+    result = logtool.replay(tmp_path / "s")
+    assert result.warnings == []
+    assert json.loads(result.state.to_pylist()[0]["state"]) == {**whole, "name": "Ann"}
+
+
 def test_mongodb_connector_oplog_diffs_of_mongodb_5_are_applied(read_events, write_file, tmp_path) -> None:
     """The older capture mode's patch from MongoDB 5 on is the oplog's `$v: 2` diff: `u` updates,
     `i` inserts and `d` deletes fields, `s<field>` diffs a document or (`a: true`) an array within,
