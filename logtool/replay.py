@@ -1183,6 +1183,8 @@ def _helper_sources(file: Path, home: Path, sources: dict[Path, bytes]) -> None:
     and the directory above it (a package importing itself by name)."""
     import ast
 
+    if home in _library_roots():  # a reducer module installed on its own: what lies beside it are
+        return  # other installed libraries (numpy...), not its helpers, and they stay as imported
     try:
         tree = ast.parse(sources[file])
     except (SyntaxError, ValueError):
@@ -1212,6 +1214,18 @@ def _helper_sources(file: Path, home: Path, sources: dict[Path, bytes]) -> None:
                 except OSError:
                     continue
                 _helper_sources(found, home, sources)
+
+
+@functools.cache
+def _library_roots() -> frozenset[Path]:
+    """The directories installed libraries and the standard library are imported from."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = [paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    found += [*getattr(site, "getsitepackages", list)(), site.getusersitepackages()]
+    return frozenset(Path(p).resolve() for p in found if p)
 
 
 def _decode(text: str | None) -> Any:

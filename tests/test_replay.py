@@ -1639,6 +1639,34 @@ def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_
     assert load_reducer(str(package)).fingerprint != before
 
 
+def test_a_reducer_module_installed_on_its_own_leaves_the_libraries_beside_it_alone(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reducer installed as a single module sits among other installed libraries: they are not
+    its helpers, so they are neither in its fingerprint nor run again from their source."""
+    replay_module = sys.modules["logtool.replay"]  # (the package names its function replay)
+
+    libs = tmp_path / "site-packages"
+    libs.mkdir()
+    (libs / "someinstalledlib.py").write_text("LOADS = []\nLOADS.append(1)\nRATE = 2\n")
+    write_module(libs / "shopreducers.py", """
+        import someinstalledlib
+        def dep(state, event):
+            return {"bal": (state or {}).get("bal", 0) + event["data"]["amt"] * someinstalledlib.RATE,
+                    "loads": len(someinstalledlib.LOADS)}
+        REDUCERS = {"Dep": dep}
+    """)
+    monkeypatch.setattr(replay_module, "_library_roots", lambda: frozenset({libs.resolve()}))
+    monkeypatch.syspath_prepend(str(libs))
+    monkeypatch.delitem(sys.modules, "someinstalledlib", raising=False)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    first = replay(store, reducer="shopreducers")
+    assert rows(first) == {"a": {"bal": 30, "loads": 1}}
+    assert rows(replay(store, reducer="shopreducers")) == {"a": {"bal": 30, "loads": 1}}  # imported once, as any library
+    (libs / "someinstalledlib.py").write_text("LOADS = []\nLOADS.append(1)\nRATE = 3\n")
+    assert replay_module.load_reducer("shopreducers").fingerprint == first.reducer  # not the reducer's own code
+
+
 def test_the_reducer_code_that_runs_is_the_code_its_fingerprint_hashes(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
