@@ -470,7 +470,7 @@ def compact_file(
     from . import engine
     from .errors import InputError
     from .formats import detect, get_format
-    from .formats.base import BOM, BadRecord, Mapping, Source
+    from .formats.base import BOM, BadRecord, Mapping, Source, check_fields_seen
 
     if until_offset is not None and until_offset < 0:
         raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
@@ -512,6 +512,7 @@ def compact_file(
         first = bad[0]
         raise InputError(first.file, first.line, f"{first.reason} (and every other record: none could be read)",
                          "check the field mapping (--key-field, --ts-field, ...) against the file")  # fmt: skip
+    check_fields_seen(src, mapping, total)
     horizon = total if until_offset is None else min(until_offset, total)
     con.execute('CREATE TEMP TABLE recs AS SELECT *, row_number() OVER (ORDER BY line) - 1 AS "offset" FROM ev')
     if lag_us:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import engine
 from .errors import InputError, UsageError
 from .formats import detect, get_format
-from .formats.base import BadRecord, Mapping, Source
+from .formats.base import BadRecord, Mapping, Source, check_fields_seen
 from .formats.parquet import holds_events
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
 from .store import Store, file_sha256
@@ -252,19 +252,7 @@ def _ingest_one(
                 not_rows = ["truncate"] if fmt.name in MAPPED_FORMATS else ["truncate", "event"]
                 none = pc.and_(pc.is_null(batch.column("key")), pc.invert(pc.is_in(batch.column("op"), pa.array(not_rows))))
                 keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
-        if (mapping.data_field and not mapping.type_field and fmt.name in MAPPED_FORMATS and res.ingested
-                and not source.data_field_seen):  # (a domain event may carry no body)
-            raise InputError(
-                source.name, None,
-                f"no record has the data field {mapping.data_field!r}: every event would be a tombstone",
-                "check --data-field (it names the field that holds the row; a null there is a tombstone)",
-            )  # fmt: skip
-        if mapping.type_field and fmt.name in MAPPED_FORMATS and source.domain_events_seen and not source.type_field_seen:
-            raise InputError(
-                source.name, None,
-                f"no record has a type in the field {mapping.type_field!r}: no event would be a domain event",
-                "check --type-field (it names the field that holds the event's type, e.g. event_type)",
-            )  # fmt: skip
+        check_fields_seen(source, mapping, res.ingested)
         entries = writer.close()
     except BaseException:
         writer.abort()

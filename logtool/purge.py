@@ -42,7 +42,9 @@ from .formats.base import (
     BadRecord,
     Mapping,
     Source,
+    check_fields_seen,
     dumps_exact,
+    fields_seen,
     file_entity,
     given_key,
     key_text,
@@ -1742,11 +1744,30 @@ def _raw(
         sel.identities, sel.spans = resolve_identities(key, entity, moves)
     if specs:
         _refuse_redacting_the_key(None, sel, specs, [mapping])
+    _check_mapped_fields(str(path), fmt, mapping)
     result = FileResult(source.name, "-" if not isinstance(out, str | os.PathLike) else str(out), fmt.name,
                         "redact" if specs else "purge")  # fmt: skip
     with output_file(out) as sink:
         _filter_records(source, fmt, mapping, sel, specs, con, sink, result, progress)
     return result
+
+
+def _check_mapped_fields(path: str, fmt: Any, mapping: Mapping) -> None:
+    """The data and type fields of the mapping checked as ingest checks them, before anything is
+    written: the file is read until a record holds the field (its first batch, as a rule), or to
+    its end, where ``check_fields_seen`` refuses it."""
+    if fields_seen(probe := Source(path), mapping):
+        return
+    events = 0
+    batches = fmt.read(probe, mapping, lambda _r: None)
+    try:
+        for batch in batches:
+            events += batch.num_rows
+            if fields_seen(probe, mapping):
+                return
+    finally:
+        batches.close()
+    check_fields_seen(probe, mapping, events)
 
 
 def _empty_input() -> pa.Table:

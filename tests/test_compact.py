@@ -1577,6 +1577,22 @@ def test_raw_file_keeps_what_it_cannot_read_and_says_so(tmp_path: Path) -> None:
     assert f"error: {src}:1: broken JSON: a trailing comma (and every other record: none could be read)" in wrong.err
 
 
+def test_raw_file_refuses_a_data_or_type_field_no_record_has(tmp_path: Path) -> None:
+    """A raw file read through a mapping whose data field no record has is refused as ingest
+    refuses it, before anything is written (every record would be a tombstone, and go)."""
+    src = tmp_path / "ev.jsonl"
+    src.write_text('{"id":1,"ts":"2026-01-01T00:00:00Z","row":{"v":"a"}}\n{"id":2,"ts":"2026-01-01T00:00:01Z","row":{"v":"b"}}\n')
+    out = tmp_path / "out.jsonl"
+    r = cli("compact", src, "-o", out, "--key-field", "id", "--ts-field", "ts", "--data-field", "data")
+    assert r.code == 2
+    assert f"error: {src}: no record has the data field 'data': every event would be a tombstone" in r.err
+    assert "hint: check --data-field" in r.err and not out.exists()
+    dry = cli("compact", src, "--dry-run", "--key-field", "id", "--ts-field", "ts", "--data-field", "data")
+    assert dry.code == 2 and "no record has the data field 'data'" in dry.err
+    assert cli("compact", src, "-o", out, "--key-field", "id", "--ts-field", "ts", "--data-field", "row").code == 0
+    assert out.read_text() == src.read_text()
+
+
 def test_raw_file_keeps_every_record_of_keys_a_row_moved_between(tmp_path: Path) -> None:
     src = _raw_log(tmp_path / "kc.jsonl", [
         {"id": "A", "op": "insert", "ts": "2024-01-01T00:00:00Z", "data": {"x": 1, "y": 2}},

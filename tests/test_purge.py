@@ -1348,6 +1348,32 @@ def test_cli_raw_mode(cli: Any, tmp_path: Path, log_file: Path) -> None:
     assert missing.code == 2 and "does not exist" in missing.err and "internal" not in missing.err
 
 
+def test_raw_mode_refuses_a_data_or_type_field_no_record_has(cli: Any, tmp_path: Path) -> None:
+    """purge and redact of a raw file refuse a data field no record has, as ingest does, before
+    writing anything: every event would be a tombstone, so no --where on its data could match
+    (and "0 removed" would pass for an erasure); a type field no domain event has, likewise."""
+    src = tmp_path / "p.jsonl"
+    src.write_text('{"id":1,"row":{"email":"ann@example.org"}}\n')
+    out = tmp_path / "clean.jsonl"
+    where = "data->>'email' = 'ann@example.org'"
+    for run in (
+        cli("purge", src, "--where", where, "--key-field", "id", "--data-field", "data", "-o", out),
+        cli("purge", src, "--where", where, "--key-field", "id", "--data-field", "data"),  # to stdout: nothing written
+        cli("redact", src, "--field", "email", "--key", "1", "--key-field", "id", "--data-field", "data", "-o", out),
+    ):
+        assert run.code == 2 and run.out == "" and not out.exists()
+        assert run.errors() == [f"error: {src}: no record has the data field 'data': every event would be a tombstone"]
+    assert cli("purge", src, "--where", where, "--key-field", "id", "--data-field", "row", "-o", out).code == 0
+    assert out.read_text() == ""
+    # a file of domain events: its type field is checked
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text('{"acct":"a1","event_type":"Opened"}\n')
+    run = cli("purge", bank, "--key", "a1", "--key-field", "acct", "--type-field", "type")
+    assert run.code == 2 and run.out == "" and "no record has a type in the field 'type'" in run.err
+    run = cli("purge", bank, "--key", "a1", "--key-field", "acct", "--type-field", "event_type")
+    assert run.code == 0 and run.out == ""
+
+
 # --------------------------------------------------------------------------- crash safety
 
 _CHILD = """

@@ -142,6 +142,7 @@ class Source:
         self.spec = spec
         self._sha = hashlib.sha256()
         self.bytes_read = 0
+        self.mapped = False  # read through the field mapping: the flags below say what its records held
         self.data_field_seen = False  # a record held the mapping's data field (null or not)
         self.type_field_seen = False  # a record had a type in the mapping's type field
         self.domain_events_seen = False  # (until one had) a record was a domain event (op `event`)
@@ -221,6 +222,37 @@ class Source:
             data = f.read(n)
         self._restart()
         return data
+
+
+def check_fields_seen(source: Source, mapping: Mapping, events: int) -> None:
+    """Refuse a file read through the field mapping whose records show a field named wrong: no
+    record has the data field at all (every event would be a tombstone), but for domain events
+    (``--type-field``), which may carry no body; or, of a file of domain events, no record has a
+    type in the type field. ``events``: how many events the file gave (none: nothing to judge by).
+    Every reader of a file through the mapping (ingest; compact, purge and redact of a raw file)
+    checks this before it writes anything."""
+    if not source.mapped or not events:
+        return
+    if mapping.data_field and not mapping.type_field and not source.data_field_seen:
+        raise InputError(
+            source.name, None,
+            f"no record has the data field {mapping.data_field!r}: every event would be a tombstone",
+            "check --data-field (it names the field that holds the row; a null there is a tombstone)",
+        )  # fmt: skip
+    if mapping.type_field and source.domain_events_seen and not source.type_field_seen:
+        raise InputError(
+            source.name, None,
+            f"no record has a type in the field {mapping.type_field!r}: no event would be a domain event",
+            "check --type-field (it names the field that holds the event's type, e.g. event_type)",
+        )  # fmt: skip
+
+
+def fields_seen(source: Source, mapping: Mapping) -> bool:
+    """Whether what was read so far settles ``check_fields_seen``: a record held the field it
+    looks for (a reader may stop there)."""
+    if mapping.type_field:
+        return source.type_field_seen
+    return not mapping.data_field or source.data_field_seen
 
 
 class _Chain(io.RawIOBase):

@@ -440,6 +440,7 @@ class RecordMapper:
         from ..schema import input_schema
 
         self.source, self.mapping, self.report = source, mapping, report
+        source.mapped = True
         self.schema = input_schema()
         self.con: duckdb.DuckDBPyConnection = engine.connect()
         self.sql = mapping_sql(mapping, format_name, source.name, mapping.default_entity(source))

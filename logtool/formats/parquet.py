@@ -59,7 +59,6 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         import pyarrow as pa
 
         keep_offsets = mapping.offset_field == "offset" and "offset" in names
-        source.data_field_seen = source.type_field_seen = True  # events as they are: no field mapping applies
         for batch in pq.ParquetFile(source.spec).iter_batches(
             BATCH_ROWS, columns=[n for n in schema.names if n in names]
         ):
