@@ -181,6 +181,45 @@ def test_csv_last_line_without_its_line_break_is_read(
     assert [json.loads(e["data"]) for e in _events(query, store)] == [{"v": "a"}, {"v": "closed"}]
 
 
+def test_csv_bad_records_are_reported_in_line_order(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
+    """--on-error fail names the first bad record, and quarantine keeps them in line order,
+    whether a record is bad as it is split (its field count, its encoding) or as it is mapped
+    (a missing key): the first is not passed over for a later one found sooner."""
+    f = tmp_path / "o.csv"
+    f.write_bytes(b"id,name\n,no key here\n2,Bob,extra\n3,\xff\n4,x\n")
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2 and r.errors() == [f"error: {f}:2: missing key field 'id'"]
+    store = new_store("q")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0, r.err
+    quarantined = [json.loads(x) for q in sorted((store / "quarantine").iterdir()) for x in q.read_text().splitlines()]
+    assert [(q["line"], q["reason"][:24]) for q in quarantined] == [
+        (2, "missing key field 'id'"), (3, "expected 2 fields, found"), (4, "invalid UTF-8 at charact"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "sep"),
+    [('id;"Amount, EUR";name', '1;"3,50";ann', ";"), ('id\t"a,b"\tname', '1\t"3,50"\tann', "\t"),
+     ('id,"a;b;c",name', '1,"3;50",ann', ",")],
+)  # fmt: skip
+def test_csv_delimiter_is_read_outside_quoted_names(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, header: str, row: str, sep: str
+) -> None:
+    """A quoted column name may hold another delimiter: the header's delimiter is the one
+    outside its quotes (a comma in "Amount, EUR" does not make a semicolon file comma-separated)."""
+    f = tmp_path / "h.csv"
+    f.write_text(header + "\n" + row + "\n")
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 0, r.err
+    names = [n.strip('"') for n in header.split(sep)]
+    values = [v.strip('"') for v in row.split(sep)]
+    assert [(e["key"], json.loads(e["data"])) for e in _events(query, store)] == [
+        ("1", {names[1]: values[1], names[2]: values[2]})
+    ]
+
+
 @pytest.mark.parametrize(("name", "sep"), [("semi.csv", ";"), ("tabs.tsv", "\t"), ("pipes.csv", "|")])
 def test_csv_with_another_delimiter(
     cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path, name: str, sep: str

@@ -102,8 +102,13 @@ def _raw(lines: list[str]) -> bytes:
 DELIMITERS = (",", ";", "\t", "|")
 
 
+_QUOTED = re.compile(r'"(?:[^"]|"")*("|$)')  # a quoted name, to its closing quote (or the line's end)
+
+
 def delimiter(header: str) -> str:
-    """The field delimiter of a CSV file, read from its header line."""
+    """The field delimiter of a CSV file, read from its header line: outside its quoted names
+    (``id;"Amount, EUR";name`` is separated by semicolons)."""
+    header = _QUOTED.sub("", header)
     if "," in header:
         return ","
     best = max(DELIMITERS[1:], key=header.count)
@@ -133,7 +138,10 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
     """Read a CSV log (plain, .gz or .zst) through the field mapping."""
     import pyarrow as pa
 
-    mapper = RecordMapper(source, mapping, report, "csv")
+    # A record's own faults (its field count, its encoding) are found as it is split, its mapping's
+    # (a missing key) when its batch is mapped: both wait, to be reported in line order.
+    pending: list[BadRecord] = []
+    mapper = RecordMapper(source, mapping, pending.append, "csv")
     with field_size_limit(mapping.max_line_bytes), source.open() as raw:
         text = (line.decode("utf-8", "surrogateescape") for line in physical_lines(io.BufferedReader(raw, 1 << 20)))  # type: ignore[type-var]
         consumed: list[str] = []  # the physical lines of the record being read, for quarantine
@@ -157,6 +165,18 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
         numbers: list[int] = []
         lines: list[str] = []
         raws: list[bytes] = []  # each record as it was in the file, for a bad record's report
+
+        def flush() -> Iterator[pa.RecordBatch]:
+            """Map the records read so far, then report the bad ones among them in line order."""
+            nonlocal numbers, lines, raws
+            batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws) if lines else None
+            for bad in sorted(pending, key=lambda b: b.line or 0):
+                report(bad)
+            pending.clear()
+            numbers, lines, raws = [], [], []
+            if batch is not None:
+                yield batch
+
         start = reader.line_num + 1
         while True:
             consumed.clear()
@@ -172,14 +192,14 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                         skipped += 1
                         if line.count('"') % 2:
                             break
-                report(BadRecord(source.name, start, f"CSV error: {e}", _raw(consumed)))
+                pending.append(BadRecord(source.name, start, f"CSV error: {e}", _raw(consumed)))
                 start = reader.line_num + skipped + 1
                 continue
             line_no, start = start, reader.line_num + skipped + 1
             if not row or row == [""] and not "".join(consumed).strip():
                 continue  # a blank line (a quoted "" on its own is a record: the empty string)
             if len(row) != len(header):
-                report(
+                pending.append(
                     BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed))
                 )
                 continue
@@ -187,7 +207,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             try:
                 joined.encode("utf-8")
             except UnicodeEncodeError as e:
-                report(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
+                pending.append(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
                 continue
             quoted: set[int] = set()
             # a record over several lines, a quoted empty field, or a last line without its line
@@ -196,22 +216,17 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
             if len(consumed) > 1 or ("" in row and '""' in consumed[0]) or ('"' in last and last[-1:] not in "\r\n"):
                 quoted, open_quote = _scan("".join(consumed), delim)
                 if open_quote:
-                    report(BadRecord(source.name, line_no, "a quoted field has no closing quote (the file ends inside it)",
-                                     _raw(consumed)))  # fmt: skip
+                    pending.append(BadRecord(source.name, line_no,
+                                             "a quoted field has no closing quote (the file ends inside it)",
+                                             _raw(consumed)))  # fmt: skip
                     continue
             lines.append("{" + ",".join(n + ('""' if i in quoted else _value(v))
                                          for i, (n, v) in enumerate(zip(names, row, strict=True))) + "}")  # fmt: skip
             numbers.append(line_no)
             raws.append(_raw(consumed))
-            if len(lines) >= BATCH_ROWS:
-                batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws)
-                if batch is not None:
-                    yield batch
-                numbers, lines, raws = [], [], []
-        if lines:
-            batch = mapper.map(pa.array(numbers, pa.int64()), pa.array(lines, pa.string()), raws)
-            if batch is not None:
-                yield batch
+            if len(lines) + len(pending) >= BATCH_ROWS:
+                yield from flush()
+        yield from flush()
 
 
 def sniff(head: bytes) -> int:
