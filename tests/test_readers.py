@@ -181,6 +181,52 @@ def test_csv_last_line_without_its_line_break_is_read(
     assert [json.loads(e["data"]) for e in _events(query, store)] == [{"v": "a"}, {"v": "closed"}]
 
 
+def test_a_lone_surrogate_escape_is_read_as_the_replacement_character(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """A lone surrogate escape (half an emoji, as JavaScript's JSON.stringify writes a string cut
+    inside one) is valid JSON that no UTF-8 text can hold: it is read as U+FFFD, as a UTF-8
+    encoder writes it, a warning names the first, and everything else of the record is as it was
+    (a whole pair is its character, an escaped backslash before "ud83d" is text)."""
+    f = tmp_path / "js.jsonl"
+    f.write_text(
+        '{"id":9,"msg":"ab\\ud83d"}\n'
+        '{"id":10,"msg":"ok \\ud83d\\ude00 \\\\ud83d \\udc00","n":1.50}\n'
+        '{"id":11,"msg":"\\ud83d","x":[1,]}\n'
+    )
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--on-error", "quarantine")
+    assert r.code == 0, r.err
+    assert f"warning: {f}:1: a lone surrogate escape (such as \\ud83d: half a character" in r.err
+    assert [(e["key"], e["data"]) for e in _events(query, store)] == [
+        ("9", '{"msg":"ab\ufffd"}'), ("10", '{"msg":"ok \U0001f600 \\\\ud83d \ufffd","n":1.50}'),
+    ]  # fmt: skip
+    # a record broken otherwise is still bad, for what it is, and quarantined as it was written
+    (q,) = [json.loads(x) for x in next((store / "quarantine").iterdir()).read_text().splitlines()]
+    assert (q["line"], q["reason"], q["raw"]) == (3, "broken JSON: a trailing comma", '{"id":11,"msg":"\\ud83d","x":[1,]}')
+    # the JSON formats a reader decodes in Python read it alike
+    dbz = tmp_path / "dbz.jsonl"
+    dbz.write_text(json.dumps({"schema": None, "payload": {"op": "c", "after": {"id": 1, "m": "ab\ud83d"},
+                                           "source": {"schema": "public", "table": "t", "ts_ms": 1}}}) + "\n")  # fmt: skip
+    r = cli("ingest", store, dbz)
+    assert r.code == 0, r.err
+    assert f"warning: {dbz}:1: a lone surrogate escape" in r.err
+    assert query(store, "SELECT data FROM events WHERE entity = 'public.t'") == [{"data": '{"id":1,"m":"ab\ufffd"}'}]
+
+
+def test_a_lone_surrogate_a_reader_decoded_inside_a_value_is_read_alike() -> None:
+    """A surrogate that reaches a batch (a document held as JSON text, its escape escaped) is
+    read as U+FFFD too, and said, rather than failing the read."""
+    from logtool.formats.base import Batcher
+
+    source = Source("-")
+    batcher = Batcher(source=source)
+    batcher.add(ts=0, entity="c", key="k\ud83d", op="upsert", data='{"m":"ab\ud83d"}', source={"file": "x", "line": 1})
+    batch = batcher.flush()
+    assert batch.column("key").to_pylist() == ["k\ufffd"] and batch.column("data").to_pylist() == ['{"m":"ab\ufffd"}']
+    assert len(source.notes) == 1 and "a lone surrogate escape" in source.notes[0]
+
+
 def test_csv_bad_records_are_reported_in_line_order(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
     """--on-error fail names the first bad record, and quarantine keeps them in line order,
     whether a record is bad as it is split (its field count, its encoding) or as it is mapped

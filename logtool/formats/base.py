@@ -151,6 +151,7 @@ class Source:
         # Kafka topics, the entity of the Debezium changes earlier ingests read from each, and
         # whether they came from the MongoDB connector
         self.store_topics: Callable[[list[str]], dict[str, tuple[str, bool]]] | None = None
+        self.lone_surrogates = False  # a lone surrogate was read as U+FFFD (said once, in notes)
         self.bom = False  # the content began with a UTF-8 byte order mark (not passed on by open())
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head
@@ -163,6 +164,17 @@ class Source:
             self.size: int | None = path.stat().st_size
         else:
             self.size = None
+
+    def note_lone_surrogate(self, line: int | None) -> None:
+        """Say, once, that a lone surrogate (``replace_lone_surrogates``) was read as U+FFFD."""
+        if not self.lone_surrogates:
+            self.lone_surrogates = True
+            where = f"{self.name}:{line}" if line is not None else self.name
+            self.notes.append(
+                f"{where}: a lone surrogate escape (such as \\ud83d: half a character, as JavaScript writes an "
+                "emoji cut in two) is read as U+FFFD, the replacement character, as a UTF-8 encoder writes it; "
+                "so is any other in the file"
+            )
 
     @property
     def content_digest(self) -> str:
@@ -547,6 +559,23 @@ _DECODER = json.JSONDecoder(
 )
 
 
+# A JSON string escape: a surrogate pair (two escapes, one character), a lone surrogate (half a
+# character), or any other (an escaped backslash too, so that "\\ud83d" is no escape of one).
+_ESCAPE = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)")
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate escape (``\\ud83d`` without its other half: JavaScript's
+    JSON.stringify writes one for a string cut inside an emoji) written ``\\ufffd``, as a UTF-8
+    encoder writes such half a character: no UTF-8 text (nor Arrow, nor DuckDB) can hold it. Every
+    other byte stays as it is; text without one is returned as it is."""
+    if "\\u" not in text or not _MAYBE_SURROGATE.search(text):
+        return text
+    return _ESCAPE.sub(lambda m: "\\ufffd" if m.group(1) else m.group(0), text)
+
+
 def loads_exact(text: str) -> Any:
     """Parse JSON keeping every number exact (integers as int, other numbers and -0 as RawNumber).
     Raises ValueError where the text is not JSON, or nests deeper than Python can follow."""
@@ -847,6 +876,7 @@ class Batcher:
 
     rows: int = BATCH_ROWS
     _cols: dict[str, list[Any]] = field(default_factory=dict)
+    source: Source | None = None  # told of a lone surrogate read as U+FFFD
 
     def __post_init__(self) -> None:
         from ..schema import input_schema
@@ -899,9 +929,27 @@ class Batcher:
         """The events collected so far as one batch; the batcher starts empty again."""
         import pyarrow as pa
 
-        batch = pa.RecordBatch.from_pydict(self._cols, schema=self._schema)
+        try:
+            batch = pa.RecordBatch.from_pydict(self._cols, schema=self._schema)
+        except UnicodeEncodeError:
+            # a lone surrogate a reader decoded from JSON inside a value (a document as JSON text,
+            # its escape escaped): read as U+FFFD, as replace_lone_surrogates reads a record's
+            if self.source is not None:
+                self.source.note_lone_surrogate(None)
+            batch = pa.RecordBatch.from_pydict(_without_surrogates(self._cols), schema=self._schema)
         self._cols = {name: [] for name in self._schema.names}
         return batch
+
+
+def _without_surrogates(value: Any) -> Any:
+    """A value with each surrogate in its texts (dict keys too) read as U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE_CHAR.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
 
 
 def check_mapping_for(format_name: str, mapping: Mapping, allowed: set[str]) -> None:
@@ -937,10 +985,12 @@ def read_records(
     """Parse each (line, JSON text) exactly, turn it into events with ``decode(value, where)`` and
     batch them. ``where`` is the event's ``source`` column, its position still None. A record that
     does not parse, or that ``decode`` refuses with a ValueError, is reported and skipped."""
-    batcher = Batcher()
+    batcher = Batcher(source=source)
     for line, text in records:
+        if (readable := replace_lone_surrogates(text)) is not text:
+            source.note_lone_surrogate(line)
         try:
-            value = loads_exact(text)
+            value = loads_exact(readable)
         except ValueError as e:
             report(BadRecord(source.name, line, f"invalid JSON: {json_error(e, line)}", text.encode()))
             continue

@@ -32,6 +32,7 @@ from .base import (
     object_members,
     op_aliases,
     parse_ts,
+    replace_lone_surrogates,
 )
 
 if TYPE_CHECKING:
@@ -474,15 +475,10 @@ class RecordMapper:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        # several record batches, so DuckDB maps them on every core (it keeps their order)
-        chunk = pa.Table.from_batches(  # noqa: F841 - read by the query
-            pa.table(
-                {"idx": pa.array(np.arange(len(lines), dtype=np.int64)), "line_no": line_no, "line": lines}
-            ).to_batches(max_chunksize=PARALLEL_ROWS)
-        )
-        self.con.register("chunk", chunk)
-        out = self.con.sql(self.sql).to_arrow_table()
-        self.con.unregister("chunk")
+        out = self._query(pa.array(np.arange(len(lines), dtype=np.int64)), line_no, lines)
+        broken = pc.indices_nonzero(pc.equal(out.column("reason"), "broken JSON")).to_pylist()
+        if broken:
+            out = self._read_lone_surrogates(out, broken, line_no, lines)
         reason = out.column("reason")
         if reason.null_count < len(reason):
             bad = out.filter(pc.is_valid(reason))
@@ -504,6 +500,37 @@ class RecordMapper:
             out = self._rebuild_exact(out, line_no, lines)
         return out.select(self.schema.names).cast(self.schema)
 
+    def _query(self, idx: pa.Array, line_no: pa.Array, lines: pa.Array) -> pa.Table:
+        """The mapping query over lines (``idx`` their places in the chunk)."""
+        import pyarrow as pa
+
+        # several record batches, so DuckDB maps them on every core (it keeps their order)
+        chunk = pa.Table.from_batches(  # noqa: F841 - read by the query
+            pa.table({"idx": idx, "line_no": line_no, "line": lines}).to_batches(max_chunksize=PARALLEL_ROWS)
+        )
+        self.con.register("chunk", chunk)
+        out = self.con.sql(self.sql).to_arrow_table()
+        self.con.unregister("chunk")
+        return out
+
+    def _read_lone_surrogates(self, out: pa.Table, broken: list[int], line_no: pa.Array, lines: pa.Array) -> pa.Table:
+        """Lines DuckDB could not parse that hold a lone surrogate escape (which it refuses; JSON
+        and Python take it) mapped again with each written U+FFFD (``replace_lone_surrogates``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        at = pc.take(out.column("idx"), pa.array(broken)).to_pylist()
+        texts = pc.take(lines, pa.array(at)).to_pylist()
+        fixed = {i: r for i, t in zip(at, texts, strict=True) if (r := replace_lone_surrogates(t)) is not t}
+        if not fixed:
+            return out
+        self.source.note_lone_surrogate(min(line_no[i].as_py() for i in fixed))
+        again = self._query(pa.array(list(fixed), pa.int64()), pc.take(line_no, pa.array(list(fixed))),
+                            pa.array(list(fixed.values()), pa.string()))  # fmt: skip
+        kept = out.filter(pc.invert(pc.is_in(out.column("idx"), pa.array(list(fixed), pa.int64()))))
+        both = pa.concat_tables([kept, again.cast(kept.schema)])
+        return both.take(pc.sort_indices(both.column("idx")))
+
     def _rebuild_exact(self, out: pa.Table, line_no: pa.Array, lines: pa.Array) -> pa.Table:
         """Payload columns cut from the line in Python, where the line could not be marked."""
         import pyarrow as pa
@@ -518,13 +545,14 @@ class RecordMapper:
             rows, taken.column("idx").to_pylist(), taken.column("entity").to_pylist(), taken.column("op").to_pylist(),
             strict=True,
         ):  # fmt: skip
-            line = lines[at].as_py().rstrip("\r\n")
+            text = lines[at].as_py().rstrip("\r\n")
+            line = replace_lone_surrogates(text)
             try:
                 key, data[i], meta[i] = exact_fields(line, self.mapping, ent)
                 if prev_keys[i] is not None:  # (so a line without one is not read to its end)
                     prev_keys[i] = _exact_scalar(line, self.mapping.prev_key_field or "")
             except ValueError as e:
-                self.report(BadRecord(self.source.name, line_no[at].as_py(), f"cannot be read exactly: {e}", line.encode()))
+                self.report(BadRecord(self.source.name, line_no[at].as_py(), f"cannot be read exactly: {e}", text.encode()))
                 keep[i] = False
                 continue
             if op != "truncate":  # a truncate has no key
