@@ -201,12 +201,22 @@ def _ingest_one(
 
     if source.size == 0:
         raise InputError(source.name, None, "file is empty", "nothing to ingest")
+    if mapping.entity is None and not mapping.entity_field and source.spec != "-":
+        # for the hint of damaged compressed content, which detection may already meet
+        source.named_entity = mapping.default_entity(source)
     fmt = get_format(format_name) if format_name else detect(source)
     state = store.state()
     res = FileResult(source.name, fmt.name)
     # the entity the events take from the file name (or --entity), where no field names it
     named = (mapping.default_entity(source) if fmt.name in MAPPED_FORMATS and not mapping.entity_field
              and not (fmt.name == "parquet" and source.spec != "-" and holds_events(source)) else None)  # fmt: skip
+    if named is None:
+        source.named_entity = None  # the format's records name their entity
+    elif source.spec == "-" and mapping.entity is None:
+        source.notes.append(
+            f"{source.name}: its records are of entity {named!r}, as stdin has no file name to give them one: "
+            "pass --entity NAME (the name of the file they came from), or --entity-field"
+        )
     # A file of a size the store has taken before is hashed first: a copy it already holds is
     # refused without being read through the mapping.
     if not allow_duplicates and source.spec != "-" and source.size in state.ingested_sizes:

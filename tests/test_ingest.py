@@ -1210,6 +1210,28 @@ def test_duplicate_ingest_refused(
     assert [e["key"] for e in _rows(query, store)] == ["1", "2", "1", "2"]
 
 
+def test_stdin_without_an_entity_is_warned_of(write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query,
+                                              tmp_path: Path) -> None:  # fmt: skip
+    """Records read from stdin have no file name to take their entity from: they are of entity
+    `<stdin>`, and a warning says to pass --entity (with it, content a file gave is known again)."""
+    f = write_lines(tmp_path / "orders.jsonl", ['{"id":1}', '{"id":2}'])
+    store = new_store("s")
+    r = cli("ingest", store, "-", "--key-field", "id", input=f.read_bytes())
+    assert r.code == 0, r.err
+    assert ("warning: <stdin>: its records are of entity '<stdin>', as stdin has no file name to give them one: pass "
+            "--entity NAME (the name of the file they came from), or --entity-field") in " ".join(r.err.split())  # fmt: skip
+    for named in (("--entity", "orders"), ("--entity-field", "id")):
+        r = cli("ingest", store, "-", "--key-field", "id", *named, input=f.read_bytes())
+        assert r.code == 0 and "warning" not in r.err, r.err
+    # a format whose records name their entity is not warned of
+    dbz = '{"schema":null,"payload":{"op":"c","after":{"id":1},"source":{"schema":"public","table":"t","ts_ms":1}}}\n'
+    r = cli("ingest", store, "-", input=dbz)
+    assert r.code == 0 and "warning" not in r.err, r.err
+    assert cli("ingest", store, f, "--key-field", "id").code == 0
+    r = cli("ingest", store, "-", "--key-field", "id", "--entity", "orders", input=f.read_bytes())
+    assert "<stdin>: already in the store" in r.err
+
+
 def test_same_content_as_another_entity_is_other_events(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:

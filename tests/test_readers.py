@@ -362,6 +362,24 @@ def test_damaged_compressed_input_is_an_input_error(
     assert not list((store / "segments").iterdir())  # nothing of it committed
 
 
+def test_the_damage_hint_names_the_entity_the_file_name_gives(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """Following the hint of a damaged file ingests the records before the damage under the
+    entity the file's name gives them, not `<stdin>`'s: the hint passes --entity where no option
+    names one (and quotes what the shell would split)."""
+    data = b"".join(b'{"id":%d,"v":"some payload text"}\n' % i for i in range(3000))
+    f = tmp_path / "my orders.jsonl.gz"
+    f.write_bytes(gzip.compress(data)[:4000])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id")
+    assert r.code == 2
+    assert f"`zcat '{f}' | logtool ingest STORE - --entity 'my orders' ...`" in " ".join(r.err.split())
+    for options in (("--entity", "x"), ("--entity-field", "t"), ("--format", "debezium")):
+        r = cli("ingest", store, f, "--key-field", "id", *options)
+        assert r.code == 2 and f"`zcat '{f}' | logtool ingest STORE - ...`" in " ".join(r.err.split())
+
+
 def test_a_binary_file_is_not_taken_for_csv(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
     f = tmp_path / "image.bin"
     f.write_bytes(b"\x00\x01id,\x02\x1bname;\xff\n" * 20)  # delimiters, and control bytes among them

@@ -152,6 +152,9 @@ class Source:
         # whether they came from the MongoDB connector
         self.store_topics: Callable[[list[str]], dict[str, tuple[str, bool]]] | None = None
         self.lone_surrogates = False  # a lone surrogate was read as U+FFFD (said once, in notes)
+        # the entity its file name gives the records, where the mapping names none: a hint that
+        # reads the content from stdin names it, as stdin has no name to give one
+        self.named_entity: str | None = None
         self.bom = False  # the content began with a UTF-8 byte order mark (not passed on by open())
         self._stdin_head = b""
         self._stdin_done = False  # stdin ended within the head
@@ -350,10 +353,14 @@ class _HashingReader(io.RawIOBase):
             if self._cat is None or not damaged:
                 raise
             # the decompressor's own words name the damage; the bytes before it can still be had
-            name = self._source.name
+            import shlex
+
+            name, entity = self._source.name, self._source.named_entity
+            options = f" --entity {shlex.quote(entity)}" if entity is not None else ""
             raise InputError(
                 name, None, f"the compressed data is damaged or cut short ({e})",
-                f"the records before the damage can be read with `{self._cat} {name} | logtool ingest STORE - ...`",
+                f"the records before the damage can be read with "
+                f"`{self._cat} {shlex.quote(name)} | logtool ingest STORE -{options} ...`",
             ) from None  # fmt: skip
         self._source._sha.update(data)
         self._source.bytes_read += len(data)
