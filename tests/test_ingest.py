@@ -569,6 +569,26 @@ def test_meta_fields(write_lines: WriteLines, cli: Cli, new_store: NewStore, que
         (None, '{"v":3}'),  # no metadata at all: null
         (None, '{"v":4}'),
     ]
+    assert "warning" not in r.err
+
+
+def test_a_meta_field_given_twice_counts_once_and_one_no_record_has_is_warned_of(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
+) -> None:
+    """--meta-field actor twice is one field (its member was written twice); a meta field no
+    record of the file has (null counts as having it) is likely misnamed: a warning, not a
+    refusal, as a file may lack what others have."""
+    f = write_lines(tmp_path / "m.jsonl", ['{"id":1,"actor":"me","cause":null}', '{"id":2}'])
+    store = new_store("s")
+    r = cli("ingest", store, f, "--key-field", "id", "--meta-field", "actor", "--meta-field", "actor",
+            "--meta-field", "cause", "--meta-field", "txid")  # fmt: skip
+    assert r.code == 0, r.err
+    assert [e["meta"] for e in _rows(query, store)] == ['{"actor":"me"}', None]
+    assert [w for w in r.err.splitlines() if w.startswith("warning")] == [
+        f"warning: {f}: no record has the meta field 'txid': its events' meta lack it (check --meta-field if it "
+        "should be there)"
+    ]
+    assert Mapping(meta_fields=("a", "b", "a")).meta_fields == ("a", "b")
 
 
 # --------------------------------------------------------------------------- offsets

@@ -50,6 +50,8 @@ class Mapping:
         """Options that contradict each other, or would be silently ignored, are usage errors."""
         if self.entity is not None and self.entity_field is not None:
             raise UsageError("give --entity NAME or --entity-field FIELD, not both")
+        # a meta field given twice is one field (its member would be written twice)
+        object.__setattr__(self, "meta_fields", tuple(dict.fromkeys(self.meta_fields)))
         repeated = [k for k in dict.fromkeys(self.key_fields) if self.key_fields.count(k) > 1]
         if repeated:
             raise UsageError(f"--key-field {repeated[0]} is given twice")
@@ -146,6 +148,7 @@ class Source:
         self.data_field_seen = False  # a record held the mapping's data field (null or not)
         self.type_field_seen = False  # a record had a type in the mapping's type field
         self.domain_events_seen = False  # (until one had) a record was a domain event (op `event`)
+        self.meta_fields_seen: set[str] = set()  # the mapping's meta fields some record held (null or not)
         self.notes: list[str] = []  # what a reader passed over that a person should hear of
         # what the store the input goes into holds, for a reader to ask (None: no store): of some
         # Kafka topics, the entity of the Debezium changes earlier ingests read from each, and
@@ -245,9 +248,14 @@ def check_fields_seen(source: Source, mapping: Mapping, events: int) -> None:
     (``--type-field``), which may carry no body; or, of a file of domain events, no record has a
     type in the type field. ``events``: how many events the file gave (none: nothing to judge by).
     Every reader of a file through the mapping (ingest; compact, purge and redact of a raw file)
-    checks this before it writes anything."""
+    checks this before it writes anything. A meta field no record has is only noted (``notes``):
+    a file may lack what others have."""
     if not source.mapped or not events:
         return
+    for name in mapping.meta_fields:
+        if name not in source.meta_fields_seen:
+            source.notes.append(f"{source.name}: no record has the meta field {name!r}: its events' meta lack it "
+                                "(check --meta-field if it should be there)")  # fmt: skip
     if mapping.data_field and not mapping.type_field and not source.data_field_seen:
         raise InputError(
             source.name, None,

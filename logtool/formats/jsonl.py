@@ -353,6 +353,7 @@ SELECT
          {reasons} END AS reason,
     exactness = 'python' AS rebuild,
     {f"CASE WHEN obj THEN {f(mapping.data_field)} IS NOT NULL END" if mapping.data_field else "NULL::BOOLEAN"} AS has_data_field,
+    {"".join(f"CASE WHEN obj THEN {f(m)} IS NOT NULL END AS has_meta_{i}, " for i, m in enumerate(mapping.meta_fields))}
     CASE WHEN obj THEN {off} END AS "offset",
     v_ts AS ts,
     v_entity AS entity,
@@ -491,6 +492,9 @@ class RecordMapper:
             return None
         if self.mapping.data_field and not self.source.data_field_seen:
             self.source.data_field_seen = bool(pc.any(out.column("has_data_field")).as_py())
+        for i, name in enumerate(self.mapping.meta_fields):
+            if name not in self.source.meta_fields_seen and pc.any(out.column(f"has_meta_{i}")).as_py():
+                self.source.meta_fields_seen.add(name)
         if self.mapping.type_field and not self.source.type_field_seen:
             self.source.type_field_seen = out.column("type").null_count < out.num_rows
             self.source.domain_events_seen = self.source.domain_events_seen or bool(
