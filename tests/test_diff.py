@@ -816,6 +816,23 @@ def test_parquet_decimals_wider_than_38_digits_compare_exactly(tmp_path: Path) -
     assert diff(a, tmp_path / "a.csv", key_columns=["id"]).same
 
 
+def test_a_store_ingested_from_a_parquet_dump_of_narrow_decimals_is_that_dump(tmp_path: Path) -> None:
+    """A DECIMAL(12,8) column ingested and replayed is its decimals again: the store against its
+    dump is the same, and one hundred-millionth apart is a difference."""
+
+    def dump(name: str, first: str) -> Path:
+        values = [Decimal(first), Decimal("1.50000000")]
+        pq.write_table(pa.table({"id": [1, 2], "amount": pa.array(values, pa.decimal128(12, 8))}), tmp_path / name)
+        return tmp_path / name
+
+    wallet = dump("wallet.parquet", "0.00000001")
+    logtool.ingest(tmp_path / "s", [str(wallet)], mapping=Mapping(key_fields=("id",)))
+    assert diff(tmp_path / "s", wallet, entity="wallet", at_offset=1).same
+    assert counts(diff(tmp_path / "s", dump("other.parquet", "0.00000002"), entity="wallet", at_offset=1)) == (
+        False, 0, 0, 1,
+    )  # fmt: skip
+
+
 def test_a_typed_text_column_is_text_against_a_number(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": [1, 2, 3], "v": [1, 10, 7]}), tmp_path / "n.parquet")
     pq.write_table(pa.table({"id": ["1", "2", "3"], "v": ["1", "1e1", "007"]}), tmp_path / "t.parquet")

@@ -542,6 +542,26 @@ def test_parquet_decimals_wider_than_38_digits_are_exact(
     ]
 
 
+def test_parquet_narrow_decimals_replay_as_jsonl_gives_them(
+    cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
+) -> None:
+    """A DECIMAL(12,8) column came in through float64 (0.00000001 as 1e-8) and was replayed as a
+    double; it is now the decimal text JSON lines gives, replayed as the same decimal128."""
+    f = tmp_path / "wallet.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "amount": pa.array([Decimal("0.00000001"), Decimal("1.50000000")],
+                                                                pa.decimal128(12, 8))}), f)  # fmt: skip
+    lines = tmp_path / "wallet.jsonl"
+    lines.write_text('{"id":1,"amount":0.00000001}\n{"id":2,"amount":1.50000000}\n')
+    types = []
+    for name, path in (("p", f), ("j", lines)):
+        store = new_store(name)
+        assert cli("ingest", store, path, "--key-field", "id").code == 0
+        assert [e["data"] for e in _events(query, store)] == ['{"amount":0.00000001}', '{"amount":1.50000000}']
+        assert cli("replay", store, "--format", "parquet", "-o", tmp_path / f"out{name}").code == 0
+        types.append(pq.read_table(tmp_path / f"out{name}" / "wallet.parquet").schema.field("amount").type)
+    assert types == [pa.decimal128(9, 8)] * 2
+
+
 def test_parquet_nested_floats_and_wide_decimals(
     cli: Cli, new_store: Callable[[str], Path], query: Query, tmp_path: Path
 ) -> None:

@@ -148,18 +148,18 @@ def _is_wide(typ: pa.DataType) -> bool:
 
 def _in_python(typ: pa.DataType) -> bool:
     """A nested type DuckDB's JSON rendering would get wrong: holding a decimal wider than 38
-    digits, a map holding a float or a decimal, or a struct holding a float under a member name
-    that is empty or another's but for case (DuckDB cannot name it)."""
+    digits, a map holding a float or a decimal, or a struct holding a float or a decimal under a
+    member name that is empty or another's but for case (DuckDB cannot name it)."""
     import pyarrow as pa
 
     def odd_struct(t: pa.DataType) -> bool:
         if not pa.types.is_struct(t):
             return False
         names = [t.field(i).name.lower() for i in range(t.num_fields)]
-        return ("" in names or len(set(names)) < len(names)) and _holds(t, pa.types.is_floating)
+        return ("" in names or len(set(names)) < len(names)) and _holds(t, _needs_sql)
 
     def odd_map(t: pa.DataType) -> bool:
-        return pa.types.is_map(t) and _holds(t.item_type, lambda x: pa.types.is_floating(x) or pa.types.is_decimal(x))
+        return pa.types.is_map(t) and (_holds(t.key_type, _needs_sql) or _holds(t.item_type, _needs_sql))
 
     return not _is_wide(typ) and (_holds(typ, _is_wide) or _holds(typ, odd_struct) or _holds(typ, odd_map))
 
@@ -183,7 +183,7 @@ def _as_json_text(column: pa.Array, typ: pa.DataType) -> pa.Array:
         if pa.types.is_struct(t):
             return {t.field(i).name: value(v.get(t.field(i).name), t.field(i).type) for i in range(t.num_fields)}
         if pa.types.is_map(t):
-            return {str(k): value(x, t.item_type) for k, x in v}
+            return {format(k, "f") if isinstance(k, Decimal) else str(k): value(x, t.item_type) for k, x in v}
         if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             return [value(x, t.value_type) for x in v]
         if isinstance(v, bytes):  # as DuckDB writes a blob: printable ASCII, else \xHH
@@ -235,22 +235,34 @@ def _as_json_value(field: pa.Field, name: str) -> str:
     """SQL: column ``name`` as it goes into the row's JSON object. A float's NaN and infinities,
     which JSON has no numbers for, become the strings "NaN", "Infinity" and "-Infinity" (in lists
     and structs too), as every other reader writes them (the typed export reads them back as
-    floats). A decimal wider than DuckDB's 38 digits arrives as text, marked to become a number
-    again."""
+    floats); a decimal is written as its exact text. A decimal wider than DuckDB's 38 digits
+    arrives as text, marked to become a number again."""
     if _is_wide(field.type):
         return f"{sql_string(_DECIMAL_MARK)} || {name}"
     if _in_python(field.type):
         return f"{name}::JSON"
-    return _json_floats(field.type, name, 0)
+    return _json_exact(field.type, name, 0)
 
 
-def _json_floats(typ: pa.DataType, expr: str, depth: int) -> str:
-    """SQL: ``expr`` of type ``typ`` with every float in it (however nested) as its JSON value,
-    NaN and infinities as strings."""
+def _needs_sql(typ: pa.DataType) -> bool:
+    """A float or a decimal, which DuckDB's JSON rendering writes wrongly as they are."""
     import pyarrow as pa
 
-    if not _holds(typ, pa.types.is_floating):
+    return bool(pa.types.is_floating(typ) or pa.types.is_decimal(typ))
+
+
+def _json_exact(typ: pa.DataType, expr: str, depth: int) -> str:
+    """SQL: ``expr`` of type ``typ`` with every float and decimal in it (however nested) as its
+    JSON value: NaN and infinities as strings, a decimal's digits as the file holds them."""
+    import pyarrow as pa
+
+    if not _holds(typ, _needs_sql):
         return expr
+    if pa.types.is_decimal(typ):
+        # DuckDB writes a decimal of up to 15 digits through float64 (1.50000000 as 1.5, 0.00000001
+        # as 1e-8) and a wider one as its digits: widened to 38 with its scale kept, every one is
+        # written as its digits.
+        return f"CAST({expr} AS DECIMAL(38, {typ.scale}))"
     if pa.types.is_floating(typ):
         # Decided on the rendered text (DuckDB renders them as SPECIAL_FLOATS spells them), not by
         # isnan() or isinf(): DuckDB answers those from the file's min/max statistics, which
@@ -261,12 +273,12 @@ def _json_floats(typ: pa.DataType, expr: str, depth: int) -> str:
         return f"CASE {text}::VARCHAR {cases} ELSE {text} END"
     if pa.types.is_struct(typ):
         parts = ", ".join(
-            f"{sql_ident(typ.field(i).name)} := {_json_floats(typ.field(i).type, f'struct_extract({expr}, {sql_string(typ.field(i).name)})', depth + 1)}"
+            f"{sql_ident(typ.field(i).name)} := {_json_exact(typ.field(i).type, f'struct_extract({expr}, {sql_string(typ.field(i).name)})', depth + 1)}"
             for i in range(typ.num_fields)
         )
         return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({parts}) END"
     element = f"x{depth}"
-    return f"list_transform({expr}, lambda {element}: {_json_floats(typ.value_type, element, depth + 1)})"
+    return f"list_transform({expr}, lambda {element}: {_json_exact(typ.value_type, element, depth + 1)})"
 
 
 def sniff(head: bytes) -> int:

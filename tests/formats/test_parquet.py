@@ -70,6 +70,26 @@ def test_map_of_decimals_is_exact(read_events: Any, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(("precision", "scale"), [(1, 1), (9, 2), (12, 8), (15, 0), (16, 8), (38, 38)])
+def test_decimals_of_every_precision_keep_their_text(
+    read_events: Any, tmp_path: Path, precision: int, scale: int
+) -> None:
+    """DuckDB writes a decimal of up to 15 digits through float64 (1.50000000 became 1.5,
+    0.00000001 became 1e-8): every decimal is now its digits with the column's scale, as JSON lines
+    gives them, top-level and in lists, structs and maps alike."""
+    values = [Decimal(1).scaleb(-scale), Decimal(-5).scaleb(-scale) if scale else Decimal(-5), None]
+    f = tmp_path / "dec.parquet"
+    typ = pa.decimal128(precision, scale)
+    pq.write_table(pa.table({
+        "id": [1, 2, 3], **{name: pa.array([wrap(v) for v in values], wrap_type(typ)) for name, (wrap_type, wrap, _) in SHAPES.items()},
+    }), f)  # fmt: skip
+    texts = [format(v, "f") if v is not None else "null" for v in values]
+    assert texts[0] == ("0." + "0" * (scale - 1) + "1" if scale else "1")
+    assert _data(read_events, f) == [
+        "{" + ",".join(f'"{name}":{text.format(t)}' for name, (_, _, text) in SHAPES.items()) + "}" for t in texts
+    ]
+
+
 def test_structs_duckdb_cannot_name_keep_exact_decimals_and_floats(read_events: Any, tmp_path: Path) -> None:
     """A struct holding a float under an empty member name or case-twin names is written in Python:
     its decimals are exact there too, and its floats are written as DuckDB writes a float column."""
