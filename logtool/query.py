@@ -59,7 +59,7 @@ def sql(path: str | Path, query: str) -> pa.Table:
     check_select(query)
     con = events_connection(store)
     try:
-        table = con.sql(query).to_arrow_table()
+        table = _as_written(con.sql(query)).to_arrow_table()
     except duckdb.Error as e:
         raise UsageError(f"query failed: {_first_line(e)}", _offset_hint(query, e)) from None
     names = table.schema.names
@@ -74,6 +74,24 @@ def sql(path: str | Path, query: str) -> pa.Table:
             seen[name] += 1
         unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return table.rename_columns(unique)
+
+
+# DuckDB types Arrow has no form for, which DuckDB hands over wrongly: a time's offset dropped
+# (09:00:00+02 as 09:00:00), the largest UHUGEINT as -1, a BIT or a BIGNUM as its bytes.
+_NO_ARROW_FORM = re.compile(r'"(?:[^"]|"")*"|\b(?:TIME WITH TIME ZONE|UHUGEINT|BIT|BIGNUM|VARINT)\b')
+
+
+def _as_written(result: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """The result, with each value of a type Arrow has no form for (however nested) as DuckDB
+    writes it: ``09:00:00+02``, ``101``."""
+    types = [str(t) for t in result.types]
+    texts = [_NO_ARROW_FORM.sub(lambda m: m[0] if m[0][0] == '"' else "VARCHAR", t) for t in types]  # (names kept)
+    if texts == types:
+        return result
+    return result.project(", ".join(
+        f"CAST(#{i} AS {text}) AS {sql_ident(name)}" if text != typ else f"#{i} AS {sql_ident(name)}"
+        for i, (name, typ, text) in enumerate(zip(result.columns, types, texts, strict=True), start=1)
+    ))  # fmt: skip
 
 
 def json_text_columns(table: pa.Table) -> list[str]:

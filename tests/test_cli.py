@@ -174,6 +174,51 @@ def test_sql_intervals_and_special_floats_are_written_readably(cli: Cli, store: 
     assert rows[1] == ["1 year 2 months 3 days 01:02:03.5", "-1 day", "00:00:00", "NaN", "-Infinity"]
 
 
+def test_sql_dates_and_times_python_cannot_hold_are_written(cli: Cli, store: Path) -> None:
+    """An infinity, a year past 9999 or a nanosecond stopped the output midway (an overflow, after
+    the CSV header), 24:00:00 came out as 00:00:00 and a TIMETZ lost its offset; each is now
+    written, in every format, nested too: infinities as DuckDB writes them, the rest in ISO 8601
+    as the other values."""
+    query = ("SELECT 'infinity'::TIMESTAMP AS t, '-infinity'::DATE AS d, '10000-01-01 12:00:00.5'::TIMESTAMP AS far, "
+             "'0044-03-15 (BC)'::DATE AS bc, '2025-01-01 00:00:00.123456789'::TIMESTAMP_NS AS ns, "
+             "'2025-01-01 00:00:00'::TIMESTAMP_NS AS whole, '24:00:00'::TIME AS eod, '09:00:00+02'::TIMETZ AS tz, "
+             "'infinity'::TIMESTAMPTZ AS tzi, {'at': 'infinity'::TIMESTAMP_MS, 'times': ['24:00:00'::TIME, NULL]} AS s, "
+             "'2026-03-01 14:03:00'::TIMESTAMPTZ AS usual, '101'::BIT AS bits FROM events LIMIT 1")  # fmt: skip
+    expected = {
+        "t": "infinity", "d": "-infinity", "far": "10000-01-01T12:00:00.500000", "bc": "-0043-03-15",
+        "ns": "2025-01-01T00:00:00.123456789", "whole": "2025-01-01T00:00:00", "eod": "24:00:00", "tz": "09:00:00+02",
+        "tzi": "infinity", "s": {"at": "infinity", "times": ["24:00:00", None]}, "usual": "2026-03-01T14:03:00Z",
+        "bits": "101",
+    }  # fmt: skip
+    for fmt in ("jsonl", "json", "csv", "table"):
+        r = cli("sql", store, query, "--format", fmt)
+        assert (r.code, r.err) == (0, ""), (fmt, r.err)
+        if fmt == "jsonl":
+            assert json.loads(r.out) == expected
+        elif fmt == "json":
+            assert json.loads(r.out) == [expected]
+        elif fmt == "csv":
+            header, row = csv.reader(io.StringIO(r.out))
+            assert dict(zip(header, row, strict=True)) == {
+                k: json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v for k, v in expected.items()
+            }
+        else:  # (a table folds its cells on a narrow terminal: that it is written is what counts)
+            assert r.out.count("\n") > 3
+
+
+def test_sql_output_that_fails_leaves_nothing_on_stdout(cli: Cli, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value that cannot be written left the CSV header (or the JSON array's opening) on stdout."""
+    from logtool.formats import writers
+
+    def broken(value: Any) -> Any:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(writers, "plain", broken)
+    for fmt in ("csv", "json"):
+        r = cli("sql", store, "SELECT 'x'::BLOB AS b FROM events", "--format", fmt)
+        assert (r.code, r.out) == (2, ""), fmt
+
+
 def test_sql_empty_result(cli: Cli, store: Path) -> None:
     for fmt, expected in (("jsonl", ""), ("json", "[]\n")):
         r = cli("sql", store, "SELECT key FROM events WHERE false", "--format", fmt)

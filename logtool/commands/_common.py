@@ -179,12 +179,11 @@ def render(
         return write_csv(parts, sys.stdout, json_cols)
     if fmt is OutputFormat.json:
         n = 0
-        sys.stdout.write("[")
-        for part in parts:
-            for row in rows(part, json_cols):
-                sys.stdout.write(("," if n else "") + "\n  " + dumps_exact(row))
-                n += 1
-        sys.stdout.write("\n]\n" if n else "]\n")
+        for part in parts:  # each part written once its text is whole: a failure leaves no half output
+            texts = [dumps_exact(row) for row in rows(part, json_cols)]
+            sys.stdout.write("".join(("," if n + i else "[") + "\n  " + text for i, text in enumerate(texts)))
+            n += len(texts)
+        sys.stdout.write("\n]\n" if n else "[]\n")
         return n
     from rich.table import Table
 

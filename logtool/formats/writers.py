@@ -71,11 +71,146 @@ def _json_columns(schema: pa.Schema, json_columns: Iterable[str]) -> set[str]:
     return found
 
 
+def _is_temporal(typ: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_timestamp(typ) or pa.types.is_date(typ) or pa.types.is_time(typ))
+
+
+def _holds_temporal(typ: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    if _is_temporal(typ):
+        return True
+    if pa.types.is_struct(typ):
+        return any(_holds_temporal(typ.field(i).type) for i in range(typ.num_fields))
+    if pa.types.is_map(typ):
+        return _holds_temporal(typ.key_type) or _holds_temporal(typ.item_type)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _holds_temporal(typ.value_type)
+    return False
+
+
+def python_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """``column.to_pylist()``, where a date, time or timestamp (however nested) that Python's
+    datetime cannot hold exactly comes as its text: DuckDB's infinity and -infinity, a year
+    outside 1 to 9999 (ISO 8601's expanded year: -0043 is 44 BC), 24:00:00, nanoseconds. Such a
+    value stopped the output midway (an overflow), or was printed wrong (24:00:00 as 00:00:00)."""
+    import pyarrow as pa
+
+    if not _holds_temporal(column.type):
+        return cast("list[Any]", column.to_pylist())
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return cast("list[Any]", _printable(array).to_pylist())
+
+
+def _printable(array: pa.Array) -> pa.Array:
+    """The array with each date, time or timestamp part holding a value Python cannot hold as
+    text (all of that part's values: those Python holds as ``plain`` writes them)."""
+    import pyarrow as pa
+
+    typ = array.type
+    if not _holds_temporal(typ):
+        return array
+    if _is_temporal(typ):
+        return _temporal_texts(array)
+    nulls = array.is_null() if array.null_count else None
+    if pa.types.is_struct(typ):
+        children = [_printable(child) for child in array.flatten()]
+        return pa.StructArray.from_arrays(children, names=[typ.field(i).name for i in range(typ.num_fields)], mask=nulls)
+    if pa.types.is_fixed_size_list(typ):
+        return _printable(array.cast(pa.list_(typ.value_type)))
+    if pa.types.is_map(typ):
+        return pa.MapArray.from_arrays(array.offsets, _printable(array.keys), _printable(array.items), mask=nulls)
+    of = pa.LargeListArray if pa.types.is_large_list(typ) else pa.ListArray
+    return of.from_arrays(array.offsets, _printable(array.values), mask=nulls)
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_DAY = 86_400
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, in days since 1970-01-01
+_INFINITY = {2**63 - 1: "infinity", -(2**63 - 1): "-infinity"}  # as DuckDB gives them to Arrow
+_DATE_INFINITY = {2**31 - 1: "infinity", -(2**31 - 1): "-infinity"}
+
+
+def _temporal_texts(array: pa.Array) -> pa.Array:
+    """A date, time or timestamp array as it is where Python holds each value, else every value
+    as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    typ = array.type
+    if pa.types.is_date32(typ):
+        ticks, per_second, per_day = array.view(pa.int32()).cast(pa.int64()), 0, 1
+    else:
+        unit = typ.unit if not pa.types.is_date64(typ) else "ms"
+        ticks, per_second = array.view(pa.int64() if typ.bit_width == 64 else pa.int32()).cast(pa.int64()), _PER_SECOND[unit]
+        per_day = per_second * _DAY
+    if pa.types.is_time(typ):
+        lo, hi = 0, per_day - 1
+    else:  # a day's margin: a zone's offset must not carry a value past Python's years
+        lo, hi = (_FIRST_DAY + 1) * per_day, _LAST_DAY * per_day - 1
+        lo, hi = max(lo, -(2**63) + 2), min(hi, 2**63 - 2)  # (nanoseconds: the infinities are the ends)
+    held = pc.and_(pc.greater_equal(ticks, lo), pc.less_equal(ticks, hi))
+    if per_second == 1_000_000_000:  # Python holds microseconds
+        whole = pc.multiply(pc.divide(ticks, 1000), 1000)  # (integer division)
+        held = pc.and_(held, pc.equal(ticks, whole))
+    if pc.all(held).as_py() is not False:
+        return array
+    inside = array.filter(pc.fill_null(held, True)).to_pylist()  # (nulls too)
+    values = iter(inside)
+    texts: list[str | None] = []
+    for tick, ok in zip(ticks.to_pylist(), held.to_pylist(), strict=True):
+        if tick is None:
+            texts.append(None)
+            next(values)
+        elif ok:
+            texts.append(plain(next(values)))
+        else:
+            texts.append(_temporal_text(tick, typ, per_second))
+    return pa.array(texts, pa.string())
+
+
+def _temporal_text(tick: int, typ: pa.DataType, per_second: int) -> str:
+    """One value Python cannot hold, written in ISO 8601 as ``plain`` writes the others (an
+    infinity as DuckDB writes it)."""
+    import pyarrow as pa
+
+    if pa.types.is_date32(typ):
+        return _DATE_INFINITY.get(tick) or _iso_date(tick)
+    if tick in _INFINITY and not pa.types.is_time(typ):
+        return _INFINITY[tick]
+    days, within = divmod(tick, per_second * _DAY)
+    seconds, fraction = divmod(within, per_second)
+    clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if fraction:
+        nanos = fraction * (1_000_000_000 // per_second)
+        clock += f".{nanos // 1000:06d}" if nanos % 1000 == 0 else f".{nanos:09d}"
+    if pa.types.is_time(typ):
+        return f"{days * 24 + int(clock[:2]):02d}{clock[2:]}"  # 24:00:00 (DuckDB's end of day)
+    if pa.types.is_date64(typ):
+        return _iso_date(days)
+    return f"{_iso_date(days)}T{clock}{'Z' if typ.tz else ''}"
+
+
+def _iso_date(days: int) -> str:
+    """A day since 1970-01-01 as an ISO 8601 date of the proleptic Gregorian calendar, any year
+    (H. Hinnant's civil_from_days)."""
+    z = days + 719_468
+    era, doe = divmod(z, 146_097)
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day, month = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    return f"{'-' if year < 0 else ''}{abs(year):04d}-{month:02d}-{day:02d}"
+
+
 def rows(batch: pa.RecordBatch | pa.Table, json_columns: Iterable[str] = ()) -> Iterable[dict[str, Any]]:
     """Rows as dicts ready for dumps_exact: JSON columns as RawJSON, other values made plain."""
     raw = _json_columns(batch.schema, json_columns)
     names = batch.schema.names
-    columns = [batch.column(n).to_pylist() for n in names]
+    columns = [python_values(batch.column(n)) for n in names]
     for values in zip(*columns, strict=True):
         yield {n: (RawJSON(v) if n in raw and v is not None else plain(v)) for n, v in zip(names, values, strict=True)}
 
@@ -85,7 +220,7 @@ def _json_texts(column: pa.Array | pa.ChunkedArray, raw: bool) -> list[str]:
     common types without the per-value dispatch."""
     import pyarrow as pa
 
-    values = column.to_pylist()
+    values = python_values(column)
     kind = column.type
     if raw:
         return ["null" if v is None else v for v in values]
@@ -138,16 +273,17 @@ def csv_field(value: Any) -> str:
 def write_csv(
     batches: Iterable[pa.RecordBatch | pa.Table], out: IO[str], json_columns: Iterable[str] = (), header: bool = True
 ) -> int:
-    """CSV with a header row; returns the number of rows written."""
+    """CSV with a header row; returns the number of rows written. Each batch is written once
+    its text is whole: a value that cannot be written leaves no half output (not the header)."""
     n = 0
     wrote_header = not header
     for batch in batches:
+        lines = [",".join(csv_field(v) for v in row.values()) + "\n" for row in rows(batch, json_columns)]
         if not wrote_header:
             out.write(",".join(csv_field(c) for c in batch.schema.names) + "\n")
             wrote_header = True
-        for row in rows(batch, json_columns):
-            out.write(",".join(csv_field(v) for v in row.values()) + "\n")
-            n += 1
+        out.write("".join(lines))
+        n += len(lines)
     return n
 
 
