@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_string
-from .errors import interrupted
+from .errors import disk_trouble, interrupted
 from .keyindex import describe
-from .store import HEAD_MARK, State, Store, canonical_json, chain_break, commit_hash, file_sha256
+from .store import HEAD_MARK, State, Store, canonical_json, chain_break, commit_hash, file_sha256, file_status
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -140,7 +141,9 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     for i, p in enumerate(commit_paths):
         try:
             raw = p.read_bytes()
-        except OSError as e:  # a directory, a dangling link, unreadable
+        except OSError as e:  # a directory, a dangling link (a denied permission is trouble, not a finding)
+            if (trouble := disk_trouble(e)) is not None:
+                raise trouble from None
             report.problems.append(Problem(f"_log/{p.name}", f"commit file cannot be read ({e.strerror or e})"))
             return report
         try:
@@ -177,12 +180,13 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     index_mismatches: list[dict[str, Any]] = []  # key index of the commit entry unlike the file's footer
     for entry in sorted(state.files.values(), key=lambda e: e["path"]):
         f = store.path / entry["path"]
+        status = file_status(f)  # (a folder denying the look is trouble, not a missing file)
         try:
-            digest = file_sha256(f) if f.is_file() else None
+            digest = file_sha256(f) if status and stat.S_ISREG(status.st_mode) else None
         except FileNotFoundError:  # removed since (by a purge or compaction that committed meanwhile)
             digest = None
         if digest is None:
-            what = "is not a file" if f.exists() else "is missing"
+            what = "is not a file" if status else "is missing"
             report.problems.append(Problem(entry["path"], f"file named by a commit {what}", entry.get("min_offset")))
         elif digest != entry["sha256"]:
             report.problems.append(
@@ -204,7 +208,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     last_offset = -1
     for seg in segments:
         f = store.path / seg["path"]
-        if not f.exists():
+        if file_status(f) is None:
             continue
         try:
             wrong = _wrong_columns(f)

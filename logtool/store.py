@@ -170,7 +170,10 @@ class Store:
                 try:
                     body = json.loads(p.read_text("utf-8"))
                 except (ValueError, UnicodeDecodeError, OSError) as e:
-                    raise StoreError(f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`") from None
+                    # (a denied permission is no damage: the file may be whole)
+                    raise (isinstance(e, OSError) and disk_trouble(e)) or StoreError(
+                        f"{p}: commit file is damaged ({e})", f"run `logtool verify {self.path}`"
+                    ) from None
                 if not isinstance(body, dict):
                     raise StoreError(f"{p}: commit file is damaged (not a JSON object)", f"run `logtool verify {self.path}`")
                 if body.get("hash") != commit_hash(body):  # edited: nothing read from it can be trusted
@@ -390,8 +393,8 @@ class Store:
             path = str(self.path / seg["path"])
             try:
                 size = os.path.getsize(path)
-            except OSError:
-                raise segment_damage(path) from None
+            except OSError as e:
+                raise disk_trouble(e) or segment_damage(path) from None
             if seg.get("bytes") is not None and size != seg["bytes"]:
                 raise segment_damage(path, f"{size} bytes where its commit recorded {seg['bytes']}")
 
@@ -486,13 +489,38 @@ def names_damage(work: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def damaged_store(error: BaseException) -> StoreError | None:
+def damaged_store(error: BaseException) -> LogtoolError | None:
     """The error to give where ``error`` (or one it was raised from) is a segment file that is
-    missing, or that is there but cannot be read; None where it is something else."""
+    missing, or that is there but cannot be read; None where it is something else. A segment
+    that cannot be looked up, a folder on its path denying it, is no damage: the permission is
+    named."""
     gone, there = _segments_named(error)
     if not gone and not there:
         return None
+    if (denied := _denied((gone or there)[0])) is not None:
+        return denied
     return segment_damage((gone or there)[0], None if gone else str(error).strip().splitlines()[0])
+
+
+def _denied(path: str) -> LogtoolError | None:
+    """The error of a file that cannot be looked up for a denied permission (None: it can be, or
+    it is not there)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return disk_trouble(e)
+    return None
+
+
+def file_status(path: str | os.PathLike[str]) -> os.stat_result | None:
+    """The file's status, None where there is no such file; a file that cannot be looked up (a
+    folder on its path denies it) raises that PermissionError, rather than reading as missing."""
+    try:
+        return os.stat(path)
+    except PermissionError:
+        raise
+    except OSError:
+        return None
 
 
 def unreadable_store(error: BaseException, path: object) -> StoreError | None:
@@ -564,7 +592,7 @@ def _segments_named(error: BaseException) -> tuple[list[str], list[str]]:
             if not _SEGMENT_PATH.fullmatch(name) or name in gone + there or not _in_a_store(name):
                 continue
             if not os.path.exists(name):
-                gone.append(name)
+                (there if _denied(name) else gone).append(name)  # (one not to be looked up is not gone)
             elif type(seen).__name__ in _READ_ERRORS:
                 there.append(name)
         seen = seen.__cause__ or seen.__context__

@@ -322,6 +322,48 @@ def test_edited_commit_field_name(cli: Cli, store: Path, field: str) -> None:
     _assert_found(cli("verify", store, "--format", "jsonl"), "_log/00000001.json", None)
 
 
+def _as_unprivileged() -> list[str]:
+    """The prefix running a command without the right to bypass file permissions (root has it)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root bypasses file permissions, and setpriv is not here to drop that right")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+@pytest.mark.parametrize(
+    ("denied", "mode", "command"),
+    [
+        ("_log/00000001.json", 0o000, ["info"]),
+        ("_log/00000001.json", 0o000, ["verify"]),
+        ("segments", 0o000, ["sql", "SELECT count(*) FROM events"]),
+        ("segments", 0o000, ["verify"]),
+        ("segments", 0o000, ["replay"]),
+    ],
+)
+def test_a_denied_permission_is_trouble_not_damage(store: Path, denied: str, mode: int, command: list[str]) -> None:
+    """An unreadable commit file was "damaged" (verify: a problem found, exit 1), and a segments
+    folder that may not be looked into made its segments "missing": the permission is named, exit 2."""
+    import subprocess
+    import sys
+
+    target = store / denied
+    target.chmod(mode)
+    try:
+        run = subprocess.run([*_as_unprivileged(), sys.executable, "-m", "logtool", command[0], str(store), *command[1:]],
+                             capture_output=True, text=True)  # fmt: skip
+    finally:
+        target.chmod(0o755 if target.is_dir() else 0o644)
+    assert (run.returncode, run.stdout) == (2, ""), run.stderr
+    first = run.stderr.splitlines()[0]
+    assert first.startswith(f"error: {store}/{denied}") and first.endswith(": Permission denied"), first
+    assert "damaged" not in run.stderr and "missing" not in run.stderr
+
+
 def test_damaged_commit_json(cli: Cli, store: Path) -> None:
     p = store / "_log" / "00000001.json"
     p.write_text(p.read_text()[:-10])
