@@ -41,6 +41,8 @@ def check_select(text: str, what: str = "query") -> None:
         statements = engine.connect().extract_statements(text)
     except duckdb.Error as e:
         raise UsageError(f"{what} does not parse: {_first_line(e)}", _offset_hint(text, e)) from None
+    if not statements:
+        raise UsageError(f"{what} is empty", "give one SELECT over the `events` view")
     if len(statements) != 1:
         raise UsageError(f"{what} must be one statement, found {len(statements)}", "remove the extra statements")
     kind = str(statements[0].type).rsplit(".", 1)[-1]
@@ -61,6 +63,9 @@ def sql(path: str | Path, query: str) -> pa.Table:
     try:
         table = _as_written(con.sql(query)).to_arrow_table()
     except duckdb.Error as e:
+        if (outside := _outside(e)) is not None:
+            raise UsageError(f"query failed: it may read only the `events` view, not {outside}",
+                             "select from `events`; `logtool info STORE` lists its columns") from None  # fmt: skip
         raise UsageError(f"query failed: {_first_line(e)}", _offset_hint(query, e)) from None
     names = table.schema.names
     if len(set(names)) == len(names):
@@ -115,6 +120,20 @@ def json_text_columns(table: pa.Table) -> list[str]:
     )
     verdicts = con.execute(f"SELECT {checks} FROM _result").fetchall()[0]
     return [n for n, ok in zip(names, verdicts, strict=True) if ok]
+
+
+def _outside(e: Exception) -> str | None:
+    """What a query reached for outside the events view, which the sandbox refused (a file, or an
+    extension DuckDB would install to read another database), or None. (DuckDB's message for an
+    extension breaks its first line mid-sentence.)"""
+    text = str(e)
+    if "disabled by configuration" not in text:
+        return None
+    if extension := re.search(r"required extension '([^':\n]+)", text):
+        return f"what the {extension[1]} extension reads"
+    if file := re.search(r'Cannot access (?:file|directory) "([^"]*)"', text):
+        return f"the file {file[1]}"
+    return "files"
 
 
 def _first_line(e: Exception) -> str:

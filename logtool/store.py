@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -123,6 +124,10 @@ class Store:
         # many files reads each commit once, not once a file.
         self._read: dict[str, dict[str, Any]] = {}
         self._folded: tuple[list[dict[str, Any]], State] | None = None
+        # What `create` made of a new store (None: the store was there): the directory itself
+        # (True) or its folders in an empty directory (False). A writer failing before the store's
+        # first commit removes it again: a failed first ingest leaves no empty store behind.
+        self._made: bool | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -147,9 +152,17 @@ class Store:
             raise StoreError(f"{p}: is a file, not a store directory", "name a directory for the store")
         if p.is_dir() and not (p / "_log").is_dir() and any(p.iterdir()):
             raise StoreError(f"{p}: directory exists and is not a logtool store", "name a new or empty directory")
-        for sub in ("segments", "snapshots", "_log", "quarantine"):
-            (p / sub).mkdir(parents=True, exist_ok=True)
-        return cls(p)
+        store = cls(p)
+        made = None if (p / "_log").is_dir() else not p.is_dir()
+        try:
+            for sub in ("segments", "snapshots", "_log", "quarantine"):
+                (p / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder of the path should be, a system folder, ...
+            raise disk_trouble(e) or StoreError(
+                f"{p}: cannot create the store here ({e.strerror or e})", "name a directory path where one can be made"
+            ) from None
+        store._made = made
+        return store
 
     # ------------------------------------------------------------------ commits
 
@@ -327,6 +340,7 @@ class Store:
         finally:
             mine.unlink(missing_ok=True)
         self._lock_held = True
+        unmade = False
         try:
             self._locked_version = self.state().version  # (a damaged log raises here: the lock goes)
             yield self
@@ -334,10 +348,19 @@ class Store:
             # what this writer wrote and did not commit goes with it (a full disk stays no fuller)
             with contextlib.suppress(Exception):
                 self.sweep()
+                unmade = self._made is not None and not self._commit_names()
+                if unmade:  # a store made for this change, which committed nothing: its folders go
+                    for sub in ("segments", "snapshots", "quarantine"):
+                        shutil.rmtree(self.path / sub)
             raise
         finally:
             self._lock_held = False
             lock.unlink(missing_ok=True)
+            if unmade:  # (removed only while empty: a writer that came since and committed keeps it)
+                with contextlib.suppress(OSError):
+                    self.log_dir.rmdir()
+                    if self._made:
+                        self.path.rmdir()
 
     # ------------------------------------------------------------------ files
 

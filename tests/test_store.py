@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -65,6 +66,39 @@ def test_create_makes_the_layout(tmp_path: Path) -> None:
         assert sorted(p.name for p in path.iterdir()) == ["_log", "quarantine", "segments", "snapshots"]
         state = Store.open(path).state()
         assert (state.version, state.next_offset, state.files, state.head_hash) == (-1, 0, {}, None)
+
+
+def test_a_store_that_cannot_be_made_there_is_one_line(cli: Cli, tmp_path: Path, events_file: Path) -> None:
+    """A store under a regular file, or in a folder where no directory can be made, was an
+    internal error (NotADirectoryError, FileNotFoundError)."""
+    (tmp_path / "plainfile").write_text("x")
+    for where, why in ((tmp_path / "plainfile" / "store", "Not a directory"), (Path("/proc/store"), "No such file or directory")):
+        r = cli("ingest", where, events_file, "--key-field", "id")
+        assert (r.code, r.out) == (2, "")
+        assert r.errors() == [f"error: {where}: cannot create the store here ({why})"], r.err
+        assert "hint: name a directory path where one can be made" in r.err
+
+
+def test_a_failed_first_ingest_leaves_no_store(cli: Cli, write_lines: WriteLines, tmp_path: Path, events_file: Path) -> None:
+    """An ingest failing on its input (a damaged .gz, a gzipped Parquet, a bad record) left an
+    empty store behind; the store goes with it, and an empty directory given is left empty. A
+    store that holds a commit stays."""
+    import gzip
+
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b'{"id":1}\n')[:15])
+    bad = write_lines(tmp_path / "bad.jsonl", ['{"id":1}', "{nope"])
+    parquet = tmp_path / "t.parquet.gz"
+    pq.write_table(pa.table({"id": [1]}), tmp_path / "t.parquet")
+    parquet.write_bytes(gzip.compress((tmp_path / "t.parquet").read_bytes()))
+    for i, given in enumerate((cut, bad, parquet)):
+        r = cli("ingest", tmp_path / f"s{i}", given, "--key-field", "id")
+        assert r.code == 2 and not (tmp_path / f"s{i}").exists(), r.err
+    (tmp_path / "empty").mkdir()
+    assert cli("ingest", tmp_path / "empty", cut, "--key-field", "id").code == 2
+    assert list((tmp_path / "empty").iterdir()) == []
+    assert cli("ingest", tmp_path / "kept", events_file, bad, "--key-field", "id").code == 2  # the first file went in
+    assert Store.open(tmp_path / "kept").state().version == 0
 
 
 # --------------------------------------------------------------------------- commits
