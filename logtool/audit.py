@@ -842,9 +842,14 @@ def parse_value(text: str) -> Any:
         return text
 
 
+_EXTENDED_NUMBERS = ("$numberDecimal", "$numberLong", "$numberInt", "$numberDouble")
+
+
 def _number(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _EXTENDED_NUMBERS:
+        value = next(iter(value.values()))  # a number as MongoDB's extended JSON writes it
     if isinstance(value, int | RawNumber | str):
         try:
             number = Decimal(str(value))
@@ -856,7 +861,8 @@ def _number(value: Any) -> Decimal | None:
 
 def _matches(value: Any, wanted: Any) -> bool:
     """Equal as JSON values; a number also matches a numeric string of the same value
-    (event-sourced states often keep money as strings: ``-300`` matches ``"-300.00"``)."""
+    (event-sourced states often keep money as strings: ``-300`` matches ``"-300.00"``), and a
+    number in MongoDB's extended JSON (``{"$numberDecimal": "40.00"}`` matches ``40``)."""
     if value is _ABSENT:
         return False
     if _same(value, wanted):

@@ -538,6 +538,23 @@ def test_why_value_compares_as_json_values(stores: dict[str, Path], at_root: Non
         logtool.why(stores["shop"], "42", "balance", value=12)
 
 
+def test_why_value_matches_a_number_in_mongodbs_extended_json(tmp_path: Path) -> None:
+    """A MongoDB decimal (canonical extended JSON) is a number: --value 40 finds 40.00."""
+    def change(n: int, price: str) -> str:
+        return json.dumps({"_id": {"_data": f"0{n}"}, "operationType": "update" if n else "insert",
+                           "clusterTime": {"$timestamp": {"t": 1709670000 + n, "i": 1}},
+                           "ns": {"db": "shop", "coll": "items"}, "documentKey": {"_id": 1},
+                           **({"updateDescription": {"updatedFields": {"price": {"$numberDecimal": price}},
+                                                     "removedFields": []}} if n else
+                              {"fullDocument": {"_id": 1, "price": {"$numberDecimal": price}}})})  # fmt: skip
+
+    log = tmp_path / "items.jsonl"
+    log.write_text("\n".join(change(n, p) for n, p in enumerate(["40.00", "41.50", "39.99"])) + "\n")
+    logtool.ingest(tmp_path / "s", [str(log)])
+    assert logtool.why(tmp_path / "s", "1", "price", value=40).event["offset"] == 0
+    assert logtool.why(tmp_path / "s", "1", "price", value="41.5").event["offset"] == 1
+
+
 def test_why_an_event_sourced_log_without_a_reducer_hints_at_one(cli: Any, stores: dict[str, Path]) -> None:
     run = cli("why", stores["bank"], "acc-1003", "balance")
     assert run.code == 1
