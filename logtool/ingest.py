@@ -264,6 +264,12 @@ def _ingest_one(
                 keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
         check_fields_seen(source, mapping, res.ingested)
         entries = writer.close()
+        if 0 < writer.stamped < res.ingested:  # (a source that gives no time at all stamps them all: no news)
+            source.notes.append(
+                f"{source.name}: {writer.stamped} event(s) have no time in the source (the first at line "
+                f"{writer.first_stamped}) and carry the time of this ingest: a replay --at-time before it ends its "
+                "prefix at the first of them"
+            )
     except BaseException:
         writer.abort()
         raise

@@ -89,6 +89,8 @@ class SegmentWriter:
         self.schema = event_schema()
         self.con = con or engine.connect()
         self.ingest_time = dt.datetime.now(dt.UTC)
+        self.stamped = 0  # events the source gave no time, stamped with ingest_time
+        self.first_stamped: int | None = None  # the source line of the first of them
         self.entries: list[dict[str, Any]] = []
         self.gaps: list[list[int]] = []
         self._writer: pq.ParquetWriter | None = None
@@ -135,6 +137,10 @@ class SegmentWriter:
         columns["offset"] = offsets
         ts = columns["ts"]
         if ts.null_count:
+            if self.first_stamped is None:
+                first = pc.index(pc.is_null(ts), True).as_py()
+                self.first_stamped = batch.column("source").field("line")[first].as_py()
+            self.stamped += ts.null_count
             columns["ts"] = pc.fill_null(ts, pa.scalar(self.ingest_time, ts.type))
         columns["salt"] = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]

@@ -295,6 +295,23 @@ def test_op_field_unknown_op(
     assert f"{f}:2: unknown op" in r.err and f"{f}:3: unknown op" in r.err
 
 
+def test_events_without_a_time_among_timed_ones_are_warned_of(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
+    """An event the source gave no time carries the ingest time, which ends an --at-time prefix
+    early where the others are older: where some events of a file have a time and some do not,
+    the ingest says so (a file with no times at all is the usual case: no warning)."""
+    mixed = tmp_path / "ce.jsonl"
+    mixed.write_text("".join(json.dumps({"specversion": "1.0", "id": str(i), "source": "/s", "type": "t", "subject": "a",
+                                         **({"time": f"2024-01-0{i + 1}T00:00:00Z"} if i != 1 else {}), "data": {}}) + "\n"
+                             for i in range(3)))  # fmt: skip
+    r = cli("ingest", new_store("a"), mixed)
+    assert r.code == 0
+    assert f"warning: {mixed}: 1 event(s) have no time in the source (the first at line 2) and carry the time of this ingest" in r.err
+    plain = tmp_path / "rows.jsonl"
+    plain.write_text('{"id":1}\n{"id":2}\n')
+    r = cli("ingest", new_store("b"), plain, "--key-field", "id")
+    assert r.code == 0 and "no time in the source" not in r.err
+
+
 def test_default_op_is_upsert_and_event_with_type_field(
     write_lines: WriteLines, cli: Cli, new_store: NewStore, query: Query, tmp_path: Path
 ) -> None:
