@@ -171,7 +171,8 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     report.commits = len(commits)
     lost = store.lost_head(int(commit_paths[-1].stem) if commit_paths else -1)
     if lost:  # the files only that commit names look like leftovers: they are not safe to delete
-        report.problems.append(Problem(f"_log/{HEAD_MARK}", lost + " (files no commit names may be its: restore it first)"))
+        report.problems.append(Problem(f"_log/{HEAD_MARK}", lost + " (files no commit names may be its: writers "
+                                       "refuse the store until the commit file is restored, or the mark removed)"))
     if untrusted:
         return report  # the commit log cannot be trusted: nothing folded from it would be either
     state = fold(commits)

@@ -200,25 +200,44 @@ class Store:
                                      "lists every problem")  # fmt: skip
                 self._read[name] = body
             out.append(self._read[name])
-        lost = self.lost_head(len(out) - 1)
-        if lost:
-            raise StoreError(f"{self.log_dir}: {lost}", f"restore that commit file from a backup; `logtool verify {self.path}` "
-                             "lists every problem")  # fmt: skip
         return out
 
-    def lost_head(self, newest: int) -> str | None:
-        """What is wrong where the head mark names a commit after ``newest`` (the newest commit file
-        read) and that commit's file is gone, or None. A commit is published before the mark, so a
-        commit a writer published meanwhile is found there, not taken for lost."""
+    def lost_head(self, newest: int | None = None) -> str | None:
+        """What is wrong where the head mark names a commit after ``newest`` (the newest commit file;
+        by default, as listed now) and that commit's file is gone, or where the mark is damaged;
+        None where neither (or where there is no mark: a store from before it). A commit is
+        published before the mark, so a commit a writer published meanwhile is found there, not
+        taken for lost."""
+        if newest is None:
+            names = self._commit_names()
+            newest = int(names[-1][:-5]) if names else -1
+        path = self.log_dir / HEAD_MARK
         try:
-            mark = json.loads((self.log_dir / HEAD_MARK).read_text("utf-8"))
-            version = int(mark["version"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # no mark (a store from before it), or one a crash left half-written
+            mark = json.loads(path.read_text("utf-8"))
+            version = mark["version"] if isinstance(mark, dict) else None
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:  # (it is written whole, then renamed: no crash leaves it so)
+            return f"the head mark {HEAD_MARK} is damaged ({e})"
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            return f"the head mark {HEAD_MARK} is damaged (it names no commit number)"
         if version <= newest or (self.log_dir / f"{version:08d}.json").exists():
             return None
         files = f"{newest + 1:08d}.json" + ("" if version == newest + 1 else f" to {version:08d}.json")
         return f"commit {files} missing: the log's head mark ({HEAD_MARK}) names commit {version}, the newest commit file is {newest}"
+
+    def check_head(self) -> None:
+        """Refuse a change to a store whose newest commit file is lost (or whose head mark is
+        damaged): a writer would sweep the files only that commit names. Reads go on: the log as it
+        stands reads as the state before that commit."""
+        lost = self.lost_head()
+        if lost:
+            raise StoreError(
+                f"{self.log_dir}: {lost}",
+                f"restore that commit file from a backup; if it is lost for good, or this store is a copy taken while "
+                f"a writer was at work, remove {self.log_dir / HEAD_MARK} to go on from the log as it stands (the next "
+                "change then deletes the files only that commit names)",
+            )
 
     def _mark_head(self, version: int) -> None:
         """Record the newest commit's number in the head mark (after that commit is published):
@@ -343,6 +362,7 @@ class Store:
         unmade = False
         try:
             self._locked_version = self.state().version  # (a damaged log raises here: the lock goes)
+            self.check_head()
             yield self
         except BaseException:
             # what this writer wrote and did not commit goes with it (a full disk stays no fuller)
@@ -455,7 +475,9 @@ class Store:
         return _describe_holder(lock)
 
     def leftovers(self, state: State | None = None) -> list[Path]:
-        """Files in the store that no commit names (left by a crash): safe to delete."""
+        """Files in the store that no commit names (left by a crash): safe to delete. Refused where
+        the newest commit is lost: the files only it names would look like leftovers."""
+        self.check_head()
         state = state or self.state()
         named = {self.path / p for p in state.files}
         out = []

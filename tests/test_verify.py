@@ -437,7 +437,8 @@ def test_commit_removed_from_the_middle(cli: Cli, store: Path, write_lines: Writ
 
 def test_newest_commit_removed(cli: Cli, store: Path, write_lines: WriteLines, tmp_path: Path) -> None:
     """A lost newest commit file is told from a log that never had it (the head mark names it):
-    verify finds it and calls no file safe to delete, and no writer sweeps the files only it names."""
+    verify finds it and calls no file safe to delete; no writer sweeps the files only it names,
+    and the hint says how to go on without it. Reads go on from the log as it stands."""
     newest = sorted((store / "_log").glob("0*.json"))[-1]
     newest.unlink()
     r = cli("verify", store, "--format", "jsonl")
@@ -448,15 +449,30 @@ def test_newest_commit_removed(cli: Cli, store: Path, write_lines: WriteLines, t
     assert "safe to delete" not in r.err
     files = sorted(p.name for p in (store / "segments").iterdir())
     more = write_lines(tmp_path / "more.jsonl", ['{"id":99}'])
-    for command in (["sql", "SELECT count(*) FROM events"], ["ingest", more, "--key-field", "id"], ["compact", "--yes"]):
+    for command in (["ingest", more, "--key-field", "id"], ["compact", "--yes"], ["snapshot"]):
         r = cli(command[0], store, *command[1:])
         assert r.code == 2 and r.out == ""
-        assert r.errors()[0].endswith(f"commit {newest.name} missing: the log's head mark (HEAD) names commit "
-                                      f"{int(newest.stem)}, the newest commit file is {int(newest.stem) - 1}")  # fmt: skip
+        assert r.errors() == [f"error: {store / '_log'}: commit {newest.name} missing: the log's head mark (HEAD) "
+                              f"names commit {int(newest.stem)}, the newest commit file is {int(newest.stem) - 1}"]  # fmt: skip
+        assert f"remove {store / '_log' / 'HEAD'} to go on from the log as it stands" in r.err
     assert sorted(p.name for p in (store / "segments").iterdir()) == files
-    # restoring nothing but an older log (no mark): as before the mark existed, no check
+    assert cli("sql", store, "SELECT count(*) AS n FROM events").code == 0  # (a read: the log as it stands)
+    # the user accepts the log as it stands (a copy taken while a writer was at work): writers go on
     (store / "_log" / "HEAD").unlink()
     assert cli("verify", store).code == 0
+    assert cli("ingest", store, more, "--key-field", "id").code == 0
+
+
+@pytest.mark.parametrize("mark", ['{"version":1e400}', "garbage", '{"version":-1}', '"7"'])
+def test_a_damaged_head_mark_is_named(cli: Cli, store: Path, mark: str) -> None:
+    """The head mark is written whole and renamed into place: one that does not name a commit
+    number is damage, which verify reports and writers refuse (never an internal error)."""
+    (store / "_log" / "HEAD").write_text(mark)
+    r = cli("verify", store, "--format", "jsonl")
+    assert r.code == 1 and "the head mark HEAD is damaged" in r.out
+    r = cli("compact", store, "--yes")
+    assert r.code == 2 and "the head mark HEAD is damaged" in r.err and "internal" not in r.err
+    assert cli("sql", store, "SELECT 1 AS n").code == 0
 
 
 def test_commits_swapped(cli: Cli, store: Path) -> None:
