@@ -254,6 +254,7 @@ def _ingest_one(
         con=con,
     )
     source.store_topics = partial(_debezium_topics, store)
+    source.store_keyless = partial(_keyless_entities, store)
     try:
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
@@ -326,6 +327,23 @@ def _debezium_topics(store: Store, topics: list[str]) -> dict[str, tuple[str, bo
         [topics],
     ).fetchall()
     return {topic: (entity, bool(mongodb)) for topic, entity, mongodb in rows}
+
+
+def _keyless_entities(store: Store) -> set[str]:
+    """The entities whose rows in the store (since their last truncate) went in without a key,
+    some or all. (A reader that could key an entity's rows asks it: they go in keyless as well,
+    in one multiset with those, for their updates and deletes to find them.)"""
+    from .query import events_connection
+
+    if not store.state().segments:
+        return set()
+    rows = events_connection(store).execute(
+        """WITH cut AS (SELECT entity, max("offset") AS at FROM events WHERE op = 'truncate' GROUP BY entity)
+           SELECT DISTINCT e.entity FROM events e LEFT JOIN cut USING (entity)
+           WHERE e.key IS NULL AND e.op IN ('insert', 'read', 'upsert', 'update', 'patch', 'delete')
+             AND e."offset" > coalesce(cut.at, -1)"""
+    ).fetchall()
+    return {entity for (entity,) in rows}
 
 
 def _write_quarantine(store: Store, source: Source, bad: list[BadRecord]) -> dict[str, Any]:

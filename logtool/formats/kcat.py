@@ -61,6 +61,7 @@ from .debezium import (
     row_fields,
     unwrap,
 )
+from .maxwell import Tables
 from .maxwell import decode_record as decode_maxwell
 from .maxwell import is_record as is_maxwell
 
@@ -77,7 +78,7 @@ def _decode(
     mapping: Mapping,
     topics: dict[str, tuple[str, bool, dict[str, Any]]],
     times: dict[Any, Any],
-    learned: dict[str, tuple[str, ...]],
+    tables: Tables,
     moves: _KeyMoves,
     key_names: KeyNames,
     unplaced: _Unplaced,
@@ -137,7 +138,7 @@ def _decode(
         return [*early, *moves.event(topic, event, kafka.get("headers"), row_fields(value))]
     early = unplaced.release(topic, topics, times)  # a topic of other records: its tombstones are its own
     if is_maxwell(value):
-        maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, learned)
+        maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, tables)
         return [*early, *moves.let_out(), maxwell]
     text = _key_text(raw_key)
     if text is None:
@@ -348,7 +349,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     # connector, and their rows' columns as the schema describes them
     topics: dict[str, tuple[str, bool, dict[str, Any]]] = {}
     times: dict[tuple[str, int], int | None] = {}  # (topic, partition) -> its last Debezium event's time
-    learned: dict[str, tuple[str, ...]] = {}  # Maxwell payloads: each table's key columns, once told
+    tables = Tables(source)  # what Maxwell payloads told of their tables
     moves = _KeyMoves()
     key_names = KeyNames()  # what the Debezium events' key schemas stand for
     unplaced = _Unplaced(source, key_names)
@@ -359,7 +360,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             offset = record.get(mapping.offset_field) if isinstance(record, dict) else None
             if not isinstance(offset, int) or isinstance(offset, bool):
                 raise ValueError(f"missing or non-integer offset field {mapping.offset_field!r}")
-        events = _decode(record, where, mapping, topics, times, learned, moves, key_names, unplaced, offset)
+        events = _decode(record, where, mapping, topics, times, tables, moves, key_names, unplaced, offset)
         for event in events:  # (a delete held back has its own record's offset already)
             if offset is not None:
                 event.setdefault("offset", offset)

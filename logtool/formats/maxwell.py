@@ -12,11 +12,15 @@
   alone), whose columns are the row's columns holding its values, where exactly one holds each;
   else (Maxwell's default output) the columns of the primary key the table's last DDL record in
   the input stated (``def.primary-key`` of a ``table-create`` or ``table-alter``); else null, and
-  the input's notes name each table whose rows went in so, unless its DDL stated no primary key. An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds
-  the new key). Where the row does not tell the key columns apart, the columns an earlier record
-  of the table told are taken; else a lone ``primary_key`` value is the key as it is, unchanged
-  where one of the columns that could hold it kept its value, moved where all of them changed
-  from one value, and a bad record where they changed from several.
+  the input's notes name each table whose rows went in so, unless its DDL stated no primary key.
+  An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds the new
+  key). Where the row does not tell the key columns apart, the columns an earlier record of the
+  table told are taken; else a lone ``primary_key`` value is the key as it is, unchanged where
+  one of the columns that could hold it kept its value, moved where all of them changed from one
+  value, and a bad record where they changed from several. Without ``--key-field``, a table's
+  rows stay in one key space, as its first row in the input went in (see ``Tables``): without a
+  key where it went in without one (or the store's rows of the table did), by the columns it was
+  keyed by after an ALTER changed the primary key.
 - ``data``: the row (Maxwell writes whole rows). An update's ``old`` holds the previous values
   of the columns that changed, so ``before`` is the row with ``old`` laid over it, and a column
   named in ``old`` but missing from ``data`` (``output_nulls=false``) was set to null. A delete's
@@ -69,13 +73,14 @@ def decode_record(
     where: dict[str, Any],
     mapping: Mapping,
     extra_meta: dict[str, Any] | None = None,
-    learned: dict[str, tuple[str, ...]] | None = None,
+    tables: Tables | None = None,
 ) -> Event:
     """One Maxwell record as an event.
 
     ``where`` is the event's ``source`` column: where its position is still None, the record's
     ``position`` fills it, else (a record read from a Kafka dump, at its Kafka position) the
-    record's position is kept in ``meta``. ``extra_meta`` is merged into ``meta``. Raises
+    record's position is kept in ``meta``. ``extra_meta`` is merged into ``meta``. ``tables`` is
+    what the records before it in the input told of their tables (see ``Tables``). Raises
     ValueError for what is not a usable Maxwell record.
     """
     if not isinstance(record, dict):
@@ -91,12 +96,8 @@ def decode_record(
     if not kind.startswith("database-") and not isinstance(table, str):
         raise ValueError(f"Maxwell {kind} record without a 'table'")
     entity = qualified_name(database, table) if isinstance(table, str) else database
-    if learned is not None and kind in _DDL:  # a table created, altered or dropped: its key as the DDL tells it
-        told = record.get("def", {}).get("primary-key") if isinstance(record.get("def"), dict) else None
-        if isinstance(told, list) and all(isinstance(c, str) for c in told):
-            learned[entity] = tuple(told)  # () where the table has no primary key
-        else:
-            learned.pop(entity, None)
+    if tables is not None and kind in _DDL and isinstance(table, str):
+        tables.ddl(kind, entity, record)
     if record.get("ts") is None:
         raise ValueError("Maxwell record without a 'ts'")
     try:
@@ -129,7 +130,10 @@ def decode_record(
     if not isinstance(old, dict):
         raise ValueError(f"'old' is {kind_of(old)}, not the previous values of a row")
     before = {**row, **old} if kind == "update" else row if kind == "delete" else None
-    key, prev_key = _keys(record, row, old if kind == "update" else {}, mapping, entity, learned)
+    changed = old if kind == "update" else {}
+    key, prev_key, names = _keys(record, row, changed, mapping, entity, tables)
+    if tables is not None and not mapping.keys_for(entity):
+        key, prev_key = tables.keep(entity, key, prev_key, names, row, changed)
     if kind == "update":
         row = {**row, **{column: None for column in old if column not in row}}
     meta = {k: v for k, v in record.items() if k not in _COLUMNS} | extra
@@ -150,18 +154,20 @@ def _keys(
     old: dict[str, Any],
     mapping: Mapping,
     entity: str,
-    learned: dict[str, tuple[str, ...]] | None = None,
-) -> tuple[str | None, str | None]:
-    """The row's key, and its key before an update that changed it (``old`` is an update's
-    previous values; empty for other records). ``learned`` keeps each table's key columns where
-    a record told them, for the records that do not."""
+    tables: Tables | None = None,
+) -> tuple[str | None, str | None, tuple[str, ...] | None]:
+    """The row's key, its key before an update that changed it (``old`` is an update's previous
+    values; empty for other records), and the columns the key is of (None where a lone
+    ``primary_key`` value is the key and no record told its column). ``tables`` keeps each
+    table's key columns where a record told them, for the records that do not."""
     columns, values = record.get("primary_key_columns"), record.get("primary_key")
     if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
         raise ValueError("primary_key_columns is not a list of column names")
     if values is not None and not isinstance(values, list):
         raise ValueError(f"primary_key is {kind_of(values)}, not a list of values")
+    known = tables.columns.get(entity, ()) if tables is not None else ()
     # without primary_key (Maxwell's default) nor --key-field, the key its table's DDL stated
-    names = tuple(columns) if columns else mapping.keys_for(entity) or (() if values else (learned or {}).get(entity, ()))
+    names = tuple(columns) if columns else mapping.keys_for(entity) or (() if values else known)
     if names and values is not None and columns:
         if len(values) != len(names):
             raise ValueError(f"primary_key has {len(values)} values for {len(names)} primary_key_columns")
@@ -170,25 +176,30 @@ def _keys(
         key = row_key(row, names)
     elif values:
         names = _told_columns(values, row)
-        if names and learned is not None:
-            learned[entity] = names
-        names = names or _key_columns(values, row, old, (learned or {}).get(entity, ()))
+        if names and tables is not None:
+            tables.columns[entity] = names
+        names = names or _key_columns(values, row, old, known)
         if names:
             key = key_text(values, names)
         elif len(values) == 1:
-            return key_text(values, ("key",)), None
+            return key_text(values, ("key",)), None, None
         else:
             raise ValueError(
                 "primary_key has several values and no primary_key_columns, and the row does not tell which"
                 " columns hold them: pass --key-field, or enable Maxwell's output_primary_key_columns"
             )
     else:
-        return None, None
+        return None, None, ()
+    return key, _moved_from(key, names, row, old), names
+
+
+def _moved_from(key: str, names: tuple[str, ...], row: dict[str, Any], old: dict[str, Any]) -> str | None:
+    """The key a row had before an update whose ``old`` changed a column of its key; else None."""
     before = {**row, **old}
     if not any(n in old for n in names) or any(n not in before for n in names):
-        return key, None
+        return None
     previous = row_key(before, names)
-    return key, previous if previous != key else None
+    return previous if previous != key else None
 
 
 def _holders(values: list[Any], row: dict[str, Any]) -> list[list[str]]:
@@ -233,27 +244,115 @@ def _key_columns(
     return ()
 
 
+class Tables:
+    """What the records of one input told of their tables: their key columns, for the rows that
+    do not carry their key (Maxwell's default output), and how their rows went in.
+
+    A table's rows go in as its first row in the input went: keyed by the columns its key was of,
+    or without a key. Keying the later rows otherwise would put them out of reach of the earlier
+    rows' updates and deletes: rows that went in without a key (before anything in the input
+    told the key, or, in the store, by an earlier ingest) are a multiset, which no key finds, and
+    a key of other columns (after an ALTER changed the primary key) is another key. A table-create
+    starts afresh (the table is new: no row of it was read before), as does a table-drop, which
+    empties the table.
+    """
+
+    def __init__(self, source: Source | None = None) -> None:
+        # each table's key columns, as its last DDL record stated them (() for none) or a record told them
+        self.columns: dict[str, tuple[str, ...]] = {}
+        # how each table's rows go in, as its first in the input went: by these columns; () without
+        # a key; None by lone primary_key values whose column no record told
+        self._keyed: dict[str, tuple[str, ...] | None] = {}
+        self._afresh: set[str] = set()  # created or dropped in the input
+        self._source = source
+        self._store: set[str] | None = None  # the entities whose rows in the store went in without a key
+        self.keyless: dict[str, str] = {}  # the tables whose rows went in without a key though they may have one: why
+
+    def ddl(self, kind: str, entity: str, record: dict[str, Any]) -> None:
+        """Learn what a table's DDL record tells: its primary key (``def.primary-key``)."""
+        definition = record.get("def")
+        told = definition.get("primary-key") if isinstance(definition, dict) else None
+        if kind != "table-alter":
+            self._keyed.pop(entity, None)
+            self._afresh.add(entity)
+        if isinstance(told, list) and all(isinstance(c, str) for c in told):
+            self.columns[entity] = tuple(told)  # () where the table has no primary key
+        else:
+            self.columns.pop(entity, None)
+
+    def keep(
+        self,
+        entity: str,
+        key: str | None,
+        prev_key: str | None,
+        names: tuple[str, ...] | None,
+        row: dict[str, Any],
+        old: dict[str, Any],
+    ) -> tuple[str | None, str | None]:
+        """A row's key and previous key (``_keys``, of the columns ``names``) as its table's rows
+        go in."""
+        if entity not in self._keyed:  # the table's first row in the input
+            stored = key is not None and entity not in self._afresh and entity in self._keyless_in_store()
+            self._keyed[entity] = () if key is None or stored else names
+            if stored:
+                self.keyless[entity] = "store"
+        keyed = self._keyed[entity]
+        if keyed == ():
+            kept: tuple[str | None, str | None] = (None, None)
+        elif keyed is None or names == keyed:
+            self._keyed[entity] = names or keyed
+            kept = key, prev_key
+        elif all(n in row for n in keyed):  # its key columns changed: the rows keep the key they went in by
+            kept_key = row_key(row, keyed)
+            kept = kept_key, _moved_from(kept_key, keyed, row, old)
+        else:
+            raise ValueError(
+                f"{entity}'s rows went in keyed by {', '.join(keyed)}, its primary key when its first row in the input"
+                " was read, and this row does not hold them: a table's rows keep one key in an input; pass --key-field"
+                f" {entity}:COLUMN, a column all its rows hold"
+            )
+        if kept[0] is None and self.keyless.get(entity) != "store":
+            if key is not None or self.columns.get(entity):
+                self.keyless[entity] = "late"
+            elif self.columns.get(entity) != ():  # (a table whose DDL states no primary key has no key to miss)
+                self.keyless.setdefault(entity, "none")
+        return kept
+
+    def _keyless_in_store(self) -> set[str]:
+        if self._store is None:
+            ask = self._source.store_keyless if self._source is not None else None
+            self._store = ask() if ask is not None else set()
+        return self._store
+
+    def notes(self, source: Source) -> None:
+        """Say, once per table, which tables' rows went in without a key, why, and how to key them."""
+        for entity, why in self.keyless.items():
+            source.notes.append(
+                f"{source.name}: {entity} went in without a key ({_WHY[why]}): replay keeps its rows as a multiset, "
+                f"which no key finds; {keyless_hint(entity, NAME)}"
+            )
+
+
+_WHY = {
+    "none": "its records carry no primary_key, which Maxwell leaves out by default, and no DDL record before them "
+    "in the input states its primary key",
+    "late": "its first rows in the input came before anything in it told its primary key, and the rows after them "
+    "go in as they did, for their updates and deletes to find the rows they change",
+    "store": "as its rows the store holds did, for the updates and deletes of the input to find the rows they change",
+}
+
+
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
     check_mapping_for(NAME, mapping, {"--key-field"})
-
-    learned: dict[str, tuple[str, ...]] = {}  # each table's key columns, once a record told them
-    keyless: dict[str, None] = {}  # the tables whose rows went in without a key, in order
+    tables = Tables(source)
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
-        event = decode_record(record, where, mapping, learned=learned)
-        if event["key"] is None and event["op"] in _ROW.values() and learned.get(event["entity"]) != ():
-            keyless[event["entity"]] = None
-        return [event]
+        return [decode_record(record, where, mapping, tables=tables)]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
-    for entity in keyless:
-        source.notes.append(
-            f"{source.name}: {entity} went in without a key (its records carry no primary_key, which Maxwell leaves "
-            "out by default, and no DDL record in the input states its primary key): replay keeps its rows as a "
-            f"multiset, which no key finds; {keyless_hint(entity, NAME)}"
-        )
+    tables.notes(source)
 
 
 def is_record(value: Any) -> bool:

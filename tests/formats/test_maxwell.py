@@ -335,7 +335,115 @@ def test_a_table_read_without_a_key_is_warned_of_once(write_file, tmp_path) -> N
     result = logtool.ingest(tmp_path / "s", [str(path)])
     assert result.warnings == [
         f"{path}: shop.u went in without a key (its records carry no primary_key, which Maxwell leaves out by "
-        "default, and no DDL record in the input states its primary key): replay keeps its rows as a multiset, "
-        "which no key finds; if it has a key, ingest the input into a new store with --key-field shop.u:COLUMN "
-        "(its key column), or run Maxwell with output_primary_keys and output_primary_key_columns"
+        "default, and no DDL record before them in the input states its primary key): replay keeps its rows as a "
+        "multiset, which no key finds; if it has a key, ingest the input into a new store with --key-field "
+        "shop.u:COLUMN (its key column), or run Maxwell with output_primary_keys and output_primary_key_columns"
+    ]
+
+
+def _ddl(kind: str, table: str, key: list[str] | None, **definition: object) -> dict:
+    return {"type": kind, "database": "shop", "table": table, "ts": 1709640000500, "sql": "...",
+            **({} if key is None else {"def": {"database": "shop", "table": table, "primary-key": key} | definition})}  # fmt: skip
+
+
+def _state(store: object) -> list[tuple]:
+    import logtool
+
+    return sorted((r["entity"], r["key"], r["state"]) for r in logtool.replay(str(store)).state.to_pylist())
+
+
+def test_a_table_keyed_only_after_its_first_rows_stays_keyless(write_file, tmp_path) -> None:
+    """A table's rows stay in one key space: where its first rows in the input went in without a
+    key (capture started mid-stream) and a later table-alter states the key, the rows after it go
+    in without a key too, so that their updates and deletes find the earlier rows; the warning
+    says why."""
+    import logtool
+
+    path = write_file("late.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(table="u", data={"id": 1, "name": "ann"}),
+        record(table="u", data={"id": 2, "name": "bob"}),
+        _ddl("table-alter", "u", ["id"]),
+        record(table="u", type="update", data={"id": 1, "name": "anne"}, old={"name": "ann"}),
+        record(table="u", type="delete", data={"id": 2, "name": "bob"}),
+        record(table="v", data={"id": 1}),  # a record that carries its key, after the first went in without
+        record(table="v", type="update", primary_key=[1], primary_key_columns=["id"], data={"id": 1, "n": 2},
+               old={"n": None}),
+    ]))  # fmt: skip
+    result = logtool.ingest(tmp_path / "s", [str(path)])
+    assert _state(tmp_path / "s") == [("shop.u", None, '{"id":1,"name":"anne"}'), ("shop.v", None, '{"id":1,"n":2}')]
+    late = ("went in without a key (its first rows in the input came before anything in it told its primary key, and "
+            "the rows after them go in as they did, for their updates and deletes to find the rows they change)")  # fmt: skip
+    assert [w.split(": ", 1)[1].split(": replay")[0] for w in result.warnings] == [f"shop.u {late}", f"shop.v {late}"]
+
+
+def test_a_primary_key_changed_by_an_alter_keeps_the_key_the_rows_went_in_by(read_events, write_file) -> None:
+    """Where an ALTER changes a table's primary key after its rows went in keyed, its rows keep the
+    key they went in by (Maxwell writes whole rows, so its columns are still there), whether the
+    DDL or primary_key_columns tell the key; a row that no longer holds those columns is a bad
+    record; a table-create starts its table afresh."""
+    rows_ = [
+        _ddl("table-create", "lines", ["order_id", "line"]),
+        record(table="lines", data={"order_id": 1, "line": 1, "sku": "A"}),
+        record(table="lines", data={"order_id": 1, "line": 2, "sku": "B"}),
+        record(table="lines", type="update", data={"order_id": 1, "line": 3, "sku": "B"}, old={"line": 2}),
+        _ddl("table-alter", "lines", ["sku"]),
+        record(table="lines", type="update", data={"order_id": 1, "line": 1, "sku": "A2"}, old={"sku": "A"}),
+        record(table="lines", type="delete", data={"order_id": 1, "line": 3, "sku": "B"}),
+    ]
+    keys = [None, '{"order_id":1,"line":1}', '{"order_id":1,"line":2}', '{"order_id":1,"line":3}', None,
+            '{"order_id":1,"line":1}', '{"order_id":1,"line":3}']  # fmt: skip
+    moved = [None, None, None, '{"order_id":1,"line":2}', None, None, None]
+    rows, bad = read_events(FORMAT, write_file("pk.jsonl", "".join(json.dumps(r) + "\n" for r in rows_)))
+    assert bad == [] and [(r["key"], r["prev_key"]) for r in rows] == list(zip(keys, moved, strict=True))
+
+    # output_primary_keys with output_primary_key_columns: primary_key_columns names the new key
+    def told(r: dict) -> dict:
+        if "data" not in r:
+            return r
+        columns = ["sku"] if r["data"]["sku"] == "A2" or r["type"] == "delete" else ["order_id", "line"]
+        return r | {"primary_key_columns": columns, "primary_key": [r["data"][c] for c in columns]}
+
+    rows, bad = read_events(FORMAT, write_file("pkc.jsonl", "".join(json.dumps(told(r)) + "\n" for r in rows_)))
+    assert bad == [] and [(r["key"], r["prev_key"]) for r in rows] == list(zip(keys, moved, strict=True))
+
+    rows, bad = read_events(FORMAT, write_file("gone.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        *rows_[:4],
+        _ddl("table-alter", "lines", ["sku"]),  # ... DROP COLUMN line
+        record(table="lines", data={"order_id": 2, "sku": "C"}),
+        _ddl("table-create", "lines", ["sku"]),  # (dropped, and created anew)
+        record(table="lines", data={"order_id": 2, "sku": "C"}),
+    ])))  # fmt: skip
+    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
+        (6, "shop.lines's rows went in keyed by order_id, line, its primary key when its first row in the input was "
+            "read, and this row does not hold them")
+    ]  # fmt: skip
+    assert rows[-1]["key"] == "C"
+
+
+def test_a_table_whose_rows_in_the_store_went_in_keyless_stays_keyless(write_file, tmp_path) -> None:
+    """Across ingests too: where the store holds rows of a table that went in without a key, a
+    later input's DDL stating its key does not key its rows (their updates and deletes would miss
+    the rows already there), and the warning says so; after a table-drop or table-create in the
+    input, the table starts afresh."""
+    import logtool
+
+    first = write_file("first.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(table="u", data={"id": 1, "name": "ann"}),
+        record(table="u", data={"id": 2, "name": "bob"}),
+        record(table="w", data={"id": 1}),
+    ]))  # fmt: skip
+    second = write_file("second.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        _ddl("table-alter", "u", ["id"]),
+        record(table="u", type="update", data={"id": 1, "name": "anne"}, old={"name": "ann"}),
+        record(table="u", type="delete", data={"id": 2, "name": "bob"}),
+        _ddl("table-drop", "w", None),
+        _ddl("table-create", "w", ["id"]),
+        record(table="w", data={"id": 3}),
+    ]))  # fmt: skip
+    logtool.ingest(tmp_path / "s", [str(first)])
+    result = logtool.ingest(tmp_path / "s", [str(second)])
+    assert _state(tmp_path / "s") == [("shop.u", None, '{"id":1,"name":"anne"}'), ("shop.w", "3", '{"id":3}')]
+    assert [w.split(": ", 1)[1].split(": replay")[0] for w in result.warnings] == [
+        "shop.u went in without a key (as its rows the store holds did, for the updates and deletes of the input to "
+        "find the rows they change)"
     ]
