@@ -11,7 +11,8 @@
   without them the ``--key-field`` columns of the row; else ``primary_key`` (output_primary_keys
   alone), whose columns are the row's columns holding its values, where exactly one holds each;
   else (Maxwell's default output) the columns of the primary key the table's last DDL record in
-  the input stated (``def.primary-key`` of a ``table-create`` or ``table-alter``); else null, and
+  the input stated (``def.primary-key`` of a ``table-create`` or ``table-alter``; a rename's
+  ``def`` names the new table, whose key it states); else null, and
   the input's notes name each table whose rows went in so, unless its DDL stated no primary key.
   An update whose ``old`` changes a key column sets ``prev_key`` (``primary_key`` holds the new
   key). Where the row does not tell the key columns apart, the columns an earlier record of the
@@ -253,8 +254,8 @@ class Tables:
     rows' updates and deletes: rows that went in without a key (before anything in the input
     told the key, or, in the store, by an earlier ingest) are a multiset, which no key finds, and
     a key of other columns (after an ALTER changed the primary key) is another key. A table-create
-    starts afresh (the table is new: no row of it was read before), as does a table-drop, which
-    empties the table.
+    or a rename's new name starts afresh (the table is new: no row of it was read before), as
+    does a table-drop, which empties the table.
     """
 
     def __init__(self, source: Source | None = None) -> None:
@@ -263,22 +264,29 @@ class Tables:
         # how each table's rows go in, as its first in the input went: by these columns; () without
         # a key; None by lone primary_key values whose column no record told
         self._keyed: dict[str, tuple[str, ...] | None] = {}
-        self._afresh: set[str] = set()  # created or dropped in the input
+        self._afresh: set[str] = set()  # created, renamed to or dropped in the input
         self._source = source
         self._store: set[str] | None = None  # the entities whose rows in the store went in without a key
         self.keyless: dict[str, str] = {}  # the tables whose rows went in without a key though they may have one: why
 
     def ddl(self, kind: str, entity: str, record: dict[str, Any]) -> None:
-        """Learn what a table's DDL record tells: its primary key (``def.primary-key``)."""
+        """Learn what a table's DDL record tells: its primary key (``def.primary-key``), and under
+        which name (a rename's ``def`` names the new table, ``database`` and ``table`` the old)."""
         definition = record.get("def")
-        told = definition.get("primary-key") if isinstance(definition, dict) else None
-        if kind != "table-alter":
-            self._keyed.pop(entity, None)
-            self._afresh.add(entity)
-        if isinstance(told, list) and all(isinstance(c, str) for c in told):
-            self.columns[entity] = tuple(told)  # () where the table has no primary key
-        else:
+        definition = definition if isinstance(definition, dict) else {}
+        told, target = definition.get("primary-key"), entity
+        if kind == "table-alter" and isinstance(definition.get("table"), str):
+            database = definition.get("database")
+            target = qualified_name(database if isinstance(database, str) else record["database"], definition["table"])
+        if target != entity:  # renamed: the old name holds no table now
             self.columns.pop(entity, None)
+        if kind != "table-alter" or target != entity:
+            self._keyed.pop(target, None)
+            self._afresh.add(target)
+        if isinstance(told, list) and all(isinstance(c, str) for c in told):
+            self.columns[target] = tuple(told)  # () where the table has no primary key
+        else:
+            self.columns.pop(target, None)
 
     def keep(
         self,

@@ -447,3 +447,26 @@ def test_a_table_whose_rows_in_the_store_went_in_keyless_stays_keyless(write_fil
         "shop.u went in without a key (as its rows the store holds did, for the updates and deletes of the input to "
         "find the rows they change)"
     ]
+
+
+def test_a_rename_states_the_key_of_the_new_table(read_events, write_file) -> None:
+    """Maxwell writes a rename (ALTER TABLE ... RENAME, RENAME TABLE, across databases too) with
+    database and table naming the old table and def the new one: the primary key it states keys
+    the new table's rows."""
+    rename = _ddl("table-alter", "orders", ["id"]) | {"sql": "ALTER TABLE orders RENAME TO orders2"}
+    rename["def"] |= {"table": "orders2"}
+    moved = _ddl("table-alter", "orders2", ["id"]) | {"sql": "RENAME TABLE shop.orders2 TO archive.orders"}
+    moved["def"] |= {"database": "archive", "table": "orders"}
+    path = write_file("rename.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        _ddl("table-create", "orders", ["id"]),
+        record(table="orders", data={"id": 1}),
+        rename,
+        record(table="orders2", data={"id": 2}),
+        moved,
+        record(database="archive", table="orders", type="update", data={"id": 4}, old={"id": 2}),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["prev_key"]) for r in rows if r["op"] != "event"] == [
+        ("shop.orders", "1", None), ("shop.orders2", "2", None), ("archive.orders", "4", "2"),
+    ]
