@@ -4,8 +4,9 @@
 - A payload that is a Debezium change event (as JSON text, or as JSON) is read as Debezium reads it
   (entity, op, key, ts, txn from the event; the Kafka key is the record key).
 - A payload that is a Maxwell record is read as the Maxwell reader reads it (entity, op, key, ts,
-  txn from the record; Maxwell's Kafka key, which names the database and table, is not used), its
-  binlog ``position`` kept in ``meta``.
+  txn from the record), its binlog ``position`` kept in ``meta``; Maxwell's Kafka key names the
+  table's key columns (``"pk.id": 1``), which key the rows where the record carries no
+  ``primary_key_columns`` (Maxwell's default output carries no key).
 - A payload Debezium writes beside its change events (a heartbeat, a schema change, a transaction's
   BEGIN or END) is read and passed over on a topic of Debezium's (see ``_beside_changes``).
 - Any other payload is JSON: an ``upsert`` of that JSON, keyed by the Kafka key as it is (or, for a
@@ -138,7 +139,7 @@ def _decode(
         return [*early, *moves.event(topic, event, kafka.get("headers"), row_fields(value))]
     early = unplaced.release(topic, topics, times)  # a topic of other records: its tombstones are its own
     if is_maxwell(value):
-        maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, tables)
+        maxwell = decode_maxwell(value, where, mapping, {"kafka": kafka}, tables, key)
         return [*early, *moves.let_out(), maxwell]
     text = _key_text(raw_key)
     if text is None:
@@ -373,6 +374,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     for event in [*moves.let_out(), *unplaced.settle(list(unplaced.held), topics, times)]:
         held.add(**event)
     unplaced.notes(source, topics)
+    tables.notes(source)
     if len(held):
         yield held.flush()
 

@@ -10,7 +10,8 @@
 - ``key``: ``primary_key_columns`` with ``primary_key`` (or the row's values of those columns);
   without them the ``--key-field`` columns of the row; else ``primary_key`` (output_primary_keys
   alone), whose columns are the row's columns holding its values, where exactly one holds each;
-  else (Maxwell's default output) the columns of the primary key the table's last DDL record in
+  else (Maxwell's default output) the columns Maxwell's Kafka key names (in a Kafka dump: see
+  ``_kafka_key_columns``), else those of the primary key the table's last DDL record in
   the input stated (``def.primary-key`` of a ``table-create`` or ``table-alter``; a rename's
   ``def`` names the new table, whose key it states); else null, and
   the input's notes name each table whose rows went in so, unless its DDL stated no primary key.
@@ -49,6 +50,7 @@ from .base import (
     json_or_none,
     key_text,
     kind_of,
+    loads_exact,
     parse_ts,
     qualified_name,
     read_records,
@@ -75,13 +77,15 @@ def decode_record(
     mapping: Mapping,
     extra_meta: dict[str, Any] | None = None,
     tables: Tables | None = None,
+    kafka_key: Any = None,
 ) -> Event:
     """One Maxwell record as an event.
 
     ``where`` is the event's ``source`` column: where its position is still None, the record's
     ``position`` fills it, else (a record read from a Kafka dump, at its Kafka position) the
     record's position is kept in ``meta``. ``extra_meta`` is merged into ``meta``. ``tables`` is
-    what the records before it in the input told of their tables (see ``Tables``). Raises
+    what the records before it in the input told of their tables (see ``Tables``); ``kafka_key``
+    the record's Kafka key, which tells its table's key columns where Maxwell wrote it. Raises
     ValueError for what is not a usable Maxwell record.
     """
     if not isinstance(record, dict):
@@ -131,6 +135,9 @@ def decode_record(
     if not isinstance(old, dict):
         raise ValueError(f"'old' is {kind_of(old)}, not the previous values of a row")
     before = {**row, **old} if kind == "update" else row if kind == "delete" else None
+    told = _kafka_key_columns(kafka_key, database, table, row) if tables is not None and table else None
+    if tables is not None and told is not None:
+        tables.columns[entity] = told
     changed = old if kind == "update" else {}
     key, prev_key, names = _keys(record, row, changed, mapping, entity, tables)
     if tables is not None and not mapping.keys_for(entity):
@@ -201,6 +208,37 @@ def _moved_from(key: str, names: tuple[str, ...], row: dict[str, Any], old: dict
         return None
     previous = row_key(before, names)
     return previous if previous != key else None
+
+
+def _kafka_key_columns(key: Any, database: str, table: str, row: dict[str, Any]) -> tuple[str, ...] | None:
+    """The key columns Maxwell's Kafka key for the row names, as the row's columns: the key is
+    ``{"database": ..., "table": ..., "pk.id": 1}`` (``kafka_key_format=hash``, the default) or
+    ``["db", "table", [{"id": 1}]]`` (``array``), its column names lowercased; () where it names
+    none (the table has no primary key: a random ``_uuid`` stands in); None where it is no such key
+    of the row's table, or a name fits none of the row's columns."""
+    if isinstance(key, str) and key.startswith("["):
+        try:
+            key = loads_exact(key)
+        except (ValueError, RecursionError):
+            return None
+    if isinstance(key, dict) and key.get("database") == database and key.get("table") == table:
+        names = [name[3:] for name in key if name.startswith("pk.")]
+        if not names and "_uuid" not in key:
+            return None
+    elif (
+        isinstance(key, list) and len(key) == 3 and key[:2] == [database, table] and isinstance(key[2], list)
+        and all(isinstance(pk, dict) and len(pk) == 1 for pk in key[2])
+    ):  # fmt: skip
+        names = [next(iter(pk)) for pk in key[2]]
+    else:
+        return None
+    columns = []
+    for name in names:
+        fits = [c for c in row if c == name] or [c for c in row if c.lower() == name]
+        if len(fits) != 1:
+            return None
+        columns.append(fits[0])
+    return tuple(columns)
 
 
 def _holders(values: list[Any], row: dict[str, Any]) -> list[list[str]]:

@@ -521,3 +521,37 @@ def test_a_kafka_position_is_refused_where_the_store_holds_several_topic_partiti
             logtool.replay(store, at_position="0/5")
         assert "--at-time or --at-offset" in (refused.value.hint or "")
         assert logtool.replay(store, at_offset=0).state.num_rows == 1
+
+
+def test_maxwell_payloads_are_keyed_by_maxwells_kafka_key(read_events, write_file, tmp_path) -> None:
+    """Maxwell's default output carries no primary_key: its Kafka key names the key columns
+    (``pk.<column>``, lowercased; or the array key format), which key the rows; a table without a
+    primary key (a random ``_uuid``) goes in without one, unwarned; rows of a table no key tells
+    go in without one, and ingest warns of it as the Maxwell reader does."""
+    import logtool
+
+    def kafka(i: int, key: object, payload: dict) -> dict:
+        return {"topic": "maxwell", "partition": 0, "offset": i, "ts": 1709660001000,
+                "key": key if key is None else json.dumps(key), "payload": json.dumps(payload)}  # fmt: skip
+
+    def row(table: str, kind: str, data: dict, **more: object) -> dict:
+        return {"database": "shop", "table": table, "type": kind, "ts": 1709640001, "data": data, **more}
+
+    path = write_file("mx.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        kafka(0, {"database": "shop", "table": "t", "pk.id": 1}, row("t", "insert", {"ID": 1, "n": 0})),
+        kafka(1, {"database": "shop", "table": "t", "pk.id": 2}, row("t", "update", {"ID": 2, "n": 0}, old={"ID": 1})),
+        kafka(2, ["shop", "l", [{"order_id": 1}, {"line": 2}]], row("l", "delete", {"order_id": 1, "line": 2})),
+        kafka(3, {"database": "shop", "table": "nk", "_uuid": "0f1e"}, row("nk", "insert", {"a": 1})),
+        kafka(4, None, row("u", "insert", {"id": 1})),
+    ]))  # fmt: skip
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["prev_key"]) for r in rows] == [
+        ("shop.t", "1", None), ("shop.t", "2", "1"), ("shop.l", '{"order_id":1,"line":2}', None),
+        ("shop.nk", None, None), ("shop.u", None, None),
+    ]  # fmt: skip
+    warnings = logtool.ingest(tmp_path / "s", [str(path)]).warnings
+    assert [w.split(": ", 2)[1] for w in warnings] == [
+        "shop.u went in without a key (its records carry no primary_key, which Maxwell leaves out by default, and no "
+        "DDL record before them in the input states its primary key)"
+    ]
