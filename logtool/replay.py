@@ -1294,10 +1294,18 @@ def _typed_dumps(value: Any) -> str:
         if kind in (set, frozenset):
             return {"$" + kind.__name__: sorted((tag(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))}
         if kind is dict:
-            if all(isinstance(k, str) for k in v) and not (len(v) == 1 and next(iter(v)).startswith("$")):
+            # keys by exact type too: a str Enum's member would go into a snapshot as its value
+            # and come back a plain str ("EUR", where the state from zero shows "Cur.EUR")
+            if all(type(k) is str for k in v) and not (len(v) == 1 and next(iter(v)).startswith("$")):
                 return {k: tag(x) for k, x in v.items()}
-            return {"$dict": [[tag(k), tag(x)] for k, x in v.items()]}
+            return {"$dict": [[key(k), tag(x)] for k, x in v.items()]}
         raise TypeError(f"a {type(v).__name__} has no JSON form")
+
+    def key(k: Any) -> Any:
+        try:
+            return tag(k)
+        except TypeError as e:
+            raise TypeError(f"{e} (in a dict key)") from None
 
     return json.dumps(tag(value), ensure_ascii=False, allow_nan=True)
 

@@ -1597,6 +1597,25 @@ def test_a_subclass_in_a_reducers_state_is_refused_not_changed(store: Path, tmp_
         replay(store, reducer=str(module))
 
 
+@pytest.mark.parametrize("key", ["Cur.EUR", "Level.HIGH", "(Cur.EUR, 1)"])
+def test_a_subclass_as_a_dict_key_in_a_reducers_state_is_refused(store: Path, tmp_path: Path, key: str) -> None:
+    """A dict key is held to the same exact types as a value: a str Enum's member would go in as
+    its value and come back as that str, so a replay from a snapshot would differ from zero."""
+    module = write_module(tmp_path / "keys.py", f"""
+        from enum import Enum, IntEnum
+        class Cur(str, Enum):
+            EUR = "EUR"
+        class Level(IntEnum):
+            HIGH = 1
+        REDUCERS = {{"Step": lambda state, event: {{{key}: 1}}}}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
+    with pytest.raises(ReducerError, match=r"key a of t cannot be stored: a (Cur|Level) has no JSON form \(in a dict key\)"):
+        replay(store, reducer=str(module))
+    with pytest.raises(ReducerError, match="in a dict key"):
+        snapshot(store, at_offset=0, reducer=str(module))
+
+
 def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_path: Path) -> None:
     from logtool.replay import load_reducer
 
