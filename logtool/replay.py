@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .engine import json_path, sql_string
@@ -975,7 +975,7 @@ def reducer_location(spec: str) -> tuple[str, str | None]:
     if Path(spec).exists():
         return str(Path(spec).resolve()), None
     try:
-        _, root, _ = _import_file(spec, Path.cwd())
+        _, root = _import_file(spec, Path.cwd())
     except ImportError:
         return spec, None
     return spec, str(root)
@@ -990,24 +990,27 @@ def load_reducer(spec: str, search: str | None = None) -> ReducerModule:
     """Load a reducer module from a file path or an importable name (found from ``search``,
     default the working directory, before ``sys.path``).
 
-    Its source and the helpers beside it that it imports are read once: the fingerprint is their
-    hash, and the code that runs is compiled from those very bytes, however often the module is
-    loaded (and edited) in one process."""
+    Its code is read once: the fingerprint is the hash of its source and of the Python files it
+    can import from where it is imported from (see :func:`_own_sources`), and the code that runs
+    is compiled from those very bytes, however often the module is loaded (and edited) in one
+    process."""
     path = Path(spec)
     try:
         if path.is_dir() and not (path / "__init__.py").exists():
             raise UsageError(f"reducer module {spec}: is a directory, not a module", "name its .py file")
-        if spec.endswith(".py") or path.is_file():
+        if path.name == "__init__.py" and path.is_file() and path.resolve().parent.name.isidentifier():
+            path = path.resolve().parent  # (a package named by its __init__.py is that package)
+        if not path.is_dir() and (spec.endswith(".py") or path.is_file()):
             if not path.exists():
                 raise UsageError(f"reducer module {spec}: no such file")
-            file = path.resolve()
-            name, root, home = f"logtool_reducer_{hashlib.sha256(str(file).encode()).hexdigest()[:12]}", file.parent, file.parent
+            file = path.resolve()  # (`python FILE` searches the directory the file really is in)
+            name, root = f"logtool_reducer_{hashlib.sha256(str(file).encode()).hexdigest()[:12]}", file.parent
         else:
             # importable from here: the working directory is searched too, as `python -m` would; a
             # package named by its directory (./mypkg) is imported by its name from beside it
             name, where = (path.resolve().name, path.resolve().parent) if path.is_dir() else (spec, Path(search or os.getcwd()))
-            file, root, home = _import_file(name, where)
-        imports = _ReducerImports(name, file, root, home)
+            file, root = _import_file(name, where)
+        imports = _ReducerImports(name, file, root)
         module = imports.load()
     except UsageError:
         raise
@@ -1030,64 +1033,96 @@ def load_reducer(spec: str, search: str | None = None) -> ReducerModule:
     )
 
 
-def _import_file(name: str, where: Path) -> tuple[Path, Path, Path]:
-    """An import name's source file, the directory it is imported from (``where`` first, then
-    ``sys.path``, as `python -m` run there would) and its home: its top-level package's directory
-    (a module's own directory where it is in no package). Imports nothing."""
+def _import_file(name: str, where: Path) -> tuple[Path, Path]:
+    """An import name's source file and the directory it is imported from (``where`` first, then
+    ``sys.path``, as `python -m` run there would), both as import finds them: through symlinks,
+    not resolved. Imports nothing."""
     parts = name.split(".")
     if not all(p.isidentifier() for p in parts):
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    top, where = parts[0], where.resolve()
+    top, where = parts[0], Path(os.path.abspath(where))
     root = where if (where / top / "__init__.py").is_file() or (where / f"{top}.py").is_file() else _found_root(top, where)
     base = root.joinpath(*parts)
     file = next((f for f in (base / "__init__.py", base.parent / f"{base.name}.py") if f.is_file()), None)
     if file is None:
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    return file.resolve(), root, root / top if file.is_relative_to(root / top) else root
+    return file, root
 
 
 def _found_root(top: str, where: Path) -> Path:
     """The directory a top-level module or package that is not in ``where`` as a file is imported
-    from: a namespace package there, one on ``sys.path``, or one an installed finder maps."""
+    from: a namespace package there, one on ``sys.path``, or one an installed finder maps. Asks
+    the finders, not ``sys.modules``: a module of that name the process holds (an earlier
+    checkout's) is not where the name is found now."""
     sys.path.insert(0, str(where))
+    found = None
     try:
-        found = importlib.util.find_spec(top)  # (a top-level name: no package is imported)
-    except (ImportError, ValueError):
-        found = None
+        for finder in sys.meta_path:
+            try:
+                found = finder.find_spec(top, None) if hasattr(finder, "find_spec") else None
+            except (ImportError, ValueError):
+                found = None
+            if found is not None:
+                break
     finally:
         sys.path.remove(str(where))
     if found is None:
         raise ModuleNotFoundError(f"No module named {top!r}", name=top)
     if found.origin and Path(found.origin).is_file():
-        origin = Path(found.origin).resolve()
+        origin = Path(os.path.abspath(found.origin))
         return origin.parent.parent if found.submodule_search_locations is not None else origin.parent
     if found.submodule_search_locations:
-        return Path(list(found.submodule_search_locations)[0]).resolve().parent
+        return Path(os.path.abspath(list(found.submodule_search_locations)[0])).parent
     raise ImportError(f"module {top!r} has no Python source file", name=top)
 
 
-class _ReducerImports(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """A reducer's own code: its module and the modules beside it that it imports (its helpers),
-    each read once and compiled from the bytes its fingerprint hashes — never from a cached .pyc
-    nor from a copy an earlier load, or the process, left in ``sys.modules``. While that code runs
-    (its top level as it loads, then each reducer and upcaster) its modules are the ones ``import``
-    finds under their names, and its directory is searched first, as ``python FILE`` (or ``python
-    -m``) would search it; afterwards the names are given back as they were, so another reducer's
-    helpers of the same names stay that reducer's own."""
+class _HashedSource(importlib.machinery.SourceFileLoader):
+    """A module of a reducer's own code, run from the bytes its fingerprint hashed (never from a
+    .pyc, nor from its file as it is by now); a file loader otherwise, so ``get_data``,
+    ``pkgutil.get_data`` and ``importlib.resources`` read the files beside it as for any module."""
 
-    def __init__(self, name: str, file: Path, root: Path, home: Path) -> None:
-        self.name, self.root = name, root
-        self.sources = _own_sources(file, root, home)
+    def __init__(self, fullname: str, path: str, source: bytes) -> None:
+        super().__init__(fullname, path)
+        self.source = source
+
+    def get_data(self, path: str) -> bytes:
+        return self.source if path == self.path else super().get_data(path)
+
+    def get_code(self, fullname: str) -> CodeType:
+        return self.source_to_code(self.source, self.path)
+
+
+class _ReducerImports(importlib.abc.MetaPathFinder):
+    """A reducer's own code (see :func:`_own_sources`), each file read once and compiled from the
+    bytes its fingerprint hashes — never from a cached .pyc nor from a copy an earlier load, or
+    the process, left in ``sys.modules``. While that code runs (its top level as it loads, then
+    each reducer and upcaster) the directory it is imported from is searched first, as ``python
+    FILE`` (or ``python -m``) would search it, and a module import finds there is served from
+    those bytes; afterwards every name is given back as it was, so another reducer's modules of
+    the same names stay that reducer's own and no module of its own is left behind."""
+
+    def __init__(self, name: str, file: Path, root: Path) -> None:
+        self.name, self.file, self.root = name, file, root
+        self.sources = _own_sources(file, root, name)
         source = self.sources[file]
-        for helper, text in list(self.sources.items())[1:]:
-            source += b"\0" + str(helper.relative_to(home)).encode() + b"\0" + text
+        for other, text in self.sources.items():
+            if other != file:
+                source += b"\0" + other.relative_to(root).as_posix().encode() + b"\0" + text
         self.fingerprint = "py/" + hashlib.sha256(source).hexdigest()
-        self.files: dict[str, Path] = {}
+        self._real = {Path(os.path.realpath(f)) for f in self.sources}
+        # the names import may find this code by: each file's, its packages' (a namespace
+        # package too), and a package loaded from its __init__.py file's modules by its name
+        self.names = {name}
         for f in self.sources:
-            if (n := _module_name(f, root)) and (n not in self.files or f.name == "__init__.py"):
-                self.files[n] = f  # (a package before a module of its name, as import finds them)
-        self.files[name] = file
+            parts = list(f.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            prefixes = [parts[:i] for i in range(1, len(parts) + 1)]
+            self.names |= {".".join(p) for p in prefixes}
+            if file.name == "__init__.py":
+                self.names |= {".".join([name, *p]) for p in prefixes}
         self.modules: dict[str, ModuleType] = {}
+        self._served: set[str] = set()
         self._saved: dict[str, ModuleType] = {}
         self._depth = 0
         self._on_path = False
@@ -1109,29 +1144,48 @@ class _ReducerImports(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        file = self.files.get(fullname)
-        if file is None:
+        if fullname == self.name:
+            origin = str(self.file)
+        elif fullname in self.names:
+            found = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if found is None:
+                return None
+            if found.origin is None and found.submodule_search_locations is not None:
+                if not any(Path(p).is_relative_to(self.root) for p in found.submodule_search_locations):
+                    return None
+                # a namespace package of its own: its portions as found now, not as sys.path
+                # changes later (another checkout's, once this one's directory is off it)
+                found.submodule_search_locations = list(found.submodule_search_locations)
+                self._served.add(fullname)
+                return found
+            if found.origin is None or Path(found.origin) not in self.sources:
+                return None  # (not its own: a library, a compiled module, a file new since it loaded)
+            origin = found.origin
+        else:
             return None
-        package = [str(file.parent)] if file.name == "__init__.py" else None
-        return importlib.util.spec_from_file_location(fullname, file, loader=self, submodule_search_locations=package)
+        self._served.add(fullname)
+        loader = _HashedSource(fullname, origin, self.sources[Path(origin)])
+        return importlib.util.spec_from_file_location(fullname, origin, loader=loader)
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
-        return None
-
-    def exec_module(self, module: ModuleType) -> None:
-        file = Path(module.__file__ or "")
-        exec(compile(self.sources[file], str(file), "exec", dont_inherit=True), module.__dict__)
-
-    def get_source(self, fullname: str) -> str:
-        return importlib.util.decode_source(self.sources[self.files[fullname]])
+    def _its_own(self, module: ModuleType) -> bool:
+        """Whether a module the process holds is one of this code's files (or packages), which
+        import would otherwise take as it was when the process imported it."""
+        try:
+            if getattr(module, "__file__", None):
+                return Path(os.path.realpath(module.__file__ or "")) in self._real
+            real_root = Path(os.path.realpath(self.root))
+            return any(Path(os.path.realpath(p)).is_relative_to(real_root) for p in getattr(module, "__path__", ()))
+        except Exception:  # (a module may make its attributes anything)
+            return False
 
     def __enter__(self) -> _ReducerImports:
         self._depth += 1
         if self._depth == 1:
-            self._saved = {n: m for n in self.files if (m := sys.modules.pop(n, None)) is not None}
+            held = [n for n in self.names if (m := sys.modules.get(n)) is not None and (n in self.modules or self._its_own(m))]
+            self._saved = {n: sys.modules.pop(n) for n in held}
             sys.modules.update(self.modules)
             sys.meta_path.insert(0, self)
-            self._on_path = str(self.root) not in sys.path
+            self._on_path = not sys.path or sys.path[0] != str(self.root)
             if self._on_path:
                 sys.path.insert(0, str(self.root))
         return self
@@ -1142,78 +1196,97 @@ class _ReducerImports(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             sys.meta_path.remove(self)
             if self._on_path:
                 sys.path.remove(str(self.root))
-            for n in self.files:
+            for n in self._served | set(self.modules):
                 if (m := sys.modules.pop(n, None)) is not None:
                     self.modules[n] = m
             sys.modules.update(self._saved)
 
 
-def _module_name(file: Path, root: Path) -> str | None:
-    """The name a module's file is imported by from ``root``."""
-    parts = list(file.relative_to(root).with_suffix("").parts)
-    if parts and parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts) if parts and all(p.isidentifier() for p in parts) else None
-
-
-def _own_sources(file: Path, root: Path, home: Path) -> dict[Path, bytes]:
-    """A reducer's source, then its helpers' in the order found (see :func:`_helper_sources`),
-    then the ``__init__.py`` of the packages in ``home`` they are imported through (which run
-    when they are imported) and those modules' helpers: what decides what the reducers do."""
+def _own_sources(file: Path, root: Path, name: str) -> dict[Path, bytes]:
+    """What decides what a reducer does: its source, then every Python file it can import from
+    ``root`` (the directory it is imported from), in path order — its own package and those
+    beside it, so that a helper it imports by any means (from a sibling package, by
+    ``importlib.import_module`` as a plugin, inside a reducer function) counts. Where ``root``
+    holds installed libraries (see :func:`_holds_libraries`) they are not its code: only its
+    own top-level package is. A package holding a compiled extension module is a library too
+    (its compiled part cannot be loaded again): it is imported as libraries are."""
     sources = {file: file.read_bytes()}
-    _helper_sources(file, home, sources)
-    done: set[Path] = set()
-    while todo := [f for f in sources if f not in done]:
-        for f in todo:
-            done.add(f)
-            package = f.parent if f.name != "__init__.py" else f.parent.parent
-            while package.is_relative_to(home) and package != root:
-                init = (package / "__init__.py").resolve()
-                if init.is_file() and init not in sources:
-                    sources[init] = init.read_bytes()
-                    _helper_sources(init, home, sources)
-                package = package.parent
+    if not _holds_libraries(root):
+        found = _project_files(root)
+    elif file.parent != root:  # (in a package)
+        files, compiled = _python_files(root / file.relative_to(root).parts[0], set())
+        found = [] if compiled else files
+    else:
+        found = []
+    for f in found:
+        if f not in sources:
+            try:
+                sources[f] = f.read_bytes()
+            except OSError:
+                continue
     return sources
 
 
-def _helper_sources(file: Path, home: Path, sources: dict[Path, bytes]) -> None:
-    """Add to ``sources`` the sources of the modules ``file``'s import statements name that lie
-    in ``home`` (the reducer's directory, or its package's), and of theirs, in the order found.
-    Relative imports are read from the importing module's package; absolute ones from ``home``
-    and the directory above it (a package importing itself by name)."""
-    import ast
-
-    if home in _library_roots():  # a reducer module installed on its own: what lies beside it are
-        return  # other installed libraries (numpy...), not its helpers, and they stay as imported
+def _project_files(root: Path) -> list[Path]:
+    """The importable Python files under ``root`` but those of packages holding a compiled
+    extension module (see :func:`_python_files`)."""
+    found: list[Path] = []
     try:
-        tree = ast.parse(sources[file])
-    except (SyntaxError, ValueError):
-        return
-    stems: list[Path] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            stems += [root.joinpath(*a.name.split(".")) for a in node.names for root in (home, home.parent)]
-        elif isinstance(node, ast.ImportFrom):
-            module = (node.module or "").split(".") if node.module else []
-            if node.level:
-                base = file.parent
-                for _ in range(node.level - 1):
-                    base = base.parent
-                roots = [base]
-            else:
-                roots = [home, home.parent]
-            for root in roots:
-                stems.append(root.joinpath(*module))
-                stems += [root.joinpath(*module, a.name) for a in node.names]  # `from pkg import module`
-    for stem in stems:
-        for found in (stem.with_suffix(".py"), stem / "__init__.py"):
-            found = found.resolve() if found.is_file() else found
-            if found.is_file() and found.is_relative_to(home) and found not in sources:
-                try:
-                    sources[found] = found.read_bytes()
-                except OSError:
-                    continue
-                _helper_sources(found, home, sources)
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
+            found.append(Path(entry.path))
+        elif entry.name.isidentifier() and entry.name != "__pycache__" and entry.is_dir():
+            files, compiled = _python_files(Path(entry.path), {os.path.realpath(root)})
+            found += [] if compiled else files
+    return found
+
+
+def _python_files(directory: Path, above: set[str]) -> tuple[list[Path], bool]:
+    """The importable Python files in ``directory`` and in its importable subdirectories (through
+    symlinks: a file linked from elsewhere is found under its link's name, as import finds it),
+    and whether they hold a compiled extension module. A directory holding installed libraries
+    is left out; ``above`` (the real paths of the directories walked down from) stops a
+    symlink loop."""
+    real = os.path.realpath(directory)
+    if real in above or _holds_libraries(directory):
+        return [], False
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return [], False
+    found: list[Path] = []
+    compiled = False
+    for entry in entries:
+        try:
+            if entry.name.endswith(_EXTENSION_SUFFIXES):
+                compiled = True
+            elif entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
+                found.append(Path(entry.path))
+            elif entry.name.isidentifier() and entry.name != "__pycache__" and entry.is_dir():
+                files, sub_compiled = _python_files(Path(entry.path), above | {real})
+                found += files
+                compiled |= sub_compiled
+        except OSError:
+            continue
+    return found, compiled
+
+
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _holds_libraries(directory: Path) -> bool:
+    """Whether installed libraries are imported from ``directory``: the standard library's,
+    site-packages, a virtual environment, or a directory pip installed into (``pip install
+    --target``, which holds their *.dist-info)."""
+    if Path(os.path.realpath(directory)) in _library_roots():
+        return True
+    try:
+        return any(n.endswith(".dist-info") or n == "pyvenv.cfg" for n in os.listdir(directory))
+    except OSError:
+        return False
 
 
 @functools.cache

@@ -1727,6 +1727,172 @@ def test_the_reducer_code_that_runs_is_the_code_its_fingerprint_hashes(
     assert "red" not in sys.modules  # a load leaves no module of its own behind
 
 
+DEP = 'REDUCERS = {"Dep": lambda state, event: {"bal": (state or {}).get("bal", 0) + RATE * event["data"]["amt"]}}\n'
+
+
+def own_modules(*tops: str) -> list[str]:
+    return [m for m in sys.modules if m.split(".")[0] in tops or m.startswith("logtool_reducer_")]
+
+
+def test_every_python_file_a_reducer_can_import_from_its_root_counts_and_runs_as_hashed(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reducer imported by name counts in its fingerprint, and runs from the bytes hashed, every
+    Python file of the directory it is imported from: a package beside its own that it imports
+    by name, and the modules its package imports by ``importlib.import_module`` (plugins), so
+    an edit to either leaves no snapshot trusted; none of them is left in ``sys.modules``."""
+    proj = tmp_path / "proj"
+    for package in ("reducers", "shared", "handlers"):
+        (proj / package).mkdir(parents=True)
+    (proj / "reducers" / "__init__.py").write_text("")
+    (proj / "shared" / "__init__.py").write_text("")
+    (proj / "shared" / "money.py").write_text("RATE = 1\n")
+    (proj / "reducers" / "bank.py").write_text("from shared.money import RATE\n" + DEP)
+    write_module(proj / "handlers" / "__init__.py", """
+        import importlib, pkgutil
+        REDUCERS = {}
+        for found in pkgutil.iter_modules(__path__):
+            REDUCERS.update(importlib.import_module(f".{found.name}", __name__).REDUCERS)
+    """)
+    (proj / "handlers" / "dep.py").write_text("RATE = 1\n" + DEP)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    monkeypatch.chdir(proj)
+    for name, edited in (("reducers.bank", proj / "shared" / "money.py"), ("handlers", proj / "handlers" / "dep.py")):
+        snapshot(store, reducer=name)
+        assert rows(replay(store, reducer=name)) == {"a": {"bal": 15}}
+        edited.write_text(edited.read_text().replace("RATE = 1", "RATE = 100"))
+        again = replay(store, reducer=name)
+        assert again.snapshot is None and rows(again) == {"a": {"bal": 1500}}
+        snapshot(store, reducer=name)
+        assert rows(replay(store, reducer=name)) == rows(replay(store, reducer=name, use_snapshots=False))
+    assert own_modules("reducers", "shared", "handlers") == []
+
+
+def test_a_reducer_reached_through_symlinks_counts_what_they_link_to(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper that is a symlink to a file elsewhere counts (and runs) as the file it links to,
+    under its link's name; a package reached through a symlinked directory is imported as plain
+    Python imports it, and its files count alike."""
+    (tmp_path / "common").mkdir()
+    (tmp_path / "red").mkdir()
+    (tmp_path / "common" / "util.py").write_text("RATE = 1\n")
+    (tmp_path / "red" / "util.py").symlink_to("../common/util.py")
+    module = write_module(tmp_path / "red" / "red.py", "from util import RATE\n" + DEP)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    snapshot(store, reducer=str(module))
+    (tmp_path / "common" / "util.py").write_text("RATE = 100\n")
+    again = replay(store, reducer=str(module))
+    assert again.snapshot is None and rows(again) == {"a": {"bal": 1500}}
+    # a package whose directory is a symlink, named by its import name from beside the link
+    (tmp_path / "libs" / "acct_v2").mkdir(parents=True)
+    (tmp_path / "libs" / "acct_v2" / "__init__.py").write_text("")
+    (tmp_path / "libs" / "acct_v2" / "red.py").write_text("RATE = 2\n" + DEP)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "acct").symlink_to("../libs/acct_v2")
+    monkeypatch.chdir(tmp_path / "app")
+    first = replay(store, reducer="acct.red")
+    assert rows(first) == {"a": {"bal": 30}}
+    (tmp_path / "libs" / "acct_v2" / "red.py").write_text("RATE = 3\n" + DEP)
+    again = replay(store, reducer="acct.red")
+    assert again.reducer != first.reducer and rows(again) == {"a": {"bal": 45}}
+    assert own_modules("acct", "util") == []
+
+
+@pytest.mark.parametrize("directory", ["acct", "acct-v2"])
+def test_a_package_named_by_its_init_file_runs_its_modules_as_hashed(
+    store: Path, tmp_path: Path, directory: str
+) -> None:
+    """A package named by its ``__init__.py`` is that package: the modules it imports relatively
+    are its own, counted and run from the bytes hashed (where its directory is no import name,
+    under the name it is loaded by), and none is left in ``sys.modules``."""
+    package = tmp_path / "ip" / directory
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from .rules import REDUCERS\n")
+    (package / "rules.py").write_text("RATE = 1\n" + DEP)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    init = str(package / "__init__.py")
+    assert rows(replay(store, reducer=init)) == {"a": {"bal": 15}}
+    (package / "rules.py").write_text("RATE = 100\n" + DEP)
+    snapshot(store, reducer=init)
+    from_snapshot = replay(store, reducer=init)
+    assert from_snapshot.snapshot == 1 and rows(from_snapshot) == {"a": {"bal": 1500}}
+    assert own_modules("acct", "rules") == []
+
+
+def test_namespace_packages_of_two_checkouts_each_run_their_own(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reducer in a namespace package (no ``__init__.py``) leaves no package behind: the same
+    name in another checkout is that checkout's reducer, with its own fingerprint."""
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    fingerprints = set()
+    for rate in (1, 2):
+        (tmp_path / f"co{rate}" / "evs").mkdir(parents=True)
+        (tmp_path / f"co{rate}" / "evs" / "red.py").write_text(f"RATE = {rate}\n" + DEP)
+        monkeypatch.chdir(tmp_path / f"co{rate}")
+        result = replay(store, reducer="evs.red", use_snapshots=False)
+        assert rows(result) == {"a": {"bal": 15 * rate}}
+        fingerprints.add(result.reducer)
+    assert len(fingerprints) == 2 and own_modules("evs") == []
+
+
+def test_a_reducer_reads_the_data_files_of_its_package_as_any_module(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its modules load as Python's own loader loads a file, so ``importlib.resources`` and
+    ``pkgutil.get_data`` read the files beside them."""
+    (tmp_path / "fxrates").mkdir()
+    (tmp_path / "fxrates" / "__init__.py").write_text("")
+    (tmp_path / "fxrates" / "rates.json").write_text('{"rate": 3}')
+    (tmp_path / "fxrates" / "red.py").write_text(textwrap.dedent("""
+        import importlib.resources, json, pkgutil
+        RATE = json.loads(importlib.resources.files("fxrates").joinpath("rates.json").read_text())["rate"]
+        RATE *= json.loads(pkgutil.get_data(__package__, "rates.json"))["rate"]
+    """) + DEP)
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    monkeypatch.chdir(tmp_path)
+    assert rows(replay(store, reducer="fxrates.red")) == {"a": {"bal": 135}}
+
+
+def test_libraries_beside_a_reducer_are_imported_as_libraries(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory pip installed into (``--target``: it holds *.dist-info) is one of libraries, not
+    the reducer's code: a reducer module there takes the libraries beside it as imported, once,
+    and they are not in its fingerprint. So is a package holding a compiled extension module,
+    wherever it is (its compiled part cannot be loaded again)."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from logtool.replay import load_reducer
+
+    write_events(store, [{"key": "a", "op": "event", "type": "Dep", "data": {"amt": n}} for n in (10, 5)])
+    vendored = tmp_path / "vendored"
+    (vendored / "speedlib").mkdir(parents=True)
+    (vendored / "speedlib-1.0.dist-info").mkdir()
+    (vendored / "speedlib" / "__init__.py").write_text("RATE = 2\n")
+    (vendored / "vendred.py").write_text("from speedlib import RATE\n" + DEP)
+    proj = tmp_path / "proj"
+    (proj / "fastlib").mkdir(parents=True)
+    (proj / "fastlib" / "__init__.py").write_text("RATE = 3\n")
+    (proj / "fastlib" / f"_speed{EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+    module = write_module(proj / "red.py", "from fastlib import RATE\n" + DEP)
+    monkeypatch.syspath_prepend(str(vendored))
+    monkeypatch.syspath_prepend(str(proj))
+    try:
+        for name, lib, rate in (("vendred", "speedlib", 2), (str(module), "fastlib", 3)):
+            first = replay(store, reducer=name)
+            loaded = sys.modules[lib]
+            assert rows(first) == {"a": {"bal": 15 * rate}}
+            assert rows(replay(store, reducer=name)) == {"a": {"bal": 15 * rate}} and sys.modules[lib] is loaded
+            init = (vendored if lib == "speedlib" else proj) / lib / "__init__.py"
+            init.write_text("RATE = 10\n")
+            assert load_reducer(name).fingerprint == first.reducer
+    finally:
+        sys.modules.pop("speedlib", None)
+        sys.modules.pop("fastlib", None)
+
+
 def test_a_helper_imported_inside_a_reducer_is_found_as_it_runs(store: Path, tmp_path: Path) -> None:
     """The reducer's directory is searched while its reducers run, not only while it loads: a
     helper imported inside a reducer function is found (by replay and by the audit commands)
