@@ -1211,13 +1211,21 @@ def _own_sources(file: Path, root: Path, name: str) -> dict[Path, bytes]:
     own top-level package is. A package holding a compiled extension module is a library too
     (its compiled part cannot be loaded again): it is imported as libraries are."""
     sources = {file: file.read_bytes()}
-    if not _holds_libraries(root):
-        found = _project_files(root)
-    elif file.parent != root:  # (in a package)
-        files, compiled = _python_files(root / file.relative_to(root).parts[0], set())
-        found = [] if compiled else files
-    else:
-        found = []
+    budget = [_WALK_LIMIT]
+    try:
+        if not _holds_libraries(root):
+            found = _project_files(root, budget)
+        elif file.parent != root:  # (in a package)
+            files, compiled = _python_files(root / file.relative_to(root).parts[0], set(), budget)
+            found = [] if compiled else files
+        else:
+            found = []
+    except _TooMany:
+        raise UsageError(
+            f"reducer {name}: the directory it is imported from, {root}, holds more than {_WALK_LIMIT} files and "
+            "folders to look through for the Python files it can import (its fingerprint hashes them all)",
+            "put the reducer and its helpers in a directory of their own",
+        ) from None
     for f in found:
         if f not in sources:
             try:
@@ -1227,7 +1235,20 @@ def _own_sources(file: Path, root: Path, name: str) -> dict[Path, bytes]:
     return sources
 
 
-def _project_files(root: Path) -> list[Path]:
+_WALK_LIMIT = 20_000  # entries looked through for a reducer's files: a home directory is not a project
+
+
+class _TooMany(Exception):
+    """The walk of a reducer's directory went past ``_WALK_LIMIT`` entries."""
+
+
+def _spend(budget: list[int], n: int) -> None:
+    budget[0] -= n
+    if budget[0] < 0:
+        raise _TooMany
+
+
+def _project_files(root: Path, budget: list[int]) -> list[Path]:
     """The importable Python files under ``root`` but those of packages holding a compiled
     extension module (see :func:`_python_files`)."""
     found: list[Path] = []
@@ -1235,16 +1256,17 @@ def _project_files(root: Path) -> list[Path]:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return found
+    _spend(budget, len(entries))
     for entry in entries:
         if entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
             found.append(Path(entry.path))
         elif entry.name.isidentifier() and entry.name != "__pycache__" and entry.is_dir():
-            files, compiled = _python_files(Path(entry.path), {os.path.realpath(root)})
+            files, compiled = _python_files(Path(entry.path), {os.path.realpath(root)}, budget)
             found += [] if compiled else files
     return found
 
 
-def _python_files(directory: Path, above: set[str]) -> tuple[list[Path], bool]:
+def _python_files(directory: Path, above: set[str], budget: list[int]) -> tuple[list[Path], bool]:
     """The importable Python files in ``directory`` and in its importable subdirectories (through
     symlinks: a file linked from elsewhere is found under its link's name, as import finds it),
     and whether they hold a compiled extension module. A directory holding installed libraries
@@ -1257,6 +1279,7 @@ def _python_files(directory: Path, above: set[str]) -> tuple[list[Path], bool]:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
         return [], False
+    _spend(budget, len(entries))
     found: list[Path] = []
     compiled = False
     for entry in entries:
@@ -1266,7 +1289,7 @@ def _python_files(directory: Path, above: set[str]) -> tuple[list[Path], bool]:
             elif entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
                 found.append(Path(entry.path))
             elif entry.name.isidentifier() and entry.name != "__pycache__" and entry.is_dir():
-                files, sub_compiled = _python_files(Path(entry.path), above | {real})
+                files, sub_compiled = _python_files(Path(entry.path), above | {real}, budget)
                 found += files
                 compiled |= sub_compiled
         except OSError:

@@ -1686,6 +1686,23 @@ def test_a_reducer_module_installed_on_its_own_leaves_the_libraries_beside_it_al
     assert replay_module.load_reducer("shopreducers").fingerprint == first.reducer  # not the reducer's own code
 
 
+def test_a_reducer_in_a_directory_too_big_to_look_through_is_refused(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reducer's fingerprint hashes the Python files of the directory it is imported from: one
+    put in a directory holding a great many files (a home directory) is refused, with a hint,
+    rather than walked for minutes."""
+    replay_module = sys.modules["logtool.replay"]
+    monkeypatch.setattr(replay_module, "_WALK_LIMIT", 50)
+    for i in range(60):
+        (tmp_path / f"notes{i}.txt").write_text("")
+    module = write_module(tmp_path / "steps.py", 'REDUCERS = {"Step": lambda state, event: {"n": 1}}\n')
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
+    with pytest.raises(UsageError, match="holds more than 50 files and folders") as e:
+        replay(store, reducer=str(module))
+    assert e.value.hint == "put the reducer and its helpers in a directory of their own"
+
+
 def test_the_reducer_code_that_runs_is_the_code_its_fingerprint_hashes(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
