@@ -163,18 +163,21 @@ class KeyNames:
     stands for that table (for none where changes of two tables carried it, as a router merging
     tables makes them), and the way it was made (its prefix, how many parts follow, and the leading
     parts of the table's name it left out) makes the names of the prefix's other tables alike.
+    Each name stands for its table with the connector it came from (the MongoDB connector's keys
+    name documents as its events' keys do: see ``tombstone_key``); a prefix is one connector's.
     """
 
     def __init__(self) -> None:
-        self._tables: dict[str, str | None] = {}  # name -> entity (None: changes of two carried it)
-        self._forms: set[tuple[str, int, tuple[str, ...]]] = set()  # prefix, parts after it, parts left out
+        # name -> entity, and whether from the MongoDB connector (None: changes of two carried it)
+        self._tables: dict[str, tuple[str, bool] | None] = {}
+        # prefix, parts after it, parts left out, and whether from the MongoDB connector
+        self._forms: set[tuple[str, int, tuple[str, ...], bool]] = set()
 
-    def learn(self, record_key: Any, entity: str) -> None:
-        """Learn from a change event of ``entity`` keyed by ``record_key``."""
-        name = key_schema_name(record_key)
+    def learn(self, name: str | None, entity: str, mongodb: bool) -> None:
+        """Learn from a change event of ``entity`` whose record key's schema is named ``name``."""
         if name is None:
             return
-        if self._tables.setdefault(name, entity) != entity:
+        if self._tables.setdefault(name, (entity, mongodb)) != (entity, mongodb):
             self._tables[name] = None
         parts = name_parts(entity)
         if any("." in p for p in parts):
@@ -183,11 +186,12 @@ class KeyNames:
         for kept in range(len(parts), 1, -1):  # the most of the table's name the schema's name ends with
             tail = ".".join(parts[-kept:])
             if stem.endswith("." + tail):
-                self._forms.add((stem[: -len(tail)], kept, tuple(parts[:-kept])))
+                self._forms.add((stem[: -len(tail)], kept, tuple(parts[:-kept]), mongodb))
                 return
 
-    def entity(self, record_key: Any) -> str | None:
-        """The entity a record key's schema stands for, or None where that is not sure."""
+    def table(self, record_key: Any) -> tuple[str, bool] | None:
+        """The entity a record key's schema stands for, and whether it is the MongoDB connector's,
+        or None where that is not sure."""
         name = key_schema_name(record_key)
         if name is None:
             return None
@@ -195,11 +199,19 @@ class KeyNames:
             return self._tables[name]
         stem = name[: -len(".Key")]
         found = set()
-        for prefix, kept, left_out in self._forms:
+        for prefix, kept, left_out, mongodb in self._forms:
             rest = stem[len(prefix):].split(".") if stem.startswith(prefix) else []
             if len(rest) == kept and all(rest):
-                found.add(qualified_name(*left_out, *rest))
+                found.add((qualified_name(*left_out, *rest), mongodb))
         return found.pop() if len(found) == 1 else None
+
+
+def tombstone_key(key: Any, row_fields: dict[str, dict[str, Any]], mongodb: bool) -> str | None:
+    """The key of a tombstone placed in a Debezium table, written as that table's change events
+    write theirs: a key without its schema read with the row's columns (``row_fields``), and the
+    MongoDB connector's key (``{"id": "<_id as extended JSON>"}``) as the document's id."""
+    text, _ = record_key(key, row_fields)
+    return (mongodb_record_id(key) or text) if mongodb else text
 
 
 def record_key(record_key: Any, row_fields: dict[str, dict[str, Any]] | None = None) -> tuple[str | None, tuple[str, ...]]:
@@ -770,11 +782,15 @@ def _tombstone(
     mongodb = mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
     if delete is None and mongodb is not None and (delete := deletes.take(name, mongodb)) is not None:
         text = mongodb
-    tombstone: Event = {"ts": None, "entity": names.entity(key), "key": text, "op": "delete", "data": None, "source": where}
     if delete is not None:
-        tombstone.update(entity=delete["entity"], ts=delete["ts"], txn=delete["txn"],
-                         source={**where, "position": delete["position"]})  # fmt: skip
-    return tombstone if tombstone["entity"] is not None else None
+        return {"ts": delete["ts"], "entity": delete["entity"], "key": text, "op": "delete", "data": None,
+                "txn": delete["txn"], "source": {**where, "position": delete["position"]}}  # fmt: skip
+    table = names.table(key)
+    if table is None:
+        return None
+    entity, from_mongodb = table
+    return {"ts": None, "entity": entity, "key": tombstone_key(key, fields, from_mongodb), "op": "delete",
+            "data": None, "source": where}  # fmt: skip
 
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
@@ -803,7 +819,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             event = decode_change(value, key, where, mapping)
             fields = row_fields(value)
             if event["op"] not in ("event", "truncate"):
-                names.learn(key, event["entity"])
+                names.learn(key_schema_name(key), event["entity"], from_mongodb(value))
         else:
             key, event = NO_KEY, decode_change(record, NO_KEY, where, mapping)
         if event["op"] == "delete" and event["key"] is not None:

@@ -57,9 +57,10 @@ from .debezium import (
     decode_change,
     from_mongodb,
     is_envelope,
-    mongodb_record_id,
+    key_schema_name,
     record_key,
     row_fields,
+    tombstone_key,
     unwrap,
 )
 from .maxwell import Tables
@@ -113,7 +114,7 @@ def _decode(
         if store_offset is not None:  # (--offset-field: its own, wherever it is let in)
             meta["offset"] = store_offset
         tombstone = _Tombstone(topic, partition, key, raw_key, _kafka_time(record), meta)
-        if topic not in unplaced.shown and key_names.entity(key) is None:  # what does it carry? the records after it tell
+        if topic not in unplaced.shown and key_names.table(key) is None:  # what does it carry? the records after it tell
             return [*moves.let_out(), *unplaced.hold(tombstone, topics, times)]
         event = tombstone.placed(topics, times, key_names)
         if moves.tombstone(topic, event["key"]):  # of a key a row moved away from: nothing to delete
@@ -131,7 +132,7 @@ def _decode(
         event = decode_change(value, key, where, mapping, {"kafka": kafka})
         if event["op"] not in ("event", "truncate"):
             topics[topic] = (event["entity"], from_mongodb(value), row_fields(value))
-            key_names.learn(key, event["entity"])
+            key_names.learn(key_schema_name(key), event["entity"], from_mongodb(value))
         early = unplaced.release(topic, topics, times)  # (before this event's time is the partition's)
         times[topic, partition] = event.get("ts")
         if store_offset is not None:  # (--offset-field: set here, as a delete held back keeps its own)
@@ -178,11 +179,9 @@ class _Tombstone:
         self, topics: dict[str, tuple[str, bool, dict[str, Any]]], times: dict[Any, Any], key_names: KeyNames
     ) -> Event:
         seen, mongodb, fields = topics.get(self.topic, (None, False, {}))
-        entity = key_names.entity(self.key) or seen
+        entity, mongodb = key_names.table(self.key) or (seen, mongodb)
         # a key written without its schema is read as the topic's change events' keys were
-        text = record_key(self.key, fields)[0] if entity is not None else _key_text(self.raw_key)
-        if mongodb:  # the MongoDB connector's key names the document as its events' keys do
-            text = mongodb_record_id(self.key) or text
+        text = tombstone_key(self.key, fields, mongodb) if entity is not None else _key_text(self.raw_key)
         ts = times.get((self.topic, self.partition)) if entity is not None else None
         return {"ts": ts if ts is not None else self.kafka_ts, "entity": entity or self.topic, "key": text,
                 "op": "delete", "data": None, **self.rest}  # fmt: skip
@@ -220,7 +219,7 @@ class _Unplaced:
             topics.setdefault(name, (entity, mongodb, {}))  # (the rest of the file is placed so too)
         for name in names:
             if name not in topics:  # (as the topic's own: where no change made the key's schema name sure)
-                own = sum(self.key_names.entity(t.key) is None for t in self.held.get(name, ()))
+                own = sum(self.key_names.table(t.key) is None for t in self.held.get(name, ()))
                 self.early[name] = self.early.get(name, 0) + own
         return [e for name in names for e in self.release(name, topics, times)]
 

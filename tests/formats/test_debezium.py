@@ -275,6 +275,28 @@ def test_a_tombstone_follows_the_delete_of_its_own_topic(read_events, write_file
     ]
 
 
+def test_a_mongodb_tombstone_placed_by_its_key_schemas_name_names_the_document(read_events, write_file) -> None:
+    """A tombstone of the MongoDB connector placed by its key schema's name (made sure by a change
+    of another collection of its prefix) is keyed by the document's id, as the connector's events
+    are, not by the extended JSON its key holds."""
+    oid = "655300000000000000000011"
+
+    def key(collection: str, ident: str) -> dict:
+        return {"schema": {"type": "struct", "fields": [{"type": "string", "field": "id"}],
+                           "name": f"mongo1.shop.{collection}.Key"}, "payload": {"id": json.dumps({"$oid": ident})}}  # fmt: skip
+
+    src = {"connector": "mongodb", "name": "mongo1", "ts_ms": 1700000100000, "db": "shop", "collection": "orders", "ord": 1}
+    insert = {"before": None, "after": json.dumps({"_id": {"$oid": "6553" + "0" * 20}}), "source": src, "op": "c"}
+    rows, bad = read_events(FORMAT, write_file("mongo.jsonl", lines(
+        {"key": key("orders", "6553" + "0" * 20), "value": insert},
+        {"key": key("customers", oid), "value": None},
+    )))  # fmt: skip
+    assert bad == []
+    assert [(r["entity"], r["key"], r["op"]) for r in rows] == [
+        ("shop.orders", "6553" + "0" * 20, "insert"), ("shop.customers", oid, "delete"),
+    ]
+
+
 MYSQL_SOURCE = {"version": "2.5.0.Final", "connector": "mysql", "name": "d", "ts_ms": 1709640000000,
                 "snapshot": "false", "db": "inv", "table": "c", "server_id": 1, "gtid": None,
                 "file": "mysql-bin.000001", "pos": 10, "row": 0}  # fmt: skip

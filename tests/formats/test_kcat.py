@@ -296,6 +296,29 @@ def test_a_tombstone_of_the_mongodb_connector_names_the_document(read_events, wr
                                                               ("inventory.customers", oid, "delete")]  # fmt: skip
 
 
+def test_a_mongodb_tombstone_placed_by_its_key_schemas_name_names_the_document(read_events, write_file) -> None:
+    """A tombstone of a topic no record of the file showed, placed at once by its key schema's
+    name (made sure by another collection's change), is keyed by the document's id when the name
+    is the MongoDB connector's, as its events are."""
+    oid = "655300000000000000000011"
+
+    def record(collection: str, offset: int, ident: str, payload: object) -> str:
+        schema = {"type": "struct", "fields": [{"type": "string", "field": "id"}], "name": f"mongo1.shop.{collection}.Key"}
+        key = {"schema": schema, "payload": {"id": json.dumps({"$oid": ident})}}
+        return json.dumps({"topic": f"mongo1.shop.{collection}", "partition": 0, "offset": offset, "ts": 1700000100000,
+                           "key": json.dumps(key), "payload": None if payload is None else json.dumps(payload)})  # fmt: skip
+
+    src = {"connector": "mongodb", "name": "mongo1", "ts_ms": 1700000100000, "db": "shop", "collection": "orders", "ord": 1}
+    other = "6553" + "0" * 20
+    insert = {"before": None, "after": json.dumps({"_id": {"$oid": other}}), "source": src, "op": "c"}
+    path = write_file("mongo.jsonl", record("orders", 0, other, insert) + "\n" + record("customers", 5, oid, None) + "\n")
+    rows, bad = read_events(FORMAT, path)
+    assert bad == []
+    assert [(r["entity"], r["key"], r["op"]) for r in rows] == [
+        ("shop.orders", other, "insert"), ("shop.customers", oid, "delete"),
+    ]
+
+
 def test_a_debezium_tombstone_takes_the_time_of_its_delete(read_events, write_file) -> None:
     """The Kafka time comes after the database's commit time: a tombstone stamped with it would end
     an --at-time prefix before the create that moved the row."""
