@@ -255,6 +255,7 @@ def _ingest_one(
     )
     source.store_topics = partial(_debezium_topics, store)
     source.store_keyless = partial(_keyless_entities, store)
+    source.store_key_names = partial(_debezium_key_names, store)
     try:
         for batch in fmt.read(source, mapping, report):
             writer.write(batch)
@@ -344,6 +345,20 @@ def _keyless_entities(store: Store) -> set[str]:
              AND e."offset" > coalesce(cut.at, -1)"""
     ).fetchall()
     return {entity for (entity,) in rows}
+def _debezium_key_names(store: Store) -> list[tuple[str, str, bool]]:
+    """The names of the record key schemas of the Debezium changes earlier ingests of keyed dumps
+    read, each with its changes' entity and whether they came from the MongoDB connector. (A
+    Debezium reader asks it of the tombstones whose key schema's name its file shows no change of.)"""
+    from .query import events_connection
+
+    rows = events_connection(store).execute(
+        """SELECT json_extract_string(meta, '$.key_schema') AS name, entity,
+                  bool_or(json_extract_string(meta, '$.source.connector') = 'mongodb')
+           FROM events
+           WHERE source.format = 'debezium' AND op NOT IN ('event', 'truncate') AND name IS NOT NULL
+           GROUP BY name, entity ORDER BY name, entity"""
+    ).fetchall()
+    return [(name, entity, bool(mongodb)) for name, entity, mongodb in rows]
 
 
 def _write_quarantine(store: Store, source: Source, bad: list[BadRecord]) -> dict[str, Any]:

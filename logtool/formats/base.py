@@ -156,6 +156,9 @@ class Source:
         self.store_topics: Callable[[list[str]], dict[str, tuple[str, bool]]] | None = None
         # and the entities whose rows (since their last truncate) went in without a key
         self.store_keyless: Callable[[], set[str]] | None = None
+        # ... and the names of the record key schemas of the Debezium changes earlier ingests of
+        # keyed dumps read, each with its changes' entity and whether they came from the MongoDB connector
+        self.store_key_names: Callable[[], list[tuple[str, str, bool]]] | None = None
         self.lone_surrogates = False  # a lone surrogate was read as U+FFFD (said once, in notes)
         # the entity its file name gives the records, where the mapping names none: a hint that
         # reads the content from stdin names it, as stdin has no name to give one

@@ -25,7 +25,9 @@ How a change event becomes an event:
   gives it as a number), MySQL ``file:pos``, SQL Server ``change_lsn`` (``commit_lsn`` for a snapshot
   row, which has no change LSN), Oracle ``scn``. A tombstone following its delete is at the
   delete's position, in its transaction.
-- ``meta``: the envelope without its images: ``source``, ``transaction``, the connector's ``ts_ms``.
+- ``meta``: the envelope without its images: ``source``, ``transaction``, the connector's ``ts_ms``;
+  in a keyed dump, ``key_schema``, the name of the record key's schema (a later dump's tombstones
+  are placed by it: see below).
 - With a schema, ``Decimal`` and ``VariableScaleDecimal`` columns (base64 bytes in the JSON) become
   exact numbers; without one they stay the text Debezium wrote. Likewise dates, times and
   timestamps without a zone (``io.debezium.time.Date``, ``Time``, ``MicroTime``, ``NanoTime``,
@@ -36,9 +38,12 @@ How a change event becomes an event:
 - A tombstone takes its entity (and time) from the delete of the same key shortly before it, as
   Debezium writes the two together, or else from its key schema's name
   (``server.inventory.customers.Key``) where the file's change events make that name sure (see
-  ``KeyNames``: a name alone does not say which of its parts are the table's). One with neither is
-  passed over: in a dump of a compacted topic, whose deletes compaction dropped
-  with the rows' earlier records, it changes no row the dump holds. A bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
+  ``KeyNames``: a name alone does not say which of its parts are the table's). In a dump of a
+  compacted topic, whose deletes compaction dropped with the rows' earlier records, one may come
+  before the first change of its key schema's name: it waits for that change, and goes in just
+  before it (see ``HeldTombstones``); where the file shows no such change, the store's earlier
+  ingests may show what the name stands for (``Source.store_key_names``). One that nothing places
+  is passed over: it changes no row the dump or the store holds. A bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
   no key and says nothing its delete did not: it is read and skipped.
 
 The MongoDB connector's events hold documents as extended JSON text, kept as they are (as the
@@ -60,12 +65,13 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import Format
 from .base import (
     BOM,
     HEAD_BYTES,
+    Batcher,
     Event,
     Mapping,
     RawNumber,
@@ -116,6 +122,7 @@ _TEMPORAL = {
 }
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _RECENT_DELETES = 4096
+_HELD = 10_000  # tombstones held at most until a change shows what their key schema's name stands for
 
 
 class _NoKey:
@@ -212,6 +219,38 @@ def tombstone_key(key: Any, row_fields: dict[str, dict[str, Any]], mongodb: bool
     MongoDB connector's key (``{"id": "<_id as extended JSON>"}``) as the document's id."""
     text, _ = record_key(key, row_fields)
     return (mongodb_record_id(key) or text) if mongodb else text
+
+
+Held = TypeVar("Held")
+
+
+class HeldTombstones(Generic[Held]):
+    """Tombstones waiting for a record that shows where they go, by what they wait to see (the
+    kcat reader: their topic; the Debezium reader: a change of their key schema's name). In a dump
+    of a compacted topic a tombstone whose delete compaction dropped may come before the first
+    surviving change of its table. At most ``limit`` wait in all: past that, ``hold`` names the
+    group that has waited longest, to be placed as things stand."""
+
+    def __init__(self, limit: int) -> None:
+        self._groups: dict[str, list[Held]] = {}
+        self._count = 0
+        self._limit = limit
+
+    def hold(self, group: str, tombstone: Held) -> str | None:
+        """Hold a tombstone; the group to give up, where more than the limit wait."""
+        self._groups.setdefault(group, []).append(tombstone)
+        self._count += 1
+        return next(iter(self._groups)) if self._count > self._limit else None
+
+    def take(self, group: str) -> list[Held]:
+        """The tombstones of a group, in the order they came, held no longer."""
+        taken = self._groups.pop(group, [])
+        self._count -= len(taken)
+        return taken
+
+    def groups(self) -> list[str]:
+        """The groups holding tombstones, the longest waiting first."""
+        return list(self._groups)
 
 
 def record_key(record_key: Any, row_fields: dict[str, dict[str, Any]] | None = None) -> tuple[str | None, tuple[str, ...]]:
@@ -761,15 +800,13 @@ class _RecentDeletes:
         return self._seen.pop((name, key), None)
 
 
-def _tombstone(
-    key: Any, where: dict[str, Any], deletes: _RecentDeletes, names: KeyNames, fields: dict[str, dict[str, Any]]
+def _after_its_delete(
+    key: Any, where: dict[str, Any], deletes: _RecentDeletes, fields: dict[str, dict[str, Any]]
 ) -> Event | None:
-    """The delete a keyed tombstone stands for, or None for one that follows no delete of its key
-    and whose key schema names no table surely (``names``: what the changes before it showed of
-    their key schemas): in a dump of a compacted topic every tombstone follows no delete,
-    compaction having dropped its delete and the row's earlier records with it, so it changes no
-    row the dump holds. ``fields``: the row's columns as the change before it described them, to
-    read a key written without its schema as that change's key was read.
+    """The delete a keyed tombstone following the delete of its key stands for, or None for one
+    that follows none (in a dump of a compacted topic, every tombstone: compaction dropped its
+    delete and the row's earlier records with it). ``fields``: the row's columns as the change
+    before it described them, to read a key written without its schema as that change's key was read.
 
     A tombstone following its delete is at the delete's place: its table, time, source position
     and transaction (so that a replay to a time or position takes both or neither, and no
@@ -782,14 +819,16 @@ def _tombstone(
     mongodb = mongodb_record_id(key)  # the MongoDB connector's key: the delete's key is the document's
     if delete is None and mongodb is not None and (delete := deletes.take(name, mongodb)) is not None:
         text = mongodb
-    if delete is not None:
-        return {"ts": delete["ts"], "entity": delete["entity"], "key": text, "op": "delete", "data": None,
-                "txn": delete["txn"], "source": {**where, "position": delete["position"]}}  # fmt: skip
-    table = names.table(key)
-    if table is None:
+    if delete is None:
         return None
-    entity, from_mongodb = table
-    return {"ts": None, "entity": entity, "key": tombstone_key(key, fields, from_mongodb), "op": "delete",
+    return {"ts": delete["ts"], "entity": delete["entity"], "key": text, "op": "delete", "data": None,
+            "txn": delete["txn"], "source": {**where, "position": delete["position"]}}  # fmt: skip
+
+
+def _by_name(key: Any, where: dict[str, Any], table: tuple[str, bool], fields: dict[str, dict[str, Any]]) -> Event:
+    """A tombstone that follows no delete of its key, in the table its key schema's name stands for."""
+    entity, mongodb = table
+    return {"ts": None, "entity": entity, "key": tombstone_key(key, fields, mongodb), "op": "delete",
             "data": None, "source": where}  # fmt: skip
 
 
@@ -797,8 +836,29 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     check_mapping_for(NAME, mapping, {"--key-field"})
     deletes = _RecentDeletes()
     names = KeyNames()
+    stored: list[KeyNames] = []  # what the store's earlier ingests show of key schemas' names, once asked
+    held: HeldTombstones[tuple[Any, dict[str, Any]]] = HeldTombstones(_HELD)  # by key schema name: (key, where)
     fields: dict[str, dict[str, Any]] = {}  # the row's columns, as the last change described them
     orphans = [0]  # tombstones passed over: naming no table, following no delete of their key
+
+    def in_the_store(key: Any) -> tuple[str, bool] | None:
+        if not stored:
+            stored.append(KeyNames())
+            for name, entity, mongodb in source.store_key_names() if source.store_key_names else ():
+                stored[0].learn(name, entity, mongodb)
+        return stored[0].table(key)
+
+    def place(group: str, row: dict[str, dict[str, Any]], ask: bool) -> list[Event]:
+        """The held tombstones of a key schema's name, placed where the file's changes (or, with
+        ``ask``, the store's) show what it stands for; the others are passed over."""
+        out = []
+        for key, where in held.take(group):
+            table = names.table(key) or (in_the_store(key) if ask else None)
+            if table is None:
+                orphans[0] += 1
+            else:
+                out.append(_by_name(key, where, table, row))
+        return out
 
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
         nonlocal fields
@@ -808,32 +868,47 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             raise ValueError(f"a Debezium record is a JSON object, not {kind_of(record)}")
         if _not_a_change(record) or _is_keyed(record) and _not_a_change(_embedded(record["value"], "value")):
             return []  # read, not a change: nothing to ingest (as a wal2json BEGIN or COMMIT)
+        early: list[Event] = []
         if _is_keyed(record):
             key = _embedded(record.get("key"), "key")
             value = _embedded(record["value"], "value")
+            name = key_schema_name(key)
             if unwrap(value)[0] is None:
-                tombstone = _tombstone(key, where, deletes, names, fields)
-                if tombstone is None:
+                tombstone = _after_its_delete(key, where, deletes, fields)
+                table = names.table(key) if tombstone is None else None
+                if table is not None:
+                    tombstone = _by_name(key, where, table, fields)
+                elif tombstone is None and name is not None:  # what it stands for, a change of the name may tell
+                    given_up = held.hold(name, (key, where))
+                    return [] if given_up is None else place(given_up, {}, ask=True)
+                elif tombstone is None:
                     orphans[0] += 1
                 return [] if tombstone is None else [tombstone]
-            event = decode_change(value, key, where, mapping)
+            event = decode_change(value, key, where, mapping, {"key_schema": name} if name else None)
             fields = row_fields(value)
             if event["op"] not in ("event", "truncate"):
-                names.learn(key_schema_name(key), event["entity"], from_mongodb(value))
+                names.learn(name, event["entity"], from_mongodb(value))
+            if name is not None:  # (read whole first: a bad record lets no held tombstone in)
+                early = place(name, fields, ask=False)
         else:
             key, event = NO_KEY, decode_change(record, NO_KEY, where, mapping)
         if event["op"] == "delete" and event["key"] is not None:
             deletes.remember(key_schema_name(key), event)
-        return [event]
+        return [*early, event]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
+    rest = Batcher()
+    for event in (e for group in held.groups() for e in place(group, {}, ask=True)):
+        rest.add(**event)
+    if len(rest):
+        yield rest.flush()
     if orphans[0]:
         source.notes.append(
-            f"{source.name}: {orphans[0]} tombstone(s) naming no table the file's changes show and following no "
-            "delete of their key were passed over (a compacted topic's dump holds such); if the file is no "
-            "Debezium dump, ingest it with --format jsonl"
+            f"{source.name}: {orphans[0]} tombstone(s) naming no table that the file's changes or the store's "
+            "show and following no delete of their key were passed over (a compacted topic's dump holds such); "
+            "if the file is no Debezium dump, ingest it with --format jsonl"
         )
 
 

@@ -52,6 +52,7 @@ from .base import (
     sniff_lines,
 )
 from .debezium import (
+    HeldTombstones,
     KeyNames,
     _not_a_change,
     decode_change,
@@ -202,35 +203,33 @@ class _Unplaced:
     def __init__(self, source: Source, key_names: KeyNames) -> None:
         self.source = source
         self.key_names = key_names
-        self.held: dict[str, list[_Tombstone]] = {}
-        self.count = 0
+        self.held: HeldTombstones[_Tombstone] = HeldTombstones(_HELD)  # by topic
         self.early: dict[str, int] = {}  # topic -> tombstones let in as its own, the limit reached
         self.shown: set[str] = set()  # topics a record of which (other than a tombstone) was read
 
     def hold(self, tombstone: _Tombstone, topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
-        self.held.setdefault(tombstone.topic, []).append(tombstone)
-        self.count += 1
-        return self.settle([next(iter(self.held))], topics, times) if self.count > _HELD else []
+        given_up = self.held.hold(tombstone.topic, tombstone)
+        return [] if given_up is None else self.settle([given_up], topics, times)
 
     def settle(self, names: list[str], topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
         """Tombstones of topics the file did not show: placed by what the store holds of them."""
         ask = self.source.store_topics
         for name, (entity, mongodb) in (ask(names) if ask and names else {}).items():
             topics.setdefault(name, (entity, mongodb, {}))  # (the rest of the file is placed so too)
+        out = []
         for name in names:
+            self.shown.add(name)
+            held = self.held.take(name)
             if name not in topics:  # (as the topic's own: where no change made the key's schema name sure)
-                own = sum(self.key_names.table(t.key) is None for t in self.held.get(name, ()))
+                own = sum(self.key_names.table(t.key) is None for t in held)
                 self.early[name] = self.early.get(name, 0) + own
-        return [e for name in names for e in self.release(name, topics, times)]
+            out += [t.placed(topics, times, self.key_names) for t in held]
+        return out
 
     def release(self, topic: str, topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
         """A record of ``topic`` showed what it carries (or the file ended): its tombstones go in."""
         self.shown.add(topic)
-        if topic not in self.held:
-            return []
-        held = self.held.pop(topic)
-        self.count -= len(held)
-        return [t.placed(topics, times, self.key_names) for t in held]
+        return [t.placed(topics, times, self.key_names) for t in self.held.take(topic)]
 
     def notes(self, source: Source, topics: dict[str, Any]) -> None:
         for topic, n in self.early.items():
@@ -370,7 +369,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
     held = Batcher()
-    for event in [*moves.let_out(), *unplaced.settle(list(unplaced.held), topics, times)]:
+    for event in [*moves.let_out(), *unplaced.settle(unplaced.held.groups(), topics, times)]:
         held.add(**event)
     unplaced.notes(source, topics)
     tables.notes(source)

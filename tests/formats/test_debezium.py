@@ -192,13 +192,13 @@ def test_tombstones(read_events, write_file) -> None:
     )
     rows, bad = read_events(FORMAT, path)
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
+        (1, "delete", "public.customers", "4", None),  # it waits for line 2, which shows its key schema's table
         (2, "insert", "public.customers", "3", 1709631000000000),
         (3, "delete", "public.customers", "4", None),  # its key schema is line 2's
         (5, "delete", "public.customers", "6", 1709631000000000),
         (6, "delete", "public.customers", "6", 1709631000000000),
     ]
-    # line 1 comes before any change showed what its key schema stands for, and line 4 names no
-    # table; neither follows a delete of its key: they are passed over (see the next tests)
+    # line 4 names no table and follows no delete of its key: it is passed over (see the next tests)
     assert [(b.line, b.reason) for b in bad] == [(7, "tombstone (null value) without a key")]
 
 
@@ -229,11 +229,12 @@ def test_a_tombstone_takes_its_table_only_from_what_the_file_shows(
     """A key schema's name is its topic's (`<prefix>.<table>.Key`), the table named as the
     connector names it, the prefix free to hold dots, a topic free to be routed anywhere: a name
     alone says no table. The delete of the key just before a tombstone gives its table and time;
-    else its key schema's name does where a change event of the file carried it, or the name of
-    another table's key schema made alike; else it is passed over, no table made up."""
+    else its key schema's name does where a change event of the file carried it (one before it
+    waits for that change), or the name of another table's key schema made alike; else it is
+    passed over, no table made up."""
     name = f"{prefix}.customers.Key"
     path = write_file("sqlserver.jsonl", lines(
-        {"key": schema_key(name, 7), "value": None},  # nothing shows what the name stands for yet
+        {"key": schema_key(name, 7), "value": None},  # nothing shows what the name stands for yet: it waits
         {"key": schema_key(name, 1001), "value": sqlserver("c", None, {"id": 1001})},
         {"key": schema_key(name, 1002), "value": sqlserver("c", None, {"id": 1002})},
         {"key": schema_key(name, 1001), "value": sqlserver("d", {"id": 1001}, None)},
@@ -244,12 +245,64 @@ def test_a_tombstone_takes_its_table_only_from_what_the_file_shows(
     rows, bad = read_events(FORMAT, path)
     assert bad == []
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
+        (1, "delete", "testDB.dbo.customers", "7", None),  # just before the change that shows its table
         (2, "insert", "testDB.dbo.customers", "1001", 1559729468470000),
         (3, "insert", "testDB.dbo.customers", "1002", 1559729468470000),
         (4, "delete", "testDB.dbo.customers", "1001", 1559729468470000),
         (5, "delete", "testDB.dbo.customers", "1001", 1559729468470000),
         (6, "delete", "testDB.dbo.customers", "1002", None),
     ] + ([(7, "delete", other, "5", None)] if other else [])
+
+
+def test_a_tombstone_before_the_first_change_of_its_key_schemas_name_waits_for_it(
+    read_events, write_file, tmp_path, monkeypatch
+) -> None:
+    """In a compacted topic's dump a tombstone whose delete compaction dropped may come before the
+    first change of its table: it waits for the first change of its key schema's name, and goes in
+    just before it, in the table that change shows. Where the file shows none, the store's earlier
+    ingests of keyed dumps may (they keep each change's key schema's name in meta); a tombstone
+    nothing places is passed over. At most a limit wait: past it, the longest waiting name's are
+    placed by what the store shows."""
+    import logtool
+    from logtool.formats import debezium
+    from logtool.query import sql
+
+    def row(key: int, lsn: int, name: str = "dbserver1.public.customers.Key") -> dict:
+        return {"key": schema_key(name, key), "value": envelope("c", None, {"id": key}, txId=lsn, lsn=lsn)}
+
+    def tomb(key: int, name: str = "dbserver1.public.customers.Key") -> dict:
+        return {"key": schema_key(name, key), "value": None}
+
+    day1 = write_file("day1.jsonl", lines(row(1, 1001), row(2, 1002), row(3, 1003)))
+    day2 = write_file("day2.jsonl", lines(tomb(1), tomb(2), row(4, 2000), tomb(3)))
+    rows, bad = read_events(FORMAT, day2)
+    assert bad == []
+    assert [(r["source"]["line"], r["op"], r["entity"], r["key"]) for r in rows] == [
+        (1, "delete", "public.customers", "1"), (2, "delete", "public.customers", "2"),
+        (3, "insert", "public.customers", "4"), (4, "delete", "public.customers", "3"),
+    ]  # fmt: skip
+    assert json.loads(rows[2]["meta"])["key_schema"] == "dbserver1.public.customers.Key"
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(day1), str(day2)])
+    assert logtool.replay(store).state.column("key").to_pylist() == ["4"]
+    # tombstones alone: the store's earlier changes show what their names stand for (another
+    # table's name made alike too); a name it does not show is passed over and said
+    day3 = write_file("day3.jsonl", lines(tomb(4), tomb(9, "dbserver1.public.orders.Key"), tomb(5, "elsewhere.Key")))
+    result = logtool.ingest(store, [str(day3)], format="debezium")
+    assert logtool.replay(store).state.num_rows == 0
+    assert sql(store, "SELECT entity, key FROM events WHERE source.file LIKE '%day3.jsonl'").to_pylist() == [
+        {"entity": "public.customers", "key": "4"}, {"entity": "public.orders", "key": "9"},
+    ]  # fmt: skip
+    assert len(result.warnings) == 1 and "1 tombstone(s) naming no table" in result.warnings[0]
+    # past the limit, the longest waiting name's go in by what the store shows
+    monkeypatch.setattr(debezium, "_HELD", 1)
+    source = Source(str(write_file("day4.jsonl", lines(tomb(1), tomb(7, "other.t.Key"), row(5, 3000)))))
+    source.store_key_names = lambda: [("dbserver1.public.customers.Key", "public.customers", False)]
+    rows = [r for batch in FORMAT.read(source, Mapping(), lambda _b: None) for r in batch.to_pylist()]
+    assert [(r["source"]["line"], r["entity"], r["key"]) for r in rows] == [
+        (1, "public.customers", "1"), (3, "public.customers", "5"),
+    ]  # fmt: skip
+    assert len(source.notes) == 1 and "1 tombstone(s)" in source.notes[0]
 
 
 def test_a_tombstone_follows_the_delete_of_its_own_topic(read_events, write_file) -> None:
@@ -351,9 +404,9 @@ def test_a_compacted_topic_dump_that_starts_with_tombstones(read_events, write_f
 
     result = logtool.ingest(tmp_path / "s", [str(path)])
     assert result.warnings == [
-        f"{path}: 12 tombstone(s) naming no table the file's changes show and following no delete of their key "
-        "were passed over (a compacted topic's dump holds such); if the file is no Debezium dump, ingest it with "
-        "--format jsonl"
+        f"{path}: 12 tombstone(s) naming no table that the file's changes or the store's show and following no "
+        "delete of their key were passed over (a compacted topic's dump holds such); if the file is no Debezium "
+        "dump, ingest it with --format jsonl"
     ]
     cache = write_file("cache.jsonl", lines(*({"ttl": 60} | t for t in many)))
     assert detect(Source(str(cache))).name == "jsonl"
