@@ -117,7 +117,7 @@ def _decode(
         tombstone = _Tombstone(topic, partition, key, raw_key, _kafka_time(record), meta)
         if topic not in unplaced.shown and key_names.table(key) is None:  # what does it carry? the records after it tell
             return [*moves.let_out(), *unplaced.hold(tombstone, topics, times)]
-        event = tombstone.placed(topics, times, key_names)
+        event = unplaced.place(tombstone, topics, times)
         if moves.tombstone(topic, event["key"]):  # of a key a row moved away from: nothing to delete
             return []
         return [*moves.let_out(), event]  # (read whole first: a bad record lets no held delete out)
@@ -204,7 +204,8 @@ class _Unplaced:
         self.source = source
         self.key_names = key_names
         self.held: HeldTombstones[_Tombstone] = HeldTombstones(_HELD)  # by topic
-        self.early: dict[str, int] = {}  # topic -> tombstones let in as its own, the limit reached
+        # topic -> tombstones let in as its own, the topic given up (the limit reached, or the file's end)
+        self.early: dict[str, int] = {}
         self.shown: set[str] = set()  # topics a record of which (other than a tombstone) was read
 
     def hold(self, tombstone: _Tombstone, topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
@@ -216,27 +217,30 @@ class _Unplaced:
         ask = self.source.store_topics
         for name, (entity, mongodb) in (ask(names) if ask and names else {}).items():
             topics.setdefault(name, (entity, mongodb, {}))  # (the rest of the file is placed so too)
-        out = []
         for name in names:
-            self.shown.add(name)
-            held = self.held.take(name)
-            if name not in topics:  # (as the topic's own: where no change made the key's schema name sure)
-                own = sum(self.key_names.table(t.key) is None for t in held)
-                self.early[name] = self.early.get(name, 0) + own
-            out += [t.placed(topics, times, self.key_names) for t in held]
-        return out
+            if name not in topics:  # (its tombstones, now and until its first change, go in as its own)
+                self.early.setdefault(name, 0)
+        return [e for name in names for e in self.release(name, topics, times)]
 
     def release(self, topic: str, topics: dict[str, Any], times: dict[Any, Any]) -> list[Event]:
         """A record of ``topic`` showed what it carries (or the file ended): its tombstones go in."""
         self.shown.add(topic)
-        return [t.placed(topics, times, self.key_names) for t in self.held.take(topic)]
+        return [self.place(t, topics, times) for t in self.held.take(topic)]
+
+    def place(self, tombstone: _Tombstone, topics: dict[str, Any], times: dict[Any, Any]) -> Event:
+        """A tombstone placed by what its topic showed so far; counted where it goes in as its
+        topic's own, the topic given up before showing what it carries."""
+        own = tombstone.topic not in topics and self.key_names.table(tombstone.key) is None
+        if own and tombstone.topic in self.early:
+            self.early[tombstone.topic] += 1
+        return tombstone.placed(topics, times, self.key_names)
 
     def notes(self, source: Source, topics: dict[str, Any]) -> None:
         for topic, n in self.early.items():
             if n and topic in topics:
                 source.notes.append(
-                    f"{source.name}: {n} tombstone(s) of topic {topic} came more than {_HELD} tombstones before its "
-                    f"first Debezium change and went in as deletes in entity {topic}, not {topics[topic][0]}; "
+                    f"{source.name}: {n} tombstone(s) of topic {topic} came before its first Debezium change while "
+                    f"more than {_HELD} tombstones waited, and went in as deletes in entity {topic}, not {topics[topic][0]}; "
                     "ingest the topic's dump on its own, or as a file that shows a change of the topic earlier"
                 )
 
