@@ -50,7 +50,7 @@ from .formats.base import (
     position_order,
 )
 from .formats.mongodb import apply_update, is_update_patch
-from .schema import DOMAIN_EVENT, OPEN_ENDED_TRANSACTION_FORMATS
+from .schema import DOMAIN_EVENT, OPEN_ENDED_TRANSACTION_FORMATS, TOMBSTONE_AFTER_ITS_DELETE
 from .store import State, Store, file_sha256, names_damage, reads_latest, segment_damage
 
 if TYPE_CHECKING:
@@ -1705,10 +1705,12 @@ def transaction_boundary(store: Store, at_offset: int | None) -> int | None:
 
 def _spanning_transactions(con: duckdb.DuckDBPyConnection, at_offset: int) -> tuple[list[str], int | None]:
     """The transactions (not aborted) with events both at or before ``at_offset`` and after it,
-    interleaved ones included, and the first offset of any of them (None: none is cut there)."""
+    interleaved ones included, and the first offset of any of them (None: none is cut there). A
+    tombstone following its delete is in the delete's transaction but makes it end no later."""
     rows = con.execute(
         f"""SELECT txn.id, min("offset") FROM events WHERE txn.id IS NOT NULL AND NOT coalesce(txn.aborted, FALSE)
-            GROUP BY txn.id HAVING min("offset") <= {int(at_offset)} AND max("offset") > {int(at_offset)}"""
+            GROUP BY txn.id HAVING min("offset") <= {int(at_offset)}
+            AND max("offset") FILTER (WHERE NOT {TOMBSTONE_AFTER_ITS_DELETE}) > {int(at_offset)}"""
     ).fetchall()
     return [str(r[0]) for r in rows], min((int(r[1]) for r in rows), default=None)
 

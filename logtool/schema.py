@@ -19,6 +19,11 @@ CDC_FORMATS = ("debezium", "kcat", "maxwell", "mongodb", "test_decoding", "wal2j
 #: (``"commit": true`` on its last row), so its last transaction is open only without that mark.
 #: (wal2json and test_decoding are read in whole transactions; one cut short is reported.)
 OPEN_ENDED_TRANSACTION_FORMATS = ("debezium", "kcat", "maxwell", "mongodb")
+#: SQL over events: a Kafka tombstone that a Debezium keyed dump gave right after its delete, in
+#: the delete's transaction (so that a prefix takes both or neither). It is no change of its own:
+#: the transaction ends with its last change, not later for it. (The reader gives every change
+#: event a ``meta``, and a tombstone none.)
+TOMBSTONE_AFTER_ITS_DELETE = "(source.format = 'debezium' AND op = 'delete' AND meta IS NULL)"
 #: SQL over events: a domain event, which only an event-sourced log's reducers can apply.
 DOMAIN_EVENT = "op = 'event' AND source.format NOT IN (" + ", ".join(f"'{f}'" for f in CDC_FORMATS) + ")"
 

@@ -628,6 +628,36 @@ def test_a_tombstone_is_at_its_deletes_position_and_in_its_transaction(read_even
     assert bad == [] and rows[0]["source"]["position"] == "00000027:00000758:0005"
 
 
+def test_a_tombstone_makes_its_deletes_transaction_end_no_later(write_file, tmp_path) -> None:
+    """A tombstone after the last change of its delete's transaction is in that transaction, but
+    the transaction ends at its last change: a state at that change's offset holds it whole, and
+    compaction's head is not moved below it; a later change of the transaction still cuts it."""
+    import logtool
+    from logtool.replay import whole_transactions_below
+    from logtool.store import Store
+
+    def pg(op: str, key: int, txid: int, lsn: int, before: dict | None, after: dict | None) -> dict:
+        return {"key": {"id": key}, "value": envelope(op, before, after, txId=txid, lsn=lsn)}
+
+    path = write_file("txn.jsonl", lines(
+        pg("c", 1, 500, 1000, None, {"id": 1, "n": "a"}), pg("c", 2, 501, 1100, None, {"id": 2, "n": "b"}),
+        pg("u", 1, 600, 2000, {"id": 1, "n": "a"}, {"id": 1, "n": "A"}), pg("d", 2, 600, 2100, {"id": 2, "n": "b"}, None),
+        {"key": {"id": 2}, "value": None},  # offset 4, in transaction 600
+        pg("c", 3, 700, 3000, None, {"id": 3}), pg("d", 3, 700, 3100, {"id": 3}, None),
+        {"key": {"id": 3}, "value": None},  # offset 7, in transaction 700, which goes on after it
+        pg("c", 4, 700, 3200, None, {"id": 4}),
+    ))  # fmt: skip
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(path)])
+    at_delete = logtool.replay(store, at_offset=3)
+    assert at_delete.state.to_pylist() == [{"entity": "public.customers", "key": "1", "state": '{"id":1,"n":"A"}'}]
+    assert at_delete.warnings == []
+    assert whole_transactions_below(Store(store), 4) == 4
+    # a change of the transaction after the tombstone: the transaction goes on after it
+    assert logtool.replay(store, at_offset=7).state.column("key").to_pylist() == ["1"]
+    assert whole_transactions_below(Store(store), 8) == 5
+
+
 def test_decimals_the_json_converter_wrote_as_numbers(read_events, write_file) -> None:
     schema = {"type": "struct", "fields": [
         {"field": "after", "type": "struct", "fields": [
