@@ -162,7 +162,10 @@ class DiffResult:
 Norm = tuple[Any, ...]
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)?)?")
+# (an offset to the second: PostgreSQL writes a zone's local mean time so, Paris's +00:09:21 before 1911)
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:\d{2}(:\d{2})?|\d{2}(\d{2})?)?)?)?"
+)
 _TIME_OF_DAY = re.compile(r"\d[T ]\d{2}:\d{2}")
 _TRUE = frozenset({"t", "true", "1"})
 _FALSE = frozenset({"f", "false", "0"})

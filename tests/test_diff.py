@@ -337,6 +337,24 @@ def test_timestamps_are_compared_as_instants(tmp_path: Path) -> None:
     assert counts(diff(later, left, key_columns=["id"])) == (False, 0, 0, 1)
 
 
+def test_an_offset_to_the_second_is_an_instant_too(tmp_path: Path) -> None:
+    """PostgreSQL writes a zone's local mean time before its standard time as an offset to the
+    second (Paris before 1911, +00:09:21): a CSV field or a store's string so written is an instant."""
+    utc = write_lines(tmp_path / "utc.csv", ["id,ts", "1,1850-01-01 00:00:00+00", "2,2024-03-05 12:00:00+00"])
+    paris = write_lines(tmp_path / "paris.csv", ["id,ts", "1,1850-01-01 00:09:21+00:09:21", "2,2024-03-05 13:00:00+01"])
+    assert diff(utc, paris, key_columns=["id"]).same
+    basic = write_lines(tmp_path / "basic.csv", ["id,ts", "1,1850-01-01T00:19:32+001932", "2,2024-03-05T12:00:00Z"])
+    assert diff(utc, basic, key_columns=["id"]).same
+    off = write_lines(tmp_path / "off.csv", ["id,ts", "1,1850-01-01 00:09:22+00:09:21", "2,2024-03-05 13:00:00+01"])
+    assert counts(diff(utc, off, key_columns=["id"])) == (False, 0, 0, 1)
+    store = _store(tmp_path, "s", [
+        {"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 1, "data": {"id": 1, "ts": "1850-01-01T00:00:00Z"}},
+        {"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 2, "data": {"id": 2, "ts": "2024-03-05T12:00:00Z"}},
+    ])  # fmt: skip
+    assert diff(store, paris, key_columns=["id"]).same
+    assert D.values_equal("instant", "t", "t", "1850-01-01T00:00:00Z", "1850-01-01 00:09:21+00:09:21")
+
+
 def test_json_is_compared_as_values() -> None:
     ids = pa.int64(), [1, 2, 3, 4]
     left = ['{"a":1,"b":{"x":[1,2],"y":null}}', '{"n":1.10}', '{"s":"1"}', "[1,2]"]

@@ -381,6 +381,7 @@ TIME_TEXTS = [
     "2024-07-01 10:00:00 Europe/Lisbon", "2024-01-01 10:00:00 +01:00", "2024-W01-1", "20240101T100000Z",
     "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-01-01T10:00:00 UTC", "2024-07-01T10:00:00 Europe/Lisbon",
     "2024-07-01 10:00:00 EST", "2024-07-01 10:00:00 gmt", "2024-01-01T10:00:00 Asia/Dhaka",
+    "1850-01-01 00:09:21+00:09:21", "1850-01-01T00:19:32+001932",  # PostgreSQL's offsets of local mean time
 ]  # fmt: skip
 
 
@@ -395,6 +396,7 @@ def test_every_time_text_reads_alike_in_sql_and_in_python(
     assert r.code == 0, r.err
     got = [row["us"] for row in query(store, 'SELECT epoch_us(ts) AS us FROM events ORDER BY "offset"')]
     assert got == [parse_ts(t) for t in TIME_TEXTS]
+    assert parse_ts("1850-01-01 00:09:21+00:09:21") == parse_ts("1850-01-01T00:19:32+001932") == parse_ts("1850-01-01Z")
 
 
 BAD_OFFSETS = ["2024-07-01T14:03:00+25:00", "2024-07-01T14:03:00+24:00", "2024-07-01T14:03:00+23:60",
