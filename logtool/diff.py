@@ -20,7 +20,7 @@ composite keys are joined column by column (never concatenated); decimals are co
 (``1.10`` equals ``1.1``, nothing passes through float64); floats are equal only when equal, unless
 a tolerance is given (a number equals a float32 only where it is that float32 as written: its
 shortest digits, its double's, or its exact value); timestamps are compared as instants; JSON is
-compared as values (key order ignored, numbers by value). A CSV field has no type: it is read as
+compared as values (key order ignored, numbers by value, strings that write one instant equal). A CSV field has no type: it is read as
 text and compared as the other side's type (a number, an instant, a boolean, JSON); against
 another CSV field it is equal when the texts are equal, or both are numbers of equal value, or
 both are dates/times of the same instant, or both are equal JSON objects or arrays.
@@ -152,8 +152,9 @@ class DiffResult:
 #
 # A value is normalized into a small tagged tuple, so that equal values have equal tuples and
 # a tuple's repr() is a canonical text: ("z",) null, ("s", text), ("n", "<digits>e<exp>") an exact
-# number with trailing zeros stripped, ("f", repr) a float, ("t", epoch µs) an instant,
-# ("b", bool), ("l", items), ("o", sorted (key, value) pairs).
+# number with trailing zeros stripped, ("f", repr) a float, ("t", epoch µs, ns past them) an
+# instant (a JSON string too, where it writes one), ("b", bool), ("l", items), ("o", sorted (key,
+# value) pairs).
 #
 # A side's value reaches Python as text, with a mode saying what the text is: "j" JSON text,
 # "n" an integer or decimal, "f" a float, "d" an instant, "b" a boolean, "t" text without a type
@@ -267,6 +268,14 @@ def _instant(text: str) -> Norm | None:
     return ("t", micros, beyond)
 
 
+def _text(text: str) -> Norm:
+    """Text without a type (a JSON string; a CSV field against one): the instant it writes where it
+    is a date with a time of day (neither JSON nor CSV has a type for one), else the text. Two
+    spellings of one instant are one value (`2026-03-01T12:00:00Z`, `2026-03-01 13:00:00+01`); a
+    date alone is text (`2026-03-01` is not midnight)."""
+    return (_instant(text) if _TIME_OF_DAY.search(text) else None) or ("s", text)
+
+
 def _boolean(text: str) -> Norm | None:
     word = text.strip().lower()
     return ("b", True) if word in _TRUE else ("b", False) if word in _FALSE else None
@@ -282,7 +291,7 @@ def _json(value: Any) -> Norm:
     if isinstance(value, int):
         return _number(str(value)) or ("s", str(value))
     if isinstance(value, str):
-        return ("s", value)
+        return _text(value)
     if isinstance(value, list):
         return ("l", tuple(_json(v) for v in value))
     if isinstance(value, dict):
@@ -319,7 +328,7 @@ def _pg_array(text: str) -> Norm | None:
                     j += s[j] == "\\"
                     chars.append(s[j])
                     j += 1
-                value, i = ("s", "".join(chars)), j + 1
+                value, i = _text("".join(chars)), j + 1
             else:
                 j = i
                 while s[j] not in ",}":
@@ -347,6 +356,8 @@ def _untyped_equal(word: str, other: Norm) -> bool:
         return True
     if other[0] in ("u", "s"):
         return bool(word == other[1])
+    if other[0] == "t":
+        return _text(word) == other
     if other[0] == "n":
         return _number(word) == other
     if other[0] == "b":
@@ -369,7 +380,7 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     if domain == "json":
         if mode == "t" and text.strip() == "{}":
             return ("u", "{}")  # untyped: an empty object, or PostgreSQL's empty array
-        return _parsed_json(text) or _pg_array(text) or ("s", text)
+        return _parsed_json(text) or _pg_array(text) or _text(text)
     if domain == "number":
         return _number(text) or ("s", text)
     if domain == "float":
@@ -379,7 +390,7 @@ def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     if domain == "bool":
         return _boolean(text) or ("s", text)
     if domain == "instant":  # a date and a time of day, with a zone or without
-        return (_instant(text) if _TIME_OF_DAY.search(text) else None) or ("s", text)
+        return _text(text)
     if domain == "loose":
         if text[:1] in ("{", "["):
             return _parsed_json(text) or ("s", text)

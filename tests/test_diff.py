@@ -653,6 +653,30 @@ def test_states_of_replicas_captured_apart_at_a_source_position_or_a_time(tmp_pa
         diff(a, b, at_time="2024-03-05T17:33:22Z", by="position")
 
 
+def test_states_of_two_cdc_formats_meet_where_their_strings_write_one_instant(tmp_path: Path) -> None:
+    """wal2json writes a timestamptz `2024-03-05 11:00:00.123+00`, Debezium `2024-03-05T11:00:00.123Z`:
+    two JSON strings that both write a date and a time of day are equal where they are one instant
+    (no offset: UTC, as against a CSV dump), in nested values too, and only then."""
+    wal2json = {"at": "2024-03-05 11:00:00.123+00", "local": "2024-03-05 12:00:00.5", "nested": {"l": ["2024-03-05 12:00:00+01"]},
+                "day": "2024-03-05", "code": "01", "later": "2024-03-05 11:00:00+00"}  # fmt: skip
+    debezium = {"at": "2024-03-05T11:00:00.123Z", "local": "2024-03-05T12:00:00.500", "nested": {"l": ["2024-03-05T11:00:00Z"]},
+                "day": "2024-03-05T00:00:00Z", "code": "1", "later": "2024-03-05T11:00:00.000001Z"}  # fmt: skip
+    stores = [_store(tmp_path, name, [{"ts": "2026-03-01T12:00:00Z", "table": "t", "op": "insert", "id": 1,
+                                       "data": {"id": 1, **row}}])
+              for name, row in (("w", wal2json), ("d", debezium))]  # fmt: skip
+    result = diff(*stores, at_offset=0)
+    assert counts(result) == (False, 0, 0, 1)
+    assert [f["field"] for f in result.examples[0]["fields"]] == ["day", "code", "later"]
+    # one rule for equality and for grouping (keyless rows), as against a CSV field
+    same = [("2024-03-05 11:00:00.123+00", "2024-03-05T12:00:00.123+01:00"), ("2024-03-05 12:00", "2024-03-05T12:00:00Z")]
+    for a, b in same:
+        assert D.values_equal("json", "j", "j", json.dumps([a]), json.dumps([b]))
+        assert D.canonical("json", "j", json.dumps({"x": a})) == D.canonical("json", "j", json.dumps({"x": b}))
+        assert D.values_equal("instant", "t", "t", a, b)
+    assert not D.values_equal("json", "j", "j", '"2024-03-05"', '"2024-03-05 00:00:00+00"')
+    assert not D.values_equal("json", "j", "j", '"12:00:00"', '"12:00:00+00"')  # a time of day is no instant
+
+
 def _positioned(path: Path, rows: list[tuple[str, int, int]]) -> Path:
     """An event-schema Parquet file: (entity, key, source position) per event."""
     from logtool.schema import input_schema
