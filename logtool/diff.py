@@ -163,10 +163,12 @@ class DiffResult:
 Norm = tuple[Any, ...]
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-# (an offset to the second: PostgreSQL writes a zone's local mean time so, Paris's +00:09:21 before 1911)
-_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:\d{2}(:\d{2})?|\d{2}(\d{2})?)?)?)?"
-)
+# A date, and a time of day with an offset or without (to the second too: PostgreSQL writes a
+# zone's local mean time so, Paris's +00:09:21 before 1911). ASCII only, as DuckDB's expressions read it.
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_CLOCK = r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]| ?[+-][0-9]{2}(:[0-9]{2}(:[0-9]{2})?|[0-9]{2}([0-9]{2})?)?)?"
+_DATETIME = re.compile(f"{_DATE}({_CLOCK})?")
+_BLANKS = " \t\r\n"  # around a date-time
 _TIME_OF_DAY = re.compile(r"\d[T ]\d{2}:\d{2}")
 _TRUE = frozenset({"t", "true", "1"})
 _FALSE = frozenset({"f", "false", "0"})
@@ -257,7 +259,7 @@ def _float32(text: str) -> Norm | None:
 
 def _instant(text: str) -> Norm | None:
     """An instant to the nanosecond: its microseconds, and the digits of a fraction past them."""
-    if not _DATETIME.fullmatch(text.strip()):
+    if not _DATETIME.fullmatch(text.strip(_BLANKS)):
         return None
     try:
         micros = parse_ts(text)
@@ -486,6 +488,22 @@ def _as_float32_sql(cls: str, sql_type: str) -> str:
             f"THEN true ELSE TRY_CAST(_lt_f32s({f}) AS {sql_type}) = {{x}} END")  # fmt: skip
 
 
+def _instant_sql() -> str:
+    """SQL (a macro's body, of a text ``x``): the instant ``_text`` reads in a text, as nanoseconds
+    since the epoch, else NULL. The same rule in DuckDB, whose cast reads these texts as Python
+    does, or else once a blank before the offset, a lowercase z and an offset to the second
+    without its colons are written as it takes them; what Python refuses is left out (a year 0,
+    the end of the last day of 9999, an offset of a day or more, which DuckDB adds)."""
+    blanks = f"[{_BLANKS}]*"
+    ok = f"regexp_full_match(x, {sql_string(blanks + _DATE + _CLOCK + blanks)})"
+    bad = sql_string(rf"^{blanks}(0000-|9999-12-31[T ]24)|[0-9][+-](2[4-9]|[3-9][0-9]|23:?[6-9]|23:?59:?[6-9])[0-9:]*{blanks}$")
+    fixed = rf"regexp_replace(regexp_replace(trim(x, {sql_string(_BLANKS)}), '([0-9]) ([+-])', '\1\2'), 'z$', 'Z')"
+    fixed = rf"regexp_replace({fixed}, '([+-][0-9]{{2}})([0-9]{{2}})([0-9]{{2}})$', '\1:\2:\3')"
+    cast = f"coalesce(TRY_CAST(x AS TIMESTAMPTZ), TRY_CAST({fixed} AS TIMESTAMPTZ))"
+    beyond = r"coalesce(TRY_CAST(rpad(regexp_extract(x, '\.[0-9]{6}([0-9]{1,3})', 1), 3, '0') AS INTEGER), 0)"
+    return f"CASE WHEN {ok} AND NOT regexp_matches(x, {bad}) THEN epoch_us({cast})::HUGEINT * 1000 + {beyond} END"
+
+
 #: Connections whose Python comparators are not registered yet, with the tolerance they will use.
 _PENDING: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Decimal | None] = weakref.WeakKeyDictionary()
 
@@ -504,6 +522,7 @@ def _connect(tolerance: Decimal | None) -> duckdb.DuckDBPyConnection:
             ELSE x END"""
     )
     con.execute(f"CREATE TEMP MACRO _lt_f32s(f) AS {_SHORTEST32_SQL}")
+    con.execute(f"CREATE TEMP MACRO _lt_instant(x) AS {_instant_sql()}")
     _PENDING[con] = tolerance
     return con
 
@@ -707,9 +726,18 @@ class _Column:
         return _AS_TEXT[cls]
 
 
-def _plan(name: str, left: _Table, right: _Table) -> _Column:
-    """Choose how a column present on both sides is compared, from its two types."""
+#: A key of text without a type on both sides: its instant where it writes one (``_text``), else its text.
+_TEXT_KEY = "struct_pack(t := _lt_instant({x}), s := CASE WHEN _lt_instant({x}) IS NULL THEN {x} END)"
+
+
+def _plan(name: str, left: _Table, right: _Table, key: bool = False) -> _Column:
+    """Choose how a column present on both sides is compared (``key``: joined), from its two types."""
     lc, rc = left.type_class(name), right.type_class(name)
+    if key and {lc, rc} <= {"jsontext", "untyped"}:
+        # an identifier of text without a type (a store's string, a key field taken from the store's
+        # key, a CSV field) is its text, or the instant both sides write: a time series keyed by
+        # (device, ts) meets a dump whose zone is spelled otherwise; '01' and '1' stay two keys
+        return _Column(name, lc, rc, _TEXT_KEY, _TEXT_KEY, True, "instant")
     if {lc, rc} == {"jsontext", "untyped"}:
         # a store's string against a CSV field: the same text, or the same instant (JSON has no
         # type for one), never a number or a date read alike
@@ -849,7 +877,7 @@ class _TableCompare:
             raise UsageError(
                 f"{left.label} and {right.label} have no column in common", "compare tables of the same entity"
             )
-        self.key_plans = [_plan(k, left, right) for k in self.keys]
+        self.key_plans = [_plan(k, left, right, key=True) for k in self.keys]
         self.value_plans = [_plan(c, left, right) for c in common if c not in self.keys]
         self.only_left = self.only_right = self.changed = 0
 
@@ -874,8 +902,10 @@ class _TableCompare:
 
     def _check_unique(self, table: _Table, side: str, plans: list[_Column]) -> None:
         forms = [(p.left if side == "l" else p.right)(f"t.{sql_ident(p.name)}") for p in plans]
+        shown = [f"min(t.{sql_ident(p.name)})" for p in plans]  # as written (two spellings of one instant are one key)
         rows = self.con.execute(
-            f"SELECT {', '.join(forms)}, count(*) FROM {table.view} t GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            f"SELECT {', '.join(shown)}, count(*) FROM {table.view} t GROUP BY {', '.join(forms)} "
+            "HAVING count(*) > 1 LIMIT 1"
         ).fetchall()
         if rows:
             key = ", ".join(f"{p.name}={v!r}" for p, v in zip(plans, rows[0][:-1], strict=True))
