@@ -367,10 +367,24 @@ def _untyped_equal(word: str, other: Norm) -> bool:
     return False
 
 
+def _with_instants(value: Norm) -> Norm:
+    """A value with each string in it that is a date or a date-time read as its instant."""
+    if value[0] in ("s", "u"):
+        return _instant(value[1]) or value
+    if value[0] == "l":
+        return ("l", tuple(_with_instants(v) for v in value[1]))
+    if value[0] == "o":
+        return ("o", tuple((k, _with_instants(v)) for k, v in value[1]))
+    return value
+
+
 def normalize(domain: str, mode: str, text: str | None) -> Norm | None:
     """A value (as text, with its mode) in the canonical form of a comparison domain."""
     if text is None:
         return None
+    if domain == "json_time":  # a list of dates or times against another type: JSON has no type for one
+        norm = normalize("json", mode, text)
+        return None if norm is None else _with_instants(norm)
     if domain == "float32":  # against a float32 column: a number of any mode is read as one
         parsed = _parsed_json(text) if mode == "j" else None
         if parsed is not None and parsed[0] != "n":  # a JSON value that is not a number
@@ -567,12 +581,18 @@ _INTEGER_TYPES = frozenset(
 )
 
 
+#: A list (of lists...) of dates or timestamps.
+_TEMPORAL_LIST = re.compile(r"(DATE|TIMESTAMP[^\[]*)(\[\d*\])+")
+
+
 def _type_class(sql_type: str) -> str:
     t = sql_type.upper()
     if t == "JSON":
         return "json"
     if t == "VARCHAR" or t.startswith("ENUM"):
         return "text"
+    if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
+        return "nested"  # (first: a list's type begins with its element's, `DECIMAL(10,2)[]`)
     if t == "BOOLEAN":
         return "bool"
     if t in _INTEGER_TYPES:
@@ -585,8 +605,6 @@ def _type_class(sql_type: str) -> str:
         return "float"
     if t == "DATE" or t.startswith("TIMESTAMP"):
         return "time"
-    if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
-        return "nested"
     return "other"
 
 
@@ -721,7 +739,7 @@ class _Column:
         return f"_lt_canon({sql_string(self.domain)}, {sql_string(mode)}, {template.replace('{x}', expr)})"
 
     def _as_text(self, cls: str) -> tuple[str, str]:
-        if self.domain == "json" and cls not in _TEXTUAL + ("json", "nested"):
+        if self.domain in ("json", "json_time") and cls not in _TEXTUAL + ("json", "nested"):
             return ("to_json({x})::VARCHAR", "j")
         return _AS_TEXT[cls]
 
@@ -786,7 +804,10 @@ def _plan(name: str, left: _Table, right: _Table, key: bool = False) -> _Column:
     if pair & {"json", "nested"}:
         forms = {c: "{x}" if c in _TEXTUAL else "{x}::VARCHAR" if c == "json" else "to_json({x})::VARCHAR"
                  for c in pair}  # fmt: skip
-        return _Column(name, lc, rc, forms[lc], forms[rc], False, "json")
+        # a list of dates or times: its elements are instants, and so are the other side's strings
+        # that are dates or date-times (as a text column is against a timestamp column)
+        timed = any(_TEMPORAL_LIST.fullmatch(t.upper()) for t in (lt, rt))
+        return _Column(name, lc, rc, forms[lc], forms[rc], False, "json_time" if timed else "json")
     if lc == rc == "untyped":
         return _Column(name, lc, rc, "{x}", "{x}", False, "loose")
     if lc in _TEXTUAL and rc in _TEXTUAL:

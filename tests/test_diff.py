@@ -1061,6 +1061,41 @@ def test_postgresql_arrays_in_a_csv_dump_meet_json_arrays(tmp_path: Path) -> Non
     assert [f["field"] for f in result.examples[0]["fields"]] == ["tags", "nums", "flags"]
 
 
+def test_lists_of_timestamps_and_of_decimals_are_compared_element_by_element(tmp_path: Path) -> None:
+    """A Parquet list is a list whatever its elements: a list of timestamps is its instants (a
+    store's date-time strings and PostgreSQL's array text meet it as the same instants), a list of
+    decimals its numbers (PostgreSQL's `{1.50,2.00}` in CSV meets it as it meets a list of doubles)."""
+    noon = dt.datetime(2024, 3, 5, 12, 0, tzinfo=dt.UTC)
+
+    def dump(name: str, column: str, values: list[Any], kind: pa.DataType) -> Path:
+        pq.write_table(pa.table({"id": [1], column: pa.array([values], pa.list_(kind))}), tmp_path / name)
+        return tmp_path / name
+
+    seen = dump("seen.parquet", "seen", [noon], pa.timestamp("us", tz="UTC"))
+    copy = dump("copy.parquet", "seen", [noon], pa.timestamp("us", tz="UTC"))
+    for keys in (["id"], []):
+        assert counts(diff(seen, copy, key_columns=keys)) == (True, 0, 0, 0)
+    later = dump("later.parquet", "seen", [noon + dt.timedelta(microseconds=1)], pa.timestamp("us", tz="UTC"))
+    assert counts(diff(seen, later, key_columns=["id"])) == (False, 0, 0, 1)
+    naive = dump("naive.parquet", "seen", [noon.replace(tzinfo=None)], pa.timestamp("us"))
+    assert diff(seen, naive, key_columns=["id"]).same  # as a TIMESTAMP column against a TIMESTAMPTZ one
+    store = _store(tmp_path, "s", [{"ts": "2024-03-05T12:00:00Z", "table": "t", "op": "insert", "id": 1,
+                                    "data": {"id": 1, "seen": ["2024-03-05T12:00:00"]}}])  # fmt: skip
+    assert diff(store, seen, key_columns=["id"]).same
+    assert counts(diff(store, later, key_columns=["id"])) == (False, 0, 0, 1)
+    (tmp_path / "seen.csv").write_text('id,seen\n1,"{""2024-03-05 13:00:00+01""}"\n')
+    for keys in (["id"], []):
+        assert diff(tmp_path / "seen.csv", seen, key_columns=keys).same
+    amounts = dump("dec.parquet", "amounts", [Decimal("1.50"), Decimal("2.00")], pa.decimal128(10, 2))
+    doubles = dump("dbl.parquet", "amounts", [1.5, 2.0], pa.float64())
+    (tmp_path / "a.csv").write_text('id,amounts\n1,"{1.50,2.00}"\n')
+    for other in (tmp_path / "a.csv", doubles, dump("dec2.parquet", "amounts", [Decimal("1.5"), Decimal("2")],
+                                                     pa.decimal128(12, 1))):  # fmt: skip
+        assert diff(amounts, other, key_columns=["id"]).same
+    (tmp_path / "b.csv").write_text('id,amounts\n1,"{1.50,2.01}"\n')
+    assert counts(diff(amounts, tmp_path / "b.csv", key_columns=["id"])) == (False, 0, 0, 1)
+
+
 def test_a_csv_dump_with_a_row_of_another_width_or_no_header_is_named_with_its_line(cli: Cli, tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("id,v\n1,a\n2,b\n")
