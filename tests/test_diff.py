@@ -1023,6 +1023,19 @@ def test_cli_csv_of_keyless_tables(cli: Cli, tmp_path: Path) -> None:
     assert same.code == 0 and same.out.splitlines() == ["scope,change,where,field,left,right"]
 
 
+def test_cli_csv_of_keyless_rows_of_a_state_keeps_their_entity_and_count(cli: Cli, tmp_path: Path) -> None:
+    """A keyless row of a state is named by its entity, then how many times it is surplus."""
+    for name, n in (("a", 3), ("b", 1)):
+        (tmp_path / f"{name}.jsonl").write_text('{"op":"insert","x":"a"}\n' * n)
+        logtool.ingest(tmp_path / name, [str(tmp_path / f"{name}.jsonl")], mapping=Mapping(entity="nk", op_field="op"))
+    r = cli("diff", tmp_path / "a", tmp_path / "b", "--at-offset", "2", "--format", "csv")
+    assert r.code == 1 and r.out.splitlines()[1:] == ['state,only_left,"""nk"", 2 rows",,"{""x"":""a""}",']
+    (tmp_path / "c.jsonl").write_text('{"op":"insert","x":"a"}\n' * 2)
+    logtool.ingest(tmp_path / "c", [str(tmp_path / "c.jsonl")], mapping=Mapping(entity="nk", op_field="op"))
+    r = cli("diff", tmp_path / "c", tmp_path / "b", "--at-offset", "2", "--format", "csv")
+    assert r.out.splitlines()[1:] == ['state,only_left,"""nk""",,"{""x"":""a""}",']
+
+
 def test_a_stores_time_strings_against_a_postgresql_csv_dump_are_instants(tmp_path: Path) -> None:
     # JSON has no instant type: the store's string meets COPY's text as the same instant
     store = _store(tmp_path, "s", [

@@ -166,9 +166,12 @@ def _flat(differences: Iterable[dict[str, Any]]) -> Iterator[dict[str, str | Non
     """One row per differing field (per missing or extra row or event): values as JSON text."""
     for d in differences:
         base = {"scope": d.get("scope"), "change": d["change"]}
-        if "key" in d and "event" not in d:
-            key = d["key"]
-            base["where"] = _text(next(iter(key.values())) if len(key) == 1 else key)
+        if "key" in d and "event" not in d or "count" in d:
+            # a key; a keyless row: how many times it is surplus (after its entity, in a state)
+            key = d.get("key")
+            surplus = f"{d['count']} rows" if d.get("count", 1) != 1 else None
+            named = _text(next(iter(key.values())) if len(key) == 1 else key) if key else None
+            base["where"] = ", ".join(w for w in (named, surplus) if w) or None
         elif d["change"] == "changed":
             lo, ro = d["left"]["offset"], d["right"]["offset"]
             base["where"] = f"offset {lo}" if lo == ro else f"offset {lo} / {ro}"
@@ -178,8 +181,6 @@ def _flat(differences: Iterable[dict[str, Any]]) -> Iterator[dict[str, str | Non
             yield {**base, "where": f"offset {d['offset']}", "field": None,
                    "left": _text(d["left"]), "right": _text(d["right"])}  # fmt: skip
             continue
-        else:  # a row of a keyless table: its values are all there is to it (and how many times)
-            base["where"] = f"{d['count']} rows" if d.get("count", 1) != 1 else None
         if d["change"] == "changed":
             for f in d["fields"]:  # a side the field is missing from is empty; a JSON null is `null`
                 yield {**base, "field": f["field"], **{side: _json_or_absent(f, side) for side in ("left", "right")}}
