@@ -1548,7 +1548,7 @@ def _csv_header(spec: Any) -> tuple[str, list[str] | None]:
         return ",", None  # DuckDB reads it; its header is not looked at here
     opener = gzip.open if str(spec).lower().endswith(".gz") else open
     try:
-        with opener(spec, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+        with opener(spec, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
             first = f.readline()
     except OSError:
         return ",", None  # not readable: said where it is read
@@ -1827,10 +1827,13 @@ def diff(
             lines = text.splitlines()
             where = next((ln.split("=", 1)[1].strip() for ln in lines if ln.strip().startswith("file =")), "a CSV dump")
             line = lines[0].rsplit(" ", 1)[-1]
+            line_no = int(line) if line.isdigit() else None
+            if any(ln.startswith("Invalid unicode") for ln in lines):
+                raise InputError(where, line_no, "not UTF-8: the line holds a byte sequence UTF-8 does not have",
+                                 "the file must be UTF-8: convert it, e.g. with iconv") from None
             what = next((ln.strip() for ln in lines if ln.startswith("Expected Number of Columns")), lines[0])
-            raise InputError(where, int(line) if line.isdigit() else None, what.replace("Expected Number of Columns: ",
-                             "expected ").replace(" Found: ", " fields, found "),
-                             "every row of a dump has the header's fields") from None  # fmt: skip
+            raise InputError(where, line_no, what.replace("Expected Number of Columns: ", "expected ").replace(
+                             " Found: ", " fields, found "), "every row of a dump has the header's fields") from None  # fmt: skip
         raise UsageError(f"comparison failed: {_first_line(e)}", "check that both sides are readable") from None
 
 

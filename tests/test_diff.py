@@ -1122,6 +1122,21 @@ def test_a_csv_dump_with_a_row_of_another_width_or_no_header_is_named_with_its_l
     assert r.code == 2 and r.errors() == [f"error: {empty}:1: the file is empty: no header names its columns"]
 
 
+def test_a_csv_dump_not_in_utf8_is_named_as_such_with_its_line(cli: Cli, tmp_path: Path) -> None:
+    """A Latin-1 dump is not a row of another width: the file and line are named, not UTF-8."""
+    good = tmp_path / "good.csv"
+    good.write_text("id,v\n1,a\n2,b\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,v\n1,a\n2,café\n".encode("latin-1"))
+    r = cli("diff", latin, good, "--key-column", "id")
+    assert r.code == 2 and r.errors() == [f"error: {latin}:3: not UTF-8: the line holds a byte sequence UTF-8 does not have"]
+    assert "iconv" in r.err
+    header = tmp_path / "header.csv"
+    header.write_bytes("id,café\n1,a\n".encode("latin-1"))
+    r = cli("diff", header, good, "--key-column", "id")
+    assert r.code == 2 and r.errors() == [f"error: {header}:1: invalid UTF-8 in the name of column 2"]
+
+
 def test_logs_that_differ_only_in_order_list_the_divergence(cli: Cli, tmp_path: Path) -> None:
     events = _events()[:10]
     a = _store(tmp_path, "a", events)
