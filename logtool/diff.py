@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from .engine import sql_ident, sql_string
 from .errors import InputError, UsageError
@@ -1519,13 +1519,20 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
             con.unregister(f"{view}_wide")
             source = f"{view}_rows"
     else:
-        delim, names = _csv_header(spec)
+        delim, names, text = _csv_header(spec)
+        if text:
+            _copy_text_macros(con)
+            if names:
+                names = [con.execute("SELECT _lt_copy_text(?)", [n]).fetchall()[0][0] for n in names]
         # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string. The
         # header's names are given (a row of another width is then an error naming its line).
         given = (", auto_detect = false, strict_mode = true, columns = {"
                  + ", ".join(f"{sql_string(n)}: 'VARCHAR'" for n in names) + "}") if names else ""  # fmt: skip
-        source = (f"read_csv({path}, header = true, all_varchar = true, allow_quoted_nulls = false, "
-                  f"delim = {sql_string(delim)}, quote = '\"', escape = '\"'{given})")  # fmt: skip
+        quoting = "quote = '', escape = ''" if text else "allow_quoted_nulls = false, quote = '\"', escape = '\"'"
+        source = (f"read_csv({path}, header = true, all_varchar = true, delim = {sql_string(delim)}, "
+                  f"{quoting}{given})")  # fmt: skip
+        if text:
+            source = f"(SELECT _lt_copy_text(COLUMNS(*)) FROM {source})"
     con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
     try:
         columns = _columns(con, view)
@@ -1534,30 +1541,80 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
     return _Table(str(spec), view, columns, untyped=kind == "csv", untyped_columns=frozenset(wide))
 
 
-def _csv_header(spec: Any) -> tuple[str, list[str] | None]:
+#: A tab-separated dump's name: read in PostgreSQL's COPY text format.
+_TSV = re.compile(r"\.tsv(\.gz|\.zst)?$", re.IGNORECASE)
+
+
+def _csv_header(spec: Any) -> tuple[str, list[str] | None, bool]:
     """A CSV dump's delimiter, read from its header as ingest reads it (a comma, else semicolons,
-    tabs or pipes), and its column names where DuckDB can be given them (None: let it find them).
-    A header naming a column twice is refused, as ingest refuses it: DuckDB would rename one, to a
-    column that is not in the file."""
+    tabs or pipes), its column names where DuckDB can be given them (None: let it find them), and
+    whether it is in PostgreSQL's COPY text format: a `.tsv` file, tab-separated, whose header
+    quotes no name (a quoted name is CSV's). A header naming a column twice is refused, as ingest
+    refuses it: DuckDB would rename one, to a column that is not in the file."""
     import csv
     import gzip
+    import io
 
-    from .formats.csv import delimiter, header_names
+    from .formats.csv import DELIMITERS, delimiter, header_names
 
-    if str(spec).lower().endswith(".zst"):
-        return ",", None  # DuckDB reads it; its header is not looked at here
-    opener = gzip.open if str(spec).lower().endswith(".gz") else open
+    name = str(spec).lower()
     try:
-        with opener(spec, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-            first = f.readline()
-    except OSError:
-        return ",", None  # not readable: said where it is read
+        with open(spec, "rb") as raw:
+            stream: IO[bytes] = raw
+            if name.endswith(".zst"):
+                import zstandard
+
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)
+            elif name.endswith(".gz"):
+                stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw))
+            with io.TextIOWrapper(stream, "utf-8-sig", errors="surrogateescape", newline="") as f:
+                first = f.readline()
+    except Exception:  # not readable (or a damaged .gz or .zst): said where DuckDB reads it
+        return ",", None, False
     if not first.strip():
         raise InputError(str(spec), 1, "the file is empty: no header names its columns", "dump the table with its header")
     delim = delimiter(first)
-    names = header_names(str(spec), next(csv.reader([first], delimiter=delim), []))
+    fields = first.rstrip("\r\n").split("\t")
+    tsv = _TSV.search(str(spec)) is not None
+    if tsv and not any(d in first for d in DELIMITERS):
+        delim = "\t"  # one column
+    text = tsv and delim == "\t" and not any(f.strip().startswith('"') for f in fields)
+    names = header_names(str(spec), fields if text else next(csv.reader([first], delimiter=delim), []))
     plain = all(names) and len({n.lower() for n in names}) == len(names)
-    return delim, names if plain else None
+    return delim, names if plain else None, text
+
+
+#: PostgreSQL's COPY text format, field by field as read with an empty field as NULL (DuckDB drops
+#: an empty line, which is a row of a one-column table holding ''): NULL is '' and `\N` NULL; a
+#: backslash escape is decoded, as PostgreSQL reads it: `\b \f \n \r \t \v`, one to three octal
+#: digits or `x` and one or two hex digits (a byte: bytes make UTF-8 together), else the character
+#: itself (`\\`). ``_lt_copy_escape`` is what follows one backslash, as bytes.
+_COPY_TEXT_SQL = (
+    r"""CREATE OR REPLACE TEMP MACRO _lt_copy_escape(q) AS CASE
+        WHEN q = '' THEN encode('\')
+        WHEN regexp_matches(q, '^[0-7]') THEN
+            unhex(printf('%02x', list_reduce(list_transform(string_split(regexp_extract(q, '^[0-7]{1,3}'), ''),
+                                                            lambda d: d::INTEGER), lambda a, b: a * 8 + b) % 256))
+            || encode(substr(q, 1 + length(regexp_extract(q, '^[0-7]{1,3}'))))
+        WHEN regexp_matches(q, '^x[0-9a-fA-F]') THEN
+            unhex(lpad(regexp_extract(q, '^x([0-9a-fA-F]{1,2})', 1), 2, '0'))
+            || encode(substr(q, 2 + length(regexp_extract(q, '^x([0-9a-fA-F]{1,2})', 1))))
+        ELSE encode(CASE q[1] WHEN 'b' THEN chr(8) WHEN 'f' THEN chr(12) WHEN 'n' THEN chr(10) WHEN 'r' THEN chr(13)
+                    WHEN 't' THEN chr(9) WHEN 'v' THEN chr(11) ELSE q[1] END || q[2:])
+        END""",
+    # the text is cut at each escaped backslash first: what is left holds each escape whole
+    r"""CREATE OR REPLACE TEMP MACRO _lt_copy_text(x) AS CASE
+        WHEN x IS NULL THEN '' WHEN x = '\N' THEN NULL WHEN NOT contains(x, '\') THEN x
+        ELSE decode(list_reduce(list_transform(string_split(x, '\\'), lambda p: list_reduce(
+            list_transform(string_split(p, '\'), lambda q, i: CASE WHEN i = 1 THEN encode(q) ELSE _lt_copy_escape(q) END),
+            lambda a, b: a || b)), lambda a, b: a || encode('\') || b))
+        END""",
+)
+
+
+def _copy_text_macros(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in _COPY_TEXT_SQL:
+        con.execute(statement)
 
 
 def _store_keys(store: Store, entity: str) -> tuple[str, ...]:
@@ -1832,8 +1889,11 @@ def diff(
                 raise InputError(where, line_no, "not UTF-8: the line holds a byte sequence UTF-8 does not have",
                                  "the file must be UTF-8: convert it, e.g. with iconv") from None
             what = next((ln.strip() for ln in lines if ln.startswith("Expected Number of Columns")), lines[0])
+            hint = "every row of a dump has the header's fields"
+            if _TSV.search(where):
+                hint += " (a .tsv is read in PostgreSQL's COPY text format; one with CSV's quoting, named .csv, is read as CSV)"
             raise InputError(where, line_no, what.replace("Expected Number of Columns: ", "expected ").replace(
-                             " Found: ", " fields, found "), "every row of a dump has the header's fields") from None  # fmt: skip
+                             " Found: ", " fields, found "), hint) from None  # fmt: skip
         raise UsageError(f"comparison failed: {_first_line(e)}", "check that both sides are readable") from None
 
 

@@ -898,6 +898,54 @@ def test_csv_dumps_with_other_delimiters_and_a_repeated_column(tmp_path: Path) -
         diff(tmp_path / "dup.csv", tmp_path / "comma.csv", key_columns=["id"])
 
 
+def test_a_tsv_dump_is_read_in_postgresqls_copy_text_format(tmp_path: Path) -> None:
+    r"""`COPY t TO 'f.tsv' WITH (HEADER)` (text format): `\N` is NULL, an empty field the empty
+    string, backslash escapes are decoded; the same table as COPY's CSV is the same."""
+    (tmp_path / "t.jsonl").write_text('{"id":1,"name":null}\n{"id":2,"name":null}\n')
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(tmp_path / "t.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+    (tmp_path / "t.tsv").write_text("id\tname\n1\t\n2\t\\N\n")
+    result = diff(store, tmp_path / "t.tsv")
+    assert counts(result) == (False, 0, 0, 1)
+    assert result.examples[0]["key"] == {"id": "1"} and result.examples[0]["fields"][0]["right"] == ""
+    # as PostgreSQL 15 wrote one table both ways (the octal, hex and `\.` escapes as it reads them)
+    text = tmp_path / "pg.tsv"
+    text.write_bytes(b"id\tname\ttags\tat\n1\t\t{}\t{\"2024-03-05 12:00:00+00\"}\n2\t\\N\t\\N\t\\N\n"
+                     b"3\ta\\tb\\nc\\\\d\\r\t{\"x y\",NULL,\"q\\\\\"t\"}\t\\N\n4\t\\\\N\t{\"\\\\\\\\N\"}\t\\N\n"
+                     b"5\tcaf\xc3\xa9\t\\N\t\\N\n6\t\x01ctl\t\\N\t\\N\n7\t\\101\\x42\\303\\251\\.\t\\N\t\\N\n")
+    csv = tmp_path / "pg.csv"
+    csv.write_bytes(b'id,name,tags,at\n1,"",{},"{""2024-03-05 12:00:00+00""}"\n2,,,\n'
+                    b'3,"a\tb\nc\\d\r","{""x y"",NULL,""q\\""t""}",\n4,\\N,"{""\\\\N""}",\n'
+                    b"5,caf\xc3\xa9,,\n6,\x01ctl,,\n7,AB\xc3\xa9.,,\n")
+    assert diff(text, csv, key_columns=["id"]).same
+    for keys in (["id"], []):
+        assert diff(text, text, key_columns=keys).same
+    # a one-column table's empty string is an empty line
+    (tmp_path / "one.tsv").write_text("v\na\n\n\\N\n")
+    (tmp_path / "one.csv").write_text('v\na\n""\n\n')
+    assert diff(tmp_path / "one.tsv", tmp_path / "one.csv").same
+    import gzip
+
+    (tmp_path / "one.tsv.gz").write_bytes(gzip.compress((tmp_path / "one.tsv").read_bytes()))
+    assert diff(tmp_path / "one.tsv.gz", tmp_path / "one.csv").same
+
+
+def test_a_tab_separated_dump_with_csv_quoting_is_read_as_csv(tmp_path: Path) -> None:
+    """COPY's CSV with a tab delimiter: named .csv, or a .tsv whose header quotes a name, is CSV
+    (`""` the empty string, an empty field NULL); a .tsv otherwise is COPY's text format."""
+    from logtool.errors import InputError
+
+    (tmp_path / "text.tsv").write_text("id\tv\n1\t\n2\t\\N\n")
+    (tmp_path / "tabs.csv").write_text('id\tv\n1\t""\n2\t\n')
+    (tmp_path / "quoted.tsv").write_text('"id"\t"v"\n1\t""\n2\t\n')
+    assert diff(tmp_path / "text.tsv", tmp_path / "tabs.csv", key_columns=["id"]).same
+    assert diff(tmp_path / "text.tsv", tmp_path / "quoted.tsv", key_columns=["id"]).same
+    (tmp_path / "csv.tsv").write_text('id\tv\n1\t""\n2\t"a\tb"\n')
+    with pytest.raises(InputError, match="expected 2 fields, found 3") as raised:
+        diff(tmp_path / "csv.tsv", tmp_path / "tabs.csv", key_columns=["id"])
+    assert "named .csv, is read as CSV" in str(raised.value.hint)
+
+
 def test_csv_keys_join_on_their_text_values_compare_as_numbers(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("id,v\n007,1.10\n")
     (tmp_path / "b.csv").write_text("id,v\n7,1.1\n")
