@@ -621,6 +621,13 @@ class _Table:
     untyped_columns: frozenset[str] = frozenset()  # text without a type in an otherwise typed table
     json_text_columns: frozenset[str] = frozenset()  # a store's strings: text, or an instant JSON has no type for
     json_numbers: bool = False  # a store's numbers: JSON's, whose floats carry no width
+    # a column's name in the view where it is not its own: DuckDB's names are case-insensitive,
+    # so the columns of a table holding two names that differ only in case are read by position
+    idents: dict[str, str] = field(default_factory=dict)
+
+    def ref(self, alias: str, name: str) -> str:
+        """SQL: a column of this table's view, under a table alias."""
+        return f"{alias}.{sql_ident(self.idents.get(name, name))}"
 
     def type_class(self, name: str) -> str:
         if name in self.json_columns or name == self.row_json:
@@ -922,8 +929,8 @@ class _TableCompare:
         return self
 
     def _check_unique(self, table: _Table, side: str, plans: list[_Column]) -> None:
-        forms = [(p.left if side == "l" else p.right)(f"t.{sql_ident(p.name)}") for p in plans]
-        shown = [f"min(t.{sql_ident(p.name)})" for p in plans]  # as written (two spellings of one instant are one key)
+        forms = [(p.left if side == "l" else p.right)(table.ref("t", p.name)) for p in plans]
+        shown = [f"min({table.ref('t', p.name)})" for p in plans]  # as written (two spellings of one instant are one key)
         rows = self.con.execute(
             f"SELECT {', '.join(shown)}, count(*) FROM {table.view} t GROUP BY {', '.join(forms)} "
             "HAVING count(*) > 1 LIMIT 1"
@@ -937,15 +944,11 @@ class _TableCompare:
 
     def _keyed(self) -> None:
         present = sql_ident("__logtool_present__")
-        sort = [
-            f"coalesce({p.left(f'l.{sql_ident(p.name)}')}, {p.right(f'r.{sql_ident(p.name)}')})" for p in self.key_plans
-        ]
-        differs = [
-            p.differs(f"l.{sql_ident(p.name)}", f"r.{sql_ident(p.name)}", self.tolerance) for p in self.value_plans
-        ]
+        lt, rt = self.left, self.right
+        sort = [f"coalesce({p.left(lt.ref('l', p.name))}, {p.right(rt.ref('r', p.name))})" for p in self.key_plans]
+        differs = [p.differs(lt.ref("l", p.name), rt.ref("r", p.name), self.tolerance) for p in self.value_plans]
         on = " AND ".join(
-            f"{p.left(f'l.{sql_ident(p.name)}')} IS NOT DISTINCT FROM {p.right(f'r.{sql_ident(p.name)}')}"
-            for p in self.key_plans
+            f"{p.left(lt.ref('l', p.name))} IS NOT DISTINCT FROM {p.right(rt.ref('r', p.name))}" for p in self.key_plans
         )
         changed = " OR ".join(f"d{i}" for i in range(len(self.value_plans))) or "false"
         status = (f"CASE WHEN l.{present} IS NULL THEN 'only_right' WHEN r.{present} IS NULL THEN 'only_left' "
@@ -953,8 +956,8 @@ class _TableCompare:
         fields = [
             ("_s", status),
             *((f"k{i}", e) for i, e in enumerate(sort)),
-            *((f"l{i}", self.left.shown(c, f"l.{sql_ident(c)}")) for i, c in enumerate(self.lnames)),
-            *((f"r{i}", self.right.shown(c, f"r.{sql_ident(c)}")) for i, c in enumerate(self.rnames)),
+            *((f"l{i}", lt.shown(c, lt.ref("l", c))) for i, c in enumerate(self.lnames)),
+            *((f"r{i}", rt.shown(c, rt.ref("r", c))) for i, c in enumerate(self.rnames)),
             *((f"d{i}", e) for i, e in enumerate(differs)),
         ]
         names = [n for n, _ in fields]
@@ -1013,9 +1016,9 @@ class _TableCompare:
     def _multiset(self) -> None:
         plans = self.value_plans
         for side, table in (("l", self.left), ("r", self.right)):
-            forms = [p.group_form(side, f"t.{sql_ident(p.name)}") for p in plans]
+            forms = [p.group_form(side, table.ref("t", p.name)) for p in plans]
             names = self.lnames if side == "l" else self.rnames
-            row = ", ".join(f"c{i} := {table.shown(c, f't.{sql_ident(c)}')}" for i, c in enumerate(names))
+            row = ", ".join(f"c{i} := {table.shown(c, table.ref('t', c))}" for i, c in enumerate(names))
             self.con.execute(
                 f"CREATE OR REPLACE TABLE {self.p}_g{side} AS SELECT {', '.join(f'{f} AS f{i}' for i, f in enumerate(forms))}, "
                 f"count(*) AS n, any_value(struct_pack({row})) AS v FROM {table.view} t GROUP BY ALL"
@@ -1499,12 +1502,16 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
 
     if kind == "arrow":
         con.register(f"{view}_arrow", spec)
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {view}_arrow")
-        return _Table("<table>", view, _columns(con, view), json_columns=_json_fields(spec))
+        return _view(con, "<table>", view, f"{view}_arrow", spec.column_names, json_columns=_json_fields(spec))
     path = sql_string(str(spec))
     wide: list[str] = []
+    names: list[str] | None = None
     if kind == "parquet":
         source = f"read_parquet({path})"
+        try:
+            names = _parquet_names(con, path)
+        except duckdb.Error:
+            names = None  # not readable: said below
         try:
             wide = [n for (n,) in con.execute(f"SELECT name FROM parquet_schema({path}) WHERE precision > 38").fetchall()]
         except duckdb.Error:
@@ -1525,20 +1532,56 @@ def _open_table(con: duckdb.DuckDBPyConnection, spec: Any, kind: str, view: str)
             if names:
                 names = [con.execute("SELECT _lt_copy_text(?)", [n]).fetchall()[0][0] for n in names]
         # PostgreSQL's CSV: an unquoted empty field is NULL, a quoted "" is the empty string. The
-        # header's names are given (a row of another width is then an error naming its line).
+        # header's names are given (a row of another width is then an error naming its line), as
+        # DuckDB takes them: two that differ only in case by position
         given = (", auto_detect = false, strict_mode = true, columns = {"
-                 + ", ".join(f"{sql_string(n)}: 'VARCHAR'" for n in names) + "}") if names else ""  # fmt: skip
+                 + ", ".join(f"{sql_string(n)}: 'VARCHAR'" for n in _positional(names) or names)
+                 + "}") if names else ""  # fmt: skip
         quoting = "quote = '', escape = ''" if text else "allow_quoted_nulls = false, quote = '\"', escape = '\"'"
         source = (f"read_csv({path}, header = true, all_varchar = true, delim = {sql_string(delim)}, "
                   f"{quoting}{given})")  # fmt: skip
         if text:
             source = f"(SELECT _lt_copy_text(COLUMNS(*)) FROM {source})"
-    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}")
     try:
-        columns = _columns(con, view)
+        return _view(con, str(spec), view, source, names, untyped=kind == "csv", untyped_columns=frozenset(wide))
     except duckdb.Error as e:
         raise InputError(str(spec), None, f"cannot be read as {kind}: {_first_line(e)}") from None
-    return _Table(str(spec), view, columns, untyped=kind == "csv", untyped_columns=frozenset(wide))
+
+
+def _positional(names: Sequence[str]) -> list[str] | None:
+    """Names for a table's columns by position, where two of its names differ only in case (DuckDB
+    would rename one: `Name` and `name` become `Name` and `name_1`); None where they do not."""
+    if len({n.lower() for n in names}) == len(names):
+        return None
+    return [f"__logtool_{i}__" for i in range(len(names))]
+
+
+def _view(
+    con: duckdb.DuckDBPyConnection, label: str, view: str, source: str, names: Sequence[str] | None, **kwargs: Any
+) -> _Table:
+    """A view of a source whose columns have the given names (None: as DuckDB names them), each
+    column known by its own name whatever its case."""
+    positional = _positional(names) if names else None
+    aliases = f" AS _s({', '.join(map(sql_ident, positional))})" if positional else ""
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source}{aliases}")
+    columns = _columns(con, view)
+    if names and len(names) == len(columns):
+        columns = [(n, t) for n, (_, t) in zip(names, columns, strict=True)]
+    idents = dict(zip(names, positional, strict=True)) if names and positional else {}
+    return _Table(label, view, columns, idents=idents, **kwargs)
+
+
+def _parquet_names(con: duckdb.DuckDBPyConnection, path: str) -> list[str]:
+    """A Parquet file's column names, as written (its schema lists each column, then what it holds)."""
+    rows = con.execute(f"SELECT name, num_children FROM parquet_schema({path})").fetchall()
+    names, i = [], 1  # (the first element is the schema's root)
+    while i < len(rows):
+        names.append(str(rows[i][0]))
+        i, pending = i + 1, rows[i][1] or 0
+        while pending:  # skip what the column holds, at every depth
+            pending += (rows[i][1] or 0) - 1
+            i += 1
+    return names
 
 
 #: A tab-separated dump's name: read in PostgreSQL's COPY text format.
@@ -1580,8 +1623,7 @@ def _csv_header(spec: Any) -> tuple[str, list[str] | None, bool]:
         delim = "\t"  # one column
     text = tsv and delim == "\t" and not any(f.strip().startswith('"') for f in fields)
     names = header_names(str(spec), fields if text else next(csv.reader([first], delimiter=delim), []))
-    plain = all(names) and len({n.lower() for n in names}) == len(names)
-    return delim, names if plain else None, text
+    return delim, names if all(names) else None, text
 
 
 #: PostgreSQL's COPY text format, field by field as read with an empty field as NULL (DuckDB drops
@@ -1663,7 +1705,7 @@ def _store_table(
     label = f"{store.path}:{entity}{at.label}"
     if table is None:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {other.view} LIMIT 0")
-        return _Table(label, view, _columns(con, view), other.untyped, other.json_columns)
+        return _Table(label, view, list(other.columns), other.untyped, other.json_columns, idents=dict(other.idents))
     # The key fields an ingest took out of the rows (the default mapping) come back from the
     # store's key: its text carries no type, so it is read as the dump's column type, as CSV is.
     key = table.column_names[0]  # the store's key (`key`, or `_key` where a row has a `key` column)

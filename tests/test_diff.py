@@ -410,6 +410,32 @@ def test_columns_on_one_side_only_make_tables_different() -> None:
     assert result.to_dict()["columns_only_left"] == ["b"]
 
 
+def test_columns_whose_names_differ_only_in_case_are_two_columns(tmp_path: Path) -> None:
+    """`Name` and `name` are matched by their exact names, in any order, in CSV, Parquet, Arrow
+    and a store's rows; a changed field is named as it is (DuckDB's names ignore case)."""
+    (tmp_path / "a.csv").write_text("id,Name,name\n1,A,a\n")
+    (tmp_path / "b.csv").write_text("id,name,Name\n1,a,A\n")
+    (tmp_path / "c.csv").write_text("id,Name,name\n1,A,CHANGED\n")
+    pq.write_table(pa.table({"id": ["1"], "name": ["a"], "Name": ["A"]}), tmp_path / "b.parquet")
+    arrow = pa.table({"name": ["a"], "id": ["1"], "Name": ["A"]})
+    (tmp_path / "s.jsonl").write_text('{"id":1,"Name":"A","name":"a"}\n')
+    store = tmp_path / "s"
+    logtool.ingest(store, [str(tmp_path / "s.jsonl")], mapping=Mapping(key_fields=("id",), entity="t"))
+    a = tmp_path / "a.csv"
+    for other in (tmp_path / "b.csv", tmp_path / "b.parquet", arrow, store):
+        for keys in (["id"], []):
+            result = diff(a, other, key_columns=keys)
+            assert result.same and not result.info["columns_only_left"] and not result.info["columns_only_right"]
+        changed = diff(other, tmp_path / "c.csv", key_columns=["id"])
+        assert counts(changed) == (False, 0, 0, 1)
+        assert changed.examples[0]["fields"] == [{"field": "name", "left": "a", "right": "CHANGED"}]
+    assert diff(store, tmp_path / "b.parquet").same  # the store's key columns, from its mapping
+    result = diff(a, tmp_path / "c.csv", key_columns=["id", "Name"])
+    assert result.examples[0]["key"] == {"id": "1", "Name": "A"}
+    (tmp_path / "d.csv").write_text("id,NAME\n1,A\n")
+    assert diff(a, tmp_path / "d.csv", key_columns=["id"]).info["columns_only_left"] == ["Name", "name"]
+
+
 def test_a_key_that_is_not_unique_is_refused() -> None:
     left = table({"id": (pa.int64(), [1, 1]), "v": (pa.string(), ["a", "a"])})
     right = table({"id": (pa.int64(), [1, 2]), "v": (pa.string(), ["a", "a"])})
