@@ -205,6 +205,7 @@ def _compact(
     if until_offset is not None and until_offset < 0:
         raise UsageError(f"--until-offset must be 0 or more, not {until_offset}")
     store = Store.open(path)
+    store.check_head()  # (a dry run says what the run would: it refuses such a store)
     retention_us = parse_duration(tombstone_retention)
     lag_us = parse_duration(min_lag)
     now_us = _now_us(now)

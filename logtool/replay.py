@@ -1222,8 +1222,8 @@ def _own_sources(file: Path, root: Path, name: str) -> dict[Path, bytes]:
             found = []
     except _TooMany:
         raise UsageError(
-            f"reducer {name}: the directory it is imported from, {root}, holds more than {_WALK_LIMIT} files and "
-            "folders to look through for the Python files it can import (its fingerprint hashes them all)",
+            f"reducer {file}: the directory it is imported from, {root}, holds more than {_WALK_LIMIT} Python files "
+            "and folders to look through for what it can import (its fingerprint hashes them all)",
             "put the reducer and its helpers in a directory of their own",
         ) from None
     for f in found:
@@ -1235,7 +1235,7 @@ def _own_sources(file: Path, root: Path, name: str) -> dict[Path, bytes]:
     return sources
 
 
-_WALK_LIMIT = 20_000  # entries looked through for a reducer's files: a home directory is not a project
+_WALK_LIMIT = 20_000  # Python files and folders looked through for a reducer's: a home directory is no project
 
 
 class _TooMany(Exception):
@@ -1256,7 +1256,7 @@ def _project_files(root: Path, budget: list[int]) -> list[Path]:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return found
-    _spend(budget, len(entries))
+    _spend(budget, 1 + sum(e.name.endswith(".py") for e in entries))  # (other files cost no reading)
     for entry in entries:
         if entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
             found.append(Path(entry.path))
@@ -1279,7 +1279,7 @@ def _python_files(directory: Path, above: set[str], budget: list[int]) -> tuple[
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
         return [], False
-    _spend(budget, len(entries))
+    _spend(budget, 1 + sum(e.name.endswith(".py") for e in entries))  # (other files cost no reading)
     found: list[Path] = []
     compiled = False
     for entry in entries:

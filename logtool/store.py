@@ -224,13 +224,16 @@ class Store:
         if version <= newest or (self.log_dir / f"{version:08d}.json").exists():
             return None
         files = f"{newest + 1:08d}.json" + ("" if version == newest + 1 else f" to {version:08d}.json")
-        return f"commit {files} missing: the log's head mark ({HEAD_MARK}) names commit {version}, the newest commit file is {newest}"
+        there = f"the newest commit file is {newest}" if newest >= 0 else "no commit file is left"
+        return f"commit {files} missing: the log's head mark ({HEAD_MARK}) names commit {version}, {there}"
 
     def check_head(self) -> None:
         """Refuse a change to a store whose newest commit file is lost (or whose head mark is
         damaged): a writer would sweep the files only that commit names. Reads go on: the log as it
         stands reads as the state before that commit."""
         lost = self.lost_head()
+        if lost and lost.startswith("the head mark"):
+            raise StoreError(f"{self.log_dir}: {lost}", f"remove {self.log_dir / HEAD_MARK}: the next change writes it anew")
         if lost:
             raise StoreError(
                 f"{self.log_dir}: {lost}",

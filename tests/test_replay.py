@@ -1695,11 +1695,15 @@ def test_a_reducer_in_a_directory_too_big_to_look_through_is_refused(
     replay_module = sys.modules["logtool.replay"]
     monkeypatch.setattr(replay_module, "_WALK_LIMIT", 50)
     for i in range(60):
-        (tmp_path / f"notes{i}.txt").write_text("")
+        (tmp_path / f"notes{i}.txt").write_text("")  # (not Python: no cost)
     module = write_module(tmp_path / "steps.py", 'REDUCERS = {"Step": lambda state, event: {"n": 1}}\n')
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
-    with pytest.raises(UsageError, match="holds more than 50 files and folders") as e:
+    assert rows(replay(store, reducer=str(module))) == {"a": {"n": 1}}
+    for i in range(60):
+        (tmp_path / f"script{i}.py").write_text("")
+    with pytest.raises(UsageError, match="holds more than 50 Python files and folders") as e:
         replay(store, reducer=str(module))
+    assert str(e.value).startswith(f"reducer {module.resolve()}: ")
     assert e.value.hint == "put the reducer and its helpers in a directory of their own"
 
 

@@ -449,7 +449,7 @@ def test_newest_commit_removed(cli: Cli, store: Path, write_lines: WriteLines, t
     assert "safe to delete" not in r.err
     files = sorted(p.name for p in (store / "segments").iterdir())
     more = write_lines(tmp_path / "more.jsonl", ['{"id":99}'])
-    for command in (["ingest", more, "--key-field", "id"], ["compact", "--yes"], ["snapshot"]):
+    for command in (["ingest", more, "--key-field", "id"], ["compact", "--yes"], ["compact", "--dry-run"], ["snapshot"]):
         r = cli(command[0], store, *command[1:])
         assert r.code == 2 and r.out == ""
         assert r.errors() == [f"error: {store / '_log'}: commit {newest.name} missing: the log's head mark (HEAD) "
@@ -472,6 +472,7 @@ def test_a_damaged_head_mark_is_named(cli: Cli, store: Path, mark: str) -> None:
     assert r.code == 1 and "the head mark HEAD is damaged" in r.out
     r = cli("compact", store, "--yes")
     assert r.code == 2 and "the head mark HEAD is damaged" in r.err and "internal" not in r.err
+    assert f"hint: remove {store / '_log' / 'HEAD'}: the next change writes it anew" in r.err
     assert cli("sql", store, "SELECT 1 AS n").code == 0
 
 
