@@ -42,7 +42,8 @@ How a change event becomes an event:
   compacted topic, whose deletes compaction dropped with the rows' earlier records, one may come
   before the first change of its key schema's name: it waits for that change, and goes in just
   before it (see ``HeldTombstones``); where the file shows no such change, the store's earlier
-  ingests may show what the name stands for (``Source.store_key_names``). One that nothing places
+  ingests may show what the name stands for (``Source.store_key_names``). Placed by its name, it is
+  at the time and source position of the change it goes in just before (see ``_Placed``). One that nothing places
   is passed over: it changes no row the dump or the store holds. A bare ``null`` line (a tombstone in a dump of values alone, as a console consumer prints it) names
   no key and says nothing its delete did not: it is read and skipped.
 
@@ -826,10 +827,42 @@ def _after_its_delete(
 
 
 def _by_name(key: Any, where: dict[str, Any], table: tuple[str, bool], fields: dict[str, dict[str, Any]]) -> Event:
-    """A tombstone that follows no delete of its key, in the table its key schema's name stands for."""
+    """A tombstone that follows no delete of its key, in the table its key schema's name stands
+    for; its time and source position are its neighbour's (see ``_Placed``)."""
     entity, mongodb = table
     return {"ts": None, "entity": entity, "key": tombstone_key(key, fields, mongodb), "op": "delete",
             "data": None, "source": where}  # fmt: skip
+
+
+class _Placed:
+    """Tombstones placed by their key schema's name, waiting for the change they go in just before.
+
+    Such a tombstone's delete is unknown (compaction dropped it): nothing gives its time or source
+    position but where it stands in the log. It takes those of the change it goes in just before
+    (a held one is let in just before the first change of its name), as the delete came before
+    that change; where no change follows (the file's end, or more than ``_HELD`` wait), those of
+    the file's last change before it. Never the ingest's time (an ``--at-time`` before the ingest
+    would end its prefix at it) nor no position (``--at-position`` would never apply it). It joins
+    no transaction: it is no part of its neighbour's."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Event] = []
+        self.last: tuple[Any, Any] = (None, None)  # the time and position of the file's last change
+
+    def add(self, tombstones: list[Event]) -> list[Event]:
+        """Tombstones placed; those to let in now, where more than the limit wait."""
+        self.waiting.extend(tombstones)
+        return self.let_in() if len(self.waiting) > _HELD else []
+
+    def let_in(self, change: Event | None = None) -> list[Event]:
+        """The waiting tombstones, at the time and position of ``change`` (the change read next,
+        which they go in just before), or of the last change read."""
+        if change is not None:
+            self.last = (change.get("ts"), change["source"].get("position"))
+        ts, position = self.last
+        out = [{**t, "ts": ts, "source": {**t["source"], "position": position}} for t in self.waiting]
+        self.waiting = []
+        return out
 
 
 def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.RecordBatch]:
@@ -840,6 +873,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     held: HeldTombstones[tuple[Any, dict[str, Any]]] = HeldTombstones(_HELD)  # by key schema name: (key, where)
     fields: dict[str, dict[str, Any]] = {}  # the row's columns, as the last change described them
     orphans = [0]  # tombstones passed over: naming no table, following no delete of their key
+    placed = _Placed()  # tombstones placed by their key schema's name, waiting for the next change
 
     def in_the_store(key: Any) -> tuple[str, bool] | None:
         if not stored:
@@ -877,13 +911,14 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
                 tombstone = _after_its_delete(key, where, deletes, fields)
                 table = names.table(key) if tombstone is None else None
                 if table is not None:
-                    tombstone = _by_name(key, where, table, fields)
-                elif tombstone is None and name is not None:  # what it stands for, a change of the name may tell
+                    return placed.add([_by_name(key, where, table, fields)])
+                if tombstone is None and name is not None:  # what it stands for, a change of the name may tell
                     given_up = held.hold(name, (key, where))
-                    return [] if given_up is None else place(given_up, {}, ask=True)
-                elif tombstone is None:
+                    return [] if given_up is None else placed.add(place(given_up, {}, ask=True))
+                if tombstone is None:
                     orphans[0] += 1
-                return [] if tombstone is None else [tombstone]
+                    return []
+                return [*placed.let_in(), tombstone]  # (after those placed before it, at the change before them)
             event = decode_change(value, key, where, mapping, {"key_schema": name} if name else None)
             fields = row_fields(value)
             if event["op"] not in ("event", "truncate"):
@@ -894,13 +929,15 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             key, event = NO_KEY, decode_change(record, NO_KEY, where, mapping)
         if event["op"] == "delete" and event["key"] is not None:
             deletes.remember(key_schema_name(key), event)
-        return [*early, event]
+        placed.waiting.extend(early)  # (held ones go in just before the change of their name too)
+        return [*placed.let_in(event), event]
 
     with source.open() as stream:
         lines = iter_lines(stream, source, report, mapping.max_line_bytes)
         yield from read_records(lines, source, report, NAME, decode)
     rest = Batcher()
-    for event in (e for group in held.groups() for e in place(group, {}, ask=True)):
+    placed.waiting.extend(e for group in held.groups() for e in place(group, {}, ask=True))
+    for event in placed.let_in():
         rest.add(**event)
     if len(rest):
         yield rest.flush()

@@ -192,9 +192,9 @@ def test_tombstones(read_events, write_file) -> None:
     )
     rows, bad = read_events(FORMAT, path)
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
-        (1, "delete", "public.customers", "4", None),  # it waits for line 2, which shows its key schema's table
+        (1, "delete", "public.customers", "4", 1709631000000000),  # it waits for line 2, which shows its table
         (2, "insert", "public.customers", "3", 1709631000000000),
-        (3, "delete", "public.customers", "4", None),  # its key schema is line 2's
+        (3, "delete", "public.customers", "4", 1709631000000000),  # its key schema is line 2's; at line 5's time
         (5, "delete", "public.customers", "6", 1709631000000000),
         (6, "delete", "public.customers", "6", 1709631000000000),
     ]
@@ -245,13 +245,13 @@ def test_a_tombstone_takes_its_table_only_from_what_the_file_shows(
     rows, bad = read_events(FORMAT, path)
     assert bad == []
     assert [(r["source"]["line"], r["op"], r["entity"], r["key"], r["ts"]) for r in rows] == [
-        (1, "delete", "testDB.dbo.customers", "7", None),  # just before the change that shows its table
+        (1, "delete", "testDB.dbo.customers", "7", 1559729468470000),  # just before the change that shows its table
         (2, "insert", "testDB.dbo.customers", "1001", 1559729468470000),
         (3, "insert", "testDB.dbo.customers", "1002", 1559729468470000),
         (4, "delete", "testDB.dbo.customers", "1001", 1559729468470000),
         (5, "delete", "testDB.dbo.customers", "1001", 1559729468470000),
-        (6, "delete", "testDB.dbo.customers", "1002", None),
-    ] + ([(7, "delete", other, "5", None)] if other else [])
+        (6, "delete", "testDB.dbo.customers", "1002", 1559729468470000),  # at the file's last change's time
+    ] + ([(7, "delete", other, "5", 1559729468470000)] if other else [])
 
 
 def test_a_tombstone_before_the_first_change_of_its_key_schemas_name_waits_for_it(
@@ -303,6 +303,66 @@ def test_a_tombstone_before_the_first_change_of_its_key_schemas_name_waits_for_i
         (1, "public.customers", "1"), (3, "public.customers", "5"),
     ]  # fmt: skip
     assert len(source.notes) == 1 and "1 tombstone(s)" in source.notes[0]
+
+
+def test_a_tombstone_placed_by_its_key_schemas_name_is_at_the_change_it_goes_in_before(
+    read_events, write_file, tmp_path
+) -> None:
+    """A tombstone placed by its key schema's name (its delete unknown) takes the time and source
+    position of the change it goes in just before (a held one, of the first change of its name),
+    or, with no change after it, of the file's last change before it: never the ingest's time (an
+    --at-time before the ingest would end its prefix there) nor no position (--at-position would
+    never apply it). It joins no transaction: it is no part of that change's."""
+    import logtool
+
+    def row(table: str, key: int, txid: int, lsn: int, ms: int) -> dict:
+        return {"key": schema_key(f"dbserver1.public.{table}.Key", key),
+                "value": envelope("c", None, {"id": key}, table=table, txId=txid, lsn=lsn, ts_ms=ms)}  # fmt: skip
+
+    def tomb(table: str, key: int) -> dict:
+        return {"key": schema_key(f"dbserver1.public.{table}.Key", key), "value": None}
+
+    day1 = write_file("day1.jsonl", lines(row("customers", 1, 500, 1000, 1709631001000),
+                                          row("orders", 1, 501, 1100, 1709631002000)))  # fmt: skip
+    day2 = write_file("day2.jsonl", lines(
+        row("customers", 2, 600, 2000, 1709631010000),
+        tomb("orders", 1),  # held until the first change of its name, in transaction 600
+        row("orders", 2, 600, 2100, 1709631011000),
+        tomb("customers", 1),  # its name known: before the next change
+        row("customers", 3, 700, 3000, 1709631020000),
+        tomb("customers", 2),  # no change after it: at the last one's
+    ))  # fmt: skip
+    rows, bad = read_events(FORMAT, day2)
+    assert bad == []
+    assert [(r["source"]["line"], r["op"], r["key"], r["ts"], r["source"]["position"], r["txn"] and r["txn"]["id"])
+            for r in rows] == [
+        (1, "insert", "2", 1709631010000000, "0/7D0", "600"),
+        (2, "delete", "1", 1709631011000000, "0/834", None),
+        (3, "insert", "2", 1709631011000000, "0/834", "600"),
+        (4, "delete", "1", 1709631020000000, "0/BB8", None),
+        (5, "insert", "3", 1709631020000000, "0/BB8", "700"),
+        (6, "delete", "2", 1709631020000000, "0/BB8", None),
+    ]  # fmt: skip
+    store = tmp_path / "s"
+    result = logtool.ingest(store, [str(day1), str(day2)])
+    assert result.warnings == []  # none stamped with the ingest's time
+
+    def state(**at: object) -> list[tuple[str, str]]:
+        table = logtool.replay(store, **at).state  # type: ignore[arg-type]
+        return sorted(zip(table.column("entity").to_pylist(), table.column("key").to_pylist(), strict=True))
+
+    head = [("public.customers", "3"), ("public.orders", "2")]
+    assert state() == state(at_time="2024-12-31T00:00:00Z") == state(at_position="0/FFFF") == head
+    assert state(at_position="0/833") == [("public.customers", "1"), ("public.orders", "1")]
+    assert state(at_position="0/834") == [("public.customers", "1"), ("public.customers", "2"), ("public.orders", "2")]
+    assert state(at_time="2024-03-05T09:30:10Z") == [("public.customers", "1"), ("public.orders", "1")]
+    # at the held tombstone's offset (3), transaction 600 goes on after it: it is left out, the tombstone in
+    assert state(at_offset=3) == [("public.customers", "1")]
+    assert state(at_offset=4) == [("public.customers", "1"), ("public.customers", "2"), ("public.orders", "2")]
+    # two stores of the same dumps, ingested apart, hold the same log
+    other = tmp_path / "t"
+    logtool.ingest(other, [str(day1), str(day2)])
+    assert logtool.diff(store, other, by="position").same and logtool.diff(store, other).same
 
 
 def test_a_tombstone_follows_the_delete_of_its_own_topic(read_events, write_file) -> None:
