@@ -1330,34 +1330,60 @@ def _decode(text: str | None) -> Any:
 
 def _encode(value: Any) -> str:
     """A reducer's state as the JSON of its state row: decimals exact, times ISO-8601, tuples and
-    sets as lists (a set sorted), bytes as base64, a float's NaN and infinities as the strings
-    the CDC readers write. Raises TypeError for what JSON cannot hold."""
+    sets as lists (a set in canonical order), bytes as base64, a float's NaN and infinities as the
+    strings the CDC readers write, a dict key as its text (:func:`_key_text`). Raises TypeError
+    for what JSON cannot hold."""
+    return dumps_exact(_plain(value))
 
-    def plain(v: Any) -> Any:
-        if v is None or isinstance(v, str | bool | int):
-            return v
-        if isinstance(v, float):
-            return v if math.isfinite(v) else "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
-        if isinstance(v, Decimal):
-            if not v.is_finite():
-                return str(v)
-            # plain notation (0.00000001, as a numeric column prints it; str() gives 1E-8) where
-            # it stays short, else the exponent
-            plain_ok = v.as_tuple().exponent >= -76 and v.adjusted() < 76  # type: ignore[operator]
-            return RawJSON(format(v, "f") if plain_ok else str(v))
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, set | frozenset):
-            return sorted((plain(x) for x in v), key=dumps_exact)
-        if isinstance(v, dt.datetime | dt.date | dt.time):
-            return v.isoformat()
-        if isinstance(v, bytes | bytearray):
-            return base64.b64encode(v).decode()
-        raise TypeError(f"a {type(v).__name__} has no JSON form")
 
-    return dumps_exact(plain(value))
+def _plain(v: Any) -> Any:
+    """A reducer's state value as the JSON value its state row shows (see :func:`_encode`)."""
+    if v is None or isinstance(v, str | bool | int):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else "NaN" if v != v else "Infinity" if v > 0 else "-Infinity"
+    if isinstance(v, Decimal):
+        if not v.is_finite():
+            return str(v)
+        # plain notation (0.00000001, as a numeric column prints it; str() gives 1E-8) where
+        # it stays short, else the exponent
+        plain_ok = v.as_tuple().exponent >= -76 and v.adjusted() < 76  # type: ignore[operator]
+        return RawJSON(format(v, "f") if plain_ok else str(v))
+    if isinstance(v, dict):
+        return {_key_text(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, set | frozenset):
+        return [_plain(x) for x in _in_canonical_order(v)]
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, bytes | bytearray):
+        return base64.b64encode(v).decode()
+    raise TypeError(f"a {type(v).__name__} has no JSON form")
+
+
+def _in_canonical_order(members: Iterable[Any]) -> list[Any]:
+    """A set's members in an order that does not depend on the process (string hashing changes
+    from one to the next): by their JSON text, then by their text as a key, for members whose JSON
+    is one (2020-01-01 and "2020-01-01"). The order of a set in a state row, as a value or in a key."""
+    return sorted(members, key=lambda x: (dumps_exact(_plain(x)), _key_repr(x)))
+
+
+def _key_text(key: Any) -> str:
+    """A dict key of a reducer's state as its state row writes it: a string as itself, anything
+    else as Python's ``str`` of it (1, True, None, (1, 'a'), 2026-01-01), a frozenset's members
+    in canonical order, however deep in the key it is."""
+    return key if isinstance(key, str) else _key_repr(key) if isinstance(key, tuple | frozenset) else str(key)
+
+
+def _key_repr(key: Any) -> str:
+    """Python's ``repr`` of a dict key, with the members of its frozensets in canonical order."""
+    if isinstance(key, tuple):
+        inner = ", ".join(map(_key_repr, key))
+        return f"({inner},)" if len(key) == 1 else f"({inner})"
+    if isinstance(key, frozenset):
+        return f"frozenset({{{', '.join(map(_key_repr, _in_canonical_order(key)))}}})" if key else "frozenset()"
+    return repr(key)
 
 
 def _typed_dumps(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -1614,6 +1615,40 @@ def test_a_subclass_as_a_dict_key_in_a_reducers_state_is_refused(store: Path, tm
         replay(store, reducer=str(module))
     with pytest.raises(ReducerError, match="in a dict key"):
         snapshot(store, at_offset=0, reducer=str(module))
+
+
+def test_a_set_in_a_dict_key_is_written_in_canonical_order_whatever_the_hash_seed(store: Path, tmp_path: Path) -> None:
+    """A dict key holding a frozenset, however deep, is written with its members in the order a set
+    value takes (Python's own text of it follows string hashing, which changes from one process to
+    the next): the state and its digest are the same in every process, and a snapshot gives the
+    reducer back the very keys."""
+    module = write_module(tmp_path / "tags.py", """
+        def step(state, event):
+            state = state or {}
+            for key in state:  # from a snapshot too: the very keys, not their text
+                assert type(key) in (frozenset, tuple) and key in (WORDS, (1, frozenset({WORDS, "z"}))), key
+            n = event["offset"]
+            return {WORDS: state.get(WORDS, 0) + n, (1, frozenset({WORDS, "z"})): {"a", "b", "c", str(n)}}
+        WORDS = frozenset({"alpha", "beta", "gamma", "delta", "epsilon"})
+        REDUCERS = {"Step": step}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}} for _ in range(4)])
+    code = (
+        "import sys, logtool\n"
+        "r = logtool.replay(sys.argv[1], reducer=sys.argv[2], use_snapshots=False)\n"
+        "print(r.digest, r.state.column('state')[0].as_py())\n"
+    )
+    runs = {subprocess.run([sys.executable, "-c", code, str(store), str(module)], capture_output=True, text=True,
+                           check=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("0", "1", "2", "3", "4")}  # fmt: skip
+    fresh = replay(store, reducer=str(module), use_snapshots=False)
+    state = json.loads(fresh.state.column("state")[0].as_py())
+    assert runs == {f"{fresh.digest} {fresh.state.column('state')[0].as_py()}\n"}
+    assert state == {"frozenset({'alpha', 'beta', 'delta', 'epsilon', 'gamma'})": 6,
+                     "(1, frozenset({'z', frozenset({'alpha', 'beta', 'delta', 'epsilon', 'gamma'})}))": ["3", "a", "b", "c"]}  # fmt: skip
+    snapshot(store, at_offset=1, reducer=str(module))
+    used = replay(store, reducer=str(module))
+    assert used.snapshot == 1 and used.digest == fresh.digest
 
 
 def test_a_helper_beside_the_reducer_counts_in_its_fingerprint(store: Path, tmp_path: Path) -> None:
