@@ -368,7 +368,7 @@ def _as_object(row: Any) -> dict[str, Any] | None:
 
 def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
     """Apply the events in order, as replay does, recording each row before and after."""
-    from .replay import KvFold, _apply_reducer, _encode
+    from .replay import KvFold, _apply_reducer, state_json
 
     steps: list[_Step] = []
     # A rolled-back transaction's events change nothing, as replay leaves them out (only CDC
@@ -388,7 +388,7 @@ def _fold(events: list[_Event], module: ReducerModule | None) -> list[_Step]:
                     "data": ev.data, "meta": ev.meta_text,
                 })  # fmt: skip
             # A reducer may change its state in place: keep a JSON copy of each state.
-            after = None if states.get(slot) is None else loads_exact(_encode(states[slot]))
+            after = None if states.get(slot) is None else loads_exact(state_json(states[slot], *slot))
             steps.append(_Step(ev, slot, slot, plain.get(slot), after))
             plain[slot] = after
         return steps

@@ -44,6 +44,7 @@ from .formats.base import (
     RawNumber,
     dumps_exact,
     given_key,
+    json_string,
     loads_exact,
     parse_ts,
     position_kind,
@@ -1332,8 +1333,31 @@ def _encode(value: Any) -> str:
     """A reducer's state as the JSON of its state row: decimals exact, times ISO-8601, tuples and
     sets as lists (a set in canonical order), bytes as base64, a float's NaN and infinities as the
     strings the CDC readers write, a dict key as its text (:func:`_key_text`). Raises TypeError
-    for what JSON cannot hold."""
+    for what JSON cannot hold, _SameKeyText for two keys of one dict written as one text."""
     return dumps_exact(_plain(value))
+
+
+def state_json(state: Any, entity: str, key: str | None) -> str:
+    """The JSON of the state row of a reducer's state (:func:`_encode`); a ReducerError naming the
+    key where it has none."""
+    try:
+        return _encode(state)
+    except (TypeError, ValueError) as err:
+        raise _unstorable(err, entity, key) from None
+
+
+def _unstorable(err: Exception, entity: str, key: str | None) -> ReducerError:
+    return ReducerError(
+        f"the state the reducers left for key {key} of {entity} cannot be stored: {err}",
+        "the state row writes a dict key as its text (1 and '1' both as \"1\"): keep such keys apart, in dicts "
+        "of their own or as one type" if isinstance(err, _SameKeyText) else
+        "reducers return plain values: dict, list, tuple, set, str, int, float, bool, None, Decimal, date, time, "
+        "datetime, bytes (a Counter or another subclass: make it a dict, or a list...)",
+    )  # fmt: skip
+
+
+class _SameKeyText(ValueError):
+    """Two keys of one dict of a reducer's state would be written as the same text."""
 
 
 def _plain(v: Any) -> Any:
@@ -1350,7 +1374,17 @@ def _plain(v: Any) -> Any:
         plain_ok = v.as_tuple().exponent >= -76 and v.adjusted() < 76  # type: ignore[operator]
         return RawJSON(format(v, "f") if plain_ok else str(v))
     if isinstance(v, dict):
-        return {_key_text(k): _plain(x) for k, x in v.items()}
+        out: dict[str, Any] = {}
+        first: dict[str, Any] = {}  # the key each text was written for
+        for k, x in v.items():
+            text = _key_text(k)
+            if text in first:
+                raise _SameKeyText(
+                    f"its dict keys {_key_repr(first[text])} and {_key_repr(k)} would both be written {json_string(text)}"
+                )
+            first[text] = k
+            out[text] = _plain(x)
+        return out
     if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
     if isinstance(v, set | frozenset):
@@ -1492,15 +1526,11 @@ def _replay_python(
     live = [(e, k, s) for (e, k), s in states.items() if s is not None]
     texts, typed_texts = [], []
     for e, k, s in live:
+        texts.append(state_json(s, e, k))
         try:
-            texts.append(_encode(s))
             typed_texts.append(_typed_dumps(s))
         except (TypeError, ValueError) as err:
-            raise ReducerError(
-                f"the state the reducers left for key {k} of {e} cannot be stored: {err}",
-                "reducers return plain values: dict, list, tuple, set, str, int, float, bool, None, Decimal, date, time, "
-                "datetime, bytes (a Counter or another subclass: make it a dict, or a list...)",
-            ) from None
+            raise _unstorable(err, e, k) from None
     table = pa.table({"entity": [r[0] for r in live], "key": [r[1] for r in live], "state": texts}, schema=_state_schema())
     typed_table = pa.table({"entity": [r[0] for r in live], "key": [r[1] for r in live], "typed": typed_texts})
     from . import engine
