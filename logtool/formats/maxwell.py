@@ -19,10 +19,10 @@
   key). Where the row does not tell the key columns apart, the columns an earlier record of the
   table told are taken; else a lone ``primary_key`` value is the key as it is, unchanged where
   one of the columns that could hold it kept its value, moved where all of them changed from one
-  value, and a bad record where they changed from several. Without ``--key-field``, a table's
-  rows stay in one key space, as its first row in the input went in (see ``Tables``): without a
-  key where it went in without one (or the store's rows of the table did), by the columns it was
-  keyed by after an ALTER changed the primary key.
+  value, and a bad record where they changed from several. Without ``--key-field``, a table
+  whose first row in the input went in without a key (or whose rows in the store did) stays
+  without one; a keyed table follows its primary key, a renamed key column keeping the key, and
+  a key of other values warned of (see ``Tables``).
 - ``data``: the row (Maxwell writes whole rows). An update's ``old`` holds the previous values
   of the columns that changed, so ``before`` is the row with ``old`` laid over it, and a column
   named in ``old`` but missing from ``data`` (``output_nulls=false``) was set to null. A delete's
@@ -141,7 +141,7 @@ def decode_record(
     changed = old if kind == "update" else {}
     key, prev_key, names = _keys(record, row, changed, mapping, entity, tables)
     if tables is not None and not mapping.keys_for(entity):
-        key, prev_key = tables.keep(entity, key, prev_key, names, row, changed)
+        key, prev_key = tables.keep(entity, key, prev_key, names, row, changed, where.get("line"))
     if kind == "update":
         row = {**row, **{column: None for column in old if column not in row}}
     meta = {k: v for k, v in record.items() if k not in _COLUMNS} | extra
@@ -287,25 +287,32 @@ class Tables:
     """What the records of one input told of their tables: their key columns, for the rows that
     do not carry their key (Maxwell's default output), and how their rows went in.
 
-    A table's rows go in as its first row in the input went: keyed by the columns its key was of,
-    or without a key. Keying the later rows otherwise would put them out of reach of the earlier
-    rows' updates and deletes: rows that went in without a key (before anything in the input
-    told the key, or, in the store, by an earlier ingest) are a multiset, which no key finds, and
-    a key of other columns (after an ALTER changed the primary key) is another key. A table-create
-    or a rename's new name starts afresh (the table is new: no row of it was read before), as
-    does a table-drop, which empties the table.
+    A table whose first rows in the input went in without a key stays without one to the end of
+    the input: rows that went in without a key (before anything in the input told the key, or,
+    in the store, by an earlier ingest) are a multiset, which no key finds, so keying the later
+    rows would put them out of reach of the earlier rows' updates and deletes. A keyed table
+    follows its primary key as each row's record or its table's last DDL record states it: a
+    renamed key column keeps the key (its values, under the names the rows went in by); a key of
+    other values (widened, narrowed, another column) starts another key space, which the rows
+    keyed before it are not in, and is warned of: keeping the old key would give rows the new key
+    tells apart one key. A table-create or a rename's new name starts afresh (the table is new: no
+    row of it was read before), as does a table-drop, which empties the table.
     """
 
     def __init__(self, source: Source | None = None) -> None:
         # each table's key columns, as its last DDL record stated them (() for none) or a record told them
         self.columns: dict[str, tuple[str, ...]] = {}
-        # how each table's rows go in, as its first in the input went: by these columns; () without
-        # a key; None by lone primary_key values whose column no record told
+        # how each table's rows go in: keyed by its key columns, their values under these names
+        # (the columns' names when the key space started: a rename keeps them); () without a key;
+        # None by lone primary_key values whose column no record told
         self._keyed: dict[str, tuple[str, ...] | None] = {}
+        self._now: dict[str, tuple[str, ...]] = {}  # the key columns by their names now, as _keyed orders them
+        self._seen: dict[str, frozenset[str]] = {}  # the columns of each table's last row
         self._afresh: set[str] = set()  # created, renamed to or dropped in the input
         self._source = source
         self._store: set[str] | None = None  # the entities whose rows in the store went in without a key
         self.keyless: dict[str, str] = {}  # the tables whose rows went in without a key though they may have one: why
+        self.rekeyed: list[tuple[str, tuple[str, ...], tuple[str, ...], int | None]] = []  # (table, from, to, line)
 
     def ddl(self, kind: str, entity: str, record: dict[str, Any]) -> None:
         """Learn what a table's DDL record tells: its primary key (``def.primary-key``), and under
@@ -334,35 +341,46 @@ class Tables:
         names: tuple[str, ...] | None,
         row: dict[str, Any],
         old: dict[str, Any],
+        line: int | None = None,
     ) -> tuple[str | None, str | None]:
         """A row's key and previous key (``_keys``, of the columns ``names``) as its table's rows
-        go in."""
+        go in. ``line`` is the record's, for the warning of a key change."""
+        seen, self._seen[entity] = self._seen.get(entity, frozenset()), frozenset(row)
         if entity not in self._keyed:  # the table's first row in the input
             stored = key is not None and entity not in self._afresh and entity in self._keyless_in_store()
             self._keyed[entity] = () if key is None or stored else names
+            self._now[entity] = names or ()
             if stored:
                 self.keyless[entity] = "store"
-        keyed = self._keyed[entity]
-        if keyed == ():
-            kept: tuple[str | None, str | None] = (None, None)
-        elif keyed is None or names == keyed:
-            self._keyed[entity] = names or keyed
-            kept = key, prev_key
-        elif all(n in row for n in keyed):  # its key columns changed: the rows keep the key they went in by
-            kept_key = row_key(row, keyed)
-            kept = kept_key, _moved_from(kept_key, keyed, row, old)
-        else:
-            raise ValueError(
-                f"{entity}'s rows went in keyed by {', '.join(keyed)}, its primary key when its first row in the input"
-                " was read, and this row does not hold them: a table's rows keep one key in an input; pass --key-field"
-                f" {entity}:COLUMN, a column all its rows hold"
-            )
-        if kept[0] is None and self.keyless.get(entity) != "store":
+        labels, now = self._keyed[entity], self._now[entity]
+        if key is None and labels != ():  # the primary key was dropped: the rows after it go in without one
+            if labels:
+                self.rekeyed.append((entity, now, (), line))
+            self._keyed[entity] = labels = ()
+        if labels == ():
+            return self._keyless(entity, key)
+        if not names:  # (a lone primary_key value, its column untold, is its own text)
+            return key, prev_key
+        if labels is None or (names != now and not _renamed(now, names, row, seen)):
+            if labels is not None:
+                self.rekeyed.append((entity, now, names, line))
+            self._keyed[entity] = self._now[entity] = labels = names
+        self._now[entity] = names
+        if labels == names:
+            return key, prev_key
+        # a renamed key column: its values, under the name the table's rows went in by
+        kept = key_text([row[n] for n in names], labels)
+        before = {**row, **old}
+        moved = key_text([before[n] for n in names], labels) if any(n in old for n in names) else None
+        return kept, moved if moved != kept else None
+
+    def _keyless(self, entity: str, key: str | None) -> tuple[None, None]:
+        if self.keyless.get(entity) != "store":
             if key is not None or self.columns.get(entity):
                 self.keyless[entity] = "late"
             elif self.columns.get(entity) != ():  # (a table whose DDL states no primary key has no key to miss)
                 self.keyless.setdefault(entity, "none")
-        return kept
+        return None, None
 
     def _keyless_in_store(self) -> set[str]:
         if self._store is None:
@@ -371,12 +389,30 @@ class Tables:
         return self._store
 
     def notes(self, source: Source) -> None:
-        """Say, once per table, which tables' rows went in without a key, why, and how to key them."""
+        """Say, once per table, which tables' rows went in without a key, why, and how to key them;
+        and where a table's primary key changed to one of other values."""
+        for entity, before, after, line in self.rekeyed:
+            at = f"{source.name}:{line}" if line is not None else source.name
+            source.notes.append(
+                f"{at}: {entity}'s primary key changed from ({', '.join(before)}) to ({', '.join(after) or 'none'}): "
+                f"its rows keyed by ({', '.join(before)}) before it are not found by the updates and deletes after it, "
+                "and replay keeps them as they were; to key all its rows by one key, ingest the input into a new "
+                f"store with --key-field {entity}:COLUMN for each column of a key all its rows hold"
+            )
         for entity, why in self.keyless.items():
             source.notes.append(
                 f"{source.name}: {entity} went in without a key ({_WHY[why]}): replay keeps its rows as a multiset, "
                 f"which no key finds; {keyless_hint(entity, NAME)}"
             )
+
+
+def _renamed(now: tuple[str, ...], names: tuple[str, ...], row: dict[str, Any], seen: frozenset[str]) -> bool:
+    """Whether a table's key columns ``now`` became ``names`` by renames: as many, each either
+    the same or gone from the row, in place of one its last row did not have (a key of the same
+    values, under new names)."""
+    return len(names) == len(now) and all(
+        n == c or (c not in row and n not in seen and n not in now) for c, n in zip(now, names, strict=True)
+    )
 
 
 _WHY = {

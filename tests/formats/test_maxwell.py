@@ -376,48 +376,102 @@ def test_a_table_keyed_only_after_its_first_rows_stays_keyless(write_file, tmp_p
     assert [w.split(": ", 1)[1].split(": replay")[0] for w in result.warnings] == [f"shop.u {late}", f"shop.v {late}"]
 
 
-def test_a_primary_key_changed_by_an_alter_keeps_the_key_the_rows_went_in_by(read_events, write_file) -> None:
-    """Where an ALTER changes a table's primary key after its rows went in keyed, its rows keep the
-    key they went in by (Maxwell writes whole rows, so its columns are still there), whether the
-    DDL or primary_key_columns tell the key; a row that no longer holds those columns is a bad
-    record; a table-create starts its table afresh."""
+def test_a_primary_key_changed_by_an_alter_keys_the_rows_after_it_and_is_warned_of(
+    read_events, write_file, tmp_path
+) -> None:
+    """A keyed table follows its primary key as the DDL or primary_key_columns state it at each
+    row: after an ALTER that widens, narrows or moves the key, two rows the new key tells apart
+    never share a key (keeping the old one, the second insert overwrote the first, and the delete
+    of one removed the other); the rows keyed before it are not found under the new key, which a
+    warning says, naming the table and the line of the first row keyed anew; a row need not hold
+    the old key's columns (dropped), and a dropped primary key is warned of as well."""
+    import logtool
+
     rows_ = [
-        _ddl("table-create", "lines", ["order_id", "line"]),
-        record(table="lines", data={"order_id": 1, "line": 1, "sku": "A"}),
-        record(table="lines", data={"order_id": 1, "line": 2, "sku": "B"}),
-        record(table="lines", type="update", data={"order_id": 1, "line": 3, "sku": "B"}, old={"line": 2}),
-        _ddl("table-alter", "lines", ["sku"]),
-        record(table="lines", type="update", data={"order_id": 1, "line": 1, "sku": "A2"}, old={"sku": "A"}),
-        record(table="lines", type="delete", data={"order_id": 1, "line": 3, "sku": "B"}),
+        _ddl("table-create", "t", ["id"]),
+        record(table="t", data={"id": 1, "region": "eu", "v": 1}),
+        _ddl("table-alter", "t", ["id", "region"]),  # ... DROP PRIMARY KEY, ADD PRIMARY KEY (id, region)
+        record(table="t", data={"id": 1, "region": "us", "v": 2}),
+        record(table="t", data={"id": 2, "region": "us", "v": 3}),
+        record(table="t", type="delete", data={"id": 1, "region": "us", "v": 2}),
+        _ddl("table-alter", "t", ["v"]),  # ... DROP COLUMN region, ADD PRIMARY KEY (v)
+        record(table="t", type="update", data={"id": 2, "v": 4}, old={"v": 3}),
+        _ddl("table-alter", "t", []),  # ... DROP PRIMARY KEY
+        record(table="t", data={"id": 5, "v": 5}),
     ]
-    keys = [None, '{"order_id":1,"line":1}', '{"order_id":1,"line":2}', '{"order_id":1,"line":3}', None,
-            '{"order_id":1,"line":1}', '{"order_id":1,"line":3}']  # fmt: skip
-    moved = [None, None, None, '{"order_id":1,"line":2}', None, None, None]
-    rows, bad = read_events(FORMAT, write_file("pk.jsonl", "".join(json.dumps(r) + "\n" for r in rows_)))
+    keys = [None, "1", None, '{"id":1,"region":"us"}', '{"id":2,"region":"us"}', '{"id":1,"region":"us"}', None,
+            "4", None, None]  # fmt: skip
+    moved = [None] * 7 + ["3", None, None]
+    path = write_file("pk.jsonl", "".join(json.dumps(r) + "\n" for r in rows_))
+    rows, bad = read_events(FORMAT, path)
     assert bad == [] and [(r["key"], r["prev_key"]) for r in rows] == list(zip(keys, moved, strict=True))
 
-    # output_primary_keys with output_primary_key_columns: primary_key_columns names the new key
+    # output_primary_keys with output_primary_key_columns, and no DDL: primary_key_columns names the key
     def told(r: dict) -> dict:
-        if "data" not in r:
-            return r
-        columns = ["sku"] if r["data"]["sku"] == "A2" or r["type"] == "delete" else ["order_id", "line"]
+        columns = ["id"] if r["data"]["v"] == 1 else ["v"] if r["type"] == "update" else ["id", "region"]
         return r | {"primary_key_columns": columns, "primary_key": [r["data"][c] for c in columns]}
 
-    rows, bad = read_events(FORMAT, write_file("pkc.jsonl", "".join(json.dumps(told(r)) + "\n" for r in rows_)))
+    rows, bad = read_events(FORMAT, write_file("pkc.jsonl", "".join(json.dumps(told(r)) + "\n" for r in rows_[:8]
+                                                                   if "data" in r)))  # fmt: skip
+    assert bad == [] and [(r["key"], r["prev_key"]) for r in rows] == [(k, m) for k, m in zip(keys, moved, strict=True)
+                                                                       if k is not None][:5]  # fmt: skip
+
+    result = logtool.ingest(tmp_path / "s", [str(path)])
+    assert [w.split(": replay")[0] for w in result.warnings] == [
+        f"{path}:4: shop.t's primary key changed from (id) to (id, region): its rows keyed by (id) before it are not "
+        "found by the updates and deletes after it, and replay keeps them as they were; to key all its rows by one "
+        "key, ingest the input into a new store with --key-field shop.t:COLUMN for each column of a key all its "
+        "rows hold",
+        f"{path}:8: shop.t's primary key changed from (id, region) to (v): its rows keyed by (id, region) before it "
+        "are not found by the updates and deletes after it, and replay keeps them as they were; to key all its rows "
+        "by one key, ingest the input into a new store with --key-field shop.t:COLUMN for each column of a key all "
+        "its rows hold",
+        f"{path}:10: shop.t's primary key changed from (v) to (none): its rows keyed by (v) before it are not found "
+        "by the updates and deletes after it, and replay keeps them as they were; to key all its rows by one key, "
+        "ingest the input into a new store with --key-field shop.t:COLUMN for each column of a key all its rows hold",
+    ]
+    state = {(r["key"], r["state"]) for r in logtool.replay(str(tmp_path / "s")).state.to_pylist()}
+    assert state == {("1", '{"id":1,"region":"eu","v":1}'), ('{"id":2,"region":"us"}', '{"id":2,"region":"us","v":3}'),
+                     ("4", '{"id":2,"v":4}'), (None, '{"id":5,"v":5}')}  # fmt: skip
+
+
+def test_a_renamed_primary_key_column_keeps_the_key(read_events, write_file, tmp_path) -> None:
+    """A key column renamed by an ALTER (CHANGE id uid, the old column gone from the rows after
+    it, the new one new to them) keeps the key: its values, under the names the table's rows went
+    in by, so the updates and deletes after it find the rows before it, whether the DDL or
+    primary_key_columns tell the key; nothing is warned of."""
+    import logtool
+
+    rows_ = [
+        _ddl("table-create", "t", ["id"]),
+        record(table="t", data={"id": 1, "v": 1}),
+        _ddl("table-alter", "t", ["uid"]),  # ALTER TABLE t CHANGE id uid int
+        record(table="t", type="update", data={"uid": 1, "v": 2}, old={"v": 1}),
+        record(table="t", data={"uid": 2, "v": 3}),
+        _ddl("table-create", "lines", ["order_id", "line"]),
+        record(table="lines", data={"order_id": 1, "line": 1, "sku": "A"}),
+        _ddl("table-alter", "lines", ["oid", "line"]),  # ... RENAME COLUMN order_id TO oid
+        record(table="lines", type="update", data={"oid": 1, "line": 2, "sku": "A"}, old={"line": 1}),
+        record(table="lines", type="delete", data={"oid": 1, "line": 2, "sku": "A"}),
+    ]
+    keys = [None, "1", None, "1", "2", None, '{"order_id":1,"line":1}', None, '{"order_id":1,"line":2}',
+            '{"order_id":1,"line":2}']  # fmt: skip
+    moved = [None] * 8 + ['{"order_id":1,"line":1}', None]
+    path = write_file("rename.jsonl", "".join(json.dumps(r) + "\n" for r in rows_))
+    rows, bad = read_events(FORMAT, path)
     assert bad == [] and [(r["key"], r["prev_key"]) for r in rows] == list(zip(keys, moved, strict=True))
 
-    rows, bad = read_events(FORMAT, write_file("gone.jsonl", "".join(json.dumps(r) + "\n" for r in [
-        *rows_[:4],
-        _ddl("table-alter", "lines", ["sku"]),  # ... DROP COLUMN line
-        record(table="lines", data={"order_id": 2, "sku": "C"}),
-        _ddl("table-create", "lines", ["sku"]),  # (dropped, and created anew)
-        record(table="lines", data={"order_id": 2, "sku": "C"}),
-    ])))  # fmt: skip
-    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
-        (6, "shop.lines's rows went in keyed by order_id, line, its primary key when its first row in the input was "
-            "read, and this row does not hold them")
-    ]  # fmt: skip
-    assert rows[-1]["key"] == "C"
+    def told(r: dict) -> dict:
+        columns = [c for c in ("id", "uid", "order_id", "oid", "line") if c in r["data"]]
+        return r | {"primary_key_columns": columns, "primary_key": [r["data"][c] for c in columns]}
+
+    rows, bad = read_events(FORMAT, write_file("pkc.jsonl", "".join(json.dumps(told(r)) + "\n" for r in rows_
+                                                                   if "data" in r)))  # fmt: skip
+    assert bad == [] and [r["key"] for r in rows] == [k for k in keys if k is not None]
+
+    result = logtool.ingest(tmp_path / "s", [str(path)])
+    assert result.warnings == []
+    assert [(e, k) for e, k, _ in _state(tmp_path / "s")] == [("shop.t", "1"), ("shop.t", "2")]
 
 
 def test_a_table_whose_rows_in_the_store_went_in_keyless_stays_keyless(write_file, tmp_path) -> None:
@@ -470,3 +524,4 @@ def test_a_rename_states_the_key_of_the_new_table(read_events, write_file) -> No
     assert [(r["entity"], r["key"], r["prev_key"]) for r in rows if r["op"] != "event"] == [
         ("shop.orders", "1", None), ("shop.orders2", "2", None), ("archive.orders", "4", "2"),
     ]
+
