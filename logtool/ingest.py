@@ -254,7 +254,7 @@ def _ingest_one(
         con=con,
     )
     source.store_topics = partial(_debezium_topics, store)
-    source.store_keyless = partial(_keyless_entities, store)
+    source.store_keys = partial(_keyed_entities, store)
     source.store_key_names = partial(_debezium_key_names, store)
     try:
         for batch in fmt.read(source, mapping, report):
@@ -330,21 +330,26 @@ def _debezium_topics(store: Store, topics: list[str]) -> dict[str, tuple[str, bo
     return {topic: (entity, bool(mongodb)) for topic, entity, mongodb in rows}
 
 
-def _keyless_entities(store: Store) -> set[str]:
+def _keyed_entities(store: Store) -> tuple[set[str], set[str]]:
     """The entities whose rows in the store (since their last truncate) went in without a key,
-    some or all. (A reader that could key an entity's rows asks it: they go in keyless as well,
-    in one multiset with those, for their updates and deletes to find them.)"""
+    some or all, and those of which some went in keyed. (A reader that could key an entity's rows
+    asks it: they go in keyless as well where the store's did, in one multiset with those, for
+    their updates and deletes to find them; where rows go in keyless beside keyed ones, it says
+    so.)"""
     from .query import events_connection
 
     if not store.state().segments:
-        return set()
+        return set(), set()
     rows = events_connection(store).execute(
         """WITH cut AS (SELECT entity, max("offset") AS at FROM events WHERE op = 'truncate' GROUP BY entity)
-           SELECT DISTINCT e.entity FROM events e LEFT JOIN cut USING (entity)
-           WHERE e.key IS NULL AND e.op IN ('insert', 'read', 'upsert', 'update', 'patch', 'delete')
-             AND e."offset" > coalesce(cut.at, -1)"""
+           SELECT e.entity, bool_or(e.key IS NULL), bool_or(e.key IS NOT NULL)
+           FROM events e LEFT JOIN cut USING (entity)
+           WHERE e.op IN ('insert', 'read', 'upsert', 'update', 'patch', 'delete') AND e."offset" > coalesce(cut.at, -1)
+           GROUP BY e.entity"""
     ).fetchall()
-    return {entity for (entity,) in rows}
+    return {entity for entity, keyless, _ in rows if keyless}, {entity for entity, _, keyed in rows if keyed}
+
+
 def _debezium_key_names(store: Store) -> list[tuple[str, str, bool]]:
     """The names of the record key schemas of the Debezium changes earlier ingests of keyed dumps
     read, each with its changes' entity and whether they came from the MongoDB connector. (A

@@ -154,8 +154,9 @@ class Source:
         # Kafka topics, the entity of the Debezium changes earlier ingests read from each, and
         # whether they came from the MongoDB connector
         self.store_topics: Callable[[list[str]], dict[str, tuple[str, bool]]] | None = None
-        # and the entities whose rows (since their last truncate) went in without a key
-        self.store_keyless: Callable[[], set[str]] | None = None
+        # and the entities whose rows (since their last truncate) went in without a key, some or
+        # all, and those of which some went in keyed
+        self.store_keys: Callable[[], tuple[set[str], set[str]]] | None = None
         # ... and the names of the record key schemas of the Debezium changes earlier ingests of
         # keyed dumps read, each with its changes' entity and whether they came from the MongoDB connector
         self.store_key_names: Callable[[], list[tuple[str, str, bool]]] | None = None

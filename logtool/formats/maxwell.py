@@ -310,7 +310,7 @@ class Tables:
         self._seen: dict[str, frozenset[str]] = {}  # the columns of each table's last row
         self._afresh: set[str] = set()  # created, renamed to or dropped in the input
         self._source = source
-        self._store: set[str] | None = None  # the entities whose rows in the store went in without a key
+        self._store: tuple[set[str], set[str]] | None = None  # the store's entities with keyless rows, keyed rows
         self.keyless: dict[str, str] = {}  # the tables whose rows went in without a key though they may have one: why
         self.rekeyed: list[tuple[str, tuple[str, ...], tuple[str, ...], int | None]] = []  # (table, from, to, line)
 
@@ -347,7 +347,7 @@ class Tables:
         go in. ``line`` is the record's, for the warning of a key change."""
         seen, self._seen[entity] = self._seen.get(entity, frozenset()), frozenset(row)
         if entity not in self._keyed:  # the table's first row in the input
-            stored = key is not None and entity not in self._afresh and entity in self._keyless_in_store()
+            stored = key is not None and entity not in self._afresh and entity in self._in_store()[0]
             self._keyed[entity] = () if key is None or stored else names
             self._now[entity] = names or ()
             if stored:
@@ -382,10 +382,12 @@ class Tables:
                 self.keyless.setdefault(entity, "none")
         return None, None
 
-    def _keyless_in_store(self) -> set[str]:
+    def _in_store(self) -> tuple[set[str], set[str]]:
+        """The entities whose rows in the store (since their last truncate) went in without a key,
+        some or all, and those of which some went in keyed: asked of the store once."""
         if self._store is None:
-            ask = self._source.store_keyless if self._source is not None else None
-            self._store = ask() if ask is not None else set()
+            ask = self._source.store_keys if self._source is not None else None
+            self._store = ask() if ask is not None else (set(), set())
         return self._store
 
     def notes(self, source: Source) -> None:
@@ -400,6 +402,16 @@ class Tables:
                 f"store with --key-field {entity}:COLUMN for each column of a key all its rows hold"
             )
         for entity, why in self.keyless.items():
+            if why == "none" and entity not in self._afresh and entity in self._in_store()[1]:
+                source.notes.append(
+                    f"{source.name}: {entity} went in without a key (its records carry no primary_key, which Maxwell "
+                    "leaves out by default, and no DDL record before them in the input states its primary key, while "
+                    "the store holds rows of it that went in keyed, as a DDL record of an earlier input stated it): "
+                    "its updates and deletes here do not find those rows, and replay keeps this input's rows as a "
+                    f"multiset; ingest an input that lacks its DDL with --key-field {entity}:COLUMN (its key column, "
+                    "as the store's rows of it are keyed): this one, into a new store, after the inputs before it"
+                )
+                continue
             source.notes.append(
                 f"{source.name}: {entity} went in without a key ({_WHY[why]}): replay keeps its rows as a multiset, "
                 f"which no key finds; {keyless_hint(entity, NAME)}"

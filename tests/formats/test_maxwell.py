@@ -525,3 +525,33 @@ def test_a_rename_states_the_key_of_the_new_table(read_events, write_file) -> No
         ("shop.orders", "1", None), ("shop.orders2", "2", None), ("archive.orders", "4", "2"),
     ]
 
+
+def test_rows_keyless_beside_keyed_rows_in_the_store_are_said_to_be(write_file, tmp_path) -> None:
+    """Where a table's rows go in without a key while the store holds rows of it that went in
+    keyed (Maxwell's stream cut into files, the DDL only in the first), the warning says so and
+    names --key-field for such an input, instead of blaming only the input's missing DDL; a table
+    the store holds no keyed rows of is warned of as before."""
+    import logtool
+
+    first = write_file("first.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        _ddl("table-create", "u", ["id"]),
+        record(table="u", data={"id": 1, "name": "ann"}),
+    ]))  # fmt: skip
+    second = write_file("second.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        record(table="u", type="update", data={"id": 1, "name": "anne"}, old={"name": "ann"}),
+        record(table="w", data={"id": 1}),
+    ]))  # fmt: skip
+    logtool.ingest(tmp_path / "s", [str(first)])
+    result = logtool.ingest(tmp_path / "s", [str(second)])
+    assert result.warnings == [
+        f"{second}: shop.u went in without a key (its records carry no primary_key, which Maxwell leaves out by "
+        "default, and no DDL record before them in the input states its primary key, while the store holds rows of "
+        "it that went in keyed, as a DDL record of an earlier input stated it): its updates and deletes here do not "
+        "find those rows, and replay keeps this input's rows as a multiset; ingest an input that lacks its DDL with "
+        "--key-field shop.u:COLUMN (its key column, as the store's rows of it are keyed): this one, into a new store, "
+        "after the inputs before it",
+        f"{second}: shop.w went in without a key (its records carry no primary_key, which Maxwell leaves out by "
+        "default, and no DDL record before them in the input states its primary key): replay keeps its rows as a "
+        "multiset, which no key finds; if it has a key, ingest the input into a new store with --key-field "
+        "shop.w:COLUMN (its key column), or run Maxwell with output_primary_keys and output_primary_key_columns",
+    ]
