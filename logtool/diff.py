@@ -1619,8 +1619,8 @@ def _csv_header(spec: Any) -> tuple[str, list[str] | None, bool]:
     delim = delimiter(first)
     fields = first.rstrip("\r\n").split("\t")
     tsv = _TSV.search(str(spec)) is not None
-    if tsv and not any(d in first for d in DELIMITERS):
-        delim = "\t"  # one column
+    if tsv and ("\t" in first or not any(d in first for d in DELIMITERS)):
+        delim = "\t"  # (one column, or names holding a comma: COPY's text format writes them bare)
     text = tsv and delim == "\t" and not any(f.strip().startswith('"') for f in fields)
     names = header_names(str(spec), fields if text else next(csv.reader([first], delimiter=delim), []))
     return delim, names if all(names) else None, text

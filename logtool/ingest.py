@@ -17,6 +17,7 @@ from .errors import InputError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source, check_fields_seen
 from .formats.parquet import holds_events
+from .schema import CDC_FORMATS
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
 from .store import Store, file_sha256
 
@@ -266,7 +267,8 @@ def _ingest_one(
                 keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
         check_fields_seen(source, mapping, res.ingested)
         entries = writer.close()
-        if 0 < writer.stamped < res.ingested:  # (a source that gives no time at all stamps them all: no news)
+        # (a JSON-lines file without --ts-field stamps them all: no news; a CDC file's events carry times)
+        if 0 < writer.stamped and (writer.stamped < res.ingested or fmt.name in CDC_FORMATS):
             source.notes.append(
                 f"{source.name}: {writer.stamped} event(s) have no time in the source (the first at line "
                 f"{writer.first_stamped}) and carry the time of this ingest: a replay --at-time before it ends its "

@@ -956,6 +956,13 @@ def test_a_tsv_dump_is_read_in_postgresqls_copy_text_format(tmp_path: Path) -> N
     assert diff(tmp_path / "one.tsv.gz", tmp_path / "one.csv").same
 
 
+def test_a_tsv_dump_is_split_on_tabs_even_where_a_name_holds_a_comma(tmp_path: Path) -> None:
+    """COPY's text format writes a column name holding a comma bare: the fields are still tabs'."""
+    (tmp_path / "c.tsv").write_text("id\tname,full\n1\tx\n")
+    (tmp_path / "c.csv").write_text('id,"name,full"\n1,x\n')
+    assert diff(tmp_path / "c.tsv", tmp_path / "c.csv", key_columns=["id"]).same
+
+
 def test_a_tab_separated_dump_with_csv_quoting_is_read_as_csv(tmp_path: Path) -> None:
     """COPY's CSV with a tab delimiter: named .csv, or a .tsv whose header quotes a name, is CSV
     (`""` the empty string, an empty field NULL); a .tsv otherwise is COPY's text format."""

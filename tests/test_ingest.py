@@ -310,6 +310,19 @@ def test_events_without_a_time_among_timed_ones_are_warned_of(cli: Cli, new_stor
     plain.write_text('{"id":1}\n{"id":2}\n')
     r = cli("ingest", new_store("b"), plain, "--key-field", "id")
     assert r.code == 0 and "no time in the source" not in r.err
+    # a change-data-capture file whose events all lack one (a Debezium dump of tombstones alone) is warned of too
+    key = {"schema": {"type": "struct", "name": "srv.inventory.customers.Key",
+                      "fields": [{"field": "id", "type": "int32", "optional": False}]}, "payload": {"id": 1}}  # fmt: skip
+    source = {"connector": "postgresql", "db": "inventory", "schema": "inventory", "table": "customers",
+              "ts_ms": 1700000000000, "lsn": 100, "txId": 1}  # fmt: skip
+    changes, tombstones = tmp_path / "changes.jsonl", tmp_path / "tombstones.jsonl"
+    changes.write_text(json.dumps({"key": key, "value": {"before": None, "after": {"id": 1}, "source": source, "op": "c",
+                                                         "ts_ms": 1}}) + "\n")  # fmt: skip
+    tombstones.write_text(json.dumps({"key": key, "value": None}) + "\n")
+    store = new_store("c")
+    assert cli("ingest", store, changes).code == 0
+    r = cli("ingest", store, tombstones, "--format", "debezium")
+    assert r.code == 0 and f"warning: {tombstones}: 1 event(s) have no time in the source" in r.err
 
 
 def test_default_op_is_upsert_and_event_with_type_field(

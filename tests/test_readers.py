@@ -378,6 +378,10 @@ def test_the_damage_hint_names_the_entity_the_file_name_gives(
     for options in (("--entity", "x"), ("--entity-field", "t"), ("--format", "debezium")):
         r = cli("ingest", store, f, "--key-field", "id", *options)
         assert r.code == 2 and f"`zcat '{f}' | logtool ingest STORE - ...`" in " ".join(r.err.split())
+    # read from stdin there is no file to name: the hint says to pipe the same stream, and to name the entity
+    r = cli("ingest", store, "-", "--key-field", "id", input=f.read_bytes())
+    assert r.code == 2 and ("by piping the same stream through `zcat` into `logtool ingest STORE - --entity NAME ...`"
+                            in " ".join(r.err.split()))  # fmt: skip
 
 
 def test_a_binary_file_is_not_taken_for_csv(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:

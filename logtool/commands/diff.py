@@ -25,8 +25,8 @@ class Align(StrEnum):
 
 
 def command(
-    left: Annotated[str, typer.Argument(help="A store, or a table dump (`.parquet` or `.csv`).", metavar="LEFT")],
-    right: Annotated[str, typer.Argument(help="A store, or a table dump (`.parquet` or `.csv`).", metavar="RIGHT")],
+    left: Annotated[str, typer.Argument(help="A store, or a table dump (`.parquet`, `.csv` or `.tsv`, plain or .gz/.zst).", metavar="LEFT")],
+    right: Annotated[str, typer.Argument(help="A store, or a table dump (`.parquet`, `.csv` or `.tsv`, plain or .gz/.zst).", metavar="RIGHT")],
     at_offset: Annotated[
         int | None,
         typer.Option("--at-offset", help="Compare states at this offset (two stores), or replay the store to it."),

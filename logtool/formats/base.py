@@ -371,10 +371,12 @@ class _HashingReader(io.RawIOBase):
 
             name, entity = self._source.name, self._source.named_entity
             options = f" --entity {shlex.quote(entity)}" if entity is not None else ""
+            how = (f"by piping the same stream through `{self._cat}` into `logtool ingest STORE - --entity NAME ...`"
+                   if self._source.spec == "-" else
+                   f"with `{self._cat} {shlex.quote(name)} | logtool ingest STORE -{options} ...`")  # fmt: skip
             raise InputError(
                 name, None, f"the compressed data is damaged or cut short ({e})",
-                f"the records before the damage can be read with "
-                f"`{self._cat} {shlex.quote(name)} | logtool ingest STORE -{options} ...`",
+                f"the records before the damage can be read {how}",
             ) from None  # fmt: skip
         self._source._sha.update(data)
         self._source.bytes_read += len(data)
