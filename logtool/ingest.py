@@ -17,7 +17,6 @@ from .errors import InputError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source, check_fields_seen
 from .formats.parquet import holds_events
-from .schema import CDC_FORMATS
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
 from .store import Store, file_sha256
 
@@ -185,6 +184,11 @@ def _auto_snapshot(store: Store) -> str | None:
     return None
 
 
+#: formats whose records carry a time, where an event without one (a Debezium tombstone placed
+#: from the store) is the exception: a file of such events alone is warned of too
+_TIMED_FORMATS = ("debezium", "kcat", "maxwell", "mongodb")
+
+
 def _ingest_one(
     store: Store,
     source: Source,
@@ -267,8 +271,9 @@ def _ingest_one(
                 keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
         check_fields_seen(source, mapping, res.ingested)
         entries = writer.close()
-        # (a JSON-lines file without --ts-field stamps them all: no news; a CDC file's events carry times)
-        if 0 < writer.stamped and (writer.stamped < res.ingested or fmt.name in CDC_FORMATS):
+        # (a JSON-lines file without --ts-field, or a PostgreSQL capture without timestamps, stamps
+        # them all: no news; these formats' records carry a time, and one without is the exception)
+        if 0 < writer.stamped and (writer.stamped < res.ingested or fmt.name in _TIMED_FORMATS):
             source.notes.append(
                 f"{source.name}: {writer.stamped} event(s) have no time in the source (the first at line "
                 f"{writer.first_stamped}) and carry the time of this ingest: a replay --at-time before it ends its "
