@@ -296,6 +296,8 @@ def replay(
     module = reducer if isinstance(reducer, ReducerModule) else load_reducer(reducer) if reducer else None
     fingerprint = module.fingerprint if module else KV_FINGERPRINT
     warnings: list[str] = [target.note] if target.note else []
+    if lost := store.lost_head():  # (the log as it stands: the state before that commit, which may hold more)
+        warnings.append(f"{lost}: this replay reads the log as it stands")
     if target.by == "offset" and target.upto is not None and target.upto >= st.next_offset:
         warnings.append(
             f"offset {target.upto} is past the end of the log (its last offset is {st.next_offset - 1}): "

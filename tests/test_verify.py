@@ -457,6 +457,8 @@ def test_newest_commit_removed(cli: Cli, store: Path, write_lines: WriteLines, t
         assert f"remove {store / '_log' / 'HEAD'} to go on from the log as it stands" in r.err
     assert sorted(p.name for p in (store / "segments").iterdir()) == files
     assert cli("sql", store, "SELECT count(*) AS n FROM events").code == 0  # (a read: the log as it stands)
+    r = cli("replay", store, "--format", "jsonl")
+    assert r.code == 0 and f"warning: commit {newest.name} missing" in r.err and "reads the log as it stands" in r.err
     # the user accepts the log as it stands (a copy taken while a writer was at work): writers go on
     (store / "_log" / "HEAD").unlink()
     assert cli("verify", store).code == 0
