@@ -1255,17 +1255,10 @@ def _project_files(root: Path, budget: list[int]) -> list[Path]:
     """The importable Python files under ``root`` but those of packages holding a compiled
     extension module (see :func:`_python_files`)."""
     found: list[Path] = []
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
-        return found
-    _spend(budget, 1 + sum(e.name.endswith(".py") for e in entries))  # (other files cost no reading)
-    for entry in entries:
-        if entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
-            found.append(Path(entry.path))
-        elif entry.name.isidentifier() and entry.name != "__pycache__" and entry.is_dir():
-            files, compiled = _python_files(Path(entry.path), {os.path.realpath(root)}, budget)
-            found += [] if compiled else files
+    entries, _compiled = _importable(root, budget)
+    for path, folder in entries:
+        files, compiled = _python_files(path, {os.path.realpath(root)}, budget) if folder else ([path], False)
+        found += [] if compiled else files
     return found
 
 
@@ -1278,23 +1271,34 @@ def _python_files(directory: Path, above: set[str], budget: list[int]) -> tuple[
     real = os.path.realpath(directory)
     if real in above or _holds_libraries(directory):
         return [], False
+    found: list[Path] = []
+    entries, compiled = _importable(directory, budget)
+    for path, folder in entries:
+        files, sub_compiled = _python_files(path, above | {real}, budget) if folder else ([path], False)
+        found += files
+        compiled |= sub_compiled
+    return found, compiled
+
+
+def _importable(directory: Path, budget: list[int]) -> tuple[list[tuple[Path, bool]], bool]:
+    """In ``directory`` (not below it), in name order: its importable Python files and the
+    subdirectories an import can go into (``True``: a folder), and whether it holds a compiled
+    extension module."""
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
         return [], False
     _spend(budget, 1 + sum(e.name.endswith(".py") for e in entries))  # (other files cost no reading)
-    found: list[Path] = []
+    found: list[tuple[Path, bool]] = []
     compiled = False
     for entry in entries:
         try:
             if entry.name.endswith(_EXTENSION_SUFFIXES):
                 compiled = True
             elif entry.name.endswith(".py") and entry.name[:-3].isidentifier() and entry.is_file():
-                found.append(Path(entry.path))
+                found.append((Path(entry.path), False))
             elif entry.name.isidentifier() and entry.name != "__pycache__" and entry.is_dir():
-                files, sub_compiled = _python_files(Path(entry.path), above | {real}, budget)
-                found += files
-                compiled |= sub_compiled
+                found.append((Path(entry.path), True))
         except OSError:
             continue
     return found, compiled
