@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -92,7 +91,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .mongodb import apply_update, document_id, update_patch
+from .mongodb import document_id, update_change, update_patch
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -384,7 +383,7 @@ def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, 
         truncated = description.get("truncatedArrays") or []
         if not isinstance(truncated, list) or not all(isinstance(t, dict) for t in truncated):
             raise ValueError("updateDescription.truncatedArrays is not a list of {field, size}")
-        return {**changed, **_update(before, update_patch({
+        return {**changed, **update_change(before, update_patch({
             "updatedFields": _embedded(updated, "updatedFields") if isinstance(updated, str) else updated,
             "removedFields": description.get("removedFields"),
             "truncatedArrays": [{"field": t.get("field"), "newSize": t.get("size")} for t in truncated],
@@ -393,20 +392,10 @@ def _mongodb_change(envelope: dict[str, Any], code: str, key: Any) -> dict[str, 
     if patch is not None:
         if "$v" not in patch and not any(k.startswith("$") for k in patch):  # a whole new document
             return {**changed, "op": "upsert", "data": dumps_exact(patch)}
-        return {**changed, **_update(before, update_patch(_oplog_update(patch)))}
+        return {**changed, **update_change(before, update_patch(_oplog_update(patch)))}
     if after is not None:
         return {**changed, "op": "upsert", "data": dumps_exact(after)}
     raise ValueError("MongoDB update without an updateDescription, a patch or an 'after' document")
-
-
-def _update(before: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
-    """An update's op and data: with the pre-image (``before``, in the connector's pre-image capture
-    modes) the document the update left, whole; else the patch."""
-    if before is None:
-        return {"op": "patch", "data": dumps_exact(patch)}
-    document = copy.deepcopy(before)
-    apply_update(document, patch)
-    return {"op": "upsert", "data": dumps_exact(document)}
 
 
 _UNSUPPORTED_PATCH = "(capture with capture.mode change_streams, whose updateDescription says what changed)"

@@ -33,6 +33,7 @@ Documents stay the extended JSON they are (``{"$oid": ...}``, ``{"$date": ...}``
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -97,13 +98,7 @@ def _decode(record: Any, where: dict[str, Any]) -> Event:
     if kind == "delete":
         return event
     if kind == "update":
-        patch = update_patch(record.get("updateDescription"))
-        if before is None:
-            return {**event, "data": dumps_exact(patch)}
-        # The pre-image is the whole document just before this change: with the update applied
-        # it is the document this change left, a full image (its before-image written first)
-        apply_update(before, patch)
-        return {**event, "op": "upsert", "data": dumps_exact(before)}
+        return {**event, **update_change(before, update_patch(record.get("updateDescription")))}
     document = record.get("fullDocument")
     if not isinstance(document, dict):
         raise ValueError(f"{kind} without a fullDocument")
@@ -273,6 +268,16 @@ def _unset_path(row: dict[str, Any], parts: list[str | int]) -> None:
         node.pop(str(parts[-1]), None)
     elif idx is not None and idx < len(node):
         node[idx] = None
+
+
+def update_change(before: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """An update's op and data: where it carries the pre-image (``before``, the whole document
+    just before it), the document the update left, whole (an ``upsert``); else the patch."""
+    if before is None:
+        return {"op": "patch", "data": dumps_exact(patch)}
+    document = copy.deepcopy(before)
+    apply_update(document, patch)
+    return {"op": "upsert", "data": dumps_exact(document)}
 
 
 def apply_update(document: dict[str, Any], patch: dict[str, Any]) -> None:
