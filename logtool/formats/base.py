@@ -555,6 +555,21 @@ def raw_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def type_holds(typ: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
+    """The type, or a list, struct or map type (however nested) holding one, passes the test."""
+    import pyarrow as pa
+
+    if test(typ):
+        return True
+    if pa.types.is_struct(typ):
+        return any(type_holds(typ.field(i).type, test) for i in range(typ.num_fields))
+    if pa.types.is_map(typ):
+        return type_holds(typ.key_type, test) or type_holds(typ.item_type, test)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return type_holds(typ.value_type, test)
+    return False
+
+
 # --------------------------------------------------------------------------- exact JSON
 
 

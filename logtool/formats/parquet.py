@@ -3,7 +3,7 @@ row by row through the field mapping, each row as a JSON object (its row number 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -11,7 +11,7 @@ from ..engine import sql_ident, sql_string
 from ..errors import InputError, undecodable_parquet
 from ..typed import SPECIAL_FLOATS
 from . import Format
-from .base import BATCH_ROWS, Mapping, Report, Source, dumps_exact, json_string
+from .base import BATCH_ROWS, Mapping, Report, Source, dumps_exact, json_string, type_holds
 from .jsonl import RecordMapper
 
 T = TypeVar("T")
@@ -124,21 +124,6 @@ _DECIMAL_MARK = "\x02decimal:"
 _DECIMAL_UNMARK = r'"\\u0002decimal:(-?[0-9][-+.0-9eE]*)"'
 
 
-def _holds(typ: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
-    """The type, or a list, struct or map type (however nested) holding one, passes the test."""
-    import pyarrow as pa
-
-    if test(typ):
-        return True
-    if pa.types.is_struct(typ):
-        return any(_holds(typ.field(i).type, test) for i in range(typ.num_fields))
-    if pa.types.is_map(typ):
-        return _holds(typ.key_type, test) or _holds(typ.item_type, test)
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
-        return _holds(typ.value_type, test)
-    return False
-
-
 def _is_wide(typ: pa.DataType) -> bool:
     """A decimal wider than DuckDB's 38 digits (DuckDB reads it as a double)."""
     import pyarrow as pa
@@ -156,12 +141,12 @@ def _in_python(typ: pa.DataType) -> bool:
         if not pa.types.is_struct(t):
             return False
         names = [t.field(i).name.lower() for i in range(t.num_fields)]
-        return ("" in names or len(set(names)) < len(names)) and _holds(t, _needs_sql)
+        return ("" in names or len(set(names)) < len(names)) and type_holds(t, _needs_sql)
 
     def odd_map(t: pa.DataType) -> bool:
-        return pa.types.is_map(t) and (_holds(t.key_type, _needs_sql) or _holds(t.item_type, _needs_sql))
+        return pa.types.is_map(t) and (type_holds(t.key_type, _needs_sql) or type_holds(t.item_type, _needs_sql))
 
-    return not _is_wide(typ) and (_holds(typ, _is_wide) or _holds(typ, odd_struct) or _holds(typ, odd_map))
+    return not _is_wide(typ) and (type_holds(typ, _is_wide) or type_holds(typ, odd_struct) or type_holds(typ, odd_map))
 
 
 def _as_json_text(column: pa.Array, typ: pa.DataType) -> pa.Array:
@@ -256,7 +241,7 @@ def _json_exact(typ: pa.DataType, expr: str, depth: int) -> str:
     JSON value: NaN and infinities as strings, a decimal's digits as the file holds them."""
     import pyarrow as pa
 
-    if not _holds(typ, _needs_sql):
+    if not type_holds(typ, _needs_sql):
         return expr
     if pa.types.is_decimal(typ):
         # DuckDB writes a decimal of up to 15 digits through float64 (1.50000000 as 1.5, 0.00000001

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..errors import UsageError
-from .base import RawJSON, dumps_exact, json_string
+from .base import RawJSON, dumps_exact, json_string, type_holds
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -78,17 +78,7 @@ def _is_temporal(typ: pa.DataType) -> bool:
 
 
 def _holds_temporal(typ: pa.DataType) -> bool:
-    import pyarrow as pa
-
-    if _is_temporal(typ):
-        return True
-    if pa.types.is_struct(typ):
-        return any(_holds_temporal(typ.field(i).type) for i in range(typ.num_fields))
-    if pa.types.is_map(typ):
-        return _holds_temporal(typ.key_type) or _holds_temporal(typ.item_type)
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
-        return _holds_temporal(typ.value_type)
-    return False
+    return type_holds(typ, _is_temporal)
 
 
 def python_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
