@@ -39,6 +39,7 @@ from .engine import json_path, sql_string
 from .errors import LogtoolError, UsageError, interrupted, undecodable_parquet
 from .formats.base import (
     BOM,
+    SURROGATE,
     BadRecord,
     Mapping,
     Source,
@@ -51,6 +52,8 @@ from .formats.base import (
     loads_exact,
     normalize_op,
     parse_ts,
+    undecoded,
+    without_surrogates,
 )
 from .formats.csv import delimiter
 from .formats.mongodb import path_parts
@@ -1514,28 +1517,22 @@ def lenient_event(
     event = {
         "offset": None, "ts": ts, "entity": entity, "key": key, "prev_key": _scalar(record, mapping.prev_key_field),
         "op": op, "type": _scalar(record, mapping.type_field), "data": data, "before": None, "meta": meta,
-        "txn": None, "source": {"format": fmt, "file": _readable(file), "line": line, "position": None, "position_order": None},
+        "txn": None, "source": {"format": fmt, "file": file, "line": line, "position": None, "position_order": None},
     }  # fmt: skip
-    return {k: _readable(v) if isinstance(v, str) else v for k, v in event.items()}
+    # as it is judged: a lone surrogate (a JSON escape such as \\ud83d, half an emoji, that the JSON
+    # parser gives back as it is) read as U+FFFD, as an undecodable byte is; Arrow and DuckDB take none
+    result: dict[str, Any] = without_surrogates(event)
+    return result
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # an undecodable byte, as surrogateescape reads it
-_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # any other
-
-
-def _readable(text: str) -> str:
-    """Text as it is judged: a lone surrogate (a JSON escape such as \\ud83d, half an emoji, that
-    the JSON parser gives back as it is) read as U+FFFD, as an undecodable byte is read; Arrow and
-    DuckDB take no surrogate."""
-    return _SURROGATE.sub("\ufffd", text)
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # a surrogate that is no undecodable byte
 
 
 def _escape_surrogates(json_text: str, undecodable: bool = False) -> str:
     """JSON text with each lone surrogate written as its escape (``\\ud83d``), as the source had
     it, so that the text encodes as UTF-8; with ``undecodable`` (the line held undecodable bytes,
     read with surrogateescape), those of the bytes are left for the encoder to write back."""
-    found = _LONE_SURROGATE if undecodable else _SURROGATE
+    found = _LONE_SURROGATE if undecodable else SURROGATE
     return found.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
 
 
@@ -1917,7 +1914,7 @@ def _redact_json_line(raw: bytes, specs: tuple[str, ...], mapping: Mapping) -> b
         return None
     if not isinstance(record, dict) or not redact_record(record, specs, mapping):
         return None
-    out = _escape_surrogates(dumps_exact(record), undecodable=bool(_ESCAPED_BYTE.search(body)))
+    out = _escape_surrogates(dumps_exact(record), undecodable=undecoded(body) is not None)
     return (out + text[len(body) :]).encode("utf-8", "surrogateescape")
 
 

@@ -601,7 +601,7 @@ _DECODER = json.JSONDecoder(
 # character), or any other (an escaped backslash too, so that "\\ud83d" is no escape of one).
 _ESCAPE = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)")
 _MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a surrogate, in text (half a UTF-16 pair: no character of UTF-8)
 
 
 def replace_lone_surrogates(text: str) -> str:
@@ -974,19 +974,19 @@ class Batcher:
             # its escape escaped): read as U+FFFD, as replace_lone_surrogates reads a record's
             if self.source is not None:
                 self.source.note_lone_surrogate(None)
-            batch = pa.RecordBatch.from_pydict(_without_surrogates(self._cols), schema=self._schema)
+            batch = pa.RecordBatch.from_pydict(without_surrogates(self._cols), schema=self._schema)
         self._cols = {name: [] for name in self._schema.names}
         return batch
 
 
-def _without_surrogates(value: Any) -> Any:
+def without_surrogates(value: Any) -> Any:
     """A value with each surrogate in its texts (dict keys too) read as U+FFFD."""
     if isinstance(value, str):
-        return _SURROGATE_CHAR.sub("\ufffd", value)
+        return SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_surrogates(v) for v in value]
+        return [without_surrogates(v) for v in value]
     return value
 
 
