@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .engine import sql_ident, sql_string
 from .errors import InputError, UsageError
@@ -1595,23 +1595,14 @@ def _csv_header(spec: Any) -> tuple[str, list[str] | None, bool]:
     quotes no name (a quoted name is CSV's). A header naming a column twice is refused, as ingest
     refuses it: DuckDB would rename one, to a column that is not in the file."""
     import csv
-    import gzip
     import io
 
+    from .formats.base import Source
     from .formats.csv import DELIMITERS, delimiter, header_names
 
-    name = str(spec).lower()
     try:
-        with open(spec, "rb") as raw:
-            stream: IO[bytes] = raw
-            if name.endswith(".zst"):
-                import zstandard
-
-                stream = zstandard.ZstdDecompressor().stream_reader(raw)
-            elif name.endswith(".gz"):
-                stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw))
-            with io.TextIOWrapper(stream, "utf-8-sig", errors="surrogateescape", newline="") as f:
-                first = f.readline()
+        with Source(str(spec)).open() as raw, io.TextIOWrapper(raw, "utf-8-sig", errors="surrogateescape", newline="") as f:
+            first = f.readline()
     except Exception:  # not readable (or a damaged .gz or .zst): said where DuckDB reads it
         return ",", None, False
     if not first.strip():
