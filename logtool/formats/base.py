@@ -70,10 +70,12 @@ class Mapping:
     def keys_for(self, entity: str) -> tuple[str, ...]:
         """Key fields for an entity: ``FIELD`` applies to every entity, ``ENTITY:FIELD`` to one
         (named in full, ``public.customers``, or by its last part, ``customers``)."""
-        plain = tuple(k for k in self.key_fields if ":" not in k)
+        return self.scoped_keys_for(entity) or tuple(k for k in self.key_fields if ":" not in k)
+
+    def scoped_keys_for(self, entity: str) -> tuple[str, ...]:
+        """The key fields given for this entity by name (``ENTITY:FIELD``), not those for every entity."""
         names = entity_names(entity)
-        scoped = tuple(k.split(":", 1)[1] for k in self.key_fields if ":" in k and k.split(":", 1)[0] in names)
-        return scoped or plain
+        return tuple(k.split(":", 1)[1] for k in self.key_fields if ":" in k and k.split(":", 1)[0] in names)
 
     def default_entity(self, source: Source) -> str:
         return self.entity or file_entity(source.name)

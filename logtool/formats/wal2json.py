@@ -350,19 +350,31 @@ class Decoder:
                 values.append(image[name])
             elif other is not None and name in other:
                 values.append(other[name])
+            elif ch.pk and image is not None and image is ch.old:  # the old row holds another unique index
+                fields = " ".join(f"--key-field {ch.entity}:{n}" for n in image)
+                raise _Unkeyable(
+                    f"primary key column {name!r} is not in the old row of the {ch.op.upper()} of {ch.entity}, "
+                    f"which holds {', '.join(image)}: its REPLICA IDENTITY is another unique index",
+                    f"key the table by that index: pass {fields} (one per key column), or ALTER TABLE ... REPLICA "
+                    "IDENTITY DEFAULT (or FULL) before capturing",
+                )
             else:
                 raise _Unkeyable(f"key column {name!r} is not in the {ch.op.upper()} of {ch.entity}")
         return key_text(values, names)
 
     def _key_names(self, ch: Change) -> tuple[str, ...]:
-        if ch.pk:
+        if ch.pk is not None:  # include-pk (an empty pk: no primary key, a FULL or USING INDEX identity)
             self._pk_seen = True
+        # a key named for this very table wins over the primary key the capture names: a table whose
+        # REPLICA IDENTITY USING INDEX is another unique index has only that index in its old rows
+        scoped = self.mapping.scoped_keys_for(ch.entity)
+        if scoped:
+            return scoped
+        if ch.pk:
             return ch.pk
         names = self.mapping.keys_for(ch.entity)
         if names:  # (also for a table the capture names no primary key for: a replica identity index)
             return names
-        if ch.pk is not None:  # include-pk, and this table has no primary key: a FULL or USING INDEX identity
-            self._pk_seen = True
         # (format-version 1 names a primary key only, never a REPLICA IDENTITY USING INDEX key: a
         # table it names none for may still have one)
         self._check_keyless(ch)

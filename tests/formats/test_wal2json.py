@@ -618,3 +618,40 @@ def test_a_replica_identity_index_is_the_key_where_include_pk_names_none(tmp_pat
     state = replay(tmp_path / "k").state.to_pylist()
     assert sorted((r["key"], json.loads(r["state"])["qty"]) for r in state) == [
         ('{"code":"A","region":"eu"}', 10), ('{"code":"B","region":"apac"}', 3)]  # fmt: skip
+
+
+# PostgreSQL 15's wal2json 2.5 with include-pk: idx_t's primary key is id, but its REPLICA IDENTITY
+# USING INDEX is the unique index on code, so its old rows (identity) hold code alone
+OTHER_INDEX_V2 = [
+    '{"action":"B","xid":730,"timestamp":"2026-11-28 02:09:10.327599+00","lsn":"0/1983D68","nextlsn":"0/1983D98"}',
+    '{"action":"I","xid":730,"timestamp":"2026-11-28 02:09:10.327599+00","lsn":"0/1983A68","schema":"public","table":"idx_t","columns":[{"name":"id","type":"integer","value":1},{"name":"code","type":"text","value":"A"},{"name":"v","type":"text","value":"x"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"I","xid":730,"timestamp":"2026-11-28 02:09:10.327599+00","lsn":"0/1983BE8","schema":"public","table":"idx_t","columns":[{"name":"id","type":"integer","value":2},{"name":"code","type":"text","value":"B"},{"name":"v","type":"text","value":"y"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"C","xid":730,"timestamp":"2026-11-28 02:09:10.327599+00","lsn":"0/1983D68","nextlsn":"0/1983D98"}',
+    '{"action":"B","xid":735,"timestamp":"2026-11-28 02:09:10.434777+00","lsn":"0/1984078","nextlsn":"0/19840A8"}',
+    '{"action":"U","xid":735,"timestamp":"2026-11-28 02:09:10.434777+00","lsn":"0/1984028","schema":"public","table":"idx_t","columns":[{"name":"id","type":"integer","value":1},{"name":"code","type":"text","value":"A"},{"name":"v","type":"text","value":"x2"}],"identity":[{"name":"code","type":"text","value":"A"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"C","xid":735,"timestamp":"2026-11-28 02:09:10.434777+00","lsn":"0/1984078","nextlsn":"0/19840A8"}',
+    '{"action":"B","xid":736,"timestamp":"2026-11-28 02:09:10.435278+00","lsn":"0/19840E8","nextlsn":"0/1984118"}',
+    '{"action":"D","xid":736,"timestamp":"2026-11-28 02:09:10.435278+00","lsn":"0/19840A8","schema":"public","table":"idx_t","identity":[{"name":"code","type":"text","value":"B"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"C","xid":736,"timestamp":"2026-11-28 02:09:10.435278+00","lsn":"0/19840E8","nextlsn":"0/1984118"}',
+]
+
+
+def test_a_replica_identity_index_other_than_the_primary_key_is_keyed_by_key_field(tmp_path: Path) -> None:
+    """include-pk names the primary key (id), but a delete's old row holds only the replica identity
+    index (code): the read stops with a hint naming that index, and --key-field for the table keys
+    it by the index (it was ignored: the primary key the capture names won, and the delete could
+    not be read)."""
+    from logtool import ingest, replay
+
+    path = tmp_path / "idx.jsonl"
+    path.write_text("\n".join(OTHER_INDEX_V2) + "\n")
+    with pytest.raises(InputError) as err:
+        ingest(tmp_path / "s", [str(path)])
+    assert "REPLICA IDENTITY is another unique index" in str(err.value)
+    assert err.value.hint is not None and "--key-field public.idx_t:code" in err.value.hint
+    ingest(tmp_path / "k", [str(path)], mapping=Mapping(key_fields=("public.idx_t:code",)))
+    state = replay(tmp_path / "k").state.to_pylist()
+    assert sorted((r["key"], json.loads(r["state"])) for r in state) == [("A", {"id": 1, "code": "A", "v": "x2"})]
+    # a --key-field for every table leaves the primary keys the capture names as they are
+    ingest(tmp_path / "p", [str(path)], mapping=Mapping(key_fields=("nothing",)), on_error="skip")
+    assert sorted(r["key"] for r in replay(tmp_path / "p").state.to_pylist()) == ["1", "2"]
