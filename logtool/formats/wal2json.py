@@ -26,7 +26,8 @@ Events:
   ``{prefix, content}``, meta ``{transactional}``; a non-transactional one has no ``txn``. A
   content that is not UTF-8 (a ``bytea`` message, written byte for byte) is ``content_base64``.
 - Numbers stay exact (never through float64); every other value is the JSON string the plugin
-  wrote (jsonb and arrays as their text, timestamptz as PostgreSQL printed it).
+  wrote (jsonb and arrays as their text, timestamptz as PostgreSQL printed it), but for a
+  ``bytea``, which wal2json writes without the ``\\x`` of PostgreSQL's hex output: it is put back.
 
 What the plugin loses (wal2json 2.5), so no reader can give it back:
 
@@ -482,7 +483,17 @@ _OPS = {"I": "insert", "U": "update", "D": "delete"}
 def _columns(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in value):
         raise ValueError(f"{what} must be a list of {{name, type, value}} objects")
-    return {c["name"]: c.get("value") for c in value}
+    return {c["name"]: column_value(c.get("type"), c.get("value")) for c in value}
+
+
+def column_value(type_name: Any, value: Any) -> Any:
+    """A column's value as PostgreSQL writes it: wal2json writes a ``bytea`` without the ``\\x`` of
+    its hex output (``00ff`` for ``\\x00ff``), which is put back, so the value is the database's own
+    text (test_decoding's and COPY's). Where the output names no type (include-types=0) it cannot
+    be, and the value stays as written."""
+    if type_name == "bytea" and isinstance(value, str):
+        return "\\x" + value
+    return value
 
 
 def _record(dec: Decoder, rec: dict[str, Any], line: int, raw: str) -> None:

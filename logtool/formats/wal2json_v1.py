@@ -55,6 +55,7 @@ from .wal2json import (
     Change,
     Commit,
     Decoder,
+    column_value,
     entity_of,
     message_change,
     ts_or_none,
@@ -201,10 +202,12 @@ def _objects(
 _KINDS = {"insert": "insert", "update": "update", "delete": "delete"}
 
 
-def _pairs(names: Any, values: Any, what: str) -> dict[str, Any]:
+def _pairs(names: Any, values: Any, types: Any, what: str) -> dict[str, Any]:
     if not isinstance(names, list) or not isinstance(values, list) or len(names) != len(values):
         raise ValueError(f"{what}: names and values must be lists of the same length")
-    return dict(zip((str(n) for n in names), values, strict=True))
+    if not isinstance(types, list) or len(types) != len(values):
+        types = [None] * len(values)  # (include-types=0 writes none)
+    return {str(n): column_value(t, v) for n, t, v in zip(names, types, values, strict=True)}
 
 
 def _change(value: Any, line: int, raw: str) -> Change:
@@ -223,8 +226,8 @@ def _change(value: Any, line: int, raw: str) -> Change:
         raise ValueError("oldkeys must be {keynames, keytypes, keyvalues}")
     return Change(
         _KINDS[kind], entity_of(value), line, raw,
-        new=_pairs(value.get("columnnames"), value.get("columnvalues"), "columns") if kind != "delete" else None,
-        old=_pairs(old.get("keynames"), old.get("keyvalues"), "oldkeys") if old is not None else None,
+        new=_pairs(value.get("columnnames"), value.get("columnvalues"), value.get("columntypes"), "columns") if kind != "delete" else None,
+        old=_pairs(old.get("keynames"), old.get("keyvalues"), old.get("keytypes"), "oldkeys") if old is not None else None,
         pk=tuple(str(n) for n in pk["pknames"]) if pk is not None else None,
     )  # fmt: skip
 
