@@ -166,6 +166,10 @@ class Decoder:
         # entity read without a key -> the column sets its old rows named (up to two), narrower ones
         # where the plugin leaves NULLs out: one narrower set every time may be a key nobody named
         self._old_shapes: dict[str, set[tuple[str, ...]]] = {}
+        # keyed tables' updates that name no old row (test_decoding: the key did not change, unless the
+        # table has no replica identity, which its deletes without an old row show)
+        self._updates_without_old: dict[str, int] = {}
+        self._no_identity: dict[str, int] = {}  # entity -> line of its first delete without an old row
 
     def begin(self, xid: str | None, line: int) -> None:
         """A transaction begins (a transaction still open was cut short)."""
@@ -261,6 +265,16 @@ class Decoder:
                 f"alike): if {cols} {'is' if len(named) == 1 else 'are'} its key, ingest the file into a new store "
                 f"with {fields}"
             )
+        if self.keyed_updates_name_no_old:
+            for entity, line in self._no_identity.items():
+                if n := self._updates_without_old.get(entity):
+                    self.source.notes.append(
+                        f"{self.source.name}: {entity} has no replica identity (REPLICA IDENTITY NOTHING, or no primary "
+                        f"key): its delete at line {line} names no old row, and so does every update of it, even one "
+                        f"that changed the key; its {n} update(s) were read as keeping their key, so a key change "
+                        "among them is not followed (the row stays under its old key beside the new one): give the "
+                        "table a replica identity (ALTER TABLE ... REPLICA IDENTITY DEFAULT or FULL) before capturing"
+                    )
         yield from self.drain()
         if len(self._batcher):
             yield self._batcher.flush()
@@ -327,6 +341,7 @@ class Decoder:
         if ch.op == "truncate":
             return None, None, None, None
         if ch.op == "delete" and ch.old is None:
+            self._no_identity.setdefault(ch.entity, ch.line)
             raise _Unkeyable(f"DELETE on {ch.entity} without its old row (is its REPLICA IDENTITY NOTHING?)")
         if ch.op != "delete" and ch.new is None:
             raise _Unkeyable(f"{ch.op.upper()} on {ch.entity} without its new row")
@@ -335,6 +350,8 @@ class Decoder:
         names = self._key_names(ch)
         if not names:
             return None, None, data, before
+        if ch.op == "update" and ch.old is None:
+            self._updates_without_old[ch.entity] = self._updates_without_old.get(ch.entity, 0) + 1
         new_key = self._key(ch, names, ch.new, ch.old) if ch.op != "delete" else None
         old_key = self._key(ch, names, ch.old, ch.new) if ch.old is not None else new_key
         if ch.op == "delete":

@@ -229,6 +229,45 @@ def test_delete_without_its_old_row_is_reported(tmp_path: Path) -> None:
         ]
 
 
+# PostgreSQL 15, a table under REPLICA IDENTITY NOTHING: no update names an old key, not even the
+# one that moved row 3 to 10, and a delete names no old row
+NO_IDENTITY = """BEGIN 747
+table public.nothing_t: INSERT: id[integer]:1 v[text]:'one'
+table public.nothing_t: INSERT: id[integer]:3 v[text]:'three'
+COMMIT 747
+BEGIN 748
+table public.nothing_t: UPDATE: id[integer]:10 v[text]:'three'
+COMMIT 748
+BEGIN 749
+table public.nothing_t: UPDATE: id[integer]:1 v[text]:'uno'
+COMMIT 749
+BEGIN 750
+table public.nothing_t: DELETE: (no-tuple-data)
+COMMIT 750
+"""
+
+
+def test_a_table_without_replica_identity_is_said_to_hide_its_key_changes(tmp_path: Path) -> None:
+    """Under REPLICA IDENTITY NOTHING test_decoding names no old key even where an update changed
+    the key, so such an update reads as a second row (3 stays beside 10): nothing in the update
+    tells, but the table's delete without an old row does, and the ingest says what that means
+    (it said only that the delete was set aside)."""
+    from logtool import ingest, replay
+
+    path = text_file(tmp_path, NO_IDENTITY)
+    result = ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("id",)), on_error="skip")
+    notes = [w for w in result.warnings if "no replica identity" in w]
+    assert len(notes) == 1, result.warnings
+    assert "public.nothing_t" in notes[0] and "delete at line 12" in notes[0] and "2 update(s)" in notes[0]
+    assert "a key change among them is not followed" in notes[0]
+    # what it warns of: the replay cannot know that 10 was 3
+    assert sorted(r["key"] for r in replay(tmp_path / "s").state.to_pylist()) == ["1", "10", "3"]
+    # a table whose deletes name their old rows has its key changes in its updates: no such note
+    keyed = text_file(tmp_path, NO_IDENTITY.replace("(no-tuple-data)", "id[integer]:1"))
+    assert not [w for w in ingest(tmp_path / "k", [str(keyed)], mapping=Mapping(key_fields=("id",))).warnings
+                if "no replica identity" in w]  # fmt: skip
+
+
 def test_without_xids_and_times_a_transaction_gets_a_name_of_its_own(tmp_path: Path) -> None:
     path = text_file(
         tmp_path,
