@@ -17,6 +17,7 @@ from .errors import InputError, UsageError
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source, check_fields_seen
 from .formats.parquet import holds_events
+from .overlap import drop_resent, held_transactions
 from .segments import DEFAULT_SEGMENT_ROWS, SegmentWriter
 from .store import Store, file_sha256
 
@@ -261,8 +262,11 @@ def _ingest_one(
     source.store_topics = partial(_debezium_topics, store)
     source.store_keys = partial(_keyed_entities, store)
     source.store_key_names = partial(_debezium_key_names, store)
+    resent = None if allow_duplicates else held_transactions(store, fmt.name)
     try:
         for batch in fmt.read(source, mapping, report):
+            if resent is not None and not (batch := drop_resent(batch, resent)).num_rows:
+                continue
             writer.write(batch)
             res.ingested += batch.num_rows
             if keyless is not None:  # (a truncate has no key, nor a CDC format's DDL or message event)
@@ -270,6 +274,8 @@ def _ingest_one(
                 none = pc.and_(pc.is_null(batch.column("key")), pc.invert(pc.is_in(batch.column("op"), pa.array(not_rows))))
                 keyless.update(pc.unique(batch.column("entity").filter(none)).to_pylist())
         check_fields_seen(source, mapping, res.ingested)
+        if resent is not None and (note := resent.note(source.name)):
+            source.notes.append(note)
         entries = writer.close()
         # (a JSON-lines file without --ts-field, or a PostgreSQL capture without timestamps, stamps
         # them all: no news; these formats' records carry a time, and one without is the exception)

@@ -1534,3 +1534,82 @@ def test_a_file_name_with_glob_characters_is_that_file(cli: Cli, new_store: NewS
     other = new_store("t")
     assert cli("ingest", other, str(tmp_path / "x[1]*.jsonl"), "--key-field", "id").code == 0  # a pattern still
     assert [e["key"] for e in _rows(query, other)] == ["plain"]
+
+
+# PostgreSQL 15's wal2json 2.5: a keyless (REPLICA IDENTITY FULL) table's insert of two equal rows
+# among five, then a keyed table's transaction
+RESENT_FIRST = [
+    '{"action":"B","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/1983820","nextlsn":"0/1983850"}',
+    '{"action":"I","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/19836D0","schema":"public","table":"full_t","columns":[{"name":"who","type":"text","value":"a"},{"name":"n","type":"integer","value":1},{"name":"note","type":"text","value":null}],"pk":[]}',
+    '{"action":"I","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/1983710","schema":"public","table":"full_t","columns":[{"name":"who","type":"text","value":"a"},{"name":"n","type":"integer","value":1},{"name":"note","type":"text","value":null}],"pk":[]}',
+    '{"action":"I","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/1983750","schema":"public","table":"full_t","columns":[{"name":"who","type":"text","value":"b"},{"name":"n","type":"integer","value":2},{"name":"note","type":"text","value":"x"}],"pk":[]}',
+    '{"action":"I","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/1983798","schema":"public","table":"full_t","columns":[{"name":"who","type":"text","value":"b"},{"name":"n","type":"integer","value":2},{"name":"note","type":"text","value":"x"}],"pk":[]}',
+    '{"action":"I","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/19837E0","schema":"public","table":"full_t","columns":[{"name":"who","type":"text","value":"c"},{"name":"n","type":"integer","value":null},{"name":"note","type":"text","value":null}],"pk":[]}',
+    '{"action":"C","xid":728,"timestamp":"2026-11-28 02:09:10.326276+00","lsn":"0/1983820","nextlsn":"0/1983850"}',]
+RESENT_NEXT = [
+    '{"action":"B","xid":729,"timestamp":"2026-11-28 02:09:10.326902+00","lsn":"0/1983A38","nextlsn":"0/1983A68"}',
+    '{"action":"I","xid":729,"timestamp":"2026-11-28 02:09:10.326902+00","lsn":"0/1983850","schema":"public","table":"nothing_t","columns":[{"name":"id","type":"integer","value":1},{"name":"v","type":"text","value":"one"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"I","xid":729,"timestamp":"2026-11-28 02:09:10.326902+00","lsn":"0/1983930","schema":"public","table":"nothing_t","columns":[{"name":"id","type":"integer","value":2},{"name":"v","type":"text","value":"two"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"I","xid":729,"timestamp":"2026-11-28 02:09:10.326902+00","lsn":"0/19839B0","schema":"public","table":"nothing_t","columns":[{"name":"id","type":"integer","value":3},{"name":"v","type":"text","value":"three"}],"pk":[{"name":"id","type":"integer"}]}',
+    '{"action":"C","xid":729,"timestamp":"2026-11-28 02:09:10.326902+00","lsn":"0/1983A38","nextlsn":"0/1983A68"}',]
+RESENT_DECODED = """BEGIN 728
+table public.full_t: INSERT: who[text]:'a' n[integer]:1 note[text]:null
+table public.full_t: INSERT: who[text]:'a' n[integer]:1 note[text]:null
+COMMIT 728{at}
+"""
+
+
+def test_a_capture_overlapping_the_store_leaves_out_the_transactions_it_holds(tmp_path: Path) -> None:
+    """pg_recvlogical, restarted, sends again what its slot had not confirmed: a file that begins
+    with transactions the store holds (the same xid, commit position and time) leaves them out with
+    a warning (they went in twice, and a keyless table's rows doubled); --allow-duplicates keeps them."""
+    first, both = tmp_path / "first.jsonl", tmp_path / "both.jsonl"
+    first.write_text("\n".join(RESENT_FIRST) + "\n")
+    both.write_text("\n".join(RESENT_FIRST + RESENT_NEXT) + "\n")
+    logtool.ingest(tmp_path / "s", [str(first)])
+    result = logtool.ingest(tmp_path / "s", [str(both)])
+    assert result.files[0].ingested == 3
+    (note,) = [w for w in result.warnings if "the store already holds" in w]
+    assert note.startswith(f"{both}: 5 event(s) of 1 transaction(s) the store already holds") and "at line 2" in note
+    tables = logtool.replay(tmp_path / "s").tables()
+    assert (tables["public.full_t"].num_rows, tables["public.nothing_t"].num_rows) == (5, 3)
+    logtool.ingest(tmp_path / "d", [str(first)])
+    again = logtool.ingest(tmp_path / "d", [str(both)], allow_duplicates=True)
+    assert again.files[0].ingested == 8 and not [w for w in again.warnings if "already holds" in w]
+    assert logtool.replay(tmp_path / "d").tables()["public.full_t"].num_rows == 10
+
+
+def test_test_decoding_transactions_sent_again_are_known_by_xid_and_commit_time(tmp_path: Path) -> None:
+    """test_decoding writes no position: its commit time (include-timestamp) with its xid tells a
+    transaction sent again; without a time, an xid alone (another server's may be the same) does not."""
+    timed = tmp_path / "timed.txt"
+    timed.write_text(RESENT_DECODED.format(at=" (at 2026-11-28 02:09:10.326276+00)"))
+    logtool.ingest(tmp_path / "s", [str(timed)], format="test_decoding")
+    result = logtool.ingest(tmp_path / "s", [str(timed)], format="test_decoding")
+    assert result.files[0].duplicate  # the same file: refused whole, as before
+    copy = tmp_path / "copy.txt"
+    copy.write_text("BEGIN 700\nCOMMIT 700 (at 2026-11-28 02:09:10.2+00)\n" + timed.read_text())
+    result = logtool.ingest(tmp_path / "s", [str(copy)], format="test_decoding")
+    assert result.files[0].ingested == 0 and any("2 event(s) of 1 transaction(s)" in w for w in result.warnings)
+    untimed = tmp_path / "untimed.txt"
+    untimed.write_text(RESENT_DECODED.format(at=""))
+    logtool.ingest(tmp_path / "u", [str(untimed)], format="test_decoding")
+    other = tmp_path / "other.txt"
+    other.write_text("BEGIN 700\nCOMMIT 700\n" + untimed.read_text())
+    assert logtool.ingest(tmp_path / "u", [str(other)], format="test_decoding").files[0].ingested == 2
+
+
+def test_captures_of_one_server_split_by_table_all_go_in(tmp_path: Path) -> None:
+    """Two slots of one server, each of other tables (wal2json's add-tables), write the same
+    transaction (xid, commit position and time) with other changes: neither is left out."""
+    full_t = [line for line in RESENT_FIRST if '"table":"full_t"' not in line or '"value":"a"' in line]
+    other = [line.replace('"table":"full_t"', '"table":"other_t"') if '"value":"a"' not in line else line
+             for line in RESENT_FIRST if '"table":"full_t"' not in line or '"value":"a"' not in line]  # fmt: skip
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("\n".join(full_t) + "\n")
+    second.write_text("\n".join(other) + "\n")
+    logtool.ingest(tmp_path / "s", [str(first)])
+    result = logtool.ingest(tmp_path / "s", [str(second)])
+    assert result.files[0].ingested == 3 and not [w for w in result.warnings if "already holds" in w]
+    tables = logtool.replay(tmp_path / "s").tables()
+    assert (tables["public.full_t"].num_rows, tables["public.other_t"].num_rows) == (2, 3)
