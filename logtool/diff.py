@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_ident, sql_string
-from .errors import InputError, UsageError
+from .errors import InputError, UsageError, engine_trouble
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
 from .formats.wal2json import UNNAMED
 from .store import reads_latest
@@ -1912,6 +1912,8 @@ def diff(
             raise KeyboardInterrupt from e
         if (damage := damaged_store(e)) is not None:
             raise damage from e
+        if (trouble := engine_trouble(e)) is not None:  # the limit or the disk, not the sides, is at fault
+            raise trouble from None
         text = str(e)
         if "CSV Error on Line" in text:  # which file, which line, what is wrong
             lines = text.splitlines()

@@ -93,6 +93,27 @@ def disk_trouble(error: BaseException) -> LogtoolError | None:
     )
 
 
+def out_of_memory(error: BaseException) -> LogtoolError | None:
+    """DuckDB running out of its memory limit, as one line and a hint (None: ``error`` is not
+    that). A command that reports its own failures (a query, a selection, a comparison) hands
+    this one on as it is: the limit, not the query, is what to change."""
+    if type(error).__name__ != "OutOfMemoryException":
+        return None
+    from . import engine
+
+    return LogtoolError(
+        f"out of memory: the work needed more than the engine's limit ({engine.settings.memory_limit})",
+        "raise it with `logtool --memory-limit 8GB ...`, point --temp-dir at a disk with room to spill, "
+        "or use --threads 1",
+    )
+
+
+def engine_trouble(error: BaseException) -> LogtoolError | None:
+    """The engine's memory, or a disk, failing the work (None: ``error`` is something else, such
+    as a query or a value the user gave)."""
+    return out_of_memory(error) or disk_trouble(error)
+
+
 # what DuckDB's (or pyarrow's) Parquet reader says of bytes it cannot decode, often without naming
 # the file: its message begins so (a user's query failing on a value quotes the value later, as in
 # 'Could not parse string "corrupt upload"', and is another matter)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from .engine import json_path, sql_string
-from .errors import LogtoolError, UsageError, interrupted, undecodable_parquet
+from .errors import LogtoolError, UsageError, engine_trouble, interrupted, undecodable_parquet
 from .formats.base import (
     BOM,
     SURROGATE,
@@ -712,9 +712,12 @@ def _ingested_mappings(store: Store) -> list[Mapping]:
 
 def _selection_failed(error: duckdb.Error) -> BaseException:
     """What to raise where selecting the events failed: the user's selection failing on a value
-    (a --where), or, as it is, damage of the store (which ``purge`` and ``redact`` name) or Ctrl-C."""
+    (a --where), or, as it is, damage of the store (which ``purge`` and ``redact`` name) or Ctrl-C,
+    or the engine's memory limit or a disk failing the work (whose hint is not about the columns)."""
     if damaged_store(error) is not None or undecodable_parquet(error) or read_text_not_utf8(error) or interrupted(error):
         return error
+    if (trouble := engine_trouble(error)) is not None:  # the limit or the disk, not the selection, is at fault
+        return trouble
     return UsageError(f"selecting the events failed: {_first_line(error)}", _COLUMNS_HINT)
 
 

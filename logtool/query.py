@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_ident
-from .errors import UsageError
+from .errors import UsageError, engine_trouble
 from .schema import OUTPUT_JSON_COLUMNS
 from .store import Store, iso_utc, reads_latest
 
@@ -63,6 +63,8 @@ def sql(path: str | Path, query: str) -> pa.Table:
     try:
         table = _as_written(con.sql(query)).to_arrow_table()
     except duckdb.Error as e:
+        if (trouble := engine_trouble(e)) is not None:  # the limit or the disk, not the query, is at fault
+            raise trouble from None
         if (outside := _outside(e)) is not None:
             raise UsageError(f"query failed: it may read only the `events` view, not {outside}",
                              "select from `events`; `logtool info STORE` lists its columns") from None  # fmt: skip

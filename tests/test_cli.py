@@ -544,3 +544,29 @@ def test_demo_keep_refuses_a_directory_that_is_not_empty(cli: Cli, tmp_path: Pat
     (tmp_path / "kept" / "shop.store").mkdir()
     run = cli("demo", "--keep", tmp_path / "kept")
     assert run.code == 2 and run.errors() == [f"error: --keep {tmp_path / 'kept'}: not an empty directory"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sql", "{store}", "SELECT length(string_agg(repeat('x', 1000), '')) AS n FROM range(100000)"],
+        ["purge", "{store}", "--where", "length((SELECT string_agg(repeat(data::varchar, 1000000), '') FROM events)) > 0",
+         "--dry-run"],
+        ["diff", "{a}", "{b}", "--key-column", "id"],
+    ],
+)
+def test_running_out_of_memory_is_said_so_by_every_command(
+    cli: Cli, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """sql, a purge's selection and diff reported DuckDB's memory limit as their own failure, with
+    a hint about the events view's columns or the sides being readable: it is the limit to raise."""
+    from logtool import engine
+
+    monkeypatch.setattr(engine.settings, "memory_limit", engine.settings.memory_limit)  # restored after
+    for side, letter in (("a", "x"), ("b", "y")):
+        (tmp_path / f"{side}.csv").write_text("id,v\n" + "".join(f"{i},{letter * 100_000}\n" for i in range(100)))
+    args = [a.format(store=store, a=tmp_path / "a.csv", b=tmp_path / "b.csv") for a in command]
+    r = cli("--memory-limit", "10MB", *args)
+    assert (r.code, r.out) == (2, "")
+    assert r.errors() == ["error: out of memory: the work needed more than the engine's limit (10MB)"], r.err
+    assert "hint: raise it with `logtool --memory-limit 8GB ...`" in r.err

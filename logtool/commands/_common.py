@@ -58,19 +58,11 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             if interrupted(e):
                 console.fail("interrupted")
                 raise typer.Exit(130) from None
-            if type(e).__name__ == "OutOfMemoryException":  # DuckDB ran out of its memory limit
-                from .. import engine
-
-                console.fail(
-                    f"out of memory: the work needed more than the engine's limit ({engine.settings.memory_limit})",
-                    "raise it with `logtool --memory-limit 8GB ...`, point --temp-dir at a disk with room to spill, "
-                    "or use --threads 1",
-                )
-                raise typer.Exit(EXIT_TROUBLE) from None
-            from ..errors import disk_trouble
+            from ..errors import engine_trouble
             from ..store import damaged_store
 
-            if (damage := disk_trouble(e) or damaged_store(e)) is not None:  # the disk, or a writer met damage
+            # DuckDB's memory limit, the disk, or a writer that met damage
+            if (damage := engine_trouble(e) or damaged_store(e)) is not None:
                 console.fail(damage.message, damage.hint)
                 raise typer.Exit(EXIT_TROUBLE) from None
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
