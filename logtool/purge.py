@@ -136,6 +136,8 @@ class FileResult:
     redacted: int = 0
     unreadable: int = 0  # records the reader could not map (judged on their raw text)
     unreadable_kept: int = 0  # unreadable records that mention the key but could not be redacted
+    first_unreadable: str | None = None  # FILE:LINE: why, of the first record the reader could not map
+    first_unreadable_kept: int | None = None  # the line of the first of those kept as they are
     entities: set[str] = field(default_factory=set)  # the entities its records were read as
 
     def summary(self) -> dict[str, Any]:
@@ -1823,6 +1825,8 @@ def _filter_records(
     def report(record: BadRecord) -> None:
         if record.line is not None:
             bad[record.line] = record.raw
+            if result.first_unreadable is None:
+                result.first_unreadable = f"{record.file}:{record.line}: {record.reason}"
 
     judge = _RawJudge(sel, mapping, fmt.name, source.name)
     cond = sel.condition()
@@ -1902,6 +1906,8 @@ def _act(
     if new is None:
         if unreadable:
             result.unreadable_kept += 1
+            if result.first_unreadable_kept is None:
+                result.first_unreadable_kept = rec.start
         sink.write(rec.raw)
         return
     result.redacted += 1

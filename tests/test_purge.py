@@ -1229,6 +1229,24 @@ def test_raw_jsonl_purge_keeps_other_lines_byte_for_byte(tmp_path: Path, log_fil
     assert res.removed == 6 and res.records == 19 and res.unreadable == 3
 
 
+def test_raw_file_names_the_first_record_it_could_not_read(cli: Any, tmp_path: Path, log_file: Path) -> None:
+    """The warnings counted the unreadable records, and those a redaction kept as they are, but
+    named none (compact's names the first): after an erasure, which line to look at matters."""
+    args = ["--key-field", "id", "--entity-field", "table", "--op-field", "op", "--ts-field", "ts", "--data-field", "data"]
+    for command in (["purge", log_file, "--key", "b-100"], ["redact", log_file, "--field", "email", "--key", "b-100"]):
+        run = cli(*command, *args, "-o", tmp_path / "out.jsonl")
+        assert run.code == 0, run.err
+        assert (f"warning: 3 record(s) could not be read and were judged on their raw text (first: {log_file}:17: "
+                'unknown op "bogus")') in run.err  # fmt: skip
+    assert purge_file(log_file, tmp_path / "out.jsonl", key="b-100", mapping=MAPPING).first_unreadable == (
+        f'{log_file}:17: unknown op "bogus"'
+    )
+    # a redaction keeps a record that names the key but does not parse as it is: which one is said
+    run = cli("redact", log_file, "--field", "email", "--key", "a-008", *args, "-o", tmp_path / "out.jsonl")
+    assert run.code == 0, run.err
+    assert f"warning: 1 unreadable record(s) mention the key and were kept as they are (first: {log_file}:18)" in run.err
+
+
 def test_raw_jsonl_redact_and_where(tmp_path: Path, log_file: Path) -> None:
     out = tmp_path / "red.jsonl"
     res = redact_file(log_file, out, ["customer", "note"], where="data->>'customer' = 'a-007'", mapping=MAPPING)

@@ -340,9 +340,15 @@ def _file_report(res: FileResult, dry_run: bool, entity: str | None = None) -> N
         f"{res.file} ({res.format}){where}: {res.records} record(s), {done} {'would be ' if dry_run else ''}{verb}"
     )
     if res.unreadable:
-        console.warn(f"{res.unreadable} record(s) could not be read and were judged on their raw text")
+        console.warn(
+            f"{res.unreadable} record(s) could not be read and were judged on their raw text "
+            f"(first: {res.first_unreadable})"
+        )
     if res.unreadable_kept:
-        console.warn(f"{res.unreadable_kept} unreadable record(s) mention the key and were kept as they are")
+        console.warn(
+            f"{res.unreadable_kept} unreadable record(s) mention the key and were kept as they are "
+            f"(first: {res.file}:{res.first_unreadable_kept})"
+        )
 
 
 def _not_stdin(target: str) -> None:
