@@ -447,14 +447,20 @@ def _pick_snapshot(st: State, target: _Target, fingerprint: str, warnings: list[
     if target.prefix_end is None:
         return None
     best = None
+    others = []
     for s in st.of_kind("snapshot"):
         if s["offset"] > target.prefix_end:
             continue
         if s.get("reducer") != fingerprint:
-            warnings.append(f"snapshot at offset {s['offset']} was taken with another reducer ({s.get('reducer')}); ignored")
+            others.append(s)
             continue
         if best is None or s["offset"] > best["offset"]:
             best = s
+    # said only of one the replay would have started from: one at or below the snapshot it starts
+    # from was of no use to it, whoever took it (a head drop stores the kv reducer's beside yours)
+    for s in others:
+        if best is None or s["offset"] > best["offset"]:
+            warnings.append(f"snapshot at offset {s['offset']} was taken with another reducer ({s.get('reducer')}); ignored")
     return best
 
 

@@ -1317,6 +1317,29 @@ def test_a_snapshot_is_used_for_time_and_position_targets_only_below_the_prefix(
     assert full.snapshot == 2 and full.digest == replay(store, use_snapshots=False).digest
 
 
+def test_a_snapshot_of_another_reducer_below_the_one_used_is_not_warned_of(tmp_path: Path) -> None:
+    """A replay that started from its own snapshot warned that another reducer's, at the same
+    offset or below it, was ignored: after a head drop (which stores the kv reducer's snapshot
+    beside the reducers' one) every replay said "snapshot at offset 39 ... ignored" while it
+    started from the snapshot at offset 39."""
+    store = tmp_path / "bank"
+    ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
+    reducer = shutil.copy(BANK_REDUCERS, tmp_path / "bank_reducers.py")
+    snapshot(store, at_offset=39, reducer=str(reducer))
+    snapshot(store, at_offset=39)  # the kv reducer's, at the same offset
+    snapshot(store, at_offset=20)  # and below it
+    used = replay(store, reducer=str(reducer))
+    assert used.snapshot == 39 and not any("another reducer" in w for w in used.warnings), used.warnings
+    kv = replay(store)
+    assert kv.snapshot == 39 and not any("another reducer" in w for w in kv.warnings), kv.warnings
+    snapshot(store, at_offset=60, reducer=str(reducer))  # nearer the head than any kv snapshot: said
+    fingerprint = next(s["reducer"] for s in Store.open(store).state().of_kind("snapshot") if s["offset"] == 60)
+    kv = replay(store)
+    assert kv.snapshot == 39 and [w for w in kv.warnings if "another reducer" in w] == [
+        f"snapshot at offset 60 was taken with another reducer ({fingerprint}); ignored"
+    ]
+
+
 def test_a_snapshot_taken_with_another_reducer_is_ignored_with_a_warning(tmp_path: Path) -> None:
     store = tmp_path / "bank"
     ingest(store, [str(SAMPLES / "bank_events.jsonl")], mapping=BANK_MAPPING)
