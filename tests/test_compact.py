@@ -1577,6 +1577,21 @@ def test_raw_file_keeps_what_it_cannot_read_and_says_so(tmp_path: Path) -> None:
     assert f"error: {src}:1: broken JSON: a trailing comma (and every other record: none could be read)" in wrong.err
 
 
+def test_raw_file_summary_counts_the_records_it_could_not_read(tmp_path: Path) -> None:
+    """The summary said "1 of 1 records kept" of a file of two records both written out: the one
+    it could not read was in neither count."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id":"a","op":"insert","ts":"2024-01-01T00:00:00Z","data":{"v":1},}\n'
+        '{"id":"b","op":"insert","ts":"2024-01-01T00:00:00Z","data":{"v":2}}\n'
+        '{"id":"b","op":"update","ts":"2024-01-01T00:00:01Z","data":{"v":3}}\n'
+    )
+    for extra in ([], ["--dry-run"]):
+        r = cli("compact", src, "-o", tmp_path / "out.jsonl", *RAW, *extra)
+        assert r.code == 0, r.err
+        assert f"{src}: 2 of 3 records kept (1 of them could not be read); " in r.err, r.err
+
+
 def test_raw_file_refuses_a_data_or_type_field_no_record_has(tmp_path: Path) -> None:
     """A raw file read through a mapping whose data field no record has is refused as ingest
     refuses it, before anything is written (every record would be a tombstone, and go)."""

@@ -192,8 +192,10 @@ def _compact_raw_file(target: str, output: str | None, input_format: str | None,
     verb = "would remove" if dry_run else "removed"
     reasons = ", ".join(f"{k[len('removed_'):].replace('_', ' ')}: {v}" for k, v in result.items()
                         if k.startswith("removed_") and v)  # fmt: skip
+    unread = result["unreadable_kept"]  # kept as they are, and in neither count of the records read
     console.status(
-        f"{target}: {result['records_kept']} of {result['records_in']} records kept; "
+        f"{target}: {result['records_kept'] + unread} of {result['records_in'] + unread} records kept"
+        f"{f' ({unread} of them could not be read)' if unread else ''}; "
         f"{verb} {result['records_removed']} ({reasons or 'none'}); {result['tombstones_kept']} tombstones kept; "
         f"{result['bytes_saved']} bytes {'would be ' if dry_run else ''}saved"
     )
