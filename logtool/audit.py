@@ -553,6 +553,13 @@ def _gone(steps: list[_Step], slot: Slot, where: str) -> NotFoundError:
     return NotFoundError(f"{what}: {reason}", f"see `logtool history STORE {slot[1]}`")
 
 
+def _unknown_entity(con: duckdb.DuckDBPyConnection, entity: str) -> NotFoundError:
+    """The error for an entity no event of the store is of, naming the store's entities."""
+    known = [e for (e,) in con.execute("SELECT DISTINCT entity FROM events ORDER BY 1 LIMIT 21").fetchall()]
+    return NotFoundError(f"entity {entity!r} has no events in this store",
+                         f"its entities: {', '.join(map(repr, known[:20]))}{', ...' if len(known) > 20 else ''}")  # fmt: skip
+
+
 # --------------------------------------------------------------------------- history
 
 
@@ -573,6 +580,10 @@ def _history_steps(
     key = given_key(key)
     events = _key_events(store, con, key, entity, condition, module)
     if not any(ev.key == key for ev in events) and condition == "TRUE":
+        if entity is not None and not con.execute(
+            f"SELECT 1 FROM events WHERE entity = {sql_string(entity)} LIMIT 1"
+        ).fetchall():  # a name mistyped (`customers` for `public.customers`), not a key never written
+            raise _unknown_entity(con, entity)
         where = f" in {entity}" if entity else ""
         keyless = keyless_reason(con, entity)
         if keyless:
@@ -1117,9 +1128,7 @@ def stats(store: str | Path | Store, *, entity: str | None = None, by: str = "ho
         "SELECT sum(events)::BIGINT, min(t0), max(t1), min(o0), max(o1) FROM g"
     ).fetchall()[0]
     if entity is not None and not events:
-        known = [e for (e,) in con.execute("SELECT DISTINCT entity FROM events ORDER BY 1 LIMIT 21").fetchall()]
-        raise NotFoundError(f"entity {entity!r} has no events in this store",
-                            f"its entities: {', '.join(map(repr, known[:20]))}{', ...' if len(known) > 20 else ''}")  # fmt: skip
+        raise _unknown_entity(con, entity)
     span = con.execute(f"SELECT date_diff('{by}', min(bucket), max(bucket)) FROM g").fetchall()[0][0]
     timeline_src = (
         f"""SELECT s.bucket, coalesce(sum(g.events), 0)::BIGINT AS events

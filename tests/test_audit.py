@@ -760,6 +760,19 @@ def test_stats_counts_quarantine_and_narrows_to_an_entity(stores: dict[str, Path
         logtool.stats(stores["shop"], entity="public.order")  # a typo: an empty report would look like no events
 
 
+def test_an_entity_no_event_is_of_is_named_as_such_not_as_a_key_not_found(cli: Any, stores: dict[str, Path]) -> None:
+    """`history STORE 42 --entity customers` (for public.customers) said "key '42' not found in
+    customers": the customer does exist, the entity was mistyped. stats and replay name the
+    store's entities; history, blame and why do too."""
+    for command in (["history", "42"], ["blame", "42"], ["why", "42", "balance"]):
+        run = cli(*command[:1], stores["shop"], *command[1:], "--entity", "customers")
+        assert (run.code, run.out) == (1, ""), run.err
+        assert run.errors() == ["error: entity 'customers' has no events in this store"], run.err
+        assert "hint: its entities: 'public.customers', 'public.orders'" in run.err
+    run = cli("history", stores["shop"], "4242", "--entity", "public.customers")  # a key never written: as before
+    assert run.errors() == ["error: key '4242' not found in public.customers"] and run.code == 1
+
+
 def test_stats_rows_for_programs(cli: Any, stores: dict[str, Path]) -> None:
     run = cli("stats", stores["shop"], "--format", "jsonl")
     assert run.code == 0
