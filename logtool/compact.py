@@ -139,10 +139,12 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
     alive = "NOT coalesce(txn.aborted, FALSE)"
     expired = f"epoch_us(ts) + {retention_us} <= {now_us}"
     # Each part reads the events itself: a shared CTE would be materialized, payloads and all.
+    # A key's latest record is matched by its offset, which is unique in the log: the join hashes
+    # one integer per event rather than each event's entity and key.
     below = f'"offset" < {horizon}'
     return f"""
-    WITH touch AS (
-        SELECT entity, key, max("offset") AS l FROM events
+    WITH latest AS (
+        SELECT max("offset") AS l FROM events
         WHERE {below} AND key IS NOT NULL AND op <> 'truncate' AND {alive} GROUP BY entity, key
     ),
     trunc AS (SELECT entity, max("offset") AS t FROM events WHERE {below} AND op = 'truncate' AND {alive} GROUP BY entity)
@@ -153,13 +155,14 @@ def _decisions_sql(horizon: int, now_us: int, retention_us: int) -> str:
             WHEN c.op = 'truncate' THEN
                 CASE WHEN c."offset" < trunc.t THEN 'superseded' WHEN {expired} THEN 'tombstone expired' END
             WHEN c.key IS NULL THEN 'keyless'
-            WHEN c."offset" < coalesce(trunc.t, -1) OR c."offset" < touch.l THEN 'superseded'
+            -- (an event without an entity is of no key, as it was when keys were joined on entity and key)
+            WHEN c."offset" < coalesce(trunc.t, -1) OR (latest.l IS NULL AND c.entity IS NOT NULL) THEN 'superseded'
             WHEN (c.op = 'delete' OR c.data IS NULL) AND {expired} THEN 'tombstone expired'
         END AS reason,
         -- a survivor's key (only survivors': the table stays small on a large log)
         CASE WHEN reason IS NULL THEN c.entity END AS entity, CASE WHEN reason IS NULL THEN c.key END AS key
     FROM (SELECT "offset", ts, entity, key, prev_key, op, data, txn FROM events WHERE {below}) c
-           LEFT JOIN touch ON touch.entity = c.entity AND touch.key = c.key
+           LEFT JOIN latest ON latest.l = c."offset"
            LEFT JOIN trunc ON trunc.entity = c.entity
     """
 
