@@ -1833,7 +1833,13 @@ EXPORT_MANIFEST = ".logtool-export.json"  # the files the last export wrote into
 
 
 def export_state(
-    result: ReplayResult, directory: str | Path, fmt: str, *, whole: bool = True, entity: str | None = None
+    result: ReplayResult,
+    directory: str | Path,
+    fmt: str,
+    *,
+    whole: bool = True,
+    entity: str | None = None,
+    removed: list[Path] | None = None,
 ) -> list[Path]:
     """Write one ``<entity>.parquet`` or ``<entity>.csv`` per entity, typed; returns the files.
 
@@ -1841,7 +1847,7 @@ def export_state(
     else the name made plain plus a hash of the entity, so no two entities share a file whatever
     else the store holds (names that differ only in case get the hash too). The directory keeps a list of the files exports wrote: the next export
     of the ``whole`` state in the same format removes those of its files it does not write again (an
-    entity with no rows left), and nothing else."""
+    entity with no rows left), and nothing else; ``removed``, where given, gets those it removed."""
     import pyarrow.parquet as pq
 
     from .formats.writers import write_csv
@@ -1888,6 +1894,8 @@ def export_state(
     stale = {n for n in before - set(files.values()) if replaced(n) and "/" not in n and "\\" not in n
              and not n.startswith(".")}  # fmt: skip
     for name in sorted(stale):
+        if (out / name).exists() and removed is not None:
+            removed.append(out / name)
         (out / name).unlink(missing_ok=True)
     for ent, table in tables.items():
         target = out / files[ent]

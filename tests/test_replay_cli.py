@@ -408,3 +408,20 @@ def test_golden_bank_head(cli: Any, bank: Path) -> None:
 
 def test_golden_people_head(cli: Any, people: Path) -> None:
     golden("replay_people_head.jsonl", cli("replay", people, "--format", "jsonl").out)
+
+
+def test_an_export_says_which_earlier_file_it_removed(cli: Any, tmp_path: Path) -> None:
+    """An export of the whole state removes the earlier export's file of an entity with no rows
+    left: it did so without a word, and a file an incident's report pointed at was gone."""
+    store = tmp_path / "store"
+    ingest(store, [str(SAMPLES / "shop_cdc.jsonl")], mapping=SHOP_MAPPING)
+    out = tmp_path / "state"
+    assert cli("replay", store, "--format", "csv", "-o", out).code == 0
+    assert cli("purge", store, "--entity", "public.orders", "--yes").code == 0
+    run = cli("replay", store, "--format", "csv", "-o", out)
+    assert run.code == 0 and run.out == "", run.err
+    assert f"removed {out / 'public.orders.csv'} (an earlier export's file of an entity with no rows left)" in run.err
+    assert f"wrote {out / 'public.customers.csv'}" in run.err
+    assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "public.customers.csv"]
+    again = cli("replay", store, "--format", "csv", "-o", out)  # nothing left to remove: nothing said
+    assert again.code == 0 and "removed" not in again.err

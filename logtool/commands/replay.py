@@ -85,7 +85,10 @@ def command(
     if output:
         from logtool.replay import export_state
 
-        written = export_state(result, output, fmt or "parquet", whole=key is None, entity=entity)
+        removed: list[Path] = []
+        written = export_state(result, output, fmt or "parquet", whole=key is None, entity=entity, removed=removed)
+        for path in removed:
+            console.status(f"removed {path} (an earlier export's file of an entity with no rows left)")
         for path in written:
             console.status(f"wrote {path}")
         if not written:
