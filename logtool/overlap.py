@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
     from .store import Store
@@ -29,10 +30,10 @@ _UNNAMED = "unnamed-"  # (a transaction the capture gives no xid is named apart 
 
 @dataclass
 class Resent:
-    """The store's transactions of a format, and what an ingest left out of them."""
+    """The store's transactions of a format (a table of an engine connection, never whole in
+    Python: a store may hold millions), and what an ingest left out of them."""
 
-    # xid -> (commit position, commit time µs) -> the (entity, op) of its changes the store holds
-    held: dict[str, dict[tuple[str | None, int | None], set[tuple[str, str]]]]
+    con: duckdb.DuckDBPyConnection  # with ``held(xid, position, ts, entity, op)``
     events: int = 0
     transactions: set[tuple[str, str | None, int | None]] = field(default_factory=set)
     first_line: int | None = None
@@ -54,43 +55,50 @@ def held_transactions(store: Store, format_name: str) -> Resent | None:
     is not a PostgreSQL one)."""
     if format_name not in FORMATS or not store.state().segments:
         return None
-    from .query import events_connection
+    from . import engine
+    from .engine import sql_string
 
-    rows = events_connection(store).execute(
-        """SELECT DISTINCT txn.id, txn.position, epoch_us(txn.ts), entity, op FROM events
-           WHERE source.format = ? AND txn.id IS NOT NULL AND NOT starts_with(txn.id, ?)
-             AND (txn.position IS NOT NULL OR txn.ts IS NOT NULL)""",
-        [format_name, _UNNAMED],
-    ).fetchall()
-    if not rows:
+    con = engine.connect()
+    store.events_view(con)
+    con.execute(
+        f"""CREATE TEMP TABLE held AS
+            SELECT DISTINCT txn.id AS xid, txn.position AS position, epoch_us(txn.ts) AS ts, entity, op FROM events
+            WHERE source.format = {sql_string(format_name)} AND txn.id IS NOT NULL
+              AND NOT starts_with(txn.id, {sql_string(_UNNAMED)}) AND (txn.position IS NOT NULL OR txn.ts IS NOT NULL)"""
+    )
+    if not con.execute("SELECT 1 FROM held LIMIT 1").fetchall():
         return None
-    held: dict[str, dict[tuple[str | None, int | None], set[tuple[str, str]]]] = {}
-    for xid, position, ts, entity, op in rows:
-        held.setdefault(xid, {}).setdefault((position, ts), set()).add((entity, op))
-    return Resent(held)
+    return Resent(con)
 
 
 def drop_resent(batch: pa.RecordBatch, resent: Resent) -> pa.RecordBatch:
     """The batch without the events of transactions the store holds (counted in ``resent``)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    txn = batch.column("txn")
-    ids = pc.struct_field(txn, "id")
-    maybe = pc.fill_null(pc.is_in(ids, value_set=pa.array(list(resent.held), pa.string())), False)
-    if not pc.any(maybe).as_py():  # (the usual case: new xids)
+    incoming = pa.table({  # noqa: F841 - read by the query
+        "i": pa.array(range(batch.num_rows), pa.int64()),
+        "xid": batch.column("txn").field("id"),
+        "position": batch.column("txn").field("position"),
+        "ts": batch.column("txn").field("ts"),
+        "entity": batch.column("entity"),
+        "op": batch.column("op"),
+        "line": batch.column("source").field("line"),
+    })  # fmt: skip
+    resent.con.register("incoming", incoming)
+    again = resent.con.execute(
+        """SELECT i, xid, position, epoch_us(ts), line FROM incoming b
+           WHERE EXISTS (SELECT 1 FROM held h WHERE h.xid = b.xid AND h.entity = b.entity AND h.op = b.op
+                         AND h.position IS NOT DISTINCT FROM b.position AND h.ts IS NOT DISTINCT FROM epoch_us(b.ts))
+           ORDER BY i"""
+    ).fetchall()
+    resent.con.unregister("incoming")
+    if not again:  # (the usual case: new transactions)
         return batch
-    positions = pc.struct_field(txn, "position").to_pylist()
-    times = pc.struct_field(txn, "ts").cast(pa.int64()).to_pylist()
-    lines = pc.struct_field(batch.column("source"), "line").to_pylist()
-    entities, ops = batch.column("entity").to_pylist(), batch.column("op").to_pylist()
-    keep = []
-    for i, (xid, candidate) in enumerate(zip(ids.to_pylist(), maybe.to_pylist(), strict=True)):
-        again = candidate and (entities[i], ops[i]) in resent.held[xid].get((positions[i], times[i]), ())
-        keep.append(not again)
-        if again:
-            resent.events += 1
-            resent.transactions.add((xid, positions[i], times[i]))
-            if resent.first_line is None:
-                resent.first_line = lines[i]
+    resent.events += len(again)
+    resent.transactions.update((xid, position, ts) for _, xid, position, ts, _ in again)
+    if resent.first_line is None:
+        resent.first_line = again[0][4]
+    keep = [True] * batch.num_rows
+    for i, *_ in again:
+        keep[i] = False
     return batch.filter(pa.array(keep))
