@@ -42,6 +42,8 @@ class FileResult:
     last_offset: int | None = None
     commit: int | None = None
     errors: list[BadRecord] = field(default_factory=list)  # the first few, for the summary
+    #: a duplicate's mapping when it went in, where it differs from this ingest's (as options)
+    earlier_mapping: str | None = None
 
 
 @dataclass
@@ -187,6 +189,24 @@ def _auto_snapshot(store: Store) -> str | None:
 
 #: formats whose records carry a time, where an event without one (a Debezium tombstone placed
 #: from the store) is the exception: a file of such events alone is warned of too
+def _mapping_params(mapping: Mapping) -> dict[str, Any]:
+    """The field mapping as an ingest commit records it: the options given."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in mapping.__dict__.items() if v and k != "max_line_bytes"}
+
+
+def _other_mapping(store: Store, version: int, mapping: Mapping) -> str | None:
+    """The mapping the commit ``version`` ingested its file with, as options, where it is not
+    ``mapping`` (the same bytes again, with the mapping corrected, are still refused)."""
+    commit = next((c for c in store.commits() if c.get("version") == version), None)
+    if commit is None:
+        return None
+    earlier = commit.get("params", {}).get("mapping", {})
+    if earlier == _mapping_params(mapping):
+        return None
+    return " ".join(f"--{k.removesuffix('s').replace('_', '-')} {v}" for k, vs in earlier.items()
+                    for v in (vs if isinstance(vs, list) else [vs])) or "no field mapping"  # fmt: skip
+
+
 _TIMED_FORMATS = ("debezium", "kcat", "maxwell", "mongodb")
 
 
@@ -229,6 +249,7 @@ def _ingest_one(
         done = state.ingested_in(source.whole_digest(), named)
         if done is not None:
             res.duplicate, res.commit = True, done
+            res.earlier_mapping = _other_mapping(store, done, mapping)
             return res
     bad: list[BadRecord] = []
 
@@ -295,6 +316,7 @@ def _ingest_one(
         res.duplicate = True
         res.ingested = 0
         res.commit = done
+        res.earlier_mapping = _other_mapping(store, done, mapping)
         return res
     quarantine = []
     if bad and on_error == "quarantine":
@@ -313,7 +335,7 @@ def _ingest_one(
         "default_entity": named,
         "bytes": source.bytes_read,
         "file_bytes": source.size,
-        "mapping": {k: v for k, v in mapping.__dict__.items() if v and k != "max_line_bytes"},
+        "mapping": _mapping_params(mapping),
         "on_error": on_error,
     }
     info = {

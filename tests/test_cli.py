@@ -96,6 +96,22 @@ def test_quiet_silences_status_but_not_warnings(write_lines: WriteLines, cli: Cl
     assert (r.code, r.out, r.err) == (0, "", "")
 
 
+def test_a_file_refused_as_a_duplicate_names_the_mapping_it_went_in_with(
+    write_lines: WriteLines, cli: Cli, tmp_path: Path
+) -> None:
+    """The same bytes again with a corrected mapping are still the same content: the refusal says
+    which mapping they went in with and how to ingest them with the new one."""
+    f = write_lines(tmp_path / "a.jsonl", ['{"id":1,"t":"2024-01-01T00:00:00Z"}'])
+    assert cli("ingest", tmp_path / "s", f).code == 0
+    r = cli("ingest", tmp_path / "s", f, "--key-field", "id", "--ts-field", "t")
+    assert r.code == 0 and "ingested with no field mapping" in r.err and "ingest into a new store" in r.err
+    assert cli("ingest", tmp_path / "k", f, "--key-field", "id").code == 0
+    r = cli("ingest", tmp_path / "k", f, "--key-field", "id", "--ts-field", "t")
+    assert "ingested with --key-field id;" in r.err
+    r = cli("ingest", tmp_path / "k", f, "--key-field", "id")
+    assert "ingested with" not in r.err and "(--allow-duplicates to force)" in r.err
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

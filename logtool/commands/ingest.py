@@ -86,7 +86,13 @@ def command(
 def _said(f: Any) -> None:  # an ingest.FileResult
     """A file's outcome, said as soon as it is done (a later file's failure leaves it standing)."""
     if f.duplicate:
-        console.warn(f"{f.file}: already in the store (commit {f.commit}); not ingested again (--allow-duplicates to force)")
+        if f.earlier_mapping:
+            console.warn(
+                f"{f.file}: already in the store (commit {f.commit}), ingested with {f.earlier_mapping}; not ingested "
+                "again: to ingest it with this mapping, ingest into a new store (--allow-duplicates would keep both)"
+            )
+        else:
+            console.warn(f"{f.file}: already in the store (commit {f.commit}); not ingested again (--allow-duplicates to force)")
         return
     where = f"offsets {f.first_offset}..{f.last_offset}" if f.first_offset is not None else "no events"
     console.status(
