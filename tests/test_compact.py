@@ -843,6 +843,20 @@ def test_the_commit_records_what_the_dry_run_showed(tmp_path: Path) -> None:
     assert log[-1]["params"]["now"] == iso(now)
 
 
+def test_cli_prompts_on_a_terminal_and_a_no_says_aborted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal compaction asks, as purge does: "n" changes nothing and says so (exit 1)."""
+    from logtool.commands import _common
+
+    monkeypatch.setattr(_common, "interactive", lambda: True)
+    store, now = _mixed_store(tmp_path / "s")
+    before = tree(store)
+    r = cli("compact", store, "--now", iso(now), input="n\n")
+    assert r.code == 1 and "remove 7 of 11 events?" in r.err and "Aborted" in r.err
+    assert tree(store) == before
+    r = cli("compact", store, "--now", iso(now), input="y\n")
+    assert r.code == 0 and tree(store) != before
+
+
 def test_cli_refuses_without_yes_when_stdin_is_not_a_terminal(tmp_path: Path) -> None:
     store, now = _mixed_store(tmp_path / "s")
     before = tree(store)

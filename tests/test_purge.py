@@ -1185,9 +1185,9 @@ def test_cli_without_yes_checks_the_selection_first_and_shows_what_is_at_stake(c
 
 
 def test_cli_prompts_on_a_terminal(cli: Any, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from logtool.commands import purge as command
+    from logtool.commands import _common
 
-    monkeypatch.setattr(command, "interactive", lambda: True)
+    monkeypatch.setattr(_common, "interactive", lambda: True)
     before = files(store)
     run = cli("purge", store, "--key", PERSON["key"], input="n\n")
     assert run.code == 1 and "4 event(s) would be removed" in run.err

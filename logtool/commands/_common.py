@@ -227,18 +227,24 @@ def render_object(obj: dict[str, Any], fmt: OutputFormat | None) -> None:
         sys.stdout.write(dumps_exact(plain(obj)) + "\n")
 
 
-def confirm(question: str, yes: bool) -> None:
-    """Ask before a destructive change: a prompt on a terminal; elsewhere refuse without --yes."""
+def interactive() -> bool:
+    """Is a person at the keyboard (stdin a terminal)?"""
+    return sys.stdin.isatty()
+
+
+def confirm(question: str, yes: bool, look: str) -> None:
+    """Ask before a destructive change: a prompt on a terminal (no: "Aborted!", exit 1, nothing
+    changed); elsewhere refuse without --yes. ``look`` is the command to rerun with --dry-run."""
     from ..errors import UsageError
 
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not interactive():
         raise UsageError(
-            "refusing to change the store without confirmation", "pass --yes (or --dry-run to see what would change)"
+            "refusing to change the store without confirmation: stdin is not a terminal, so nobody can confirm",
+            f"look first with `{look} --dry-run`, then pass --yes",
         )
-    if not typer.confirm(question, default=False, err=True):
-        raise typer.Exit(1)
+    typer.confirm(question, default=False, abort=True, err=True)
 
 
 def refuse_raw_only(target: str, options: dict[str, Any], hint: str, file_or_store: bool = False) -> None:

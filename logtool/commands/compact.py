@@ -104,7 +104,7 @@ def command(
             console.status("nothing to compact")
             return
         _warn_keyless(preview)
-        confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes)
+        confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes, f"logtool compact {target}")
     with console.progress("compact", unit="steps") as update:
         result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                  until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip

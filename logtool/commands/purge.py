@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,6 +22,7 @@ from ._common import (
     TypeFieldOpt,
     boundary,
     build_mapping,
+    confirm,
     refuse_raw_only,
     render_object,
 )
@@ -227,11 +227,6 @@ def _say_proof(verb: str) -> Callable[[str], None]:
     return say
 
 
-def interactive() -> bool:
-    """Is a person at the keyboard (stdin a terminal)?"""
-    return sys.stdin.isatty()
-
-
 def _store_run(
     target: str,
     verb: str,
@@ -242,7 +237,6 @@ def _store_run(
     format: FormatOpt,
 ) -> None:
     """Run a purge or redaction as the user asked: a dry run, or a change after a look (unless --yes)."""
-    from ..errors import UsageError
 
     if dry_run:
         plan = call(True)
@@ -260,12 +254,7 @@ def _store_run(
         _warn(plan)
         for line in _describe(plan):
             console.say(line)
-        if not interactive():
-            raise UsageError(
-                f"refusing to {verb} without --yes: stdin is not a terminal, so nobody can confirm",
-                f"look first with `logtool {verb} {target} ... --dry-run`, then pass --yes",
-            )
-        typer.confirm(f"{verb} now?", default=False, abort=True, err=True)
+        confirm(f"{verb} now?", False, f"logtool {verb} {target} ...")
     with console.progress(verb, unit="events") as update:
         result = call(False, update)
     if yes:  # (the preview showed them otherwise)
