@@ -69,6 +69,8 @@ _MAYBE_LENIENT_SQL = (
 )
 _LENIENT_COMMA = r",\s*[\]}]"
 _LENIENT_NUMBER = r"(?i)nan|inf"
+# A line that matches neither (the most) needs no rendering: nothing in it can differ from it.
+_SUSPECT = f"{_UNSAFE_NUMBER}|{_MAYBE_LENIENT}"
 
 
 PARSE_TS = "logtool_parse_ts"  # parse_ts as a SQL function of RecordMapper's connection
@@ -303,26 +305,31 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     columns = "".join(f", f[{i + 1}] AS f{i + 1}" for i in range(len(fields)))
     columns += "".join(f", fm[{i + 1}] AS m{i + 1}" for i in range(len(payload)))
     return f"""
-WITH parsed AS (
-    -- DuckDB's own rendering of the line: NULL where it is not JSON; where it is the line itself
-    -- (but for trailing blanks), every number is written as DuckDB would print it
-    SELECT idx, line_no, line, TRY(json(line))::VARCHAR AS rendered FROM chunk
+WITH suspects AS (
+    SELECT idx, line_no, line, regexp_matches(line, {sql_string(_SUSPECT)}) AS suspect FROM chunk
+), parsed AS (
+    -- DuckDB's own rendering of a suspect line: NULL where it is not JSON; where it is the line
+    -- itself (but for trailing blanks), every number is written as DuckDB would print it. Any other
+    -- line is only checked to be JSON: it holds nothing the rendering is there to find.
+    SELECT *, CASE WHEN suspect THEN TRY(json(line))::VARCHAR END AS rendered,
+              CASE WHEN suspect THEN rendered IS NOT NULL ELSE json_valid(line) END AS valid
+    FROM suspects
 ), checked AS (
-    SELECT * REPLACE (CASE WHEN lenient IS NULL THEN rendered END AS rendered) FROM (
-        SELECT *, CASE WHEN rendered IS NOT NULL AND {_MAYBE_LENIENT_SQL} THEN
+    SELECT * REPLACE (CASE WHEN lenient IS NULL THEN rendered END AS rendered, valid AND lenient IS NULL AS valid) FROM (
+        SELECT *, CASE WHEN suspect AND rendered IS NOT NULL AND {_MAYBE_LENIENT_SQL} THEN
                   CASE WHEN regexp_matches(regexp_replace(line, {sql_string(_STRINGS)}, '""', 'g'), {sql_string(_LENIENT_COMMA)})
                        THEN 'broken JSON: a trailing comma'
                        WHEN regexp_matches(regexp_replace(line, {sql_string(_STRINGS)}, '""', 'g'), {sql_string(_LENIENT_NUMBER)})
                        THEN 'broken JSON: NaN and Infinity are not JSON numbers' END END AS lenient
         FROM parsed)
 ), typed AS (
-    SELECT *, CASE WHEN rendered IS NULL THEN NULL WHEN starts_with(rendered, '{{') THEN 'OBJECT'
-                   ELSE json_type(rendered) END AS jtype
+    SELECT *, CASE WHEN NOT valid THEN NULL WHEN starts_with(line, '{{') THEN 'OBJECT'
+                   ELSE json_type(line) END AS jtype
     FROM checked
 ), j AS (
     SELECT idx, line_no, line, lenient, jtype, jtype = 'OBJECT' AS obj,
         CASE WHEN jtype = 'OBJECT' THEN json_extract(line, {paths}) END AS f,
-        CASE WHEN jtype = 'OBJECT' AND NOT starts_with(line, rendered)
+        CASE WHEN jtype = 'OBJECT' AND suspect AND NOT starts_with(line, rendered)
                   AND regexp_matches(line, {sql_string(_UNSAFE_NUMBER)})
              THEN CASE WHEN {_HOLDS_MARK} THEN 'python' ELSE 'mark' END END AS exactness
     FROM typed
