@@ -53,6 +53,9 @@ _EMPTY_MARK = '"\\u0001"'
 _UNMARK = r'"\\u0001([^"]*)"'
 # A UTC offset no zone has: 24 hours or more, or 60 minutes or more, after a time of day.
 _BAD_OFFSET = r"[0-9]([.,][0-9]+)?[+-]((2[4-9]|[3-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
+# The time most logs write, in UTC: no offset (_BAD_OFFSET ends in a digit), no zone name (no two
+# letters in a row). One anchored match of it is cheaper than looking for both.
+_PLAIN_UTC = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z"
 # A line that already holds the marker (escaped, or raw) cannot be marked: Python rebuilds it.
 _HOLDS_MARK = "(contains(line, chr(1)) OR contains(line, '\\u0001'))"
 
@@ -128,6 +131,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         return f"m{payload.index(name) + 1}" if marked else f(name)
 
     checks: list[tuple[str, str]] = []  # (condition that makes the record bad, reason SQL)
+    extra: list[str] = []  # columns the fields step computes from the fields, each once
 
     def exact(build: Callable[[bool], str], unmark: str) -> str:
         """A payload expression built from the plain fields, or from the marked ones (unmarked by
@@ -159,7 +163,8 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         unit = mapping.ts_unit or "s"
         scale = "0.001" if unit == "ns" else str(TS_UNITS[unit])
 
-        text = f"({t} ->> '$')"
+        text = "ts_text"  # the field's text, taken once (in the fields step)
+        extra.append(f"{t} ->> '$' AS ts_text")
 
         def epoch(number: str) -> str:
             # past the years 1-9999 the micros are held just outside them: the range check names it
@@ -177,7 +182,8 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
         # parse_ts, which refuses the first and reads zone names as every other reader does
         ts_expr = (
             f"(CASE WHEN {_number(t)} THEN {epoch(f'{t}::VARCHAR')} ELSE coalesce("
-            f"CASE WHEN NOT regexp_matches({text}, {sql_string(_BAD_OFFSET)}) AND NOT {_named_zone(text)} "
+            f"CASE WHEN regexp_full_match({text}, {sql_string(_PLAIN_UTC)}) "
+            f"OR (NOT regexp_matches({text}, {sql_string(_BAD_OFFSET)}) AND NOT {_named_zone(text)}) "
             f"THEN TRY_CAST({text} AS TIMESTAMPTZ) END, "
             f"CASE WHEN regexp_full_match({text}, '-?[0-9]+(\\.[0-9]+)?') THEN {epoch(text)} END, "
             f"make_timestamp({PARSE_TS}({text}))::TIMESTAMPTZ) END)"
@@ -304,6 +310,7 @@ def mapping_sql(mapping: Mapping, format_name: str, file: str, entity_default: s
     fm = f"json_extract(marked, [{', '.join(json_path(n) for n in payload)}])" if payload else "NULL::JSON[]"
     columns = "".join(f", f[{i + 1}] AS f{i + 1}" for i in range(len(fields)))
     columns += "".join(f", fm[{i + 1}] AS m{i + 1}" for i in range(len(payload)))
+    extras = "".join(f", {e}" for e in extra)
     return f"""
 WITH suspects AS (
     SELECT idx, line_no, line, regexp_matches(line, {sql_string(_SUSPECT)}) AS suspect FROM chunk
@@ -339,7 +346,8 @@ WITH suspects AS (
         END AS marked
     FROM j
 ), fields AS (
-    SELECT * EXCLUDE (f, fm){columns} FROM (SELECT *, CASE WHEN marked IS NOT NULL THEN {fm} END AS fm FROM marked)
+    SELECT *{extras} FROM (
+        SELECT * EXCLUDE (f, fm){columns} FROM (SELECT *, CASE WHEN marked IS NOT NULL THEN {fm} END AS fm FROM marked))
 ), step1 AS (
     SELECT *,
         CASE WHEN obj THEN {entity_expr} END AS v_entity,
