@@ -147,13 +147,25 @@ class SegmentWriter:
         ).cast(pa.binary())
         columns["digest"] = pa.nulls(n, pa.binary())
         table = pa.Table.from_pydict(columns, schema=self.schema)
-        self._hand_over(table)
+        # digested here, not in the writer thread: that thread then only writes, so what is left to
+        # do after the last batch (while nothing else runs) is short
+        self._hand_over(table.set_column(self.schema.get_field_index("digest"), "digest", self._digests(table)))
         if self.on_rows:
             self.on_rows(n)
 
+    def _digests(self, table: pa.Table) -> pa.ChunkedArray:
+        """The event digests of a table (event schema, digest still null)."""
+        import pyarrow as pa
+
+        incoming = pa.Table.from_batches(  # noqa: F841 - read by the query, batch by batch on every core
+            table.to_batches(max_chunksize=32768)
+        )
+        digest = self.con.sql(f"SELECT {self._digest_sql(table)} AS digest FROM incoming").to_arrow_table().column(0)
+        return digest.cast(pa.binary())
+
     def _hand_over(self, table: pa.Table) -> None:
-        """Queue a table for the writer thread, which digests and writes it while the caller reads
-        the next batch; the queue holds one table, so memory stays bounded."""
+        """Queue a table for the writer thread, which writes it while the caller reads the next
+        batch; the queue holds one table, so memory stays bounded."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="logtool-segment-writer", daemon=True)
             self._thread.start()
@@ -180,14 +192,7 @@ class SegmentWriter:
             self._thread = None
 
     def _write_table(self, table: pa.Table) -> None:
-        """Digest a table (event schema, digest still null) and write it into segments."""
-        import pyarrow as pa
-
-        incoming = pa.Table.from_batches(  # noqa: F841 - read by the query, batch by batch on every core
-            table.to_batches(max_chunksize=32768)
-        )
-        digest = self.con.sql(f"SELECT {self._digest_sql(table)} AS digest FROM incoming").to_arrow_table().column(0)
-        table = table.set_column(self.schema.get_field_index("digest"), "digest", digest.cast(pa.binary()))
+        """Write a digested table (event schema) into segments."""
         n = table.num_rows
         start = 0
         while start < n:
