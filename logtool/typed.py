@@ -136,24 +136,41 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
             for ent in ents:
                 out[ent] = pa.table({KEY: rows.filter(pc.equal(rows.column("entity"), ent)).column("key")})
             continue
-        # One parse of each row extracts every column; the values are then measured column by column.
-        extract = f"""SELECT entity, key, json_extract(state, [{', '.join(json_path(n) for n in cols)}]) AS vs
-                      FROM rows WHERE entity IN {which}"""
+        # One parse of each row extracts every column, kept in a table: the values are measured,
+        # then cast, from it (each state was parsed three times when each step read it afresh).
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _typed_values AS
+                SELECT entity, key, json_extract(state, [{', '.join(json_path(n) for n in cols)}]) AS vs
+                FROM rows WHERE entity IN {which}"""
+        )
+        # Column by column, side by side (one row of measures per entity): each value's type is
+        # read once, and each value rendered only where its type is measured by it.
+        per_value = ", ".join(
+            f"""t{i}, CASE WHEN t{i} IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN vs[{i}]::VARCHAR END AS v{i},
+                CASE WHEN t{i} = 'VARCHAR' THEN vs[{i}] ->> '$' END AS a{i}"""
+            for i in range(1, len(cols) + 1)
+        )
+        types = ", ".join(f"json_type(vs[{i}]) AS t{i}" for i in range(1, len(cols) + 1))
+        measures = ", ".join(
+            f"""list(DISTINCT t{i}) FILTER (WHERE t{i} IS NOT NULL), bool_or(t{i} = 'VARCHAR' AND a{i} IN {specials}),
+                bool_or(t{i} = 'VARCHAR' AND a{i} NOT IN {specials}), bool_or(t{i} = 'DOUBLE' AND contains(lower(v{i}), 'e')),
+                bool_or(t{i} = 'UBIGINT' AND TRY_CAST(v{i} AS BIGINT) IS NULL),
+                max(length(split_part(ltrim(v{i}, '-'), '.', 1))),
+                max(CASE WHEN t{i} = 'DOUBLE' AND contains(v{i}, '.') THEN length(split_part(v{i}, '.', 2)) ELSE 0 END)"""
+            for i in range(1, len(cols) + 1)
+        )
         found = con.execute(
-            f"""WITH m AS (SELECT entity, unnest(range(1, {len(cols) + 1})) AS i, unnest(vs) AS j FROM ({extract})),
-                     t AS (SELECT entity, i, j, json_type(j) AS t FROM m WHERE j IS NOT NULL),
-                     -- each value rendered only where its type is measured by it: a third less work
-                     d AS (SELECT entity, i, t, CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN j::VARCHAR END AS v,
-                                  CASE WHEN t = 'VARCHAR' THEN j ->> '$' END AS a FROM t)
-                SELECT entity, i, list(DISTINCT t), bool_or(t = 'VARCHAR' AND a IN {specials}),
-                       bool_or(t = 'VARCHAR' AND a NOT IN {specials}),
-                       bool_or(t = 'DOUBLE' AND contains(lower(v), 'e')),
-                       bool_or(t = 'UBIGINT' AND TRY_CAST(v AS BIGINT) IS NULL),
-                       max(CASE WHEN t IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN length(split_part(ltrim(v, '-'), '.', 1)) END),
-                       max(CASE WHEN t = 'DOUBLE' AND contains(v, '.') THEN length(split_part(v, '.', 2)) ELSE 0 END)
-                FROM d GROUP BY entity, i"""
+            f"""SELECT entity, {measures}
+                FROM (SELECT entity, {per_value} FROM (SELECT entity, vs, {types} FROM _typed_values))
+                GROUP BY entity"""
         ).fetchall()
-        measured = {(ent, i): rest for ent, i, *rest in found}
+        width = 7  # measures per column
+        measured = {
+            (ent, i + 1): list(rest[i * width : (i + 1) * width])
+            for ent, *rest in found
+            for i in range(len(cols))
+            if rest[i * width]  # (no value: the column is absent from every row of the entity)
+        }
         # Entities whose columns also came out the same types share the extraction.
         by_kinds: dict[tuple[tuple[str, int, int], ...], list[str]] = {}
         for ent in ents:
@@ -163,9 +180,8 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
             fields = [pa.field(key_column(cols), pa.string())] + [arrow_field(n, k) for n, k in zip(cols, kinds, strict=True)]
             values = ", ".join(f"{_value_sql(f'vs[{i + 1}]', k)} AS c{i + 1}" for i, k in enumerate(kinds))
             listed = "(" + ", ".join(sql_string(e) for e in same) + ")"
-            # MATERIALIZED: each row is parsed once, not once for each column
             table = con.sql(
-                f"WITH v AS MATERIALIZED ({extract} AND entity IN {listed}) SELECT entity, key, {values} FROM v"
+                f"SELECT entity, key, {values} FROM _typed_values WHERE entity IN {listed}"
             ).to_arrow_table()
             for ent in same:
                 part = table.filter(pc.equal(table.column("entity"), ent)).drop_columns(["entity"])
