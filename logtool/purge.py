@@ -1159,6 +1159,7 @@ def _execute(
     if dry_run:
         result.leftovers_removed = leftovers
         return result
+    replaced: set[str] = set()  # the files the commit replaces: reported as what they are, not as leftovers
     if result.changed:
         new_files: list[Path] = []
         try:
@@ -1168,6 +1169,7 @@ def _execute(
             for f in new_files:
                 fsync_path(f)
             removed = [p.entry for p in plans] + snapshots + [q.entry for q in quarantine] + [old for old, _ in rewritten]
+            replaced = {e["path"] for e in removed}
             receipt = {
                 "operation": operation,
                 "time": now_iso(),
@@ -1215,7 +1217,7 @@ def _execute(
         if proof is not None and needs_proof:
             result.proof = proof.hex()
         result.segments_added = [e["path"] for e in added]
-    result.leftovers_removed = sweep(store)
+    result.leftovers_removed = [p for p in sweep(store) if p not in replaced]
     return result
 
 

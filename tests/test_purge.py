@@ -1145,6 +1145,18 @@ def test_a_dry_run_beside_a_working_writer_calls_none_of_its_files_leftovers(sto
     assert purge(store, key=PERSON["key"], dry_run=True).leftovers_removed == [store_rel(stray, store)]
 
 
+def test_a_run_reports_each_file_once_under_what_it_is(store: Path) -> None:
+    # the segments a commit replaces are rewritten (or removed), not leftovers: a leftover is a
+    # file no commit named before the run (an interrupted operation's)
+    stray = store / "segments" / "00000000000000000099-crashed.parquet"
+    stray.write_bytes(b"left by a crash")
+    res = purge(store, key=PERSON["key"])
+    assert res.segments_rewritten and res.leftovers_removed == [store_rel(stray, store)] and not stray.exists()
+    assert not set(res.segments_rewritten + res.segments_removed) & set(res.leftovers_removed)
+    red = redact(store, ["email"], key="b-100")
+    assert red.segments_rewritten and red.leftovers_removed == []
+
+
 def store_rel(path: Path, store: Path) -> str:
     return path.relative_to(store).as_posix()
 
