@@ -102,7 +102,8 @@ class PurgeResult:
     snapshots_removed: list[str] = field(default_factory=list)
     # snapshots holding state whose events are gone (a head drop's): rewritten without the data
     snapshots_rewritten: list[str] = field(default_factory=list)
-    snapshot_taken: str | None = None  # head drop: the snapshot stored first
+    snapshot_taken: str | None = None  # head drop: the snapshot stored first (on a dry run: one there already)
+    snapshot_at: int | None = None  # head drop: the offset of that snapshot (on a dry run: where it would be)
     quarantine_records: int = 0  # quarantined records removed (purge) or redacted (redact)
     quarantine_files: list[str] = field(default_factory=list)
     leftovers_removed: list[str] = field(default_factory=list)
@@ -984,6 +985,12 @@ def _purge_head(
             taken = snapshot(store, at_offset=cut - 1)
             result.snapshot_taken, keep_from = taken["path"], taken["offset"]
             state = store.state()
+        else:  # the dry run says so too: the state at the cut is stored, or kept where it is already
+            from .replay import KV_FINGERPRINT
+
+            result.snapshot_taken = next((s["path"] for s in state.of_kind("snapshot")
+                                          if s.get("offset") == keep_from and s.get("reducer") == KV_FINGERPRINT), None)  # fmt: skip
+        result.snapshot_at = keep_from
         plans = []
         for seg in state.segments:
             if seg["max_offset"] < cut:

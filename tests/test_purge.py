@@ -568,6 +568,25 @@ def test_head_drop_keeps_a_snapshot_and_the_head_state(store: Path) -> None:
     assert_verified(store)
 
 
+def test_a_head_drops_dry_run_names_the_snapshot_the_run_stores_at_the_cut(cli: Any, store: Path) -> None:
+    before = files(store)
+    plan = purge(store, before_offset=6, dry_run=True)
+    assert (plan.snapshot_at, plan.snapshot_taken) == (5, None)
+    run = cli("purge", store, "--before-offset", "6", "--dry-run")
+    assert run.code == 0 and "snapshot stored first at offset 5" in run.err
+    assert json.loads(run.out)["snapshot_at"] == 5
+    assert files(store) == before
+    # one there already is kept, and the dry run names it
+    from logtool.replay import snapshot
+
+    taken = snapshot(store, at_offset=5)
+    plan = purge(store, before_offset=6, dry_run=True)
+    assert (plan.snapshot_at, plan.snapshot_taken) == (5, taken["path"])
+    assert f"snapshot at offset 5: already there, kept ({taken['path']})" in cli("purge", store, "--before-offset", "6", "--dry-run").err
+    res = purge(store, before_offset=6)
+    assert (res.snapshot_at, res.snapshot_taken) == (5, taken["path"])
+
+
 def test_a_key_whose_events_were_dropped_replays_from_the_snapshot(store: Path) -> None:
     from logtool.replay import replay
 

@@ -304,6 +304,11 @@ def _describe(plan: PurgeResult) -> list[str]:
             lines.append(f"  {title}: {', '.join(items)}")
     if plan.quarantine_records:
         lines.append(f"  quarantined records {done}: {plan.quarantine_records}")
+    if plan.snapshot_at is not None:  # a head drop: the state at its cut is kept first, in its own commit
+        lines.append(
+            f"  snapshot at offset {plan.snapshot_at}: already there, kept ({plan.snapshot_taken})" if plan.snapshot_taken
+            else f"  snapshot stored first at offset {plan.snapshot_at} (the state there, for replay after the cut)"
+        )
     return lines
 
 
