@@ -232,15 +232,20 @@ class Store:
         damaged): a writer would sweep the files only that commit names. Reads go on: the log as it
         stands reads as the state before that commit."""
         lost = self.lost_head()
-        if lost and lost.startswith("the head mark"):
-            raise StoreError(f"{self.log_dir}: {lost}", f"remove {self.log_dir / HEAD_MARK}: the next change writes it anew")
         if lost:
-            raise StoreError(
-                f"{self.log_dir}: {lost}",
-                f"restore that commit file from a backup; if it is lost for good, or this store is a copy taken while "
-                f"a writer was at work, remove {self.log_dir / HEAD_MARK} to go on from the log as it stands (the next "
-                "change then deletes the files only that commit names)",
-            )
+            raise self.lost_head_error(lost)
+
+    def lost_head_error(self, lost: str, then: str = "") -> StoreError:
+        """The error for a lost newest commit file (or a damaged head mark), ``lost`` being what
+        :meth:`lost_head` said, ``then`` what it caused (appended to the message)."""
+        if lost.startswith("the head mark"):
+            return StoreError(f"{self.log_dir}: {lost}{then}", f"remove {self.log_dir / HEAD_MARK}: the next change writes it anew")
+        return StoreError(
+            f"{self.log_dir}: {lost}{then}",
+            f"restore that commit file from a backup; if it is lost for good, or this store is a copy taken while "
+            f"a writer was at work, remove {self.log_dir / HEAD_MARK} to go on from the log as it stands (the next "
+            "change then deletes the files only that commit names)",
+        )
 
     def _mark_head(self, version: int) -> None:
         """Record the newest commit's number in the head mark (after that commit is published):
@@ -606,6 +611,15 @@ def segment_damage(segment: str, reading: str | None = None) -> StoreError:
     """A segment (or snapshot) the commit log names is missing (``reading`` None) or cannot be
     read (why)."""
     what = "is missing" if reading is None else f"cannot be read ({reading})"
+    if reading is None:
+        # A lost newest commit is the likely cause: the file it replaced was deleted after it was
+        # published, and the log as it stands still names it. The cause leads, with its remedy.
+        store = Store(Path(segment).parent.parent)
+        lost = store.lost_head() if store.log_dir.is_dir() else None
+        if lost and not lost.startswith("the head mark"):
+            return store.lost_head_error(
+                lost, f"; {segment}, which the log as it stands names, is missing (that commit likely replaced it)"
+            )
     if Path(segment).parent.name == "snapshots":
         return StoreError(
             f"{segment}: a snapshot the commit log names {what}",

@@ -465,6 +465,24 @@ def test_newest_commit_removed(cli: Cli, store: Path, write_lines: WriteLines, t
     assert cli("ingest", store, more, "--key-field", "id").code == 0
 
 
+def test_a_segment_only_the_lost_newest_commit_replaced_is_gone_and_replay_names_the_lost_commit(
+    cli: Cli, store: Path
+) -> None:
+    """The lost commit's writer deleted the segment it replaced: the log as it stands names that
+    segment. Replay leads with the cause, as verify does, and keeps its remedy."""
+    assert cli("purge", store, "--key", "1", "--yes").code == 0
+    newest = sorted((store / "_log").glob("0*.json"))[-1]
+    newest.unlink()
+    r = cli("replay", store, "--format", "jsonl")
+    assert r.code == 2 and r.out == ""
+    assert r.errors()[0].startswith(f"error: {store / '_log'}: commit {newest.name} missing: the log's head mark (HEAD)")
+    assert "segments/" in r.errors()[0] and "is missing" in r.errors()[0]
+    assert "hint: restore that commit file from a backup; if it is lost for good" in r.err
+    assert f"remove {store / '_log' / 'HEAD'} to go on from the log as it stands" in r.err
+    verify = cli("verify", store, "--format", "jsonl")
+    assert verify.code == 1 and json.loads(verify.out.splitlines()[0])["where"] == "_log/HEAD"
+
+
 @pytest.mark.parametrize("mark", ['{"version":1e400}', "garbage", '{"version":-1}', '"7"'])
 def test_a_damaged_head_mark_is_named(cli: Cli, store: Path, mark: str) -> None:
     """The head mark is written whole and renamed into place: one that does not name a commit
