@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_ident, sql_string
-from .errors import InputError, UsageError, engine_trouble
+from .errors import InputError, UsageError, counted, engine_trouble
 from .formats.base import RawJSON, RawNumber, dumps_exact, loads_exact, parse_ts
 from .formats.wal2json import UNNAMED
 from .store import reads_latest
@@ -1304,7 +1304,7 @@ class _LogCompare:
                 missing = self.con.execute(f"SELECT count(*) FROM _lt_{side}e WHERE _pos IS NULL").fetchall()[0][0]
                 if missing:
                     raise UsageError(
-                        f"{store.path}: {missing} events have no source position to align by",
+                        f"{store.path}: {counted(missing, 'event')} {'has' if missing == 1 else 'have'} no source position to align by",
                         "align by offset (leave out --by position)",
                     )
 

@@ -11,6 +11,12 @@ EXIT_DIFFERENT = 1  # "different" (diff), "problem found" (verify), "not found" 
 EXIT_TROUBLE = 2  # usage errors and every failure
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and its noun, singular for one: ``1 event``, ``2 events``, ``3 entities`` (``plural``
+    where adding an s is wrong)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 class LogtoolError(Exception):
     """An error a user can act on: one line of message and a hint of what to do next."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine import sql_string
-from .errors import disk_trouble, interrupted
+from .errors import counted, disk_trouble, interrupted
 from .keyindex import describe
 from .store import HEAD_MARK, State, Store, canonical_json, chain_break, commit_hash, file_sha256, file_status
 
@@ -245,7 +245,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         if seg_events.num_rows != seg["rows"]:
             report.problems.append(
                 Problem(
-                    seg["path"], f"holds {seg_events.num_rows} events, commit says {seg['rows']}", seg["min_offset"]
+                    seg["path"], f"holds {counted(seg_events.num_rows, 'event')}, commit says {seg['rows']}", seg["min_offset"]
                 )
             )
         if len(offsets):
@@ -346,7 +346,7 @@ def _receipt_problems(commit: dict[str, Any], loaded: dict[str, pa.Table]) -> li
         listed = [o for a, b in item.get("offsets") or [] for o in range(a, b + 1)]
         where = old.get("min_offset")
         if len(listed) != len(hexes):
-            out.append((f"receipt lists {len(listed)} offsets and {len(hexes)} digests for {old.get('path')}", where))
+            out.append((f"receipt lists {counted(len(listed), 'offset')} and {counted(len(hexes), 'digest')} for {old.get('path')}", where))
             continue
         theirs = pa.table({"offset": pa.array(listed, pa.int64()),
                            "digest": pa.array([bytes.fromhex(h) for h in hexes], pa.binary())})  # fmt: skip

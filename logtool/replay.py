@@ -38,7 +38,7 @@ from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .engine import json_path, sql_string
-from .errors import NotFoundError, ReducerError, UsageError
+from .errors import NotFoundError, ReducerError, UsageError, counted
 from .formats.base import (
     RawJSON,
     RawNumber,
@@ -309,7 +309,7 @@ def replay(
     if snap:
         snap_file = store.path / snap["path"]
         if snap_file.exists() and snap.get("bytes") is not None and snap_file.stat().st_size != snap["bytes"]:
-            raise segment_damage(str(snap_file), f"{snap_file.stat().st_size} bytes where its commit recorded {snap['bytes']}")
+            raise segment_damage(str(snap_file), f"{counted(snap_file.stat().st_size, 'byte')} where its commit recorded {snap['bytes']}")
         con.execute(f"CREATE TEMP VIEW snap AS SELECT * FROM read_parquet({sql_string(str(snap_file))})")
     else:
         con.execute("CREATE TEMP VIEW snap AS SELECT NULL::VARCHAR AS entity, NULL::VARCHAR AS key, NULL::VARCHAR AS state WHERE FALSE")

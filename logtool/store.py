@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .errors import LockedError, LogtoolError, StoreError, disk_trouble, undecodable_parquet
+from .errors import LockedError, LogtoolError, StoreError, counted, disk_trouble, undecodable_parquet
 
 if TYPE_CHECKING:
     import duckdb
@@ -447,7 +447,7 @@ class Store:
             except OSError as e:
                 raise disk_trouble(e) or segment_damage(path) from None
             if seg.get("bytes") is not None and size != seg["bytes"]:
-                raise segment_damage(path, f"{size} bytes where its commit recorded {seg['bytes']}")
+                raise segment_damage(path, f"{counted(size, 'byte')} where its commit recorded {seg['bytes']}")
 
     def events_view(self, con: duckdb.DuckDBPyConnection, name: str = "events", files: list[str] | None = None) -> None:
         """Create a view of the live events (without the salt) on a DuckDB connection."""

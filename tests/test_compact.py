@@ -1351,6 +1351,20 @@ def test_raw_file_without_times_stamps_records_now(tmp_path: Path, retention: st
     assert out.read_text() == "\n".join([lines[0], lines[2]] if kept else [lines[0]]) + "\n"
 
 
+def test_cli_raw_file_summary_says_one_in_the_singular(tmp_path: Path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"id":1,"op":"insert","data":{"a":1}}\n{"id":1,"op":"delete"}\n')
+    r = cli("compact", src, "-o", out, "--key-field", "id", "--op-field", "op", "--data-field", "data", "--now", LATER,
+            "--tombstone-retention", "100d")  # fmt: skip
+    assert r.code == 0, r.err
+    said = r.err.replace("\n", " ")
+    assert "1 of 2 records kept; removed 1 (superseded: 1); 1 tombstone kept;" in said
+    store = ingest_sample(tmp_path / "s", src, Mapping(key_fields=("id",), op_field="op", data_field="data"))
+    r = cli("compact", store, "--yes", "--now", LATER, "--tombstone-retention", "100d")
+    assert r.code == 0, r.err
+    assert "removed 1 event (superseded: 1); 1 tombstone kept;" in r.err.replace("\n", " ")
+
+
 def test_cli_raw_file_mode(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     r = cli(

@@ -63,6 +63,15 @@ def _assert_found(r: Run, where: str, offset: int | None) -> list[dict[str, Any]
     return problems
 
 
+def test_counts_of_one_are_said_in_the_singular(cli: Cli, write_lines: WriteLines, tmp_path: Path) -> None:
+    f = write_lines(tmp_path / "one.jsonl", ['{"id":1}'])
+    logtool.ingest(str(tmp_path / "one"), [str(f)], mapping=Mapping(key_fields=("id",)))
+    r = cli("verify", tmp_path / "one")
+    assert r.code == 0 and "ok: 1 commit, 1 segment, 1 event verified" in r.err
+    history = cli("history", tmp_path / "one", "1")
+    assert history.code == 0 and "1 event\n" in history.err and "1 events" not in history.err
+
+
 def test_clean_store_verifies(cli: Cli, store: Path) -> None:
     r = cli("verify", store)
     assert r.code == 0, r.out + r.err

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .. import console
+from ..errors import counted
 from ._common import FormatOpt, OutputFormat, StoreArg, boundary, render, render_object, resolve
 from .replay import AtOffset, AtPosition, AtTime, Reducer
 
@@ -57,7 +58,7 @@ def history(
 
     table = logtool.history(store, key, entity=entity, field=field, since=since, until=until, reducer=reducer)
     fmt = resolve(format)
-    console.status(f"{table.num_rows} events")
+    console.status(counted(table.num_rows, "event"))
     if note := (table.schema.metadata or {}).get(b"logtool.note"):
         console.status(f"note: {note.decode()}")
     _caveats(store, table.column("offset").to_pylist(), field)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import console
+from ..errors import counted
 from ._common import (
     DataFieldOpt,
     EntityFieldOpt,
@@ -104,7 +105,7 @@ def command(
             console.status("nothing to compact")
             return
         _warn_keyless(preview)
-        confirm(f"compact {target}: remove {removed} of {preview.events_before} events?", yes, f"logtool compact {target}")
+        confirm(f"compact {target}: remove {removed} of {counted(preview.events_before, 'event')}?", yes, f"logtool compact {target}")
     with console.progress("compact", unit="steps") as update:
         result = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
                                  until_offset=until_offset, now=now, dry_run=dry_run, progress=update)  # fmt: skip
@@ -136,8 +137,8 @@ def command(
     saved = result.bytes_before - result.bytes_after
     verb = "would remove" if dry_run else "removed"
     console.status(
-        f"{verb} {sum(result.removed.values())} events ({', '.join(f'{k}: {v}' for k, v in result.removed.items()) or 'none'}); "
-        f"{result.tombstones_kept} tombstones kept; {saved} bytes {'would be ' if dry_run else ''}saved"
+        f"{verb} {counted(sum(result.removed.values()), 'event')} ({', '.join(f'{k}: {v}' for k, v in result.removed.items()) or 'none'}); "
+        f"{counted(result.tombstones_kept, 'tombstone')} kept; {counted(saved, 'byte')} {'would be ' if dry_run else ''}saved"
     )
     if result.leftovers_removed:
         console.status(f"files no commit names {'would be ' if dry_run else ''}deleted: {', '.join(result.leftovers_removed)}")
@@ -194,10 +195,10 @@ def _compact_raw_file(target: str, output: str | None, input_format: str | None,
                         if k.startswith("removed_") and v)  # fmt: skip
     unread = result["unreadable_kept"]  # kept as they are, and in neither count of the records read
     console.status(
-        f"{target}: {result['records_kept'] + unread} of {result['records_in'] + unread} records kept"
+        f"{target}: {result['records_kept'] + unread} of {counted(result['records_in'] + unread, 'record')} kept"
         f"{f' ({unread} of them could not be read)' if unread else ''}; "
-        f"{verb} {result['records_removed']} ({reasons or 'none'}); {result['tombstones_kept']} tombstones kept; "
-        f"{result['bytes_saved']} bytes {'would be ' if dry_run else ''}saved"
+        f"{verb} {result['records_removed']} ({reasons or 'none'}); {counted(result['tombstones_kept'], 'tombstone')} kept; "
+        f"{counted(result['bytes_saved'], 'byte')} {'would be ' if dry_run else ''}saved"
     )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .. import console
-from ..errors import EXIT_DIFFERENT
+from ..errors import EXIT_DIFFERENT, counted
 from ._common import FormatOpt, OutputFormat, boundary, render, render_object, resolve, verdict
 from .replay import AtPosition, AtTime
 
@@ -140,7 +140,7 @@ def _examples(result: DiffResult) -> None:
     if not rows:
         return
     total = result.only_left + result.only_right + result.changed
-    table = Table(title=f"first {len(result.examples)} of {total} differences", title_justify="left")
+    table = Table(title=f"first {len(result.examples)} of {counted(total, 'difference')}", title_justify="left")
     for name in ("change", "where", "field", "left", "right"):
         table.add_column(name, overflow="fold")
     for row in rows:

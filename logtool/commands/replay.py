@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import console
+from ..errors import counted
 from ._common import OutputFormat, StoreArg, boundary, render, resolve
 
 
@@ -145,7 +146,7 @@ def snapshot(
     for w in entry.get("warnings", []):
         console.warn(w)
     already = "already there, none taken; " if entry.get("already") else ""
-    console.status(f"snapshot at offset {entry['offset']}: {already}{entry['rows']} rows, digest {entry['digest']}")
+    console.status(f"snapshot at offset {entry['offset']}: {already}{counted(entry['rows'], 'row')}, digest {entry['digest']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import console
-from ..errors import EXIT_DIFFERENT
+from ..errors import EXIT_DIFFERENT, counted
 from ._common import FormatOpt, OutputFormat, StoreArg, boundary, render, resolve, verdict
 
 
@@ -44,7 +44,7 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
     for path in [] if report.writer_at_work else report.leftovers:
         console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
     console.status(
-        f"ok: {report.commits} commits, {report.segments} segments, {report.events} events verified"
+        f"ok: {counted(report.commits, 'commit')}, {counted(report.segments, 'segment')}, {counted(report.events, 'event')} verified"
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, counted
 from ..schema import OPS
 
 if TYPE_CHECKING:
@@ -478,7 +478,7 @@ def iter_line_chunks(
 
 
 def _oversized(n: int, limit: int) -> str:
-    return f"line of {n} bytes is longer than the limit of {limit} bytes (ingest takes --max-line-bytes to raise it)"
+    return f"line of {counted(n, 'byte')} is longer than the limit of {counted(limit, 'byte')} (ingest takes --max-line-bytes to raise it)"
 
 
 def not_utf8(where: str) -> str:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import counted
 from . import Format
 from .base import (
     BadRecord,
@@ -108,7 +109,7 @@ def _values(lines: Iterable[tuple[int, str]], source: Source, report: Report, li
             first = line
         size += len(piece)
         if size > limit and not dropped:
-            report(BadRecord(source.name, first or line, f"value longer than the limit of {limit} bytes", b""))
+            report(BadRecord(source.name, first or line, f"value longer than the limit of {counted(limit, 'byte')}", b""))
             dropped = True
         if not dropped:
             parts.append(piece)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from ..errors import InputError
+from ..errors import InputError, counted
 from . import Format
 from .base import BATCH_ROWS, BadRecord, Mapping, Report, Source, not_utf8
 from .jsonl import RecordMapper
@@ -200,7 +200,7 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                 continue  # a blank line (a quoted "" on its own is a record: the empty string)
             if len(row) != len(header):
                 pending.append(
-                    BadRecord(source.name, line_no, f"expected {len(header)} fields, found {len(row)}", _raw(consumed))
+                    BadRecord(source.name, line_no, f"expected {counted(len(header), 'field')}, found {len(row)}", _raw(consumed))
                 )
                 continue
             joined = "".join(row)

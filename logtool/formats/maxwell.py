@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import counted
 from . import Format, keyless_hint
 from .base import (
     Event,
@@ -178,7 +179,7 @@ def _keys(
     names = tuple(columns) if columns else mapping.keys_for(entity) or (() if values else known)
     if names and values is not None and columns:
         if len(values) != len(names):
-            raise ValueError(f"primary_key has {len(values)} values for {len(names)} primary_key_columns")
+            raise ValueError(f"primary_key has {counted(len(values), 'value')} for {len(names)} primary_key_columns")
         key = key_text(values, names)
     elif names:
         key = row_key(row, names)

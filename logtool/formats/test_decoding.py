@@ -52,6 +52,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import counted
 from . import Format
 from .base import (
     BadRecord,
@@ -146,7 +147,7 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
                 yield first, "".join(parts).removesuffix("\n").removesuffix("\r")
                 parts = []
             elif size > limit:
-                report(BadRecord(source.name, first, f"record longer than the limit of {limit} bytes",
+                report(BadRecord(source.name, first, f"record longer than the limit of {counted(limit, 'byte')}",
                                  raw_bytes("".join(parts)[:4096])))  # fmt: skip
                 parts = []
     if parts:
@@ -292,7 +293,7 @@ def _record(dec: Decoder, text: str, line: int) -> None:
             raise ValueError("expected 'message: transactional: 0|1 prefix: P, sz: N content:'")
         content = text[m.end() :]
         if len(raw_bytes(content)) != int(m.group(3)):
-            raise ValueError(f"the content is {len(raw_bytes(content))} bytes, sz says {m.group(3)}")
+            raise ValueError(f"the content is {counted(len(raw_bytes(content)), 'byte')}, sz says {m.group(3)}")
         dec.add(
             Change(
                 "event", MESSAGE_ENTITY, line, text,

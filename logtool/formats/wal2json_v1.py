@@ -37,6 +37,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import counted
 from . import Format
 from .base import (
     BadRecord,
@@ -191,7 +192,7 @@ def _objects(
             yield numbers, starts, "\n".join(parts)
             numbers, starts, parts, depth, size = [], [], [], 0, 0
         elif size > limit:
-            report(BadRecord(source.name, numbers[0], f"JSON object longer than the limit of {limit} bytes",
+            report(BadRecord(source.name, numbers[0], f"JSON object longer than the limit of {counted(limit, 'byte')}",
                              raw_bytes("\n".join(parts)[:4096])))  # fmt: skip
             numbers, starts, parts, depth, size = [], [], [], 0, 0
     if parts:
