@@ -529,6 +529,23 @@ def test_why_as_a_terminal_table(cli: Any, stores: dict[str, Path], at_root: Non
     golden("audit_why_bank_acc-1003_balance.txt", without_trailing_spaces(run.out))
 
 
+def test_why_as_a_table_fits_a_terminal_of_80_columns(
+    cli: Any, stores: dict[str, Path], at_root: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console.out, "_width", 80)
+    run = cli("why", stores["bank"], "acc-1003", "balance", "--reducer", BANK_REDUCERS, "--format", "table")
+    assert run.code == 0
+    lines = run.out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # each event a block: its relation, then a line a field (none of them cut into a column of a few letters)
+    assert "answer (depth 0)" in lines and "cause (depth 1)" in lines and "correlated" in lines
+    assert any(re.fullmatch(r" correlation_id +corr-0051 *", line) for line in lines)
+    # the data stay data
+    answer = json.loads(cli("why", stores["bank"], "acc-1003", "balance", "--reducer", BANK_REDUCERS,
+                            "--format", "jsonl").out.splitlines()[0])  # fmt: skip
+    assert answer["relation"] == "answer" and len(answer) > 12
+
+
 def test_why_value_compares_as_json_values(stores: dict[str, Path], at_root: None) -> None:
     # A number matches a numeric string of the same value (the bank keeps money as strings).
     assert logtool.why(stores["bank"], "acc-1003", "balance", value=-300, reducer=BANK_REDUCERS).event["offset"] == 66

@@ -433,6 +433,22 @@ def test_info(write_lines: WriteLines, cli: Cli, tmp_path: Path, events_file: Pa
     assert row["events"] == "9" and json.loads(row["entities"]) == {"customers": 2, "orders": 7}
 
 
+def test_info_as_a_table_fits_a_terminal_of_80_columns(
+    cli: Cli, tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logtool import console
+
+    _ingest(tmp_path / "s", events_file, segment_rows=4)
+    monkeypatch.setattr(console.out, "_width", 80)
+    r = cli("info", tmp_path / "s", "--format", "table")
+    assert r.code == 0, r.err
+    assert max(len(line) for line in r.out.splitlines()) <= 80
+    # the last commits as `logtool log` shows them, a row a commit, not a JSON blob
+    assert "last commits" in r.out and '{"version"' not in r.out and "params" not in r.out
+    assert any(line.split("│")[1:5] and "ingest" in line for line in r.out.splitlines())
+    assert any(line.startswith(" entities ") and "orders: 7" in line for line in r.out.splitlines())
+
+
 def test_log(cli: Cli, tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOGTOOL_ACTOR", "alice@example")
     _ingest(tmp_path / "s", events_file, segment_rows=4)

@@ -172,7 +172,12 @@ def why(
         table = _for_people(
             result.table(), empty=("type", "event_id", "causation_id", "correlation_id", "txid"), drop=("position",)
         )
-        render(table, fmt, title="the event and the events behind it", json_columns=JSON_COLUMNS)
+        # an event a block of lines, not a row of a dozen columns: readable on a terminal of 80
+        console.out.print("the event and the events behind it")
+        for row in table.to_pylist():
+            relation, depth = row.pop("relation"), row.pop("depth")
+            console.out.print(f"\n{relation}" + ("" if depth is None else f" (depth {depth})"))
+            render_object(row, fmt)
         return
     render(result.table(), fmt, json_columns=JSON_COLUMNS)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ._common import FormatOpt, StoreArg, boundary, render, render_object
+from ._common import FormatOpt, OutputFormat, StoreArg, boundary, render, render_object, resolve
+from .log import render_commits
 
 
 def command(store: StoreArg, format: FormatOpt = None) -> None:
@@ -16,7 +17,15 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
     """
     import logtool
 
-    render_object(logtool.info(store), format)
+    info = logtool.info(store)
+    if resolve(format) is not OutputFormat.table:
+        render_object(info, format)
+        return
+    # for people, on a terminal of 80 columns: the entities as a list, the last commits as `logtool log` shows them
+    commits = info.pop("last_commits")
+    info["entities"] = ", ".join(f"{name}: {n}" for name, n in info["entities"].items())
+    render_object(info, format)
+    render_commits(commits, title="last commits")
 
 
 def formats(format: FormatOpt = None) -> None:
