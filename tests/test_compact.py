@@ -1447,6 +1447,23 @@ def test_a_dry_run_looks_again_when_a_commit_lands_while_it_reads(tmp_path: Path
     assert plan.events_before == sum(s["rows"] for s in Store.open(store).state().segments)
 
 
+def test_cli_raw_file_mode_takes_the_ingest_mapping_whole(tmp_path: Path) -> None:
+    """The mapping a file was ingested with (--entity NAME, --meta-field too) compacts it raw."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"id":1,"op":"insert","data":{"a":1},"actor":"ann"}\n{"id":1,"op":"update","data":{"a":2},"actor":"bob"}\n')
+    mapping = ("--key-field", "id", "--op-field", "op", "--data-field", "data", "--entity", "accounts",
+               "--meta-field", "actor")  # fmt: skip
+    r = cli("compact", src, "-o", out, *mapping, "--now", LATER)
+    assert r.code == 0, r.err
+    assert out.read_text() == '{"id":1,"op":"update","data":{"a":2},"actor":"bob"}\n'
+    r = cli("compact", src, "--dry-run", "-f", "json", *mapping, "--now", LATER)
+    assert r.code == 0, r.err
+    assert [(e["entity"], e["key"], e["line"]) for e in json.loads(r.out)["removed_examples"]] == [("accounts", "1", 1)]
+    assert cli("ingest", tmp_path / "s", src, *mapping).code == 0
+    r = cli("compact", tmp_path / "s", "--entity", "accounts", "--yes")
+    assert r.code == 2 and "is a store: --entity is for raw files" in r.err
+
+
 def test_cli_store_mode_refuses_the_raw_file_options(tmp_path: Path) -> None:
     store = tmp_path / "s"
     logtool.ingest(store, [str(SHOP)], mapping=SHOP_MAPPING)

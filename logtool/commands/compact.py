@@ -14,6 +14,7 @@ from ._common import (
     EntityFieldOpt,
     FormatOpt,
     KeyFieldOpt,
+    MetaFieldOpt,
     OpFieldOpt,
     OutputFormat,
     PrevKeyFieldOpt,
@@ -60,11 +61,15 @@ def command(
     ] = None,
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", help="Raw-file mode: entity name for every record (default: the file name).")
+    ] = None,
     op_field: OpFieldOpt = None,
     type_field: TypeFieldOpt = None,
     ts_field: TsFieldOpt = None,
     ts_unit: TsUnitOpt = None,
     data_field: DataFieldOpt = None,
+    meta_field: MetaFieldOpt = None,
     prev_key_field: PrevKeyFieldOpt = None,
     format: FormatOpt = None,
 ) -> None:
@@ -88,14 +93,15 @@ def command(
 
     if Path(target).is_file() or target == "-" or (output and not Path(target).is_dir()):
         mapping = build_mapping(key_field, entity_field, op_field, type_field=type_field, ts_field=ts_field,
-                                ts_unit=ts_unit, data_field=data_field, prev_key_field=prev_key_field)  # fmt: skip
+                                ts_unit=ts_unit, data_field=data_field, meta_field=meta_field,
+                                prev_key_field=prev_key_field, entity=entity)  # fmt: skip
         options = {"mapping": mapping, "tombstone_retention": tombstone_retention, "min_lag": min_lag,
                    "until_offset": until_offset, "now": now}  # fmt: skip
         _compact_raw_file(target, output, input_format, format, dry_run, options)
         return
-    raw_only = {"-o": output, "--input-format": input_format, "--key-field": key_field, "--entity-field": entity_field,
+    raw_only = {"-o": output, "--input-format": input_format, "--key-field": key_field, "--entity-field": entity_field, "--entity": entity,
                 "--op-field": op_field, "--type-field": type_field, "--ts-field": ts_field, "--ts-unit": ts_unit, "--data-field": data_field,
-                "--prev-key-field": prev_key_field}  # fmt: skip
+                "--meta-field": meta_field, "--prev-key-field": prev_key_field}  # fmt: skip
     refuse_raw_only(target, raw_only, "a store is compacted in place; its events were mapped when they were ingested")
     if not dry_run and not yes:
         preview = logtool.compact(target, tombstone_retention=tombstone_retention, min_lag=min_lag,
