@@ -81,6 +81,9 @@ KeyFieldOpt = Annotated[
     typer.Option("--key-field", help="Key field; repeat for a composite key; `ENTITY:FIELD` for one entity."),
 ]
 EntityFieldOpt = Annotated[str | None, typer.Option("--entity-field", help="Field naming the entity (table, stream).")]
+EntityNameOpt = Annotated[
+    str | None, typer.Option("--entity", help="Entity name for every record (default: the file name).")
+]
 OpFieldOpt = Annotated[
     str | None, typer.Option("--op-field", help="Field holding the op (insert, update, patch, delete, c/u/d...).")
 ]

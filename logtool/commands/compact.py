@@ -12,6 +12,7 @@ from ..errors import counted
 from ._common import (
     DataFieldOpt,
     EntityFieldOpt,
+    EntityNameOpt,
     FormatOpt,
     KeyFieldOpt,
     MetaFieldOpt,
@@ -61,9 +62,7 @@ def command(
     ] = None,
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
-    entity: Annotated[
-        str | None, typer.Option("--entity", help="Raw-file mode: entity name for every record (default: the file name).")
-    ] = None,
+    entity: EntityNameOpt = None,
     op_field: OpFieldOpt = None,
     type_field: TypeFieldOpt = None,
     ts_field: TsFieldOpt = None,

@@ -10,6 +10,7 @@ from .. import console
 from ._common import (
     DataFieldOpt,
     EntityFieldOpt,
+    EntityNameOpt,
     KeyFieldOpt,
     MetaFieldOpt,
     OpFieldOpt,
@@ -34,9 +35,7 @@ def command(
     ] = None,
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
-    entity: Annotated[
-        str | None, typer.Option("--entity", help="Entity name for every record (default: the file name).")
-    ] = None,
+    entity: EntityNameOpt = None,
     op_field: OpFieldOpt = None,
     type_field: TypeFieldOpt = None,
     ts_field: TsFieldOpt = None,
