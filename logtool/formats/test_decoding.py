@@ -158,21 +158,28 @@ def _records(source: Source, report: Report, limit: int) -> Iterator[tuple[int, 
 def _ident(text: str, i: int) -> tuple[str, int]:
     """An identifier at i, quoted or not, unquoted."""
     if text.startswith('"', i):
-        parts = []
-        j = i + 1
-        while True:
-            k = text.find('"', j)
-            if k < 0:
-                raise ValueError(f"unterminated quoted identifier at char {i}")
-            parts.append(text[j:k])
-            if not text.startswith('""', k):
-                return "".join(parts), k + 1
-            parts.append('"')
-            j = k + 2
+        return _quoted(text, i, "identifier")
     m = _BARE_IDENT.match(text, i)
     if m is None:
         raise ValueError(f"expected a name at char {i}")
     return m.group(), m.end()
+
+
+def _quoted(text: str, i: int, what: str) -> tuple[str, int]:
+    """The quoted text at i (an identifier in double quotes, a value in single quotes; the quote
+    doubled inside it), unquoted, and the index just past its closing quote."""
+    quote = text[i]
+    parts = []
+    j = i + 1
+    while True:
+        k = text.find(quote, j)
+        if k < 0:
+            raise ValueError(f"unterminated quoted {what} at char {i}")
+        parts.append(text[j:k])
+        if not text.startswith(quote * 2, k):
+            return "".join(parts), k + 1
+        parts.append(quote)
+        j = k + 2
 
 
 def _qualified(text: str, i: int) -> tuple[str, int]:
@@ -185,17 +192,7 @@ def _qualified(text: str, i: int) -> tuple[str, int]:
 
 def _value(text: str, i: int) -> tuple[Any, int]:
     if text.startswith("'", i):
-        parts = []
-        j = i + 1
-        while True:
-            k = text.find("'", j)
-            if k < 0:
-                raise ValueError(f"unterminated quoted value at char {i}")
-            parts.append(text[j:k])
-            if not text.startswith("''", k):
-                return "".join(parts), k + 1
-            parts.append("'")
-            j = k + 2
+        return _quoted(text, i, "value")
     k = text.find(" ", i)
     k = len(text) if k < 0 else k
     token = text[i:k]
