@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 from .engine import json_path, sql_string
 from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, given_key, loads_exact, parse_ts
+from .formats.mongodb import unwrap_number
 from .keyindex import SegmentIndex
 from .replay import _canon, keyless_reason
 from .store import Store, reads_latest
@@ -853,14 +854,10 @@ def parse_value(text: str) -> Any:
         return text
 
 
-_EXTENDED_NUMBERS = ("$numberDecimal", "$numberLong", "$numberInt", "$numberDouble")
-
-
 def _number(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _EXTENDED_NUMBERS:
-        value = next(iter(value.values()))  # a number as MongoDB's extended JSON writes it
+    value = unwrap_number(value)  # a number as MongoDB's extended JSON writes it
     if isinstance(value, int | RawNumber | str):
         try:
             number = Decimal(str(value))

@@ -91,7 +91,7 @@ from .base import (
     row_key,
     sniff_lines,
 )
-from .mongodb import document_id, update_change, update_patch
+from .mongodb import INTEGER_TYPES, document_id, unwrap_number, update_change, update_patch
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -405,9 +405,7 @@ def _oplog_update(patch: dict[str, Any]) -> dict[str, Any]:
     """An update as the oplog wrote it (the older capture mode's ``patch``), as an update
     description: ``$v`` 1 (or none) sets and unsets paths (``$set``, ``$unset``); ``$v`` 2
     (MongoDB 5 and later) is a diff of the document (see ``_object_diff``)."""
-    version = patch.get("$v")
-    if isinstance(version, dict):  # (extended JSON: {"$numberInt": "2"})
-        version = version.get("$numberInt", version.get("$numberLong"))
+    version = unwrap_number(patch.get("$v"), INTEGER_TYPES)  # (extended JSON: {"$numberInt": "2"})
     version = None if version is None else str(version)
     if version == "2":
         if set(patch) != {"$v", "diff"}:

@@ -138,13 +138,26 @@ def _relaxed(value: Any) -> Any:
         return [_relaxed(v) for v in value]
     if not isinstance(value, dict):
         return value
-    if len(value) == 1:
-        (name, text), = value.items()
-        if name in ("$numberInt", "$numberLong") and isinstance(text, str) and re.fullmatch(r"-?[0-9]+", text):
-            return int(text)
-        if name == "$numberDouble" and isinstance(text, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text):
-            return loads_exact(text)
+    if (integer := _integer(value)) is not None:
+        return integer
+    text = unwrap_number(value, ("$numberDouble",))
+    if isinstance(text, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text):
+        return loads_exact(text)
     return {k: _relaxed(v) for k, v in value.items()}
+
+
+NUMBER_TYPES = ("$numberInt", "$numberLong", "$numberDouble", "$numberDecimal")
+INTEGER_TYPES = ("$numberInt", "$numberLong")
+
+
+def unwrap_number(value: Any, types: tuple[str, ...] = NUMBER_TYPES) -> Any:
+    """What a number in extended JSON wraps (``"3"`` of ``{"$numberLong": "3"}``): the member of
+    an object whose one member is named by one of ``types``; any other value as it is."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, inner),) = value.items()
+        if name in types:
+            return inner
+    return value
 
 
 def update_patch(description: Any) -> dict[str, Any]:
@@ -318,10 +331,10 @@ def _cluster_time(value: Any) -> tuple[int, int] | None:
 
 
 def _integer(value: Any) -> int | None:
-    """An integer, plain or as extended JSON (``{"$numberLong": "3"}``)."""
-    if isinstance(value, dict) and len(value) == 1:
-        value = value.get("$numberLong", value.get("$numberInt"))
-        value = int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else None
+    """An integer, plain or as canonical extended JSON (``{"$numberLong": "3"}``)."""
+    if isinstance(value, dict):
+        text = unwrap_number(value, INTEGER_TYPES)
+        return int(text) if isinstance(text, str) and re.fullmatch(r"-?[0-9]+", text) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
