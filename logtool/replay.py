@@ -1644,19 +1644,29 @@ def rewritten_snapshot(
     sorts them: its commit entry (same offset and reducer, new digest). The caller commits it;
     ``new_files`` gets the file before it is written (for the caller's cleanup)."""
     import duckdb
-    import pyarrow.parquet as pq
-
-    from .segments import write_parquet_options
 
     con = duckdb.connect()
     con.register("_snapshot_rows", rows)
     rows = con.sql("SELECT * FROM _snapshot_rows ORDER BY entity, key NULLS LAST, state").to_arrow_table()
-    target = store.new_file("snapshot", f"{snap['offset']:020d}")
+    file = _write_snapshot_file(store, snap["offset"], rows, new_files)
+    return {**snap, "path": file["path"], "rows": rows.num_rows, "digest": state_digest(rows),
+            "sha256": file["sha256"], "bytes": file["bytes"]}  # fmt: skip
+
+
+def _write_snapshot_file(
+    store: Store, offset: int, table: pa.Table, new_files: list[Path] | None = None
+) -> dict[str, Any]:
+    """Write a snapshot's rows to a new file of the store: its ``path``, ``sha256`` and ``bytes``,
+    as its commit entry names them. ``new_files`` gets the file before it is written."""
+    import pyarrow.parquet as pq
+
+    from .segments import write_parquet_options
+
+    target = store.new_file("snapshot", f"{offset:020d}")
     if new_files is not None:
         new_files.append(target)
-    pq.write_table(rows, target, **write_parquet_options())
-    return {**snap, "path": store.rel(target), "rows": rows.num_rows, "digest": state_digest(rows),
-            "sha256": file_sha256(target), "bytes": target.stat().st_size}  # fmt: skip
+    pq.write_table(table, target, **write_parquet_options())
+    return {"path": store.rel(target), "sha256": file_sha256(target), "bytes": target.stat().st_size}
 
 
 def store_snapshot(
@@ -1668,10 +1678,6 @@ def store_snapshot(
 ) -> dict[str, Any]:
     """:func:`snapshot` for a writer that holds the store's lock already (a head drop stores its
     snapshot under its own lock, so that no other writer can remove it before the drop)."""
-    import pyarrow.parquet as pq
-
-    from .segments import write_parquet_options
-
     next_offset = store.state().next_offset
     if at_offset is not None and at_offset >= next_offset:
         raise UsageError(
@@ -1714,18 +1720,16 @@ def store_snapshot(
             "SELECT s.entity, s.key, s.state, t.typed FROM state s JOIN typed t "
             "ON t.entity = s.entity AND t.key IS NOT DISTINCT FROM s.key ORDER BY ALL"
         ).to_arrow_table()
-    target = store.new_file("snapshot", f"{result.offset:020d}")
-    options = write_parquet_options()
-    pq.write_table(table, target, **options)
+    file = _write_snapshot_file(store, result.offset, table)
     entry = {
         "kind": "snapshot",
-        "path": store.rel(target),
+        "path": file["path"],
         "offset": result.offset,
         "rows": result.state.num_rows,
         "digest": result.digest,
         "reducer": result.reducer,
-        "sha256": file_sha256(target),
-        "bytes": target.stat().st_size,
+        "sha256": file["sha256"],
+        "bytes": file["bytes"],
     }
     store.commit("snapshot", {"at_offset": result.offset, "reducer": module.name if module else "kv"}, add=[entry])
     return {**entry, "warnings": result.warnings}  # (what the replay said of the state it stored)
