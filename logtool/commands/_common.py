@@ -75,7 +75,7 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 # The field mapping, shared by every command that reads raw logs (ingest; compact, purge and
-# redact in raw-file mode).
+# redact in raw-file mode), and the input format of the raw-file modes.
 KeyFieldOpt = Annotated[
     list[str] | None,
     typer.Option("--key-field", help="Key field; repeat for a composite key; `ENTITY:FIELD` for one entity."),
@@ -103,6 +103,9 @@ MetaFieldOpt = Annotated[
 ]
 PrevKeyFieldOpt = Annotated[
     str | None, typer.Option("--prev-key-field", help="Field holding the key before this event, where it changed.")
+]
+InputFormatOpt = Annotated[
+    str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
 ]
 
 

@@ -14,6 +14,7 @@ from ._common import (
     EntityFieldOpt,
     EntityNameOpt,
     FormatOpt,
+    InputFormatOpt,
     KeyFieldOpt,
     MetaFieldOpt,
     OpFieldOpt,
@@ -57,9 +58,7 @@ def command(
         str | None,
         typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout)."),
     ] = None,
-    input_format: Annotated[
-        str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
-    ] = None,
+    input_format: InputFormatOpt = None,
     key_field: KeyFieldOpt = None,
     entity_field: EntityFieldOpt = None,
     entity: EntityNameOpt = None,

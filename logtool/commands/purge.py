@@ -13,6 +13,7 @@ from ._common import (
     DataFieldOpt,
     EntityFieldOpt,
     FormatOpt,
+    InputFormatOpt,
     KeyFieldOpt,
     MetaFieldOpt,
     OpFieldOpt,
@@ -55,9 +56,6 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would chan
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
 OutputOpt = Annotated[
     str | None, typer.Option("--output", "-o", help="Raw-file mode: where to write the cleaned log (default `-`: stdout).")
-]
-InputFormatOpt = Annotated[
-    str | None, typer.Option("--input-format", help="Raw-file mode: jsonl or csv (default: detected).")
 ]
 
 
