@@ -1050,6 +1050,19 @@ def read_records(
     yield batcher.flush()
 
 
+def read_json_lines(
+    source: Source,
+    mapping: Mapping,
+    report: Report,
+    format_name: str,
+    decode: Callable[[Any, dict[str, Any]], list[Event]],
+) -> Iterator[pa.RecordBatch]:
+    """``read_records`` over a source of one JSON record a line."""
+    with source.open() as stream:
+        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
+        yield from read_records(lines, source, report, format_name, decode)
+
+
 def json_error(error: ValueError, line: int = 1) -> str:
     """Why JSON text did not parse, and where: lines counted from ``line``, the text's first."""
     if not isinstance(error, json.JSONDecodeError):

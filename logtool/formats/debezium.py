@@ -79,7 +79,6 @@ from .base import (
     Source,
     check_mapping_for,
     dumps_exact,
-    iter_lines,
     json_or_none,
     key_text,
     kind_of,
@@ -87,7 +86,7 @@ from .base import (
     name_parts,
     parse_ts,
     qualified_name,
-    read_records,
+    read_json_lines,
     row_key,
     sniff_lines,
 )
@@ -919,9 +918,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         placed.waiting.extend(early)  # (held ones go in just before the change of their name too)
         return [*placed.let_in(event), event]
 
-    with source.open() as stream:
-        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
-        yield from read_records(lines, source, report, NAME, decode)
+    yield from read_json_lines(source, mapping, report, NAME, decode)
     rest = Batcher()
     placed.waiting.extend(e for group in held.groups() for e in place(group, {}, ask=True))
     for event in placed.let_in():

@@ -41,13 +41,12 @@ from .base import (
     Source,
     check_mapping_for,
     dumps_exact,
-    iter_lines,
     json_error,
     kind_of,
     loads_exact,
     parse_ts,
     position_order,
-    read_records,
+    read_json_lines,
     row_key,
     sniff_lines,
 )
@@ -369,9 +368,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
                 event.setdefault("offset", offset)
         return events
 
-    with source.open() as stream:
-        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
-        yield from read_records(lines, source, report, NAME, decode)
+    yield from read_json_lines(source, mapping, report, NAME, decode)
     held = Batcher()
     for event in [*moves.let_out(), *unplaced.settle(unplaced.held.groups(), topics, times)]:
         held.add(**event)

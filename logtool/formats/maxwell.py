@@ -47,14 +47,13 @@ from .base import (
     Source,
     check_mapping_for,
     dumps_exact,
-    iter_lines,
     json_or_none,
     key_text,
     kind_of,
     loads_exact,
     parse_ts,
     qualified_name,
-    read_records,
+    read_json_lines,
     row_key,
     sniff_lines,
 )
@@ -444,9 +443,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
     def decode(record: Any, where: dict[str, Any]) -> list[Event]:
         return [decode_record(record, where, mapping, tables=tables)]
 
-    with source.open() as stream:
-        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
-        yield from read_records(lines, source, report, NAME, decode)
+    yield from read_json_lines(source, mapping, report, NAME, decode)
     tables.notes(source)
 
 

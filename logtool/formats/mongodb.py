@@ -47,13 +47,12 @@ from .base import (
     Source,
     check_mapping_for,
     dumps_exact,
-    iter_lines,
     json_or_none,
     key_text,
     kind_of,
     loads_exact,
     parse_ts,
-    read_records,
+    read_json_lines,
     sniff_lines,
 )
 
@@ -385,9 +384,7 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
             return []  # the stream ended there (after a drop or rename): nothing to apply
         return [_decode(record, where)]
 
-    with source.open() as stream:
-        lines = iter_lines(stream, source, report, mapping.max_line_bytes)
-        yield from read_records(lines, source, report, NAME, decode)
+    yield from read_json_lines(source, mapping, report, NAME, decode)
 
 
 def _classify(value: Any) -> bool:
