@@ -63,6 +63,9 @@ NAME = "mongodb"
 
 _DOCUMENT_OPS = {"insert": "insert", "replace": "upsert", "update": "patch", "delete": "delete"}
 _NOT_META = ("fullDocument", "fullDocumentBeforeChange", "updateDescription", "operationDescription", "ns")
+# the types of numbers in extended JSON (``{"$numberLong": "3"}``), and those of integers
+NUMBER_TYPES = ("$numberInt", "$numberLong", "$numberDouble", "$numberDecimal")
+INTEGER_TYPES = ("$numberInt", "$numberLong")
 
 
 def _decode(record: Any, where: dict[str, Any]) -> Event:
@@ -143,10 +146,6 @@ def _relaxed(value: Any) -> Any:
     if isinstance(text, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text):
         return loads_exact(text)
     return {k: _relaxed(v) for k, v in value.items()}
-
-
-NUMBER_TYPES = ("$numberInt", "$numberLong", "$numberDouble", "$numberDecimal")
-INTEGER_TYPES = ("$numberInt", "$numberLong")
 
 
 def unwrap_number(value: Any, types: tuple[str, ...] = NUMBER_TYPES) -> Any:
