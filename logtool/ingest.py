@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import InputError, UsageError
+from .errors import InputError, UsageError, counted
 from .formats import detect, get_format
 from .formats.base import BadRecord, Mapping, Source, check_fields_seen
 from .formats.parquet import holds_events
@@ -302,8 +302,9 @@ def _ingest_one(
         # them all: no news; these formats' records carry a time, and one without is the exception)
         if 0 < writer.stamped and (writer.stamped < res.ingested or fmt.name in _TIMED_FORMATS):
             source.notes.append(
-                f"{source.name}: {writer.stamped} event(s) have no time in the source (the first at line "
-                f"{writer.first_stamped}) and carry the time of this ingest: a replay --at-time before it ends its "
+                f"{source.name}: {counted(writer.stamped, 'event')} {'has' if writer.stamped == 1 else 'have'} no time in "
+                f"the source (the first at line {writer.first_stamped}) and {'carries' if writer.stamped == 1 else 'carry'} "
+                "the time of this ingest: a replay --at-time before it ends its "
                 "prefix at the first of them"
             )
     except BaseException:

@@ -233,12 +233,12 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         digests = seg_events.column("digest")
         if digests.null_count:
             (at,) = con.execute('SELECT min("offset") FROM seg_events WHERE digest IS NULL').fetchall()[0]
-            report.problems.append(Problem(seg["path"], f"{digests.null_count} event(s) have no digest", at))
+            report.problems.append(Problem(seg["path"], f"{counted(digests.null_count, 'event')} {'has' if digests.null_count == 1 else 'have'} no digest", at))
         if digests.null_count or digests_hash(digests).hexdigest() != seg["digest"]:
             report.problems.append(Problem(seg["path"], "segment digest does not match its events", seg["min_offset"]))
         offsets = seg_events.column("offset")
         if offsets.null_count:  # (ordered last) the offset checks below are of the others
-            report.problems.append(Problem(seg["path"], f"{offsets.null_count} event(s) have no offset"))
+            report.problems.append(Problem(seg["path"], f"{counted(offsets.null_count, 'event')} {'has' if offsets.null_count == 1 else 'have'} no offset"))
             offsets = offsets.drop_null()
         if seg["path"] in vouched:
             loaded[seg["path"]] = seg_events.select(["offset", "digest"])

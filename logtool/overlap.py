@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .errors import counted
+
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
@@ -43,8 +45,9 @@ class Resent:
         if not self.events:
             return None
         return (
-            f"{name}: {self.events} event(s) of {len(self.transactions)} transaction(s) the store already holds (the "
-            f"same xid, commit position and commit time; the first at line {self.first_line}) were left out: the "
+            f"{name}: {counted(self.events, 'event')} of {counted(len(self.transactions), 'transaction')} the store "
+            f"already holds (the same xid, commit position and commit time; the first at line {self.first_line}) "
+            f"{'was' if self.events == 1 else 'were'} left out: the "
             "capture overlaps an earlier one (pg_recvlogical sends again what its slot had not confirmed); "
             "pass --allow-duplicates to ingest them again"
         )

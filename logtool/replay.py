@@ -535,9 +535,10 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
     ).fetchall()[0]
     if unknown[0]:
         warnings.append(
-            f"{unknown[0]} row(s) were built from partial updates with no full image before them "
-            f"(e.g. {unknown[1]} key {unknown[2]}): the log begins after they were written, and their other "
-            "columns are unknown"
+            f"{counted(unknown[0], 'row')} {'was' if unknown[0] == 1 else 'were'} built from partial updates with no "
+            f"full image before {'it' if unknown[0] == 1 else 'them'} (e.g. {unknown[1]} key {unknown[2]}): the log "
+            f"begins after {'it was' if unknown[0] == 1 else 'they were'} written, and "
+            f"{'its' if unknown[0] == 1 else 'their'} other columns are unknown"
         )
     # An update carrying exactly the base's columns, in the base's order, replaces the whole row
     # when no update before it added a column: the merge can start there.

@@ -1616,7 +1616,7 @@ def test_raw_file_keeps_what_it_cannot_read_and_says_so(tmp_path: Path) -> None:
     r = cli("-q", "compact", src, "-o", tmp_path / "out.jsonl", *RAW)
     assert r.code == 0
     assert (tmp_path / "out.jsonl").read_text() == src.read_text()
-    assert f"1 record(s) could not be read and are kept as they are (first: {src}:1: broken JSON" in r.err
+    assert f"1 record could not be read and is kept as it is (first: {src}:1: broken JSON" in r.err
     wrong = cli("compact", src, "-o", tmp_path / "none.jsonl", "--key-field", "ID")
     assert wrong.code == 2 and not (tmp_path / "none.jsonl").exists()
     assert f"error: {src}:1: broken JSON: a trailing comma (and every other record: none could be read)" in wrong.err

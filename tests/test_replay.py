@@ -206,8 +206,8 @@ def test_patch_of_a_key_without_state_starts_from_an_empty_row(store: Path) -> N
     assert rows(result) == {"1": {"a": 1, "b": 2}}
     # the log began after the row was written (a change stream opened on a live collection): said
     assert result.warnings == [
-        "1 row(s) were built from partial updates with no full image before them (e.g. t key 1): "
-        "the log begins after they were written, and their other columns are unknown"
+        "1 row was built from partial updates with no full image before it (e.g. t key 1): "
+        "the log begins after it was written, and its other columns are unknown"
     ]
 
 

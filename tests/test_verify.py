@@ -249,8 +249,8 @@ def test_changed_event_with_forged_checksums(cli: Cli, store: Path) -> None:
 @pytest.mark.parametrize(
     ("column", "change", "problem"),
     [
-        ("digest", "null", "1 event(s) have no digest"),
-        ("offset", "null", "1 event(s) have no offset"),
+        ("digest", "null", "1 event has no digest"),
+        ("offset", "null", "1 event has no offset"),
         ("offset", "text", "not a segment as written: its offset column is string"),
         ("digest", "text", "not a segment as written: its digest column is string"),
     ],
@@ -585,7 +585,7 @@ def test_files_a_working_writer_has_not_committed_yet_are_not_called_leftovers(c
         (store / "segments" / "00000000000000000009-inflight.parquet").write_bytes(b"being written")
         r = cli("verify", store)
     assert r.code == 0 and "safe to delete" not in r.err
-    assert "1 file(s) not named by any commit: a writer is at work (pid" in r.err
+    assert "1 file not named by any commit: a writer is at work (pid" in r.err
 
 
 def test_quarantine_file_changed(write_lines: WriteLines, cli: Cli, tmp_path: Path) -> None:

@@ -191,8 +191,8 @@ def _why_header(result: WhyResult) -> None:
             "key": f"{result.entity} {result.key}", "field": result.field, "value": dumps_exact(result.value),
             "set by": f"offset {ev['offset']} ({ev['op']}{' ' + ev['type'] if ev['type'] else ''}) at {ev['ts']:%Y-%m-%dT%H:%M:%S.%fZ}",
             "actor": ev["actor"], "position": ev["position"],
-            "caused by": f"{len(result.chain)} event(s) to the root",
-            "correlation id": ev["correlation_id"], "correlated": f"{len(result.correlated)} other event(s)",
+            "caused by": f"{counted(len(result.chain), 'event')} to the root",
+            "correlation id": ev["correlation_id"], "correlated": f"{counted(len(result.correlated), 'other event')}",
         },
         OutputFormat.table,
     )  # fmt: skip

@@ -168,12 +168,14 @@ def _compact_raw_file(target: str, output: str | None, input_format: str | None,
             result = logtool.compact_file(target, out, format=input_format, progress=update, **options)
     if result["unreadable_kept"]:
         console.warn(
-            f"{result['unreadable_kept']} record(s) could not be read and are kept as they are "
+            f"{counted(result['unreadable_kept'], 'record')} could not be read and "
+            f"{'is kept as it is' if result['unreadable_kept'] == 1 else 'are kept as they are'} "
             f"(first: {result['first_unreadable']})"
         )
     for entity, n in result["keyless_entities"].items():
         went = "would be dropped" if dry_run else "are dropped"
-        console.warn(f"entity {entity!r} has no key: all {n} of its records {went}; if they matter, pass --key-field")
+        whole = f"all {n} of its records {went}" if n != 1 else f"its one record {went.replace('are ', 'is ')}"
+        console.warn(f"entity {entity!r} has no key: {whole}; if they matter, pass --key-field")
     examples = result.pop("examples")
     tombstones = result.pop("tombstones")
     if dry_run:
@@ -216,12 +218,14 @@ def _warn_keyless(result: Any) -> None:  # a logtool.compact.CompactResult
     went = "would be dropped" if result.dry_run else "are dropped"
     for entity, n in result.keyless_entities.items():
         console.warn(
-            f"entity {entity!r} has no key: all {n} of its events {went}, as compaction keeps no keyless record; "
+            f"entity {entity!r} has no key: "
+            f"{f'all {n} of its events {went}' if n != 1 else 'its one event ' + went.replace('are ', 'is ')}, "
+            "as compaction keeps no keyless record; "
             "if its rows matter, ingest it with --key-field where it has a key, and do not compact a log of a "
             "table that has none"
         )
     for entity, n in result.keyless_snapshot_rows.items():
         console.warn(
-            f"entity {entity!r}: the {n} keyless row(s) the snapshot of a head drop holds {went}, as compaction "
+            f"entity {entity!r}: the {counted(n, 'keyless row')} the snapshot of a head drop holds {went if n != 1 else went.replace('are ', 'is ')}, as compaction "
             "keeps no keyless record"
         )

@@ -34,13 +34,13 @@ def command(store: StoreArg, format: FormatOpt = None) -> None:
         verdict(EXIT_DIFFERENT)
         render(problems, format)
         first = report.problems[0]
-        console.say(f"verify: {len(report.problems)} problem(s); first: {first.where}: {first.what}", style="red")
+        console.say(f"verify: {counted(len(report.problems), 'problem')}; first: {first.where}: {first.what}", style="red")
         raise typer.Exit(EXIT_DIFFERENT)
     if resolve(format) is not OutputFormat.table:
         render(problems, format)  # none: `[]` in JSON, the header in CSV
     if report.writer_at_work:
-        console.warn(f"{len(report.leftovers)} file(s) not named by any commit: a writer is at work "
-                     f"({report.writer_at_work}), and they may be its own; verify again when it is done")  # fmt: skip
+        console.warn(f"{counted(len(report.leftovers), 'file')} not named by any commit: a writer is at work "
+                     f"({report.writer_at_work}), and {'it' if len(report.leftovers) == 1 else 'they'} may be its own; verify again when it is done")  # fmt: skip
     for path in [] if report.writer_at_work else report.leftovers:
         console.warn(f"{path}: not named by any commit (left by an interrupted command; safe to delete)")
     console.status(

@@ -67,6 +67,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..errors import counted
 from . import Format
 from .base import (
     BOM,
@@ -927,8 +928,8 @@ def _read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Recor
         yield rest.flush()
     if orphans[0]:
         source.notes.append(
-            f"{source.name}: {orphans[0]} tombstone(s) naming no table that the file's changes or the store's "
-            "show and following no delete of their key were passed over (a compacted topic's dump holds such); "
+            f"{source.name}: {counted(orphans[0], 'tombstone')} naming no table that the file's changes or the "
+            f"store's show and following no delete of their key {'was' if orphans[0] == 1 else 'were'} passed over (a compacted topic's dump holds such); "
             "if the file is no Debezium dump, ingest it with --format jsonl"
         )
 

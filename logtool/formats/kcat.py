@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import counted
 from . import Format
 from .base import (
     Batcher,
@@ -238,7 +239,7 @@ class _Unplaced:
         for topic, n in self.early.items():
             if n and topic in topics:
                 source.notes.append(
-                    f"{source.name}: {n} tombstone(s) of topic {topic} came before its first Debezium change while "
+                    f"{source.name}: {counted(n, 'tombstone')} of topic {topic} came before its first Debezium change while "
                     f"more than {_HELD} tombstones waited, and went in as deletes in entity {topic}, not {topics[topic][0]}; "
                     "ingest the topic's dump on its own, or as a file that shows a change of the topic earlier"
                 )

@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import counted
 from . import Format
 from .base import (
     BadRecord,
@@ -271,7 +272,7 @@ class Decoder:
                     self.source.notes.append(
                         f"{self.source.name}: {entity} has no replica identity (REPLICA IDENTITY NOTHING, or no primary "
                         f"key): its delete at line {line} names no old row, and so does every update of it, even one "
-                        f"that changed the key; its {n} update(s) were read as keeping their key, so a key change "
+                        f"that changed the key; its {counted(n, 'update')} {'was' if n == 1 else 'were'} read as keeping their key, so a key change "
                         "among them is not followed (the row stays under its old key beside the new one): give the "
                         "table a replica identity (ALTER TABLE ... REPLICA IDENTITY DEFAULT or FULL) before capturing"
                     )

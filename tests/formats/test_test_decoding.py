@@ -258,7 +258,7 @@ def test_a_table_without_replica_identity_is_said_to_hide_its_key_changes(tmp_pa
     result = ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("id",)), on_error="skip")
     notes = [w for w in result.warnings if "no replica identity" in w]
     assert len(notes) == 1, result.warnings
-    assert "public.nothing_t" in notes[0] and "delete at line 12" in notes[0] and "2 update(s)" in notes[0]
+    assert "public.nothing_t" in notes[0] and "delete at line 12" in notes[0] and "2 updates were read" in notes[0]
     assert "a key change among them is not followed" in notes[0]
     # what it warns of: the replay cannot know that 10 was 3
     assert sorted(r["key"] for r in replay(tmp_path / "s").state.to_pylist()) == ["1", "10", "3"]
@@ -490,7 +490,7 @@ def test_an_update_leaving_a_toasted_value_out_is_a_patch(tmp_path: Path) -> Non
         ("1", "patch", '{"id":1,"n":2}'), ("2", "update", '{"id":2,"doc":"d","n":3}')]  # fmt: skip
     ingest(tmp_path / "s", [str(path)], mapping=Mapping(key_fields=("public.t:id",)))
     warnings = replay(tmp_path / "s").warnings
-    assert any(w.startswith("1 row(s) were built from partial updates") and "public.t key 1" in w for w in warnings)
+    assert any(w.startswith("1 row was built from partial updates") and "public.t key 1" in w for w in warnings)
 
 
 def test_a_commit_prepared_whose_prepare_came_before_the_file_is_noted(tmp_path: Path) -> None:
