@@ -1728,6 +1728,7 @@ def _raw(
     mapping = mapping or Mapping()
     if key is None and entity is None and where is None:
         raise UsageError("say which records", "give --key, --entity or --where")
+    key = None if key is None else given_key(key)  # a composite key spaced or compact, as in a store
     if str(path) == "-":
         raise UsageError("a raw log is read twice: name a file, not stdin", "save the stream to a file first")
     source = Source(str(path))

@@ -1423,6 +1423,22 @@ def test_raw_mode_refuses_a_data_or_type_field_no_record_has(cli: Any, tmp_path:
     assert run.code == 0 and run.out == ""
 
 
+def test_raw_mode_takes_a_composite_key_spaced_or_compact_as_a_store_does(tmp_path: Path) -> None:
+    """`--key '{"a": 1, "b": "x"}'` (as JSON is usually written) selected nothing in a raw file,
+    while a store took it: the key is read into its compact form in both."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"a": 1, "b": "x", "data": {"email": "p@x.org"}}\n{"a": 1, "b": "y", "data": {"email": "q@x.org"}}\n')
+    mapping = Mapping(key_fields=("a", "b"), data_field="data")
+    out = tmp_path / "out.jsonl"
+    for key in ('{"a": 1, "b": "x"}', '{"a":1,"b":"x"}', ' { "a" : 1 , "b" : "x" } '):
+        assert purge_file(pairs, out, key=key, mapping=mapping).removed == 1
+        assert out.read_text() == '{"a": 1, "b": "y", "data": {"email": "q@x.org"}}\n'
+        assert redact_file(pairs, out, ["email"], key=key, mapping=mapping).redacted == 1
+    store = tmp_path / "s"
+    ingest(store, [str(pairs)], mapping=mapping)
+    assert purge(store, key='{"a": 1, "b": "x"}', dry_run=True).events == 1
+
+
 # --------------------------------------------------------------------------- crash safety
 
 _CHILD = """
