@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from .engine import json_path, sql_string
-from .errors import LogtoolError, UsageError, engine_trouble, interrupted, undecodable_parquet
+from .errors import InputError, LogtoolError, UsageError, engine_trouble, interrupted, undecodable_parquet
 from .formats.base import (
     BOM,
     SURROGATE,
@@ -133,6 +133,7 @@ class FileResult:
     format: str
     operation: str
     records: int = 0  # records read (good and unreadable)
+    matched: int = 0  # records the selection matched (redact: some may hold none of the fields)
     removed: int = 0
     redacted: int = 0
     unreadable: int = 0  # records the reader could not map (judged on their raw text)
@@ -1765,20 +1766,26 @@ def _raw(
 
 
 def _check_mapped_fields(path: str, fmt: Any, mapping: Mapping) -> None:
-    """The data and type fields of the mapping checked as ingest checks them, before anything is
-    written: the file is read until a record holds the field (its first batch, as a rule), or to
-    its end, where ``check_fields_seen`` refuses it."""
-    if fields_seen(probe := Source(path), mapping):
-        return
+    """The mapping checked against the file before anything is written: some record can be read
+    through it (a file none of whose records can be read is refused, as compact refuses it: the
+    mapping is likely wrong, and judging every record on its raw text would pass for an erasure),
+    and its data and type fields as ingest checks them. The file is read until a record is read
+    that holds the field (its first batch, as a rule), or to its end."""
+    probe = Source(path)
+    bad: list[BadRecord] = []
     events = 0
-    batches = fmt.read(probe, mapping, lambda _r: None)
+    batches = fmt.read(probe, mapping, lambda r: bad.append(r) if not bad else None)
     try:
         for batch in batches:
             events += batch.num_rows
-            if fields_seen(probe, mapping):
+            if events and fields_seen(probe, mapping):
                 return
     finally:
         batches.close()
+    if bad and not events:
+        first = bad[0]
+        raise InputError(first.file, first.line, f"{first.reason} (and every other record: none could be read)",
+                         "check the field mapping (--key-field, --ts-field, ...) against the file")  # fmt: skip
     check_fields_seen(probe, mapping, events)
 
 
@@ -1909,6 +1916,7 @@ def _act(
     result: FileResult,
     unreadable: bool,
 ) -> None:
+    result.matched += 1
     if not specs:
         result.removed += 1
         return

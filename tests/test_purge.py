@@ -1188,7 +1188,7 @@ def test_cli_says_why_nothing_changed(cli: Any, tmp_path: Path) -> None:
     assert none.code == 0 and "nothing matched: the store is unchanged" in none.err
     fieldless = cli("redact", store, "--field", "zip", "--key", "1", "--yes")
     assert fieldless.code == 0
-    assert "nothing to redact: 2 event(s) selected, none holds a named field with a value" in fieldless.err
+    assert "nothing to redact: 2 events selected, none holds a named field with a value" in fieldless.err
 
 
 def test_cli_store_mode_refuses_the_raw_file_options(cli: Any, store: Path, tmp_path: Path) -> None:
@@ -1211,7 +1211,7 @@ def test_cli_without_yes_checks_the_selection_first_and_shows_what_is_at_stake(c
     nothing = cli("purge", store)
     assert nothing.code == 2 and nothing.errors() == ["error: say what to purge"]
     refused = cli("purge", store, "--key", PERSON["key"])
-    assert refused.code == 2 and "4 event(s) would be removed" in refused.err and "--yes" in refused.err
+    assert refused.code == 2 and "4 events would be removed" in refused.err and "--yes" in refused.err
     assert files(store) == before
 
 
@@ -1221,7 +1221,7 @@ def test_cli_prompts_on_a_terminal(cli: Any, store: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(_common, "interactive", lambda: True)
     before = files(store)
     run = cli("purge", store, "--key", PERSON["key"], input="n\n")
-    assert run.code == 1 and "4 event(s) would be removed" in run.err
+    assert run.code == 1 and "4 events would be removed" in run.err
     assert files(store) == before
     run = cli("purge", store, "--key", PERSON["key"], "--format", "json", input="y\n")
     assert run.code == 0, run.err
@@ -1267,7 +1267,7 @@ def test_raw_file_names_the_first_record_it_could_not_read(cli: Any, tmp_path: P
     for command in (["purge", log_file, "--key", "b-100"], ["redact", log_file, "--field", "email", "--key", "b-100"]):
         run = cli(*command, *args, "-o", tmp_path / "out.jsonl")
         assert run.code == 0, run.err
-        assert (f"warning: 3 record(s) could not be read and were judged on their raw text (first: {log_file}:17: "
+        assert (f"warning: 3 records could not be read and were judged on their raw text (first: {log_file}:17: "
                 'unknown op "bogus")') in run.err  # fmt: skip
     assert purge_file(log_file, tmp_path / "out.jsonl", key="b-100", mapping=MAPPING).first_unreadable == (
         f'{log_file}:17: unknown op "bogus"'
@@ -1275,7 +1275,7 @@ def test_raw_file_names_the_first_record_it_could_not_read(cli: Any, tmp_path: P
     # a redaction keeps a record that names the key but does not parse as it is: which one is said
     run = cli("redact", log_file, "--field", "email", "--key", "a-008", *args, "-o", tmp_path / "out.jsonl")
     assert run.code == 0, run.err
-    assert f"warning: 1 unreadable record(s) mention the key and were kept as they are (first: {log_file}:18)" in run.err
+    assert f"warning: 1 unreadable record mentions the key and was kept as it is (first: {log_file}:18)" in run.err
 
 
 def test_raw_jsonl_redact_and_where(tmp_path: Path, log_file: Path) -> None:
@@ -1437,6 +1437,61 @@ def test_raw_mode_takes_a_composite_key_spaced_or_compact_as_a_store_does(tmp_pa
     store = tmp_path / "s"
     ingest(store, [str(pairs)], mapping=mapping)
     assert purge(store, key='{"a": 1, "b": "x"}', dry_run=True).events == 1
+
+
+def test_an_erasure_that_changes_nothing_is_warned_of_even_under_quiet(cli: Any, tmp_path: Path, log_file: Path) -> None:
+    """A purge or redact that selects nothing (a key given wrong, a composite key given as text),
+    or whose selected records hold none of the fields, must not pass for an erasure: a warning,
+    shown under -q, says so and that the output is a copy; the exit status stays 0 (a file need
+    not hold the person)."""
+    args = ["--key-field", "id", "--entity-field", "table", "--op-field", "op", "--ts-field", "ts", "--data-field", "data"]
+    out = tmp_path / "clean.jsonl"
+    none = cli("-q", "purge", log_file, "--key", "no-such-key", *args, "-o", out)
+    assert none.code == 0 and out.read_bytes() == log_file.read_bytes()
+    assert none.err.splitlines()[-1] == (
+        f"warning: nothing matched: no record of {log_file} is selected ({out} is a copy of it); "
+        "check the selection and the field mapping"
+    )
+    dry = cli("purge", log_file, "--key", "no-such-key", *args, "--dry-run")
+    assert dry.code == 0 and "warning: nothing matched: no record of" in dry.err and "is a copy" not in dry.err
+    fieldless = cli("-q", "redact", log_file, "--field", "zip", "--key", "b-100", *args, "-o", out)
+    assert fieldless.code == 0 and out.read_bytes() == log_file.read_bytes()
+    assert f"warning: nothing to redact in {log_file} ({out} is a copy of it): 2 records selected, none holds a " \
+        "named field with a value" in fieldless.err  # fmt: skip
+    done = cli("-q", "purge", log_file, "--key", "b-100", *args, "-o", out)
+    assert done.code == 0 and "nothing" not in done.err
+    # a composite key given other than as its JSON object: the warning says how to give it
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"a": 1, "b": "x", "data": {"v": 1}}\n{"a": 1, "b": "y", "data": {"v": 2}}\n')
+    composite = ["--key-field", "a", "--key-field", "b", "--data-field", "data", "-o", out]
+    text = cli("purge", pairs, "--key", "1,x", *composite)
+    assert text.code == 0 and out.read_text() == pairs.read_text()
+    assert """a composite key is given as a JSON object of its fields: --key '{"a": ..., "b": ...}'""" in text.err
+    right = cli("purge", pairs, "--key", '{"a": 1, "b": "x"}', *composite)
+    assert right.code == 0 and out.read_text() == '{"a": 1, "b": "y", "data": {"v": 2}}\n' and "warning" not in right.err
+
+
+def test_store_mode_says_nothing_matched_even_under_quiet(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "log.jsonl").write_text('{"id":1,"data":{"a":1}}\n')
+    store = tmp_path / "s"
+    ingest(store, [str(tmp_path / "log.jsonl")], mapping=Mapping(key_fields=("id",), data_field="data"))
+    for run in (cli("-q", "purge", store, "--key", "7", "--yes"), cli("-q", "purge", store, "--key", "7", "--dry-run")):
+        assert run.code == 0 and "warning: nothing matched" in run.err
+
+
+def test_raw_mode_refuses_a_file_none_of_whose_records_can_be_read(cli: Any, tmp_path: Path, log_file: Path) -> None:
+    """A mapping none of whose records can be read (a key field the file does not have) is refused
+    before anything is written, as compact refuses it: judging every record on its raw text would
+    pass for an erasure done through the mapping."""
+    out = tmp_path / "clean.jsonl"
+    for command in (["purge", log_file, "--key", "b-100"], ["redact", log_file, "--field", "email", "--key", "b-100"]):
+        for where in (["-o", out], []):
+            run = cli(*command, "--key-field", "user_id", "--data-field", "data", *where)
+            assert run.code == 2 and run.out == "" and not out.exists(), run.err
+            assert run.errors() == [f"error: {log_file}:1: missing key field 'user_id' (and every other record: none "
+                                    "could be read)"]  # fmt: skip
+    # one record read is enough: the others are judged on their raw text, as before
+    assert purge_file(log_file, out, key="b-100", mapping=MAPPING).unreadable == 3
 
 
 # --------------------------------------------------------------------------- crash safety

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .. import console
+from ..errors import counted
 from ._common import (
     DataFieldOpt,
     EntityFieldOpt,
@@ -117,7 +118,7 @@ def purge_command(
         with console.progress("purge") as update:
             res = purge_file(target, sink, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
                              progress=update)  # fmt: skip
-        _file_report(res, dry_run, entity)
+        _file_report(res, dry_run, entity, key, mapping.key_fields)
         return
 
     _refuse_raw_options(target, output, input_format, key_field, entity_field, op_field, type_field, ts_field, ts_unit,
@@ -197,7 +198,7 @@ def redact_command(
                 target, sink, field, key=key, entity=entity, where=where, mapping=mapping, format=input_format,
                 progress=update,
             )  # fmt: skip
-        _file_report(res, dry_run, entity)
+        _file_report(res, dry_run, entity, key, mapping.key_fields)
         return
 
     _refuse_raw_options(target, output, input_format, key_field, entity_field, op_field, type_field, ts_field, ts_unit,
@@ -242,12 +243,14 @@ def _store_run(
         render_object(plan.summary(), format)
         for line in _describe(plan):
             console.status(line)
+        if not plan.changed:
+            console.warn(_nothing(plan))
         return
     if not yes:
         plan = call(True)  # checks the selection first, and shows what is at stake
         if not plan.changed and not plan.leftovers_removed:
             _warn(plan)
-            console.status(_nothing(plan))
+            console.warn(_nothing(plan) + ": the store is unchanged")
             return
         _warn(plan)
         for line in _describe(plan):
@@ -259,13 +262,13 @@ def _store_run(
         _warn(result)
     render_object(result.summary(), format)
     if result.commit is None:
-        console.status(
+        console.warn(
             _nothing(result) + ": the store is unchanged"
             + (" (files no commit named were deleted)" if result.leftovers_removed else "")
         )
     else:
         console.status(
-            f"{verb}: {result.events} event(s) in commit {result.commit}; "
+            f"{verb}: {counted(result.events, 'event')} in commit {result.commit}; "
             f"the receipt is in `logtool log {target}`; check with `logtool verify {target}`"
         )
 
@@ -274,7 +277,7 @@ def _store_run(
 def _nothing(result: PurgeResult) -> str:
     """Why nothing changes: no event selected, or (redact) none of those selected holds a field."""
     if result.operation == "redact" and result.matched:
-        return f"nothing to redact: {result.matched} event(s) selected, none holds a named field with a value"
+        return f"nothing to redact: {counted(result.matched, 'event')} selected, none holds a named field with a value"
     return "nothing matched"
 
 
@@ -287,7 +290,7 @@ def _describe(plan: PurgeResult) -> list[str]:
     from ..purge import format_ranges
 
     done = "removed" if plan.operation == "purge" else "redacted"
-    lines = [f"{plan.events} event(s) would be {done}" + (f" ({plan.keys} key(s))" if plan.keys is not None else "")]
+    lines = [f"{counted(plan.events, 'event')} would be {done}" + (f" ({counted(plan.keys, 'key')})" if plan.keys is not None else "")]
     if plan.offsets:
         lines.append(f"  offsets: {format_ranges(plan.offsets)}")
     for title, items in (
@@ -320,7 +323,8 @@ class _Discard:
         return None
 
 
-def _file_report(res: FileResult, dry_run: bool, entity: str | None = None) -> None:
+def _file_report(res: FileResult, dry_run: bool, entity: str | None = None, key: str | None = None,
+                 key_fields: tuple[str, ...] = ()) -> None:  # fmt: skip
     if entity is not None and res.entities and entity not in res.entities:  # a name mistyped, or the file's own
         known = sorted(res.entities)
         console.warn(f"no record of {res.file} is of entity {entity!r}; its entities: "
@@ -329,18 +333,35 @@ def _file_report(res: FileResult, dry_run: bool, entity: str | None = None) -> N
     verb = "removed" if res.operation == "purge" else "redacted"
     where = "" if dry_run else f" -> {res.output}"
     console.status(
-        f"{res.file} ({res.format}){where}: {res.records} record(s), {done} {'would be ' if dry_run else ''}{verb}"
+        f"{res.file} ({res.format}){where}: {counted(res.records, 'record')}, {done} {'would be ' if dry_run else ''}{verb}"
     )
     if res.unreadable:
         console.warn(
-            f"{res.unreadable} record(s) could not be read and were judged on their raw text "
-            f"(first: {res.first_unreadable})"
+            f"{counted(res.unreadable, 'record')} could not be read and {'was' if res.unreadable == 1 else 'were'} "
+            f"judged on {'its' if res.unreadable == 1 else 'their'} raw text (first: {res.first_unreadable})"
         )
     if res.unreadable_kept:
         console.warn(
-            f"{res.unreadable_kept} unreadable record(s) mention the key and were kept as they are "
+            f"{counted(res.unreadable_kept, 'unreadable record')} "
+            f"{'mentions' if res.unreadable_kept == 1 else 'mention'} the key and "
+            f"{'was' if res.unreadable_kept == 1 else 'were'} kept as {'it is' if res.unreadable_kept == 1 else 'they are'} "
             f"(first: {res.file}:{res.first_unreadable_kept})"
         )
+    if res.records and not done and not res.unreadable_kept:
+        # an erasure that changes nothing must not pass unnoticed (a mapping or a key given wrong):
+        # said even under -q; the exit status stays 0, as a file need not hold the person
+        copy = "" if dry_run or res.output == "-" else f" ({res.output} is a copy of it)"
+        if res.matched:
+            console.warn(f"nothing to redact in {res.file}{copy}: {counted(res.matched, 'record')} selected, none holds a named "
+                         "field with a value (a nested field is named by its path: "
+                         "`address.zip`)")  # fmt: skip
+        else:
+            composite = ""
+            if key is not None and len(key_fields) > 1 and not key.lstrip().startswith("{"):
+                members = ", ".join(f'"{k}": ...' for k in key_fields)
+                composite = f" (a composite key is given as a JSON object of its fields: --key '{{{members}}}')"
+            console.warn(f"nothing matched: no record of {res.file} is selected{copy}; check the selection "
+                         f"and the field mapping{composite}")  # fmt: skip
 
 
 def _not_stdin(target: str) -> None:
