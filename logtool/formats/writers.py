@@ -7,6 +7,7 @@ the empty string is ``""``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import os
@@ -279,13 +280,16 @@ def write_csv(
 
 class output_file:  # noqa: N801 - used as a context manager, like open()
     """A binary sink: stdout, a given stream, a pipe or device as it is, or a file written under
-    a temporary name and renamed into place when complete (an interrupted run leaves no
-    half-written output)."""
+    a temporary name and renamed into place when complete (an interrupted or failed run, a full
+    disk among its causes, leaves no half-written output and no temporary file: the output it
+    would have replaced stays as it was). A file named ``.gz`` or ``.zst`` is written compressed
+    so (gzip, zstd), as its name says."""
 
     def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
         self.out = out
         self.tmp: Path | None = None
         self.stream: IO[bytes] = sys.stdout.buffer
+        self.file: IO[bytes] | None = None  # the file under the stream (the compressor's), which we opened
         self.special = False  # a pipe or a device, opened as it is
 
     def __enter__(self) -> IO[bytes]:
@@ -300,22 +304,53 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
             if target.is_symlink() or (target.exists() and not target.is_file()):
                 # a pipe, a device (/dev/null, /dev/stdout), a process substitution or a link:
                 # written to as it is, never replaced by a file
-                self.stream = open(target, "wb")  # noqa: SIM115
+                self.file = open(target, "wb")  # noqa: SIM115
                 self.special = True
-                return self.stream
-            self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-            self.stream = open(self.tmp, "wb")  # noqa: SIM115
+            else:
+                self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+                self.file = open(self.tmp, "wb")  # noqa: SIM115
+            self.stream = _compressing(self.file, target.name)
         return self.stream
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if self.special:
-            self.stream.close()
-            return
-        if self.tmp is None:
+        if self.file is None:
             self.stream.flush()
             return
-        self.stream.close()
         if exc_type is None:
-            os.replace(self.tmp, Path(cast(str, self.out)))
-        else:
+            try:
+                if self.stream is not self.file:
+                    self.stream.close()  # the compressor: writes its last frame into the file
+                if self.tmp is not None:
+                    self.file.flush()
+                    os.fsync(self.file.fileno())  # on disk before it takes the output's name
+                self.file.close()
+                if self.tmp is not None:
+                    os.replace(self.tmp, Path(cast(str, self.out)))
+                return
+            except BaseException:
+                self._discard()
+                raise
+        self._discard()
+
+    def _discard(self) -> None:
+        """Close what was opened after a failure, whatever else fails (a full disk fails every
+        flush: the data is dropped), and delete the temporary file: the failure is the one said."""
+        assert self.file is not None
+        for stream in (self.stream, self.file):
+            with contextlib.suppress(Exception):
+                stream.close()
+        if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
+
+
+def _compressing(file: IO[bytes], name: str) -> IO[bytes]:
+    """``file``, or a gzip or zstd stream into it where ``name`` ends in ``.gz`` or ``.zst``."""
+    if name.endswith(".gz"):
+        import gzip
+
+        return cast(IO[bytes], gzip.GzipFile(filename="", mode="wb", fileobj=file, mtime=0))
+    if name.endswith(".zst"):
+        import zstandard
+
+        return cast(IO[bytes], zstandard.ZstdCompressor().stream_writer(file, closefd=False))
+    return file
