@@ -107,7 +107,12 @@ def global_options_first(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """The console script. Each command's errors are mapped by `commands._common.boundary`."""
     import contextlib
+    import signal
 
+    from .errors import on_sigterm
+
+    # a `kill` unwinds the command as Ctrl-C does: a temporary output or uncommitted files are deleted
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         args = global_options_first(sys.argv[1:] if argv is None else argv)
         # no command: the help is a message for a person (stderr), and the exit says usage error

@@ -61,6 +61,21 @@ class ReducerError(LogtoolError):
     """A user reducer raised while replaying an event."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a `timeout`, a service stopped): raised where it arrives, so the command
+    unwinds as for Ctrl-C and deletes what it was writing (a temporary output, uncommitted files)."""
+
+
+terminated = False  # SIGTERM arrived: the command ends with 143 (128 + 15), not Ctrl-C's 130
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """The console script's SIGTERM handler (never installed by the library)."""
+    global terminated
+    terminated = True
+    raise Terminated()
+
+
 def interrupted(error: BaseException) -> bool:
     """Is ``error`` a Ctrl-C that reached DuckDB mid-query? (It raises RuntimeError('Query
     interrupted') for the signal, InterruptException for ``interrupt()``.) Such an error is the

@@ -7,6 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,63 @@ def _fd_of(sink: Any, tmp: Path, opened: Any) -> int:
             except OSError:
                 continue
     raise AssertionError("no descriptor of the temporary file")
+
+
+_CHILD = """
+import sys
+import logtool.formats.writers as w
+from logtool.cli import main
+
+class Stalling:  # the output's stream: its first write is followed by a wait for the signal
+    def __init__(self, file):
+        self.file, self.first = file, True
+
+    def write(self, data):
+        n = self.file.write(data)
+        if self.first:
+            self.first = False
+            self.file.flush()
+            print("READY", flush=True)
+            sys.stdin.read()  # until the test sends the signal
+        return n
+
+    def flush(self):
+        self.file.flush()
+
+    def close(self):
+        pass
+
+w._compressing = lambda file, name: Stalling(file)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", sorted(RUNS))
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_midway_leaves_the_old_output_and_no_temporary_file(
+    tmp_path: Path, command: str, sig: signal.Signals
+) -> None:
+    """Ctrl-C and `kill` (SIGTERM: a timeout, a service stopped) midway: the output is the one
+    there before, and no temporary file is left (SIGTERM left one, as a kill skipped the cleanup);
+    the exit status is the signal's (130, 143)."""
+    src = tmp_path / "log.jsonl"
+    src.write_text("".join(LINES))
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"the good output\n")
+    args = [a.replace("{src}", str(src)) for a in RUNS[command]]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, *args, "-o", str(out)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "READY"
+        assert len([p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]) == 1
+        child.send_signal(sig)
+        _, err = child.communicate()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    stopped = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}[sig]
+    assert (child.returncode, err.splitlines()[-1]) == (stopped[0], f"error: {stopped[1]}")
+    assert out.read_bytes() == b"the good output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "out.jsonl"]

@@ -47,8 +47,7 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             console.fail(e.message, e.hint)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            console.fail("interrupted")
-            raise typer.Exit(130) from None
+            _stopped()
         except BrokenPipeError:  # the reader stopped early: what was found still sets the exit code
             import os
 
@@ -56,8 +55,7 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(_verdict) from None
         except Exception as e:
             if interrupted(e):
-                console.fail("interrupted")
-                raise typer.Exit(130) from None
+                _stopped()
             from ..errors import engine_trouble
             from ..store import damaged_store
 
@@ -72,6 +70,14 @@ def boundary(fn: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(EXIT_TROUBLE) from None
 
     return wrapper
+
+
+def _stopped() -> None:
+    """Ctrl-C (130) or SIGTERM (143): said, and the exit status of the signal."""
+    from .. import errors
+
+    console.fail("terminated" if errors.terminated else "interrupted")
+    raise typer.Exit(143 if errors.terminated else 130) from None
 
 
 # The field mapping, shared by every command that reads raw logs (ingest; compact, purge and
