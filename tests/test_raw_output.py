@@ -156,3 +156,17 @@ def test_a_run_stopped_midway_leaves_the_old_output_and_no_temporary_file(
     assert (child.returncode, err.splitlines()[-1]) == (stopped[0], f"error: {stopped[1]}")
     assert out.read_bytes() == b"the good output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "out.jsonl"]
+
+
+def test_an_output_replacing_a_file_keeps_its_permissions(cli: Any, tmp_path: Path) -> None:
+    """A private log's cleaned copy written over a private file was readable by everyone (the
+    temporary file took the umask's mode, and its rename replaced the old file's)."""
+    src = tmp_path / "log.jsonl"
+    src.write_text("".join(LINES))
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"the old output\n")
+    out.chmod(0o600)
+    for command in RUNS.values():
+        run = cli(*[a.replace("{src}", str(src)) for a in command], "-o", out)
+        assert run.code == 0, run.err
+        assert out.read_bytes() != b"the old output\n" and out.stat().st_mode & 0o777 == 0o600

@@ -309,6 +309,8 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
             else:
                 self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
                 self.file = open(self.tmp, "wb")  # noqa: SIM115
+                if target.exists():  # the file it replaces keeps its permissions (a private log stays private)
+                    os.chmod(self.file.fileno(), target.stat().st_mode & 0o7777)
             self.stream = _compressing(self.file, target.name)
         return self.stream
 
