@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import zstandard
 
+from logtool.errors import LogtoolError
 from logtool.formats.writers import output_file
 
 LINES = [json.dumps({"id": i % 3, "op": "upsert", "data": {"v": i, "email": f"u{i}@x.org"}}) + "\n" for i in range(9)]
@@ -67,21 +68,26 @@ def _compress(content: bytes, name: str) -> bytes:
     return content
 
 
+@pytest.mark.parametrize("midway", [False, True])
 @pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz", "out.jsonl.zst"])
-def test_a_full_disk_leaves_the_old_output_and_no_temporary_file(tmp_path: Path, name: str) -> None:
+def test_a_full_disk_leaves_the_old_output_and_no_temporary_file(tmp_path: Path, name: str, midway: bool) -> None:
     """A write that fails at the last flush (the disk full: /dev/full says ENOSPC to every write)
     left the temporary file behind, as big as what had been written: on a full disk, space the
-    next try needed."""
+    next try needed. Midway or at the end, the error names the output and what is left of it."""
     target = tmp_path / name
     target.write_bytes(b"the good output\n")
-    with pytest.raises(OSError) as failure, output_file(target) as sink:
+    with pytest.raises(LogtoolError) as failure, output_file(target) as sink:
         sink.write(b"x" * 100)
         tmp = next(p for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
         full = os.open("/dev/full", os.O_WRONLY)
         with open(tmp, "rb+") as f:  # the temporary file's descriptor, pointed at the full disk
             os.dup2(full, _fd_of(sink, tmp, f))
         os.close(full)
-    assert "No space left on device" in str(failure.value)
+        if midway:  # a write that fails, not the last flush
+            sink.write(os.urandom(1 << 20))
+    assert failure.value.message == f"{target}: No space left on device (its disk is full)"
+    assert failure.value.hint == (f"free space there or write elsewhere, then run it again: {target} is as it was, "
+                                  "and nothing of this run is left")  # fmt: skip
     assert target.read_bytes() == b"the good output\n"
     assert [p.name for p in tmp_path.iterdir()] == [name]
 

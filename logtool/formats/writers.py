@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from ..errors import UsageError
+from ..errors import LogtoolError, UsageError
 from .base import RawJSON, dumps_exact, json_string, type_holds
 
 if TYPE_CHECKING:
@@ -329,10 +329,26 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
                 if self.tmp is not None:
                     os.replace(self.tmp, Path(cast(str, self.out)))
                 return
-            except BaseException:
+            except BaseException as e:
                 self._discard()
+                self._say_full(e)
                 raise
         self._discard()
+        if rest and isinstance(rest[0], BaseException):
+            self._say_full(rest[0])
+
+    def _say_full(self, error: BaseException) -> None:
+        """A write of the output that a full disk (or a quota) refused, said of the output, with
+        what is left of it: the system's error names no file."""
+        import errno
+
+        if self.tmp is not None and isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT) \
+                and not error.filename:  # fmt: skip
+            left = f"{self.out} is as it was" if Path(cast(str, self.out)).exists() else f"no {self.out} was made"
+            raise LogtoolError(
+                f"{self.out}: {error.strerror or 'No space left on device'} (its disk is full)",
+                f"free space there or write elsewhere, then run it again: {left}, and nothing of this run is left",
+            ) from None
 
     def _discard(self) -> None:
         """Close what was opened after a failure, whatever else fails (a full disk fails every
