@@ -482,7 +482,7 @@ def compact_file(
     if str(path) == "-":
         raise UsageError("a raw log is read twice: name a file, not stdin", "save the stream to a file first")
     src = Source(path)
-    fmt = get_format(format) if format else detect(src)
+    fmt = get_format(format) if format else detect(src, empty_ok=True)
     if fmt.name not in ("jsonl", "csv"):
         raise UsageError(f"raw-file compaction reads JSON lines or CSV, not {fmt.name}", "ingest it into a store and compact that")
     bad: list[BadRecord] = []

@@ -1733,7 +1733,7 @@ def _raw(
     if str(path) == "-":
         raise UsageError("a raw log is read twice: name a file, not stdin", "save the stream to a file first")
     source = Source(str(path))
-    fmt = get_format(format_name) if format_name else detect(source)
+    fmt = get_format(format_name) if format_name else detect(source, empty_ok=True)
     if fmt.name not in RAW_FORMATS:
         raise UsageError(
             f"{source.name}: raw-file mode reads {' and '.join(RAW_FORMATS)}, not {fmt.name}",

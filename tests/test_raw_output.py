@@ -176,3 +176,18 @@ def test_an_output_replacing_a_file_keeps_its_permissions(cli: Any, tmp_path: Pa
         run = cli(*[a.replace("{src}", str(src)) for a in command], "-o", out)
         assert run.code == 0, run.err
         assert out.read_bytes() != b"the old output\n" and out.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\xef\xbb\xbf"])
+def test_an_empty_log_is_copied_not_refused(cli: Any, tmp_path: Path, content: bytes) -> None:
+    """An empty log (as logrotate leaves one) was refused ("file is empty", hint "nothing to
+    ingest"), so a sweep of an erasure over a folder of logs stopped there, with no output for it:
+    it holds no record, and its copy is the answer."""
+    src = tmp_path / "log.jsonl"
+    src.write_bytes(content)
+    out = tmp_path / "out.jsonl"
+    for command in RUNS.values():
+        out.unlink(missing_ok=True)
+        run = cli(*[a.replace("{src}", str(src)) for a in command], "-o", out)
+        assert run.code == 0 and "warning" not in run.err, run.err
+        assert out.read_bytes() == content

@@ -74,8 +74,10 @@ _DECOMPRESS = {"bzip2": "bzip2 -dc", "xz": "xz -dc", "zip": "unzip -p", "lz4": "
 MAX_HEAD_BYTES = 64 << 20  # what detection reads at most, to reach the end of a long first record
 
 
-def detect(source: Source) -> Format:
-    """Sniff the first bytes of a source and pick the format that recognizes them best."""
+def detect(source: Source, empty_ok: bool = False) -> Format:
+    """Sniff the first bytes of a source and pick the format that recognizes them best. An empty
+    file (or one of blank lines) is refused, but with ``empty_ok`` (a raw file copied without some
+    records, which has none: read as JSON lines, it is copied as it is)."""
     head = source.head()
     # a first record longer than the head says nothing cut off: read on to the end of it
     while b"\n" not in head and len(head) >= HEAD_BYTES and len(head) < MAX_HEAD_BYTES:
@@ -84,6 +86,8 @@ def detect(source: Source) -> Format:
             break
         head = longer
     if not head.strip():
+        if empty_ok:
+            return all_formats()["jsonl"]
         raise InputError(source.name, None, "file is empty", "nothing to ingest")
     scores = sorted(((f.sniff(head), f.name) for f in all_formats().values()), reverse=True)
     best_score, best = scores[0]
