@@ -756,7 +756,7 @@ def _refuse_redacting_the_key(
         if is_key:
             raise UsageError(
                 f"--field {spec}: it is the key of the events, and a key cannot be redacted (it would still hold the value)",
-                "purge the key instead (logtool purge STORE --key ...): its events go whole",
+                "purge the key instead (`logtool purge STORE|FILE --key ...`): its events go whole",
             )
 
 

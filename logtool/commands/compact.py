@@ -56,7 +56,7 @@ def command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout)."),
+        typer.Option("--output", "-o", help="Raw-file mode: where to write the compacted log (`-` for stdout; a .gz or .zst name is compressed so)."),
     ] = None,
     input_format: InputFormatOpt = None,
     key_field: KeyFieldOpt = None,

@@ -56,7 +56,11 @@ RecordOpt = Annotated[
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
 OutputOpt = Annotated[
-    str | None, typer.Option("--output", "-o", help="Raw-file mode: where to write the cleaned log (default `-`: stdout).")
+    str | None,
+    typer.Option(
+        "--output", "-o",
+        help="Raw-file mode: where to write the cleaned log (default `-`: stdout; a .gz or .zst name is compressed so).",
+    ),
 ]
 
 
