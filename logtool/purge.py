@@ -31,7 +31,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -1730,6 +1730,10 @@ def _raw(
     if key is None and entity is None and where is None:
         raise UsageError("say which records", "give --key, --entity or --where")
     key = None if key is None else given_key(key)  # a composite key spaced or compact, as in a store
+    if entity is not None and mapping.entity_field is None and mapping.entity is None:
+        # records without an entity of their own are of the one --entity names, as ingest's --entity
+        # names them (not of the file's name, which the store's events, ingested so, do not carry)
+        mapping = replace(mapping, entity=entity)
     if str(path) == "-":
         raise UsageError("a raw log is read twice: name a file, not stdin", "save the stream to a file first")
     source = Source(str(path))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -1437,6 +1438,28 @@ def test_raw_mode_takes_a_composite_key_spaced_or_compact_as_a_store_does(tmp_pa
     store = tmp_path / "s"
     ingest(store, [str(pairs)], mapping=mapping)
     assert purge(store, key='{"a": 1, "b": "x"}', dry_run=True).events == 1
+
+
+def test_raw_mode_entity_names_records_without_one_as_ingest_names_them(cli: Any, tmp_path: Path) -> None:
+    """A log without an entity field ingested with --entity public.users: the same --entity on the
+    raw file selected nothing (its records were of the file's name, `users`), so the ingest's
+    command line, reused, erased nothing. It names them, as ingest does, and selects them."""
+    src = tmp_path / "users.jsonl"
+    src.write_text('{"id": 42, "data": {"email": "p@x.org"}}\n{"id": 7, "data": {"email": "q@x.org"}}\n')
+    mapping = Mapping(key_fields=("id",), data_field="data")
+    store = tmp_path / "s"
+    ingest(store, [str(src)], mapping=replace(mapping, entity="public.users"))
+    assert purge(store, key="42", entity="public.users").events == 1
+    out = tmp_path / "clean.jsonl"
+    run = cli("purge", src, "--key", "42", "--entity", "public.users", "--key-field", "id", "--data-field", "data", "-o", out)
+    assert run.code == 0 and "warning" not in run.err, run.err
+    assert out.read_text() == '{"id": 7, "data": {"email": "q@x.org"}}\n'
+    assert [r["offset"] for r in rows(store, 'SELECT "offset" FROM events')] == [1]
+    assert redact_file(src, out, ["email"], key="42", entity="public.users", mapping=mapping).redacted == 1
+    # an entity field, where there is one, still decides: the file's records are of none other
+    with_field = replace(mapping, entity_field="table")
+    src.write_text('{"table": "t", "id": 42, "data": {"email": "p@x.org"}}\n')
+    assert purge_file(src, out, key="42", entity="public.users", mapping=with_field).removed == 0
 
 
 def test_an_erasure_that_changes_nothing_is_warned_of_even_under_quiet(cli: Any, tmp_path: Path, log_file: Path) -> None:
