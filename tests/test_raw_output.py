@@ -191,3 +191,68 @@ def test_an_empty_log_is_copied_not_refused(cli: Any, tmp_path: Path, content: b
         run = cli(*[a.replace("{src}", str(src)) for a in command], "-o", out)
         assert run.code == 0 and "warning" not in run.err, run.err
         assert out.read_bytes() == content
+
+
+def test_an_output_that_is_a_link_to_a_file_is_replaced_whole_and_stays_a_link(tmp_path: Path) -> None:
+    """-o through a link to a file wrote into the file in place: a run stopped midway left it cut
+    short (emptied at the start) in place of the good one. The file the link names is replaced as
+    any other, and the link stays."""
+    src = tmp_path / "log.jsonl"
+    src.write_text("".join(LINES))
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(b"the good output\n")
+    (tmp_path / "link1.jsonl").symlink_to("real.jsonl")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to("link1.jsonl")
+    args = [a.replace("{src}", str(src)) for a in RUNS["purge"]]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, *args, "-o", str(link)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "READY"
+        child.send_signal(signal.SIGTERM)
+        child.communicate()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 143 and real.read_bytes() == b"the good output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "link1.jsonl", "log.jsonl", "real.jsonl"]
+    done = subprocess.run([sys.executable, "-m", "logtool", *args, "-o", str(link)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and os.readlink(link) == "link1.jsonl" and os.readlink(tmp_path / "link1.jsonl") == "real.jsonl"
+    assert real.read_text() == "".join(line for line in LINES if not line.startswith('{"id": 1,'))
+
+
+def test_dev_stdout_is_written_as_it_is_appending_where_the_shell_appends(tmp_path: Path) -> None:
+    """-o /dev/stdout (or a link to it) is the stream the shell opened, never replaced by a file:
+    sent to a file with >>, it is appended to, as the shell was asked (it was emptied)."""
+    src = tmp_path / "log.jsonl"
+    src.write_text("".join(LINES))
+    (tmp_path / "mystdout").symlink_to("/dev/stdout")
+    kept = "".join(line for line in LINES if not line.startswith('{"id": 1,'))
+    for name in ("/dev/stdout", str(tmp_path / "mystdout")):
+        out = tmp_path / "appended.jsonl"
+        out.write_text("first\n")
+        with open(out, "ab") as sink:
+            args = [a.replace("{src}", str(src)) for a in RUNS["purge"]]
+            run = subprocess.run([sys.executable, "-m", "logtool", *args, "-o", name], stdout=sink, stderr=subprocess.PIPE)
+        assert run.returncode == 0, run.stderr
+        assert out.read_text() == "first\n" + kept
+        assert Path("/dev/stdout").is_symlink() and (tmp_path / "mystdout").is_symlink()
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm")
+def test_a_file_in_dev_shm_is_a_file_replaced_whole(cli: Any, tmp_path: Path) -> None:
+    """Only the system's names of streams are written to as they are: a file in /dev/shm (a
+    scratch folder in memory) is replaced whole like any other, never appended to."""
+    src = tmp_path / "log.jsonl"
+    src.write_text("".join(LINES))
+    out = Path("/dev/shm") / f"logtool-test-{os.getpid()}.jsonl"
+    out.write_bytes(b"the old output\n")
+    try:
+        run = cli(*[a.replace("{src}", str(src)) for a in RUNS["purge"]], "-o", out)
+        assert run.code == 0, run.err
+        assert out.read_text() == "".join(line for line in LINES if not line.startswith('{"id": 1,'))
+    finally:
+        out.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import decimal
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterable
@@ -288,6 +289,7 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
     def __init__(self, out: str | os.PathLike[str] | IO[bytes]) -> None:
         self.out = out
         self.tmp: Path | None = None
+        self.target = Path()  # the file the temporary one replaces (a link's, where the output is a link)
         self.stream: IO[bytes] = sys.stdout.buffer
         self.file: IO[bytes] | None = None  # the file under the stream (the compressor's), which we opened
         self.special = False  # a pipe or a device, opened as it is
@@ -297,16 +299,22 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
             self.stream = self.out
         elif str(self.out) != "-":
             target = Path(self.out)
+            if target.is_symlink() and target.resolve().is_file() and not _system_stream(target):
+                # a link to a file: the file is replaced as any other (the link stays); written
+                # through the link, a run stopped midway left it cut short in place of a good one
+                target = target.resolve()
             if not target.parent.is_dir():
                 raise UsageError(f"{target}: its directory {target.parent} does not exist", "create it, or write elsewhere")
             if target.is_dir():
                 raise UsageError(f"{target}: is a directory", "name a file to write, e.g. -o clean.jsonl")
-            if target.is_symlink() or (target.exists() and not target.is_file()):
-                # a pipe, a device (/dev/null, /dev/stdout), a process substitution or a link:
-                # written to as it is, never replaced by a file
-                self.file = open(target, "wb")  # noqa: SIM115
+            if _system_stream(target) or target.is_symlink() or (target.exists() and not target.is_file()):
+                # a pipe, a device (/dev/null, /dev/stdout), a process substitution, or a link to
+                # one or to nothing yet: written to as it is, never replaced by a file (appended to:
+                # /dev/stdout that a shell sent to a file with >> is that file, which "wb" emptied)
+                self.file = open(target, "ab")  # noqa: SIM115
                 self.special = True
             else:
+                self.target = target
                 self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
                 self.file = open(self.tmp, "wb")  # noqa: SIM115
                 if target.exists():  # the file it replaces keeps its permissions (a private log stays private)
@@ -327,7 +335,7 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
                     os.fsync(self.file.fileno())  # on disk before it takes the output's name
                 self.file.close()
                 if self.tmp is not None:
-                    os.replace(self.tmp, Path(cast(str, self.out)))
+                    os.replace(self.tmp, self.target)
                 return
             except BaseException as e:
                 self._discard()
@@ -344,7 +352,7 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
 
         if self.tmp is not None and isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT) \
                 and not error.filename:  # fmt: skip
-            left = f"{self.out} is as it was" if Path(cast(str, self.out)).exists() else f"no {self.out} was made"
+            left = f"{self.out} is as it was" if self.target.exists() else f"no {self.out} was made"
             raise LogtoolError(
                 f"{self.out}: {error.strerror or 'No space left on device'} (its disk is full)",
                 f"free space there or write elsewhere, then run it again: {left}, and nothing of this run is left",
@@ -359,6 +367,23 @@ class output_file:  # noqa: N801 - used as a context manager, like open()
                 stream.close()
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
+
+
+_STREAM_NAMES = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
+def _system_stream(path: Path) -> bool:
+    """Is ``path``, or a link on the way from it, one of the system's names of an open stream
+    (/dev/stdout, /dev/fd/N, /proc/self/fd/N)? Such a path is written to as it is, whatever file
+    it leads to (one a shell redirected stdout to, perhaps to append): never replaced. (A file in
+    /dev/shm is a file like any other.)"""
+    for _ in range(40):  # (the system's own bound on a chain of links)
+        if _STREAM_NAMES.fullmatch(os.path.normpath(path.absolute())):
+            return True
+        if not path.is_symlink():
+            return False
+        path = path.parent / os.readlink(path)
+    return True
 
 
 def _compressing(file: IO[bytes], name: str) -> IO[bytes]:
