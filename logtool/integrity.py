@@ -63,7 +63,9 @@ def digest_sql(null_columns: Collection[str] = (), full_columns: Collection[str]
         literal = ""
     if literal:
         parts.append(sql_string(literal))
-    return "unhex(sha256(hex(salt) || concat(" + ", ".join(parts) + ")))"
+    # (the salt's hex as concat's first argument, not `hex(salt) || concat(...)`: the same text,
+    # built once instead of copied again)
+    return "unhex(sha256(concat(hex(salt), " + ", ".join(parts) + ")))"
 
 
 def digests_hash(digests: pa.Array | pa.ChunkedArray, h: Any | None = None) -> Any:
