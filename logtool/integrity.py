@@ -8,6 +8,7 @@ A segment's digest is SHA-256 of its event digests (32 bytes each) concatenated 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import stat
@@ -209,6 +210,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
     total = sum(s["rows"] for s in segments)
     done = 0
     last_offset = -1
+    explained = _Explained(state.gaps)
     for seg in segments:
         f = store.path / seg["path"]
         if file_status(f) is None:
@@ -264,7 +266,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
             for lo, hi in gaps + holes:
                 if hi < lo:
                     report.problems.append(Problem(seg["path"], "offsets are not strictly increasing", lo))
-                elif not _explained(lo, hi, state.gaps):
+                elif not explained(lo, hi):
                     report.problems.append(
                         Problem(seg["path"], f"offsets {lo}..{hi} are missing and no commit explains it", lo)
                     )
@@ -273,7 +275,7 @@ def _verify_once(store: Store, progress: Callable[[int, int], None] | None) -> V
         if progress:
             progress(done, total)
         report.events += seg_events.num_rows
-    if state.next_offset > last_offset + 1 and not _explained(last_offset + 1, state.next_offset - 1, state.gaps):
+    if state.next_offset > last_offset + 1 and not explained(last_offset + 1, state.next_offset - 1):
         report.problems.append(
             Problem(
                 "segments",
@@ -372,13 +374,22 @@ def _receipt_problems(commit: dict[str, Any], loaded: dict[str, pa.Table]) -> li
     return out
 
 
-def _explained(lo: int, hi: int, gaps: list[list[int]]) -> bool:
-    """Is every offset in lo..hi inside a range some commit declared removed or skipped?"""
-    need = lo
-    for a, b in sorted(gaps):
-        if a > need:
-            break
-        need = max(need, b + 1)
-        if need > hi:
-            return True
-    return need > hi
+class _Explained:
+    """The offsets commits declared removed or skipped, merged once into disjoint ranges, so each
+    gap a segment shows is looked up by bisection (a compacted log has one gap per removed run:
+    tens of thousands of them)."""
+
+    def __init__(self, gaps: list[list[int]]) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for a, b in sorted(gaps):
+            if self.ends and a <= self.ends[-1] + 1:
+                self.ends[-1] = max(self.ends[-1], b)
+            else:
+                self.starts.append(a)
+                self.ends.append(b)
+
+    def __call__(self, lo: int, hi: int) -> bool:
+        """Is every offset in lo..hi inside a declared range?"""
+        i = bisect.bisect_right(self.starts, lo) - 1
+        return i >= 0 and self.ends[i] >= hi

@@ -11,6 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import logtool
 from logtool.formats.base import Mapping
@@ -609,3 +611,19 @@ def test_verify_trouble_is_exit_2(cli: Cli, tmp_path: Path, case: str) -> None:
     assert r.out == ""
     assert len(r.errors()) == 1 and str(path) in r.errors()[0]
     assert "Traceback" not in r.err
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.tuples(st.integers(0, 40), st.integers(-1, 12)).map(lambda t: [t[0], t[0] + t[1]]), max_size=8),
+    lo=st.integers(0, 50),
+    width=st.integers(0, 12),
+)
+def test_gap_lookup_agrees_with_the_offsets_declared(gaps: list[list[int]], lo: int, width: int) -> None:
+    """A gap is explained exactly when every offset in it lies in some declared range (ranges may
+    overlap, touch, nest, or be empty), however many ranges there are."""
+    from logtool.integrity import _Explained
+
+    declared = {o for a, b in gaps for o in range(a, b + 1)}
+    hi = lo + width
+    assert _Explained(gaps)(lo, hi) == all(o in declared for o in range(lo, hi + 1))
