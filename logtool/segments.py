@@ -359,19 +359,27 @@ def reseal(table: pa.Table, rows: pa.Array | pa.ChunkedArray, con: duckdb.DuckDB
     from . import engine
     from .schema import event_schema
 
-    n = table.num_rows
-    if n == 0 or not pc.any(rows).as_py():
+    if table.num_rows == 0:
         return table
+    rows = pc.fill_null(rows, False)
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    n = pc.sum(rows.cast(pa.int64())).as_py() or 0
+    if n == 0:
+        return table
+    # Only the changed rows are digested (the others keep theirs), and their new values are put
+    # in place of the old, in order.
     fresh = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(os.urandom(16 * n))]).cast(
         pa.binary()
     )
-    salted = table.set_column(
-        table.schema.get_field_index("salt"), "salt", pc.if_else(rows, fresh, table.column("salt"))
-    )
+    changed = table.filter(rows).set_column(table.schema.get_field_index("salt"), "salt", fresh)  # noqa: F841
     con = con or engine.connect()
-    recomputed = con.sql(f"SELECT {digest_sql()} AS digest FROM salted").to_arrow_table().column("digest")  # noqa: F841
-    digest = pc.if_else(rows, recomputed.cast(pa.binary()), salted.column("digest"))
-    return salted.set_column(salted.schema.get_field_index("digest"), "digest", digest).cast(event_schema())
+    recomputed = con.sql(f"SELECT {digest_sql()} AS digest FROM changed").to_arrow_table().column("digest")
+    salt = pc.replace_with_mask(table.column("salt").combine_chunks(), rows, fresh)
+    digest = pc.replace_with_mask(table.column("digest").combine_chunks().cast(pa.binary()), rows,
+                                  recomputed.combine_chunks().cast(pa.binary()))  # fmt: skip
+    table = table.set_column(table.schema.get_field_index("salt"), "salt", salt)
+    return table.set_column(table.schema.get_field_index("digest"), "digest", digest).cast(event_schema())
 
 
 def write_segment(store: Store, table: pa.Table) -> dict[str, Any] | None:
