@@ -202,6 +202,7 @@ def _compact(
 
     from . import engine
     from .engine import sql_string
+    from .purge import offset_ranges
     from .replay import replay, whole_transactions_below
     from .segments import reseal, write_segment
 
@@ -335,15 +336,10 @@ def _compact(
             f"""CREATE TEMP TABLE partial_survivors AS SELECT "offset", entity, key FROM decisions
                 WHERE reason IS NULL AND {_FOLDED}"""
         )
-        gaps = [  # the removed offsets, as ranges (gaps and islands)
-            [lo, hi]
-            for lo, hi in con.execute(
-                """SELECT min("offset"), max("offset") FROM (
-                       SELECT "offset", "offset" - row_number() OVER (ORDER BY "offset") AS island
-                       FROM decisions WHERE reason IS NOT NULL)
-                   GROUP BY island ORDER BY 1"""
-            ).fetchall()
-        ]
+        gaps = offset_ranges(  # the removed offsets, as ranges
+            con.sql('SELECT "offset" FROM decisions WHERE reason IS NOT NULL ORDER BY "offset"').to_arrow_table()
+            .column("offset").to_numpy()
+        )  # fmt: skip
         con.execute("DROP TABLE decisions; DROP TABLE kept_tombstones")
         # The full rows of survivors that are partial: their state at the compaction point.
         folded_state = (  # noqa: F841 - read by the query

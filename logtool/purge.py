@@ -508,7 +508,8 @@ def _group(state: State, matched: pa.Table) -> list[_SegPlan]:
     return plans
 
 
-def _ranges(offsets: np.ndarray) -> list[list[int]]:
+def offset_ranges(offsets: np.ndarray) -> list[list[int]]:
+    """Ascending offsets as ranges [first, last] of consecutive ones."""
     import numpy as np
 
     if len(offsets) == 0:
@@ -535,7 +536,7 @@ def _plan_ranges(plans: list[_SegPlan]) -> list[list[int]]:
         if p.offsets is None:
             parts.append([p.entry["min_offset"], p.entry["max_offset"]])
         else:
-            parts += _ranges(p.offsets)
+            parts += offset_ranges(p.offsets)
     return _merge(parts)
 
 
