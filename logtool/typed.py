@@ -95,39 +95,53 @@ def typed_tables(state: pa.Table) -> dict[str, pa.Table]:
     from . import engine
 
     con = engine.connect()
-    rows = state  # noqa: F841 - read by the query
-    entities = con.execute(
-        f"""SELECT entity, bool_and(starts_with(state, '{{')) AND NOT bool_or(regexp_matches(state, '{LONG_NUMBER}'))
-            FROM rows GROUP BY entity"""
-    ).fetchall()
-    in_duckdb = [e for e, plain in entities if plain]
-    out = _typed_in_duckdb(con, state.filter(pc.is_in(state.column("entity"), pc.cast(in_duckdb, "string")))) if in_duckdb else {}
-    for ent, plain in entities:
-        if not plain:
+    names, plain = _shapes(con, state)
+    in_duckdb = {e: cols for e, cols in names.items() if plain[e]}
+    out = _typed_in_duckdb(con, state, in_duckdb) if in_duckdb else {}
+    for ent in names:
+        if not plain[ent]:
             out[ent] = _typed_in_python(state.filter(pc.equal(state.column("entity"), ent)))
     return {ent: out[ent] for ent in pc.unique(state.column("entity")).to_pylist()}
+
+
+def _shapes(con: Any, rows: pa.Table) -> tuple[dict[str, list[str]], dict[str, bool]]:
+    """Per entity of ``rows``, its columns in the order they first appear, and whether DuckDB can
+    type it (every state an object, none holding a long number); one pass over the states.
+
+    Rows share few shapes, so the order is read from the shapes, in the order of their first row."""
+    names: dict[str, dict[str, None]] = {}
+    plain: dict[str, bool] = {}
+    for ent, cols, objects, longs in con.execute(
+        f"""SELECT entity, cols, bool_and(object), bool_or(long)
+            FROM (SELECT row_number() OVER () AS rn, *
+                  FROM (SELECT entity, json_keys(state) AS cols, starts_with(state, '{{') AS object,
+                               regexp_matches(state, '{LONG_NUMBER}') AS long FROM rows))
+            GROUP BY entity, cols ORDER BY min(rn)"""
+    ).fetchall():
+        names.setdefault(ent, {}).update(dict.fromkeys(cols or []))
+        plain[ent] = plain.get(ent, True) and bool(objects) and not longs
+    return {ent: list(cols) for ent, cols in names.items()}, plain
 
 
 # --------------------------------------------------------------------------- DuckDB
 
 
-def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
-    """Every entity of ``rows`` typed in DuckDB; entities with the same columns (as CDC tables of
-    one shape often have) are measured and extracted in one pass."""
+def _typed_in_duckdb(con: Any, rows: pa.Table, names: dict[str, list[str]] | None = None) -> dict[str, pa.Table]:
+    """The entities of ``rows`` (those of ``names``, with their columns, where given; else all)
+    typed in DuckDB; entities with the same columns (as CDC tables of one shape often have) are
+    measured and extracted in one pass.
+
+    Each pass reads every column of a state in one parse of it: ``json_type`` gives the types,
+    ``json_extract_string`` the text (a string unquoted, anything else as JSON text); only a
+    string in a column kept as JSON is read again, quoted."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # Columns in the order they first appear: rows share few shapes, so the order is read from
-    # the shapes, in the order of their first row.
-    names: dict[str, dict[str, None]] = {}
-    for ent, cols in con.execute(
-        """SELECT entity, cols FROM (SELECT row_number() OVER () AS rn, entity, json_keys(state) AS cols FROM rows)
-           GROUP BY entity, cols ORDER BY min(rn)"""
-    ).fetchall():
-        names.setdefault(ent, {}).update(dict.fromkeys(cols))
+    if names is None:
+        names = _shapes(con, rows)[0]
     by_columns: dict[tuple[str, ...], list[str]] = {}
-    for ent, cols in names.items():
-        by_columns.setdefault(tuple(cols), []).append(ent)
+    for ent, names_of in names.items():
+        by_columns.setdefault(tuple(names_of), []).append(ent)
     out: dict[str, pa.Table] = {}
     specials = "(" + ", ".join(sql_string(s) for s in SPECIAL_FLOATS) + ")"
     for cols, ents in by_columns.items():
@@ -136,21 +150,14 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
             for ent in ents:
                 out[ent] = pa.table({KEY: rows.filter(pc.equal(rows.column("entity"), ent)).column("key")})
             continue
-        # One parse of each row extracts every column, kept in a table: the values are measured,
-        # then cast, from it (each state was parsed three times when each step read it afresh).
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _typed_values AS
-                SELECT entity, key, json_extract(state, [{', '.join(json_path(n) for n in cols)}]) AS vs
-                FROM rows WHERE entity IN {which}"""
-        )
+        paths = "[" + ", ".join(json_path(n) for n in cols) + "]"
         # Column by column, side by side (one row of measures per entity): each value's type is
-        # read once, and each value rendered only where its type is measured by it.
+        # read once, and each value's text taken only where its type is measured by it.
         per_value = ", ".join(
-            f"""t{i}, CASE WHEN t{i} IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN vs[{i}]::VARCHAR END AS v{i},
-                CASE WHEN t{i} = 'VARCHAR' THEN vs[{i}] ->> '$' END AS a{i}"""
+            f"""ts[{i}] AS t{i}, CASE WHEN ts[{i}] IN ('DOUBLE', 'UBIGINT', 'BIGINT') THEN ss[{i}] END AS v{i},
+                CASE WHEN ts[{i}] = 'VARCHAR' THEN ss[{i}] END AS a{i}"""
             for i in range(1, len(cols) + 1)
         )
-        types = ", ".join(f"json_type(vs[{i}]) AS t{i}" for i in range(1, len(cols) + 1))
         measures = ", ".join(
             f"""list(DISTINCT t{i}) FILTER (WHERE t{i} IS NOT NULL), bool_or(t{i} = 'VARCHAR' AND a{i} IN {specials}),
                 bool_or(t{i} = 'VARCHAR' AND a{i} NOT IN {specials}), bool_or(t{i} = 'DOUBLE' AND contains(lower(v{i}), 'e')),
@@ -161,7 +168,9 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
         )
         found = con.execute(
             f"""SELECT entity, {measures}
-                FROM (SELECT entity, {per_value} FROM (SELECT entity, vs, {types} FROM _typed_values))
+                FROM (SELECT entity, {per_value}
+                      FROM (SELECT entity, json_type(state, {paths}) AS ts, json_extract_string(state, {paths}) AS ss
+                            FROM rows WHERE entity IN {which}))
                 GROUP BY entity"""
         ).fetchall()
         width = 7  # measures per column
@@ -178,10 +187,16 @@ def _typed_in_duckdb(con: Any, rows: pa.Table) -> dict[str, pa.Table]:
             by_kinds.setdefault(kinds, []).append(ent)
         for kinds, same in by_kinds.items():
             fields = [pa.field(key_column(cols), pa.string())] + [arrow_field(n, k) for n, k in zip(cols, kinds, strict=True)]
-            values = ", ".join(f"{_value_sql(f'vs[{i + 1}]', k)} AS c{i + 1}" for i, k in enumerate(kinds))
+            values = ", ".join(
+                f"{_value_sql(f'ss[{i + 1}]', f'ts[{i + 1}]', f'json_extract(state, {json_path(cols[i])})', k)} AS c{i + 1}"
+                for i, k in enumerate(kinds)
+            )
+            types = f"json_type(state, {paths})" if any(k[0] == "json" for k in kinds) else "NULL"
             listed = "(" + ", ".join(sql_string(e) for e in same) + ")"
             table = con.sql(
-                f"SELECT entity, key, {values} FROM _typed_values WHERE entity IN {listed}"
+                f"""SELECT entity, key, {values}
+                    FROM (SELECT entity, key, state, {types} AS ts, json_extract_string(state, {paths}) AS ss
+                          FROM rows WHERE entity IN {listed})"""
             ).to_arrow_table()
             for ent in same:
                 part = table.filter(pc.equal(table.column("entity"), ent)).drop_columns(["entity"])
@@ -209,9 +224,10 @@ def _decide_column(measures: list[Any] | None) -> tuple[str, int, int]:
     return decide(s)
 
 
-def _value_sql(value: str, kind: tuple[str, int, int]) -> str:
-    """SQL: a column's typed value from its JSON value (NULL where the row lacks the column)."""
-    text = f"({value} ->> '$')"
+def _value_sql(text: str, type_: str, value: str, kind: tuple[str, int, int]) -> str:
+    """SQL: a column's typed value from ``text``, its value's ``json_extract_string`` (NULL where the
+    row lacks the column or holds a JSON null); a column kept as JSON takes a string's JSON text
+    (``type_`` its ``json_type``) from ``value``, which is read only there."""
     if kind[0] == "bool":
         return f"TRY_CAST({text} AS BOOLEAN)"
     if kind[0] == "string":
@@ -222,7 +238,9 @@ def _value_sql(value: str, kind: tuple[str, int, int]) -> str:
         return f"CAST({text} AS DECIMAL({kind[1]}, {kind[2]}))"
     if kind[0] == "float64":
         return f"CAST({text} AS DOUBLE)"  # DuckDB reads 'NaN', 'Infinity' and '-Infinity' as such
-    return f"CASE WHEN coalesce(json_type({value}), 'NULL') = 'NULL' THEN NULL ELSE {value}::VARCHAR END"
+    # json_extract_string gives an object, an array, a number or a boolean as its JSON text, the
+    # same text json_extract gives; a string comes unquoted, so it is read again as JSON
+    return f"CASE WHEN {text} IS NULL THEN NULL WHEN {type_} = 'VARCHAR' THEN {value}::VARCHAR ELSE {text} END"
 
 
 # --------------------------------------------------------------------------- Python
