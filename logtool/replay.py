@@ -63,6 +63,7 @@ KV_FINGERPRINT = "kv/1"
 from .typed import LONG_NUMBER  # noqa: E402
 
 RESETS = ("insert", "read", "upsert", "delete")
+IS_RESET = f"({{e}}op IN {RESETS} OR {{e}}data IS NULL)"  # SQL: the event sets or removes the whole row
 MERGE_PARTITION_DOCS = 1_000_000  # documents per merge pass: bounds the memory a replay needs
 MERGE_MAX_COLUMNS = 500  # distinct columns one SQL merge pass takes; a wider entity is folded in Python
 MERGES = ("update", "patch")
@@ -509,7 +510,7 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
                    arg_max_null(CASE WHEN op = 'delete' THEN NULL ELSE data END, "offset") FILTER (WHERE is_reset) AS rdata,
                    max("offset") AS last, bool_or(op = 'patch') AS patched
             FROM (SELECT "offset", entity, key, op, data,
-                         (op IN {RESETS} OR data IS NULL) AS is_reset
+                         {IS_RESET.format(e="")} AS is_reset
                   FROM live WHERE key IS NOT NULL
                   AND (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys))
             GROUP BY entity, key"""
@@ -541,14 +542,16 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
             f"{'its' if unknown[0] == 1 else 'their'} other columns are unknown"
         )
     # An update carrying exactly the base's columns, in the base's order, replaces the whole row
-    # when no update before it added a column: the merge can start there.
+    # when no update before it added a column: the merge can start there. (No event after a key's
+    # last reset is a reset: saying so drops the resets before the join, not after it.)
     con.execute(
         f"""CREATE TEMP TABLE updates AS
             SELECT entity, key, o, d, cols, {_unmergeable("d", "cols")} AS slow, cols = base_cols AS whole,
                    CASE WHEN cols = base_cols THEN FALSE ELSE NOT list_has_all(base_cols, cols) END AS widens
             FROM (SELECT e.entity, e.key, e."offset" AS o, e.data AS d, b.cols AS base_cols,
                          {_members("e.data")} AS cols
-                  FROM bases b JOIN live e ON e.entity = b.entity AND e.key = b.key AND e."offset" > coalesce(b.r, -1))"""
+                  FROM bases b JOIN live e ON e.entity = b.entity AND e.key = b.key AND e."offset" > coalesce(b.r, -1)
+                  WHERE NOT {IS_RESET.format(e="e.")})"""
     )
     con.execute(
         """INSERT INTO slow_keys SELECT entity, key FROM bases WHERE slow
