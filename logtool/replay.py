@@ -565,8 +565,10 @@ def _replay_kv(con: duckdb.DuckDBPyConnection, progress: Progress | None, warnin
            FROM updates WHERE (entity, key) NOT IN (SELECT (entity, key) FROM slow_keys)
            GROUP BY entity, key"""
     )
+    # A table, not a view: the check below and every merge pass read it, and each read of a view
+    # would join its parts again.
     con.execute(
-        """CREATE TEMP VIEW docs AS
+        """CREATE TEMP TABLE docs AS
            SELECT b.entity, b.key, -1::BIGINT AS o, b.d, b.cols FROM bases b JOIN starts s USING (entity, key)
            WHERE s.start = -1
            UNION ALL
