@@ -165,7 +165,7 @@ def check_where(where: str, con: duckdb.DuckDBPyConnection | None = None) -> Non
     import duckdb
 
     from . import engine
-    from .query import check_select
+    from .query import COLUMNS_HINT, check_select
 
     if not where.strip():
         raise UsageError("--where is empty", "give a boolean SQL expression over events, e.g. \"key = '42'\"")
@@ -194,13 +194,7 @@ def check_where(where: str, con: duckdb.DuckDBPyConnection | None = None) -> Non
         try:
             con.execute(f"SELECT 1 FROM events WHERE {_paren(where)} LIMIT 0").fetchall()
         except duckdb.Error as e:
-            raise UsageError(f"--where does not apply to events: {_first_line(e)}", _COLUMNS_HINT) from None
-
-
-_COLUMNS_HINT = (
-    'columns: offset (write it "offset"), ts, entity, key, prev_key, op, type, data, before, meta (JSON), '
-    "txn, source, digest"
-)
+            raise UsageError(f"--where does not apply to events: {_first_line(e)}", COLUMNS_HINT) from None
 
 
 def _self_contained(where: str) -> None:
@@ -723,7 +717,9 @@ def _selection_failed(error: duckdb.Error) -> BaseException:
         return error
     if (trouble := engine_trouble(error)) is not None:  # the limit or the disk, not the selection, is at fault
         return trouble
-    return UsageError(f"selecting the events failed: {_first_line(error)}", _COLUMNS_HINT)
+    from .query import COLUMNS_HINT
+
+    return UsageError(f"selecting the events failed: {_first_line(error)}", COLUMNS_HINT)
 
 
 def _refuse_redacting_the_key(

@@ -31,6 +31,13 @@ def events_connection(store: Store, files: list[str] | None = None) -> duckdb.Du
     return con
 
 
+# The events view's columns, for hints: the same in a store and in a raw file's purge or redact.
+COLUMNS_HINT = (
+    'columns: offset (write it "offset"), ts, entity, key, prev_key, op, type, data, before, meta (JSON), '
+    "txn, source, digest"
+)
+
+
 def check_select(text: str, what: str = "query") -> None:
     """Refuse anything but one SELECT statement (before anything runs)."""
     import duckdb
@@ -67,7 +74,7 @@ def sql(path: str | Path, query: str) -> pa.Table:
             raise trouble from None
         if (outside := _outside(e)) is not None:
             raise UsageError(f"query failed: it may read only the `events` view, not {outside}",
-                             "select from `events`; `logtool info STORE` lists its columns") from None  # fmt: skip
+                             f"select from `events`; {COLUMNS_HINT}") from None  # fmt: skip
         raise UsageError(f"query failed: {_first_line(e)}", _offset_hint(query, e)) from None
     names = table.schema.names
     if len(set(names)) == len(names):
@@ -147,7 +154,7 @@ def _offset_hint(query: str, e: Exception) -> str | None:
         "syntax error" in str(e).lower() or "offset" in str(e).lower()
     ):
         return 'OFFSET is a reserved word in SQL: write the column as "offset" (in double quotes)'
-    return "the view is `events`; see `logtool info STORE` for its columns"
+    return f"the view is `events`; {COLUMNS_HINT}"
 
 
 @reads_latest

@@ -1708,3 +1708,15 @@ def test_a_lone_surrogate_escape_in_a_quarantined_or_unreadable_record_is_judged
     assert (result.removed, out.read_text().splitlines()) == (2, [lines[0], lines[2]])
     redact_file(tmp_path / "in.jsonl", out, ["email"], key="2", mapping=MAPPING)
     assert out.read_text().splitlines()[3].endswith('{"email":"[REDACTED]","bio":"half \\ud83d, \\udcff"}}')
+
+
+@pytest.mark.parametrize("where", ["key = = 1", "no_such_column = 1"])
+def test_raw_file_where_that_fails_names_the_columns_not_a_store_command(cli: Any, tmp_path: Path, where: str) -> None:
+    """A raw file has no store to run `logtool info` on: the hint lists the events view's columns."""
+    src = tmp_path / "log.jsonl"
+    src.write_text('{"id":1,"op":"insert","data":{"a":1}}\n')
+    r = cli("purge", src, "--where", where, "--key-field", "id", "-o", tmp_path / "out.jsonl")
+    assert r.code == 2 and not (tmp_path / "out.jsonl").exists()
+    columns = 'columns: offset (write it "offset"), ts, entity, key, prev_key, op, type, data, before, meta (JSON), txn'
+    assert columns in r.err.splitlines()[-1] and r.err.splitlines()[-1].startswith("hint: "), r.err
+    assert "logtool info" not in r.err
