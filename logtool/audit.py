@@ -770,6 +770,10 @@ def blame(
     if (at_offset, at_time, at_position) != (None, None, None):
         target = _resolve_target(_connect(st), at_offset, at_time, at_position)
         where, condition, note = target.description, target.condition, target.note
+        if at_offset is not None and at_offset >= (next_offset := st.state().next_offset):
+            # as replay warns: an offset the log has not reached answers for the head, and says so
+            past = f"offset {at_offset} is past the end of the log (its last offset is {next_offset - 1})"
+            where, note = "the head", f"{past}: this is the state at the head"
     _con, events, steps = _history_steps(st, key, entity, reducer, condition)
     if not any(ev.key == key for ev in events):
         hint = f"see `logtool history STORE {key}`"

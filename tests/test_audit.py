@@ -287,6 +287,14 @@ def test_blame_at_a_time_inside_the_bad_deploy(cli: Any, stores: dict[str, Path]
     assert (fields["balance"]["offset"], fields["balance"]["actor"]) == (81, "deploy-bot")
 
 
+def test_blame_at_an_offset_past_the_end_answers_for_the_head_and_warns(cli: Any, stores: dict[str, Path]) -> None:
+    run = cli("blame", stores["shop"], "42", "--at-offset", "99999", "--format", "json")
+    assert run.code == 0
+    assert out_json(run) == out_json(cli("blame", stores["shop"], "42", "--format", "json"))
+    assert "offset 99999 is past the end of the log (its last offset is 173): this is the state at the head" in run.err
+    assert "past the end" not in cli("blame", stores["shop"], "42", "--at-offset", "173", "--format", "json").err
+
+
 def test_blame_keeps_unchanged_fields_with_the_event_that_set_them(stores: dict[str, Path]) -> None:
     at5 = {r["field"]: r for r in logtool.blame(stores["widgets"], "100", at_offset=5).to_pylist()}
     assert {f: r["offset"] for f, r in at5.items()} == {"id": 5, "name": 0, "qty": 2, "tags": 3}
