@@ -766,6 +766,7 @@ def blame(
     from .replay import _resolve_target
 
     st = _open(store)
+    key = given_key(key)  # a composite key spaced or compact, as the store holds it
     where, condition, note = "the head", "TRUE", None
     if (at_offset, at_time, at_position) != (None, None, None):
         target = _resolve_target(_connect(st), at_offset, at_time, at_position)
@@ -903,6 +904,7 @@ def why(
     Raises NotFoundError when no event gave the field that value.
     """
     st = _open(store)
+    key = given_key(key)  # a composite key spaced or compact, as the store holds it
     con, events, steps = _history_steps(st, key, entity, reducer)
     slot = (_entity_of(events, key), key)
     lineage = _lineage(steps, slot)

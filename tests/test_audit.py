@@ -295,6 +295,18 @@ def test_blame_at_an_offset_past_the_end_answers_for_the_head_and_warns(cli: Any
     assert "past the end" not in cli("blame", stores["shop"], "42", "--at-offset", "173", "--format", "json").err
 
 
+def test_blame_and_why_take_a_composite_key_spaced_as_history_does(cli: Any, tmp_path: Path) -> None:
+    store = tmp_path / "pg"
+    ingest(store, [str(ROOT / "sample_logs/postgres/wal2json.jsonl")])
+    spaced, compact = '{"order_id": 1, "line": 3}', '{"order_id":1,"line":3}'
+    for command in (("blame",), ("why", "line"), ("history",)):
+        runs = [cli(command[0], store, k, *command[1:], "--entity", "public.lines", "--format", "json") for k in (spaced, compact)]
+        assert [r.code for r in runs] == [0, 0], runs[0].err
+        assert runs[0].out == runs[1].out
+    why = logtool.why(store, spaced, "line", entity="public.lines")
+    assert (why.key, why.event["offset"]) == (compact, 21)
+
+
 def test_blame_keeps_unchanged_fields_with_the_event_that_set_them(stores: dict[str, Path]) -> None:
     at5 = {r["field"]: r for r in logtool.blame(stores["widgets"], "100", at_offset=5).to_pylist()}
     assert {f: r["offset"] for f, r in at5.items()} == {"id": 5, "name": 0, "qty": 2, "tags": 3}
