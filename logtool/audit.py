@@ -586,11 +586,36 @@ def _history_steps(
         ).fetchall():  # a name mistyped (`customers` for `public.customers`), not a key never written
             raise _unknown_entity(con, entity)
         where = f" in {entity}" if entity else ""
-        keyless = keyless_reason(con, entity)
+        reordered = _member_order_hint(con, key, entity)  # (names the key meant: before keyless tables)
+        keyless = None if reordered else keyless_reason(con, entity)
         if keyless:
             raise NotFoundError(f"key {key!r} not found{where}: {keyless[0]}", keyless[1])
-        raise NotFoundError(f"key {key!r} not found{where}")
+        raise NotFoundError(f"key {key!r} not found{where}", reordered)
     return con, events, _fold(events, module)
+
+
+def _member_order_hint(con: duckdb.DuckDBPyConnection, key: str, entity: str | None) -> str | None:
+    """Where a composite key was given with its members in another order than the store's (the
+    key fields' order, which a user cannot see), the key as the store writes it."""
+    try:
+        given = loads_exact(key) if key.startswith("{") else None
+    except ValueError:
+        return None
+    if not isinstance(given, dict):
+        return None
+    names = sorted(given)
+    scope = f" AND entity = {sql_string(entity)}" if entity is not None else ""
+    # the first stored composite key of the same members says their order (only on a miss: a scan)
+    for (stored,) in con.execute(
+        f"SELECT DISTINCT key FROM events WHERE starts_with(key, '{{'){scope} LIMIT 1000"
+    ).fetchall():
+        try:
+            order = list(loads_exact(stored))
+        except (ValueError, TypeError):
+            continue
+        if sorted(order) == names and order != list(given):
+            return f"a composite key's members go in the key fields' order: {dumps_exact({n: given[n] for n in order})}"
+    return None
 
 
 def _steps_of_rows_at(steps: list[_Step], key: str, entity: str | None) -> list[_Step]:

@@ -307,6 +307,25 @@ def test_blame_and_why_take_a_composite_key_spaced_as_history_does(cli: Any, tmp
     assert (why.key, why.event["offset"]) == (compact, 21)
 
 
+def test_a_composite_key_given_with_its_members_in_another_order_is_shown_in_the_stores(cli: Any, tmp_path: Path) -> None:
+    # public.lines is keyed by (order_id, line), and public.tally has no key: the order names the
+    # key the user meant, ahead of the keyless table a lookup without --entity would blame
+    store = tmp_path / "pg"
+    ingest(store, [str(ROOT / "sample_logs/postgres/wal2json.jsonl")])
+    for extra in ((), ("--entity", "public.lines")):
+        for command in (("history",), ("blame",), ("why",)):
+            args = (*command, store, '{"line": 3, "order_id": 1}', *(["qty"] if command == ("why",) else []), *extra)
+            run = cli(*args)
+            assert (run.code, run.out) == (1, "")
+            assert "hint: a composite key's members go in the key fields' order: " + '{"order_id":1,"line":3}' in run.err
+            assert "without a key" not in run.err
+    found = cli("blame", store, '{"order_id": 1, "line": 3}', "--entity", "public.lines", "--format", "json")
+    assert {r["field"]: r["value"] for r in out_json(found)} == {"order_id": 1, "line": 3, "qty": 7}
+    plain = cli("history", store, '{"order_id":1,"line":9}', "--entity", "public.lines")
+    assert (plain.code, plain.errors()) == (1, ["error: key '{\"order_id\":1,\"line\":9}' not found in public.lines"])
+    assert "hint" not in plain.err  # no stored key has these members in another order
+
+
 def test_blame_keeps_unchanged_fields_with_the_event_that_set_them(stores: dict[str, Path]) -> None:
     at5 = {r["field"]: r for r in logtool.blame(stores["widgets"], "100", at_offset=5).to_pylist()}
     assert {f: r["offset"] for f, r in at5.items()} == {"id": 5, "name": 0, "qty": 2, "tags": 3}
