@@ -551,7 +551,16 @@ def _gone(steps: list[_Step], slot: Slot, where: str) -> NotFoundError:
         reason = f"it became key {ev.key!r} at offset {ev.offset}"
     else:
         reason = f"deleted at offset {ev.offset}"
-    return NotFoundError(f"{what}: {reason}", f"see `logtool history STORE {slot[1]}`")
+    return NotFoundError(f"{what}: {reason}", _see_history(slot[1], slot[0]))
+
+
+def _see_history(key: str, entity: str | None, field: str | None = None) -> str:
+    """The hint to look at the key's history, as a command to paste: the key quoted for a shell
+    (a composite key is a JSON object), with its entity where known (a key may be in several)."""
+    import shlex
+
+    words = [shlex.quote(key), *(["--entity", shlex.quote(entity)] if entity else []), *(["--field", shlex.quote(field)] if field else [])]
+    return f"see `logtool history STORE {' '.join(words)}`"
 
 
 def _unknown_entity(con: duckdb.DuckDBPyConnection, entity: str) -> NotFoundError:
@@ -802,7 +811,7 @@ def blame(
             where, note = "the head", f"{past}: this is the state at the head"
     _con, events, steps = _history_steps(st, key, entity, reducer, condition)
     if not any(ev.key == key for ev in events):
-        hint = f"see `logtool history STORE {key}`"
+        hint = _see_history(key, entity)
         raise NotFoundError(f"key {key!r} has no state at {where}", f"{hint} (note: {note})" if note else hint)
     slot = (_entity_of(events, key), key)
     lineage = _lineage(steps, slot)
@@ -958,7 +967,7 @@ def why(
             known = caveats(st, [e.offset for e in events], field)
             raise NotFoundError(
                 f"no event set {field!r} of key {key!r} to {dumps_exact(value)}",
-                "; ".join([*known, f"see `logtool history STORE {key} --field {field}`"]),
+                "; ".join([*known, _see_history(key, slot[0], field)]),
             )
         answer = found
         value = _lookup(answer.after, field)

@@ -307,6 +307,19 @@ def test_blame_and_why_take_a_composite_key_spaced_as_history_does(cli: Any, tmp
     assert (why.key, why.event["offset"]) == (compact, 21)
 
 
+def test_the_history_hint_is_a_command_to_paste(cli: Any, stores: dict[str, Path], tmp_path: Path) -> None:
+    # a composite key quoted for the shell, with its entity (a key may be in several) and the field
+    store = tmp_path / "pg"
+    ingest(store, [str(ROOT / "sample_logs/postgres/wal2json.jsonl")])
+    moved = cli("blame", store, '{"order_id": 1, "line": 2}', "--entity", "public.lines")
+    assert moved.code == 1
+    assert "hint: see `logtool history STORE '{\"order_id\":1,\"line\":2}' --entity public.lines`" in moved.err
+    deleted = cli("blame", stores["shop"], "13")
+    assert "hint: see `logtool history STORE 13 --entity public.customers`" in deleted.err
+    no_value = cli("why", stores["shop"], "42", "balance", "--value", "5")
+    assert "see `logtool history STORE 42 --entity public.customers --field balance`" in no_value.err
+
+
 def test_a_composite_key_given_with_its_members_in_another_order_is_shown_in_the_stores(cli: Any, tmp_path: Path) -> None:
     # public.lines is keyed by (order_id, line), and public.tally has no key: the order names the
     # key the user meant, ahead of the keyless table a lookup without --entity would blame
