@@ -2000,6 +2000,13 @@ def _two_tables(
         elif inferred and replayed.columns and replayed.columns[0][0] in names:
             keys = (replayed.columns[0][0],)  # the store's own export: its key column
             notes.append(f"key column: {keys[0]} (the store's key, as its export writes it)")
+        elif inferred:
+            # Falling back to multisets without a word would hide that the key was dropped: a dump
+            # whose key column is named otherwise is compared on the other columns only.
+            missing = [c for c in inferred if c not in names]
+            notes.append(f"key columns from the store's mapping ({', '.join(inferred)}) are not on both sides "
+                         f"(missing: {', '.join(missing)}): rows compared as multisets; "
+                         "name the key with --key-column")  # fmt: skip
     result = _table_result(_TableCompare(con, lt, rt, keys, tolerance, "_lt_t").run(), "table", limit,
                            {"entity": name, **at.info()})  # fmt: skip
     result.notes += notes

@@ -987,6 +987,23 @@ def test_csv_keys_join_on_their_text_values_compare_as_numbers(tmp_path: Path) -
     assert counts(diff(tmp_path / "a.csv", tmp_path / "c.csv", key_columns=["id"])) == (True, 0, 0, 0)
 
 
+def test_a_dump_without_the_stores_key_column_says_the_key_was_dropped(replicas: tuple[Path, Path], tmp_path: Path) -> None:
+    """A dump whose key column is named otherwise (`stock_id` for the store's `id`) cannot be
+    joined on the store's key: the rows are compared as multisets, and a note says so."""
+    a, _ = replicas
+    dump = logtool.replay(str(a)).tables()["public.stock"].drop_columns(["key"])
+    pq.write_table(dump.rename_columns(["stock_id" if c == "id" else c for c in dump.column_names]),
+                   tmp_path / "renamed.parquet")  # fmt: skip
+    result = diff(a, tmp_path / "renamed.parquet")
+    assert not result.same and result.to_dict()["key_columns"] == []
+    assert (result.to_dict()["columns_only_left"], result.to_dict()["columns_only_right"]) == (["id"], ["stock_id"])
+    assert [n for n in result.notes if "mapping" in n] == [
+        "key columns from the store's mapping (id) are not on both sides (missing: id): "
+        "rows compared as multisets; name the key with --key-column"
+    ]
+    assert not any("mapping" in n for n in diff(a, tmp_path / "renamed.parquet", key_columns=["sku"]).notes)
+
+
 def test_time_keys_of_text_without_a_type_join_on_their_instant(tmp_path: Path) -> None:
     """A time series keyed by (device, ts): a store's string, a key field taken from the store's
     key, and a CSV field join where both write one instant, however the zone is spelled; other
