@@ -605,6 +605,8 @@ def _type_class(sql_type: str) -> str:
         return "float"
     if t == "DATE" or t.startswith("TIMESTAMP"):
         return "time"
+    if t == "BLOB":
+        return "blob"
     return "other"
 
 
@@ -664,6 +666,7 @@ _AS_TEXT = {
     "float32": ("{x}::DOUBLE::VARCHAR", "f"),  # its own value (its shortest text is a float32's)
     "time": ("{x}::TIMESTAMPTZ::VARCHAR", "d"),
     "bool": ("{x}::VARCHAR", "b"),
+    "blob": (r"'\x' || lower(hex({x}))", "t"),  # PostgreSQL's bytea text (hex), as COPY writes it
     "other": ("{x}::VARCHAR", "t"),
 }
 _NUMERIC = ("int", "decimal")
@@ -803,7 +806,7 @@ def _plan(name: str, left: _Table, right: _Table, key: bool = False) -> _Column:
         return _Column(name, lc, rc, narrow if ln else "{x}::DOUBLE", narrow if rn else "{x}::DOUBLE", True,
                        float_tolerance=True, linexact=inexact(lc, lt, ln), rinexact=inexact(rc, rt, rn),
                        lmeasure="{x}::DOUBLE" if ln else None, rmeasure="{x}::DOUBLE" if rn else None)  # fmt: skip
-    if lc == rc and lc in ("nested", "other") and lt == rt and not lt.upper().startswith("MAP"):
+    if lc == rc and lc in ("nested", "blob", "other") and lt == rt and not lt.upper().startswith("MAP"):
         return exact()
     if pair == {"json", "float32"}:
         # a JSON number against a float32: read as one (equal texts are the same float32)
@@ -841,6 +844,12 @@ def _plan(name: str, left: _Table, right: _Table, key: bool = False) -> _Column:
             typed_form, domain = "epoch_us({x}::TIMESTAMPTZ)::VARCHAR", "time"
         elif other == "bool":
             text_form, typed_form, domain = "lower({x})", "{x}::VARCHAR", "bool"
+        elif other == "blob":
+            # bytes against text: the text is PostgreSQL's bytea output (`\x` and lowercase hex), as
+            # COPY writes it whatever the dump's format; DuckDB's own text of bytes is no one's dump
+            typed = _AS_TEXT["blob"][0]
+            lform, rform = ("{x}", typed) if lc in _TEXTUAL else (typed, "{x}")
+            return _Column(name, lc, rc, lform, rform, True)
         else:
             text_form, typed_form, domain = "{x}", "{x}::VARCHAR", "loose"
         lform, rform = (text_form, typed_form) if lc in _TEXTUAL else (typed_form, text_form)

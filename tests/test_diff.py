@@ -75,6 +75,22 @@ def test_null_empty_and_the_text_null_are_three_values(tmp_path: Path) -> None:
     assert counts(diff(csv, permuted, key_columns=["id"])) == (False, 0, 0, 3)
 
 
+def test_bytes_meet_a_csv_field_as_postgresql_writes_bytea(tmp_path: Path) -> None:
+    """COPY ... CSV writes a bytea as `\\x` and lowercase hex: a Parquet binary column of the same
+    table equals it, keyed, as a key and as a multiset; other bytes, or another text, differ."""
+    blobs = table({"id": (pa.int64(), [1, 2, 3, 4]), "b": (pa.binary(), [b"\xde\xad\xbe\xef", b"", None, b"A"])})
+    csv = write_lines(tmp_path / "b.csv", ["id,b", "1,\\xdeadbeef", "2,\\x", "3,", "4,\\x41"])
+    for left, right in ((blobs, csv), (csv, blobs)):
+        assert diff(left, right, key_columns=["id"]).same
+        assert diff(left, right, key_columns=["b"]).same
+        assert diff(left, right).same
+    other = write_lines(tmp_path / "o.csv", ["id,b", "1,\\xdeadbeee", '2,""', "3,", "4,A"])
+    result = diff(blobs, other, key_columns=["id"])
+    assert counts(result) == (False, 0, 0, 3)
+    assert [e["key"]["id"] for e in result.examples] == [1, 2, 4]
+    assert counts(diff(blobs, other)) == (False, 3, 3, 0)
+
+
 def test_composite_keys_never_collide_through_a_separator(tmp_path: Path) -> None:
     left = table({"a": (pa.string(), ["a|b", "x"]), "b": (pa.string(), ["c", "y"]), "v": (pa.int64(), [1, 2])})
     right = table({"a": (pa.string(), ["a", "x"]), "b": (pa.string(), ["b|c", "y"]), "v": (pa.int64(), [1, 3])})
