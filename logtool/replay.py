@@ -327,6 +327,7 @@ def replay(
         filters.append(named)
         snap_filters.append(named)
     if key is not None:
+        key = _key_as_stored(con, key, entity)
         # the whole prefix, not only the events after the snapshot: the row may sit in the snapshot
         pairs = _key_family(con, key, " AND ".join(f for f in filters if not f.startswith('"offset" >')))
         # a row whose events a head-dropping purge removed lives on in the snapshot taken there
@@ -376,6 +377,34 @@ def replay(
         warnings=warnings,
         typed_states=typed_states,
     )
+
+
+def _key_as_stored(con: duckdb.DuckDBPyConnection, key: str, entity: str | None) -> str:
+    """A composite key with its members in the order the store writes them.
+
+    The store writes a composite key's members in the order its key fields were named
+    (``{"order_id":1,"line":2}``); a user who writes ``{"line":2,"order_id":1}`` means the same
+    row, and would otherwise be told it has no state. A key the log holds as written, or whose
+    members no stored key has in another order, is kept as it is.
+    """
+    if not key.startswith("{"):
+        return key
+    try:
+        value = loads_exact(key)
+    except ValueError:
+        return key
+    if not isinstance(value, dict):
+        return key
+    where = "TRUE" if entity is None else f"entity = {sql_string(entity)}"
+    if con.execute(f"SELECT 1 FROM events WHERE {where} AND key = {sql_string(key)} LIMIT 1").fetchall():
+        return key
+    orders = {tuple(names) for (names,) in con.execute(
+        f"SELECT DISTINCT json_keys(key) FROM events WHERE {where} AND key LIKE '{{%' AND json_valid(key)"
+    ).fetchall()}  # fmt: skip
+    found = [names for names in orders if len(names) == len(value) and set(names) == set(value)]
+    if len(found) != 1:
+        return key
+    return dumps_exact({name: value[name] for name in found[0]})
 
 
 def _key_family(con: duckdb.DuckDBPyConnection, key: str, condition: str) -> set[tuple[str, str]]:

@@ -1478,6 +1478,17 @@ def test_a_composite_key_is_found_however_its_json_is_spaced(store: Path) -> Non
     assert rows(replay(store, key='{"order_id": 1, "line": 2}')) == {'{"order_id":1,"line":2}': {"qty": 3}}
 
 
+def test_a_composite_key_is_found_whatever_the_order_of_its_members(store: Path) -> None:
+    write_events(store, [
+        {"key": '{"order_id":1,"line":2}', "op": "insert", "data": {"qty": 3}},
+        {"key": '{"order_id":2,"line":1}', "op": "insert", "data": {"qty": 4}},
+    ])  # fmt: skip
+    assert rows(replay(store, key='{"line": 2, "order_id": 1}')) == {'{"order_id":1,"line":2}': {"qty": 3}}
+    assert rows(replay(store, entity="t", key='{"line":1,"order_id":2}')) == {'{"order_id":2,"line":1}': {"qty": 4}}
+    with pytest.raises(NotFoundError):  # the members of no stored key
+        replay(store, key='{"line": 2}')
+
+
 def test_a_damaged_snapshot_is_named_not_an_internal_error(store: Path) -> None:
     from logtool.errors import StoreError
 
