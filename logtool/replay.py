@@ -1599,6 +1599,7 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
         "meta": _decode(ev["meta"]) or {},
     }
     where = f"offset {ev['offset']} (key {ev['key']}, type {ev['type']})"
+    failing = "reducer"  # what runs: an exception names it
     try:
         seen: set[str] = set()  # (type, version) the event has been, as text: one again is a cycle
         while True:
@@ -1608,7 +1609,9 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
                 break
             before = (event["type"], version)
             seen.add(repr(before))
+            failing = f"the upcaster of {before[0]!r} version {before[1]!r}"
             event = up(event)
+            failing = "reducer"
             after = (event["type"], (event["data"] or {}).get(module.version_field) if isinstance(event["data"], dict) else None)
             if after == before:
                 raise ReducerError(
@@ -1643,7 +1646,8 @@ def _apply_reducer(module: ReducerModule, states: dict[tuple[str, str | None], A
     except ReducerError:
         raise
     except (Exception, SystemExit) as e:  # a reducer calling sys.exit() ends the replay, not logtool
-        raise ReducerError(f"reducer failed at {where}: {type(e).__name__}: {e}", "fix the reducer or the event") from None
+        part = "reducer" if failing == "reducer" else "upcaster"
+        raise ReducerError(f"{failing} failed at {where}: {type(e).__name__}: {e}", f"fix the {part} or the event") from None
 
 
 # --------------------------------------------------------------------------- typed output

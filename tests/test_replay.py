@@ -2086,6 +2086,19 @@ def test_a_reducer_calling_sys_exit_is_a_reducer_error(store: Path, tmp_path: Pa
         replay(store, reducer=str(module))
 
 
+def test_an_upcaster_that_raises_is_named_as_the_upcaster_not_the_reducer(store: Path, tmp_path: Path) -> None:
+    module = write_module(tmp_path / "ups.py", """
+        def upcast(event):
+            raise KeyError("amount_cents")
+        REDUCERS = {"Step": lambda state, event: event["data"]}
+        UPCASTERS = {("Step", 1): upcast}
+    """)
+    write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {"version": 1}}])
+    with pytest.raises(ReducerError, match="the upcaster of 'Step' version 1 failed at offset 0 .*KeyError") as failed:
+        replay(store, reducer=str(module))
+    assert failed.value.hint == "fix the upcaster or the event"
+
+
 def test_a_reducer_state_json_cannot_hold_is_a_reducer_error(store: Path, tmp_path: Path) -> None:
     module = write_module(tmp_path / "odd.py", 'REDUCERS = {"Step": lambda state, event: {"f": object()}}\n')
     write_events(store, [{"key": "a", "op": "event", "type": "Step", "data": {}}])
