@@ -1875,6 +1875,20 @@ def iter_state_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
 EXPORT_MANIFEST = ".logtool-export.json"  # the files the last export wrote into a directory
 
 
+def check_export_dir(directory: str | Path) -> Path:
+    """The directory an export writes into, refused (UsageError) where it is a file or lies inside
+    a store; a caller checks it before the replay, so a long replay is not thrown away at the end."""
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: is a file, not a directory", "-o names a directory: one file per entity goes there")
+    where = out.resolve()  # (links followed, `..` taken away)
+    inside = next((p for p in (where, *where.parents) if (p / "_log").is_dir()), None)
+    if inside is not None:
+        raise UsageError(f"{out}: is inside the store {inside}",
+                         "export to a directory outside it: a store holds only what its commits name")  # fmt: skip
+    return out
+
+
 def export_state(
     result: ReplayResult,
     directory: str | Path,
@@ -1897,14 +1911,7 @@ def export_state(
 
     if fmt not in ("parquet", "csv"):
         raise UsageError(f"cannot export state as {fmt!r}", "use parquet or csv")
-    out = Path(directory)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: is a file, not a directory")
-    where = out.resolve()  # (links followed, `..` taken away)
-    inside = next((p for p in (where, *where.parents) if (p / "_log").is_dir()), None)
-    if inside is not None:
-        raise UsageError(f"{out}: is inside the store {inside}",
-                         "export to a directory outside it: a store holds only what its commits name")  # fmt: skip
+    out = check_export_dir(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -425,3 +425,15 @@ def test_an_export_says_which_earlier_file_it_removed(cli: Any, tmp_path: Path) 
     assert sorted(p.name for p in out.iterdir()) == [".logtool-export.json", "public.customers.csv"]
     again = cli("replay", store, "--format", "csv", "-o", out)  # nothing left to remove: nothing said
     assert again.code == 0 and "removed" not in again.err
+
+
+@pytest.mark.parametrize("where", ["a file", "the store"])
+def test_an_export_directory_that_cannot_be_is_refused_before_the_replay(cli: Any, shop: Path, tmp_path: Path, where: str) -> None:
+    # refused before replaying, not after: on a large log the replay would be thrown away
+    (tmp_path / "a file").write_text("x")
+    out = tmp_path / "a file" if where == "a file" else shop / "out"
+    run = cli("replay", shop, "--format", "csv", "-o", out)
+    assert run.code == 2 and run.out == ""
+    assert ("is a file, not a directory" if where == "a file" else "is inside the store") in run.err
+    assert "state at" not in run.err and "digest" not in run.err
+    assert not (shop / "out").exists()

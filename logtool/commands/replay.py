@@ -69,8 +69,10 @@ def command(
         raise UsageError("--format parquet writes files", "add -o DIR (one <entity>.parquet per entity)")
     if output and fmt not in (None, "parquet", "csv"):
         raise UsageError(f"-o writes files: --format {fmt} cannot go there", "use --format parquet or csv with -o")
-    if output and Path(output).exists() and not Path(output).is_dir():
-        raise UsageError(f"{output}: is a file, not a directory", "-o names a directory: one file per entity goes there")
+    if output:
+        from logtool.replay import check_export_dir
+
+        check_export_dir(output)  # before the replay, which may be long
     with console.progress("replay", unit="") as update:
         result = logtool.replay(  # type: ignore[operator]  # the function, not the module of that name
             store, at_offset=at_offset, at_time=at_time, at_position=at_position, entity=entity, key=key,
