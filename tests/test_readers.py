@@ -240,8 +240,19 @@ def test_csv_bad_records_are_reported_in_line_order(cli: Cli, new_store: Callabl
     assert r.code == 0, r.err
     quarantined = [json.loads(x) for q in sorted((store / "quarantine").iterdir()) for x in q.read_text().splitlines()]
     assert [(q["line"], q["reason"][:24]) for q in quarantined] == [
-        (2, "missing key field 'id'"), (3, "expected 2 fields, found"), (4, "invalid UTF-8 at charact"),
+        (2, "missing key field 'id'"), (3, "expected 2 fields, found"), (4, "invalid UTF-8 at byte 2 "),
     ]  # fmt: skip
+
+
+def test_csv_invalid_utf8_is_placed_by_byte_in_the_record(cli: Cli, new_store: Callable[[str], Path], tmp_path: Path) -> None:
+    """A Latin-1 byte in a CSV record is placed as a JSON line's is, by its byte in the record as
+    the file holds it: the delimiters and quotes before it count, and so does every byte of a
+    multi-byte character (not the fields' characters joined, which placed it at "character 1")."""
+    f = tmp_path / "latin.csv"
+    f.write_bytes(b"id,name,city\n1,ann,x\n2,\"J\xc3\xbcrg\",Z\xfcrich\n")  # the \xfc is at byte 11
+    r = cli("ingest", new_store("s"), f, "--key-field", "id")
+    assert r.code == 2
+    assert r.errors()[0] == f"error: {f}:3: invalid UTF-8 at byte 11 (a file in another encoding can be converted with iconv)"
 
 
 @pytest.mark.parametrize(

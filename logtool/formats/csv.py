@@ -97,6 +97,15 @@ def _raw(lines: list[str]) -> bytes:
     return "".join(lines).rstrip("\r\n").encode("utf-8", "surrogateescape")
 
 
+def _first_bad_byte(raw: bytes) -> int:
+    """Where (0-based) a record's bytes stop being UTF-8."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start
+    return 0  # not reached: the record held an undecodable byte
+
+
 # What separates fields: a comma, else (a header without one) the most frequent of the others,
 # as spreadsheets in many locales write semicolons, and tab-separated files are common.
 DELIMITERS = (",", ";", "\t", "|")
@@ -203,11 +212,13 @@ def read(source: Source, mapping: Mapping, report: Report) -> Iterator[pa.Record
                     BadRecord(source.name, line_no, f"expected {counted(len(header), 'field')}, found {len(row)}", _raw(consumed))
                 )
                 continue
-            joined = "".join(row)
             try:
-                joined.encode("utf-8")
-            except UnicodeEncodeError as e:
-                pending.append(BadRecord(source.name, line_no, not_utf8(f"at character {e.start}"), _raw(consumed)))
+                "".join(row).encode("utf-8")
+            except UnicodeEncodeError:
+                # where in the record's bytes, as a JSON line's is told: the joined fields lack the
+                # delimiters and quotes, and count characters, not bytes
+                record = _raw(consumed)
+                pending.append(BadRecord(source.name, line_no, not_utf8(f"at byte {_first_bad_byte(record)}"), record))
                 continue
             quoted: set[int] = set()
             # a record over several lines, a quoted empty field, or a last line without its line
