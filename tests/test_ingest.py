@@ -873,7 +873,8 @@ OVERSIZED = '{"id":2,"ts":"2024-01-01T00:00:00Z","pad":"' + "x" * 100 + '"}'
 
 # kind -> (file name, lines, extra options, line of the bad record, reason text, good lines)
 BAD_KINDS: dict[str, tuple[str, list[str | bytes], list[str], int, str, list[int]]] = {
-    "broken JSON": ("b.jsonl", [GOOD_1, '{"id":2,"ts":', GOOD_3], [], 2, "broken JSON", [1, 3]),
+    "broken JSON": ("b.jsonl", [GOOD_1, '{"id":2,"ts":', GOOD_3], [], 2,
+                    "broken JSON: the record is cut short at byte 13", [1, 3]),
     "trailing comma": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"2024-01-01T00:00:00Z","v":[1,2,],}', GOOD_3], [], 2,
                        "broken JSON: a trailing comma", [1, 3]),
     "NaN": ("b.jsonl", [GOOD_1, '{"id":2,"ts":"2024-01-01T00:00:00Z","v":NaN}', GOOD_3], [], 2,
@@ -911,7 +912,7 @@ def test_the_summary_says_how_many_bad_records_it_does_not_list(
     r = cli("ingest", new_store("s"), f, "--key-field", "id", "--on-error", "quarantine")
     assert r.code == 0 and _summary(8, 8, 0) in r.err
     assert [ln for ln in r.err.splitlines() if ln.startswith("  ")] == [
-        *(f"  {f}:{n}: broken JSON" for n in (2, 4, 6, 8, 10)), "  ... and 3 more (the store's quarantine/ holds every one)"
+        *(f"  {f}:{n}: broken JSON: expecting property name enclosed in double quotes at byte 1" for n in (2, 4, 6, 8, 10)), "  ... and 3 more (the store's quarantine/ holds every one)"
     ]
     r = cli("ingest", new_store("t"), f, "--key-field", "id", "--on-error", "skip")
     assert "  ... and 3 more\n" in r.err
@@ -1035,7 +1036,7 @@ def test_every_kind_in_one_file_quarantined(
     entries = sorted((json.loads(x) for x in qfile.read_text("utf-8").splitlines()), key=lambda e: e["line"])
     reasons = {e["line"]: e["reason"] for e in entries}
     assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8]
-    assert reasons[2] == "broken JSON"
+    assert reasons[2] == "broken JSON: the record is cut short at byte 8"
     assert reasons[3].startswith("invalid UTF-8")
     assert reasons[4].startswith("not a JSON object")
     assert reasons[5] == "missing key field 'id'"
@@ -1102,7 +1103,27 @@ def test_fail_names_the_first_bad_record(
     f = write_lines(tmp_path / "b.jsonl", [GOOD_1, '{"id":2,', GOOD_3, OVERSIZED])
     r = cli("ingest", new_store("s"), f, "--key-field", "id", "--max-line-bytes", "64")
     assert r.code == 2
-    assert r.errors() == [f"error: {f}:2: broken JSON"]
+    assert r.errors() == [f"error: {f}:2: broken JSON: the record is cut short at byte 8"]
+
+
+def test_broken_json_says_what_and_where(
+    write_lines: WriteLines, cli: Cli, new_store: NewStore, tmp_path: Path
+) -> None:
+    """A line that is not JSON is told what is wrong with it and at which byte (as invalid UTF-8
+    is), not only that it is broken: a NUL byte (zeros padding a file after a crash) by name."""
+    f = write_lines(
+        tmp_path / "b.jsonl",
+        [GOOD_1, b'{"id":2}\x00\x00', '{"id":3 "x":1}', '{"n":"\u00e9\t"}', '{"id":5}}', '{"id":6,"v":[1,', GOOD_3],
+    )
+    r = cli("ingest", new_store("s"), f, "--key-field", "id", "--on-error", "skip")
+    assert r.code == 0 and _summary(2, 0, 5) in r.err
+    assert [ln for ln in r.err.splitlines() if ln.startswith("  ")] == [
+        f"  {f}:2: broken JSON: a NUL byte at byte 8 (a file padded with zeros after a crash, or not text)",
+        f"  {f}:3: broken JSON: expecting ',' delimiter at byte 8",
+        f"  {f}:4: broken JSON: invalid control character at byte 8",  # é is two bytes (character 7)
+        f"  {f}:5: broken JSON: extra data at byte 8",
+        f"  {f}:6: broken JSON: the record is cut short at byte 15",
+    ]
 
 
 def test_csv_bad_row_quarantined_as_written(cli: Cli, new_store: NewStore, tmp_path: Path) -> None:
@@ -1125,7 +1146,7 @@ def test_fail_keeps_earlier_files_committed(
     store = new_store("s")
     r = cli("ingest", store, good, bad, "--key-field", "id", "--segment-rows", "1")
     assert r.code == 2
-    assert r.errors() == [f"error: {bad}:2: broken JSON"]
+    assert r.errors() == [f"error: {bad}:2: broken JSON: the record is cut short at byte 1"]
     # one atomic commit per file: the good file is in, nothing of the bad one
     assert Store.open(store).state().version == 0
     assert [e["key"] for e in _rows(query, store)] == ["1", "2"]

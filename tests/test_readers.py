@@ -799,7 +799,7 @@ def test_format_option_is_obeyed_against_content(
     store = new_store("s")
     r = cli("ingest", store, f, "--key-field", "id", "--format", "jsonl")
     assert r.code == 2
-    assert r.errors() == [f"error: {f}:1: broken JSON"]
+    assert r.errors() == [f"error: {f}:1: broken JSON: expecting value at byte 0"]
     r = cli("ingest", store, f, "--format", "nosuch")
     assert r.code == 2 and "unknown format 'nosuch'" in r.err and "csv" in r.err
 
@@ -819,7 +819,7 @@ def test_library_reader_reports_and_goes_on(write_lines: WriteLines, tmp_path: P
     batches = list(fmt.read(Source(str(f)), Mapping(key_fields=("id",)), bad.append))
     keys = [k for b in batches for k in b.column("key").to_pylist()]
     assert keys == ["1", "3"]
-    assert [(b.file, b.line, b.reason) for b in bad] == [(str(f), 2, "broken JSON")]
+    assert [(b.file, b.line, b.reason) for b in bad] == [(str(f), 2, "broken JSON: expecting property name enclosed in double quotes at byte 1")]
 
 
 @settings(max_examples=300, deadline=None)

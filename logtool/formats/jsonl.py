@@ -501,6 +501,8 @@ class RecordMapper:
             for i, why in zip(bad.column("idx").to_pylist(), bad.column("reason").to_pylist(), strict=True):
                 if why:  # '' is a blank line: nothing to report
                     record = raw[i] if raw is not None else lines[i].as_py().rstrip("\r\n").encode()
+                    if why == "broken JSON":
+                        why = broken_json(lines[i].as_py())
                     self.report(BadRecord(self.source.name, line_no[i].as_py(), why, record))
             out = out.filter(pc.is_null(reason))
         if out.num_rows == 0:
@@ -579,6 +581,30 @@ class RecordMapper:
         for name, values in columns.items():
             out = out.set_column(out.schema.get_field_index(name), name, pa.array(values, pa.string()))
         return out if all(keep) else out.filter(pa.array(keep))
+
+
+def broken_json(line: str) -> str:
+    """Why a line is not JSON, and where (its byte, as invalid UTF-8 is placed): DuckDB only says
+    that it is not. A NUL byte is named as such (a file padded with zeros after a crash, or not
+    text); a line that ends inside its record is said to be cut short."""
+    import json
+
+    text = line.rstrip("\r\n")
+    nul = text.find("\x00")
+    if nul >= 0:
+        return f"broken JSON: a NUL byte at byte {_byte_at(text, nul)} (a file padded with zeros after a crash, or not text)"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.pos >= len(text.rstrip()):
+            return f"broken JSON: the record is cut short at byte {_byte_at(text, e.pos)}"
+        what = e.msg.removesuffix(" at")  # "Invalid control character at"
+        return f"broken JSON: {what[:1].lower()}{what[1:]} at byte {_byte_at(text, e.pos)}"
+    return "broken JSON"  # what Python reads and DuckDB does not (a nesting too deep for it)
+
+
+def _byte_at(text: str, pos: int) -> int:
+    return len(text[:pos].encode("utf-8", "surrogatepass"))
 
 
 class _ReadAhead:
