@@ -43,7 +43,7 @@ from .errors import NotFoundError, UsageError
 from .formats.base import RawJSON, RawNumber, dumps_exact, given_key, loads_exact, parse_ts
 from .formats.mongodb import unwrap_number
 from .keyindex import SegmentIndex
-from .replay import _canon, keyless_reason
+from .replay import _canon, key_as_stored, keyless_reason
 from .store import Store, reads_latest
 
 if TYPE_CHECKING:
@@ -606,25 +606,8 @@ def _history_steps(
 def _member_order_hint(con: duckdb.DuckDBPyConnection, key: str, entity: str | None) -> str | None:
     """Where a composite key was given with its members in another order than the store's (the
     key fields' order, which a user cannot see), the key as the store writes it."""
-    try:
-        given = loads_exact(key) if key.startswith("{") else None
-    except ValueError:
-        return None
-    if not isinstance(given, dict):
-        return None
-    names = sorted(given)
-    scope = f" AND entity = {sql_string(entity)}" if entity is not None else ""
-    # the first stored composite key of the same members says their order (only on a miss: a scan)
-    for (stored,) in con.execute(
-        f"SELECT DISTINCT key FROM events WHERE starts_with(key, '{{'){scope} LIMIT 1000"
-    ).fetchall():
-        try:
-            order = list(loads_exact(stored))
-        except (ValueError, TypeError):
-            continue
-        if sorted(order) == names and order != list(given):
-            return f"a composite key's members go in the key fields' order: {dumps_exact({n: given[n] for n in order})}"
-    return None
+    stored = key_as_stored(con, key, entity)
+    return None if stored == key else f"a composite key's members go in the key fields' order: {stored}"
 
 
 def _steps_of_rows_at(steps: list[_Step], key: str, entity: str | None) -> list[_Step]:

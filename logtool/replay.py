@@ -327,7 +327,7 @@ def replay(
         filters.append(named)
         snap_filters.append(named)
     if key is not None:
-        key = _key_as_stored(con, key, entity)
+        key = key_as_stored(con, key, entity)
         # the whole prefix, not only the events after the snapshot: the row may sit in the snapshot
         pairs = _key_family(con, key, " AND ".join(f for f in filters if not f.startswith('"offset" >')))
         # a row whose events a head-dropping purge removed lives on in the snapshot taken there
@@ -379,7 +379,7 @@ def replay(
     )
 
 
-def _key_as_stored(con: duckdb.DuckDBPyConnection, key: str, entity: str | None) -> str:
+def key_as_stored(con: duckdb.DuckDBPyConnection, key: str, entity: str | None) -> str:
     """A composite key with its members in the order the store writes them.
 
     The store writes a composite key's members in the order its key fields were named
